@@ -1,0 +1,230 @@
+//! Label sets: the identity of a series and of an alert.
+//!
+//! A [`Labels`] is a list of name/value pairs sorted by name, with no empty values (an empty value
+//! means "label absent", as in Prometheus). Names and values are `Arc<str>` so that the head can
+//! intern them: the thousands of series of one target share one `job`, one `instance`, one
+//! `__name__` per family.
+
+use std::fmt;
+use std::hash::{Hash, Hasher};
+use std::sync::Arc;
+
+/// The label that holds a series' metric name.
+pub const METRIC_NAME: &str = "__name__";
+
+/// One label pair.
+#[derive(Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct Label {
+    /// Label name, e.g. `job`.
+    pub name: Arc<str>,
+    /// Label value, never empty inside a [`Labels`].
+    pub value: Arc<str>,
+}
+
+/// A sorted set of labels. Cheap to clone relative to its size; equality and hashing are by
+/// content.
+#[derive(Clone, Default, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct Labels(Vec<Label>);
+
+impl Labels {
+    /// The empty label set.
+    pub const fn empty() -> Self {
+        Labels(Vec::new())
+    }
+
+    /// Builds a label set from pairs in any order. Empty values are dropped; of duplicate names
+    /// the last one wins.
+    pub fn new<N, V, I>(pairs: I) -> Self
+    where
+        N: Into<Arc<str>>,
+        V: Into<Arc<str>>,
+        I: IntoIterator<Item = (N, V)>,
+    {
+        let mut v: Vec<Label> = Vec::new();
+        for (n, val) in pairs {
+            let (name, value) = (n.into(), val.into());
+            if let Some(existing) = v.iter_mut().find(|l| l.name == name) {
+                existing.value = value;
+            } else {
+                v.push(Label { name, value });
+            }
+        }
+        v.retain(|l| !l.value.is_empty());
+        v.sort_by(|a, b| a.name.cmp(&b.name));
+        Labels(v)
+    }
+
+    /// Builds from labels already sorted by name with unique names and non-empty values
+    /// (checked in debug builds). Used on hot paths where the caller guarantees the order.
+    pub fn from_sorted(v: Vec<Label>) -> Self {
+        debug_assert!(v.windows(2).all(|w| w[0].name < w[1].name));
+        debug_assert!(v.iter().all(|l| !l.value.is_empty()));
+        Labels(v)
+    }
+
+    /// The value of label `name`, if present.
+    pub fn get(&self, name: &str) -> Option<&str> {
+        self.0
+            .binary_search_by(|l| (*l.name).cmp(name))
+            .ok()
+            .map(|i| &*self.0[i].value)
+    }
+
+    /// The metric name (`__name__`), if present.
+    pub fn metric_name(&self) -> Option<&str> {
+        self.get(METRIC_NAME)
+    }
+
+    /// Iterates over the labels in name order.
+    pub fn iter(&self) -> std::slice::Iter<'_, Label> {
+        self.0.iter()
+    }
+
+    /// Number of labels.
+    pub fn len(&self) -> usize {
+        self.0.len()
+    }
+
+    /// True when there are no labels.
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+
+    /// The labels as a slice, sorted by name.
+    pub fn as_slice(&self) -> &[Label] {
+        &self.0
+    }
+
+    /// Consumes the set into its sorted vector.
+    pub fn into_vec(self) -> Vec<Label> {
+        self.0
+    }
+
+    /// A copy with `name` set to `value` (removed when `value` is empty).
+    pub fn with(&self, name: impl Into<Arc<str>>, value: impl Into<Arc<str>>) -> Labels {
+        let (name, value): (Arc<str>, Arc<str>) = (name.into(), value.into());
+        let mut v = self.0.clone();
+        match v.binary_search_by(|l| l.name.cmp(&name)) {
+            Ok(i) if value.is_empty() => {
+                v.remove(i);
+            }
+            Ok(i) => v[i].value = value,
+            Err(_) if value.is_empty() => {}
+            Err(i) => v.insert(i, Label { name, value }),
+        }
+        Labels(v)
+    }
+
+    /// A copy without the named labels.
+    pub fn without(&self, names: &[&str]) -> Labels {
+        Labels(self.0.iter().filter(|l| !names.contains(&&*l.name)).cloned().collect())
+    }
+
+    /// A copy keeping only the named labels.
+    pub fn keep_only(&self, names: &[&str]) -> Labels {
+        Labels(self.0.iter().filter(|l| names.contains(&&*l.name)).cloned().collect())
+    }
+
+    /// A copy without `__name__`.
+    pub fn without_metric_name(&self) -> Labels {
+        self.without(&[METRIC_NAME])
+    }
+
+    /// A stable 64-bit fingerprint of the label set (FNV-1a over names and values with
+    /// separators). Stable across processes and versions: it names alerts in the store and in
+    /// notifications, so it must never change for the same labels.
+    pub fn fingerprint(&self) -> u64 {
+        const OFFSET: u64 = 0xcbf2_9ce4_8422_2325;
+        const PRIME: u64 = 0x0000_0100_0000_01b3;
+        let mut h = OFFSET;
+        let mut feed = |bytes: &[u8]| {
+            for b in bytes {
+                h ^= u64::from(*b);
+                h = h.wrapping_mul(PRIME);
+            }
+        };
+        for l in &self.0 {
+            feed(l.name.as_bytes());
+            feed(&[0xff]);
+            feed(l.value.as_bytes());
+            feed(&[0xfe]);
+        }
+        h
+    }
+}
+
+impl fmt::Display for Labels {
+    /// Prometheus' notation: `name{a="1", b="2"}`; a set without a name prints as `{a="1"}`.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if let Some(n) = self.metric_name() {
+            f.write_str(n)?;
+        }
+        f.write_str("{")?;
+        let mut first = true;
+        for l in self.0.iter().filter(|l| &*l.name != METRIC_NAME) {
+            if !first {
+                f.write_str(", ")?;
+            }
+            first = false;
+            write!(f, "{}=\"", l.name)?;
+            for c in l.value.chars() {
+                match c {
+                    '\\' => f.write_str("\\\\")?,
+                    '"' => f.write_str("\\\"")?,
+                    '\n' => f.write_str("\\n")?,
+                    c => write!(f, "{c}")?,
+                }
+            }
+            f.write_str("\"")?;
+        }
+        f.write_str("}")
+    }
+}
+
+impl fmt::Debug for Labels {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Display::fmt(self, f)
+    }
+}
+
+impl fmt::Debug for Label {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}={:?}", self.name, self.value)
+    }
+}
+
+/// Hashes only the content, so `Labels` can key a `HashMap` built with any hasher.
+pub fn hash_labels<H: Hasher>(labels: &Labels, state: &mut H) {
+    labels.hash(state)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn new_sorts_drops_empty_and_dedups() {
+        let l = Labels::new([("job", "api"), ("a", ""), ("__name__", "up"), ("job", "web")]);
+        assert_eq!(l.to_string(), r#"up{job="web"}"#);
+        assert_eq!(l.len(), 2);
+        assert_eq!(l.get("job"), Some("web"));
+        assert_eq!(l.get("a"), None);
+    }
+
+    #[test]
+    fn with_and_without() {
+        let l = Labels::new([("b", "2")]);
+        let l2 = l.with("a", "1").with("c", "3").with("b", "");
+        assert_eq!(l2.to_string(), r#"{a="1", c="3"}"#);
+        assert_eq!(l2.without(&["a"]).to_string(), r#"{c="3"}"#);
+        assert_eq!(l2.keep_only(&["a"]).to_string(), r#"{a="1"}"#);
+    }
+
+    #[test]
+    fn fingerprint_is_stable_and_content_based() {
+        let a = Labels::new([("job", "api"), ("instance", "x")]);
+        let b = Labels::new([("instance", "x"), ("job", "api")]);
+        assert_eq!(a.fingerprint(), b.fingerprint());
+        assert_ne!(a.fingerprint(), Labels::new([("job", "apix")]).fingerprint());
+    }
+}
