@@ -18,3 +18,4 @@
 
 pub mod alert;
 pub mod series;
+pub mod config;

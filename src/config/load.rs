@@ -1,0 +1,574 @@
+//! Reading a config file into a validated [`Config`], collecting every problem.
+
+use std::borrow::Cow;
+use std::collections::HashSet;
+use std::fmt;
+use std::ops::Range;
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+use serde::de::DeserializeOwned;
+use toml::Spanned;
+use toml::de::{DeTable, DeValue};
+
+use super::{
+    Config, EmailConfig, GateConfig, GlobalConfig, InhibitConfig, JobConfig, PagerdutyConfig,
+    ProbeConfig, PromqlExpr, ReceiverConfig, ReceiverKind, RelativeBound, RouteConfig, RuleConfig,
+    ServerConfig, SlackConfig, StorageConfig, WebhookConfig, defaults,
+};
+use crate::alert::Matcher;
+
+/// One problem in a config file.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Problem {
+    /// 1-based line and column, when the problem has a place in the file.
+    pub position: Option<(usize, usize)>,
+    /// What is wrong, naming the section element (`probe "api-health"`) where it can.
+    pub message: String,
+}
+
+/// Why a config could not be loaded.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// The file could not be read.
+    #[error("cannot read config file {path}: {source}")]
+    Read {
+        /// The file.
+        path: PathBuf,
+        /// The I/O error.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The file was read but has problems.
+    #[error("{}", format_problems(.origin, .problems))]
+    Invalid {
+        /// The file name, as shown in messages.
+        origin: String,
+        /// Every problem found.
+        problems: Vec<Problem>,
+    },
+}
+
+fn format_problems(origin: &str, problems: &[Problem]) -> String {
+    let mut out = String::new();
+    for (i, p) in problems.iter().enumerate() {
+        if i > 0 {
+            out.push('\n');
+        }
+        match p.position {
+            Some((l, c)) => out.push_str(&format!("{origin}:{l}:{c}: {}", p.message)),
+            None => out.push_str(&format!("{origin}: {}", p.message)),
+        }
+    }
+    out
+}
+
+impl fmt::Display for Problem {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.position {
+            Some((l, c)) => write!(f, "{l}:{c}: {}", self.message),
+            None => f.write_str(&self.message),
+        }
+    }
+}
+
+/// Where the config is looked for: `-c`, else `$POSTFLIGHT_CONFIG`, else `./postflight.toml`,
+/// else `/etc/postflight/postflight.toml`.
+pub fn default_config_path(cli: Option<&Path>) -> PathBuf {
+    if let Some(p) = cli {
+        return p.to_path_buf();
+    }
+    if let Some(p) = std::env::var_os("POSTFLIGHT_CONFIG").filter(|p| !p.is_empty()) {
+        return PathBuf::from(p);
+    }
+    let local = PathBuf::from("postflight.toml");
+    if local.exists() {
+        return local;
+    }
+    PathBuf::from("/etc/postflight/postflight.toml")
+}
+
+/// Reads and validates a config file.
+pub fn load_file(path: &Path) -> Result<Config, ConfigError> {
+    let src = std::fs::read_to_string(path)
+        .map_err(|source| ConfigError::Read { path: path.to_path_buf(), source })?;
+    load_str(&src, &path.display().to_string())
+}
+
+/// Validates config text; `origin` names it in messages.
+pub fn load_str(src: &str, origin: &str) -> Result<Config, ConfigError> {
+    let mut ctx = Ctx { src, problems: Vec::new() };
+    let config = ctx.load();
+    if ctx.problems.is_empty() {
+        Ok(config)
+    } else {
+        ctx.problems.sort_by_key(|p| p.position.unwrap_or((usize::MAX, 0)));
+        Err(ConfigError::Invalid { origin: origin.to_string(), problems: ctx.problems })
+    }
+}
+
+struct Ctx<'s> {
+    src: &'s str,
+    problems: Vec<Problem>,
+}
+
+/// The sections a config file may have, and whether each is an array of tables.
+const SECTIONS: &[(&str, bool)] = &[
+    ("server", false),
+    ("storage", false),
+    ("global", false),
+    ("job", true),
+    ("probe", true),
+    ("rule", true),
+    ("inhibit", true),
+    ("route", true),
+    ("receiver", true),
+    ("gate", true),
+];
+
+impl<'s> Ctx<'s> {
+    fn position(&self, offset: usize) -> (usize, usize) {
+        let offset = offset.min(self.src.len());
+        let before = &self.src[..offset];
+        let line = before.matches('\n').count() + 1;
+        let col = before.rfind('\n').map_or(offset, |nl| offset - nl - 1);
+        (line, before[before.len() - col..].chars().count() + 1)
+    }
+
+    fn problem(&mut self, span: Option<Range<usize>>, message: impl Into<String>) {
+        let position = span.map(|s| self.position(s.start));
+        self.problems.push(Problem { position, message: message.into() });
+    }
+
+    fn load(&mut self) -> Config {
+        let (root, syntax) = DeTable::parse_recoverable(self.src);
+        if !syntax.is_empty() {
+            for e in syntax {
+                self.problem(e.span(), format!("TOML syntax: {}", e.message().trim()));
+            }
+            return Config::default();
+        }
+        let mut root = root.into_inner();
+        self.interpolate_table(&mut root);
+
+        let mut config = Config::default();
+        let mut seen_names: HashSet<&str> = HashSet::new();
+        for (key, value) in root.iter() {
+            let name = key.get_ref().as_ref();
+            let Some(&(_, is_array)) = SECTIONS.iter().find(|(n, _)| *n == name) else {
+                let known: Vec<&str> = SECTIONS.iter().map(|(n, _)| *n).collect();
+                self.problem(
+                    Some(key.span()),
+                    format!("unknown section `{name}` (expected one of: {})", known.join(", ")),
+                );
+                continue;
+            };
+            seen_names.insert(name);
+            match (is_array, value.get_ref()) {
+                (false, DeValue::Table(_)) => match name {
+                    "server" => {
+                        if let Some(v) = self.de::<ServerConfig>(value, "[server]") {
+                            config.server = v
+                        }
+                    }
+                    "storage" => {
+                        if let Some(v) = self.de::<StorageConfig>(value, "[storage]") {
+                            config.storage = v
+                        }
+                    }
+                    "global" => {
+                        if let Some(v) = self.de::<GlobalConfig>(value, "[global]") {
+                            config.global = v
+                        }
+                    }
+                    _ => unreachable!("SECTIONS lists only these three as tables"),
+                },
+                (true, DeValue::Array(items)) => {
+                    for item in items.iter() {
+                        let label = element_label(name, item);
+                        match name {
+                            "job" => config.jobs.extend(self.de::<JobConfig>(item, &label)),
+                            "probe" => config.probes.extend(self.de::<ProbeConfig>(item, &label)),
+                            "rule" => config.rules.extend(self.de::<RuleConfig>(item, &label)),
+                            "inhibit" => {
+                                config.inhibits.extend(self.de::<InhibitConfig>(item, &label))
+                            }
+                            "route" => config.routes.extend(self.de::<RouteConfig>(item, &label)),
+                            "receiver" => config.receivers.extend(self.receiver(item, &label)),
+                            "gate" => config.gates.extend(self.de::<GateConfig>(item, &label)),
+                            _ => unreachable!("SECTIONS lists only these as arrays"),
+                        }
+                    }
+                }
+                (true, _) => self.problem(
+                    Some(value.span()),
+                    format!("`{name}` must be an array of tables: write [[{name}]]"),
+                ),
+                (false, _) => self
+                    .problem(Some(value.span()), format!("`{name}` must be a table: write [{name}]")),
+            }
+        }
+        self.cross_check(&root, &mut config);
+        config
+    }
+
+    /// Deserialises one table on its own, so its problems do not hide the next table's.
+    fn de<T: DeserializeOwned>(&mut self, value: &Spanned<DeValue<'_>>, label: &str) -> Option<T> {
+        let DeValue::Table(t) = value.get_ref() else {
+            self.problem(Some(value.span()), format!("{label}: expected a table"));
+            return None;
+        };
+        let table = Spanned::new(value.span(), t.clone());
+        match T::deserialize(toml::de::Deserializer::from(table)) {
+            Ok(v) => Some(v),
+            Err(e) => {
+                let span = e.span().or(Some(value.span()));
+                self.problem(span, format!("{label}: {}", e.message().trim()));
+                None
+            }
+        }
+    }
+
+    fn receiver(&mut self, item: &Spanned<DeValue<'_>>, label: &str) -> Option<ReceiverConfig> {
+        let DeValue::Table(t) = item.get_ref() else {
+            self.problem(Some(item.span()), format!("{label}: expected a table"));
+            return None;
+        };
+        let mut t = t.clone();
+        let take_str = |t: &mut DeTable<'_>, key: &str| -> Result<Option<(String, Range<usize>)>, Range<usize>> {
+            match t.remove(key) {
+                None => Ok(None),
+                Some(v) => match v.get_ref() {
+                    DeValue::String(s) => Ok(Some((s.to_string(), v.span()))),
+                    _ => Err(v.span()),
+                },
+            }
+        };
+        let name = match take_str(&mut t, "name") {
+            Ok(Some((n, _))) => n,
+            Ok(None) => {
+                self.problem(Some(item.span()), format!("{label}: missing field `name`"));
+                return None;
+            }
+            Err(span) => {
+                self.problem(Some(span), format!("{label}: `name` must be a string"));
+                return None;
+            }
+        };
+        let (kind, kind_span) = match take_str(&mut t, "type") {
+            Ok(Some(k)) => k,
+            Ok(None) => {
+                self.problem(
+                    Some(item.span()),
+                    format!("{label}: missing field `type` (slack, email, webhook or pagerduty)"),
+                );
+                return None;
+            }
+            Err(span) => {
+                self.problem(Some(span), format!("{label}: `type` must be a string"));
+                return None;
+            }
+        };
+        let mut send_resolved = true;
+        match t.remove("send_resolved").map(|v| (v.get_ref().as_bool(), v.span())) {
+            None => {}
+            Some((Some(b), _)) => send_resolved = b,
+            Some((None, span)) => {
+                self.problem(Some(span), format!("{label}: `send_resolved` must be true or false"))
+            }
+        }
+        let mut timeout = defaults::receiver_timeout().get();
+        match take_str(&mut t, "timeout") {
+            Ok(None) => {}
+            Ok(Some((s, span))) => match super::parse_duration(&s) {
+                Ok(d) => timeout = d,
+                Err(e) => self.problem(Some(span), format!("{label}: timeout: {e}")),
+            },
+            Err(span) => self.problem(Some(span), format!("{label}: `timeout` must be a duration string")),
+        }
+        let rest = Spanned::new(item.span(), DeValue::Table(t));
+        let kind = match kind.as_str() {
+            "slack" => ReceiverKind::Slack(self.de::<SlackConfig>(&rest, label)?),
+            "email" => ReceiverKind::Email(self.de::<EmailConfig>(&rest, label)?),
+            "webhook" => ReceiverKind::Webhook(self.de::<WebhookConfig>(&rest, label)?),
+            "pagerduty" => ReceiverKind::Pagerduty(self.de::<PagerdutyConfig>(&rest, label)?),
+            other => {
+                self.problem(
+                    Some(kind_span),
+                    format!(
+                        "{label}: unknown receiver type {other:?} (expected slack, email, webhook or pagerduty)"
+                    ),
+                );
+                return None;
+            }
+        };
+        Some(ReceiverConfig { name, send_resolved, timeout, kind })
+    }
+
+    /// Replaces `${VAR}` and `${file:PATH}` in every string value; `$${` is a literal `${`.
+    fn interpolate_table(&mut self, t: &mut DeTable<'_>) {
+        for (_, v) in t.iter_mut() {
+            self.interpolate_value(v);
+        }
+    }
+
+    fn interpolate_value(&mut self, v: &mut Spanned<DeValue<'_>>) {
+        let span = v.span();
+        match v.get_mut() {
+            DeValue::String(s) if s.contains('$') => match interpolate(s) {
+                Ok(new) => *s = Cow::Owned(new),
+                Err(msg) => self.problem(Some(span), msg),
+            },
+            DeValue::Array(a) => {
+                for item in a.iter_mut() {
+                    self.interpolate_value(item);
+                }
+            }
+            DeValue::Table(t) => self.interpolate_table(t),
+            _ => {}
+        }
+    }
+
+    /// Checks between sections: unique names, references to receivers, and what serde cannot
+    /// see. Spans come from the raw tree.
+    fn cross_check(&mut self, root: &DeTable<'_>, config: &mut Config) {
+        let span_of = |section: &str, idx: usize, key: &str| -> Option<Range<usize>> {
+            let arr = root.get(section)?;
+            let DeValue::Array(items) = arr.get_ref() else { return None };
+            let item = items.get(idx)?;
+            let DeValue::Table(t) = item.get_ref() else { return Some(item.span()) };
+            Some(t.get(key).map_or(item.span(), |v| v.span()))
+        };
+        let receivers: HashSet<&str> = config.receivers.iter().map(|r| r.name.as_str()).collect();
+
+        let dup = |problems: &mut Vec<(Option<Range<usize>>, String)>,
+                       section: &str,
+                       key: &str,
+                       names: Vec<&str>| {
+            let mut seen = HashSet::new();
+            for (i, n) in names.into_iter().enumerate() {
+                if !seen.insert(n) {
+                    problems.push((span_of(section, i, key), format!("duplicate {section} {key} {n:?}")));
+                }
+            }
+        };
+        let mut found: Vec<(Option<Range<usize>>, String)> = Vec::new();
+        dup(&mut found, "job", "name", config.jobs.iter().map(|j| j.name.as_str()).collect());
+        dup(&mut found, "probe", "name", config.probes.iter().map(|p| p.name.as_str()).collect());
+        dup(&mut found, "receiver", "name", config.receivers.iter().map(|r| r.name.as_str()).collect());
+        dup(&mut found, "gate", "job", config.gates.iter().map(|g| g.job.as_str()).collect());
+
+        for (i, route) in config.routes.iter().enumerate() {
+            if route.receivers.is_empty() {
+                found.push((span_of("route", i, "receivers"), "route has no receivers".into()));
+            }
+            for r in &route.receivers {
+                if !receivers.contains(r.as_str()) {
+                    found.push((
+                        span_of("route", i, "receivers"),
+                        format!("route refers to receiver {r:?}, which is not defined"),
+                    ));
+                }
+            }
+        }
+        for (i, gate) in config.gates.iter().enumerate() {
+            let label = format!("gate for job {:?}", gate.job);
+            for r in &gate.notify {
+                if !receivers.contains(r.as_str()) {
+                    found.push((
+                        span_of("gate", i, "notify"),
+                        format!("{label}: notify refers to receiver {r:?}, which is not defined"),
+                    ));
+                }
+            }
+            if gate.check.is_empty() {
+                found.push((span_of("gate", i, "job"), format!("{label}: has no [[gate.check]]")));
+            }
+            for c in &gate.check {
+                if c.max.is_none() && c.min.is_none() && c.max_increase.is_none() {
+                    found.push((
+                        span_of("gate", i, "check"),
+                        format!("{label}: check {:?} has no bound (max, min or max_increase)", c.name),
+                    ));
+                }
+            }
+            if gate.interval.get().is_zero() {
+                found.push((span_of("gate", i, "interval"), format!("{label}: interval must be > 0")));
+            }
+            if gate.consecutive_failures == 0 {
+                found.push((
+                    span_of("gate", i, "consecutive_failures"),
+                    format!("{label}: consecutive_failures must be at least 1"),
+                ));
+            }
+        }
+        for (i, p) in config.probes.iter().enumerate() {
+            let label = format!("probe {:?}", p.name);
+            let scheme = p.url.split_once("://").map(|(s, _)| s);
+            match scheme {
+                Some("http" | "https") => {
+                    if let Err(e) = p.url.parse::<hyper::Uri>() {
+                        found.push((span_of("probe", i, "url"), format!("{label}: invalid url: {e}")));
+                    }
+                }
+                Some("tcp") => {
+                    let rest = &p.url["tcp://".len()..];
+                    if rest.rsplit_once(':').is_none_or(|(_, port)| port.parse::<u16>().is_err()) {
+                        found.push((
+                            span_of("probe", i, "url"),
+                            format!("{label}: tcp url must be tcp://host:port"),
+                        ));
+                    }
+                }
+                _ => found.push((
+                    span_of("probe", i, "url"),
+                    format!("{label}: url must start with http://, https:// or tcp://"),
+                )),
+            }
+            if p.cert_min_days.is_some() && scheme != Some("https") {
+                found.push((span_of("probe", i, "cert_min_days"), format!("{label}: cert_min_days needs an https url")));
+            }
+            if p.failure_threshold == 0 || p.success_threshold == 0 {
+                found.push((span_of("probe", i, "name"), format!("{label}: thresholds must be at least 1")));
+            }
+            if p.timeout(&config.global) > p.interval(&config.global) {
+                config.warnings.push(format!("{label}: timeout is longer than the interval; probes will not overlap, some runs are skipped"));
+            }
+        }
+        for (i, j) in config.jobs.iter().enumerate() {
+            for t in &j.targets {
+                if t.contains('/') || t.rsplit_once(':').is_none_or(|(_, p)| p.parse::<u16>().is_err()) {
+                    found.push((span_of("job", i, "targets"), format!("job {:?}: target {t:?} must be host:port", j.name)));
+                }
+            }
+            if j.timeout(&config.global) > j.interval(&config.global) {
+                found.push((
+                    span_of("job", i, "scrape_timeout"),
+                    format!("job {:?}: scrape_timeout is longer than scrape_interval", j.name),
+                ));
+            }
+        }
+        if config.routes.is_empty() && !config.receivers.is_empty() {
+            config.warnings.push("no [[route]]: alerts will not be sent to any receiver".into());
+        } else if !config.routes.is_empty() && !config.routes.iter().any(|r| r.matchers.is_empty()) {
+            config.warnings.push(
+                "no catch-all [[route]] (one without matchers): alerts that match no route are only logged and counted"
+                    .into(),
+            );
+        }
+        for (span, msg) in found {
+            self.problem(span, msg);
+        }
+    }
+}
+
+/// Names an array element in messages: `probe "api-health"`, `rule "HighErrorRate"`, or
+/// `[[route]] #2` when it has no name.
+fn element_label(section: &str, item: &Spanned<DeValue<'_>>) -> String {
+    let key = match section {
+        "rule" => "alert",
+        "gate" => "job",
+        _ => "name",
+    };
+    if let DeValue::Table(t) = item.get_ref()
+        && let Some(DeValue::String(s)) = t.get(key).map(|v| v.get_ref())
+    {
+        let what = if section == "gate" { "gate for job" } else { section };
+        return format!("{what} {s:?}");
+    }
+    format!("[[{section}]]")
+}
+
+/// Expands `${VAR}` and `${file:PATH}`; an unknown variable or unreadable file is an error,
+/// never an empty string.
+fn interpolate(s: &str) -> Result<String, String> {
+    let mut out = String::with_capacity(s.len());
+    let mut rest = s;
+    while let Some(i) = rest.find('$') {
+        out.push_str(&rest[..i]);
+        rest = &rest[i..];
+        if let Some(r) = rest.strip_prefix("$${") {
+            out.push_str("${");
+            rest = r;
+        } else if let Some(r) = rest.strip_prefix("${") {
+            let end = r.find('}').ok_or_else(|| format!("unclosed ${{ in {s:?}"))?;
+            let reference = &r[..end];
+            if let Some(path) = reference.strip_prefix("file:") {
+                let content = std::fs::read_to_string(path)
+                    .map_err(|e| format!("cannot read ${{file:{path}}}: {e}"))?;
+                out.push_str(content.strip_suffix('\n').unwrap_or(&content));
+            } else {
+                if reference.is_empty()
+                    || !reference.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
+                {
+                    return Err(format!("invalid variable reference ${{{reference}}}"));
+                }
+                let val = std::env::var(reference)
+                    .map_err(|_| format!("environment variable {reference} is not set"))?;
+                out.push_str(&val);
+            }
+            rest = &r[end + 1..];
+        } else {
+            out.push('$');
+            rest = &rest[1..];
+        }
+    }
+    out.push_str(rest);
+    Ok(out)
+}
+
+pub(super) fn de_promql<'de, D: serde::Deserializer<'de>>(d: D) -> Result<PromqlExpr, D::Error> {
+    let source = String::deserialize(d)?;
+    parse_promql(&source).map_err(serde::de::Error::custom)
+}
+
+pub(super) fn de_promql_opt<'de, D: serde::Deserializer<'de>>(
+    d: D,
+) -> Result<Option<PromqlExpr>, D::Error> {
+    let source = String::deserialize(d)?;
+    parse_promql(&source).map(Some).map_err(serde::de::Error::custom)
+}
+
+fn parse_promql(source: &str) -> Result<PromqlExpr, String> {
+    let expr = promql_parser::parser::parse(source).map_err(|e| format!("invalid PromQL: {e}"))?;
+    Ok(PromqlExpr { source: source.to_string(), expr })
+}
+
+pub(super) fn de_matchers<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Vec<Matcher>, D::Error> {
+    let raw = Vec::<String>::deserialize(d)?;
+    raw.iter().map(|m| Matcher::parse(m).map_err(serde::de::Error::custom)).collect()
+}
+
+pub(super) fn de_regex_opt<'de, D: serde::Deserializer<'de>>(
+    d: D,
+) -> Result<Option<regex::Regex>, D::Error> {
+    let raw = String::deserialize(d)?;
+    regex::Regex::new(&raw).map(Some).map_err(|e| serde::de::Error::custom(format!("invalid regex: {e}")))
+}
+
+pub(super) fn de_relative_opt<'de, D: serde::Deserializer<'de>>(
+    d: D,
+) -> Result<Option<RelativeBound>, D::Error> {
+    let raw = String::deserialize(d)?;
+    parse_relative(&raw).map(Some).map_err(serde::de::Error::custom)
+}
+
+fn parse_relative(raw: &str) -> Result<RelativeBound, String> {
+    let bad = || format!("invalid max_increase {raw:?}: write a percentage like \"10%\" or an absolute delta like \"+0.002\"");
+    let s = raw.trim();
+    if let Some(p) = s.strip_suffix('%') {
+        let v: f64 = p.trim().trim_start_matches('+').parse().map_err(|_| bad())?;
+        if !v.is_finite() || v < 0.0 {
+            return Err(bad());
+        }
+        Ok(RelativeBound::Percent(v / 100.0))
+    } else if let Some(d) = s.strip_prefix('+') {
+        let v: f64 = d.parse().map_err(|_| bad())?;
+        if !v.is_finite() || v < 0.0 {
+            return Err(bad());
+        }
+        Ok(RelativeBound::Delta(v))
+    } else {
+        Err(bad())
+    }
+}

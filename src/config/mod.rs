@@ -1,0 +1,636 @@
+//! The configuration file (SPEC §2): typed sections, defaults in one place, and a loader that
+//! reports every problem with its `line:column`.
+//!
+//! Loading goes in four steps (see [`load`]): TOML syntax (with recovery, so several syntax
+//! errors are reported at once), `${VAR}`/`${file:PATH}` interpolation of every string,
+//! deserialisation of each section and of each `[[...]]` element on its own (so one bad probe
+//! does not hide the problems of the next), and cross-checks between sections.
+
+mod duration;
+mod load;
+mod secret;
+
+pub use duration::{ConfigDuration, format_duration, parse_duration};
+pub use load::{ConfigError, Problem, default_config_path, load_file, load_str};
+pub use secret::Secret;
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use serde::Deserialize;
+
+use crate::alert::Matcher;
+
+/// The whole configuration, validated.
+#[derive(Debug, Clone, Default)]
+pub struct Config {
+    /// `[server]`: the exporter and API listener.
+    pub server: ServerConfig,
+    /// `[storage]`: where history lives and for how long.
+    pub storage: StorageConfig,
+    /// `[global]`: defaults for every job, probe and rule.
+    pub global: GlobalConfig,
+    /// `[[job]]`: Prometheus scrape jobs.
+    pub jobs: Vec<JobConfig>,
+    /// `[[probe]]`: health probes.
+    pub probes: Vec<ProbeConfig>,
+    /// `[[rule]]`: alerting rules.
+    pub rules: Vec<RuleConfig>,
+    /// `[[inhibit]]`: inhibition rules.
+    pub inhibits: Vec<InhibitConfig>,
+    /// `[[route]]`: notification routes, in order.
+    pub routes: Vec<RouteConfig>,
+    /// `[[receiver]]`: where notifications go.
+    pub receivers: Vec<ReceiverConfig>,
+    /// `[[gate]]`: post-deployment gates.
+    pub gates: Vec<GateConfig>,
+    /// Legal but risky settings, printed by `check` and logged by `run`.
+    pub warnings: Vec<String>,
+}
+
+/// `[server]`
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ServerConfig {
+    /// Address of the exporter and API. Defaults to 127.0.0.1:7980 (outside the 9100–9999 range
+    /// other exporters use).
+    #[serde(default = "defaults::listen")]
+    pub listen: SocketAddr,
+    /// When set, every non-GET API call needs `Authorization: Bearer <token>`.
+    #[serde(default)]
+    pub api_token: Option<Secret>,
+    /// Base URL used in links inside notifications.
+    #[serde(default)]
+    pub external_url: Option<String>,
+}
+
+/// `[storage]`
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StorageConfig {
+    /// The sled database directory.
+    #[serde(default = "defaults::storage_path")]
+    pub path: std::path::PathBuf,
+    /// How long records are kept.
+    #[serde(default = "defaults::retention")]
+    pub retention: ConfigDuration,
+}
+
+/// `[global]`
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct GlobalConfig {
+    /// Default interval between scrapes of a job's targets.
+    #[serde(default = "defaults::interval")]
+    pub scrape_interval: ConfigDuration,
+    /// Default interval between probes.
+    #[serde(default = "defaults::interval")]
+    pub probe_interval: ConfigDuration,
+    /// Default probe timeout.
+    #[serde(default = "defaults::probe_timeout")]
+    pub probe_timeout: ConfigDuration,
+    /// Interval between rule evaluations.
+    #[serde(default = "defaults::interval")]
+    pub evaluation_interval: ConfigDuration,
+    /// Labels added to every alert (Prometheus' external labels).
+    #[serde(default)]
+    pub labels: BTreeMap<String, String>,
+}
+
+/// `http` or `https`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum Scheme {
+    /// Plain HTTP.
+    #[default]
+    Http,
+    /// HTTP over TLS.
+    Https,
+}
+
+/// `[[job]]`: a Prometheus scrape job.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct JobConfig {
+    /// Sets the `job` label of every series.
+    pub name: String,
+    /// `host:port` of each target; each becomes the `instance` label.
+    pub targets: Vec<String>,
+    /// Path of the metrics page.
+    #[serde(default = "defaults::metrics_path")]
+    pub metrics_path: String,
+    /// http or https.
+    #[serde(default)]
+    pub scheme: Scheme,
+    /// Overrides `global.scrape_interval`.
+    #[serde(default)]
+    pub scrape_interval: Option<ConfigDuration>,
+    /// Scrape timeout; defaults to the smaller of the interval and 10 s, as Prometheus does.
+    #[serde(default)]
+    pub scrape_timeout: Option<ConfigDuration>,
+    /// Labels added to every scraped series.
+    #[serde(default)]
+    pub labels: BTreeMap<String, String>,
+    /// Largest body accepted, in bytes (default 10 MiB).
+    #[serde(default = "defaults::body_size_limit")]
+    pub body_size_limit: u64,
+    /// Largest number of series accepted from one target (default 50,000).
+    #[serde(default = "defaults::sample_limit")]
+    pub sample_limit: u64,
+}
+
+impl JobConfig {
+    /// The scrape interval in force for this job.
+    pub fn interval(&self, g: &GlobalConfig) -> Duration {
+        self.scrape_interval.unwrap_or(g.scrape_interval).get()
+    }
+    /// The scrape timeout in force for this job.
+    pub fn timeout(&self, g: &GlobalConfig) -> Duration {
+        self.scrape_timeout
+            .map(|d| d.get())
+            .unwrap_or_else(|| self.interval(g).min(Duration::from_secs(10)))
+    }
+}
+
+/// `[[probe]]`: an HTTP(S) or TCP health probe.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ProbeConfig {
+    /// Unique name; the `probe` label.
+    pub name: String,
+    /// `http://`, `https://` or `tcp://host:port`.
+    pub url: String,
+    /// Sets the `job` label so rules and gates can join probes with metrics.
+    #[serde(default)]
+    pub job: Option<String>,
+    /// Overrides `global.probe_interval`.
+    #[serde(default)]
+    pub interval: Option<ConfigDuration>,
+    /// Overrides `global.probe_timeout`.
+    #[serde(default)]
+    pub timeout: Option<ConfigDuration>,
+    /// HTTP method.
+    #[serde(default = "defaults::method")]
+    pub method: String,
+    /// Extra request headers (values may be secrets).
+    #[serde(default)]
+    pub headers: BTreeMap<String, Secret>,
+    /// Accepted status codes; empty means any 2xx.
+    #[serde(default)]
+    pub expect_status: Vec<u16>,
+    /// Slower answers fail.
+    #[serde(default)]
+    pub max_latency: Option<ConfigDuration>,
+    /// The body must contain this text.
+    #[serde(default)]
+    pub body_contains: Option<String>,
+    /// The body must match this regex.
+    #[serde(default, deserialize_with = "load::de_regex_opt")]
+    pub body_regex: Option<regex::Regex>,
+    /// Dot paths into a JSON body and the value each must have.
+    #[serde(default)]
+    pub json: BTreeMap<String, serde_json::Value>,
+    /// The certificate chain must be valid for at least this many days (https only).
+    #[serde(default)]
+    pub cert_min_days: Option<u32>,
+    /// Consecutive failures before ProbeFailed fires.
+    #[serde(default = "defaults::failure_threshold")]
+    pub failure_threshold: u32,
+    /// Consecutive successes before it resolves.
+    #[serde(default = "defaults::success_threshold")]
+    pub success_threshold: u32,
+    /// `severity` label of ProbeFailed.
+    #[serde(default = "defaults::severity")]
+    pub severity: String,
+    /// Whether a failing probe raises ProbeFailed.
+    #[serde(default = "defaults::yes")]
+    pub alert: bool,
+}
+
+impl ProbeConfig {
+    /// The probe interval in force.
+    pub fn interval(&self, g: &GlobalConfig) -> Duration {
+        self.interval.unwrap_or(g.probe_interval).get()
+    }
+    /// The probe timeout in force.
+    pub fn timeout(&self, g: &GlobalConfig) -> Duration {
+        self.timeout.unwrap_or(g.probe_timeout).get()
+    }
+}
+
+/// A PromQL expression, parsed at load time so a broken one is a config error.
+#[derive(Clone)]
+pub struct PromqlExpr {
+    /// The expression as written.
+    pub source: String,
+    /// The parsed expression.
+    pub expr: promql_parser::parser::Expr,
+}
+
+impl std::fmt::Debug for PromqlExpr {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.source)
+    }
+}
+
+/// `[[rule]]`: a Prometheus alerting rule.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RuleConfig {
+    /// The alert name.
+    pub alert: String,
+    /// The PromQL condition.
+    #[serde(deserialize_with = "load::de_promql")]
+    pub expr: PromqlExpr,
+    /// How long the condition must hold before firing.
+    #[serde(default, rename = "for")]
+    pub for_: ConfigDuration,
+    /// How long a firing alert keeps firing after the condition clears.
+    #[serde(default)]
+    pub keep_firing_for: ConfigDuration,
+    /// Labels added to the alert (templated).
+    #[serde(default)]
+    pub labels: BTreeMap<String, String>,
+    /// Annotations (templated).
+    #[serde(default)]
+    pub annotations: BTreeMap<String, String>,
+}
+
+/// `[[inhibit]]`: Alertmanager inhibition rule.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct InhibitConfig {
+    /// Alerts that mute.
+    #[serde(deserialize_with = "load::de_matchers")]
+    pub source_matchers: Vec<Matcher>,
+    /// Alerts that are muted.
+    #[serde(deserialize_with = "load::de_matchers")]
+    pub target_matchers: Vec<Matcher>,
+    /// Labels that must be equal in source and target.
+    #[serde(default)]
+    pub equal: Vec<String>,
+}
+
+/// `[[route]]`: Alertmanager-style route.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RouteConfig {
+    /// Alerts this route takes; none matches all.
+    #[serde(default, deserialize_with = "load::de_matchers")]
+    pub matchers: Vec<Matcher>,
+    /// Receivers that get this route's notifications.
+    pub receivers: Vec<String>,
+    /// Labels that group alerts into one notification; `["..."]` groups by all labels.
+    #[serde(default = "defaults::group_by")]
+    pub group_by: Vec<String>,
+    /// Wait before the first notification of a new group.
+    #[serde(default = "defaults::group_wait")]
+    pub group_wait: ConfigDuration,
+    /// Wait before notifying changes to a group.
+    #[serde(default = "defaults::group_interval")]
+    pub group_interval: ConfigDuration,
+    /// Wait before repeating an unchanged firing group.
+    #[serde(default = "defaults::repeat_interval")]
+    pub repeat_interval: ConfigDuration,
+    /// Go on matching the next routes after this one.
+    #[serde(default, rename = "continue")]
+    pub continue_: bool,
+}
+
+/// `[[receiver]]`: one destination.
+#[derive(Debug, Clone)]
+pub struct ReceiverConfig {
+    /// Unique name, used by routes and gates.
+    pub name: String,
+    /// Whether resolved notifications are sent.
+    pub send_resolved: bool,
+    /// Timeout of one delivery attempt.
+    pub timeout: Duration,
+    /// The channel and its settings.
+    pub kind: ReceiverKind,
+}
+
+/// Channel-specific receiver settings.
+#[derive(Debug, Clone)]
+pub enum ReceiverKind {
+    /// Slack incoming webhook.
+    Slack(SlackConfig),
+    /// SMTP email.
+    Email(EmailConfig),
+    /// Generic webhook (Alertmanager v4 payload).
+    Webhook(WebhookConfig),
+    /// PagerDuty Events API v2.
+    Pagerduty(PagerdutyConfig),
+}
+
+impl ReceiverKind {
+    /// The `type` as written in the config.
+    pub fn type_name(&self) -> &'static str {
+        match self {
+            ReceiverKind::Slack(_) => "slack",
+            ReceiverKind::Email(_) => "email",
+            ReceiverKind::Webhook(_) => "webhook",
+            ReceiverKind::Pagerduty(_) => "pagerduty",
+        }
+    }
+}
+
+/// `type = "slack"`
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SlackConfig {
+    /// The incoming-webhook URL (a secret).
+    pub url: Secret,
+    /// Optional channel override.
+    #[serde(default)]
+    pub channel: Option<String>,
+}
+
+/// SMTP transport security.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum SmtpTls {
+    /// Plain SMTP (only for loopback relays).
+    None,
+    /// Upgrade with STARTTLS (port 587).
+    #[default]
+    Starttls,
+    /// Implicit TLS (port 465).
+    Tls,
+}
+
+/// `type = "email"`
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EmailConfig {
+    /// `host:port` of the SMTP server.
+    pub smtp: String,
+    /// Transport security.
+    #[serde(default)]
+    pub tls: SmtpTls,
+    /// SMTP user, when the server wants authentication.
+    #[serde(default)]
+    pub username: Option<String>,
+    /// SMTP password (a secret).
+    #[serde(default)]
+    pub password: Option<Secret>,
+    /// Sender address.
+    pub from: String,
+    /// Recipients.
+    pub to: Vec<String>,
+}
+
+/// `type = "webhook"`
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WebhookConfig {
+    /// Where to POST (a secret: webhook URLs often embed tokens).
+    pub url: Secret,
+    /// HMAC-SHA256 key for `X-Postflight-Signature`.
+    #[serde(default)]
+    pub secret: Option<Secret>,
+    /// Extra headers.
+    #[serde(default)]
+    pub headers: BTreeMap<String, Secret>,
+}
+
+/// `type = "pagerduty"`
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PagerdutyConfig {
+    /// Events API v2 integration key (a secret).
+    pub routing_key: Secret,
+    /// Events API endpoint.
+    #[serde(default = "defaults::pagerduty_url")]
+    pub url: String,
+}
+
+/// `[[gate]]`: post-deployment verdict for one job.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct GateConfig {
+    /// The job this gate judges.
+    pub job: String,
+    /// How long after a deployment the gate judges it.
+    #[serde(default = "defaults::watch")]
+    pub watch: ConfigDuration,
+    /// Window before the deployment used as the baseline.
+    #[serde(default = "defaults::watch")]
+    pub baseline: ConfigDuration,
+    /// No judgement during this first part of the watch.
+    #[serde(default = "defaults::warmup")]
+    pub warmup: ConfigDuration,
+    /// Time between evaluations.
+    #[serde(default = "defaults::gate_interval")]
+    pub interval: ConfigDuration,
+    /// Failing evaluations in a row that fail the verdict.
+    #[serde(default = "defaults::consecutive_failures")]
+    pub consecutive_failures: u32,
+    /// Receivers told of the verdict.
+    #[serde(default)]
+    pub notify: Vec<String>,
+    /// The checks.
+    #[serde(default)]
+    pub check: Vec<GateCheckConfig>,
+}
+
+/// A bound relative to the baseline: `"10%"` or `"+0.002"`.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum RelativeBound {
+    /// At most this fraction above the baseline (`"10%"` = 0.10).
+    Percent(f64),
+    /// At most this much above the baseline.
+    Delta(f64),
+}
+
+impl RelativeBound {
+    /// The upper bound this relative bound gives for a baseline value.
+    pub fn bound(self, baseline: f64) -> f64 {
+        match self {
+            RelativeBound::Percent(p) => baseline + baseline.abs() * p,
+            RelativeBound::Delta(d) => baseline + d,
+        }
+    }
+}
+
+/// `[[gate.check]]`
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct GateCheckConfig {
+    /// Name shown in verdicts.
+    pub name: String,
+    /// The PromQL value checked; must give one number.
+    #[serde(deserialize_with = "load::de_promql")]
+    pub expr: PromqlExpr,
+    /// Absolute upper bound.
+    #[serde(default)]
+    pub max: Option<f64>,
+    /// Upper bound relative to the baseline.
+    #[serde(default, deserialize_with = "load::de_relative_opt")]
+    pub max_increase: Option<RelativeBound>,
+    /// Absolute lower bound.
+    #[serde(default)]
+    pub min: Option<f64>,
+    /// While this gives no result the check is NoData.
+    #[serde(default, deserialize_with = "load::de_promql_opt")]
+    pub guard: Option<PromqlExpr>,
+}
+
+/// Every default, in one place.
+pub mod defaults {
+    use super::ConfigDuration;
+    use std::net::SocketAddr;
+
+    /// The exporter and API address.
+    pub fn listen() -> SocketAddr {
+        SocketAddr::from(([127, 0, 0, 1], 7980))
+    }
+    /// The store directory.
+    pub fn storage_path() -> std::path::PathBuf {
+        "/var/lib/postflight".into()
+    }
+    /// 15 days, as Prometheus.
+    pub fn retention() -> ConfigDuration {
+        ConfigDuration::secs(15 * 86_400)
+    }
+    /// Scrape, probe and evaluation interval.
+    pub fn interval() -> ConfigDuration {
+        ConfigDuration::secs(15)
+    }
+    /// Probe timeout.
+    pub fn probe_timeout() -> ConfigDuration {
+        ConfigDuration::secs(5)
+    }
+    /// Metrics path.
+    pub fn metrics_path() -> String {
+        "/metrics".into()
+    }
+    /// 10 MiB.
+    pub fn body_size_limit() -> u64 {
+        10 << 20
+    }
+    /// 50,000 series per target.
+    pub fn sample_limit() -> u64 {
+        50_000
+    }
+    /// HTTP probe method.
+    pub fn method() -> String {
+        "GET".into()
+    }
+    /// ProbeFailed after 3 failures.
+    pub fn failure_threshold() -> u32 {
+        3
+    }
+    /// Resolved after 1 success.
+    pub fn success_threshold() -> u32 {
+        1
+    }
+    /// ProbeFailed severity.
+    pub fn severity() -> String {
+        "page".into()
+    }
+    /// true.
+    pub fn yes() -> bool {
+        true
+    }
+    /// Alertmanager's default grouping is by nothing; we group by alertname, as most configs do.
+    pub fn group_by() -> Vec<String> {
+        vec!["alertname".into()]
+    }
+    /// Alertmanager's default group_wait.
+    pub fn group_wait() -> ConfigDuration {
+        ConfigDuration::secs(30)
+    }
+    /// Alertmanager's default group_interval.
+    pub fn group_interval() -> ConfigDuration {
+        ConfigDuration::secs(300)
+    }
+    /// Alertmanager's default repeat_interval.
+    pub fn repeat_interval() -> ConfigDuration {
+        ConfigDuration::secs(4 * 3600)
+    }
+    /// PagerDuty Events API v2.
+    pub fn pagerduty_url() -> String {
+        "https://events.pagerduty.com/v2/enqueue".into()
+    }
+    /// Receiver delivery timeout.
+    pub fn receiver_timeout() -> ConfigDuration {
+        ConfigDuration::secs(10)
+    }
+    /// Gate watch and baseline windows.
+    pub fn watch() -> ConfigDuration {
+        ConfigDuration::secs(30 * 60)
+    }
+    /// Gate warmup.
+    pub fn warmup() -> ConfigDuration {
+        ConfigDuration::secs(60)
+    }
+    /// Gate evaluation interval.
+    pub fn gate_interval() -> ConfigDuration {
+        ConfigDuration::secs(30)
+    }
+    /// Failing evaluations in a row.
+    pub fn consecutive_failures() -> u32 {
+        3
+    }
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        ServerConfig { listen: defaults::listen(), api_token: None, external_url: None }
+    }
+}
+
+impl Default for StorageConfig {
+    fn default() -> Self {
+        StorageConfig { path: defaults::storage_path(), retention: defaults::retention() }
+    }
+}
+
+impl Default for GlobalConfig {
+    fn default() -> Self {
+        GlobalConfig {
+            scrape_interval: defaults::interval(),
+            probe_interval: defaults::interval(),
+            probe_timeout: defaults::probe_timeout(),
+            evaluation_interval: defaults::interval(),
+            labels: BTreeMap::new(),
+        }
+    }
+}
+
+impl Config {
+    /// The receiver with this name.
+    pub fn receiver(&self, name: &str) -> Option<&ReceiverConfig> {
+        self.receivers.iter().find(|r| r.name == name)
+    }
+    /// The gate of this job.
+    pub fn gate(&self, job: &str) -> Option<&GateConfig> {
+        self.gates.iter().find(|g| g.job == job)
+    }
+    /// Every secret value in the config, so tests and the log layer can check none leaks.
+    pub fn secrets(&self) -> Vec<&str> {
+        let mut out: Vec<&str> = Vec::new();
+        if let Some(t) = &self.server.api_token {
+            out.push(t.expose());
+        }
+        for p in &self.probes {
+            out.extend(p.headers.values().map(Secret::expose));
+        }
+        for r in &self.receivers {
+            match &r.kind {
+                ReceiverKind::Slack(s) => out.push(s.url.expose()),
+                ReceiverKind::Email(e) => out.extend(e.password.as_ref().map(Secret::expose)),
+                ReceiverKind::Webhook(w) => {
+                    out.push(w.url.expose());
+                    out.extend(w.secret.as_ref().map(Secret::expose));
+                    out.extend(w.headers.values().map(Secret::expose));
+                }
+                ReceiverKind::Pagerduty(p) => out.push(p.routing_key.expose()),
+            }
+        }
+        out.retain(|s| !s.is_empty());
+        out
+    }
+}
