@@ -12,10 +12,26 @@
 //!
 //! # Layout
 //!
+//! - [`config`]: the TOML config, typed and validated, every problem with `line:column`.
+//! - [`daemon`]: lifecycle — components in a `JoinSet`, signals, reload, systemd notify/watchdog.
+//! - [`api`]: the HTTP server: `/metrics`, health, the JSON API.
+//! - [`telemetry`]: logs and the daemon's own `postflight_*` metrics.
+//! - [`cli`]: the `postflight` subcommands; `main.rs` only parses and calls them.
 //! - [`series`]: label sets, samples, the in-memory head the engines read.
 //! - [`alert`]: the alert type shared by rules, probes and the dispatcher; Alertmanager matchers.
 #![forbid(unsafe_code)]
 
 pub mod alert;
-pub mod series;
+pub mod api;
+pub mod cli;
 pub mod config;
+pub mod daemon;
+pub mod series;
+pub mod telemetry;
+
+/// Installs rustls' ring provider as the process default, once. Every TLS user (probes,
+/// receivers, the deploy client) calls it first: the crate builds rustls with ring only.
+pub fn install_crypto_provider() {
+    // Err means a provider is already installed, which is what we want.
+    let _ = rustls::crypto::ring::default_provider().install_default();
+}

@@ -5,6 +5,7 @@
 
 mod matcher;
 
+pub(crate) use matcher::one_line_regex_error;
 pub use matcher::{MatchOp, Matcher, MatcherError, matches_all};
 
 use std::collections::BTreeMap;

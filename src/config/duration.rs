@@ -32,23 +32,31 @@ pub fn parse_duration(s: &str) -> Result<Duration, String> {
             i += 1;
         }
         if start == i {
-            return Err(format!("invalid duration {s:?}: expected a number at {:?}", &s[start..]));
+            return Err(format!(
+                "invalid duration {s:?}: expected a number at {:?}",
+                &s[start..]
+            ));
         }
-        let n: u64 = s[start..i].parse().map_err(|_| format!("invalid duration {s:?}: number too large"))?;
+        let n: u64 = s[start..i]
+            .parse()
+            .map_err(|_| format!("invalid duration {s:?}: number too large"))?;
         let ustart = i;
         while i < bytes.len() && bytes[i].is_ascii_alphabetic() {
             i += 1;
         }
         let unit = &s[ustart..i];
         if unit.is_empty() {
-            return Err(format!("invalid duration {s:?}: missing unit (ms, s, m, h, d, w, y)"));
+            return Err(format!(
+                "invalid duration {s:?}: missing unit (ms, s, m, h, d, w, y)"
+            ));
         }
-        let pos = UNITS
-            .iter()
-            .position(|(u, _)| *u == unit)
-            .ok_or_else(|| format!("invalid duration {s:?}: unknown unit {unit:?} (use ms, s, m, h, d, w, y)"))?;
+        let pos = UNITS.iter().position(|(u, _)| *u == unit).ok_or_else(|| {
+            format!("invalid duration {s:?}: unknown unit {unit:?} (use ms, s, m, h, d, w, y)")
+        })?;
         if pos < next_unit {
-            return Err(format!("invalid duration {s:?}: units must go from largest to smallest, each once"));
+            return Err(format!(
+                "invalid duration {s:?}: units must go from largest to smallest, each once"
+            ));
         }
         next_unit = pos + 1;
         total = n
@@ -66,7 +74,13 @@ pub fn format_duration(d: Duration) -> String {
         return "0s".into();
     }
     let mut out = String::new();
-    for (unit, size) in [("d", 86_400_000), ("h", 3_600_000), ("m", 60_000), ("s", 1_000), ("ms", 1)] {
+    for (unit, size) in [
+        ("d", 86_400_000),
+        ("h", 3_600_000),
+        ("m", 60_000),
+        ("s", 1_000),
+        ("ms", 1),
+    ] {
         if ms >= size {
             out.push_str(&format!("{}{unit}", ms / size));
             ms %= size;
@@ -105,7 +119,9 @@ impl fmt::Display for ConfigDuration {
 impl<'de> serde::Deserialize<'de> for ConfigDuration {
     fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
         let s = String::deserialize(d)?;
-        parse_duration(&s).map(ConfigDuration).map_err(serde::de::Error::custom)
+        parse_duration(&s)
+            .map(ConfigDuration)
+            .map_err(serde::de::Error::custom)
     }
 }
 
@@ -117,8 +133,14 @@ mod tests {
     fn parses_prometheus_durations() {
         assert_eq!(parse_duration("500ms").unwrap(), Duration::from_millis(500));
         assert_eq!(parse_duration("1h30m").unwrap(), Duration::from_secs(5400));
-        assert_eq!(parse_duration("7d").unwrap(), Duration::from_secs(7 * 86400));
-        assert_eq!(parse_duration("1m30s500ms").unwrap(), Duration::from_millis(90_500));
+        assert_eq!(
+            parse_duration("7d").unwrap(),
+            Duration::from_secs(7 * 86400)
+        );
+        assert_eq!(
+            parse_duration("1m30s500ms").unwrap(),
+            Duration::from_millis(90_500)
+        );
         assert_eq!(parse_duration("0").unwrap(), Duration::ZERO);
     }
 
@@ -126,9 +148,17 @@ mod tests {
     fn rejects_bad_durations_with_reason() {
         assert!(parse_duration("5").unwrap_err().contains("missing unit"));
         assert!(parse_duration("5x").unwrap_err().contains("unknown unit"));
-        assert!(parse_duration("30m1h").unwrap_err().contains("largest to smallest"));
+        assert!(
+            parse_duration("30m1h")
+                .unwrap_err()
+                .contains("largest to smallest")
+        );
         assert!(parse_duration("").is_err());
-        assert!(parse_duration("-5s").unwrap_err().contains("expected a number"));
+        assert!(
+            parse_duration("-5s")
+                .unwrap_err()
+                .contains("expected a number")
+        );
         assert!(parse_duration("1.5s").is_err());
     }
 

@@ -90,26 +90,39 @@ pub fn default_config_path(cli: Option<&Path>) -> PathBuf {
 
 /// Reads and validates a config file.
 pub fn load_file(path: &Path) -> Result<Config, ConfigError> {
-    let src = std::fs::read_to_string(path)
-        .map_err(|source| ConfigError::Read { path: path.to_path_buf(), source })?;
+    let src = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+        path: path.to_path_buf(),
+        source,
+    })?;
     load_str(&src, &path.display().to_string())
 }
 
 /// Validates config text; `origin` names it in messages.
 pub fn load_str(src: &str, origin: &str) -> Result<Config, ConfigError> {
-    let mut ctx = Ctx { src, problems: Vec::new() };
+    let mut ctx = Ctx {
+        src,
+        problems: Vec::new(),
+        raw_index: Default::default(),
+    };
     let config = ctx.load();
     if ctx.problems.is_empty() {
         Ok(config)
     } else {
-        ctx.problems.sort_by_key(|p| p.position.unwrap_or((usize::MAX, 0)));
-        Err(ConfigError::Invalid { origin: origin.to_string(), problems: ctx.problems })
+        ctx.problems
+            .sort_by_key(|p| p.position.unwrap_or((usize::MAX, 0)));
+        Err(ConfigError::Invalid {
+            origin: origin.to_string(),
+            problems: ctx.problems,
+        })
     }
 }
 
 struct Ctx<'s> {
     src: &'s str,
     problems: Vec<Problem>,
+    /// For each array section, the position in the file of each element that made it into
+    /// the config (elements with errors are left out, so indices differ).
+    raw_index: std::collections::HashMap<&'static str, Vec<usize>>,
 }
 
 /// The sections a config file may have, and whether each is an array of tables.
@@ -137,7 +150,10 @@ impl<'s> Ctx<'s> {
 
     fn problem(&mut self, span: Option<Range<usize>>, message: impl Into<String>) {
         let position = span.map(|s| self.position(s.start));
-        self.problems.push(Problem { position, message: message.into() });
+        self.problems.push(Problem {
+            position,
+            message: message.into(),
+        });
     }
 
     fn load(&mut self) -> Config {
@@ -149,7 +165,7 @@ impl<'s> Ctx<'s> {
             return Config::default();
         }
         let mut root = root.into_inner();
-        self.interpolate_table(&mut root);
+        self.interpolate_table(&mut root, "");
 
         let mut config = Config::default();
         let mut seen_names: HashSet<&str> = HashSet::new();
@@ -159,7 +175,10 @@ impl<'s> Ctx<'s> {
                 let known: Vec<&str> = SECTIONS.iter().map(|(n, _)| *n).collect();
                 self.problem(
                     Some(key.span()),
-                    format!("unknown section `{name}` (expected one of: {})", known.join(", ")),
+                    format!(
+                        "unknown section `{name}` (expected one of: {})",
+                        known.join(", ")
+                    ),
                 );
                 continue;
             };
@@ -184,19 +203,30 @@ impl<'s> Ctx<'s> {
                     _ => unreachable!("SECTIONS lists only these three as tables"),
                 },
                 (true, DeValue::Array(items)) => {
-                    for item in items.iter() {
+                    let section: &'static str = SECTIONS
+                        .iter()
+                        .find(|(n, _)| *n == name)
+                        .map_or("", |(n, _)| n);
+                    for (raw, item) in items.iter().enumerate() {
                         let label = element_label(name, item);
-                        match name {
-                            "job" => config.jobs.extend(self.de::<JobConfig>(item, &label)),
-                            "probe" => config.probes.extend(self.de::<ProbeConfig>(item, &label)),
-                            "rule" => config.rules.extend(self.de::<RuleConfig>(item, &label)),
-                            "inhibit" => {
-                                config.inhibits.extend(self.de::<InhibitConfig>(item, &label))
+                        let ok = match name {
+                            "job" => push(&mut config.jobs, self.de::<JobConfig>(item, &label)),
+                            "probe" => {
+                                push(&mut config.probes, self.de::<ProbeConfig>(item, &label))
                             }
-                            "route" => config.routes.extend(self.de::<RouteConfig>(item, &label)),
-                            "receiver" => config.receivers.extend(self.receiver(item, &label)),
-                            "gate" => config.gates.extend(self.de::<GateConfig>(item, &label)),
+                            "rule" => push(&mut config.rules, self.de::<RuleConfig>(item, &label)),
+                            "inhibit" => {
+                                push(&mut config.inhibits, self.de::<InhibitConfig>(item, &label))
+                            }
+                            "route" => {
+                                push(&mut config.routes, self.de::<RouteConfig>(item, &label))
+                            }
+                            "receiver" => push(&mut config.receivers, self.receiver(item, &label)),
+                            "gate" => push(&mut config.gates, self.de::<GateConfig>(item, &label)),
                             _ => unreachable!("SECTIONS lists only these as arrays"),
+                        };
+                        if ok {
+                            self.raw_index.entry(section).or_default().push(raw);
                         }
                     }
                 }
@@ -204,8 +234,10 @@ impl<'s> Ctx<'s> {
                     Some(value.span()),
                     format!("`{name}` must be an array of tables: write [[{name}]]"),
                 ),
-                (false, _) => self
-                    .problem(Some(value.span()), format!("`{name}` must be a table: write [{name}]")),
+                (false, _) => self.problem(
+                    Some(value.span()),
+                    format!("`{name}` must be a table: write [{name}]"),
+                ),
             }
         }
         self.cross_check(&root, &mut config);
@@ -235,7 +267,9 @@ impl<'s> Ctx<'s> {
             return None;
         };
         let mut t = t.clone();
-        let take_str = |t: &mut DeTable<'_>, key: &str| -> Result<Option<(String, Range<usize>)>, Range<usize>> {
+        let take_str = |t: &mut DeTable<'_>,
+                        key: &str|
+         -> Result<Option<(String, Range<usize>)>, Range<usize>> {
             match t.remove(key) {
                 None => Ok(None),
                 Some(v) => match v.get_ref() {
@@ -270,12 +304,16 @@ impl<'s> Ctx<'s> {
             }
         };
         let mut send_resolved = true;
-        match t.remove("send_resolved").map(|v| (v.get_ref().as_bool(), v.span())) {
+        match t
+            .remove("send_resolved")
+            .map(|v| (v.get_ref().as_bool(), v.span()))
+        {
             None => {}
             Some((Some(b), _)) => send_resolved = b,
-            Some((None, span)) => {
-                self.problem(Some(span), format!("{label}: `send_resolved` must be true or false"))
-            }
+            Some((None, span)) => self.problem(
+                Some(span),
+                format!("{label}: `send_resolved` must be true or false"),
+            ),
         }
         let mut timeout = defaults::receiver_timeout().get();
         match take_str(&mut t, "timeout") {
@@ -284,7 +322,10 @@ impl<'s> Ctx<'s> {
                 Ok(d) => timeout = d,
                 Err(e) => self.problem(Some(span), format!("{label}: timeout: {e}")),
             },
-            Err(span) => self.problem(Some(span), format!("{label}: `timeout` must be a duration string")),
+            Err(span) => self.problem(
+                Some(span),
+                format!("{label}: `timeout` must be a duration string"),
+            ),
         }
         let rest = Spanned::new(item.span(), DeValue::Table(t));
         let kind = match kind.as_str() {
@@ -302,29 +343,40 @@ impl<'s> Ctx<'s> {
                 return None;
             }
         };
-        Some(ReceiverConfig { name, send_resolved, timeout, kind })
+        Some(ReceiverConfig {
+            name,
+            send_resolved,
+            timeout,
+            kind,
+        })
     }
 
     /// Replaces `${VAR}` and `${file:PATH}` in every string value; `$${` is a literal `${`.
-    fn interpolate_table(&mut self, t: &mut DeTable<'_>) {
-        for (_, v) in t.iter_mut() {
-            self.interpolate_value(v);
+    fn interpolate_table(&mut self, t: &mut DeTable<'_>, path: &str) {
+        for (k, v) in t.iter_mut() {
+            let key: &str = k.get_ref().as_ref();
+            let path = if path.is_empty() {
+                key.to_string()
+            } else {
+                format!("{path}.{key}")
+            };
+            self.interpolate_value(v, &path);
         }
     }
 
-    fn interpolate_value(&mut self, v: &mut Spanned<DeValue<'_>>) {
+    fn interpolate_value(&mut self, v: &mut Spanned<DeValue<'_>>, path: &str) {
         let span = v.span();
         match v.get_mut() {
             DeValue::String(s) if s.contains('$') => match interpolate(s) {
                 Ok(new) => *s = Cow::Owned(new),
-                Err(msg) => self.problem(Some(span), msg),
+                Err(msg) => self.problem(Some(span), format!("{path}: {msg}")),
             },
             DeValue::Array(a) => {
-                for item in a.iter_mut() {
-                    self.interpolate_value(item);
+                for (i, item) in a.iter_mut().enumerate() {
+                    self.interpolate_value(item, &format!("{path}[{i}]"));
                 }
             }
-            DeValue::Table(t) => self.interpolate_table(t),
+            DeValue::Table(t) => self.interpolate_table(t, path),
             _ => {}
         }
     }
@@ -332,35 +384,67 @@ impl<'s> Ctx<'s> {
     /// Checks between sections: unique names, references to receivers, and what serde cannot
     /// see. Spans come from the raw tree.
     fn cross_check(&mut self, root: &DeTable<'_>, config: &mut Config) {
+        let raw_index = std::mem::take(&mut self.raw_index);
         let span_of = |section: &str, idx: usize, key: &str| -> Option<Range<usize>> {
+            let idx = *raw_index.get(section)?.get(idx)?;
             let arr = root.get(section)?;
-            let DeValue::Array(items) = arr.get_ref() else { return None };
+            let DeValue::Array(items) = arr.get_ref() else {
+                return None;
+            };
             let item = items.get(idx)?;
-            let DeValue::Table(t) = item.get_ref() else { return Some(item.span()) };
+            let DeValue::Table(t) = item.get_ref() else {
+                return Some(item.span());
+            };
             Some(t.get(key).map_or(item.span(), |v| v.span()))
         };
         let receivers: HashSet<&str> = config.receivers.iter().map(|r| r.name.as_str()).collect();
 
         let dup = |problems: &mut Vec<(Option<Range<usize>>, String)>,
-                       section: &str,
-                       key: &str,
-                       names: Vec<&str>| {
+                   section: &str,
+                   key: &str,
+                   names: Vec<&str>| {
             let mut seen = HashSet::new();
             for (i, n) in names.into_iter().enumerate() {
                 if !seen.insert(n) {
-                    problems.push((span_of(section, i, key), format!("duplicate {section} {key} {n:?}")));
+                    problems.push((
+                        span_of(section, i, key),
+                        format!("duplicate {section} {key} {n:?}"),
+                    ));
                 }
             }
         };
         let mut found: Vec<(Option<Range<usize>>, String)> = Vec::new();
-        dup(&mut found, "job", "name", config.jobs.iter().map(|j| j.name.as_str()).collect());
-        dup(&mut found, "probe", "name", config.probes.iter().map(|p| p.name.as_str()).collect());
-        dup(&mut found, "receiver", "name", config.receivers.iter().map(|r| r.name.as_str()).collect());
-        dup(&mut found, "gate", "job", config.gates.iter().map(|g| g.job.as_str()).collect());
+        dup(
+            &mut found,
+            "job",
+            "name",
+            config.jobs.iter().map(|j| j.name.as_str()).collect(),
+        );
+        dup(
+            &mut found,
+            "probe",
+            "name",
+            config.probes.iter().map(|p| p.name.as_str()).collect(),
+        );
+        dup(
+            &mut found,
+            "receiver",
+            "name",
+            config.receivers.iter().map(|r| r.name.as_str()).collect(),
+        );
+        dup(
+            &mut found,
+            "gate",
+            "job",
+            config.gates.iter().map(|g| g.job.as_str()).collect(),
+        );
 
         for (i, route) in config.routes.iter().enumerate() {
             if route.receivers.is_empty() {
-                found.push((span_of("route", i, "receivers"), "route has no receivers".into()));
+                found.push((
+                    span_of("route", i, "receivers"),
+                    "route has no receivers".into(),
+                ));
             }
             for r in &route.receivers {
                 if !receivers.contains(r.as_str()) {
@@ -382,18 +466,27 @@ impl<'s> Ctx<'s> {
                 }
             }
             if gate.check.is_empty() {
-                found.push((span_of("gate", i, "job"), format!("{label}: has no [[gate.check]]")));
+                found.push((
+                    span_of("gate", i, "job"),
+                    format!("{label}: has no [[gate.check]]"),
+                ));
             }
             for c in &gate.check {
                 if c.max.is_none() && c.min.is_none() && c.max_increase.is_none() {
                     found.push((
                         span_of("gate", i, "check"),
-                        format!("{label}: check {:?} has no bound (max, min or max_increase)", c.name),
+                        format!(
+                            "{label}: check {:?} has no bound (max, min or max_increase)",
+                            c.name
+                        ),
                     ));
                 }
             }
             if gate.interval.get().is_zero() {
-                found.push((span_of("gate", i, "interval"), format!("{label}: interval must be > 0")));
+                found.push((
+                    span_of("gate", i, "interval"),
+                    format!("{label}: interval must be > 0"),
+                ));
             }
             if gate.consecutive_failures == 0 {
                 found.push((
@@ -408,12 +501,18 @@ impl<'s> Ctx<'s> {
             match scheme {
                 Some("http" | "https") => {
                     if let Err(e) = p.url.parse::<hyper::Uri>() {
-                        found.push((span_of("probe", i, "url"), format!("{label}: invalid url: {e}")));
+                        found.push((
+                            span_of("probe", i, "url"),
+                            format!("{label}: invalid url: {e}"),
+                        ));
                     }
                 }
                 Some("tcp") => {
                     let rest = &p.url["tcp://".len()..];
-                    if rest.rsplit_once(':').is_none_or(|(_, port)| port.parse::<u16>().is_err()) {
+                    if rest
+                        .rsplit_once(':')
+                        .is_none_or(|(_, port)| port.parse::<u16>().is_err())
+                    {
                         found.push((
                             span_of("probe", i, "url"),
                             format!("{label}: tcp url must be tcp://host:port"),
@@ -426,10 +525,16 @@ impl<'s> Ctx<'s> {
                 )),
             }
             if p.cert_min_days.is_some() && scheme != Some("https") {
-                found.push((span_of("probe", i, "cert_min_days"), format!("{label}: cert_min_days needs an https url")));
+                found.push((
+                    span_of("probe", i, "cert_min_days"),
+                    format!("{label}: cert_min_days needs an https url"),
+                ));
             }
             if p.failure_threshold == 0 || p.success_threshold == 0 {
-                found.push((span_of("probe", i, "name"), format!("{label}: thresholds must be at least 1")));
+                found.push((
+                    span_of("probe", i, "name"),
+                    format!("{label}: thresholds must be at least 1"),
+                ));
             }
             if p.timeout(&config.global) > p.interval(&config.global) {
                 config.warnings.push(format!("{label}: timeout is longer than the interval; probes will not overlap, some runs are skipped"));
@@ -437,20 +542,32 @@ impl<'s> Ctx<'s> {
         }
         for (i, j) in config.jobs.iter().enumerate() {
             for t in &j.targets {
-                if t.contains('/') || t.rsplit_once(':').is_none_or(|(_, p)| p.parse::<u16>().is_err()) {
-                    found.push((span_of("job", i, "targets"), format!("job {:?}: target {t:?} must be host:port", j.name)));
+                if t.contains('/')
+                    || t.rsplit_once(':')
+                        .is_none_or(|(_, p)| p.parse::<u16>().is_err())
+                {
+                    found.push((
+                        span_of("job", i, "targets"),
+                        format!("job {:?}: target {t:?} must be host:port", j.name),
+                    ));
                 }
             }
             if j.timeout(&config.global) > j.interval(&config.global) {
                 found.push((
                     span_of("job", i, "scrape_timeout"),
-                    format!("job {:?}: scrape_timeout is longer than scrape_interval", j.name),
+                    format!(
+                        "job {:?}: scrape_timeout is longer than scrape_interval",
+                        j.name
+                    ),
                 ));
             }
         }
         if config.routes.is_empty() && !config.receivers.is_empty() {
-            config.warnings.push("no [[route]]: alerts will not be sent to any receiver".into());
-        } else if !config.routes.is_empty() && !config.routes.iter().any(|r| r.matchers.is_empty()) {
+            config
+                .warnings
+                .push("no [[route]]: alerts will not be sent to any receiver".into());
+        } else if !config.routes.is_empty() && !config.routes.iter().any(|r| r.matchers.is_empty())
+        {
             config.warnings.push(
                 "no catch-all [[route]] (one without matchers): alerts that match no route are only logged and counted"
                     .into(),
@@ -460,6 +577,13 @@ impl<'s> Ctx<'s> {
             self.problem(span, msg);
         }
     }
+}
+
+/// Appends a successfully read element; tells whether there was one.
+fn push<T>(v: &mut Vec<T>, item: Option<T>) -> bool {
+    let ok = item.is_some();
+    v.extend(item);
+    ok
 }
 
 /// Names an array element in messages: `probe "api-health"`, `rule "HighErrorRate"`, or
@@ -473,7 +597,11 @@ fn element_label(section: &str, item: &Spanned<DeValue<'_>>) -> String {
     if let DeValue::Table(t) = item.get_ref()
         && let Some(DeValue::String(s)) = t.get(key).map(|v| v.get_ref())
     {
-        let what = if section == "gate" { "gate for job" } else { section };
+        let what = if section == "gate" {
+            "gate for job"
+        } else {
+            section
+        };
         return format!("{what} {s:?}");
     }
     format!("[[{section}]]")
@@ -491,7 +619,9 @@ fn interpolate(s: &str) -> Result<String, String> {
             out.push_str("${");
             rest = r;
         } else if let Some(r) = rest.strip_prefix("${") {
-            let end = r.find('}').ok_or_else(|| format!("unclosed ${{ in {s:?}"))?;
+            let end = r
+                .find('}')
+                .ok_or_else(|| format!("unclosed ${{ in {s:?}"))?;
             let reference = &r[..end];
             if let Some(path) = reference.strip_prefix("file:") {
                 let content = std::fs::read_to_string(path)
@@ -499,7 +629,9 @@ fn interpolate(s: &str) -> Result<String, String> {
                 out.push_str(content.strip_suffix('\n').unwrap_or(&content));
             } else {
                 if reference.is_empty()
-                    || !reference.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
+                    || !reference
+                        .chars()
+                        .all(|c| c.is_ascii_alphanumeric() || c == '_')
                 {
                     return Err(format!("invalid variable reference ${{{reference}}}"));
                 }
@@ -526,38 +658,62 @@ pub(super) fn de_promql_opt<'de, D: serde::Deserializer<'de>>(
     d: D,
 ) -> Result<Option<PromqlExpr>, D::Error> {
     let source = String::deserialize(d)?;
-    parse_promql(&source).map(Some).map_err(serde::de::Error::custom)
+    parse_promql(&source)
+        .map(Some)
+        .map_err(serde::de::Error::custom)
 }
 
 fn parse_promql(source: &str) -> Result<PromqlExpr, String> {
     let expr = promql_parser::parser::parse(source).map_err(|e| format!("invalid PromQL: {e}"))?;
-    Ok(PromqlExpr { source: source.to_string(), expr })
+    Ok(PromqlExpr {
+        source: source.to_string(),
+        expr,
+    })
 }
 
-pub(super) fn de_matchers<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Vec<Matcher>, D::Error> {
+pub(super) fn de_matchers<'de, D: serde::Deserializer<'de>>(
+    d: D,
+) -> Result<Vec<Matcher>, D::Error> {
     let raw = Vec::<String>::deserialize(d)?;
-    raw.iter().map(|m| Matcher::parse(m).map_err(serde::de::Error::custom)).collect()
+    raw.iter()
+        .map(|m| Matcher::parse(m).map_err(serde::de::Error::custom))
+        .collect()
 }
 
 pub(super) fn de_regex_opt<'de, D: serde::Deserializer<'de>>(
     d: D,
 ) -> Result<Option<regex::Regex>, D::Error> {
     let raw = String::deserialize(d)?;
-    regex::Regex::new(&raw).map(Some).map_err(|e| serde::de::Error::custom(format!("invalid regex: {e}")))
+    regex::Regex::new(&raw).map(Some).map_err(|e| {
+        serde::de::Error::custom(format!(
+            "invalid regex: {}",
+            crate::alert::one_line_regex_error(&e)
+        ))
+    })
 }
 
 pub(super) fn de_relative_opt<'de, D: serde::Deserializer<'de>>(
     d: D,
 ) -> Result<Option<RelativeBound>, D::Error> {
     let raw = String::deserialize(d)?;
-    parse_relative(&raw).map(Some).map_err(serde::de::Error::custom)
+    parse_relative(&raw)
+        .map(Some)
+        .map_err(serde::de::Error::custom)
 }
 
 fn parse_relative(raw: &str) -> Result<RelativeBound, String> {
-    let bad = || format!("invalid max_increase {raw:?}: write a percentage like \"10%\" or an absolute delta like \"+0.002\"");
+    let bad = || {
+        format!(
+            "invalid max_increase {raw:?}: write a percentage like \"10%\" or an absolute delta like \"+0.002\""
+        )
+    };
     let s = raw.trim();
     if let Some(p) = s.strip_suffix('%') {
-        let v: f64 = p.trim().trim_start_matches('+').parse().map_err(|_| bad())?;
+        let v: f64 = p
+            .trim()
+            .trim_start_matches('+')
+            .parse()
+            .map_err(|_| bad())?;
         if !v.is_finite() || v < 0.0 {
             return Err(bad());
         }

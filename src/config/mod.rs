@@ -578,13 +578,20 @@ pub mod defaults {
 
 impl Default for ServerConfig {
     fn default() -> Self {
-        ServerConfig { listen: defaults::listen(), api_token: None, external_url: None }
+        ServerConfig {
+            listen: defaults::listen(),
+            api_token: None,
+            external_url: None,
+        }
     }
 }
 
 impl Default for StorageConfig {
     fn default() -> Self {
-        StorageConfig { path: defaults::storage_path(), retention: defaults::retention() }
+        StorageConfig {
+            path: defaults::storage_path(),
+            retention: defaults::retention(),
+        }
     }
 }
 

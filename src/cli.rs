@@ -1,0 +1,301 @@
+//! The `postflight` command line (SPEC §1). `main.rs` parses arguments and calls [`main`].
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use clap::{Parser, Subcommand};
+
+use crate::config::{self, ConfigError};
+use crate::telemetry::{self, LogFormat};
+
+/// postflight: watches services after a deployment, probes, scrapes, evaluates PromQL rules and
+/// gates, and pages people.
+#[derive(Parser, Debug)]
+#[command(name = "postflight", version, about, propagate_version = true)]
+pub struct Cli {
+    /// Log level or filter (`info`, `debug`, `postflight=debug,hyper=warn`); overrides RUST_LOG.
+    #[arg(long, global = true)]
+    pub log_level: Option<String>,
+    /// Log format: text (journald-friendly) or json.
+    #[arg(long, global = true, value_enum, default_value_t = LogFormat::Text)]
+    pub log_format: LogFormat,
+    /// What to do.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// The subcommands.
+#[derive(Subcommand, Debug)]
+pub enum Command {
+    /// Run the daemon in the foreground.
+    Run {
+        /// Config file (else $POSTFLIGHT_CONFIG, ./postflight.toml, /etc/postflight/postflight.toml).
+        #[arg(short, long)]
+        config: Option<PathBuf>,
+    },
+    /// Validate the config: exit 0 when valid, 2 with every problem otherwise.
+    Check {
+        /// Config file.
+        #[arg(short, long)]
+        config: Option<PathBuf>,
+    },
+    /// Record a deployment on a running daemon; with --wait, follow it to its verdict.
+    Deploy {
+        /// The job deployed (must have a [[gate]]).
+        #[arg(long)]
+        job: String,
+        /// The version deployed.
+        #[arg(long)]
+        version: String,
+        /// Follow the watch and exit 0 pass, 1 fail, 3 inconclusive.
+        #[arg(long)]
+        wait: bool,
+        /// Daemon URL; default http://<server.listen>.
+        #[arg(long)]
+        server: Option<String>,
+        /// API token; default $POSTFLIGHT_API_TOKEN.
+        #[arg(long, env = "POSTFLIGHT_API_TOKEN", hide_env_values = true)]
+        token: Option<String>,
+        /// Replace a deployment of the same job that is still under watch.
+        #[arg(long)]
+        supersede: bool,
+        /// Optional commit id recorded with the deployment.
+        #[arg(long)]
+        commit: Option<String>,
+        /// Config file, to find server.listen.
+        #[arg(short, long)]
+        config: Option<PathBuf>,
+    },
+}
+
+/// Runs the parsed command and returns the process exit code.
+pub fn main(cli: Cli) -> ExitCode {
+    telemetry::init_logging(cli.log_format, cli.log_level.as_deref());
+    match cli.command {
+        Command::Run { config } => {
+            let path = config::default_config_path(config.as_deref());
+            let rt = match runtime() {
+                Ok(rt) => rt,
+                Err(e) => {
+                    eprintln!("postflight: cannot start the async runtime: {e}");
+                    return ExitCode::from(1);
+                }
+            };
+            match rt.block_on(crate::daemon::run(path)) {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(e) => {
+                    let code = e.exit_code();
+                    match &e {
+                        crate::daemon::DaemonError::Config(ConfigError::Invalid { .. }) => {
+                            eprintln!("postflight: invalid config:\n{e}")
+                        }
+                        _ => eprintln!("postflight: {e}"),
+                    }
+                    ExitCode::from(code)
+                }
+            }
+        }
+        Command::Check { config } => check(&config::default_config_path(config.as_deref())),
+        Command::Deploy {
+            job,
+            version,
+            wait,
+            server,
+            token,
+            supersede,
+            commit,
+            config,
+        } => {
+            let server = server.unwrap_or_else(|| {
+                let path = config::default_config_path(config.as_deref());
+                let listen = config::load_file(&path)
+                    .map(|c| c.server.listen)
+                    .unwrap_or_else(|_| config::defaults::listen());
+                format!("http://{listen}")
+            });
+            let req = DeployRequest {
+                job,
+                version,
+                supersede,
+                commit,
+            };
+            match runtime() {
+                Ok(rt) => ExitCode::from(rt.block_on(deploy(&server, token.as_deref(), req, wait))),
+                Err(e) => {
+                    eprintln!("postflight: cannot start the async runtime: {e}");
+                    ExitCode::from(2)
+                }
+            }
+        }
+    }
+}
+
+fn runtime() -> std::io::Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .thread_name("postflight")
+        .build()
+}
+
+fn check(path: &std::path::Path) -> ExitCode {
+    match config::load_file(path) {
+        Ok(c) => {
+            for w in &c.warnings {
+                eprintln!("warning: {w}");
+            }
+            println!(
+                "{}: valid ({} jobs, {} probes, {} rules, {} routes, {} receivers, {} gates)",
+                path.display(),
+                c.jobs.len(),
+                c.probes.len(),
+                c.rules.len(),
+                c.routes.len(),
+                c.receivers.len(),
+                c.gates.len()
+            );
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("{e}");
+            if let ConfigError::Invalid { problems, .. } = &e {
+                eprintln!(
+                    "{} problem{} found",
+                    problems.len(),
+                    if problems.len() == 1 { "" } else { "s" }
+                );
+            }
+            ExitCode::from(2)
+        }
+    }
+}
+
+/// What `deploy` sends.
+struct DeployRequest {
+    job: String,
+    version: String,
+    supersede: bool,
+    commit: Option<String>,
+}
+
+/// Records a deployment and, with `wait`, follows it. Returns the exit code.
+async fn deploy(server: &str, token: Option<&str>, req: DeployRequest, wait: bool) -> u8 {
+    crate::install_crypto_provider();
+    let client = match reqwest::Client::builder()
+        .timeout(Duration::from_secs(10))
+        .build()
+    {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("postflight: cannot build an HTTP client: {e}");
+            return 2;
+        }
+    };
+    let server = server.trim_end_matches('/');
+    let mut body =
+        serde_json::json!({"job": req.job, "version": req.version, "supersede": req.supersede});
+    if let Some(c) = req.commit {
+        body["commit"] = c.into();
+    }
+    let mut post = client
+        .post(format!("{server}/api/v1/deployments"))
+        .json(&body);
+    if let Some(t) = token {
+        post = post.bearer_auth(t);
+    }
+    let answer = match post.send().await {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("postflight: cannot reach {server}: {e}");
+            return 2;
+        }
+    };
+    let status = answer.status();
+    let v: serde_json::Value = answer.json().await.unwrap_or_default();
+    if !status.is_success() {
+        let msg = v
+            .get("error")
+            .and_then(|e| e.as_str())
+            .unwrap_or("no error message");
+        eprintln!("postflight: the daemon refused the deployment ({status}): {msg}");
+        return 2;
+    }
+    let Some(id) = v.get("id").and_then(|i| i.as_str()).map(str::to_string) else {
+        eprintln!("postflight: the daemon's answer has no deployment id: {v}");
+        return 2;
+    };
+    println!(
+        "deployment {id} recorded: job {} version {}",
+        req.job, req.version
+    );
+    if !wait {
+        return 0;
+    }
+    let mut last_evaluations = 0u64;
+    let mut failures = 0;
+    loop {
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        let r = client
+            .get(format!("{server}/api/v1/deployments/{id}"))
+            .send()
+            .await;
+        let d: serde_json::Value = match r {
+            Ok(r) if r.status().is_success() => r.json().await.unwrap_or_default(),
+            Ok(r) => {
+                eprintln!("postflight: following deployment {id}: HTTP {}", r.status());
+                return 2;
+            }
+            Err(e) => {
+                // The daemon may be restarting: keep trying for a while before giving up.
+                failures += 1;
+                if failures > 120 {
+                    eprintln!("postflight: lost the daemon at {server}: {e}");
+                    return 2;
+                }
+                continue;
+            }
+        };
+        failures = 0;
+        let evaluations = d.get("evaluations").and_then(|e| e.as_u64()).unwrap_or(0);
+        if evaluations != last_evaluations {
+            last_evaluations = evaluations;
+            print_evaluation(&d);
+        }
+        match d.get("verdict").and_then(|v| v.as_str()) {
+            Some("pass") => {
+                println!("verdict: pass");
+                return 0;
+            }
+            Some("fail") => {
+                println!("verdict: fail");
+                return 1;
+            }
+            Some("inconclusive") => {
+                println!("verdict: inconclusive");
+                return 3;
+            }
+            _ => {}
+        }
+    }
+}
+
+fn print_evaluation(d: &serde_json::Value) {
+    let n = d.get("evaluations").and_then(|e| e.as_u64()).unwrap_or(0);
+    let empty = Vec::new();
+    for c in d.get("checks").and_then(|c| c.as_array()).unwrap_or(&empty) {
+        let f = |k: &str| match c.get(k) {
+            Some(serde_json::Value::Null) | None => "-".to_string(),
+            Some(serde_json::Value::String(s)) => s.clone(),
+            Some(v) => v.to_string(),
+        };
+        println!(
+            "#{n} {:<20} {:<8} value={:<12} bound={:<16} baseline={:<12} {}",
+            f("name"),
+            f("state"),
+            f("value"),
+            f("bound"),
+            f("baseline"),
+            f("reason")
+        );
+    }
+}
