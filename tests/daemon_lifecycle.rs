@@ -1,0 +1,245 @@
+//! The real binary under signals, reloads, bad starts, and systemd's notify protocol.
+
+mod common;
+
+use std::os::unix::net::UnixDatagram;
+use std::time::{Duration, Instant};
+
+use common::{Daemon, http, metric};
+
+const BASIC: &str = r#"
+[server]
+listen = "127.0.0.1:{port}"
+[storage]
+path = "{dir}/data"
+[global]
+probe_interval = "1s"
+scrape_interval = "1s"
+evaluation_interval = "1s"
+[[job]]
+name = "self"
+targets = ["127.0.0.1:{port}"]
+[[probe]]
+name = "self-health"
+url = "http://127.0.0.1:{port}/healthz"
+[[rule]]
+alert = "Never"
+expr = 'vector(1) == 2'
+"#;
+
+#[test]
+fn sigterm_stops_cleanly_with_exit_0() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut d = Daemon::start_in(dir.path(), BASIC, &[]);
+    d.wait_ready();
+    assert_eq!(d.get("/healthz").0, 200);
+    let started = Instant::now();
+    d.signal("TERM");
+    let st = d.wait_exit(Duration::from_secs(10));
+    assert_eq!(st.code(), Some(0), "{}", d.log_text());
+    assert!(started.elapsed() < Duration::from_secs(10));
+    assert!(d.log_text().contains("stopped"));
+}
+
+#[test]
+fn sigint_stops_cleanly_too() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut d = Daemon::start_in(dir.path(), BASIC, &[]);
+    d.wait_ready();
+    d.signal("INT");
+    assert_eq!(d.wait_exit(Duration::from_secs(10)).code(), Some(0));
+}
+
+#[test]
+fn invalid_config_at_start_exits_2() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut d = Daemon::start_in(dir.path(), "[server]\nlisten = \"127.0.0.1:{port}\"\nnope = 1\n", &[]);
+    assert_eq!(d.wait_exit(Duration::from_secs(10)).code(), Some(2));
+    let log = d.log_text();
+    assert!(log.contains("postflight.toml:3:1:") && log.contains("unknown field `nope`"), "{log}");
+}
+
+#[test]
+fn port_taken_exits_1_with_one_line_reason() {
+    let dir = tempfile::tempdir().unwrap();
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = taken.local_addr().unwrap().port();
+    let cfg = BASIC.replace("127.0.0.1:{port}\"\n[storage]", &format!("127.0.0.1:{port}\"\n[storage]"));
+    let mut d = Daemon::start_in(dir.path(), &cfg, &[]);
+    assert_eq!(d.wait_exit(Duration::from_secs(10)).code(), Some(1));
+    let log = d.log_text();
+    assert!(log.contains(&format!("cannot listen on 127.0.0.1:{port}")), "{log}");
+    assert!(log.contains("in use"), "{log}");
+}
+
+#[test]
+fn store_that_cannot_be_opened_exits_1() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("file"), "not a directory").unwrap();
+    let cfg = BASIC.replace("{dir}/data", "{dir}/file/data");
+    let mut d = Daemon::start_in(dir.path(), &cfg, &[]);
+    assert_eq!(d.wait_exit(Duration::from_secs(10)).code(), Some(1));
+    let log = d.log_text();
+    assert!(log.contains("cannot open the store"), "{log}");
+}
+
+#[test]
+fn sighup_reload_rejects_invalid_config_and_keeps_the_old_one() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut d = Daemon::start_in(dir.path(), BASIC, &[]);
+    d.wait_ready();
+    let page = d.get("/metrics").1;
+    assert_eq!(metric(&page, "postflight_config_last_reload_successful"), Some(1.0));
+
+    // A broken file: refused, old config stays in force, metric drops to 0.
+    let cfg_path = dir.path().join("postflight.toml");
+    let good = std::fs::read_to_string(&cfg_path).unwrap();
+    std::fs::write(&cfg_path, good.replace("[[rule]]", "[[rule]]\nbogus = 1")).unwrap();
+    d.signal("HUP");
+    wait_for(|| metric(&d.get("/metrics").1, "postflight_config_last_reload_successful") == Some(0.0));
+    assert_eq!(d.get("/healthz").0, 200, "still serving on the old listen address");
+    assert!(d.log_text().contains("previous config stays in force"));
+
+    // The same through the API: 500 with the problem in the JSON error.
+    let (status, body) = http(d.port, "POST", "/-/reload", None, &[]).unwrap();
+    assert_eq!(status, 500);
+    assert!(body.contains("unknown field `bogus`"), "{body}");
+
+    // Fixed again: accepted, metric back to 1.
+    std::fs::write(&cfg_path, &good).unwrap();
+    let (status, _) = http(d.port, "POST", "/-/reload", None, &[]).unwrap();
+    assert_eq!(status, 200);
+    assert_eq!(metric(&d.get("/metrics").1, "postflight_config_last_reload_successful"), Some(1.0));
+    d.signal("TERM");
+    assert_eq!(d.wait_exit(Duration::from_secs(10)).code(), Some(0));
+}
+
+#[test]
+fn api_token_guards_every_non_get_call() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = BASIC.replace("[storage]", "api_token = \"${PF_TEST_TOKEN}\"\n[storage]");
+    let mut d = Daemon::start_in(dir.path(), &cfg, &[("PF_TEST_TOKEN", "tok-123")]);
+    d.wait_ready();
+    let cfg_path = dir.path().join("postflight.toml");
+    let good = std::fs::read_to_string(&cfg_path).unwrap();
+    std::fs::write(&cfg_path, good.replace("[[rule]]", "[[rule]]\nbogus = 1")).unwrap();
+
+    for hdr in [vec![], vec![("Authorization", "Bearer wrong")], vec![("Authorization", "tok-123")]] {
+        let (status, body) = http(d.port, "POST", "/-/reload", None, &hdr).unwrap();
+        assert_eq!(status, 401, "{hdr:?}");
+        assert!(body.contains("\"error\""));
+    }
+    // Nothing changed: no reload was attempted.
+    assert_eq!(metric(&d.get("/metrics").1, "postflight_config_last_reload_successful"), Some(1.0));
+    let (status, _) = http(d.port, "POST", "/-/reload", None, &[("Authorization", "Bearer tok-123")]).unwrap();
+    assert_eq!(status, 500, "authorised, and the broken file is refused");
+    assert_eq!(d.get("/readyz").0, 200, "GET needs no token");
+}
+
+#[test]
+fn secrets_never_reach_logs_metrics_or_api() {
+    let dir = tempfile::tempdir().unwrap();
+    let secrets = [
+        ("PF_T_TOKEN", "apitoken-5ecret-1"),
+        ("PF_T_SLACK", "https://hooks.slack.test/services/5ecret-2"),
+        ("PF_T_HMAC", "hmac-5ecret-3"),
+        ("PF_T_PD", "routingkey-5ecret-4"),
+        ("PF_T_PASS", "smtp-5ecret-5"),
+        ("PF_T_HDR", "Bearer probe-5ecret-6"),
+    ];
+    let cfg = format!(
+        "{BASIC}\n[[probe]]\nname = \"with-header\"\nurl = \"http://127.0.0.1:{{port}}/healthz\"\nheaders = {{ Authorization = \"${{PF_T_HDR}}\" }}\n{}",
+        r#"
+[[route]]
+receivers = ["s", "w", "p", "m"]
+[[receiver]]
+name = "s"
+type = "slack"
+url = "${PF_T_SLACK}"
+[[receiver]]
+name = "w"
+type = "webhook"
+url = "http://127.0.0.1:9/hook"
+secret = "${PF_T_HMAC}"
+[[receiver]]
+name = "p"
+type = "pagerduty"
+routing_key = "${PF_T_PD}"
+url = "http://127.0.0.1:9/enqueue"
+[[receiver]]
+name = "m"
+type = "email"
+smtp = "127.0.0.1:9"
+tls = "none"
+username = "u"
+password = "${PF_T_PASS}"
+from = "a@example.com"
+to = ["b@example.com"]
+"#
+    )
+    .replace("[storage]", "api_token = \"${PF_T_TOKEN}\"\n[storage]");
+    let mut env: Vec<(&str, &str)> = secrets.to_vec();
+    env.push(("RUST_LOG", "trace"));
+    let mut d = Daemon::start_in(dir.path(), &cfg, &env);
+    d.wait_ready();
+    std::thread::sleep(Duration::from_millis(2500));
+    let mut seen = String::new();
+    for path in ["/metrics", "/api/v1/targets", "/api/v1/alerts", "/api/v1/silences", "/readyz", "/nope"] {
+        seen.push_str(&d.get(path).1);
+    }
+    seen.push_str(&http(d.port, "POST", "/-/reload", None, &[("Authorization", "Bearer bad")]).unwrap().1);
+    d.signal("HUP");
+    std::thread::sleep(Duration::from_millis(300));
+    d.signal("TERM");
+    d.wait_exit(Duration::from_secs(10));
+    seen.push_str(&d.log_text());
+    assert!(d.log_text().contains("postflight started"), "the log was written");
+    for (_, s) in secrets {
+        let needle = s.trim_start_matches("Bearer ");
+        assert!(!seen.contains(needle), "secret {needle:?} leaked");
+    }
+}
+
+/// Listens on a unix datagram socket as systemd does and collects what the daemon says.
+#[test]
+fn systemd_notify_protocol() {
+    let dir = tempfile::tempdir().unwrap();
+    let sock_path = dir.path().join("notify.sock");
+    let sock = UnixDatagram::bind(&sock_path).unwrap();
+    sock.set_read_timeout(Some(Duration::from_millis(200))).unwrap();
+    let sock_str = sock_path.display().to_string();
+    let mut d = Daemon::start_in(dir.path(), BASIC, &[("NOTIFY_SOCKET", &sock_str), ("WATCHDOG_USEC", "400000")]);
+    let mut msgs: Vec<String> = Vec::new();
+    let mut recv_until = |msgs: &mut Vec<String>, pred: &dyn Fn(&[String]) -> bool| {
+        let deadline = Instant::now() + Duration::from_secs(15);
+        let mut buf = [0u8; 4096];
+        while !pred(msgs) {
+            assert!(Instant::now() < deadline, "timed out; got {msgs:?}");
+            if let Ok(n) = sock.recv(&mut buf) {
+                msgs.push(String::from_utf8_lossy(&buf[..n]).to_string());
+            }
+        }
+    };
+    recv_until(&mut msgs, &|m| m.iter().any(|s| s.contains("READY=1")));
+    assert_eq!(d.get("/readyz").0, 200, "READY=1 only once the API listens");
+    recv_until(&mut msgs, &|m| m.iter().filter(|s| s.contains("WATCHDOG=1")).count() >= 3);
+
+    d.signal("HUP");
+    recv_until(&mut msgs, &|m| m.iter().any(|s| s.contains("RELOADING=1")));
+    let reloading = msgs.iter().find(|s| s.contains("RELOADING=1")).unwrap().clone();
+    assert!(reloading.contains("MONOTONIC_USEC="), "{reloading}");
+    let idx = msgs.iter().position(|s| s.contains("RELOADING=1")).unwrap();
+    recv_until(&mut msgs, &|m| m[idx + 1..].iter().any(|s| s.contains("READY=1")));
+
+    d.signal("TERM");
+    recv_until(&mut msgs, &|m| m.iter().any(|s| s.contains("STOPPING=1")));
+    assert_eq!(d.wait_exit(Duration::from_secs(10)).code(), Some(0));
+}
+
+fn wait_for(mut f: impl FnMut() -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !f() {
+        assert!(Instant::now() < deadline, "condition not met within 10 s");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
