@@ -9,7 +9,9 @@ use postflight::config::{ConfigError, load_str};
 fn problems(src: &str) -> Vec<String> {
     match load_str(src, "t.toml") {
         Ok(_) => Vec::new(),
-        Err(ConfigError::Invalid { problems, .. }) => problems.iter().map(|p| p.to_string()).collect(),
+        Err(ConfigError::Invalid { problems, .. }) => {
+            problems.iter().map(|p| p.to_string()).collect()
+        }
         Err(e) => vec![e.to_string()],
     }
 }
@@ -26,7 +28,8 @@ fn assert_problem(src: &str, line: usize, col: usize, needle: &str) {
 }
 
 const PROBE: &str = "[[probe]]\nname = \"p\"\nurl = \"http://127.0.0.1:1/\"\n";
-const RECV: &str = "[[receiver]]\nname = \"r\"\ntype = \"webhook\"\nurl = \"http://127.0.0.1:1/\"\n";
+const RECV: &str =
+    "[[receiver]]\nname = \"r\"\ntype = \"webhook\"\nurl = \"http://127.0.0.1:1/\"\n";
 
 #[test]
 fn toml_syntax_error() {
@@ -41,42 +44,82 @@ fn several_syntax_errors_are_all_reported() {
 
 #[test]
 fn unknown_top_level_section() {
-    assert_problem("[servr]\nlisten = \"127.0.0.1:1\"\n", 1, 2, "unknown section `servr`");
+    assert_problem(
+        "[servr]\nlisten = \"127.0.0.1:1\"\n",
+        1,
+        2,
+        "unknown section `servr`",
+    );
 }
 
 #[test]
 fn unknown_key_in_server() {
-    assert_problem("[server]\nlisten = \"127.0.0.1:7980\"\nlisten_port = 1\n", 3, 1, "unknown field `listen_port`");
+    assert_problem(
+        "[server]\nlisten = \"127.0.0.1:7980\"\nlisten_port = 1\n",
+        3,
+        1,
+        "unknown field `listen_port`",
+    );
 }
 
 #[test]
 fn unknown_key_in_probe() {
-    assert_problem("[[probe]]\nname = \"p\"\nurl = \"http://a/\"\nexpected_status = [200]\n", 4, 1, "unknown field `expected_status`");
+    assert_problem(
+        "[[probe]]\nname = \"p\"\nurl = \"http://a/\"\nexpected_status = [200]\n",
+        4,
+        1,
+        "unknown field `expected_status`",
+    );
 }
 
 #[test]
 fn wrong_type() {
-    assert_problem("[[probe]]\nname = \"p\"\nurl = \"http://a/\"\nfailure_threshold = \"three\"\n", 4, 21, "invalid type");
+    assert_problem(
+        "[[probe]]\nname = \"p\"\nurl = \"http://a/\"\nfailure_threshold = \"three\"\n",
+        4,
+        21,
+        "invalid type",
+    );
 }
 
 #[test]
 fn bad_listen_address() {
-    assert_problem("[server]\nlisten = \"localhost\"\n", 2, 10, "invalid socket address");
+    assert_problem(
+        "[server]\nlisten = \"localhost\"\n",
+        2,
+        10,
+        "invalid socket address",
+    );
 }
 
 #[test]
 fn bad_duration_unit() {
-    assert_problem("[global]\nscrape_interval = \"15x\"\n", 2, 19, "unknown unit \"x\"");
+    assert_problem(
+        "[global]\nscrape_interval = \"15x\"\n",
+        2,
+        19,
+        "unknown unit \"x\"",
+    );
 }
 
 #[test]
 fn duration_without_unit() {
-    assert_problem(&format!("{PROBE}interval = \"10\"\n"), 4, 12, "missing unit");
+    assert_problem(
+        &format!("{PROBE}interval = \"10\"\n"),
+        4,
+        12,
+        "missing unit",
+    );
 }
 
 #[test]
 fn duration_units_out_of_order() {
-    assert_problem("[storage]\nretention = \"30m1h\"\n", 2, 13, "largest to smallest");
+    assert_problem(
+        "[storage]\nretention = \"30m1h\"\n",
+        2,
+        13,
+        "largest to smallest",
+    );
 }
 
 #[test]
@@ -86,32 +129,62 @@ fn missing_required_field() {
 
 #[test]
 fn probe_url_scheme() {
-    assert_problem("[[probe]]\nname = \"p\"\nurl = \"ftp://a/\"\n", 3, 7, "must start with http://, https:// or tcp://");
+    assert_problem(
+        "[[probe]]\nname = \"p\"\nurl = \"ftp://a/\"\n",
+        3,
+        7,
+        "must start with http://, https:// or tcp://",
+    );
 }
 
 #[test]
 fn tcp_probe_without_port() {
-    assert_problem("[[probe]]\nname = \"p\"\nurl = \"tcp://db.internal\"\n", 3, 7, "tcp://host:port");
+    assert_problem(
+        "[[probe]]\nname = \"p\"\nurl = \"tcp://db.internal\"\n",
+        3,
+        7,
+        "tcp://host:port",
+    );
 }
 
 #[test]
 fn cert_min_days_on_http() {
-    assert_problem(&format!("{PROBE}cert_min_days = 14\n"), 4, 17, "needs an https url");
+    assert_problem(
+        &format!("{PROBE}cert_min_days = 14\n"),
+        4,
+        17,
+        "needs an https url",
+    );
 }
 
 #[test]
 fn bad_body_regex() {
-    assert_problem(&format!("{PROBE}body_regex = '\"status\": ('\n"), 4, 14, "invalid regex");
+    assert_problem(
+        &format!("{PROBE}body_regex = '\"status\": ('\n"),
+        4,
+        14,
+        "invalid regex",
+    );
 }
 
 #[test]
 fn duplicate_probe_names() {
-    assert_problem(&format!("{PROBE}{PROBE}"), 5, 8, "duplicate probe name \"p\"");
+    assert_problem(
+        &format!("{PROBE}{PROBE}"),
+        5,
+        8,
+        "duplicate probe name \"p\"",
+    );
 }
 
 #[test]
 fn job_target_without_port() {
-    assert_problem("[[job]]\nname = \"api\"\ntargets = [\"127.0.0.1\"]\n", 3, 11, "must be host:port");
+    assert_problem(
+        "[[job]]\nname = \"api\"\ntargets = [\"127.0.0.1\"]\n",
+        3,
+        11,
+        "must be host:port",
+    );
 }
 
 #[test]
@@ -144,17 +217,32 @@ fn broken_promql_in_gate_guard_names_its_gate() {
 
 #[test]
 fn bad_route_matcher() {
-    assert_problem(&format!("{RECV}[[route]]\nreceivers = [\"r\"]\nmatchers = ['severity=~\"(\"']\n"), 7, 12, "bad regex");
+    assert_problem(
+        &format!("{RECV}[[route]]\nreceivers = [\"r\"]\nmatchers = ['severity=~\"(\"']\n"),
+        7,
+        12,
+        "bad regex",
+    );
 }
 
 #[test]
 fn matcher_without_operator() {
-    assert_problem(&format!("{RECV}[[inhibit]]\nsource_matchers = ['alertname']\ntarget_matchers = []\n"), 6, 19, "expected an operator");
+    assert_problem(
+        &format!("{RECV}[[inhibit]]\nsource_matchers = ['alertname']\ntarget_matchers = []\n"),
+        6,
+        19,
+        "expected an operator",
+    );
 }
 
 #[test]
 fn route_to_unknown_receiver() {
-    assert_problem(&format!("{RECV}[[route]]\nreceivers = [\"oncall\"]\n"), 6, 13, "receiver \"oncall\", which is not defined");
+    assert_problem(
+        &format!("{RECV}[[route]]\nreceivers = [\"oncall\"]\n"),
+        6,
+        13,
+        "receiver \"oncall\", which is not defined",
+    );
 }
 
 #[test]
@@ -177,17 +265,32 @@ fn bad_max_increase() {
 
 #[test]
 fn unknown_receiver_type() {
-    assert_problem("[[receiver]]\nname = \"r\"\ntype = \"sms\"\n", 3, 8, "unknown receiver type \"sms\"");
+    assert_problem(
+        "[[receiver]]\nname = \"r\"\ntype = \"sms\"\n",
+        3,
+        8,
+        "unknown receiver type \"sms\"",
+    );
 }
 
 #[test]
 fn unknown_key_in_receiver() {
-    assert_problem(&format!("{RECV}routing_key = \"k\"\n"), 5, 1, "unknown field `routing_key`");
+    assert_problem(
+        &format!("{RECV}routing_key = \"k\"\n"),
+        5,
+        1,
+        "unknown field `routing_key`",
+    );
 }
 
 #[test]
 fn duplicate_receiver_names() {
-    assert_problem(&format!("{RECV}{RECV}"), 6, 8, "duplicate receiver name \"r\"");
+    assert_problem(
+        &format!("{RECV}{RECV}"),
+        6,
+        8,
+        "duplicate receiver name \"r\"",
+    );
 }
 
 #[test]
@@ -198,14 +301,25 @@ fn bad_smtp_tls_mode() {
 
 #[test]
 fn missing_environment_variable() {
-    let src = "[[receiver]]\nname = \"s\"\ntype = \"slack\"\nurl = \"${POSTFLIGHT_TEST_SURELY_UNSET}\"\n";
-    assert_problem(src, 4, 7, "environment variable POSTFLIGHT_TEST_SURELY_UNSET is not set");
+    let src =
+        "[[receiver]]\nname = \"s\"\ntype = \"slack\"\nurl = \"${POSTFLIGHT_TEST_SURELY_UNSET}\"\n";
+    assert_problem(
+        src,
+        4,
+        7,
+        "environment variable POSTFLIGHT_TEST_SURELY_UNSET is not set",
+    );
 }
 
 #[test]
 fn missing_secret_file() {
     let src = "[[receiver]]\nname = \"s\"\ntype = \"slack\"\nurl = \"${file:/nonexistent/postflight-secret}\"\n";
-    assert_problem(src, 4, 7, "cannot read ${file:/nonexistent/postflight-secret}");
+    assert_problem(
+        src,
+        4,
+        7,
+        "cannot read ${file:/nonexistent/postflight-secret}",
+    );
 }
 
 #[test]
@@ -232,7 +346,11 @@ fn interpolation_reads_files_and_variables() {
     let c = load_str(&src, "t.toml").unwrap();
     match &c.receivers[0].kind {
         postflight::config::ReceiverKind::Webhook(w) => {
-            assert_eq!(w.secret.as_ref().unwrap().expose(), "s3cret", "trailing newline removed");
+            assert_eq!(
+                w.secret.as_ref().unwrap().expose(),
+                "s3cret",
+                "trailing newline removed"
+            );
             assert_eq!(w.url.expose(), "http://127.0.0.1:1/${literal}");
         }
         k => panic!("wrong kind {k:?}"),
@@ -245,8 +363,16 @@ fn check_command_exit_codes_and_shipped_configs() {
     let bin = env!("CARGO_BIN_EXE_postflight");
     let dir = tempfile::tempdir().unwrap();
     let bad = dir.path().join("bad.toml");
-    std::fs::write(&bad, "[server]\nlisten = \"nope\"\n[[probe]]\nname = \"p\"\nurl = \"ftp://a\"\n").unwrap();
-    let out = Command::new(bin).args(["check", "-c"]).arg(&bad).output().unwrap();
+    std::fs::write(
+        &bad,
+        "[server]\nlisten = \"nope\"\n[[probe]]\nname = \"p\"\nurl = \"ftp://a\"\n",
+    )
+    .unwrap();
+    let out = Command::new(bin)
+        .args(["check", "-c"])
+        .arg(&bad)
+        .output()
+        .unwrap();
     assert_eq!(out.status.code(), Some(2));
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("bad.toml:2:10:"), "{err}");
@@ -254,11 +380,17 @@ fn check_command_exit_codes_and_shipped_configs() {
     assert!(err.contains("2 problems found"), "{err}");
 
     let root = env!("CARGO_MANIFEST_DIR");
-    let mut files = vec![format!("{root}/config/postflight.toml")];
+    let mut files = vec![
+        format!("{root}/config/postflight.toml"),
+        format!("{root}/config/docker.toml"),
+    ];
     for e in std::fs::read_dir(format!("{root}/config/examples")).unwrap() {
         files.push(e.unwrap().path().display().to_string());
     }
-    assert!(files.len() >= 6, "an example per receiver type plus a gate: {files:?}");
+    assert!(
+        files.len() >= 6,
+        "an example per receiver type plus a gate: {files:?}"
+    );
     for f in files {
         let out = Command::new(bin)
             .args(["check", "-c", &f])
@@ -268,6 +400,11 @@ fn check_command_exit_codes_and_shipped_configs() {
             .env("SMTP_PASSWORD", "p")
             .output()
             .unwrap();
-        assert_eq!(out.status.code(), Some(0), "{f}: {}", String::from_utf8_lossy(&out.stderr));
+        assert_eq!(
+            out.status.code(),
+            Some(0),
+            "{f}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
     }
 }

@@ -53,10 +53,17 @@ fn sigint_stops_cleanly_too() {
 #[test]
 fn invalid_config_at_start_exits_2() {
     let dir = tempfile::tempdir().unwrap();
-    let mut d = Daemon::start_in(dir.path(), "[server]\nlisten = \"127.0.0.1:{port}\"\nnope = 1\n", &[]);
+    let mut d = Daemon::start_in(
+        dir.path(),
+        "[server]\nlisten = \"127.0.0.1:{port}\"\nnope = 1\n",
+        &[],
+    );
     assert_eq!(d.wait_exit(Duration::from_secs(10)).code(), Some(2));
     let log = d.log_text();
-    assert!(log.contains("postflight.toml:3:1:") && log.contains("unknown field `nope`"), "{log}");
+    assert!(
+        log.contains("postflight.toml:3:1:") && log.contains("unknown field `nope`"),
+        "{log}"
+    );
 }
 
 #[test]
@@ -64,11 +71,17 @@ fn port_taken_exits_1_with_one_line_reason() {
     let dir = tempfile::tempdir().unwrap();
     let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let port = taken.local_addr().unwrap().port();
-    let cfg = BASIC.replace("127.0.0.1:{port}\"\n[storage]", &format!("127.0.0.1:{port}\"\n[storage]"));
+    let cfg = BASIC.replace(
+        "127.0.0.1:{port}\"\n[storage]",
+        &format!("127.0.0.1:{port}\"\n[storage]"),
+    );
     let mut d = Daemon::start_in(dir.path(), &cfg, &[]);
     assert_eq!(d.wait_exit(Duration::from_secs(10)).code(), Some(1));
     let log = d.log_text();
-    assert!(log.contains(&format!("cannot listen on 127.0.0.1:{port}")), "{log}");
+    assert!(
+        log.contains(&format!("cannot listen on 127.0.0.1:{port}")),
+        "{log}"
+    );
     assert!(log.contains("in use"), "{log}");
 }
 
@@ -89,15 +102,27 @@ fn sighup_reload_rejects_invalid_config_and_keeps_the_old_one() {
     let mut d = Daemon::start_in(dir.path(), BASIC, &[]);
     d.wait_ready();
     let page = d.get("/metrics").1;
-    assert_eq!(metric(&page, "postflight_config_last_reload_successful"), Some(1.0));
+    assert_eq!(
+        metric(&page, "postflight_config_last_reload_successful"),
+        Some(1.0)
+    );
 
     // A broken file: refused, old config stays in force, metric drops to 0.
     let cfg_path = dir.path().join("postflight.toml");
     let good = std::fs::read_to_string(&cfg_path).unwrap();
     std::fs::write(&cfg_path, good.replace("[[rule]]", "[[rule]]\nbogus = 1")).unwrap();
     d.signal("HUP");
-    wait_for(|| metric(&d.get("/metrics").1, "postflight_config_last_reload_successful") == Some(0.0));
-    assert_eq!(d.get("/healthz").0, 200, "still serving on the old listen address");
+    wait_for(|| {
+        metric(
+            &d.get("/metrics").1,
+            "postflight_config_last_reload_successful",
+        ) == Some(0.0)
+    });
+    assert_eq!(
+        d.get("/healthz").0,
+        200,
+        "still serving on the old listen address"
+    );
     assert!(d.log_text().contains("previous config stays in force"));
 
     // The same through the API: 500 with the problem in the JSON error.
@@ -109,7 +134,13 @@ fn sighup_reload_rejects_invalid_config_and_keeps_the_old_one() {
     std::fs::write(&cfg_path, &good).unwrap();
     let (status, _) = http(d.port, "POST", "/-/reload", None, &[]).unwrap();
     assert_eq!(status, 200);
-    assert_eq!(metric(&d.get("/metrics").1, "postflight_config_last_reload_successful"), Some(1.0));
+    assert_eq!(
+        metric(
+            &d.get("/metrics").1,
+            "postflight_config_last_reload_successful"
+        ),
+        Some(1.0)
+    );
     d.signal("TERM");
     assert_eq!(d.wait_exit(Duration::from_secs(10)).code(), Some(0));
 }
@@ -124,14 +155,31 @@ fn api_token_guards_every_non_get_call() {
     let good = std::fs::read_to_string(&cfg_path).unwrap();
     std::fs::write(&cfg_path, good.replace("[[rule]]", "[[rule]]\nbogus = 1")).unwrap();
 
-    for hdr in [vec![], vec![("Authorization", "Bearer wrong")], vec![("Authorization", "tok-123")]] {
+    for hdr in [
+        vec![],
+        vec![("Authorization", "Bearer wrong")],
+        vec![("Authorization", "tok-123")],
+    ] {
         let (status, body) = http(d.port, "POST", "/-/reload", None, &hdr).unwrap();
         assert_eq!(status, 401, "{hdr:?}");
         assert!(body.contains("\"error\""));
     }
     // Nothing changed: no reload was attempted.
-    assert_eq!(metric(&d.get("/metrics").1, "postflight_config_last_reload_successful"), Some(1.0));
-    let (status, _) = http(d.port, "POST", "/-/reload", None, &[("Authorization", "Bearer tok-123")]).unwrap();
+    assert_eq!(
+        metric(
+            &d.get("/metrics").1,
+            "postflight_config_last_reload_successful"
+        ),
+        Some(1.0)
+    );
+    let (status, _) = http(
+        d.port,
+        "POST",
+        "/-/reload",
+        None,
+        &[("Authorization", "Bearer tok-123")],
+    )
+    .unwrap();
     assert_eq!(status, 500, "authorised, and the broken file is refused");
     assert_eq!(d.get("/readyz").0, 200, "GET needs no token");
 }
@@ -184,16 +232,36 @@ to = ["b@example.com"]
     d.wait_ready();
     std::thread::sleep(Duration::from_millis(2500));
     let mut seen = String::new();
-    for path in ["/metrics", "/api/v1/targets", "/api/v1/alerts", "/api/v1/silences", "/readyz", "/nope"] {
+    for path in [
+        "/metrics",
+        "/api/v1/targets",
+        "/api/v1/alerts",
+        "/api/v1/silences",
+        "/readyz",
+        "/nope",
+    ] {
         seen.push_str(&d.get(path).1);
     }
-    seen.push_str(&http(d.port, "POST", "/-/reload", None, &[("Authorization", "Bearer bad")]).unwrap().1);
+    seen.push_str(
+        &http(
+            d.port,
+            "POST",
+            "/-/reload",
+            None,
+            &[("Authorization", "Bearer bad")],
+        )
+        .unwrap()
+        .1,
+    );
     d.signal("HUP");
     std::thread::sleep(Duration::from_millis(300));
     d.signal("TERM");
     d.wait_exit(Duration::from_secs(10));
     seen.push_str(&d.log_text());
-    assert!(d.log_text().contains("postflight started"), "the log was written");
+    assert!(
+        d.log_text().contains("postflight started"),
+        "the log was written"
+    );
     for (_, s) in secrets {
         let needle = s.trim_start_matches("Bearer ");
         assert!(!seen.contains(needle), "secret {needle:?} leaked");
@@ -206,11 +274,16 @@ fn systemd_notify_protocol() {
     let dir = tempfile::tempdir().unwrap();
     let sock_path = dir.path().join("notify.sock");
     let sock = UnixDatagram::bind(&sock_path).unwrap();
-    sock.set_read_timeout(Some(Duration::from_millis(200))).unwrap();
+    sock.set_read_timeout(Some(Duration::from_millis(200)))
+        .unwrap();
     let sock_str = sock_path.display().to_string();
-    let mut d = Daemon::start_in(dir.path(), BASIC, &[("NOTIFY_SOCKET", &sock_str), ("WATCHDOG_USEC", "400000")]);
+    let mut d = Daemon::start_in(
+        dir.path(),
+        BASIC,
+        &[("NOTIFY_SOCKET", &sock_str), ("WATCHDOG_USEC", "400000")],
+    );
     let mut msgs: Vec<String> = Vec::new();
-    let mut recv_until = |msgs: &mut Vec<String>, pred: &dyn Fn(&[String]) -> bool| {
+    let recv_until = |msgs: &mut Vec<String>, pred: &dyn Fn(&[String]) -> bool| {
         let deadline = Instant::now() + Duration::from_secs(15);
         let mut buf = [0u8; 4096];
         while !pred(msgs) {
@@ -222,14 +295,22 @@ fn systemd_notify_protocol() {
     };
     recv_until(&mut msgs, &|m| m.iter().any(|s| s.contains("READY=1")));
     assert_eq!(d.get("/readyz").0, 200, "READY=1 only once the API listens");
-    recv_until(&mut msgs, &|m| m.iter().filter(|s| s.contains("WATCHDOG=1")).count() >= 3);
+    recv_until(&mut msgs, &|m| {
+        m.iter().filter(|s| s.contains("WATCHDOG=1")).count() >= 3
+    });
 
     d.signal("HUP");
     recv_until(&mut msgs, &|m| m.iter().any(|s| s.contains("RELOADING=1")));
-    let reloading = msgs.iter().find(|s| s.contains("RELOADING=1")).unwrap().clone();
+    let reloading = msgs
+        .iter()
+        .find(|s| s.contains("RELOADING=1"))
+        .unwrap()
+        .clone();
     assert!(reloading.contains("MONOTONIC_USEC="), "{reloading}");
     let idx = msgs.iter().position(|s| s.contains("RELOADING=1")).unwrap();
-    recv_until(&mut msgs, &|m| m[idx + 1..].iter().any(|s| s.contains("READY=1")));
+    recv_until(&mut msgs, &|m| {
+        m[idx + 1..].iter().any(|s| s.contains("READY=1"))
+    });
 
     d.signal("TERM");
     recv_until(&mut msgs, &|m| m.iter().any(|s| s.contains("STOPPING=1")));

@@ -10,7 +10,11 @@ use std::time::{Duration, Instant};
 
 /// A free port on 127.0.0.1 (bound then released; good enough for tests).
 pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
 }
 
 /// A daemon under test.
@@ -26,18 +30,33 @@ impl Daemon {
     /// `postflight run` with extra environment.
     pub fn start_in(dir: &Path, config: &str, env: &[(&str, &str)]) -> Daemon {
         let port = free_port();
-        let text = config.replace("{port}", &port.to_string()).replace("{dir}", &dir.display().to_string());
+        let text = config
+            .replace("{port}", &port.to_string())
+            .replace("{dir}", &dir.display().to_string());
         let cfg = dir.join("postflight.toml");
         std::fs::write(&cfg, text).unwrap();
         let log = dir.join("daemon.log");
-        let logf = std::fs::OpenOptions::new().create(true).append(true).open(&log).unwrap();
+        let logf = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&log)
+            .unwrap();
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_postflight"));
-        cmd.args(["run", "-c"]).arg(&cfg).stdout(Stdio::null()).stderr(logf).env_remove("NOTIFY_SOCKET");
+        cmd.args(["run", "-c"])
+            .arg(&cfg)
+            .stdout(Stdio::null())
+            .stderr(logf)
+            .env_remove("NOTIFY_SOCKET");
         for (k, v) in env {
             cmd.env(k, v);
         }
         let child = cmd.spawn().unwrap();
-        Daemon { child, port, dir: dir.to_path_buf(), log }
+        Daemon {
+            child,
+            port,
+            dir: dir.to_path_buf(),
+            log,
+        }
     }
 
     /// Waits until `/readyz` answers 200 (panics after 15 s).
@@ -60,7 +79,11 @@ impl Daemon {
     }
 
     pub fn signal(&self, sig: &str) {
-        let ok = Command::new("kill").arg(format!("-{sig}")).arg(self.child.id().to_string()).status().unwrap();
+        let ok = Command::new("kill")
+            .arg(format!("-{sig}"))
+            .arg(self.child.id().to_string())
+            .status()
+            .unwrap();
         assert!(ok.success());
     }
 
@@ -118,9 +141,20 @@ pub fn http(
     let mut raw = Vec::new();
     s.read_to_end(&mut raw)?;
     let text = String::from_utf8_lossy(&raw).to_string();
-    let status = text.split(' ').nth(1).and_then(|c| c.parse().ok()).unwrap_or(0);
+    let status = text
+        .split(' ')
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .unwrap_or(0);
     let (head, body) = text.split_once("\r\n\r\n").unwrap_or((&text, ""));
-    let body = if head.to_ascii_lowercase().contains("transfer-encoding: chunked") { dechunk(body) } else { body.to_string() };
+    let body = if head
+        .to_ascii_lowercase()
+        .contains("transfer-encoding: chunked")
+    {
+        dechunk(body)
+    } else {
+        body.to_string()
+    };
     Ok((status, body))
 }
 
@@ -139,5 +173,9 @@ fn dechunk(mut s: &str) -> String {
 
 /// The value of an unlabelled metric on a /metrics page.
 pub fn metric(page: &str, name: &str) -> Option<f64> {
-    page.lines().find_map(|l| l.strip_prefix(name).and_then(|r| r.strip_prefix(' ')).and_then(|v| v.trim().parse().ok()))
+    page.lines().find_map(|l| {
+        l.strip_prefix(name)
+            .and_then(|r| r.strip_prefix(' '))
+            .and_then(|v| v.trim().parse().ok())
+    })
 }
