@@ -26,6 +26,7 @@ pub mod api;
 pub mod cli;
 pub mod config;
 pub mod daemon;
+pub mod rules;
 pub mod series;
 pub mod telemetry;
 

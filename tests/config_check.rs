@@ -216,6 +216,16 @@ fn broken_promql_in_gate_guard_names_its_gate() {
 }
 
 #[test]
+fn unsupported_template_names_rule_and_annotation() {
+    assert_problem(
+        "[[rule]]\nalert = \"A\"\nexpr = 'up == 0'\nannotations = { summary = \"{{ if $value }}x{{ end }}\" }\n",
+        4,
+        15,
+        "rule \"A\": annotations.summary: template",
+    );
+}
+
+#[test]
 fn bad_route_matcher() {
     assert_problem(
         &format!("{RECV}[[route]]\nreceivers = [\"r\"]\nmatchers = ['severity=~\"(\"']\n"),

@@ -540,6 +540,18 @@ impl<'s> Ctx<'s> {
                 config.warnings.push(format!("{label}: timeout is longer than the interval; probes will not overlap, some runs are skipped"));
             }
         }
+        for (i, r) in config.rules.iter().enumerate() {
+            for (what, map) in [("labels", &r.labels), ("annotations", &r.annotations)] {
+                for (k, v) in map {
+                    if let Err(e) = crate::rules::template::Template::parse(v) {
+                        found.push((
+                            span_of("rule", i, what),
+                            format!("rule {:?}: {what}.{k}: template: {e}", r.alert),
+                        ));
+                    }
+                }
+            }
+        }
         for (i, j) in config.jobs.iter().enumerate() {
             for t in &j.targets {
                 if t.contains('/')

@@ -1,0 +1,5 @@
+//! Alerting rules with Prometheus' state machine, and the templates of their labels and
+//! annotations.
+
+pub mod gofmt;
+pub mod template;
