@@ -587,7 +587,7 @@ mod tests {
             "1d 2h 3m 4s"
         );
         assert_eq!(render("{{ $value | humanizeDuration }}", 0.25), "250ms");
-        assert_eq!(render("{{ printf \"%.2f\" $value }}", 2.71828), "2.72");
+        assert_eq!(render("{{ printf \"%.2f\" $value }}", 1.23456), "1.23");
         assert_eq!(render("{{ $value | printf \"%.1f%%\" }}", 99.25), "99.2%");
         assert_eq!(render("{{ $labels.job | toUpper }}", 0.0), "API");
         assert_eq!(render("{{ index $labels \"job\" }}", 0.0), "api");
