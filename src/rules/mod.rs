@@ -1,5 +1,6 @@
 //! Alerting rules with Prometheus' state machine, and the templates of their labels and
 //! annotations.
 
+pub mod alerting;
 pub mod gofmt;
 pub mod template;
