@@ -21,7 +21,7 @@ use postflight::config::{
     WebhookConfig,
 };
 use postflight::notify::{
-    self, Clients, GroupStatus, NotifiedAlert, Notification, NotifyError, group_key,
+    self, Clients, GroupStatus, Notification, NotifiedAlert, NotifyError, group_key,
 };
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer};
 use tokio::io::{AsyncBufReadExt, AsyncRead, AsyncWrite, AsyncWriteExt, BufReader};
@@ -32,7 +32,10 @@ use tokio::sync::mpsc;
 // Shared fixtures
 
 fn map(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
-    pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
+    pairs
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect()
 }
 
 fn alert(instance: &str, status: GroupStatus) -> NotifiedAlert {
@@ -74,7 +77,12 @@ fn notification(receiver: &str, statuses: &[GroupStatus]) -> Notification {
 }
 
 fn receiver(name: &str, timeout: Duration, kind: ReceiverKind) -> ReceiverConfig {
-    ReceiverConfig { name: name.into(), send_resolved: true, timeout, kind }
+    ReceiverConfig {
+        name: name.into(),
+        send_resolved: true,
+        timeout,
+        kind,
+    }
 }
 
 fn clients() -> Clients {
@@ -93,7 +101,10 @@ struct Seen {
 
 impl Seen {
     fn header(&self, name: &str) -> &str {
-        self.headers.get(name).map(|v| v.to_str().unwrap()).unwrap_or("")
+        self.headers
+            .get(name)
+            .map(|v| v.to_str().unwrap())
+            .unwrap_or("")
     }
     fn json(&self) -> serde_json::Value {
         serde_json::from_slice(&self.body).expect("JSON body")
@@ -128,7 +139,8 @@ async fn http_peer(
                             headers: parts.headers,
                             body,
                         });
-                        let mut resp = Response::new(Full::new(Bytes::from_static(reply.as_bytes())));
+                        let mut resp =
+                            Response::new(Full::new(Bytes::from_static(reply.as_bytes())));
                         *resp.status_mut() = StatusCode::from_u16(status).unwrap();
                         for (k, v) in &headers {
                             resp.headers_mut().insert(*k, v.parse().unwrap());
@@ -188,7 +200,11 @@ async fn webhook_posts_signed_alertmanager_payload() {
     assert_eq!(req.method, "POST");
     assert_eq!(req.path, "/hooks/postflight");
     assert_eq!(req.header("content-type"), "application/json");
-    assert!(req.header("user-agent").starts_with("postflight/"), "{}", req.header("user-agent"));
+    assert!(
+        req.header("user-agent").starts_with("postflight/"),
+        "{}",
+        req.header("user-agent")
+    );
     assert_eq!(req.header("x-team"), "core");
     let expected = format!("sha256={}", hmac_hex(secret.as_bytes(), &req.body));
     assert_eq!(req.header("x-postflight-signature"), expected);
@@ -199,7 +215,10 @@ async fn webhook_posts_signed_alertmanager_payload() {
     assert_eq!(v["receiver"], "hooks");
     assert_eq!(v["groupKey"], n.group_key.as_str());
     assert_eq!(v["truncatedAlerts"], 0);
-    assert_eq!(v["groupLabels"], serde_json::json!({"alertname": "HighErrorRate", "job": "api"}));
+    assert_eq!(
+        v["groupLabels"],
+        serde_json::json!({"alertname": "HighErrorRate", "job": "api"})
+    );
     assert_eq!(v["commonLabels"]["severity"], "page");
     assert_eq!(v["commonAnnotations"]["reason"], "status 503, expected 200");
     assert_eq!(v["externalURL"], "http://monitor.example.com:7980");
@@ -208,7 +227,10 @@ async fn webhook_posts_signed_alertmanager_payload() {
     assert_eq!(v["alerts"][0]["endsAt"], "0001-01-01T00:00:00Z");
     assert_eq!(v["alerts"][1]["status"], "resolved");
     assert_eq!(v["alerts"][1]["endsAt"], "2024-05-01T12:10:00Z");
-    assert_eq!(v["alerts"][1]["generatorURL"], "http://monitor.example.com:7980/rules");
+    assert_eq!(
+        v["alerts"][1]["generatorURL"],
+        "http://monitor.example.com:7980/rules"
+    );
 }
 
 #[tokio::test]
@@ -223,9 +245,13 @@ async fn webhook_without_secret_is_unsigned() {
             headers: BTreeMap::new(),
         }),
     );
-    let d = notify::send(&clients(), &r, &notification("hooks", &[GroupStatus::Resolved]))
-        .await
-        .unwrap();
+    let d = notify::send(
+        &clients(),
+        &r,
+        &notification("hooks", &[GroupStatus::Resolved]),
+    )
+    .await
+    .unwrap();
     assert_eq!(d.status, Some(204));
     let req = seen.recv().await.unwrap();
     assert!(req.headers.get("x-postflight-signature").is_none());
@@ -256,13 +282,29 @@ async fn slack_posts_text_and_blocks() {
     assert_eq!(req.path, "/services/T000/B000/XOXSECRETTOKEN");
     let v = req.json();
     assert_eq!(v["channel"], "#alerts");
-    assert!(v["text"].as_str().unwrap().contains("[FIRING:1] HighErrorRate api"));
+    assert!(
+        v["text"]
+            .as_str()
+            .unwrap()
+            .contains("[FIRING:1] HighErrorRate api")
+    );
     let blocks = v["blocks"].as_array().unwrap();
     assert_eq!(blocks[0]["type"], "header");
-    assert!(blocks[0]["text"]["text"].as_str().unwrap().starts_with("🔴 [FIRING:1]"));
+    assert!(
+        blocks[0]["text"]["text"]
+            .as_str()
+            .unwrap()
+            .starts_with("🔴 [FIRING:1]")
+    );
     let firing = blocks[1]["text"]["text"].as_str().unwrap();
-    assert!(firing.contains("*FIRING*") && firing.contains("error rate 5% on api"), "{firing}");
-    assert!(firing.contains("*Reason:* status 503, expected 200"), "{firing}");
+    assert!(
+        firing.contains("*FIRING*") && firing.contains("error rate 5% on api"),
+        "{firing}"
+    );
+    assert!(
+        firing.contains("*Reason:* status 503, expected 200"),
+        "{firing}"
+    );
     assert!(firing.contains("`path=&lt;b&gt;/v1&lt;/b&gt;`"), "{firing}");
     let resolved = blocks[2]["text"]["text"].as_str().unwrap();
     assert!(resolved.starts_with("✅ *RESOLVED*"), "{resolved}");
@@ -271,17 +313,29 @@ async fn slack_posts_text_and_blocks() {
     let n = notification("devops", &[GroupStatus::Resolved]);
     notify::send(&clients(), &r, &n).await.expect("delivered");
     let v = seen.recv().await.unwrap().json();
-    assert!(v["blocks"][0]["text"]["text"].as_str().unwrap().starts_with("✅ [RESOLVED]"));
+    assert!(
+        v["blocks"][0]["text"]["text"]
+            .as_str()
+            .unwrap()
+            .starts_with("✅ [RESOLVED]")
+    );
 }
 
 #[tokio::test]
 async fn notify_test_message_is_marked() {
     let (addr, mut seen) = http_peer(200, &[], "ok").await;
     let r = slack(addr, Duration::from_secs(5));
-    notify::send_test(&clients(), &r, "http://monitor.example.com:7980").await.expect("delivered");
+    notify::send_test(&clients(), &r, "http://monitor.example.com:7980")
+        .await
+        .expect("delivered");
     let v = seen.recv().await.unwrap().json();
     assert!(v["text"].as_str().unwrap().contains("[TEST]"));
-    assert!(v["blocks"][0]["text"]["text"].as_str().unwrap().contains("[TEST]"));
+    assert!(
+        v["blocks"][0]["text"]["text"]
+            .as_str()
+            .unwrap()
+            .contains("[TEST]")
+    );
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -289,16 +343,23 @@ async fn notify_test_message_is_marked() {
 
 fn assert_no_secret(e: &NotifyError) {
     let m = e.to_string();
-    assert!(!m.contains("XOXSECRETTOKEN") && !m.contains("/services/"), "secret leaked: {m}");
+    assert!(
+        !m.contains("XOXSECRETTOKEN") && !m.contains("/services/"),
+        "secret leaked: {m}"
+    );
     assert!(m.contains("devops"), "message names the receiver: {m}");
 }
 
 #[tokio::test]
 async fn http_500_is_retryable() {
     let (addr, _seen) = http_peer(500, &[], "internal trouble").await;
-    let e = notify::send(&clients(), &slack(addr, Duration::from_secs(5)), &notification("devops", &[GroupStatus::Firing]))
-        .await
-        .unwrap_err();
+    let e = notify::send(
+        &clients(),
+        &slack(addr, Duration::from_secs(5)),
+        &notification("devops", &[GroupStatus::Firing]),
+    )
+    .await
+    .unwrap_err();
     assert!(e.is_retryable(), "{e}");
     assert_eq!(e.retry_after(), None);
     assert!(e.to_string().contains("500"), "{e}");
@@ -308,9 +369,13 @@ async fn http_500_is_retryable() {
 #[tokio::test]
 async fn http_429_honours_retry_after() {
     let (addr, _seen) = http_peer(429, &[("retry-after", "7")], "slow down").await;
-    let e = notify::send(&clients(), &slack(addr, Duration::from_secs(5)), &notification("devops", &[GroupStatus::Firing]))
-        .await
-        .unwrap_err();
+    let e = notify::send(
+        &clients(),
+        &slack(addr, Duration::from_secs(5)),
+        &notification("devops", &[GroupStatus::Firing]),
+    )
+    .await
+    .unwrap_err();
     assert!(e.is_retryable(), "{e}");
     assert_eq!(e.retry_after(), Some(Duration::from_secs(7)));
     assert_no_secret(&e);
@@ -319,9 +384,13 @@ async fn http_429_honours_retry_after() {
 #[tokio::test]
 async fn http_400_is_permanent() {
     let (addr, _seen) = http_peer(400, &[], "invalid_payload").await;
-    let e = notify::send(&clients(), &slack(addr, Duration::from_secs(5)), &notification("devops", &[GroupStatus::Firing]))
-        .await
-        .unwrap_err();
+    let e = notify::send(
+        &clients(),
+        &slack(addr, Duration::from_secs(5)),
+        &notification("devops", &[GroupStatus::Firing]),
+    )
+    .await
+    .unwrap_err();
     assert!(!e.is_retryable(), "{e}");
     assert!(matches!(e, NotifyError::Permanent { .. }));
     assert!(e.to_string().contains("400"), "{e}");
@@ -329,17 +398,42 @@ async fn http_400_is_permanent() {
 }
 
 #[tokio::test]
+async fn redirect_to_another_host_is_not_followed() {
+    let (addr, mut seen) =
+        http_peer(307, &[("location", "http://localhost:9/elsewhere")], "").await;
+    let e = notify::send(
+        &clients(),
+        &slack(addr, Duration::from_secs(5)),
+        &notification("devops", &[GroupStatus::Firing]),
+    )
+    .await
+    .unwrap_err();
+    assert!(!e.is_retryable(), "{e}");
+    assert!(e.to_string().contains("307"), "{e}");
+    assert_no_secret(&e);
+    seen.recv().await.unwrap();
+    assert!(seen.try_recv().is_err(), "asked once, not followed");
+}
+
+#[tokio::test]
 async fn silent_peer_times_out_within_receiver_timeout() {
     let addr = silent_peer().await;
     let timeout = Duration::from_millis(500);
     let start = Instant::now();
-    let e = notify::send(&clients(), &slack(addr, timeout), &notification("devops", &[GroupStatus::Firing]))
-        .await
-        .unwrap_err();
+    let e = notify::send(
+        &clients(),
+        &slack(addr, timeout),
+        &notification("devops", &[GroupStatus::Firing]),
+    )
+    .await
+    .unwrap_err();
     let took = start.elapsed();
     assert!(e.is_retryable(), "{e}");
     assert!(e.to_string().contains("timed out"), "{e}");
-    assert!(took >= timeout && took < timeout + Duration::from_secs(1), "took {took:?}");
+    assert!(
+        took >= timeout && took < timeout + Duration::from_secs(1),
+        "took {took:?}"
+    );
     assert_no_secret(&e);
 }
 
@@ -349,9 +443,13 @@ async fn refused_connection_is_retryable() {
         let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
         l.local_addr().unwrap()
     };
-    let e = notify::send(&clients(), &slack(addr, Duration::from_secs(5)), &notification("devops", &[GroupStatus::Firing]))
-        .await
-        .unwrap_err();
+    let e = notify::send(
+        &clients(),
+        &slack(addr, Duration::from_secs(5)),
+        &notification("devops", &[GroupStatus::Firing]),
+    )
+    .await
+    .unwrap_err();
     assert!(e.is_retryable(), "{e}");
     assert_no_secret(&e);
 }
@@ -361,8 +459,12 @@ async fn refused_connection_is_retryable() {
 
 #[tokio::test]
 async fn pagerduty_triggers_then_resolves_same_incident() {
-    let (addr, mut seen) =
-        http_peer(202, &[("content-type", "application/json")], r#"{"status":"success"}"#).await;
+    let (addr, mut seen) = http_peer(
+        202,
+        &[("content-type", "application/json")],
+        r#"{"status":"success"}"#,
+    )
+    .await;
     let r = receiver(
         "oncall",
         Duration::from_secs(5),
@@ -372,7 +474,9 @@ async fn pagerduty_triggers_then_resolves_same_incident() {
         }),
     );
     let c = clients();
-    let d = notify::send(&c, &r, &notification("oncall", &[GroupStatus::Firing])).await.unwrap();
+    let d = notify::send(&c, &r, &notification("oncall", &[GroupStatus::Firing]))
+        .await
+        .unwrap();
     assert_eq!(d.status, Some(202));
     let trigger = seen.recv().await.unwrap();
     assert_eq!(trigger.path, "/v2/enqueue");
@@ -381,10 +485,15 @@ async fn pagerduty_triggers_then_resolves_same_incident() {
     assert_eq!(t["event_action"], "trigger");
     assert_eq!(t["payload"]["severity"], "critical");
     assert_eq!(t["payload"]["source"], "10.0.0.0:80");
-    assert_eq!(t["payload"]["summary"], "[FIRING:1] HighErrorRate api: error rate 5% on api");
+    assert_eq!(
+        t["payload"]["summary"],
+        "[FIRING:1] HighErrorRate api: error rate 5% on api"
+    );
     assert_eq!(t["payload"]["timestamp"], "2024-05-01T12:00:00Z");
 
-    notify::send(&c, &r, &notification("oncall", &[GroupStatus::Resolved])).await.unwrap();
+    notify::send(&c, &r, &notification("oncall", &[GroupStatus::Resolved]))
+        .await
+        .unwrap();
     let resolve = seen.recv().await.unwrap().json();
     assert_eq!(resolve["event_action"], "resolve");
     assert_eq!(resolve["dedup_key"], t["dedup_key"]);
@@ -393,7 +502,12 @@ async fn pagerduty_triggers_then_resolves_same_incident() {
 
 #[tokio::test]
 async fn pagerduty_errors_hide_the_routing_key() {
-    let (addr, _seen) = http_peer(400, &[], r#"{"status":"invalid event","message":"Event object is invalid"}"#).await;
+    let (addr, _seen) = http_peer(
+        400,
+        &[],
+        r#"{"status":"invalid event","message":"Event object is invalid"}"#,
+    )
+    .await;
     let r = receiver(
         "oncall",
         Duration::from_secs(5),
@@ -402,7 +516,13 @@ async fn pagerduty_errors_hide_the_routing_key() {
             url: format!("http://{addr}/v2/enqueue"),
         }),
     );
-    let e = notify::send(&clients(), &r, &notification("oncall", &[GroupStatus::Firing])).await.unwrap_err();
+    let e = notify::send(
+        &clients(),
+        &r,
+        &notification("oncall", &[GroupStatus::Firing]),
+    )
+    .await
+    .unwrap_err();
     assert!(!e.is_retryable());
     assert!(!e.to_string().contains("R0UT1NGKEY"));
     assert!(e.to_string().contains("oncall"));
@@ -418,11 +538,15 @@ struct TestPki {
 }
 
 fn test_pki() -> TestPki {
-    use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, Issuer, KeyPair, KeyUsagePurpose};
+    use rcgen::{
+        BasicConstraints, CertificateParams, DnType, IsCa, Issuer, KeyPair, KeyUsagePurpose,
+    };
     let ca_key = KeyPair::generate().unwrap();
     let mut ca_params = CertificateParams::new(Vec::<String>::new()).unwrap();
     ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-    ca_params.distinguished_name.push(DnType::CommonName, "postflight test CA");
+    ca_params
+        .distinguished_name
+        .push(DnType::CommonName, "postflight test CA");
     ca_params.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign];
     let ca_cert = ca_params.self_signed(&ca_key).unwrap();
     let issuer = Issuer::new(ca_params, ca_key);
@@ -430,17 +554,24 @@ fn test_pki() -> TestPki {
     let leaf_key = KeyPair::generate().unwrap();
     let mut leaf_params =
         CertificateParams::new(vec!["localhost".to_string(), "127.0.0.1".to_string()]).unwrap();
-    leaf_params.distinguished_name.push(DnType::CommonName, "localhost");
+    leaf_params
+        .distinguished_name
+        .push(DnType::CommonName, "localhost");
     let leaf = leaf_params.signed_by(&leaf_key, &issuer).unwrap();
 
     let key = PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(leaf_key.serialize_der()));
-    let server = rustls::ServerConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
-        .with_safe_default_protocol_versions()
-        .unwrap()
-        .with_no_client_auth()
-        .with_single_cert(vec![leaf.der().clone(), ca_cert.der().clone()], key)
-        .unwrap();
-    TestPki { ca: ca_cert.der().clone(), server: Arc::new(server) }
+    let server = rustls::ServerConfig::builder_with_provider(Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .unwrap()
+    .with_no_client_auth()
+    .with_single_cert(vec![leaf.der().clone(), ca_cert.der().clone()], key)
+    .unwrap();
+    TestPki {
+        ca: ca_cert.der().clone(),
+        server: Arc::new(server),
+    }
 }
 
 /// How the test SMTP server behaves.
@@ -461,7 +592,14 @@ struct SmtpBehaviour {
 
 impl SmtpBehaviour {
     fn plain() -> Self {
-        SmtpBehaviour { implicit_tls: false, offer_starttls: false, auth: None, reject_auth: false, mail_reply: None, tls: None }
+        SmtpBehaviour {
+            implicit_tls: false,
+            offer_starttls: false,
+            auth: None,
+            reject_auth: false,
+            mail_reply: None,
+            tls: None,
+        }
     }
 }
 
@@ -516,7 +654,11 @@ async fn smtp_server(b: SmtpBehaviour) -> (SocketAddr, mpsc::UnboundedReceiver<S
     (addr, rx)
 }
 
-async fn smtp_session(stream: TcpStream, b: &SmtpBehaviour, s: &mut Session) -> std::io::Result<()> {
+async fn smtp_session(
+    stream: TcpStream,
+    b: &SmtpBehaviour,
+    s: &mut Session,
+) -> std::io::Result<()> {
     let mut io: Box<dyn Io> = if b.implicit_tls {
         s.tls = true;
         let acceptor = tokio_rustls::TlsAcceptor::from(b.tls.clone().unwrap());
@@ -524,7 +666,8 @@ async fn smtp_session(stream: TcpStream, b: &SmtpBehaviour, s: &mut Session) -> 
     } else {
         Box::new(stream)
     };
-    io.write_all(b"220 localhost ESMTP postflight-test\r\n").await?;
+    io.write_all(b"220 localhost ESMTP postflight-test\r\n")
+        .await?;
     let mut r = BufReader::new(io);
     loop {
         let mut line = String::new();
@@ -559,7 +702,9 @@ async fn smtp_session(stream: TcpStream, b: &SmtpBehaviour, s: &mut Session) -> 
                     .collect()
             }
             "STARTTLS" => {
-                r.get_mut().write_all(b"220 2.0.0 ready to start TLS\r\n").await?;
+                r.get_mut()
+                    .write_all(b"220 2.0.0 ready to start TLS\r\n")
+                    .await?;
                 let plain = r.into_inner();
                 let acceptor = tokio_rustls::TlsAcceptor::from(b.tls.clone().unwrap());
                 let tls = acceptor.accept(plain).await?;
@@ -609,7 +754,9 @@ async fn smtp_session(stream: TcpStream, b: &SmtpBehaviour, s: &mut Session) -> 
                 "250 2.1.5 OK\r\n".into()
             }
             "DATA" => {
-                r.get_mut().write_all(b"354 end data with <CR><LF>.<CR><LF>\r\n").await?;
+                r.get_mut()
+                    .write_all(b"354 end data with <CR><LF>.<CR><LF>\r\n")
+                    .await?;
                 loop {
                     let mut l = String::new();
                     if r.read_line(&mut l).await? == 0 {
@@ -652,7 +799,10 @@ fn email(addr: SocketAddr, tls: SmtpTls, auth: bool) -> ReceiverConfig {
             username: auth.then(|| "postflight".to_string()),
             password: auth.then(|| Secret::new(SMTP_PASSWORD)),
             from: "postflight@example.com".into(),
-            to: vec!["dba@example.com".into(), "Ops Team <ops@example.com>".into()],
+            to: vec![
+                "dba@example.com".into(),
+                "Ops Team <ops@example.com>".into(),
+            ],
         }),
     )
 }
@@ -686,7 +836,10 @@ fn decode_qp(s: &str) -> String {
     while i < b.len() {
         let hex = |c: u8| (c as char).to_digit(16);
         if b[i] == b'=' {
-            if let (Some(h), Some(l)) = (b.get(i + 1).and_then(|c| hex(*c)), b.get(i + 2).and_then(|c| hex(*c))) {
+            if let (Some(h), Some(l)) = (
+                b.get(i + 1).and_then(|c| hex(*c)),
+                b.get(i + 2).and_then(|c| hex(*c)),
+            ) {
                 out.push((h * 16 + l) as u8);
                 i += 3;
                 continue;
@@ -704,7 +857,11 @@ fn assert_message(s: &Session, subject: &str) {
     assert_eq!(s.rcpt_to, vec!["<dba@example.com>", "<ops@example.com>"]);
     let d = &decode_message(&s.data);
     assert!(d.contains(&format!("Subject: {subject}\r\n")), "{d}");
-    assert!(d.contains("To: dba@example.com, \"Ops Team\" <ops@example.com>") || d.contains("To: dba@example.com, Ops Team <ops@example.com>"), "{d}");
+    assert!(
+        d.contains("To: dba@example.com, \"Ops Team\" <ops@example.com>")
+            || d.contains("To: dba@example.com, Ops Team <ops@example.com>"),
+        "{d}"
+    );
     assert!(d.contains("Content-Type: multipart/alternative"), "{d}");
     assert!(d.contains("Content-Type: text/plain; charset=utf-8"), "{d}");
     assert!(d.contains("Content-Type: text/html; charset=utf-8"), "{d}");
@@ -712,14 +869,19 @@ fn assert_message(s: &Session, subject: &str) {
     assert!(d.contains("<b>error rate 5% on api</b>"), "{d}");
     // The label value is markup in the text part, escaped in the HTML part.
     assert!(d.contains("path=<b>/v1</b>"), "{d}");
-    assert!(d.contains("<code>path=&lt;b&gt;/v1&lt;/b&gt;</code>"), "{d}");
+    assert!(
+        d.contains("<code>path=&lt;b&gt;/v1&lt;/b&gt;</code>"),
+        "{d}"
+    );
 }
 
 #[tokio::test]
 async fn email_plain_smtp() {
     let (addr, mut sessions) = smtp_server(SmtpBehaviour::plain()).await;
     let n = notification("dba", &[GroupStatus::Firing, GroupStatus::Firing]);
-    let d = notify::send(&clients(), &email(addr, SmtpTls::None, false), &n).await.expect("delivered");
+    let d = notify::send(&clients(), &email(addr, SmtpTls::None, false), &n)
+        .await
+        .expect("delivered");
     assert_eq!(d.status, Some(250));
     assert!(d.detail.starts_with("250"), "{}", d.detail);
     let s = sessions.recv().await.unwrap();
@@ -731,37 +893,82 @@ async fn email_plain_smtp() {
 #[tokio::test]
 async fn email_starttls_with_auth_plain() {
     let pki = test_pki();
-    let b = SmtpBehaviour { offer_starttls: true, auth: Some("PLAIN LOGIN"), tls: Some(pki.server.clone()), ..SmtpBehaviour::plain() };
+    let b = SmtpBehaviour {
+        offer_starttls: true,
+        auth: Some("PLAIN LOGIN"),
+        tls: Some(pki.server.clone()),
+        ..SmtpBehaviour::plain()
+    };
     let (addr, mut sessions) = smtp_server(b).await;
     let n = notification("dba", &[GroupStatus::Resolved]);
-    notify::send(&clients_trusting(&pki), &email(addr, SmtpTls::Starttls, true), &n).await.expect("delivered");
+    notify::send(
+        &clients_trusting(&pki),
+        &email(addr, SmtpTls::Starttls, true),
+        &n,
+    )
+    .await
+    .expect("delivered");
     let s = sessions.recv().await.unwrap();
     assert!(s.tls, "upgraded with STARTTLS");
-    assert!(s.commands.iter().any(|c| c.eq_ignore_ascii_case("STARTTLS")));
-    assert_eq!(s.auth, vec![("PLAIN".to_string(), format!("\0postflight\0{SMTP_PASSWORD}"))]);
+    assert!(
+        s.commands
+            .iter()
+            .any(|c| c.eq_ignore_ascii_case("STARTTLS"))
+    );
+    assert_eq!(
+        s.auth,
+        vec![(
+            "PLAIN".to_string(),
+            format!("\0postflight\0{SMTP_PASSWORD}")
+        )]
+    );
     assert_message(&s, "[RESOLVED] HighErrorRate api");
 }
 
 #[tokio::test]
 async fn email_implicit_tls_with_auth_login() {
     let pki = test_pki();
-    let b = SmtpBehaviour { implicit_tls: true, auth: Some("LOGIN"), tls: Some(pki.server.clone()), ..SmtpBehaviour::plain() };
+    let b = SmtpBehaviour {
+        implicit_tls: true,
+        auth: Some("LOGIN"),
+        tls: Some(pki.server.clone()),
+        ..SmtpBehaviour::plain()
+    };
     let (addr, mut sessions) = smtp_server(b).await;
     let n = notification("dba", &[GroupStatus::Firing]);
-    notify::send(&clients_trusting(&pki), &email(addr, SmtpTls::Tls, true), &n).await.expect("delivered");
+    notify::send(
+        &clients_trusting(&pki),
+        &email(addr, SmtpTls::Tls, true),
+        &n,
+    )
+    .await
+    .expect("delivered");
     let s = sessions.recv().await.unwrap();
     assert!(s.tls);
-    assert_eq!(s.auth, vec![("LOGIN".to_string(), format!("postflight\0{SMTP_PASSWORD}"))]);
+    assert_eq!(
+        s.auth,
+        vec![("LOGIN".to_string(), format!("postflight\0{SMTP_PASSWORD}"))]
+    );
     assert_message(&s, "[FIRING:1] HighErrorRate api");
 }
 
 #[tokio::test]
 async fn email_test_message_is_marked() {
     let (addr, mut sessions) = smtp_server(SmtpBehaviour::plain()).await;
-    notify::send_test(&clients(), &email(addr, SmtpTls::None, false), "").await.expect("delivered");
+    notify::send_test(&clients(), &email(addr, SmtpTls::None, false), "")
+        .await
+        .expect("delivered");
     let s = sessions.recv().await.unwrap();
-    assert!(s.data.contains("Subject: [TEST] [FIRING:1] PostflightTest"), "{}", s.data);
-    assert!(decode_message(&s.data).contains("This is a test notification from postflight"), "{}", s.data);
+    assert!(
+        s.data.contains("Subject: [TEST] [FIRING:1] PostflightTest"),
+        "{}",
+        s.data
+    );
+    assert!(
+        decode_message(&s.data).contains("This is a test notification from postflight"),
+        "{}",
+        s.data
+    );
 }
 
 #[tokio::test]
@@ -775,48 +982,76 @@ async fn email_rejected_auth_is_permanent_and_hides_the_password() {
         ..SmtpBehaviour::plain()
     };
     let (addr, mut sessions) = smtp_server(b).await;
-    let e = notify::send(&clients_trusting(&pki), &email(addr, SmtpTls::Starttls, true), &notification("dba", &[GroupStatus::Firing]))
-        .await
-        .unwrap_err();
+    let e = notify::send(
+        &clients_trusting(&pki),
+        &email(addr, SmtpTls::Starttls, true),
+        &notification("dba", &[GroupStatus::Firing]),
+    )
+    .await
+    .unwrap_err();
     assert!(!e.is_retryable(), "{e}");
     let m = e.to_string();
     assert!(m.contains("535") && m.contains("dba"), "{m}");
     assert!(!m.contains(SMTP_PASSWORD), "{m}");
     assert!(!format!("{e:?}").contains(SMTP_PASSWORD));
     let s = sessions.recv().await.unwrap();
-    assert!(s.auth[0].1.contains(SMTP_PASSWORD), "the password was offered");
+    assert!(
+        s.auth[0].1.contains(SMTP_PASSWORD),
+        "the password was offered"
+    );
 }
 
 #[tokio::test]
 async fn email_4xx_is_retryable() {
-    let b = SmtpBehaviour { mail_reply: Some("451 4.3.0 mailbox busy, try later"), ..SmtpBehaviour::plain() };
+    let b = SmtpBehaviour {
+        mail_reply: Some("451 4.3.0 mailbox busy, try later"),
+        ..SmtpBehaviour::plain()
+    };
     let (addr, _sessions) = smtp_server(b).await;
-    let e = notify::send(&clients(), &email(addr, SmtpTls::None, false), &notification("dba", &[GroupStatus::Firing]))
-        .await
-        .unwrap_err();
+    let e = notify::send(
+        &clients(),
+        &email(addr, SmtpTls::None, false),
+        &notification("dba", &[GroupStatus::Firing]),
+    )
+    .await
+    .unwrap_err();
     assert!(e.is_retryable(), "{e}");
     assert!(e.to_string().contains("451"), "{e}");
 }
 
 #[tokio::test]
 async fn email_5xx_is_permanent() {
-    let b = SmtpBehaviour { mail_reply: Some("550 5.7.1 sender rejected"), ..SmtpBehaviour::plain() };
+    let b = SmtpBehaviour {
+        mail_reply: Some("550 5.7.1 sender rejected"),
+        ..SmtpBehaviour::plain()
+    };
     let (addr, _sessions) = smtp_server(b).await;
-    let e = notify::send(&clients(), &email(addr, SmtpTls::None, false), &notification("dba", &[GroupStatus::Firing]))
-        .await
-        .unwrap_err();
+    let e = notify::send(
+        &clients(),
+        &email(addr, SmtpTls::None, false),
+        &notification("dba", &[GroupStatus::Firing]),
+    )
+    .await
+    .unwrap_err();
     assert!(!e.is_retryable(), "{e}");
 }
 
 #[tokio::test]
 async fn email_starttls_is_required_not_opportunistic() {
     // A server (or a man in the middle) that does not offer STARTTLS must not get the password.
-    let b = SmtpBehaviour { auth: Some("PLAIN LOGIN"), ..SmtpBehaviour::plain() };
+    let b = SmtpBehaviour {
+        auth: Some("PLAIN LOGIN"),
+        ..SmtpBehaviour::plain()
+    };
     let (addr, mut sessions) = smtp_server(b).await;
     let pki = test_pki();
-    let e = notify::send(&clients_trusting(&pki), &email(addr, SmtpTls::Starttls, true), &notification("dba", &[GroupStatus::Firing]))
-        .await
-        .unwrap_err();
+    let e = notify::send(
+        &clients_trusting(&pki),
+        &email(addr, SmtpTls::Starttls, true),
+        &notification("dba", &[GroupStatus::Firing]),
+    )
+    .await
+    .unwrap_err();
     assert!(!e.to_string().contains(SMTP_PASSWORD));
     let s = sessions.recv().await.unwrap();
     assert!(s.auth.is_empty(), "no AUTH in clear: {:?}", s.commands);
@@ -827,11 +1062,19 @@ async fn email_starttls_is_required_not_opportunistic() {
 async fn email_untrusted_certificate_fails() {
     // Same server, but the client does not trust the test CA.
     let pki = test_pki();
-    let b = SmtpBehaviour { implicit_tls: true, tls: Some(pki.server.clone()), ..SmtpBehaviour::plain() };
+    let b = SmtpBehaviour {
+        implicit_tls: true,
+        tls: Some(pki.server.clone()),
+        ..SmtpBehaviour::plain()
+    };
     let (addr, _sessions) = smtp_server(b).await;
-    let e = notify::send(&clients(), &email(addr, SmtpTls::Tls, true), &notification("dba", &[GroupStatus::Firing]))
-        .await
-        .unwrap_err();
+    let e = notify::send(
+        &clients(),
+        &email(addr, SmtpTls::Tls, true),
+        &notification("dba", &[GroupStatus::Firing]),
+    )
+    .await
+    .unwrap_err();
     assert!(!e.to_string().contains(SMTP_PASSWORD), "{e}");
 }
 
@@ -841,7 +1084,9 @@ async fn email_to_silent_server_times_out() {
     let mut r = email(addr, SmtpTls::None, false);
     r.timeout = Duration::from_millis(500);
     let start = Instant::now();
-    let e = notify::send(&clients(), &r, &notification("dba", &[GroupStatus::Firing])).await.unwrap_err();
+    let e = notify::send(&clients(), &r, &notification("dba", &[GroupStatus::Firing]))
+        .await
+        .unwrap_err();
     assert!(e.is_retryable(), "{e}");
     assert!(start.elapsed() < Duration::from_millis(1500));
 }

@@ -299,7 +299,8 @@ impl Notification {
             .flatten()
         {
             t.push(' ');
-            t.push_str(part);
+            // Labels come from scraped targets: a newline here would end up in an email header.
+            t.extend(part.chars().map(|c| if c.is_control() { ' ' } else { c }));
         }
         t
     }
@@ -553,6 +554,9 @@ pub fn install_crypto_provider() {
 }
 
 /// Makes one delivery attempt of `n` through `receiver`, bounded by `receiver.timeout`.
+///
+/// Sends what it is given: whether a resolved group is notified at all (`send_resolved`) and
+/// when to retry are the dispatcher's decisions.
 pub async fn send(
     clients: &Clients,
     receiver: &ReceiverConfig,

@@ -97,6 +97,12 @@ fn titles() {
     assert_eq!(n.title(), "[FIRING:2] HighErrorRate api");
     n.test = true;
     assert!(n.title().starts_with("[TEST] [FIRING:2]"));
+    n.group_labels
+        .insert("job".into(), "api\r\nBcc: x@example.com".into());
+    assert_eq!(
+        n.title(),
+        "[TEST] [FIRING:2] HighErrorRate api  Bcc: x@example.com"
+    );
 }
 
 #[test]
