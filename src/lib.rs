@@ -19,6 +19,8 @@
 //! - [`cli`]: the `postflight` subcommands; `main.rs` only parses and calls them.
 //! - [`series`]: label sets, samples, the in-memory head the engines read.
 //! - [`alert`]: the alert type shared by rules, probes and the dispatcher; Alertmanager matchers.
+//! - [`notify`]: notifications and the channels that deliver them (Slack, email, webhook,
+//!   PagerDuty), one attempt at a time, with errors that say whether a retry can help.
 #![forbid(unsafe_code)]
 
 pub mod alert;
@@ -26,6 +28,7 @@ pub mod api;
 pub mod cli;
 pub mod config;
 pub mod daemon;
+pub mod notify;
 pub mod rules;
 pub mod series;
 pub mod telemetry;

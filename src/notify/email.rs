@@ -1,0 +1,438 @@
+//! Email over SMTP (lettre): a multipart/alternative message with a plain-text and an HTML part,
+//! subject `[FIRING:N] alertname job` or `[RESOLVED] alertname job`.
+//!
+//! Transport security follows `tls`: `none` (plain, for loopback relays), `starttls` (the upgrade
+//! is *required*: a server that does not offer it fails the attempt instead of receiving the
+//! password in clear) and `tls` (implicit TLS, port 465). Certificates are checked with the
+//! platform verifier plus [`Clients::extra_roots`]. One connection per attempt: notifications
+//! are rare, and a fresh connection never inherits a half-broken session.
+//!
+//! Every label and annotation value is HTML-escaped in the HTML part: they come from scraped
+//! targets and rule templates, and must not be able to inject markup into a mail client.
+
+use std::fmt::Write as _;
+
+use lettre::message::{Mailbox, MultiPart};
+use lettre::transport::smtp::authentication::{Credentials, Mechanism};
+use lettre::transport::smtp::client::{Certificate, Tls, TlsParameters};
+use lettre::{AsyncSmtpTransport, AsyncTransport, Message, Tokio1Executor};
+
+use super::{
+    Clients, Delivered, GroupStatus, Notification, NotifiedAlert, NotifyError, USER_AGENT,
+    summary_line,
+};
+use crate::config::{EmailConfig, ReceiverConfig, SmtpTls};
+
+/// Alerts listed in one email; the rest are counted.
+const MAX_LISTED: usize = 200;
+
+/// The subject line.
+pub fn subject(n: &Notification) -> String {
+    n.title()
+}
+
+/// Escapes text for HTML element content and attribute values.
+pub fn html_escape(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for c in s.chars() {
+        match c {
+            '&' => out.push_str("&amp;"),
+            '<' => out.push_str("&lt;"),
+            '>' => out.push_str("&gt;"),
+            '"' => out.push_str("&quot;"),
+            '\'' => out.push_str("&#39;"),
+            c => out.push(c),
+        }
+    }
+    out
+}
+
+/// Only http(s) URLs become links; anything else (`javascript:` included) stays text.
+fn is_http(url: &str) -> bool {
+    url.starts_with("http://") || url.starts_with("https://")
+}
+
+const TEST_NOTE: &str = "This is a test notification from postflight. No action is needed.";
+
+/// Firing first, then resolved, each with its heading.
+fn sections(n: &Notification) -> [(GroupStatus, Vec<&NotifiedAlert>); 2] {
+    [
+        (GroupStatus::Firing, n.firing().collect()),
+        (GroupStatus::Resolved, n.resolved().collect()),
+    ]
+}
+
+fn heading(status: GroupStatus, count: usize) -> String {
+    match status {
+        GroupStatus::Firing => format!("Firing ({count})"),
+        GroupStatus::Resolved => format!("Resolved ({count})"),
+    }
+}
+
+/// The plain-text part.
+pub fn text_body(n: &Notification) -> String {
+    let mut t = subject(n);
+    t.push_str("\n\n");
+    if n.test {
+        t.push_str(TEST_NOTE);
+        t.push_str("\n\n");
+    }
+    let mut listed = 0;
+    for (status, alerts) in sections(n) {
+        if alerts.is_empty() {
+            continue;
+        }
+        let _ = writeln!(t, "{}:\n", heading(status, alerts.len()));
+        for a in alerts {
+            if listed == MAX_LISTED {
+                break;
+            }
+            listed += 1;
+            let _ = writeln!(t, "- {}", summary_line(a));
+            if let Some(r) = a.annotations.get("reason").filter(|r| !r.is_empty()) {
+                let _ = writeln!(t, "  Reason: {r}");
+            }
+            if let Some(d) = a.annotations.get("description").filter(|d| !d.is_empty()) {
+                let _ = writeln!(t, "  {d}");
+            }
+            let labels: Vec<String> = a.labels.iter().map(|(k, v)| format!("{k}={v}")).collect();
+            let _ = writeln!(t, "  Labels: {}", labels.join(", "));
+            let _ = write!(
+                t,
+                "  Since: {}",
+                a.starts_at.format("%Y-%m-%d %H:%M:%S UTC")
+            );
+            if let Some(end) = a.ends_at {
+                let _ = write!(t, ", resolved: {}", end.format("%Y-%m-%d %H:%M:%S UTC"));
+            }
+            t.push('\n');
+            if is_http(&a.generator_url) {
+                let _ = writeln!(t, "  Source: {}", a.generator_url);
+            }
+            t.push('\n');
+        }
+    }
+    if n.alerts.len() > listed {
+        let _ = writeln!(t, "...and {} more\n", n.alerts.len() - listed);
+    }
+    if is_http(&n.external_url) {
+        let _ = writeln!(t, "postflight: {}", n.external_url);
+    }
+    t
+}
+
+/// The HTML part. Every value from an alert goes through [`html_escape`].
+pub fn html_body(n: &Notification) -> String {
+    let colour = |s: GroupStatus| match s {
+        GroupStatus::Firing => "#d00000",
+        GroupStatus::Resolved => "#2e8b57",
+    };
+    let mut h = String::from("<!DOCTYPE html>\n<html>\n<head><meta charset=\"utf-8\"></head>\n");
+    h.push_str("<body style=\"font-family: sans-serif; font-size: 14px;\">\n");
+    let _ = writeln!(
+        h,
+        "<h2 style=\"color: {};\">{}</h2>",
+        colour(n.status),
+        html_escape(&subject(n))
+    );
+    if n.test {
+        let _ = writeln!(
+            h,
+            "<p style=\"background: #fff3cd; padding: 8px;\"><b>{TEST_NOTE}</b></p>"
+        );
+    }
+    let mut listed = 0;
+    for (status, alerts) in sections(n) {
+        if alerts.is_empty() {
+            continue;
+        }
+        let _ = writeln!(
+            h,
+            "<h3 style=\"color: {};\">{}</h3>",
+            colour(status),
+            heading(status, alerts.len())
+        );
+        for a in alerts {
+            if listed == MAX_LISTED {
+                break;
+            }
+            listed += 1;
+            let _ = writeln!(
+                h,
+                "<div style=\"border-left: 4px solid {}; padding-left: 8px; margin-bottom: 12px;\">",
+                colour(status)
+            );
+            let _ = writeln!(h, "<b>{}</b><br>", html_escape(&summary_line(a)));
+            if let Some(r) = a.annotations.get("reason").filter(|r| !r.is_empty()) {
+                let _ = writeln!(h, "Reason: {}<br>", html_escape(r));
+            }
+            if let Some(d) = a.annotations.get("description").filter(|d| !d.is_empty()) {
+                let _ = writeln!(h, "{}<br>", html_escape(d));
+            }
+            h.push_str("Labels:");
+            for (k, v) in &a.labels {
+                let _ = write!(h, "\n<code>{}={}</code>", html_escape(k), html_escape(v));
+            }
+            h.push_str("<br>\n");
+            let _ = write!(h, "Since: {}", a.starts_at.format("%Y-%m-%d %H:%M:%S UTC"));
+            if let Some(end) = a.ends_at {
+                let _ = write!(h, ", resolved: {}", end.format("%Y-%m-%d %H:%M:%S UTC"));
+            }
+            if is_http(&a.generator_url) {
+                let _ = write!(
+                    h,
+                    "\n<br><a href=\"{}\">Source</a>",
+                    html_escape(&a.generator_url)
+                );
+            }
+            h.push_str("\n</div>\n");
+        }
+    }
+    if n.alerts.len() > listed {
+        let _ = writeln!(h, "<p>...and {} more</p>", n.alerts.len() - listed);
+    }
+    if is_http(&n.external_url) {
+        let _ = writeln!(
+            h,
+            "<p><a href=\"{}\">Open postflight</a></p>",
+            html_escape(&n.external_url)
+        );
+    }
+    h.push_str("</body>\n</html>\n");
+    h
+}
+
+/// The whole message.
+pub fn message(
+    receiver: &ReceiverConfig,
+    c: &EmailConfig,
+    n: &Notification,
+) -> Result<Message, NotifyError> {
+    let name = &receiver.name;
+    let from: Mailbox = c.from.parse().map_err(|e| {
+        NotifyError::permanent(format!(
+            "receiver {name}: invalid from address {:?}: {e}",
+            c.from
+        ))
+    })?;
+    let mut b = Message::builder()
+        .from(from)
+        .subject(subject(n))
+        .user_agent(USER_AGENT.to_string());
+    if c.to.is_empty() {
+        return Err(NotifyError::permanent(format!(
+            "receiver {name}: no recipients"
+        )));
+    }
+    for to in &c.to {
+        let mb: Mailbox = to.parse().map_err(|e| {
+            NotifyError::permanent(format!("receiver {name}: invalid recipient {to:?}: {e}"))
+        })?;
+        b = b.to(mb);
+    }
+    b.multipart(MultiPart::alternative_plain_html(
+        text_body(n),
+        html_body(n),
+    ))
+    .map_err(|e| NotifyError::permanent(format!("receiver {name}: cannot build the message: {e}")))
+}
+
+/// Splits `host:port` (or `[v6]:port`, or a bare host with the port implied by `tls`).
+pub fn split_host_port(smtp: &str, tls: SmtpTls) -> Result<(String, u16), String> {
+    let default_port = match tls {
+        SmtpTls::None => 25,
+        SmtpTls::Starttls => 587,
+        SmtpTls::Tls => 465,
+    };
+    let (host, port) = if let Some(rest) = smtp.strip_prefix('[') {
+        let (host, after) = rest
+            .split_once(']')
+            .ok_or_else(|| format!("invalid SMTP address {smtp:?}"))?;
+        match after.strip_prefix(':') {
+            Some(p) => (host, Some(p)),
+            None if after.is_empty() => (host, None),
+            None => return Err(format!("invalid SMTP address {smtp:?}")),
+        }
+    } else {
+        match smtp.rsplit_once(':') {
+            Some((h, p)) => (h, Some(p)),
+            None => (smtp, None),
+        }
+    };
+    if host.is_empty() {
+        return Err(format!("invalid SMTP address {smtp:?}: no host"));
+    }
+    let port = match port {
+        Some(p) => p
+            .parse::<u16>()
+            .map_err(|_| format!("invalid SMTP port in {smtp:?}"))?,
+        None => default_port,
+    };
+    Ok((host.to_string(), port))
+}
+
+/// TLS parameters for `host`: the platform verifier plus the extra roots.
+fn tls_parameters(
+    clients: &Clients,
+    host: &str,
+) -> Result<TlsParameters, lettre::transport::smtp::Error> {
+    let mut b = TlsParameters::builder(host.to_string());
+    for der in clients.extra_roots() {
+        b = b.add_root_certificate(Certificate::from_der(der.to_vec())?);
+    }
+    b.build_rustls()
+}
+
+/// Classifies a failed SMTP attempt: 5xx replies and client-side refusals (STARTTLS required but
+/// not offered, no common AUTH mechanism) are permanent; 4xx replies, timeouts, network and TLS
+/// failures are retryable.
+fn smtp_error(name: &str, e: &lettre::transport::smtp::Error) -> NotifyError {
+    let message = format!("receiver {name}: SMTP {e}");
+    if e.is_permanent() || e.is_client() {
+        NotifyError::permanent(message)
+    } else {
+        NotifyError::retryable(message)
+    }
+}
+
+/// One attempt.
+pub(crate) async fn send(
+    clients: &Clients,
+    receiver: &ReceiverConfig,
+    c: &EmailConfig,
+    n: &Notification,
+) -> Result<Delivered, NotifyError> {
+    let name = &receiver.name;
+    let msg = message(receiver, c, n)?;
+    let (host, port) = split_host_port(&c.smtp, c.tls)
+        .map_err(|e| NotifyError::permanent(format!("receiver {name}: {e}")))?;
+    let mut b = AsyncSmtpTransport::<Tokio1Executor>::builder_dangerous(host.clone())
+        .port(port)
+        .timeout(Some(receiver.timeout));
+    b = match c.tls {
+        SmtpTls::None => b.tls(Tls::None),
+        SmtpTls::Starttls | SmtpTls::Tls => {
+            let params = tls_parameters(clients, &host).map_err(|e| {
+                NotifyError::permanent(format!("receiver {name}: TLS setup failed: {e}"))
+            })?;
+            if c.tls == SmtpTls::Starttls {
+                b.tls(Tls::Required(params))
+            } else {
+                b.tls(Tls::Wrapper(params))
+            }
+        }
+    };
+    if let Some(user) = &c.username {
+        let password = c.password.as_ref().map(|p| p.expose()).unwrap_or_default();
+        b = b
+            .credentials(Credentials::new(user.clone(), password.to_string()))
+            .authentication(vec![Mechanism::Plain, Mechanism::Login]);
+    }
+    let transport = b.build();
+    let resp = transport
+        .send(msg)
+        .await
+        .map_err(|e| smtp_error(name, &e))?;
+    let code = u16::from(resp.code());
+    let text: Vec<&str> = resp.message().collect();
+    Ok(Delivered {
+        status: Some(code),
+        detail: format!("{code} {}", text.join(" ")).trim_end().to_string(),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::notify::tests::sample;
+
+    #[test]
+    fn subjects() {
+        let mut n = sample();
+        assert_eq!(subject(&n), "[FIRING:1] HighErrorRate api");
+        n.status = GroupStatus::Resolved;
+        assert_eq!(subject(&n), "[RESOLVED] HighErrorRate api");
+        n.group_labels.clear();
+        n.common_labels.clear();
+        assert_eq!(subject(&n), "[RESOLVED]");
+        n.common_labels
+            .insert("alertname".into(), "ProbeFailed".into());
+        assert_eq!(subject(&n), "[RESOLVED] ProbeFailed");
+        n.common_labels.clear();
+        n.common_labels.insert("job".into(), "db".into());
+        assert_eq!(subject(&n), "[RESOLVED] db");
+        let t = Notification::test_notification("dba", "");
+        assert_eq!(subject(&t), "[TEST] [FIRING:1] PostflightTest");
+    }
+
+    #[test]
+    fn html_escapes_every_value() {
+        let mut n = sample();
+        n.alerts[0]
+            .labels
+            .insert("path".into(), "<script>alert('x')</script>".into());
+        n.alerts[0]
+            .annotations
+            .insert("reason".into(), "a & b \"quoted\"".into());
+        n.alerts[0].generator_url = "http://x/?a=1&b=\"><script>".into();
+        let h = html_body(&n);
+        assert!(!h.contains("<script>"), "{h}");
+        assert!(
+            h.contains("<code>path=&lt;script&gt;alert(&#39;x&#39;)&lt;/script&gt;</code>"),
+            "{h}"
+        );
+        assert!(h.contains("Reason: a &amp; b &quot;quoted&quot;"));
+        assert!(h.contains("<b>error rate 5% on &lt;api&gt;</b>"));
+        assert!(h.contains("href=\"http://x/?a=1&amp;b=&quot;&gt;&lt;script&gt;\""));
+        // The text part keeps values as they are.
+        assert!(text_body(&n).contains("path=<script>alert('x')</script>"));
+    }
+
+    #[test]
+    fn non_http_links_are_not_links() {
+        let mut n = sample();
+        n.alerts[0].generator_url = "javascript:alert(1)".into();
+        n.external_url = "javascript:alert(2)".into();
+        let h = html_body(&n);
+        assert!(!h.contains("javascript:"));
+    }
+
+    #[test]
+    fn text_body_lists_firing_then_resolved() {
+        let t = text_body(&sample());
+        let firing = t.find("Firing (1):").unwrap();
+        let resolved = t.find("Resolved (1):").unwrap();
+        assert!(firing < resolved);
+        assert!(t.contains("- error rate 5% on <api>\n  Reason: status 503, expected 200\n"));
+        assert!(t.contains("postflight: http://monitor.example.com:7980"));
+    }
+
+    #[test]
+    fn test_message_is_marked() {
+        let n = Notification::test_notification("dba", "");
+        assert!(text_body(&n).contains(TEST_NOTE));
+        assert!(html_body(&n).contains(TEST_NOTE));
+    }
+
+    #[test]
+    fn host_port() {
+        assert_eq!(
+            split_host_port("smtp.example.com:587", SmtpTls::Starttls),
+            Ok(("smtp.example.com".into(), 587))
+        );
+        assert_eq!(
+            split_host_port("smtp.example.com", SmtpTls::Tls),
+            Ok(("smtp.example.com".into(), 465))
+        );
+        assert_eq!(
+            split_host_port("localhost", SmtpTls::None),
+            Ok(("localhost".into(), 25))
+        );
+        assert_eq!(
+            split_host_port("[::1]:2525", SmtpTls::None),
+            Ok(("::1".into(), 2525))
+        );
+        assert!(split_host_port("host:port", SmtpTls::None).is_err());
+        assert!(split_host_port(":25", SmtpTls::None).is_err());
+    }
+}

@@ -1,0 +1,228 @@
+//! HTTP plumbing shared by the Slack, webhook and PagerDuty channels: one POST, its outcome
+//! classified the same way for all three (SPEC §3: honour `Retry-After` on 429/503).
+
+use std::time::Duration;
+
+use chrono::{DateTime, NaiveDateTime, Utc};
+use reqwest::StatusCode;
+use reqwest::header::{CONTENT_TYPE, HeaderMap, HeaderValue, RETRY_AFTER};
+
+use super::{Clients, Delivered, NotifyError};
+use crate::config::ReceiverConfig;
+
+/// Bytes of an error body kept for the error message: enough for Slack's `invalid_payload` or
+/// PagerDuty's `{"status":"invalid event","errors":[...]}`, never a whole HTML error page.
+const ERROR_BODY_LIMIT: usize = 512;
+
+/// The longest `Retry-After` we honour; a peer asking for more is treated as asking for this, so
+/// one bad header cannot park a receiver for days.
+const MAX_RETRY_AFTER: Duration = Duration::from_secs(6 * 3600);
+
+/// POSTs a JSON body to `url` (a secret: it never appears in a message) and classifies the answer.
+pub(crate) async fn post_json(
+    clients: &Clients,
+    receiver: &ReceiverConfig,
+    url: &str,
+    mut headers: HeaderMap,
+    body: Vec<u8>,
+) -> Result<Delivered, NotifyError> {
+    let name = &receiver.name;
+    let url = reqwest::Url::parse(url)
+        .map_err(|e| NotifyError::permanent(format!("receiver {name}: invalid URL ({e})")))?;
+    if !matches!(url.scheme(), "http" | "https") {
+        return Err(NotifyError::permanent(format!(
+            "receiver {name}: URL scheme must be http or https"
+        )));
+    }
+    headers.insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    let sent = clients
+        .http()
+        .post(url)
+        .headers(headers)
+        .timeout(receiver.timeout)
+        .body(body)
+        .send()
+        .await;
+    let resp = match sent {
+        Ok(r) => r,
+        Err(e) => return Err(request_error(name, receiver.timeout, e)),
+    };
+    let status = resp.status();
+    if status.is_success() {
+        return Ok(Delivered {
+            status: Some(status.as_u16()),
+            detail: format!("HTTP {}", status.as_u16()),
+        });
+    }
+    let retry_after = if matches!(
+        status,
+        StatusCode::TOO_MANY_REQUESTS | StatusCode::SERVICE_UNAVAILABLE
+    ) {
+        resp.headers()
+            .get(RETRY_AFTER)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| parse_retry_after(v, Utc::now()))
+    } else {
+        None
+    };
+    let snippet = error_snippet(resp).await;
+    let mut message = format!("receiver {name}: HTTP {status}");
+    if !snippet.is_empty() {
+        message.push_str(": ");
+        message.push_str(&snippet);
+    }
+    Err(classify_status(status, message, retry_after))
+}
+
+/// 408, 429 and 5xx are the peer's passing trouble; any other non-2xx is our message being
+/// refused, and sending it again will not change that.
+pub(crate) fn classify_status(
+    status: StatusCode,
+    message: String,
+    retry_after: Option<Duration>,
+) -> NotifyError {
+    let code = status.as_u16();
+    if code == 408 || code == 429 || status.is_server_error() {
+        NotifyError::Retryable {
+            message,
+            retry_after,
+        }
+    } else if status.is_redirection() {
+        NotifyError::Permanent {
+            message: format!("{message} (redirects to other hosts are not followed)"),
+        }
+    } else {
+        NotifyError::Permanent { message }
+    }
+}
+
+/// Turns a failed request into a retryable error. reqwest's own message starts with the URL,
+/// so it is dropped (`without_url`) and only the causes are kept.
+fn request_error(name: &str, timeout: Duration, e: reqwest::Error) -> NotifyError {
+    if e.is_timeout() {
+        return NotifyError::retryable(format!(
+            "receiver {name}: timed out after {}",
+            crate::config::format_duration(timeout)
+        ));
+    }
+    let what = if e.is_connect() {
+        "connection failed"
+    } else {
+        "request failed"
+    };
+    let e = e.without_url();
+    let mut causes = Vec::new();
+    let mut source: Option<&dyn std::error::Error> = std::error::Error::source(&e);
+    while let Some(s) = source {
+        causes.push(s.to_string());
+        source = s.source();
+    }
+    causes.dedup();
+    let detail = if causes.is_empty() {
+        e.to_string()
+    } else {
+        causes.join(": ")
+    };
+    if e.is_builder() {
+        // A request we could not even build (bad header, bad URL) fails the same way every time.
+        return NotifyError::permanent(format!("receiver {name}: invalid request: {detail}"));
+    }
+    NotifyError::retryable(format!("receiver {name}: {what}: {detail}"))
+}
+
+/// The start of an error body on one line, for the error message.
+async fn error_snippet(mut resp: reqwest::Response) -> String {
+    let mut buf: Vec<u8> = Vec::new();
+    while buf.len() < ERROR_BODY_LIMIT {
+        match resp.chunk().await {
+            Ok(Some(chunk)) => buf.extend_from_slice(&chunk),
+            // A body that breaks off or never ends is not worth more than what we have.
+            Ok(None) | Err(_) => break,
+        }
+    }
+    buf.truncate(ERROR_BODY_LIMIT);
+    let text = String::from_utf8_lossy(&buf);
+    let one_line: String = text.split_whitespace().collect::<Vec<_>>().join(" ");
+    super::truncate_chars(&one_line, 200)
+}
+
+/// Parses `Retry-After`: delay-seconds or an HTTP-date (IMF-fixdate, and the obsolete RFC 850
+/// and asctime forms RFC 9110 asks recipients to accept). A date in the past means "now".
+pub fn parse_retry_after(value: &str, now: DateTime<Utc>) -> Option<Duration> {
+    let value = value.trim();
+    if !value.is_empty() && value.bytes().all(|b| b.is_ascii_digit()) {
+        // Too many digits for u64 is certainly more than the cap.
+        let secs = value.parse::<u64>().unwrap_or(u64::MAX);
+        return Some(Duration::from_secs(secs).min(MAX_RETRY_AFTER));
+    }
+    let at: DateTime<Utc> = if let Ok(d) = DateTime::parse_from_rfc2822(value) {
+        d.with_timezone(&Utc)
+    } else {
+        let naive = NaiveDateTime::parse_from_str(value, "%A, %d-%b-%y %H:%M:%S GMT")
+            .or_else(|_| NaiveDateTime::parse_from_str(value, "%a %b %e %H:%M:%S %Y"))
+            .ok()?;
+        naive.and_utc()
+    };
+    let wait = (at - now).to_std().unwrap_or(Duration::ZERO);
+    Some(wait.min(MAX_RETRY_AFTER))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use chrono::TimeZone;
+
+    #[test]
+    fn retry_after_seconds() {
+        let now = Utc::now();
+        assert_eq!(parse_retry_after("7", now), Some(Duration::from_secs(7)));
+        assert_eq!(
+            parse_retry_after(" 120 ", now),
+            Some(Duration::from_secs(120))
+        );
+        assert_eq!(parse_retry_after("0", now), Some(Duration::ZERO));
+        assert_eq!(
+            parse_retry_after("99999999999999999999999", now),
+            Some(MAX_RETRY_AFTER)
+        );
+        assert_eq!(parse_retry_after("-5", now), None);
+        assert_eq!(parse_retry_after("soon", now), None);
+        assert_eq!(parse_retry_after("", now), None);
+    }
+
+    #[test]
+    fn retry_after_http_dates() {
+        let now = Utc.with_ymd_and_hms(2015, 10, 21, 7, 28, 0).unwrap();
+        assert_eq!(
+            parse_retry_after("Wed, 21 Oct 2015 07:28:30 GMT", now),
+            Some(Duration::from_secs(30))
+        );
+        assert_eq!(
+            parse_retry_after("Wednesday, 21-Oct-15 07:29:00 GMT", now),
+            Some(Duration::from_secs(60))
+        );
+        assert_eq!(
+            parse_retry_after("Wed Oct 21 07:28:05 2015", now),
+            Some(Duration::from_secs(5))
+        );
+        // In the past: retry now.
+        assert_eq!(
+            parse_retry_after("Wed, 21 Oct 2015 07:00:00 GMT", now),
+            Some(Duration::ZERO)
+        );
+    }
+
+    #[test]
+    fn status_classification() {
+        let class = |code: u16| {
+            let e = classify_status(StatusCode::from_u16(code).unwrap(), "m".into(), None);
+            e.is_retryable()
+        };
+        for code in [408, 429, 500, 502, 503, 504] {
+            assert!(class(code), "{code} should be retryable");
+        }
+        for code in [301, 400, 401, 403, 404, 410, 413, 422] {
+            assert!(!class(code), "{code} should be permanent");
+        }
+    }
+}

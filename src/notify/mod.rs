@@ -1,0 +1,629 @@
+//! Notifications and the channels that deliver them (SPEC §5).
+//!
+//! A [`Notification`] is one message to one receiver about one alert group, shaped like
+//! Alertmanager's webhook payload so every channel renders the same facts. [`send`] makes exactly
+//! one delivery attempt through the receiver's channel and classifies the outcome: [`Delivered`],
+//! or a [`NotifyError`] that says whether retrying can help (and how long the peer asked us to
+//! wait). Retries, backoff, grouping and the durable outbox belong to the dispatcher.
+//!
+//! One file per channel: [`webhook`] (Alertmanager webhook v4), [`slack`] (incoming webhook with
+//! blocks), [`email`] (SMTP through lettre) and [`pagerduty`] (Events API v2). The HTTP plumbing
+//! they share (status classification, `Retry-After`, bounded error bodies) lives in `http`.
+//!
+//! Secrets (webhook URLs, routing keys, HMAC keys, SMTP passwords) are exposed only where they are
+//! sent, and every error message is scrubbed of them: messages name the receiver, never its URL.
+
+pub mod email;
+mod http;
+pub mod pagerduty;
+pub mod slack;
+pub mod webhook;
+
+pub use http::parse_retry_after;
+
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use rustls::pki_types::CertificateDer;
+use serde::{Deserialize, Serialize};
+
+use crate::alert::{Alert, AlertState};
+use crate::config::{ReceiverConfig, ReceiverKind, Secret};
+
+/// The `User-Agent` of every HTTP request and the mailer name of every email.
+pub const USER_AGENT: &str = concat!("postflight/", env!("CARGO_PKG_VERSION"));
+
+/// Whether a group (or one alert of it) is firing or resolved.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum GroupStatus {
+    /// At least one alert is firing.
+    Firing,
+    /// Every alert has resolved.
+    Resolved,
+}
+
+impl GroupStatus {
+    /// `"firing"` or `"resolved"`, as on the wire.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            GroupStatus::Firing => "firing",
+            GroupStatus::Resolved => "resolved",
+        }
+    }
+}
+
+/// One alert inside a [`Notification`], frozen at the time the notification was built so that a
+/// retry after a restart sends exactly what the first attempt sent.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct NotifiedAlert {
+    /// Firing or resolved.
+    pub status: GroupStatus,
+    /// The alert's identity (`alertname`, `job`, `severity`, ...).
+    pub labels: BTreeMap<String, String>,
+    /// Already-templated annotations; `summary` and `reason` are shown by every channel.
+    pub annotations: BTreeMap<String, String>,
+    /// When the alert started (Prometheus' `activeAt`).
+    #[serde(with = "rfc3339")]
+    pub starts_at: DateTime<Utc>,
+    /// When it resolved; `None` while firing.
+    #[serde(default, with = "rfc3339::option")]
+    pub ends_at: Option<DateTime<Utc>>,
+    /// Link back to the rule or probe that raised it.
+    pub generator_url: String,
+    /// Stable fingerprint of the labels (16 hex digits).
+    pub fingerprint: String,
+}
+
+impl NotifiedAlert {
+    /// Freezes an alert for a notification. A pending alert never pages, so the dispatcher should
+    /// not pass one; if it does, it is shown as firing rather than dropped.
+    pub fn from_alert(alert: &Alert) -> Self {
+        let status = match alert.state {
+            AlertState::Resolved => GroupStatus::Resolved,
+            AlertState::Firing | AlertState::Pending => GroupStatus::Firing,
+        };
+        NotifiedAlert {
+            status,
+            labels: alert
+                .labels
+                .iter()
+                .map(|l| (l.name.to_string(), l.value.to_string()))
+                .collect(),
+            annotations: alert.annotations.clone(),
+            starts_at: alert.active_at,
+            ends_at: if status == GroupStatus::Resolved {
+                alert.resolved_at
+            } else {
+                None
+            },
+            generator_url: alert.generator_url.clone(),
+            fingerprint: alert.fingerprint(),
+        }
+    }
+
+    /// The alert's `alertname` label, or "".
+    pub fn name(&self) -> &str {
+        self.labels
+            .get("alertname")
+            .map(String::as_str)
+            .unwrap_or("")
+    }
+}
+
+/// Times as RFC 3339 strings in the stored form of a notification (chrono is built without its
+/// serde feature; this keeps the outbox format explicit and readable).
+mod rfc3339 {
+    use chrono::{DateTime, SecondsFormat, Utc};
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    pub fn serialize<S: Serializer>(t: &DateTime<Utc>, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&t.to_rfc3339_opts(SecondsFormat::AutoSi, true))
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<DateTime<Utc>, D::Error> {
+        let s = String::deserialize(d)?;
+        DateTime::parse_from_rfc3339(&s)
+            .map(|t| t.with_timezone(&Utc))
+            .map_err(serde::de::Error::custom)
+    }
+
+    pub mod option {
+        use super::*;
+
+        pub fn serialize<S: Serializer>(
+            t: &Option<DateTime<Utc>>,
+            s: S,
+        ) -> Result<S::Ok, S::Error> {
+            match t {
+                Some(t) => super::serialize(t, s),
+                None => s.serialize_none(),
+            }
+        }
+
+        pub fn deserialize<'de, D: Deserializer<'de>>(
+            d: D,
+        ) -> Result<Option<DateTime<Utc>>, D::Error> {
+            match Option::<String>::deserialize(d)? {
+                Some(s) => DateTime::parse_from_rfc3339(&s)
+                    .map(|t| Some(t.with_timezone(&Utc)))
+                    .map_err(serde::de::Error::custom),
+                None => Ok(None),
+            }
+        }
+    }
+}
+
+/// One message to one receiver about one alert group.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Notification {
+    /// Name of the receiver it goes to.
+    pub receiver: String,
+    /// Stable identity of the group (Alertmanager style, see [`group_key`]); PagerDuty's
+    /// dedup key is derived from it.
+    pub group_key: String,
+    /// Firing if any alert is firing, else resolved.
+    pub status: GroupStatus,
+    /// The route's `group_by` labels and their values for this group.
+    pub group_labels: BTreeMap<String, String>,
+    /// Labels every alert of the group shares.
+    pub common_labels: BTreeMap<String, String>,
+    /// Annotations every alert of the group shares.
+    pub common_annotations: BTreeMap<String, String>,
+    /// `server.external_url`, for links; may be empty.
+    pub external_url: String,
+    /// The alerts of the group, firing and resolved.
+    pub alerts: Vec<NotifiedAlert>,
+    /// A `notify-test` message: every channel marks it clearly as a test.
+    pub test: bool,
+}
+
+impl Notification {
+    /// Builds a notification for a group, computing its status and common labels and annotations
+    /// from the alerts as Alertmanager does.
+    pub fn new(
+        receiver: &str,
+        group_key: String,
+        group_labels: BTreeMap<String, String>,
+        alerts: Vec<NotifiedAlert>,
+        external_url: &str,
+    ) -> Self {
+        let status = if alerts.iter().any(|a| a.status == GroupStatus::Firing) {
+            GroupStatus::Firing
+        } else {
+            GroupStatus::Resolved
+        };
+        Notification {
+            receiver: receiver.to_string(),
+            group_key,
+            status,
+            common_labels: common(alerts.iter().map(|a| &a.labels)),
+            common_annotations: common(alerts.iter().map(|a| &a.annotations)),
+            group_labels,
+            external_url: external_url.to_string(),
+            alerts,
+            test: false,
+        }
+    }
+
+    /// The message `postflight notify-test RECEIVER` sends: one firing alert `PostflightTest`,
+    /// marked as a test, with a dedup key of its own so it never merges with a real incident.
+    pub fn test_notification(receiver: &str, external_url: &str) -> Self {
+        let now = Utc::now();
+        let labels: BTreeMap<String, String> = [
+            ("alertname".to_string(), "PostflightTest".to_string()),
+            ("receiver".to_string(), receiver.to_string()),
+        ]
+        .into();
+        let annotations: BTreeMap<String, String> = [(
+            "summary".to_string(),
+            format!("Test notification from postflight to receiver {receiver}; no action needed"),
+        )]
+        .into();
+        let alert = NotifiedAlert {
+            status: GroupStatus::Firing,
+            fingerprint: format!("{:016x}", fnv1a(format!("{labels:?}").as_bytes())),
+            labels: labels.clone(),
+            annotations,
+            starts_at: now,
+            ends_at: None,
+            generator_url: external_url.to_string(),
+        };
+        let group_labels: BTreeMap<String, String> =
+            [("alertname".to_string(), "PostflightTest".to_string())].into();
+        // The time makes every test its own group: PagerDuty would otherwise fold a second test
+        // into the still-open incident of the first.
+        let key = format!(
+            "{{}}/test:{}@{}",
+            format_labels(&group_labels),
+            now.to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
+        );
+        let mut n = Notification::new(receiver, key, group_labels, vec![alert], external_url);
+        n.test = true;
+        n
+    }
+
+    /// Number of firing alerts.
+    pub fn firing_count(&self) -> usize {
+        self.alerts
+            .iter()
+            .filter(|a| a.status == GroupStatus::Firing)
+            .count()
+    }
+
+    /// Number of resolved alerts.
+    pub fn resolved_count(&self) -> usize {
+        self.alerts.len() - self.firing_count()
+    }
+
+    /// The firing alerts, in order.
+    pub fn firing(&self) -> impl Iterator<Item = &NotifiedAlert> {
+        self.alerts
+            .iter()
+            .filter(|a| a.status == GroupStatus::Firing)
+    }
+
+    /// The resolved alerts, in order.
+    pub fn resolved(&self) -> impl Iterator<Item = &NotifiedAlert> {
+        self.alerts
+            .iter()
+            .filter(|a| a.status == GroupStatus::Resolved)
+    }
+
+    /// A label of the group: from the group labels, else from the labels all alerts share.
+    pub fn label(&self, name: &str) -> Option<&str> {
+        self.group_labels
+            .get(name)
+            .or_else(|| self.common_labels.get(name))
+            .map(String::as_str)
+            .filter(|v| !v.is_empty())
+    }
+
+    /// The one-line title every channel uses: `[FIRING:N] alertname job` or
+    /// `[RESOLVED] alertname job` (missing parts left out), prefixed `[TEST]` for a test.
+    pub fn title(&self) -> String {
+        let mut t = String::new();
+        if self.test {
+            t.push_str("[TEST] ");
+        }
+        match self.status {
+            GroupStatus::Firing => {
+                let _ = write!(t, "[FIRING:{}]", self.firing_count());
+            }
+            GroupStatus::Resolved => t.push_str("[RESOLVED]"),
+        }
+        for part in [self.label("alertname"), self.label("job")]
+            .into_iter()
+            .flatten()
+        {
+            t.push(' ');
+            // Labels come from scraped targets: a newline here would end up in an email header.
+            t.extend(part.chars().map(|c| if c.is_control() { ' ' } else { c }));
+        }
+        t
+    }
+}
+
+/// The labels shared, with the same value, by every map; empty for no maps.
+fn common<'a>(
+    mut maps: impl Iterator<Item = &'a BTreeMap<String, String>>,
+) -> BTreeMap<String, String> {
+    let Some(first) = maps.next() else {
+        return BTreeMap::new();
+    };
+    let mut out = first.clone();
+    for m in maps {
+        out.retain(|k, v| m.get(k) == Some(v));
+    }
+    out
+}
+
+/// Formats labels as `{a="1",b="2"}` with Go-style quoting, as Alertmanager prints label sets.
+pub fn format_labels(labels: &BTreeMap<String, String>) -> String {
+    let mut s = String::from("{");
+    for (i, (k, v)) in labels.iter().enumerate() {
+        if i > 0 {
+            s.push(',');
+        }
+        s.push_str(k);
+        s.push_str("=\"");
+        for c in v.chars() {
+            match c {
+                '\\' => s.push_str("\\\\"),
+                '"' => s.push_str("\\\""),
+                '\n' => s.push_str("\\n"),
+                c => s.push(c),
+            }
+        }
+        s.push('"');
+    }
+    s.push('}');
+    s
+}
+
+/// An Alertmanager-style group key: the route's identity, `:`, then the group labels, e.g.
+/// `{}/{severity="page"}:{alertname="X",job="api"}`. Stable for as long as the route and the
+/// group labels are, which is what PagerDuty deduplication and the notification log need.
+pub fn group_key(route: &str, group_labels: &BTreeMap<String, String>) -> String {
+    format!("{route}:{}", format_labels(group_labels))
+}
+
+/// The one line that says what an alert is about: its `summary` annotation, else its alertname
+/// and job.
+pub fn summary_line(alert: &NotifiedAlert) -> String {
+    if let Some(s) = alert
+        .annotations
+        .get("summary")
+        .filter(|s| !s.trim().is_empty())
+    {
+        return s.trim().to_string();
+    }
+    let parts: Vec<&str> = ["alertname", "job"]
+        .iter()
+        .filter_map(|k| alert.labels.get(*k).map(String::as_str))
+        .filter(|v| !v.is_empty())
+        .collect();
+    if parts.is_empty() {
+        "alert".to_string()
+    } else {
+        parts.join(" ")
+    }
+}
+
+/// Cuts `s` to at most `max` characters, ending with "…" when it had to cut. Cuts on a char
+/// boundary, never inside a UTF-8 sequence.
+pub fn truncate_chars(s: &str, max: usize) -> String {
+    if s.chars().count() <= max {
+        return s.to_string();
+    }
+    if max == 0 {
+        return String::new();
+    }
+    let mut out: String = s.chars().take(max - 1).collect();
+    out.push('…');
+    out
+}
+
+/// FNV-1a, for the test notification's fingerprint (any stable 64-bit hash would do).
+fn fnv1a(bytes: &[u8]) -> u64 {
+    bytes.iter().fold(0xcbf2_9ce4_8422_2325, |h, b| {
+        (h ^ u64::from(*b)).wrapping_mul(0x100_0000_01b3)
+    })
+}
+
+/// Why one delivery attempt failed, and whether another attempt can help.
+///
+/// Messages name the receiver and what went wrong, never the URL, routing key or password: the
+/// dispatcher logs them as they are. That is also why no `#[source]` is kept: reqwest's and
+/// lettre's errors print request URLs, and those embed tokens.
+#[derive(Clone, Debug, PartialEq, thiserror::Error)]
+pub enum NotifyError {
+    /// The peer is down, slow, rate limiting or failing on its side: try again later.
+    #[error("{message}")]
+    Retryable {
+        /// What happened, secrets removed.
+        message: String,
+        /// How long the peer asked us to wait (`Retry-After` on 429/503).
+        retry_after: Option<Duration>,
+    },
+    /// The peer refused the message for good (bad request, bad credentials, bad config): retrying
+    /// the same message will fail the same way.
+    #[error("{message}")]
+    Permanent {
+        /// What happened, secrets removed.
+        message: String,
+    },
+}
+
+impl NotifyError {
+    /// Whether another attempt can succeed.
+    pub fn is_retryable(&self) -> bool {
+        matches!(self, NotifyError::Retryable { .. })
+    }
+
+    /// The wait the peer asked for, if any.
+    pub fn retry_after(&self) -> Option<Duration> {
+        match self {
+            NotifyError::Retryable { retry_after, .. } => *retry_after,
+            NotifyError::Permanent { .. } => None,
+        }
+    }
+
+    /// The message, secrets removed.
+    pub fn message(&self) -> &str {
+        match self {
+            NotifyError::Retryable { message, .. } | NotifyError::Permanent { message } => message,
+        }
+    }
+
+    pub(crate) fn retryable(message: impl Into<String>) -> Self {
+        NotifyError::Retryable {
+            message: message.into(),
+            retry_after: None,
+        }
+    }
+
+    pub(crate) fn permanent(message: impl Into<String>) -> Self {
+        NotifyError::Permanent {
+            message: message.into(),
+        }
+    }
+
+    /// Removes every secret of the receiver from the message, as a last line of defence behind
+    /// building messages without them in the first place.
+    fn redacted(self, secrets: &[&str]) -> Self {
+        match self {
+            NotifyError::Retryable {
+                message,
+                retry_after,
+            } => NotifyError::Retryable {
+                message: redact(&message, secrets),
+                retry_after,
+            },
+            NotifyError::Permanent { message } => NotifyError::Permanent {
+                message: redact(&message, secrets),
+            },
+        }
+    }
+}
+
+/// A delivery the peer accepted.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Delivered {
+    /// HTTP status or SMTP reply code.
+    pub status: Option<u16>,
+    /// Human-readable outcome, e.g. `HTTP 202` or `250 OK: queued as 1234`.
+    pub detail: String,
+}
+
+/// The clients every channel shares, built once per process: one HTTP connection pool and the
+/// TLS trust settings for SMTP.
+#[derive(Clone, Debug)]
+pub struct Clients {
+    /// Shared by the Slack, webhook and PagerDuty channels, so connections are reused across
+    /// notifications. rustls with the platform verifier; redirects only to the same host.
+    http: reqwest::Client,
+    /// Roots trusted on top of the platform's, for HTTPS and SMTP: a private CA in tests or an
+    /// internal mail relay. Empty in a normal deployment.
+    extra_roots: Vec<CertificateDer<'static>>,
+}
+
+/// The HTTP client could not be built (no usable TLS roots, bad extra root).
+#[derive(Debug, thiserror::Error)]
+#[error("building the notification HTTP client: {0}")]
+pub struct ClientsError(#[source] reqwest::Error);
+
+/// Redirects followed before giving up.
+const MAX_REDIRECTS: usize = 3;
+
+impl Clients {
+    /// Clients that trust the platform's roots.
+    pub fn new() -> Result<Self, ClientsError> {
+        Self::with_extra_roots(Vec::new())
+    }
+
+    /// Clients that also trust these roots (DER certificates), for HTTPS and SMTP over TLS.
+    pub fn with_extra_roots(
+        extra_roots: Vec<CertificateDer<'static>>,
+    ) -> Result<Self, ClientsError> {
+        install_crypto_provider();
+        let mut b = reqwest::Client::builder()
+            .user_agent(USER_AGENT)
+            .connect_timeout(Duration::from_secs(10))
+            // A redirect to another host would carry our payload (and signature) somewhere the
+            // operator did not configure; same-host redirects (http→https, trailing slash) are fine.
+            .redirect(reqwest::redirect::Policy::custom(|attempt| {
+                let same_host = attempt
+                    .previous()
+                    .first()
+                    .is_some_and(|first| first.host_str() == attempt.url().host_str());
+                if same_host && attempt.previous().len() <= MAX_REDIRECTS {
+                    attempt.follow()
+                } else {
+                    attempt.stop()
+                }
+            }));
+        for der in &extra_roots {
+            b = b.add_root_certificate(reqwest::Certificate::from_der(der).map_err(ClientsError)?);
+        }
+        Ok(Clients {
+            http: b.build().map_err(ClientsError)?,
+            extra_roots,
+        })
+    }
+
+    /// The shared HTTP client.
+    pub fn http(&self) -> &reqwest::Client {
+        &self.http
+    }
+
+    /// The roots trusted on top of the platform's.
+    pub fn extra_roots(&self) -> &[CertificateDer<'static>] {
+        &self.extra_roots
+    }
+}
+
+/// Installs rustls' ring provider as the process default, once. reqwest is built without a
+/// provider of its own, so this must run before the first HTTPS request; later calls (and a
+/// provider installed by someone else first) are fine.
+pub fn install_crypto_provider() {
+    // install_default fails only when a provider is already installed, which is what we want.
+    let _ = rustls::crypto::ring::default_provider().install_default();
+}
+
+/// Makes one delivery attempt of `n` through `receiver`, bounded by `receiver.timeout`.
+///
+/// Sends what it is given: whether a resolved group is notified at all (`send_resolved`) and
+/// when to retry are the dispatcher's decisions.
+pub async fn send(
+    clients: &Clients,
+    receiver: &ReceiverConfig,
+    n: &Notification,
+) -> Result<Delivered, NotifyError> {
+    let attempt = async {
+        match &receiver.kind {
+            ReceiverKind::Slack(c) => slack::send(clients, receiver, c, n).await,
+            ReceiverKind::Email(c) => email::send(clients, receiver, c, n).await,
+            ReceiverKind::Webhook(c) => webhook::send(clients, receiver, c, n).await,
+            ReceiverKind::Pagerduty(c) => pagerduty::send(clients, receiver, c, n).await,
+        }
+    };
+    // Each channel also sets its own timeouts; this one bounds the whole attempt (DNS, TLS,
+    // every SMTP command) so a stuck peer can never hold the sender longer than configured.
+    let result = match tokio::time::timeout(receiver.timeout, attempt).await {
+        Ok(r) => r,
+        Err(_) => Err(NotifyError::retryable(format!(
+            "receiver {}: timed out after {}",
+            receiver.name,
+            crate::config::format_duration(receiver.timeout)
+        ))),
+    };
+    result.map_err(|e| e.redacted(&receiver_secrets(receiver)))
+}
+
+/// Sends the `notify-test` message through a receiver.
+pub async fn send_test(
+    clients: &Clients,
+    receiver: &ReceiverConfig,
+    external_url: &str,
+) -> Result<Delivered, NotifyError> {
+    send(
+        clients,
+        receiver,
+        &Notification::test_notification(&receiver.name, external_url),
+    )
+    .await
+}
+
+/// Every secret of one receiver, non-empty.
+fn receiver_secrets(receiver: &ReceiverConfig) -> Vec<&str> {
+    let mut out: Vec<&str> = Vec::new();
+    match &receiver.kind {
+        ReceiverKind::Slack(s) => out.push(s.url.expose()),
+        ReceiverKind::Email(e) => out.extend(e.password.as_ref().map(Secret::expose)),
+        ReceiverKind::Webhook(w) => {
+            out.push(w.url.expose());
+            out.extend(w.secret.as_ref().map(Secret::expose));
+            out.extend(w.headers.values().map(Secret::expose));
+        }
+        ReceiverKind::Pagerduty(p) => out.push(p.routing_key.expose()),
+    }
+    out.retain(|s| !s.is_empty());
+    out
+}
+
+/// Replaces every occurrence of each secret in `message` with `<secret>`.
+fn redact(message: &str, secrets: &[&str]) -> String {
+    let mut m = message.to_string();
+    for s in secrets {
+        if !s.is_empty() && m.contains(s) {
+            m = m.replace(s, "<secret>");
+        }
+    }
+    m
+}
+
+#[cfg(test)]
+mod tests;

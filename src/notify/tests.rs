@@ -1,0 +1,187 @@
+//! Unit tests of the shared types, and the sample notification the channel tests render.
+
+use std::collections::BTreeMap;
+
+use chrono::{TimeZone, Utc};
+
+use super::*;
+use crate::series::Labels;
+
+fn map(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
+    pairs
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect()
+}
+
+/// An alert of `HighErrorRate` on job api, instance `instance`.
+pub(crate) fn alert(instance: &str, status: GroupStatus) -> NotifiedAlert {
+    let firing = status == GroupStatus::Firing;
+    NotifiedAlert {
+        status,
+        labels: map(&[
+            ("alertname", "HighErrorRate"),
+            ("job", "api"),
+            ("instance", instance),
+        ]),
+        annotations: if firing {
+            map(&[
+                ("summary", "error rate 5% on <api>"),
+                ("reason", "status 503, expected 200"),
+            ])
+        } else {
+            map(&[("summary", "error rate back to normal")])
+        },
+        starts_at: Utc.with_ymd_and_hms(2024, 5, 1, 12, 0, 0).unwrap(),
+        ends_at: (!firing).then(|| Utc.with_ymd_and_hms(2024, 5, 1, 12, 10, 0).unwrap()),
+        generator_url: "http://monitor.example.com:7980/rules/HighErrorRate".into(),
+        fingerprint: if firing {
+            "00000000000000aa"
+        } else {
+            "00000000000000bb"
+        }
+        .into(),
+    }
+}
+
+/// A group of one firing and one resolved alert, for receiver "hooks".
+pub(crate) fn sample() -> Notification {
+    let group_labels = map(&[("alertname", "HighErrorRate")]);
+    Notification::new(
+        "hooks",
+        group_key("{}/{severity=\"page\"}", &group_labels),
+        group_labels,
+        vec![
+            alert("a:80", GroupStatus::Firing),
+            alert("b:80", GroupStatus::Resolved),
+        ],
+        "http://monitor.example.com:7980",
+    )
+}
+
+#[test]
+fn new_computes_status_and_common_parts() {
+    let n = sample();
+    assert_eq!(n.status, GroupStatus::Firing);
+    assert_eq!(
+        n.common_labels,
+        map(&[("alertname", "HighErrorRate"), ("job", "api")])
+    );
+    assert!(n.common_annotations.is_empty());
+    assert_eq!(n.firing_count(), 1);
+    assert_eq!(n.resolved_count(), 1);
+    assert_eq!(
+        n.group_key,
+        "{}/{severity=\"page\"}:{alertname=\"HighErrorRate\"}"
+    );
+
+    let resolved = Notification::new(
+        "r",
+        "k".into(),
+        BTreeMap::new(),
+        vec![alert("b", GroupStatus::Resolved)],
+        "",
+    );
+    assert_eq!(resolved.status, GroupStatus::Resolved);
+    assert_eq!(
+        resolved.common_annotations,
+        map(&[("summary", "error rate back to normal")])
+    );
+}
+
+#[test]
+fn titles() {
+    let mut n = sample();
+    assert_eq!(n.title(), "[FIRING:1] HighErrorRate api");
+    n.alerts[1].status = GroupStatus::Firing;
+    assert_eq!(n.title(), "[FIRING:2] HighErrorRate api");
+    n.test = true;
+    assert!(n.title().starts_with("[TEST] [FIRING:2]"));
+    n.group_labels
+        .insert("job".into(), "api\r\nBcc: x@example.com".into());
+    assert_eq!(
+        n.title(),
+        "[TEST] [FIRING:2] HighErrorRate api  Bcc: x@example.com"
+    );
+}
+
+#[test]
+fn group_key_quotes_values() {
+    let k = group_key("{}", &map(&[("a", "x\"y\\z"), ("b", "1\n2")]));
+    assert_eq!(k, r#"{}:{a="x\"y\\z",b="1\n2"}"#);
+}
+
+#[test]
+fn summary_line_falls_back_to_name_and_job() {
+    let mut a = alert("a", GroupStatus::Firing);
+    assert_eq!(summary_line(&a), "error rate 5% on <api>");
+    a.annotations.clear();
+    assert_eq!(summary_line(&a), "HighErrorRate api");
+    a.labels.clear();
+    assert_eq!(summary_line(&a), "alert");
+}
+
+#[test]
+fn truncation_counts_chars() {
+    assert_eq!(truncate_chars("hello", 5), "hello");
+    assert_eq!(truncate_chars("hello", 4), "hel…");
+    assert_eq!(truncate_chars("ééééé", 3), "éé…");
+    assert_eq!(truncate_chars("abc", 0), "");
+}
+
+#[test]
+fn from_alert_freezes_state() {
+    let mut al = Alert {
+        labels: Labels::new([("alertname", "ProbeFailed"), ("job", "api")]),
+        annotations: map(&[("reason", "connection refused")]),
+        state: AlertState::Firing,
+        active_at: Utc.with_ymd_and_hms(2024, 1, 1, 0, 0, 0).unwrap(),
+        fired_at: None,
+        resolved_at: Some(Utc.with_ymd_and_hms(2024, 1, 1, 1, 0, 0).unwrap()),
+        value: 1.0,
+        generator_url: "http://x/probes".into(),
+    };
+    let f = NotifiedAlert::from_alert(&al);
+    assert_eq!(f.status, GroupStatus::Firing);
+    assert_eq!(f.ends_at, None, "a firing alert has no end yet");
+    assert_eq!(
+        f.labels,
+        map(&[("alertname", "ProbeFailed"), ("job", "api")])
+    );
+    assert_eq!(f.fingerprint, al.fingerprint());
+    al.state = AlertState::Resolved;
+    let r = NotifiedAlert::from_alert(&al);
+    assert_eq!(r.status, GroupStatus::Resolved);
+    assert_eq!(r.ends_at, al.resolved_at);
+}
+
+#[test]
+fn notification_round_trips_through_json() {
+    // The dispatcher stores notifications in the outbox; a retry after a restart must send the
+    // same thing.
+    let n = sample();
+    let json = serde_json::to_string(&n).unwrap();
+    assert!(json.contains("\"status\":\"firing\""));
+    let back: Notification = serde_json::from_str(&json).unwrap();
+    assert_eq!(back, n);
+}
+
+#[test]
+fn test_notification_is_marked_and_unique() {
+    let a = Notification::test_notification("oncall", "http://x");
+    assert!(a.test);
+    assert_eq!(a.status, GroupStatus::Firing);
+    assert_eq!(a.receiver, "oncall");
+    assert_eq!(a.label("alertname"), Some("PostflightTest"));
+    std::thread::sleep(Duration::from_millis(2));
+    let b = Notification::test_notification("oncall", "http://x");
+    assert_ne!(a.group_key, b.group_key);
+}
+
+#[test]
+fn redaction() {
+    let e = NotifyError::permanent("receiver x: bad https://hooks.example/T0/SECRET and SECRET")
+        .redacted(&["https://hooks.example/T0/SECRET", "SECRET"]);
+    assert_eq!(e.message(), "receiver x: bad <secret> and <secret>");
+    assert!(!e.is_retryable());
+}
