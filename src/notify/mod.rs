@@ -580,7 +580,14 @@ pub async fn send(
             crate::config::format_duration(receiver.timeout)
         ))),
     };
-    result.map_err(|e| e.redacted(&receiver_secrets(receiver)))
+    let result = result.map_err(|e| e.redacted(&receiver_secrets(receiver)));
+    match &result {
+        Ok(d) => tracing::debug!(receiver = %receiver.name, kind = receiver.kind.type_name(),
+            group = %n.group_key, detail = %d.detail, "notification delivered"),
+        Err(e) => tracing::debug!(receiver = %receiver.name, kind = receiver.kind.type_name(),
+            group = %n.group_key, retryable = e.is_retryable(), error = %e, "notification attempt failed"),
+    }
+    result
 }
 
 /// Sends the `notify-test` message through a receiver.
