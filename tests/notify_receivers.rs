@@ -117,6 +117,16 @@ async fn http_peer(
     headers: &[(&'static str, &'static str)],
     reply: &'static str,
 ) -> (SocketAddr, mpsc::UnboundedReceiver<Seen>) {
+    https_peer(status, headers, reply, None).await
+}
+
+/// [`http_peer`], over TLS when `tls` is given.
+async fn https_peer(
+    status: u16,
+    headers: &[(&'static str, &'static str)],
+    reply: &'static str,
+    tls: Option<Arc<rustls::ServerConfig>>,
+) -> (SocketAddr, mpsc::UnboundedReceiver<Seen>) {
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     let (tx, rx) = mpsc::unbounded_channel();
@@ -126,7 +136,15 @@ async fn http_peer(
             let (stream, _) = listener.accept().await.unwrap();
             let tx = tx.clone();
             let headers = headers.clone();
+            let tls = tls.clone();
             tokio::spawn(async move {
+                let io: Box<dyn Io> = match tls {
+                    Some(cfg) => match tokio_rustls::TlsAcceptor::from(cfg).accept(stream).await {
+                        Ok(s) => Box::new(s),
+                        Err(_) => return,
+                    },
+                    None => Box::new(stream),
+                };
                 let svc = service_fn(move |req: Request<Incoming>| {
                     let tx = tx.clone();
                     let headers = headers.clone();
@@ -149,7 +167,7 @@ async fn http_peer(
                     }
                 });
                 let _ = hyper::server::conn::http1::Builder::new()
-                    .serve_connection(TokioIo::new(stream), svc)
+                    .serve_connection(TokioIo::new(io), svc)
                     .await;
             });
         }
@@ -256,6 +274,34 @@ async fn webhook_without_secret_is_unsigned() {
     let req = seen.recv().await.unwrap();
     assert!(req.headers.get("x-postflight-signature").is_none());
     assert_eq!(req.json()["status"], "resolved");
+}
+
+#[tokio::test]
+async fn webhook_over_https_trusts_extra_roots_only() {
+    let pki = test_pki();
+    let (addr, mut seen) = https_peer(200, &[], "", Some(pki.server.clone())).await;
+    let r = receiver(
+        "hooks",
+        Duration::from_secs(5),
+        ReceiverKind::Webhook(WebhookConfig {
+            url: Secret::new(format!("https://{addr}/hook?token=T0KEN")),
+            secret: None,
+            headers: BTreeMap::new(),
+        }),
+    );
+    let n = notification("hooks", &[GroupStatus::Firing]);
+    notify::send(&clients_trusting(&pki), &r, &n)
+        .await
+        .expect("delivered over TLS");
+    assert_eq!(seen.recv().await.unwrap().json()["version"], "4");
+
+    // Without the test CA the certificate is refused, and the URL's token stays out of the error.
+    let e = notify::send(&clients(), &r, &n).await.unwrap_err();
+    assert!(e.is_retryable(), "{e}");
+    assert!(
+        e.to_string().contains("hooks") && !e.to_string().contains("T0KEN"),
+        "{e}"
+    );
 }
 
 // ---------------------------------------------------------------------------------------------

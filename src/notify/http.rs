@@ -89,7 +89,7 @@ pub(crate) fn classify_status(
         }
     } else if status.is_redirection() {
         NotifyError::Permanent {
-            message: format!("{message} (redirects to other hosts are not followed)"),
+            message: format!("{message} (redirect not followed: only same-host 307/308 are)"),
         }
     } else {
         NotifyError::Permanent { message }

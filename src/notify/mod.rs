@@ -224,7 +224,12 @@ impl Notification {
         .into();
         let alert = NotifiedAlert {
             status: GroupStatus::Firing,
-            fingerprint: format!("{:016x}", fnv1a(format!("{labels:?}").as_bytes())),
+            // The same fingerprint a real alert with these labels would have.
+            fingerprint: format!(
+                "{:016x}",
+                crate::series::Labels::new(labels.iter().map(|(k, v)| (k.as_str(), v.as_str())))
+                    .fingerprint()
+            ),
             labels: labels.clone(),
             annotations,
             starts_at: now,
@@ -386,13 +391,6 @@ pub fn truncate_chars(s: &str, max: usize) -> String {
     out
 }
 
-/// FNV-1a, for the test notification's fingerprint (any stable 64-bit hash would do).
-fn fnv1a(bytes: &[u8]) -> u64 {
-    bytes.iter().fold(0xcbf2_9ce4_8422_2325, |h, b| {
-        (h ^ u64::from(*b)).wrapping_mul(0x100_0000_01b3)
-    })
-}
-
 /// Why one delivery attempt failed, and whether another attempt can help.
 ///
 /// Messages name the receiver and what went wrong, never the URL, routing key or password: the
@@ -513,13 +511,16 @@ impl Clients {
             .user_agent(USER_AGENT)
             .connect_timeout(Duration::from_secs(10))
             // A redirect to another host would carry our payload (and signature) somewhere the
-            // operator did not configure; same-host redirects (http→https, trailing slash) are fine.
+            // operator did not configure; same-host redirects (http→https, trailing slash) are
+            // fine. Only 307/308 are followed: they keep the POST and its body, where 301-303
+            // would turn it into a GET that "succeeds" with nothing delivered.
             .redirect(reqwest::redirect::Policy::custom(|attempt| {
                 let same_host = attempt
                     .previous()
                     .first()
                     .is_some_and(|first| first.host_str() == attempt.url().host_str());
-                if same_host && attempt.previous().len() <= MAX_REDIRECTS {
+                let keeps_body = matches!(attempt.status().as_u16(), 307 | 308);
+                if same_host && keeps_body && attempt.previous().len() <= MAX_REDIRECTS {
                     attempt.follow()
                 } else {
                     attempt.stop()
@@ -580,7 +581,14 @@ pub async fn send(
             crate::config::format_duration(receiver.timeout)
         ))),
     };
-    result.map_err(|e| e.redacted(&receiver_secrets(receiver)))
+    let result = result.map_err(|e| e.redacted(&receiver_secrets(receiver)));
+    match &result {
+        Ok(d) => tracing::debug!(receiver = %receiver.name, kind = receiver.kind.type_name(),
+            group = %n.group_key, detail = %d.detail, "notification delivered"),
+        Err(e) => tracing::debug!(receiver = %receiver.name, kind = receiver.kind.type_name(),
+            group = %n.group_key, retryable = e.is_retryable(), error = %e, "notification attempt failed"),
+    }
+    result
 }
 
 /// Sends the `notify-test` message through a receiver.
