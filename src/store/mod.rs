@@ -40,11 +40,15 @@
 //!
 //! # Corruption
 //!
-//! [`Store::open`] never trusts the disk: if sled reports corruption (or panics) while opening,
-//! or our format marker is missing from a store that existed, the directory is renamed to
+//! [`Store::open`] never trusts the disk. The store is treated as corrupt when sled reports
+//! corruption (or panics) while opening, when our format marker is missing from a store that
+//! existed, or when the witness file shows that sled recovered fewer durable flushes than had
+//! completed (sled drops everything after an unreadable log record as if it were a torn tail;
+//! see the `witness` module). A corrupt store's directory is renamed to
 //! `<path>.corrupt-<unix seconds>` and a fresh store is opened in its place;
-//! [`Opened::recovered_from_corruption`] says where the old one went. After open, a record that
-//! does not decode is skipped and counted, never a panic.
+//! [`Opened::recovered_from_corruption`] says where the old one went (sled may already have cut
+//! the damaged tail off the moved files). After open, a record that does not decode is skipped
+//! and counted, never a panic.
 
 mod chunks;
 pub mod codec;
@@ -52,6 +56,7 @@ mod error;
 mod history;
 mod prune;
 mod state;
+mod witness;
 
 pub use chunks::StoredChunk;
 pub use error::StoreError;
@@ -75,6 +80,8 @@ pub const FORMAT_VERSION: u8 = 1;
 const FORMAT_KEY: &str = "store.format";
 /// Magic prefix of the format marker, followed by [`FORMAT_VERSION`].
 const FORMAT_MAGIC: &[u8] = b"postflight-store:";
+/// `meta` key of the durable-flush sequence (u64 BE) that the [`witness`] file vouches for.
+const SEQ_KEY: &str = "store.seq";
 
 /// Tuning of the store; the defaults suit a small monitoring host.
 #[derive(Debug, Clone)]
@@ -166,6 +173,18 @@ struct Inner {
     /// Serializes "is this series still referenced" decisions between [`Store::put_chunk`]
     /// and pruning, so that a prune never removes the index entry of a chunk being written.
     series_lock: Mutex<()>,
+    /// Durable flushes, one at a time: the sequence written to `meta` and then to the witness
+    /// file must only grow, so two flushes may not interleave their two steps.
+    durable: Mutex<DurableState>,
+}
+
+/// The state behind durable flushes.
+struct DurableState {
+    /// The last sequence written.
+    seq: u64,
+    /// The witness file; `None` if it could not be opened (detection is then weaker, writes
+    /// still work).
+    witness: Option<witness::Witness>,
 }
 
 /// Why one attempt at opening failed.
@@ -208,7 +227,9 @@ impl Store {
                 });
             }
         }
-        let existed = path.join("db").exists() || path.join("conf").exists();
+        let existed = ["db", "conf", witness::FILE_NAME]
+            .iter()
+            .any(|f| path.join(f).exists());
         match Self::try_open(path, options, existed) {
             Ok(store) => Ok(Opened {
                 store,
@@ -314,6 +335,28 @@ impl Store {
                 kv.map_err(corrupt)?;
             }
         }
+        let seq = match trees.meta.get(SEQ_KEY).map_err(corrupt)? {
+            Some(v) => u64::from_be_bytes(
+                (&*v)
+                    .try_into()
+                    .map_err(|_| OpenFailure::Corrupt("durable sequence is damaged".into()))?,
+            ),
+            None => 0,
+        };
+        if let Some(witnessed) = witness::read(path)
+            && witnessed > seq
+        {
+            return Err(OpenFailure::Corrupt(format!(
+                "durable writes were lost: flush {witnessed} was completed, the store holds up to {seq}"
+            )));
+        }
+        let witness = match witness::Witness::open(path) {
+            Ok(w) => Some(w),
+            Err(e) => {
+                warn!(path = %path.display(), error = %e, "cannot open the store's witness file; silent corruption will go unnoticed");
+                None
+            }
+        };
         let mut series = 0;
         for kv in trees.series.iter() {
             kv.map_err(corrupt)?;
@@ -328,6 +371,7 @@ impl Store {
                 skipped: AtomicU64::new(0),
                 series_count: AtomicU64::new(series),
                 series_lock: Mutex::new(()),
+                durable: Mutex::new(DurableState { seq, witness }),
             }),
         })
     }
@@ -337,24 +381,11 @@ impl Store {
         &self.inner.path
     }
 
-    /// Writes every buffered record to disk and fsyncs; returns the bytes flushed. Called on
-    /// SIGTERM so that a clean stop loses nothing.
-    pub fn flush(&self) -> Result<usize, StoreError> {
+    /// Writes every buffered record to disk and fsyncs. Called on SIGTERM so that a clean
+    /// stop loses nothing; blocks for the fsync (use `spawn_blocking` from async code).
+    pub fn flush(&self) -> Result<(), StoreError> {
         self.check_writable("flushing")?;
-        self.inner
-            .db
-            .flush()
-            .map_err(StoreError::engine("flushing"))
-    }
-
-    /// [`Store::flush`] without blocking the calling thread while sled writes.
-    pub async fn flush_async(&self) -> Result<usize, StoreError> {
-        self.check_writable("flushing")?;
-        self.inner
-            .db
-            .flush_async()
-            .await
-            .map_err(StoreError::engine("flushing"))
+        self.flush_durable("flushing")
     }
 
     /// Bytes the store occupies on disk.
@@ -406,12 +437,27 @@ impl Store {
     }
 
     /// Flushes after a durable write.
+    /// Flushes everything written so far (write + fsync) and advances the witness (see
+    /// [`witness`]): the end of every durable write.
     fn flush_durable(&self, op: &'static str) -> Result<(), StoreError> {
+        // A poisoned lock means a flush panicked half-way; the sequence in it is still one
+        // that was written, so carrying on is safe.
+        let mut state = self.inner.durable.lock().unwrap_or_else(|p| p.into_inner());
+        let seq = state.seq + 1;
         self.inner
-            .db
-            .flush()
-            .map(|_| ())
-            .map_err(StoreError::engine(op))
+            .trees
+            .meta
+            .insert(SEQ_KEY, &seq.to_be_bytes())
+            .map_err(StoreError::engine(op))?;
+        self.inner.db.flush().map_err(StoreError::engine(op))?;
+        state.seq = seq;
+        if let Some(w) = state.witness.as_mut()
+            && let Err(e) = w.write(seq)
+        {
+            // The records are durable; only the corruption check lags behind.
+            warn!(error = %e, "cannot update the store's witness file");
+        }
+        Ok(())
     }
 }
 
