@@ -298,6 +298,17 @@ fn garbage_db_is_detected() {
         std::fs::write(p.join("db"), vec![0x5a; 100_000]).unwrap()
     });
     assert_recovers_from("empty db", |p| std::fs::write(p.join("db"), b"").unwrap());
+    for (keep, of) in [(1, 1000), (1, 100), (1, 2), (9, 10)] {
+        assert_recovers_from(&format!("db cut to {keep}/{of}"), |p| {
+            let f = std::fs::OpenOptions::new()
+                .write(true)
+                .open(p.join("db"))
+                .unwrap();
+            let len = f.metadata().unwrap().len();
+            // Cuts at several depths: the last durable flush sits at different places in the log.
+            f.set_len(len * keep / of).unwrap();
+        });
+    }
 }
 
 #[test]
