@@ -21,6 +21,8 @@
 //! - [`alert`]: the alert type shared by rules, probes and the dispatcher; Alertmanager matchers.
 //! - [`notify`]: notifications and the channels that deliver them (Slack, email, webhook,
 //!   PagerDuty), one attempt at a time, with errors that say whether a retry can help.
+//! - [`store`]: the embedded sled store; owns every byte on disk behind a typed API (history,
+//!   chunks, outbox, notification log, silences, deployments, alert state).
 #![forbid(unsafe_code)]
 
 pub mod alert;
@@ -31,6 +33,7 @@ pub mod daemon;
 pub mod notify;
 pub mod rules;
 pub mod series;
+pub mod store;
 pub mod telemetry;
 
 /// Installs rustls' ring provider as the process default, once. Every TLS user (probes,

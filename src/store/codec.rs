@@ -1,0 +1,402 @@
+//! The store's little binary encoder and decoder: varints, floats, strings and label sets.
+//!
+//! Every value the store writes is `[format byte][body]`; this module writes and reads the body.
+//! It is deliberately tiny and hand-written: the layouts are part of the on-disk format, so they
+//! must not move when a serialization library changes its defaults.
+//!
+//! Decoding never panics: a short buffer, an overlong varint or invalid UTF-8 is a
+//! [`DecodeError`], which the store turns into a skipped, counted record.
+
+use std::sync::Arc;
+
+use crate::series::{Label, Labels};
+
+/// Why a stored value could not be read back. Carries no data: the caller knows which record and
+/// tree it was reading, and a corrupt record is reported by count, not content.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum DecodeError {
+    /// The value ended in the middle of a field.
+    #[error("value truncated")]
+    Truncated,
+    /// A varint ran over 10 bytes or overflowed 64 bits.
+    #[error("varint overflow")]
+    VarintOverflow,
+    /// A string was not UTF-8.
+    #[error("string is not UTF-8")]
+    Utf8,
+    /// A field held a value outside its range (e.g. a length or an enum tag).
+    #[error("field out of range")]
+    OutOfRange,
+    /// The value starts with a format byte this version does not know.
+    #[error("unknown format byte {0}")]
+    UnknownFormat(u8),
+    /// Bytes were left after the last field.
+    #[error("trailing bytes")]
+    Trailing,
+    /// Labels were not sorted by name, duplicated or had an empty value.
+    #[error("label set not canonical")]
+    BadLabels,
+}
+
+/// Appends fields to a byte buffer.
+#[derive(Debug, Default)]
+pub struct Encoder {
+    buf: Vec<u8>,
+}
+
+impl Encoder {
+    /// An encoder whose value starts with `format`.
+    pub fn with_format(format: u8) -> Self {
+        let mut buf = Vec::with_capacity(32);
+        buf.push(format);
+        Encoder { buf }
+    }
+
+    /// One raw byte.
+    pub fn u8(&mut self, v: u8) -> &mut Self {
+        self.buf.push(v);
+        self
+    }
+
+    /// An unsigned LEB128 varint: small numbers (lengths, counts) take one byte.
+    pub fn uvarint(&mut self, mut v: u64) -> &mut Self {
+        while v >= 0x80 {
+            // Truncation intended: the low 7 bits go out, the high bit says "more follows".
+            self.buf.push((v as u8 & 0x7f) | 0x80);
+            v >>= 7;
+        }
+        self.buf.push(v as u8);
+        self
+    }
+
+    /// A signed varint, zigzag-encoded so that small negative numbers stay short.
+    pub fn ivarint(&mut self, v: i64) -> &mut Self {
+        self.uvarint(((v << 1) ^ (v >> 63)) as u64)
+    }
+
+    /// An f64 as its 8 IEEE-754 bytes, little-endian: NaN payloads (the staleness marker) and
+    /// infinities survive bit for bit.
+    pub fn f64(&mut self, v: f64) -> &mut Self {
+        self.buf.extend_from_slice(&v.to_bits().to_le_bytes());
+        self
+    }
+
+    /// Length-prefixed bytes.
+    pub fn bytes(&mut self, v: &[u8]) -> &mut Self {
+        self.uvarint(v.len() as u64);
+        self.buf.extend_from_slice(v);
+        self
+    }
+
+    /// Length-prefixed UTF-8.
+    pub fn str(&mut self, v: &str) -> &mut Self {
+        self.bytes(v.as_bytes())
+    }
+
+    /// A label set: count, then name and value of each label in order.
+    pub fn labels(&mut self, labels: &Labels) -> &mut Self {
+        self.uvarint(labels.len() as u64);
+        for l in labels.iter() {
+            self.str(&l.name);
+            self.str(&l.value);
+        }
+        self
+    }
+
+    /// Bytes with no length prefix; only as the last field of a value.
+    pub fn raw_tail(&mut self, v: &[u8]) -> &mut Self {
+        self.buf.extend_from_slice(v);
+        self
+    }
+
+    /// The encoded value.
+    pub fn finish(self) -> Vec<u8> {
+        self.buf
+    }
+}
+
+/// Reads fields from a stored value, front to back.
+#[derive(Debug)]
+pub struct Decoder<'a> {
+    buf: &'a [u8],
+}
+
+impl<'a> Decoder<'a> {
+    /// A decoder over a whole value; returns it with the format byte split off.
+    pub fn with_format(value: &'a [u8]) -> Result<(u8, Self), DecodeError> {
+        match value.split_first() {
+            Some((format, rest)) => Ok((*format, Decoder { buf: rest })),
+            None => Err(DecodeError::Truncated),
+        }
+    }
+
+    /// A decoder over a body without a format byte.
+    pub fn new(buf: &'a [u8]) -> Self {
+        Decoder { buf }
+    }
+
+    fn take(&mut self, n: usize) -> Result<&'a [u8], DecodeError> {
+        if self.buf.len() < n {
+            return Err(DecodeError::Truncated);
+        }
+        let (head, tail) = self.buf.split_at(n);
+        self.buf = tail;
+        Ok(head)
+    }
+
+    /// One raw byte.
+    pub fn u8(&mut self) -> Result<u8, DecodeError> {
+        Ok(self.take(1)?[0])
+    }
+
+    /// An unsigned LEB128 varint.
+    pub fn uvarint(&mut self) -> Result<u64, DecodeError> {
+        let mut v: u64 = 0;
+        for i in 0..10 {
+            let b = self.u8()?;
+            let part = u64::from(b & 0x7f);
+            // The tenth byte may only carry the single top bit of a u64.
+            if i == 9 && part > 1 {
+                return Err(DecodeError::VarintOverflow);
+            }
+            v |= part << (7 * i);
+            if b & 0x80 == 0 {
+                return Ok(v);
+            }
+        }
+        Err(DecodeError::VarintOverflow)
+    }
+
+    /// A zigzag-encoded signed varint.
+    pub fn ivarint(&mut self) -> Result<i64, DecodeError> {
+        let u = self.uvarint()?;
+        Ok(((u >> 1) as i64) ^ -((u & 1) as i64))
+    }
+
+    /// An unsigned varint that must fit in a `u32`.
+    pub fn u32varint(&mut self) -> Result<u32, DecodeError> {
+        u32::try_from(self.uvarint()?).map_err(|_| DecodeError::OutOfRange)
+    }
+
+    /// An f64 from its 8 little-endian bytes.
+    pub fn f64(&mut self) -> Result<f64, DecodeError> {
+        let b = self.take(8)?;
+        let mut a = [0u8; 8];
+        a.copy_from_slice(b);
+        Ok(f64::from_bits(u64::from_le_bytes(a)))
+    }
+
+    /// Length-prefixed bytes.
+    pub fn bytes(&mut self) -> Result<&'a [u8], DecodeError> {
+        let n = self.uvarint()?;
+        // A length larger than what is left is corruption; checking before the cast keeps a
+        // huge length from wrapping on 32-bit targets.
+        if n > self.buf.len() as u64 {
+            return Err(DecodeError::Truncated);
+        }
+        self.take(n as usize)
+    }
+
+    /// Length-prefixed UTF-8.
+    pub fn str(&mut self) -> Result<&'a str, DecodeError> {
+        std::str::from_utf8(self.bytes()?).map_err(|_| DecodeError::Utf8)
+    }
+
+    /// A label set written by [`Encoder::labels`]; it must be canonical (sorted, unique names,
+    /// no empty values) so that its fingerprint is the one it was stored under.
+    pub fn labels(&mut self) -> Result<Labels, DecodeError> {
+        let n = self.uvarint()?;
+        // Each label takes at least two bytes, which bounds the allocation by the input size.
+        if n > (self.buf.len() / 2) as u64 {
+            return Err(DecodeError::Truncated);
+        }
+        let mut v: Vec<Label> = Vec::with_capacity(n as usize);
+        for _ in 0..n {
+            let name: Arc<str> = self.str()?.into();
+            let value: Arc<str> = self.str()?.into();
+            if value.is_empty() || v.last().is_some_and(|prev| prev.name >= name) {
+                return Err(DecodeError::BadLabels);
+            }
+            v.push(Label { name, value });
+        }
+        Ok(Labels::from_sorted(v))
+    }
+
+    /// Everything left; only for the last field of a value.
+    pub fn rest(&mut self) -> &'a [u8] {
+        std::mem::take(&mut self.buf)
+    }
+
+    /// Fails unless every byte was read, so that a record with garbage after its fields is
+    /// not mistaken for a good one.
+    pub fn finish(self) -> Result<(), DecodeError> {
+        if self.buf.is_empty() {
+            Ok(())
+        } else {
+            Err(DecodeError::Trailing)
+        }
+    }
+}
+
+/// Encodes a timestamp so that byte order is time order, negative times included: big-endian
+/// with the sign bit flipped.
+pub fn time_key(t: i64) -> [u8; 8] {
+    ((t as u64) ^ (1 << 63)).to_be_bytes()
+}
+
+/// The inverse of [`time_key`].
+pub fn time_from_key(b: [u8; 8]) -> i64 {
+    (u64::from_be_bytes(b) ^ (1 << 63)) as i64
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn varints_round_trip_at_the_edges() {
+        let us = [
+            0,
+            1,
+            127,
+            128,
+            255,
+            16_383,
+            16_384,
+            u64::from(u32::MAX),
+            u64::MAX - 1,
+            u64::MAX,
+        ];
+        let is = [0, 1, -1, 63, -64, 64, -65, i64::MAX, i64::MIN, i64::MIN + 1];
+        let mut e = Encoder::default();
+        for u in us {
+            e.uvarint(u);
+        }
+        for i in is {
+            e.ivarint(i);
+        }
+        let buf = e.finish();
+        let mut d = Decoder::new(&buf);
+        for u in us {
+            assert_eq!(d.uvarint().unwrap(), u);
+        }
+        for i in is {
+            assert_eq!(d.ivarint().unwrap(), i);
+        }
+        d.finish().unwrap();
+    }
+
+    #[test]
+    fn small_numbers_are_one_byte() {
+        let mut e = Encoder::default();
+        e.uvarint(100).ivarint(-10);
+        assert_eq!(e.finish().len(), 2);
+    }
+
+    #[test]
+    fn floats_keep_their_bits() {
+        let vs = [
+            0.0,
+            -0.0,
+            1.5,
+            f64::INFINITY,
+            f64::NEG_INFINITY,
+            f64::NAN,
+            crate::series::STALE_NAN,
+            f64::MIN_POSITIVE,
+            f64::MAX,
+        ];
+        let mut e = Encoder::default();
+        for v in vs {
+            e.f64(v);
+        }
+        let buf = e.finish();
+        let mut d = Decoder::new(&buf);
+        for v in vs {
+            assert_eq!(d.f64().unwrap().to_bits(), v.to_bits());
+        }
+    }
+
+    #[test]
+    fn strings_and_labels_round_trip() {
+        let labels = Labels::new([("__name__", "up"), ("job", "ä pi ✓"), ("instance", "x:1")]);
+        let mut e = Encoder::with_format(7);
+        e.str("")
+            .str("héllo wörld 🚀")
+            .labels(&labels)
+            .labels(&Labels::empty())
+            .bytes(&[0, 255]);
+        let buf = e.finish();
+        let (format, mut d) = Decoder::with_format(&buf).unwrap();
+        assert_eq!(format, 7);
+        assert_eq!(d.str().unwrap(), "");
+        assert_eq!(d.str().unwrap(), "héllo wörld 🚀");
+        let back = d.labels().unwrap();
+        assert_eq!(back, labels);
+        assert_eq!(back.fingerprint(), labels.fingerprint());
+        assert!(d.labels().unwrap().is_empty());
+        assert_eq!(d.bytes().unwrap(), &[0, 255]);
+        d.finish().unwrap();
+    }
+
+    #[test]
+    fn garbage_is_an_error_not_a_panic() {
+        assert_eq!(
+            Decoder::with_format(&[]).unwrap_err(),
+            DecodeError::Truncated
+        );
+        assert_eq!(
+            Decoder::new(&[0xff; 11]).uvarint(),
+            Err(DecodeError::VarintOverflow)
+        );
+        assert_eq!(
+            Decoder::new(&[0x05, b'a']).str(),
+            Err(DecodeError::Truncated)
+        );
+        assert_eq!(Decoder::new(&[0x01, 0xff]).str(), Err(DecodeError::Utf8));
+        assert_eq!(
+            Decoder::new(&[0xff, 0xff, 0xff, 0xff, 0x0f]).labels(),
+            Err(DecodeError::Truncated)
+        );
+        // Unsorted labels would get a different fingerprint than they were stored under.
+        let mut e = Encoder::default();
+        e.uvarint(2).str("b").str("1").str("a").str("2");
+        assert_eq!(
+            Decoder::new(&e.finish()).labels(),
+            Err(DecodeError::BadLabels)
+        );
+        assert_eq!(
+            Decoder::new(&[0x01, b'a']).finish(),
+            Err(DecodeError::Trailing)
+        );
+        // Every prefix of a valid value fails cleanly.
+        let mut e = Encoder::default();
+        e.str("abc").f64(1.0).labels(&Labels::new([("a", "b")]));
+        let buf = e.finish();
+        for n in 0..buf.len() {
+            let mut d = Decoder::new(&buf[..n]);
+            let r = d.str().and_then(|_| d.f64()).and_then(|_| d.labels());
+            assert!(r.is_err(), "prefix of {n} bytes decoded");
+        }
+    }
+
+    #[test]
+    fn time_keys_sort_in_time_order() {
+        let ts = [
+            i64::MIN,
+            -1_000,
+            -1,
+            0,
+            1,
+            1_000,
+            1_700_000_000_000,
+            i64::MAX,
+        ];
+        for w in ts.windows(2) {
+            assert!(time_key(w[0]) < time_key(w[1]), "{} vs {}", w[0], w[1]);
+        }
+        for t in ts {
+            assert_eq!(time_from_key(time_key(t)), t);
+        }
+    }
+}

@@ -1,0 +1,326 @@
+//! Retention: deleting probe results, alert transitions and chunks older than a cutoff, in
+//! bounded steps.
+//!
+//! Deletions are single-key removes (sled's atomic batches take a store-wide write lock, which
+//! would stall the head's writers for the whole batch). A [`PruneCursor`] remembers where the
+//! previous step stopped, so an async caller can run one step of ~1,000 deletions at a time on
+//! a blocking thread and yield between steps without rescanning what it already pruned.
+
+use crate::series::Timestamp;
+
+use super::codec::time_key;
+use super::history::split_key;
+use super::{Store, StoreError};
+
+/// What a prune deleted.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct PruneStats {
+    /// Probe results deleted.
+    pub probes: u64,
+    /// Alert transitions deleted.
+    pub transitions: u64,
+    /// Chunks deleted.
+    pub chunks: u64,
+    /// Series index entries deleted because none of their chunks is left.
+    pub series: u64,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Phase {
+    Probes,
+    Transitions,
+    Chunks,
+    Done,
+}
+
+/// Progress of one prune; pass the same cursor to [`Store::prune_step`] until it returns
+/// `false`.
+#[derive(Clone, Debug)]
+pub struct PruneCursor {
+    /// Records strictly older than this (chunks: whose max time is) are deleted.
+    before: Timestamp,
+    phase: Phase,
+    /// The key to continue from within the phase's tree.
+    resume: Vec<u8>,
+    stats: PruneStats,
+}
+
+impl PruneCursor {
+    /// A prune of everything older than `before` (ms), starting from the beginning.
+    pub fn new(before: Timestamp) -> Self {
+        PruneCursor {
+            before,
+            phase: Phase::Probes,
+            resume: Vec::new(),
+            stats: PruneStats::default(),
+        }
+    }
+
+    /// What was deleted so far.
+    pub fn stats(&self) -> PruneStats {
+        self.stats
+    }
+
+    /// True once every tree has been pruned.
+    pub fn is_done(&self) -> bool {
+        self.phase == Phase::Done
+    }
+
+    fn next_phase(&mut self) {
+        self.phase = match self.phase {
+            Phase::Probes => Phase::Transitions,
+            Phase::Transitions => Phase::Chunks,
+            Phase::Chunks | Phase::Done => Phase::Done,
+        };
+        self.resume.clear();
+    }
+}
+
+/// Steps of [`Store::prune`]: small enough that a step takes milliseconds.
+pub const PRUNE_STEP: usize = 1_000;
+
+impl Store {
+    /// Deletes everything older than `before` (ms): probe results and transitions by time,
+    /// chunks by max time, and series left without chunks. Runs [`Store::prune_step`]s of
+    /// [`PRUNE_STEP`] deletions, yielding the thread between them; call it from a blocking
+    /// thread, or drive `prune_step` yourself to yield to the async runtime.
+    pub fn prune(&self, before: Timestamp) -> Result<PruneStats, StoreError> {
+        let mut cursor = PruneCursor::new(before);
+        while self.prune_step(&mut cursor, PRUNE_STEP)? {
+            std::thread::yield_now();
+        }
+        Ok(cursor.stats())
+    }
+
+    /// Deletes at most `max_deletes` old records (series index entries not counted), continuing
+    /// from `cursor`; returns whether more work remains.
+    pub fn prune_step(
+        &self,
+        cursor: &mut PruneCursor,
+        max_deletes: usize,
+    ) -> Result<bool, StoreError> {
+        const OP: &str = "pruning old records";
+        self.check_writable(OP)?;
+        let mut budget = max_deletes.max(1);
+        while budget > 0 {
+            let tree = match cursor.phase {
+                Phase::Probes => &self.inner.trees.probes,
+                Phase::Transitions => &self.inner.trees.transitions,
+                Phase::Chunks => &self.inner.trees.chunks,
+                Phase::Done => return Ok(false),
+            };
+            // Find the next name (or series) at or after the resume point.
+            let first = tree
+                .range(cursor.resume.as_slice()..)
+                .next()
+                .transpose()
+                .map_err(StoreError::engine(OP))?;
+            let Some((key, _)) = first else {
+                cursor.next_phase();
+                continue;
+            };
+            let prefix_len = match cursor.phase {
+                Phase::Chunks if key.len() == 16 => Some(8),
+                Phase::Chunks => None,
+                _ => split_key(&key).map(|(n, _, _)| n),
+            };
+            let Some(prefix_len) = prefix_len else {
+                // A key of no known shape: step over it rather than guess what it holds.
+                self.skip("prune", &"malformed key");
+                cursor.resume = key.to_vec();
+                cursor.resume.push(0);
+                continue;
+            };
+            let prefix = &key[..prefix_len];
+            let mut end = prefix.to_vec();
+            end.extend_from_slice(&time_key(cursor.before));
+            let mut finished_prefix = true;
+            for k in tree.range(prefix..end.as_slice()).keys() {
+                if budget == 0 {
+                    finished_prefix = false;
+                    break;
+                }
+                let k = k.map_err(StoreError::engine(OP))?;
+                if tree.remove(&k).map_err(StoreError::engine(OP))?.is_some() {
+                    match cursor.phase {
+                        Phase::Probes => cursor.stats.probes += 1,
+                        Phase::Transitions => cursor.stats.transitions += 1,
+                        _ => cursor.stats.chunks += 1,
+                    }
+                }
+                budget -= 1;
+            }
+            if !finished_prefix {
+                cursor.resume = prefix.to_vec();
+                return Ok(true);
+            }
+            if cursor.phase == Phase::Chunks {
+                self.drop_series_if_empty(prefix, cursor)?;
+            }
+            // Past every key of this prefix: suffixes are 16 bytes (8 for chunks), and no other
+            // prefix starts with this one (names are length-prefixed, fingerprints fixed-size).
+            cursor.resume = prefix.to_vec();
+            cursor.resume.extend_from_slice(&[0xff; 17]);
+        }
+        Ok(!cursor.is_done())
+    }
+
+    fn drop_series_if_empty(&self, fp: &[u8], cursor: &mut PruneCursor) -> Result<(), StoreError> {
+        const OP: &str = "pruning the series index";
+        let trees = &self.inner.trees;
+        // See `Inner::series_lock`: no chunk of this series can be written between the check
+        // and the removal.
+        let _guard = self
+            .inner
+            .series_lock
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
+        if trees.chunks.scan_prefix(fp).next().is_none()
+            && trees
+                .series
+                .remove(fp)
+                .map_err(StoreError::engine(OP))?
+                .is_some()
+        {
+            cursor.stats.series += 1;
+            self.inner
+                .series_count
+                .fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::test_util::*;
+    use super::super::{AlertTransition, ProbeRecord};
+    use super::*;
+    use crate::series::Labels;
+
+    fn probe(name: &str, t: i64) -> ProbeRecord {
+        ProbeRecord {
+            probe: name.into(),
+            t,
+            success: true,
+            duration_seconds: 0.1,
+            status: Some(200),
+            reason: String::new(),
+        }
+    }
+
+    fn transition(t: i64) -> AlertTransition {
+        AlertTransition {
+            t,
+            alertname: "A".into(),
+            labels: Labels::new([("alertname", "A")]),
+            from: "pending".into(),
+            to: "firing".into(),
+            value: 1.0,
+        }
+    }
+
+    fn fill(store: &Store) {
+        for name in ["a", "b", "c"] {
+            for t in 0..10 {
+                store.append_probe(&probe(name, t * 100)).unwrap();
+            }
+        }
+        for t in 0..10 {
+            store
+                .append_alert_transition_durable(&transition(t * 100))
+                .unwrap();
+        }
+        let old = Labels::new([("job", "old")]);
+        let mixed = Labels::new([("job", "mixed")]);
+        store.put_chunk(&old, 0, 100, 2, &[1]).unwrap();
+        store.put_chunk(&old, 200, 499, 2, &[1]).unwrap();
+        store.put_chunk(&mixed, 0, 300, 2, &[1]).unwrap();
+        store.put_chunk(&mixed, 400, 500, 2, &[1]).unwrap();
+        store.put_chunk(&mixed, 600, 900, 2, &[1]).unwrap();
+    }
+
+    #[test]
+    fn prune_removes_exactly_the_old_records() {
+        let (_dir, store) = temp_store();
+        fill(&store);
+        let stats = store.prune(500).unwrap();
+        assert_eq!(
+            stats,
+            PruneStats {
+                probes: 15,
+                transitions: 5,
+                chunks: 3,
+                series: 1
+            }
+        );
+        for name in ["a", "b", "c"] {
+            let ts: Vec<i64> = store
+                .probe_history(name, i64::MIN, i64::MAX, 100)
+                .unwrap()
+                .iter()
+                .map(|r| r.t)
+                .collect();
+            assert_eq!(ts, [500, 600, 700, 800, 900], "record at the cutoff stays");
+        }
+        let ts: Vec<i64> = store
+            .alert_history("A", i64::MIN, i64::MAX, 100)
+            .unwrap()
+            .iter()
+            .map(|r| r.t)
+            .collect();
+        assert_eq!(ts, [500, 600, 700, 800, 900]);
+        let chunks: Vec<(String, i64)> = store
+            .chunks_since(i64::MIN)
+            .map(|c| c.map(|c| (c.labels.to_string(), c.max_t)).unwrap())
+            .collect();
+        assert_eq!(
+            chunks,
+            [
+                (r#"{job="mixed"}"#.to_string(), 500),
+                (r#"{job="mixed"}"#.to_string(), 900)
+            ]
+        );
+        assert_eq!(store.series_count(), 1);
+        assert_eq!(raw_keys(&store, "series").len(), 1);
+        assert_eq!(
+            store.prune(500).unwrap(),
+            PruneStats::default(),
+            "a second prune finds nothing"
+        );
+    }
+
+    #[test]
+    fn small_steps_reach_the_same_result() {
+        let (_dir, store) = temp_store();
+        fill(&store);
+        let mut cursor = PruneCursor::new(500);
+        let mut steps = 0;
+        while store.prune_step(&mut cursor, 2).unwrap() {
+            steps += 1;
+            assert!(steps < 100, "prune does not terminate");
+        }
+        assert!(steps >= 11, "{steps} steps for 23 deletions of at most 2");
+        assert_eq!(
+            cursor.stats(),
+            PruneStats {
+                probes: 15,
+                transitions: 5,
+                chunks: 3,
+                series: 1
+            }
+        );
+    }
+
+    #[test]
+    fn a_chunk_written_after_pruning_its_series_reindexes_it() {
+        let (_dir, store) = temp_store();
+        let l = Labels::new([("job", "x")]);
+        store.put_chunk(&l, 0, 100, 1, &[1]).unwrap();
+        store.prune(1_000).unwrap();
+        assert_eq!(store.series_count(), 0);
+        store.put_chunk(&l, 1_000, 1_100, 1, &[2]).unwrap();
+        assert_eq!(store.series_count(), 1);
+        assert_eq!(store.chunks_since(0).count(), 1);
+    }
+}

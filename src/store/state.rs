@@ -1,0 +1,393 @@
+//! Durable state of other components: the outbox, the notification log, silences,
+//! deployments, the rules engine's alert state, and `meta`.
+//!
+//! These records are few and rarely written, so their values are a format byte followed by the
+//! owner's type as JSON: the owner evolves its type with serde defaults and the store never
+//! needs to know its fields. Every write here is durable (flushed before returning).
+
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+
+use super::codec::DecodeError;
+use super::{Store, StoreError};
+
+/// Format byte of JSON values.
+const JSON_V1: u8 = 1;
+
+/// A tree of string-keyed JSON records owned by one component.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Kind {
+    /// The dispatcher's notification log: what was last sent for each group and receiver,
+    /// so that a restart does not page twice.
+    Nlog,
+    /// The dispatcher's silences, by id.
+    Silences,
+    /// The gate engine's deployments and verdicts, by id.
+    Deployments,
+    /// The rules engine's snapshot of pending and firing alerts.
+    AlertState,
+}
+
+impl Kind {
+    /// The tree's name, for messages.
+    pub fn name(self) -> &'static str {
+        match self {
+            Kind::Nlog => "nlog",
+            Kind::Silences => "silences",
+            Kind::Deployments => "deployments",
+            Kind::AlertState => "alert_state",
+        }
+    }
+}
+
+fn encode_json<T: Serialize>(tree: &'static str, value: &T) -> Result<Vec<u8>, StoreError> {
+    let mut buf = vec![JSON_V1];
+    serde_json::to_writer(&mut buf, value).map_err(|source| StoreError::Json { tree, source })?;
+    Ok(buf)
+}
+
+fn decode_json<T: DeserializeOwned>(tree: &'static str, value: &[u8]) -> Result<T, StoreError> {
+    match value.split_first() {
+        Some((&JSON_V1, json)) => {
+            serde_json::from_slice(json).map_err(|source| StoreError::Json { tree, source })
+        }
+        Some((&other, _)) => Err(StoreError::Decode {
+            tree,
+            source: DecodeError::UnknownFormat(other),
+        }),
+        None => Err(StoreError::Decode {
+            tree,
+            source: DecodeError::Truncated,
+        }),
+    }
+}
+
+/// Several writes to one [`Kind`], applied atomically and durably by
+/// [`Store::apply_durable`] (e.g. the rules engine's whole alert-state snapshot).
+#[derive(Debug)]
+pub struct JsonBatch {
+    kind: Kind,
+    batch: sled::Batch,
+}
+
+impl JsonBatch {
+    /// Sets `key` to `value`.
+    pub fn put<T: Serialize>(&mut self, key: &str, value: &T) -> Result<(), StoreError> {
+        self.batch
+            .insert(key.as_bytes(), encode_json(self.kind.name(), value)?);
+        Ok(())
+    }
+
+    /// Removes `key` (no error when absent).
+    pub fn remove(&mut self, key: &str) {
+        self.batch.remove(key.as_bytes());
+    }
+}
+
+impl Store {
+    fn kind_tree(&self, kind: Kind) -> &sled::Tree {
+        let t = &self.inner.trees;
+        match kind {
+            Kind::Nlog => &t.nlog,
+            Kind::Silences => &t.silences,
+            Kind::Deployments => &t.deployments,
+            Kind::AlertState => &t.alert_state,
+        }
+    }
+
+    /// Stores `value` under `key` in `kind` and flushes: on disk when this returns.
+    pub fn put_durable<T: Serialize>(
+        &self,
+        kind: Kind,
+        key: &str,
+        value: &T,
+    ) -> Result<(), StoreError> {
+        const OP: &str = "writing durable state";
+        self.check_writable(OP)?;
+        let v = encode_json(kind.name(), value)?;
+        self.kind_tree(kind)
+            .insert(key.as_bytes(), v)
+            .map_err(StoreError::engine(OP))?;
+        self.flush_durable(OP)
+    }
+
+    /// The record under `key`, if any. A record that does not decode is an error here (the
+    /// caller asked for that one record); [`Store::scan`] skips such records instead.
+    pub fn get<T: DeserializeOwned>(&self, kind: Kind, key: &str) -> Result<Option<T>, StoreError> {
+        let v = self
+            .kind_tree(kind)
+            .get(key.as_bytes())
+            .map_err(StoreError::engine("reading state"))?;
+        v.map(|v| decode_json(kind.name(), &v)).transpose()
+    }
+
+    /// Removes `key` from `kind` and flushes; returns whether it was there.
+    pub fn remove_durable(&self, kind: Kind, key: &str) -> Result<bool, StoreError> {
+        const OP: &str = "removing durable state";
+        self.check_writable(OP)?;
+        let old = self
+            .kind_tree(kind)
+            .remove(key.as_bytes())
+            .map_err(StoreError::engine(OP))?;
+        self.flush_durable(OP)?;
+        Ok(old.is_some())
+    }
+
+    /// Every record of `kind`, in key order. Records that do not decode as `T` are skipped and
+    /// counted.
+    pub fn scan<T: DeserializeOwned>(&self, kind: Kind) -> Result<Vec<(String, T)>, StoreError> {
+        let mut out = Vec::new();
+        for kv in self.kind_tree(kind).iter() {
+            let (k, v) = kv.map_err(StoreError::engine("scanning state"))?;
+            let Ok(key) = std::str::from_utf8(&k) else {
+                self.skip(kind.name(), &"key is not UTF-8");
+                continue;
+            };
+            match decode_json(kind.name(), &v) {
+                Ok(t) => out.push((key.to_owned(), t)),
+                Err(e) => self.skip(kind.name(), &e),
+            }
+        }
+        Ok(out)
+    }
+
+    /// An empty batch of writes to `kind`.
+    pub fn batch(&self, kind: Kind) -> JsonBatch {
+        JsonBatch {
+            kind,
+            batch: sled::Batch::default(),
+        }
+    }
+
+    /// Applies `batch` atomically (all or nothing, also across a crash) and flushes.
+    pub fn apply_durable(&self, batch: JsonBatch) -> Result<(), StoreError> {
+        const OP: &str = "writing a batch of durable state";
+        self.check_writable(OP)?;
+        self.kind_tree(batch.kind)
+            .apply_batch(batch.batch)
+            .map_err(StoreError::engine(OP))?;
+        self.flush_durable(OP)
+    }
+
+    /// A fresh outbox id, larger than every id handed out before (also across restarts), so
+    /// that [`Store::outbox_all`] returns notifications in the order they were queued.
+    pub fn outbox_next_id(&self) -> Result<u64, StoreError> {
+        self.generate_id()
+    }
+
+    /// Queues a notification under `id` and flushes: it survives a crash once this returns.
+    pub fn outbox_put_durable<T: Serialize>(&self, id: u64, value: &T) -> Result<(), StoreError> {
+        const OP: &str = "writing to the outbox";
+        self.check_writable(OP)?;
+        let v = encode_json("outbox", value)?;
+        self.inner
+            .trees
+            .outbox
+            .insert(id.to_be_bytes(), v)
+            .map_err(StoreError::engine(OP))?;
+        self.flush_durable(OP)
+    }
+
+    /// Removes a delivered (or abandoned) notification and flushes, so that it is not sent
+    /// again after a restart; returns whether it was there.
+    pub fn outbox_remove_durable(&self, id: u64) -> Result<bool, StoreError> {
+        const OP: &str = "removing from the outbox";
+        self.check_writable(OP)?;
+        let old = self
+            .inner
+            .trees
+            .outbox
+            .remove(id.to_be_bytes())
+            .map_err(StoreError::engine(OP))?;
+        self.flush_durable(OP)?;
+        Ok(old.is_some())
+    }
+
+    /// Every queued notification, oldest id first. Entries that do not decode as `T` are
+    /// skipped and counted (and left in place, in case a newer version can read them).
+    pub fn outbox_all<T: DeserializeOwned>(&self) -> Result<Vec<(u64, T)>, StoreError> {
+        let mut out = Vec::new();
+        for kv in self.inner.trees.outbox.iter() {
+            let (k, v) = kv.map_err(StoreError::engine("reading the outbox"))?;
+            let Ok(id) = <[u8; 8]>::try_from(&*k) else {
+                self.skip("outbox", &"malformed key");
+                continue;
+            };
+            match decode_json("outbox", &v) {
+                Ok(t) => out.push((u64::from_be_bytes(id), t)),
+                Err(e) => self.skip("outbox", &e),
+            }
+        }
+        Ok(out)
+    }
+
+    /// The `meta` value under `key`. Keys starting with `store.` belong to the store itself.
+    pub fn meta_get(&self, key: &str) -> Result<Option<Vec<u8>>, StoreError> {
+        let v = self
+            .inner
+            .trees
+            .meta
+            .get(key.as_bytes())
+            .map_err(StoreError::engine("reading meta"))?;
+        Ok(v.map(|v| v.to_vec()))
+    }
+
+    /// Sets a `meta` value and flushes. Keys starting with `store.` are refused: they hold the
+    /// store's own format marker.
+    pub fn meta_put_durable(&self, key: &str, value: &[u8]) -> Result<(), StoreError> {
+        const OP: &str = "writing meta";
+        if key.starts_with("store.") {
+            return Err(StoreError::InvalidRecord {
+                reason: format!("meta key {key:?} is reserved for the store"),
+            });
+        }
+        self.check_writable(OP)?;
+        self.inner
+            .trees
+            .meta
+            .insert(key.as_bytes(), value)
+            .map_err(StoreError::engine(OP))?;
+        self.flush_durable(OP)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::test_util::*;
+    use super::*;
+
+    #[derive(Debug, PartialEq, serde::Serialize, serde::Deserialize)]
+    struct Silence {
+        matchers: Vec<String>,
+        ends_at: i64,
+        comment: String,
+    }
+
+    fn silence(c: &str) -> Silence {
+        Silence {
+            matchers: vec!["job=\"api\"".into()],
+            ends_at: 123,
+            comment: c.into(),
+        }
+    }
+
+    #[test]
+    fn json_records_put_get_scan_remove() {
+        let (_dir, store) = temp_store();
+        store
+            .put_durable(Kind::Silences, "b", &silence("second"))
+            .unwrap();
+        store
+            .put_durable(Kind::Silences, "a", &silence("first ✓"))
+            .unwrap();
+        store
+            .put_durable(Kind::Deployments, "a", &"other tree")
+            .unwrap();
+        assert_eq!(
+            store.get::<Silence>(Kind::Silences, "a").unwrap(),
+            Some(silence("first ✓"))
+        );
+        assert_eq!(store.get::<Silence>(Kind::Silences, "zz").unwrap(), None);
+        let all: Vec<(String, Silence)> = store.scan(Kind::Silences).unwrap();
+        assert_eq!(
+            all,
+            vec![
+                ("a".into(), silence("first ✓")),
+                ("b".into(), silence("second"))
+            ]
+        );
+        assert!(store.remove_durable(Kind::Silences, "a").unwrap());
+        assert!(!store.remove_durable(Kind::Silences, "a").unwrap());
+        assert_eq!(store.scan::<Silence>(Kind::Silences).unwrap().len(), 1);
+        assert_eq!(
+            store.scan::<String>(Kind::Deployments).unwrap(),
+            vec![("a".into(), "other tree".into())]
+        );
+    }
+
+    #[test]
+    fn batches_apply_puts_and_removes() {
+        let (_dir, store) = temp_store();
+        store.put_durable(Kind::AlertState, "old", &1).unwrap();
+        let mut b = store.batch(Kind::AlertState);
+        b.put("x", &2).unwrap();
+        b.put("y", &3).unwrap();
+        b.remove("old");
+        store.apply_durable(b).unwrap();
+        assert_eq!(
+            store.scan::<i32>(Kind::AlertState).unwrap(),
+            vec![("x".into(), 2), ("y".into(), 3)]
+        );
+    }
+
+    #[test]
+    fn outbox_is_in_id_order() {
+        let (_dir, store) = temp_store();
+        let ids: Vec<u64> = (0..3).map(|_| store.outbox_next_id().unwrap()).collect();
+        for (i, id) in ids.iter().enumerate().rev() {
+            store.outbox_put_durable(*id, &format!("n{i}")).unwrap();
+        }
+        let all: Vec<(u64, String)> = store.outbox_all().unwrap();
+        assert_eq!(
+            all.iter().map(|(_, s)| s.as_str()).collect::<Vec<_>>(),
+            ["n0", "n1", "n2"]
+        );
+        assert!(store.outbox_remove_durable(ids[1]).unwrap());
+        assert_eq!(store.outbox_all::<String>().unwrap().len(), 2);
+    }
+
+    #[test]
+    fn undecodable_json_is_skipped_in_scans_and_an_error_in_gets() {
+        let (_dir, store) = temp_store();
+        store
+            .put_durable(Kind::Nlog, "good", &silence("x"))
+            .unwrap();
+        put_raw(&store, "nlog", b"future", &[9, b'{', b'}']);
+        put_raw(&store, "nlog", b"wrong-shape", &[JSON_V1, b'4', b'2']);
+        put_raw(&store, "nlog", b"empty", &[]);
+        put_raw(&store, "outbox", &5u64.to_be_bytes(), &[JSON_V1, b'{']);
+        assert_eq!(store.scan::<Silence>(Kind::Nlog).unwrap().len(), 1);
+        assert!(store.outbox_all::<Silence>().unwrap().is_empty());
+        assert_eq!(store.skipped_records(), 4);
+        assert!(matches!(
+            store.get::<Silence>(Kind::Nlog, "future"),
+            Err(StoreError::Decode {
+                source: DecodeError::UnknownFormat(9),
+                ..
+            })
+        ));
+        assert!(matches!(
+            store.get::<Silence>(Kind::Nlog, "wrong-shape"),
+            Err(StoreError::Json { .. })
+        ));
+    }
+
+    #[test]
+    fn meta_round_trips_and_reserves_store_keys() {
+        let (_dir, store) = temp_store();
+        store.meta_put_durable("head.last_cut", &[1, 2]).unwrap();
+        assert_eq!(store.meta_get("head.last_cut").unwrap(), Some(vec![1, 2]));
+        assert!(store.meta_put_durable("store.format", &[]).is_err());
+    }
+
+    #[test]
+    fn durable_writes_fail_when_injected() {
+        let (_dir, store) = temp_store();
+        store.fail_writes(true);
+        assert!(
+            store
+                .put_durable(Kind::Silences, "a", &1)
+                .unwrap_err()
+                .is_io()
+        );
+        assert!(store.outbox_put_durable(1, &1).unwrap_err().is_io());
+        assert!(
+            store
+                .remove_durable(Kind::Silences, "a")
+                .unwrap_err()
+                .is_io()
+        );
+        store.fail_writes(false);
+        assert!(store.scan::<i32>(Kind::Silences).unwrap().is_empty());
+    }
+}
