@@ -28,8 +28,10 @@
 pub mod alert;
 pub mod api;
 pub mod cli;
+pub mod clock;
 pub mod config;
 pub mod daemon;
+pub mod dispatch;
 pub mod notify;
 pub mod rules;
 pub mod series;

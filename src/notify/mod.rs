@@ -550,8 +550,7 @@ impl Clients {
 /// provider of its own, so this must run before the first HTTPS request; later calls (and a
 /// provider installed by someone else first) are fine.
 pub fn install_crypto_provider() {
-    // install_default fails only when a provider is already installed, which is what we want.
-    let _ = rustls::crypto::ring::default_provider().install_default();
+    crate::install_crypto_provider();
 }
 
 /// Makes one delivery attempt of `n` through `receiver`, bounded by `receiver.timeout`.

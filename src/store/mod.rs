@@ -55,6 +55,7 @@ pub mod codec;
 mod error;
 mod history;
 mod prune;
+mod outbox_txn;
 mod state;
 mod witness;
 

@@ -1,0 +1,481 @@
+//! The dispatcher: Alertmanager's routing, grouping, silences, inhibition and notification log,
+//! in-process. It owns the groups, the silences and the log; it hands each notification to the
+//! durable outbox, which delivers it (see [`outbox`]).
+//!
+//! Sources (the rules engine, the probe runner, the daemon's self-alerts) send the full list of
+//! their current alerts after every evaluation; an alert that disappears from its source's list
+//! counts as resolved. Pending alerts never page. Each route groups alerts by `group_by`; a new
+//! group is flushed after `group_wait`, then every `group_interval`; at each flush, every
+//! receiver of the route gets a notification when the log says something is new, resolved, or
+//! `repeat_interval` has passed. The log and the silences are persisted before they are acted
+//! on, so a restart neither repeats a page inside `repeat_interval` nor loses a silence.
+
+pub mod nlog;
+pub mod outbox;
+pub mod route;
+pub mod silence;
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use tokio::sync::{mpsc, oneshot};
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+use tracing::{debug, error, info, warn};
+
+use crate::alert::{Alert, AlertState};
+use crate::clock::Clock;
+use crate::config::Config;
+use crate::daemon::systemd::Heartbeat;
+use crate::notify::{NotifiedAlert, Notification};
+use crate::telemetry::Telemetry;
+use nlog::{NlogEntry, needs_update};
+use silence::{Silence, Silences};
+
+/// What the dispatcher persists, behind the store. A real boundary: the sled store implements
+/// it for the daemon, [`MemoryDispatchStore`] for tests.
+pub trait DispatchStore: Send + Sync {
+    /// The notification log and the silences, as last saved.
+    fn load(&self) -> Result<(Vec<(String, NlogEntry)>, Vec<Silence>), String>;
+    /// Saves one log entry, durably.
+    fn save_nlog(&self, key: &str, entry: &NlogEntry) -> Result<(), String>;
+    /// Saves a silence, durably.
+    fn save_silence(&self, s: &Silence) -> Result<(), String>;
+    /// Forgets a silence.
+    fn delete_silence(&self, id: &str) -> Result<(), String>;
+    /// Durably queues a notification for delivery together with its log entry, so that a
+    /// crash leaves either both or neither.
+    fn enqueue(&self, n: &Notification, nlog_key: &str, entry: &NlogEntry) -> Result<(), String>;
+}
+
+/// An in-memory [`DispatchStore`] for tests: keeps what was saved and every notification
+/// queued.
+#[derive(Default)]
+pub struct MemoryDispatchStore {
+    /// Log entries by key.
+    pub nlog: Mutex<HashMap<String, NlogEntry>>,
+    /// Silences by id.
+    pub silences: Mutex<HashMap<String, Silence>>,
+    /// Every notification queued, in order.
+    pub queued: Mutex<Vec<Notification>>,
+}
+
+impl DispatchStore for MemoryDispatchStore {
+    fn load(&self) -> Result<(Vec<(String, NlogEntry)>, Vec<Silence>), String> {
+        let n = self.nlog.lock().map_err(|e| e.to_string())?.clone().into_iter().collect();
+        let s = self.silences.lock().map_err(|e| e.to_string())?.values().cloned().collect();
+        Ok((n, s))
+    }
+    fn save_nlog(&self, key: &str, entry: &NlogEntry) -> Result<(), String> {
+        self.nlog.lock().map_err(|e| e.to_string())?.insert(key.to_string(), entry.clone());
+        Ok(())
+    }
+    fn save_silence(&self, s: &Silence) -> Result<(), String> {
+        self.silences.lock().map_err(|e| e.to_string())?.insert(s.id.clone(), s.clone());
+        Ok(())
+    }
+    fn delete_silence(&self, id: &str) -> Result<(), String> {
+        self.silences.lock().map_err(|e| e.to_string())?.remove(id);
+        Ok(())
+    }
+    fn enqueue(&self, n: &Notification, nlog_key: &str, entry: &NlogEntry) -> Result<(), String> {
+        self.save_nlog(nlog_key, entry)?;
+        self.queued.lock().map_err(|e| e.to_string())?.push(n.clone());
+        Ok(())
+    }
+}
+
+/// A new silence from the API.
+#[derive(Debug, Clone, serde::Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct NewSilence {
+    /// Matchers in Alertmanager syntax.
+    pub matchers: Vec<String>,
+    /// Default: now.
+    #[serde(default)]
+    pub starts_at: Option<DateTime<Utc>>,
+    /// Required.
+    pub ends_at: DateTime<Utc>,
+    /// Why.
+    #[serde(default)]
+    pub comment: String,
+    /// Who.
+    #[serde(default)]
+    pub created_by: String,
+}
+
+enum Msg {
+    Alerts { source: String, alerts: Vec<Alert> },
+    Reconfigure(Arc<Config>),
+    AddSilence(NewSilence, oneshot::Sender<Result<String, String>>),
+    ExpireSilence(String, oneshot::Sender<Result<(), String>>),
+    ListSilences(oneshot::Sender<Vec<(Silence, &'static str)>>),
+    Flushed(oneshot::Sender<()>),
+}
+
+/// How other components talk to the dispatcher.
+#[derive(Clone)]
+pub struct DispatcherHandle {
+    tx: mpsc::Sender<Msg>,
+}
+
+impl DispatcherHandle {
+    /// Replaces the current alerts of `source` (every firing and resolved alert it holds).
+    pub async fn update_alerts(&self, source: &str, alerts: Vec<Alert>) {
+        if self.tx.send(Msg::Alerts { source: source.to_string(), alerts }).await.is_err() {
+            warn!(source, "dispatcher stopped; alerts not routed");
+        }
+    }
+    /// Applies a new config (routes, receivers, inhibitions); groups and the log carry over.
+    pub async fn reconfigure(&self, c: Arc<Config>) {
+        let _ = self.tx.send(Msg::Reconfigure(c)).await;
+    }
+    /// Creates a silence; returns its id.
+    pub async fn add_silence(&self, s: NewSilence) -> Result<String, String> {
+        let (tx, rx) = oneshot::channel();
+        self.tx.send(Msg::AddSilence(s, tx)).await.map_err(|_| "dispatcher stopped".to_string())?;
+        rx.await.map_err(|_| "dispatcher stopped".to_string())?
+    }
+    /// Expires a silence now. `Err("not found")` when there is none with that id.
+    pub async fn expire_silence(&self, id: &str) -> Result<(), String> {
+        let (tx, rx) = oneshot::channel();
+        self.tx.send(Msg::ExpireSilence(id.to_string(), tx)).await.map_err(|_| "dispatcher stopped".to_string())?;
+        rx.await.map_err(|_| "dispatcher stopped".to_string())?
+    }
+    /// Every silence with its state.
+    pub async fn silences(&self) -> Vec<(Silence, &'static str)> {
+        let (tx, rx) = oneshot::channel();
+        if self.tx.send(Msg::ListSilences(tx)).await.is_err() {
+            return Vec::new();
+        }
+        rx.await.unwrap_or_default()
+    }
+    /// Waits until every message sent before has been handled and due groups flushed.
+    pub async fn sync(&self) {
+        let (tx, rx) = oneshot::channel();
+        if self.tx.send(Msg::Flushed(tx)).await.is_ok() {
+            let _ = rx.await;
+        }
+    }
+}
+
+struct Group {
+    route: usize,
+    labels: BTreeMap<String, String>,
+    alerts: HashMap<u64, Alert>,
+    next_flush: Instant,
+}
+
+/// The dispatcher component.
+pub struct Dispatcher {
+    rx: mpsc::Receiver<Msg>,
+    config: Arc<Config>,
+    route_keys: Vec<String>,
+    groups: BTreeMap<String, Group>,
+    sources: HashMap<String, HashMap<u64, Alert>>,
+    silences: Silences,
+    nlog: HashMap<String, NlogEntry>,
+    store: Arc<dyn DispatchStore>,
+    clock: Clock,
+    telemetry: Arc<Telemetry>,
+    heartbeat: Option<Heartbeat>,
+}
+
+impl Dispatcher {
+    /// Creates the dispatcher with the persisted log and silences.
+    pub fn new(
+        config: Arc<Config>,
+        store: Arc<dyn DispatchStore>,
+        clock: Clock,
+        telemetry: Arc<Telemetry>,
+        heartbeat: Option<Heartbeat>,
+    ) -> (Dispatcher, DispatcherHandle) {
+        let (tx, rx) = mpsc::channel(256);
+        let mut silences = Silences::default();
+        let mut nlog = HashMap::new();
+        match store.load() {
+            Ok((n, s)) => {
+                nlog.extend(n);
+                for sil in s {
+                    let id = sil.id.clone();
+                    if let Err(e) = silences.insert(sil) {
+                        warn!(silence = %id, error = %e, "stored silence no longer valid; ignored");
+                    }
+                }
+            }
+            Err(e) => error!(error = %e, "cannot load the notification log and silences; starting empty"),
+        }
+        let route_keys = route::route_keys(&config.routes);
+        let d = Dispatcher {
+            rx,
+            config,
+            route_keys,
+            groups: BTreeMap::new(),
+            sources: HashMap::new(),
+            silences,
+            nlog,
+            store,
+            clock,
+            telemetry,
+            heartbeat,
+        };
+        (d, DispatcherHandle { tx })
+    }
+
+    /// Runs until `shutdown`.
+    pub async fn run(mut self, shutdown: CancellationToken) {
+        let mut gc = tokio::time::interval(Duration::from_secs(600));
+        let mut beat = tokio::time::interval(Duration::from_secs(5));
+        loop {
+            let next = self.groups.values().map(|g| g.next_flush).min();
+            let sleep = async {
+                match next {
+                    Some(t) => tokio::time::sleep_until(t).await,
+                    None => std::future::pending().await,
+                }
+            };
+            tokio::select! {
+                _ = shutdown.cancelled() => break,
+                m = self.rx.recv() => match m {
+                    Some(m) => self.handle(m),
+                    None => break,
+                },
+                _ = sleep => {}
+                _ = gc.tick() => {
+                    for id in self.silences.gc(self.clock.now()) {
+                        if let Err(e) = self.store.delete_silence(&id) {
+                            warn!(error = %e, "cannot delete an old silence");
+                        }
+                    }
+                }
+                _ = beat.tick() => {}
+            }
+            self.flush_due();
+            if let Some(h) = &self.heartbeat {
+                h.beat();
+            }
+        }
+        debug!("dispatcher stopped");
+    }
+
+    fn handle(&mut self, m: Msg) {
+        match m {
+            Msg::Alerts { source, alerts } => self.update(&source, alerts),
+            Msg::Reconfigure(c) => {
+                self.route_keys = route::route_keys(&c.routes);
+                self.config = c;
+                // Regroup every alert under the new routes; groups that keep their key keep
+                // their timers.
+                let old = std::mem::take(&mut self.groups);
+                let alerts: Vec<Alert> = old.values().flat_map(|g| g.alerts.values().cloned()).collect();
+                let mut seen = BTreeSet::new();
+                for a in alerts {
+                    if seen.insert(a.labels.fingerprint()) {
+                        self.route_alert(a, false);
+                    }
+                }
+                for (k, g) in &mut self.groups {
+                    if let Some(o) = old.get(k) {
+                        g.next_flush = o.next_flush;
+                    }
+                }
+            }
+            Msg::AddSilence(s, reply) => {
+                let _ = reply.send(self.add_silence(s));
+            }
+            Msg::ExpireSilence(id, reply) => {
+                let now = self.clock.now();
+                let r = match self.silences.expire(&id, now) {
+                    None => Err("not found".to_string()),
+                    Some(s) => self.store.save_silence(&s).map(|_| info!(silence = %id, "silence expired")),
+                };
+                let _ = reply.send(r);
+            }
+            Msg::ListSilences(reply) => {
+                let now = self.clock.now();
+                let list = self.silences.list().into_iter().map(|s| {
+                    let st = silence::state(&s, now);
+                    (s, st)
+                });
+                let _ = reply.send(list.collect());
+            }
+            Msg::Flushed(reply) => {
+                self.flush_due();
+                let _ = reply.send(());
+            }
+        }
+    }
+
+    fn add_silence(&mut self, s: NewSilence) -> Result<String, String> {
+        let now = self.clock.now();
+        let starts_at = s.starts_at.unwrap_or(now);
+        if s.ends_at <= starts_at {
+            return Err("endsAt must be after startsAt".into());
+        }
+        if s.ends_at <= now {
+            return Err("endsAt is in the past".into());
+        }
+        let id = format!("{:016x}{:016x}", fastrand::u64(..), fastrand::u64(..));
+        let sil = Silence {
+            id: id.clone(),
+            matchers: s.matchers,
+            starts_at,
+            ends_at: s.ends_at,
+            created_by: s.created_by,
+            comment: s.comment,
+            updated_at: now,
+        };
+        // Validate before persisting: a silence that cannot be parsed must not be stored.
+        let mut probe = Silences::default();
+        probe.insert(sil.clone())?;
+        self.store.save_silence(&sil).map_err(|e| format!("cannot store the silence: {e}"))?;
+        self.silences.insert(sil)?;
+        info!(silence = %id, "silence created");
+        Ok(id)
+    }
+
+    fn update(&mut self, source: &str, alerts: Vec<Alert>) {
+        let now = self.clock.now();
+        let prev = self.sources.remove(source).unwrap_or_default();
+        let mut cur: HashMap<u64, Alert> = HashMap::with_capacity(alerts.len());
+        for a in alerts {
+            if a.state != AlertState::Pending {
+                cur.insert(a.labels.fingerprint(), a);
+            }
+        }
+        for (fp, a) in &prev {
+            if !cur.contains_key(fp) && a.state == AlertState::Firing {
+                let mut r = a.clone();
+                r.state = AlertState::Resolved;
+                r.resolved_at = Some(now);
+                self.route_alert(r, false);
+            }
+        }
+        for (fp, a) in &cur {
+            let new = !prev.contains_key(fp);
+            self.route_alert(a.clone(), new);
+        }
+        self.sources.insert(source.to_string(), cur);
+    }
+
+    fn route_alert(&mut self, a: Alert, count_unrouted: bool) {
+        let routes = route::matching_routes(&self.config.routes, &a.labels);
+        if routes.is_empty() {
+            if count_unrouted && a.state == AlertState::Firing {
+                self.telemetry.alerts_unrouted_total.with_label_values(&[] as &[&str]).inc();
+                warn!(alert = %a.labels, "alert matches no route; it is kept in history but nobody is told");
+            }
+            return;
+        }
+        let fp = a.labels.fingerprint();
+        for r in routes {
+            let route = &self.config.routes[r];
+            let labels = route::group_labels(route, &a.labels);
+            let key = route::group_key(&self.route_keys[r], &labels);
+            let wait = route.group_wait.get();
+            let g = self.groups.entry(key).or_insert_with(|| Group {
+                route: r,
+                labels,
+                alerts: HashMap::new(),
+                next_flush: Instant::now() + wait,
+            });
+            // A resolved alert the group no longer holds was already dealt with at a flush.
+            if a.state == AlertState::Resolved && !g.alerts.contains_key(&fp) && g.alerts.is_empty() {
+                continue;
+            }
+            g.alerts.insert(fp, a.clone());
+        }
+    }
+
+    fn flush_due(&mut self) {
+        let now_i = Instant::now();
+        let due: Vec<String> = self.groups.iter().filter(|(_, g)| g.next_flush <= now_i).map(|(k, _)| k.clone()).collect();
+        if due.is_empty() {
+            return;
+        }
+        let firing: Vec<crate::series::Labels> = self
+            .sources
+            .values()
+            .flat_map(|m| m.values())
+            .filter(|a| a.state == AlertState::Firing)
+            .map(|a| a.labels.clone())
+            .collect();
+        let firing_refs: Vec<&crate::series::Labels> = firing.iter().collect();
+        for key in due {
+            self.flush(&key, &firing_refs);
+        }
+    }
+
+    fn flush(&mut self, key: &str, firing_sources: &[&crate::series::Labels]) {
+        let now = self.clock.now();
+        let Some(g) = self.groups.get(key) else { return };
+        let route = &self.config.routes[g.route];
+        let external_url = self
+            .config
+            .server
+            .external_url
+            .clone()
+            .unwrap_or_else(|| format!("http://{}", self.config.server.listen));
+        let mut failed = false;
+        for receiver in &route.receivers {
+            let Some(rc) = self.config.receiver(receiver) else { continue };
+            let mut visible: Vec<&Alert> = g
+                .alerts
+                .values()
+                .filter(|a| {
+                    self.silences.mutes(&a.labels, now).is_none()
+                        && !route::inhibited(&self.config.inhibits, &a.labels, firing_sources)
+                })
+                .collect();
+            if visible.is_empty() {
+                continue;
+            }
+            visible.sort_by(|a, b| a.labels.cmp(&b.labels));
+            let firing: BTreeSet<u64> =
+                visible.iter().filter(|a| a.state == AlertState::Firing).map(|a| a.labels.fingerprint()).collect();
+            let resolved: BTreeSet<u64> =
+                visible.iter().filter(|a| a.state == AlertState::Resolved).map(|a| a.labels.fingerprint()).collect();
+            let nkey = format!("{receiver}\u{1f}{key}");
+            let repeat = chrono::Duration::from_std(route.repeat_interval.get()).unwrap_or(chrono::Duration::MAX);
+            if !needs_update(self.nlog.get(&nkey), &firing, &resolved, rc.send_resolved, repeat, now) {
+                continue;
+            }
+            let entry = NlogEntry { at: now, firing: firing.clone(), resolved };
+            let to_send: Vec<NotifiedAlert> = visible
+                .iter()
+                .filter(|a| a.state == AlertState::Firing || rc.send_resolved)
+                .map(|a| NotifiedAlert::from_alert(a))
+                .collect();
+            let result = if to_send.is_empty() {
+                self.store.save_nlog(&nkey, &entry)
+            } else {
+                let n = Notification::new(receiver, key.to_string(), g.labels.clone(), to_send, &external_url);
+                info!(receiver = %receiver, group = %key, status = n.status.as_str(), alerts = n.alerts.len(), "notification queued");
+                self.store.enqueue(&n, &nkey, &entry)
+            };
+            match result {
+                Ok(()) => {
+                    self.nlog.insert(nkey, entry);
+                }
+                Err(e) => {
+                    // Not logged as sent: the next flush tries again.
+                    error!(receiver = %receiver, group = %key, error = %e, "cannot queue a notification");
+                    self.telemetry.store_write_failures.with_label_values(&["outbox"]).inc();
+                    failed = true;
+                }
+            }
+        }
+        let interval = route.group_interval.get();
+        if let Some(g) = self.groups.get_mut(key) {
+            if !failed {
+                g.alerts.retain(|_, a| a.state != AlertState::Resolved);
+            }
+            g.next_flush = Instant::now() + interval;
+            if g.alerts.is_empty() {
+                self.groups.remove(key);
+            }
+        }
+    }
+}

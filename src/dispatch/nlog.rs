@@ -1,0 +1,70 @@
+//! The notification log: per receiver and group, what was last notified and when. It decides
+//! what is new, what is a repeat and what is resolved — Alertmanager's `DedupStage`.
+
+use std::collections::BTreeSet;
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+
+/// What a receiver was last told about a group.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct NlogEntry {
+    /// When.
+    pub at: DateTime<Utc>,
+    /// Fingerprints of the firing alerts in that notification.
+    pub firing: BTreeSet<u64>,
+    /// Fingerprints of the resolved alerts in it.
+    pub resolved: BTreeSet<u64>,
+}
+
+/// Whether a group with these firing and resolved alerts must be notified again
+/// (Alertmanager's `needsUpdate`).
+pub fn needs_update(
+    entry: Option<&NlogEntry>,
+    firing: &BTreeSet<u64>,
+    resolved: &BTreeSet<u64>,
+    send_resolved: bool,
+    repeat: chrono::Duration,
+    now: DateTime<Utc>,
+) -> bool {
+    let Some(e) = entry else {
+        // Never notified: only when something fires (resolved-only groups were never seen).
+        return !firing.is_empty();
+    };
+    if !firing.is_subset(&e.firing) {
+        return true;
+    }
+    if firing.is_empty() {
+        // Everything resolved: notify if the receiver was told something was firing, so its
+        // state is cleared (and the log with it), whatever send_resolved says.
+        return !e.firing.is_empty();
+    }
+    if send_resolved && !resolved.is_subset(&e.resolved) {
+        return true;
+    }
+    e.at <= now - repeat
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn set(v: &[u64]) -> BTreeSet<u64> {
+        v.iter().copied().collect()
+    }
+
+    #[test]
+    fn dedup_rules() {
+        let now = DateTime::from_timestamp(1_700_000_000, 0).unwrap();
+        let rep = chrono::Duration::hours(4);
+        let e = NlogEntry { at: now - chrono::Duration::minutes(5), firing: set(&[1, 2]), resolved: set(&[]) };
+        assert!(needs_update(None, &set(&[1]), &set(&[]), true, rep, now), "first notification");
+        assert!(!needs_update(None, &set(&[]), &set(&[1]), true, rep, now), "resolved before ever notified");
+        assert!(!needs_update(Some(&e), &set(&[1, 2]), &set(&[]), true, rep, now), "unchanged inside repeat");
+        assert!(!needs_update(Some(&e), &set(&[1]), &set(&[]), false, rep, now), "subset, resolved not sent");
+        assert!(needs_update(Some(&e), &set(&[1]), &set(&[2]), true, rep, now), "one resolved, send_resolved");
+        assert!(needs_update(Some(&e), &set(&[1, 3]), &set(&[]), true, rep, now), "a new alert");
+        assert!(needs_update(Some(&e), &set(&[]), &set(&[1, 2]), false, rep, now), "all resolved");
+        assert!(needs_update(Some(&e), &set(&[1, 2]), &set(&[]), true, chrono::Duration::minutes(5), now), "repeat due");
+    }
+}
