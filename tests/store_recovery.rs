@@ -305,7 +305,7 @@ fn garbage_db_is_detected() {
                 .open(p.join("db"))
                 .unwrap();
             let len = f.metadata().unwrap().len();
-            // Cuts at several depths: the last durable flush sits at different places in the log.
+            // Cuts at several depths, from just past the file header to only the tail.
             f.set_len(len * keep / of).unwrap();
         });
     }

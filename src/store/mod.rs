@@ -62,7 +62,7 @@ mod witness;
 pub use chunks::StoredChunk;
 pub use error::StoreError;
 pub use history::{AlertTransition, ProbeRecord};
-pub use prune::{PruneCursor, PruneStats};
+pub use prune::{PRUNE_STEP, PruneCursor, PruneStats};
 pub use state::{JsonBatch, Kind};
 
 use std::io;

@@ -30,6 +30,9 @@ enum Phase {
     Probes,
     Transitions,
     Chunks,
+    /// Series index entries without any chunk left: the ones whose chunks this prune deleted,
+    /// and any left behind by a crash between indexing a series and writing its first chunk.
+    Series,
     Done,
 }
 
@@ -70,7 +73,8 @@ impl PruneCursor {
         self.phase = match self.phase {
             Phase::Probes => Phase::Transitions,
             Phase::Transitions => Phase::Chunks,
-            Phase::Chunks | Phase::Done => Phase::Done,
+            Phase::Chunks => Phase::Series,
+            Phase::Series | Phase::Done => Phase::Done,
         };
         self.resume.clear();
     }
@@ -92,8 +96,8 @@ impl Store {
         Ok(cursor.stats())
     }
 
-    /// Deletes at most `max_deletes` old records (series index entries not counted), continuing
-    /// from `cursor`; returns whether more work remains.
+    /// Deletes at most `max_deletes` old records, or checks at most that many series index
+    /// entries, continuing from `cursor`; returns whether more work remains.
     pub fn prune_step(
         &self,
         cursor: &mut PruneCursor,
@@ -107,6 +111,10 @@ impl Store {
                 Phase::Probes => &self.inner.trees.probes,
                 Phase::Transitions => &self.inner.trees.transitions,
                 Phase::Chunks => &self.inner.trees.chunks,
+                Phase::Series => {
+                    budget = self.prune_series(cursor, budget)?;
+                    continue;
+                }
                 Phase::Done => return Ok(false),
             };
             // Find the next name (or series) at or after the resume point.
@@ -154,15 +162,33 @@ impl Store {
                 cursor.resume = prefix.to_vec();
                 return Ok(true);
             }
-            if cursor.phase == Phase::Chunks {
-                self.drop_series_if_empty(prefix, cursor)?;
-            }
             // Past every key of this prefix: suffixes are 16 bytes (8 for chunks), and no other
             // prefix starts with this one (names are length-prefixed, fingerprints fixed-size).
             cursor.resume = prefix.to_vec();
             cursor.resume.extend_from_slice(&[0xff; 17]);
         }
         Ok(!cursor.is_done())
+    }
+
+    /// Checks up to `budget` series index entries from the cursor; returns the budget left.
+    fn prune_series(
+        &self,
+        cursor: &mut PruneCursor,
+        mut budget: usize,
+    ) -> Result<usize, StoreError> {
+        let start = cursor.resume.clone();
+        for k in self.inner.trees.series.range(start..).keys() {
+            if budget == 0 {
+                return Ok(0);
+            }
+            let k = k.map_err(StoreError::engine("pruning the series index"))?;
+            self.drop_series_if_empty(&k, cursor)?;
+            cursor.resume = k.to_vec();
+            cursor.resume.push(0);
+            budget -= 1;
+        }
+        cursor.next_phase();
+        Ok(budget)
     }
 
     fn drop_series_if_empty(&self, fp: &[u8], cursor: &mut PruneCursor) -> Result<(), StoreError> {
@@ -183,9 +209,12 @@ impl Store {
                 .is_some()
         {
             cursor.stats.series += 1;
-            self.inner
-                .series_count
-                .fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
+            // Saturating: the count is only a gauge and must never wrap.
+            let _ = self.inner.series_count.fetch_update(
+                std::sync::atomic::Ordering::Relaxed,
+                std::sync::atomic::Ordering::Relaxed,
+                |n| Some(n.saturating_sub(1)),
+            );
         }
         Ok(())
     }
@@ -300,7 +329,10 @@ mod tests {
             steps += 1;
             assert!(steps < 100, "prune does not terminate");
         }
-        assert!(steps >= 11, "{steps} steps for 23 deletions of at most 2");
+        assert!(
+            steps >= 11,
+            "{steps} steps for 23 deletions and 2 series of at most 2"
+        );
         assert_eq!(
             cursor.stats(),
             PruneStats {
@@ -309,6 +341,29 @@ mod tests {
                 chunks: 3,
                 series: 1
             }
+        );
+    }
+
+    #[test]
+    fn series_left_without_chunks_are_removed() {
+        let (_dir, store) = temp_store();
+        let kept = Labels::new([("job", "kept")]);
+        store.put_chunk(&kept, 0, 100, 1, &[1]).unwrap();
+        // As if the process died between indexing a series and writing its chunk.
+        let mut e = super::super::codec::Encoder::with_format(1);
+        e.labels(&Labels::new([("job", "orphan")]));
+        put_raw(&store, "series", &42u64.to_be_bytes(), &e.finish());
+        let stats = store.prune(0).unwrap();
+        assert_eq!(
+            stats,
+            PruneStats {
+                series: 1,
+                ..PruneStats::default()
+            }
+        );
+        assert_eq!(
+            raw_keys(&store, "series"),
+            vec![kept.fingerprint().to_be_bytes().to_vec()]
         );
     }
 
