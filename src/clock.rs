@@ -21,7 +21,10 @@ pub enum Clock {
 impl Clock {
     /// A clock that follows tokio's (paused or not) from `start`.
     pub fn tokio_from(start: DateTime<Utc>) -> Clock {
-        Clock::Tokio { start, base: tokio::time::Instant::now() }
+        Clock::Tokio {
+            start,
+            base: tokio::time::Instant::now(),
+        }
     }
 
     /// The current wall time.
@@ -29,7 +32,8 @@ impl Clock {
         match self {
             Clock::System => Utc::now(),
             Clock::Tokio { start, base } => {
-                *start + chrono::Duration::from_std(base.elapsed()).unwrap_or(chrono::Duration::zero())
+                *start
+                    + chrono::Duration::from_std(base.elapsed()).unwrap_or(chrono::Duration::zero())
             }
         }
     }

@@ -29,16 +29,19 @@ use crate::alert::{Alert, AlertState};
 use crate::clock::Clock;
 use crate::config::Config;
 use crate::daemon::systemd::Heartbeat;
-use crate::notify::{NotifiedAlert, Notification};
+use crate::notify::{Notification, NotifiedAlert};
 use crate::telemetry::Telemetry;
 use nlog::{NlogEntry, needs_update};
 use silence::{Silence, Silences};
+
+/// The notification log entries (by key) and the silences, as loaded at start.
+pub type Persisted = (Vec<(String, NlogEntry)>, Vec<Silence>);
 
 /// What the dispatcher persists, behind the store. A real boundary: the sled store implements
 /// it for the daemon, [`MemoryDispatchStore`] for tests.
 pub trait DispatchStore: Send + Sync {
     /// The notification log and the silences, as last saved.
-    fn load(&self) -> Result<(Vec<(String, NlogEntry)>, Vec<Silence>), String>;
+    fn load(&self) -> Result<Persisted, String>;
     /// Saves one log entry, durably.
     fn save_nlog(&self, key: &str, entry: &NlogEntry) -> Result<(), String>;
     /// Saves a silence, durably.
@@ -63,17 +66,35 @@ pub struct MemoryDispatchStore {
 }
 
 impl DispatchStore for MemoryDispatchStore {
-    fn load(&self) -> Result<(Vec<(String, NlogEntry)>, Vec<Silence>), String> {
-        let n = self.nlog.lock().map_err(|e| e.to_string())?.clone().into_iter().collect();
-        let s = self.silences.lock().map_err(|e| e.to_string())?.values().cloned().collect();
+    fn load(&self) -> Result<Persisted, String> {
+        let n = self
+            .nlog
+            .lock()
+            .map_err(|e| e.to_string())?
+            .clone()
+            .into_iter()
+            .collect();
+        let s = self
+            .silences
+            .lock()
+            .map_err(|e| e.to_string())?
+            .values()
+            .cloned()
+            .collect();
         Ok((n, s))
     }
     fn save_nlog(&self, key: &str, entry: &NlogEntry) -> Result<(), String> {
-        self.nlog.lock().map_err(|e| e.to_string())?.insert(key.to_string(), entry.clone());
+        self.nlog
+            .lock()
+            .map_err(|e| e.to_string())?
+            .insert(key.to_string(), entry.clone());
         Ok(())
     }
     fn save_silence(&self, s: &Silence) -> Result<(), String> {
-        self.silences.lock().map_err(|e| e.to_string())?.insert(s.id.clone(), s.clone());
+        self.silences
+            .lock()
+            .map_err(|e| e.to_string())?
+            .insert(s.id.clone(), s.clone());
         Ok(())
     }
     fn delete_silence(&self, id: &str) -> Result<(), String> {
@@ -82,7 +103,10 @@ impl DispatchStore for MemoryDispatchStore {
     }
     fn enqueue(&self, n: &Notification, nlog_key: &str, entry: &NlogEntry) -> Result<(), String> {
         self.save_nlog(nlog_key, entry)?;
-        self.queued.lock().map_err(|e| e.to_string())?.push(n.clone());
+        self.queued
+            .lock()
+            .map_err(|e| e.to_string())?
+            .push(n.clone());
         Ok(())
     }
 }
@@ -124,7 +148,15 @@ pub struct DispatcherHandle {
 impl DispatcherHandle {
     /// Replaces the current alerts of `source` (every firing and resolved alert it holds).
     pub async fn update_alerts(&self, source: &str, alerts: Vec<Alert>) {
-        if self.tx.send(Msg::Alerts { source: source.to_string(), alerts }).await.is_err() {
+        if self
+            .tx
+            .send(Msg::Alerts {
+                source: source.to_string(),
+                alerts,
+            })
+            .await
+            .is_err()
+        {
             warn!(source, "dispatcher stopped; alerts not routed");
         }
     }
@@ -135,13 +167,19 @@ impl DispatcherHandle {
     /// Creates a silence; returns its id.
     pub async fn add_silence(&self, s: NewSilence) -> Result<String, String> {
         let (tx, rx) = oneshot::channel();
-        self.tx.send(Msg::AddSilence(s, tx)).await.map_err(|_| "dispatcher stopped".to_string())?;
+        self.tx
+            .send(Msg::AddSilence(s, tx))
+            .await
+            .map_err(|_| "dispatcher stopped".to_string())?;
         rx.await.map_err(|_| "dispatcher stopped".to_string())?
     }
     /// Expires a silence now. `Err("not found")` when there is none with that id.
     pub async fn expire_silence(&self, id: &str) -> Result<(), String> {
         let (tx, rx) = oneshot::channel();
-        self.tx.send(Msg::ExpireSilence(id.to_string(), tx)).await.map_err(|_| "dispatcher stopped".to_string())?;
+        self.tx
+            .send(Msg::ExpireSilence(id.to_string(), tx))
+            .await
+            .map_err(|_| "dispatcher stopped".to_string())?;
         rx.await.map_err(|_| "dispatcher stopped".to_string())?
     }
     /// Every silence with its state.
@@ -205,7 +243,9 @@ impl Dispatcher {
                     }
                 }
             }
-            Err(e) => error!(error = %e, "cannot load the notification log and silences; starting empty"),
+            Err(e) => {
+                error!(error = %e, "cannot load the notification log and silences; starting empty")
+            }
         }
         let route_keys = route::route_keys(&config.routes);
         let d = Dispatcher {
@@ -269,7 +309,10 @@ impl Dispatcher {
                 // Regroup every alert under the new routes; groups that keep their key keep
                 // their timers.
                 let old = std::mem::take(&mut self.groups);
-                let alerts: Vec<Alert> = old.values().flat_map(|g| g.alerts.values().cloned()).collect();
+                let alerts: Vec<Alert> = old
+                    .values()
+                    .flat_map(|g| g.alerts.values().cloned())
+                    .collect();
                 let mut seen = BTreeSet::new();
                 for a in alerts {
                     if seen.insert(a.labels.fingerprint()) {
@@ -289,7 +332,10 @@ impl Dispatcher {
                 let now = self.clock.now();
                 let r = match self.silences.expire(&id, now) {
                     None => Err("not found".to_string()),
-                    Some(s) => self.store.save_silence(&s).map(|_| info!(silence = %id, "silence expired")),
+                    Some(s) => self
+                        .store
+                        .save_silence(&s)
+                        .map(|_| info!(silence = %id, "silence expired")),
                 };
                 let _ = reply.send(r);
             }
@@ -330,7 +376,9 @@ impl Dispatcher {
         // Validate before persisting: a silence that cannot be parsed must not be stored.
         let mut probe = Silences::default();
         probe.insert(sil.clone())?;
-        self.store.save_silence(&sil).map_err(|e| format!("cannot store the silence: {e}"))?;
+        self.store
+            .save_silence(&sil)
+            .map_err(|e| format!("cannot store the silence: {e}"))?;
         self.silences.insert(sil)?;
         info!(silence = %id, "silence created");
         Ok(id)
@@ -364,7 +412,10 @@ impl Dispatcher {
         let routes = route::matching_routes(&self.config.routes, &a.labels);
         if routes.is_empty() {
             if count_unrouted && a.state == AlertState::Firing {
-                self.telemetry.alerts_unrouted_total.with_label_values(&[] as &[&str]).inc();
+                self.telemetry
+                    .alerts_unrouted_total
+                    .with_label_values(&[] as &[&str])
+                    .inc();
                 warn!(alert = %a.labels, "alert matches no route; it is kept in history but nobody is told");
             }
             return;
@@ -374,6 +425,21 @@ impl Dispatcher {
             let route = &self.config.routes[r];
             let labels = route::group_labels(route, &a.labels);
             let key = route::group_key(&self.route_keys[r], &labels);
+            // A resolved alert that the group does not hold matters only if some receiver was
+            // told it is firing (it resolved while the daemon was down, or between flushes).
+            if a.state == AlertState::Resolved
+                && !self
+                    .groups
+                    .get(&key)
+                    .is_some_and(|g| g.alerts.contains_key(&fp))
+                && !route.receivers.iter().any(|rcv| {
+                    self.nlog
+                        .get(&format!("{rcv}\u{1f}{key}"))
+                        .is_some_and(|e| e.firing.contains(&fp))
+                })
+            {
+                continue;
+            }
             let wait = route.group_wait.get();
             let g = self.groups.entry(key).or_insert_with(|| Group {
                 route: r,
@@ -381,17 +447,18 @@ impl Dispatcher {
                 alerts: HashMap::new(),
                 next_flush: Instant::now() + wait,
             });
-            // A resolved alert the group no longer holds was already dealt with at a flush.
-            if a.state == AlertState::Resolved && !g.alerts.contains_key(&fp) && g.alerts.is_empty() {
-                continue;
-            }
             g.alerts.insert(fp, a.clone());
         }
     }
 
     fn flush_due(&mut self) {
         let now_i = Instant::now();
-        let due: Vec<String> = self.groups.iter().filter(|(_, g)| g.next_flush <= now_i).map(|(k, _)| k.clone()).collect();
+        let due: Vec<String> = self
+            .groups
+            .iter()
+            .filter(|(_, g)| g.next_flush <= now_i)
+            .map(|(k, _)| k.clone())
+            .collect();
         if due.is_empty() {
             return;
         }
@@ -410,7 +477,9 @@ impl Dispatcher {
 
     fn flush(&mut self, key: &str, firing_sources: &[&crate::series::Labels]) {
         let now = self.clock.now();
-        let Some(g) = self.groups.get(key) else { return };
+        let Some(g) = self.groups.get(key) else {
+            return;
+        };
         let route = &self.config.routes[g.route];
         let external_url = self
             .config
@@ -420,7 +489,9 @@ impl Dispatcher {
             .unwrap_or_else(|| format!("http://{}", self.config.server.listen));
         let mut failed = false;
         for receiver in &route.receivers {
-            let Some(rc) = self.config.receiver(receiver) else { continue };
+            let Some(rc) = self.config.receiver(receiver) else {
+                continue;
+            };
             let mut visible: Vec<&Alert> = g
                 .alerts
                 .values()
@@ -433,16 +504,34 @@ impl Dispatcher {
                 continue;
             }
             visible.sort_by(|a, b| a.labels.cmp(&b.labels));
-            let firing: BTreeSet<u64> =
-                visible.iter().filter(|a| a.state == AlertState::Firing).map(|a| a.labels.fingerprint()).collect();
-            let resolved: BTreeSet<u64> =
-                visible.iter().filter(|a| a.state == AlertState::Resolved).map(|a| a.labels.fingerprint()).collect();
+            let firing: BTreeSet<u64> = visible
+                .iter()
+                .filter(|a| a.state == AlertState::Firing)
+                .map(|a| a.labels.fingerprint())
+                .collect();
+            let resolved: BTreeSet<u64> = visible
+                .iter()
+                .filter(|a| a.state == AlertState::Resolved)
+                .map(|a| a.labels.fingerprint())
+                .collect();
             let nkey = format!("{receiver}\u{1f}{key}");
-            let repeat = chrono::Duration::from_std(route.repeat_interval.get()).unwrap_or(chrono::Duration::MAX);
-            if !needs_update(self.nlog.get(&nkey), &firing, &resolved, rc.send_resolved, repeat, now) {
+            let repeat = chrono::Duration::from_std(route.repeat_interval.get())
+                .unwrap_or(chrono::Duration::MAX);
+            if !needs_update(
+                self.nlog.get(&nkey),
+                &firing,
+                &resolved,
+                rc.send_resolved,
+                repeat,
+                now,
+            ) {
                 continue;
             }
-            let entry = NlogEntry { at: now, firing: firing.clone(), resolved };
+            let entry = NlogEntry {
+                at: now,
+                firing: firing.clone(),
+                resolved,
+            };
             let to_send: Vec<NotifiedAlert> = visible
                 .iter()
                 .filter(|a| a.state == AlertState::Firing || rc.send_resolved)
@@ -451,7 +540,13 @@ impl Dispatcher {
             let result = if to_send.is_empty() {
                 self.store.save_nlog(&nkey, &entry)
             } else {
-                let n = Notification::new(receiver, key.to_string(), g.labels.clone(), to_send, &external_url);
+                let n = Notification::new(
+                    receiver,
+                    key.to_string(),
+                    g.labels.clone(),
+                    to_send,
+                    &external_url,
+                );
                 info!(receiver = %receiver, group = %key, status = n.status.as_str(), alerts = n.alerts.len(), "notification queued");
                 self.store.enqueue(&n, &nkey, &entry)
             };
@@ -462,7 +557,10 @@ impl Dispatcher {
                 Err(e) => {
                     // Not logged as sent: the next flush tries again.
                     error!(receiver = %receiver, group = %key, error = %e, "cannot queue a notification");
-                    self.telemetry.store_write_failures.with_label_values(&["outbox"]).inc();
+                    self.telemetry
+                        .store_write_failures
+                        .with_label_values(&["outbox"])
+                        .inc();
                     failed = true;
                 }
             }
@@ -479,3 +577,6 @@ impl Dispatcher {
         }
     }
 }
+
+#[cfg(test)]
+mod tests;

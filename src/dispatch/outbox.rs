@@ -66,18 +66,32 @@ pub struct Outbox {
 
 impl Outbox {
     /// Loads what the store still holds (notifications queued before a restart).
-    pub fn new(store: Arc<Store>, config: Arc<Config>, clients: Clients, telemetry: Arc<Telemetry>, clock: Clock) -> Outbox {
+    pub fn new(
+        store: Arc<Store>,
+        config: Arc<Config>,
+        clients: Clients,
+        telemetry: Arc<Telemetry>,
+        clock: Clock,
+    ) -> Outbox {
         let mut queues: HashMap<String, BTreeMap<u64, OutboxEntry>> = HashMap::new();
         match store.outbox_all::<OutboxEntry>() {
             Ok(all) => {
                 if !all.is_empty() {
-                    info!(pending = all.len(), "notifications from before the restart are queued");
+                    info!(
+                        pending = all.len(),
+                        "notifications from before the restart are queued"
+                    );
                 }
                 for (id, e) in all {
-                    queues.entry(e.notification.receiver.clone()).or_default().insert(id, e);
+                    queues
+                        .entry(e.notification.receiver.clone())
+                        .or_default()
+                        .insert(id, e);
                 }
             }
-            Err(e) => error!(error = %e, "cannot read the outbox; pending notifications from before the restart are lost"),
+            Err(e) => {
+                error!(error = %e, "cannot read the outbox; pending notifications from before the restart are lost")
+            }
         }
         let (wake, _) = watch::channel(0);
         let o = Outbox {
@@ -97,14 +111,22 @@ impl Outbox {
 
     /// Applies a new config: senders for new receivers start, settings change in place.
     pub fn reconfigure(&self, c: Arc<Config>) {
-        *self.shared.config.write().unwrap_or_else(|p| p.into_inner()) = c;
+        *self
+            .shared
+            .config
+            .write()
+            .unwrap_or_else(|p| p.into_inner()) = c;
         self.shared.wake.send_modify(|v| *v += 1);
     }
 
     fn update_depth(&self) {
         let q = self.shared.queues.lock().unwrap_or_else(|p| p.into_inner());
         for (r, entries) in q.iter() {
-            self.shared.telemetry.notification_queue_depth.with_label_values(&[r]).set(entries.len() as i64);
+            self.shared
+                .telemetry
+                .notification_queue_depth
+                .with_label_values(&[r])
+                .set(entries.len() as i64);
         }
     }
 
@@ -116,7 +138,13 @@ impl Outbox {
 
     fn push(&self, id: u64, e: OutboxEntry) {
         let receiver = e.notification.receiver.clone();
-        self.shared.queues.lock().unwrap_or_else(|p| p.into_inner()).entry(receiver).or_default().insert(id, e);
+        self.shared
+            .queues
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .entry(receiver)
+            .or_default()
+            .insert(id, e);
         self.update_depth();
         self.shared.wake.send_modify(|v| *v += 1);
     }
@@ -131,7 +159,11 @@ impl Outbox {
                 let c = self.shared.config.read().unwrap_or_else(|p| p.into_inner());
                 let mut n: Vec<String> = c.receivers.iter().map(|r| r.name.clone()).collect();
                 let q = self.shared.queues.lock().unwrap_or_else(|p| p.into_inner());
-                n.extend(q.keys().filter(|k| !c.receivers.iter().any(|r| &r.name == *k)).cloned());
+                n.extend(
+                    q.keys()
+                        .filter(|k| !c.receivers.iter().any(|r| &r.name == *k))
+                        .cloned(),
+                );
                 n
             };
             for name in names {
@@ -150,25 +182,46 @@ impl Outbox {
 }
 
 impl DispatchStore for (Arc<Store>, Outbox) {
-    fn load(&self) -> Result<(Vec<(String, NlogEntry)>, Vec<super::Silence>), String> {
-        let nlog = self.0.scan::<NlogEntry>(Kind::Nlog).map_err(|e| e.to_string())?;
-        let silences = self.0.scan::<super::Silence>(Kind::Silences).map_err(|e| e.to_string())?;
+    fn load(&self) -> Result<super::Persisted, String> {
+        let nlog = self
+            .0
+            .scan::<NlogEntry>(Kind::Nlog)
+            .map_err(|e| e.to_string())?;
+        let silences = self
+            .0
+            .scan::<super::Silence>(Kind::Silences)
+            .map_err(|e| e.to_string())?;
         Ok((nlog, silences.into_iter().map(|(_, s)| s).collect()))
     }
     fn save_nlog(&self, key: &str, entry: &NlogEntry) -> Result<(), String> {
-        self.0.put_durable(Kind::Nlog, key, entry).map_err(|e| e.to_string())
+        self.0
+            .put_durable(Kind::Nlog, key, entry)
+            .map_err(|e| e.to_string())
     }
     fn save_silence(&self, s: &super::Silence) -> Result<(), String> {
-        self.0.put_durable(Kind::Silences, &s.id, s).map_err(|e| e.to_string())
+        self.0
+            .put_durable(Kind::Silences, &s.id, s)
+            .map_err(|e| e.to_string())
     }
     fn delete_silence(&self, id: &str) -> Result<(), String> {
-        self.0.remove_durable(Kind::Silences, id).map(|_| ()).map_err(|e| e.to_string())
+        self.0
+            .remove_durable(Kind::Silences, id)
+            .map(|_| ())
+            .map_err(|e| e.to_string())
     }
     fn enqueue(&self, n: &Notification, nlog_key: &str, entry: &NlogEntry) -> Result<(), String> {
         let now = self.1.shared.clock.now();
-        let e = OutboxEntry { notification: n.clone(), created: now, attempts: 0, next_attempt: now, last_error: String::new() };
+        let e = OutboxEntry {
+            notification: n.clone(),
+            created: now,
+            attempts: 0,
+            next_attempt: now,
+            last_error: String::new(),
+        };
         let id = self.0.outbox_next_id().map_err(|e| e.to_string())?;
-        self.0.outbox_put_with_nlog_durable(id, &e, nlog_key, entry).map_err(|e| e.to_string())?;
+        self.0
+            .outbox_put_with_nlog_durable(id, &e, nlog_key, entry)
+            .map_err(|e| e.to_string())?;
         self.1.push(id, e);
         Ok(())
     }
@@ -193,13 +246,18 @@ async fn sender(shared: Arc<Shared>, receiver: String, shutdown: CancellationTok
         // The oldest notification of this receiver, and whether it is due.
         let head = {
             let q = shared.queues.lock().unwrap_or_else(|p| p.into_inner());
-            q.get(&receiver).and_then(|m| m.iter().next().map(|(id, e)| (*id, e.clone())))
+            q.get(&receiver)
+                .and_then(|m| m.iter().next().map(|(id, e)| (*id, e.clone())))
         };
         let wait = match &head {
             None => None,
             Some((_, e)) => {
                 let now = shared.clock.now();
-                if e.next_attempt <= now { Some(Duration::ZERO) } else { (e.next_attempt - now).to_std().ok() }
+                if e.next_attempt <= now {
+                    Some(Duration::ZERO)
+                } else {
+                    (e.next_attempt - now).to_std().ok()
+                }
             }
         };
         if wait != Some(Duration::ZERO) {
@@ -210,7 +268,9 @@ async fn sender(shared: Arc<Shared>, receiver: String, shutdown: CancellationTok
             }
             continue;
         }
-        let Some((id, mut entry)) = head else { continue };
+        let Some((id, mut entry)) = head else {
+            continue;
+        };
         let rc = {
             let c = shared.config.read().unwrap_or_else(|p| p.into_inner());
             c.receiver(&receiver).cloned()
@@ -222,7 +282,14 @@ async fn sender(shared: Arc<Shared>, receiver: String, shutdown: CancellationTok
                 drop_entry(&shared, &receiver, id, "receiver removed from the config");
             } else {
                 // Kept in case the receiver comes back in a reload; looked at again later.
-                set_next(&shared, &receiver, id, &mut entry, Duration::from_secs(60), "receiver not in the config");
+                set_next(
+                    &shared,
+                    &receiver,
+                    id,
+                    &mut entry,
+                    Duration::from_secs(60),
+                    "receiver not in the config",
+                );
             }
             continue;
         };
@@ -233,19 +300,40 @@ async fn sender(shared: Arc<Shared>, receiver: String, shutdown: CancellationTok
         };
         match result {
             Ok(d) => {
-                let latency = (shared.clock.now() - entry.created).to_std().unwrap_or_default();
+                let latency = (shared.clock.now() - entry.created)
+                    .to_std()
+                    .unwrap_or_default();
                 info!(receiver = %receiver, group = %entry.notification.group_key, status = entry.notification.status.as_str(), detail = %d.detail, attempts = entry.attempts, "notification delivered");
-                shared.telemetry.notifications_total.with_label_values(&[receiver.as_str(), "success"]).inc();
-                shared.telemetry.notification_latency.with_label_values(&[receiver.as_str()]).observe(latency.as_secs_f64());
+                shared
+                    .telemetry
+                    .notifications_total
+                    .with_label_values(&[receiver.as_str(), "success"])
+                    .inc();
+                shared
+                    .telemetry
+                    .notification_latency
+                    .with_label_values(&[receiver.as_str()])
+                    .observe(latency.as_secs_f64());
                 remove(&shared, &receiver, id);
             }
             Err(NotifyError::Permanent { message }) => {
-                shared.telemetry.notifications_total.with_label_values(&[receiver.as_str(), "failure"]).inc();
+                shared
+                    .telemetry
+                    .notifications_total
+                    .with_label_values(&[receiver.as_str(), "failure"])
+                    .inc();
                 error!(receiver = %receiver, group = %entry.notification.group_key, error = %message, "notification refused permanently; dropped");
                 drop_entry(&shared, &receiver, id, "permanent error");
             }
-            Err(NotifyError::Retryable { message, retry_after }) => {
-                shared.telemetry.notifications_total.with_label_values(&[receiver.as_str(), "failure"]).inc();
+            Err(NotifyError::Retryable {
+                message,
+                retry_after,
+            }) => {
+                shared
+                    .telemetry
+                    .notifications_total
+                    .with_label_values(&[receiver.as_str(), "failure"])
+                    .inc();
                 if age > MAX_AGE {
                     error!(receiver = %receiver, group = %entry.notification.group_key, error = %message, attempts = entry.attempts, "notification undelivered for 24 hours; dropped");
                     drop_entry(&shared, &receiver, id, "expired");
@@ -259,15 +347,28 @@ async fn sender(shared: Arc<Shared>, receiver: String, shutdown: CancellationTok
     }
 }
 
-fn set_next(shared: &Shared, receiver: &str, id: u64, entry: &mut OutboxEntry, delay: Duration, err: &str) {
-    entry.next_attempt = shared.clock.now() + chrono::Duration::from_std(delay).unwrap_or(chrono::Duration::zero());
+fn set_next(
+    shared: &Shared,
+    receiver: &str,
+    id: u64,
+    entry: &mut OutboxEntry,
+    delay: Duration,
+    err: &str,
+) {
+    entry.next_attempt =
+        shared.clock.now() + chrono::Duration::from_std(delay).unwrap_or(chrono::Duration::zero());
     entry.last_error = err.to_string();
     // The attempt count and next time are advisory: losing them in a crash only means an
     // earlier retry, so this write need not wait for a flush... but the store flushes anyway.
     if let Err(e) = shared.store.outbox_put_durable(id, &*entry) {
         warn!(error = %e, "cannot update the outbox entry");
     }
-    if let Some(m) = shared.queues.lock().unwrap_or_else(|p| p.into_inner()).get_mut(receiver) {
+    if let Some(m) = shared
+        .queues
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .get_mut(receiver)
+    {
         m.insert(id, entry.clone());
     }
 }
@@ -276,17 +377,29 @@ fn remove(shared: &Shared, receiver: &str, id: u64) {
     if let Err(e) = shared.store.outbox_remove_durable(id) {
         // Delivered but still stored: it would be sent again after a restart (at-least-once).
         error!(error = %e, "cannot remove a delivered notification from the outbox");
-        shared.telemetry.store_write_failures.with_label_values(&["outbox"]).inc();
+        shared
+            .telemetry
+            .store_write_failures
+            .with_label_values(&["outbox"])
+            .inc();
     }
     let mut q = shared.queues.lock().unwrap_or_else(|p| p.into_inner());
     if let Some(m) = q.get_mut(receiver) {
         m.remove(&id);
-        shared.telemetry.notification_queue_depth.with_label_values(&[receiver]).set(m.len() as i64);
+        shared
+            .telemetry
+            .notification_queue_depth
+            .with_label_values(&[receiver])
+            .set(m.len() as i64);
     }
 }
 
 fn drop_entry(shared: &Shared, receiver: &str, id: u64, reason: &str) {
-    shared.telemetry.notifications_dropped_total.with_label_values(&[receiver, reason]).inc();
+    shared
+        .telemetry
+        .notifications_dropped_total
+        .with_label_values(&[receiver, reason])
+        .inc();
     remove(shared, receiver, id);
 }
 
@@ -298,11 +411,20 @@ mod tests {
     fn backoff_grows_with_jitter_and_honours_retry_after() {
         for _ in 0..100 {
             let d1 = backoff(1, None);
-            assert!(d1 >= Duration::from_millis(800) && d1 <= Duration::from_millis(1200), "{d1:?}");
+            assert!(
+                d1 >= Duration::from_millis(800) && d1 <= Duration::from_millis(1200),
+                "{d1:?}"
+            );
             let d4 = backoff(4, None);
-            assert!(d4 >= Duration::from_millis(6400) && d4 <= Duration::from_millis(9600), "{d4:?}");
+            assert!(
+                d4 >= Duration::from_millis(6400) && d4 <= Duration::from_millis(9600),
+                "{d4:?}"
+            );
             assert!(backoff(30, None) <= Duration::from_secs(360));
         }
-        assert_eq!(backoff(3, Some(Duration::from_secs(7))), Duration::from_secs(7));
+        assert_eq!(
+            backoff(3, Some(Duration::from_secs(7))),
+            Duration::from_secs(7)
+        );
     }
 }

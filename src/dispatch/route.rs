@@ -25,7 +25,10 @@ pub fn matching_routes(routes: &[RouteConfig], labels: &Labels) -> Vec<usize> {
 /// `group_by = ["..."]`).
 pub fn group_labels(route: &RouteConfig, labels: &Labels) -> BTreeMap<String, String> {
     if route.group_by.iter().any(|g| g == "...") {
-        return labels.iter().map(|l| (l.name.to_string(), l.value.to_string())).collect();
+        return labels
+            .iter()
+            .map(|l| (l.name.to_string(), l.value.to_string()))
+            .collect();
     }
     route
         .group_by
@@ -39,7 +42,16 @@ pub fn group_labels(route: &RouteConfig, labels: &Labels) -> BTreeMap<String, St
 pub fn route_keys(routes: &[RouteConfig]) -> Vec<String> {
     let mut keys: Vec<String> = routes
         .iter()
-        .map(|r| format!("{{}}/{{{}}}", r.matchers.iter().map(|m| m.to_string()).collect::<Vec<_>>().join(",")))
+        .map(|r| {
+            format!(
+                "{{}}/{{{}}}",
+                r.matchers
+                    .iter()
+                    .map(|m| m.to_string())
+                    .collect::<Vec<_>>()
+                    .join(",")
+            )
+        })
         .collect();
     for i in 0..keys.len() {
         if keys[..i].contains(&keys[i]) {
@@ -89,21 +101,40 @@ mod tests {
 
     #[test]
     fn first_match_wins_unless_continue() {
-        let routes = vec![route(&["severity=\"page\""], true), route(&["job=\"api\""], false), route(&[], false)];
+        let routes = vec![
+            route(&["severity=\"page\""], true),
+            route(&["job=\"api\""], false),
+            route(&[], false),
+        ];
         let l = Labels::new([("severity", "page"), ("job", "api")]);
         assert_eq!(matching_routes(&routes, &l), vec![0, 1]);
-        assert_eq!(matching_routes(&routes, &Labels::new([("job", "db")])), vec![2]);
-        assert_eq!(matching_routes(&routes[..2], &Labels::new([("job", "db")])), Vec::<usize>::new());
+        assert_eq!(
+            matching_routes(&routes, &Labels::new([("job", "db")])),
+            vec![2]
+        );
+        assert_eq!(
+            matching_routes(&routes[..2], &Labels::new([("job", "db")])),
+            Vec::<usize>::new()
+        );
     }
 
     #[test]
     fn group_keys_are_stable_and_distinct() {
-        let routes = vec![route(&["severity=\"page\""], false), route(&["severity=\"page\""], false)];
+        let routes = vec![
+            route(&["severity=\"page\""], false),
+            route(&["severity=\"page\""], false),
+        ];
         let keys = route_keys(&routes);
         assert_eq!(keys[0], "{}/{severity=\"page\"}");
         assert_ne!(keys[0], keys[1]);
-        let g = group_labels(&routes[0], &Labels::new([("alertname", "A"), ("job", "api"), ("x", "y")]));
-        assert_eq!(group_key(&keys[0], &g), "{}/{severity=\"page\"}:{alertname=\"A\", job=\"api\"}");
+        let g = group_labels(
+            &routes[0],
+            &Labels::new([("alertname", "A"), ("job", "api"), ("x", "y")]),
+        );
+        assert_eq!(
+            group_key(&keys[0], &g),
+            "{}/{severity=\"page\"}:{alertname=\"A\", job=\"api\"}"
+        );
     }
 
     #[test]
@@ -113,9 +144,21 @@ mod tests {
             target_matchers: vec![Matcher::parse("severity=\"warning\"").unwrap()],
             equal: vec!["job".into()],
         };
-        let src = Labels::new([("alertname", "ProbeFailed"), ("job", "api"), ("severity", "warning")]);
-        let t1 = Labels::new([("alertname", "Slow"), ("job", "api"), ("severity", "warning")]);
-        let t2 = Labels::new([("alertname", "Slow"), ("job", "db"), ("severity", "warning")]);
+        let src = Labels::new([
+            ("alertname", "ProbeFailed"),
+            ("job", "api"),
+            ("severity", "warning"),
+        ]);
+        let t1 = Labels::new([
+            ("alertname", "Slow"),
+            ("job", "api"),
+            ("severity", "warning"),
+        ]);
+        let t2 = Labels::new([
+            ("alertname", "Slow"),
+            ("job", "db"),
+            ("severity", "warning"),
+        ]);
         assert!(inhibited(std::slice::from_ref(&rule), &t1, &[&src]));
         assert!(!inhibited(std::slice::from_ref(&rule), &t2, &[&src]));
         assert!(!inhibited(std::slice::from_ref(&rule), &src, &[&src]));

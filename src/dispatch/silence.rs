@@ -53,7 +53,11 @@ pub struct Silences {
 impl Silences {
     /// Adds or replaces a silence; fails when a matcher does not parse.
     pub fn insert(&mut self, s: Silence) -> Result<(), String> {
-        let ms = s.matchers.iter().map(|m| Matcher::parse(m).map_err(|e| e.to_string())).collect::<Result<Vec<_>, _>>()?;
+        let ms = s
+            .matchers
+            .iter()
+            .map(|m| Matcher::parse(m).map_err(|e| e.to_string()))
+            .collect::<Result<Vec<_>, _>>()?;
         if ms.is_empty() {
             return Err("a silence needs at least one matcher".into());
         }
@@ -93,14 +97,18 @@ impl Silences {
     /// Every silence, newest first.
     pub fn list(&self) -> Vec<Silence> {
         let mut v: Vec<Silence> = self.all.values().map(|(s, _)| s.clone()).collect();
-        v.sort_by(|a, b| b.updated_at.cmp(&a.updated_at));
+        v.sort_by_key(|s| std::cmp::Reverse(s.updated_at));
         v
     }
 
     /// Forgets silences expired longer than the retention; returns their ids.
     pub fn gc(&mut self, now: DateTime<Utc>) -> Vec<String> {
-        let old: Vec<String> =
-            self.all.values().filter(|(s, _)| now - s.ends_at > EXPIRED_RETENTION).map(|(s, _)| s.id.clone()).collect();
+        let old: Vec<String> = self
+            .all
+            .values()
+            .filter(|(s, _)| now - s.ends_at > EXPIRED_RETENTION)
+            .map(|(s, _)| s.id.clone())
+            .collect();
         for id in &old {
             self.all.remove(id);
         }

@@ -54,8 +54,8 @@ mod chunks;
 pub mod codec;
 mod error;
 mod history;
-mod prune;
 mod outbox_txn;
+mod prune;
 mod state;
 mod witness;
 

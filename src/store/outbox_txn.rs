@@ -32,7 +32,9 @@ impl Store {
             })
             .map_err(|e| match e {
                 TransactionError::Storage(e) => StoreError::engine(OP)(e),
-                TransactionError::Abort(()) => StoreError::engine(OP)(sled::Error::Unsupported("transaction aborted".into())),
+                TransactionError::Abort(()) => {
+                    StoreError::engine(OP)(sled::Error::Unsupported("transaction aborted".into()))
+                }
             })?;
         self.flush_durable(OP)
     }

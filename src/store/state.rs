@@ -40,7 +40,10 @@ impl Kind {
     }
 }
 
-pub(super) fn encode_json<T: Serialize>(tree: &'static str, value: &T) -> Result<Vec<u8>, StoreError> {
+pub(super) fn encode_json<T: Serialize>(
+    tree: &'static str,
+    value: &T,
+) -> Result<Vec<u8>, StoreError> {
     let mut buf = vec![JSON_V1];
     serde_json::to_writer(&mut buf, value).map_err(|source| StoreError::Json { tree, source })?;
     Ok(buf)
