@@ -67,6 +67,14 @@ pub enum Command {
         #[arg(short, long)]
         config: Option<PathBuf>,
     },
+    /// Send one clearly marked test notification through a receiver and report its answer.
+    NotifyTest {
+        /// The receiver's name.
+        receiver: String,
+        /// Config file.
+        #[arg(short, long)]
+        config: Option<PathBuf>,
+    },
 }
 
 /// Runs the parsed command and returns the process exit code.
@@ -97,6 +105,16 @@ pub fn main(cli: Cli) -> ExitCode {
             }
         }
         Command::Check { config } => check(&config::default_config_path(config.as_deref())),
+        Command::NotifyTest { receiver, config } => {
+            let path = config::default_config_path(config.as_deref());
+            match runtime() {
+                Ok(rt) => ExitCode::from(rt.block_on(notify_test(&path, &receiver))),
+                Err(e) => {
+                    eprintln!("postflight: cannot start the async runtime: {e}");
+                    ExitCode::from(1)
+                }
+            }
+        }
         Command::Deploy {
             job,
             version,
@@ -166,6 +184,60 @@ fn check(path: &std::path::Path) -> ExitCode {
                 );
             }
             ExitCode::from(2)
+        }
+    }
+}
+
+/// Sends a test notification; 0 delivered, 1 failed (2 for an invalid config).
+async fn notify_test(path: &std::path::Path, receiver: &str) -> u8 {
+    let config = match config::load_file(path) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("{e}");
+            return 2;
+        }
+    };
+    let Some(rc) = config.receiver(receiver) else {
+        let names: Vec<&str> = config.receivers.iter().map(|r| r.name.as_str()).collect();
+        eprintln!(
+            "postflight: no receiver {receiver:?} in {} (receivers: {})",
+            path.display(),
+            names.join(", ")
+        );
+        return 1;
+    };
+    let clients = match crate::notify::Clients::new() {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("postflight: cannot build the HTTP client: {e}");
+            return 1;
+        }
+    };
+    let external = config
+        .server
+        .external_url
+        .clone()
+        .unwrap_or_else(|| format!("http://{}", config.server.listen));
+    match crate::notify::send_test(&clients, rc, &external).await {
+        Ok(d) => {
+            println!(
+                "delivered a test notification to {receiver} ({}): {}",
+                rc.kind.type_name(),
+                d.detail
+            );
+            0
+        }
+        Err(e) => {
+            let kind = if e.is_retryable() {
+                "temporary failure"
+            } else {
+                "refused"
+            };
+            eprintln!(
+                "postflight: test notification to {receiver} failed ({kind}): {}",
+                e.message()
+            );
+            1
         }
     }
 }

@@ -18,7 +18,13 @@ use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 use tracing::{error, info, warn};
 
+use crate::alert::{Alert, AlertState};
+use crate::clock::Clock;
 use crate::config::{self, Config, ConfigError};
+use crate::dispatch::outbox::Outbox;
+use crate::dispatch::{Dispatcher, DispatcherHandle};
+use crate::series::Labels;
+use crate::store::Store;
 use crate::telemetry::Telemetry;
 use systemd::{Liveness, Notifier};
 
@@ -82,6 +88,14 @@ pub struct Context {
     pub reload_tx: mpsc::Sender<ReloadRequest>,
     /// Loop heartbeats for the systemd watchdog.
     pub liveness: Liveness,
+    /// The store: every byte on disk.
+    pub store: Arc<Store>,
+    /// The dispatcher: routes, groups, silences.
+    pub dispatch: DispatcherHandle,
+    /// The durable outbox and its senders.
+    pub outbox: Outbox,
+    /// Wall-clock time.
+    pub clock: Clock,
 }
 
 impl Context {
@@ -117,8 +131,24 @@ pub async fn run(config_path: PathBuf) -> Result<(), DaemonError> {
     }
     let notifier = Notifier::from_env();
     let telemetry = Telemetry::new();
+    let clock = Clock::System;
+    crate::install_crypto_provider();
 
-    open_store(&config)?;
+    let opened = Store::open(&config.storage.path).map_err(|e| DaemonError::Store {
+        path: config.storage.path.clone(),
+        reason: error_chain(&e),
+    })?;
+    let store = Arc::new(opened.store);
+    telemetry.store_up.set(1);
+    let mut self_alerts = Vec::new();
+    if let Some(moved) = &opened.recovered_from_corruption {
+        error!(moved_to = %moved.display(), "the store was corrupt: it was moved aside and postflight starts with an empty store");
+        self_alerts.push(self_alert(
+            &clock,
+            "StoreCorrupted",
+            &format!("the store at {} was corrupt and was moved to {}; history before now is not available", config.storage.path.display(), moved.display()),
+        ));
+    }
 
     let listener = tokio::net::TcpListener::bind(config.server.listen)
         .await
@@ -128,6 +158,26 @@ pub async fn run(config_path: PathBuf) -> Result<(), DaemonError> {
         })?;
     info!(listen = %config.server.listen, config = %config_path.display(), "postflight started");
 
+    let clients = crate::notify::Clients::new().map_err(|e| DaemonError::Store {
+        path: config.storage.path.clone(),
+        reason: format!("cannot build the HTTP client: {e}"),
+    })?;
+    let outbox = Outbox::new(
+        store.clone(),
+        config.clone(),
+        clients,
+        telemetry.clone(),
+        clock.clone(),
+    );
+    let liveness = Liveness::new();
+    let (dispatcher, dispatch) = Dispatcher::new(
+        config.clone(),
+        Arc::new((store.clone(), outbox.clone())),
+        clock.clone(),
+        telemetry.clone(),
+        Some(liveness.register("dispatcher", Duration::from_secs(60))),
+    );
+
     let (reload_tx, reload_rx) = mpsc::channel(4);
     let ctx = Arc::new(Context {
         config: RwLock::new(config.clone()),
@@ -135,7 +185,11 @@ pub async fn run(config_path: PathBuf) -> Result<(), DaemonError> {
         telemetry: telemetry.clone(),
         ready: AtomicBool::new(false),
         reload_tx,
-        liveness: Liveness::new(),
+        liveness,
+        store: store.clone(),
+        dispatch: dispatch.clone(),
+        outbox: outbox.clone(),
+        clock: clock.clone(),
     });
     telemetry.config_last_reload_successful.set(1);
     telemetry
@@ -144,7 +198,10 @@ pub async fn run(config_path: PathBuf) -> Result<(), DaemonError> {
 
     let shutdown = CancellationToken::new();
     let mut tasks = JoinSet::new();
+    tasks.spawn(dispatcher.run(shutdown.clone()));
+    tasks.spawn(outbox.run(shutdown.clone()));
     tasks.spawn(crate::api::serve(listener, ctx.clone(), shutdown.clone()));
+    tasks.spawn(housekeeping(ctx.clone(), shutdown.clone()));
     if let Some(every) = systemd::watchdog_interval() {
         tasks.spawn(systemd::watchdog_loop(
             notifier.clone(),
@@ -152,6 +209,9 @@ pub async fn run(config_path: PathBuf) -> Result<(), DaemonError> {
             every,
             shutdown.clone(),
         ));
+    }
+    if !self_alerts.is_empty() {
+        dispatch.update_alerts(SELF_SOURCE, self_alerts).await;
     }
     let engines = Engines::start(&ctx, &config, &shutdown);
     tasks.spawn(reload_loop(
@@ -183,8 +243,10 @@ pub async fn run(config_path: PathBuf) -> Result<(), DaemonError> {
         warn!(grace = ?STOP_GRACE, "components did not stop within the grace period; stopping anyway");
         tasks.abort_all();
     }
-    flush_store();
-    info!("stopped");
+    match ctx.store.flush() {
+        Ok(()) => info!("stopped; store flushed"),
+        Err(e) => error!(error = %error_chain(&e), "stopped, but the final store flush failed"),
+    }
     Ok(())
 }
 
@@ -263,6 +325,8 @@ async fn reload_loop(
                 }
                 engines.stop().await;
                 ctx.set_config(new.clone());
+                ctx.dispatch.reconfigure(new.clone()).await;
+                ctx.outbox.reconfigure(new.clone());
                 engines = Engines::start(&ctx, &new, &shutdown);
                 ctx.telemetry.config_last_reload_successful.set(1);
                 ctx.telemetry
@@ -285,23 +349,102 @@ async fn reload_loop(
     engines.stop().await;
 }
 
-/// Creates the store directory (the store engine opens it).
-fn open_store(config: &Config) -> Result<(), DaemonError> {
-    let path = &config.storage.path;
-    std::fs::create_dir_all(path).map_err(|e| DaemonError::Store {
-        path: path.clone(),
-        reason: e.to_string(),
-    })?;
-    let probe = path.join(".postflight-write-test");
-    std::fs::write(&probe, b"")
-        .and_then(|_| std::fs::remove_file(&probe))
-        .map_err(|e| DaemonError::Store {
-            path: path.clone(),
-            reason: format!("not writable: {e}"),
-        })
+/// The alert source name of the daemon's own alerts (StoreCorrupted, StoreWriteFailing).
+pub const SELF_SOURCE: &str = "postflight";
+
+/// An alert about postflight itself.
+fn self_alert(clock: &Clock, name: &str, reason: &str) -> Alert {
+    let now = clock.now();
+    Alert {
+        labels: Labels::new([
+            ("alertname", name),
+            ("job", "postflight"),
+            ("severity", "page"),
+        ]),
+        annotations: [
+            ("summary".to_string(), reason.to_string()),
+            ("reason".to_string(), reason.to_string()),
+        ]
+        .into(),
+        state: AlertState::Firing,
+        active_at: now,
+        fired_at: Some(now),
+        resolved_at: None,
+        value: 1.0,
+        generator_url: String::new(),
+    }
 }
 
-fn flush_store() {}
+/// A store error with its causes, on one line.
+pub fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut s = e.to_string();
+    let mut src = e.source();
+    while let Some(c) = src {
+        let m = c.to_string();
+        if !s.contains(&m) {
+            s.push_str(": ");
+            s.push_str(&m);
+        }
+        src = c.source();
+    }
+    s
+}
+
+/// Retention and the store's size metric: prunes in small steps so probes and evaluation never
+/// wait behind it.
+async fn housekeeping(ctx: Arc<Context>, shutdown: CancellationToken) {
+    let heartbeat = ctx
+        .liveness
+        .register("housekeeping", Duration::from_secs(3600));
+    let mut tick = tokio::time::interval(Duration::from_secs(300));
+    loop {
+        tokio::select! {
+            _ = shutdown.cancelled() => return,
+            _ = tick.tick() => {}
+        }
+        heartbeat.beat();
+        let retention = ctx.config().storage.retention.get();
+        let before = ctx.clock.now_ms() - retention.as_millis() as i64;
+        let mut cursor = Some(crate::store::PruneCursor::new(before));
+        while let Some(mut c) = cursor.take() {
+            let store = ctx.store.clone();
+            let step = tokio::task::spawn_blocking(move || {
+                let more = store.prune_step(&mut c, 1_000);
+                (c, more)
+            })
+            .await;
+            match step {
+                Ok((c, Ok(true))) if !shutdown.is_cancelled() => {
+                    cursor = Some(c);
+                    tokio::task::yield_now().await;
+                }
+                Ok((c, Ok(_))) => {
+                    let st = c.stats();
+                    if st.probes + st.transitions + st.chunks > 0 {
+                        info!(
+                            probes = st.probes,
+                            transitions = st.transitions,
+                            chunks = st.chunks,
+                            series = st.series,
+                            "pruned records older than the retention"
+                        );
+                    }
+                }
+                Ok((_, Err(e))) => {
+                    warn!(error = %error_chain(&e), "pruning old records failed");
+                    ctx.telemetry
+                        .store_write_failures
+                        .with_label_values(&["prune"])
+                        .inc();
+                }
+                Err(e) => warn!(error = %e, "the prune task failed"),
+            }
+        }
+        if let Ok(size) = ctx.store.size_on_disk() {
+            ctx.telemetry.store_size_bytes.set(size as i64);
+        }
+    }
+}
 
 /// Seconds since the epoch, as a float.
 pub fn unix_now() -> f64 {
