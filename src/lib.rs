@@ -14,7 +14,9 @@
 //!
 //! - [`series`]: label sets, samples, the in-memory head the engines read.
 //! - [`alert`]: the alert type shared by rules, probes and the dispatcher; Alertmanager matchers.
+//! - [`promql`]: the PromQL evaluation engine (Prometheus 3.x semantics) over a [`series::SeriesSource`].
 #![forbid(unsafe_code)]
 
 pub mod alert;
+pub mod promql;
 pub mod series;
