@@ -50,9 +50,7 @@ pub(crate) fn eval(ev: &Evaluator<'_>, a: &AggregateExpr) -> Result<Val, EvalErr
         return count_values(ev, a);
     }
     let param = match &a.param {
-        Some(p) if op == T_TOPK || op == T_BOTTOMK || op == T_QUANTILE => {
-            Some(ev.eval_scalar(p)?)
-        }
+        Some(p) if op == T_TOPK || op == T_BOTTOMK || op == T_QUANTILE => Some(ev.eval_scalar(p)?),
         Some(_) => {
             return Err(EvalError::Unsupported(format!(
                 "aggregation \"{}\" is not supported",
@@ -165,11 +163,8 @@ pub(crate) fn eval(ev: &Evaluator<'_>, a: &AggregateExpr) -> Result<Val, EvalErr
                         }
                     }
                     let current = g.mean + g.kahan_c;
-                    (g.mean, g.kahan_c) = kahan_inc(
-                        f / g.count - current / g.count,
-                        g.mean,
-                        g.kahan_c,
-                    );
+                    (g.mean, g.kahan_c) =
+                        kahan_inc(f / g.count - current / g.count, g.mean, g.kahan_c);
                 }
                 T_GROUP => {}
                 T_MAX => {

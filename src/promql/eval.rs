@@ -16,10 +16,8 @@ use promql_parser::parser::{
 };
 
 use super::{EvalError, Value, VectorSample, aggr, binop, functions};
-use crate::series::{
-    METRIC_NAME, Sample, SeriesSamples, SeriesSource, Timestamp, is_stale_nan,
-};
 use crate::series::Labels;
+use crate::series::{METRIC_NAME, Sample, SeriesSamples, SeriesSource, Timestamp, is_stale_nan};
 
 /// Query-wide settings shared by every (sub)evaluator.
 pub(crate) struct Ctx<'a> {
@@ -304,7 +302,13 @@ impl<'a> Evaluator<'a> {
                 }
                 Some(smp)
             };
-            let value = |smp: Sample| if timestamps { smp.t as f64 / 1000.0 } else { smp.v };
+            let value = |smp: Sample| {
+                if timestamps {
+                    smp.t as f64 / 1000.0
+                } else {
+                    smp.v
+                }
+            };
             if at.is_some() {
                 let r = first_ref;
                 let j = samples.partition_point(|x| x.t <= r);
@@ -326,7 +330,10 @@ impl<'a> Evaluator<'a> {
                         j += 1;
                     }
                     if let Some(smp) = pick(j, r) {
-                        points.push(Sample { t: ts, v: value(smp) });
+                        points.push(Sample {
+                            t: ts,
+                            v: value(smp),
+                        });
                     }
                 }
             }
@@ -644,7 +651,9 @@ pub(crate) fn finish_instant(val: Val, t: i64) -> Result<Value, EvalError> {
             drop_names(&mut ss);
             let mut ss = merge_same_labels(ss)?;
             ss.sort_by(|a, b| a.labels.cmp(&b.labels));
-            Ok(Value::Matrix(ss.into_iter().map(to_series_samples).collect()))
+            Ok(Value::Matrix(
+                ss.into_iter().map(to_series_samples).collect(),
+            ))
         }
     }
 }
@@ -663,7 +672,9 @@ pub(crate) fn finish_range(val: Val, grid: &Grid) -> Result<Value, EvalError> {
     drop_names(&mut ss);
     let mut ss = merge_same_labels(ss)?;
     ss.sort_by(|a, b| a.labels.cmp(&b.labels));
-    Ok(Value::Matrix(ss.into_iter().map(to_series_samples).collect()))
+    Ok(Value::Matrix(
+        ss.into_iter().map(to_series_samples).collect(),
+    ))
 }
 
 /// A range query over a scalar expression: one label-less series with every step.

@@ -34,7 +34,10 @@ pub(crate) fn call(ev: &Evaluator<'_>, c: &Call) -> Result<Val, EvalError> {
             let points = v
                 .into_iter()
                 .enumerate()
-                .map(|(i, v)| Sample { t: ev.grid.ts(i), v })
+                .map(|(i, v)| Sample {
+                    t: ev.grid.ts(i),
+                    v,
+                })
                 .collect();
             Ok(Val::Vector(vec![Series {
                 labels: Labels::empty(),
@@ -336,9 +339,7 @@ fn natsort_less(a: &str, b: &str) -> bool {
         let mut start = 0;
         let bytes = s.as_bytes();
         for i in 1..=bytes.len() {
-            if i == bytes.len()
-                || bytes[i].is_ascii_digit() != bytes[start].is_ascii_digit()
-            {
+            if i == bytes.len() || bytes[i].is_ascii_digit() != bytes[start].is_ascii_digit() {
                 if start < i {
                     out.push(&s[start..i]);
                 }
@@ -701,7 +702,8 @@ fn eval_range_function(
             out.push(Series {
                 labels: s.labels.clone(),
                 points,
-                drop_name: !keep_name,
+                // `last_over_time` keeps the name unless the subquery inside already dropped it.
+                drop_name: !keep_name || s.drop_name,
             });
         }
     }

@@ -177,7 +177,9 @@ pub enum EvalError {
         second: String,
     },
     /// One-to-one matching found several series on the left for one on the right.
-    #[error("multiple matches for labels: many-to-one matching must be explicit (group_left/group_right)")]
+    #[error(
+        "multiple matches for labels: many-to-one matching must be explicit (group_left/group_right)"
+    )]
     ManyToOneNotExplicit,
     /// Many-to-one matching would produce two results with the same labels.
     #[error("multiple matches for labels: grouping labels must ensure unique matches")]
