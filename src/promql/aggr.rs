@@ -167,16 +167,8 @@ pub(crate) fn eval(ev: &Evaluator<'_>, a: &AggregateExpr) -> Result<Val, EvalErr
                         kahan_inc(f / g.count - current / g.count, g.mean, g.kahan_c);
                 }
                 T_GROUP => {}
-                T_MAX => {
-                    if g.value < f || g.value.is_nan() {
-                        g.value = f;
-                    }
-                }
-                T_MIN => {
-                    if g.value > f || g.value.is_nan() {
-                        g.value = f;
-                    }
-                }
+                T_MAX if g.value < f || g.value.is_nan() => g.value = f,
+                T_MIN if g.value > f || g.value.is_nan() => g.value = f,
                 T_COUNT => g.count += 1.0,
                 T_STDVAR | T_STDDEV => {
                     g.count += 1.0;
@@ -217,18 +209,22 @@ pub(crate) fn eval(ev: &Evaluator<'_>, a: &AggregateExpr) -> Result<Val, EvalErr
     Ok(Val::Vector(out))
 }
 
+/// `math.MinInt64` and `math.MaxInt64` as floats (both round to ±2^63).
+const I64_MIN_F: f64 = i64::MIN as f64;
+const I64_MAX_F: f64 = i64::MAX as f64;
+
 /// Checks a `topk`/`bottomk` parameter like Prometheus and converts it to k.
 fn k_param(v: f64) -> Result<i64, EvalError> {
     if v.is_nan() {
         return Err(EvalError::BadArgument("Parameter value is NaN".into()));
     }
-    if v <= -9.223_372_036_854_775_808e18 {
+    if v <= I64_MIN_F {
         return Err(EvalError::BadArgument(format!(
             "Scalar value {} underflows int64",
             format_value(v)
         )));
     }
-    if v >= 9.223_372_036_854_775_807e18 {
+    if v >= I64_MAX_F {
         return Err(EvalError::BadArgument(format!(
             "Scalar value {} overflows int64",
             format_value(v)

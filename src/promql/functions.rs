@@ -240,7 +240,7 @@ fn simple_function(name: &str) -> Option<fn(f64) -> f64> {
 /// Go's `int64(f)` conversion for the date functions: truncation, with the amd64 result for
 /// values that do not fit (NaN and out of range give `i64::MIN`).
 fn go_f64_to_i64(v: f64) -> i64 {
-    if v.is_nan() || v >= 9.223_372_036_854_775_807e18 || v < -9.223_372_036_854_775_808e18 {
+    if v.is_nan() || !(i64::MIN as f64..i64::MAX as f64).contains(&v) {
         i64::MIN
     } else {
         v.trunc() as i64
@@ -544,7 +544,7 @@ fn histogram_quantile(ev: &Evaluator<'_>, args: &[&Expr]) -> Result<Val, EvalErr
     let mut cursor = StepCursor::new(input.len());
     let mut step = Vec::new();
     let mut out = Collector::new(&ev.grid);
-    for i in 0..ev.grid.len() {
+    for (i, &qi) in q.iter().enumerate() {
         let ts = ev.grid.ts(i);
         cursor.gather(&input, ts, &mut step);
         buckets.iter_mut().for_each(Vec::clear);
@@ -557,7 +557,7 @@ fn histogram_quantile(ev: &Evaluator<'_>, args: &[&Expr]) -> Result<Val, EvalErr
             if bs.is_empty() {
                 continue;
             }
-            let v = bucket_quantile(q[i], bs);
+            let v = bucket_quantile(qi, bs);
             out.push(&groups[g].0, true, ts, v)?;
         }
     }
