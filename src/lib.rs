@@ -23,6 +23,7 @@
 //!   PagerDuty), one attempt at a time, with errors that say whether a retry can help.
 //! - [`store`]: the embedded sled store; owns every byte on disk behind a typed API (history,
 //!   chunks, outbox, notification log, silences, deployments, alert state).
+//! - [`promql`]: the PromQL evaluation engine (Prometheus 3.x semantics) over a [`series::SeriesSource`].
 #![forbid(unsafe_code)]
 
 pub mod alert;
@@ -33,6 +34,7 @@ pub mod config;
 pub mod daemon;
 pub mod dispatch;
 pub mod notify;
+pub mod promql;
 pub mod rules;
 pub mod series;
 pub mod store;

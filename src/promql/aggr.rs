@@ -1,0 +1,442 @@
+//! Aggregation operators (`sum`, `avg`, `topk`, …) with `by`/`without`, following Prometheus'
+//! `rangeEvalAgg`: each input series is mapped to its group once, then every step folds the
+//! values of the series present at that step.
+
+use std::collections::HashMap;
+
+use promql_parser::parser::token::{
+    T_AVG, T_BOTTOMK, T_COUNT, T_COUNT_VALUES, T_GROUP, T_MAX, T_MIN, T_QUANTILE, T_STDDEV,
+    T_STDVAR, T_SUM, T_TOPK,
+};
+use promql_parser::parser::{AggregateExpr, LabelModifier};
+
+use super::EvalError;
+use super::eval::{Collector, Evaluator, Series, StepCursor, Val};
+use super::functions::string_arg;
+use super::json::format_value;
+use super::quantile::{kahan_inc, quantile};
+use crate::series::{Labels, METRIC_NAME};
+
+/// The output labels of a group: `by` keeps the listed labels, `without` drops them and the name.
+fn group_labels(labels: &Labels, modifier: &Option<LabelModifier>) -> Labels {
+    match modifier {
+        None => Labels::empty(),
+        Some(LabelModifier::Include(l)) => {
+            let names: Vec<&str> = l.labels.iter().map(String::as_str).collect();
+            labels.keep_only(&names)
+        }
+        Some(LabelModifier::Exclude(l)) => {
+            let mut names: Vec<&str> = l.labels.iter().map(String::as_str).collect();
+            names.push(METRIC_NAME);
+            labels.without(&names)
+        }
+    }
+}
+
+#[derive(Clone, Default)]
+struct Group {
+    seen: bool,
+    value: f64,
+    mean: f64,
+    kahan_c: f64,
+    count: f64,
+    incremental_mean: bool,
+    values: Vec<f64>,
+}
+
+pub(crate) fn eval(ev: &Evaluator<'_>, a: &AggregateExpr) -> Result<Val, EvalError> {
+    let op = a.op.id();
+    if op == T_COUNT_VALUES {
+        return count_values(ev, a);
+    }
+    let param = match &a.param {
+        Some(p) if op == T_TOPK || op == T_BOTTOMK || op == T_QUANTILE => Some(ev.eval_scalar(p)?),
+        Some(_) => {
+            return Err(EvalError::Unsupported(format!(
+                "aggregation \"{}\" is not supported",
+                a.op
+            )));
+        }
+        None => None,
+    };
+    let input = ev.eval_vector(&a.expr)?;
+    if op == T_TOPK || op == T_BOTTOMK {
+        return top_bottom_k(ev, a, input, param.unwrap_or_default(), op == T_TOPK);
+    }
+    if !matches!(
+        op,
+        T_SUM | T_AVG | T_COUNT | T_MIN | T_MAX | T_GROUP | T_STDDEV | T_STDVAR | T_QUANTILE
+    ) {
+        return Err(EvalError::Unsupported(format!(
+            "aggregation \"{}\" is not supported",
+            a.op
+        )));
+    }
+
+    // Map every input series to its group once.
+    let mut groups_labels: Vec<Labels> = Vec::new();
+    let mut groups_drop: Vec<bool> = Vec::new();
+    let mut index: HashMap<Labels, usize> = HashMap::new();
+    let mut series_group = Vec::with_capacity(input.len());
+    for s in &input {
+        let gl = group_labels(&s.labels, &a.modifier);
+        let g = match index.get(&gl) {
+            Some(&g) => g,
+            None => {
+                index.insert(gl.clone(), groups_labels.len());
+                groups_labels.push(gl);
+                groups_drop.push(false);
+                groups_labels.len() - 1
+            }
+        };
+        // The result loses its name at the end if any member's would have.
+        groups_drop[g] |= s.drop_name;
+        series_group.push(g);
+    }
+
+    let n = ev.grid.len();
+    let mut groups = vec![Group::default(); groups_labels.len()];
+    let mut out: Vec<Series> = groups_labels
+        .iter()
+        .zip(&groups_drop)
+        .map(|(l, &d)| Series {
+            labels: l.clone(),
+            points: Vec::new(),
+            drop_name: d,
+        })
+        .collect();
+    let mut cursor = StepCursor::new(input.len());
+    let mut step = Vec::new();
+    for i in 0..n {
+        let ts = ev.grid.ts(i);
+        cursor.gather(&input, ts, &mut step);
+        for g in groups.iter_mut() {
+            g.seen = false;
+        }
+        for &(si, f) in &step {
+            let g = &mut groups[series_group[si]];
+            if !g.seen {
+                g.seen = true;
+                g.value = f;
+                g.mean = f;
+                g.kahan_c = 0.0;
+                g.count = 1.0;
+                g.incremental_mean = false;
+                match op {
+                    T_STDVAR | T_STDDEV => {
+                        g.value = if f.is_nan() || f.is_infinite() {
+                            f64::NAN
+                        } else {
+                            0.0
+                        };
+                    }
+                    T_QUANTILE => {
+                        g.values.clear();
+                        g.values.push(f);
+                    }
+                    T_GROUP => g.value = 1.0,
+                    _ => {}
+                }
+                continue;
+            }
+            match op {
+                T_SUM => (g.value, g.kahan_c) = kahan_inc(f, g.value, g.kahan_c),
+                T_AVG => {
+                    g.count += 1.0;
+                    if !g.incremental_mean {
+                        let (v, c) = kahan_inc(f, g.value, g.kahan_c);
+                        if !v.is_infinite() {
+                            (g.value, g.kahan_c) = (v, c);
+                            continue;
+                        }
+                        // The sum would overflow: switch to an incremental mean.
+                        g.incremental_mean = true;
+                        g.mean = g.value / (g.count - 1.0);
+                        g.kahan_c /= g.count - 1.0;
+                    }
+                    if g.mean.is_infinite() {
+                        if f.is_infinite() && (g.mean > 0.0) == (f > 0.0) {
+                            continue;
+                        }
+                        if !f.is_infinite() && !f.is_nan() {
+                            continue;
+                        }
+                    }
+                    let current = g.mean + g.kahan_c;
+                    (g.mean, g.kahan_c) =
+                        kahan_inc(f / g.count - current / g.count, g.mean, g.kahan_c);
+                }
+                T_GROUP => {}
+                T_MAX if g.value < f || g.value.is_nan() => g.value = f,
+                T_MIN if g.value > f || g.value.is_nan() => g.value = f,
+                T_COUNT => g.count += 1.0,
+                T_STDVAR | T_STDDEV => {
+                    g.count += 1.0;
+                    let delta = f - g.mean;
+                    g.mean += delta / g.count;
+                    g.value += delta * (f - g.mean);
+                }
+                T_QUANTILE => g.values.push(f),
+                _ => {}
+            }
+        }
+        for (gi, g) in groups.iter_mut().enumerate() {
+            if !g.seen {
+                continue;
+            }
+            let v = match op {
+                T_AVG => {
+                    if g.incremental_mean {
+                        g.mean + g.kahan_c
+                    } else {
+                        (g.value + g.kahan_c) / g.count
+                    }
+                }
+                T_COUNT => g.count,
+                T_STDVAR => g.value / g.count,
+                T_STDDEV => (g.value / g.count).sqrt(),
+                T_QUANTILE => {
+                    let q = param.as_ref().map_or(f64::NAN, |p| p[i]);
+                    quantile(q, &mut g.values)
+                }
+                T_SUM => g.value + g.kahan_c,
+                _ => g.value,
+            };
+            out[gi].points.push(crate::series::Sample { t: ts, v });
+        }
+    }
+    out.retain(|s| !s.points.is_empty());
+    Ok(Val::Vector(out))
+}
+
+/// `math.MinInt64` and `math.MaxInt64` as floats (both round to ±2^63).
+const I64_MIN_F: f64 = i64::MIN as f64;
+const I64_MAX_F: f64 = i64::MAX as f64;
+
+/// Checks a `topk`/`bottomk` parameter like Prometheus and converts it to k.
+fn k_param(v: f64) -> Result<i64, EvalError> {
+    if v.is_nan() {
+        return Err(EvalError::BadArgument("Parameter value is NaN".into()));
+    }
+    if v <= I64_MIN_F {
+        return Err(EvalError::BadArgument(format!(
+            "Scalar value {} underflows int64",
+            format_value(v)
+        )));
+    }
+    if v >= I64_MAX_F {
+        return Err(EvalError::BadArgument(format!(
+            "Scalar value {} overflows int64",
+            format_value(v)
+        )));
+    }
+    Ok(v as i64)
+}
+
+/// An entry of a `topk`/`bottomk` heap: input series index and value.
+#[derive(Clone, Copy)]
+struct Entry {
+    series: usize,
+    v: f64,
+}
+
+/// Go's `container/heap` over `vectorByValueHeap` (topk: smallest on top, NaN smallest) or
+/// `vectorByReverseValueHeap` (bottomk). Replicated exactly so that ties come out in the same
+/// order as Prometheus'.
+struct GoHeap {
+    items: Vec<Entry>,
+    top: bool,
+}
+
+impl GoHeap {
+    fn less(&self, i: usize, j: usize) -> bool {
+        let (vi, vj) = (self.items[i].v, self.items[j].v);
+        if vi.is_nan() {
+            return true;
+        }
+        if self.top { vi < vj } else { vi > vj }
+    }
+
+    fn up(&mut self, mut j: usize) {
+        while j > 0 {
+            let i = (j - 1) / 2;
+            if !self.less(j, i) {
+                break;
+            }
+            self.items.swap(i, j);
+            j = i;
+        }
+    }
+
+    fn down(&mut self, i0: usize) -> bool {
+        let n = self.items.len();
+        let mut i = i0;
+        loop {
+            let j1 = 2 * i + 1;
+            if j1 >= n {
+                break;
+            }
+            let mut j = j1;
+            let j2 = j1 + 1;
+            if j2 < n && self.less(j2, j1) {
+                j = j2;
+            }
+            if !self.less(j, i) {
+                break;
+            }
+            self.items.swap(i, j);
+            i = j;
+        }
+        i > i0
+    }
+
+    fn push(&mut self, e: Entry) {
+        self.items.push(e);
+        let j = self.items.len() - 1;
+        self.up(j);
+    }
+
+    fn fix(&mut self, i: usize) {
+        if !self.down(i) {
+            self.up(i);
+        }
+    }
+
+    /// `sort.Sort(sort.Reverse(heap))`: Go sorts up to 12 elements by insertion sort, which is
+    /// what decides the order of ties.
+    fn into_sorted(mut self) -> Vec<Entry> {
+        let n = self.items.len();
+        // Reverse(less)(a, b) = less(b, a).
+        for i in 1..n {
+            let mut j = i;
+            while j > 0 && self.less(j - 1, j) {
+                self.items.swap(j, j - 1);
+                j -= 1;
+            }
+        }
+        self.items
+    }
+}
+
+fn top_bottom_k(
+    ev: &Evaluator<'_>,
+    a: &AggregateExpr,
+    input: Vec<Series>,
+    param: Vec<f64>,
+    top: bool,
+) -> Result<Val, EvalError> {
+    let mut index: HashMap<Labels, usize> = HashMap::new();
+    let mut series_group = Vec::with_capacity(input.len());
+    for s in &input {
+        let gl = group_labels(&s.labels, &a.modifier);
+        let next = index.len();
+        series_group.push(*index.entry(gl).or_insert(next));
+    }
+    let n_groups = index.len();
+    let mut cursor = StepCursor::new(input.len());
+    let mut step = Vec::new();
+    let mut out = Collector::new(&ev.grid);
+    for i in 0..ev.grid.len() {
+        let ts = ev.grid.ts(i);
+        let mut k = k_param(param.get(i).copied().unwrap_or(f64::NAN))?;
+        if k > input.len() as i64 {
+            k = input.len() as i64;
+        }
+        cursor.gather(&input, ts, &mut step);
+        if k < 1 {
+            continue;
+        }
+        let k = k as usize;
+        let mut heaps: Vec<Option<GoHeap>> = (0..n_groups).map(|_| None).collect();
+        for &(si, v) in &step {
+            let e = Entry { series: si, v };
+            let h = &mut heaps[series_group[si]];
+            match h {
+                None => {
+                    let mut g = GoHeap {
+                        items: Vec::with_capacity(k),
+                        top,
+                    };
+                    g.push(e);
+                    *h = Some(g);
+                }
+                Some(g) => {
+                    if g.items.len() < k {
+                        g.push(e);
+                    } else {
+                        let head = g.items[0].v;
+                        let replace = if top {
+                            head < v || (head.is_nan() && !v.is_nan())
+                        } else {
+                            head > v || (head.is_nan() && !v.is_nan())
+                        };
+                        if replace {
+                            g.items[0] = e;
+                            if k > 1 {
+                                g.fix(0);
+                            }
+                        }
+                    }
+                }
+            }
+        }
+        for g in heaps.into_iter().flatten() {
+            for e in g.into_sorted() {
+                let s = &input[e.series];
+                out.push(&s.labels, s.drop_name, ts, e.v)?;
+            }
+        }
+    }
+    Ok(Val::Vector(out.finish()))
+}
+
+fn count_values(ev: &Evaluator<'_>, a: &AggregateExpr) -> Result<Val, EvalError> {
+    let param = a
+        .param
+        .as_ref()
+        .ok_or_else(|| EvalError::BadArgument("count_values needs a label name".into()))?;
+    let label = string_arg(param)?;
+    if label.is_empty() {
+        return Err(EvalError::BadArgument(format!(
+            "invalid label name {label:?}"
+        )));
+    }
+    let input = ev.eval_vector(&a.expr)?;
+    let mut cursor = StepCursor::new(input.len());
+    let mut step = Vec::new();
+    let mut out = Collector::new(&ev.grid);
+    // `by` groups on the value label too.
+    let modifier = match &a.modifier {
+        Some(LabelModifier::Include(l)) => {
+            let mut l = l.clone();
+            l.labels.push(label.clone());
+            Some(LabelModifier::Include(l))
+        }
+        Some(m) => Some(m.clone()),
+        None => Some(LabelModifier::include(vec![label.as_str()])),
+    };
+    let label_name: std::sync::Arc<str> = label.as_str().into();
+    for i in 0..ev.grid.len() {
+        let ts = ev.grid.ts(i);
+        cursor.gather(&input, ts, &mut step);
+        let mut counts: Vec<(Labels, f64)> = Vec::new();
+        let mut idx: HashMap<Labels, usize> = HashMap::new();
+        for &(si, v) in &step {
+            let with_value = input[si]
+                .labels
+                .with(label_name.clone(), format_value(v).as_str());
+            let gl = group_labels(&with_value, &modifier);
+            match idx.get(&gl) {
+                Some(&j) => counts[j].1 += 1.0,
+                None => {
+                    idx.insert(gl.clone(), counts.len());
+                    counts.push((gl, 1.0));
+                }
+            }
+        }
+        for (l, c) in counts {
+            out.push(&l, false, ts, c)?;
+        }
+    }
+    Ok(Val::Vector(out.finish()))
+}

@@ -1,0 +1,213 @@
+//! PromQL evaluation with Prometheus 3.x semantics.
+//!
+//! Rules, gates and the `/api/v1/query` endpoint hand an expression and a time to [`Engine`], which
+//! reads samples through [`SeriesSource`] and answers with a [`Value`]. The engine follows the
+//! Prometheus evaluator closely (`promql/engine.go`, `functions.go`, `quantile.go`): every
+//! expression is evaluated over a grid of steps (one step for an instant query), range windows and
+//! the lookback window are left-open, a stale marker ends a series, and `__name__` is removed the
+//! way Prometheus does with delayed name removal (the mode its own test suite runs in): functions
+//! and arithmetic mark a series, and the name is dropped once, when the result is returned.
+//!
+//! Layout: [`eval`] holds the evaluator and selectors, `functions` the function table, `aggr` the
+//! aggregation operators, `binop` the operators, `quantile` the quantile helpers, `support` the
+//! list of supported features and `json` the Prometheus HTTP API encoding.
+
+mod aggr;
+mod binop;
+mod eval;
+mod functions;
+mod json;
+mod quantile;
+mod support;
+
+use std::fmt;
+
+pub use json::{format_value, value_to_api_json};
+pub use promql_parser::parser::Expr;
+pub use support::check_supported;
+
+use crate::series::{Labels, SeriesSamples, SeriesSource};
+
+/// Parses a PromQL expression (a thin wrapper over `promql_parser::parser::parse`, so callers need
+/// not depend on the parser crate).
+pub fn parse(expr: &str) -> Result<Expr, String> {
+    promql_parser::parser::parse(expr)
+}
+
+/// The evaluation engine. Cheap to copy; holds only settings.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Engine {
+    /// How far back an instant selector looks for the latest sample (Prometheus
+    /// `--query.lookback-delta`, 5m by default). The window is left-open: a sample exactly this
+    /// old is not found.
+    pub lookback_delta_ms: i64,
+    /// The step of a subquery written without one (`x[1h:]`). Prometheus uses the global
+    /// evaluation interval; 1m is its default.
+    pub subquery_step_ms: i64,
+}
+
+impl Default for Engine {
+    fn default() -> Self {
+        Engine {
+            lookback_delta_ms: 5 * 60 * 1000,
+            subquery_step_ms: 60 * 1000,
+        }
+    }
+}
+
+impl Engine {
+    /// Evaluates `expr` at one instant. A vector result carries `t_ms` as every sample's time.
+    pub fn instant(
+        &self,
+        src: &dyn SeriesSource,
+        expr: &Expr,
+        t_ms: i64,
+    ) -> Result<Value, EvalError> {
+        let ctx = eval::Ctx {
+            src,
+            lookback: self.lookback_delta_ms,
+            subquery_step: self.subquery_step_ms.max(1),
+            query_start: t_ms,
+            query_end: t_ms,
+        };
+        let ev = eval::Evaluator::new(&ctx, eval::Grid::instant(t_ms));
+        let val = ev.eval(expr)?;
+        eval::finish_instant(val, t_ms)
+    }
+
+    /// Evaluates `expr` at every step from `start_ms` to `end_ms` (inclusive); the result is always
+    /// a [`Value::Matrix`] sorted by labels, as in Prometheus' `query_range`.
+    pub fn range(
+        &self,
+        src: &dyn SeriesSource,
+        expr: &Expr,
+        start_ms: i64,
+        end_ms: i64,
+        step_ms: i64,
+    ) -> Result<Value, EvalError> {
+        if step_ms <= 0 {
+            return Err(EvalError::InvalidQuery(
+                "zero or negative query resolution step widths are not accepted".into(),
+            ));
+        }
+        if end_ms < start_ms {
+            return Err(EvalError::InvalidQuery(
+                "end timestamp must not be before start time".into(),
+            ));
+        }
+        let kind = eval::static_type(expr);
+        if kind != eval::StaticType::Vector && kind != eval::StaticType::Scalar {
+            return Err(EvalError::InvalidQuery(format!(
+                "invalid expression type \"{}\" for range query, must be Scalar or instant Vector",
+                kind.documented()
+            )));
+        }
+        let ctx = eval::Ctx {
+            src,
+            lookback: self.lookback_delta_ms,
+            subquery_step: self.subquery_step_ms.max(1),
+            query_start: start_ms,
+            query_end: end_ms,
+        };
+        let grid = eval::Grid {
+            start: start_ms,
+            end: end_ms,
+            step: step_ms,
+        };
+        let ev = eval::Evaluator::new(&ctx, grid);
+        let val = ev.eval(expr)?;
+        eval::finish_range(val, &grid)
+    }
+}
+
+/// The result of an evaluation, shaped like Prometheus' API result types.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Value {
+    /// A single number at time `t` (ms).
+    Scalar {
+        /// Evaluation time in ms.
+        t: i64,
+        /// The value.
+        v: f64,
+    },
+    /// A string literal at time `t` (ms).
+    String {
+        /// Evaluation time in ms.
+        t: i64,
+        /// The string.
+        v: String,
+    },
+    /// An instant vector: one sample per series.
+    Vector(Vec<VectorSample>),
+    /// A range vector or the result of a range query: several samples per series.
+    Matrix(Vec<SeriesSamples>),
+}
+
+/// One element of an instant vector.
+#[derive(Clone, Debug, PartialEq)]
+pub struct VectorSample {
+    /// The series' labels (without `__name__` where the expression dropped it).
+    pub labels: Labels,
+    /// The evaluation time in ms.
+    pub t: i64,
+    /// The value.
+    pub v: f64,
+}
+
+/// Why an evaluation failed. Messages follow Prometheus' wording so that users searching for
+/// them find the Prometheus documentation and issues.
+#[derive(Clone, Debug, PartialEq, thiserror::Error)]
+pub enum EvalError {
+    /// Two series of a result would carry the same labels (after `__name__` was dropped, or
+    /// produced by `label_replace`/`label_join`).
+    #[error("vector cannot contain metrics with the same labelset")]
+    DuplicateLabelset,
+    /// The "one" side of a vector match has several series with the same matching labels.
+    #[error(
+        "found duplicate series for the match group {group} on the {side} hand-side of the operation: [{first}, {second}];many-to-many matching not allowed: matching labels must be unique on one side"
+    )]
+    ManyToMany {
+        /// The matching labels, in Prometheus' notation.
+        group: String,
+        /// `left` or `right`.
+        side: &'static str,
+        /// The first series found.
+        first: String,
+        /// The duplicate.
+        second: String,
+    },
+    /// One-to-one matching found several series on the left for one on the right.
+    #[error(
+        "multiple matches for labels: many-to-one matching must be explicit (group_left/group_right)"
+    )]
+    ManyToOneNotExplicit,
+    /// Many-to-one matching would produce two results with the same labels.
+    #[error("multiple matches for labels: grouping labels must ensure unique matches")]
+    GroupingNotUnique,
+    /// A function or operator got an argument it cannot use (bad regex, label name, factor…).
+    #[error("{0}")]
+    BadArgument(String),
+    /// The query as a whole cannot be evaluated (wrong type for a range query, bad step).
+    #[error("{0}")]
+    InvalidQuery(String),
+    /// The expression uses a function or feature outside the supported set.
+    #[error("{0}")]
+    Unsupported(String),
+}
+
+/// Formats labels the way Prometheus' `labels.Labels.String()` does: `{__name__="x", a="b"}`.
+/// Used in error messages that users compare with Prometheus'.
+pub(crate) struct GoLabels<'a>(pub &'a Labels);
+
+impl fmt::Display for GoLabels<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("{")?;
+        for (i, l) in self.0.iter().enumerate() {
+            if i > 0 {
+                f.write_str(", ")?;
+            }
+            write!(f, "{}={:?}", l.name, &*l.value)?;
+        }
+        f.write_str("}")
+    }
+}

@@ -1,0 +1,230 @@
+//! Numeric helpers with Prometheus' exact behaviour: quantiles over values and classic histogram
+//! buckets, Kahan summation, and Go's `math.Max`/`math.Min` NaN rules (which differ from Rust's
+//! `f64::max`, that ignores NaN).
+
+/// Relative deltas between classic buckets below this are float noise and ignored
+/// (`smallDeltaTolerance` in Prometheus).
+const SMALL_DELTA_TOLERANCE: f64 = 1e-12;
+
+/// One classic histogram bucket.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub(crate) struct Bucket {
+    pub upper: f64,
+    pub count: f64,
+}
+
+/// Neumaier-compensated addition (`kahansum.Inc`): returns the new sum and compensation.
+#[inline]
+pub(crate) fn kahan_inc(inc: f64, sum: f64, c: f64) -> (f64, f64) {
+    let t = sum + inc;
+    let c = if t.is_infinite() {
+        0.0
+    } else if sum.abs() >= inc.abs() {
+        c + ((sum - t) + inc)
+    } else {
+        c + ((inc - t) + sum)
+    };
+    (t, c)
+}
+
+/// Go's `math.Max`: +Inf wins over NaN, NaN wins over everything else.
+#[inline]
+pub(crate) fn go_max(x: f64, y: f64) -> f64 {
+    if x == f64::INFINITY || y == f64::INFINITY {
+        return f64::INFINITY;
+    }
+    if x.is_nan() || y.is_nan() {
+        return f64::NAN;
+    }
+    if x == 0.0 && x == y {
+        return if x.is_sign_negative() { y } else { x };
+    }
+    if x > y { x } else { y }
+}
+
+/// Go's `math.Min`: -Inf wins over NaN, NaN wins over everything else.
+#[inline]
+pub(crate) fn go_min(x: f64, y: f64) -> f64 {
+    if x == f64::NEG_INFINITY || y == f64::NEG_INFINITY {
+        return f64::NEG_INFINITY;
+    }
+    if x.is_nan() || y.is_nan() {
+        return f64::NAN;
+    }
+    if x == 0.0 && x == y {
+        return if x.is_sign_negative() { x } else { y };
+    }
+    if x < y { x } else { y }
+}
+
+/// Prometheus' `almost.Equal`: equal within a relative `epsilon` (NaN equals NaN).
+pub fn almost_equal(a: f64, b: f64, epsilon: f64) -> bool {
+    const MIN_NORMAL: f64 = f64::MIN_POSITIVE;
+    if a.is_nan() && b.is_nan() {
+        return true;
+    }
+    if a == b {
+        return true;
+    }
+    let abs_sum = a.abs() + b.abs();
+    let diff = (a - b).abs();
+    if a == 0.0 || b == 0.0 || abs_sum < MIN_NORMAL {
+        return diff < epsilon * MIN_NORMAL;
+    }
+    diff / abs_sum.min(f64::MAX) < epsilon
+}
+
+/// `quantile` over plain values (the `quantile` aggregation and `quantile_over_time`): sorts
+/// `values` (NaN first, like Prometheus' `vectorByValueHeap`) and interpolates between the two
+/// neighbouring ranks.
+pub(crate) fn quantile(q: f64, values: &mut [f64]) -> f64 {
+    if values.is_empty() || q.is_nan() {
+        return f64::NAN;
+    }
+    if q < 0.0 {
+        return f64::NEG_INFINITY;
+    }
+    if q > 1.0 {
+        return f64::INFINITY;
+    }
+    values.sort_by(|a, b| match (a.is_nan(), b.is_nan()) {
+        (true, true) => std::cmp::Ordering::Equal,
+        (true, false) => std::cmp::Ordering::Less,
+        (false, true) => std::cmp::Ordering::Greater,
+        _ => a.partial_cmp(b).unwrap_or(std::cmp::Ordering::Equal),
+    });
+    let n = values.len() as f64;
+    let rank = q * (n - 1.0);
+    let lower = rank.floor().max(0.0);
+    let upper = (lower + 1.0).min(n - 1.0);
+    let weight = rank - rank.floor();
+    values[lower as usize] * (1.0 - weight) + values[upper as usize] * weight
+}
+
+/// `histogram_quantile` over classic buckets (`BucketQuantile`). Sorts and fixes `buckets` in
+/// place. Returns NaN without a `+Inf` bucket, with fewer than two buckets or no observations.
+pub(crate) fn bucket_quantile(q: f64, buckets: &mut Vec<Bucket>) -> f64 {
+    if q.is_nan() {
+        return f64::NAN;
+    }
+    if q < 0.0 {
+        return f64::NEG_INFINITY;
+    }
+    if q > 1.0 {
+        return f64::INFINITY;
+    }
+    buckets.sort_by(|a, b| {
+        a.upper
+            .partial_cmp(&b.upper)
+            .unwrap_or(std::cmp::Ordering::Equal)
+    });
+    match buckets.last() {
+        Some(b) if b.upper == f64::INFINITY => {}
+        _ => return f64::NAN,
+    }
+    coalesce(buckets);
+    ensure_monotonic(buckets);
+    if buckets.len() < 2 {
+        return f64::NAN;
+    }
+    let observations = buckets[buckets.len() - 1].count;
+    if observations == 0.0 {
+        return f64::NAN;
+    }
+    let mut rank = q * observations;
+    // sort.Search over all but the +Inf bucket: the first bucket whose count reaches the rank.
+    let search = &buckets[..buckets.len() - 1];
+    let b = search.partition_point(|x| x.count < rank);
+    if b == buckets.len() - 1 {
+        return buckets[buckets.len() - 2].upper;
+    }
+    if b == 0 && buckets[0].upper <= 0.0 {
+        return buckets[0].upper;
+    }
+    let mut start = 0.0;
+    let end = buckets[b].upper;
+    let mut count = buckets[b].count;
+    if b > 0 {
+        start = buckets[b - 1].upper;
+        count -= buckets[b - 1].count;
+        rank -= buckets[b - 1].count;
+    }
+    start + (end - start) * (rank / count)
+}
+
+/// Merges buckets with the same upper bound (input sorted).
+fn coalesce(buckets: &mut Vec<Bucket>) {
+    let mut out: Vec<Bucket> = Vec::with_capacity(buckets.len());
+    for b in buckets.iter() {
+        match out.last_mut() {
+            Some(last) if last.upper == b.upper => last.count += b.count,
+            _ => out.push(*b),
+        }
+    }
+    *buckets = out;
+}
+
+/// Ignores float noise between neighbouring buckets and removes decreases
+/// (`ensureMonotonicAndIgnoreSmallDeltas`).
+fn ensure_monotonic(buckets: &mut [Bucket]) {
+    let Some(first) = buckets.first() else {
+        return;
+    };
+    let mut prev = first.count;
+    for b in buckets.iter_mut().skip(1) {
+        let curr = b.count;
+        if curr == prev {
+            continue;
+        }
+        if almost_equal(prev, curr, SMALL_DELTA_TOLERANCE) {
+            b.count = prev;
+            continue;
+        }
+        if curr < prev {
+            b.count = prev;
+            continue;
+        }
+        prev = curr;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn b(upper: f64, count: f64) -> Bucket {
+        Bucket { upper, count }
+    }
+
+    #[test]
+    fn bucket_quantile_interpolates_and_handles_edges() {
+        let mut bs = vec![b(0.1, 10.0), b(f64::INFINITY, 20.0), b(0.2, 15.0)];
+        // rank 10 of 20 falls at the top of the first bucket (lower bound 0).
+        assert_eq!(bucket_quantile(0.5, &mut bs.clone()), 0.1);
+        // rank 12: 2 of the 5 in (0.1, 0.2].
+        assert!((bucket_quantile(0.6, &mut bs) - 0.14).abs() < 1e-12);
+        // Falls into +Inf: the upper bound of the second-highest bucket.
+        let mut bs = vec![b(1.0, 1.0), b(f64::INFINITY, 10.0)];
+        assert_eq!(bucket_quantile(0.99, &mut bs), 1.0);
+        // No +Inf bucket.
+        assert!(bucket_quantile(0.5, &mut vec![b(1.0, 1.0), b(2.0, 2.0)]).is_nan());
+        // Non-monotonic counts are fixed rather than producing nonsense.
+        let mut bs = vec![b(1.0, 5.0), b(2.0, 3.0), b(f64::INFINITY, 10.0)];
+        assert_eq!(bucket_quantile(0.5, &mut bs), 1.0);
+    }
+
+    #[test]
+    fn go_min_max_propagate_nan() {
+        assert!(go_max(1.0, f64::NAN).is_nan());
+        assert_eq!(go_max(f64::NAN, f64::INFINITY), f64::INFINITY);
+        assert!(go_min(f64::NAN, 1.0).is_nan());
+        assert_eq!(go_min(f64::NEG_INFINITY, f64::NAN), f64::NEG_INFINITY);
+    }
+
+    #[test]
+    fn quantile_sorts_nan_first() {
+        let mut v = vec![3.0, f64::NAN, 1.0];
+        assert_eq!(quantile(1.0, &mut v), 3.0);
+        assert!(quantile(0.0, &mut v).is_nan());
+    }
+}
