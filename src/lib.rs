@@ -12,9 +12,11 @@
 //!
 //! # Layout
 //!
+//! - [`scrape`]: the exposition parser (and, later, the scrape loop) feeding the head.
 //! - [`series`]: label sets, samples, the in-memory head the engines read.
 //! - [`alert`]: the alert type shared by rules, probes and the dispatcher; Alertmanager matchers.
 #![forbid(unsafe_code)]
 
 pub mod alert;
+pub mod scrape;
 pub mod series;

@@ -54,20 +54,28 @@ impl Matcher {
     /// Builds a matcher, compiling the regex for `=~`/`!~`.
     pub fn new(name: &str, op: MatchOp, value: &str) -> Result<Self, MatcherError> {
         let re = match op {
-            MatchOp::Regex | MatchOp::NotRegex => {
-                Some(Regex::new(&format!("^(?s:{value})$")).map_err(|e| MatcherError {
+            MatchOp::Regex | MatchOp::NotRegex => Some(
+                Regex::new(&format!("^(?s:{value})$")).map_err(|e| MatcherError {
                     input: format!("{name}{op}{value:?}"),
                     reason: format!("bad regex: {e}"),
-                })?)
-            }
+                })?,
+            ),
             _ => None,
         };
-        Ok(Matcher { name: name.to_string(), op, value: value.to_string(), re })
+        Ok(Matcher {
+            name: name.to_string(),
+            op,
+            value: value.to_string(),
+            re,
+        })
     }
 
     /// Parses one matcher in Alertmanager's syntax.
     pub fn parse(input: &str) -> Result<Self, MatcherError> {
-        let err = |reason: &str| MatcherError { input: input.to_string(), reason: reason.to_string() };
+        let err = |reason: &str| MatcherError {
+            input: input.to_string(),
+            reason: reason.to_string(),
+        };
         let s = input.trim();
         let name_end = s
             .find(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
@@ -89,7 +97,9 @@ impl Matcher {
         } else if let Some(r) = rest.strip_prefix('=') {
             (MatchOp::Equal, r)
         } else {
-            return Err(err("expected an operator (=, !=, =~, !~) after the label name"));
+            return Err(err(
+                "expected an operator (=, !=, =~, !~) after the label name",
+            ));
         };
         let rest = rest.trim();
         let value = if let Some(q) = rest.strip_prefix('"') {
@@ -176,9 +186,18 @@ mod tests {
         assert!(Matcher::parse(r#"job="api""#).unwrap().matches(&l));
         assert!(!Matcher::parse(r#"job!="api""#).unwrap().matches(&l));
         assert!(Matcher::parse(r#"severity=~"pa.*""#).unwrap().matches(&l));
-        assert!(!Matcher::parse(r#"severity=~"pa""#).unwrap().matches(&l), "regex is anchored");
-        assert!(Matcher::parse(r#"team!~".+""#).unwrap().matches(&l), "absent label is empty");
-        assert!(Matcher::parse("job = api").unwrap().matches(&l), "unquoted value");
+        assert!(
+            !Matcher::parse(r#"severity=~"pa""#).unwrap().matches(&l),
+            "regex is anchored"
+        );
+        assert!(
+            Matcher::parse(r#"team!~".+""#).unwrap().matches(&l),
+            "absent label is empty"
+        );
+        assert!(
+            Matcher::parse("job = api").unwrap().matches(&l),
+            "unquoted value"
+        );
     }
 
     #[test]

@@ -117,12 +117,24 @@ impl Labels {
 
     /// A copy without the named labels.
     pub fn without(&self, names: &[&str]) -> Labels {
-        Labels(self.0.iter().filter(|l| !names.contains(&&*l.name)).cloned().collect())
+        Labels(
+            self.0
+                .iter()
+                .filter(|l| !names.contains(&&*l.name))
+                .cloned()
+                .collect(),
+        )
     }
 
     /// A copy keeping only the named labels.
     pub fn keep_only(&self, names: &[&str]) -> Labels {
-        Labels(self.0.iter().filter(|l| names.contains(&&*l.name)).cloned().collect())
+        Labels(
+            self.0
+                .iter()
+                .filter(|l| names.contains(&&*l.name))
+                .cloned()
+                .collect(),
+        )
     }
 
     /// A copy without `__name__`.
@@ -204,7 +216,12 @@ mod tests {
 
     #[test]
     fn new_sorts_drops_empty_and_dedups() {
-        let l = Labels::new([("job", "api"), ("a", ""), ("__name__", "up"), ("job", "web")]);
+        let l = Labels::new([
+            ("job", "api"),
+            ("a", ""),
+            ("__name__", "up"),
+            ("job", "web"),
+        ]);
         assert_eq!(l.to_string(), r#"up{job="web"}"#);
         assert_eq!(l.len(), 2);
         assert_eq!(l.get("job"), Some("web"));
@@ -225,6 +242,9 @@ mod tests {
         let a = Labels::new([("job", "api"), ("instance", "x")]);
         let b = Labels::new([("instance", "x"), ("job", "api")]);
         assert_eq!(a.fingerprint(), b.fingerprint());
-        assert_ne!(a.fingerprint(), Labels::new([("job", "apix")]).fingerprint());
+        assert_ne!(
+            a.fingerprint(),
+            Labels::new([("job", "apix")]).fingerprint()
+        );
     }
 }
