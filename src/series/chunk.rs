@@ -114,6 +114,14 @@ impl Chunk {
         self.last_t
     }
 
+    /// The last sample, if any (kept decoded for out-of-order and duplicate checks).
+    pub fn last_sample(&self) -> Option<Sample> {
+        (!self.is_empty()).then(|| Sample {
+            t: self.last_t,
+            v: f64::from_bits(self.last_v),
+        })
+    }
+
     /// The encoded chunk, to persist; [`Chunk::from_bytes`] reads it back.
     pub fn as_bytes(&self) -> &[u8] {
         &self.buf
@@ -439,7 +447,12 @@ mod tests {
         let want: Vec<(i64, u64)> = samples.iter().map(|&(t, v)| (t, v.to_bits())).collect();
         assert_eq!(got, want);
         let back = Chunk::from_bytes(c.as_bytes()).expect("decodes");
-        assert_eq!(back.iter().map(|s| (s.t, s.v.to_bits())).collect::<Vec<_>>(), want);
+        assert_eq!(
+            back.iter()
+                .map(|s| (s.t, s.v.to_bits()))
+                .collect::<Vec<_>>(),
+            want
+        );
         assert_eq!(back.len(), samples.len());
         c
     }
@@ -516,7 +529,9 @@ mod tests {
         let mut loaded = Chunk::from_bytes(c.as_bytes()).expect("load");
         for i in 50..100 {
             c.append(i * 15_000, (i * i) as f64 * 0.1).expect("append");
-            loaded.append(i * 15_000, (i * i) as f64 * 0.1).expect("append");
+            loaded
+                .append(i * 15_000, (i * i) as f64 * 0.1)
+                .expect("append");
         }
         assert_eq!(c.as_bytes(), loaded.as_bytes());
     }
@@ -525,8 +540,14 @@ mod tests {
     fn out_of_order_is_refused_and_corrupt_bytes_rejected() {
         let mut c = Chunk::new();
         c.append(10, 1.0).expect("first");
-        assert!(matches!(c.append(10, 2.0), Err(ChunkError::OutOfOrder { .. })));
-        assert!(matches!(c.append(5, 2.0), Err(ChunkError::OutOfOrder { .. })));
+        assert!(matches!(
+            c.append(10, 2.0),
+            Err(ChunkError::OutOfOrder { .. })
+        ));
+        assert!(matches!(
+            c.append(5, 2.0),
+            Err(ChunkError::OutOfOrder { .. })
+        ));
         c.append(20, 2.0).expect("later");
         let mut bytes = c.as_bytes().to_vec();
         bytes.pop();

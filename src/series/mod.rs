@@ -4,6 +4,7 @@
 //! float sample of a labelled series; the PromQL engine reads it back through [`SeriesSource`].
 
 pub mod chunk;
+pub mod head;
 pub mod labels;
 
 pub use labels::{Label, Labels, METRIC_NAME};
