@@ -24,6 +24,7 @@
 //! - [`store`]: the embedded sled store; owns every byte on disk behind a typed API (history,
 //!   chunks, outbox, notification log, silences, deployments, alert state).
 //! - [`promql`]: the PromQL evaluation engine (Prometheus 3.x semantics) over a [`series::SeriesSource`].
+//! - [`scrape`]: the exposition parser and the scrape loop feeding the head.
 #![forbid(unsafe_code)]
 
 pub mod alert;
@@ -36,6 +37,7 @@ pub mod dispatch;
 pub mod notify;
 pub mod promql;
 pub mod rules;
+pub mod scrape;
 pub mod series;
 pub mod store;
 pub mod telemetry;

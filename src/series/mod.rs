@@ -3,6 +3,8 @@
 //! Everything the daemon observes (scraped samples, probe results, ALERTS) is appended here as a
 //! float sample of a labelled series; the PromQL engine reads it back through [`SeriesSource`].
 
+pub mod chunk;
+pub mod head;
 pub mod labels;
 
 pub use labels::{Label, Labels, METRIC_NAME};

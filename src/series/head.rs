@@ -1,0 +1,992 @@
+//! The head: every series in memory, compressed, indexed, and shared by writers and readers.
+//!
+//! - **Series identity.** A series is its [`Labels`]. The head keeps one [`MemSeries`] per label
+//!   set, found by a 64-bit hash of the labels (collisions are resolved by comparing labels).
+//!   Label names and values are interned, so the thousands of series of a target share one
+//!   `Arc<str>` for `job`, for `instance`, for each metric name.
+//! - **Samples** live in Gorilla [`Chunk`]s of [`Head::chunk_samples`] samples each (120 by
+//!   default: 20 minutes at 10 s); the last chunk of a series is open for appends, the others
+//!   are shrunk to fit. Out-of-order samples are dropped and counted.
+//! - **Index.** An inverted index `label name → value → series` (sorted by series id) answers
+//!   `up{job="x"}` by intersecting two posting lists instead of scanning every series; regex
+//!   matchers are run over the distinct values of their label, not over the series.
+//! - **Scrapes.** [`Head::scrape_appender`] gives a batch appender per target that keeps a
+//!   scrape cache, like Prometheus' `scrapeCache`: the exposed series text (as the parser hands
+//!   it out) maps to its series, so an unchanged page appends without hashing label sets,
+//!   building [`Labels`] or allocating. The cache also remembers which series the target
+//!   exposed last time, so a series that disappears gets a stale marker at the next scrape
+//!   ([`crate::series::STALE_NAN`]), and [`Head::mark_target_stale`] does the same for every
+//!   series of a target that went down.
+//!
+//! # Locking
+//!
+//! One `RwLock` guards the index (taken for writing only to add or remove a series), one
+//! `Mutex` each series' chunks, one `Mutex` the map of scrape caches (taken briefly to lend a
+//! target's cache to its appender). No lock is held while another is taken, except the index
+//! read lock around series-lock-free lookups, so there is no lock order to get wrong.
+
+use std::collections::{HashMap, HashSet};
+use std::hash::{BuildHasherDefault, Hasher};
+use std::mem::size_of;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError, RwLock, RwLockReadGuard, RwLockWriteGuard};
+
+use promql_parser::label::{MatchOp, Matcher};
+
+use super::chunk::{Chunk, ChunkError};
+use super::{
+    Label, Labels, METRIC_NAME, STALE_NAN, Sample, SeriesSamples, SeriesSource, Timestamp,
+    is_stale_nan,
+};
+use crate::scrape::parse::SampleRef;
+
+/// Samples per chunk before a new one is cut: 20 minutes of 10 s scrapes, as in Prometheus.
+pub const DEFAULT_CHUNK_SAMPLES: usize = 120;
+
+/// Scrapes a cached series may be missing from its target's page before its cache entry is
+/// dropped (Prometheus keeps them a little while too, so a flapping series is cheap).
+const CACHE_KEEP_SCRAPES: u64 = 10;
+
+/// A series' number, unique for the life of the head, increasing in creation order.
+pub type SeriesId = u64;
+
+/// FxHash (rustc's hasher): a multiply and a rotate per word. Fast on the short keys here
+/// (label text, series text, precomputed hashes); not DoS-resistant, which is acceptable for
+/// keys that come from configured targets.
+#[derive(Default, Clone, Copy)]
+pub struct FastHasher(u64);
+
+const FX_K: u64 = 0xf135_7aea_2e62_a9c5;
+
+impl FastHasher {
+    #[inline]
+    fn add(&mut self, w: u64) {
+        self.0 = (self.0.rotate_left(26) ^ w).wrapping_mul(FX_K);
+    }
+}
+
+impl Hasher for FastHasher {
+    #[inline]
+    fn write(&mut self, bytes: &[u8]) {
+        let mut chunks = bytes.chunks_exact(8);
+        for c in &mut chunks {
+            let mut w = [0u8; 8];
+            w.copy_from_slice(c);
+            self.add(u64::from_le_bytes(w));
+        }
+        let rest = chunks.remainder();
+        if !rest.is_empty() {
+            let mut w = [0u8; 8];
+            w[..rest.len()].copy_from_slice(rest);
+            self.add(u64::from_le_bytes(w) ^ ((rest.len() as u64) << 59));
+        }
+    }
+
+    #[inline]
+    fn write_u8(&mut self, i: u8) {
+        self.add(u64::from(i));
+    }
+
+    #[inline]
+    fn write_u64(&mut self, i: u64) {
+        self.add(i);
+    }
+
+    #[inline]
+    fn write_usize(&mut self, i: usize) {
+        self.add(i as u64);
+    }
+
+    #[inline]
+    fn finish(&self) -> u64 {
+        // Mix the high bits down: hashbrown indexes with the low bits.
+        self.0 ^ (self.0 >> 32)
+    }
+}
+
+type FastMap<K, V> = HashMap<K, V, BuildHasherDefault<FastHasher>>;
+type FastSet<K> = HashSet<K, BuildHasherDefault<FastHasher>>;
+
+/// The hash that keys the series map.
+fn labels_hash(labels: &Labels) -> u64 {
+    let mut h = FastHasher::default();
+    for l in labels.iter() {
+        h.write(l.name.as_bytes());
+        h.write_u8(0xff);
+        h.write(l.value.as_bytes());
+        h.write_u8(0xfe);
+    }
+    h.finish()
+}
+
+/// Locks a mutex, recovering from poisoning: a panic elsewhere while holding a series lock
+/// leaves its chunks decodable (the count is written last), so serving on beats dying.
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+fn read<T>(m: &RwLock<T>) -> RwLockReadGuard<'_, T> {
+    m.read().unwrap_or_else(PoisonError::into_inner)
+}
+
+fn write<T>(m: &RwLock<T>) -> RwLockWriteGuard<'_, T> {
+    m.write().unwrap_or_else(PoisonError::into_inner)
+}
+
+/// What happened to one appended sample.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum AppendOutcome {
+    /// Stored.
+    Appended,
+    /// Older than the series' last sample, or at its timestamp with another value: dropped
+    /// and counted (Prometheus' out-of-order and duplicate-timestamp errors).
+    OutOfOrder,
+    /// Same timestamp and value as the last sample: ignored silently, as Prometheus does.
+    Duplicate,
+}
+
+/// Why [`Head::load_series`] refused chunks.
+#[derive(Debug, thiserror::Error)]
+pub enum LoadError {
+    /// A chunk's bytes are not a chunk.
+    #[error("chunk {index} of {labels}: {source}")]
+    Chunk {
+        /// The series.
+        labels: Labels,
+        /// Position of the chunk in the call.
+        index: usize,
+        /// What the decoder said.
+        #[source]
+        source: ChunkError,
+    },
+    /// A chunk starts at or before the series' last sample.
+    #[error("chunk {index} of {labels} starts at {first_t}, not after the last sample at {last_t}")]
+    Overlap {
+        /// The series.
+        labels: Labels,
+        /// Position of the chunk in the call.
+        index: usize,
+        /// The chunk's first timestamp.
+        first_t: Timestamp,
+        /// The series' last timestamp before it.
+        last_t: Timestamp,
+    },
+}
+
+/// Size and counters of the head, for `/metrics` and capacity planning.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct HeadStats {
+    /// Series in memory.
+    pub series: usize,
+    /// Samples in memory, stale markers included.
+    pub samples: usize,
+    /// Chunks in memory.
+    pub chunks: usize,
+    /// Encoded chunk bytes (their allocations, capacity included).
+    pub chunk_bytes: usize,
+    /// Estimated heap bytes of the whole head: series, chunks, index, interned strings and
+    /// scrape caches (container capacities included, allocator overhead not).
+    pub bytes: usize,
+    /// Samples dropped as out of order since start.
+    pub out_of_order: u64,
+    /// Stale markers written since start.
+    pub stale_markers: u64,
+}
+
+/// What a committed scrape did.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct ScrapeCommit {
+    /// Samples stored.
+    pub appended: usize,
+    /// Samples dropped as out of order or duplicate timestamp with another value.
+    pub out_of_order: usize,
+    /// Series this target had not exposed before (new in the head or in its cache).
+    pub series_added: usize,
+    /// Stale markers written for series the target stopped exposing.
+    pub stale_markers: usize,
+}
+
+/// One series in memory.
+pub struct MemSeries {
+    /// Creation order; posting lists are sorted by it.
+    id: SeriesId,
+    /// The label set, with interned strings.
+    labels: Labels,
+    /// The hash keying the series map.
+    hash: u64,
+    /// Set (under the data lock) when truncation removed the series: holders of a stale
+    /// `Arc` (scrape caches) must look the series up again.
+    removed: AtomicBool,
+    /// The chunks; the last one is open for appends.
+    data: Mutex<Vec<Chunk>>,
+}
+
+impl MemSeries {
+    /// The series' labels.
+    pub fn labels(&self) -> &Labels {
+        &self.labels
+    }
+
+    /// The series' id.
+    pub fn id(&self) -> SeriesId {
+        self.id
+    }
+
+    fn heap_bytes(&self, chunks: &[Chunk], cap: usize) -> usize {
+        size_of::<MemSeries>()
+            + 2 * size_of::<usize>() // Arc counters
+            + self.labels.len() * size_of::<Label>()
+            + cap * size_of::<Chunk>()
+            + chunks.iter().map(Chunk::heap_bytes).sum::<usize>()
+    }
+}
+
+/// Appends to a series' chunks, cutting a new chunk when the open one is full.
+fn append_chunks(chunks: &mut Vec<Chunk>, t: Timestamp, v: f64, per_chunk: usize) -> AppendOutcome {
+    if let Some(last) = chunks.last().and_then(Chunk::last_sample) {
+        if t < last.t {
+            return AppendOutcome::OutOfOrder;
+        }
+        if t == last.t {
+            return if v.to_bits() == last.v.to_bits() {
+                AppendOutcome::Duplicate
+            } else {
+                AppendOutcome::OutOfOrder
+            };
+        }
+    }
+    if chunks.last().is_none_or(|c| c.len() >= per_chunk) {
+        if let Some(c) = chunks.last_mut() {
+            c.shrink_to_fit();
+        }
+        chunks.push(Chunk::new());
+    }
+    match chunks.last_mut().map(|c| c.append(t, v)) {
+        Some(Ok(())) => AppendOutcome::Appended,
+        // Unreachable: the order was checked above and the chunk has room; treat as dropped.
+        _ => AppendOutcome::OutOfOrder,
+    }
+}
+
+/// String interner: one `Arc<str>` per distinct label name or value.
+#[derive(Default)]
+struct Interner {
+    set: FastSet<Arc<str>>,
+}
+
+impl Interner {
+    fn intern(&mut self, s: &str) -> Arc<str> {
+        if let Some(a) = self.set.get(s) {
+            return a.clone();
+        }
+        let a: Arc<str> = Arc::from(s);
+        self.set.insert(a.clone());
+        a
+    }
+
+    fn intern_labels(&mut self, labels: &Labels) -> Labels {
+        Labels::from_sorted(
+            labels
+                .iter()
+                .map(|l| Label {
+                    name: self.intern(&l.name),
+                    value: self.intern(&l.value),
+                })
+                .collect(),
+        )
+    }
+
+    /// Drops strings no series uses any more.
+    fn gc(&mut self) {
+        self.set.retain(|a| Arc::strong_count(a) > 1);
+    }
+
+    fn heap_bytes(&self) -> usize {
+        self.set.capacity() * (size_of::<Arc<str>>() + 1)
+            + self
+                .set
+                .iter()
+                .map(|s| s.len() + 2 * size_of::<usize>())
+                .sum::<usize>()
+    }
+}
+
+/// Series lookup and the inverted index.
+#[derive(Default)]
+struct Index {
+    /// Label-set hash → series (the first series with that hash).
+    by_hash: FastMap<u64, Arc<MemSeries>>,
+    /// Further series whose hash is taken: 64-bit collisions, practically never used.
+    collisions: FastMap<u64, Vec<Arc<MemSeries>>>,
+    /// Label name → value → series having it, sorted by id.
+    postings: FastMap<Arc<str>, FastMap<Arc<str>, Vec<Arc<MemSeries>>>>,
+}
+
+impl Index {
+    fn lookup(&self, hash: u64, labels: &Labels) -> Option<&Arc<MemSeries>> {
+        let live = |s: &&Arc<MemSeries>| s.labels == *labels && !s.removed.load(Ordering::Acquire);
+        self.by_hash
+            .get(&hash)
+            .filter(live)
+            .or_else(|| self.collisions.get(&hash)?.iter().find(live))
+    }
+
+    fn insert(&mut self, s: Arc<MemSeries>) {
+        match self.by_hash.get(&s.hash) {
+            Some(existing) if !existing.removed.load(Ordering::Acquire) => {
+                self.collisions.entry(s.hash).or_default().push(s.clone());
+            }
+            _ => {
+                self.by_hash.insert(s.hash, s.clone());
+            }
+        }
+        for l in s.labels.iter() {
+            self.postings
+                .entry(l.name.clone())
+                .or_default()
+                .entry(l.value.clone())
+                .or_default()
+                .push(s.clone());
+        }
+    }
+
+    fn remove(&mut self, s: &Arc<MemSeries>) {
+        if self.by_hash.get(&s.hash).is_some_and(|e| Arc::ptr_eq(e, s)) {
+            self.by_hash.remove(&s.hash);
+            if let Some(v) = self.collisions.get_mut(&s.hash) {
+                if let Some(promoted) = v.pop() {
+                    self.by_hash.insert(s.hash, promoted);
+                }
+                if v.is_empty() {
+                    self.collisions.remove(&s.hash);
+                }
+            }
+        } else if let Some(v) = self.collisions.get_mut(&s.hash) {
+            v.retain(|e| !Arc::ptr_eq(e, s));
+            if v.is_empty() {
+                self.collisions.remove(&s.hash);
+            }
+        }
+        for l in s.labels.iter() {
+            if let Some(values) = self.postings.get_mut(&l.name) {
+                if let Some(list) = values.get_mut(&l.value) {
+                    list.retain(|e| !Arc::ptr_eq(e, s));
+                    if list.is_empty() {
+                        values.remove(&l.value);
+                    }
+                }
+                if values.is_empty() {
+                    self.postings.remove(&l.name);
+                }
+            }
+        }
+    }
+
+    fn all(&self) -> Vec<Arc<MemSeries>> {
+        let mut v: Vec<Arc<MemSeries>> = self
+            .by_hash
+            .values()
+            .chain(self.collisions.values().flatten())
+            .cloned()
+            .collect();
+        v.sort_unstable_by_key(|s| s.id);
+        v
+    }
+
+    fn len(&self) -> usize {
+        self.by_hash.len() + self.collisions.values().map(Vec::len).sum::<usize>()
+    }
+
+    /// Series that may match all `matchers`, from the posting lists of the matchers that
+    /// cannot match an absent label. `None` means no matcher restricts: every series.
+    fn candidates(&self, matchers: &[Matcher]) -> Option<Vec<Arc<MemSeries>>> {
+        let mut acc: Option<Vec<Arc<MemSeries>>> = None;
+        // Equality matchers first: the cheapest and usually the most selective.
+        let mut ordered: Vec<&Matcher> = matchers.iter().collect();
+        ordered.sort_by_key(|m| !matches!(m.op, MatchOp::Equal));
+        for m in ordered {
+            if m.is_match("") {
+                continue;
+            }
+            let Some(values) = self.postings.get(m.name.as_str()) else {
+                return Some(Vec::new());
+            };
+            let list: Vec<Arc<MemSeries>> = match m.op {
+                MatchOp::Equal => values.get(m.value.as_str()).cloned().unwrap_or_default(),
+                _ => {
+                    let mut v: Vec<Arc<MemSeries>> = values
+                        .iter()
+                        .filter(|(value, _)| m.is_match(value))
+                        .flat_map(|(_, list)| list.iter().cloned())
+                        .collect();
+                    v.sort_unstable_by_key(|s| s.id);
+                    v
+                }
+            };
+            acc = Some(match acc {
+                None => list,
+                Some(prev) => intersect(&prev, &list),
+            });
+            if acc.as_ref().is_some_and(Vec::is_empty) {
+                break;
+            }
+        }
+        acc
+    }
+
+    fn heap_bytes(&self) -> usize {
+        let arc = size_of::<Arc<MemSeries>>();
+        let mut b = self.by_hash.capacity() * (8 + arc + 1);
+        b += self.collisions.capacity() * (8 + size_of::<Vec<Arc<MemSeries>>>() + 1)
+            + self
+                .collisions
+                .values()
+                .map(|v| v.capacity() * arc)
+                .sum::<usize>();
+        let entry = size_of::<Arc<str>>() + size_of::<Vec<Arc<MemSeries>>>() + 1;
+        b += self.postings.capacity() * (size_of::<Arc<str>>() + size_of::<FastMap<(), ()>>() + 1);
+        for values in self.postings.values() {
+            b += values.capacity() * entry;
+            b += values.values().map(|l| l.capacity() * arc).sum::<usize>();
+        }
+        b
+    }
+}
+
+/// Merge-intersection of two id-sorted lists.
+fn intersect(a: &[Arc<MemSeries>], b: &[Arc<MemSeries>]) -> Vec<Arc<MemSeries>> {
+    let (mut i, mut j) = (0, 0);
+    let mut out = Vec::with_capacity(a.len().min(b.len()));
+    while i < a.len() && j < b.len() {
+        match a[i].id.cmp(&b[j].id) {
+            std::cmp::Ordering::Less => i += 1,
+            std::cmp::Ordering::Greater => j += 1,
+            std::cmp::Ordering::Equal => {
+                out.push(a[i].clone());
+                i += 1;
+                j += 1;
+            }
+        }
+    }
+    out
+}
+
+/// One cached series of a target.
+struct CacheEntry {
+    series: Arc<MemSeries>,
+    /// The committed scrape number that last exposed it ([`NEVER`] until its first commit).
+    last_seen: u64,
+    /// The scrape attempt that last exposed it; becomes `last_seen` on commit.
+    pending_seen: u64,
+    /// False for samples with an explicit timestamp: Prometheus does not mark those stale.
+    track_staleness: bool,
+}
+
+/// `last_seen` of a cache entry created by a scrape not yet committed.
+const NEVER: u64 = u64::MAX;
+
+/// A target's scrape cache (Prometheus' `scrapeCache`).
+#[derive(Default)]
+struct TargetCache {
+    /// Exposed series text → its series.
+    entries: FastMap<Box<str>, CacheEntry>,
+    /// Committed scrapes so far; entries with `last_seen == iter` were on the last page.
+    iter: u64,
+    /// Samples of the scrape in progress, applied on commit (kept to reuse its buffer).
+    pending: Vec<(Arc<MemSeries>, Timestamp, f64)>,
+}
+
+impl TargetCache {
+    fn heap_bytes(&self) -> usize {
+        self.entries.capacity() * (size_of::<Box<str>>() + size_of::<CacheEntry>() + 1)
+            + self.entries.keys().map(|k| k.len()).sum::<usize>()
+            + self.pending.capacity() * size_of::<(Arc<MemSeries>, Timestamp, f64)>()
+    }
+}
+
+/// The in-memory series store. `Send + Sync`; share it as `Arc<Head>`.
+pub struct Head {
+    /// Series lookup and postings.
+    index: RwLock<Index>,
+    /// Label strings shared by all series.
+    interner: Mutex<Interner>,
+    /// Scrape caches by target key; an appender borrows its target's cache while it runs.
+    targets: Mutex<FastMap<String, TargetCache>>,
+    /// Next series id.
+    next_id: AtomicU64,
+    /// Samples per chunk.
+    chunk_samples: usize,
+    /// Out-of-order samples dropped since start.
+    out_of_order: AtomicU64,
+    /// Stale markers written since start.
+    stale_markers: AtomicU64,
+}
+
+impl Default for Head {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl std::fmt::Debug for Head {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Head")
+            .field("series", &read(&self.index).len())
+            .finish_non_exhaustive()
+    }
+}
+
+impl Head {
+    /// An empty head with [`DEFAULT_CHUNK_SAMPLES`] samples per chunk.
+    pub fn new() -> Self {
+        Self::with_chunk_samples(DEFAULT_CHUNK_SAMPLES)
+    }
+
+    /// An empty head cutting chunks every `n` samples (at least 1).
+    pub fn with_chunk_samples(n: usize) -> Self {
+        Head {
+            index: RwLock::default(),
+            interner: Mutex::default(),
+            targets: Mutex::default(),
+            next_id: AtomicU64::new(1),
+            chunk_samples: n.clamp(1, usize::from(u16::MAX)),
+            out_of_order: AtomicU64::new(0),
+            stale_markers: AtomicU64::new(0),
+        }
+    }
+
+    /// Samples per chunk.
+    pub fn chunk_samples(&self) -> usize {
+        self.chunk_samples
+    }
+
+    /// The series with these labels, created if new.
+    pub fn series(&self, labels: &Labels) -> Arc<MemSeries> {
+        let hash = labels_hash(labels);
+        if let Some(s) = read(&self.index).lookup(hash, labels) {
+            return s.clone();
+        }
+        let mut index = write(&self.index);
+        if let Some(s) = index.lookup(hash, labels) {
+            return s.clone();
+        }
+        let labels = lock(&self.interner).intern_labels(labels);
+        let s = Arc::new(MemSeries {
+            id: self.next_id.fetch_add(1, Ordering::Relaxed),
+            labels,
+            hash,
+            removed: AtomicBool::new(false),
+            data: Mutex::new(Vec::new()),
+        });
+        index.insert(s.clone());
+        s
+    }
+
+    /// Appends one sample to the series `labels` (created if new). For probes, rules and
+    /// other single writers; scrapes use [`Head::scrape_appender`].
+    pub fn append(&self, labels: &Labels, t: Timestamp, v: f64) -> AppendOutcome {
+        let s = self.series(labels);
+        self.append_to(&s, t, v)
+    }
+
+    /// Appends to a series found earlier, looking it up again if truncation removed it.
+    fn append_to(&self, s: &Arc<MemSeries>, t: Timestamp, v: f64) -> AppendOutcome {
+        let outcome = {
+            let mut chunks = lock(&s.data);
+            if !s.removed.load(Ordering::Acquire) {
+                Some(append_chunks(&mut chunks, t, v, self.chunk_samples))
+            } else {
+                None
+            }
+        };
+        let outcome = match outcome {
+            Some(o) => o,
+            None => {
+                let fresh = self.series(&s.labels);
+                append_chunks(&mut lock(&fresh.data), t, v, self.chunk_samples)
+            }
+        };
+        if outcome == AppendOutcome::OutOfOrder {
+            self.out_of_order.fetch_add(1, Ordering::Relaxed);
+        } else if outcome == AppendOutcome::Appended && is_stale_nan(v) {
+            self.stale_markers.fetch_add(1, Ordering::Relaxed);
+        }
+        outcome
+    }
+
+    /// Starts appending one scrape of `target` (any stable key, e.g. `job/instance`) taken at
+    /// `t`. `target_labels` (job, instance, configured labels) are added to every series and
+    /// win over exposed labels of the same name, which are kept as `exported_<name>`
+    /// (Prometheus' `honor_labels: false`).
+    ///
+    /// Nothing is visible until [`ScrapeAppender::commit`]. One appender per target at a
+    /// time: a second concurrent one for the same target would start from an empty cache.
+    pub fn scrape_appender(
+        &self,
+        target: &str,
+        target_labels: &Labels,
+        t: Timestamp,
+    ) -> ScrapeAppender<'_> {
+        let cache = lock(&self.targets).remove(target).unwrap_or_default();
+        ScrapeAppender {
+            head: self,
+            target: target.to_owned(),
+            target_labels: target_labels.clone(),
+            t,
+            cache: Some(cache),
+            series_added: 0,
+        }
+    }
+
+    /// The target is down or gone: every series it exposed on its last successful scrape
+    /// gets a stale marker at `t`, so queries stop seeing them at once instead of after the
+    /// 5 minute lookback. Returns the number of markers written. The cache is kept so the
+    /// target is cheap to resume.
+    pub fn mark_target_stale(&self, target: &str, t: Timestamp) -> usize {
+        let Some(mut cache) = lock(&self.targets).remove(target) else {
+            return 0;
+        };
+        let n = self.stale_previous(&mut cache, t);
+        // Nothing was exposed "last time" any more.
+        cache.iter += 1;
+        lock(&self.targets).insert(target.to_owned(), cache);
+        n
+    }
+
+    /// Marks the target stale at `t` and forgets its scrape cache (target removed from the
+    /// config).
+    pub fn remove_target(&self, target: &str, t: Timestamp) -> usize {
+        let n = self.mark_target_stale(target, t);
+        lock(&self.targets).remove(target);
+        n
+    }
+
+    /// Stale markers at `t` for entries on the last committed page.
+    fn stale_previous(&self, cache: &mut TargetCache, t: Timestamp) -> usize {
+        let mut n = 0;
+        for e in cache.entries.values() {
+            if e.last_seen == cache.iter
+                && e.track_staleness
+                && self.append_to(&e.series, t, STALE_NAN) == AppendOutcome::Appended
+            {
+                n += 1;
+            }
+        }
+        n
+    }
+
+    /// Drops chunks whose samples are all older than `min_t`, and series left without
+    /// samples. Returns the number of series removed.
+    pub fn truncate(&self, min_t: Timestamp) -> usize {
+        let all = read(&self.index).all();
+        let mut gone = Vec::new();
+        for s in all {
+            let mut chunks = lock(&s.data);
+            chunks.retain(|c| c.last_t() >= min_t && !c.is_empty());
+            if chunks.is_empty() {
+                s.removed.store(true, Ordering::Release);
+                chunks.shrink_to_fit();
+                gone.push(s.clone());
+            }
+        }
+        if gone.is_empty() {
+            return 0;
+        }
+        {
+            let mut index = write(&self.index);
+            for s in &gone {
+                index.remove(s);
+            }
+        }
+        // Scrape caches may still hold removed series; drop those entries so the strings
+        // can go.
+        for cache in lock(&self.targets).values_mut() {
+            cache
+                .entries
+                .retain(|_, e| !e.series.removed.load(Ordering::Acquire));
+        }
+        let n = gone.len();
+        drop(gone);
+        lock(&self.interner).gc();
+        n
+    }
+
+    /// Calls `f` with every series that has samples and its chunks (the last one may still be
+    /// open), in creation order. For the store to persist the head; `f` runs under the
+    /// series' lock, so it must not call back into the head.
+    pub fn for_each_series(&self, mut f: impl FnMut(&Labels, &[Chunk])) {
+        for s in read(&self.index).all() {
+            let chunks = lock(&s.data);
+            if !chunks.is_empty() && !s.removed.load(Ordering::Acquire) {
+                f(&s.labels, &chunks);
+            }
+        }
+    }
+
+    /// Loads persisted chunks (bytes from [`Chunk::as_bytes`], oldest first) into the series
+    /// `labels`, after any samples it already has. For restart recovery; returns the number
+    /// of samples loaded. Empty chunks are skipped.
+    pub fn load_series<B: AsRef<[u8]>>(
+        &self,
+        labels: &Labels,
+        chunks: impl IntoIterator<Item = B>,
+    ) -> Result<usize, LoadError> {
+        let decoded = chunks
+            .into_iter()
+            .enumerate()
+            .map(|(index, b)| {
+                Chunk::from_bytes(b.as_ref()).map_err(|source| LoadError::Chunk {
+                    labels: labels.clone(),
+                    index,
+                    source,
+                })
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        let s = self.series(labels);
+        let mut data = lock(&s.data);
+        let mut loaded = 0;
+        for (index, c) in decoded.into_iter().enumerate() {
+            if c.is_empty() {
+                continue;
+            }
+            if let Some(last) = data.last().and_then(Chunk::last_sample)
+                && c.first_t() <= last.t
+            {
+                return Err(LoadError::Overlap {
+                    labels: labels.clone(),
+                    index,
+                    first_t: c.first_t(),
+                    last_t: last.t,
+                });
+            }
+            if let Some(open) = data.last_mut() {
+                open.shrink_to_fit();
+            }
+            loaded += c.len();
+            data.push(c);
+        }
+        Ok(loaded)
+    }
+
+    /// Counts and estimated memory. Walks every series: meant for a metrics scrape or a
+    /// benchmark, not a hot path.
+    pub fn stats(&self) -> HeadStats {
+        let all = read(&self.index).all();
+        let mut st = HeadStats {
+            series: all.len(),
+            out_of_order: self.out_of_order.load(Ordering::Relaxed),
+            stale_markers: self.stale_markers.load(Ordering::Relaxed),
+            ..HeadStats::default()
+        };
+        for s in &all {
+            let chunks = lock(&s.data);
+            st.chunks += chunks.len();
+            st.samples += chunks.iter().map(Chunk::len).sum::<usize>();
+            st.chunk_bytes += chunks.iter().map(Chunk::heap_bytes).sum::<usize>();
+            st.bytes += s.heap_bytes(&chunks, chunks.capacity());
+        }
+        st.bytes += read(&self.index).heap_bytes();
+        st.bytes += lock(&self.interner).heap_bytes();
+        st.bytes += lock(&self.targets)
+            .values()
+            .map(TargetCache::heap_bytes)
+            .sum::<usize>();
+        st
+    }
+}
+
+impl SeriesSource for Head {
+    fn select(&self, matchers: &[Matcher], mint: Timestamp, maxt: Timestamp) -> Vec<SeriesSamples> {
+        let candidates = {
+            let index = read(&self.index);
+            index.candidates(matchers).unwrap_or_else(|| index.all())
+        };
+        let mut out = Vec::new();
+        for s in candidates {
+            let matches = matchers
+                .iter()
+                .all(|m| m.is_match(s.labels.get(&m.name).unwrap_or("")));
+            if !matches {
+                continue;
+            }
+            let samples: Vec<Sample> = {
+                let chunks = lock(&s.data);
+                chunks
+                    .iter()
+                    .filter(|c| !c.is_empty() && c.last_t() >= mint && c.first_t() <= maxt)
+                    .flat_map(|c| c.iter())
+                    .filter(|x| x.t >= mint && x.t <= maxt)
+                    .collect()
+            };
+            if !samples.is_empty() {
+                out.push(SeriesSamples {
+                    labels: s.labels.clone(),
+                    samples,
+                });
+            }
+        }
+        out.sort_by(|a, b| a.labels.cmp(&b.labels));
+        out
+    }
+}
+
+/// Appends one scrape of one target; see [`Head::scrape_appender`].
+///
+/// Dropping it without [`commit`](Self::commit) is [`rollback`](Self::rollback).
+pub struct ScrapeAppender<'h> {
+    head: &'h Head,
+    /// Key of the target's scrape cache.
+    target: String,
+    /// Labels added to every series of the target.
+    target_labels: Labels,
+    /// The scrape's timestamp, used for samples without one and for stale markers.
+    t: Timestamp,
+    /// The target's cache, lent by the head until commit or rollback.
+    cache: Option<TargetCache>,
+    /// Series first seen by this target in this scrape.
+    series_added: usize,
+}
+
+impl ScrapeAppender<'_> {
+    /// Adds a parsed sample: the sample's own timestamp if it has one (`honor_timestamps`),
+    /// else the scrape's. On an unchanged page this is a hash lookup of the exposed series
+    /// text and a push: no label set is built, nothing is allocated.
+    pub fn add(&mut self, s: &SampleRef<'_>) {
+        // Moved out for the closure's sake and back: a move, no allocation.
+        let target_labels = std::mem::take(&mut self.target_labels);
+        self.add_keyed(s.series, s.timestamp_ms, s.value, || {
+            exposed_labels(s, &target_labels)
+        });
+        self.target_labels = target_labels;
+    }
+
+    /// Adds a sample of the series identified by `key` (any text stable across scrapes, e.g.
+    /// the exposed series text); `labels` builds its full label set on a cache miss.
+    pub fn add_keyed(
+        &mut self,
+        key: &str,
+        timestamp_ms: Option<Timestamp>,
+        value: f64,
+        labels: impl FnOnce() -> Labels,
+    ) {
+        let Some(cache) = self.cache.as_mut() else {
+            return;
+        };
+        let iter = cache.iter + 1;
+        let t = timestamp_ms.unwrap_or(self.t);
+        let series = match cache.entries.get_mut(key) {
+            Some(e) if !e.series.removed.load(Ordering::Acquire) => {
+                if e.last_seen != cache.iter && e.pending_seen != iter {
+                    self.series_added += 1;
+                }
+                e.pending_seen = iter;
+                e.track_staleness = timestamp_ms.is_none();
+                e.series.clone()
+            }
+            _ => {
+                let series = self.head.series(&labels());
+                self.series_added += 1;
+                cache.entries.insert(
+                    key.into(),
+                    CacheEntry {
+                        series: series.clone(),
+                        last_seen: NEVER,
+                        pending_seen: iter,
+                        track_staleness: timestamp_ms.is_none(),
+                    },
+                );
+                series
+            }
+        };
+        cache.pending.push((series, t, value));
+    }
+
+    /// Makes the scrape visible: appends its samples and writes stale markers, at the
+    /// scrape's timestamp, for series the previous page had and this one lacks.
+    pub fn commit(mut self) -> ScrapeCommit {
+        let mut out = ScrapeCommit {
+            series_added: self.series_added,
+            ..ScrapeCommit::default()
+        };
+        let Some(mut cache) = self.cache.take() else {
+            return out;
+        };
+        for (series, t, v) in cache.pending.drain(..) {
+            match self.head.append_to(&series, t, v) {
+                AppendOutcome::Appended => out.appended += 1,
+                AppendOutcome::OutOfOrder => out.out_of_order += 1,
+                AppendOutcome::Duplicate => {}
+            }
+        }
+        let prev = cache.iter;
+        let cur = prev + 1;
+        for e in cache.entries.values_mut() {
+            if e.pending_seen == cur {
+                e.last_seen = cur;
+            } else if e.last_seen == prev
+                && e.track_staleness
+                && self.head.append_to(&e.series, self.t, STALE_NAN) == AppendOutcome::Appended
+            {
+                out.stale_markers += 1;
+            }
+        }
+        cache
+            .entries
+            .retain(|_, e| cur.saturating_sub(e.last_seen) <= CACHE_KEEP_SCRAPES);
+        cache.iter = cur;
+        lock(&self.head.targets).insert(std::mem::take(&mut self.target), cache);
+        out
+    }
+
+    /// The scrape failed (unreachable target, parse error, limit exceeded): nothing of it is
+    /// stored, and as in Prometheus (which appends an empty page then) every series of the
+    /// last successful scrape is marked stale at this scrape's timestamp. Returns the number
+    /// of stale markers.
+    pub fn rollback(mut self) -> usize {
+        self.rollback_inner()
+    }
+
+    fn rollback_inner(&mut self) -> usize {
+        let Some(mut cache) = self.cache.take() else {
+            return 0;
+        };
+        cache.pending.clear();
+        let n = self.head.stale_previous(&mut cache, self.t);
+        // This attempt uses up a number, so the last page no longer counts as "previous".
+        cache.iter += 1;
+        cache.entries.retain(|_, e| e.last_seen != NEVER);
+        lock(&self.head.targets).insert(std::mem::take(&mut self.target), cache);
+        n
+    }
+}
+
+impl Drop for ScrapeAppender<'_> {
+    fn drop(&mut self) {
+        self.rollback_inner();
+    }
+}
+
+/// The label set of an exposed sample: `__name__`, the exposed labels (empty values dropped,
+/// escapes resolved), and the target's labels, which win over exposed ones of the same name;
+/// those are kept as `exported_<name>` like Prometheus does.
+fn exposed_labels(s: &SampleRef<'_>, target_labels: &Labels) -> Labels {
+    let mut v: Vec<(String, String)> = Vec::with_capacity(s.labels.len() + target_labels.len() + 1);
+    v.push((METRIC_NAME.to_owned(), s.name.to_owned()));
+    for (name, value) in s.labels.iter() {
+        if value.is_empty() {
+            continue;
+        }
+        let mut name = name.to_owned();
+        while target_labels.get(&name).is_some() {
+            name.insert_str(0, "exported_");
+        }
+        v.push((name, value.into_owned()));
+    }
+    for l in target_labels.iter() {
+        v.push((l.name.to_string(), l.value.to_string()));
+    }
+    Labels::new(v)
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,317 @@
+use super::*;
+use crate::scrape::parse::{Format, parse};
+
+fn m(op: MatchOp, name: &str, value: &str) -> Matcher {
+    Matcher::new(op, name, value)
+}
+
+fn re(name: &str, pattern: &str) -> MatchOp {
+    let _ = name;
+    MatchOp::Re(regex::Regex::new(&format!("^(?:{pattern})$")).expect("regex"))
+}
+
+fn l(pairs: &[(&str, &str)]) -> Labels {
+    Labels::new(pairs.iter().copied())
+}
+
+fn scrape(head: &Head, target: &str, tl: &Labels, t: i64, page: &str) -> ScrapeCommit {
+    let mut app = head.scrape_appender(target, tl, t);
+    parse(page.as_bytes(), Format::Text, |s| app.add(&s)).expect("page parses");
+    app.commit()
+}
+
+fn values(head: &Head, matchers: &[Matcher]) -> Vec<(String, Vec<(i64, u64)>)> {
+    head.select(matchers, i64::MIN, i64::MAX)
+        .into_iter()
+        .map(|s| {
+            (
+                s.labels.to_string(),
+                s.samples.iter().map(|x| (x.t, x.v.to_bits())).collect(),
+            )
+        })
+        .collect()
+}
+
+#[test]
+fn head_is_send_and_sync() {
+    fn assert_send_sync<T: Send + Sync>() {}
+    assert_send_sync::<Head>();
+    assert_send_sync::<Arc<Head>>();
+}
+
+#[test]
+fn append_and_select_with_every_matcher_kind() {
+    let head = Head::new();
+    let a = l(&[("__name__", "up"), ("job", "api"), ("instance", "a:1")]);
+    let b = l(&[("__name__", "up"), ("job", "web"), ("instance", "b:1")]);
+    let c = l(&[("__name__", "other"), ("job", "api")]);
+    for (i, s) in [&a, &b, &c].iter().enumerate() {
+        assert_eq!(head.append(s, 1000, i as f64), AppendOutcome::Appended);
+        assert_eq!(
+            head.append(s, 2000, 10.0 + i as f64),
+            AppendOutcome::Appended
+        );
+    }
+    let name = |v: &str| m(MatchOp::Equal, "__name__", v);
+    assert_eq!(
+        values(&head, &[name("up"), m(MatchOp::Equal, "job", "api")]).len(),
+        1
+    );
+    assert_eq!(values(&head, &[name("up")]).len(), 2);
+    assert_eq!(values(&head, &[m(MatchOp::Equal, "job", "api")]).len(), 2);
+    assert_eq!(
+        values(&head, &[name("up"), m(MatchOp::NotEqual, "job", "api")]).len(),
+        1
+    );
+    assert_eq!(values(&head, &[m(re("job", "a.*"), "job", "a.*")]).len(), 2);
+    assert_eq!(
+        values(&head, &[m(re("", "u.|oth.*"), "__name__", "u.|oth.*")]).len(),
+        3
+    );
+    assert_eq!(
+        values(
+            &head,
+            &[
+                name("up"),
+                m(
+                    MatchOp::NotRe(regex::Regex::new("^(?:web)$").expect("re")),
+                    "job",
+                    "web"
+                )
+            ]
+        )
+        .len(),
+        1
+    );
+    // A matcher that matches the empty string selects series without the label.
+    assert_eq!(values(&head, &[m(MatchOp::Equal, "instance", "")]).len(), 1);
+    assert!(values(&head, &[name("nope")]).is_empty());
+    assert!(values(&head, &[m(MatchOp::Equal, "nolabel", "x")]).is_empty());
+    // Time range is closed on both ends.
+    let r = head.select(&[name("other")], 2000, 2000);
+    assert_eq!(r[0].samples, vec![Sample { t: 2000, v: 12.0 }]);
+    assert!(head.select(&[name("other")], 2001, 3000).is_empty());
+    // Results come sorted by labels.
+    let ups = values(&head, &[name("up")]);
+    assert!(ups[0].0 < ups[1].0);
+}
+
+#[test]
+fn out_of_order_and_duplicates() {
+    let head = Head::new();
+    let s = l(&[("__name__", "x")]);
+    assert_eq!(head.append(&s, 100, 1.0), AppendOutcome::Appended);
+    assert_eq!(head.append(&s, 100, 1.0), AppendOutcome::Duplicate);
+    assert_eq!(head.append(&s, 100, 2.0), AppendOutcome::OutOfOrder);
+    assert_eq!(head.append(&s, 50, 2.0), AppendOutcome::OutOfOrder);
+    assert_eq!(head.append(&s, 200, 2.0), AppendOutcome::Appended);
+    let st = head.stats();
+    assert_eq!(st.out_of_order, 2);
+    assert_eq!(st.samples, 2);
+}
+
+#[test]
+fn chunks_are_cut_and_stats_account_for_them() {
+    let head = Head::with_chunk_samples(120);
+    let s = l(&[("__name__", "x"), ("job", "j")]);
+    for i in 0..250 {
+        head.append(&s, i * 10_000, i as f64);
+    }
+    let st = head.stats();
+    assert_eq!((st.series, st.samples, st.chunks), (1, 250, 3));
+    assert!(st.chunk_bytes > 0 && st.bytes > st.chunk_bytes);
+    let got = head.select(&[m(MatchOp::Equal, "__name__", "x")], 0, i64::MAX);
+    assert_eq!(got[0].samples.len(), 250);
+    assert!(got[0].samples.windows(2).all(|w| w[0].t < w[1].t));
+    // A range inside the second chunk.
+    let mid = head.select(&[m(MatchOp::Equal, "__name__", "x")], 1_300_000, 1_310_000);
+    assert_eq!(mid[0].samples.len(), 2);
+}
+
+#[test]
+fn strings_are_interned() {
+    let head = Head::new();
+    let a = head.series(&l(&[("__name__", "a"), ("job", "api")]));
+    let b = head.series(&l(&[("__name__", "b"), ("job", "api")]));
+    let job = |s: &MemSeries| {
+        s.labels()
+            .iter()
+            .find(|x| &*x.name == "job")
+            .cloned()
+            .expect("job")
+    };
+    assert!(Arc::ptr_eq(&job(&a).value, &job(&b).value));
+    assert!(Arc::ptr_eq(&job(&a).name, &job(&b).name));
+    // Same labels, same series.
+    let again = head.series(&l(&[("job", "api"), ("__name__", "a")]));
+    assert!(Arc::ptr_eq(&a, &again));
+}
+
+#[test]
+fn scrape_adds_target_labels_and_marks_disappeared_series_stale() {
+    let head = Head::new();
+    let tl = l(&[("job", "api"), ("instance", "h:1")]);
+    let page1 = "a{x=\"1\"} 1\nb 2\nc{job=\"inner\"} 3\nd{e=\"\"} 4\n";
+    let c1 = scrape(&head, "api/h:1", &tl, 10_000, page1);
+    assert_eq!((c1.appended, c1.series_added, c1.stale_markers), (4, 4, 0));
+    // Exposed `job` is kept as `exported_job`; empty values are dropped.
+    assert_eq!(
+        values(&head, &[m(MatchOp::Equal, "__name__", "c")])[0].0,
+        r#"c{exported_job="inner", instance="h:1", job="api"}"#
+    );
+    assert_eq!(
+        values(&head, &[m(MatchOp::Equal, "__name__", "d")])[0].0,
+        r#"d{instance="h:1", job="api"}"#
+    );
+
+    let page2 = "a{x=\"1\"} 5\nc{job=\"inner\"} 6\nd{e=\"\"} 7\n";
+    let c2 = scrape(&head, "api/h:1", &tl, 20_000, page2);
+    assert_eq!((c2.appended, c2.series_added, c2.stale_markers), (3, 0, 1));
+    let b = values(&head, &[m(MatchOp::Equal, "__name__", "b")]);
+    assert_eq!(b[0].1[1], (20_000, STALE_NAN.to_bits()));
+
+    // b comes back: a new sample after the marker, counted as added for this target again.
+    let c3 = scrape(&head, "api/h:1", &tl, 30_000, page1);
+    assert_eq!((c3.appended, c3.series_added, c3.stale_markers), (4, 1, 0));
+    assert_eq!(head.stats().stale_markers, 1);
+}
+
+#[test]
+fn failed_scrape_and_down_target_mark_everything_stale() {
+    let head = Head::new();
+    let tl = l(&[("job", "api")]);
+    scrape(&head, "t", &tl, 10_000, "a 1\nb 2\n");
+    // A scrape that fails halfway: nothing of it is stored, the last page goes stale.
+    let mut app = head.scrape_appender("t", &tl, 20_000);
+    let err = parse(b"a 5\nb oops\n", Format::Text, |s| app.add(&s));
+    assert!(err.is_err());
+    assert_eq!(app.rollback(), 2);
+    let a = values(&head, &[m(MatchOp::Equal, "__name__", "a")]);
+    assert_eq!(
+        a[0].1,
+        vec![(10_000, 1f64.to_bits()), (20_000, STALE_NAN_BITS)]
+    );
+    // The next good scrape does not stale again, and the series resume.
+    let c = scrape(&head, "t", &tl, 30_000, "a 3\nb 4\n");
+    assert_eq!((c.appended, c.stale_markers), (2, 0));
+    // Target down.
+    assert_eq!(head.mark_target_stale("t", 40_000), 2);
+    assert_eq!(head.mark_target_stale("t", 50_000), 0, "only once");
+    assert_eq!(head.mark_target_stale("unknown", 50_000), 0);
+    // Dropping an appender without commit is a rollback.
+    scrape(&head, "t", &tl, 60_000, "a 1\n");
+    drop(head.scrape_appender("t", &tl, 70_000));
+    let a = values(&head, &[m(MatchOp::Equal, "__name__", "a")]);
+    assert_eq!(a[0].1.last(), Some(&(70_000, STALE_NAN_BITS)));
+}
+
+use crate::series::STALE_NAN_BITS;
+
+#[test]
+fn samples_with_explicit_timestamps_are_not_staled() {
+    let head = Head::new();
+    let tl = l(&[("job", "j")]);
+    scrape(&head, "t", &tl, 10_000, "a 1 5000\nb 2\n");
+    let c = scrape(&head, "t", &tl, 20_000, "\n");
+    assert_eq!(c.stale_markers, 1);
+    let a = values(&head, &[m(MatchOp::Equal, "__name__", "a")]);
+    assert_eq!(a[0].1, vec![(5000, 1f64.to_bits())]);
+}
+
+#[test]
+fn truncate_drops_old_chunks_and_empty_series() {
+    let head = Head::with_chunk_samples(10);
+    let old = l(&[("__name__", "old"), ("job", "gone")]);
+    let live = l(&[("__name__", "live"), ("job", "j")]);
+    for i in 0..30 {
+        head.append(&old, i * 1000, 1.0);
+        head.append(&live, i * 1000 + 100_000, 1.0);
+    }
+    assert_eq!(head.stats().chunks, 6);
+    // Everything of `old` is before 50 s; `live`'s first chunk ends at 109 s.
+    assert_eq!(head.truncate(110_000), 1);
+    let st = head.stats();
+    assert_eq!((st.series, st.chunks, st.samples), (1, 2, 20));
+    assert!(values(&head, &[m(MatchOp::Equal, "job", "gone")]).is_empty());
+    assert!(values(&head, &[m(MatchOp::Equal, "__name__", "old")]).is_empty());
+    // Its strings left the interner.
+    assert!(lock(&head.interner).set.get("gone").is_none());
+    // The series can come back.
+    assert_eq!(head.append(&old, 200_000, 2.0), AppendOutcome::Appended);
+    assert_eq!(values(&head, &[m(MatchOp::Equal, "job", "gone")]).len(), 1);
+}
+
+#[test]
+fn scrape_cache_survives_truncation_of_its_series() {
+    let head = Head::new();
+    let tl = l(&[("job", "j")]);
+    scrape(&head, "t", &tl, 1000, "a 1\n");
+    assert_eq!(head.truncate(5000), 1);
+    let c = scrape(&head, "t", &tl, 10_000, "a 2\n");
+    assert_eq!(c.appended, 1);
+    let a = values(&head, &[m(MatchOp::Equal, "__name__", "a")]);
+    assert_eq!(a[0].1, vec![(10_000, 2f64.to_bits())]);
+}
+
+#[test]
+fn export_and_reload_round_trip() {
+    let head = Head::with_chunk_samples(50);
+    let tl = l(&[("job", "j"), ("instance", "i")]);
+    for k in 0..120 {
+        let page = format!("a {k}\nb{{x=\"y\"}} {}\n", k as f64 * 0.5);
+        scrape(&head, "t", &tl, k * 15_000, &page);
+    }
+    head.append(&l(&[("__name__", "s")]), 5, STALE_NAN);
+    let mut dump: Vec<(Labels, Vec<Vec<u8>>)> = Vec::new();
+    head.for_each_series(|labels, chunks| {
+        dump.push((
+            labels.clone(),
+            chunks.iter().map(|c| c.as_bytes().to_vec()).collect(),
+        ));
+    });
+    assert_eq!(dump.len(), 3);
+    let restored = Head::with_chunk_samples(50);
+    for (labels, chunks) in &dump {
+        restored.load_series(labels, chunks).expect("loads");
+    }
+    let all = [m(re("", ".+"), "__name__", ".+")];
+    assert_eq!(values(&head, &all), values(&restored, &all));
+    // Appends continue after the loaded data; older chunks are refused.
+    let a = l(&[("__name__", "a"), ("job", "j"), ("instance", "i")]);
+    assert_eq!(
+        restored.append(&a, 120 * 15_000, 1.0),
+        AppendOutcome::Appended
+    );
+    assert!(matches!(
+        restored.load_series(&a, &dump[0].1),
+        Err(LoadError::Overlap { .. })
+    ));
+    assert!(matches!(
+        restored.load_series(&a, [&[1u8, 2, 3][..]]),
+        Err(LoadError::Chunk { .. })
+    ));
+}
+
+#[test]
+fn concurrent_writers_and_readers() {
+    let head = Arc::new(Head::new());
+    let mut handles = Vec::new();
+    for w in 0..4 {
+        let head = head.clone();
+        handles.push(std::thread::spawn(move || {
+            let tl = l(&[("job", "j"), ("instance", &format!("i{w}"))]);
+            for k in 0..50 {
+                let page = format!("a 1\nb{{w=\"{w}\"}} {k}\nshared 1\n");
+                scrape(&head, &format!("t{w}"), &tl, k * 1000, &page);
+                let _ = head.select(&[m(MatchOp::Equal, "__name__", "b")], 0, i64::MAX);
+            }
+        }));
+    }
+    for h in handles {
+        h.join().expect("thread");
+    }
+    let st = head.stats();
+    assert_eq!(st.series, 12);
+    assert_eq!(st.samples, 4 * 50 * 3);
+    assert_eq!(st.out_of_order, 0);
+}
