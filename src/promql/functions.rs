@@ -662,17 +662,24 @@ fn eval_range_function(
     let n = ev.grid.len();
     let mut scalars = vec![0.0; scalar_args.len()];
     let mut out = Vec::with_capacity(ra.series.len());
-    for s in &ra.series {
+    let RangeArg {
+        series,
+        range,
+        offset,
+        at,
+    } = ra;
+    let window_end = |ts: i64| at.unwrap_or(ts) - offset;
+    for s in series {
         let samples = &s.points;
         let (mut lo, mut hi) = (0usize, 0usize);
         let mut points = Vec::new();
         for i in 0..n {
             let ts = ev.grid.ts(i);
-            let end = ra.window_end(ts);
-            let start = end - ra.range;
+            let end = window_end(ts);
+            let start = end - range;
             // Windows move forward with the steps (or stay put under `@`), so two cursors
             // suffice: no search and no copy per step.
-            if ra.at.is_none() || i == 0 {
+            if at.is_none() || i == 0 {
                 while hi < samples.len() && samples[hi].t <= end {
                     hi += 1;
                 }
@@ -691,7 +698,7 @@ fn eval_range_function(
                 ts,
                 start,
                 end,
-                range: ra.range,
+                range,
                 scalars: &scalars,
             };
             if let Some(v) = f(&w)? {
@@ -700,7 +707,8 @@ fn eval_range_function(
         }
         if !points.is_empty() {
             out.push(Series {
-                labels: s.labels.clone(),
+                // The selected series is owned here: move its labels instead of copying them.
+                labels: s.labels,
                 points,
                 // `last_over_time` keeps the name unless the subquery inside already dropped it.
                 drop_name: !keep_name || s.drop_name,

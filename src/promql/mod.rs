@@ -211,3 +211,143 @@ impl fmt::Display for GoLabels<'_> {
         f.write_str("}")
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::series::{STALE_NAN, Sample};
+    use promql_parser::label::Matcher;
+
+    /// A fake head: series with samples, filtered like the real one.
+    struct VecSource(Vec<SeriesSamples>);
+
+    impl SeriesSource for VecSource {
+        fn select(&self, ms: &[Matcher], mint: i64, maxt: i64) -> Vec<SeriesSamples> {
+            self.0
+                .iter()
+                .filter(|s| {
+                    ms.iter()
+                        .all(|m| m.is_match(s.labels.get(&m.name).unwrap_or("")))
+                })
+                .map(|s| SeriesSamples {
+                    labels: s.labels.clone(),
+                    samples: s
+                        .samples
+                        .iter()
+                        .copied()
+                        .filter(|x| x.t >= mint && x.t <= maxt)
+                        .collect(),
+                })
+                .filter(|s| !s.samples.is_empty())
+                .collect()
+        }
+    }
+
+    fn series(labels: &[(&str, &str)], points: &[(i64, f64)]) -> SeriesSamples {
+        SeriesSamples {
+            labels: Labels::new(labels.iter().copied()),
+            samples: points.iter().map(|&(t, v)| Sample { t, v }).collect(),
+        }
+    }
+
+    fn instant(src: &VecSource, q: &str, t: i64) -> Result<Value, EvalError> {
+        Engine::default().instant(src, &parse(q).unwrap(), t)
+    }
+
+    fn values(v: Value) -> Vec<(String, f64)> {
+        match v {
+            Value::Vector(s) => s.into_iter().map(|s| (s.labels.to_string(), s.v)).collect(),
+            other => panic!("expected vector, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn lookback_is_left_open_and_stale_markers_end_series() {
+        let src = VecSource(vec![
+            series(&[("__name__", "a")], &[(0, 1.0)]),
+            series(&[("__name__", "b")], &[(0, 1.0), (60_000, STALE_NAN)]),
+        ]);
+        // Exactly 5m old: out of the left-open lookback window.
+        assert!(values(instant(&src, "a", 300_000).unwrap()).is_empty());
+        assert_eq!(
+            values(instant(&src, "a", 299_999).unwrap()),
+            [("a{}".into(), 1.0)]
+        );
+        // The stale marker hides the earlier sample, and is never a value itself.
+        assert!(values(instant(&src, "b", 90_000).unwrap()).is_empty());
+        assert!(
+            values(instant(&src, "count_over_time(b[5m])", 90_000).unwrap())
+                .iter()
+                .all(|(_, v)| *v == 1.0)
+        );
+    }
+
+    #[test]
+    fn range_windows_are_left_open() {
+        let src = VecSource(vec![series(
+            &[("__name__", "c")],
+            &[(0, 0.0), (60_000, 1.0), (120_000, 2.0)],
+        )]);
+        // (0, 120s]: the sample at 0 is out.
+        assert_eq!(
+            values(instant(&src, "count_over_time(c[2m])", 120_000).unwrap()),
+            [("{}".into(), 2.0)]
+        );
+    }
+
+    #[test]
+    fn many_to_many_matching_is_an_error_with_prometheus_wording() {
+        let src = VecSource(vec![
+            series(&[("__name__", "x"), ("job", "a")], &[(0, 1.0)]),
+            series(&[("__name__", "y"), ("job", "a"), ("i", "1")], &[(0, 1.0)]),
+            series(&[("__name__", "y"), ("job", "a"), ("i", "2")], &[(0, 1.0)]),
+        ]);
+        let err = instant(&src, "x + on(job) y", 0).unwrap_err();
+        assert!(
+            err.to_string().starts_with(
+                "found duplicate series for the match group {job=\"a\"} on the right hand-side"
+            ),
+            "{err}"
+        );
+        // group_right makes it legal.
+        assert_eq!(
+            values(instant(&src, "x + on(job) group_right y", 0).unwrap()).len(),
+            2
+        );
+    }
+
+    #[test]
+    fn names_are_dropped_at_the_end_and_collisions_fail() {
+        let src = VecSource(vec![
+            series(&[("__name__", "m1"), ("a", "1")], &[(0, 1.0)]),
+            series(&[("__name__", "m2"), ("a", "1")], &[(0, 2.0)]),
+        ]);
+        assert_eq!(
+            instant(&src, "ceil({a=\"1\"})", 0).unwrap_err(),
+            EvalError::DuplicateLabelset
+        );
+        // Comparisons keep the name; arithmetic with a scalar drops it.
+        let v = values(instant(&src, "m1 > 0", 0).unwrap());
+        assert_eq!(v, [("m1{a=\"1\"}".into(), 1.0)]);
+        let v = values(instant(&src, "m1 * 2", 0).unwrap());
+        assert_eq!(v, [("{a=\"1\"}".into(), 2.0)]);
+    }
+
+    #[test]
+    fn range_query_returns_sorted_matrix() {
+        let src = VecSource(vec![
+            series(&[("__name__", "m"), ("i", "2")], &[(0, 2.0), (60_000, 3.0)]),
+            series(&[("__name__", "m"), ("i", "1")], &[(0, 1.0)]),
+        ]);
+        let v = Engine::default()
+            .range(&src, &parse("m").unwrap(), 0, 60_000, 30_000)
+            .unwrap();
+        let Value::Matrix(m) = v else { panic!() };
+        assert_eq!(m[0].labels.get("i"), Some("1"));
+        assert_eq!(m[0].samples.len(), 3);
+        assert_eq!(
+            m[1].samples.iter().map(|s| s.v).collect::<Vec<_>>(),
+            [2.0, 2.0, 3.0]
+        );
+    }
+}
