@@ -38,7 +38,7 @@ impl AlertState {
 }
 
 /// One alert instance: a label set with its state and annotations.
-#[derive(Clone, Debug, PartialEq)]
+#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct Alert {
     /// Identity of the alert: `alertname` plus the rule's and the series' labels.
     pub labels: Labels,
@@ -53,6 +53,7 @@ pub struct Alert {
     /// When it resolved, once it has.
     pub resolved_at: Option<DateTime<Utc>>,
     /// The value of the expression at the last evaluation.
+    #[serde(with = "float_text")]
     pub value: f64,
     /// A link back to the source of the alert (rule expression or probe).
     pub generator_url: String,
@@ -67,5 +68,19 @@ impl Alert {
     /// The stable fingerprint of the alert's labels, as 16 hex digits.
     pub fn fingerprint(&self) -> String {
         format!("{:016x}", self.labels.fingerprint())
+    }
+}
+
+/// Floats as text in stored JSON, so NaN and ±Inf survive (JSON numbers cannot hold them).
+mod float_text {
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    pub fn serialize<S: Serializer>(v: &f64, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&v.to_string())
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<f64, D::Error> {
+        let s = String::deserialize(d)?;
+        s.parse::<f64>().map_err(serde::de::Error::custom)
     }
 }

@@ -105,12 +105,206 @@ pub async fn handle(ctx: Arc<Context>, req: Request<Incoming>) -> Resp {
                 &format!("reload failed: {e}"),
             ),
         },
-        (_, "/metrics" | "/healthz" | "/readyz" | "/-/reload") => error(
+        (&Method::GET, "/api/v1/alerts") => {
+            let alerts: Vec<serde_json::Value> = ctx
+                .rules
+                .alerts()
+                .into_iter()
+                .filter(|a| a.state != crate::alert::AlertState::Resolved)
+                .map(|a| {
+                    serde_json::json!({
+                        "labels": a.labels,
+                        "annotations": a.annotations,
+                        "state": a.state.as_str(),
+                        "activeAt": a.active_at.to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
+                        "value": crate::promql::format_value(a.value),
+                    })
+                })
+                .collect();
+            json(StatusCode::OK, &serde_json::json!({ "status": "success", "alerts": alerts }))
+        }
+        (&Method::GET, "/api/v1/targets") => json(
+            StatusCode::OK,
+            &serde_json::json!({ "status": "success", "targets": ctx.targets.list() }),
+        ),
+        (&Method::GET | &Method::POST, "/api/v1/query") => query(&ctx, req).await,
+        (&Method::GET, "/api/v1/history") => history(&ctx, req.uri().query().unwrap_or("")).await,
+        (&Method::GET, "/api/v1/silences") => {
+            let list: Vec<serde_json::Value> = ctx
+                .dispatch
+                .silences()
+                .await
+                .into_iter()
+                .map(|(s, state)| {
+                    let mut v = serde_json::to_value(&s).unwrap_or_default();
+                    v["status"] = serde_json::json!({ "state": state });
+                    v
+                })
+                .collect();
+            json(StatusCode::OK, &serde_json::json!({ "status": "success", "silences": list }))
+        }
+        (&Method::POST, "/api/v1/silences") => {
+            let body: crate::dispatch::NewSilence = match read_json(req).await {
+                Ok(b) => b,
+                Err(r) => return r,
+            };
+            match ctx.dispatch.add_silence(body).await {
+                Ok(id) => json(StatusCode::OK, &serde_json::json!({ "id": id })),
+                Err(e) => error(StatusCode::BAD_REQUEST, &e),
+            }
+        }
+        (&Method::DELETE, p) if p.starts_with("/api/v1/silences/") => {
+            let id = &p["/api/v1/silences/".len()..];
+            match ctx.dispatch.expire_silence(id).await {
+                Ok(()) => json(StatusCode::OK, &serde_json::json!({ "status": "expired" })),
+                Err(e) if e == "not found" => error(StatusCode::NOT_FOUND, &format!("no silence {id}")),
+                Err(e) => error(StatusCode::INTERNAL_SERVER_ERROR, &e),
+            }
+        }
+        (
+            _,
+            "/metrics" | "/healthz" | "/readyz" | "/-/reload" | "/api/v1/silences" | "/api/v1/alerts"
+            | "/api/v1/targets" | "/api/v1/history" | "/api/v1/query",
+        ) => error(
             StatusCode::METHOD_NOT_ALLOWED,
             &format!("{method} is not allowed on {path}"),
         ),
         _ => error(StatusCode::NOT_FOUND, &format!("no such endpoint: {path}")),
     }
+}
+
+/// `GET /api/v1/query`: an instant query in Prometheus' HTTP API format.
+async fn query(ctx: &Arc<Context>, req: Request<Incoming>) -> Resp {
+    let mut params = parse_query(req.uri().query().unwrap_or(""));
+    if req.method() == Method::POST {
+        let body = Limited::new(req.into_body(), MAX_BODY).collect().await.map(|b| b.to_bytes());
+        if let Ok(b) = body {
+            params.extend(parse_query(&String::from_utf8_lossy(&b)));
+        }
+    }
+    let prom_error = |status: StatusCode, kind: &str, msg: &str| {
+        json(status, &serde_json::json!({ "status": "error", "errorType": kind, "error": msg }))
+    };
+    let Some(q) = params.get("query") else {
+        return prom_error(StatusCode::BAD_REQUEST, "bad_data", "missing parameter: query");
+    };
+    let t_ms = match params.get("time") {
+        None => ctx.clock.now_ms(),
+        Some(t) => match parse_time(t) {
+            Some(t) => t,
+            None => return prom_error(StatusCode::BAD_REQUEST, "bad_data", &format!("invalid parameter \"time\": cannot parse {t:?} to a valid timestamp")),
+        },
+    };
+    let expr = match crate::promql::parse(q) {
+        Ok(e) => e,
+        Err(e) => return prom_error(StatusCode::BAD_REQUEST, "bad_data", &format!("invalid parameter \"query\": {e}")),
+    };
+    if let Err(e) = crate::promql::check_supported(&expr) {
+        return prom_error(StatusCode::BAD_REQUEST, "bad_data", &e);
+    }
+    let head = ctx.head.clone();
+    let r = tokio::task::spawn_blocking(move || crate::promql::Engine::default().instant(&*head, &expr, t_ms)).await;
+    match r {
+        Ok(Ok(v)) => json(StatusCode::OK, &crate::promql::value_to_api_json(&v)),
+        Ok(Err(e)) => prom_error(StatusCode::UNPROCESSABLE_ENTITY, "execution", &e.to_string()),
+        Err(e) => prom_error(StatusCode::SERVICE_UNAVAILABLE, "internal", &e.to_string()),
+    }
+}
+
+/// `GET /api/v1/history?probe=NAME|alert=NAME[&since=T&until=T&limit=N]`, newest last.
+async fn history(ctx: &Arc<Context>, q: &str) -> Resp {
+    let p = parse_query(q);
+    let time = |k: &str, default: i64| -> Result<i64, Resp> {
+        match p.get(k) {
+            None => Ok(default),
+            Some(v) => parse_time(v).ok_or_else(|| error(StatusCode::BAD_REQUEST, &format!("invalid {k}: {v:?} is neither RFC 3339 nor Unix time"))),
+        }
+    };
+    let since = match time("since", 0) {
+        Ok(t) => t,
+        Err(r) => return r,
+    };
+    let until = match time("until", i64::MAX) {
+        Ok(t) => t,
+        Err(r) => return r,
+    };
+    let limit = match p.get("limit").map(|l| l.parse::<usize>()) {
+        None => 1000,
+        Some(Ok(l)) if l > 0 => l.min(100_000),
+        Some(_) => return error(StatusCode::BAD_REQUEST, "invalid limit: a positive integer"),
+    };
+    let store = ctx.store.clone();
+    let rfc = |t: i64| chrono::DateTime::from_timestamp_millis(t).map(|d| d.to_rfc3339_opts(chrono::SecondsFormat::Millis, true));
+    if let Some(name) = p.get("probe").cloned() {
+        let r = tokio::task::spawn_blocking(move || store.probe_history(&name, since, until, limit)).await;
+        match r {
+            Ok(Ok(records)) => {
+                let v: Vec<serde_json::Value> = records
+                    .iter()
+                    .map(|r| serde_json::json!({"time": rfc(r.t), "success": r.success, "duration": r.duration_seconds, "status": r.status, "reason": r.reason}))
+                    .collect();
+                json(StatusCode::OK, &serde_json::json!({ "status": "success", "probe": p.get("probe"), "results": v }))
+            }
+            Ok(Err(e)) => error(StatusCode::INTERNAL_SERVER_ERROR, &e.to_string()),
+            Err(e) => error(StatusCode::INTERNAL_SERVER_ERROR, &e.to_string()),
+        }
+    } else if let Some(name) = p.get("alert").cloned() {
+        let r = tokio::task::spawn_blocking(move || store.alert_history(&name, since, until, limit)).await;
+        match r {
+            Ok(Ok(records)) => {
+                let v: Vec<serde_json::Value> = records
+                    .iter()
+                    .map(|r| serde_json::json!({"time": rfc(r.t), "labels": r.labels, "from": r.from, "to": r.to, "value": crate::promql::format_value(r.value)}))
+                    .collect();
+                json(StatusCode::OK, &serde_json::json!({ "status": "success", "alert": p.get("alert"), "transitions": v }))
+            }
+            Ok(Err(e)) => error(StatusCode::INTERNAL_SERVER_ERROR, &e.to_string()),
+            Err(e) => error(StatusCode::INTERNAL_SERVER_ERROR, &e.to_string()),
+        }
+    } else {
+        error(StatusCode::BAD_REQUEST, "give probe=NAME or alert=NAME")
+    }
+}
+
+/// RFC 3339 or Unix seconds (with a fraction) to ms.
+pub fn parse_time(s: &str) -> Option<i64> {
+    if let Ok(f) = s.parse::<f64>() {
+        return f.is_finite().then(|| (f * 1000.0).round() as i64);
+    }
+    chrono::DateTime::parse_from_rfc3339(s).ok().map(|d| d.timestamp_millis())
+}
+
+/// Decodes `a=b&c=d` with percent-escapes and `+` for space.
+pub fn parse_query(q: &str) -> std::collections::HashMap<String, String> {
+    fn decode(s: &str) -> String {
+        let b = s.as_bytes();
+        let mut out = Vec::with_capacity(b.len());
+        let mut i = 0;
+        while i < b.len() {
+            match b[i] {
+                b'+' => out.push(b' '),
+                b'%' if i + 2 < b.len() + 0 && i + 2 <= b.len() - 1 => {
+                    match u8::from_str_radix(&s[i + 1..i + 3], 16) {
+                        Ok(v) => {
+                            out.push(v);
+                            i += 2;
+                        }
+                        Err(_) => out.push(b'%'),
+                    }
+                }
+                c => out.push(c),
+            }
+            i += 1;
+        }
+        String::from_utf8_lossy(&out).into_owned()
+    }
+    q.split('&')
+        .filter(|kv| !kv.is_empty())
+        .map(|kv| match kv.split_once('=') {
+            Some((k, v)) => (decode(k), decode(v)),
+            None => (decode(kv), String::new()),
+        })
+        .collect()
 }
 
 /// True when no token is configured or the request carries the right one. The comparison takes

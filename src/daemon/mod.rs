@@ -23,7 +23,10 @@ use crate::clock::Clock;
 use crate::config::{self, Config, ConfigError};
 use crate::dispatch::outbox::Outbox;
 use crate::dispatch::{Dispatcher, DispatcherHandle};
+use crate::rules::engine::{RulesEngine, RulesState};
+use crate::scrape::health::TargetsView;
 use crate::series::Labels;
+use crate::series::head::Head;
 use crate::store::Store;
 use crate::telemetry::Telemetry;
 use systemd::{Liveness, Notifier};
@@ -96,6 +99,12 @@ pub struct Context {
     pub outbox: Outbox,
     /// Wall-clock time.
     pub clock: Clock,
+    /// The in-memory series head.
+    pub head: Arc<Head>,
+    /// Health of every scrape target and probe.
+    pub targets: Arc<TargetsView>,
+    /// Alerting rules and their alerts.
+    pub rules: Arc<RulesState>,
 }
 
 impl Context {
@@ -178,6 +187,20 @@ pub async fn run(config_path: PathBuf) -> Result<(), DaemonError> {
         Some(liveness.register("dispatcher", Duration::from_secs(60))),
     );
 
+    let head = Arc::new(Head::new());
+    let window = crate::series::persist::head_window(&config);
+    {
+        let (head, store) = (head.clone(), store.clone());
+        let now = clock.now_ms();
+        let (series, samples) =
+            tokio::task::spawn_blocking(move || crate::series::persist::load_head(&head, &store, now, window))
+                .await
+                .unwrap_or((0, 0));
+        info!(series, samples, window = %crate::config::format_duration(window), "head loaded from the store");
+    }
+    let rules = Arc::new(RulesState::default());
+    rules.configure(&config, Some(&store));
+
     let (reload_tx, reload_rx) = mpsc::channel(4);
     let ctx = Arc::new(Context {
         config: RwLock::new(config.clone()),
@@ -190,7 +213,14 @@ pub async fn run(config_path: PathBuf) -> Result<(), DaemonError> {
         dispatch: dispatch.clone(),
         outbox: outbox.clone(),
         clock: clock.clone(),
+        head: head.clone(),
+        targets: Arc::new(TargetsView::default()),
+        rules: rules.clone(),
     });
+    {
+        let rules = rules.clone();
+        telemetry.add_exposer(Arc::new(crate::rules::engine::AlertsExposer { alerts: Box::new(move || rules.alerts()) }));
+    }
     telemetry.config_last_reload_successful.set(1);
     telemetry
         .config_last_reload_success_timestamp
@@ -202,6 +232,17 @@ pub async fn run(config_path: PathBuf) -> Result<(), DaemonError> {
     tasks.spawn(outbox.run(shutdown.clone()));
     tasks.spawn(crate::api::serve(listener, ctx.clone(), shutdown.clone()));
     tasks.spawn(housekeeping(ctx.clone(), shutdown.clone()));
+    tasks.spawn(
+        crate::series::persist::Checkpointer {
+            head: head.clone(),
+            store: store.clone(),
+            window,
+            clock: clock.clone(),
+            telemetry: telemetry.clone(),
+            heartbeat: ctx.liveness.register("checkpoint", Duration::from_secs(300)),
+        }
+        .run(shutdown.clone()),
+    );
     if let Some(every) = systemd::watchdog_interval() {
         tasks.spawn(systemd::watchdog_loop(
             notifier.clone(),
@@ -284,9 +325,37 @@ struct Engines {
 }
 
 impl Engines {
-    fn start(_ctx: &Arc<Context>, _config: &Arc<Config>, parent: &CancellationToken) -> Engines {
+    fn start(ctx: &Arc<Context>, config: &Arc<Config>, parent: &CancellationToken) -> Engines {
         let token = parent.child_token();
-        let tasks = JoinSet::new();
+        let mut tasks = JoinSet::new();
+        ctx.targets.retain(&crate::scrape::manager::target_keys(config));
+        let scrape_every = config.jobs.iter().map(|j| j.interval(&config.global)).max().unwrap_or(Duration::ZERO);
+        tasks.spawn(
+            crate::scrape::manager::ScrapeManager {
+                config: config.clone(),
+                head: ctx.head.clone(),
+                targets: ctx.targets.clone(),
+                telemetry: ctx.telemetry.clone(),
+                clock: ctx.clock.clone(),
+                heartbeat: Arc::new(ctx.liveness.register("scrape", scrape_every * 3 + Duration::from_secs(60))),
+            }
+            .run(token.clone()),
+        );
+        let eval_every = config.global.evaluation_interval.get();
+        tasks.spawn(
+            RulesEngine {
+                config: config.clone(),
+                head: ctx.head.clone(),
+                state: ctx.rules.clone(),
+                store: ctx.store.clone(),
+                dispatch: ctx.dispatch.clone(),
+                telemetry: ctx.telemetry.clone(),
+                clock: ctx.clock.clone(),
+                heartbeat: ctx.liveness.register("rules", eval_every * 4 + Duration::from_secs(60)),
+                extra_alerts: None,
+            }
+            .run(token.clone()),
+        );
         Engines { token, tasks }
     }
 
@@ -325,6 +394,7 @@ async fn reload_loop(
                 }
                 engines.stop().await;
                 ctx.set_config(new.clone());
+                ctx.rules.configure(&new, Some(&ctx.store));
                 ctx.dispatch.reconfigure(new.clone()).await;
                 ctx.outbox.reconfigure(new.clone());
                 engines = Engines::start(&ctx, &new, &shutdown);

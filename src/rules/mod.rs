@@ -2,5 +2,6 @@
 //! annotations.
 
 pub mod alerting;
+pub mod engine;
 pub mod gofmt;
 pub mod template;

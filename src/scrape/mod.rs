@@ -2,5 +2,9 @@
 //!
 //! - [`parse`]: the exposition parser (Prometheus text format and OpenMetrics), a
 //!   self-contained push parser that hands out borrowed samples without allocating per sample.
+//! - [`manager`]: the scrape loop, one task per target.
+//! - [`health`]: each target's last run, for `/api/v1/targets`.
 
 pub mod parse;
+pub mod health;
+pub mod manager;

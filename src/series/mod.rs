@@ -6,6 +6,7 @@
 pub mod chunk;
 pub mod head;
 pub mod labels;
+pub mod persist;
 
 pub use labels::{Label, Labels, METRIC_NAME};
 

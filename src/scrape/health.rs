@@ -1,0 +1,54 @@
+//! The health of every scrape target and probe, for `GET /api/v1/targets`.
+
+use std::collections::BTreeMap;
+use std::sync::RwLock;
+
+use chrono::{DateTime, Utc};
+use serde::Serialize;
+
+/// One target's last run.
+#[derive(Debug, Clone, Serialize, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct TargetHealth {
+    /// `scrape` or `probe`.
+    pub kind: &'static str,
+    /// The job (scrape job, or the probe's `job`).
+    pub job: String,
+    /// The probe's name, for probes.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub probe: Option<String>,
+    /// The URL scraped or probed.
+    pub url: String,
+    /// `up`, `down` or `unknown` (not run yet).
+    pub health: &'static str,
+    /// Why the last run failed; empty when it succeeded.
+    pub last_error: String,
+    /// When the last run started.
+    pub last_run: Option<DateTime<Utc>>,
+    /// How long it took, in seconds.
+    pub last_duration_seconds: f64,
+    /// Samples scraped (scrapes only).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub samples: Option<usize>,
+}
+
+/// Every target's health, by a stable key.
+#[derive(Default)]
+pub struct TargetsView {
+    all: RwLock<BTreeMap<String, TargetHealth>>,
+}
+
+impl TargetsView {
+    /// Records a target's state.
+    pub fn set(&self, key: &str, h: TargetHealth) {
+        self.all.write().unwrap_or_else(|p| p.into_inner()).insert(key.to_string(), h);
+    }
+    /// Keeps only these keys (after a reload).
+    pub fn retain(&self, keys: &[String]) {
+        self.all.write().unwrap_or_else(|p| p.into_inner()).retain(|k, _| keys.contains(k));
+    }
+    /// Every target, in key order.
+    pub fn list(&self) -> Vec<TargetHealth> {
+        self.all.read().unwrap_or_else(|p| p.into_inner()).values().cloned().collect()
+    }
+}

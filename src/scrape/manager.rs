@@ -1,0 +1,297 @@
+//! The scrape loop: one task per target, each on its own interval with a start offset spread
+//! over it, fetching the page with a body limit and a timeout, parsing it into the head, and
+//! writing the synthetic series `up`, `scrape_duration_seconds`, `scrape_samples_scraped` and
+//! `scrape_series_added`. A failing target is down with a reason; nobody else notices.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use tokio::task::JoinSet;
+use tokio_util::sync::CancellationToken;
+use tracing::{debug, warn};
+
+use super::health::{TargetHealth, TargetsView};
+use super::parse::{Format, Parser, format_from_content_type};
+use crate::clock::Clock;
+use crate::config::{Config, JobConfig, Scheme};
+use crate::daemon::systemd::Heartbeat;
+use crate::series::Labels;
+use crate::series::head::Head;
+use crate::telemetry::Telemetry;
+
+/// What Prometheus 3 asks for: OpenMetrics first, then the text format.
+pub const ACCEPT: &str = "application/openmetrics-text;version=1.0.0;q=0.5,application/openmetrics-text;version=0.0.1;q=0.4,text/plain;version=1.0.0;q=0.3,text/plain;version=0.0.4;q=0.2,*/*;q=0.1";
+
+/// One target of a job.
+#[derive(Clone)]
+struct Target {
+    job: JobConfig,
+    instance: String,
+    url: String,
+    key: String,
+    labels: Labels,
+    interval: Duration,
+    timeout: Duration,
+}
+
+/// Runs every scrape target of the config.
+pub struct ScrapeManager {
+    /// The config of this generation.
+    pub config: Arc<Config>,
+    /// Where samples go.
+    pub head: Arc<Head>,
+    /// Health for the API.
+    pub targets: Arc<TargetsView>,
+    /// Metrics.
+    pub telemetry: Arc<Telemetry>,
+    /// Wall time for sample timestamps.
+    pub clock: Clock,
+    /// Liveness of the manager (each target loop beats it too).
+    pub heartbeat: Arc<Heartbeat>,
+}
+
+/// A deterministic offset inside the interval, so targets do not all fire at once and keep
+/// their phase across restarts (as Prometheus' scrape offsets).
+pub fn offset(key: &str, interval: Duration) -> Duration {
+    let h = Labels::new([("k", key)]).fingerprint();
+    let ms = interval.as_millis().max(1) as u64;
+    Duration::from_millis(h % ms)
+}
+
+/// Every target key of a config, for pruning the health view on reload.
+pub fn target_keys(c: &Config) -> Vec<String> {
+    c.jobs.iter().flat_map(|j| j.targets.iter().map(move |t| format!("scrape/{}/{t}", j.name))).collect()
+}
+
+impl ScrapeManager {
+    /// Scrapes until `shutdown`.
+    pub async fn run(self, shutdown: CancellationToken) {
+        let client = match reqwest::Client::builder()
+            .user_agent(concat!("postflight/", env!("CARGO_PKG_VERSION")))
+            .pool_idle_timeout(Duration::from_secs(90))
+            .pool_max_idle_per_host(2)
+            .redirect(reqwest::redirect::Policy::limited(10))
+            .build()
+        {
+            Ok(c) => c,
+            Err(e) => {
+                warn!(error = %e, "cannot build the scrape client; no scrapes");
+                return;
+            }
+        };
+        let mut tasks = JoinSet::new();
+        for job in &self.config.jobs {
+            for instance in &job.targets {
+                let scheme = match job.scheme {
+                    Scheme::Http => "http",
+                    Scheme::Https => "https",
+                };
+                let mut labels: Vec<(String, String)> = job.labels.iter().map(|(k, v)| (k.clone(), v.clone())).collect();
+                labels.push(("job".into(), job.name.clone()));
+                labels.push(("instance".into(), instance.clone()));
+                let t = Target {
+                    job: job.clone(),
+                    instance: instance.clone(),
+                    url: format!("{scheme}://{instance}{}", job.metrics_path),
+                    key: format!("scrape/{}/{instance}", job.name),
+                    labels: Labels::new(labels),
+                    interval: job.interval(&self.config.global),
+                    timeout: job.timeout(&self.config.global),
+                };
+                self.targets.set(&t.key, TargetHealth {
+                    kind: "scrape",
+                    job: job.name.clone(),
+                    probe: None,
+                    url: t.url.clone(),
+                    health: "unknown",
+                    last_error: String::new(),
+                    last_run: None,
+                    last_duration_seconds: 0.0,
+                    samples: None,
+                });
+                tasks.spawn(target_loop(t, client.clone(), self.head.clone(), self.targets.clone(), self.telemetry.clone(), self.clock.clone(), self.heartbeat.clone(), shutdown.clone()));
+            }
+        }
+        self.heartbeat.beat();
+        while tasks.join_next().await.is_some() {}
+        // Targets of this generation are gone (reload or stop): their series go stale now, not
+        // after the 5-minute lookback.
+        let now = self.clock.now_ms();
+        for job in &self.config.jobs {
+            for instance in &job.targets {
+                let key = format!("scrape/{}/{instance}", job.name);
+                if !shutdown.is_cancelled() {
+                    self.head.remove_target(&key, now);
+                }
+            }
+        }
+    }
+}
+
+#[allow(clippy::too_many_arguments)]
+async fn target_loop(
+    t: Target,
+    client: reqwest::Client,
+    head: Arc<Head>,
+    view: Arc<TargetsView>,
+    telemetry: Arc<Telemetry>,
+    clock: Clock,
+    heartbeat: Arc<Heartbeat>,
+    shutdown: CancellationToken,
+) {
+    let start = tokio::time::Instant::now() + offset(&t.key, t.interval);
+    let mut tick = tokio::time::interval_at(start, t.interval);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut parser = Parser::new();
+    let mut body: Vec<u8> = Vec::new();
+    loop {
+        tokio::select! {
+            _ = shutdown.cancelled() => return,
+            _ = tick.tick() => {}
+        }
+        heartbeat.beat();
+        let now = clock.now();
+        let t_ms = now.timestamp_millis();
+        let started = Instant::now();
+        let fetched = tokio::select! {
+            _ = shutdown.cancelled() => return,
+            r = fetch(&client, &t, &mut body) => r,
+        };
+        let mut samples = 0usize;
+        let mut added = 0usize;
+        let result = match fetched {
+            Ok(format) => {
+                let mut app = head.scrape_appender(&t.key, &t.labels, t_ms);
+                let limit = t.job.sample_limit as usize;
+                let mut over = 0usize;
+                let parsed = parser.parse(&body, format, |s| {
+                    if samples < limit {
+                        app.add(&s);
+                        samples += 1;
+                    } else {
+                        over += 1;
+                    }
+                });
+                match parsed {
+                    Ok(_) => {
+                        let c = app.commit();
+                        added = c.series_added;
+                        if over > 0 {
+                            telemetry.scrape_errors_total.with_label_values(&[t.job.name.as_str(), "sample_limit"]).inc();
+                            Err(format!("sample limit {limit} exceeded: {over} samples dropped"))
+                        } else {
+                            Ok(())
+                        }
+                    }
+                    Err(e) => {
+                        app.rollback();
+                        samples = 0;
+                        telemetry.scrape_errors_total.with_label_values(&[t.job.name.as_str(), "parse"]).inc();
+                        Err(format!("invalid exposition: {e}"))
+                    }
+                }
+            }
+            Err((reason, class)) => {
+                head.mark_target_stale(&t.key, t_ms);
+                telemetry.scrape_errors_total.with_label_values(&[t.job.name.as_str(), class]).inc();
+                Err(reason)
+            }
+        };
+        let took = started.elapsed();
+        // A page cut at the sample limit still delivered data: the target is up.
+        let up = result.is_ok() || samples > 0;
+        let synth = |name: &str, v: f64| head.append(&t.labels.with("__name__", name), t_ms, v);
+        synth("up", if up { 1.0 } else { 0.0 });
+        synth("scrape_duration_seconds", took.as_secs_f64());
+        synth("scrape_samples_scraped", samples as f64);
+        synth("scrape_series_added", added as f64);
+        telemetry.scrapes_total.with_label_values(&[t.job.name.as_str(), if up { "success" } else { "failure" }]).inc();
+        telemetry.head_samples_appended.with_label_values(&["scrape"]).inc_by(samples as u64);
+        let err = result.err().unwrap_or_default();
+        if !err.is_empty() {
+            debug!(target = %t.url, error = %err, "scrape failed");
+        }
+        view.set(&t.key, TargetHealth {
+            kind: "scrape",
+            job: t.job.name.clone(),
+            probe: None,
+            url: t.url.clone(),
+            health: if up { "up" } else { "down" },
+            last_error: err,
+            last_run: Some(now),
+            last_duration_seconds: took.as_secs_f64(),
+            samples: Some(samples),
+        });
+        // Do not keep a huge buffer around after one large page.
+        if body.capacity() > 4 << 20 {
+            body = Vec::new();
+        }
+        let _ = &t.instance;
+    }
+}
+
+/// Fetches the page into `body`; returns its format, or a reason and an error class.
+async fn fetch(client: &reqwest::Client, t: &Target, body: &mut Vec<u8>) -> Result<Format, (String, &'static str)> {
+    body.clear();
+    let timeout_s = format!("{}", t.timeout.as_secs_f64());
+    let req = client
+        .get(&t.url)
+        .header("Accept", ACCEPT)
+        .header("X-Prometheus-Scrape-Timeout-Seconds", timeout_s)
+        .timeout(t.timeout);
+    let limit = t.job.body_size_limit as usize;
+    let work = async {
+        let mut resp = req.send().await.map_err(|e| (describe(&e), class(&e)))?;
+        let status = resp.status();
+        if !status.is_success() {
+            return Err((format!("server returned HTTP status {status}"), "http_status"));
+        }
+        if let Some(len) = resp.content_length()
+            && len as usize > limit
+        {
+            return Err((format!("body of {len} bytes exceeds the limit of {limit} bytes"), "body_size"));
+        }
+        let format = resp
+            .headers()
+            .get(reqwest::header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .map(format_from_content_type)
+            .unwrap_or(Format::Text);
+        while let Some(chunk) = resp.chunk().await.map_err(|e| (describe(&e), class(&e)))? {
+            if body.len() + chunk.len() > limit {
+                return Err((format!("body exceeds the limit of {limit} bytes"), "body_size"));
+            }
+            body.extend_from_slice(&chunk);
+        }
+        Ok(format)
+    };
+    match tokio::time::timeout(t.timeout, work).await {
+        Ok(r) => r,
+        Err(_) => Err((format!("timed out after {}", crate::config::format_duration(t.timeout)), "timeout")),
+    }
+}
+
+fn class(e: &reqwest::Error) -> &'static str {
+    if e.is_timeout() {
+        "timeout"
+    } else if e.is_connect() {
+        "connect"
+    } else {
+        "http"
+    }
+}
+
+/// A reqwest error in words, with its cause (the top level alone says only "error sending
+/// request").
+fn describe(e: &reqwest::Error) -> String {
+    if e.is_timeout() {
+        return "timed out".into();
+    }
+    let mut s = String::new();
+    let mut src: Option<&dyn std::error::Error> = std::error::Error::source(e);
+    while let Some(c) = src {
+        s = c.to_string();
+        src = c.source();
+    }
+    if s.is_empty() { e.to_string() } else { s.replace("Connection refused (os error 111)", "connection refused") }
+}
