@@ -19,6 +19,8 @@
 //! - [`cli`]: the `postflight` subcommands; `main.rs` only parses and calls them.
 //! - [`series`]: label sets, samples, the in-memory head the engines read.
 //! - [`alert`]: the alert type shared by rules, probes and the dispatcher; Alertmanager matchers.
+//! - [`probe`]: HTTP(S) and TCP health probes on their intervals, the built-in `ProbeFailed`
+//!   alert, and the `probe_*` series.
 #![forbid(unsafe_code)]
 
 pub mod alert;
@@ -26,6 +28,7 @@ pub mod api;
 pub mod cli;
 pub mod config;
 pub mod daemon;
+pub mod probe;
 pub mod series;
 pub mod telemetry;
 
