@@ -141,8 +141,14 @@ mod tests {
 
     #[test]
     fn utc_time_years_before_1950_rule() {
-        assert_eq!(parse_time(TAG_UTC_TIME, b"491231235959Z"), Some(unix(2050, 1, 1) - 1));
-        assert_eq!(parse_time(TAG_UTC_TIME, b"500101000000Z"), Some(unix(1950, 1, 1)));
+        assert_eq!(
+            parse_time(TAG_UTC_TIME, b"491231235959Z"),
+            Some(unix(2050, 1, 1) - 1)
+        );
+        assert_eq!(
+            parse_time(TAG_UTC_TIME, b"500101000000Z"),
+            Some(unix(1950, 1, 1))
+        );
     }
 
     #[test]

@@ -21,7 +21,10 @@ pub fn status(code: u16, expect: &[u16]) -> Result<(), String> {
     if ok {
         Ok(())
     } else {
-        Err(format!("status {code}, expected {}", expected_codes(expect)))
+        Err(format!(
+            "status {code}, expected {}",
+            expected_codes(expect)
+        ))
     }
 }
 
@@ -122,8 +125,7 @@ pub fn json_eq(a: &Value, b: &Value) -> bool {
         }
         (Value::Object(x), Value::Object(y)) => {
             x.len() == y.len()
-                && x
-                    .iter()
+                && x.iter()
                     .all(|(k, v)| y.get(k).is_some_and(|w| json_eq(v, w)))
         }
         _ => a == b,
@@ -164,14 +166,8 @@ mod tests {
     fn status_reasons() {
         assert_eq!(status(200, &[]), Ok(()));
         assert_eq!(status(204, &[]), Ok(()));
-        assert_eq!(
-            status(503, &[200]).unwrap_err(),
-            "status 503, expected 200"
-        );
-        assert_eq!(
-            status(503, &[]).unwrap_err(),
-            "status 503, expected 2xx"
-        );
+        assert_eq!(status(503, &[200]).unwrap_err(), "status 503, expected 200");
+        assert_eq!(status(503, &[]).unwrap_err(), "status 503, expected 2xx");
         assert_eq!(
             status(500, &[200, 204]).unwrap_err(),
             "status 500, expected 200 or 204"
@@ -186,7 +182,11 @@ mod tests {
     #[test]
     fn latency_reason() {
         assert_eq!(
-            latency(Duration::from_micros(812_345), Some(Duration::from_millis(500))).unwrap_err(),
+            latency(
+                Duration::from_micros(812_345),
+                Some(Duration::from_millis(500))
+            )
+            .unwrap_err(),
             "latency 812ms, expected at most 500ms"
         );
         assert_eq!(
@@ -217,9 +217,19 @@ mod tests {
     #[test]
     fn body_reasons() {
         let c = cfg(r#"json = { database = "connected", "checks.0.ok" = true, n = 1 }"#);
-        assert!(body(&c, br#"{"database":"connected","checks":[{"ok":true}],"n":1.0}"#).is_ok());
+        assert!(
+            body(
+                &c,
+                br#"{"database":"connected","checks":[{"ok":true}],"n":1.0}"#
+            )
+            .is_ok()
+        );
         assert_eq!(
-            body(&c, br#"{"database":"disconnected","checks":[{"ok":true}],"n":1}"#).unwrap_err(),
+            body(
+                &c,
+                br#"{"database":"disconnected","checks":[{"ok":true}],"n":1}"#
+            )
+            .unwrap_err(),
             r#"json database = "disconnected", expected "connected""#
         );
         assert_eq!(
@@ -230,7 +240,10 @@ mod tests {
 
         let c = cfg(r#"body_contains = "ok""#);
         assert!(body(&c, b"all ok").is_ok());
-        assert_eq!(body(&c, b"down").unwrap_err(), r#"body does not contain "ok""#);
+        assert_eq!(
+            body(&c, b"down").unwrap_err(),
+            r#"body does not contain "ok""#
+        );
 
         let c = cfg(r#"body_regex = '"status":\s*"ok"'"#);
         assert!(body(&c, br#"{"status": "ok"}"#).is_ok());

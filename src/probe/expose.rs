@@ -20,7 +20,10 @@ use crate::telemetry::{Exposer, write_sample};
 
 /// Every family, in name order (the order `/metrics` writes them), with its help text.
 const FAMILIES: [(&str, &str); 5] = [
-    ("probe_duration_seconds", "Duration of the probe in seconds."),
+    (
+        "probe_duration_seconds",
+        "Duration of the probe in seconds.",
+    ),
     (
         "probe_http_duration_seconds",
         "Duration of each phase of the HTTP probe in seconds, summed over redirects.",
@@ -45,7 +48,11 @@ fn phase_values(o: &ProbeOutcome) -> [f64; 4] {
 }
 
 /// The samples of family `idx` (into [`FAMILIES`]) for one outcome: `(phase, value)`.
-fn family_values(idx: usize, kind: Option<ProbeKind>, o: &ProbeOutcome) -> Vec<(Option<&'static str>, f64)> {
+fn family_values(
+    idx: usize,
+    kind: Option<ProbeKind>,
+    o: &ProbeOutcome,
+) -> Vec<(Option<&'static str>, f64)> {
     let http = matches!(kind, Some(ProbeKind::Http | ProbeKind::Https));
     match idx {
         0 => vec![(None, o.duration.as_secs_f64())],
@@ -179,7 +186,11 @@ mod tests {
                 processing: ok.then_some(Duration::from_millis(200)),
                 transfer: ok.then_some(Duration::from_millis(20)),
             },
-            reason: if ok { String::new() } else { "connection refused".into() },
+            reason: if ok {
+                String::new()
+            } else {
+                "connection refused".into()
+            },
             at: SystemTime::now(),
         }
     }
@@ -217,7 +228,10 @@ mod tests {
     #[test]
     fn exposition_is_whole_sorted_families() {
         let st = ProbeStates::new();
-        st.observe(&cfg("b", "http://127.0.0.1:1/", None), &outcome(false, None));
+        st.observe(
+            &cfg("b", "http://127.0.0.1:1/", None),
+            &outcome(false, None),
+        );
         st.observe(
             &cfg("a", "https://x.test/", Some("web")),
             &outcome(true, Some(1_900_000_000)),
@@ -236,9 +250,11 @@ mod tests {
                 "# TYPE postflight_probe_skipped_ticks_total counter",
             ]
         );
-        assert!(out.contains(
-            "probe_http_status_code{instance=\"http://127.0.0.1:1/\",probe=\"b\"} 0\n"
-        ));
+        assert!(
+            out.contains(
+                "probe_http_status_code{instance=\"http://127.0.0.1:1/\",probe=\"b\"} 0\n"
+            )
+        );
         assert!(out.contains("probe_success{instance=\"https://x.test/\",job=\"web\",probe=\"a\"} 1\nprobe_success{instance=\"http://127.0.0.1:1/\",probe=\"b\"} 0\n"));
         // Only the https probe has a certificate.
         assert_eq!(out.matches("probe_ssl_earliest_cert_expiry{").count(), 1);

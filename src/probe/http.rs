@@ -54,12 +54,8 @@ pub(crate) async fn probe(
     let mut method = Method::from_bytes(cfg.method.as_bytes())
         .map_err(|_| format!("invalid method {:?}", cfg.method))?;
     let mut headers = request_headers(cfg)?;
-    let mut uri: Uri = cfg
-        .url
-        .parse()
-        .map_err(|e| format!("invalid URL: {e}"))?;
-    let keep_body =
-        cfg.body_contains.is_some() || cfg.body_regex.is_some() || !cfg.json.is_empty();
+    let mut uri: Uri = cfg.url.parse().map_err(|e| format!("invalid URL: {e}"))?;
+    let keep_body = cfg.body_contains.is_some() || cfg.body_regex.is_some() || !cfg.json.is_empty();
     let mut redirects = 0;
     let (status, body) = loop {
         match hop(&method, &uri, &headers, tls, cfg, keep_body, progress).await? {
@@ -71,7 +67,11 @@ pub(crate) async fn probe(
                 }
                 let next = resolve_location(&uri, &location)?;
                 if origin(&next) != origin(&uri) {
-                    for h in [header::AUTHORIZATION, header::PROXY_AUTHORIZATION, header::COOKIE] {
+                    for h in [
+                        header::AUTHORIZATION,
+                        header::PROXY_AUTHORIZATION,
+                        header::COOKIE,
+                    ] {
                         headers.remove(h);
                     }
                 }
@@ -202,7 +202,10 @@ where
         .await
         .map_err(|e| http_reason(&e))?;
     let work = async {
-        let resp = sender.send_request(req).await.map_err(|e| http_reason(&e))?;
+        let resp = sender
+            .send_request(req)
+            .await
+            .map_err(|e| http_reason(&e))?;
         Phases::add(&mut progress.phases.processing, t.elapsed());
         let status = resp.status();
         progress.status = Some(status.as_u16());
@@ -316,9 +319,12 @@ pub fn resolve_location(base: &Uri, location: &str) -> Result<Uri, String> {
     }
     let scheme = base.scheme_str().unwrap_or("http");
     let authority = base.authority().map_or("", |a| a.as_str());
-    let has_scheme = loc
-        .split_once(':')
-        .is_some_and(|(s, _)| !s.is_empty() && s.chars().all(|c| c.is_ascii_alphanumeric() || "+-.".contains(c)) && s.chars().next().is_some_and(|c| c.is_ascii_alphabetic()));
+    let has_scheme = loc.split_once(':').is_some_and(|(s, _)| {
+        !s.is_empty()
+            && s.chars()
+                .all(|c| c.is_ascii_alphanumeric() || "+-.".contains(c))
+            && s.chars().next().is_some_and(|c| c.is_ascii_alphabetic())
+    });
     let joined = if has_scheme {
         loc.to_string()
     } else if let Some(rest) = loc.strip_prefix("//") {
@@ -333,15 +339,15 @@ pub fn resolve_location(base: &Uri, location: &str) -> Result<Uri, String> {
         let dir = &base_path[..base_path.rfind('/').map_or(0, |i| i + 1)];
         let (path, query) = split_query(loc);
         let merged = format!("{}{path}", if dir.is_empty() { "/" } else { dir });
-        format!("{scheme}://{authority}{}{query}", remove_dot_segments(&merged))
+        format!(
+            "{scheme}://{authority}{}{query}",
+            remove_dot_segments(&merged)
+        )
     };
     let uri: Uri = joined.parse().map_err(|_| bad())?;
     match uri.scheme_str() {
         Some(s) if s.eq_ignore_ascii_case("http") || s.eq_ignore_ascii_case("https") => Ok(uri),
-        _ => Err(format!(
-            "redirect to unsupported URL {:?}",
-            short(location)
-        )),
+        _ => Err(format!("redirect to unsupported URL {:?}", short(location))),
     }
 }
 

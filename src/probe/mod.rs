@@ -38,6 +38,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, SystemTime};
 
+use prometheus::IntCounter;
 use rustls::pki_types::CertificateDer;
 use tokio::sync::Semaphore;
 use tokio::task::JoinSet;
@@ -150,11 +151,9 @@ impl ProbeTls {
     /// The system's CA certificates plus `roots` (a private CA, or a test CA).
     pub fn with_roots(roots: Vec<CertificateDer<'static>>) -> Result<Self, ProbeError> {
         let provider = Arc::new(rustls::crypto::ring::default_provider());
-        let verifier = rustls_platform_verifier::Verifier::new_with_extra_roots(
-            roots,
-            provider.clone(),
-        )
-        .map_err(|source| ProbeError::Tls { source })?;
+        let verifier =
+            rustls_platform_verifier::Verifier::new_with_extra_roots(roots, provider.clone())
+                .map_err(|source| ProbeError::Tls { source })?;
         let mut config = rustls::ClientConfig::builder_with_provider(provider)
             .with_safe_default_protocol_versions()
             .map_err(|source| ProbeError::Tls { source })?
@@ -274,6 +273,11 @@ struct Scheduled {
     running: AtomicBool,
     /// The previous outcome's success, to log only transitions.
     was_ok: AtomicBool,
+    /// `postflight_probes_total{probe, result="success"}`, looked up once rather than hashed
+    /// per run.
+    successes: IntCounter,
+    /// `postflight_probes_total{probe, result="failure"}`.
+    failures: IntCounter,
 }
 
 /// What every probe task shares.
@@ -367,7 +371,8 @@ impl ProbeRunner {
             telemetry,
         });
         let start = Instant::now();
-        let mut heap: BinaryHeap<Reverse<(Instant, usize)>> = BinaryHeap::with_capacity(probes.len());
+        let mut heap: BinaryHeap<Reverse<(Instant, usize)>> =
+            BinaryHeap::with_capacity(probes.len());
         let scheduled: Vec<Arc<Scheduled>> = probes
             .into_iter()
             .enumerate()
@@ -381,7 +386,12 @@ impl ProbeRunner {
                 }
                 shared.state.register(&cfg);
                 heap.push(Reverse((start + spread_offset(&cfg.name, interval), i)));
+                let total = &shared.telemetry.probes_total;
+                let successes = total.with_label_values(&[cfg.name.as_str(), "success"]);
+                let failures = total.with_label_values(&[cfg.name.as_str(), "failure"]);
                 Arc::new(Scheduled {
+                    successes,
+                    failures,
                     cfg,
                     interval,
                     timeout,
@@ -390,8 +400,14 @@ impl ProbeRunner {
                 })
             })
             .collect();
-        info!(probes = scheduled.len(), max_concurrency, "probe runner started");
-        let iterations = shared.telemetry.loop_iterations.with_label_values(&["probe"]);
+        info!(
+            probes = scheduled.len(),
+            max_concurrency, "probe runner started"
+        );
+        let iterations = shared
+            .telemetry
+            .loop_iterations
+            .with_label_values(&["probe"]);
         let mut tasks: JoinSet<()> = JoinSet::new();
         loop {
             heartbeat.beat();
@@ -434,7 +450,9 @@ impl ProbeRunner {
                 }
                 let guard = RunningGuard(p.clone());
                 let shared = shared.clone();
-                let span = tracing::info_span!("probe", probe = %p.cfg.name);
+                // debug level: at the usual `info` filter the span is disabled at its call
+                // site and costs nothing per run; events below carry the probe name themselves.
+                let span = tracing::debug_span!("probe", probe = %p.cfg.name);
                 tasks.spawn(execute(guard, shared).instrument(span));
             }
         }
@@ -452,24 +470,24 @@ async fn execute(guard: RunningGuard, shared: Arc<Shared>) {
         return;
     };
     let outcome = probe_once(&p.cfg, p.timeout, &shared.tls).await;
-    let result = if outcome.success { "success" } else { "failure" };
-    shared
-        .telemetry
-        .probes_total
-        .with_label_values(&[p.cfg.name.as_str(), result])
-        .inc();
+    if outcome.success {
+        p.successes.inc();
+    } else {
+        p.failures.inc();
+    }
+    let name = p.cfg.name.as_str();
     let was_ok = p.was_ok.swap(outcome.success, Ordering::Relaxed);
     if was_ok && !outcome.success {
-        warn!(url = %p.cfg.url, reason = %outcome.reason, "probe failing");
+        warn!(probe = name, url = %p.cfg.url, reason = %outcome.reason, "probe failing");
     } else if !was_ok && outcome.success {
-        info!(url = %p.cfg.url, "probe recovered");
+        info!(probe = name, url = %p.cfg.url, "probe recovered");
     }
     if let Some(change) = shared.state.observe(&p.cfg, &outcome) {
         match &change {
             AlertChange::Fired(_) => {
-                warn!(reason = %outcome.reason, "ProbeFailed firing")
+                warn!(probe = name, reason = %outcome.reason, "ProbeFailed firing")
             }
-            AlertChange::Resolved(_) => info!("ProbeFailed resolved"),
+            AlertChange::Resolved(_) => info!(probe = name, "ProbeFailed resolved"),
         }
         shared.sink.alert_changed(&p.cfg, &change);
     }

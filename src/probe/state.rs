@@ -137,7 +137,9 @@ impl ProbeStates {
             e.failing_since = None;
             e.last_reason.clear();
             if e.consecutive_successes >= cfg.success_threshold.max(1) {
-                e.firing.take().map(|a| AlertChange::Resolved(resolve(a, now)))
+                e.firing
+                    .take()
+                    .map(|a| AlertChange::Resolved(resolve(a, now)))
             } else {
                 None
             }
@@ -393,7 +395,9 @@ mod tests {
         assert_eq!(s.observe(&c, &outcome(false, 10)), None);
         assert_eq!(s.alerts()[0].state, AlertState::Pending);
         assert_eq!(s.observe(&c, &outcome(false, 20)), None);
-        let fired = s.observe(&c, &outcome(false, 30)).expect("fires at the 3rd");
+        let fired = s
+            .observe(&c, &outcome(false, 30))
+            .expect("fires at the 3rd");
         let AlertChange::Fired(a) = fired else {
             panic!("expected Fired")
         };
@@ -412,7 +416,11 @@ mod tests {
             a.annotations["summary"],
             "probe api failing: status 503, expected 200"
         );
-        assert_eq!(a.active_at.timestamp(), 1_700_000_010, "activeAt = first failure");
+        assert_eq!(
+            a.active_at.timestamp(),
+            1_700_000_010,
+            "activeAt = first failure"
+        );
         assert_eq!(a.fired_at.unwrap().timestamp(), 1_700_000_030);
         // Further failures do not fire again.
         assert_eq!(s.observe(&c, &outcome(false, 40)), None);
