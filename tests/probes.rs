@@ -299,6 +299,76 @@ async fn redirects_are_followed_up_to_ten() {
     assert_eq!(o.status, Some(302));
 }
 
+#[tokio::test]
+async fn credentials_do_not_follow_a_redirect_to_another_origin() {
+    let seen = Arc::new(Mutex::new(Vec::<Option<String>>::new()));
+    let log = seen.clone();
+    let other = serve(handler(move |req| {
+        let log = log.clone();
+        async move {
+            let auth = req
+                .headers()
+                .get("authorization")
+                .map(|v| v.to_str().unwrap().to_string());
+            log.lock().unwrap().push(auth);
+            full(200, "ok")
+        }
+    }))
+    .await;
+    let target = other.url("/landing");
+    let first = serve(handler(move |req| {
+        let target = target.clone();
+        async move {
+            if req.uri().path() == "/same" {
+                return Response::builder()
+                    .status(307)
+                    .header("location", "/landing")
+                    .body(Full::new(Bytes::new()).boxed())
+                    .unwrap();
+            }
+            if req.uri().path() == "/landing" {
+                let ok = req.headers().contains_key("authorization");
+                return full(if ok { 200 } else { 401 }, "");
+            }
+            Response::builder()
+                .status(302)
+                .header("location", target)
+                .body(Full::new(Bytes::new()).boxed())
+                .unwrap()
+        }
+    }))
+    .await;
+    let headers = r#"headers = { Authorization = "Bearer t0ps3cret", X-Team = "core" }"#;
+    // Same origin: the token goes along.
+    let o = run(&first.url("/same"), headers).await;
+    assert!(o.success, "{}", o.reason);
+    // Another origin: it does not.
+    let o = run(&first.url("/elsewhere"), headers).await;
+    assert!(o.success, "{}", o.reason);
+    assert_eq!(*seen.lock().unwrap(), vec![None]);
+}
+
+#[tokio::test]
+async fn a_body_delimited_by_close_is_read_whole() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let server = tokio::spawn(async move {
+        while let Ok((mut s, _)) = listener.accept().await {
+            let mut buf = [0u8; 1024];
+            let _ = s.read(&mut buf).await;
+            // HTTP/1.0-style: no length, the body ends when the connection closes.
+            let _ = s
+                .write_all(b"HTTP/1.1 200 OK\r\nConnection: close\r\n\r\n{\"status\":\"ok\"}")
+                .await;
+            let _ = s.shutdown().await;
+        }
+    });
+    let o = run(&format!("http://{addr}/"), r#"json = { status = "ok" }"#).await;
+    assert!(o.success, "{}", o.reason);
+    server.abort();
+}
+
 /// A body that streams `total` bytes in 64 KiB chunks, counting what the client pulled.
 struct Counting {
     left: usize,
@@ -601,11 +671,18 @@ async fn exposition_passes_promtool() {
 #[derive(Default)]
 struct CountingSink {
     records: Mutex<HashMap<String, usize>>,
+    failures: Mutex<Vec<String>>,
     changes: Mutex<Vec<AlertChange>>,
 }
 
 impl ProbeSink for CountingSink {
-    fn record(&self, probe: &ProbeConfig, _outcome: &ProbeOutcome) {
+    fn record(&self, probe: &ProbeConfig, outcome: &ProbeOutcome) {
+        if !outcome.success {
+            let mut f = self.failures.lock().unwrap();
+            if f.len() < 10 {
+                f.push(format!("{}: {}", probe.name, outcome.reason));
+            }
+        }
         *self
             .records
             .lock()
@@ -637,7 +714,9 @@ async fn runner_probes_everything_within_bounds_and_stops_promptly() {
     let probes: Vec<ProbeConfig> = (0..50)
         .map(|i| {
             toml::from_str(&format!(
-                "name = \"p{i}\"\nurl = \"{}\"\ninterval = \"200ms\"\ntimeout = \"1s\"",
+                // A generous timeout: a probe abandoned on a loaded machine would leave its
+                // server handler running and blur the concurrency count.
+                "name = \"p{i}\"\nurl = \"{}\"\ninterval = \"200ms\"\ntimeout = \"10s\"",
                 s.url(&format!("/{i}"))
             ))
             .unwrap()
@@ -674,8 +753,13 @@ async fn runner_probes_everything_within_bounds_and_stops_promptly() {
         assert!(*n >= 5, "{name} recorded {n} times");
         assert!(*n <= 12, "{name} recorded {n} times: ticks burst");
     }
+    let failures = sink.failures.lock().unwrap().clone();
     let max = max_seen.load(Ordering::SeqCst);
-    assert!(max <= 8, "{max} probes ran at once with a limit of 8");
+    assert!(
+        max <= 8,
+        "{max} probes ran at once with a limit of 8 (failures: {failures:?})"
+    );
+    assert!(failures.is_empty(), "{failures:?}");
     assert!(sink.changes.lock().unwrap().is_empty());
     assert_eq!(states.latest().len(), 50);
     assert!(states.latest().iter().all(|(_, o)| o.success));
@@ -743,14 +827,23 @@ async fn a_slow_probe_skips_ticks_instead_of_stacking() {
 
 /// CPU time (user + system) from a `/proc/.../stat` file: the process's or one thread's.
 fn cpu_time(path: &str) -> Option<Duration> {
+    cpu_split(path).map(|(u, s)| u + s)
+}
+
+/// (user, system) CPU time from a `/proc/.../stat` file.
+fn cpu_split(path: &str) -> Option<(Duration, Duration)> {
     let stat = std::fs::read_to_string(path).ok()?;
     // Fields after the command name (which may contain spaces) start after the last ')'.
     let rest = stat.rsplit_once(')')?.1;
     let f: Vec<&str> = rest.split_whitespace().collect();
     // utime and stime are fields 14 and 15 of the whole line: 12 and 13 after ')'.
-    let ticks: u64 = f.get(11)?.parse::<u64>().ok()? + f.get(12)?.parse::<u64>().ok()?;
+    let user: u64 = f.get(11)?.parse().ok()?;
+    let sys: u64 = f.get(12)?.parse().ok()?;
     // USER_HZ is 100 on every Linux this runs on.
-    Some(Duration::from_millis(ticks * 10))
+    Some((
+        Duration::from_millis(user * 10),
+        Duration::from_millis(sys * 10),
+    ))
 }
 
 /// Cost check (run by hand: `cargo test --test probes cost -- --ignored --nocapture`): 1,000
@@ -814,8 +907,10 @@ fn cost_of_1000_probes() {
         tokio::time::sleep(Duration::from_secs(1)).await; // every probe has started once
         let count = || sink.records.lock().unwrap().values().sum::<usize>();
         let (c0, s0, n0) = (cpu_time("/proc/self/stat").unwrap(), server_cpu(), count());
+        let split0 = cpu_split("/proc/self/stat").unwrap();
         tokio::time::sleep(Duration::from_secs(6)).await;
         let (c1, s1, n1) = (cpu_time("/proc/self/stat").unwrap(), server_cpu(), count());
+        let split1 = cpu_split("/proc/self/stat").unwrap();
         stop.cancel();
         task.await.unwrap();
         let probes = n1 - n0;
@@ -826,6 +921,11 @@ fn cost_of_1000_probes() {
              {per_minute:.2} CPU-s per minute at 1,000 probes every 10 s",
             c1 - c0,
             s1 - s0
+        );
+        eprintln!(
+            "process user {:?}, system {:?}",
+            split1.0 - split0.0,
+            split1.1 - split0.1
         );
         assert!(probes >= 5000, "only {probes} probes ran");
     });

@@ -76,25 +76,23 @@ pub fn not_after(der: &[u8]) -> Option<i64> {
 /// Parses an X.509 `Time`: UTCTime `YYMMDDHHMMSSZ` (years 1950–2049, RFC 5280 §4.1.2.5.1) or
 /// GeneralizedTime `YYYYMMDDHHMMSSZ`.
 fn parse_time(tag: u8, v: &[u8]) -> Option<i64> {
+    // Slicing through `get` throughout: the lengths are checked here, but a panic on a
+    // server's bytes would be a crash of the daemon, so no indexing that could panic.
     let (year, rest) = match tag {
         TAG_UTC_TIME if v.len() == 13 => {
-            let yy = digits(&v[..2])?;
-            (if yy >= 50 { 1900 + yy } else { 2000 + yy }, &v[2..])
+            let yy = digits(v.get(..2)?)?;
+            (if yy >= 50 { 1900 + yy } else { 2000 + yy }, v.get(2..)?)
         }
-        TAG_GENERALIZED_TIME if v.len() == 15 => (digits(&v[..4])?, &v[4..]),
+        TAG_GENERALIZED_TIME if v.len() == 15 => (digits(v.get(..4)?)?, v.get(4..)?),
         _ => return None,
     };
     // rest is MMDDHHMMSSZ
-    if rest[10] != b'Z' {
+    if rest.get(10) != Some(&b'Z') {
         return None;
     }
-    let month = digits(&rest[0..2])?;
-    let day = digits(&rest[2..4])?;
-    let hour = digits(&rest[4..6])?;
-    let minute = digits(&rest[6..8])?;
-    let second = digits(&rest[8..10])?;
-    let date = chrono::NaiveDate::from_ymd_opt(year as i32, month, day)?;
-    let t = date.and_hms_opt(hour, minute, second)?;
+    let field = |i: usize| rest.get(i..i + 2).and_then(digits);
+    let date = chrono::NaiveDate::from_ymd_opt(i32::try_from(year).ok()?, field(0)?, field(2)?)?;
+    let t = date.and_hms_opt(field(4)?, field(6)?, field(8)?)?;
     Some(t.and_utc().timestamp())
 }
 

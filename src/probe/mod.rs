@@ -436,7 +436,7 @@ impl ProbeRunner {
                     break;
                 }
                 heap.pop();
-                let p = &scheduled[i];
+                let p = &scheduled[i]; // heap entries are indexes into `scheduled`
                 let next = if now > due + LATE_TOLERANCE {
                     now + p.interval
                 } else {
