@@ -267,7 +267,6 @@ pub fn spread_offset(name: &str, interval: Duration) -> Duration {
 /// One scheduled probe.
 struct Scheduled {
     cfg: ProbeConfig,
-    interval: Duration,
     timeout: Duration,
     /// True while an execution is in flight: the next tick is skipped rather than stacked.
     running: AtomicBool,
@@ -278,6 +277,54 @@ struct Scheduled {
     successes: IntCounter,
     /// `postflight_probes_total{probe, result="failure"}`.
     failures: IntCounter,
+}
+
+/// When each probe is due next: a min-heap of (due, index), each entry rescheduled as it pops.
+/// Pure bookkeeping (no clock, no tasks), so the timing rules are unit-tested directly.
+struct Schedule {
+    heap: BinaryHeap<Reverse<(Instant, usize)>>,
+    /// Interval of each probe, by index.
+    intervals: Vec<Duration>,
+}
+
+impl Schedule {
+    fn with_capacity(n: usize) -> Self {
+        Schedule {
+            heap: BinaryHeap::with_capacity(n),
+            intervals: Vec::with_capacity(n),
+        }
+    }
+
+    /// Adds probe `i` (indexes must be added in order 0, 1, ...), first due at `first`.
+    fn add(&mut self, i: usize, first: Instant, interval: Duration) {
+        debug_assert_eq!(i, self.intervals.len());
+        self.intervals.push(interval);
+        self.heap.push(Reverse((first, i)));
+    }
+
+    /// The earliest due time.
+    fn next_due(&self) -> Option<Instant> {
+        self.heap.peek().map(|Reverse((due, _))| *due)
+    }
+
+    /// Pops one probe due at `now` and schedules its next tick: one interval after the tick it
+    /// was due at, or, when `now` is already past that tick by more than [`LATE_TOLERANCE`], one
+    /// interval after `now` (missed ticks are delayed, never run in a burst to catch up).
+    fn pop_due(&mut self, now: Instant) -> Option<usize> {
+        let &Reverse((due, i)) = self.heap.peek()?;
+        if due > now {
+            return None;
+        }
+        self.heap.pop();
+        let interval = self.intervals.get(i).copied().unwrap_or(BEAT_EVERY);
+        let next = if now > due + LATE_TOLERANCE {
+            now + interval
+        } else {
+            due + interval
+        };
+        self.heap.push(Reverse((next, i)));
+        Some(i)
+    }
 }
 
 /// What every probe task shares.
@@ -371,8 +418,7 @@ impl ProbeRunner {
             telemetry,
         });
         let start = Instant::now();
-        let mut heap: BinaryHeap<Reverse<(Instant, usize)>> =
-            BinaryHeap::with_capacity(probes.len());
+        let mut schedule = Schedule::with_capacity(probes.len());
         let scheduled: Vec<Arc<Scheduled>> = probes
             .into_iter()
             .enumerate()
@@ -385,7 +431,7 @@ impl ProbeRunner {
                         "probe timeout is longer than its interval: slow answers will skip ticks");
                 }
                 shared.state.register(&cfg);
-                heap.push(Reverse((start + spread_offset(&cfg.name, interval), i)));
+                schedule.add(i, start + spread_offset(&cfg.name, interval), interval);
                 let total = &shared.telemetry.probes_total;
                 let successes = total.with_label_values(&[cfg.name.as_str(), "success"]);
                 let failures = total.with_label_values(&[cfg.name.as_str(), "failure"]);
@@ -393,7 +439,6 @@ impl ProbeRunner {
                     successes,
                     failures,
                     cfg,
-                    interval,
                     timeout,
                     running: AtomicBool::new(false),
                     was_ok: AtomicBool::new(true),
@@ -413,8 +458,8 @@ impl ProbeRunner {
             heartbeat.beat();
             iterations.inc();
             let now = Instant::now();
-            let wake = match heap.peek() {
-                Some(Reverse((due, _))) => (*due).min(now + BEAT_EVERY),
+            let wake = match schedule.next_due() {
+                Some(due) => due.min(now + BEAT_EVERY),
                 None => now + BEAT_EVERY,
             };
             tokio::select! {
@@ -431,18 +476,8 @@ impl ProbeRunner {
                 _ = tokio::time::sleep_until(wake) => {}
             }
             let now = Instant::now();
-            while let Some(&Reverse((due, i))) = heap.peek() {
-                if due > now {
-                    break;
-                }
-                heap.pop();
-                let p = &scheduled[i]; // heap entries are indexes into `scheduled`
-                let next = if now > due + LATE_TOLERANCE {
-                    now + p.interval
-                } else {
-                    due + p.interval
-                };
-                heap.push(Reverse((next, i)));
+            while let Some(i) = schedule.pop_due(now) {
+                let p = &scheduled[i]; // the schedule holds indexes into `scheduled`
                 if p.running.swap(true, Ordering::AcqRel) {
                     debug!(probe = %p.cfg.name, "previous run still going; tick skipped");
                     shared.state.count_skip(&p.cfg.name);
@@ -515,6 +550,34 @@ mod tests {
         }
         assert_eq!(spread_offset("x", Duration::ZERO), Duration::ZERO);
         assert!(spread_offset("x", Duration::from_nanos(1)) < Duration::from_nanos(1));
+    }
+
+    #[test]
+    fn schedule_ticks_on_the_grid_and_delays_missed_ticks() {
+        let t0 = Instant::now();
+        let ms = Duration::from_millis;
+        let mut s = Schedule::with_capacity(2);
+        s.add(0, t0 + ms(30), ms(100));
+        s.add(1, t0 + ms(70), ms(1000));
+        assert_eq!(s.next_due(), Some(t0 + ms(30)));
+        assert_eq!(s.pop_due(t0 + ms(29)), None, "not due yet");
+        assert_eq!(s.pop_due(t0 + ms(31)), Some(0));
+        assert_eq!(s.pop_due(t0 + ms(31)), None);
+        // On time (within the tolerance): the next tick stays on the grid.
+        assert_eq!(s.next_due(), Some(t0 + ms(70)));
+        assert_eq!(s.pop_due(t0 + ms(72)), Some(1));
+        assert_eq!(s.next_due(), Some(t0 + ms(130)));
+        assert_eq!(s.pop_due(t0 + ms(130)), Some(0));
+        assert_eq!(s.next_due(), Some(t0 + ms(230)));
+        // The loop was stalled for 3.5 intervals: probe 0 runs once, then an interval later.
+        let late = t0 + ms(580);
+        assert_eq!(s.pop_due(late), Some(0));
+        assert_eq!(s.pop_due(late), None, "no burst of missed ticks");
+        assert_eq!(s.next_due(), Some(late + ms(100)));
+        // Probe 1 (due at 1070) keeps its own grid.
+        assert_eq!(s.pop_due(t0 + ms(1070)), Some(0));
+        assert_eq!(s.pop_due(t0 + ms(1070)), Some(1));
+        assert_eq!(s.next_due(), Some(t0 + ms(1170)));
     }
 
     #[test]
