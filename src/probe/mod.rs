@@ -9,8 +9,17 @@
 //! - [`ProbeRunner`] schedules every probe on its own interval, bounded by a semaphore, and hands
 //!   each outcome to the [`ProbeStates`] (alert state, latest outcome for `/metrics`) and to a
 //!   [`ProbeSink`] (the daemon's series head and store).
-//! - [`http`] and [`tcp`] do the network work; [`checks`] words the reasons; [`cert`] reads
+//! - [`http`] and [`tcp`] do the network work; [`checks`] words the reasons; `cert` reads
 //!   certificate expiry from DER; [`expose`] writes the series.
+//!
+//! # Wiring (for the daemon)
+//!
+//! One [`ProbeStates`] lives for the whole process: register it as an
+//! [`Exposer`](crate::telemetry::Exposer), restore it from the store at startup
+//! ([`ProbeStates::restore`]) and snapshot it when it changes. Each config generation gets a new
+//! [`ProbeRunner`] sharing that state; on reload call [`ProbeStates::retain`] with the new probe
+//! names and notify the resolved alerts it returns. The daemon's [`ProbeSink`] appends
+//! [`outcome_series`] to the head at [`ProbeOutcome::timestamp_ms`] and stores the outcome.
 //!
 //! # Cost
 //!
@@ -105,12 +114,24 @@ pub struct ProbeOutcome {
     pub at: SystemTime,
 }
 
+impl ProbeOutcome {
+    /// [`at`](Self::at) in milliseconds since the Unix epoch, the series head's timestamp.
+    pub fn timestamp_ms(&self) -> i64 {
+        self.at
+            .duration_since(SystemTime::UNIX_EPOCH)
+            .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
+    }
+}
+
 /// What a probe learned before it finished or timed out; kept outside the probe's future so a
 /// timeout still reports the phases it got through.
 #[derive(Debug, Default)]
 pub(crate) struct Progress {
+    /// Phases completed so far.
     pub phases: Phases,
+    /// Status of the latest response head received.
     pub status: Option<u16>,
+    /// Earliest certificate expiry seen on any hop.
     pub cert_not_after: Option<i64>,
 }
 
