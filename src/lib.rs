@@ -25,6 +25,8 @@
 //!   chunks, outbox, notification log, silences, deployments, alert state).
 //! - [`promql`]: the PromQL evaluation engine (Prometheus 3.x semantics) over a [`series::SeriesSource`].
 //! - [`scrape`]: the exposition parser and the scrape loop feeding the head.
+//! - [`probe`]: HTTP(S) and TCP health probes on their intervals, the built-in `ProbeFailed`
+//!   alert, and the `probe_*` series.
 #![forbid(unsafe_code)]
 
 pub mod alert;
@@ -38,6 +40,7 @@ pub mod notify;
 pub mod promql;
 pub mod rules;
 pub mod scrape;
+pub mod probe;
 pub mod series;
 pub mod store;
 pub mod telemetry;

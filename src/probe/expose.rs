@@ -1,0 +1,262 @@
+//! The probe series, as Blackbox exporter names them: on `/metrics` (latest outcome of each
+//! probe, through [`Exposer`]) and as samples for the series head ([`outcome_series`]).
+//!
+//! Per probe, labelled `instance` (the URL), `job` (when set) and `probe`:
+//! - `probe_success`, `probe_duration_seconds` (every probe);
+//! - `probe_http_status_code` (http and https; 0 when no response arrived) and
+//!   `probe_http_duration_seconds{phase="connect|tls|processing|transfer"}` (0 for a phase not
+//!   reached);
+//! - `probe_ssl_earliest_cert_expiry` (https, when a certificate was seen): Unix seconds.
+//!
+//! `/metrics` also gets `postflight_probe_skipped_ticks_total{probe}`.
+
+use std::sync::Arc;
+
+use super::state::{Entry, ProbeIdent};
+use super::{ProbeKind, ProbeOutcome, ProbeStates};
+use crate::config::ProbeConfig;
+use crate::series::{Labels, METRIC_NAME};
+use crate::telemetry::{Exposer, write_sample};
+
+/// Every family, in name order (the order `/metrics` writes them), with its help text.
+const FAMILIES: [(&str, &str); 5] = [
+    (
+        "probe_duration_seconds",
+        "Duration of the probe in seconds.",
+    ),
+    (
+        "probe_http_duration_seconds",
+        "Duration of each phase of the HTTP probe in seconds, summed over redirects.",
+    ),
+    (
+        "probe_http_status_code",
+        "Status code of the last HTTP response; 0 when none arrived.",
+    ),
+    (
+        "probe_ssl_earliest_cert_expiry",
+        "Earliest notAfter of the peer certificate chain, in Unix seconds.",
+    ),
+    ("probe_success", "1 when every check of the probe passed."),
+];
+
+const PHASES: [&str; 4] = ["connect", "tls", "processing", "transfer"];
+
+/// The value of each phase, 0 for one not reached, in [`PHASES`] order.
+fn phase_values(o: &ProbeOutcome) -> [f64; 4] {
+    let p = &o.phases;
+    [p.connect, p.tls, p.processing, p.transfer].map(|d| d.map_or(0.0, |d| d.as_secs_f64()))
+}
+
+/// The samples of family `idx` (into [`FAMILIES`]) for one outcome: `(phase, value)`.
+fn family_values(
+    idx: usize,
+    kind: Option<ProbeKind>,
+    o: &ProbeOutcome,
+) -> Vec<(Option<&'static str>, f64)> {
+    let http = matches!(kind, Some(ProbeKind::Http | ProbeKind::Https));
+    match idx {
+        0 => vec![(None, o.duration.as_secs_f64())],
+        1 if http => PHASES
+            .iter()
+            .zip(phase_values(o))
+            .map(|(p, v)| (Some(*p), v))
+            .collect(),
+        2 if http => vec![(None, f64::from(o.status.unwrap_or(0)))],
+        3 if kind == Some(ProbeKind::Https) => o
+            .cert_not_after
+            .map(|t| vec![(None, t as f64)])
+            .unwrap_or_default(),
+        4 => vec![(None, if o.success { 1.0 } else { 0.0 })],
+        _ => Vec::new(),
+    }
+}
+
+/// The series of one outcome, `__name__` included, for the series head.
+pub fn outcome_series(cfg: &ProbeConfig, outcome: &ProbeOutcome) -> Vec<(Labels, f64)> {
+    let kind = ProbeKind::of(&cfg.url);
+    let instance: Arc<str> = cfg.url.as_str().into();
+    let probe: Arc<str> = cfg.name.as_str().into();
+    let job: Option<Arc<str>> = cfg.job.as_deref().map(Into::into);
+    let mut out = Vec::with_capacity(8);
+    for (idx, (name, _)) in FAMILIES.iter().enumerate() {
+        let name: Arc<str> = (*name).into();
+        for (phase, v) in family_values(idx, kind, outcome) {
+            let mut pairs: Vec<(Arc<str>, Arc<str>)> = vec![
+                (METRIC_NAME.into(), name.clone()),
+                ("instance".into(), instance.clone()),
+                ("probe".into(), probe.clone()),
+            ];
+            if let Some(j) = &job {
+                pairs.push(("job".into(), j.clone()));
+            }
+            if let Some(p) = phase {
+                pairs.push(("phase".into(), p.into()));
+            }
+            out.push((Labels::new(pairs), v));
+        }
+    }
+    out
+}
+
+/// The label pairs of one sample, sorted by name: instance, job, phase, probe.
+fn sample_labels<'a>(
+    ident: &'a ProbeIdent,
+    name: &'a str,
+    phase: Option<&'a str>,
+) -> Vec<(&'a str, &'a str)> {
+    let mut l = Vec::with_capacity(4);
+    l.push(("instance", ident.url.as_str()));
+    if let Some(j) = &ident.job {
+        l.push(("job", j.as_str()));
+    }
+    if let Some(p) = phase {
+        l.push(("phase", p));
+    }
+    l.push(("probe", name));
+    l
+}
+
+fn header(out: &mut String, name: &str, help: &str, kind: &str) {
+    out.push_str("# HELP ");
+    out.push_str(name);
+    out.push(' ');
+    out.push_str(help);
+    out.push_str("\n# TYPE ");
+    out.push_str(name);
+    out.push(' ');
+    out.push_str(kind);
+    out.push('\n');
+}
+
+impl Exposer for ProbeStates {
+    fn expose(&self, out: &mut String) {
+        let entries = self.lock();
+        let with_outcome = || {
+            entries
+                .iter()
+                .filter_map(|(n, e): (&String, &Entry)| e.latest.as_ref().map(|o| (n, e, o)))
+        };
+        for (idx, (family, help)) in FAMILIES.iter().enumerate() {
+            let mut wrote_header = false;
+            for (name, e, o) in with_outcome() {
+                for (phase, v) in family_values(idx, ProbeKind::of(&e.ident.url), o) {
+                    if !wrote_header {
+                        header(out, family, help, "gauge");
+                        wrote_header = true;
+                    }
+                    write_sample(out, family, &sample_labels(&e.ident, name, phase), v);
+                }
+            }
+        }
+        if !entries.is_empty() {
+            let family = "postflight_probe_skipped_ticks_total";
+            header(
+                out,
+                family,
+                "Probe runs skipped because the previous run of the probe was still going.",
+                "counter",
+            );
+            for (name, e) in entries.iter() {
+                write_sample(out, family, &[("probe", name.as_str())], e.skipped as f64);
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::probe::Phases;
+    use std::time::{Duration, SystemTime};
+
+    fn cfg(name: &str, url: &str, job: Option<&str>) -> ProbeConfig {
+        let job = job.map(|j| format!("job = \"{j}\"\n")).unwrap_or_default();
+        toml::from_str(&format!("name = \"{name}\"\nurl = \"{url}\"\n{job}")).unwrap()
+    }
+
+    fn outcome(ok: bool, cert: Option<i64>) -> ProbeOutcome {
+        ProbeOutcome {
+            success: ok,
+            duration: Duration::from_millis(250),
+            status: ok.then_some(200),
+            cert_not_after: cert,
+            phases: Phases {
+                connect: Some(Duration::from_millis(10)),
+                tls: cert.map(|_| Duration::from_millis(20)),
+                processing: ok.then_some(Duration::from_millis(200)),
+                transfer: ok.then_some(Duration::from_millis(20)),
+            },
+            reason: if ok {
+                String::new()
+            } else {
+                "connection refused".into()
+            },
+            at: SystemTime::now(),
+        }
+    }
+
+    #[test]
+    fn series_of_an_https_outcome() {
+        let c = cfg("api", "https://example.test/health", Some("web"));
+        let s = outcome_series(&c, &outcome(true, Some(1_900_000_000)));
+        let names: Vec<String> = s.iter().map(|(l, v)| format!("{l} {v}")).collect();
+        assert_eq!(
+            names,
+            vec![
+                r#"probe_duration_seconds{instance="https://example.test/health", job="web", probe="api"} 0.25"#,
+                r#"probe_http_duration_seconds{instance="https://example.test/health", job="web", phase="connect", probe="api"} 0.01"#,
+                r#"probe_http_duration_seconds{instance="https://example.test/health", job="web", phase="tls", probe="api"} 0.02"#,
+                r#"probe_http_duration_seconds{instance="https://example.test/health", job="web", phase="processing", probe="api"} 0.2"#,
+                r#"probe_http_duration_seconds{instance="https://example.test/health", job="web", phase="transfer", probe="api"} 0.02"#,
+                r#"probe_http_status_code{instance="https://example.test/health", job="web", probe="api"} 200"#,
+                r#"probe_ssl_earliest_cert_expiry{instance="https://example.test/health", job="web", probe="api"} 1900000000"#,
+                r#"probe_success{instance="https://example.test/health", job="web", probe="api"} 1"#,
+            ]
+        );
+    }
+
+    #[test]
+    fn tcp_probes_have_no_http_series() {
+        let c = cfg("db", "tcp://127.0.0.1:5432", None);
+        let s = outcome_series(&c, &outcome(false, None));
+        let names: Vec<&str> = s.iter().map(|(l, _)| l.metric_name().unwrap()).collect();
+        assert_eq!(names, vec!["probe_duration_seconds", "probe_success"]);
+        assert_eq!(s[1].1, 0.0);
+        assert_eq!(s[1].0.get("job"), None);
+    }
+
+    #[test]
+    fn exposition_is_whole_sorted_families() {
+        let st = ProbeStates::new();
+        st.observe(
+            &cfg("b", "http://127.0.0.1:1/", None),
+            &outcome(false, None),
+        );
+        st.observe(
+            &cfg("a", "https://x.test/", Some("web")),
+            &outcome(true, Some(1_900_000_000)),
+        );
+        let mut out = String::new();
+        st.expose(&mut out);
+        let types: Vec<&str> = out.lines().filter(|l| l.starts_with("# TYPE")).collect();
+        assert_eq!(
+            types,
+            vec![
+                "# TYPE probe_duration_seconds gauge",
+                "# TYPE probe_http_duration_seconds gauge",
+                "# TYPE probe_http_status_code gauge",
+                "# TYPE probe_ssl_earliest_cert_expiry gauge",
+                "# TYPE probe_success gauge",
+                "# TYPE postflight_probe_skipped_ticks_total counter",
+            ]
+        );
+        assert!(
+            out.contains(
+                "probe_http_status_code{instance=\"http://127.0.0.1:1/\",probe=\"b\"} 0\n"
+            )
+        );
+        assert!(out.contains("probe_success{instance=\"https://x.test/\",job=\"web\",probe=\"a\"} 1\nprobe_success{instance=\"http://127.0.0.1:1/\",probe=\"b\"} 0\n"));
+        // Only the https probe has a certificate.
+        assert_eq!(out.matches("probe_ssl_earliest_cert_expiry{").count(), 1);
+    }
+}

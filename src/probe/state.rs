@@ -1,0 +1,508 @@
+//! Per-probe state: the built-in `ProbeFailed` alert, and the latest outcome that `/metrics` and
+//! the API show.
+//!
+//! `ProbeFailed` follows the rules engine's shape, with consecutive failures in the role of `for`:
+//! - the first failure makes the alert **pending** (shown by [`ProbeStates::alerts`] and in
+//!   `ALERTS{alertstate="pending"}`, never notified);
+//! - the `failure_threshold`-th consecutive failure makes it **firing** ([`AlertChange::Fired`]);
+//! - `success_threshold` consecutive successes **resolve** a firing alert
+//!   ([`AlertChange::Resolved`]); a pending alert that clears is dropped silently, as in
+//!   Prometheus.
+//!
+//! With `alert = false` the probe never fires (and an alert that fired before a reload set it
+//! resolves). The alert carries exactly the labels `{alertname="ProbeFailed", probe, job (when
+//! set), severity}`; the daemon adds `global.labels` like it does for rule alerts.
+
+use std::collections::BTreeMap;
+use std::sync::Mutex;
+
+use chrono::{DateTime, TimeZone, Utc};
+use serde::{Deserialize, Serialize};
+
+use super::ProbeOutcome;
+use crate::alert::{Alert, AlertState};
+use crate::config::ProbeConfig;
+use crate::series::Labels;
+
+/// The name of the built-in probe alert.
+pub const PROBE_ALERT_NAME: &str = "ProbeFailed";
+
+/// A change of a probe's alert that the dispatcher must hear about.
+#[derive(Clone, Debug, PartialEq)]
+pub enum AlertChange {
+    /// The probe reached `failure_threshold` consecutive failures: the alert fires (state
+    /// [`AlertState::Firing`]).
+    Fired(Alert),
+    /// A firing probe recovered (or its alert was switched off or the probe removed): state
+    /// [`AlertState::Resolved`], `resolved_at` set.
+    Resolved(Alert),
+}
+
+impl AlertChange {
+    /// The alert, in its new state.
+    pub fn alert(&self) -> &Alert {
+        match self {
+            AlertChange::Fired(a) | AlertChange::Resolved(a) => a,
+        }
+    }
+}
+
+/// What the state keeps of a probe's config, so alerts and series can be built without it.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub(crate) struct ProbeIdent {
+    /// `url`, the `instance` label.
+    pub url: String,
+    /// The `job` label, if set.
+    pub job: Option<String>,
+    /// `severity` label of the alert.
+    pub severity: String,
+    /// Whether the probe raises ProbeFailed.
+    pub alert: bool,
+}
+
+impl ProbeIdent {
+    fn matches(&self, cfg: &ProbeConfig) -> bool {
+        self.url == cfg.url
+            && self.job == cfg.job
+            && self.severity == cfg.severity
+            && self.alert == cfg.alert
+    }
+    fn from_cfg(cfg: &ProbeConfig) -> Self {
+        ProbeIdent {
+            url: cfg.url.clone(),
+            job: cfg.job.clone(),
+            severity: cfg.severity.clone(),
+            alert: cfg.alert,
+        }
+    }
+}
+
+/// One probe's state.
+#[derive(Debug, Default)]
+pub(crate) struct Entry {
+    /// Labels and switches copied from the config at the last observation.
+    pub ident: ProbeIdent,
+    /// Failures in a row (0 after a success).
+    consecutive_failures: u32,
+    /// Successes in a row (0 after a failure).
+    consecutive_successes: u32,
+    /// When the current run of failures started: the alert's `activeAt`.
+    failing_since: Option<DateTime<Utc>>,
+    /// The latest failure reason, kept while failing.
+    last_reason: String,
+    /// The alert while it fires.
+    firing: Option<Alert>,
+    /// The latest outcome, for `/metrics` and the API.
+    pub latest: Option<ProbeOutcome>,
+    /// Ticks skipped because the previous run was still going.
+    pub skipped: u64,
+}
+
+/// The state of every probe. Thread-safe: the runner's probe tasks observe outcomes, the API and
+/// `/metrics` read, the daemon snapshots.
+#[derive(Debug, Default)]
+pub struct ProbeStates {
+    /// By probe name, so exposition and alerts come out sorted.
+    pub(crate) entries: Mutex<BTreeMap<String, Entry>>,
+}
+
+impl ProbeStates {
+    /// No state.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    pub(crate) fn lock(&self) -> std::sync::MutexGuard<'_, BTreeMap<String, Entry>> {
+        // A panic while holding the lock leaves plain counters behind, still consistent enough
+        // to go on with: never let one poisoned lock stop every probe.
+        self.entries.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Records one outcome of `cfg` and advances its alert. Returns the change to notify, if any.
+    pub fn observe(&self, cfg: &ProbeConfig, outcome: &ProbeOutcome) -> Option<AlertChange> {
+        let now: DateTime<Utc> = outcome.at.into();
+        let mut entries = self.lock();
+        // Look up before inserting: the common case allocates no key.
+        if !entries.contains_key(&cfg.name) {
+            entries.insert(cfg.name.clone(), Entry::default());
+        }
+        let e = entries.get_mut(&cfg.name)?; // present: inserted just above
+        if !e.ident.matches(cfg) {
+            e.ident = ProbeIdent::from_cfg(cfg);
+        }
+        e.latest = Some(outcome.clone());
+        let change = if outcome.success {
+            e.consecutive_failures = 0;
+            e.consecutive_successes = e.consecutive_successes.saturating_add(1);
+            e.failing_since = None;
+            e.last_reason.clear();
+            if e.consecutive_successes >= cfg.success_threshold.max(1) {
+                e.firing
+                    .take()
+                    .map(|a| AlertChange::Resolved(resolve(a, now)))
+            } else {
+                None
+            }
+        } else {
+            e.consecutive_successes = 0;
+            e.consecutive_failures = e.consecutive_failures.saturating_add(1);
+            e.failing_since.get_or_insert(now);
+            e.last_reason.clone_from(&outcome.reason);
+            if let Some(a) = &mut e.firing {
+                // Keep the page's reason current; not a change to notify by itself.
+                set_reason(a, &cfg.name, &e.last_reason);
+                a.value = f64::from(e.consecutive_failures);
+                None
+            } else if cfg.alert && e.consecutive_failures >= cfg.failure_threshold.max(1) {
+                let mut a = build_alert(&cfg.name, e, AlertState::Firing);
+                a.fired_at = Some(now);
+                e.firing = Some(a.clone());
+                Some(AlertChange::Fired(a))
+            } else {
+                None
+            }
+        };
+        if change.is_none() && !cfg.alert {
+            // `alert = false` after a reload: a page already out must not stay open forever.
+            return e
+                .firing
+                .take()
+                .map(|a| AlertChange::Resolved(resolve(a, now)));
+        }
+        change
+    }
+
+    /// Every active ProbeFailed alert: firing ones, and pending ones for probes that failed
+    /// fewer than `failure_threshold` times in a row. Sorted by probe name.
+    pub fn alerts(&self) -> Vec<Alert> {
+        self.lock()
+            .iter()
+            .filter_map(|(name, e)| match &e.firing {
+                Some(a) => Some(a.clone()),
+                None if e.ident.alert && e.consecutive_failures > 0 => {
+                    Some(build_alert(name, e, AlertState::Pending))
+                }
+                None => None,
+            })
+            .collect()
+    }
+
+    /// The latest outcome of each probe, by name.
+    pub fn latest(&self) -> Vec<(String, ProbeOutcome)> {
+        self.lock()
+            .iter()
+            .filter_map(|(n, e)| e.latest.clone().map(|o| (n.clone(), o)))
+            .collect()
+    }
+
+    /// Counts a tick of `probe` skipped because its previous run was still going.
+    pub(crate) fn count_skip(&self, probe: &str) {
+        if let Some(e) = self.lock().get_mut(probe) {
+            e.skipped += 1;
+        }
+    }
+
+    /// Makes sure `cfg` has an entry (so skips are counted before its first outcome).
+    pub(crate) fn register(&self, cfg: &ProbeConfig) {
+        let mut entries = self.lock();
+        if !entries.contains_key(&cfg.name) {
+            let e = entries.entry(cfg.name.clone()).or_default();
+            e.ident = ProbeIdent::from_cfg(cfg);
+        }
+    }
+
+    /// Drops the state of probes not in `names` (after a reload). Their firing alerts are
+    /// returned resolved, so no page stays open for a probe that no longer exists.
+    pub fn retain<S: AsRef<str>>(&self, names: &[S]) -> Vec<AlertChange> {
+        let now = Utc::now();
+        let mut out = Vec::new();
+        self.lock().retain(|name, e| {
+            let keep = names.iter().any(|n| n.as_ref() == name);
+            if !keep && let Some(a) = e.firing.take() {
+                out.push(AlertChange::Resolved(resolve(a, now)));
+            }
+            keep
+        });
+        out
+    }
+
+    /// The alert state of every probe, for the store.
+    pub fn snapshot(&self) -> ProbeStatesSnapshot {
+        let probes = self
+            .lock()
+            .iter()
+            .map(|(name, e)| ProbeStateRecord {
+                name: name.clone(),
+                url: e.ident.url.clone(),
+                job: e.ident.job.clone(),
+                severity: e.ident.severity.clone(),
+                alert: e.ident.alert,
+                consecutive_failures: e.consecutive_failures,
+                consecutive_successes: e.consecutive_successes,
+                failing_since_ms: e.failing_since.map(|t| t.timestamp_millis()),
+                last_reason: e.last_reason.clone(),
+                fired_at_ms: e
+                    .firing
+                    .as_ref()
+                    .and_then(|a| a.fired_at)
+                    .map(|t| t.timestamp_millis()),
+            })
+            .collect();
+        ProbeStatesSnapshot { probes }
+    }
+
+    /// Replaces the state with a snapshot taken before a restart. Firing alerts come back firing
+    /// with their original `activeAt`/`firedAt`, so the dispatcher sees no new alert and does
+    /// not page twice. Latest outcomes are not part of the snapshot (the store keeps history).
+    pub fn restore(&self, snap: ProbeStatesSnapshot) {
+        let mut entries = self.lock();
+        entries.clear();
+        for r in snap.probes {
+            let mut e = Entry {
+                ident: ProbeIdent {
+                    url: r.url,
+                    job: r.job,
+                    severity: r.severity,
+                    alert: r.alert,
+                },
+                consecutive_failures: r.consecutive_failures,
+                consecutive_successes: r.consecutive_successes,
+                failing_since: r.failing_since_ms.and_then(from_ms),
+                last_reason: r.last_reason,
+                ..Entry::default()
+            };
+            if let Some(fired) = r.fired_at_ms.and_then(from_ms) {
+                if e.failing_since.is_none() {
+                    e.failing_since = Some(fired);
+                }
+                let mut a = build_alert(&r.name, &e, AlertState::Firing);
+                a.fired_at = Some(fired);
+                e.firing = Some(a);
+            }
+            entries.insert(r.name, e);
+        }
+    }
+}
+
+/// The persisted form of [`ProbeStates`].
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct ProbeStatesSnapshot {
+    /// One record per probe.
+    pub probes: Vec<ProbeStateRecord>,
+}
+
+/// One probe's persisted alert state.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct ProbeStateRecord {
+    /// Probe name.
+    pub name: String,
+    /// Probe URL (generator URL of the alert).
+    pub url: String,
+    /// `job` label, if set.
+    #[serde(default)]
+    pub job: Option<String>,
+    /// `severity` label.
+    pub severity: String,
+    /// Whether the probe raises ProbeFailed.
+    pub alert: bool,
+    /// Failures in a row.
+    pub consecutive_failures: u32,
+    /// Successes in a row.
+    pub consecutive_successes: u32,
+    /// Start of the current failing run, ms since the epoch.
+    #[serde(default)]
+    pub failing_since_ms: Option<i64>,
+    /// The latest failure reason.
+    #[serde(default)]
+    pub last_reason: String,
+    /// When the alert fired, if it is firing (ms since the epoch).
+    #[serde(default)]
+    pub fired_at_ms: Option<i64>,
+}
+
+fn from_ms(ms: i64) -> Option<DateTime<Utc>> {
+    Utc.timestamp_millis_opt(ms).single()
+}
+
+fn build_alert(name: &str, e: &Entry, state: AlertState) -> Alert {
+    let labels = Labels::new([
+        ("alertname", PROBE_ALERT_NAME),
+        ("probe", name),
+        ("job", e.ident.job.as_deref().unwrap_or("")),
+        ("severity", e.ident.severity.as_str()),
+    ]);
+    let mut a = Alert {
+        labels,
+        annotations: BTreeMap::new(),
+        state,
+        active_at: e.failing_since.unwrap_or_else(Utc::now),
+        fired_at: None,
+        resolved_at: None,
+        // The number of failures in a row: what `failure_threshold` compares against.
+        value: f64::from(e.consecutive_failures),
+        generator_url: e.ident.url.clone(),
+    };
+    set_reason(&mut a, name, &e.last_reason);
+    a
+}
+
+fn set_reason(a: &mut Alert, name: &str, reason: &str) {
+    a.annotations.insert("reason".into(), reason.to_string());
+    a.annotations
+        .insert("summary".into(), format!("probe {name} failing: {reason}"));
+}
+
+fn resolve(mut a: Alert, now: DateTime<Utc>) -> Alert {
+    a.state = AlertState::Resolved;
+    a.resolved_at = Some(now);
+    a
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::probe::Phases;
+    use std::time::{Duration, SystemTime};
+
+    fn cfg(extra: &str) -> ProbeConfig {
+        toml::from_str(&format!(
+            "name = \"api\"\nurl = \"http://127.0.0.1:1/health\"\njob = \"web\"\n{extra}"
+        ))
+        .unwrap()
+    }
+
+    fn outcome(ok: bool, secs: u64) -> ProbeOutcome {
+        ProbeOutcome {
+            success: ok,
+            duration: Duration::from_millis(5),
+            status: Some(if ok { 200 } else { 503 }),
+            cert_not_after: None,
+            phases: Phases::default(),
+            reason: if ok {
+                String::new()
+            } else {
+                "status 503, expected 200".into()
+            },
+            at: SystemTime::UNIX_EPOCH + Duration::from_secs(1_700_000_000 + secs),
+        }
+    }
+
+    #[test]
+    fn fires_exactly_at_the_nth_failure_and_resolves_after_m_successes() {
+        let s = ProbeStates::new();
+        let c = cfg("failure_threshold = 3\nsuccess_threshold = 2");
+        assert_eq!(s.observe(&c, &outcome(true, 0)), None);
+        assert_eq!(s.observe(&c, &outcome(false, 10)), None);
+        assert_eq!(s.alerts()[0].state, AlertState::Pending);
+        assert_eq!(s.observe(&c, &outcome(false, 20)), None);
+        let fired = s
+            .observe(&c, &outcome(false, 30))
+            .expect("fires at the 3rd");
+        let AlertChange::Fired(a) = fired else {
+            panic!("expected Fired")
+        };
+        assert_eq!(a.state, AlertState::Firing);
+        assert_eq!(
+            a.labels,
+            Labels::new([
+                ("alertname", "ProbeFailed"),
+                ("probe", "api"),
+                ("job", "web"),
+                ("severity", "page")
+            ])
+        );
+        assert_eq!(a.annotations["reason"], "status 503, expected 200");
+        assert_eq!(
+            a.annotations["summary"],
+            "probe api failing: status 503, expected 200"
+        );
+        assert_eq!(
+            a.active_at.timestamp(),
+            1_700_000_010,
+            "activeAt = first failure"
+        );
+        assert_eq!(a.fired_at.unwrap().timestamp(), 1_700_000_030);
+        // Further failures do not fire again.
+        assert_eq!(s.observe(&c, &outcome(false, 40)), None);
+        // One success is not enough with success_threshold = 2; a failure resets the count.
+        assert_eq!(s.observe(&c, &outcome(true, 50)), None);
+        assert_eq!(s.observe(&c, &outcome(false, 60)), None);
+        assert_eq!(s.observe(&c, &outcome(true, 70)), None);
+        assert_eq!(s.alerts().len(), 1);
+        let Some(AlertChange::Resolved(r)) = s.observe(&c, &outcome(true, 80)) else {
+            panic!("expected Resolved")
+        };
+        assert_eq!(r.state, AlertState::Resolved);
+        assert_eq!(r.resolved_at.unwrap().timestamp(), 1_700_000_080);
+        assert!(s.alerts().is_empty());
+    }
+
+    #[test]
+    fn pending_that_clears_is_dropped_silently() {
+        let s = ProbeStates::new();
+        let c = cfg("");
+        assert_eq!(s.observe(&c, &outcome(false, 0)), None);
+        assert_eq!(s.observe(&c, &outcome(false, 1)), None);
+        assert_eq!(s.alerts().len(), 1);
+        assert_eq!(s.observe(&c, &outcome(true, 2)), None);
+        assert!(s.alerts().is_empty());
+    }
+
+    #[test]
+    fn alert_false_never_fires() {
+        let s = ProbeStates::new();
+        let c = cfg("alert = false\nfailure_threshold = 1");
+        for i in 0..10 {
+            assert_eq!(s.observe(&c, &outcome(false, i)), None);
+        }
+        assert!(s.alerts().is_empty());
+    }
+
+    #[test]
+    fn switching_alert_off_resolves_a_firing_alert() {
+        let s = ProbeStates::new();
+        let on = cfg("failure_threshold = 1");
+        assert!(matches!(
+            s.observe(&on, &outcome(false, 0)),
+            Some(AlertChange::Fired(_))
+        ));
+        let off = cfg("failure_threshold = 1\nalert = false");
+        assert!(matches!(
+            s.observe(&off, &outcome(false, 1)),
+            Some(AlertChange::Resolved(_))
+        ));
+        assert!(s.alerts().is_empty());
+    }
+
+    #[test]
+    fn snapshot_restores_firing_without_a_new_change() {
+        let s = ProbeStates::new();
+        let c = cfg("failure_threshold = 1");
+        let fired = s.observe(&c, &outcome(false, 0)).unwrap();
+        let snap = s.snapshot();
+        let json = serde_json::to_string(&snap).unwrap();
+        let back: ProbeStatesSnapshot = serde_json::from_str(&json).unwrap();
+        let s2 = ProbeStates::new();
+        s2.restore(back);
+        assert_eq!(s2.alerts(), vec![fired.alert().clone()]);
+        // Still failing after the restart: no second page.
+        assert_eq!(s2.observe(&c, &outcome(false, 10)), None);
+        assert!(matches!(
+            s2.observe(&c, &outcome(true, 20)),
+            Some(AlertChange::Resolved(_))
+        ));
+    }
+
+    #[test]
+    fn retain_resolves_removed_probes() {
+        let s = ProbeStates::new();
+        let c = cfg("failure_threshold = 1");
+        s.observe(&c, &outcome(false, 0));
+        assert!(s.retain(&["api"]).is_empty());
+        let gone = s.retain::<&str>(&[]);
+        assert_eq!(gone.len(), 1);
+        assert!(matches!(gone[0], AlertChange::Resolved(_)));
+        assert!(s.alerts().is_empty());
+        assert!(s.latest().is_empty());
+    }
+}
