@@ -46,8 +46,19 @@ fn pairs(p: &[(&str, &str)]) -> Vec<(String, String)> {
         .collect()
 }
 
+/// The shared corpus: `$POSTFLIGHT_CORPUS`, or `shared/` beside the checkout, or beside the
+/// worktree's parent (same lookup as `tests/common/corpus.rs`).
 fn corpus_dir() -> std::path::PathBuf {
-    std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/corpus/exposition")
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+    std::env::var_os("POSTFLIGHT_CORPUS")
+        .map(std::path::PathBuf::from)
+        .into_iter()
+        .chain([
+            root.join("../shared/corpus/exposition"),
+            root.join("../../shared/corpus/exposition"),
+        ])
+        .find(|p| p.is_dir())
+        .unwrap_or_else(|| root.join("../shared/corpus/exposition"))
 }
 
 #[test]
