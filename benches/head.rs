@@ -34,9 +34,19 @@ fn page() -> Option<Vec<u8>> {
     }
 }
 
-/// Successive versions of the page: each counter-like sample grows by a random step, each
-/// gauge moves a little; comments stay as they are.
-fn evolve(page: &[u8], n: usize, seed: u64) -> Vec<Vec<u8>> {
+/// How the page's values move between scrapes.
+#[derive(Clone, Copy, Debug)]
+enum Activity {
+    /// Every counter grows by a random 0–49 and every gauge moves by up to ±0.5 % on every
+    /// scrape: a worst case for compression.
+    Busy,
+    /// A third of the counters grow by 1–10 per scrape, the rest are idle; a tenth of the
+    /// gauges move: closer to a real service, where most label combinations are quiet.
+    Typical,
+}
+
+/// Successive versions of the page; comments stay as they are.
+fn evolve(page: &[u8], n: usize, seed: u64, activity: Activity) -> Vec<Vec<u8>> {
     let text = std::str::from_utf8(page).expect("corpus is UTF-8");
     let mut rng = fastrand::Rng::with_seed(seed);
     let mut lines: Vec<(String, f64, bool)> = Vec::new();
@@ -61,10 +71,18 @@ fn evolve(page: &[u8], n: usize, seed: u64) -> Vec<Vec<u8>> {
                 s.push_str(text);
                 s.push('\n');
             }
-            if *counter {
-                *value += f64::from(rng.u32(0..50));
-            } else {
-                *value = (*value * (1.0 + (rng.f64() - 0.5) * 0.01)).round();
+            match (activity, *counter) {
+                (Activity::Busy, true) => *value += f64::from(rng.u32(0..50)),
+                (Activity::Busy, false) => {
+                    *value = (*value * (1.0 + (rng.f64() - 0.5) * 0.01)).round();
+                }
+                (Activity::Typical, true) if rng.u32(0..3) == 0 => {
+                    *value += f64::from(rng.u32(1..11));
+                }
+                (Activity::Typical, false) if rng.u32(0..10) == 0 => {
+                    *value = (*value * (1.0 + (rng.f64() - 0.5) * 0.01)).round();
+                }
+                (Activity::Typical, _) => {}
             }
             s.push_str(series);
             s.push(' ');
@@ -106,7 +124,7 @@ fn scrape_round(
 
 fn bench_ingest(c: &mut Criterion) {
     let Some(page) = page() else { return };
-    let pages = evolve(&page, VARIANTS, 1);
+    let pages = evolve(&page, VARIANTS, 1, Activity::Busy);
     let per_page = {
         let mut n = 0;
         parse(&pages[0], Format::Text, |_| n += 1).expect("parses");
@@ -154,29 +172,35 @@ fn bench_ingest(c: &mut Criterion) {
 }
 
 fn memory_per_series(_c: &mut Criterion) {
+    memory_with(Activity::Busy);
+    memory_with(Activity::Typical);
+}
+
+fn memory_with(activity: Activity) {
     let Some(page) = page() else { return };
     // 10 targets are enough for a per-series figure; 360 scrapes = one hour at 10 s.
     let targets = 10;
-    let pages = evolve(&page, 360, 2);
+    // One evolving page per target, so every series sees a continuous history.
+    let pages: Vec<Vec<Vec<u8>>> = (0..targets)
+        .map(|i| evolve(&page, 360, 2 + i as u64, activity))
+        .collect();
     let tls: Vec<Labels> = (0..targets).map(target_labels).collect();
     let head = Head::new();
     let mut parser = Parser::new();
     for k in 0..360 {
         let t = k as i64 * SCRAPE_MS;
-        for (i, tl) in tls.iter().enumerate() {
+        for (tl, history) in tls.iter().zip(&pages) {
             let key = tl.get("instance").unwrap_or("");
             let mut app = head.scrape_appender(key, tl, t);
             parser
-                .parse(&pages[(k + i * 7) % pages.len()], Format::Text, |s| {
-                    app.add(&s)
-                })
+                .parse(&history[k], Format::Text, |s| app.add(&s))
                 .expect("page parses");
             app.commit();
         }
     }
     let st = head.stats();
     eprintln!(
-        "memory after 360 samples/series: {} series, {} samples, {} chunks, chunk bytes {} ({:.2} B/sample), head bytes {} => {:.0} B/series ({:.0} B/series without chunk data)",
+        "memory ({activity:?} values) after 360 samples/series: {} series, {} samples, {} chunks, chunk bytes {} ({:.2} B/sample), head bytes {} => {:.0} B/series ({:.0} B/series of which scrape caches, {:.0} B/series besides chunk data and caches)",
         st.series,
         st.samples,
         st.chunks,
@@ -184,7 +208,8 @@ fn memory_per_series(_c: &mut Criterion) {
         st.chunk_bytes as f64 / st.samples as f64,
         st.bytes,
         st.bytes as f64 / st.series as f64,
-        (st.bytes - st.chunk_bytes) as f64 / st.series as f64,
+        st.scrape_cache_bytes as f64 / st.series as f64,
+        (st.bytes - st.chunk_bytes - st.scrape_cache_bytes) as f64 / st.series as f64,
     );
 }
 

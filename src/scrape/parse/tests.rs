@@ -1,5 +1,8 @@
 use super::*;
 
+/// An exemplar copied out: labels, value, timestamp.
+type OwnedExemplar = (Vec<(String, String)>, f64, Option<i64>);
+
 /// A sample copied out of the callback, for assertions.
 #[derive(Debug, Clone, PartialEq)]
 struct Owned {
@@ -8,7 +11,7 @@ struct Owned {
     value: f64,
     ts: Option<i64>,
     metric_type: MetricType,
-    exemplar: Option<(Vec<(String, String)>, f64, Option<i64>)>,
+    exemplar: Option<OwnedExemplar>,
 }
 
 fn collect(body: &str, format: Format) -> Result<Vec<Owned>, ParseError> {
