@@ -756,14 +756,14 @@ impl Head {
             if c.is_empty() {
                 continue;
             }
-            if let Some(last) = data.last().and_then(Chunk::last_sample)
-                && c.first_t() <= last.t
-            {
+            // No let-chain: the crate's rust-version (1.85) predates them.
+            let last_t = data.last().and_then(Chunk::last_sample).map(|s| s.t);
+            if let Some(last_t) = last_t.filter(|&l| c.first_t() <= l) {
                 return Err(LoadError::Overlap {
                     labels: labels.clone(),
                     index,
                     first_t: c.first_t(),
-                    last_t: last.t,
+                    last_t,
                 });
             }
             if let Some(open) = data.last_mut() {
