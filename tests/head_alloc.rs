@@ -9,6 +9,9 @@ use postflight::scrape::parse::{Format, Parser};
 use postflight::series::Labels;
 use postflight::series::head::Head;
 
+#[path = "common/corpus.rs"]
+mod corpus;
+
 struct Counting;
 
 static ALLOCS: AtomicUsize = AtomicUsize::new(0);
@@ -37,8 +40,9 @@ static GLOBAL: Counting = Counting;
 #[test]
 fn parsing_and_adding_a_cached_page_does_not_allocate() {
     let page = std::fs::read(
-        std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
-            .join("../shared/corpus/exposition/webapp_590_series.prom"),
+        corpus::corpus_dir()
+            .unwrap_or_default()
+            .join("webapp_590_series.prom"),
     )
     .unwrap_or_else(|_| {
         b"# TYPE a counter\na_total{x=\"1\"} 1\nb{y=\"esc\\\\aped\"} 2\nc 3\n".to_vec()

@@ -9,12 +9,14 @@ use postflight::scrape::parse::{Format, parse};
 use proptest::prelude::*;
 use std::sync::OnceLock;
 
+#[path = "common/corpus.rs"]
+mod corpus;
+
 /// Corpus pages, or a small built-in page when the shared corpus is absent.
 fn pages() -> &'static [Vec<u8>] {
     static PAGES: OnceLock<Vec<Vec<u8>>> = OnceLock::new();
     PAGES.get_or_init(|| {
-        let dir =
-            std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/corpus/exposition");
+        let dir = corpus::corpus_dir().unwrap_or_default();
         let mut v: Vec<Vec<u8>> = std::fs::read_dir(&dir)
             .map(|rd| {
                 rd.filter_map(|e| e.ok())

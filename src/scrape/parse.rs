@@ -863,11 +863,9 @@ impl Parser {
             }
             "UNIT" => {
                 let m = &text[ns..ne];
-                if !body.is_empty()
-                    && !(m.len() > body.len()
-                        && m.ends_with(body)
-                        && b[ne - body.len() - 1] == b'_')
-                {
+                let suffix_ok =
+                    m.len() > body.len() && m.ends_with(body) && b[ne - body.len() - 1] == b'_';
+                if !body.is_empty() && !suffix_ok {
                     return Err(fail(
                         ts,
                         format!("unit {body:?} not a suffix of metric {m:?}"),

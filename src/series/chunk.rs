@@ -281,6 +281,11 @@ impl Chunk {
         let mut n = n;
         while n > 0 {
             if self.free == 0 {
+                if self.buf.len() == self.buf.capacity() {
+                    // Grow by a quarter, not double: open chunks are most of the head's
+                    // memory and doubling would leave up to half of each one unused.
+                    self.buf.reserve_exact((self.buf.len() / 4).max(16));
+                }
                 self.buf.push(0);
                 self.free = 8;
             }

@@ -187,6 +187,8 @@ pub struct HeadStats {
     /// Estimated heap bytes of the whole head: series, chunks, index, interned strings and
     /// scrape caches (container capacities included, allocator overhead not).
     pub bytes: usize,
+    /// The part of `bytes` held by the targets' scrape caches (exposed series text → series).
+    pub scrape_cache_bytes: usize,
     /// Samples dropped as out of order since start.
     pub out_of_order: u64,
     /// Stale markers written since start.
@@ -259,6 +261,8 @@ fn append_chunks(chunks: &mut Vec<Chunk>, t: Timestamp, v: f64, per_chunk: usize
         if let Some(c) = chunks.last_mut() {
             c.shrink_to_fit();
         }
+        // A series holds a handful of chunks: exact growth avoids a 4-slot first allocation.
+        chunks.reserve_exact(1);
         chunks.push(Chunk::new());
     }
     match chunks.last_mut().map(|c| c.append(t, v)) {
@@ -311,6 +315,9 @@ impl Interner {
     }
 }
 
+/// One label name's values → the series having each, sorted by id.
+type Postings = FastMap<Arc<str>, Vec<Arc<MemSeries>>>;
+
 /// Series lookup and the inverted index.
 #[derive(Default)]
 struct Index {
@@ -319,7 +326,7 @@ struct Index {
     /// Further series whose hash is taken: 64-bit collisions, practically never used.
     collisions: FastMap<u64, Vec<Arc<MemSeries>>>,
     /// Label name → value → series having it, sorted by id.
-    postings: FastMap<Arc<str>, FastMap<Arc<str>, Vec<Arc<MemSeries>>>>,
+    postings: FastMap<Arc<str>, Postings>,
 }
 
 impl Index {
@@ -749,14 +756,14 @@ impl Head {
             if c.is_empty() {
                 continue;
             }
-            if let Some(last) = data.last().and_then(Chunk::last_sample)
-                && c.first_t() <= last.t
-            {
+            // No let-chain: the crate's rust-version (1.85) predates them.
+            let last_t = data.last().and_then(Chunk::last_sample).map(|s| s.t);
+            if let Some(last_t) = last_t.filter(|&l| c.first_t() <= l) {
                 return Err(LoadError::Overlap {
                     labels: labels.clone(),
                     index,
                     first_t: c.first_t(),
-                    last_t: last.t,
+                    last_t,
                 });
             }
             if let Some(open) = data.last_mut() {
@@ -787,10 +794,11 @@ impl Head {
         }
         st.bytes += read(&self.index).heap_bytes();
         st.bytes += lock(&self.interner).heap_bytes();
-        st.bytes += lock(&self.targets)
+        st.scrape_cache_bytes = lock(&self.targets)
             .values()
             .map(TargetCache::heap_bytes)
             .sum::<usize>();
+        st.bytes += st.scrape_cache_bytes;
         st
     }
 }

@@ -1,5 +1,8 @@
 use super::*;
 
+/// An exemplar copied out: labels, value, timestamp.
+type OwnedExemplar = (Vec<(String, String)>, f64, Option<i64>);
+
 /// A sample copied out of the callback, for assertions.
 #[derive(Debug, Clone, PartialEq)]
 struct Owned {
@@ -8,7 +11,7 @@ struct Owned {
     value: f64,
     ts: Option<i64>,
     metric_type: MetricType,
-    exemplar: Option<(Vec<(String, String)>, f64, Option<i64>)>,
+    exemplar: Option<OwnedExemplar>,
 }
 
 fn collect(body: &str, format: Format) -> Result<Vec<Owned>, ParseError> {
@@ -46,8 +49,19 @@ fn pairs(p: &[(&str, &str)]) -> Vec<(String, String)> {
         .collect()
 }
 
+/// The shared corpus: `$POSTFLIGHT_CORPUS`, or `shared/` beside the checkout, or beside the
+/// worktree's parent (same lookup as `tests/common/corpus.rs`).
 fn corpus_dir() -> std::path::PathBuf {
-    std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/corpus/exposition")
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+    std::env::var_os("POSTFLIGHT_CORPUS")
+        .map(std::path::PathBuf::from)
+        .into_iter()
+        .chain([
+            root.join("../shared/corpus/exposition"),
+            root.join("../../shared/corpus/exposition"),
+        ])
+        .find(|p| p.is_dir())
+        .unwrap_or_else(|| root.join("../shared/corpus/exposition"))
 }
 
 #[test]
