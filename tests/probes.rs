@@ -270,7 +270,7 @@ async fn redirect_server() -> Server {
         if n == 0 {
             return full(200, "landed");
         }
-        let location = if n % 2 == 0 {
+        let location = if n.is_multiple_of(2) {
             format!("/r/{}", n - 1)
         } else {
             format!("{}", n - 1) // relative to /r/
@@ -826,4 +826,3 @@ async fn a_slow_probe_skips_ticks_instead_of_stacking() {
     assert_eq!(alerts.len(), 1);
     assert_eq!(alerts[0].annotations["reason"], "status 503, expected 2xx");
 }
-

@@ -107,8 +107,7 @@ pub async fn handle(ctx: Arc<Context>, req: Request<Incoming>) -> Resp {
         },
         (&Method::GET, "/api/v1/alerts") => {
             let alerts: Vec<serde_json::Value> = ctx
-                .rules
-                .alerts()
+                .all_alerts()
                 .into_iter()
                 .filter(|a| a.state != crate::alert::AlertState::Resolved)
                 .map(|a| {
@@ -121,7 +120,10 @@ pub async fn handle(ctx: Arc<Context>, req: Request<Incoming>) -> Resp {
                     })
                 })
                 .collect();
-            json(StatusCode::OK, &serde_json::json!({ "status": "success", "alerts": alerts }))
+            json(
+                StatusCode::OK,
+                &serde_json::json!({ "status": "success", "alerts": alerts }),
+            )
         }
         (&Method::GET, "/api/v1/targets") => json(
             StatusCode::OK,
@@ -141,7 +143,10 @@ pub async fn handle(ctx: Arc<Context>, req: Request<Incoming>) -> Resp {
                     v
                 })
                 .collect();
-            json(StatusCode::OK, &serde_json::json!({ "status": "success", "silences": list }))
+            json(
+                StatusCode::OK,
+                &serde_json::json!({ "status": "success", "silences": list }),
+            )
         }
         (&Method::POST, "/api/v1/silences") => {
             let body: crate::dispatch::NewSilence = match read_json(req).await {
@@ -157,14 +162,16 @@ pub async fn handle(ctx: Arc<Context>, req: Request<Incoming>) -> Resp {
             let id = &p["/api/v1/silences/".len()..];
             match ctx.dispatch.expire_silence(id).await {
                 Ok(()) => json(StatusCode::OK, &serde_json::json!({ "status": "expired" })),
-                Err(e) if e == "not found" => error(StatusCode::NOT_FOUND, &format!("no silence {id}")),
+                Err(e) if e == "not found" => {
+                    error(StatusCode::NOT_FOUND, &format!("no silence {id}"))
+                }
                 Err(e) => error(StatusCode::INTERNAL_SERVER_ERROR, &e),
             }
         }
         (
             _,
-            "/metrics" | "/healthz" | "/readyz" | "/-/reload" | "/api/v1/silences" | "/api/v1/alerts"
-            | "/api/v1/targets" | "/api/v1/history" | "/api/v1/query",
+            "/metrics" | "/healthz" | "/readyz" | "/-/reload" | "/api/v1/silences"
+            | "/api/v1/alerts" | "/api/v1/targets" | "/api/v1/history" | "/api/v1/query",
         ) => error(
             StatusCode::METHOD_NOT_ALLOWED,
             &format!("{method} is not allowed on {path}"),
@@ -177,36 +184,65 @@ pub async fn handle(ctx: Arc<Context>, req: Request<Incoming>) -> Resp {
 async fn query(ctx: &Arc<Context>, req: Request<Incoming>) -> Resp {
     let mut params = parse_query(req.uri().query().unwrap_or(""));
     if req.method() == Method::POST {
-        let body = Limited::new(req.into_body(), MAX_BODY).collect().await.map(|b| b.to_bytes());
+        let body = Limited::new(req.into_body(), MAX_BODY)
+            .collect()
+            .await
+            .map(|b| b.to_bytes());
         if let Ok(b) = body {
             params.extend(parse_query(&String::from_utf8_lossy(&b)));
         }
     }
     let prom_error = |status: StatusCode, kind: &str, msg: &str| {
-        json(status, &serde_json::json!({ "status": "error", "errorType": kind, "error": msg }))
+        json(
+            status,
+            &serde_json::json!({ "status": "error", "errorType": kind, "error": msg }),
+        )
     };
     let Some(q) = params.get("query") else {
-        return prom_error(StatusCode::BAD_REQUEST, "bad_data", "missing parameter: query");
+        return prom_error(
+            StatusCode::BAD_REQUEST,
+            "bad_data",
+            "missing parameter: query",
+        );
     };
     let t_ms = match params.get("time") {
         None => ctx.clock.now_ms(),
         Some(t) => match parse_time(t) {
             Some(t) => t,
-            None => return prom_error(StatusCode::BAD_REQUEST, "bad_data", &format!("invalid parameter \"time\": cannot parse {t:?} to a valid timestamp")),
+            None => {
+                return prom_error(
+                    StatusCode::BAD_REQUEST,
+                    "bad_data",
+                    &format!("invalid parameter \"time\": cannot parse {t:?} to a valid timestamp"),
+                );
+            }
         },
     };
     let expr = match crate::promql::parse(q) {
         Ok(e) => e,
-        Err(e) => return prom_error(StatusCode::BAD_REQUEST, "bad_data", &format!("invalid parameter \"query\": {e}")),
+        Err(e) => {
+            return prom_error(
+                StatusCode::BAD_REQUEST,
+                "bad_data",
+                &format!("invalid parameter \"query\": {e}"),
+            );
+        }
     };
     if let Err(e) = crate::promql::check_supported(&expr) {
         return prom_error(StatusCode::BAD_REQUEST, "bad_data", &e);
     }
     let head = ctx.head.clone();
-    let r = tokio::task::spawn_blocking(move || crate::promql::Engine::default().instant(&*head, &expr, t_ms)).await;
+    let r = tokio::task::spawn_blocking(move || {
+        crate::promql::Engine::default().instant(&*head, &expr, t_ms)
+    })
+    .await;
     match r {
         Ok(Ok(v)) => json(StatusCode::OK, &crate::promql::value_to_api_json(&v)),
-        Ok(Err(e)) => prom_error(StatusCode::UNPROCESSABLE_ENTITY, "execution", &e.to_string()),
+        Ok(Err(e)) => prom_error(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "execution",
+            &e.to_string(),
+        ),
         Err(e) => prom_error(StatusCode::SERVICE_UNAVAILABLE, "internal", &e.to_string()),
     }
 }
@@ -214,19 +250,16 @@ async fn query(ctx: &Arc<Context>, req: Request<Incoming>) -> Resp {
 /// `GET /api/v1/history?probe=NAME|alert=NAME[&since=T&until=T&limit=N]`, newest last.
 async fn history(ctx: &Arc<Context>, q: &str) -> Resp {
     let p = parse_query(q);
-    let time = |k: &str, default: i64| -> Result<i64, Resp> {
+    let time = |k: &str, default: i64| -> Result<i64, String> {
         match p.get(k) {
             None => Ok(default),
-            Some(v) => parse_time(v).ok_or_else(|| error(StatusCode::BAD_REQUEST, &format!("invalid {k}: {v:?} is neither RFC 3339 nor Unix time"))),
+            Some(v) => parse_time(v)
+                .ok_or_else(|| format!("invalid {k}: {v:?} is neither RFC 3339 nor Unix time")),
         }
     };
-    let since = match time("since", 0) {
-        Ok(t) => t,
-        Err(r) => return r,
-    };
-    let until = match time("until", i64::MAX) {
-        Ok(t) => t,
-        Err(r) => return r,
+    let (since, until) = match (time("since", 0), time("until", i64::MAX)) {
+        (Ok(s), Ok(u)) => (s, u),
+        (Err(e), _) | (_, Err(e)) => return error(StatusCode::BAD_REQUEST, &e),
     };
     let limit = match p.get("limit").map(|l| l.parse::<usize>()) {
         None => 1000,
@@ -234,29 +267,42 @@ async fn history(ctx: &Arc<Context>, q: &str) -> Resp {
         Some(_) => return error(StatusCode::BAD_REQUEST, "invalid limit: a positive integer"),
     };
     let store = ctx.store.clone();
-    let rfc = |t: i64| chrono::DateTime::from_timestamp_millis(t).map(|d| d.to_rfc3339_opts(chrono::SecondsFormat::Millis, true));
+    let rfc = |t: i64| {
+        chrono::DateTime::from_timestamp_millis(t)
+            .map(|d| d.to_rfc3339_opts(chrono::SecondsFormat::Millis, true))
+    };
     if let Some(name) = p.get("probe").cloned() {
-        let r = tokio::task::spawn_blocking(move || store.probe_history(&name, since, until, limit)).await;
+        let r =
+            tokio::task::spawn_blocking(move || store.probe_history(&name, since, until, limit))
+                .await;
         match r {
             Ok(Ok(records)) => {
                 let v: Vec<serde_json::Value> = records
                     .iter()
                     .map(|r| serde_json::json!({"time": rfc(r.t), "success": r.success, "duration": r.duration_seconds, "status": r.status, "reason": r.reason}))
                     .collect();
-                json(StatusCode::OK, &serde_json::json!({ "status": "success", "probe": p.get("probe"), "results": v }))
+                json(
+                    StatusCode::OK,
+                    &serde_json::json!({ "status": "success", "probe": p.get("probe"), "results": v }),
+                )
             }
             Ok(Err(e)) => error(StatusCode::INTERNAL_SERVER_ERROR, &e.to_string()),
             Err(e) => error(StatusCode::INTERNAL_SERVER_ERROR, &e.to_string()),
         }
     } else if let Some(name) = p.get("alert").cloned() {
-        let r = tokio::task::spawn_blocking(move || store.alert_history(&name, since, until, limit)).await;
+        let r =
+            tokio::task::spawn_blocking(move || store.alert_history(&name, since, until, limit))
+                .await;
         match r {
             Ok(Ok(records)) => {
                 let v: Vec<serde_json::Value> = records
                     .iter()
                     .map(|r| serde_json::json!({"time": rfc(r.t), "labels": r.labels, "from": r.from, "to": r.to, "value": crate::promql::format_value(r.value)}))
                     .collect();
-                json(StatusCode::OK, &serde_json::json!({ "status": "success", "alert": p.get("alert"), "transitions": v }))
+                json(
+                    StatusCode::OK,
+                    &serde_json::json!({ "status": "success", "alert": p.get("alert"), "transitions": v }),
+                )
             }
             Ok(Err(e)) => error(StatusCode::INTERNAL_SERVER_ERROR, &e.to_string()),
             Err(e) => error(StatusCode::INTERNAL_SERVER_ERROR, &e.to_string()),
@@ -271,7 +317,9 @@ pub fn parse_time(s: &str) -> Option<i64> {
     if let Ok(f) = s.parse::<f64>() {
         return f.is_finite().then(|| (f * 1000.0).round() as i64);
     }
-    chrono::DateTime::parse_from_rfc3339(s).ok().map(|d| d.timestamp_millis())
+    chrono::DateTime::parse_from_rfc3339(s)
+        .ok()
+        .map(|d| d.timestamp_millis())
 }
 
 /// Decodes `a=b&c=d` with percent-escapes and `+` for space.
@@ -283,15 +331,13 @@ pub fn parse_query(q: &str) -> std::collections::HashMap<String, String> {
         while i < b.len() {
             match b[i] {
                 b'+' => out.push(b' '),
-                b'%' if i + 2 < b.len() + 0 && i + 2 <= b.len() - 1 => {
-                    match u8::from_str_radix(&s[i + 1..i + 3], 16) {
-                        Ok(v) => {
-                            out.push(v);
-                            i += 2;
-                        }
-                        Err(_) => out.push(b'%'),
+                b'%' if i + 2 < b.len() => match u8::from_str_radix(&s[i + 1..i + 3], 16) {
+                    Ok(v) => {
+                        out.push(v);
+                        i += 2;
                     }
-                }
+                    Err(_) => out.push(b'%'),
+                },
                 c => out.push(c),
             }
             i += 1;

@@ -6,6 +6,7 @@
 //! new generation with the new config and cancels the old one, while the state they share (the
 //! series head, alert states, the outbox) lives in [`Context`] and carries over.
 
+pub mod probes;
 pub mod systemd;
 
 use std::path::PathBuf;
@@ -105,6 +106,22 @@ pub struct Context {
     pub targets: Arc<TargetsView>,
     /// Alerting rules and their alerts.
     pub rules: Arc<RulesState>,
+    /// The ProbeFailed state of every probe.
+    pub probe_states: Arc<crate::probe::ProbeStates>,
+    /// TLS settings of HTTPS probes (system roots), built once.
+    pub probe_tls: crate::probe::ProbeTls,
+}
+
+impl Context {
+    /// Every current alert: rules and probes.
+    pub fn all_alerts(&self) -> Vec<Alert> {
+        let mut a = self.rules.alerts();
+        a.extend(probes::probe_alerts(
+            &self.probe_states,
+            &self.config().global.labels,
+        ));
+        a
+    }
 }
 
 impl Context {
@@ -192,14 +209,21 @@ pub async fn run(config_path: PathBuf) -> Result<(), DaemonError> {
     {
         let (head, store) = (head.clone(), store.clone());
         let now = clock.now_ms();
-        let (series, samples) =
-            tokio::task::spawn_blocking(move || crate::series::persist::load_head(&head, &store, now, window))
-                .await
-                .unwrap_or((0, 0));
+        let (series, samples) = tokio::task::spawn_blocking(move || {
+            crate::series::persist::load_head(&head, &store, now, window)
+        })
+        .await
+        .unwrap_or((0, 0));
         info!(series, samples, window = %crate::config::format_duration(window), "head loaded from the store");
     }
     let rules = Arc::new(RulesState::default());
     rules.configure(&config, Some(&store));
+    let probe_states = Arc::new(crate::probe::ProbeStates::new());
+    probes::restore(&probe_states, &store);
+    let probe_tls = crate::probe::ProbeTls::system().unwrap_or_else(|e| {
+        error!(error = %e, "cannot load the system's root certificates; HTTPS probes will fail");
+        crate::probe::ProbeTls::with_roots(Vec::new()).expect("an empty root store always builds")
+    });
 
     let (reload_tx, reload_rx) = mpsc::channel(4);
     let ctx = Arc::new(Context {
@@ -216,10 +240,15 @@ pub async fn run(config_path: PathBuf) -> Result<(), DaemonError> {
         head: head.clone(),
         targets: Arc::new(TargetsView::default()),
         rules: rules.clone(),
+        probe_states: probe_states.clone(),
+        probe_tls,
     });
+    telemetry.add_exposer(probe_states.clone());
     {
-        let rules = rules.clone();
-        telemetry.add_exposer(Arc::new(crate::rules::engine::AlertsExposer { alerts: Box::new(move || rules.alerts()) }));
+        let weak = Arc::downgrade(&ctx);
+        telemetry.add_exposer(Arc::new(crate::rules::engine::AlertsExposer {
+            alerts: Box::new(move || weak.upgrade().map(|c| c.all_alerts()).unwrap_or_default()),
+        }));
     }
     telemetry.config_last_reload_successful.set(1);
     telemetry
@@ -239,7 +268,9 @@ pub async fn run(config_path: PathBuf) -> Result<(), DaemonError> {
             window,
             clock: clock.clone(),
             telemetry: telemetry.clone(),
-            heartbeat: ctx.liveness.register("checkpoint", Duration::from_secs(300)),
+            heartbeat: ctx
+                .liveness
+                .register("checkpoint", Duration::from_secs(300)),
         }
         .run(shutdown.clone()),
     );
@@ -328,8 +359,15 @@ impl Engines {
     fn start(ctx: &Arc<Context>, config: &Arc<Config>, parent: &CancellationToken) -> Engines {
         let token = parent.child_token();
         let mut tasks = JoinSet::new();
-        ctx.targets.retain(&crate::scrape::manager::target_keys(config));
-        let scrape_every = config.jobs.iter().map(|j| j.interval(&config.global)).max().unwrap_or(Duration::ZERO);
+        let mut keys = crate::scrape::manager::target_keys(config);
+        keys.extend(config.probes.iter().map(|p| probes::target_key(&p.name)));
+        ctx.targets.retain(&keys);
+        let scrape_every = config
+            .jobs
+            .iter()
+            .map(|j| j.interval(&config.global))
+            .max()
+            .unwrap_or(Duration::ZERO);
         tasks.spawn(
             crate::scrape::manager::ScrapeManager {
                 config: config.clone(),
@@ -337,10 +375,54 @@ impl Engines {
                 targets: ctx.targets.clone(),
                 telemetry: ctx.telemetry.clone(),
                 clock: ctx.clock.clone(),
-                heartbeat: Arc::new(ctx.liveness.register("scrape", scrape_every * 3 + Duration::from_secs(60))),
+                heartbeat: Arc::new(
+                    ctx.liveness
+                        .register("scrape", scrape_every * 3 + Duration::from_secs(60)),
+                ),
             }
             .run(token.clone()),
         );
+        let sink = Arc::new(probes::DaemonProbeSink {
+            head: ctx.head.clone(),
+            store: ctx.store.clone(),
+            targets: ctx.targets.clone(),
+            telemetry: ctx.telemetry.clone(),
+            dispatch: ctx.dispatch.clone(),
+            states: ctx.probe_states.clone(),
+            external_labels: config.global.labels.clone(),
+        });
+        let names: Vec<&str> = config.probes.iter().map(|p| p.name.as_str()).collect();
+        let removed = ctx.probe_states.retain(&names);
+        if !removed.is_empty() {
+            info!(
+                resolved = removed.len(),
+                "probes removed from the config; their alerts resolve"
+            );
+        }
+        // Every generation starts by telling the dispatcher what the probes hold (restored
+        // after a restart, or trimmed by a reload).
+        sink.publish();
+        let probe_every = config
+            .probes
+            .iter()
+            .map(|p| p.interval(&config.global))
+            .max()
+            .unwrap_or(Duration::ZERO);
+        if !config.probes.is_empty() {
+            tasks.spawn(
+                crate::probe::ProbeRunner::new(
+                    config.probes.clone(),
+                    config.global.clone(),
+                    ctx.probe_tls.clone(),
+                    sink,
+                    ctx.probe_states.clone(),
+                    ctx.liveness
+                        .register("probes", probe_every * 3 + Duration::from_secs(60)),
+                    ctx.telemetry.clone(),
+                )
+                .run(token.clone()),
+            );
+        }
         let eval_every = config.global.evaluation_interval.get();
         tasks.spawn(
             RulesEngine {
@@ -351,8 +433,14 @@ impl Engines {
                 dispatch: ctx.dispatch.clone(),
                 telemetry: ctx.telemetry.clone(),
                 clock: ctx.clock.clone(),
-                heartbeat: ctx.liveness.register("rules", eval_every * 4 + Duration::from_secs(60)),
-                extra_alerts: None,
+                heartbeat: ctx
+                    .liveness
+                    .register("rules", eval_every * 4 + Duration::from_secs(60)),
+                extra_alerts: Some({
+                    let states = ctx.probe_states.clone();
+                    let ext = config.global.labels.clone();
+                    Arc::new(move || probes::probe_alerts(&states, &ext))
+                }),
             }
             .run(token.clone()),
         );

@@ -32,7 +32,11 @@ pub struct RulesState {
 }
 
 fn state_key(rule: &AlertingRule) -> String {
-    format!("{}/{:016x}", rule.name, Labels::new([("k", rule.identity())]).fingerprint())
+    format!(
+        "{}/{:016x}",
+        rule.name,
+        Labels::new([("k", rule.identity())]).fingerprint()
+    )
 }
 
 impl RulesState {
@@ -40,7 +44,8 @@ impl RulesState {
     /// store after a restart).
     pub fn configure(&self, config: &Config, store: Option<&Store>) {
         let mut rules = self.rules.lock().unwrap_or_else(|p| p.into_inner());
-        let mut old: BTreeMap<String, AlertingRule> = rules.drain(..).map(|r| (r.identity(), r)).collect();
+        let mut old: BTreeMap<String, AlertingRule> =
+            rules.drain(..).map(|r| (r.identity(), r)).collect();
         for rc in &config.rules {
             let mut r = match AlertingRule::from_config(rc) {
                 Ok(r) => r,
@@ -61,7 +66,9 @@ impl RulesState {
                         r.restore(alerts);
                     }
                     Ok(None) => {}
-                    Err(e) => warn!(rule = %r.name, error = %e, "stored alert state unreadable; starting empty"),
+                    Err(e) => {
+                        warn!(rule = %r.name, error = %e, "stored alert state unreadable; starting empty")
+                    }
                 }
             }
             rules.push(r);
@@ -101,7 +108,12 @@ impl RulesEngine {
     /// Evaluates every interval until `shutdown`. A round that overruns its interval is
     /// counted; the next round starts at the next tick, never stacked.
     pub async fn run(self, shutdown: CancellationToken) {
-        let every = self.config.global.evaluation_interval.get().max(Duration::from_millis(100));
+        let every = self
+            .config
+            .global
+            .evaluation_interval
+            .get()
+            .max(Duration::from_millis(100));
         let mut tick = tokio::time::interval(every);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
         loop {
@@ -112,9 +124,15 @@ impl RulesEngine {
             let started = Instant::now();
             self.round().await;
             let took = started.elapsed();
-            self.telemetry.rule_evaluation_duration.with_label_values(&[] as &[&str]).observe(took.as_secs_f64());
+            self.telemetry
+                .rule_evaluation_duration
+                .with_label_values(&[] as &[&str])
+                .observe(took.as_secs_f64());
             if took > every {
-                self.telemetry.rule_evaluations_missed_total.with_label_values(&[] as &[&str]).inc();
+                self.telemetry
+                    .rule_evaluations_missed_total
+                    .with_label_values(&[] as &[&str])
+                    .inc();
                 warn!(took = ?took, interval = ?every, "rule evaluation took longer than the evaluation interval");
             }
             self.heartbeat.beat();
@@ -137,9 +155,14 @@ impl RulesEngine {
         let alerts = {
             let mut rules = self.state.rules.lock().unwrap_or_else(|p| p.into_inner());
             for rule in rules.iter_mut() {
-                self.telemetry.rule_evaluations_total.with_label_values(&[rule.name.as_str()]).inc();
+                self.telemetry
+                    .rule_evaluations_total
+                    .with_label_values(&[rule.name.as_str()])
+                    .inc();
                 let samples = match engine.instant(&*self.head, &rule.expr, t_ms) {
-                    Ok(Value::Vector(v)) => v.into_iter().map(|s| (s.labels, s.v)).collect::<Vec<_>>(),
+                    Ok(Value::Vector(v)) => {
+                        v.into_iter().map(|s| (s.labels, s.v)).collect::<Vec<_>>()
+                    }
                     Ok(Value::Scalar { v, .. }) => vec![(Labels::empty(), v)],
                     Ok(_) => {
                         self.fail(rule, "rule result is not a vector or scalar");
@@ -150,7 +173,10 @@ impl RulesEngine {
                         continue;
                     }
                 };
-                let url = format!("{base_url}/api/v1/query?query={}", urlencode(&rule.expr_source));
+                let url = format!(
+                    "{base_url}/api/v1/query?query={}",
+                    urlencode(&rule.expr_source)
+                );
                 match rule.eval(&samples, now, &self.config.global.labels, &url) {
                     Ok(t) => {
                         if !t.is_empty() {
@@ -161,7 +187,10 @@ impl RulesEngine {
                     Err(e) => self.fail(rule, &e),
                 }
             }
-            rules.iter().flat_map(|r| r.alerts().cloned()).collect::<Vec<Alert>>()
+            rules
+                .iter()
+                .flat_map(|r| r.alerts().cloned())
+                .collect::<Vec<Alert>>()
         };
 
         for t in &transitions {
@@ -180,14 +209,20 @@ impl RulesEngine {
                 value: t.value,
             };
             if let Err(e) = self.store.append_alert_transition_durable(&rec) {
-                self.telemetry.store_write_failures.with_label_values(&["alert_transitions"]).inc();
+                self.telemetry
+                    .store_write_failures
+                    .with_label_values(&["alert_transitions"])
+                    .inc();
                 error!(error = %e, "cannot record an alert transition");
             }
         }
         // The state that decides pages is durable before the dispatcher hears of it.
         for (key, alerts) in &changed_rules {
             if let Err(e) = self.store.put_durable(Kind::AlertState, key, alerts) {
-                self.telemetry.store_write_failures.with_label_values(&["alert_state"]).inc();
+                self.telemetry
+                    .store_write_failures
+                    .with_label_values(&["alert_state"])
+                    .inc();
                 error!(error = %e, "cannot persist alert state");
             }
         }
@@ -201,7 +236,10 @@ impl RulesEngine {
     }
 
     fn fail(&self, rule: &AlertingRule, e: &str) {
-        self.telemetry.rule_evaluation_failures_total.with_label_values(&[rule.name.as_str()]).inc();
+        self.telemetry
+            .rule_evaluation_failures_total
+            .with_label_values(&[rule.name.as_str()])
+            .inc();
         warn!(rule = %rule.name, error = %e, "rule evaluation failed");
     }
 }
@@ -214,7 +252,10 @@ pub fn write_alerts_series(head: &Head, alerts: &[Alert], t_ms: i64) {
         if a.state == AlertState::Resolved {
             continue;
         }
-        let l = a.labels.with("__name__", "ALERTS").with("alertstate", a.state.as_str());
+        let l = a
+            .labels
+            .with("__name__", "ALERTS")
+            .with("alertstate", a.state.as_str());
         let key = l.to_string();
         app.add_keyed(&key, None, 1.0, || l.clone());
         let f = a.labels.with("__name__", "ALERTS_FOR_STATE");
@@ -229,7 +270,9 @@ pub fn urlencode(s: &str) -> String {
     let mut out = String::with_capacity(s.len() * 3);
     for b in s.bytes() {
         match b {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => out.push(b as char),
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
+                out.push(b as char)
+            }
             _ => out.push_str(&format!("%{b:02X}")),
         }
     }
@@ -244,22 +287,37 @@ pub struct AlertsExposer {
 
 impl crate::telemetry::Exposer for AlertsExposer {
     fn expose(&self, out: &mut String) {
-        let mut alerts: Vec<Alert> = (self.alerts)().into_iter().filter(|a| a.state != AlertState::Resolved).collect();
+        let mut alerts: Vec<Alert> = (self.alerts)()
+            .into_iter()
+            .filter(|a| a.state != AlertState::Resolved)
+            .collect();
         alerts.sort_by(|a, b| a.labels.cmp(&b.labels));
         out.push_str("# HELP ALERTS Alerts that are pending or firing, as Prometheus writes them.\n# TYPE ALERTS gauge\n");
         let mut owned: Vec<(String, String)> = Vec::new();
         for a in &alerts {
             owned.clear();
-            owned.extend(a.labels.iter().map(|l| (l.name.to_string(), l.value.to_string())));
+            owned.extend(
+                a.labels
+                    .iter()
+                    .map(|l| (l.name.to_string(), l.value.to_string())),
+            );
             owned.push(("alertstate".into(), a.state.as_str().into()));
             owned.sort();
-            let pairs: Vec<(&str, &str)> = owned.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+            let pairs: Vec<(&str, &str)> = owned
+                .iter()
+                .map(|(k, v)| (k.as_str(), v.as_str()))
+                .collect();
             crate::telemetry::write_sample(out, "ALERTS", &pairs, 1.0);
         }
         out.push_str("# HELP ALERTS_FOR_STATE When each pending or firing alert became active (Unix seconds).\n# TYPE ALERTS_FOR_STATE gauge\n");
         for a in &alerts {
             let pairs: Vec<(&str, &str)> = a.labels.iter().map(|l| (&*l.name, &*l.value)).collect();
-            crate::telemetry::write_sample(out, "ALERTS_FOR_STATE", &pairs, a.active_at.timestamp() as f64);
+            crate::telemetry::write_sample(
+                out,
+                "ALERTS_FOR_STATE",
+                &pairs,
+                a.active_at.timestamp() as f64,
+            );
         }
     }
 }

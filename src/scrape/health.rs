@@ -41,14 +41,25 @@ pub struct TargetsView {
 impl TargetsView {
     /// Records a target's state.
     pub fn set(&self, key: &str, h: TargetHealth) {
-        self.all.write().unwrap_or_else(|p| p.into_inner()).insert(key.to_string(), h);
+        self.all
+            .write()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(key.to_string(), h);
     }
     /// Keeps only these keys (after a reload).
     pub fn retain(&self, keys: &[String]) {
-        self.all.write().unwrap_or_else(|p| p.into_inner()).retain(|k, _| keys.contains(k));
+        self.all
+            .write()
+            .unwrap_or_else(|p| p.into_inner())
+            .retain(|k, _| keys.contains(k));
     }
     /// Every target, in key order.
     pub fn list(&self) -> Vec<TargetHealth> {
-        self.all.read().unwrap_or_else(|p| p.into_inner()).values().cloned().collect()
+        self.all
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .values()
+            .cloned()
+            .collect()
     }
 }

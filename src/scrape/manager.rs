@@ -60,7 +60,14 @@ pub fn offset(key: &str, interval: Duration) -> Duration {
 
 /// Every target key of a config, for pruning the health view on reload.
 pub fn target_keys(c: &Config) -> Vec<String> {
-    c.jobs.iter().flat_map(|j| j.targets.iter().map(move |t| format!("scrape/{}/{t}", j.name))).collect()
+    c.jobs
+        .iter()
+        .flat_map(|j| {
+            j.targets
+                .iter()
+                .map(move |t| format!("scrape/{}/{t}", j.name))
+        })
+        .collect()
 }
 
 impl ScrapeManager {
@@ -86,7 +93,11 @@ impl ScrapeManager {
                     Scheme::Http => "http",
                     Scheme::Https => "https",
                 };
-                let mut labels: Vec<(String, String)> = job.labels.iter().map(|(k, v)| (k.clone(), v.clone())).collect();
+                let mut labels: Vec<(String, String)> = job
+                    .labels
+                    .iter()
+                    .map(|(k, v)| (k.clone(), v.clone()))
+                    .collect();
                 labels.push(("job".into(), job.name.clone()));
                 labels.push(("instance".into(), instance.clone()));
                 let t = Target {
@@ -98,18 +109,30 @@ impl ScrapeManager {
                     interval: job.interval(&self.config.global),
                     timeout: job.timeout(&self.config.global),
                 };
-                self.targets.set(&t.key, TargetHealth {
-                    kind: "scrape",
-                    job: job.name.clone(),
-                    probe: None,
-                    url: t.url.clone(),
-                    health: "unknown",
-                    last_error: String::new(),
-                    last_run: None,
-                    last_duration_seconds: 0.0,
-                    samples: None,
-                });
-                tasks.spawn(target_loop(t, client.clone(), self.head.clone(), self.targets.clone(), self.telemetry.clone(), self.clock.clone(), self.heartbeat.clone(), shutdown.clone()));
+                self.targets.set(
+                    &t.key,
+                    TargetHealth {
+                        kind: "scrape",
+                        job: job.name.clone(),
+                        probe: None,
+                        url: t.url.clone(),
+                        health: "unknown",
+                        last_error: String::new(),
+                        last_run: None,
+                        last_duration_seconds: 0.0,
+                        samples: None,
+                    },
+                );
+                tasks.spawn(target_loop(
+                    t,
+                    client.clone(),
+                    self.head.clone(),
+                    self.targets.clone(),
+                    self.telemetry.clone(),
+                    self.clock.clone(),
+                    self.heartbeat.clone(),
+                    shutdown.clone(),
+                ));
             }
         }
         self.heartbeat.beat();
@@ -177,8 +200,13 @@ async fn target_loop(
                         let c = app.commit();
                         added = c.series_added;
                         if over > 0 {
-                            telemetry.scrape_errors_total.with_label_values(&[t.job.name.as_str(), "sample_limit"]).inc();
-                            Err(format!("sample limit {limit} exceeded: {over} samples dropped"))
+                            telemetry
+                                .scrape_errors_total
+                                .with_label_values(&[t.job.name.as_str(), "sample_limit"])
+                                .inc();
+                            Err(format!(
+                                "sample limit {limit} exceeded: {over} samples dropped"
+                            ))
                         } else {
                             Ok(())
                         }
@@ -186,14 +214,20 @@ async fn target_loop(
                     Err(e) => {
                         app.rollback();
                         samples = 0;
-                        telemetry.scrape_errors_total.with_label_values(&[t.job.name.as_str(), "parse"]).inc();
+                        telemetry
+                            .scrape_errors_total
+                            .with_label_values(&[t.job.name.as_str(), "parse"])
+                            .inc();
                         Err(format!("invalid exposition: {e}"))
                     }
                 }
             }
             Err((reason, class)) => {
                 head.mark_target_stale(&t.key, t_ms);
-                telemetry.scrape_errors_total.with_label_values(&[t.job.name.as_str(), class]).inc();
+                telemetry
+                    .scrape_errors_total
+                    .with_label_values(&[t.job.name.as_str(), class])
+                    .inc();
                 Err(reason)
             }
         };
@@ -205,23 +239,32 @@ async fn target_loop(
         synth("scrape_duration_seconds", took.as_secs_f64());
         synth("scrape_samples_scraped", samples as f64);
         synth("scrape_series_added", added as f64);
-        telemetry.scrapes_total.with_label_values(&[t.job.name.as_str(), if up { "success" } else { "failure" }]).inc();
-        telemetry.head_samples_appended.with_label_values(&["scrape"]).inc_by(samples as u64);
+        telemetry
+            .scrapes_total
+            .with_label_values(&[t.job.name.as_str(), if up { "success" } else { "failure" }])
+            .inc();
+        telemetry
+            .head_samples_appended
+            .with_label_values(&["scrape"])
+            .inc_by(samples as u64);
         let err = result.err().unwrap_or_default();
         if !err.is_empty() {
             debug!(target = %t.url, error = %err, "scrape failed");
         }
-        view.set(&t.key, TargetHealth {
-            kind: "scrape",
-            job: t.job.name.clone(),
-            probe: None,
-            url: t.url.clone(),
-            health: if up { "up" } else { "down" },
-            last_error: err,
-            last_run: Some(now),
-            last_duration_seconds: took.as_secs_f64(),
-            samples: Some(samples),
-        });
+        view.set(
+            &t.key,
+            TargetHealth {
+                kind: "scrape",
+                job: t.job.name.clone(),
+                probe: None,
+                url: t.url.clone(),
+                health: if up { "up" } else { "down" },
+                last_error: err,
+                last_run: Some(now),
+                last_duration_seconds: took.as_secs_f64(),
+                samples: Some(samples),
+            },
+        );
         // Do not keep a huge buffer around after one large page.
         if body.capacity() > 4 << 20 {
             body = Vec::new();
@@ -231,7 +274,11 @@ async fn target_loop(
 }
 
 /// Fetches the page into `body`; returns its format, or a reason and an error class.
-async fn fetch(client: &reqwest::Client, t: &Target, body: &mut Vec<u8>) -> Result<Format, (String, &'static str)> {
+async fn fetch(
+    client: &reqwest::Client,
+    t: &Target,
+    body: &mut Vec<u8>,
+) -> Result<Format, (String, &'static str)> {
     body.clear();
     let timeout_s = format!("{}", t.timeout.as_secs_f64());
     let req = client
@@ -244,12 +291,18 @@ async fn fetch(client: &reqwest::Client, t: &Target, body: &mut Vec<u8>) -> Resu
         let mut resp = req.send().await.map_err(|e| (describe(&e), class(&e)))?;
         let status = resp.status();
         if !status.is_success() {
-            return Err((format!("server returned HTTP status {status}"), "http_status"));
+            return Err((
+                format!("server returned HTTP status {status}"),
+                "http_status",
+            ));
         }
         if let Some(len) = resp.content_length()
             && len as usize > limit
         {
-            return Err((format!("body of {len} bytes exceeds the limit of {limit} bytes"), "body_size"));
+            return Err((
+                format!("body of {len} bytes exceeds the limit of {limit} bytes"),
+                "body_size",
+            ));
         }
         let format = resp
             .headers()
@@ -259,7 +312,10 @@ async fn fetch(client: &reqwest::Client, t: &Target, body: &mut Vec<u8>) -> Resu
             .unwrap_or(Format::Text);
         while let Some(chunk) = resp.chunk().await.map_err(|e| (describe(&e), class(&e)))? {
             if body.len() + chunk.len() > limit {
-                return Err((format!("body exceeds the limit of {limit} bytes"), "body_size"));
+                return Err((
+                    format!("body exceeds the limit of {limit} bytes"),
+                    "body_size",
+                ));
             }
             body.extend_from_slice(&chunk);
         }
@@ -267,7 +323,13 @@ async fn fetch(client: &reqwest::Client, t: &Target, body: &mut Vec<u8>) -> Resu
     };
     match tokio::time::timeout(t.timeout, work).await {
         Ok(r) => r,
-        Err(_) => Err((format!("timed out after {}", crate::config::format_duration(t.timeout)), "timeout")),
+        Err(_) => Err((
+            format!(
+                "timed out after {}",
+                crate::config::format_duration(t.timeout)
+            ),
+            "timeout",
+        )),
     }
 }
 
@@ -293,5 +355,9 @@ fn describe(e: &reqwest::Error) -> String {
         s = c.to_string();
         src = c.source();
     }
-    if s.is_empty() { e.to_string() } else { s.replace("Connection refused (os error 111)", "connection refused") }
+    if s.is_empty() {
+        e.to_string()
+    } else {
+        s.replace("Connection refused (os error 111)", "connection refused")
+    }
 }

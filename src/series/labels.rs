@@ -210,6 +210,25 @@ pub fn hash_labels<H: Hasher>(labels: &Labels, state: &mut H) {
     labels.hash(state)
 }
 
+impl serde::Serialize for Labels {
+    /// As a JSON object `{"name": "value", ...}`, sorted by name.
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeMap;
+        let mut m = s.serialize_map(Some(self.0.len()))?;
+        for l in &self.0 {
+            m.serialize_entry(&*l.name, &*l.value)?;
+        }
+        m.end()
+    }
+}
+
+impl<'de> serde::Deserialize<'de> for Labels {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let m = std::collections::BTreeMap::<String, String>::deserialize(d)?;
+        Ok(Labels::new(m))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -246,24 +265,5 @@ mod tests {
             a.fingerprint(),
             Labels::new([("job", "apix")]).fingerprint()
         );
-    }
-}
-
-impl serde::Serialize for Labels {
-    /// As a JSON object `{"name": "value", ...}`, sorted by name.
-    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        use serde::ser::SerializeMap;
-        let mut m = s.serialize_map(Some(self.0.len()))?;
-        for l in &self.0 {
-            m.serialize_entry(&*l.name, &*l.value)?;
-        }
-        m.end()
-    }
-}
-
-impl<'de> serde::Deserialize<'de> for Labels {
-    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        let m = std::collections::BTreeMap::<String, String>::deserialize(d)?;
-        Ok(Labels::new(m))
     }
 }

@@ -21,13 +21,21 @@ use crate::daemon::systemd::Heartbeat;
 use crate::store::Store;
 use crate::telemetry::Telemetry;
 
+/// One series' stored chunks while loading: (min_t, max_t, bytes).
+type Pending = Option<(Labels, Vec<(Timestamp, Timestamp, Vec<u8>)>)>;
+
 /// Loads the chunks of the last `window` into the head. Returns (series, samples) loaded.
-pub fn load_head(head: &Head, store: &Store, now_ms: Timestamp, window: Duration) -> (usize, usize) {
+pub fn load_head(
+    head: &Head,
+    store: &Store,
+    now_ms: Timestamp,
+    window: Duration,
+) -> (usize, usize) {
     let min_t = now_ms - window.as_millis() as i64;
     let mut series = 0;
     let mut samples = 0;
-    let mut current: Option<(Labels, Vec<(Timestamp, Timestamp, Vec<u8>)>)> = None;
-    let flush = |cur: Option<(Labels, Vec<(Timestamp, Timestamp, Vec<u8>)>)>, series: &mut usize, samples: &mut usize| {
+    let mut current: Pending = None;
+    let flush = |cur: Pending, series: &mut usize, samples: &mut usize| {
         let Some((labels, chunks)) = cur else { return };
         // Keep the longest copy of chunks with the same start; drop true overlaps.
         let mut kept: Vec<(Timestamp, Timestamp, Vec<u8>)> = Vec::new();
@@ -121,7 +129,10 @@ impl Checkpointer {
                 }
                 Ok((p, Err(e))) => {
                     persisted = p;
-                    self.telemetry.store_write_failures.with_label_values(&["chunks"]).inc();
+                    self.telemetry
+                        .store_write_failures
+                        .with_label_values(&["chunks"])
+                        .inc();
                     self.telemetry.store_up.set(0);
                     error!(error = %e, "cannot write samples to the store; the head keeps them in memory");
                 }
@@ -138,7 +149,12 @@ impl Checkpointer {
 }
 
 /// Stores every closed chunk (and, when `all`, the open one) not stored yet.
-fn checkpoint(head: &Head, store: &Store, persisted: &mut HashMap<u64, Timestamp>, all: bool) -> Result<usize, crate::store::StoreError> {
+fn checkpoint(
+    head: &Head,
+    store: &Store,
+    persisted: &mut HashMap<u64, Timestamp>,
+    all: bool,
+) -> Result<usize, crate::store::StoreError> {
     let mut written = 0;
     let mut err = None;
     head.for_each_series(|labels, chunks| {
@@ -147,12 +163,22 @@ fn checkpoint(head: &Head, store: &Store, persisted: &mut HashMap<u64, Timestamp
         }
         let fp = labels.fingerprint();
         let done = persisted.get(&fp).copied().unwrap_or(i64::MIN);
-        let n = if all { chunks.len() } else { chunks.len().saturating_sub(1) };
+        let n = if all {
+            chunks.len()
+        } else {
+            chunks.len().saturating_sub(1)
+        };
         for c in &chunks[..n] {
             if c.is_empty() || c.last_t() <= done {
                 continue;
             }
-            if let Err(e) = store.put_chunk(labels, c.first_t(), c.last_t(), c.len() as u32, c.as_bytes()) {
+            if let Err(e) = store.put_chunk(
+                labels,
+                c.first_t(),
+                c.last_t(),
+                c.len() as u32,
+                c.as_bytes(),
+            ) {
                 err = Some(e);
                 return;
             }
@@ -187,7 +213,13 @@ pub fn reach(e: &promql_parser::parser::Expr) -> Duration {
         Expr::Unary(u) => reach(&u.expr),
         Expr::Binary(b) => reach(&b.lhs).max(reach(&b.rhs)),
         Expr::Paren(p) => reach(&p.expr),
-        Expr::Call(c) => c.args.args.iter().map(|a| reach(a)).max().unwrap_or(Duration::ZERO),
+        Expr::Call(c) => c
+            .args
+            .args
+            .iter()
+            .map(|a| reach(a))
+            .max()
+            .unwrap_or(Duration::ZERO),
         _ => Duration::ZERO,
     }
 }
@@ -205,7 +237,9 @@ pub fn head_window(c: &crate::config::Config) -> Duration {
         let checks = g
             .check
             .iter()
-            .map(|k| reach(&k.expr.expr).max(k.guard.as_ref().map_or(Duration::ZERO, |e| reach(&e.expr))))
+            .map(|k| {
+                reach(&k.expr.expr).max(k.guard.as_ref().map_or(Duration::ZERO, |e| reach(&e.expr)))
+            })
             .max()
             .unwrap_or(Duration::ZERO);
         w = w.max(g.baseline.get() + g.watch.get() + checks + lookback + Duration::from_secs(60));

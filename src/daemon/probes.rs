@@ -1,0 +1,141 @@
+//! Where probe results go: the series head (for rules and gates), the store (history), the
+//! targets view (API), and — for ProbeFailed changes — the dispatcher, after the probe alert
+//! state is persisted.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use tracing::{error, warn};
+
+use crate::alert::Alert;
+use crate::config::ProbeConfig;
+use crate::dispatch::DispatcherHandle;
+use crate::probe::{
+    AlertChange, ProbeOutcome, ProbeSink, ProbeStates, ProbeStatesSnapshot, outcome_series,
+};
+use crate::scrape::health::{TargetHealth, TargetsView};
+use crate::series::head::Head;
+use crate::store::{Kind, ProbeRecord, Store};
+use crate::telemetry::Telemetry;
+
+/// The dispatcher source name of ProbeFailed alerts.
+pub const SOURCE: &str = "probes";
+/// Where the probe alert state is kept in the store.
+const STATE_KEY: &str = "__probes__";
+
+/// The daemon's [`ProbeSink`].
+pub struct DaemonProbeSink {
+    /// Probe series go here.
+    pub head: Arc<Head>,
+    /// Probe results and alert state go here.
+    pub store: Arc<Store>,
+    /// Health for the API.
+    pub targets: Arc<TargetsView>,
+    /// Metrics.
+    pub telemetry: Arc<Telemetry>,
+    /// ProbeFailed alerts go here.
+    pub dispatch: DispatcherHandle,
+    /// The alert state of every probe.
+    pub states: Arc<ProbeStates>,
+    /// `[global].labels`, added to ProbeFailed like to every alert.
+    pub external_labels: BTreeMap<String, String>,
+}
+
+/// The key of a probe in the targets view.
+pub fn target_key(name: &str) -> String {
+    format!("probe/{name}")
+}
+
+/// Restores the probe alert state saved before a restart.
+pub fn restore(states: &ProbeStates, store: &Store) {
+    match store.get::<ProbeStatesSnapshot>(Kind::AlertState, STATE_KEY) {
+        Ok(Some(s)) => states.restore(s),
+        Ok(None) => {}
+        Err(e) => warn!(error = %e, "stored probe alert state unreadable; starting empty"),
+    }
+}
+
+/// ProbeFailed alerts with the external labels, as the dispatcher and the API see them.
+pub fn probe_alerts(states: &ProbeStates, external: &BTreeMap<String, String>) -> Vec<Alert> {
+    let mut alerts = states.alerts();
+    for a in &mut alerts {
+        for (k, v) in external {
+            if a.labels.get(k).is_none() {
+                a.labels = a.labels.with(k.as_str(), v.as_str());
+            }
+        }
+    }
+    alerts
+}
+
+impl DaemonProbeSink {
+    /// Persists the probe alert state and sends the current ProbeFailed alerts to the
+    /// dispatcher.
+    pub fn publish(&self) {
+        if let Err(e) = self
+            .store
+            .put_durable(Kind::AlertState, STATE_KEY, &self.states.snapshot())
+        {
+            self.telemetry
+                .store_write_failures
+                .with_label_values(&["alert_state"])
+                .inc();
+            error!(error = %e, "cannot persist the probe alert state");
+        }
+        let alerts = probe_alerts(&self.states, &self.external_labels);
+        let dispatch = self.dispatch.clone();
+        tokio::spawn(async move { dispatch.update_alerts(SOURCE, alerts).await });
+    }
+}
+
+impl ProbeSink for DaemonProbeSink {
+    fn record(&self, probe: &ProbeConfig, outcome: &ProbeOutcome) {
+        let t = outcome.timestamp_ms();
+        for (labels, v) in outcome_series(probe, outcome) {
+            self.head.append(&labels, t, v);
+        }
+        self.telemetry
+            .head_samples_appended
+            .with_label_values(&["probe"])
+            .inc();
+        let rec = ProbeRecord {
+            probe: probe.name.clone(),
+            t,
+            success: outcome.success,
+            duration_seconds: outcome.duration.as_secs_f64(),
+            status: outcome.status,
+            reason: outcome.reason.clone(),
+        };
+        if let Err(e) = self.store.append_probe(&rec) {
+            self.telemetry
+                .store_write_failures
+                .with_label_values(&["probes"])
+                .inc();
+            warn!(probe = %probe.name, error = %e, "cannot store a probe result");
+        }
+        self.targets.set(
+            &target_key(&probe.name),
+            TargetHealth {
+                kind: "probe",
+                job: probe.job.clone().unwrap_or_default(),
+                probe: Some(probe.name.clone()),
+                url: probe.url.clone(),
+                health: if outcome.success { "up" } else { "down" },
+                last_error: outcome.reason.clone(),
+                last_run: Some(chrono::DateTime::<chrono::Utc>::from(outcome.at)),
+                last_duration_seconds: outcome.duration.as_secs_f64(),
+                samples: None,
+            },
+        );
+    }
+
+    fn alert_changed(&self, _probe: &ProbeConfig, change: &AlertChange) {
+        match change {
+            AlertChange::Fired(a) => {
+                warn!(alert = %a.labels, reason = a.annotations.get("reason").map(String::as_str).unwrap_or(""), "probe alert firing")
+            }
+            AlertChange::Resolved(a) => tracing::info!(alert = %a.labels, "probe alert resolved"),
+        }
+        self.publish();
+    }
+}
