@@ -25,6 +25,8 @@
 //!   chunks, outbox, notification log, silences, deployments, alert state).
 //! - [`promql`]: the PromQL evaluation engine (Prometheus 3.x semantics) over a [`series::SeriesSource`].
 //! - [`scrape`]: the exposition parser and the scrape loop feeding the head.
+//! - [`deploy`]: post-deployment gates — deployments, baselines, check evaluation, verdicts
+//!   (stored, exported, notified as `DeploymentVerdict`) and the `/api/v1/deployments` handlers.
 #![forbid(unsafe_code)]
 
 pub mod alert;
@@ -33,6 +35,7 @@ pub mod cli;
 pub mod clock;
 pub mod config;
 pub mod daemon;
+pub mod deploy;
 pub mod dispatch;
 pub mod notify;
 pub mod promql;

@@ -105,6 +105,13 @@ pub async fn handle(ctx: Arc<Context>, req: Request<Incoming>) -> Resp {
                 &format!("reload failed: {e}"),
             ),
         },
+        (&Method::POST, "/api/v1/deployments") => crate::deploy::api::create(&ctx.gates, req).await,
+        (&Method::GET | &Method::HEAD, "/api/v1/deployments") => {
+            crate::deploy::api::list(&ctx.gates, req.uri().query()).await
+        }
+        (&Method::GET | &Method::HEAD, p) if p.starts_with("/api/v1/deployments/") => {
+            crate::deploy::api::get(&ctx.gates, &p["/api/v1/deployments/".len()..]).await
+        }
         (_, "/metrics" | "/healthz" | "/readyz" | "/-/reload") => error(
             StatusCode::METHOD_NOT_ALLOWED,
             &format!("{method} is not allowed on {path}"),
