@@ -344,6 +344,11 @@ struct Live {
 
 /// The gate engine: owns deployments, evaluates their checks on schedule, decides, stores and
 /// notifies verdicts.
+///
+/// Store writes (one per evaluation of each watched deployment, plus one per verdict) are
+/// durable and made on the engine's task, like the dispatcher's: a few per interval, each an
+/// fsync. The baseline (at most 480 instants per check) is computed on the task too, once per
+/// deployment.
 pub struct GateEngine {
     rx: mpsc::Receiver<Msg>,
     /// The config in force: which jobs have gates, global labels, external URL.
@@ -613,8 +618,13 @@ impl GateEngine {
             old.d.superseded_by = Some(id.clone());
             // Nobody is told about a superseded deployment.
             old.d.notified = old.d.gate.notify.clone();
-            let old_d = &mut old.d;
-            finish(&self.telemetry, old_d, Verdict::Inconclusive, reason, now);
+            finish(
+                &self.telemetry,
+                &mut old.d,
+                Verdict::Inconclusive,
+                reason,
+                now,
+            );
             old.dirty = true;
         }
         self.export_checks(&d);
