@@ -41,6 +41,8 @@ pub enum Command {
         config: Option<PathBuf>,
     },
     /// Record a deployment on a running daemon; with --wait, follow it to its verdict.
+    // `--version` is the deployed version here (SPEC §1), not clap's propagated version flag.
+    #[command(disable_version_flag = true)]
     Deploy {
         /// The job deployed (must have a [[gate]]).
         #[arg(long)]
@@ -63,6 +65,12 @@ pub enum Command {
         /// Optional commit id recorded with the deployment.
         #[arg(long)]
         commit: Option<String>,
+        /// Optional author recorded with the deployment.
+        #[arg(long)]
+        author: Option<String>,
+        /// Optional link (pipeline run, release notes) recorded with the deployment.
+        #[arg(long)]
+        url: Option<String>,
         /// Config file, to find server.listen.
         #[arg(short, long)]
         config: Option<PathBuf>,
@@ -123,6 +131,8 @@ pub fn main(cli: Cli) -> ExitCode {
             token,
             supersede,
             commit,
+            author,
+            url,
             config,
         } => {
             let server = server.unwrap_or_else(|| {
@@ -137,6 +147,8 @@ pub fn main(cli: Cli) -> ExitCode {
                 version,
                 supersede,
                 commit,
+                author,
+                url,
             };
             match runtime() {
                 Ok(rt) => ExitCode::from(rt.block_on(deploy(&server, token.as_deref(), req, wait))),
@@ -248,6 +260,8 @@ struct DeployRequest {
     version: String,
     supersede: bool,
     commit: Option<String>,
+    author: Option<String>,
+    url: Option<String>,
 }
 
 /// Records a deployment and, with `wait`, follows it. Returns the exit code.
@@ -266,8 +280,14 @@ async fn deploy(server: &str, token: Option<&str>, req: DeployRequest, wait: boo
     let server = server.trim_end_matches('/');
     let mut body =
         serde_json::json!({"job": req.job, "version": req.version, "supersede": req.supersede});
-    if let Some(c) = req.commit {
-        body["commit"] = c.into();
+    for (k, v) in [
+        ("commit", req.commit),
+        ("author", req.author),
+        ("url", req.url),
+    ] {
+        if let Some(v) = v {
+            body[k] = v.into();
+        }
     }
     let mut post = client
         .post(format!("{server}/api/v1/deployments"))
@@ -333,21 +353,18 @@ async fn deploy(server: &str, token: Option<&str>, req: DeployRequest, wait: boo
             last_evaluations = evaluations;
             print_evaluation(&d);
         }
-        match d.get("verdict").and_then(|v| v.as_str()) {
-            Some("pass") => {
-                println!("verdict: pass");
-                return 0;
-            }
-            Some("fail") => {
-                println!("verdict: fail");
-                return 1;
-            }
-            Some("inconclusive") => {
-                println!("verdict: inconclusive");
-                return 3;
-            }
-            _ => {}
-        }
+        let code = match d.get("verdict").and_then(|v| v.as_str()) {
+            Some("pass") => 0,
+            Some("fail") => 1,
+            Some("inconclusive") => 3,
+            _ => continue,
+        };
+        let reason = d.get("reason").and_then(|r| r.as_str()).unwrap_or("");
+        println!(
+            "verdict: {} ({reason})",
+            d["verdict"].as_str().unwrap_or("")
+        );
+        return code;
     }
 }
 

@@ -27,6 +27,8 @@
 //! - [`scrape`]: the exposition parser and the scrape loop feeding the head.
 //! - [`probe`]: HTTP(S) and TCP health probes on their intervals, the built-in `ProbeFailed`
 //!   alert, and the `probe_*` series.
+//! - [`deploy`]: post-deployment gates — deployments, baselines, check evaluation, verdicts
+//!   (stored, exported, notified as `DeploymentVerdict`) and the `/api/v1/deployments` handlers.
 #![forbid(unsafe_code)]
 
 pub mod alert;
@@ -35,6 +37,7 @@ pub mod cli;
 pub mod clock;
 pub mod config;
 pub mod daemon;
+pub mod deploy;
 pub mod dispatch;
 pub mod notify;
 pub mod probe;

@@ -168,10 +168,25 @@ pub async fn handle(ctx: Arc<Context>, req: Request<Incoming>) -> Resp {
                 Err(e) => error(StatusCode::INTERNAL_SERVER_ERROR, &e),
             }
         }
+        (&Method::POST, "/api/v1/deployments") => crate::deploy::api::create(&ctx.gates, req).await,
+        (&Method::GET | &Method::HEAD, "/api/v1/deployments") => {
+            crate::deploy::api::list(&ctx.gates, req.uri().query()).await
+        }
+        (&Method::GET | &Method::HEAD, p) if p.starts_with("/api/v1/deployments/") => {
+            crate::deploy::api::get(&ctx.gates, &p["/api/v1/deployments/".len()..]).await
+        }
         (
             _,
-            "/metrics" | "/healthz" | "/readyz" | "/-/reload" | "/api/v1/silences"
-            | "/api/v1/alerts" | "/api/v1/targets" | "/api/v1/history" | "/api/v1/query",
+            "/metrics"
+            | "/healthz"
+            | "/readyz"
+            | "/-/reload"
+            | "/api/v1/silences"
+            | "/api/v1/alerts"
+            | "/api/v1/targets"
+            | "/api/v1/history"
+            | "/api/v1/query"
+            | "/api/v1/deployments",
         ) => error(
             StatusCode::METHOD_NOT_ALLOWED,
             &format!("{method} is not allowed on {path}"),

@@ -22,6 +22,7 @@ use tracing::{error, info, warn};
 use crate::alert::{Alert, AlertState};
 use crate::clock::Clock;
 use crate::config::{self, Config, ConfigError};
+use crate::deploy::{GateEngine, GateHandle};
 use crate::dispatch::outbox::Outbox;
 use crate::dispatch::{Dispatcher, DispatcherHandle};
 use crate::rules::engine::{RulesEngine, RulesState};
@@ -98,6 +99,8 @@ pub struct Context {
     pub dispatch: DispatcherHandle,
     /// The durable outbox and its senders.
     pub outbox: Outbox,
+    /// The gate engine: deployments and their verdicts.
+    pub gates: GateHandle,
     /// Wall-clock time.
     pub clock: Clock,
     /// The in-memory series head.
@@ -203,7 +206,6 @@ pub async fn run(config_path: PathBuf) -> Result<(), DaemonError> {
         telemetry.clone(),
         Some(liveness.register("dispatcher", Duration::from_secs(60))),
     );
-
     let head = Arc::new(Head::new());
     let window = crate::series::persist::head_window(&config);
     {
@@ -225,6 +227,16 @@ pub async fn run(config_path: PathBuf) -> Result<(), DaemonError> {
         crate::probe::ProbeTls::with_roots(Vec::new()).expect("an empty root store always builds")
     });
 
+    let (gate_engine, gates) = GateEngine::new(
+        config.clone(),
+        head.clone(),
+        store.clone(),
+        Arc::new((store.clone(), outbox.clone())),
+        clock.clone(),
+        telemetry.clone(),
+        Some(liveness.register("gates", Duration::from_secs(60))),
+    );
+
     let (reload_tx, reload_rx) = mpsc::channel(4);
     let ctx = Arc::new(Context {
         config: RwLock::new(config.clone()),
@@ -236,6 +248,7 @@ pub async fn run(config_path: PathBuf) -> Result<(), DaemonError> {
         store: store.clone(),
         dispatch: dispatch.clone(),
         outbox: outbox.clone(),
+        gates,
         clock: clock.clone(),
         head: head.clone(),
         targets: Arc::new(TargetsView::default()),
@@ -258,6 +271,7 @@ pub async fn run(config_path: PathBuf) -> Result<(), DaemonError> {
     let shutdown = CancellationToken::new();
     let mut tasks = JoinSet::new();
     tasks.spawn(dispatcher.run(shutdown.clone()));
+    tasks.spawn(gate_engine.run(shutdown.clone()));
     tasks.spawn(outbox.run(shutdown.clone()));
     tasks.spawn(crate::api::serve(listener, ctx.clone(), shutdown.clone()));
     tasks.spawn(housekeeping(ctx.clone(), shutdown.clone()));
@@ -390,6 +404,7 @@ impl Engines {
             dispatch: ctx.dispatch.clone(),
             states: ctx.probe_states.clone(),
             external_labels: config.global.labels.clone(),
+            gates: ctx.gates.clone(),
         });
         let names: Vec<&str> = config.probes.iter().map(|p| p.name.as_str()).collect();
         let removed = ctx.probe_states.retain(&names);
@@ -485,6 +500,7 @@ async fn reload_loop(
                 ctx.rules.configure(&new, Some(&ctx.store));
                 ctx.dispatch.reconfigure(new.clone()).await;
                 ctx.outbox.reconfigure(new.clone());
+                ctx.gates.reconfigure(new.clone()).await;
                 engines = Engines::start(&ctx, &new, &shutdown);
                 ctx.telemetry.config_last_reload_successful.set(1);
                 ctx.telemetry

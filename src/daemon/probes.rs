@@ -39,6 +39,8 @@ pub struct DaemonProbeSink {
     pub states: Arc<ProbeStates>,
     /// `[global].labels`, added to ProbeFailed like to every alert.
     pub external_labels: BTreeMap<String, String>,
+    /// Gates fail a watch at once when a probe of their job fires.
+    pub gates: crate::deploy::GateHandle,
 }
 
 /// The key of a probe in the targets view.
@@ -84,7 +86,11 @@ impl DaemonProbeSink {
         }
         let alerts = probe_alerts(&self.states, &self.external_labels);
         let dispatch = self.dispatch.clone();
-        tokio::spawn(async move { dispatch.update_alerts(SOURCE, alerts).await });
+        let gates = self.gates.clone();
+        tokio::spawn(async move {
+            gates.probe_alerts(alerts.clone()).await;
+            dispatch.update_alerts(SOURCE, alerts).await
+        });
     }
 }
 

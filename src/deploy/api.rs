@@ -1,0 +1,124 @@
+//! The deployment endpoints (SPEC §4), as functions of the [`GateHandle`] so that the router
+//! only matches paths:
+//!
+//! - `POST /api/v1/deployments` → [`create`]: 201 `{"id"}`, 404 no gate, 409 already watching
+//!   (`{"error","id"}`), 400 bad body.
+//! - `GET /api/v1/deployments/{id}` → [`get`]: the deployment ([`super::Deployment::view`]) or 404.
+//! - `GET /api/v1/deployments[?job=J&limit=N]` → [`list`]: `{"deployments":[...]}`, newest first.
+
+use hyper::body::Incoming;
+use hyper::{Request, StatusCode};
+
+use crate::api::{Resp, error, json, read_json};
+
+use super::{GateHandle, LIST_LIMIT, NewDeployment, StartError};
+
+/// `POST /api/v1/deployments`.
+pub async fn create(gates: &GateHandle, req: Request<Incoming>) -> Resp {
+    match read_json::<NewDeployment>(req).await {
+        Ok(body) => create_from(gates, body).await,
+        Err(resp) => resp,
+    }
+}
+
+/// [`create`] after the body is parsed.
+pub async fn create_from(gates: &GateHandle, body: NewDeployment) -> Resp {
+    match gates.start(body).await {
+        Ok(id) => json(StatusCode::CREATED, &serde_json::json!({ "id": id })),
+        Err(e) => {
+            let msg = e.to_string();
+            match e {
+                StartError::NoGate(_) => error(StatusCode::NOT_FOUND, &msg),
+                StartError::AlreadyWatching(id) => json(
+                    StatusCode::CONFLICT,
+                    &serde_json::json!({ "error": msg, "id": id }),
+                ),
+                StartError::Invalid(_) => error(StatusCode::BAD_REQUEST, &msg),
+                StartError::Store(_) => error(StatusCode::INTERNAL_SERVER_ERROR, &msg),
+                StartError::Stopped => error(StatusCode::SERVICE_UNAVAILABLE, &msg),
+            }
+        }
+    }
+}
+
+/// `GET /api/v1/deployments/{id}`.
+pub async fn get(gates: &GateHandle, id: &str) -> Resp {
+    match gates.get(id).await {
+        Some(d) => json(StatusCode::OK, &d.view()),
+        None => error(StatusCode::NOT_FOUND, &format!("no deployment {id:?}")),
+    }
+}
+
+/// `GET /api/v1/deployments?job=J&limit=N` (`query` is the URI's query string).
+pub async fn list(gates: &GateHandle, query: Option<&str>) -> Resp {
+    let job = query_param(query, "job").filter(|j| !j.is_empty());
+    let limit = match query_param(query, "limit") {
+        None => LIST_LIMIT,
+        Some(l) => match l.parse::<usize>() {
+            Ok(n) if n > 0 => n.min(LIST_LIMIT),
+            _ => {
+                return error(
+                    StatusCode::BAD_REQUEST,
+                    &format!("limit must be a number from 1 to {LIST_LIMIT}"),
+                );
+            }
+        },
+    };
+    let list: Vec<serde_json::Value> = gates
+        .list(job.as_deref(), limit)
+        .await
+        .iter()
+        .map(|d| d.view())
+        .collect();
+    json(StatusCode::OK, &serde_json::json!({ "deployments": list }))
+}
+
+/// The first value of `name` in a query string, percent- and `+`-decoded.
+fn query_param(query: Option<&str>, name: &str) -> Option<String> {
+    query?.split('&').find_map(|pair| {
+        let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
+        (decode(k) == name).then(|| decode(v))
+    })
+}
+
+fn decode(s: &str) -> String {
+    let b = s.as_bytes();
+    let mut out = Vec::with_capacity(b.len());
+    let mut i = 0;
+    while i < b.len() {
+        match b[i] {
+            b'+' => out.push(b' '),
+            b'%' if i + 2 < b.len() => match (hex(b[i + 1]), hex(b[i + 2])) {
+                (Some(h), Some(l)) => {
+                    out.push(h << 4 | l);
+                    i += 2;
+                }
+                _ => out.push(b'%'),
+            },
+            c => out.push(c),
+        }
+        i += 1;
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+fn hex(c: u8) -> Option<u8> {
+    (c as char).to_digit(16).map(|d| d as u8)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn query_params_are_decoded() {
+        let q = Some("limit=5&job=my%20api+x&x");
+        assert_eq!(query_param(q, "job").as_deref(), Some("my api x"));
+        assert_eq!(query_param(q, "limit").as_deref(), Some("5"));
+        assert_eq!(query_param(q, "x").as_deref(), Some(""));
+        assert_eq!(query_param(q, "nope"), None);
+        assert_eq!(query_param(None, "job"), None);
+        assert_eq!(decode("100%"), "100%");
+        assert_eq!(decode("%zz%41"), "%zzA");
+    }
+}

@@ -1,0 +1,679 @@
+//! The judgement, as pure functions of the frozen gate, the baselines, the observed values and
+//! the counters so far: no clock, no store, no PromQL. The engine feeds them; the unit tests
+//! below pin the semantics documented in [`super`].
+
+use serde::{Deserialize, Serialize};
+
+use crate::config::{GateConfig, RelativeBound};
+
+/// The verdict of a deployment.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Verdict {
+    /// The watch is still running.
+    Watching,
+    /// The watch ended without a failure and with enough data.
+    Pass,
+    /// A check failed `consecutive_failures` evaluations in a row, or a probe failed.
+    Fail,
+    /// Too little data to judge (or superseded before the end).
+    Inconclusive,
+}
+
+impl Verdict {
+    /// The name used in the API, labels and metrics.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Verdict::Watching => "watching",
+            Verdict::Pass => "pass",
+            Verdict::Fail => "fail",
+            Verdict::Inconclusive => "inconclusive",
+        }
+    }
+}
+
+/// The state of one check after its latest evaluation.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum CheckState {
+    /// Not evaluated yet (warmup).
+    Pending,
+    /// Within its bounds.
+    Pass,
+    /// Outside its bounds.
+    Fail,
+    /// Could not be judged: guard or expression empty, NaN, several series, no baseline.
+    NoData,
+}
+
+impl CheckState {
+    /// Every state, for the `gate_check_state` metric.
+    pub const ALL: [CheckState; 4] = [
+        CheckState::Pending,
+        CheckState::Pass,
+        CheckState::Fail,
+        CheckState::NoData,
+    ];
+
+    /// The name used in the API and metrics.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            CheckState::Pending => "pending",
+            CheckState::Pass => "pass",
+            CheckState::Fail => "fail",
+            CheckState::NoData => "nodata",
+        }
+    }
+}
+
+/// A bound relative to the baseline, as stored with a deployment.
+#[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Relative {
+    /// `"10%"`: at most this fraction above the baseline.
+    Percent(f64),
+    /// `"+0.002"`: at most this much above the baseline.
+    Delta(f64),
+}
+
+impl Relative {
+    fn bound(self) -> RelativeBound {
+        match self {
+            Relative::Percent(p) => RelativeBound::Percent(p),
+            Relative::Delta(d) => RelativeBound::Delta(d),
+        }
+    }
+
+    /// As written in the config: `"+10%"`, `"+0.002"`.
+    fn describe(self) -> String {
+        match self {
+            Relative::Percent(p) => format!("+{}%", fmt_num(p * 100.0)),
+            Relative::Delta(d) => format!("+{}", fmt_num(d)),
+        }
+    }
+}
+
+impl From<RelativeBound> for Relative {
+    fn from(r: RelativeBound) -> Self {
+        match r {
+            RelativeBound::Percent(p) => Relative::Percent(p),
+            RelativeBound::Delta(d) => Relative::Delta(d),
+        }
+    }
+}
+
+/// One check as it was configured when the deployment was recorded.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct CheckSpec {
+    /// Name shown in verdicts.
+    pub name: String,
+    /// The PromQL expression, as written.
+    pub expr: String,
+    /// The guard, as written.
+    #[serde(default)]
+    pub guard: Option<String>,
+    /// Absolute upper bound.
+    #[serde(default)]
+    pub max: Option<f64>,
+    /// Absolute lower bound.
+    #[serde(default)]
+    pub min: Option<f64>,
+    /// Upper bound relative to the baseline.
+    #[serde(default)]
+    pub max_increase: Option<Relative>,
+}
+
+/// The gate as it was when the deployment was recorded: a reload does not change how a
+/// running watch is judged, and a restart judges it the same way.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct GateSnapshot {
+    /// Length of the watch, ms.
+    pub watch_ms: i64,
+    /// Length of the baseline window, ms.
+    pub baseline_ms: i64,
+    /// No evaluation before this much time after the start, ms.
+    pub warmup_ms: i64,
+    /// Time between evaluations, ms.
+    pub interval_ms: i64,
+    /// Failing evaluations in a row that fail the verdict.
+    pub consecutive_failures: u32,
+    /// Receivers told of the verdict.
+    pub notify: Vec<String>,
+    /// The checks.
+    pub checks: Vec<CheckSpec>,
+}
+
+impl GateSnapshot {
+    /// Freezes a configured gate.
+    pub fn of(g: &GateConfig) -> Self {
+        let ms =
+            |d: crate::config::ConfigDuration| d.get().as_millis().min(i64::MAX as u128) as i64;
+        GateSnapshot {
+            watch_ms: ms(g.watch),
+            baseline_ms: ms(g.baseline),
+            warmup_ms: ms(g.warmup),
+            // Validation refuses a zero interval; 1 ms keeps the schedule finite regardless.
+            interval_ms: ms(g.interval).max(1),
+            consecutive_failures: g.consecutive_failures.max(1),
+            notify: g.notify.clone(),
+            checks: g
+                .check
+                .iter()
+                .map(|c| CheckSpec {
+                    name: c.name.clone(),
+                    expr: c.expr.source.clone(),
+                    guard: c.guard.as_ref().map(|g| g.source.clone()),
+                    max: c.max,
+                    min: c.min,
+                    max_increase: c.max_increase.map(Relative::from),
+                })
+                .collect(),
+        }
+    }
+
+    /// The time of the first evaluation: the first multiple of `interval` after the start that
+    /// is not inside the warmup.
+    pub fn first_eval_ms(&self, start_ms: i64) -> i64 {
+        let k = (self.warmup_ms + self.interval_ms - 1) / self.interval_ms;
+        start_ms + k.max(1) * self.interval_ms
+    }
+
+    /// Evaluations a full watch makes.
+    pub fn planned_evaluations(&self, start_ms: i64) -> u32 {
+        let first = self.first_eval_ms(start_ms);
+        let end = start_ms + self.watch_ms;
+        if first > end {
+            0
+        } else {
+            ((end - first) / self.interval_ms + 1) as u32
+        }
+    }
+}
+
+/// What evaluating a check at one instant gave.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Observation {
+    /// One number.
+    Value(f64),
+    /// No number, and why.
+    NoData(String),
+}
+
+/// A check's state with its baseline and counters, stored with the deployment.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct CheckRecord {
+    /// The check's name.
+    pub name: String,
+    /// State after the latest evaluation.
+    pub state: CheckState,
+    /// Latest value (`None` when there was none).
+    pub value: Option<f64>,
+    /// Average of the expression over the baseline window; `None` without data.
+    pub baseline: Option<f64>,
+    /// Instants of the baseline window that gave a value.
+    pub baseline_points: u32,
+    /// Why the latest state.
+    pub reason: String,
+    /// Passing evaluations.
+    pub passes: u32,
+    /// Failing evaluations.
+    pub failures: u32,
+    /// Evaluations without data.
+    pub nodata: u32,
+    /// Current run of failing evaluations (NoData neither extends nor breaks it).
+    pub streak: u32,
+}
+
+impl CheckRecord {
+    /// A check not evaluated yet, with its baseline.
+    pub fn new(name: &str, baseline: Option<f64>, baseline_points: u32) -> Self {
+        CheckRecord {
+            name: name.to_string(),
+            state: CheckState::Pending,
+            value: None,
+            baseline,
+            baseline_points,
+            reason: "not evaluated yet".into(),
+            passes: 0,
+            failures: 0,
+            nodata: 0,
+            streak: 0,
+        }
+    }
+}
+
+/// The bounds in force for a check given its baseline.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Bounds {
+    /// Smallest accepted value.
+    pub lower: Option<f64>,
+    /// Largest accepted value: the smaller of `max` and the baseline-relative bound.
+    pub upper: Option<f64>,
+    /// The check has a relative bound but no baseline.
+    pub missing_baseline: bool,
+}
+
+/// The bounds of `spec` given `baseline`.
+pub fn bounds(spec: &CheckSpec, baseline: Option<f64>) -> Bounds {
+    let relative = spec
+        .max_increase
+        .and_then(|r| baseline.map(|b| r.bound().bound(b)));
+    let upper = match (spec.max, relative) {
+        (Some(a), Some(b)) => Some(a.min(b)),
+        (a, b) => a.or(b),
+    };
+    Bounds {
+        lower: spec.min,
+        upper,
+        missing_baseline: spec.max_increase.is_some() && baseline.is_none(),
+    }
+}
+
+/// The bounds in words: `">= 0, <= 0.0011 (baseline 0.001 +10%)"`.
+pub fn describe_bounds(spec: &CheckSpec, baseline: Option<f64>) -> String {
+    let mut parts = Vec::new();
+    if let Some(l) = spec.min {
+        parts.push(format!(">= {}", fmt_num(l)));
+    }
+    let relative = spec
+        .max_increase
+        .and_then(|r| baseline.map(|b| (r, b, r.bound().bound(b))));
+    match (spec.max, relative) {
+        (max, Some((r, b, rb))) if max.is_none_or(|m| rb < m) => parts.push(format!(
+            "<= {} (baseline {} {})",
+            fmt_num(rb),
+            fmt_num(b),
+            r.describe()
+        )),
+        (Some(m), _) => parts.push(format!("<= {}", fmt_num(m))),
+        (None, _) => {}
+    }
+    if let Some(r) = spec.max_increase
+        && baseline.is_none()
+    {
+        parts.push(format!("baseline {} (no baseline)", r.describe()));
+    }
+    if parts.is_empty() {
+        "none".into()
+    } else {
+        parts.join(", ")
+    }
+}
+
+/// Judges one observation of one check: Pass, Fail or NoData with the reason in words.
+/// An absolute bound that is crossed fails even when the baseline is missing; a relative bound
+/// without a baseline makes the check NoData rather than passing silently.
+pub fn judge_check(
+    spec: &CheckSpec,
+    baseline: Option<f64>,
+    obs: &Observation,
+) -> (CheckState, Option<f64>, String) {
+    let v = match obs {
+        Observation::NoData(reason) => return (CheckState::NoData, None, reason.clone()),
+        Observation::Value(v) if v.is_nan() => {
+            return (
+                CheckState::NoData,
+                None,
+                "the value is NaN (0/0: e.g. no requests)".into(),
+            );
+        }
+        Observation::Value(v) => *v,
+    };
+    if let Some(max) = spec.max
+        && v > max
+    {
+        return (
+            CheckState::Fail,
+            Some(v),
+            format!("{} is above max {}", fmt_num(v), fmt_num(max)),
+        );
+    }
+    if let Some(min) = spec.min
+        && v < min
+    {
+        return (
+            CheckState::Fail,
+            Some(v),
+            format!("{} is below min {}", fmt_num(v), fmt_num(min)),
+        );
+    }
+    if let Some(r) = spec.max_increase {
+        let Some(b) = baseline else {
+            return (
+                CheckState::NoData,
+                Some(v),
+                format!(
+                    "no baseline: the expression gave no value before the deployment, so max_increase {} cannot be judged",
+                    r.describe()
+                ),
+            );
+        };
+        let bound = r.bound().bound(b);
+        if v > bound {
+            return (
+                CheckState::Fail,
+                Some(v),
+                format!(
+                    "{} is above baseline {} {} = {}",
+                    fmt_num(v),
+                    fmt_num(b),
+                    r.describe(),
+                    fmt_num(bound)
+                ),
+            );
+        }
+    }
+    (CheckState::Pass, Some(v), "within bounds".into())
+}
+
+/// Folds one evaluation (one observation per check, in order) into the counters. Returns the
+/// reason of a `fail` verdict when a check has now failed `consecutive_failures` evaluations in
+/// a row.
+pub fn evaluate(
+    gate: &GateSnapshot,
+    checks: &mut [CheckRecord],
+    evaluations: &mut u32,
+    observations: &[Observation],
+) -> Option<String> {
+    *evaluations += 1;
+    let mut failed = None;
+    for ((spec, rec), obs) in gate.checks.iter().zip(checks.iter_mut()).zip(observations) {
+        let (state, value, reason) = judge_check(spec, rec.baseline, obs);
+        rec.state = state;
+        rec.value = value;
+        rec.reason = reason;
+        match state {
+            CheckState::Pass => {
+                rec.passes += 1;
+                rec.streak = 0;
+            }
+            CheckState::Fail => {
+                rec.failures += 1;
+                rec.streak += 1;
+            }
+            CheckState::NoData | CheckState::Pending => rec.nodata += 1,
+        }
+        if failed.is_none() && state == CheckState::Fail && rec.streak >= gate.consecutive_failures
+        {
+            failed = Some(format!(
+                "check {} failed {} evaluations in a row: {}",
+                rec.name, rec.streak, rec.reason
+            ));
+        }
+    }
+    failed
+}
+
+/// The verdict at the end of the watch when no check failed: `inconclusive` when nothing was
+/// evaluated or when some check had no data in more than half of the evaluations, else `pass`.
+pub fn conclude(checks: &[CheckRecord], evaluations: u32) -> (Verdict, String) {
+    if evaluations == 0 {
+        return (
+            Verdict::Inconclusive,
+            "no evaluation took place during the watch".into(),
+        );
+    }
+    let blind: Vec<String> = checks
+        .iter()
+        .filter(|c| u64::from(c.nodata) * 2 > u64::from(evaluations))
+        .map(|c| format!("{} ({} of {})", c.name, c.nodata, evaluations))
+        .collect();
+    if !blind.is_empty() {
+        return (
+            Verdict::Inconclusive,
+            format!(
+                "no data in more than half of the evaluations for {}",
+                blind.join(", ")
+            ),
+        );
+    }
+    (
+        Verdict::Pass,
+        format!("every check held for {evaluations} evaluations"),
+    )
+}
+
+/// A number for people: up to six significant digits, no trailing zeros, no float noise
+/// (`0.005500000000000001` is shown as `0.0055`).
+pub fn fmt_num(v: f64) -> String {
+    if v.is_nan() {
+        return "NaN".into();
+    }
+    if v.is_infinite() {
+        return if v > 0.0 {
+            "+Inf".into()
+        } else {
+            "-Inf".into()
+        };
+    }
+    if v == 0.0 {
+        return "0".into();
+    }
+    let mag = v.abs().log10().floor() as i32;
+    if !(-5..15).contains(&mag) {
+        let s = format!("{v:.5e}");
+        let (m, e) = s.split_once('e').unwrap_or((&s, "0"));
+        let m = trim_zeros(m);
+        return format!("{m}e{e}");
+    }
+    let decimals = (5 - mag).max(0) as usize;
+    trim_zeros(&format!("{v:.decimals$}")).to_string()
+}
+
+fn trim_zeros(s: &str) -> &str {
+    if s.contains('.') {
+        s.trim_end_matches('0').trim_end_matches('.')
+    } else {
+        s
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn spec(max: Option<f64>, min: Option<f64>, rel: Option<Relative>) -> CheckSpec {
+        CheckSpec {
+            name: "c".into(),
+            expr: "x".into(),
+            guard: None,
+            max,
+            min,
+            max_increase: rel,
+        }
+    }
+
+    fn gate(checks: Vec<CheckSpec>, consecutive: u32) -> GateSnapshot {
+        GateSnapshot {
+            watch_ms: 600_000,
+            baseline_ms: 600_000,
+            warmup_ms: 60_000,
+            interval_ms: 30_000,
+            consecutive_failures: consecutive,
+            notify: vec![],
+            checks,
+        }
+    }
+
+    fn state(s: &CheckSpec, b: Option<f64>, v: f64) -> CheckState {
+        judge_check(s, b, &Observation::Value(v)).0
+    }
+
+    #[test]
+    fn absolute_bounds() {
+        let s = spec(Some(0.005), Some(0.0), None);
+        assert_eq!(state(&s, None, 0.005), CheckState::Pass, "max is inclusive");
+        assert_eq!(state(&s, None, 0.0051), CheckState::Fail);
+        assert_eq!(state(&s, None, -0.1), CheckState::Fail);
+        let (_, _, reason) = judge_check(&s, None, &Observation::Value(0.01));
+        assert_eq!(reason, "0.01 is above max 0.005");
+    }
+
+    #[test]
+    fn relative_bounds_percent_and_delta() {
+        let pct = spec(None, None, Some(Relative::Percent(0.10)));
+        assert_eq!(state(&pct, Some(0.2), 0.22), CheckState::Pass);
+        assert_eq!(state(&pct, Some(0.2), 0.2201), CheckState::Fail);
+        let delta = spec(None, None, Some(Relative::Delta(0.002)));
+        assert_eq!(state(&delta, Some(0.001), 0.003), CheckState::Pass);
+        assert_eq!(state(&delta, Some(0.001), 0.0031), CheckState::Fail);
+        let (_, _, reason) = judge_check(&pct, Some(0.2), &Observation::Value(0.3));
+        assert_eq!(reason, "0.3 is above baseline 0.2 +10% = 0.22");
+    }
+
+    #[test]
+    fn both_bounds_take_the_tighter() {
+        let s = spec(Some(0.005), None, Some(Relative::Percent(0.10)));
+        // Relative is tighter here.
+        assert_eq!(state(&s, Some(0.001), 0.0012), CheckState::Fail);
+        // Absolute is tighter here.
+        assert_eq!(state(&s, Some(0.01), 0.006), CheckState::Fail);
+        assert_eq!(state(&s, Some(0.01), 0.004), CheckState::Pass);
+        let b = bounds(&s, Some(0.001));
+        assert!((b.upper.unwrap() - 0.0011).abs() < 1e-12);
+        assert_eq!(
+            describe_bounds(&s, Some(0.001)),
+            "<= 0.0011 (baseline 0.001 +10%)"
+        );
+        assert_eq!(describe_bounds(&s, Some(0.01)), "<= 0.005");
+    }
+
+    #[test]
+    fn missing_baseline_is_nodata_for_relative_bounds_only() {
+        let rel = spec(None, None, Some(Relative::Percent(0.10)));
+        let (st, v, reason) = judge_check(&rel, None, &Observation::Value(0.001));
+        assert_eq!(st, CheckState::NoData);
+        assert_eq!(v, Some(0.001), "the value is still reported");
+        assert!(reason.starts_with("no baseline"), "{reason}");
+        // An absolute bound that is crossed still fails without a baseline...
+        let both = spec(Some(0.005), None, Some(Relative::Percent(0.10)));
+        assert_eq!(state(&both, None, 0.01), CheckState::Fail);
+        // ...but staying under it does not pass silently.
+        assert_eq!(state(&both, None, 0.001), CheckState::NoData);
+        // Absolute-only checks need no baseline.
+        assert_eq!(
+            state(&spec(Some(1.0), None, None), None, 0.5),
+            CheckState::Pass
+        );
+        assert_eq!(
+            describe_bounds(&both, None),
+            "<= 0.005, baseline +10% (no baseline)"
+        );
+    }
+
+    #[test]
+    fn nan_and_nodata_observations() {
+        let s = spec(Some(1.0), None, None);
+        assert_eq!(state(&s, None, f64::NAN), CheckState::NoData);
+        let (st, _, reason) = judge_check(&s, None, &Observation::NoData("guard is empty".into()));
+        assert_eq!(
+            (st, reason.as_str()),
+            (CheckState::NoData, "guard is empty")
+        );
+    }
+
+    #[test]
+    fn consecutive_failures_fail_and_a_pass_resets() {
+        let g = gate(vec![spec(Some(1.0), None, None)], 3);
+        let mut checks = vec![CheckRecord::new("c", None, 0)];
+        let mut n = 0;
+        let bad = [Observation::Value(2.0)];
+        let good = [Observation::Value(0.5)];
+        let none = [Observation::NoData("empty".into())];
+        assert!(evaluate(&g, &mut checks, &mut n, &bad).is_none());
+        assert!(evaluate(&g, &mut checks, &mut n, &bad).is_none());
+        assert!(evaluate(&g, &mut checks, &mut n, &good).is_none(), "reset");
+        assert!(evaluate(&g, &mut checks, &mut n, &bad).is_none());
+        assert!(evaluate(&g, &mut checks, &mut n, &bad).is_none());
+        // NoData neither breaks nor extends the run.
+        assert!(evaluate(&g, &mut checks, &mut n, &none).is_none());
+        let reason = evaluate(&g, &mut checks, &mut n, &bad).expect("third failure in a row");
+        assert_eq!(
+            reason,
+            "check c failed 3 evaluations in a row: 2 is above max 1"
+        );
+        let c = &checks[0];
+        assert_eq!((n, c.passes, c.failures, c.nodata), (7, 1, 5, 1));
+    }
+
+    #[test]
+    fn any_check_can_fail_the_gate() {
+        let mut a = spec(Some(1.0), None, None);
+        a.name = "a".into();
+        let mut b = spec(Some(1.0), None, None);
+        b.name = "b".into();
+        let g = gate(vec![a, b], 2);
+        let mut checks = vec![
+            CheckRecord::new("a", None, 0),
+            CheckRecord::new("b", None, 0),
+        ];
+        let mut n = 0;
+        let obs = [Observation::Value(0.0), Observation::Value(5.0)];
+        assert!(evaluate(&g, &mut checks, &mut n, &obs).is_none());
+        let r = evaluate(&g, &mut checks, &mut n, &obs).unwrap();
+        assert!(r.starts_with("check b failed 2"), "{r}");
+    }
+
+    #[test]
+    fn inconclusive_when_more_than_half_nodata() {
+        let mut c = CheckRecord::new("c", None, 0);
+        c.passes = 5;
+        c.nodata = 5;
+        assert_eq!(
+            conclude(&[c.clone()], 10).0,
+            Verdict::Pass,
+            "half is not more than half"
+        );
+        c.passes = 4;
+        c.nodata = 6;
+        let (v, reason) = conclude(&[c.clone()], 10);
+        assert_eq!(v, Verdict::Inconclusive);
+        assert_eq!(
+            reason,
+            "no data in more than half of the evaluations for c (6 of 10)"
+        );
+        // One blind check is enough, even when another check had data throughout.
+        let mut ok = CheckRecord::new("ok", None, 0);
+        ok.passes = 10;
+        assert_eq!(conclude(&[ok, c], 10).0, Verdict::Inconclusive);
+        assert_eq!(conclude(&[], 0).0, Verdict::Inconclusive);
+    }
+
+    #[test]
+    fn warmup_and_schedule() {
+        let g = gate(vec![], 3);
+        // warmup 60s, interval 30s: first evaluation at 60s, then every 30s up to 600s.
+        assert_eq!(g.first_eval_ms(0), 60_000);
+        assert_eq!(g.planned_evaluations(0), 19);
+        let g2 = GateSnapshot {
+            warmup_ms: 45_000,
+            ..g.clone()
+        };
+        assert_eq!(
+            g2.first_eval_ms(1_000),
+            61_000,
+            "next multiple after the warmup"
+        );
+        let g3 = GateSnapshot { warmup_ms: 0, ..g };
+        assert_eq!(
+            g3.first_eval_ms(0),
+            30_000,
+            "never at the deployment instant"
+        );
+        let g4 = GateSnapshot {
+            warmup_ms: 700_000,
+            ..g3
+        };
+        assert_eq!(g4.planned_evaluations(0), 0);
+    }
+
+    #[test]
+    fn numbers_for_people() {
+        assert_eq!(fmt_num(0.005 * 1.1), "0.0055");
+        assert_eq!(fmt_num(1234.5), "1234.5");
+        assert_eq!(fmt_num(0.0), "0");
+        assert_eq!(fmt_num(2.0), "2");
+        assert_eq!(fmt_num(1.5e-7), "1.5e-7");
+        assert_eq!(fmt_num(f64::INFINITY), "+Inf");
+    }
+}

@@ -1,0 +1,163 @@
+//! The `DeploymentVerdict` notification: one alert per deployment, queued durably for each of
+//! the gate's `notify` receivers.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use chrono::{DateTime, Utc};
+
+use crate::dispatch::nlog::NlogEntry;
+use crate::notify::{GroupStatus, Notification, NotifiedAlert};
+use crate::series::Labels;
+
+use super::Deployment;
+use super::judge::{Verdict, describe_bounds, fmt_num};
+
+/// The alert name of verdict notifications.
+pub const ALERTNAME: &str = "DeploymentVerdict";
+
+/// The notification-log key of the verdict of deployment `id` for `receiver`. Its own prefix,
+/// so it never meets a dispatcher key (`receiver\x1fgroup`).
+pub fn nlog_key(id: &str, receiver: &str) -> String {
+    format!("deploy\u{1f}{id}\u{1f}{receiver}")
+}
+
+/// The labels of the verdict alert: the global labels, then `alertname`, `job`, `version`,
+/// `verdict` and `severity` (`page` for fail, `info` otherwise).
+pub fn labels(d: &Deployment, global: &BTreeMap<String, String>) -> BTreeMap<String, String> {
+    let mut l = global.clone();
+    let severity = if d.verdict == Verdict::Fail {
+        "page"
+    } else {
+        "info"
+    };
+    for (k, v) in [
+        ("alertname", ALERTNAME),
+        ("job", &d.job),
+        ("version", &d.version),
+        ("verdict", d.verdict.as_str()),
+        ("severity", severity),
+    ] {
+        l.insert(k.to_string(), v.to_string());
+    }
+    l.retain(|_, v| !v.is_empty());
+    l
+}
+
+/// One annotation per check (`state: value V, bound B, baseline X; reason`), then `summary`,
+/// `reason`, and the deployment's commit, author and url when given. A check named like one of
+/// those keys is prefixed with `check:`.
+pub fn annotations(d: &Deployment) -> BTreeMap<String, String> {
+    const RESERVED: [&str; 6] = [
+        "summary",
+        "reason",
+        "description",
+        "commit",
+        "author",
+        "url",
+    ];
+    let mut a = BTreeMap::new();
+    for (spec, c) in d.gate.checks.iter().zip(&d.checks) {
+        let key = if RESERVED.contains(&c.name.as_str()) {
+            format!("check:{}", c.name)
+        } else {
+            c.name.clone()
+        };
+        let opt = |v: Option<f64>| v.map(fmt_num).unwrap_or_else(|| "none".into());
+        a.insert(
+            key,
+            format!(
+                "{}: value {}, bound {}, baseline {}; {} ({} pass, {} fail, {} no data)",
+                c.state.as_str(),
+                opt(c.value),
+                describe_bounds(spec, c.baseline),
+                opt(c.baseline),
+                c.reason,
+                c.passes,
+                c.failures,
+                c.nodata
+            ),
+        );
+    }
+    a.insert("summary".into(), summary(d));
+    a.insert("reason".into(), d.reason.clone());
+    for (k, v) in [
+        ("commit", &d.commit),
+        ("author", &d.author),
+        ("url", &d.url),
+    ] {
+        if let Some(v) = v {
+            a.insert(k.into(), v.clone());
+        }
+    }
+    a
+}
+
+/// `"api v2.0.1: fail — check error-rate failed 3 evaluations in a row: ..."`.
+pub fn summary(d: &Deployment) -> String {
+    format!(
+        "{} {}: {} after {} evaluations — {}",
+        d.job,
+        d.version,
+        d.verdict.as_str(),
+        d.evaluations,
+        d.reason
+    )
+}
+
+/// The notification of `d`'s verdict for `receiver`, with the log entry queued with it. A fail
+/// or inconclusive verdict is a firing alert; a pass is sent as resolved, so that it reads as
+/// "all clear" and never opens an incident (PagerDuty resolves a key it never saw as a no-op).
+pub fn notification(
+    d: &Deployment,
+    receiver: &str,
+    external_url: &str,
+    global_labels: &BTreeMap<String, String>,
+    now: DateTime<Utc>,
+) -> (Notification, NlogEntry) {
+    let labels = labels(d, global_labels);
+    let fp = Labels::new(labels.iter().map(|(k, v)| (k.as_str(), v.as_str()))).fingerprint();
+    let status = if d.verdict == Verdict::Pass {
+        GroupStatus::Resolved
+    } else {
+        GroupStatus::Firing
+    };
+    let alert = NotifiedAlert {
+        status,
+        labels,
+        annotations: annotations(d),
+        starts_at: d.started_at,
+        ends_at: (status == GroupStatus::Resolved).then(|| d.finished_at.unwrap_or(now)),
+        generator_url: format!(
+            "{}/api/v1/deployments/{}",
+            external_url.trim_end_matches('/'),
+            d.id
+        ),
+        fingerprint: format!("{fp:016x}"),
+    };
+    let group_labels: BTreeMap<String, String> = [
+        ("alertname".to_string(), ALERTNAME.to_string()),
+        ("job".to_string(), d.job.clone()),
+    ]
+    .into();
+    let group_key = format!(
+        "{{}}/deploy:{}@{}",
+        crate::notify::format_labels(&group_labels),
+        d.id
+    );
+    let n = Notification::new(receiver, group_key, group_labels, vec![alert], external_url);
+    let set: BTreeSet<u64> = [fp].into();
+    let entry = if status == GroupStatus::Firing {
+        NlogEntry {
+            at: now,
+            firing: set,
+            resolved: BTreeSet::new(),
+        }
+    } else {
+        NlogEntry {
+            at: now,
+            firing: BTreeSet::new(),
+            resolved: set,
+        }
+    };
+    (n, entry)
+}
