@@ -208,6 +208,16 @@ fn broken_promql_names_its_rule() {
 }
 
 #[test]
+fn unsupported_promql_function_names_rule_and_function() {
+    assert_problem(
+        "[[rule]]\nalert = \"Spread\"\nexpr = 'mad_over_time(x[10m]) > 1'\n",
+        3,
+        8,
+        "rule \"Spread\": function \"mad_over_time\" is not supported",
+    );
+}
+
+#[test]
 fn broken_promql_in_gate_guard_names_its_gate() {
     let src = format!(
         "{RECV}[[gate]]\njob = \"api\"\n[[gate.check]]\nname = \"e\"\nexpr = 'x'\nmax = 1\nguard = 'rate(x[5m]'\n"
