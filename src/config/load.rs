@@ -474,7 +474,10 @@ impl<'s> Ctx<'s> {
             for c in &gate.check {
                 for e in std::iter::once(&c.expr).chain(c.guard.as_ref()) {
                     if let Err(e) = crate::promql::check_supported(&e.expr) {
-                        found.push((span_of("gate", i, "check"), format!("{label}: check {:?}: {e}", c.name)));
+                        found.push((
+                            span_of("gate", i, "check"),
+                            format!("{label}: check {:?}: {e}", c.name),
+                        ));
                     }
                 }
                 if c.max.is_none() && c.min.is_none() && c.max_increase.is_none() {
@@ -547,7 +550,10 @@ impl<'s> Ctx<'s> {
         }
         for (i, r) in config.rules.iter().enumerate() {
             if let Err(e) = crate::promql::check_supported(&r.expr.expr) {
-                found.push((span_of("rule", i, "expr"), format!("rule {:?}: {e}", r.alert)));
+                found.push((
+                    span_of("rule", i, "expr"),
+                    format!("rule {:?}: {e}", r.alert),
+                ));
             }
             for (what, map) in [("labels", &r.labels), ("annotations", &r.annotations)] {
                 for (k, v) in map {

@@ -113,17 +113,48 @@ pub struct Context {
     pub probe_states: Arc<crate::probe::ProbeStates>,
     /// TLS settings of HTTPS probes (system roots), built once.
     pub probe_tls: crate::probe::ProbeTls,
+    /// Alerts about postflight itself (StoreCorrupted, StoreWriteFailing), by name.
+    pub self_alerts: std::sync::Mutex<std::collections::BTreeMap<String, Alert>>,
 }
 
 impl Context {
-    /// Every current alert: rules and probes.
+    /// Every current alert: rules, probes and postflight's own.
     pub fn all_alerts(&self) -> Vec<Alert> {
         let mut a = self.rules.alerts();
         a.extend(probes::probe_alerts(
             &self.probe_states,
             &self.config().global.labels,
         ));
+        a.extend(
+            self.self_alerts
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .values()
+                .cloned(),
+        );
         a
+    }
+
+    /// Raises (with a reason) or clears (None) one of postflight's own alerts, and tells the
+    /// dispatcher.
+    pub async fn set_self_alert(&self, name: &str, reason: Option<&str>) {
+        let alerts: Vec<Alert> = {
+            let mut m = self.self_alerts.lock().unwrap_or_else(|p| p.into_inner());
+            match reason {
+                Some(r) => {
+                    if !m.contains_key(name) {
+                        m.insert(name.to_string(), self_alert(&self.clock, name, r));
+                    }
+                }
+                None => {
+                    if m.remove(name).is_none() {
+                        return;
+                    }
+                }
+            }
+            m.values().cloned().collect()
+        };
+        self.dispatch.update_alerts(SELF_SOURCE, alerts).await;
     }
 }
 
@@ -255,6 +286,12 @@ pub async fn run(config_path: PathBuf) -> Result<(), DaemonError> {
         rules: rules.clone(),
         probe_states: probe_states.clone(),
         probe_tls,
+        self_alerts: std::sync::Mutex::new(
+            self_alerts
+                .iter()
+                .map(|a| (a.name().to_string(), a.clone()))
+                .collect(),
+        ),
     });
     telemetry.add_exposer(probe_states.clone());
     {
@@ -275,6 +312,7 @@ pub async fn run(config_path: PathBuf) -> Result<(), DaemonError> {
     tasks.spawn(outbox.run(shutdown.clone()));
     tasks.spawn(crate::api::serve(listener, ctx.clone(), shutdown.clone()));
     tasks.spawn(housekeeping(ctx.clone(), shutdown.clone()));
+    tasks.spawn(store_watch(ctx.clone(), shutdown.clone()));
     tasks.spawn(
         crate::series::persist::Checkpointer {
             head: head.clone(),
@@ -562,6 +600,50 @@ pub fn error_chain(e: &dyn std::error::Error) -> String {
         src = c.source();
     }
     s
+}
+
+/// Checks every 15 s that the store takes a durable write; while it does not (disk full,
+/// I/O errors), `StoreWriteFailing` fires and `postflight_store_up` is 0. Probes and rules go
+/// on from memory meanwhile.
+async fn store_watch(ctx: Arc<Context>, shutdown: CancellationToken) {
+    let heartbeat = ctx
+        .liveness
+        .register("store-watch", Duration::from_secs(120));
+    let mut tick = tokio::time::interval(Duration::from_secs(15));
+    loop {
+        tokio::select! {
+            _ = shutdown.cancelled() => return,
+            _ = tick.tick() => {}
+        }
+        heartbeat.beat();
+        let store = ctx.store.clone();
+        let now = ctx.clock.now_ms();
+        let r = tokio::task::spawn_blocking(move || {
+            store.meta_put_durable("postflight.write_check", &now.to_be_bytes())
+        })
+        .await;
+        match r {
+            Ok(Ok(())) => {
+                ctx.telemetry.store_up.set(1);
+                ctx.set_self_alert("StoreWriteFailing", None).await;
+            }
+            Ok(Err(e)) => {
+                let reason = format!(
+                    "the store at {} does not accept writes: {}",
+                    ctx.config().storage.path.display(),
+                    error_chain(&e)
+                );
+                error!(error = %reason, "store write check failed; alerting and probing go on from memory");
+                ctx.telemetry.store_up.set(0);
+                ctx.telemetry
+                    .store_write_failures
+                    .with_label_values(&["write_check"])
+                    .inc();
+                ctx.set_self_alert("StoreWriteFailing", Some(&reason)).await;
+            }
+            Err(e) => warn!(error = %e, "store write check task failed"),
+        }
+    }
 }
 
 /// Retention and the store's size metric: prunes in small steps so probes and evaluation never

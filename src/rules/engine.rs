@@ -114,6 +114,28 @@ impl RulesEngine {
             .evaluation_interval
             .get()
             .max(Duration::from_millis(100));
+        // The first round waits until every target and probe has run once (their starts are
+        // spread over one interval): evaluating before would see series missing after a
+        // restart, resolve firing alerts and page again when the data comes back.
+        let g = &self.config.global;
+        let warmup = self
+            .config
+            .jobs
+            .iter()
+            .map(|j| j.interval(g) + j.timeout(g))
+            .chain(
+                self.config
+                    .probes
+                    .iter()
+                    .map(|p| p.interval(g) + p.timeout(g)),
+            )
+            .max()
+            .unwrap_or(Duration::ZERO)
+            .min(Duration::from_secs(300));
+        tokio::select! {
+            _ = shutdown.cancelled() => return,
+            _ = tokio::time::sleep(warmup) => {}
+        }
         let mut tick = tokio::time::interval(every);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
         loop {
