@@ -414,6 +414,7 @@ impl Engines {
         let mut keys = crate::scrape::manager::target_keys(config);
         keys.extend(config.probes.iter().map(|p| probes::target_key(&p.name)));
         ctx.targets.retain(&keys);
+        crate::scrape::manager::register_targets(config, &ctx.targets);
         let scrape_every = config
             .jobs
             .iter()
@@ -444,6 +445,22 @@ impl Engines {
             external_labels: config.global.labels.clone(),
             gates: ctx.gates.clone(),
         });
+        for p in &config.probes {
+            ctx.targets.register(
+                &probes::target_key(&p.name),
+                crate::scrape::health::TargetHealth {
+                    kind: "probe",
+                    job: p.job.clone().unwrap_or_default(),
+                    probe: Some(p.name.clone()),
+                    url: p.url.clone(),
+                    health: "unknown",
+                    last_error: String::new(),
+                    last_run: None,
+                    last_duration_seconds: 0.0,
+                    samples: None,
+                },
+            );
+        }
         let names: Vec<&str> = config.probes.iter().map(|p| p.name.as_str()).collect();
         let removed = ctx.probe_states.retain(&names);
         if !removed.is_empty() {
@@ -489,6 +506,7 @@ impl Engines {
                 heartbeat: ctx
                     .liveness
                     .register("rules", eval_every * 4 + Duration::from_secs(60)),
+                targets: Some(ctx.targets.clone()),
                 extra_alerts: Some({
                     let states = ctx.probe_states.clone();
                     let ext = config.global.labels.clone();

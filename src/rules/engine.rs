@@ -100,6 +100,8 @@ pub struct RulesEngine {
     pub clock: Clock,
     /// Proves the loop is alive.
     pub heartbeat: Heartbeat,
+    /// Health of targets and probes: the first round waits until each has run once.
+    pub targets: Option<Arc<crate::scrape::health::TargetsView>>,
     /// Alerts from other sources (probes) that ALERTS must show too.
     pub extra_alerts: Option<Arc<dyn Fn() -> Vec<Alert> + Send + Sync>>,
 }
@@ -132,9 +134,14 @@ impl RulesEngine {
             .max()
             .unwrap_or(Duration::ZERO)
             .min(Duration::from_secs(300));
-        tokio::select! {
-            _ = shutdown.cancelled() => return,
-            _ = tokio::time::sleep(warmup) => {}
+        let deadline = tokio::time::Instant::now() + warmup;
+        while tokio::time::Instant::now() < deadline
+            && !self.targets.as_ref().is_some_and(|t| t.all_ran())
+        {
+            tokio::select! {
+                _ = shutdown.cancelled() => return,
+                _ = tokio::time::sleep(Duration::from_millis(100)) => {}
+            }
         }
         let mut tick = tokio::time::interval(every);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);

@@ -53,6 +53,24 @@ impl TargetsView {
             .unwrap_or_else(|p| p.into_inner())
             .retain(|k, _| keys.contains(k));
     }
+    /// True when every known target has run at least once.
+    pub fn all_ran(&self) -> bool {
+        self.all
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .values()
+            .all(|h| h.last_run.is_some())
+    }
+
+    /// Registers a target that has not run yet (health `unknown`), keeping a known one.
+    pub fn register(&self, key: &str, h: TargetHealth) {
+        self.all
+            .write()
+            .unwrap_or_else(|p| p.into_inner())
+            .entry(key.to_string())
+            .or_insert(h);
+    }
+
     /// Every target, in key order.
     pub fn list(&self) -> Vec<TargetHealth> {
         self.all

@@ -58,6 +58,33 @@ pub fn offset(key: &str, interval: Duration) -> Duration {
     Duration::from_millis(h % ms)
 }
 
+/// Registers every scrape target of `c` in the health view as not run yet, so that "every
+/// target has run once" is known before the scrape tasks start.
+pub fn register_targets(c: &Config, view: &TargetsView) {
+    for job in &c.jobs {
+        let scheme = match job.scheme {
+            Scheme::Http => "http",
+            Scheme::Https => "https",
+        };
+        for instance in &job.targets {
+            view.register(
+                &format!("scrape/{}/{instance}", job.name),
+                TargetHealth {
+                    kind: "scrape",
+                    job: job.name.clone(),
+                    probe: None,
+                    url: format!("{scheme}://{instance}{}", job.metrics_path),
+                    health: "unknown",
+                    last_error: String::new(),
+                    last_run: None,
+                    last_duration_seconds: 0.0,
+                    samples: None,
+                },
+            );
+        }
+    }
+}
+
 /// Every target key of a config, for pruning the health view on reload.
 pub fn target_keys(c: &Config) -> Vec<String> {
     c.jobs
@@ -109,7 +136,7 @@ impl ScrapeManager {
                     interval: job.interval(&self.config.global),
                     timeout: job.timeout(&self.config.global),
                 };
-                self.targets.set(
+                self.targets.register(
                     &t.key,
                     TargetHealth {
                         kind: "scrape",
