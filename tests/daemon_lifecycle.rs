@@ -324,3 +324,53 @@ fn wait_for(mut f: impl FnMut() -> bool) {
         std::thread::sleep(Duration::from_millis(50));
     }
 }
+
+#[test]
+fn json_logs_for_log_shippers_and_no_colour_codes_off_a_terminal() {
+    let dir = tempfile::tempdir().unwrap();
+    let port = common::free_port();
+    let cfg = dir.path().join("pf.toml");
+    std::fs::write(
+        &cfg,
+        BASIC
+            .replace("{port}", &port.to_string())
+            .replace("{dir}", &dir.path().display().to_string()),
+    )
+    .unwrap();
+    let child = std::process::Command::new(env!("CARGO_BIN_EXE_postflight"))
+        .args(["--log-format", "json", "--log-level", "debug", "run", "-c"])
+        .arg(&cfg)
+        .stderr(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let pid = child.id();
+    common::wait_until(15, "ready", || {
+        http(port, "GET", "/readyz", None, &[]).is_ok_and(|(s, _)| s == 200)
+    });
+    std::process::Command::new("kill")
+        .arg(pid.to_string())
+        .status()
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert_eq!(out.status.code(), Some(0));
+    let text = String::from_utf8(out.stderr).unwrap();
+    assert!(
+        !text.contains('\u{1b}'),
+        "no ANSI escapes when stderr is not a terminal"
+    );
+    let lines: Vec<&str> = text.lines().collect();
+    assert!(lines.len() >= 3, "{text}");
+    for l in lines {
+        let v: serde_json::Value =
+            serde_json::from_str(l).unwrap_or_else(|e| panic!("not JSON ({e}): {l}"));
+        assert!(
+            v.get("level").is_some() && v.get("timestamp").is_some(),
+            "{l}"
+        );
+    }
+    assert!(
+        text.contains("\"message\":\"postflight started\""),
+        "{text}"
+    );
+}
