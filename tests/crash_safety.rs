@@ -179,3 +179,51 @@ fn a_damaged_store_is_moved_aside_and_the_daemon_starts_with_store_corrupted() {
         "ALERTS shows it too"
     );
 }
+
+#[test]
+fn samples_survive_sigkill_within_one_checkpoint_interval() {
+    let target = TestServer::start(|_| {
+        let ms = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_millis();
+        (200, "text/plain", format!("requests_total {}\n", ms / 100))
+    });
+    let dir = tempfile::tempdir().unwrap();
+    let port = common::free_port();
+    let cfg = config(target.port)
+        .replace("{port}", &port.to_string())
+        .replace("[global]", "checkpoint_interval = \"1s\"\n[global]");
+    let mut d = Daemon::start_in(dir.path(), &cfg, &[]);
+    d.port = port;
+    d.wait_ready();
+    std::thread::sleep(Duration::from_millis(6500));
+    let killed_at = chrono::Utc::now().timestamp_millis() as f64 / 1000.0;
+    d.signal("KILL");
+    d.wait_exit(Duration::from_secs(5));
+
+    let mut d = Daemon::start_in(dir.path(), &cfg, &[]);
+    d.port = port;
+    d.wait_ready();
+    // What the head holds about the minute before the kill, right after the restart.
+    let q = format!("/api/v1/query?query=count_over_time(requests_total%5B1m%5D)&time={killed_at}");
+    let (st, body) = d.get(&q);
+    assert_eq!(st, 200, "{body}");
+    let v: serde_json::Value = serde_json::from_str(&body).unwrap();
+    let n: f64 = v["data"]["result"][0]["value"][1]
+        .as_str()
+        .unwrap_or("0")
+        .parse()
+        .unwrap();
+    assert!(
+        n >= 4.0,
+        "only {n} samples of the ~6 before the kill came back: {body}"
+    );
+    let (_, rate) = d.get(&format!(
+        "/api/v1/query?query=rate(requests_total%5B5s%5D)&time={killed_at}"
+    ));
+    assert!(
+        rate.contains("\"result\":[{"),
+        "rate() over the window before the crash has its data: {rate}"
+    );
+}

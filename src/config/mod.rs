@@ -75,6 +75,9 @@ pub struct StorageConfig {
     /// How long records are kept.
     #[serde(default = "defaults::retention")]
     pub retention: ConfigDuration,
+    /// How often the head's samples are written to the store: what a crash can lose at most.
+    #[serde(default = "defaults::checkpoint_interval")]
+    pub checkpoint_interval: ConfigDuration,
 }
 
 /// `[global]`
@@ -494,6 +497,10 @@ pub mod defaults {
     pub fn retention() -> ConfigDuration {
         ConfigDuration::secs(15 * 86_400)
     }
+    /// Head checkpoints.
+    pub fn checkpoint_interval() -> ConfigDuration {
+        ConfigDuration::secs(30)
+    }
     /// Scrape, probe and evaluation interval.
     pub fn interval() -> ConfigDuration {
         ConfigDuration::secs(15)
@@ -591,6 +598,7 @@ impl Default for StorageConfig {
         StorageConfig {
             path: defaults::storage_path(),
             retention: defaults::retention(),
+            checkpoint_interval: defaults::checkpoint_interval(),
         }
     }
 }

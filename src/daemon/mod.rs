@@ -318,6 +318,7 @@ pub async fn run(config_path: PathBuf) -> Result<(), DaemonError> {
             head: head.clone(),
             store: store.clone(),
             window,
+            every: config.storage.checkpoint_interval.get(),
             clock: clock.clone(),
             telemetry: telemetry.clone(),
             heartbeat: ctx

@@ -69,7 +69,7 @@ fn decode_chunk(labels: &Labels, key: &[u8], value: &[u8]) -> Result<StoredChunk
     })
 }
 
-fn decode_series(value: &[u8]) -> Result<Labels, DecodeError> {
+pub(super) fn decode_series(value: &[u8]) -> Result<Labels, DecodeError> {
     let (format, mut d) = Decoder::with_format(value)?;
     if format != SERIES_V1 {
         return Err(DecodeError::UnknownFormat(format));

@@ -54,6 +54,7 @@ mod chunks;
 pub mod codec;
 mod error;
 mod history;
+mod open_chunks;
 mod outbox_txn;
 mod prune;
 mod state;
@@ -62,6 +63,7 @@ mod witness;
 pub use chunks::StoredChunk;
 pub use error::StoreError;
 pub use history::{AlertTransition, ProbeRecord};
+pub use open_chunks::OpenChunk;
 pub use prune::{PRUNE_STEP, PruneCursor, PruneStats};
 pub use state::{JsonBatch, Kind};
 

@@ -1,0 +1,95 @@
+//! The head's open chunks, so that a crash loses at most one checkpoint interval of samples
+//! instead of every sample not yet in a closed chunk.
+//!
+//! One value (`open_chunks` under the `meta` tree's key `head.open`) holds every series' open
+//! chunk as of the last checkpoint, and each checkpoint replaces it whole: it is a snapshot, not
+//! a log. Series whose label set is already in the series index (they have a closed chunk on
+//! disk) are written by fingerprint only; the others carry their labels.
+
+use super::codec::{DecodeError, Decoder, Encoder};
+use super::{Store, StoreError};
+use crate::series::Labels;
+
+const KEY: &[u8] = b"head.open";
+const OPEN_V1: u8 = 1;
+
+/// One open chunk to snapshot.
+pub struct OpenChunk<'a> {
+    /// The series.
+    pub labels: &'a Labels,
+    /// Whether the series index already knows the labels (a closed chunk was stored).
+    pub indexed: bool,
+    /// The chunk's bytes (the head's encoding).
+    pub bytes: &'a [u8],
+}
+
+impl Store {
+    /// Replaces the snapshot of open chunks. Bulk durability (the periodic flush).
+    pub fn put_open_chunks(&self, chunks: &[OpenChunk<'_>]) -> Result<(), StoreError> {
+        const OP: &str = "writing open chunks";
+        self.check_writable(OP)?;
+        let mut e = Encoder::with_format(OPEN_V1);
+        e.uvarint(chunks.len() as u64);
+        for c in chunks {
+            if c.indexed {
+                e.u8(0).uvarint(c.labels.fingerprint());
+            } else {
+                e.u8(1).labels(c.labels);
+            }
+            e.bytes(c.bytes);
+        }
+        self.inner
+            .trees
+            .meta
+            .insert(KEY, e.finish())
+            .map_err(StoreError::engine(OP))?;
+        Ok(())
+    }
+
+    /// The open chunks of the last snapshot, with their labels. Entries that do not decode, or
+    /// whose series is unknown, are skipped and counted.
+    pub fn open_chunks(&self) -> Result<Vec<(Labels, Vec<u8>)>, StoreError> {
+        let Some(v) = self
+            .inner
+            .trees
+            .meta
+            .get(KEY)
+            .map_err(StoreError::engine("reading open chunks"))?
+        else {
+            return Ok(Vec::new());
+        };
+        match self.decode_open(&v) {
+            Ok(out) => Ok(out),
+            Err(e) => {
+                self.skip("open_chunks", &e);
+                Ok(Vec::new())
+            }
+        }
+    }
+
+    fn decode_open(&self, v: &[u8]) -> Result<Vec<(Labels, Vec<u8>)>, DecodeError> {
+        let (format, mut d): (u8, Decoder<'_>) = Decoder::with_format(v)?;
+        if format != OPEN_V1 {
+            return Err(DecodeError::UnknownFormat(format));
+        }
+        let n = d.uvarint()? as usize;
+        let mut out = Vec::with_capacity(n.min(1 << 20));
+        for _ in 0..n {
+            let labels = match d.u8()? {
+                0 => {
+                    let fp = d.uvarint()?;
+                    match self.inner.trees.series.get(fp.to_be_bytes()) {
+                        Ok(Some(stored)) => super::chunks::decode_series(&stored).ok(),
+                        _ => None,
+                    }
+                }
+                _ => Some(d.labels()?),
+            };
+            let bytes = d.bytes()?.to_vec();
+            if let Some(l) = labels {
+                out.push((l, bytes));
+            }
+        }
+        Ok(out)
+    }
+}
