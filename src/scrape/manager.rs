@@ -73,6 +73,9 @@ pub fn target_keys(c: &Config) -> Vec<String> {
 impl ScrapeManager {
     /// Scrapes until `shutdown`.
     pub async fn run(self, shutdown: CancellationToken) {
+        // reqwest is built without a default rustls provider: without this, building the
+        // client panics unless some other component happened to install it first.
+        crate::install_crypto_provider();
         let client = match reqwest::Client::builder()
             .user_agent(concat!("postflight/", env!("CARGO_PKG_VERSION")))
             .pool_idle_timeout(Duration::from_secs(90))
