@@ -100,6 +100,9 @@ pub fn target_keys(c: &Config) -> Vec<String> {
 impl ScrapeManager {
     /// Scrapes until `shutdown`.
     pub async fn run(self, shutdown: CancellationToken) {
+        // reqwest is built without a default rustls provider: without this, building the
+        // client panics unless some other component happened to install it first.
+        crate::install_crypto_provider();
         let client = match reqwest::Client::builder()
             .user_agent(concat!("postflight/", env!("CARGO_PKG_VERSION")))
             .pool_idle_timeout(Duration::from_secs(90))
@@ -314,8 +317,26 @@ async fn fetch(
         .header("X-Prometheus-Scrape-Timeout-Seconds", timeout_s)
         .timeout(t.timeout);
     let limit = t.job.body_size_limit as usize;
+    let timed_out = || {
+        (
+            format!(
+                "timed out after {}",
+                crate::config::format_duration(t.timeout)
+            ),
+            "timeout",
+        )
+    };
+    // reqwest's own timeout (the same duration) can win the race against the outer one: it
+    // must read the same, not a bare "timed out".
+    let failed = |e: reqwest::Error| {
+        if e.is_timeout() {
+            timed_out()
+        } else {
+            (describe(&e), class(&e))
+        }
+    };
     let work = async {
-        let mut resp = req.send().await.map_err(|e| (describe(&e), class(&e)))?;
+        let mut resp = req.send().await.map_err(failed)?;
         let status = resp.status();
         if !status.is_success() {
             return Err((
@@ -337,7 +358,7 @@ async fn fetch(
             .and_then(|v| v.to_str().ok())
             .map(format_from_content_type)
             .unwrap_or(Format::Text);
-        while let Some(chunk) = resp.chunk().await.map_err(|e| (describe(&e), class(&e)))? {
+        while let Some(chunk) = resp.chunk().await.map_err(failed)? {
             if body.len() + chunk.len() > limit {
                 return Err((
                     format!("body exceeds the limit of {limit} bytes"),
@@ -350,32 +371,17 @@ async fn fetch(
     };
     match tokio::time::timeout(t.timeout, work).await {
         Ok(r) => r,
-        Err(_) => Err((
-            format!(
-                "timed out after {}",
-                crate::config::format_duration(t.timeout)
-            ),
-            "timeout",
-        )),
+        Err(_) => Err(timed_out()),
     }
 }
 
 fn class(e: &reqwest::Error) -> &'static str {
-    if e.is_timeout() {
-        "timeout"
-    } else if e.is_connect() {
-        "connect"
-    } else {
-        "http"
-    }
+    if e.is_connect() { "connect" } else { "http" }
 }
 
 /// A reqwest error in words, with its cause (the top level alone says only "error sending
 /// request").
 fn describe(e: &reqwest::Error) -> String {
-    if e.is_timeout() {
-        return "timed out".into();
-    }
     let mut s = String::new();
     let mut src: Option<&dyn std::error::Error> = std::error::Error::source(e);
     while let Some(c) = src {
