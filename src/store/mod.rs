@@ -100,7 +100,7 @@ pub struct StoreOptions {
 impl Default for StoreOptions {
     fn default() -> Self {
         StoreOptions {
-            cache_capacity: 16 * 1024 * 1024,
+            cache_capacity: 4 * 1024 * 1024,
             flush_every_ms: 1_000,
         }
     }
