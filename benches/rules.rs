@@ -15,6 +15,7 @@
 //! ```text
 //! cargo bench --bench rules                          # release, criterion plus a plain timing
 //! RULES_BENCH_MINUTES=10 cargo bench --bench rules   # a shorter history
+//! RULES_BENCH_JOB_WIDE=0 cargo bench --bench rules   # every rule scoped to one target
 //! ```
 
 use std::hint::black_box;
@@ -134,14 +135,14 @@ fn build_head(minutes: usize) -> Head {
 }
 
 /// 1,000 rules: a third each of error ratio, p99 latency and memory threshold; every tenth of
-/// the first two kinds covers a whole job, the rest one target.
-fn rules() -> Vec<Expr> {
+/// the first two kinds covers a whole job (unless `job_wide` is false), the rest one target.
+fn rules(job_wide: bool) -> Vec<Expr> {
     (0..RULES)
         .map(|i| {
             let n = i / 3;
             let job = n % JOBS;
             let inst = (n / JOBS) % INSTANCES;
-            let scope = if n % 10 == 0 {
+            let scope = if job_wide && n % 10 == 0 {
                 format!("job=\"job{job}\"")
             } else {
                 format!("job=\"job{job}\",instance=\"10.0.{job}.{inst}:8080\"")
@@ -203,7 +204,9 @@ fn bench_rules(c: &mut Criterion) {
         minutes,
         started.elapsed().as_secs_f64()
     );
-    let rules = rules();
+    // RULES_BENCH_JOB_WIDE=0: every rule scoped to one target (no job-wide selections).
+    let job_wide = std::env::var("RULES_BENCH_JOB_WIDE").map_or(true, |v| v != "0");
+    let rules = rules(job_wide);
     let engine = Engine::default();
     let t = T0 + (minutes as i64 * 6 - 1) * SCRAPE_MS + 5_000;
     let fired = round(&head, &engine, &rules, t);
