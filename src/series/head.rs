@@ -311,6 +311,9 @@ impl Interner {
     }
 }
 
+/// The posting lists of one label name: value → series having it, sorted by id.
+type Postings = FastMap<Arc<str>, Vec<Arc<MemSeries>>>;
+
 /// Series lookup and the inverted index.
 #[derive(Default)]
 struct Index {
@@ -319,7 +322,7 @@ struct Index {
     /// Further series whose hash is taken: 64-bit collisions, practically never used.
     collisions: FastMap<u64, Vec<Arc<MemSeries>>>,
     /// Label name → value → series having it, sorted by id.
-    postings: FastMap<Arc<str>, FastMap<Arc<str>, Vec<Arc<MemSeries>>>>,
+    postings: FastMap<Arc<str>, Postings>,
 }
 
 impl Index {

@@ -15,7 +15,7 @@ pub const METRIC_NAME: &str = "__name__";
 /// One label pair. Equality and order are by content, with a pointer check first: the head
 /// interns label strings, so labels of stored series usually share their `Arc`s and compare
 /// without reading the strings (sorting a selection by labels is on the rule-evaluation path).
-#[derive(Clone, Eq, Hash)]
+#[derive(Clone, Eq)]
 pub struct Label {
     /// Label name, e.g. `job`.
     pub name: Arc<str>,
@@ -38,6 +38,14 @@ impl PartialEq for Label {
     fn eq(&self, other: &Self) -> bool {
         (Arc::ptr_eq(&self.name, &other.name) || *self.name == *other.name)
             && (Arc::ptr_eq(&self.value, &other.value) || *self.value == *other.value)
+    }
+}
+
+// By content, as equality is (equal pointers mean equal content).
+impl std::hash::Hash for Label {
+    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+        self.name.hash(state);
+        self.value.hash(state);
     }
 }
 
