@@ -1,6 +1,6 @@
 //! PromQL functions (`functions.go`): range-vector functions windowed per step, instant-vector
 //! functions mapped over series, and the few that reshape series (`label_replace`, `absent`,
-//! `histogram_quantile`, `sort*`).
+//! `histogram_quantile`, `histogram_fraction`, `sort*`).
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -12,7 +12,9 @@ use super::EvalError;
 use super::eval::{
     Collector, Evaluator, RangeArg, Series, StepCursor, Val, merge_same_labels, unparen,
 };
-use super::quantile::{Bucket, bucket_quantile, go_max, go_min, kahan_inc, quantile};
+use super::quantile::{
+    Bucket, bucket_fraction, bucket_quantile, go_max, go_min, kahan_inc, quantile,
+};
 use crate::series::{Labels, METRIC_NAME, Sample};
 
 /// Dispatches a function call.
@@ -102,6 +104,15 @@ pub(crate) fn call(ev: &Evaluator<'_>, c: &Call) -> Result<Val, EvalError> {
             Ok(Val::Vector(s))
         }
         "histogram_quantile" => histogram_quantile(ev, &args),
+        "histogram_fraction" => histogram_fraction(ev, &args),
+        // These read native histograms only; Prometheus skips float samples, so over the float
+        // series postflight stores the result is always empty. The argument is still evaluated
+        // so that its errors surface as they do in Prometheus.
+        "histogram_count" | "histogram_sum" | "histogram_avg" | "histogram_stddev"
+        | "histogram_stdvar" => {
+            ev.eval_vector(args[0])?;
+            Ok(Val::Vector(Vec::new()))
+        }
         "round" => {
             let to_nearest = match args.get(1) {
                 Some(a) => ev.eval_scalar(a)?,
@@ -523,19 +534,39 @@ fn parse_le(s: &str) -> Option<f64> {
 fn histogram_quantile(ev: &Evaluator<'_>, args: &[&Expr]) -> Result<Val, EvalError> {
     let q = ev.eval_scalar(args[0])?;
     let input = ev.eval_vector(args[1])?;
+    classic_histograms(ev, &input, |i, bs| bucket_quantile(q[i], bs))
+}
+
+/// `histogram_fraction(lower, upper, v)` over classic histograms (`BucketFraction`).
+fn histogram_fraction(ev: &Evaluator<'_>, args: &[&Expr]) -> Result<Val, EvalError> {
+    let lower = ev.eval_scalar(args[0])?;
+    let upper = ev.eval_scalar(args[1])?;
+    let input = ev.eval_vector(args[2])?;
+    classic_histograms(ev, &input, |i, bs| bucket_fraction(lower[i], upper[i], bs))
+}
+
+/// Groups the `le` series of `input` into classic histograms the way Prometheus'
+/// `resetHistograms` does (by all labels but `le`; a series without a parsable `le` is ignored)
+/// and calls `f(step index, buckets)` for every histogram present at a step. The results drop
+/// `__name__` and `le`.
+fn classic_histograms(
+    ev: &Evaluator<'_>,
+    input: &[Series],
+    mut f: impl FnMut(usize, &mut Vec<Bucket>) -> f64,
+) -> Result<Val, EvalError> {
     // Per input series, once: its bucket bound and the histogram (labels without `le`) it
     // belongs to.
-    let mut groups: Vec<(Labels, bool)> = Vec::new();
+    let mut groups: Vec<Labels> = Vec::new();
     let mut group_of: HashMap<Labels, usize> = HashMap::new();
     let mut member: Vec<Option<(usize, f64)>> = Vec::with_capacity(input.len());
-    for s in &input {
+    for s in input {
         let Some(le) = s.labels.get("le").and_then(parse_le) else {
             member.push(None);
             continue;
         };
         let key = s.labels.without(&["le"]);
         let g = *group_of.entry(key.clone()).or_insert_with(|| {
-            groups.push((key, false));
+            groups.push(key);
             groups.len() - 1
         });
         member.push(Some((g, le)));
@@ -544,9 +575,9 @@ fn histogram_quantile(ev: &Evaluator<'_>, args: &[&Expr]) -> Result<Val, EvalErr
     let mut cursor = StepCursor::new(input.len());
     let mut step = Vec::new();
     let mut out = Collector::new(&ev.grid);
-    for (i, &qi) in q.iter().enumerate() {
+    for i in 0..ev.grid.len() {
         let ts = ev.grid.ts(i);
-        cursor.gather(&input, ts, &mut step);
+        cursor.gather(input, ts, &mut step);
         buckets.iter_mut().for_each(Vec::clear);
         for &(si, v) in &step {
             if let Some((g, upper)) = member[si] {
@@ -557,8 +588,8 @@ fn histogram_quantile(ev: &Evaluator<'_>, args: &[&Expr]) -> Result<Val, EvalErr
             if bs.is_empty() {
                 continue;
             }
-            let v = bucket_quantile(qi, bs);
-            out.push(&groups[g].0, true, ts, v)?;
+            let v = f(i, bs);
+            out.push(&groups[g], true, ts, v)?;
         }
     }
     Ok(Val::Vector(out.finish()))
@@ -625,6 +656,7 @@ fn range_function(name: &str) -> Option<RangeFn> {
         "min_over_time" => |w| Ok(Some(compare_over_time(w.samples, |cur, m| cur < m))),
         "max_over_time" => |w| Ok(Some(compare_over_time(w.samples, |cur, m| cur > m))),
         "last_over_time" => |w| Ok(w.samples.last().map(|p| p.v)),
+        "first_over_time" => |w| Ok(w.samples.first().map(|p| p.v)),
         "present_over_time" => |_| Ok(Some(1.0)),
         "absent_over_time" => |_| Ok(Some(1.0)),
         "quantile_over_time" => |w| {
@@ -658,7 +690,7 @@ fn eval_range_function(
         }
     }
     let ra: RangeArg = ev.range_arg(args[range_idx])?;
-    let keep_name = name == "last_over_time";
+    let keep_name = name == "last_over_time" || name == "first_over_time";
     let n = ev.grid.len();
     let mut scalars = vec![0.0; scalar_args.len()];
     let mut out = Vec::with_capacity(ra.series.len());
@@ -710,7 +742,7 @@ fn eval_range_function(
                 // The selected series is owned here: move its labels instead of copying them.
                 labels: s.labels,
                 points,
-                // `last_over_time` keeps the name unless the subquery inside already dropped it.
+                // `last_over_time`/`first_over_time` keep the name unless the subquery inside already dropped it.
                 drop_name: !keep_name || s.drop_name,
             });
         }

@@ -152,6 +152,82 @@ pub(crate) fn bucket_quantile(q: f64, buckets: &mut Vec<Bucket>) -> f64 {
     start + (end - start) * (rank / count)
 }
 
+/// `histogram_fraction` over classic buckets (`BucketFraction`): the estimated share of
+/// observations in `(lower, upper]`, interpolating linearly inside the buckets the bounds fall in.
+/// Sorts and merges `buckets` in place. The first bucket starts at 0 when its upper bound is
+/// positive (at -Inf otherwise); nothing is interpolated inside a bucket with an infinite bound.
+/// NaN without a `+Inf` bucket, without observations or with a NaN bound; 0 when
+/// `lower >= upper`. Unlike `bucket_quantile`, the counts are not made monotonic, as in Prometheus.
+pub(crate) fn bucket_fraction(lower: f64, upper: f64, buckets: &mut Vec<Bucket>) -> f64 {
+    buckets.sort_by(|a, b| {
+        a.upper
+            .partial_cmp(&b.upper)
+            .unwrap_or(std::cmp::Ordering::Equal)
+    });
+    match buckets.last() {
+        Some(b) if b.upper == f64::INFINITY => {}
+        _ => return f64::NAN,
+    }
+    coalesce(buckets);
+    let count = buckets[buckets.len() - 1].count;
+    if count == 0.0 || lower.is_nan() || upper.is_nan() {
+        return f64::NAN;
+    }
+    if lower >= upper {
+        return 0.0;
+    }
+    // The cumulative count below the current bucket, and the ranks of the two bounds once found.
+    let mut rank = 0.0;
+    let (mut lower_rank, mut upper_rank) = (None, None);
+    let mut lower_bound = if buckets[0].upper <= 0.0 {
+        f64::NEG_INFINITY
+    } else {
+        0.0
+    };
+    for (i, b) in buckets.iter().enumerate() {
+        if i > 0 {
+            lower_bound = buckets[i - 1].upper;
+        }
+        let upper_bound = b.upper;
+        // Classic counts are cumulative: the bucket holds `b.count - rank` observations. A -Inf
+        // lower bound cannot be interpolated (Inf/Inf): the whole bucket counts.
+        let interpolate = |v: f64| {
+            if lower_bound == f64::NEG_INFINITY {
+                b.count
+            } else {
+                rank + (b.count - rank) * (v - lower_bound) / (upper_bound - lower_bound)
+            }
+        };
+        if lower_rank.is_none() && lower_bound >= lower {
+            lower_rank = Some(rank);
+        }
+        if upper_rank.is_none() && lower_bound >= upper {
+            upper_rank = Some(rank);
+        }
+        if lower_rank.is_some() && upper_rank.is_some() {
+            break;
+        }
+        if lower_rank.is_none() && lower_bound < lower && upper_bound > lower {
+            lower_rank = Some(interpolate(lower));
+        }
+        if upper_rank.is_none() && lower_bound < upper && upper_bound > upper {
+            upper_rank = Some(interpolate(upper));
+        }
+        if lower_rank.is_some() && upper_rank.is_some() {
+            break;
+        }
+        rank = b.count;
+    }
+    // A bound above every bucket (or a rank past the total through float noise) is the total.
+    // (A NaN rank stays NaN, as in Go.)
+    let cap = |r: Option<f64>| match r {
+        Some(r) if r > count => count,
+        Some(r) => r,
+        None => count,
+    };
+    (cap(upper_rank) - cap(lower_rank)) / count
+}
+
 /// Merges buckets with the same upper bound (input sorted).
 fn coalesce(buckets: &mut Vec<Bucket>) {
     let mut out: Vec<Bucket> = Vec::with_capacity(buckets.len());
@@ -211,6 +287,36 @@ mod tests {
         // Non-monotonic counts are fixed rather than producing nonsense.
         let mut bs = vec![b(1.0, 5.0), b(2.0, 3.0), b(f64::INFINITY, 10.0)];
         assert_eq!(bucket_quantile(0.5, &mut bs), 1.0);
+    }
+
+    #[test]
+    fn bucket_fraction_interpolates_like_prometheus() {
+        // Positive buckets: the first one starts at 0.
+        let bs = vec![
+            b(1.0, 1.0),
+            b(2.0, 3.0),
+            b(3.0, 6.0),
+            b(f64::INFINITY, 100.0),
+        ];
+        assert!((bucket_fraction(0.0, 1.5, &mut bs.clone()) - 0.02).abs() < 1e-12);
+        // Nothing is interpolated inside the +Inf bucket.
+        assert!((bucket_fraction(2.0, 5.0, &mut bs.clone()) - 0.03).abs() < 1e-12);
+        assert!((bucket_fraction(400.0, f64::INFINITY, &mut bs.clone()) - 0.94).abs() < 1e-12);
+        assert_eq!(bucket_fraction(2.0, 2.0, &mut bs.clone()), 0.0);
+        assert!(bucket_fraction(f64::NAN, 1.0, &mut bs.clone()).is_nan());
+        // Negative buckets: the first one reaches down to -Inf and counts whole.
+        let bs = vec![
+            b(-3.0, 10.0),
+            b(-2.0, 12.0),
+            b(-1.0, 15.0),
+            b(f64::INFINITY, 100.0),
+        ];
+        assert!((bucket_fraction(-4.0, -2.0, &mut bs.clone()) - 0.02).abs() < 1e-12);
+        assert!((bucket_fraction(f64::NEG_INFINITY, -1.5, &mut bs.clone()) - 0.135).abs() < 1e-12);
+        // No +Inf bucket, no observations, no buckets.
+        assert!(bucket_fraction(0.0, 1.0, &mut vec![b(1.0, 1.0)]).is_nan());
+        assert!(bucket_fraction(0.0, 1.0, &mut vec![b(f64::INFINITY, 0.0)]).is_nan());
+        assert!(bucket_fraction(0.0, 1.0, &mut Vec::new()).is_nan());
     }
 
     #[test]

@@ -4,8 +4,8 @@
 use promql_parser::parser::Expr;
 use promql_parser::parser::token::{T_LIMIT_RATIO, T_LIMITK};
 
-/// Functions the engine evaluates. Everything else the parser knows (native-histogram functions,
-/// `info`, experimental functions) is refused.
+/// Functions the engine evaluates. Everything else the parser knows (`info`, experimental
+/// functions such as `histogram_quantiles` or `mad_over_time`) is refused.
 pub(crate) const SUPPORTED_FUNCTIONS: &[&str] = &[
     "rate",
     "irate",
@@ -25,6 +25,7 @@ pub(crate) const SUPPORTED_FUNCTIONS: &[&str] = &[
     "stddev_over_time",
     "stdvar_over_time",
     "last_over_time",
+    "first_over_time",
     "present_over_time",
     "absent",
     "absent_over_time",
@@ -52,6 +53,13 @@ pub(crate) const SUPPORTED_FUNCTIONS: &[&str] = &[
     "sort_by_label",
     "sort_by_label_desc",
     "histogram_quantile",
+    "histogram_fraction",
+    // Native-histogram functions: over float samples they return nothing, as in Prometheus.
+    "histogram_count",
+    "histogram_sum",
+    "histogram_avg",
+    "histogram_stddev",
+    "histogram_stdvar",
     "minute",
     "hour",
     "day_of_month",
@@ -131,11 +139,13 @@ mod tests {
 
     #[test]
     fn names_the_first_unsupported_function() {
-        let e = crate::promql::parse("sum(rate(x[5m])) + histogram_count(y)").unwrap();
+        let e = crate::promql::parse("sum(rate(x[5m])) + mad_over_time(y[5m])").unwrap();
         assert_eq!(
             check_supported(&e),
-            Err("function \"histogram_count\" is not supported".into())
+            Err("function \"mad_over_time\" is not supported".into())
         );
+        let e = crate::promql::parse("histogram_fraction(0, 0.5, rate(x_bucket[5m]))").unwrap();
+        assert_eq!(check_supported(&e), Ok(()));
         let e = crate::promql::parse("limitk(2, x)").unwrap();
         assert!(check_supported(&e).unwrap_err().contains("limitk"));
         let e = crate::promql::parse(

@@ -339,21 +339,46 @@ impl BitReader<'_> {
         Some(bit == 1)
     }
 
+    /// The next `n` bits (at most 64), most significant first. Reads one big-endian word
+    /// instead of looping over bytes: this is the inner loop of every range selection.
     #[inline]
     fn bits(&mut self, n: u32) -> Option<u64> {
-        let mut v = 0u64;
-        let mut n = n;
-        while n > 0 {
-            let byte = u64::from(*self.b.get(self.pos / 8)?);
-            let off = (self.pos % 8) as u32;
-            let avail = 8 - off;
-            let take = avail.min(n);
-            let part = (byte >> (avail - take)) & mask(take);
-            v = if take == 64 { part } else { (v << take) | part };
-            n -= take;
-            self.pos += take as usize;
+        if n == 0 {
+            return Some(0);
         }
+        let end = self.pos + n as usize;
+        if end > self.b.len() * 8 {
+            return None;
+        }
+        let byte = self.pos / 8;
+        let off = (self.pos % 8) as u32;
+        // The word starting at the current byte holds the 64 - off bits after the position.
+        let mut v = (self.word(byte) << off) >> (64 - n);
+        if n + off > 64 {
+            // The last `extra` (1..=7) bits are in the ninth byte; it exists (checked above).
+            let extra = n + off - 64;
+            v |= u64::from(self.b[byte + 8]) >> (8 - extra);
+        }
+        self.pos = end;
         Some(v)
+    }
+
+    /// Eight bytes from `byte` as a big-endian word, zero-padded past the end.
+    #[inline]
+    fn word(&self, byte: usize) -> u64 {
+        match self.b.get(byte..byte + 8) {
+            Some(w) => {
+                let mut a = [0u8; 8];
+                a.copy_from_slice(w);
+                u64::from_be_bytes(a)
+            }
+            None => {
+                let mut a = [0u8; 8];
+                let rest = self.b.get(byte..).unwrap_or(&[]);
+                a[..rest.len()].copy_from_slice(rest);
+                u64::from_be_bytes(a)
+            }
+        }
     }
 }
 

@@ -12,13 +12,55 @@ use std::sync::Arc;
 /// The label that holds a series' metric name.
 pub const METRIC_NAME: &str = "__name__";
 
-/// One label pair.
-#[derive(Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+/// One label pair. Equality and order are by content, with a pointer check first: the head
+/// interns label strings, so labels of stored series usually share their `Arc`s and compare
+/// without reading the strings (sorting a selection by labels is on the rule-evaluation path).
+#[derive(Clone, Eq)]
 pub struct Label {
     /// Label name, e.g. `job`.
     pub name: Arc<str>,
     /// Label value, never empty inside a [`Labels`].
     pub value: Arc<str>,
+}
+
+/// Compares two label strings, by pointer first.
+#[inline]
+fn cmp_str(a: &Arc<str>, b: &Arc<str>) -> std::cmp::Ordering {
+    if Arc::ptr_eq(a, b) {
+        std::cmp::Ordering::Equal
+    } else {
+        (**a).cmp(&**b)
+    }
+}
+
+impl PartialEq for Label {
+    #[inline]
+    fn eq(&self, other: &Self) -> bool {
+        (Arc::ptr_eq(&self.name, &other.name) || *self.name == *other.name)
+            && (Arc::ptr_eq(&self.value, &other.value) || *self.value == *other.value)
+    }
+}
+
+// By content, as equality is (equal pointers mean equal content).
+impl std::hash::Hash for Label {
+    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+        self.name.hash(state);
+        self.value.hash(state);
+    }
+}
+
+impl Ord for Label {
+    #[inline]
+    fn cmp(&self, other: &Self) -> std::cmp::Ordering {
+        cmp_str(&self.name, &other.name).then_with(|| cmp_str(&self.value, &other.value))
+    }
+}
+
+impl PartialOrd for Label {
+    #[inline]
+    fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
+        Some(self.cmp(other))
+    }
 }
 
 /// A sorted set of labels. Cheap to clone relative to its size; equality and hashing are by
