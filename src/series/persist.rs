@@ -148,8 +148,10 @@ impl Checkpointer {
     }
 }
 
-/// Stores every closed chunk (and, when `all`, the open one) not stored yet.
-fn checkpoint(
+/// One checkpoint: stores every closed chunk (and, when `all`, the open one) not stored yet,
+/// and records in `persisted` (fingerprint → last stored chunk's max time) what was stored.
+/// The [`Checkpointer`] runs it every 30 s and on stop; public for the store-size benchmark.
+pub fn checkpoint(
     head: &Head,
     store: &Store,
     persisted: &mut HashMap<u64, Timestamp>,
