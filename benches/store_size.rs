@@ -187,6 +187,17 @@ fn main() {
         "files in store dir:   {files} B ({:.2} B/sample)",
         files as f64 / samples as f64
     );
+    for e in std::fs::read_dir(dir.path().join("store"))
+        .into_iter()
+        .flatten()
+        .flatten()
+    {
+        println!(
+            "  {:<20}{} B",
+            e.file_name().to_string_lossy(),
+            walk_size(&e.path()).max(e.metadata().map(|m| m.len()).unwrap_or(0))
+        );
+    }
     println!("simulation + flush:   {flushed:.2?} (checkpoints: {checkpoint_time:.2?})");
 
     let began = Instant::now();
