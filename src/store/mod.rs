@@ -10,7 +10,7 @@
 //! | `probes` | name len (u16 BE) · name · time · seq | [`ProbeRecord`] (binary) |
 //! | `alert_transitions` | alertname len · alertname · time · seq | [`AlertTransition`] (binary) |
 //! | `series` | fingerprint (u64 BE) | referenced-until time, label set (binary) |
-//! | `chunk_blocks` | block max time · sequence (u64 BE) | many series' chunks (see [`chunks`]) |
+//! | `chunk_blocks` | block max time · sequence, newest first | many series' chunks (see [`chunks`]) |
 //! | `chunks` | fingerprint · chunk max time | min time, count, chunk bytes (read only: earlier versions) |
 //! | `outbox` | id (u64 BE) | owner's type as JSON |
 //! | `nlog`, `silences`, `deployments`, `alert_state` | string | owner's type as JSON ([`Kind`]) |
