@@ -601,6 +601,7 @@ async fn housekeeping(ctx: Arc<Context>, shutdown: CancellationToken) {
                             probes = st.probes,
                             transitions = st.transitions,
                             chunks = st.chunks,
+                            blocks = st.blocks,
                             series = st.series,
                             "pruned records older than the retention"
                         );

@@ -10,10 +10,11 @@
 //! same [`Store::put_chunks`] call (one checkpoint), up to [`BLOCK_MAX_BYTES`] or
 //! [`BLOCK_MAX_CHUNKS`] per block. One key per ~1,500 chunks instead of one per chunk removes
 //! sled's per-key cost and makes a restart read a few hundred values instead of every chunk
-//! (6× faster `chunks_since`, 3× faster checkpoints in the benchmark). It does *not* make the
-//! store smaller: what dominates is sled's log-structured space amplification (leaves holding
-//! the values are rewritten as keys arrive, and the old copies stay on disk for a while),
-//! roughly twice the live bytes with small or large values alike (see `bench/RESULTS-store.md`).
+//! (`chunks_since` ~2× faster, checkpoints ~1.4× in the benchmark) and the store 25–45%
+//! smaller (2.8–3.7 instead of 4.4–4.9 bytes per sample). What remains is sled's log-structured
+//! space amplification (leaves holding the values are rewritten as keys arrive, and the old
+//! copies stay on disk for a while): roughly twice the live bytes, with small or large values
+//! alike (see `bench/RESULTS-store.md`).
 //!
 //! - Key: block max time ([`time_key`]) · sequence number (from sled's id counter), both
 //!   bit-inverted so that the newest block sorts first, and two blocks with the same max time
@@ -21,7 +22,8 @@
 //!   place (with the whole old leaf still on disk until it is rewritten) and moving the right
 //!   half to a new page: with ascending keys every leaf left behind keeps a dead copy of its
 //!   upper half for good; with descending keys the leaf that keeps growing is the one rewritten.
-//!   (Measured: 3.39 instead of 3.77 bytes per sample; see `bench/RESULTS-store.md`.)
+//!   (Single benchmark runs: 3.3–3.7 bytes per sample against 3.8; within sled's run-to-run
+//!   noise, see `bench/RESULTS-store.md`, but never worse.)
 //!   Retention deletes whole blocks whose max time is older than the cutoff.
 //! - Value: format byte · chunk count · per chunk: fingerprint (u64 BE), block max time − max
 //!   time, max time − min time, sample count (varints), chunk bytes (length-prefixed).
