@@ -239,16 +239,17 @@ pub async fn run(config_path: PathBuf) -> Result<(), DaemonError> {
     );
     let head = Arc::new(Head::new());
     let window = crate::series::persist::head_window(&config);
-    {
+    let loaded = {
         let (head, store) = (head.clone(), store.clone());
         let now = clock.now_ms();
-        let (series, samples) = tokio::task::spawn_blocking(move || {
+        let loaded = tokio::task::spawn_blocking(move || {
             crate::series::persist::load_head(&head, &store, now, window)
         })
         .await
-        .unwrap_or((0, 0));
-        info!(series, samples, window = %crate::config::format_duration(window), "head loaded from the store");
-    }
+        .unwrap_or_default();
+        info!(series = loaded.series, samples = loaded.samples, window = %crate::config::format_duration(window), "head loaded from the store");
+        loaded
+    };
     let rules = Arc::new(RulesState::default());
     rules.configure(&config, Some(&store));
     let probe_states = Arc::new(crate::probe::ProbeStates::new());
@@ -324,6 +325,7 @@ pub async fn run(config_path: PathBuf) -> Result<(), DaemonError> {
             heartbeat: ctx
                 .liveness
                 .register("checkpoint", Duration::from_secs(300)),
+            persisted: loaded.persisted,
         }
         .run(shutdown.clone()),
     );
@@ -700,6 +702,7 @@ async fn housekeeping(ctx: Arc<Context>, shutdown: CancellationToken) {
                             probes = st.probes,
                             transitions = st.transitions,
                             chunks = st.chunks,
+                            blocks = st.blocks,
                             series = st.series,
                             "pruned records older than the retention"
                         );

@@ -69,6 +69,23 @@ impl Encoder {
         self
     }
 
+    /// A fixed-width big-endian u64, for values that are random (fingerprints) and would take
+    /// ten bytes as a varint.
+    pub fn u64_be(&mut self, v: u64) -> &mut Self {
+        self.buf.extend_from_slice(&v.to_be_bytes());
+        self
+    }
+
+    /// Bytes encoded so far, format byte included.
+    pub fn len(&self) -> usize {
+        self.buf.len()
+    }
+
+    /// True before anything, even a format byte, was written.
+    pub fn is_empty(&self) -> bool {
+        self.buf.is_empty()
+    }
+
     /// A signed varint, zigzag-encoded so that small negative numbers stay short.
     pub fn ivarint(&mut self, v: i64) -> &mut Self {
         self.uvarint(((v << 1) ^ (v >> 63)) as u64)
@@ -165,6 +182,18 @@ impl<'a> Decoder<'a> {
             }
         }
         Err(DecodeError::VarintOverflow)
+    }
+
+    /// A u64 written by [`Encoder::u64_be`].
+    pub fn u64_be(&mut self) -> Result<u64, DecodeError> {
+        let mut a = [0u8; 8];
+        a.copy_from_slice(self.take(8)?);
+        Ok(u64::from_be_bytes(a))
+    }
+
+    /// Bytes not read yet.
+    pub fn remaining(&self) -> usize {
+        self.buf.len()
     }
 
     /// A zigzag-encoded signed varint.

@@ -9,8 +9,9 @@
 //! |---|---|---|
 //! | `probes` | name len (u16 BE) · name · time · seq | [`ProbeRecord`] (binary) |
 //! | `alert_transitions` | alertname len · alertname · time · seq | [`AlertTransition`] (binary) |
-//! | `series` | fingerprint (u64 BE) | label set (binary) |
-//! | `chunks` | fingerprint · chunk max time | min time, count, chunk bytes |
+//! | `series` | fingerprint (u64 BE) | referenced-until time, label set (binary) |
+//! | `chunk_blocks` | block max time · sequence, newest first | many series' chunks (see [`chunks`]) |
+//! | `chunks` | fingerprint · chunk max time | min time, count, chunk bytes (read only: earlier versions) |
 //! | `outbox` | id (u64 BE) | owner's type as JSON |
 //! | `nlog`, `silences`, `deployments`, `alert_state` | string | owner's type as JSON ([`Kind`]) |
 //! | `meta` | string | bytes |
@@ -29,7 +30,7 @@
 //!   someone is paged, so the method flushes the store (write + fsync) before it returns: once it
 //!   returned `Ok`, the record survives SIGKILL and power loss. A flush also makes every earlier
 //!   bulk write durable.
-//! - **Bulk** — [`Store::append_probe`] and [`Store::put_chunk`]. They ride sled's periodic
+//! - **Bulk** — [`Store::append_probe`] and [`Store::put_chunks`]. They ride sled's periodic
 //!   flush ([`StoreOptions::flush_every_ms`], 1 s by default). On SIGKILL or power loss at most the
 //!   last ~1 s of them is lost, in addition to the samples still in the in-memory head (not yet
 //!   cut into a chunk). [`Store::flush`] on SIGTERM makes them durable before a clean exit.
@@ -50,7 +51,7 @@
 //! the damaged tail off the moved files). After open, a record that does not decode is skipped
 //! and counted, never a panic.
 
-mod chunks;
+pub mod chunks;
 pub mod codec;
 mod error;
 mod history;
@@ -60,7 +61,7 @@ mod prune;
 mod state;
 mod witness;
 
-pub use chunks::StoredChunk;
+pub use chunks::{ChunkRef, StoredChunk};
 pub use error::StoreError;
 pub use history::{AlertTransition, ProbeRecord};
 pub use open_chunks::OpenChunk;
@@ -135,6 +136,9 @@ struct Trees {
     probes: sled::Tree,
     transitions: sled::Tree,
     series: sled::Tree,
+    /// Chunks of many series per value (see [`chunks`]).
+    blocks: sled::Tree,
+    /// One chunk per value, as earlier versions wrote them; read and pruned, never written.
     chunks: sled::Tree,
     outbox: sled::Tree,
     nlog: sled::Tree,
@@ -150,6 +154,7 @@ impl Trees {
             probes: db.open_tree("probes")?,
             transitions: db.open_tree("alert_transitions")?,
             series: db.open_tree("series")?,
+            blocks: db.open_tree("chunk_blocks")?,
             chunks: db.open_tree("chunks")?,
             outbox: db.open_tree("outbox")?,
             nlog: db.open_tree("nlog")?,
@@ -173,7 +178,7 @@ struct Inner {
     skipped: AtomicU64,
     /// Entries in the series index, kept in memory because sled's `len` walks the tree.
     series_count: AtomicU64,
-    /// Serializes "is this series still referenced" decisions between [`Store::put_chunk`]
+    /// Serializes "is this series still referenced" decisions between [`Store::put_chunks`]
     /// and pruning, so that a prune never removes the index entry of a chunk being written.
     series_lock: Mutex<()>,
     /// Durable flushes, one at a time: the sequence written to `meta` and then to the witness
@@ -233,7 +238,22 @@ impl Store {
         let existed = ["db", "conf", witness::FILE_NAME]
             .iter()
             .any(|f| path.join(f).exists());
-        match Self::try_open(path, options, existed) {
+        // sled releases its file lock from a background thread when the previous `Db` (a
+        // restart in the same process, or a process that is just exiting) goes away: wait a
+        // little for it instead of failing at once. A live holder still fails after 3 s.
+        let mut attempt = 0;
+        let first = loop {
+            match Self::try_open(path, options, existed) {
+                Err(OpenFailure::Fatal(StoreError::Io { source, .. }))
+                    if attempt < 30 && source.to_string().contains("could not acquire lock") =>
+                {
+                    attempt += 1;
+                    std::thread::sleep(std::time::Duration::from_millis(100));
+                }
+                other => break other,
+            }
+        };
+        match first {
             Ok(store) => Ok(Opened {
                 store,
                 recovered_from_corruption: None,

@@ -79,7 +79,9 @@ impl Store {
                 0 => {
                     let fp = d.uvarint()?;
                     match self.inner.trees.series.get(fp.to_be_bytes()) {
-                        Ok(Some(stored)) => super::chunks::decode_series(&stored).ok(),
+                        Ok(Some(stored)) => {
+                            super::chunks::decode_series(&stored).ok().map(|e| e.labels)
+                        }
                         _ => None,
                     }
                 }

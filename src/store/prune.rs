@@ -19,9 +19,11 @@ pub struct PruneStats {
     pub probes: u64,
     /// Alert transitions deleted.
     pub transitions: u64,
-    /// Chunks deleted.
+    /// Chunks deleted (in blocks, or one per record as earlier versions wrote them).
     pub chunks: u64,
-    /// Series index entries deleted because none of their chunks is left.
+    /// Blocks of chunks deleted.
+    pub blocks: u64,
+    /// Series index entries deleted because none of their chunks can be left.
     pub series: u64,
 }
 
@@ -29,9 +31,13 @@ pub struct PruneStats {
 enum Phase {
     Probes,
     Transitions,
+    /// Per-chunk records of earlier versions.
     Chunks,
-    /// Series index entries without any chunk left: the ones whose chunks this prune deleted,
-    /// and any left behind by a crash between indexing a series and writing its first chunk.
+    /// Blocks of chunks.
+    Blocks,
+    /// Series index entries no chunk can refer to any more (see the `chunks` module doc):
+    /// the ones whose chunks this prune or an earlier one deleted, and any left behind by a
+    /// crash between indexing a series and writing its first block.
     Series,
     Done,
 }
@@ -40,7 +46,7 @@ enum Phase {
 /// `false`.
 #[derive(Clone, Debug)]
 pub struct PruneCursor {
-    /// Records strictly older than this (chunks: whose max time is) are deleted.
+    /// Records strictly older than this (chunks and blocks: whose max time is) are deleted.
     before: Timestamp,
     phase: Phase,
     /// The key to continue from within the phase's tree.
@@ -73,7 +79,8 @@ impl PruneCursor {
         self.phase = match self.phase {
             Phase::Probes => Phase::Transitions,
             Phase::Transitions => Phase::Chunks,
-            Phase::Chunks => Phase::Series,
+            Phase::Chunks => Phase::Blocks,
+            Phase::Blocks => Phase::Series,
             Phase::Series | Phase::Done => Phase::Done,
         };
         self.resume.clear();
@@ -85,7 +92,7 @@ pub const PRUNE_STEP: usize = 1_000;
 
 impl Store {
     /// Deletes everything older than `before` (ms): probe results and transitions by time,
-    /// chunks by max time, and series left without chunks. Runs [`Store::prune_step`]s of
+    /// blocks of chunks by max time, and series no chunk can refer to any more. Runs [`Store::prune_step`]s of
     /// [`PRUNE_STEP`] deletions, yielding the thread between them; call it from a blocking
     /// thread, or drive `prune_step` yourself to yield to the async runtime.
     pub fn prune(&self, before: Timestamp) -> Result<PruneStats, StoreError> {
@@ -96,8 +103,9 @@ impl Store {
         Ok(cursor.stats())
     }
 
-    /// Deletes at most `max_deletes` old records, or checks at most that many series index
-    /// entries, continuing from `cursor`; returns whether more work remains.
+    /// Deletes at most `max_deletes` old records (a block of chunks counts as one), or checks
+    /// at most that many series index entries, continuing from `cursor`; returns whether more
+    /// work remains.
     pub fn prune_step(
         &self,
         cursor: &mut PruneCursor,
@@ -111,6 +119,17 @@ impl Store {
                 Phase::Probes => &self.inner.trees.probes,
                 Phase::Transitions => &self.inner.trees.transitions,
                 Phase::Chunks => &self.inner.trees.chunks,
+                Phase::Blocks => {
+                    let (blocks, chunks, more) = self.prune_blocks(cursor.before, budget)?;
+                    cursor.stats.blocks += blocks;
+                    cursor.stats.chunks += chunks;
+                    // A block always costs budget, deleted or not, so that a step ends.
+                    budget = budget.saturating_sub((blocks as usize).max(1));
+                    if !more {
+                        cursor.next_phase();
+                    }
+                    continue;
+                }
                 Phase::Series => {
                     budget = self.prune_series(cursor, budget)?;
                     continue;
@@ -182,7 +201,9 @@ impl Store {
                 return Ok(0);
             }
             let k = k.map_err(StoreError::engine("pruning the series index"))?;
-            self.drop_series_if_empty(&k, cursor)?;
+            if self.drop_series_if_unreferenced(&k, cursor.before)? {
+                cursor.stats.series += 1;
+            }
             cursor.resume = k.to_vec();
             cursor.resume.push(0);
             budget -= 1;
@@ -190,38 +211,12 @@ impl Store {
         cursor.next_phase();
         Ok(budget)
     }
-
-    fn drop_series_if_empty(&self, fp: &[u8], cursor: &mut PruneCursor) -> Result<(), StoreError> {
-        const OP: &str = "pruning the series index";
-        let trees = &self.inner.trees;
-        // See `Inner::series_lock`: no chunk of this series can be written between the check
-        // and the removal.
-        let _guard = self
-            .inner
-            .series_lock
-            .lock()
-            .unwrap_or_else(|p| p.into_inner());
-        if trees.chunks.scan_prefix(fp).next().is_none()
-            && trees
-                .series
-                .remove(fp)
-                .map_err(StoreError::engine(OP))?
-                .is_some()
-        {
-            cursor.stats.series += 1;
-            // Saturating: the count is only a gauge and must never wrap.
-            let _ = self.inner.series_count.fetch_update(
-                std::sync::atomic::Ordering::Relaxed,
-                std::sync::atomic::Ordering::Relaxed,
-                |n| Some(n.saturating_sub(1)),
-            );
-        }
-        Ok(())
-    }
 }
 
 #[cfg(test)]
 mod tests {
+    use super::super::chunks::tests::{legacy_chunk, legacy_series};
+    use super::super::chunks::{ChunkRef, SERIES_REFRESH_MS, chunk_key};
     use super::super::test_util::*;
     use super::super::{AlertTransition, ProbeRecord};
     use super::*;
@@ -262,27 +257,49 @@ mod tests {
         }
         let old = Labels::new([("job", "old")]);
         let mixed = Labels::new([("job", "mixed")]);
-        store.put_chunk(&old, 0, 100, 2, &[1]).unwrap();
-        store.put_chunk(&old, 200, 499, 2, &[1]).unwrap();
-        store.put_chunk(&mixed, 0, 300, 2, &[1]).unwrap();
-        store.put_chunk(&mixed, 400, 500, 2, &[1]).unwrap();
-        store.put_chunk(&mixed, 600, 900, 2, &[1]).unwrap();
+        let chunk = |labels, min_t, max_t| ChunkRef {
+            labels,
+            min_t,
+            max_t,
+            count: 2,
+            bytes: &[1],
+        };
+        // Three checkpoints: blocks with max times 300, 500 and 900.
+        store
+            .put_chunks(&[chunk(&old, 0, 100), chunk(&mixed, 0, 300)])
+            .unwrap();
+        store
+            .put_chunks(&[chunk(&old, 200, 499), chunk(&mixed, 400, 500)])
+            .unwrap();
+        store.put_chunks(&[chunk(&mixed, 600, 900)]).unwrap();
+        // And a chunk as earlier versions stored it.
+        let legacy = Labels::new([("job", "legacy")]);
+        legacy_series(store, &legacy);
+        put_raw(
+            store,
+            "chunks",
+            &chunk_key(legacy.fingerprint(), 50),
+            &legacy_chunk(0, 50, 1, &[1]),
+        );
     }
+
+    const FILLED_PRUNED_AT_500: PruneStats = PruneStats {
+        probes: 15,
+        transitions: 5,
+        chunks: 3,
+        blocks: 1,
+        series: 1,
+    };
 
     #[test]
     fn prune_removes_exactly_the_old_records() {
         let (_dir, store) = temp_store();
         fill(&store);
+        assert_eq!(raw_keys(&store, "series").len(), 3);
         let stats = store.prune(500).unwrap();
-        assert_eq!(
-            stats,
-            PruneStats {
-                probes: 15,
-                transitions: 5,
-                chunks: 3,
-                series: 1
-            }
-        );
+        // Whole blocks go: the block with max time 500 stays, with old's chunk ending at 499.
+        // The legacy series has no chunk left; the others are kept for a day (see `chunks`).
+        assert_eq!(stats, FILLED_PRUNED_AT_500);
         for name in ["a", "b", "c"] {
             let ts: Vec<i64> = store
                 .probe_history(name, i64::MIN, i64::MAX, 100)
@@ -299,24 +316,28 @@ mod tests {
             .map(|r| r.t)
             .collect();
         assert_eq!(ts, [500, 600, 700, 800, 900]);
-        let chunks: Vec<(String, i64)> = store
+        let mut chunks: Vec<(String, i64)> = store
             .chunks_since(i64::MIN)
             .map(|c| c.map(|c| (c.labels.to_string(), c.max_t)).unwrap())
             .collect();
+        chunks.sort();
         assert_eq!(
             chunks,
             [
                 (r#"{job="mixed"}"#.to_string(), 500),
-                (r#"{job="mixed"}"#.to_string(), 900)
+                (r#"{job="mixed"}"#.to_string(), 900),
+                (r#"{job="old"}"#.to_string(), 499),
             ]
         );
-        assert_eq!(store.series_count(), 1);
-        assert_eq!(raw_keys(&store, "series").len(), 1);
+        assert_eq!(raw_keys(&store, "chunk_blocks").len(), 2);
+        assert!(raw_keys(&store, "chunks").is_empty());
+        assert_eq!(raw_keys(&store, "series").len(), 2);
         assert_eq!(
             store.prune(500).unwrap(),
             PruneStats::default(),
             "a second prune finds nothing"
         );
+        assert_eq!(store.skipped_records(), 0);
     }
 
     #[test]
@@ -331,50 +352,70 @@ mod tests {
         }
         assert!(
             steps >= 11,
-            "{steps} steps for 23 deletions and 2 series of at most 2"
+            "{steps} steps for 22 deletions and 3 series of at most 2"
         );
-        assert_eq!(
-            cursor.stats(),
-            PruneStats {
-                probes: 15,
-                transitions: 5,
-                chunks: 3,
-                series: 1
-            }
-        );
+        assert_eq!(cursor.stats(), FILLED_PRUNED_AT_500);
     }
 
     #[test]
-    fn series_left_without_chunks_are_removed() {
+    fn series_go_once_no_chunk_can_refer_to_them() {
         let (_dir, store) = temp_store();
-        let kept = Labels::new([("job", "kept")]);
+        let r = SERIES_REFRESH_MS;
+        let [kept, gone, orphan, legacy_gone, legacy_kept] =
+            ["kept", "gone", "orphan", "legacy_gone", "legacy_kept"]
+                .map(|job| Labels::new([("job", job)]));
         store.put_chunk(&kept, 0, 100, 1, &[1]).unwrap();
+        store.put_chunk(&gone, 0, 100, 1, &[1]).unwrap();
+        // A day later: `kept` gets a new chunk, which refreshes its index entry.
+        store.put_chunk(&kept, r + 50, r + 200, 1, &[1]).unwrap();
         // As if the process died between indexing a series and writing its chunk.
-        let mut e = super::super::codec::Encoder::with_format(1);
-        e.labels(&Labels::new([("job", "orphan")]));
-        put_raw(&store, "series", &42u64.to_be_bytes(), &e.finish());
-        let stats = store.prune(0).unwrap();
+        legacy_series(&store, &orphan);
+        for (labels, max_t) in [(&legacy_gone, 50), (&legacy_kept, 3 * r)] {
+            legacy_series(&store, labels);
+            put_raw(
+                &store,
+                "chunks",
+                &chunk_key(labels.fingerprint(), max_t),
+                &legacy_chunk(0, max_t, 1, &[1]),
+            );
+        }
+        assert_eq!(store.series_count(), 2, "raw writes are not counted");
+        let stats = store.prune(101 + r).unwrap();
         assert_eq!(
             stats,
             PruneStats {
-                series: 1,
+                chunks: 3,
+                blocks: 2,
+                series: 3,
                 ..PruneStats::default()
             }
         );
-        assert_eq!(
-            raw_keys(&store, "series"),
-            vec![kept.fingerprint().to_be_bytes().to_vec()]
-        );
+        let mut left = raw_keys(&store, "series");
+        left.sort();
+        let mut want = vec![
+            kept.fingerprint().to_be_bytes().to_vec(),
+            legacy_kept.fingerprint().to_be_bytes().to_vec(),
+        ];
+        want.sort();
+        assert_eq!(left, want);
+        let chunks: Vec<(Labels, i64)> = store
+            .chunks_since(i64::MIN)
+            .map(|c| c.map(|c| (c.labels, c.max_t)).unwrap())
+            .collect();
+        assert_eq!(chunks.len(), 2);
+        assert!(chunks.contains(&(kept.clone(), r + 200)));
+        assert!(chunks.contains(&(legacy_kept.clone(), 3 * r)));
     }
 
     #[test]
     fn a_chunk_written_after_pruning_its_series_reindexes_it() {
         let (_dir, store) = temp_store();
         let l = Labels::new([("job", "x")]);
+        let later = 1_000 + SERIES_REFRESH_MS;
         store.put_chunk(&l, 0, 100, 1, &[1]).unwrap();
-        store.prune(1_000).unwrap();
+        store.prune(later).unwrap();
         assert_eq!(store.series_count(), 0);
-        store.put_chunk(&l, 1_000, 1_100, 1, &[2]).unwrap();
+        store.put_chunk(&l, later, later + 100, 1, &[2]).unwrap();
         assert_eq!(store.series_count(), 1);
         assert_eq!(store.chunks_since(0).count(), 1);
     }
