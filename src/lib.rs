@@ -27,6 +27,11 @@
 //! - [`scrape`]: the exposition parser and the scrape loop feeding the head.
 //! - [`probe`]: HTTP(S) and TCP health probes on their intervals, the built-in `ProbeFailed`
 //!   alert, and the `probe_*` series.
+//! - [`rules`]: alerting rules with Prometheus' state machine, their templates, the evaluation
+//!   loop that writes `ALERTS` and hands alerts to the dispatcher.
+//! - [`dispatch`]: Alertmanager's routing, grouping, notification log, silences and inhibition,
+//!   and the durable outbox with one sender per receiver.
+//! - [`clock`]: the injected wall clock (system, or tokio's paused clock in tests).
 //! - [`deploy`]: post-deployment gates — deployments, baselines, check evaluation, verdicts
 //!   (stored, exported, notified as `DeploymentVerdict`) and the `/api/v1/deployments` handlers.
 #![forbid(unsafe_code)]
