@@ -6,7 +6,7 @@
 #   bench/watch_job.sh [WARMUP_SECONDS [MEASURE_SECONDS]]     (defaults: 60 and 180)
 #
 # Environment: PROBES (1000), TARGETS (100), INTERVAL (10s), KEEP=1 keeps the temp dir,
-# SKIP_BUILD=1 uses the existing target/release/postflight, PERF=1 records a profile of the
+# CHECKPOINT=30s sets storage.checkpoint_interval. SKIP_BUILD=1 uses the existing target/release/postflight, PERF=1 records a profile of the
 # measurement window into the temp dir (with KEEP=1: perf report -i DIR/perf.data).
 # Everything listens on 127.0.0.1; nginx and the daemon are stopped on exit, Ctrl-C included.
 set -euo pipefail
@@ -103,6 +103,7 @@ CFG=$TMP/postflight.toml
     echo "listen = \"127.0.0.1:$API_PORT\""
     echo "[storage]"
     echo "path = \"$TMP/data\""
+    [ -n "${CHECKPOINT:-}" ] && echo "checkpoint_interval = \"$CHECKPOINT\""
     echo "[global]"
     echo "scrape_interval = \"$INTERVAL\""
     echo "probe_interval = \"$INTERVAL\""
