@@ -64,7 +64,7 @@ mod witness;
 pub use chunks::{ChunkRef, StoredChunk};
 pub use error::StoreError;
 pub use history::{AlertTransition, ProbeRecord};
-pub use open_chunks::OpenChunk;
+pub use open_chunks::{OPEN_SHARDS, OpenChunk};
 pub use prune::{PRUNE_STEP, PruneCursor, PruneStats};
 pub use state::{JsonBatch, Kind};
 

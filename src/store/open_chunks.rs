@@ -1,16 +1,16 @@
 //! The head's open chunks, so that a crash loses at most one checkpoint interval of samples
 //! instead of every sample not yet in a closed chunk.
 //!
-//! One value (`open_chunks` under the `meta` tree's key `head.open`) holds every series' open
-//! chunk as of the last checkpoint, and each checkpoint replaces it whole: it is a snapshot, not
-//! a log. Series whose label set is already in the series index (they have a closed chunk on
+//! The `meta` tree's keys `head.open.0` … `head.open.7` hold every series' open chunk as of the
+//! last checkpoint, split by fingerprint; each checkpoint replaces them: a snapshot, not a log. Series whose label set is already in the series index (they have a closed chunk on
 //! disk) are written by fingerprint only; the others carry their labels.
 
 use super::codec::{DecodeError, Decoder, Encoder};
 use super::{Store, StoreError};
 use crate::series::Labels;
 
-const KEY: &[u8] = b"head.open";
+/// The snapshot is written in this many parts (by series fingerprint).
+pub const OPEN_SHARDS: usize = 8;
 const OPEN_V1: u8 = 1;
 
 /// One open chunk to snapshot.
@@ -24,8 +24,14 @@ pub struct OpenChunk<'a> {
 }
 
 impl Store {
-    /// Replaces the snapshot of open chunks. Bulk durability (the periodic flush).
-    pub fn put_open_chunks(&self, chunks: &[OpenChunk<'_>]) -> Result<(), StoreError> {
+    /// Replaces shard `shard` (of [`OPEN_SHARDS`]) of the snapshot of open chunks. Bulk
+    /// durability (the periodic flush). Written in shards so no single value, and no single
+    /// buffer, holds every series' open chunk at once.
+    pub fn put_open_chunks(
+        &self,
+        shard: usize,
+        chunks: &[OpenChunk<'_>],
+    ) -> Result<(), StoreError> {
         const OP: &str = "writing open chunks";
         self.check_writable(OP)?;
         let mut e = Encoder::with_format(OPEN_V1);
@@ -38,10 +44,11 @@ impl Store {
             }
             e.bytes(c.bytes);
         }
+        let key = format!("head.open.{shard}");
         self.inner
             .trees
             .meta
-            .insert(KEY, e.finish())
+            .insert(key.as_bytes(), e.finish())
             .map_err(StoreError::engine(OP))?;
         Ok(())
     }
@@ -49,22 +56,24 @@ impl Store {
     /// The open chunks of the last snapshot, with their labels. Entries that do not decode, or
     /// whose series is unknown, are skipped and counted.
     pub fn open_chunks(&self) -> Result<Vec<(Labels, Vec<u8>)>, StoreError> {
-        let Some(v) = self
-            .inner
-            .trees
-            .meta
-            .get(KEY)
-            .map_err(StoreError::engine("reading open chunks"))?
-        else {
-            return Ok(Vec::new());
-        };
-        match self.decode_open(&v) {
-            Ok(out) => Ok(out),
-            Err(e) => {
-                self.skip("open_chunks", &e);
-                Ok(Vec::new())
+        let mut out = Vec::new();
+        for shard in 0..OPEN_SHARDS {
+            let key = format!("head.open.{shard}");
+            let Some(v) = self
+                .inner
+                .trees
+                .meta
+                .get(key.as_bytes())
+                .map_err(StoreError::engine("reading open chunks"))?
+            else {
+                continue;
+            };
+            match self.decode_open(&v) {
+                Ok(part) => out.extend(part),
+                Err(e) => self.skip("open_chunks", &e),
             }
         }
+        Ok(out)
     }
 
     fn decode_open(&self, v: &[u8]) -> Result<Vec<(Labels, Vec<u8>)>, DecodeError> {
