@@ -337,33 +337,37 @@ pub fn parse_time(s: &str) -> Option<i64> {
         .map(|d| d.timestamp_millis())
 }
 
+/// Decodes one query-string component: `%XX` escapes and `+` for space. Works on bytes, so a
+/// malformed escape next to a multi-byte character is kept as text, never a panic.
+pub fn percent_decode(s: &str) -> String {
+    let hex = |c: u8| (c as char).to_digit(16).map(|d| d as u8);
+    let b = s.as_bytes();
+    let mut out = Vec::with_capacity(b.len());
+    let mut i = 0;
+    while i < b.len() {
+        match b[i] {
+            b'+' => out.push(b' '),
+            b'%' if i + 2 < b.len() => match (hex(b[i + 1]), hex(b[i + 2])) {
+                (Some(h), Some(l)) => {
+                    out.push(h << 4 | l);
+                    i += 2;
+                }
+                _ => out.push(b'%'),
+            },
+            c => out.push(c),
+        }
+        i += 1;
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
 /// Decodes `a=b&c=d` with percent-escapes and `+` for space.
 pub fn parse_query(q: &str) -> std::collections::HashMap<String, String> {
-    fn decode(s: &str) -> String {
-        let b = s.as_bytes();
-        let mut out = Vec::with_capacity(b.len());
-        let mut i = 0;
-        while i < b.len() {
-            match b[i] {
-                b'+' => out.push(b' '),
-                b'%' if i + 2 < b.len() => match u8::from_str_radix(&s[i + 1..i + 3], 16) {
-                    Ok(v) => {
-                        out.push(v);
-                        i += 2;
-                    }
-                    Err(_) => out.push(b'%'),
-                },
-                c => out.push(c),
-            }
-            i += 1;
-        }
-        String::from_utf8_lossy(&out).into_owned()
-    }
     q.split('&')
         .filter(|kv| !kv.is_empty())
         .map(|kv| match kv.split_once('=') {
-            Some((k, v)) => (decode(k), decode(v)),
-            None => (decode(kv), String::new()),
+            Some((k, v)) => (percent_decode(k), percent_decode(v)),
+            None => (percent_decode(kv), String::new()),
         })
         .collect()
 }
@@ -418,4 +422,30 @@ fn text(status: StatusCode, content_type: &'static str, body: String) -> Resp {
     r.headers_mut()
         .insert(CONTENT_TYPE, HeaderValue::from_static(content_type));
     r
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn query_strings_decode_without_panicking_on_odd_input() {
+        let q = parse_query("query=up%7Bjob%3D%22a%22%7D&time=1.5&x=%C3%A9+b&bad=%%C3%A9&t=%4");
+        assert_eq!(q["query"], "up{job=\"a\"}");
+        assert_eq!(q["time"], "1.5");
+        assert_eq!(q["x"], "é b");
+        assert_eq!(
+            q["bad"], "%é",
+            "a broken escape before a multi-byte character stays text"
+        );
+        assert_eq!(q["t"], "%4");
+        assert_eq!(percent_decode("%zz%41"), "%zzA");
+    }
+
+    #[test]
+    fn times_are_rfc3339_or_unix_seconds() {
+        assert_eq!(parse_time("1.5"), Some(1500));
+        assert_eq!(parse_time("2026-11-22T00:00:00Z"), Some(1_795_305_600_000));
+        assert_eq!(parse_time("yesterday"), None);
+    }
 }

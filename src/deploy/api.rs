@@ -6,6 +6,7 @@
 //! - `GET /api/v1/deployments/{id}` → [`get`]: the deployment ([`super::Deployment::view`]) or 404.
 //! - `GET /api/v1/deployments[?job=J&limit=N]` → [`list`]: `{"deployments":[...]}`, newest first.
 
+use crate::api::percent_decode;
 use hyper::body::Incoming;
 use hyper::{Request, StatusCode};
 
@@ -77,33 +78,8 @@ pub async fn list(gates: &GateHandle, query: Option<&str>) -> Resp {
 fn query_param(query: Option<&str>, name: &str) -> Option<String> {
     query?.split('&').find_map(|pair| {
         let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
-        (decode(k) == name).then(|| decode(v))
+        (percent_decode(k) == name).then(|| percent_decode(v))
     })
-}
-
-fn decode(s: &str) -> String {
-    let b = s.as_bytes();
-    let mut out = Vec::with_capacity(b.len());
-    let mut i = 0;
-    while i < b.len() {
-        match b[i] {
-            b'+' => out.push(b' '),
-            b'%' if i + 2 < b.len() => match (hex(b[i + 1]), hex(b[i + 2])) {
-                (Some(h), Some(l)) => {
-                    out.push(h << 4 | l);
-                    i += 2;
-                }
-                _ => out.push(b'%'),
-            },
-            c => out.push(c),
-        }
-        i += 1;
-    }
-    String::from_utf8_lossy(&out).into_owned()
-}
-
-fn hex(c: u8) -> Option<u8> {
-    (c as char).to_digit(16).map(|d| d as u8)
 }
 
 #[cfg(test)]
@@ -118,7 +94,6 @@ mod tests {
         assert_eq!(query_param(q, "x").as_deref(), Some(""));
         assert_eq!(query_param(q, "nope"), None);
         assert_eq!(query_param(None, "job"), None);
-        assert_eq!(decode("100%"), "100%");
-        assert_eq!(decode("%zz%41"), "%zzA");
+        assert_eq!(percent_decode("100%"), "100%");
     }
 }
