@@ -16,6 +16,7 @@
 //! cargo bench --bench rules                          # release, criterion plus a plain timing
 //! RULES_BENCH_MINUTES=10 cargo bench --bench rules   # a shorter history
 //! RULES_BENCH_JOB_WIDE=0 cargo bench --bench rules   # every rule scoped to one target
+//! RULES_BENCH_MEMO=1 cargo bench --bench rules -- nomatch  # plain timing of the daemon's round only
 //! ```
 
 use std::hint::black_box;
@@ -23,7 +24,7 @@ use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use criterion::{Criterion, criterion_group, criterion_main};
-use postflight::promql::{self, Engine, Expr, Value};
+use postflight::promql::{self, Engine, Expr, RoundMemo, Value};
 use postflight::scrape::parse::{Format, parse};
 use postflight::series::Labels;
 use postflight::series::head::Head;
@@ -147,7 +148,9 @@ fn rules(job_wide: bool) -> Vec<Expr> {
             } else {
                 format!("job=\"job{job}\",instance=\"10.0.{job}.{inst}:8080\"")
             };
-            let threshold = 1 + n % 5;
+            // n, n + 100, n + 200 (and n + 300) share a scope: give them different thresholds,
+            // like the warning and critical rules of one alert, so no two rules are identical.
+            let threshold = 1 + n / 100;
             let text = match i % 3 {
                 0 => format!(
                     "sum by (job) (rate(http_requests_total{{{scope},status=~\"5..\"}}[5m])) \
@@ -168,16 +171,34 @@ fn rules(job_wide: bool) -> Vec<Expr> {
         .collect()
 }
 
-/// One evaluation round; returns how many rules fired (so the work is not optimised away).
-fn round(head: &Head, engine: &Engine, rules: &[Expr], t: i64) -> usize {
-    rules
+/// Size of the last round's memo.
+static LAST: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+
+fn round_memo_len() -> usize {
+    LAST.load(std::sync::atomic::Ordering::Relaxed)
+}
+
+/// One evaluation round as the daemon runs it (one [`RoundMemo`] shared by the round's rules,
+/// unless `memo` is false); returns how many rules fired (so the work is not optimised away).
+fn round(head: &Head, engine: &Engine, rules: &[Expr], t: i64, memo: bool) -> usize {
+    // The daemon sizes each round's memo by the previous round's; so does this.
+    let shared = RoundMemo::with_capacity(LAST.load(std::sync::atomic::Ordering::Relaxed));
+    let fired = rules
         .iter()
-        .map(|e| match engine.instant(head, e, t) {
+        .map(|e| match memo {
+            true => engine.instant_in_round(head, e, t, &shared),
+            false => engine.instant(head, e, t),
+        })
+        .map(|r| match r {
             Ok(Value::Vector(v)) => usize::from(!v.is_empty()),
             Ok(_) => 0,
             Err(err) => panic!("evaluation failed: {err}"),
         })
-        .sum()
+        .sum::<usize>();
+    if memo {
+        LAST.store(shared.len(), std::sync::atomic::Ordering::Relaxed);
+    }
+    fired
 }
 
 /// CPU time of the calling thread in ns (Linux `/proc/thread-self/schedstat`), if available.
@@ -209,39 +230,57 @@ fn bench_rules(c: &mut Criterion) {
     let rules = rules(job_wide);
     let engine = Engine::default();
     let t = T0 + (minutes as i64 * 6 - 1) * SCRAPE_MS + 5_000;
-    let fired = round(&head, &engine, &rules, t);
-    println!("{} rules, {fired} fired", rules.len());
+    let fired = round(&head, &engine, &rules, t, true);
+    assert_eq!(
+        fired,
+        round(&head, &engine, &rules, t, false),
+        "the memo changed a result"
+    );
+    println!(
+        "{} rules, {fired} fired; the round memo holds {} range-function results",
+        rules.len(),
+        round_memo_len()
+    );
 
     // A plain timing first, independent of criterion's statistics: wall clock, and the CPU
     // time of this thread (what "ms of one core" means on a machine shared with other work).
-    let mut ms: Vec<(f64, f64)> = (0..10)
-        .map(|_| {
-            let (s, cpu) = (Instant::now(), thread_cpu_ns());
-            black_box(round(&head, &engine, &rules, t));
-            let cpu_ms = match (cpu, thread_cpu_ns()) {
-                (Some(a), Some(b)) => (b - a) as f64 / 1e6,
-                _ => f64::NAN,
-            };
-            (s.elapsed().as_secs_f64() * 1000.0, cpu_ms)
-        })
-        .collect();
-    ms.sort_by(|a, b| a.1.total_cmp(&b.1));
-    let wall: Vec<f64> = ms.iter().map(|m| m.0).collect();
-    println!(
-        "round of {} rules, CPU of one core: min {:.1} ms, median {:.1} ms, max {:.1} ms \
-         (wall clock median {:.1} ms)",
-        rules.len(),
-        ms[0].1,
-        ms[ms.len() / 2].1,
-        ms[ms.len() - 1].1,
-        wall[wall.len() / 2],
-    );
+    // RULES_BENCH_MEMO=1 or 0 times only the round with or without the memo.
+    let variants: &[bool] = match std::env::var("RULES_BENCH_MEMO").as_deref() {
+        Ok("1") => &[true],
+        Ok("0") => &[false],
+        _ => &[true, false],
+    };
+    for &memo in variants {
+        let mut ms: Vec<(f64, f64)> = (0..10)
+            .map(|_| {
+                let (s, cpu) = (Instant::now(), thread_cpu_ns());
+                black_box(round(&head, &engine, &rules, t, memo));
+                let cpu_ms = match (cpu, thread_cpu_ns()) {
+                    (Some(a), Some(b)) => (b - a) as f64 / 1e6,
+                    _ => f64::NAN,
+                };
+                (s.elapsed().as_secs_f64() * 1000.0, cpu_ms)
+            })
+            .collect();
+        ms.sort_by(|a, b| a.1.total_cmp(&b.1));
+        let wall: Vec<f64> = ms.iter().map(|m| m.0).collect();
+        println!(
+            "round of {} rules{}, CPU of one core: min {:.1} ms, median {:.1} ms, max {:.1} ms \
+             (wall clock median {:.1} ms)",
+            rules.len(),
+            if memo { "" } else { " without the round memo" },
+            ms[0].1,
+            ms[ms.len() / 2].1,
+            ms[ms.len() - 1].1,
+            wall[wall.len() / 2],
+        );
+    }
 
     let mut g = c.benchmark_group("rules");
     g.sample_size(10);
     g.measurement_time(Duration::from_secs(10));
     g.bench_function("round_1000_rules_59k_series", |b| {
-        b.iter(|| round(&head, &engine, black_box(&rules), t))
+        b.iter(|| round(&head, &engine, black_box(&rules), t, true))
     });
     g.finish();
 }

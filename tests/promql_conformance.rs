@@ -415,7 +415,21 @@ fn run_case(fname: &str, engine: &Engine, src: &MemSource, case: EvalCase, rep: 
     }
     let result = if case.instant {
         // With `expect range vector`, the query runs at the end of the expected range.
-        engine.instant(src, &expr, case.end)
+        let result = engine.instant(src, &expr, case.end);
+        // Inside a rule round the engine shares range-function results between expressions
+        // (`RoundMemo`): the first evaluation fills the memo, the second reads from it, and
+        // both must give exactly the plain result.
+        let memo = promql::RoundMemo::default();
+        for pass in ["filling", "reading"] {
+            let with_memo = engine.instant_in_round(src, &expr, case.end, &memo);
+            if format!("{with_memo:?}") != format!("{result:?}") {
+                return fail(
+                    rep,
+                    format!("{pass} the round memo gave {with_memo:?}, plain {result:?}"),
+                );
+            }
+        }
+        result
     } else {
         engine.range(src, &expr, case.start, case.end, case.step)
     };

@@ -3,6 +3,7 @@
 //! values of the series present at that step.
 
 use std::collections::HashMap;
+use std::hash::{BuildHasherDefault, Hasher};
 
 use promql_parser::parser::token::{
     T_AVG, T_BOTTOMK, T_COUNT, T_COUNT_VALUES, T_GROUP, T_MAX, T_MIN, T_QUANTILE, T_STDDEV,
@@ -15,21 +16,115 @@ use super::eval::{Collector, Evaluator, Series, StepCursor, Val};
 use super::functions::string_arg;
 use super::json::format_value;
 use super::quantile::{kahan_inc, quantile};
+use crate::series::head::FastHasher;
 use crate::series::{Labels, METRIC_NAME};
 
 /// The output labels of a group: `by` keeps the listed labels, `without` drops them and the name.
 fn group_labels(labels: &Labels, modifier: &Option<LabelModifier>) -> Labels {
-    match modifier {
-        None => Labels::empty(),
-        Some(LabelModifier::Include(l)) => {
-            let names: Vec<&str> = l.labels.iter().map(String::as_str).collect();
-            labels.keep_only(&names)
+    Grouping::new(modifier).labels(labels)
+}
+
+/// A `by`/`without` clause, resolved once per aggregation.
+struct Grouping<'a> {
+    /// `by (…)`: keep the names; `without (…)`: drop them (and `__name__`).
+    by: bool,
+    names: Vec<&'a str>,
+}
+
+impl<'a> Grouping<'a> {
+    fn new(modifier: &'a Option<LabelModifier>) -> Self {
+        match modifier {
+            None => Grouping {
+                by: true,
+                names: Vec::new(),
+            },
+            Some(LabelModifier::Include(l)) => Grouping {
+                by: true,
+                names: l.labels.iter().map(String::as_str).collect(),
+            },
+            Some(LabelModifier::Exclude(l)) => {
+                let mut names: Vec<&str> = l.labels.iter().map(String::as_str).collect();
+                names.push(METRIC_NAME);
+                Grouping { by: false, names }
+            }
         }
-        Some(LabelModifier::Exclude(l)) => {
-            let mut names: Vec<&str> = l.labels.iter().map(String::as_str).collect();
-            names.push(METRIC_NAME);
-            labels.without(&names)
+    }
+
+    #[inline]
+    fn keeps(&self, name: &str) -> bool {
+        self.names.contains(&name) == self.by
+    }
+
+    /// The group's labels.
+    fn labels(&self, labels: &Labels) -> Labels {
+        match self.by {
+            true => labels.keep_only(&self.names),
+            false => labels.without(&self.names),
         }
+    }
+
+    /// A hash of the labels the group keeps, without building them.
+    fn hash(&self, labels: &Labels) -> u64 {
+        let mut h = FastHasher::default();
+        for l in labels.iter().filter(|l| self.keeps(&l.name)) {
+            h.write(l.name.as_bytes());
+            h.write_u8(0xff);
+            h.write(l.value.as_bytes());
+            h.write_u8(0xfe);
+        }
+        h.finish()
+    }
+
+    /// Whether `labels` fall in the group labelled `group`.
+    fn is_group_of(&self, labels: &Labels, group: &Labels) -> bool {
+        let mut kept = labels.iter().filter(|l| self.keeps(&l.name));
+        let mut g = group.iter();
+        loop {
+            match (kept.next(), g.next()) {
+                (None, None) => return true,
+                (Some(a), Some(b)) if a == b => {}
+                _ => return false,
+            }
+        }
+    }
+}
+
+/// Groups by hash, building a group's labels only when it is first seen: aggregating
+/// hundreds of series into a few groups then allocates nothing per series.
+#[derive(Default)]
+struct GroupIndex {
+    by_hash: HashMap<u64, Vec<usize>, BuildHasherDefault<FastHasher>>,
+    /// Each group's labels, in order of first appearance.
+    labels: Vec<Labels>,
+    /// The group of the previous series: input sorted by labels comes in runs of one group,
+    /// and checking the run's group compares interned pointers without hashing any text.
+    last: Option<usize>,
+}
+
+impl GroupIndex {
+    /// The group of `labels`, added if new.
+    fn group(&mut self, grouping: &Grouping<'_>, labels: &Labels) -> usize {
+        if let Some(g) = self.last
+            && grouping.is_group_of(labels, &self.labels[g])
+        {
+            return g;
+        }
+        let g = self.find_or_add(grouping, labels);
+        self.last = Some(g);
+        g
+    }
+
+    fn find_or_add(&mut self, grouping: &Grouping<'_>, labels: &Labels) -> usize {
+        let slot = self.by_hash.entry(grouping.hash(labels)).or_default();
+        if let Some(&g) = slot
+            .iter()
+            .find(|&&g| grouping.is_group_of(labels, &self.labels[g]))
+        {
+            return g;
+        }
+        slot.push(self.labels.len());
+        self.labels.push(grouping.labels(labels));
+        self.labels.len() - 1
     }
 }
 
@@ -74,25 +169,20 @@ pub(crate) fn eval(ev: &Evaluator<'_>, a: &AggregateExpr) -> Result<Val, EvalErr
     }
 
     // Map every input series to its group once.
-    let mut groups_labels: Vec<Labels> = Vec::new();
+    let grouping = Grouping::new(&a.modifier);
+    let mut index = GroupIndex::default();
     let mut groups_drop: Vec<bool> = Vec::new();
-    let mut index: HashMap<Labels, usize> = HashMap::new();
     let mut series_group = Vec::with_capacity(input.len());
     for s in &input {
-        let gl = group_labels(&s.labels, &a.modifier);
-        let g = match index.get(&gl) {
-            Some(&g) => g,
-            None => {
-                index.insert(gl.clone(), groups_labels.len());
-                groups_labels.push(gl);
-                groups_drop.push(false);
-                groups_labels.len() - 1
-            }
-        };
+        let g = index.group(&grouping, &s.labels);
+        if g == groups_drop.len() {
+            groups_drop.push(false);
+        }
         // The result loses its name at the end if any member's would have.
         groups_drop[g] |= s.drop_name;
         series_group.push(g);
     }
+    let groups_labels = index.labels;
 
     let n = ev.grid.len();
     let mut groups = vec![Group::default(); groups_labels.len()];
@@ -325,14 +415,13 @@ fn top_bottom_k(
     param: Vec<f64>,
     top: bool,
 ) -> Result<Val, EvalError> {
-    let mut index: HashMap<Labels, usize> = HashMap::new();
-    let mut series_group = Vec::with_capacity(input.len());
-    for s in &input {
-        let gl = group_labels(&s.labels, &a.modifier);
-        let next = index.len();
-        series_group.push(*index.entry(gl).or_insert(next));
-    }
-    let n_groups = index.len();
+    let grouping = Grouping::new(&a.modifier);
+    let mut index = GroupIndex::default();
+    let series_group: Vec<usize> = input
+        .iter()
+        .map(|s| index.group(&grouping, &s.labels))
+        .collect();
+    let n_groups = index.labels.len();
     let mut cursor = StepCursor::new(input.len());
     let mut step = Vec::new();
     let mut out = Collector::new(&ev.grid);

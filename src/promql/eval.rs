@@ -31,6 +31,8 @@ pub(crate) struct Ctx<'a> {
     pub query_start: i64,
     /// The query's end, for `@ end()`.
     pub query_end: i64,
+    /// Range-function results shared within a rule-evaluation round.
+    pub memo: Option<&'a super::RoundMemo>,
 }
 
 /// The evaluation steps: `start, start+step, …, end` (inclusive).
@@ -88,6 +90,7 @@ pub(crate) struct Series {
 }
 
 /// Internal values.
+#[derive(Clone)]
 pub(crate) enum Val {
     /// One value per step.
     Scalar(Vec<f64>),
@@ -224,12 +227,33 @@ impl<'a> Evaluator<'a> {
                 Ok(Val::Matrix(window_series(ra, self.grid.start)))
             }
             Expr::Call(c) => functions::call(self, c),
-            Expr::Aggregate(a) => aggr::eval(self, a),
+            Expr::Aggregate(a) => self.shared(expr, || aggr::eval(self, a)),
             Expr::Binary(b) => binop::eval(self, b),
             Expr::Extension(_) => Err(EvalError::Unsupported(
                 "extension expressions are not supported".into(),
             )),
         }
+    }
+
+    /// Evaluates `expr` with `eval`, or takes its value from the round's memo: at one instant,
+    /// an expression's value depends on nothing but the data, so the same aggregation in
+    /// another rule of the round (the warning and the critical threshold of one alert) is not
+    /// computed twice. Aggregations only: their results are small, and they hold the work.
+    fn shared(
+        &self,
+        expr: &Expr,
+        eval: impl FnOnce() -> Result<Val, EvalError>,
+    ) -> Result<Val, EvalError> {
+        let Some(memo) = self.ctx.memo.filter(|_| self.grid.is_instant()) else {
+            return eval();
+        };
+        let key = (self.grid.start, expr.to_string());
+        if let Some(v) = memo.value(&key) {
+            return Ok(v);
+        }
+        let v = eval()?;
+        memo.put_value(key, &v);
+        Ok(v)
     }
 
     /// Evaluates an expression that must be an instant vector.

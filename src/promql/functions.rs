@@ -6,16 +6,18 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use promql_parser::label::MatchOp;
-use promql_parser::parser::{Call, Expr};
+use promql_parser::parser::{Call, Expr, MatrixSelector};
 
 use super::EvalError;
 use super::eval::{
-    Collector, Evaluator, RangeArg, Series, StepCursor, Val, merge_same_labels, unparen,
+    Collector, Evaluator, RangeArg, Series, StepCursor, Val, dur_ms, merge_same_labels, offset_ms,
+    selector_matchers, unparen,
 };
 use super::quantile::{
     Bucket, bucket_fraction, bucket_quantile, go_max, go_min, kahan_inc, quantile,
 };
-use crate::series::{Labels, METRIC_NAME, Sample};
+use super::{MemoWindow, RoundMemo};
+use crate::series::{Labels, METRIC_NAME, Sample, is_stale_nan};
 
 /// Dispatches a function call.
 pub(crate) fn call(ev: &Evaluator<'_>, c: &Call) -> Result<Val, EvalError> {
@@ -670,6 +672,99 @@ fn range_function(name: &str) -> Option<RangeFn> {
     })
 }
 
+/// A range function over a plain range selector at one instant, inside a round with a memo
+/// (see [`RoundMemo`]): series whose result the round already has are not read again. `None`
+/// when the source cannot say which series is which.
+fn eval_range_memo(
+    ev: &Evaluator<'_>,
+    memo: &RoundMemo,
+    f: RangeFn,
+    ms: &MatrixSelector,
+    keep_name: bool,
+) -> Result<Option<Vec<Series>>, EvalError> {
+    let vs = &ms.vs;
+    let matchers = selector_matchers(vs)?;
+    let range = dur_ms(&ms.range);
+    let offset = offset_ms(&vs.offset);
+    let at = ev.at_ms(&vs.at);
+    let ts = ev.grid.start;
+    let end = at.unwrap_or(ts) - offset;
+    let start = end - range;
+    let window = memo.window(MemoWindow {
+        f: f as usize,
+        range,
+        offset,
+        at,
+        ts,
+    });
+    let mut out = Vec::new();
+    let mut failed = None;
+    let mut live = Vec::new();
+    // What `skip` found, handed to `each` (called next for the same series): one lookup.
+    let found = std::cell::Cell::new(None);
+    let supported = ev.ctx.src.select_each(
+        &matchers,
+        start + 1,
+        end,
+        &mut |id| {
+            found.set(memo.get(window, id));
+            found.get().is_some()
+        },
+        &mut |id, labels, samples| {
+            let v = match found.take() {
+                Some(v) => v,
+                None => {
+                    // As in `matrix_selector`: inside a range, stale markers are not samples.
+                    let samples = match samples.iter().any(|x| is_stale_nan(x.v)) {
+                        true => {
+                            live.clear();
+                            live.extend(samples.iter().filter(|x| !is_stale_nan(x.v)));
+                            &live[..]
+                        }
+                        false => samples,
+                    };
+                    let w = Window {
+                        samples,
+                        ts,
+                        start,
+                        end,
+                        range,
+                        scalars: &[],
+                    };
+                    let v = match samples.is_empty() {
+                        true => None,
+                        false => match f(&w) {
+                            Ok(v) => v,
+                            Err(e) => {
+                                failed.get_or_insert(e);
+                                return;
+                            }
+                        },
+                    };
+                    memo.put(window, id, v);
+                    v
+                }
+            };
+            if let Some(v) = v {
+                out.push(Series {
+                    labels: labels.clone(),
+                    points: vec![Sample { t: ts, v }],
+                    drop_name: !keep_name,
+                });
+            }
+        },
+    );
+    if let Some(e) = failed {
+        return Err(e);
+    }
+    if !supported {
+        return Ok(None);
+    }
+    // In the order a selection returns them.
+    out.sort_unstable_by(|a, b| a.labels.cmp(&b.labels));
+    Ok(Some(out))
+}
+
 fn eval_range_function(
     ev: &Evaluator<'_>,
     name: &str,
@@ -689,9 +784,18 @@ fn eval_range_function(
             scalar_args.push(ev.eval_scalar(a)?);
         }
     }
-    let ra: RangeArg = ev.range_arg(args[range_idx])?;
     let keep_name = name == "last_over_time" || name == "first_over_time";
     let n = ev.grid.len();
+    if let (Some(memo), Expr::MatrixSelector(ms), true, true) = (
+        ev.ctx.memo,
+        unparen(args[range_idx]),
+        scalar_args.is_empty(),
+        ev.grid.is_instant() && name != "absent_over_time",
+    ) && let Some(out) = eval_range_memo(ev, memo, f, ms, keep_name)?
+    {
+        return Ok(Val::Vector(out));
+    }
+    let ra: RangeArg = ev.range_arg(args[range_idx])?;
     let mut scalars = vec![0.0; scalar_args.len()];
     let mut out = Vec::with_capacity(ra.series.len());
     let RangeArg {

@@ -34,6 +34,106 @@ pub fn parse(expr: &str) -> Result<Expr, String> {
     promql_parser::parser::parse(expr)
 }
 
+/// Work shared by the expressions of one rule-evaluation round, all evaluated at one time
+/// over one source with one engine.
+///
+/// Alert rules repeat themselves: a warning and a critical threshold on the same error ratio,
+/// a job-wide rule next to per-target ones, `rate(x{status=~"5.."}[5m])` over a subset of
+/// `rate(x[5m])`. At one instant an expression's value depends only on the data, so the memo
+/// keeps two things for the rest of the round:
+///
+/// - the result of a range function over one series (`rate`, `increase`, `*_over_time`, …,
+///   plain range selectors without scalar arguments), keyed by function, window and series:
+///   another selector that matches the series does not decode it again;
+/// - the value of a whole aggregation, keyed by its text: the second rule with the same
+///   `sum by (job) (rate(…[5m]))` takes the few resulting series.
+///
+/// Every expression therefore sees a series as it was when the round first read it, as if the
+/// round were one snapshot. One memo per round, dropped at its end; its size is one entry per
+/// (series, function, window) plus the aggregations' (small) results.
+#[derive(Default)]
+pub struct RoundMemo {
+    /// The windows seen this round (function, range, offset, `@`, time); a result is keyed by
+    /// the window's position here and the series, which keeps the table small.
+    windows: std::cell::RefCell<Vec<MemoWindow>>,
+    results: std::cell::RefCell<SeriesResults>,
+    /// Values of whole aggregations by evaluation time and expression text (see
+    /// `Evaluator::shared`).
+    values: std::cell::RefCell<std::collections::HashMap<(i64, String), eval::Val>>,
+}
+
+/// Range-function results by (series, window number); `None`: the function gave no value.
+type SeriesResults = std::collections::HashMap<
+    (u64, u32),
+    Option<f64>,
+    std::hash::BuildHasherDefault<crate::series::head::FastHasher>,
+>;
+
+/// What a memoised result depends on, besides the series' samples.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub(crate) struct MemoWindow {
+    /// The range function, by address (two functions with one address compute the same).
+    pub f: usize,
+    pub range: i64,
+    pub offset: i64,
+    pub at: Option<i64>,
+    pub ts: i64,
+}
+
+impl RoundMemo {
+    /// A memo with room for `n` results (the previous round's count is a good guess: growing
+    /// a large table step by step costs more than the lookups it serves).
+    pub fn with_capacity(n: usize) -> Self {
+        RoundMemo {
+            windows: Default::default(),
+            values: Default::default(),
+            results: std::cell::RefCell::new(std::collections::HashMap::with_capacity_and_hasher(
+                n,
+                Default::default(),
+            )),
+        }
+    }
+
+    /// The number of `w` in this memo.
+    pub(crate) fn window(&self, w: MemoWindow) -> u32 {
+        let mut windows = self.windows.borrow_mut();
+        match windows.iter().position(|x| *x == w) {
+            Some(i) => i as u32,
+            None => {
+                windows.push(w);
+                (windows.len() - 1) as u32
+            }
+        }
+    }
+
+    /// The result for `series` in window number `window`, if known (`Some(None)`: no value).
+    pub(crate) fn get(&self, window: u32, series: u64) -> Option<Option<f64>> {
+        self.results.borrow().get(&(series, window)).copied()
+    }
+
+    pub(crate) fn put(&self, window: u32, series: u64, v: Option<f64>) {
+        self.results.borrow_mut().insert((series, window), v);
+    }
+
+    pub(crate) fn value(&self, key: &(i64, String)) -> Option<eval::Val> {
+        self.values.borrow().get(key).cloned()
+    }
+
+    pub(crate) fn put_value(&self, key: (i64, String), v: &eval::Val) {
+        self.values.borrow_mut().insert(key, v.clone());
+    }
+
+    /// Remembered results.
+    pub fn len(&self) -> usize {
+        self.results.borrow().len()
+    }
+
+    /// True when nothing is remembered.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
 /// The evaluation engine. Cheap to copy; holds only settings.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Engine {
@@ -63,12 +163,37 @@ impl Engine {
         expr: &Expr,
         t_ms: i64,
     ) -> Result<Value, EvalError> {
+        self.instant_with(src, expr, t_ms, None)
+    }
+
+    /// [`instant`](Self::instant) inside a rule-evaluation round: range-function results over
+    /// single series are shared with the round's other expressions through `memo` (see
+    /// [`RoundMemo`]; every expression of one memo must be evaluated at the same `t_ms` for
+    /// it to help, and it is correct whatever the times).
+    pub fn instant_in_round(
+        &self,
+        src: &dyn SeriesSource,
+        expr: &Expr,
+        t_ms: i64,
+        memo: &RoundMemo,
+    ) -> Result<Value, EvalError> {
+        self.instant_with(src, expr, t_ms, Some(memo))
+    }
+
+    fn instant_with(
+        &self,
+        src: &dyn SeriesSource,
+        expr: &Expr,
+        t_ms: i64,
+        memo: Option<&RoundMemo>,
+    ) -> Result<Value, EvalError> {
         let ctx = eval::Ctx {
             src,
             lookback: self.lookback_delta_ms,
             subquery_step: self.subquery_step_ms.max(1),
             query_start: t_ms,
             query_end: t_ms,
+            memo,
         };
         let ev = eval::Evaluator::new(&ctx, eval::Grid::instant(t_ms));
         let val = ev.eval(expr)?;
@@ -108,6 +233,7 @@ impl Engine {
             subquery_step: self.subquery_step_ms.max(1),
             query_start: start_ms,
             query_end: end_ms,
+            memo: None,
         };
         let grid = eval::Grid {
             start: start_ms,

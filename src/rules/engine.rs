@@ -3,6 +3,7 @@
 //! transitions in the store, and hands the alerts to the dispatcher.
 
 use std::collections::BTreeMap;
+use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -15,7 +16,7 @@ use crate::clock::Clock;
 use crate::config::Config;
 use crate::daemon::systemd::Heartbeat;
 use crate::dispatch::DispatcherHandle;
-use crate::promql::{Engine, Value};
+use crate::promql::{Engine, RoundMemo, Value};
 use crate::series::Labels;
 use crate::series::head::Head;
 use crate::store::{AlertTransition, Kind, Store};
@@ -29,6 +30,8 @@ pub const SOURCE: &str = "rules";
 #[derive(Default)]
 pub struct RulesState {
     rules: Mutex<Vec<AlertingRule>>,
+    /// Results the last round's memo held: the next one is sized for them.
+    memo_size: std::sync::atomic::AtomicUsize,
 }
 
 fn state_key(rule: &AlertingRule) -> String {
@@ -173,6 +176,8 @@ impl RulesEngine {
         let now = self.clock.now();
         let t_ms = now.timestamp_millis();
         let engine = Engine::default();
+        // Every rule of the round is evaluated at `t_ms`: they share range-function results.
+        let memo = RoundMemo::with_capacity(self.state.memo_size.load(Ordering::Relaxed));
         let base_url = self
             .config
             .server
@@ -188,7 +193,7 @@ impl RulesEngine {
                     .rule_evaluations_total
                     .with_label_values(&[rule.name.as_str()])
                     .inc();
-                let samples = match engine.instant(&*self.head, &rule.expr, t_ms) {
+                let samples = match engine.instant_in_round(&*self.head, &rule.expr, t_ms, &memo) {
                     Ok(Value::Vector(v)) => {
                         v.into_iter().map(|s| (s.labels, s.v)).collect::<Vec<_>>()
                     }
@@ -216,6 +221,7 @@ impl RulesEngine {
                     Err(e) => self.fail(rule, &e),
                 }
             }
+            self.state.memo_size.store(memo.len(), Ordering::Relaxed);
             rules
                 .iter()
                 .flat_map(|r| r.alerts().cloned())

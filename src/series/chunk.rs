@@ -58,6 +58,9 @@ pub struct Chunk {
     last_delta: i64,
     /// Bits of the last value, the base of the next XOR.
     last_v: u64,
+    /// Samples held (also in the header of `buf`; kept here so that skipping a chunk by its
+    /// time span does not touch its bytes).
+    count: u16,
 }
 
 const HEADER: usize = 2;
@@ -91,12 +94,13 @@ impl Chunk {
             last_t: 0,
             last_delta: 0,
             last_v: 0,
+            count: 0,
         }
     }
 
     /// Number of samples.
     pub fn len(&self) -> usize {
-        usize::from(u16::from_be_bytes([self.buf[0], self.buf[1]]))
+        usize::from(self.count)
     }
 
     /// True when the chunk holds no sample.
@@ -167,16 +171,14 @@ impl Chunk {
         self.last_v = bits;
         let count = (n + 1) as u16; // bounded by the Full check above
         self.buf[..HEADER].copy_from_slice(&count.to_be_bytes());
+        self.count = count;
         Ok(())
     }
 
     /// Iterates over the samples in time order.
     pub fn iter(&self) -> ChunkIter<'_> {
         ChunkIter {
-            r: BitReader {
-                b: &self.buf[HEADER..],
-                pos: 0,
-            },
+            r: BitReader::new(&self.buf[HEADER..]),
             remaining: self.len(),
             read: 0,
             t: 0,
@@ -196,6 +198,7 @@ impl Chunk {
         }
         let mut chunk = Chunk {
             buf: bytes.to_vec(),
+            count: u16::from_be_bytes([bytes[0], bytes[1]]),
             ..Chunk::new()
         };
         let mut it = chunk.iter();
@@ -324,61 +327,102 @@ fn unbucket(v: u64, n: u32) -> i64 {
     }
 }
 
+/// Reads the bit stream most significant bit first through a 128-bit accumulator: one
+/// big-endian 8-byte load refills 64 bits, so any field (64 bits at most) is a shift or two
+/// away and the common sample (delta of delta 0, value unchanged or inside the XOR window)
+/// touches memory once every few samples. This loop is most of every range selection.
 struct BitReader<'a> {
     b: &'a [u8],
+    /// Next byte of `b` to load into `acc`.
+    next: usize,
+    /// Upcoming bits, left-aligned; the bits below the top `n` are zero.
+    acc: u128,
+    /// Valid bits at the top of `acc` (at most 127).
+    n: u32,
     /// Bits consumed.
     pos: usize,
+    /// Bits in `b`.
+    total: usize,
 }
 
-impl BitReader<'_> {
-    #[inline]
-    fn bit(&mut self) -> Option<bool> {
-        let byte = *self.b.get(self.pos / 8)?;
-        let bit = (byte >> (7 - self.pos % 8)) & 1;
-        self.pos += 1;
-        Some(bit == 1)
+impl<'a> BitReader<'a> {
+    fn new(b: &'a [u8]) -> Self {
+        BitReader {
+            b,
+            next: 0,
+            acc: 0,
+            n: 0,
+            pos: 0,
+            total: b.len() * 8,
+        }
     }
 
-    /// The next `n` bits (at most 64), most significant first. Reads one big-endian word
-    /// instead of looping over bytes: this is the inner loop of every range selection.
-    #[inline]
-    fn bits(&mut self, n: u32) -> Option<u64> {
-        if n == 0 {
-            return Some(0);
+    /// Adds up to 64 bits to `acc` (called with fewer than 64 valid).
+    #[inline(always)]
+    fn refill(&mut self) {
+        if let Some(w) = self.b.get(self.next..self.next + 8) {
+            let mut a = [0u8; 8];
+            a.copy_from_slice(w);
+            self.acc |= u128::from(u64::from_be_bytes(a)) << (64 - self.n);
+            self.next += 8;
+            self.n += 64;
+        } else {
+            self.refill_tail();
         }
-        let end = self.pos + n as usize;
-        if end > self.b.len() * 8 {
+    }
+
+    /// The last bytes, one at a time.
+    #[cold]
+    fn refill_tail(&mut self) {
+        while self.n <= 120 {
+            let Some(&byte) = self.b.get(self.next) else {
+                break;
+            };
+            self.acc |= u128::from(byte) << (120 - self.n);
+            self.next += 1;
+            self.n += 8;
+        }
+    }
+
+    /// The next `k` bits (1 to 8) without consuming them, zeros past the end.
+    #[inline(always)]
+    fn peek(&mut self, k: u32) -> u64 {
+        if self.n < k {
+            self.refill();
+        }
+        (self.acc >> (128 - k)) as u64
+    }
+
+    /// Consumes `k` bits (at most 64) already seen with [`peek`](Self::peek); `None` past the end.
+    #[inline(always)]
+    fn skip(&mut self, k: u32) -> Option<()> {
+        if self.pos + k as usize > self.total || self.n < k {
             return None;
         }
-        let byte = self.pos / 8;
-        let off = (self.pos % 8) as u32;
-        // The word starting at the current byte holds the 64 - off bits after the position.
-        let mut v = (self.word(byte) << off) >> (64 - n);
-        if n + off > 64 {
-            // The last `extra` (1..=7) bits are in the ninth byte; it exists (checked above).
-            let extra = n + off - 64;
-            v |= u64::from(self.b[byte + 8]) >> (8 - extra);
-        }
-        self.pos = end;
-        Some(v)
+        self.acc <<= k;
+        self.n -= k;
+        self.pos += k as usize;
+        Some(())
     }
 
-    /// Eight bytes from `byte` as a big-endian word, zero-padded past the end.
-    #[inline]
-    fn word(&self, byte: usize) -> u64 {
-        match self.b.get(byte..byte + 8) {
-            Some(w) => {
-                let mut a = [0u8; 8];
-                a.copy_from_slice(w);
-                u64::from_be_bytes(a)
-            }
-            None => {
-                let mut a = [0u8; 8];
-                let rest = self.b.get(byte..).unwrap_or(&[]);
-                a[..rest.len()].copy_from_slice(rest);
-                u64::from_be_bytes(a)
-            }
+    /// The next `k` bits (at most 64), most significant first; `None` past the end.
+    #[inline(always)]
+    fn bits(&mut self, k: u32) -> Option<u64> {
+        debug_assert!(k <= 64);
+        if k == 0 {
+            return Some(0);
         }
+        if self.pos + k as usize > self.total {
+            return None;
+        }
+        if self.n < k {
+            self.refill();
+        }
+        let v = (self.acc >> (128 - k)) as u64;
+        self.acc <<= k;
+        self.n -= k;
+        self.pos += k as usize;
+        Some(v)
     }
 }
 
@@ -398,37 +442,57 @@ pub struct ChunkIter<'a> {
 }
 
 impl ChunkIter<'_> {
+    #[inline(always)]
     fn next_sample(&mut self) -> Option<Sample> {
         if self.read == 0 {
             self.t = self.r.bits(64)? as i64;
             self.v = self.r.bits(64)?;
         } else {
-            let dod = if !self.r.bit()? {
-                0
-            } else if !self.r.bit()? {
-                unbucket(self.r.bits(14)?, 14)
-            } else if !self.r.bit()? {
-                unbucket(self.r.bits(17)?, 17)
-            } else if !self.r.bit()? {
-                unbucket(self.r.bits(20)?, 20)
-            } else {
-                self.r.bits(64)? as i64
+            // The delta-of-delta prefix is 0, 10, 110, 1110 or 1111: count its leading ones
+            // in one look at the next four bits instead of reading them one by one.
+            let ones = (self.r.peek(4) << 60).leading_ones();
+            let dod = match ones {
+                0 => {
+                    self.r.skip(1)?;
+                    0
+                }
+                1 => {
+                    self.r.skip(2)?;
+                    unbucket(self.r.bits(14)?, 14)
+                }
+                2 => {
+                    self.r.skip(3)?;
+                    unbucket(self.r.bits(17)?, 17)
+                }
+                3 => {
+                    self.r.skip(4)?;
+                    unbucket(self.r.bits(20)?, 20)
+                }
+                _ => {
+                    self.r.skip(4)?;
+                    self.r.bits(64)? as i64
+                }
             };
             self.delta = self.delta.wrapping_add(dod);
             self.t = self.t.wrapping_add(self.delta);
-            if self.r.bit()? {
-                if self.r.bit()? {
-                    self.leading = self.r.bits(5)? as u8;
-                    let mut sig = self.r.bits(6)? as u8;
-                    if sig == 0 {
-                        sig = 64;
+            // Value: 0 (unchanged), 10 (XOR inside the current window) or 11 (new window).
+            match self.r.peek(2) {
+                0 | 1 => self.r.skip(1)?,
+                control => {
+                    self.r.skip(2)?;
+                    if control == 3 {
+                        self.leading = self.r.bits(5)? as u8;
+                        let mut sig = self.r.bits(6)? as u8;
+                        if sig == 0 {
+                            sig = 64;
+                        }
+                        self.trailing = 64u8.checked_sub(self.leading + sig)?;
+                        self.window_set = true;
                     }
-                    self.trailing = 64u8.checked_sub(self.leading + sig)?;
-                    self.window_set = true;
+                    let sig = 64 - u32::from(self.leading) - u32::from(self.trailing);
+                    let x = self.r.bits(sig)? << self.trailing;
+                    self.v ^= x;
                 }
-                let sig = 64 - u32::from(self.leading) - u32::from(self.trailing);
-                let x = self.r.bits(sig)? << self.trailing;
-                self.v ^= x;
             }
         }
         self.read += 1;
@@ -442,6 +506,7 @@ impl ChunkIter<'_> {
 impl Iterator for ChunkIter<'_> {
     type Item = Sample;
 
+    #[inline]
     fn next(&mut self) -> Option<Sample> {
         if self.remaining == 0 {
             return None;
@@ -521,6 +586,42 @@ mod tests {
         assert_eq!(vals[1], STALE_NAN_BITS);
         assert_eq!(vals[8], STALE_NAN_BITS);
         assert_ne!(vals[2], STALE_NAN_BITS);
+    }
+
+    #[test]
+    fn random_values_and_gaps_round_trip() {
+        // Every XOR window width and every delta-of-delta bucket, many times over: random bit
+        // patterns, small integer steps and repeats, with jittered and occasionally huge gaps.
+        let mut x: u64 = 0x9e37_79b9_7f4a_7c15;
+        let mut next = move || {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x
+        };
+        for round in 0..200 {
+            let mut t: i64 = 1_700_000_000_000 + round;
+            let mut v = 0.0f64;
+            let samples: Vec<(i64, f64)> = (0..(1 + next() % 400))
+                .map(|_| {
+                    let r = next();
+                    t += match r % 7 {
+                        0 => 1 + (r >> 40) as i64 % 3_000_000_000,
+                        1 => 1 + (r >> 50) as i64,
+                        _ => 10_000 + (r >> 60) as i64 - 8,
+                    };
+                    v = match (r >> 3) % 5 {
+                        0 => f64::from_bits(next()),
+                        1 => v,
+                        2 => v + ((r >> 20) % 10) as f64,
+                        3 => (r >> 11) as f64 / 1e6,
+                        _ => -v,
+                    };
+                    (t, v)
+                })
+                .collect();
+            roundtrip(&samples);
+        }
     }
 
     #[test]

@@ -833,39 +833,75 @@ impl Head {
     }
 }
 
+impl Head {
+    /// Calls `each` for every series matching `matchers`, under the index read lock (appends
+    /// to existing series go on; only a new series or truncation waits for it).
+    fn for_each_match(&self, matchers: &[Matcher], mut each: impl FnMut(&MemSeries)) {
+        let index = read(&self.index);
+        let all;
+        let candidates = index.candidates(matchers);
+        let list = match &candidates {
+            Some(c) => c.as_slice(),
+            None => {
+                all = index.all();
+                &all[..]
+            }
+        };
+        let compiled: Vec<InternedMatcher> =
+            matchers.iter().map(|m| index.intern_matcher(m)).collect();
+        for s in list {
+            if compiled.iter().all(|m| m.matches(&s.labels)) {
+                each(s);
+            }
+        }
+    }
+}
+
 impl SeriesSource for Head {
     fn select(&self, matchers: &[Matcher], mint: Timestamp, maxt: Timestamp) -> Vec<SeriesSamples> {
         let mut out = Vec::new();
-        {
-            // The index stays read-locked while the candidates are read: appends (series locks)
-            // go on; only a new series or truncation waits for it.
-            let index = read(&self.index);
-            let all;
-            let candidates = index.candidates(matchers);
-            let list = match &candidates {
-                Some(c) => c.as_slice(),
-                None => {
-                    all = index.all();
-                    &all[..]
-                }
-            };
-            let compiled: Vec<InternedMatcher> =
-                matchers.iter().map(|m| index.intern_matcher(m)).collect();
-            for s in list {
-                if !compiled.iter().all(|m| m.matches(&s.labels)) {
-                    continue;
-                }
-                let samples = samples_in(&lock(&s.data), mint, maxt);
-                if !samples.is_empty() {
-                    out.push(SeriesSamples {
-                        labels: s.labels.clone(),
-                        samples,
-                    });
-                }
+        self.for_each_match(matchers, |s| {
+            let mut samples = Vec::new();
+            samples_in(&lock(&s.data), mint, maxt, &mut samples);
+            if !samples.is_empty() {
+                out.push(SeriesSamples {
+                    labels: s.labels.clone(),
+                    samples,
+                });
             }
-        }
+        });
         out.sort_unstable_by(|a, b| a.labels.cmp(&b.labels));
         out
+    }
+
+    fn select_each(
+        &self,
+        matchers: &[Matcher],
+        mint: Timestamp,
+        maxt: Timestamp,
+        skip: &mut dyn FnMut(u64) -> bool,
+        each: &mut dyn FnMut(u64, &Labels, &[Sample]),
+    ) -> bool {
+        // One buffer for every series, kept by the thread between calls: the samples are lent
+        // to `each`, not handed over, so a selection allocates nothing per series.
+        thread_local! {
+            static SCRATCH: std::cell::Cell<Vec<Sample>> = const { std::cell::Cell::new(Vec::new()) };
+        }
+        let mut samples = SCRATCH.take();
+        self.for_each_match(matchers, |s| {
+            if skip(s.id) {
+                each(s.id, &s.labels, &[]);
+                return;
+            }
+            samples.clear();
+            samples_in(&lock(&s.data), mint, maxt, &mut samples);
+            if !samples.is_empty() {
+                each(s.id, &s.labels, &samples);
+            }
+        });
+        samples.clear();
+        SCRATCH.set(samples);
+        true
     }
 }
 
@@ -929,8 +965,10 @@ impl Index {
 
 /// The samples of `chunks` in `[mint, maxt]`. Chunks outside the interval are not decoded, and
 /// decoding stops at the first sample after `maxt`.
-fn samples_in(chunks: &[Chunk], mint: Timestamp, maxt: Timestamp) -> Vec<Sample> {
-    let mut out = Vec::new();
+fn samples_in(chunks: &[Chunk], mint: Timestamp, maxt: Timestamp, out: &mut Vec<Sample>) {
+    let overlapping = |c: &&Chunk| !c.is_empty() && c.last_t() >= mint && c.first_t() <= maxt;
+    // At most every sample of the overlapping chunks: one allocation, not growth by doubling.
+    out.reserve(chunks.iter().filter(overlapping).map(Chunk::len).sum());
     for c in chunks {
         if c.is_empty() || c.last_t() < mint {
             continue;
@@ -938,8 +976,6 @@ fn samples_in(chunks: &[Chunk], mint: Timestamp, maxt: Timestamp) -> Vec<Sample>
         if c.first_t() > maxt {
             break;
         }
-        // At most the whole chunk: one allocation instead of growing sample by sample.
-        out.reserve(c.len());
         for x in c.iter() {
             if x.t > maxt {
                 break;
@@ -949,7 +985,6 @@ fn samples_in(chunks: &[Chunk], mint: Timestamp, maxt: Timestamp) -> Vec<Sample>
             }
         }
     }
-    out
 }
 
 /// Appends one scrape of one target; see [`Head::scrape_appender`].

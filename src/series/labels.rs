@@ -63,15 +63,25 @@ impl PartialOrd for Label {
     }
 }
 
-/// A sorted set of labels. Cheap to clone relative to its size; equality and hashing are by
-/// content.
+/// A sorted set of labels, shared: a clone is one reference-count increment, so a selection
+/// hands out the stored series' label sets without copying them (the rule-evaluation path
+/// clones hundreds of thousands per round). Equality, order and hashing are by content; the
+/// empty set is always `None`, so equal sets compare equal whatever way they were built.
 #[derive(Clone, Default, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub struct Labels(Vec<Label>);
+pub struct Labels(Option<Arc<[Label]>>);
 
 impl Labels {
     /// The empty label set.
     pub const fn empty() -> Self {
-        Labels(Vec::new())
+        Labels(None)
+    }
+
+    /// Wraps a sorted, checked vector; an empty one becomes `None`.
+    fn from_vec(v: Vec<Label>) -> Self {
+        match v.is_empty() {
+            true => Labels(None),
+            false => Labels(Some(Arc::from(v))),
+        }
     }
 
     /// Builds a label set from pairs in any order. Empty values are dropped; of duplicate names
@@ -93,7 +103,7 @@ impl Labels {
         }
         v.retain(|l| !l.value.is_empty());
         v.sort_by(|a, b| a.name.cmp(&b.name));
-        Labels(v)
+        Labels::from_vec(v)
     }
 
     /// Builds from labels already sorted by name with unique names and non-empty values
@@ -101,15 +111,21 @@ impl Labels {
     pub fn from_sorted(v: Vec<Label>) -> Self {
         debug_assert!(v.windows(2).all(|w| w[0].name < w[1].name));
         debug_assert!(v.iter().all(|l| !l.value.is_empty()));
-        Labels(v)
+        Labels::from_vec(v)
+    }
+
+    /// The labels as a slice, sorted by name.
+    #[inline]
+    pub fn as_slice(&self) -> &[Label] {
+        self.0.as_deref().unwrap_or(&[])
     }
 
     /// The value of label `name`, if present.
     pub fn get(&self, name: &str) -> Option<&str> {
-        self.0
-            .binary_search_by(|l| (*l.name).cmp(name))
+        let v = self.as_slice();
+        v.binary_search_by(|l| (*l.name).cmp(name))
             .ok()
-            .map(|i| &*self.0[i].value)
+            .map(|i| &*v[i].value)
     }
 
     /// The metric name (`__name__`), if present.
@@ -119,33 +135,37 @@ impl Labels {
 
     /// Iterates over the labels in name order.
     pub fn iter(&self) -> std::slice::Iter<'_, Label> {
-        self.0.iter()
+        self.as_slice().iter()
     }
 
     /// Number of labels.
     pub fn len(&self) -> usize {
-        self.0.len()
+        self.as_slice().len()
     }
 
     /// True when there are no labels.
     pub fn is_empty(&self) -> bool {
-        self.0.is_empty()
+        self.0.is_none()
     }
 
-    /// The labels as a slice, sorted by name.
-    pub fn as_slice(&self) -> &[Label] {
-        &self.0
+    /// True when both are the same shared set (a cheap check before comparing contents).
+    pub fn ptr_eq(&self, other: &Labels) -> bool {
+        match (&self.0, &other.0) {
+            (Some(a), Some(b)) => Arc::ptr_eq(a, b),
+            (None, None) => true,
+            _ => false,
+        }
     }
 
-    /// Consumes the set into its sorted vector.
+    /// The labels as a vector, sorted by name.
     pub fn into_vec(self) -> Vec<Label> {
-        self.0
+        self.as_slice().to_vec()
     }
 
     /// A copy with `name` set to `value` (removed when `value` is empty).
     pub fn with(&self, name: impl Into<Arc<str>>, value: impl Into<Arc<str>>) -> Labels {
         let (name, value): (Arc<str>, Arc<str>) = (name.into(), value.into());
-        let mut v = self.0.clone();
+        let mut v = self.as_slice().to_vec();
         match v.binary_search_by(|l| l.name.cmp(&name)) {
             Ok(i) if value.is_empty() => {
                 v.remove(i);
@@ -154,25 +174,29 @@ impl Labels {
             Err(_) if value.is_empty() => {}
             Err(i) => v.insert(i, Label { name, value }),
         }
-        Labels(v)
+        Labels::from_vec(v)
     }
 
-    /// A copy without the named labels.
+    /// A copy without the named labels (the same set, shared, when none of them is there).
     pub fn without(&self, names: &[&str]) -> Labels {
-        Labels(
-            self.0
-                .iter()
+        if !self.iter().any(|l| names.contains(&&*l.name)) {
+            return self.clone();
+        }
+        Labels::from_vec(
+            self.iter()
                 .filter(|l| !names.contains(&&*l.name))
                 .cloned()
                 .collect(),
         )
     }
 
-    /// A copy keeping only the named labels.
+    /// A copy keeping only the named labels (the same set, shared, when it has no other).
     pub fn keep_only(&self, names: &[&str]) -> Labels {
-        Labels(
-            self.0
-                .iter()
+        if self.iter().all(|l| names.contains(&&*l.name)) {
+            return self.clone();
+        }
+        Labels::from_vec(
+            self.iter()
                 .filter(|l| names.contains(&&*l.name))
                 .cloned()
                 .collect(),
@@ -197,7 +221,7 @@ impl Labels {
                 h = h.wrapping_mul(PRIME);
             }
         };
-        for l in &self.0 {
+        for l in self.iter() {
             feed(l.name.as_bytes());
             feed(&[0xff]);
             feed(l.value.as_bytes());
@@ -215,7 +239,7 @@ impl fmt::Display for Labels {
         }
         f.write_str("{")?;
         let mut first = true;
-        for l in self.0.iter().filter(|l| &*l.name != METRIC_NAME) {
+        for l in self.iter().filter(|l| &*l.name != METRIC_NAME) {
             if !first {
                 f.write_str(", ")?;
             }
@@ -256,8 +280,8 @@ impl serde::Serialize for Labels {
     /// As a JSON object `{"name": "value", ...}`, sorted by name.
     fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
         use serde::ser::SerializeMap;
-        let mut m = s.serialize_map(Some(self.0.len()))?;
-        for l in &self.0 {
+        let mut m = s.serialize_map(Some(self.len()))?;
+        for l in self.iter() {
             m.serialize_entry(&*l.name, &*l.value)?;
         }
         m.end()

@@ -57,4 +57,23 @@ pub trait SeriesSource: Send + Sync {
         mint: Timestamp,
         maxt: Timestamp,
     ) -> Vec<SeriesSamples>;
+
+    /// Like [`select`](Self::select), for a caller that may already know the result for some
+    /// series and wants the rest one at a time: `skip(id)` is asked for every matching series
+    /// before its samples are read, with an id that names the series for as long as it lives;
+    /// then `each(id, labels, samples)` is called for it, with no samples when `skip` said
+    /// yes, and otherwise only when it has samples in `[mint, maxt]`. The order is the
+    /// source's, not sorted. Sources without stable ids return `false` without calling
+    /// anything, and the caller selects normally.
+    fn select_each(
+        &self,
+        matchers: &[promql_parser::label::Matcher],
+        mint: Timestamp,
+        maxt: Timestamp,
+        skip: &mut dyn FnMut(u64) -> bool,
+        each: &mut dyn FnMut(u64, &Labels, &[Sample]),
+    ) -> bool {
+        let _ = (matchers, mint, maxt, skip, each);
+        false
+    }
 }

@@ -58,6 +58,37 @@ impl SeriesSource for MemSource {
             })
             .collect()
     }
+
+    /// Ids are positions in `series` (stable while the source is not changed).
+    fn select_each(
+        &self,
+        matchers: &[Matcher],
+        mint: Timestamp,
+        maxt: Timestamp,
+        skip: &mut dyn FnMut(u64) -> bool,
+        each: &mut dyn FnMut(u64, &Labels, &[Sample]),
+    ) -> bool {
+        for (id, s) in self.series.iter().enumerate() {
+            if !matches(matchers, &s.labels) {
+                continue;
+            }
+            let id = id as u64;
+            if skip(id) {
+                each(id, &s.labels, &[]);
+                continue;
+            }
+            let samples: Vec<Sample> = s
+                .samples
+                .iter()
+                .copied()
+                .filter(|x| x.t >= mint && x.t <= maxt)
+                .collect();
+            if !samples.is_empty() {
+                each(id, &s.labels, &samples);
+            }
+        }
+        true
+    }
 }
 
 /// One value of a series description.

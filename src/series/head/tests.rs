@@ -315,3 +315,44 @@ fn concurrent_writers_and_readers() {
     assert_eq!(st.samples, 4 * 50 * 3);
     assert_eq!(st.out_of_order, 0);
 }
+
+#[test]
+fn select_each_skips_what_the_caller_knows_and_lends_the_rest() {
+    let head = Head::new();
+    let a = l(&[("__name__", "up"), ("job", "api")]);
+    let b = l(&[("__name__", "up"), ("job", "web")]);
+    let old = l(&[("__name__", "up"), ("job", "old")]);
+    for t in [1000, 2000, 3000] {
+        head.append(&a, t, t as f64);
+        head.append(&b, t, 1.0);
+    }
+    head.append(&old, 10, 1.0);
+    let up = [m(MatchOp::Equal, "__name__", "up")];
+    let mut seen = Vec::new();
+    let mut skip_b = |_: u64| false;
+    assert!(
+        head.select_each(&up, 1500, 3000, &mut skip_b, &mut |id, labels, samples| {
+            seen.push((id, labels.to_string(), samples.len()))
+        })
+    );
+    // `old` has no sample in the window: not reported. The others, with their ids.
+    seen.sort_by(|x, y| x.1.cmp(&y.1));
+    assert_eq!(
+        seen.iter().map(|s| (s.1.as_str(), s.2)).collect::<Vec<_>>(),
+        vec![(r#"up{job="api"}"#, 2), (r#"up{job="web"}"#, 2)]
+    );
+    let web_id = seen[1].0;
+    // A series the caller already knows comes back without samples (and is not read).
+    let mut again = Vec::new();
+    head.select_each(
+        &up,
+        1500,
+        3000,
+        &mut |id| id == web_id,
+        &mut |id, _, samples| again.push((id, samples.len())),
+    );
+    again.sort();
+    let mut want = vec![(seen[0].0, 2), (web_id, 0)];
+    want.sort();
+    assert_eq!(again, want);
+}
