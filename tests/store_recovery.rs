@@ -259,6 +259,20 @@ fn assert_recovers_from(name: &str, damage: impl Fn(&Path)) {
         moved.join("db").exists(),
         "{name}: the damaged files are kept for inspection"
     );
+    let moved_segments = std::fs::read_dir(moved.join("segments"))
+        .unwrap_or_else(|e| panic!("{name}: segments not moved: {e}"))
+        .filter(|e| {
+            e.as_ref()
+                .unwrap()
+                .path()
+                .extension()
+                .is_some_and(|x| x == "seg")
+        })
+        .count();
+    assert_eq!(
+        moved_segments, 1,
+        "{name}: the segment files move with the rest"
+    );
     assert_empty(&opened.store);
     // The fresh store works and is not mistaken for a corrupt one on the next start.
     opened

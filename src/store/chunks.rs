@@ -6,31 +6,49 @@
 //!
 //! # Blocks
 //!
-//! Chunks are stored in *blocks*: one sled value holds the chunks of many series written by the
+//! Chunks are stored in *blocks*: one block holds the chunks of many series written by the
 //! same [`Store::put_chunks`] call (one checkpoint), up to [`BLOCK_MAX_BYTES`] or
-//! [`BLOCK_MAX_CHUNKS`] per block. One key per ~1,500 chunks instead of one per chunk removes
-//! sled's per-key cost and makes a restart read a few hundred values instead of every chunk
-//! (`chunks_since` ~2× faster, checkpoints ~1.4× in the benchmark) and the store 25–45%
-//! smaller (2.8–3.7 instead of 4.4–4.9 bytes per sample). What remains is sled's log-structured
-//! space amplification (leaves holding the values are rewritten as keys arrive, and the old
-//! copies stay on disk for a while): roughly twice the live bytes, with small or large values
-//! alike (see `bench/RESULTS-store.md`).
+//! [`BLOCK_MAX_CHUNKS`] per block. One block per ~1,500 chunks instead of one record per chunk
+//! removes the per-record cost and makes a restart read a few hundred blocks instead of every
+//! chunk.
+//!
+//! A block's bytes go to an append-only segment file (see the `segments` module); sled keeps
+//! only an index entry per block in tree `chunk_blocks`. Blocks used to be sled values
+//! themselves, and sled 0.34's log-structured tree kept roughly twice their bytes on disk
+//! (leaves holding them are rewritten as keys arrive, and the old copies stay for a while):
+//! 2.8–3.6 bytes per sample for chunks of 1.3. In files they cost their own size plus an
+//! 8-byte record header (see `bench/RESULTS-store.md`).
 //!
 //! - Key: block max time ([`time_key`]) · sequence number (from sled's id counter), both
 //!   bit-inverted so that the newest block sorts first, and two blocks with the same max time
-//!   do not collide. Newest first because sled splits a full leaf by keeping the left half in
-//!   place (with the whole old leaf still on disk until it is rewritten) and moving the right
-//!   half to a new page: with ascending keys every leaf left behind keeps a dead copy of its
-//!   upper half for good; with descending keys the leaf that keeps growing is the one rewritten.
-//!   (Single benchmark runs: 3.3–3.7 bytes per sample against 3.8; within sled's run-to-run
-//!   noise, see `bench/RESULTS-store.md`, but never worse.)
-//!   Retention deletes whole blocks whose max time is older than the cutoff.
-//! - Value: format byte · chunk count · per chunk: fingerprint (u64 BE), block max time − max
-//!   time, max time − min time, sample count (varints), chunk bytes (length-prefixed).
+//!   do not collide. (Newest first dates from blocks stored in sled, where it kept leaf splits
+//!   from leaving dead copies behind; it costs nothing now.) Retention deletes whole blocks
+//!   whose max time is older than the cutoff.
+//! - Value: format byte `BLOCK_REF_V1` · segment id · record offset · block length · chunk
+//!   count (varints). The chunk count spares retention a read of the file to report how many
+//!   chunks it deleted. Values of earlier versions hold the block itself (format byte
+//!   `BLOCK_V1`); they are read and pruned like the others.
+//! - Block (in a segment record, or inline as earlier versions wrote it): format byte · chunk
+//!   count · per chunk: fingerprint (u64 BE), block max time − max time, max time − min time,
+//!   sample count (varints), chunk bytes (length-prefixed).
 //!
-//! A block is one sled insert, so a crash leaves either all of it or none of it. The series
-//! index is written before the blocks that refer to it, so a crash can leave an index entry
-//! without chunks (pruned later) but never chunks without labels.
+//! [`Store::put_chunks`] appends the blocks to the current segment and `fdatasync`s it before it
+//! inserts their index entries, so an index entry never points at bytes that are not on disk.
+//! The index entries ride sled's periodic flush like any bulk write: a crash can lose the
+//! entries of the last second's blocks, whose bytes are then garbage in their segment (a
+//! segment with no entry left is deleted at the next open). The series index is written
+//! before the blocks that refer to it, so a crash can leave an index entry without chunks
+//! (pruned later) but never chunks without labels.
+//!
+//! # The series index
+//!
+//! Key: fingerprint (u64 BE). Value: format byte `SERIES_V3` · referenced-until time (see
+//! below; zigzag varint) · label count · per label: name id, value id (varints; see the
+//! `symbols` module). A label set takes ~15 bytes instead of ~80 with its strings inline.
+//! Entries of earlier versions hold the strings (`SERIES_V2`, and `SERIES_V1` without the
+//! time); they are read, and rewritten in the new format when a write refreshes them.
+//! A decoded label set must hash to the entry's key, so a symbol mix-up reads as a damaged
+//! entry (skipped and counted), never as another series' labels.
 //!
 //! Chunks written by earlier versions, one record per chunk (tree `chunks`, key fingerprint ·
 //! max time), are still read and pruned; nothing writes them any more.
@@ -51,24 +69,31 @@
 use std::collections::{HashMap, HashSet};
 use std::ops::Bound::{Excluded, Unbounded};
 
-use crate::series::{Labels, Timestamp};
+use crate::series::{Label, Labels, Timestamp};
 
 use super::codec::{DecodeError, Decoder, Encoder, time_from_key, time_key};
+use super::segments::BlockLoc;
+use super::symbols::Symbols;
 use super::{Store, StoreError};
 
 /// Format byte of the per-chunk records of earlier versions (tree `chunks`).
 const CHUNK_V1: u8 = 1;
-/// Format byte of block values.
+/// Format byte of blocks (in segment records, and as sled values of earlier versions).
 const BLOCK_V1: u8 = 1;
+/// Format byte of block index values: where the block is in a segment file.
+const BLOCK_REF_V1: u8 = 2;
 /// Format byte of series index values holding only the label set (earlier versions).
 const SERIES_V1: u8 = 1;
-/// Format byte of series index values: referenced-until time, then the label set.
+/// Format byte of series index values: referenced-until time, then the label set (earlier
+/// versions).
 const SERIES_V2: u8 = 2;
+/// Format byte of series index values: referenced-until time, then the label set as symbol ids.
+const SERIES_V3: u8 = 3;
 
-/// A block is closed once its encoded chunks reach this size: large enough that sled's
-/// per-key cost vanishes, small enough that reading one block back (a single sled value) or
-/// rewriting the leaf that holds it stays cheap. A checkpoint of 59,000 series every 30 s
-/// writes ~250 KiB; only the stop checkpoint (every open chunk) needs several blocks.
+/// A block is closed once its encoded chunks reach this size: large enough that the per-block
+/// costs (an index entry, a record header) vanish, small enough that a checkpoint copies little
+/// at a time. A checkpoint of 59,000 series every 30 s writes ~250 KiB; only the stop checkpoint
+/// (every open chunk) needs several blocks.
 pub const BLOCK_MAX_BYTES: usize = 1 << 20;
 /// A block holds at most this many chunks, whatever their size.
 pub const BLOCK_MAX_CHUNKS: usize = 16_384;
@@ -247,25 +272,97 @@ fn decode_legacy_chunk(key: &[u8], value: &[u8]) -> Result<(u64, Pending), Decod
     ))
 }
 
-fn encode_series(labels: &Labels, referenced_until: Timestamp) -> Vec<u8> {
-    let mut e = Encoder::with_format(SERIES_V2);
-    e.ivarint(referenced_until).labels(labels);
+/// A block index value: where the block is and how many chunks it holds.
+fn encode_block_ref(loc: BlockLoc, chunks: u64) -> Vec<u8> {
+    let mut e = Encoder::with_format(BLOCK_REF_V1);
+    e.uvarint(loc.segment)
+        .uvarint(loc.offset)
+        .uvarint(u64::from(loc.len))
+        .uvarint(chunks);
     e.finish()
 }
 
-pub(super) fn decode_series(value: &[u8]) -> Result<SeriesEntry, DecodeError> {
+/// The location and chunk count in a block index value written by [`encode_block_ref`].
+pub(super) fn decode_block_ref(value: &[u8]) -> Result<(BlockLoc, u64), DecodeError> {
     let (format, mut d) = Decoder::with_format(value)?;
-    let referenced_until = match format {
-        SERIES_V1 => None,
-        SERIES_V2 => Some(d.ivarint()?),
+    if format != BLOCK_REF_V1 {
+        return Err(DecodeError::UnknownFormat(format));
+    }
+    let loc = BlockLoc {
+        segment: d.uvarint()?,
+        offset: d.uvarint()?,
+        len: d.u32varint()?,
+    };
+    let chunks = d.uvarint()?;
+    d.finish()?;
+    Ok((loc, chunks))
+}
+
+/// Decodes a series index value of any version; `symbols` resolves the ids of the current one.
+pub(super) fn decode_series(
+    key: &[u8],
+    value: &[u8],
+    symbols: &Symbols,
+) -> Result<SeriesEntry, DecodeError> {
+    let (format, mut d) = Decoder::with_format(value)?;
+    let (referenced_until, labels) = match format {
+        SERIES_V1 => (None, d.labels()?),
+        SERIES_V2 => (Some(d.ivarint()?), d.labels()?),
+        SERIES_V3 => {
+            let r = d.ivarint()?;
+            let n = d.uvarint()?;
+            // Two one-byte ids per label at least: bounds the allocation by the value's size.
+            if n > (d.remaining() / 2) as u64 {
+                return Err(DecodeError::Truncated);
+            }
+            let mut v: Vec<Label> = Vec::with_capacity(n as usize);
+            for _ in 0..n {
+                let mut symbol = || {
+                    let id = u32::try_from(d.uvarint()?).map_err(|_| DecodeError::OutOfRange)?;
+                    symbols.get(id).cloned().ok_or(DecodeError::OutOfRange)
+                };
+                let (name, value) = (symbol()?, symbol()?);
+                if value.is_empty() || v.last().is_some_and(|prev| prev.name >= name) {
+                    return Err(DecodeError::BadLabels);
+                }
+                v.push(Label { name, value });
+            }
+            let labels = Labels::from_sorted(v);
+            if key != labels.fingerprint().to_be_bytes() {
+                return Err(DecodeError::BadLabels);
+            }
+            (Some(r), labels)
+        }
         other => return Err(DecodeError::UnknownFormat(other)),
     };
-    let labels = d.labels()?;
     d.finish()?;
     Ok(SeriesEntry {
         labels,
         referenced_until,
     })
+}
+
+/// The symbol ids a series index value refers to (none for earlier formats, or when it does
+/// not decode: such an entry counts no references, so it keeps no symbol alive).
+pub(super) fn series_symbol_ids(value: &[u8]) -> Vec<u32> {
+    let parse = || -> Result<Vec<u32>, DecodeError> {
+        let (format, mut d) = Decoder::with_format(value)?;
+        if format != SERIES_V3 {
+            return Ok(Vec::new());
+        }
+        d.ivarint()?;
+        let n = d.uvarint()?;
+        if n > (d.remaining() / 2) as u64 {
+            return Err(DecodeError::Truncated);
+        }
+        let mut ids = Vec::with_capacity(2 * n as usize);
+        for _ in 0..2 * n {
+            ids.push(d.u32varint()?);
+        }
+        d.finish()?;
+        Ok(ids)
+    };
+    parse().unwrap_or_default()
 }
 
 /// A chunk read back, waiting to be handed out with its series.
@@ -278,6 +375,19 @@ struct Pending {
     max_t: Timestamp,
     count: u32,
     bytes: Vec<u8>,
+}
+
+/// What one step of [`Store::prune_blocks`] did.
+#[derive(Debug, Default)]
+pub(super) struct BlockPrune {
+    /// Blocks whose index entry was deleted.
+    pub(super) blocks: u64,
+    /// Chunks in them.
+    pub(super) chunks: u64,
+    /// Segment files deleted.
+    pub(super) segments: u64,
+    /// Whether blocks older than the cutoff are left.
+    pub(super) more: bool,
 }
 
 impl Store {
@@ -301,12 +411,14 @@ impl Store {
     }
 
     /// Stores a batch of chunks, of any series, in as few blocks as [`BLOCK_MAX_BYTES`] and
-    /// [`BLOCK_MAX_CHUNKS`] allow, and indexes series seen for the first time. Bulk write:
-    /// durable within the periodic flush (see the module doc). A chunk of the same series and
-    /// `max_t` as one stored before replaces it (the newer copy wins when reading).
+    /// [`BLOCK_MAX_CHUNKS`] allow, and indexes series seen for the first time. The blocks are
+    /// on disk (fsynced) when it returns; their index entries ride the periodic flush like any
+    /// bulk write (see the module doc). A chunk of the same series and `max_t` as one stored
+    /// before replaces it (the newer copy wins when reading).
     ///
     /// Nothing is written when a chunk's span is inverted or a fingerprint collides; a failure
-    /// half-way can leave index entries without chunks, which prune removes.
+    /// half-way can leave index entries without chunks, which prune removes, or blocks without
+    /// index entries, which the next open deletes.
     pub fn put_chunks(&self, chunks: &[ChunkRef<'_>]) -> Result<(), StoreError> {
         const OP: &str = "writing chunks";
         self.check_writable(OP)?;
@@ -321,20 +433,18 @@ impl Store {
                 ),
             });
         }
-        // Held across the index checks and the block inserts: see `Inner::series_lock`.
-        // A poisoned lock only means another writer panicked; the index itself is consistent.
-        let _guard = self
-            .inner
-            .series_lock
-            .lock()
-            .unwrap_or_else(|p| p.into_inner());
+        // Held across the index checks and the block inserts: see `Inner::symbols`.
+        let mut symbols = self.lock_symbols();
         let mut seen = HashSet::with_capacity(chunks.len());
         for c in chunks {
             let fp = c.labels.fingerprint();
             if seen.insert(fp) {
-                self.index_series(fp, c.labels, newest, OP)?;
+                self.index_series(&mut symbols, fp, c.labels, newest, OP)?;
             }
         }
+        // (key, chunk count) of each block, and the blocks' bytes.
+        let mut keys = Vec::new();
+        let mut blocks = Vec::new();
         let mut rest = chunks;
         while !rest.is_empty() {
             let mut n = 0;
@@ -356,31 +466,42 @@ impl Store {
                 .db
                 .generate_id()
                 .map_err(StoreError::engine(OP))?;
+            keys.push((block_key(max_t, seq), block.len() as u64));
+            blocks.push(encode_block(max_t, block));
+        }
+        let mut new_id = || {
+            self.inner
+                .db
+                .generate_id()
+                .map_err(StoreError::engine("creating a segment"))
+        };
+        let locs = self.inner.segments.append(newest, &blocks, &mut new_id)?;
+        for ((key, n), loc) in keys.into_iter().zip(locs) {
             self.inner
                 .trees
                 .blocks
-                .insert(block_key(max_t, seq), encode_block(max_t, block))
+                .insert(key, encode_block_ref(loc, n))
                 .map_err(StoreError::engine(OP))?;
         }
         Ok(())
     }
 
     /// Makes sure the index holds `labels` under `fp` with a referenced-until time that covers
-    /// a block with max time `newest` (see the module doc). Called under `series_lock`.
+    /// a block with max time `newest` (see the module doc). Called with the symbols locked.
     fn index_series(
         &self,
+        symbols: &mut Symbols,
         fp: u64,
         labels: &Labels,
         newest: Timestamp,
         op: &'static str,
     ) -> Result<(), StoreError> {
-        let series = &self.inner.trees.series;
-        let stored = series
-            .get(fp.to_be_bytes())
-            .map_err(StoreError::engine(op))?;
+        let trees = &self.inner.trees;
+        let key = fp.to_be_bytes();
+        let stored = trees.series.get(key).map_err(StoreError::engine(op))?;
         let is_new = stored.is_none();
-        if let Some(stored) = stored {
-            match decode_series(&stored) {
+        if let Some(stored) = &stored {
+            match decode_series(&key, stored, symbols) {
                 Ok(entry) if entry.labels != *labels => {
                     return Err(StoreError::FingerprintCollision {
                         fp,
@@ -397,15 +518,40 @@ impl Store {
                 Err(e) => self.skip("series", &e),
             }
         }
-        series
-            .insert(fp.to_be_bytes(), encode_series(labels, newest))
+        // Symbols first: a crash must never keep an entry without its symbols.
+        let mut ids = Vec::with_capacity(2 * labels.len());
+        for l in labels.iter() {
+            ids.push(symbols.intern(&trees.symbols, &l.name)?);
+            ids.push(symbols.intern(&trees.symbols, &l.value)?);
+        }
+        let mut e = Encoder::with_format(SERIES_V3);
+        e.ivarint(newest).uvarint(labels.len() as u64);
+        for id in &ids {
+            e.uvarint(u64::from(*id));
+        }
+        trees
+            .series
+            .insert(key, e.finish())
             .map_err(StoreError::engine(op))?;
+        if let Some(old) = &stored {
+            symbols.release(&series_symbol_ids(old));
+        }
+        symbols.retain(&ids);
         if is_new {
             self.inner
                 .series_count
                 .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         }
         Ok(())
+    }
+
+    /// Locks the symbol table, which also serializes the series index decisions (see
+    /// `Inner::symbols`).
+    pub(super) fn lock_symbols(&self) -> std::sync::MutexGuard<'_, Symbols> {
+        // A poisoned lock only means another writer panicked between two steps, each of which
+        // leaves the table and the trees consistent (at worst a symbol counted too often, which
+        // only keeps it longer).
+        self.inner.symbols.lock().unwrap_or_else(|p| p.into_inner())
     }
 
     /// Every stored chunk with `max_t >= min_t` (that is, holding samples at or after `min_t`
@@ -424,6 +570,7 @@ impl Store {
         let mut errors = Vec::new();
         let mut by_series: HashMap<u64, Vec<Pending>> = HashMap::new();
         let trees = &self.inner.trees;
+        let mut reader = self.inner.segments.reader();
         for kv in trees.blocks.range(..=last_block_key(min_t)) {
             let (k, v) = match kv {
                 Ok(kv) => kv,
@@ -433,9 +580,32 @@ impl Store {
                     break;
                 }
             };
-            let decoded = split_block_key(&k)
-                .and_then(|(max_t, seq)| decode_block(max_t, &v).map(|chunks| (seq, chunks)));
-            let (seq, chunks) = match decoded {
+            let (max_t, seq) = match split_block_key(&k) {
+                Ok(d) => d,
+                Err(e) => {
+                    self.skip("chunk_blocks", &e);
+                    continue;
+                }
+            };
+            // The block is in a segment, or inline as earlier versions stored it.
+            let record = match v.first() {
+                Some(&BLOCK_REF_V1) => match decode_block_ref(&v) {
+                    Ok((loc, _)) => match reader.read(loc) {
+                        Ok(r) => Some(r),
+                        Err(e) => {
+                            self.skip("chunk_blocks", &e);
+                            continue;
+                        }
+                    },
+                    Err(e) => {
+                        self.skip("chunk_blocks", &e);
+                        continue;
+                    }
+                },
+                _ => None,
+            };
+            let block = record.as_ref().map_or(&*v, |r| r.block());
+            let chunks = match decode_block(max_t, block) {
                 Ok(d) => d,
                 Err(e) => {
                     self.skip("chunk_blocks", &e);
@@ -477,8 +647,9 @@ impl Store {
             .map(Err)
             .chain(fps.into_iter().flat_map(move |fp| {
                 let mut chunks = by_series.remove(&fp).unwrap_or_default();
-                let labels = match store.inner.trees.series.get(fp.to_be_bytes()) {
-                    Ok(Some(v)) => match decode_series(&v) {
+                let key = fp.to_be_bytes();
+                let labels = match store.inner.trees.series.get(key) {
+                    Ok(Some(v)) => match decode_series(&key, &v, &store.lock_symbols()) {
                         Ok(entry) => entry.labels,
                         Err(e) => {
                             store.skip("series", &e);
@@ -520,31 +691,48 @@ impl Store {
             .load(std::sync::atomic::Ordering::Relaxed)
     }
 
-    /// Deletes up to `budget` blocks whose max time is before `before`, oldest first; returns
-    /// (blocks, chunks) deleted and whether any such block is left.
+    /// Deletes up to `budget` blocks whose max time is before `before`, oldest first, then the
+    /// segments none of whose blocks is left (after a flush: see `segments`).
     pub(super) fn prune_blocks(
         &self,
         before: Timestamp,
         budget: usize,
-    ) -> Result<(u64, u64, bool), StoreError> {
+    ) -> Result<BlockPrune, StoreError> {
         const OP: &str = "pruning chunk blocks";
         let tree = &self.inner.trees.blocks;
-        let (mut blocks, mut chunks) = (0, 0);
+        let mut done = BlockPrune::default();
         let older = (Excluded(last_block_key(before)), Unbounded);
         for kv in tree.range(older).rev().take(budget) {
-            let (k, v) = kv.map_err(StoreError::engine(OP))?;
-            if tree.remove(&k).map_err(StoreError::engine(OP))?.is_some() {
-                blocks += 1;
-                chunks += block_len(&v).unwrap_or(0);
+            let (k, _) = kv.map_err(StoreError::engine(OP))?;
+            let Some(v) = tree.remove(&k).map_err(StoreError::engine(OP))? else {
+                continue;
+            };
+            done.blocks += 1;
+            match v.first() {
+                Some(&BLOCK_REF_V1) => {
+                    if let Ok((loc, n)) = decode_block_ref(&v) {
+                        self.inner.segments.release(loc.segment);
+                        done.chunks += n;
+                    }
+                }
+                _ => done.chunks += block_len(&v).unwrap_or(0),
             }
         }
-        let more = tree
+        done.more = tree
             .range(older)
             .next()
             .transpose()
             .map_err(StoreError::engine(OP))?
             .is_some();
-        Ok((blocks, chunks, more))
+        let doomed = self.inner.segments.take_doomed();
+        if !doomed.is_empty() {
+            if let Err(e) = self.inner.db.flush() {
+                self.inner.segments.restore_doomed(&doomed);
+                return Err(StoreError::engine(OP)(e));
+            }
+            done.segments = self.inner.segments.delete(&doomed)?;
+        }
+        Ok(done)
     }
 
     /// Removes the index entry `fp` if no chunk can refer to it any more (see the module doc);
@@ -557,31 +745,24 @@ impl Store {
     ) -> Result<bool, StoreError> {
         const OP: &str = "pruning the series index";
         let trees = &self.inner.trees;
-        // See `Inner::series_lock`: no chunk of this series can be written between the check
-        // and the removal.
-        let _guard = self
-            .inner
-            .series_lock
-            .lock()
-            .unwrap_or_else(|p| p.into_inner());
+        // See `Inner::symbols`: no chunk of this series can be written between the check and
+        // the removal.
+        let mut symbols = self.lock_symbols();
         let Some(value) = trees.series.get(fp).map_err(StoreError::engine(OP))? else {
             return Ok(false);
         };
         // An entry that does not decode labels nothing; put_chunks rewrites it if its series
         // comes back.
-        let in_blocks = decode_series(&value).is_ok_and(|e| {
+        let in_blocks = decode_series(fp, &value, &symbols).is_ok_and(|e| {
             e.referenced_until
                 .is_some_and(|r| r.saturating_add(SERIES_REFRESH_MS) >= blocks_pruned_before)
         });
         if in_blocks || trees.chunks.scan_prefix(fp).next().is_some() {
             return Ok(false);
         }
-        let removed = trees
-            .series
-            .remove(fp)
-            .map_err(StoreError::engine(OP))?
-            .is_some();
-        if removed {
+        let removed = trees.series.remove(fp).map_err(StoreError::engine(OP))?;
+        if let Some(old) = &removed {
+            symbols.release(&series_symbol_ids(old));
             // Saturating: the count is only a gauge and must never wrap.
             let _ = self.inner.series_count.fetch_update(
                 std::sync::atomic::Ordering::Relaxed,
@@ -589,12 +770,20 @@ impl Store {
                 |n| Some(n.saturating_sub(1)),
             );
         }
-        Ok(removed)
+        Ok(removed.is_some())
+    }
+
+    /// Removes up to `budget` symbols no series index entry uses any more; returns how many
+    /// and whether more are left. Run after the series phase of a prune.
+    pub(super) fn collect_symbols(&self, budget: usize) -> Result<(u64, bool), StoreError> {
+        self.lock_symbols()
+            .collect(&self.inner.trees.symbols, budget)
     }
 }
 
 #[cfg(test)]
 pub(super) mod tests {
+    use super::super::segments::SEGMENT_MAX_SPAN_MS;
     use super::super::test_util::*;
     use super::*;
 
@@ -614,6 +803,373 @@ pub(super) mod tests {
             .uvarint(u64::from(count))
             .raw_tail(bytes);
         e.finish()
+    }
+
+    /// Indexes a series as the version before symbols did (time and labels inline).
+    pub(in super::super) fn v2_series(store: &Store, labels: &Labels, referenced_until: i64) {
+        let mut e = Encoder::with_format(SERIES_V2);
+        e.ivarint(referenced_until).labels(labels);
+        put_raw(
+            store,
+            "series",
+            &labels.fingerprint().to_be_bytes(),
+            &e.finish(),
+        );
+    }
+
+    /// Stores a block inline in the index, as the version before segments did.
+    pub(in super::super) fn inline_block(store: &Store, seq: u64, chunks: &[ChunkRef<'_>]) {
+        let max_t = chunks.iter().map(|c| c.max_t).max().unwrap();
+        put_raw(
+            store,
+            "chunk_blocks",
+            &block_key(max_t, seq),
+            &encode_block(max_t, chunks),
+        );
+    }
+
+    /// The store's segment files, oldest first.
+    pub(in super::super) fn segment_files(store: &Store) -> Vec<std::path::PathBuf> {
+        let mut v: Vec<_> = std::fs::read_dir(store.inner.segments.dir())
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .filter(|p| p.extension().is_some_and(|e| e == "seg"))
+            .collect();
+        v.sort();
+        v
+    }
+
+    /// Closes the store and opens it again.
+    fn reopen(store: Store) -> Store {
+        let path = store.path().to_owned();
+        drop(store);
+        let opened = Store::open(&path).unwrap();
+        assert!(opened.recovered_from_corruption.is_none());
+        opened.store
+    }
+
+    /// (series, max time, first byte) of every chunk read back.
+    fn read_back(store: &Store) -> Vec<(String, i64, u8)> {
+        store
+            .chunks_since(i64::MIN)
+            .map(|c| {
+                let c = c.unwrap();
+                (c.labels.to_string(), c.max_t, c.bytes[0])
+            })
+            .collect()
+    }
+
+    /// Three checkpoints of two series, one block each, in one segment.
+    fn three_blocks(store: &Store) {
+        let (a, b) = (labels("a"), labels("b"));
+        for (i, t) in [100, 200, 300].into_iter().enumerate() {
+            let byte = [i as u8 + 1; 40];
+            store
+                .put_chunks(&[
+                    ChunkRef {
+                        labels: &a,
+                        min_t: t - 99,
+                        max_t: t,
+                        count: 10,
+                        bytes: &byte,
+                    },
+                    ChunkRef {
+                        labels: &b,
+                        min_t: t - 99,
+                        max_t: t,
+                        count: 10,
+                        bytes: &byte,
+                    },
+                ])
+                .unwrap();
+        }
+    }
+
+    fn want(blocks: &[(i64, u8)]) -> Vec<(String, i64, u8)> {
+        let mut v = Vec::new();
+        for l in [labels("a"), labels("b")] {
+            for (t, byte) in blocks {
+                v.push((l.to_string(), *t, *byte));
+            }
+        }
+        v.sort_by_key(|(l, t, _)| {
+            let fp = if *l == labels("a").to_string() {
+                labels("a").fingerprint()
+            } else {
+                labels("b").fingerprint()
+            };
+            (fp, *t)
+        });
+        v
+    }
+
+    #[test]
+    fn blocks_go_to_segments_and_survive_a_reopen() {
+        let (_dir, store) = temp_store();
+        three_blocks(&store);
+        let files = segment_files(&store);
+        assert_eq!(files.len(), 1);
+        // The blocks' bytes are in the file, not in sled: every index value is a few bytes.
+        let len = std::fs::metadata(&files[0]).unwrap().len();
+        assert!(len > 3 * 2 * 40, "{len} bytes");
+        for v in store.inner.trees.blocks.iter().values() {
+            let v = v.unwrap();
+            assert_eq!(v[0], BLOCK_REF_V1);
+            assert!(v.len() < 16, "{} bytes", v.len());
+        }
+        let all = want(&[(100, 1), (200, 2), (300, 3)]);
+        assert_eq!(read_back(&store), all);
+        // size_on_disk counts the segment.
+        assert!(store.size_on_disk().unwrap() >= len);
+
+        let store = reopen(store);
+        assert_eq!(read_back(&store), all);
+        assert_eq!(store.skipped_records(), 0);
+        assert_eq!(
+            segment_files(&store),
+            files,
+            "nothing written, no new segment"
+        );
+    }
+
+    #[test]
+    fn a_reopened_store_appends_to_a_new_segment() {
+        let (_dir, store) = temp_store();
+        let a = labels("a");
+        store.put_chunk(&a, 0, 100, 1, &[1]).unwrap();
+        let store = reopen(store);
+        store.put_chunk(&a, 101, 200, 1, &[2]).unwrap();
+        store.put_chunk(&a, 201, 300, 1, &[3]).unwrap();
+        let files = segment_files(&store);
+        assert_eq!(files.len(), 2, "one per open");
+        let first = std::fs::read(&files[0]).unwrap();
+        let second = std::fs::read(&files[1]).unwrap();
+        assert!(second.len() > first.len(), "the second holds two blocks");
+        assert_eq!(
+            read_back(&store),
+            [
+                (a.to_string(), 100, 1),
+                (a.to_string(), 200, 2),
+                (a.to_string(), 300, 3)
+            ]
+        );
+    }
+
+    #[test]
+    fn a_torn_tail_loses_only_the_torn_block() {
+        let (_dir, store) = temp_store();
+        three_blocks(&store);
+        let file = segment_files(&store).remove(0);
+        let f = std::fs::OpenOptions::new().write(true).open(&file).unwrap();
+        let len = f.metadata().unwrap().len();
+        // Into the middle of the last record.
+        f.set_len(len - 30).unwrap();
+        drop(f);
+        assert_eq!(read_back(&store), want(&[(100, 1), (200, 2)]));
+        assert_eq!(store.skipped_records(), 1, "one block, counted once");
+
+        // After a restart the torn file is never appended to again.
+        let store = reopen(store);
+        let a = labels("a");
+        store.put_chunk(&a, 301, 400, 1, &[4]).unwrap();
+        assert_eq!(segment_files(&store).len(), 2);
+        assert_eq!(std::fs::metadata(&file).unwrap().len(), len - 30);
+        let got = read_back(&store);
+        assert_eq!(got.len(), 5, "{got:?}");
+        assert!(got.contains(&(a.to_string(), 400, 4)));
+        assert_eq!(store.skipped_records(), 1);
+    }
+
+    #[test]
+    fn a_flipped_byte_fails_the_crc_and_only_that_block() {
+        let (_dir, store) = temp_store();
+        three_blocks(&store);
+        let file = segment_files(&store).remove(0);
+        let mut bytes = std::fs::read(&file).unwrap();
+        // Chunk bytes of the second block: its 40-byte runs of 2s.
+        let at = bytes
+            .windows(40)
+            .position(|w| w.iter().all(|b| *b == 2))
+            .unwrap();
+        bytes[at + 5] ^= 0x10;
+        std::fs::write(&file, &bytes).unwrap();
+        assert_eq!(read_back(&store), want(&[(100, 1), (300, 3)]));
+        assert_eq!(store.skipped_records(), 1);
+    }
+
+    #[test]
+    fn a_missing_segment_skips_its_blocks() {
+        let (_dir, store) = temp_store();
+        let a = labels("a");
+        store.put_chunk(&a, 0, 100, 1, &[1]).unwrap();
+        store.put_chunk(&a, 101, 200, 1, &[2]).unwrap();
+        let store = reopen(store);
+        store.put_chunk(&a, 201, 300, 1, &[3]).unwrap();
+        let files = segment_files(&store);
+        std::fs::remove_file(&files[0]).unwrap();
+        assert_eq!(read_back(&store), [(a.to_string(), 300, 3)]);
+        assert_eq!(store.skipped_records(), 2, "each block of the missing file");
+        // A restart is no refusal either: the index entries stay until retention.
+        let store = reopen(store);
+        assert_eq!(read_back(&store), [(a.to_string(), 300, 3)]);
+    }
+
+    #[test]
+    fn prune_deletes_segments_without_blocks() {
+        let (_dir, store) = temp_store();
+        let a = labels("a");
+        let hour = SEGMENT_MAX_SPAN_MS;
+        store.put_chunk(&a, 0, 100, 1, &[1]).unwrap();
+        store.put_chunk(&a, 101, 200, 1, &[2]).unwrap();
+        // More than a span later: a second segment.
+        store.put_chunk(&a, 201, 300 + hour, 1, &[3]).unwrap();
+        let files = segment_files(&store);
+        assert_eq!(files.len(), 2);
+        let segment_bytes =
+            |store: &Store| super::super::segments::dir_size(store.inner.segments.dir()).unwrap();
+        let before = segment_bytes(&store);
+        // The first block only: its segment still holds the second.
+        assert_eq!(store.prune(101).unwrap().segments, 0);
+        assert!(files[0].exists());
+        let stats = store.prune(201).unwrap();
+        assert_eq!((stats.blocks, stats.segments), (1, 1));
+        assert!(!files[0].exists());
+        assert!(segment_bytes(&store) < before);
+        // The current segment stays while it is appended to, even with no block left...
+        assert_eq!(store.prune(i64::MAX).unwrap().segments, 0);
+        assert!(files[1].exists());
+        assert_eq!(store.chunks_since(i64::MIN).count(), 0);
+        assert_eq!(store.skipped_records(), 0);
+        // ...and goes at the next open, with no index entry left.
+        let store = reopen(store);
+        assert!(segment_files(&store).is_empty());
+    }
+
+    #[test]
+    fn open_deletes_segments_no_index_entry_refers_to() {
+        let (_dir, store) = temp_store();
+        let a = labels("a");
+        store.put_chunk(&a, 0, 100, 1, &[1]).unwrap();
+        let store = reopen(store);
+        store.put_chunk(&a, 101, 200, 1, &[2]).unwrap();
+        store.put_chunk(&a, 201, 300, 1, &[3]).unwrap();
+        let files = segment_files(&store);
+        assert_eq!(files.len(), 2);
+        // As if the process died before sled flushed the second segment's index entries.
+        for key in raw_keys(&store, "chunk_blocks") {
+            let v = store.inner.trees.blocks.get(&key).unwrap().unwrap();
+            if decode_block_ref(&v).unwrap().0.segment != store.inner.segments.current().unwrap() {
+                continue;
+            }
+            remove_raw(&store, "chunk_blocks", &key);
+        }
+        // And a segment torn while it was being created, and a snapshot's temporary file.
+        let dir = store.inner.segments.dir().to_owned();
+        std::fs::write(dir.join("00000000ffffffff.seg"), b"pf").unwrap();
+        std::fs::write(dir.join("open-3.snap.tmp"), b"partial").unwrap();
+        let store = reopen(store);
+        assert_eq!(segment_files(&store), [files[0].clone()]);
+        assert!(!dir.join("open-3.snap.tmp").exists());
+        assert_eq!(read_back(&store), [(a.to_string(), 100, 1)]);
+        assert_eq!(store.skipped_records(), 0);
+    }
+
+    #[test]
+    fn series_index_entries_use_symbols() {
+        let (_dir, store) = temp_store();
+        let series: Vec<Labels> = (0..100)
+            .map(|i| labels(&format!("job-{}", i % 10)))
+            .collect();
+        for (i, l) in series.iter().enumerate() {
+            store.put_chunk(l, 0, i as i64, 1, &[1]).unwrap();
+        }
+        // __name__, up, job and ten job names.
+        assert_eq!(raw_keys(&store, "symbols").len(), 13);
+        assert_eq!(store.lock_symbols().refs("job"), Some(10));
+        for v in store.inner.trees.series.iter().values() {
+            let v = v.unwrap();
+            assert_eq!(v[0], SERIES_V3);
+            assert!(v.len() <= 8, "{} bytes", v.len());
+        }
+        // The symbols and their counts come back at open.
+        let store = reopen(store);
+        assert_eq!(store.lock_symbols().refs("job"), Some(10));
+        assert_eq!(store.lock_symbols().len(), 13);
+        let got: HashSet<String> = store
+            .chunks_since(i64::MIN)
+            .map(|c| c.unwrap().labels.to_string())
+            .collect();
+        assert_eq!(got.len(), 10);
+        assert!(got.contains(r#"up{job="job-7"}"#), "{got:?}");
+    }
+
+    #[test]
+    fn a_symbol_mixup_reads_as_a_damaged_entry() {
+        let (_dir, store) = temp_store();
+        let (a, b) = (labels("a"), labels("b"));
+        store.put_chunk(&a, 0, 100, 1, &[1]).unwrap();
+        store.put_chunk(&b, 0, 100, 1, &[2]).unwrap();
+        // Swap the strings of symbols "a" and "b": both entries now decode to the other's
+        // label set, whose fingerprint is not their key.
+        let ids: Vec<(Vec<u8>, Vec<u8>)> = store
+            .inner
+            .trees
+            .symbols
+            .iter()
+            .map(|kv| kv.unwrap())
+            .map(|(k, v)| (k.to_vec(), v.to_vec()))
+            .collect();
+        let find = |s: &[u8]| ids.iter().find(|(_, v)| &v[1..] == s).unwrap().0.clone();
+        let (ka, kb) = (find(b"a"), find(b"b"));
+        put_raw(&store, "symbols", &ka, b"\x01b");
+        put_raw(&store, "symbols", &kb, b"\x01a");
+        let store = reopen(store);
+        assert_eq!(store.chunks_since(i64::MIN).count(), 0);
+        assert_eq!(store.skipped_records(), 2);
+        // A write puts the right entry back.
+        store.put_chunk(&a, 101, 200, 1, &[3]).unwrap();
+        assert!(store.chunks_since(i64::MIN).any(|c| c.unwrap().labels == a));
+    }
+
+    #[test]
+    fn earlier_formats_are_read_and_upgraded() {
+        let (_dir, store) = temp_store();
+        let (a, b, c) = (labels("a"), labels("b"), labels("c"));
+        // A store written by the version before segments and symbols: blocks inline in sled,
+        // series entries with their strings; and one older still (labels only).
+        v2_series(&store, &a, 100);
+        v2_series(&store, &b, 100);
+        legacy_series(&store, &c);
+        let chunk = |labels, max_t, byte| ChunkRef {
+            labels,
+            min_t: max_t - 10,
+            max_t,
+            count: 1,
+            bytes: std::slice::from_ref(byte),
+        };
+        inline_block(&store, 1, &[chunk(&a, 100, &1), chunk(&b, 100, &2)]);
+        inline_block(&store, 2, &[chunk(&c, 90, &3)]);
+        let store = reopen(store);
+        assert_eq!(store.series_count(), 3);
+        // New writes go to a segment; the old blocks are still read.
+        store.put_chunk(&a, 101, 200, 1, &[4]).unwrap();
+        let mut got = read_back(&store);
+        got.sort();
+        assert_eq!(
+            got,
+            [
+                (a.to_string(), 100, 1),
+                (a.to_string(), 200, 4),
+                (b.to_string(), 100, 2),
+                (c.to_string(), 90, 3)
+            ]
+        );
+        assert_eq!(store.skipped_records(), 0);
+        // Retention prunes inline blocks as before, and counts their chunks.
+        let stats = store.prune(101).unwrap();
+        assert_eq!((stats.blocks, stats.chunks), (2, 3));
+        assert_eq!(segment_files(&store).len(), 1);
+        assert_eq!(read_back(&store), [(a.to_string(), 200, 4)]);
     }
 
     /// Indexes a series as earlier versions did (labels only).
@@ -903,7 +1459,10 @@ pub(super) mod tests {
                 .get(a.fingerprint().to_be_bytes())
                 .unwrap()
                 .unwrap();
-            decode_series(&v).unwrap().referenced_until
+            let key = a.fingerprint().to_be_bytes();
+            decode_series(&key, &v, &store.lock_symbols())
+                .unwrap()
+                .referenced_until
         };
         legacy_series(&store, &a);
         assert_eq!(referenced(&store), None);

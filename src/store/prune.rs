@@ -1,5 +1,6 @@
 //! Retention: deleting probe results, alert transitions and chunks older than a cutoff, in
-//! bounded steps.
+//! bounded steps; then the segment files, series index entries and symbols nothing refers to
+//! any more.
 //!
 //! Deletions are single-key removes (sled's atomic batches take a store-wide write lock, which
 //! would stall the head's writers for the whole batch). A [`PruneCursor`] remembers where the
@@ -25,6 +26,10 @@ pub struct PruneStats {
     pub blocks: u64,
     /// Series index entries deleted because none of their chunks can be left.
     pub series: u64,
+    /// Segment files deleted because none of their blocks is left.
+    pub segments: u64,
+    /// Symbols (label names and values) deleted because no series uses them any more.
+    pub symbols: u64,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -39,6 +44,9 @@ enum Phase {
     /// the ones whose chunks this prune or an earlier one deleted, and any left behind by a
     /// crash between indexing a series and writing its first block.
     Series,
+    /// Symbols no series index entry uses any more (after the series phase: see the
+    /// `symbols` module doc).
+    Symbols,
     Done,
 }
 
@@ -81,7 +89,8 @@ impl PruneCursor {
             Phase::Transitions => Phase::Chunks,
             Phase::Chunks => Phase::Blocks,
             Phase::Blocks => Phase::Series,
-            Phase::Series | Phase::Done => Phase::Done,
+            Phase::Series => Phase::Symbols,
+            Phase::Symbols | Phase::Done => Phase::Done,
         };
         self.resume.clear();
     }
@@ -92,7 +101,8 @@ pub const PRUNE_STEP: usize = 1_000;
 
 impl Store {
     /// Deletes everything older than `before` (ms): probe results and transitions by time,
-    /// blocks of chunks by max time, and series no chunk can refer to any more. Runs [`Store::prune_step`]s of
+    /// blocks of chunks by max time (and the segment files left without blocks), series no
+    /// chunk can refer to any more, and symbols no series uses. Runs [`Store::prune_step`]s of
     /// [`PRUNE_STEP`] deletions, yielding the thread between them; call it from a blocking
     /// thread, or drive `prune_step` yourself to yield to the async runtime.
     pub fn prune(&self, before: Timestamp) -> Result<PruneStats, StoreError> {
@@ -120,18 +130,28 @@ impl Store {
                 Phase::Transitions => &self.inner.trees.transitions,
                 Phase::Chunks => &self.inner.trees.chunks,
                 Phase::Blocks => {
-                    let (blocks, chunks, more) = self.prune_blocks(cursor.before, budget)?;
-                    cursor.stats.blocks += blocks;
-                    cursor.stats.chunks += chunks;
+                    let done = self.prune_blocks(cursor.before, budget)?;
+                    cursor.stats.blocks += done.blocks;
+                    cursor.stats.chunks += done.chunks;
+                    cursor.stats.segments += done.segments;
                     // A block always costs budget, deleted or not, so that a step ends.
-                    budget = budget.saturating_sub((blocks as usize).max(1));
-                    if !more {
+                    budget = budget.saturating_sub((done.blocks as usize).max(1));
+                    if !done.more {
                         cursor.next_phase();
                     }
                     continue;
                 }
                 Phase::Series => {
                     budget = self.prune_series(cursor, budget)?;
+                    continue;
+                }
+                Phase::Symbols => {
+                    let (removed, more) = self.collect_symbols(budget)?;
+                    cursor.stats.symbols += removed;
+                    budget = budget.saturating_sub((removed as usize).max(1));
+                    if !more {
+                        cursor.next_phase();
+                    }
                     continue;
                 }
                 Phase::Done => return Ok(false),
@@ -289,6 +309,9 @@ mod tests {
         chunks: 3,
         blocks: 1,
         series: 1,
+        // The blocks' segment is still being appended to; the legacy series used no symbol.
+        segments: 0,
+        symbols: 0,
     };
 
     #[test]
@@ -387,9 +410,14 @@ mod tests {
                 chunks: 3,
                 blocks: 2,
                 series: 3,
+                // The first two blocks' segment (the third block, a day later, started
+                // another), and the symbol "gone" ("job" is still used by `kept`).
+                segments: 1,
+                symbols: 1,
                 ..PruneStats::default()
             }
         );
+        assert_eq!(raw_keys(&store, "symbols").len(), 2, "job, kept");
         let mut left = raw_keys(&store, "series");
         left.sort();
         let mut want = vec![
