@@ -5,7 +5,8 @@
 //! [`postflight::series::chunk::Chunk`] encoding, cut every 120 samples), and every 30 s of
 //! simulated time [`checkpoint`] writes the newly closed chunks to the store, as the daemon
 //! does; a final stop checkpoint writes the last ones. Then it flushes and prints
-//! `size_on_disk` per sample.
+//! `size_on_disk` per sample, every file of the store directory (sled's, the segments, the
+//! open-chunk snapshot) and `du -sb` of it as a cross-check.
 //!
 //! Values: a third of the series are counters growing by small varying integer amounts, a
 //! third gauges (three quarters an integer random walk, a quarter a float with two decimals
@@ -196,6 +197,38 @@ fn main() {
             "  {:<20}{} B",
             e.file_name().to_string_lossy(),
             walk_size(&e.path()).max(e.metadata().map(|m| m.len()).unwrap_or(0))
+        );
+    }
+    let segments = dir.path().join("store").join("segments");
+    let (mut seg_files, mut seg_bytes, mut snap_bytes) = (0, 0, 0);
+    for e in std::fs::read_dir(&segments).into_iter().flatten().flatten() {
+        let len = e.metadata().map(|m| m.len()).unwrap_or(0);
+        if e.file_name().to_string_lossy().ends_with(".seg") {
+            seg_files += 1;
+            seg_bytes += len;
+        } else {
+            snap_bytes += len;
+        }
+    }
+    println!(
+        "  of segments/:       {seg_files} segment files {seg_bytes} B ({:.2} B/sample), snapshot {snap_bytes} B",
+        seg_bytes as f64 / samples as f64
+    );
+    // The same directory as `du` sees it (apparent sizes, directories included).
+    if let Ok(out) = std::process::Command::new("du")
+        .arg("-sb")
+        .arg(dir.path().join("store"))
+        .output()
+    {
+        let du = String::from_utf8_lossy(&out.stdout);
+        let bytes: u64 = du
+            .split_whitespace()
+            .next()
+            .and_then(|n| n.parse().ok())
+            .unwrap_or(0);
+        println!(
+            "du -sb of store dir:  {bytes} B ({:.2} B/sample)",
+            bytes as f64 / samples as f64
         );
     }
     println!("simulation + flush:   {flushed:.2?} (checkpoints: {checkpoint_time:.2?})");

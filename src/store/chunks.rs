@@ -40,15 +40,8 @@
 //! before the blocks that refer to it, so a crash can leave an index entry without chunks
 //! (pruned later) but never chunks without labels.
 //!
-//! # The series index
-//!
-//! Key: fingerprint (u64 BE). Value: format byte `SERIES_V3` · referenced-until time (see
-//! below; zigzag varint) · label count · per label: name id, value id (varints; see the
-//! `symbols` module). A label set takes ~15 bytes instead of ~80 with its strings inline.
-//! Entries of earlier versions hold the strings (`SERIES_V2`, and `SERIES_V1` without the
-//! time); they are read, and rewritten in the new format when a write refreshes them.
-//! A decoded label set must hash to the entry's key, so a symbol mix-up reads as a damaged
-//! entry (skipped and counted), never as another series' labels.
+//! The series index (fingerprint → labels and the time *referenced until*, below) is the
+//! `series_index` module's.
 //!
 //! Chunks written by earlier versions, one record per chunk (tree `chunks`, key fingerprint ·
 //! max time), are still read and pruned; nothing writes them any more.
@@ -68,12 +61,13 @@
 
 use std::collections::{HashMap, HashSet};
 use std::ops::Bound::{Excluded, Unbounded};
+use std::sync::atomic::Ordering;
 
-use crate::series::{Label, Labels, Timestamp};
+use crate::series::{Labels, Timestamp};
 
 use super::codec::{DecodeError, Decoder, Encoder, time_from_key, time_key};
 use super::segments::BlockLoc;
-use super::symbols::Symbols;
+use super::series_index::{NewEntry, SeriesIndex, UNREFERENCED};
 use super::{Store, StoreError};
 
 /// Format byte of the per-chunk records of earlier versions (tree `chunks`).
@@ -82,13 +76,6 @@ const CHUNK_V1: u8 = 1;
 const BLOCK_V1: u8 = 1;
 /// Format byte of block index values: where the block is in a segment file.
 const BLOCK_REF_V1: u8 = 2;
-/// Format byte of series index values holding only the label set (earlier versions).
-const SERIES_V1: u8 = 1;
-/// Format byte of series index values: referenced-until time, then the label set (earlier
-/// versions).
-const SERIES_V2: u8 = 2;
-/// Format byte of series index values: referenced-until time, then the label set as symbol ids.
-const SERIES_V3: u8 = 3;
 
 /// A block is closed once its encoded chunks reach this size: large enough that the per-block
 /// costs (an index entry, a record header) vanish, small enough that a checkpoint copies little
@@ -133,13 +120,6 @@ pub struct ChunkRef<'a> {
     pub count: u32,
     /// The encoded samples.
     pub bytes: &'a [u8],
-}
-
-/// A series index entry.
-pub(super) struct SeriesEntry {
-    pub(super) labels: Labels,
-    /// See the module doc; `None` for entries of earlier versions, which no block refers to.
-    referenced_until: Option<Timestamp>,
 }
 
 /// Key of a per-chunk record of earlier versions (only tests write them now).
@@ -298,73 +278,6 @@ pub(super) fn decode_block_ref(value: &[u8]) -> Result<(BlockLoc, u64), DecodeEr
     Ok((loc, chunks))
 }
 
-/// Decodes a series index value of any version; `symbols` resolves the ids of the current one.
-pub(super) fn decode_series(
-    key: &[u8],
-    value: &[u8],
-    symbols: &Symbols,
-) -> Result<SeriesEntry, DecodeError> {
-    let (format, mut d) = Decoder::with_format(value)?;
-    let (referenced_until, labels) = match format {
-        SERIES_V1 => (None, d.labels()?),
-        SERIES_V2 => (Some(d.ivarint()?), d.labels()?),
-        SERIES_V3 => {
-            let r = d.ivarint()?;
-            let n = d.uvarint()?;
-            // Two one-byte ids per label at least: bounds the allocation by the value's size.
-            if n > (d.remaining() / 2) as u64 {
-                return Err(DecodeError::Truncated);
-            }
-            let mut v: Vec<Label> = Vec::with_capacity(n as usize);
-            for _ in 0..n {
-                let mut symbol = || {
-                    let id = u32::try_from(d.uvarint()?).map_err(|_| DecodeError::OutOfRange)?;
-                    symbols.get(id).cloned().ok_or(DecodeError::OutOfRange)
-                };
-                let (name, value) = (symbol()?, symbol()?);
-                if value.is_empty() || v.last().is_some_and(|prev| prev.name >= name) {
-                    return Err(DecodeError::BadLabels);
-                }
-                v.push(Label { name, value });
-            }
-            let labels = Labels::from_sorted(v);
-            if key != labels.fingerprint().to_be_bytes() {
-                return Err(DecodeError::BadLabels);
-            }
-            (Some(r), labels)
-        }
-        other => return Err(DecodeError::UnknownFormat(other)),
-    };
-    d.finish()?;
-    Ok(SeriesEntry {
-        labels,
-        referenced_until,
-    })
-}
-
-/// The symbol ids a series index value refers to (none for earlier formats, or when it does
-/// not decode: such an entry counts no references, so it keeps no symbol alive).
-pub(super) fn series_symbol_ids(value: &[u8]) -> Vec<u32> {
-    let parse = || -> Result<Vec<u32>, DecodeError> {
-        let (format, mut d) = Decoder::with_format(value)?;
-        if format != SERIES_V3 {
-            return Ok(Vec::new());
-        }
-        d.ivarint()?;
-        let n = d.uvarint()?;
-        if n > (d.remaining() / 2) as u64 {
-            return Err(DecodeError::Truncated);
-        }
-        let mut ids = Vec::with_capacity(2 * n as usize);
-        for _ in 0..2 * n {
-            ids.push(d.u32varint()?);
-        }
-        d.finish()?;
-        Ok(ids)
-    };
-    parse().unwrap_or_default()
-}
-
 /// A chunk read back, waiting to be handed out with its series.
 struct Pending {
     /// Which copy is newer when a series has two chunks with the same max time: (block
@@ -433,15 +346,9 @@ impl Store {
                 ),
             });
         }
-        // Held across the index checks and the block inserts: see `Inner::symbols`.
-        let mut symbols = self.lock_symbols();
-        let mut seen = HashSet::with_capacity(chunks.len());
-        for c in chunks {
-            let fp = c.labels.fingerprint();
-            if seen.insert(fp) {
-                self.index_series(&mut symbols, fp, c.labels, newest, OP)?;
-            }
-        }
+        // Held across the index checks and the block inserts: see `Inner::index`.
+        let mut index = self.lock_index();
+        self.index_series(&mut index, chunks, newest, OP)?;
         // (key, chunk count) of each block, and the blocks' bytes.
         let mut keys = Vec::new();
         let mut blocks = Vec::new();
@@ -486,72 +393,68 @@ impl Store {
         Ok(())
     }
 
-    /// Makes sure the index holds `labels` under `fp` with a referenced-until time that covers
-    /// a block with max time `newest` (see the module doc). Called with the symbols locked.
+    /// Makes sure the index holds the labels of every series in `chunks` with a referenced-until
+    /// time that covers a block with max time `newest` (see the module doc): one batch for the
+    /// series that are new or whose entry is stale. Checks every series first, so that nothing
+    /// is written when a fingerprint collides. Called with the index locked.
     fn index_series(
         &self,
-        symbols: &mut Symbols,
-        fp: u64,
-        labels: &Labels,
+        index: &mut SeriesIndex,
+        chunks: &[ChunkRef<'_>],
         newest: Timestamp,
         op: &'static str,
     ) -> Result<(), StoreError> {
-        let trees = &self.inner.trees;
-        let key = fp.to_be_bytes();
-        let stored = trees.series.get(key).map_err(StoreError::engine(op))?;
-        let is_new = stored.is_none();
-        if let Some(stored) = &stored {
-            match decode_series(&key, stored, symbols) {
-                Ok(entry) if entry.labels != *labels => {
+        let mut seen = HashSet::with_capacity(chunks.len());
+        let mut entries = Vec::new();
+        for c in chunks {
+            let fp = c.labels.fingerprint();
+            if !seen.insert(fp) {
+                continue;
+            }
+            match index.get(fp) {
+                Some(slot) if !SeriesIndex::same_labels(slot, c.labels) => {
+                    let stored = index
+                        .labels(&self.inner.trees, [fp])?
+                        .remove(&fp)
+                        .and_then(Result::ok)
+                        .map_or_else(|| "(unreadable)".to_string(), |l| l.to_string());
                     return Err(StoreError::FingerprintCollision {
                         fp,
-                        stored: entry.labels.to_string(),
-                        new: labels.to_string(),
+                        stored,
+                        new: c.labels.to_string(),
                     });
                 }
-                Ok(SeriesEntry {
-                    referenced_until: Some(r),
-                    ..
-                }) if newest <= r.saturating_add(SERIES_REFRESH_MS) => return Ok(()),
-                Ok(_) => {}
-                // A damaged index entry is replaced by the labels we know are right.
-                Err(e) => self.skip("series", &e),
+                Some(slot)
+                    if slot.referenced_until != UNREFERENCED
+                        && newest <= slot.referenced_until.saturating_add(SERIES_REFRESH_MS) => {}
+                _ => entries.push(NewEntry {
+                    fp,
+                    labels: c.labels,
+                    referenced_until: newest,
+                }),
             }
         }
-        // Symbols first: a crash must never keep an entry without its symbols.
-        let mut ids = Vec::with_capacity(2 * labels.len());
-        for l in labels.iter() {
-            ids.push(symbols.intern(&trees.symbols, &l.name)?);
-            ids.push(symbols.intern(&trees.symbols, &l.value)?);
+        if entries.is_empty() {
+            return Ok(());
         }
-        let mut e = Encoder::with_format(SERIES_V3);
-        e.ivarint(newest).uvarint(labels.len() as u64);
-        for id in &ids {
-            e.uvarint(u64::from(*id));
-        }
-        trees
-            .series
-            .insert(key, e.finish())
+        let seq = self
+            .inner
+            .db
+            .generate_id()
             .map_err(StoreError::engine(op))?;
-        if let Some(old) = &stored {
-            symbols.release(&series_symbol_ids(old));
-        }
-        symbols.retain(&ids);
-        if is_new {
-            self.inner
-                .series_count
-                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        }
-        Ok(())
+        self.inner.index_unflushed.store(true, Ordering::SeqCst);
+        let written = index.write(&self.inner.trees, seq, &entries);
+        self.inner
+            .series_count
+            .store(index.len() as u64, Ordering::Relaxed);
+        written
     }
 
-    /// Locks the symbol table, which also serializes the series index decisions (see
-    /// `Inner::symbols`).
-    pub(super) fn lock_symbols(&self) -> std::sync::MutexGuard<'_, Symbols> {
+    /// Locks the series index and the symbol table (see `Inner::index`).
+    pub(super) fn lock_index(&self) -> std::sync::MutexGuard<'_, SeriesIndex> {
         // A poisoned lock only means another writer panicked between two steps, each of which
-        // leaves the table and the trees consistent (at worst a symbol counted too often, which
-        // only keeps it longer).
-        self.inner.symbols.lock().unwrap_or_else(|p| p.into_inner())
+        // leaves memory and the trees consistent (at worst a batch or a symbol kept longer).
+        self.inner.index.lock().unwrap_or_else(|p| p.into_inner())
     }
 
     /// Every stored chunk with `max_t >= min_t` (that is, holding samples at or after `min_t`
@@ -641,26 +544,29 @@ impl Store {
         }
         let mut fps: Vec<u64> = by_series.keys().copied().collect();
         fps.sort_unstable();
+        let mut labels = match self.lock_index().labels(trees, fps.iter().copied()) {
+            Ok(l) => l,
+            Err(e) => {
+                errors.push(e);
+                HashMap::new()
+            }
+        };
         let store = self.clone();
         errors
             .into_iter()
             .map(Err)
             .chain(fps.into_iter().flat_map(move |fp| {
                 let mut chunks = by_series.remove(&fp).unwrap_or_default();
-                let key = fp.to_be_bytes();
-                let labels = match store.inner.trees.series.get(key) {
-                    Ok(Some(v)) => match decode_series(&key, &v, &store.lock_symbols()) {
-                        Ok(entry) => entry.labels,
-                        Err(e) => {
-                            store.skip("series", &e);
-                            return Vec::new();
-                        }
-                    },
-                    Ok(None) => {
+                let labels = match labels.remove(&fp) {
+                    Some(Ok(labels)) => labels,
+                    Some(Err(e)) => {
+                        store.skip("series", &e);
+                        return Vec::new();
+                    }
+                    None => {
                         store.skip("chunk_blocks", &"chunks of a series missing from the index");
                         return Vec::new();
                     }
-                    Err(e) => return vec![Err(StoreError::engine("reading the series index")(e))],
                 };
                 chunks.sort_unstable_by_key(|c| (c.max_t, c.order));
                 // Of copies with the same max time, the last one (newest) wins.
@@ -686,9 +592,7 @@ impl Store {
     /// Number of series in the index (series with chunks, and for up to a day those whose
     /// chunks were all pruned; see the module doc).
     pub fn series_count(&self) -> u64 {
-        self.inner
-            .series_count
-            .load(std::sync::atomic::Ordering::Relaxed)
+        self.inner.series_count.load(Ordering::Relaxed)
     }
 
     /// Deletes up to `budget` blocks whose max time is before `before`, oldest first, then the
@@ -735,55 +639,55 @@ impl Store {
         Ok(done)
     }
 
-    /// Removes the index entry `fp` if no chunk can refer to it any more (see the module doc);
-    /// returns whether it did. `blocks_pruned_before` is the cutoff of a prune whose block
-    /// phase is complete.
-    pub(super) fn drop_series_if_unreferenced(
+    /// Drops from the index every series no chunk can refer to any more (see the module doc):
+    /// blocks older than `blocks_pruned_before` are gone, and no per-chunk record of earlier
+    /// versions is left. Returns how many; their batches are rewritten by
+    /// [`Store::rewrite_series_batches`].
+    pub(super) fn drop_unreferenced_series(
         &self,
-        fp: &[u8],
         blocks_pruned_before: Timestamp,
-    ) -> Result<bool, StoreError> {
-        const OP: &str = "pruning the series index";
+    ) -> Result<u64, StoreError> {
         let trees = &self.inner.trees;
-        // See `Inner::symbols`: no chunk of this series can be written between the check and
-        // the removal.
-        let mut symbols = self.lock_symbols();
-        let Some(value) = trees.series.get(fp).map_err(StoreError::engine(OP))? else {
-            return Ok(false);
+        // See `Inner::index`: no chunk of these series can be written between the check and the
+        // removal.
+        let mut index = self.lock_index();
+        let legacy = |fp: u64| {
+            trees
+                .chunks
+                .scan_prefix(fp.to_be_bytes())
+                .next()
+                .transpose()
+                .map(|kv| kv.is_some())
+                .map_err(StoreError::engine("pruning the series index"))
         };
-        // An entry that does not decode labels nothing; put_chunks rewrites it if its series
-        // comes back.
-        let in_blocks = decode_series(fp, &value, &symbols).is_ok_and(|e| {
-            e.referenced_until
-                .is_some_and(|r| r.saturating_add(SERIES_REFRESH_MS) >= blocks_pruned_before)
-        });
-        if in_blocks || trees.chunks.scan_prefix(fp).next().is_some() {
-            return Ok(false);
-        }
-        let removed = trees.series.remove(fp).map_err(StoreError::engine(OP))?;
-        if let Some(old) = &removed {
-            symbols.release(&series_symbol_ids(old));
-            // Saturating: the count is only a gauge and must never wrap.
-            let _ = self.inner.series_count.fetch_update(
-                std::sync::atomic::Ordering::Relaxed,
-                std::sync::atomic::Ordering::Relaxed,
-                |n| Some(n.saturating_sub(1)),
-            );
-        }
-        Ok(removed.is_some())
+        let dropped = index.drop_unreferenced(blocks_pruned_before, SERIES_REFRESH_MS, legacy)?;
+        self.inner
+            .series_count
+            .store(index.len() as u64, Ordering::Relaxed);
+        Ok(dropped)
     }
 
-    /// Removes up to `budget` symbols no series index entry uses any more; returns how many
-    /// and whether more are left. Run after the series phase of a prune.
+    /// Rewrites up to `budget` series index batches holding entries that are no longer current;
+    /// returns how many and whether more are waiting.
+    pub(super) fn rewrite_series_batches(
+        &self,
+        budget: usize,
+    ) -> Result<(usize, bool), StoreError> {
+        self.lock_index().rewrite_dirty(&self.inner.trees, budget)
+    }
+
+    /// Removes symbols no stored series entry uses any more, up to `budget` batches of them;
+    /// returns how many symbols and whether more are left. Run after the series phase of a
+    /// prune.
     pub(super) fn collect_symbols(&self, budget: usize) -> Result<(u64, bool), StoreError> {
-        self.lock_symbols()
-            .collect(&self.inner.trees.symbols, budget)
+        self.lock_index().collect_symbols(&self.inner.trees, budget)
     }
 }
 
 #[cfg(test)]
 pub(super) mod tests {
     use super::super::segments::SEGMENT_MAX_SPAN_MS;
+    use super::super::series_index::encode_legacy;
     use super::super::test_util::*;
     use super::*;
 
@@ -805,15 +709,14 @@ pub(super) mod tests {
         e.finish()
     }
 
-    /// Indexes a series as the version before symbols did (time and labels inline).
+    /// Indexes a series as the version before batches did (one key, strings inline); it is
+    /// moved to a batch at the next open.
     pub(in super::super) fn v2_series(store: &Store, labels: &Labels, referenced_until: i64) {
-        let mut e = Encoder::with_format(SERIES_V2);
-        e.ivarint(referenced_until).labels(labels);
         put_raw(
             store,
             "series",
             &labels.fingerprint().to_be_bytes(),
-            &e.finish(),
+            &encode_legacy(labels, Some(referenced_until)),
         );
     }
 
@@ -840,7 +743,7 @@ pub(super) mod tests {
     }
 
     /// Closes the store and opens it again.
-    fn reopen(store: Store) -> Store {
+    pub(in super::super) fn reopen(store: Store) -> Store {
         let path = store.path().to_owned();
         drop(store);
         let opened = Store::open(&path).unwrap();
@@ -1075,32 +978,52 @@ pub(super) mod tests {
     }
 
     #[test]
-    fn series_index_entries_use_symbols() {
+    fn the_series_index_is_written_in_batches_of_symbol_ids() {
         let (_dir, store) = temp_store();
-        let series: Vec<Labels> = (0..100)
-            .map(|i| labels(&format!("job-{}", i % 10)))
-            .collect();
-        for (i, l) in series.iter().enumerate() {
-            store.put_chunk(l, 0, i as i64, 1, &[1]).unwrap();
-        }
-        // __name__, up, job and ten job names.
-        assert_eq!(raw_keys(&store, "symbols").len(), 13);
-        assert_eq!(store.lock_symbols().refs("job"), Some(10));
-        for v in store.inner.trees.series.iter().values() {
-            let v = v.unwrap();
-            assert_eq!(v[0], SERIES_V3);
-            assert!(v.len() <= 8, "{} bytes", v.len());
-        }
-        // The symbols and their counts come back at open.
+        let series: Vec<Labels> = (0..100).map(|i| labels(&format!("job-{i}"))).collect();
+        // Two checkpoints: the first 50 series, then all 100.
+        let chunks = |n: usize, t: i64| -> Vec<ChunkRef<'_>> {
+            series[..n]
+                .iter()
+                .map(|l| ChunkRef {
+                    labels: l,
+                    min_t: t - 10,
+                    max_t: t,
+                    count: 1,
+                    bytes: &[1],
+                })
+                .collect()
+        };
+        store.put_chunks(&chunks(50, 100)).unwrap();
+        store.put_chunks(&chunks(100, 200)).unwrap();
+        // One batch of entries and one of symbols per write that indexed new series.
+        assert_eq!(raw_keys(&store, "series_batches").len(), 2);
+        assert_eq!(raw_keys(&store, "symbols").len(), 2);
+        let index = store.lock_index();
+        // __name__, up, job and a hundred job names.
+        assert_eq!(index.symbols.len(), 103);
+        assert_eq!(index.symbols.refs("job"), Some(100));
+        drop(index);
+        let batches: usize = store
+            .inner
+            .trees
+            .series_batches
+            .iter()
+            .values()
+            .map(|v| v.unwrap().len())
+            .sum();
+        assert!(batches < 100 * 16, "{batches} bytes for 100 entries");
+        // The index and the symbols' counts come back at open.
         let store = reopen(store);
-        assert_eq!(store.lock_symbols().refs("job"), Some(10));
-        assert_eq!(store.lock_symbols().len(), 13);
+        assert_eq!(store.series_count(), 100);
+        assert_eq!(store.lock_index().symbols.refs("job"), Some(100));
         let got: HashSet<String> = store
             .chunks_since(i64::MIN)
             .map(|c| c.unwrap().labels.to_string())
             .collect();
-        assert_eq!(got.len(), 10);
+        assert_eq!(got.len(), 100);
         assert!(got.contains(r#"up{job="job-7"}"#), "{got:?}");
+        assert_eq!(store.skipped_records(), 0);
     }
 
     #[test]
@@ -1109,9 +1032,9 @@ pub(super) mod tests {
         let (a, b) = (labels("a"), labels("b"));
         store.put_chunk(&a, 0, 100, 1, &[1]).unwrap();
         store.put_chunk(&b, 0, 100, 1, &[2]).unwrap();
-        // Swap the strings of symbols "a" and "b": both entries now decode to the other's
-        // label set, whose fingerprint is not their key.
-        let ids: Vec<(Vec<u8>, Vec<u8>)> = store
+        // Swap the strings "a" and "b", the last symbol of each batch: both entries now
+        // resolve to the other's label set, whose fingerprint is not theirs.
+        let batches: Vec<(Vec<u8>, Vec<u8>)> = store
             .inner
             .trees
             .symbols
@@ -1119,16 +1042,23 @@ pub(super) mod tests {
             .map(|kv| kv.unwrap())
             .map(|(k, v)| (k.to_vec(), v.to_vec()))
             .collect();
-        let find = |s: &[u8]| ids.iter().find(|(_, v)| &v[1..] == s).unwrap().0.clone();
-        let (ka, kb) = (find(b"a"), find(b"b"));
-        put_raw(&store, "symbols", &ka, b"\x01b");
-        put_raw(&store, "symbols", &kb, b"\x01a");
+        assert_eq!(batches.len(), 2);
+        for (k, mut v) in batches {
+            let last = v.len() - 1;
+            v[last] = if v[last] == b'a' { b'b' } else { b'a' };
+            put_raw(&store, "symbols", &k, &v);
+        }
         let store = reopen(store);
+        assert_eq!(store.skipped_records(), 2, "two entries, at open");
         assert_eq!(store.chunks_since(i64::MIN).count(), 0);
-        assert_eq!(store.skipped_records(), 2);
-        // A write puts the right entry back.
+        assert_eq!(store.skipped_records(), 4, "and their chunks");
+        // A write puts a right entry back.
         store.put_chunk(&a, 101, 200, 1, &[3]).unwrap();
-        assert!(store.chunks_since(i64::MIN).any(|c| c.unwrap().labels == a));
+        let back: Vec<(Labels, i64)> = store
+            .chunks_since(i64::MIN)
+            .map(|c| c.map(|c| (c.labels, c.max_t)).unwrap())
+            .collect();
+        assert_eq!(back, [(a.clone(), 100), (a.clone(), 200)]);
     }
 
     #[test]
@@ -1172,15 +1102,14 @@ pub(super) mod tests {
         assert_eq!(read_back(&store), [(a.to_string(), 200, 4)]);
     }
 
-    /// Indexes a series as earlier versions did (labels only).
+    /// Indexes a series as the oldest versions did (labels only); it is moved to a batch at
+    /// the next open.
     pub(in super::super) fn legacy_series(store: &Store, labels: &Labels) {
-        let mut e = Encoder::with_format(SERIES_V1);
-        e.labels(labels);
         put_raw(
             store,
             "series",
             &labels.fingerprint().to_be_bytes(),
-            &e.finish(),
+            &encode_legacy(labels, None),
         );
     }
 
@@ -1306,6 +1235,8 @@ pub(super) mod tests {
             &legacy_chunk(0, 50, 1, &[8]),
         );
         assert_eq!(raw_keys(&store, "chunk_blocks").len(), 3);
+        // The old-format index entry is moved to a batch at open.
+        let store = reopen(store);
 
         let got: Vec<(Labels, i64, u8)> = store
             .chunks_since(i64::MIN)
@@ -1411,7 +1342,7 @@ pub(super) mod tests {
             }],
         );
         put_raw(&store, "chunk_blocks", &block_key(200, 1_002), &orphan);
-        put_raw(&store, "series", &7u64.to_be_bytes(), &[SERIES_V2, 5]);
+        put_raw(&store, "series", &7u64.to_be_bytes(), &[2, 5]);
         put_raw(
             &store,
             "chunks",
@@ -1420,10 +1351,15 @@ pub(super) mod tests {
         );
         // And an old-format record that does not decode.
         put_raw(&store, "chunks", &chunk_key(a.fingerprint(), 250), &[42]);
+        // The old-format index entry is read (and dropped: it does not decode) at open.
+        let store = reopen(store);
+        assert_eq!(store.skipped_records(), 1);
         let all: Vec<StoredChunk> = store.chunks_since(0).map(Result::unwrap).collect();
         assert_eq!(all.len(), 1);
         assert_eq!(all[0].bytes, [1]);
-        assert_eq!(store.skipped_records(), 6);
+        // Three bad blocks, the orphan block's series and the bad record's series (both
+        // missing from the index), the bad old-format record.
+        assert_eq!(store.skipped_records(), 7);
     }
 
     #[test]
@@ -1451,30 +1387,28 @@ pub(super) mod tests {
     fn index_entries_are_refreshed_only_when_stale() {
         let (_dir, store) = temp_store();
         let a = labels("a");
-        let referenced = |store: &Store| {
-            let v = store
-                .inner
-                .trees
-                .series
-                .get(a.fingerprint().to_be_bytes())
-                .unwrap()
-                .unwrap();
-            let key = a.fingerprint().to_be_bytes();
-            decode_series(&key, &v, &store.lock_symbols())
-                .unwrap()
-                .referenced_until
-        };
+        let fp = a.fingerprint();
+        let referenced = |store: &Store| store.lock_index().get(fp).map(|s| s.referenced_until);
         legacy_series(&store, &a);
-        assert_eq!(referenced(&store), None);
+        let store = reopen(store);
+        assert_eq!(referenced(&store), Some(UNREFERENCED));
         store.put_chunk(&a, 0, 1_000, 1, &[]).unwrap();
         assert_eq!(referenced(&store), Some(1_000), "old entries are upgraded");
         store
             .put_chunk(&a, 0, 1_000 + SERIES_REFRESH_MS, 1, &[])
             .unwrap();
         assert_eq!(referenced(&store), Some(1_000));
+        assert_eq!(raw_keys(&store, "series_batches").len(), 2);
         store
             .put_chunk(&a, 0, 1_001 + SERIES_REFRESH_MS, 1, &[])
             .unwrap();
+        assert_eq!(referenced(&store), Some(1_001 + SERIES_REFRESH_MS));
+        assert_eq!(raw_keys(&store, "series_batches").len(), 3);
+        // Superseded entries go at the next prune: their batches are deleted.
+        assert_eq!(store.lock_index().dirty_batches(), 2);
+        store.prune(i64::MIN + 1).unwrap();
+        assert_eq!(raw_keys(&store, "series_batches").len(), 1);
+        let store = reopen(store);
         assert_eq!(referenced(&store), Some(1_001 + SERIES_REFRESH_MS));
     }
 }

@@ -10,8 +10,9 @@
 //! |---|---|---|
 //! | `probes` | name len (u16 BE) · name · time · seq | [`ProbeRecord`] (binary) |
 //! | `alert_transitions` | alertname len · alertname · time · seq | [`AlertTransition`] (binary) |
-//! | `series` | fingerprint (u64 BE) | referenced-until time, label set as symbol ids (see [`chunks`]) |
-//! | `symbols` | id (u32 BE) | a label name or value (see the `symbols` module) |
+//! | `series_batches` | batch sequence (u64 BE) | series index entries: fingerprint, referenced-until time, label set as symbol ids (see the `series_index` module) |
+//! | `symbols` | first id of the batch (u32 BE) | label names and values (see the `symbols` module) |
+//! | `series` | fingerprint (u64 BE) | referenced-until time, label set (earlier versions: moved to batches at open) |
 //! | `chunk_blocks` | block max time · sequence, newest first | segment id, offset, length of a block of many series' chunks (see [`chunks`]) |
 //! | `chunks` | fingerprint · chunk max time | min time, count, chunk bytes (read only: earlier versions) |
 //! | `outbox` | id (u64 BE) | owner's type as JSON |
@@ -25,8 +26,10 @@
 //! | `postflight.witness` | durable flushes completed (see the `witness` module) |
 //! | `db`, `conf`, `blobs/`, `snap.*` | sled's |
 //!
-//! Sample chunks are 95% of what the store holds, and sled 0.34 keeps about twice the live
-//! bytes of its values on disk; in files they cost their size (`bench/RESULTS-store.md`).
+//! Sample chunks are most of what the store holds, and sled 0.34 keeps about twice the live
+//! bytes of its values on disk, and ~170 bytes per key in a tree that grows by random inserts:
+//! chunks go to files, where they cost their size, and the series index to a few large values
+//! (`bench/RESULTS-store.md`).
 //!
 //! Times in keys are big-endian with the sign bit flipped, so a range scan walks in time order.
 //! Every value and file starts with a format byte; a reader that meets a format it does not
@@ -79,6 +82,7 @@ mod open_chunks;
 mod outbox_txn;
 mod prune;
 mod segments;
+mod series_index;
 mod state;
 mod symbols;
 mod witness;
@@ -101,7 +105,7 @@ use std::sync::{Arc, Mutex};
 use tracing::{error, info, warn};
 
 use segments::Segments;
-use symbols::Symbols;
+use series_index::SeriesIndex;
 
 /// The on-disk format this build writes and the newest it reads.
 pub const FORMAT_VERSION: u8 = 1;
@@ -162,8 +166,11 @@ impl std::fmt::Debug for Store {
 struct Trees {
     probes: sled::Tree,
     transitions: sled::Tree,
+    /// The series index in batches (see the `series_index` module).
+    series_batches: sled::Tree,
+    /// One key per series, as earlier versions wrote the index; moved to batches at open.
     series: sled::Tree,
-    /// Label names and values of the series index (see [`symbols`]).
+    /// Label names and values of the series index, in batches (see the `symbols` module).
     symbols: sled::Tree,
     /// Where each block of chunks is in the segment files (see [`chunks`]).
     blocks: sled::Tree,
@@ -182,6 +189,7 @@ impl Trees {
         Ok(Trees {
             probes: db.open_tree("probes")?,
             transitions: db.open_tree("alert_transitions")?,
+            series_batches: db.open_tree("series_batches")?,
             series: db.open_tree("series")?,
             symbols: db.open_tree("symbols")?,
             blocks: db.open_tree("chunk_blocks")?,
@@ -206,12 +214,17 @@ struct Inner {
     fail_writes: AtomicBool,
     /// Records skipped because they did not decode (unknown format byte, truncation...).
     skipped: AtomicU64,
-    /// Entries in the series index, kept in memory because sled's `len` walks the tree.
+    /// Series in the index, readable without taking the index's lock.
     series_count: AtomicU64,
-    /// The symbol table. Its lock also serializes every series index decision: "is this series
-    /// still referenced" between [`Store::put_chunks`] and pruning (so that a prune never
-    /// removes the index entry of a chunk being written), and the symbols' reference counts.
-    symbols: Mutex<Symbols>,
+    /// The series index and the symbol table. The lock serializes every index decision: "is
+    /// this series still referenced" between [`Store::put_chunks`] and pruning (so that a
+    /// prune never removes the index entry of a chunk being written), batches and symbols'
+    /// reference counts.
+    index: Mutex<SeriesIndex>,
+    /// Set when the series index was written since sled's last flush by
+    /// [`Store::put_open_chunks`], which must flush before a snapshot may name series by
+    /// fingerprint; spares it a flush per shard when nothing changed.
+    index_unflushed: AtomicBool,
     /// The segment files holding the blocks of chunks.
     segments: Segments,
     /// Bit `n` set: the `meta` tree may still hold shard `n` of the open-chunk snapshot as
@@ -416,15 +429,18 @@ impl Store {
                 None
             }
         };
-        let (mut symbols, bad_symbols) = Symbols::load(&trees.symbols).map_err(corrupt)?;
-        for e in &bad_symbols {
-            warn!(tree = "symbols", error = %e, "skipping a stored record that does not decode");
-        }
-        let mut series = 0;
-        for kv in trees.series.iter() {
-            let (_, v) = kv.map_err(corrupt)?;
-            symbols.retain(&chunks::series_symbol_ids(&v));
-            series += 1;
+        let (mut index, mut skipped) = SeriesIndex::load(&trees).map_err(corrupt)?;
+        let mut next_id = || {
+            db.generate_id()
+                .map_err(StoreError::engine("moving the series index to batches"))
+        };
+        let migrated = index.migrate(&trees, &mut next_id).map_err(|e| match e {
+            StoreError::Corrupt { source, .. } => OpenFailure::Corrupt(source.to_string()),
+            e => OpenFailure::Fatal(e),
+        })?;
+        skipped.extend(migrated.into_iter().map(|e| ("series", e)));
+        for (tree, error) in &skipped {
+            warn!(tree, %error, "skipping a stored record that does not decode");
         }
         // Index entries per segment. An error here must stop the open: the segments not counted
         // would be taken for orphans and deleted.
@@ -455,9 +471,10 @@ impl Store {
                 path: path.to_owned(),
                 trees,
                 fail_writes: AtomicBool::new(false),
-                skipped: AtomicU64::new(bad_symbols.len() as u64),
-                series_count: AtomicU64::new(series),
-                symbols: Mutex::new(symbols),
+                skipped: AtomicU64::new(skipped.len() as u64),
+                series_count: AtomicU64::new(index.len() as u64),
+                index: Mutex::new(index),
+                index_unflushed: AtomicBool::new(false),
                 segments,
                 legacy_open: AtomicU8::new(legacy_open),
                 durable: Mutex::new(DurableState { seq, witness }),

@@ -10,8 +10,9 @@
 //! rewritten every 30 s, all of it garbage in sled's log until its cleaner came by. A file is
 //! replaced in place instead: written to `open-<n>.snap.tmp`, fsynced, renamed over the old
 //! one, and the directory fsynced, so that a crash leaves the old snapshot or the new one,
-//! never a mix (a left-over temporary file is deleted at open). sled is flushed first, so
-//! that every series the snapshot names by fingerprint is in the durable index.
+//! never a mix (a left-over temporary file is deleted at open). sled is flushed first if the
+//! series index changed since, so that every series the snapshot names by fingerprint is in
+//! the durable index.
 //!
 //! File: magic `pfop` · format byte [`SNAPSHOT_V1`] · CRC-32 of the body (u32 BE) · body. Body
 //! (as the sled values were): format byte · entry count · per entry: 0 · fingerprint (varint)
@@ -98,7 +99,12 @@ impl Store {
         }
         let body = e.finish();
         // The series named by fingerprint must be in the index after a crash.
-        self.inner.db.flush().map_err(StoreError::engine(OP))?;
+        if self.inner.index_unflushed.swap(false, Ordering::SeqCst)
+            && let Err(e) = self.inner.db.flush()
+        {
+            self.inner.index_unflushed.store(true, Ordering::SeqCst);
+            return Err(StoreError::engine(OP)(e));
+        }
         let path = self.snapshot_path(shard);
         write_snapshot(&path, &body).map_err(|source| StoreError::File {
             op: OP,
@@ -170,27 +176,35 @@ impl Store {
             return Err(DecodeError::UnknownFormat(format));
         }
         let n = d.uvarint()? as usize;
-        let mut out = Vec::with_capacity(n.min(1 << 20));
-        let symbols = self.lock_symbols();
+        // Series by fingerprint or by labels, and the chunk.
+        let mut entries: Vec<(Result<Labels, u64>, &[u8])> = Vec::with_capacity(n.min(1 << 20));
         for _ in 0..n {
-            let labels = match d.u8()? {
-                0 => {
-                    let key = d.uvarint()?.to_be_bytes();
-                    match self.inner.trees.series.get(key) {
-                        Ok(Some(stored)) => super::chunks::decode_series(&key, &stored, &symbols)
-                            .ok()
-                            .map(|e| e.labels),
-                        _ => None,
-                    }
-                }
-                _ => Some(d.labels()?),
+            let series = match d.u8()? {
+                0 => Err(d.uvarint()?),
+                _ => Ok(d.labels()?),
             };
-            let bytes = d.bytes()?.to_vec();
-            if let Some(l) = labels {
-                out.push((l, bytes));
-            }
+            entries.push((series, d.bytes()?));
         }
-        Ok(out)
+        d.finish()?;
+        let fps = entries
+            .iter()
+            .filter_map(|(s, _)| s.as_ref().err().copied());
+        // A series the index does not know (any more) is dropped, as its chunk cannot be
+        // labelled.
+        let known = self
+            .lock_index()
+            .labels(&self.inner.trees, fps)
+            .unwrap_or_default();
+        Ok(entries
+            .into_iter()
+            .filter_map(|(series, bytes)| {
+                let labels = match series {
+                    Ok(labels) => labels,
+                    Err(fp) => known.get(&fp)?.as_ref().ok()?.clone(),
+                };
+                Some((labels, bytes.to_vec()))
+            })
+            .collect())
     }
 }
 

@@ -42,7 +42,8 @@ enum Phase {
     Blocks,
     /// Series index entries no chunk can refer to any more (see the `chunks` module doc):
     /// the ones whose chunks this prune or an earlier one deleted, and any left behind by a
-    /// crash between indexing a series and writing its first block.
+    /// crash between indexing a series and writing its first block; then the batches that
+    /// held them, and the ones holding entries superseded since (see `series_index`).
     Series,
     /// Symbols no series index entry uses any more (after the series phase: see the
     /// `symbols` module doc).
@@ -209,33 +210,27 @@ impl Store {
         Ok(!cursor.is_done())
     }
 
-    /// Checks up to `budget` series index entries from the cursor; returns the budget left.
-    fn prune_series(
-        &self,
-        cursor: &mut PruneCursor,
-        mut budget: usize,
-    ) -> Result<usize, StoreError> {
-        let start = cursor.resume.clone();
-        for k in self.inner.trees.series.range(start..).keys() {
-            if budget == 0 {
-                return Ok(0);
-            }
-            let k = k.map_err(StoreError::engine("pruning the series index"))?;
-            if self.drop_series_if_unreferenced(&k, cursor.before)? {
-                cursor.stats.series += 1;
-            }
-            cursor.resume = k.to_vec();
-            cursor.resume.push(0);
-            budget -= 1;
+    /// The series phase: first drops every unreferenced series from the index (in memory, at
+    /// once), then rewrites up to `budget` of the batches that held them; returns the budget
+    /// left.
+    fn prune_series(&self, cursor: &mut PruneCursor, budget: usize) -> Result<usize, StoreError> {
+        if cursor.resume.is_empty() {
+            cursor.stats.series += self.drop_unreferenced_series(cursor.before)?;
+            // Marks the drop as done for the steps that follow.
+            cursor.resume.push(1);
         }
-        cursor.next_phase();
-        Ok(budget)
+        let (rewritten, more) = self.rewrite_series_batches(budget)?;
+        if !more {
+            cursor.next_phase();
+        }
+        // A rewrite always costs budget, so that a step ends.
+        Ok(budget.saturating_sub(rewritten.max(1)))
     }
 }
 
 #[cfg(test)]
 mod tests {
-    use super::super::chunks::tests::{legacy_chunk, legacy_series};
+    use super::super::chunks::tests::{legacy_chunk, legacy_series, reopen};
     use super::super::chunks::{ChunkRef, SERIES_REFRESH_MS, chunk_key};
     use super::super::test_util::*;
     use super::super::{AlertTransition, ProbeRecord};
@@ -309,16 +304,18 @@ mod tests {
         chunks: 3,
         blocks: 1,
         series: 1,
-        // The blocks' segment is still being appended to; the legacy series used no symbol.
+        // The blocks' segment still holds two; the legacy series' value `legacy` goes.
         segments: 0,
-        symbols: 0,
+        symbols: 1,
     };
 
     #[test]
     fn prune_removes_exactly_the_old_records() {
         let (_dir, store) = temp_store();
         fill(&store);
-        assert_eq!(raw_keys(&store, "series").len(), 3);
+        // The old-format index entry is moved to a batch at open.
+        let store = reopen(store);
+        assert_eq!(store.series_count(), 3);
         let stats = store.prune(500).unwrap();
         // Whole blocks go: the block with max time 500 stays, with old's chunk ending at 499.
         // The legacy series has no chunk left; the others are kept for a day (see `chunks`).
@@ -354,7 +351,7 @@ mod tests {
         );
         assert_eq!(raw_keys(&store, "chunk_blocks").len(), 2);
         assert!(raw_keys(&store, "chunks").is_empty());
-        assert_eq!(raw_keys(&store, "series").len(), 2);
+        assert_eq!(store.series_count(), 2);
         assert_eq!(
             store.prune(500).unwrap(),
             PruneStats::default(),
@@ -367,6 +364,7 @@ mod tests {
     fn small_steps_reach_the_same_result() {
         let (_dir, store) = temp_store();
         fill(&store);
+        let store = reopen(store);
         let mut cursor = PruneCursor::new(500);
         let mut steps = 0;
         while store.prune_step(&mut cursor, 2).unwrap() {
@@ -403,6 +401,9 @@ mod tests {
             );
         }
         assert_eq!(store.series_count(), 2, "raw writes are not counted");
+        // Old-format index entries are moved to batches at open.
+        let store = reopen(store);
+        assert_eq!(store.series_count(), 5);
         let stats = store.prune(101 + r).unwrap();
         assert_eq!(
             stats,
@@ -411,21 +412,19 @@ mod tests {
                 blocks: 2,
                 series: 3,
                 // The first two blocks' segment (the third block, a day later, started
-                // another), and the symbol "gone" ("job" is still used by `kept`).
+                // another), and the values of the three series gone (`job` is still used).
                 segments: 1,
-                symbols: 1,
+                symbols: 3,
                 ..PruneStats::default()
             }
         );
-        assert_eq!(raw_keys(&store, "symbols").len(), 2, "job, kept");
-        let mut left = raw_keys(&store, "series");
-        left.sort();
-        let mut want = vec![
-            kept.fingerprint().to_be_bytes().to_vec(),
-            legacy_kept.fingerprint().to_be_bytes().to_vec(),
-        ];
-        want.sort();
-        assert_eq!(left, want);
+        // Two batches of symbols left: `job` and `kept`, and `legacy_kept`.
+        assert_eq!(raw_keys(&store, "symbols").len(), 2);
+        assert_eq!(store.series_count(), 2);
+        let index = store.lock_index();
+        assert!(index.get(kept.fingerprint()).is_some());
+        assert!(index.get(legacy_kept.fingerprint()).is_some());
+        drop(index);
         let chunks: Vec<(Labels, i64)> = store
             .chunks_since(i64::MIN)
             .map(|c| c.map(|c| (c.labels, c.max_t)).unwrap())
