@@ -236,7 +236,8 @@ const SNAPSHOT_CRASH_DIR: &str = "POSTFLIGHT_TEST_SNAPSHOT_CRASH_DIR";
 
 /// Not a test on its own: [`open_chunks_survive_a_crash_with_their_series`] runs this in a
 /// child process, which stores chunks (bulk: their index is not flushed), snapshots open chunks
-/// that name those series by fingerprint, and dies.
+/// that name those series by fingerprint, and dies, as a daemon killed right after a
+/// checkpoint.
 #[test]
 fn snapshot_crash_child() {
     let Some(dir) = std::env::var_os(SNAPSHOT_CRASH_DIR) else {
@@ -250,6 +251,13 @@ fn snapshot_crash_child() {
     let labels: Vec<Labels> = (0..50).map(series).collect();
     for l in &labels {
         store.put_chunk(l, 0, 1_190_000, 120, &[7; 100]).unwrap();
+    }
+    store.flush().unwrap();
+    // Chunks of series already indexed: only block index entries.
+    for l in &labels {
+        store
+            .put_chunk(l, 1_200_000, 2_390_000, 120, &[9; 100])
+            .unwrap();
     }
     let open: Vec<OpenChunk<'_>> = labels
         .iter()
@@ -296,8 +304,9 @@ fn open_chunks_survive_a_crash_with_their_series() {
             .all(|(l, b)| l.get("job") == Some("api") && b == &[8; 20])
     );
     // The blocks were fsynced before their index entries were written, and the snapshot's
-    // flush made those durable too.
-    assert_eq!(store.chunks_since(0).count(), 50);
+    // flush made those durable too: the samples the snapshot no longer holds are in chunks.
+    assert_eq!(store.chunks_since(0).count(), 100);
+    assert_eq!(store.chunks_since(2_390_000).count(), 50);
     assert_eq!(store.skipped_records(), 0);
 }
 

@@ -383,6 +383,7 @@ impl Store {
                 .map_err(StoreError::engine("creating a segment"))
         };
         let locs = self.inner.segments.append(newest, &blocks, &mut new_id)?;
+        self.inner.chunks_unflushed.store(true, Ordering::SeqCst);
         for ((key, n), loc) in keys.into_iter().zip(locs) {
             self.inner
                 .trees
@@ -442,7 +443,7 @@ impl Store {
             .db
             .generate_id()
             .map_err(StoreError::engine(op))?;
-        self.inner.index_unflushed.store(true, Ordering::SeqCst);
+        self.inner.chunks_unflushed.store(true, Ordering::SeqCst);
         let written = index.write(&self.inner.trees, seq, &entries);
         self.inner
             .series_count

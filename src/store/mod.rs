@@ -53,7 +53,10 @@
 //!   only their index entries ride the flush (a block whose entry was lost is garbage, deleted
 //!   at the next open).
 //! - **Snapshot** — [`Store::put_open_chunks`] replaces a snapshot file (write, fsync, rename,
-//!   fsync the directory) after flushing sled: durable when it returns.
+//!   fsync the directory), after flushing sled if chunks were stored since its last flush:
+//!   when it returns, the snapshot and every chunk stored before it are durable. The
+//!   checkpointer writes the snapshot right after the chunks that closed, so a crash loses at
+//!   most the samples since the last checkpoint.
 //!
 //! A durable write blocks its thread for the fsync (typically around a millisecond on an SSD,
 //! far more on a loaded spinning disk): callers on the async runtime should go through
@@ -221,10 +224,11 @@ struct Inner {
     /// prune never removes the index entry of a chunk being written), batches and symbols'
     /// reference counts.
     index: Mutex<SeriesIndex>,
-    /// Set when the series index was written since sled's last flush by
-    /// [`Store::put_open_chunks`], which must flush before a snapshot may name series by
-    /// fingerprint; spares it a flush per shard when nothing changed.
-    index_unflushed: AtomicBool,
+    /// Set by [`Store::put_chunks`] (series and block index entries written) and cleared by the
+    /// flush in [`Store::put_open_chunks`]: a snapshot replaces the previous one only once the
+    /// chunks that closed since are durable, and the series it names by fingerprint are in the
+    /// durable index. Spares a flush per shard when nothing changed.
+    chunks_unflushed: AtomicBool,
     /// The segment files holding the blocks of chunks.
     segments: Segments,
     /// Bit `n` set: the `meta` tree may still hold shard `n` of the open-chunk snapshot as
@@ -442,6 +446,7 @@ impl Store {
         for (tree, error) in &skipped {
             warn!(tree, %error, "skipping a stored record that does not decode");
         }
+        let legacy_open = open_chunks::legacy_shards(&trees.meta).map_err(corrupt)?;
         // Index entries per segment. An error here must stop the open: the segments not counted
         // would be taken for orphans and deleted.
         let mut live: HashMap<u64, u64> = HashMap::new();
@@ -464,7 +469,6 @@ impl Store {
                 "deleted segment files no index entry refers to (left by a crash)"
             );
         }
-        let legacy_open = open_chunks::legacy_shards(&trees.meta).map_err(corrupt)?;
         Ok(Store {
             inner: Arc::new(Inner {
                 db,
@@ -474,7 +478,7 @@ impl Store {
                 skipped: AtomicU64::new(skipped.len() as u64),
                 series_count: AtomicU64::new(index.len() as u64),
                 index: Mutex::new(index),
-                index_unflushed: AtomicBool::new(false),
+                chunks_unflushed: AtomicBool::new(false),
                 segments,
                 legacy_open: AtomicU8::new(legacy_open),
                 durable: Mutex::new(DurableState { seq, witness }),
@@ -558,7 +562,14 @@ impl Store {
             .meta
             .insert(SEQ_KEY, &seq.to_be_bytes())
             .map_err(StoreError::engine(op))?;
-        self.inner.db.flush().map_err(StoreError::engine(op))?;
+        // Cleared before the flush: chunks stored during it set it again.
+        let unflushed = self.inner.chunks_unflushed.swap(false, Ordering::SeqCst);
+        if let Err(e) = self.inner.db.flush() {
+            self.inner
+                .chunks_unflushed
+                .fetch_or(unflushed, Ordering::SeqCst);
+            return Err(StoreError::engine(op)(e));
+        }
         state.seq = seq;
         if let Some(w) = state.witness.as_mut()
             && let Err(e) = w.write(seq)

@@ -10,9 +10,10 @@
 //! rewritten every 30 s, all of it garbage in sled's log until its cleaner came by. A file is
 //! replaced in place instead: written to `open-<n>.snap.tmp`, fsynced, renamed over the old
 //! one, and the directory fsynced, so that a crash leaves the old snapshot or the new one,
-//! never a mix (a left-over temporary file is deleted at open). sled is flushed first if the
-//! series index changed since, so that every series the snapshot names by fingerprint is in
-//! the durable index.
+//! never a mix (a left-over temporary file is deleted at open). sled is flushed first if
+//! chunks were stored since its last flush, so that the chunks that closed since the previous
+//! snapshot (whose samples it held, and the new one no longer does) are durable, and every
+//! series the snapshot names by fingerprint is in the durable index.
 //!
 //! File: magic `pfop` · format byte [`SNAPSHOT_V1`] · CRC-32 of the body (u32 BE) · body. Body
 //! (as the sled values were): format byte · entry count · per entry: 0 · fingerprint (varint)
@@ -98,11 +99,12 @@ impl Store {
             e.bytes(c.bytes);
         }
         let body = e.finish();
-        // The series named by fingerprint must be in the index after a crash.
-        if self.inner.index_unflushed.swap(false, Ordering::SeqCst)
+        // The chunks closed since the last snapshot, and the series named by fingerprint, must
+        // outlive a crash that keeps this snapshot (see the module doc).
+        if self.inner.chunks_unflushed.swap(false, Ordering::SeqCst)
             && let Err(e) = self.inner.db.flush()
         {
-            self.inner.index_unflushed.store(true, Ordering::SeqCst);
+            self.inner.chunks_unflushed.store(true, Ordering::SeqCst);
             return Err(StoreError::engine(OP)(e));
         }
         let path = self.snapshot_path(shard);
