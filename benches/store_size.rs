@@ -241,18 +241,33 @@ fn main() {
     );
     drop(store);
 
+    let rss_before = rss_kib();
     let began = Instant::now();
     let reopened = Store::open(&dir.path().join("store")).expect("reopen");
     println!(
-        "reopen:               {:.2?} ({} series)",
+        "reopen:               {:.2?} ({} series; RSS {} -> {} KiB: the series index and symbols in memory, sled's cache)",
         began.elapsed(),
-        reopened.store.series_count()
+        reopened.store.series_count(),
+        rss_before,
+        rss_kib()
     );
     let size = reopened.store.size_on_disk().expect("size on disk");
     println!(
         "size after reopen:    {size} B ({:.2} B/sample)",
         size as f64 / samples as f64
     );
+}
+
+/// The process' resident set, from /proc (0 where there is none).
+fn rss_kib() -> u64 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find_map(|l| l.strip_prefix("VmRSS:"))
+                .and_then(|v| v.split_whitespace().next()?.parse().ok())
+        })
+        .unwrap_or(0)
 }
 
 fn walk_size(p: &std::path::Path) -> u64 {

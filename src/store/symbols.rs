@@ -38,7 +38,7 @@ struct Entry {
     s: Arc<str>,
     /// References from stored series entries (a series using it as a name and a value counts
     /// twice).
-    refs: u64,
+    refs: u32,
     /// Key of the batch that stores it.
     batch: u32,
 }
@@ -150,7 +150,7 @@ impl Symbols {
     pub(super) fn retain(&mut self, ids: &[u32]) {
         for id in ids {
             if let Some(e) = self.by_id.get_mut(id) {
-                e.refs += 1;
+                e.refs = e.refs.saturating_add(1);
             }
         }
     }
@@ -230,7 +230,7 @@ impl Symbols {
 
     /// References to the symbol of string `s` (for tests).
     #[cfg(test)]
-    pub(super) fn refs(&self, s: &str) -> Option<u64> {
+    pub(super) fn refs(&self, s: &str) -> Option<u32> {
         self.by_str
             .get(s)
             .and_then(|id| self.by_id.get(id))
