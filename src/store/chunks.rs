@@ -34,9 +34,10 @@
 //!
 //! [`Store::put_chunks`] appends the blocks to the current segment and `fdatasync`s it before it
 //! inserts their index entries, so an index entry never points at bytes that are not on disk.
-//! The index entries ride sled's periodic flush like any bulk write: a crash can lose the
-//! entries of the last second's blocks, whose bytes are then garbage in their segment (a
-//! segment with no entry left is deleted at the next open). The series index is written
+//! The index entries ride sled's periodic flush like any bulk write, or the flush that
+//! [`Store::put_open_chunks`] makes before it replaces a snapshot: a crash can lose the entries
+//! of the last second's blocks, whose bytes are then garbage in their segment (a segment with
+//! no entry left is deleted at the next open). The series index is written
 //! before the blocks that refer to it, so a crash can leave an index entry without chunks
 //! (pruned later) but never chunks without labels.
 //!
