@@ -5,7 +5,8 @@
 //! [`postflight::series::chunk::Chunk`] encoding, cut every 120 samples), and every 30 s of
 //! simulated time [`checkpoint`] writes the newly closed chunks to the store, as the daemon
 //! does; a final stop checkpoint writes the last ones. Then it flushes and prints
-//! `size_on_disk` per sample.
+//! `size_on_disk` per sample, every file of the store directory (sled's, the segments, the
+//! open-chunk snapshot) and `du -sb` of it as a cross-check.
 //!
 //! Values: a third of the series are counters growing by small varying integer amounts, a
 //! third gauges (three quarters an integer random walk, a quarter a float with two decimals
@@ -198,6 +199,38 @@ fn main() {
             walk_size(&e.path()).max(e.metadata().map(|m| m.len()).unwrap_or(0))
         );
     }
+    let segments = dir.path().join("store").join("segments");
+    let (mut seg_files, mut seg_bytes, mut snap_bytes) = (0, 0, 0);
+    for e in std::fs::read_dir(&segments).into_iter().flatten().flatten() {
+        let len = e.metadata().map(|m| m.len()).unwrap_or(0);
+        if e.file_name().to_string_lossy().ends_with(".seg") {
+            seg_files += 1;
+            seg_bytes += len;
+        } else {
+            snap_bytes += len;
+        }
+    }
+    println!(
+        "  of segments/:       {seg_files} segment files {seg_bytes} B ({:.2} B/sample), snapshot {snap_bytes} B",
+        seg_bytes as f64 / samples as f64
+    );
+    // The same directory as `du` sees it (apparent sizes, directories included).
+    if let Ok(out) = std::process::Command::new("du")
+        .arg("-sb")
+        .arg(dir.path().join("store"))
+        .output()
+    {
+        let du = String::from_utf8_lossy(&out.stdout);
+        let bytes: u64 = du
+            .split_whitespace()
+            .next()
+            .and_then(|n| n.parse().ok())
+            .unwrap_or(0);
+        println!(
+            "du -sb of store dir:  {bytes} B ({:.2} B/sample)",
+            bytes as f64 / samples as f64
+        );
+    }
     println!("simulation + flush:   {flushed:.2?} (checkpoints: {checkpoint_time:.2?})");
 
     let began = Instant::now();
@@ -208,18 +241,33 @@ fn main() {
     );
     drop(store);
 
+    let rss_before = rss_kib();
     let began = Instant::now();
     let reopened = Store::open(&dir.path().join("store")).expect("reopen");
     println!(
-        "reopen:               {:.2?} ({} series)",
+        "reopen:               {:.2?} ({} series; RSS {} -> {} KiB: the series index and symbols in memory, sled's cache)",
         began.elapsed(),
-        reopened.store.series_count()
+        reopened.store.series_count(),
+        rss_before,
+        rss_kib()
     );
     let size = reopened.store.size_on_disk().expect("size on disk");
     println!(
         "size after reopen:    {size} B ({:.2} B/sample)",
         size as f64 / samples as f64
     );
+}
+
+/// The process' resident set, from /proc (0 where there is none).
+fn rss_kib() -> u64 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find_map(|l| l.strip_prefix("VmRSS:"))
+                .and_then(|v| v.split_whitespace().next()?.parse().ok())
+        })
+        .unwrap_or(0)
 }
 
 fn walk_size(p: &std::path::Path) -> u64 {

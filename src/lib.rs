@@ -21,8 +21,9 @@
 //! - [`alert`]: the alert type shared by rules, probes and the dispatcher; Alertmanager matchers.
 //! - [`notify`]: notifications and the channels that deliver them (Slack, email, webhook,
 //!   PagerDuty), one attempt at a time, with errors that say whether a retry can help.
-//! - [`store`]: the embedded sled store; owns every byte on disk behind a typed API (history,
-//!   chunks, outbox, notification log, silences, deployments, alert state).
+//! - [`store`]: the embedded store (sled, plus append-only segment files for sample chunks);
+//!   owns every byte on disk behind a typed API (history, chunks, outbox, notification log,
+//!   silences, deployments, alert state).
 //! - [`promql`]: the PromQL evaluation engine (Prometheus 3.x semantics) over a [`series::SeriesSource`].
 //! - [`scrape`]: the exposition parser and the scrape loop feeding the head.
 //! - [`probe`]: HTTP(S) and TCP health probes on their intervals, the built-in `ProbeFailed`

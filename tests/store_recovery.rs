@@ -5,7 +5,9 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use postflight::series::Labels;
-use postflight::store::{AlertTransition, Kind, ProbeRecord, Store, StoreError, StoreOptions};
+use postflight::store::{
+    AlertTransition, Kind, OpenChunk, ProbeRecord, Store, StoreError, StoreOptions,
+};
 
 #[derive(Debug, PartialEq, serde::Serialize, serde::Deserialize)]
 struct Notification {
@@ -229,6 +231,85 @@ fn durable_writes_survive_a_crash() {
     assert_everything(&opened.store, id);
 }
 
+/// Env var telling [`snapshot_crash_child`] where to write before it aborts.
+const SNAPSHOT_CRASH_DIR: &str = "POSTFLIGHT_TEST_SNAPSHOT_CRASH_DIR";
+
+/// Not a test on its own: [`open_chunks_survive_a_crash_with_their_series`] runs this in a
+/// child process, which stores chunks (bulk: their index is not flushed), snapshots open chunks
+/// that name those series by fingerprint, and dies, as a daemon killed right after a
+/// checkpoint.
+#[test]
+fn snapshot_crash_child() {
+    let Some(dir) = std::env::var_os(SNAPSHOT_CRASH_DIR) else {
+        return;
+    };
+    let options = StoreOptions {
+        flush_every_ms: 600_000,
+        ..StoreOptions::default()
+    };
+    let store = Store::open_with(Path::new(&dir), &options).unwrap().store;
+    let labels: Vec<Labels> = (0..50).map(series).collect();
+    for l in &labels {
+        store.put_chunk(l, 0, 1_190_000, 120, &[7; 100]).unwrap();
+    }
+    store.flush().unwrap();
+    // Chunks of series already indexed: only block index entries.
+    for l in &labels {
+        store
+            .put_chunk(l, 1_200_000, 2_390_000, 120, &[9; 100])
+            .unwrap();
+    }
+    let open: Vec<OpenChunk<'_>> = labels
+        .iter()
+        .map(|l| OpenChunk {
+            labels: l,
+            indexed: true,
+            bytes: &[8; 20],
+        })
+        .collect();
+    store.put_open_chunks(0, &open).unwrap();
+    println!("snapshot-written");
+    std::process::abort();
+}
+
+#[test]
+fn open_chunks_survive_a_crash_with_their_series() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("store");
+    let out = Command::new(std::env::current_exe().unwrap())
+        .args([
+            "--exact",
+            "snapshot_crash_child",
+            "--nocapture",
+            "--test-threads=1",
+        ])
+        .env(SNAPSHOT_CRASH_DIR, &path)
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(!out.status.success(), "the child must die: {stdout}");
+    assert!(
+        stdout.contains("snapshot-written"),
+        "{stdout} {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let opened = Store::open(&path).unwrap();
+    assert!(opened.recovered_from_corruption.is_none());
+    let store = opened.store;
+    // The snapshot is durable when put_open_chunks returns, and so is every series it names.
+    let open = store.open_chunks().unwrap();
+    assert_eq!(open.len(), 50);
+    assert!(
+        open.iter()
+            .all(|(l, b)| l.get("job") == Some("api") && b == &[8; 20])
+    );
+    // The blocks were fsynced before their index entries were written, and the snapshot's
+    // flush made those durable too: the samples the snapshot no longer holds are in chunks.
+    assert_eq!(store.chunks_since(0).count(), 100);
+    assert_eq!(store.chunks_since(2_390_000).count(), 50);
+    assert_eq!(store.skipped_records(), 0);
+}
+
 /// Fills a store, damages it with `damage`, reopens: the damaged store must be moved aside and
 /// a usable empty store opened in its place.
 fn assert_recovers_from(name: &str, damage: impl Fn(&Path)) {
@@ -258,6 +339,20 @@ fn assert_recovers_from(name: &str, damage: impl Fn(&Path)) {
     assert!(
         moved.join("db").exists(),
         "{name}: the damaged files are kept for inspection"
+    );
+    let moved_segments = std::fs::read_dir(moved.join("segments"))
+        .unwrap_or_else(|e| panic!("{name}: segments not moved: {e}"))
+        .filter(|e| {
+            e.as_ref()
+                .unwrap()
+                .path()
+                .extension()
+                .is_some_and(|x| x == "seg")
+        })
+        .count();
+    assert_eq!(
+        moved_segments, 1,
+        "{name}: the segment files move with the rest"
     );
     assert_empty(&opened.store);
     // The fresh store works and is not mistaken for a corrupt one on the next start.

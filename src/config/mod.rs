@@ -69,7 +69,7 @@ pub struct ServerConfig {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct StorageConfig {
-    /// The sled database directory.
+    /// The store directory: sled's files and the segment files (see `store`).
     #[serde(default = "defaults::storage_path")]
     pub path: std::path::PathBuf,
     /// How long records are kept.

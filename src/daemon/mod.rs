@@ -703,7 +703,9 @@ async fn housekeeping(ctx: Arc<Context>, shutdown: CancellationToken) {
                             transitions = st.transitions,
                             chunks = st.chunks,
                             blocks = st.blocks,
+                            segments = st.segments,
                             series = st.series,
+                            symbols = st.symbols,
                             "pruned records older than the retention"
                         );
                     }

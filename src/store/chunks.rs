@@ -6,31 +6,43 @@
 //!
 //! # Blocks
 //!
-//! Chunks are stored in *blocks*: one sled value holds the chunks of many series written by the
+//! Chunks are stored in *blocks*: one block holds the chunks of many series written by the
 //! same [`Store::put_chunks`] call (one checkpoint), up to [`BLOCK_MAX_BYTES`] or
-//! [`BLOCK_MAX_CHUNKS`] per block. One key per ~1,500 chunks instead of one per chunk removes
-//! sled's per-key cost and makes a restart read a few hundred values instead of every chunk
-//! (`chunks_since` ~2× faster, checkpoints ~1.4× in the benchmark) and the store 25–45%
-//! smaller (2.8–3.7 instead of 4.4–4.9 bytes per sample). What remains is sled's log-structured
-//! space amplification (leaves holding the values are rewritten as keys arrive, and the old
-//! copies stay on disk for a while): roughly twice the live bytes, with small or large values
-//! alike (see `bench/RESULTS-store.md`).
+//! [`BLOCK_MAX_CHUNKS`] per block. One block per ~1,500 chunks instead of one record per chunk
+//! removes the per-record cost and makes a restart read a few hundred blocks instead of every
+//! chunk.
+//!
+//! A block's bytes go to an append-only segment file (see the `segments` module); sled keeps
+//! only an index entry per block in tree `chunk_blocks`. Blocks used to be sled values
+//! themselves, and sled 0.34's log-structured tree kept roughly twice their bytes on disk
+//! (leaves holding them are rewritten as keys arrive, and the old copies stay for a while):
+//! 2.8–3.6 bytes per sample for chunks of 1.3. In files they cost their own size plus an
+//! 8-byte record header (see `bench/RESULTS-store.md`).
 //!
 //! - Key: block max time ([`time_key`]) · sequence number (from sled's id counter), both
 //!   bit-inverted so that the newest block sorts first, and two blocks with the same max time
-//!   do not collide. Newest first because sled splits a full leaf by keeping the left half in
-//!   place (with the whole old leaf still on disk until it is rewritten) and moving the right
-//!   half to a new page: with ascending keys every leaf left behind keeps a dead copy of its
-//!   upper half for good; with descending keys the leaf that keeps growing is the one rewritten.
-//!   (Single benchmark runs: 3.3–3.7 bytes per sample against 3.8; within sled's run-to-run
-//!   noise, see `bench/RESULTS-store.md`, but never worse.)
-//!   Retention deletes whole blocks whose max time is older than the cutoff.
-//! - Value: format byte · chunk count · per chunk: fingerprint (u64 BE), block max time − max
-//!   time, max time − min time, sample count (varints), chunk bytes (length-prefixed).
+//!   do not collide. (Newest first dates from blocks stored in sled, where it kept leaf splits
+//!   from leaving dead copies behind; it costs nothing now.) Retention deletes whole blocks
+//!   whose max time is older than the cutoff.
+//! - Value: format byte `BLOCK_REF_V1` · segment id · record offset · block length · chunk
+//!   count (varints). The chunk count spares retention a read of the file to report how many
+//!   chunks it deleted. Values of earlier versions hold the block itself (format byte
+//!   `BLOCK_V1`); they are read and pruned like the others.
+//! - Block (in a segment record, or inline as earlier versions wrote it): format byte · chunk
+//!   count · per chunk: fingerprint (u64 BE), block max time − max time, max time − min time,
+//!   sample count (varints), chunk bytes (length-prefixed).
 //!
-//! A block is one sled insert, so a crash leaves either all of it or none of it. The series
-//! index is written before the blocks that refer to it, so a crash can leave an index entry
-//! without chunks (pruned later) but never chunks without labels.
+//! [`Store::put_chunks`] appends the blocks to the current segment and `fdatasync`s it before it
+//! inserts their index entries, so an index entry never points at bytes that are not on disk.
+//! The index entries ride sled's periodic flush like any bulk write, or the flush that
+//! [`Store::put_open_chunks`] makes before it replaces a snapshot: a crash can lose the entries
+//! of the last second's blocks, whose bytes are then garbage in their segment (a segment with
+//! no entry left is deleted at the next open). The series index is written
+//! before the blocks that refer to it, so a crash can leave an index entry without chunks
+//! (pruned later) but never chunks without labels.
+//!
+//! The series index (fingerprint → labels and the time *referenced until*, below) is the
+//! `series_index` module's.
 //!
 //! Chunks written by earlier versions, one record per chunk (tree `chunks`, key fingerprint ·
 //! max time), are still read and pruned; nothing writes them any more.
@@ -50,25 +62,26 @@
 
 use std::collections::{HashMap, HashSet};
 use std::ops::Bound::{Excluded, Unbounded};
+use std::sync::atomic::Ordering;
 
 use crate::series::{Labels, Timestamp};
 
 use super::codec::{DecodeError, Decoder, Encoder, time_from_key, time_key};
+use super::segments::BlockLoc;
+use super::series_index::{NewEntry, SeriesIndex, UNREFERENCED};
 use super::{Store, StoreError};
 
 /// Format byte of the per-chunk records of earlier versions (tree `chunks`).
 const CHUNK_V1: u8 = 1;
-/// Format byte of block values.
+/// Format byte of blocks (in segment records, and as sled values of earlier versions).
 const BLOCK_V1: u8 = 1;
-/// Format byte of series index values holding only the label set (earlier versions).
-const SERIES_V1: u8 = 1;
-/// Format byte of series index values: referenced-until time, then the label set.
-const SERIES_V2: u8 = 2;
+/// Format byte of block index values: where the block is in a segment file.
+const BLOCK_REF_V1: u8 = 2;
 
-/// A block is closed once its encoded chunks reach this size: large enough that sled's
-/// per-key cost vanishes, small enough that reading one block back (a single sled value) or
-/// rewriting the leaf that holds it stays cheap. A checkpoint of 59,000 series every 30 s
-/// writes ~250 KiB; only the stop checkpoint (every open chunk) needs several blocks.
+/// A block is closed once its encoded chunks reach this size: large enough that the per-block
+/// costs (an index entry, a record header) vanish, small enough that a checkpoint copies little
+/// at a time. A checkpoint of 59,000 series every 30 s writes ~250 KiB; only the stop checkpoint
+/// (every open chunk) needs several blocks.
 pub const BLOCK_MAX_BYTES: usize = 1 << 20;
 /// A block holds at most this many chunks, whatever their size.
 pub const BLOCK_MAX_CHUNKS: usize = 16_384;
@@ -108,13 +121,6 @@ pub struct ChunkRef<'a> {
     pub count: u32,
     /// The encoded samples.
     pub bytes: &'a [u8],
-}
-
-/// A series index entry.
-pub(super) struct SeriesEntry {
-    pub(super) labels: Labels,
-    /// See the module doc; `None` for entries of earlier versions, which no block refers to.
-    referenced_until: Option<Timestamp>,
 }
 
 /// Key of a per-chunk record of earlier versions (only tests write them now).
@@ -247,25 +253,30 @@ fn decode_legacy_chunk(key: &[u8], value: &[u8]) -> Result<(u64, Pending), Decod
     ))
 }
 
-fn encode_series(labels: &Labels, referenced_until: Timestamp) -> Vec<u8> {
-    let mut e = Encoder::with_format(SERIES_V2);
-    e.ivarint(referenced_until).labels(labels);
+/// A block index value: where the block is and how many chunks it holds.
+fn encode_block_ref(loc: BlockLoc, chunks: u64) -> Vec<u8> {
+    let mut e = Encoder::with_format(BLOCK_REF_V1);
+    e.uvarint(loc.segment)
+        .uvarint(loc.offset)
+        .uvarint(u64::from(loc.len))
+        .uvarint(chunks);
     e.finish()
 }
 
-pub(super) fn decode_series(value: &[u8]) -> Result<SeriesEntry, DecodeError> {
+/// The location and chunk count in a block index value written by [`encode_block_ref`].
+pub(super) fn decode_block_ref(value: &[u8]) -> Result<(BlockLoc, u64), DecodeError> {
     let (format, mut d) = Decoder::with_format(value)?;
-    let referenced_until = match format {
-        SERIES_V1 => None,
-        SERIES_V2 => Some(d.ivarint()?),
-        other => return Err(DecodeError::UnknownFormat(other)),
+    if format != BLOCK_REF_V1 {
+        return Err(DecodeError::UnknownFormat(format));
+    }
+    let loc = BlockLoc {
+        segment: d.uvarint()?,
+        offset: d.uvarint()?,
+        len: d.u32varint()?,
     };
-    let labels = d.labels()?;
+    let chunks = d.uvarint()?;
     d.finish()?;
-    Ok(SeriesEntry {
-        labels,
-        referenced_until,
-    })
+    Ok((loc, chunks))
 }
 
 /// A chunk read back, waiting to be handed out with its series.
@@ -278,6 +289,19 @@ struct Pending {
     max_t: Timestamp,
     count: u32,
     bytes: Vec<u8>,
+}
+
+/// What one step of [`Store::prune_blocks`] did.
+#[derive(Debug, Default)]
+pub(super) struct BlockPrune {
+    /// Blocks whose index entry was deleted.
+    pub(super) blocks: u64,
+    /// Chunks in them.
+    pub(super) chunks: u64,
+    /// Segment files deleted.
+    pub(super) segments: u64,
+    /// Whether blocks older than the cutoff are left.
+    pub(super) more: bool,
 }
 
 impl Store {
@@ -301,12 +325,14 @@ impl Store {
     }
 
     /// Stores a batch of chunks, of any series, in as few blocks as [`BLOCK_MAX_BYTES`] and
-    /// [`BLOCK_MAX_CHUNKS`] allow, and indexes series seen for the first time. Bulk write:
-    /// durable within the periodic flush (see the module doc). A chunk of the same series and
-    /// `max_t` as one stored before replaces it (the newer copy wins when reading).
+    /// [`BLOCK_MAX_CHUNKS`] allow, and indexes series seen for the first time. The blocks are
+    /// on disk (fsynced) when it returns; their index entries ride the periodic flush like any
+    /// bulk write (see the module doc). A chunk of the same series and `max_t` as one stored
+    /// before replaces it (the newer copy wins when reading).
     ///
     /// Nothing is written when a chunk's span is inverted or a fingerprint collides; a failure
-    /// half-way can leave index entries without chunks, which prune removes.
+    /// half-way can leave index entries without chunks, which prune removes, or blocks without
+    /// index entries, which the next open deletes.
     pub fn put_chunks(&self, chunks: &[ChunkRef<'_>]) -> Result<(), StoreError> {
         const OP: &str = "writing chunks";
         self.check_writable(OP)?;
@@ -321,20 +347,12 @@ impl Store {
                 ),
             });
         }
-        // Held across the index checks and the block inserts: see `Inner::series_lock`.
-        // A poisoned lock only means another writer panicked; the index itself is consistent.
-        let _guard = self
-            .inner
-            .series_lock
-            .lock()
-            .unwrap_or_else(|p| p.into_inner());
-        let mut seen = HashSet::with_capacity(chunks.len());
-        for c in chunks {
-            let fp = c.labels.fingerprint();
-            if seen.insert(fp) {
-                self.index_series(fp, c.labels, newest, OP)?;
-            }
-        }
+        // Held across the index checks and the block inserts: see `Inner::index`.
+        let mut index = self.lock_index();
+        self.index_series(&mut index, chunks, newest, OP)?;
+        // (key, chunk count) of each block, and the blocks' bytes.
+        let mut keys = Vec::new();
+        let mut blocks = Vec::new();
         let mut rest = chunks;
         while !rest.is_empty() {
             let mut n = 0;
@@ -356,56 +374,89 @@ impl Store {
                 .db
                 .generate_id()
                 .map_err(StoreError::engine(OP))?;
+            keys.push((block_key(max_t, seq), block.len() as u64));
+            blocks.push(encode_block(max_t, block));
+        }
+        let mut new_id = || {
+            self.inner
+                .db
+                .generate_id()
+                .map_err(StoreError::engine("creating a segment"))
+        };
+        let locs = self.inner.segments.append(newest, &blocks, &mut new_id)?;
+        self.inner.chunks_unflushed.store(true, Ordering::SeqCst);
+        for ((key, n), loc) in keys.into_iter().zip(locs) {
             self.inner
                 .trees
                 .blocks
-                .insert(block_key(max_t, seq), encode_block(max_t, block))
+                .insert(key, encode_block_ref(loc, n))
                 .map_err(StoreError::engine(OP))?;
         }
         Ok(())
     }
 
-    /// Makes sure the index holds `labels` under `fp` with a referenced-until time that covers
-    /// a block with max time `newest` (see the module doc). Called under `series_lock`.
+    /// Makes sure the index holds the labels of every series in `chunks` with a referenced-until
+    /// time that covers a block with max time `newest` (see the module doc): one batch for the
+    /// series that are new or whose entry is stale. Checks every series first, so that nothing
+    /// is written when a fingerprint collides. Called with the index locked.
     fn index_series(
         &self,
-        fp: u64,
-        labels: &Labels,
+        index: &mut SeriesIndex,
+        chunks: &[ChunkRef<'_>],
         newest: Timestamp,
         op: &'static str,
     ) -> Result<(), StoreError> {
-        let series = &self.inner.trees.series;
-        let stored = series
-            .get(fp.to_be_bytes())
-            .map_err(StoreError::engine(op))?;
-        let is_new = stored.is_none();
-        if let Some(stored) = stored {
-            match decode_series(&stored) {
-                Ok(entry) if entry.labels != *labels => {
+        let mut seen = HashSet::with_capacity(chunks.len());
+        let mut entries = Vec::new();
+        for c in chunks {
+            let fp = c.labels.fingerprint();
+            if !seen.insert(fp) {
+                continue;
+            }
+            match index.get(fp) {
+                Some(slot) if !SeriesIndex::same_labels(slot, c.labels) => {
+                    let stored = index
+                        .labels(&self.inner.trees, [fp])?
+                        .remove(&fp)
+                        .and_then(Result::ok)
+                        .map_or_else(|| "(unreadable)".to_string(), |l| l.to_string());
                     return Err(StoreError::FingerprintCollision {
                         fp,
-                        stored: entry.labels.to_string(),
-                        new: labels.to_string(),
+                        stored,
+                        new: c.labels.to_string(),
                     });
                 }
-                Ok(SeriesEntry {
-                    referenced_until: Some(r),
-                    ..
-                }) if newest <= r.saturating_add(SERIES_REFRESH_MS) => return Ok(()),
-                Ok(_) => {}
-                // A damaged index entry is replaced by the labels we know are right.
-                Err(e) => self.skip("series", &e),
+                Some(slot)
+                    if slot.referenced_until != UNREFERENCED
+                        && newest <= slot.referenced_until.saturating_add(SERIES_REFRESH_MS) => {}
+                _ => entries.push(NewEntry {
+                    fp,
+                    labels: c.labels,
+                    referenced_until: newest,
+                }),
             }
         }
-        series
-            .insert(fp.to_be_bytes(), encode_series(labels, newest))
-            .map_err(StoreError::engine(op))?;
-        if is_new {
-            self.inner
-                .series_count
-                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        if entries.is_empty() {
+            return Ok(());
         }
-        Ok(())
+        let seq = self
+            .inner
+            .db
+            .generate_id()
+            .map_err(StoreError::engine(op))?;
+        self.inner.chunks_unflushed.store(true, Ordering::SeqCst);
+        let written = index.write(&self.inner.trees, seq, &entries);
+        self.inner
+            .series_count
+            .store(index.len() as u64, Ordering::Relaxed);
+        written
+    }
+
+    /// Locks the series index and the symbol table (see `Inner::index`).
+    pub(super) fn lock_index(&self) -> std::sync::MutexGuard<'_, SeriesIndex> {
+        // A poisoned lock only means another writer panicked between two steps, each of which
+        // leaves memory and the trees consistent (at worst a batch or a symbol kept longer).
+        self.inner.index.lock().unwrap_or_else(|p| p.into_inner())
     }
 
     /// Every stored chunk with `max_t >= min_t` (that is, holding samples at or after `min_t`
@@ -424,6 +475,7 @@ impl Store {
         let mut errors = Vec::new();
         let mut by_series: HashMap<u64, Vec<Pending>> = HashMap::new();
         let trees = &self.inner.trees;
+        let mut reader = self.inner.segments.reader();
         for kv in trees.blocks.range(..=last_block_key(min_t)) {
             let (k, v) = match kv {
                 Ok(kv) => kv,
@@ -433,9 +485,32 @@ impl Store {
                     break;
                 }
             };
-            let decoded = split_block_key(&k)
-                .and_then(|(max_t, seq)| decode_block(max_t, &v).map(|chunks| (seq, chunks)));
-            let (seq, chunks) = match decoded {
+            let (max_t, seq) = match split_block_key(&k) {
+                Ok(d) => d,
+                Err(e) => {
+                    self.skip("chunk_blocks", &e);
+                    continue;
+                }
+            };
+            // The block is in a segment, or inline as earlier versions stored it.
+            let record = match v.first() {
+                Some(&BLOCK_REF_V1) => match decode_block_ref(&v) {
+                    Ok((loc, _)) => match reader.read(loc) {
+                        Ok(r) => Some(r),
+                        Err(e) => {
+                            self.skip("chunk_blocks", &e);
+                            continue;
+                        }
+                    },
+                    Err(e) => {
+                        self.skip("chunk_blocks", &e);
+                        continue;
+                    }
+                },
+                _ => None,
+            };
+            let block = record.as_ref().map_or(&*v, |r| r.block());
+            let chunks = match decode_block(max_t, block) {
                 Ok(d) => d,
                 Err(e) => {
                     self.skip("chunk_blocks", &e);
@@ -471,25 +546,29 @@ impl Store {
         }
         let mut fps: Vec<u64> = by_series.keys().copied().collect();
         fps.sort_unstable();
+        let mut labels = match self.lock_index().labels(trees, fps.iter().copied()) {
+            Ok(l) => l,
+            Err(e) => {
+                errors.push(e);
+                HashMap::new()
+            }
+        };
         let store = self.clone();
         errors
             .into_iter()
             .map(Err)
             .chain(fps.into_iter().flat_map(move |fp| {
                 let mut chunks = by_series.remove(&fp).unwrap_or_default();
-                let labels = match store.inner.trees.series.get(fp.to_be_bytes()) {
-                    Ok(Some(v)) => match decode_series(&v) {
-                        Ok(entry) => entry.labels,
-                        Err(e) => {
-                            store.skip("series", &e);
-                            return Vec::new();
-                        }
-                    },
-                    Ok(None) => {
+                let labels = match labels.remove(&fp) {
+                    Some(Ok(labels)) => labels,
+                    Some(Err(e)) => {
+                        store.skip("series", &e);
+                        return Vec::new();
+                    }
+                    None => {
                         store.skip("chunk_blocks", &"chunks of a series missing from the index");
                         return Vec::new();
                     }
-                    Err(e) => return vec![Err(StoreError::engine("reading the series index")(e))],
                 };
                 chunks.sort_unstable_by_key(|c| (c.max_t, c.order));
                 // Of copies with the same max time, the last one (newest) wins.
@@ -515,86 +594,102 @@ impl Store {
     /// Number of series in the index (series with chunks, and for up to a day those whose
     /// chunks were all pruned; see the module doc).
     pub fn series_count(&self) -> u64 {
-        self.inner
-            .series_count
-            .load(std::sync::atomic::Ordering::Relaxed)
+        self.inner.series_count.load(Ordering::Relaxed)
     }
 
-    /// Deletes up to `budget` blocks whose max time is before `before`, oldest first; returns
-    /// (blocks, chunks) deleted and whether any such block is left.
+    /// Deletes up to `budget` blocks whose max time is before `before`, oldest first, then the
+    /// segments none of whose blocks is left (after a flush: see `segments`).
     pub(super) fn prune_blocks(
         &self,
         before: Timestamp,
         budget: usize,
-    ) -> Result<(u64, u64, bool), StoreError> {
+    ) -> Result<BlockPrune, StoreError> {
         const OP: &str = "pruning chunk blocks";
         let tree = &self.inner.trees.blocks;
-        let (mut blocks, mut chunks) = (0, 0);
+        let mut done = BlockPrune::default();
         let older = (Excluded(last_block_key(before)), Unbounded);
         for kv in tree.range(older).rev().take(budget) {
-            let (k, v) = kv.map_err(StoreError::engine(OP))?;
-            if tree.remove(&k).map_err(StoreError::engine(OP))?.is_some() {
-                blocks += 1;
-                chunks += block_len(&v).unwrap_or(0);
+            let (k, _) = kv.map_err(StoreError::engine(OP))?;
+            let Some(v) = tree.remove(&k).map_err(StoreError::engine(OP))? else {
+                continue;
+            };
+            done.blocks += 1;
+            match v.first() {
+                Some(&BLOCK_REF_V1) => {
+                    if let Ok((loc, n)) = decode_block_ref(&v) {
+                        self.inner.segments.release(loc.segment);
+                        done.chunks += n;
+                    }
+                }
+                _ => done.chunks += block_len(&v).unwrap_or(0),
             }
         }
-        let more = tree
+        done.more = tree
             .range(older)
             .next()
             .transpose()
             .map_err(StoreError::engine(OP))?
             .is_some();
-        Ok((blocks, chunks, more))
+        let doomed = self.inner.segments.take_doomed();
+        if !doomed.is_empty() {
+            if let Err(e) = self.inner.db.flush() {
+                self.inner.segments.restore_doomed(&doomed);
+                return Err(StoreError::engine(OP)(e));
+            }
+            done.segments = self.inner.segments.delete(&doomed)?;
+        }
+        Ok(done)
     }
 
-    /// Removes the index entry `fp` if no chunk can refer to it any more (see the module doc);
-    /// returns whether it did. `blocks_pruned_before` is the cutoff of a prune whose block
-    /// phase is complete.
-    pub(super) fn drop_series_if_unreferenced(
+    /// Drops from the index every series no chunk can refer to any more (see the module doc):
+    /// blocks older than `blocks_pruned_before` are gone, and no per-chunk record of earlier
+    /// versions is left. Returns how many; their batches are rewritten by
+    /// [`Store::rewrite_series_batches`].
+    pub(super) fn drop_unreferenced_series(
         &self,
-        fp: &[u8],
         blocks_pruned_before: Timestamp,
-    ) -> Result<bool, StoreError> {
-        const OP: &str = "pruning the series index";
+    ) -> Result<u64, StoreError> {
         let trees = &self.inner.trees;
-        // See `Inner::series_lock`: no chunk of this series can be written between the check
-        // and the removal.
-        let _guard = self
-            .inner
-            .series_lock
-            .lock()
-            .unwrap_or_else(|p| p.into_inner());
-        let Some(value) = trees.series.get(fp).map_err(StoreError::engine(OP))? else {
-            return Ok(false);
+        // See `Inner::index`: no chunk of these series can be written between the check and the
+        // removal.
+        let mut index = self.lock_index();
+        let legacy = |fp: u64| {
+            trees
+                .chunks
+                .scan_prefix(fp.to_be_bytes())
+                .next()
+                .transpose()
+                .map(|kv| kv.is_some())
+                .map_err(StoreError::engine("pruning the series index"))
         };
-        // An entry that does not decode labels nothing; put_chunks rewrites it if its series
-        // comes back.
-        let in_blocks = decode_series(&value).is_ok_and(|e| {
-            e.referenced_until
-                .is_some_and(|r| r.saturating_add(SERIES_REFRESH_MS) >= blocks_pruned_before)
-        });
-        if in_blocks || trees.chunks.scan_prefix(fp).next().is_some() {
-            return Ok(false);
-        }
-        let removed = trees
-            .series
-            .remove(fp)
-            .map_err(StoreError::engine(OP))?
-            .is_some();
-        if removed {
-            // Saturating: the count is only a gauge and must never wrap.
-            let _ = self.inner.series_count.fetch_update(
-                std::sync::atomic::Ordering::Relaxed,
-                std::sync::atomic::Ordering::Relaxed,
-                |n| Some(n.saturating_sub(1)),
-            );
-        }
-        Ok(removed)
+        let dropped = index.drop_unreferenced(blocks_pruned_before, SERIES_REFRESH_MS, legacy)?;
+        self.inner
+            .series_count
+            .store(index.len() as u64, Ordering::Relaxed);
+        Ok(dropped)
+    }
+
+    /// Rewrites up to `budget` series index batches holding entries that are no longer current;
+    /// returns how many and whether more are waiting.
+    pub(super) fn rewrite_series_batches(
+        &self,
+        budget: usize,
+    ) -> Result<(usize, bool), StoreError> {
+        self.lock_index().rewrite_dirty(&self.inner.trees, budget)
+    }
+
+    /// Removes symbols no stored series entry uses any more, up to `budget` batches of them;
+    /// returns how many symbols and whether more are left. Run after the series phase of a
+    /// prune.
+    pub(super) fn collect_symbols(&self, budget: usize) -> Result<(u64, bool), StoreError> {
+        self.lock_index().collect_symbols(&self.inner.trees, budget)
     }
 }
 
 #[cfg(test)]
 pub(super) mod tests {
+    use super::super::segments::SEGMENT_MAX_SPAN_MS;
+    use super::super::series_index::encode_legacy;
     use super::super::test_util::*;
     use super::*;
 
@@ -616,15 +711,407 @@ pub(super) mod tests {
         e.finish()
     }
 
-    /// Indexes a series as earlier versions did (labels only).
-    pub(in super::super) fn legacy_series(store: &Store, labels: &Labels) {
-        let mut e = Encoder::with_format(SERIES_V1);
-        e.labels(labels);
+    /// Indexes a series as the version before batches did (one key, strings inline); it is
+    /// moved to a batch at the next open.
+    pub(in super::super) fn v2_series(store: &Store, labels: &Labels, referenced_until: i64) {
         put_raw(
             store,
             "series",
             &labels.fingerprint().to_be_bytes(),
-            &e.finish(),
+            &encode_legacy(labels, Some(referenced_until)),
+        );
+    }
+
+    /// Stores a block inline in the index, as the version before segments did.
+    pub(in super::super) fn inline_block(store: &Store, seq: u64, chunks: &[ChunkRef<'_>]) {
+        let max_t = chunks.iter().map(|c| c.max_t).max().unwrap();
+        put_raw(
+            store,
+            "chunk_blocks",
+            &block_key(max_t, seq),
+            &encode_block(max_t, chunks),
+        );
+    }
+
+    /// The store's segment files, oldest first.
+    pub(in super::super) fn segment_files(store: &Store) -> Vec<std::path::PathBuf> {
+        let mut v: Vec<_> = std::fs::read_dir(store.inner.segments.dir())
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .filter(|p| p.extension().is_some_and(|e| e == "seg"))
+            .collect();
+        v.sort();
+        v
+    }
+
+    /// Closes the store and opens it again.
+    pub(in super::super) fn reopen(store: Store) -> Store {
+        let path = store.path().to_owned();
+        drop(store);
+        let opened = Store::open(&path).unwrap();
+        assert!(opened.recovered_from_corruption.is_none());
+        opened.store
+    }
+
+    /// (series, max time, first byte) of every chunk read back.
+    fn read_back(store: &Store) -> Vec<(String, i64, u8)> {
+        store
+            .chunks_since(i64::MIN)
+            .map(|c| {
+                let c = c.unwrap();
+                (c.labels.to_string(), c.max_t, c.bytes[0])
+            })
+            .collect()
+    }
+
+    /// Three checkpoints of two series, one block each, in one segment.
+    fn three_blocks(store: &Store) {
+        let (a, b) = (labels("a"), labels("b"));
+        for (i, t) in [100, 200, 300].into_iter().enumerate() {
+            let byte = [i as u8 + 1; 40];
+            store
+                .put_chunks(&[
+                    ChunkRef {
+                        labels: &a,
+                        min_t: t - 99,
+                        max_t: t,
+                        count: 10,
+                        bytes: &byte,
+                    },
+                    ChunkRef {
+                        labels: &b,
+                        min_t: t - 99,
+                        max_t: t,
+                        count: 10,
+                        bytes: &byte,
+                    },
+                ])
+                .unwrap();
+        }
+    }
+
+    fn want(blocks: &[(i64, u8)]) -> Vec<(String, i64, u8)> {
+        let mut v = Vec::new();
+        for l in [labels("a"), labels("b")] {
+            for (t, byte) in blocks {
+                v.push((l.to_string(), *t, *byte));
+            }
+        }
+        v.sort_by_key(|(l, t, _)| {
+            let fp = if *l == labels("a").to_string() {
+                labels("a").fingerprint()
+            } else {
+                labels("b").fingerprint()
+            };
+            (fp, *t)
+        });
+        v
+    }
+
+    #[test]
+    fn blocks_go_to_segments_and_survive_a_reopen() {
+        let (_dir, store) = temp_store();
+        three_blocks(&store);
+        let files = segment_files(&store);
+        assert_eq!(files.len(), 1);
+        // The blocks' bytes are in the file, not in sled: every index value is a few bytes.
+        let len = std::fs::metadata(&files[0]).unwrap().len();
+        assert!(len > 3 * 2 * 40, "{len} bytes");
+        for v in store.inner.trees.blocks.iter().values() {
+            let v = v.unwrap();
+            assert_eq!(v[0], BLOCK_REF_V1);
+            assert!(v.len() < 16, "{} bytes", v.len());
+        }
+        let all = want(&[(100, 1), (200, 2), (300, 3)]);
+        assert_eq!(read_back(&store), all);
+        // size_on_disk counts the segment.
+        assert!(store.size_on_disk().unwrap() >= len);
+
+        let store = reopen(store);
+        assert_eq!(read_back(&store), all);
+        assert_eq!(store.skipped_records(), 0);
+        assert_eq!(
+            segment_files(&store),
+            files,
+            "nothing written, no new segment"
+        );
+    }
+
+    #[test]
+    fn a_reopened_store_appends_to_a_new_segment() {
+        let (_dir, store) = temp_store();
+        let a = labels("a");
+        store.put_chunk(&a, 0, 100, 1, &[1]).unwrap();
+        let store = reopen(store);
+        store.put_chunk(&a, 101, 200, 1, &[2]).unwrap();
+        store.put_chunk(&a, 201, 300, 1, &[3]).unwrap();
+        let files = segment_files(&store);
+        assert_eq!(files.len(), 2, "one per open");
+        let first = std::fs::read(&files[0]).unwrap();
+        let second = std::fs::read(&files[1]).unwrap();
+        assert!(second.len() > first.len(), "the second holds two blocks");
+        assert_eq!(
+            read_back(&store),
+            [
+                (a.to_string(), 100, 1),
+                (a.to_string(), 200, 2),
+                (a.to_string(), 300, 3)
+            ]
+        );
+    }
+
+    #[test]
+    fn a_torn_tail_loses_only_the_torn_block() {
+        let (_dir, store) = temp_store();
+        three_blocks(&store);
+        let file = segment_files(&store).remove(0);
+        let f = std::fs::OpenOptions::new().write(true).open(&file).unwrap();
+        let len = f.metadata().unwrap().len();
+        // Into the middle of the last record.
+        f.set_len(len - 30).unwrap();
+        drop(f);
+        assert_eq!(read_back(&store), want(&[(100, 1), (200, 2)]));
+        assert_eq!(store.skipped_records(), 1, "one block, counted once");
+
+        // After a restart the torn file is never appended to again.
+        let store = reopen(store);
+        let a = labels("a");
+        store.put_chunk(&a, 301, 400, 1, &[4]).unwrap();
+        assert_eq!(segment_files(&store).len(), 2);
+        assert_eq!(std::fs::metadata(&file).unwrap().len(), len - 30);
+        let got = read_back(&store);
+        assert_eq!(got.len(), 5, "{got:?}");
+        assert!(got.contains(&(a.to_string(), 400, 4)));
+        assert_eq!(store.skipped_records(), 1);
+    }
+
+    #[test]
+    fn a_flipped_byte_fails_the_crc_and_only_that_block() {
+        let (_dir, store) = temp_store();
+        three_blocks(&store);
+        let file = segment_files(&store).remove(0);
+        let mut bytes = std::fs::read(&file).unwrap();
+        // Chunk bytes of the second block: its 40-byte runs of 2s.
+        let at = bytes
+            .windows(40)
+            .position(|w| w.iter().all(|b| *b == 2))
+            .unwrap();
+        bytes[at + 5] ^= 0x10;
+        std::fs::write(&file, &bytes).unwrap();
+        assert_eq!(read_back(&store), want(&[(100, 1), (300, 3)]));
+        assert_eq!(store.skipped_records(), 1);
+    }
+
+    #[test]
+    fn a_missing_segment_skips_its_blocks() {
+        let (_dir, store) = temp_store();
+        let a = labels("a");
+        store.put_chunk(&a, 0, 100, 1, &[1]).unwrap();
+        store.put_chunk(&a, 101, 200, 1, &[2]).unwrap();
+        let store = reopen(store);
+        store.put_chunk(&a, 201, 300, 1, &[3]).unwrap();
+        let files = segment_files(&store);
+        std::fs::remove_file(&files[0]).unwrap();
+        assert_eq!(read_back(&store), [(a.to_string(), 300, 3)]);
+        assert_eq!(store.skipped_records(), 2, "each block of the missing file");
+        // A restart is no refusal either: the index entries stay until retention.
+        let store = reopen(store);
+        assert_eq!(read_back(&store), [(a.to_string(), 300, 3)]);
+    }
+
+    #[test]
+    fn prune_deletes_segments_without_blocks() {
+        let (_dir, store) = temp_store();
+        let a = labels("a");
+        let hour = SEGMENT_MAX_SPAN_MS;
+        store.put_chunk(&a, 0, 100, 1, &[1]).unwrap();
+        store.put_chunk(&a, 101, 200, 1, &[2]).unwrap();
+        // More than a span later: a second segment.
+        store.put_chunk(&a, 201, 300 + hour, 1, &[3]).unwrap();
+        let files = segment_files(&store);
+        assert_eq!(files.len(), 2);
+        let segment_bytes =
+            |store: &Store| super::super::segments::dir_size(store.inner.segments.dir()).unwrap();
+        let before = segment_bytes(&store);
+        // The first block only: its segment still holds the second.
+        assert_eq!(store.prune(101).unwrap().segments, 0);
+        assert!(files[0].exists());
+        let stats = store.prune(201).unwrap();
+        assert_eq!((stats.blocks, stats.segments), (1, 1));
+        assert!(!files[0].exists());
+        assert!(segment_bytes(&store) < before);
+        // The current segment stays while it is appended to, even with no block left...
+        assert_eq!(store.prune(i64::MAX).unwrap().segments, 0);
+        assert!(files[1].exists());
+        assert_eq!(store.chunks_since(i64::MIN).count(), 0);
+        assert_eq!(store.skipped_records(), 0);
+        // ...and goes at the next open, with no index entry left.
+        let store = reopen(store);
+        assert!(segment_files(&store).is_empty());
+    }
+
+    #[test]
+    fn open_deletes_segments_no_index_entry_refers_to() {
+        let (_dir, store) = temp_store();
+        let a = labels("a");
+        store.put_chunk(&a, 0, 100, 1, &[1]).unwrap();
+        let store = reopen(store);
+        store.put_chunk(&a, 101, 200, 1, &[2]).unwrap();
+        store.put_chunk(&a, 201, 300, 1, &[3]).unwrap();
+        let files = segment_files(&store);
+        assert_eq!(files.len(), 2);
+        // As if the process died before sled flushed the second segment's index entries.
+        for key in raw_keys(&store, "chunk_blocks") {
+            let v = store.inner.trees.blocks.get(&key).unwrap().unwrap();
+            if decode_block_ref(&v).unwrap().0.segment != store.inner.segments.current().unwrap() {
+                continue;
+            }
+            remove_raw(&store, "chunk_blocks", &key);
+        }
+        // And a segment torn while it was being created, and a snapshot's temporary file.
+        let dir = store.inner.segments.dir().to_owned();
+        std::fs::write(dir.join("00000000ffffffff.seg"), b"pf").unwrap();
+        std::fs::write(dir.join("open-3.snap.tmp"), b"partial").unwrap();
+        let store = reopen(store);
+        assert_eq!(segment_files(&store), [files[0].clone()]);
+        assert!(!dir.join("open-3.snap.tmp").exists());
+        assert_eq!(read_back(&store), [(a.to_string(), 100, 1)]);
+        assert_eq!(store.skipped_records(), 0);
+    }
+
+    #[test]
+    fn the_series_index_is_written_in_batches_of_symbol_ids() {
+        let (_dir, store) = temp_store();
+        let series: Vec<Labels> = (0..100).map(|i| labels(&format!("job-{i}"))).collect();
+        // Two checkpoints: the first 50 series, then all 100.
+        let chunks = |n: usize, t: i64| -> Vec<ChunkRef<'_>> {
+            series[..n]
+                .iter()
+                .map(|l| ChunkRef {
+                    labels: l,
+                    min_t: t - 10,
+                    max_t: t,
+                    count: 1,
+                    bytes: &[1],
+                })
+                .collect()
+        };
+        store.put_chunks(&chunks(50, 100)).unwrap();
+        store.put_chunks(&chunks(100, 200)).unwrap();
+        // One batch of entries and one of symbols per write that indexed new series.
+        assert_eq!(raw_keys(&store, "series_batches").len(), 2);
+        assert_eq!(raw_keys(&store, "symbols").len(), 2);
+        let index = store.lock_index();
+        // __name__, up, job and a hundred job names.
+        assert_eq!(index.symbols.len(), 103);
+        assert_eq!(index.symbols.refs("job"), Some(100));
+        drop(index);
+        let batches: usize = store
+            .inner
+            .trees
+            .series_batches
+            .iter()
+            .values()
+            .map(|v| v.unwrap().len())
+            .sum();
+        assert!(batches < 100 * 16, "{batches} bytes for 100 entries");
+        // The index and the symbols' counts come back at open.
+        let store = reopen(store);
+        assert_eq!(store.series_count(), 100);
+        assert_eq!(store.lock_index().symbols.refs("job"), Some(100));
+        let got: HashSet<String> = store
+            .chunks_since(i64::MIN)
+            .map(|c| c.unwrap().labels.to_string())
+            .collect();
+        assert_eq!(got.len(), 100);
+        assert!(got.contains(r#"up{job="job-7"}"#), "{got:?}");
+        assert_eq!(store.skipped_records(), 0);
+    }
+
+    #[test]
+    fn a_symbol_mixup_reads_as_a_damaged_entry() {
+        let (_dir, store) = temp_store();
+        let (a, b) = (labels("a"), labels("b"));
+        store.put_chunk(&a, 0, 100, 1, &[1]).unwrap();
+        store.put_chunk(&b, 0, 100, 1, &[2]).unwrap();
+        // Swap the strings "a" and "b", the last symbol of each batch: both entries now
+        // resolve to the other's label set, whose fingerprint is not theirs.
+        let batches: Vec<(Vec<u8>, Vec<u8>)> = store
+            .inner
+            .trees
+            .symbols
+            .iter()
+            .map(|kv| kv.unwrap())
+            .map(|(k, v)| (k.to_vec(), v.to_vec()))
+            .collect();
+        assert_eq!(batches.len(), 2);
+        for (k, mut v) in batches {
+            let last = v.len() - 1;
+            v[last] = if v[last] == b'a' { b'b' } else { b'a' };
+            put_raw(&store, "symbols", &k, &v);
+        }
+        let store = reopen(store);
+        assert_eq!(store.skipped_records(), 2, "two entries, at open");
+        assert_eq!(store.chunks_since(i64::MIN).count(), 0);
+        assert_eq!(store.skipped_records(), 4, "and their chunks");
+        // A write puts a right entry back.
+        store.put_chunk(&a, 101, 200, 1, &[3]).unwrap();
+        let back: Vec<(Labels, i64)> = store
+            .chunks_since(i64::MIN)
+            .map(|c| c.map(|c| (c.labels, c.max_t)).unwrap())
+            .collect();
+        assert_eq!(back, [(a.clone(), 100), (a.clone(), 200)]);
+    }
+
+    #[test]
+    fn earlier_formats_are_read_and_upgraded() {
+        let (_dir, store) = temp_store();
+        let (a, b, c) = (labels("a"), labels("b"), labels("c"));
+        // A store written by the version before segments and symbols: blocks inline in sled,
+        // series entries with their strings; and one older still (labels only).
+        v2_series(&store, &a, 100);
+        v2_series(&store, &b, 100);
+        legacy_series(&store, &c);
+        let chunk = |labels, max_t, byte| ChunkRef {
+            labels,
+            min_t: max_t - 10,
+            max_t,
+            count: 1,
+            bytes: std::slice::from_ref(byte),
+        };
+        inline_block(&store, 1, &[chunk(&a, 100, &1), chunk(&b, 100, &2)]);
+        inline_block(&store, 2, &[chunk(&c, 90, &3)]);
+        let store = reopen(store);
+        assert_eq!(store.series_count(), 3);
+        // New writes go to a segment; the old blocks are still read.
+        store.put_chunk(&a, 101, 200, 1, &[4]).unwrap();
+        let mut got = read_back(&store);
+        got.sort();
+        assert_eq!(
+            got,
+            [
+                (a.to_string(), 100, 1),
+                (a.to_string(), 200, 4),
+                (b.to_string(), 100, 2),
+                (c.to_string(), 90, 3)
+            ]
+        );
+        assert_eq!(store.skipped_records(), 0);
+        // Retention prunes inline blocks as before, and counts their chunks.
+        let stats = store.prune(101).unwrap();
+        assert_eq!((stats.blocks, stats.chunks), (2, 3));
+        assert_eq!(segment_files(&store).len(), 1);
+        assert_eq!(read_back(&store), [(a.to_string(), 200, 4)]);
+    }
+
+    /// Indexes a series as the oldest versions did (labels only); it is moved to a batch at
+    /// the next open.
+    pub(in super::super) fn legacy_series(store: &Store, labels: &Labels) {
+        put_raw(
+            store,
+            "series",
+            &labels.fingerprint().to_be_bytes(),
+            &encode_legacy(labels, None),
         );
     }
 
@@ -750,6 +1237,8 @@ pub(super) mod tests {
             &legacy_chunk(0, 50, 1, &[8]),
         );
         assert_eq!(raw_keys(&store, "chunk_blocks").len(), 3);
+        // The old-format index entry is moved to a batch at open.
+        let store = reopen(store);
 
         let got: Vec<(Labels, i64, u8)> = store
             .chunks_since(i64::MIN)
@@ -855,7 +1344,7 @@ pub(super) mod tests {
             }],
         );
         put_raw(&store, "chunk_blocks", &block_key(200, 1_002), &orphan);
-        put_raw(&store, "series", &7u64.to_be_bytes(), &[SERIES_V2, 5]);
+        put_raw(&store, "series", &7u64.to_be_bytes(), &[2, 5]);
         put_raw(
             &store,
             "chunks",
@@ -864,10 +1353,15 @@ pub(super) mod tests {
         );
         // And an old-format record that does not decode.
         put_raw(&store, "chunks", &chunk_key(a.fingerprint(), 250), &[42]);
+        // The old-format index entry is read (and dropped: it does not decode) at open.
+        let store = reopen(store);
+        assert_eq!(store.skipped_records(), 1);
         let all: Vec<StoredChunk> = store.chunks_since(0).map(Result::unwrap).collect();
         assert_eq!(all.len(), 1);
         assert_eq!(all[0].bytes, [1]);
-        assert_eq!(store.skipped_records(), 6);
+        // Three bad blocks, the orphan block's series and the bad record's series (both
+        // missing from the index), the bad old-format record.
+        assert_eq!(store.skipped_records(), 7);
     }
 
     #[test]
@@ -895,27 +1389,28 @@ pub(super) mod tests {
     fn index_entries_are_refreshed_only_when_stale() {
         let (_dir, store) = temp_store();
         let a = labels("a");
-        let referenced = |store: &Store| {
-            let v = store
-                .inner
-                .trees
-                .series
-                .get(a.fingerprint().to_be_bytes())
-                .unwrap()
-                .unwrap();
-            decode_series(&v).unwrap().referenced_until
-        };
+        let fp = a.fingerprint();
+        let referenced = |store: &Store| store.lock_index().get(fp).map(|s| s.referenced_until);
         legacy_series(&store, &a);
-        assert_eq!(referenced(&store), None);
+        let store = reopen(store);
+        assert_eq!(referenced(&store), Some(UNREFERENCED));
         store.put_chunk(&a, 0, 1_000, 1, &[]).unwrap();
         assert_eq!(referenced(&store), Some(1_000), "old entries are upgraded");
         store
             .put_chunk(&a, 0, 1_000 + SERIES_REFRESH_MS, 1, &[])
             .unwrap();
         assert_eq!(referenced(&store), Some(1_000));
+        assert_eq!(raw_keys(&store, "series_batches").len(), 2);
         store
             .put_chunk(&a, 0, 1_001 + SERIES_REFRESH_MS, 1, &[])
             .unwrap();
+        assert_eq!(referenced(&store), Some(1_001 + SERIES_REFRESH_MS));
+        assert_eq!(raw_keys(&store, "series_batches").len(), 3);
+        // Superseded entries go at the next prune: their batches are deleted.
+        assert_eq!(store.lock_index().dirty_batches(), 2);
+        store.prune(i64::MIN + 1).unwrap();
+        assert_eq!(raw_keys(&store, "series_batches").len(), 1);
+        let store = reopen(store);
         assert_eq!(referenced(&store), Some(1_001 + SERIES_REFRESH_MS));
     }
 }

@@ -36,6 +36,9 @@ pub enum DecodeError {
     /// Labels were not sorted by name, duplicated or had an empty value.
     #[error("label set not canonical")]
     BadLabels,
+    /// The bytes do not match the checksum stored with them.
+    #[error("checksum mismatch")]
+    Checksum,
 }
 
 /// Appends fields to a byte buffer.

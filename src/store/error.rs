@@ -38,6 +38,19 @@ pub enum StoreError {
         #[source]
         source: std::io::Error,
     },
+    /// A file the store keeps beside the engine's (a segment of chunk blocks, the open-chunk
+    /// snapshot) could not be created, written, synced or deleted: disk full, I/O error,
+    /// permissions.
+    #[error("store I/O failed while {op} ({})", path.display())]
+    File {
+        /// What the store was doing.
+        op: &'static str,
+        /// The file or directory.
+        path: PathBuf,
+        /// The file system's error.
+        #[source]
+        source: std::io::Error,
+    },
     /// The storage engine found corrupt data while running (at open, corruption is handled by
     /// moving the store aside instead; see [`crate::store::Opened`]).
     #[error("store data is corrupt (detected while {op})")]
@@ -137,6 +150,6 @@ impl StoreError {
     /// True when the failure is the disk refusing writes (full or read-only): the daemon keeps
     /// running and alerts instead of exiting.
     pub fn is_io(&self) -> bool {
-        matches!(self, StoreError::Io { .. })
+        matches!(self, StoreError::Io { .. } | StoreError::File { .. })
     }
 }

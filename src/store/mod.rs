@@ -1,7 +1,8 @@
 //! The embedded store: every byte postflight keeps on disk goes through [`Store`].
 //!
-//! The store is a sled database with one tree per kind of record. The rest of the daemon sees
-//! only the typed API below; sled never appears outside this module.
+//! The store is a sled database with one tree per kind of record, plus append-only files for
+//! the bulk of the samples. The rest of the daemon sees only the typed API below; sled and the
+//! files never appear outside this module.
 //!
 //! # Records and layout
 //!
@@ -9,17 +10,31 @@
 //! |---|---|---|
 //! | `probes` | name len (u16 BE) · name · time · seq | [`ProbeRecord`] (binary) |
 //! | `alert_transitions` | alertname len · alertname · time · seq | [`AlertTransition`] (binary) |
-//! | `series` | fingerprint (u64 BE) | referenced-until time, label set (binary) |
-//! | `chunk_blocks` | block max time · sequence, newest first | many series' chunks (see [`chunks`]) |
+//! | `series_batches` | batch sequence (u64 BE) | series index entries: fingerprint, referenced-until time, label set as symbol ids (see the `series_index` module) |
+//! | `symbols` | first id of the batch (u32 BE) | label names and values (see the `symbols` module) |
+//! | `series` | fingerprint (u64 BE) | referenced-until time, label set (earlier versions: moved to batches at open) |
+//! | `chunk_blocks` | block max time · sequence, newest first | segment id, offset, length of a block of many series' chunks (see [`chunks`]) |
 //! | `chunks` | fingerprint · chunk max time | min time, count, chunk bytes (read only: earlier versions) |
 //! | `outbox` | id (u64 BE) | owner's type as JSON |
 //! | `nlog`, `silences`, `deployments`, `alert_state` | string | owner's type as JSON ([`Kind`]) |
 //! | `meta` | string | bytes |
 //!
+//! | file | what |
+//! |---|---|
+//! | `segments/<id>.seg` | blocks of chunks, append-only, CRC per block (see the `segments` module) |
+//! | `segments/open-<n>.snap` | shard `n` of the snapshot of the head's open chunks (see the `open_chunks` module) |
+//! | `postflight.witness` | durable flushes completed (see the `witness` module) |
+//! | `db`, `conf`, `blobs/`, `snap.*` | sled's |
+//!
+//! Sample chunks are most of what the store holds, and sled 0.34 keeps about twice the live
+//! bytes of its values on disk, and ~170 bytes per key in a tree that grows by random inserts:
+//! chunks go to files, where they cost their size, and the series index to a few large values
+//! (`bench/RESULTS-store.md`).
+//!
 //! Times in keys are big-endian with the sign bit flipped, so a range scan walks in time order.
-//! Every value starts with a format byte; a reader that meets a format it does not know skips
-//! the record and counts it ([`Store::skipped_records`]) instead of failing or panicking, and a
-//! later version can keep reading what this one wrote.
+//! Every value and file starts with a format byte; a reader that meets a format it does not
+//! know skips the record and counts it ([`Store::skipped_records`]) instead of failing or
+//! panicking, and a later version can keep reading what this one wrote.
 //!
 //! # Durability
 //!
@@ -34,6 +49,14 @@
 //!   flush ([`StoreOptions::flush_every_ms`], 1 s by default). On SIGKILL or power loss at most the
 //!   last ~1 s of them is lost, in addition to the samples still in the in-memory head (not yet
 //!   cut into a chunk). [`Store::flush`] on SIGTERM makes them durable before a clean exit.
+//!   `put_chunks` writes and fsyncs the chunks' bytes to a segment file before it returns;
+//!   only their index entries ride the flush (a block whose entry was lost is garbage, deleted
+//!   at the next open).
+//! - **Snapshot** — [`Store::put_open_chunks`] replaces a snapshot file (write, fsync, rename,
+//!   fsync the directory), after flushing sled if chunks were stored since its last flush:
+//!   when it returns, the snapshot and every chunk stored before it are durable. The
+//!   checkpointer writes the snapshot right after the chunks that closed, so a crash loses at
+//!   most the samples since the last checkpoint.
 //!
 //! A durable write blocks its thread for the fsync (typically around a millisecond on an SSD,
 //! far more on a loaded spinning disk): callers on the async runtime should go through
@@ -48,8 +71,11 @@
 //! see the `witness` module). A corrupt store's directory is renamed to
 //! `<path>.corrupt-<unix seconds>` and a fresh store is opened in its place;
 //! [`Opened::recovered_from_corruption`] says where the old one went (sled may already have cut
-//! the damaged tail off the moved files). After open, a record that does not decode is skipped
-//! and counted, never a panic.
+//! the damaged tail off the moved files; the segment files move with the rest). After open, a
+//! record that does not decode is skipped and counted, never a panic; so is a block whose
+//! segment file is missing, cut short or fails its CRC, and a snapshot shard that fails its
+//! CRC. The files never make the store count as corrupt: sled's index is what decides what
+//! exists, and a file is only as good as each record's check.
 
 pub mod chunks;
 pub mod codec;
@@ -58,7 +84,10 @@ mod history;
 mod open_chunks;
 mod outbox_txn;
 mod prune;
+mod segments;
+mod series_index;
 mod state;
+mod symbols;
 mod witness;
 
 pub use chunks::{ChunkRef, StoredChunk};
@@ -66,15 +95,20 @@ pub use error::StoreError;
 pub use history::{AlertTransition, ProbeRecord};
 pub use open_chunks::{OPEN_SHARDS, OpenChunk};
 pub use prune::{PRUNE_STEP, PruneCursor, PruneStats};
+pub use segments::{SEGMENT_MAX_BYTES, SEGMENT_MAX_SPAN_MS};
 pub use state::{JsonBatch, Kind};
 
+use std::collections::HashMap;
 use std::io;
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU8, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
-use tracing::{error, warn};
+use tracing::{error, info, warn};
+
+use segments::Segments;
+use series_index::SeriesIndex;
 
 /// The on-disk format this build writes and the newest it reads.
 pub const FORMAT_VERSION: u8 = 1;
@@ -135,8 +169,13 @@ impl std::fmt::Debug for Store {
 struct Trees {
     probes: sled::Tree,
     transitions: sled::Tree,
+    /// The series index in batches (see the `series_index` module).
+    series_batches: sled::Tree,
+    /// One key per series, as earlier versions wrote the index; moved to batches at open.
     series: sled::Tree,
-    /// Chunks of many series per value (see [`chunks`]).
+    /// Label names and values of the series index, in batches (see the `symbols` module).
+    symbols: sled::Tree,
+    /// Where each block of chunks is in the segment files (see [`chunks`]).
     blocks: sled::Tree,
     /// One chunk per value, as earlier versions wrote them; read and pruned, never written.
     chunks: sled::Tree,
@@ -153,7 +192,9 @@ impl Trees {
         Ok(Trees {
             probes: db.open_tree("probes")?,
             transitions: db.open_tree("alert_transitions")?,
+            series_batches: db.open_tree("series_batches")?,
             series: db.open_tree("series")?,
+            symbols: db.open_tree("symbols")?,
             blocks: db.open_tree("chunk_blocks")?,
             chunks: db.open_tree("chunks")?,
             outbox: db.open_tree("outbox")?,
@@ -176,11 +217,23 @@ struct Inner {
     fail_writes: AtomicBool,
     /// Records skipped because they did not decode (unknown format byte, truncation...).
     skipped: AtomicU64,
-    /// Entries in the series index, kept in memory because sled's `len` walks the tree.
+    /// Series in the index, readable without taking the index's lock.
     series_count: AtomicU64,
-    /// Serializes "is this series still referenced" decisions between [`Store::put_chunks`]
-    /// and pruning, so that a prune never removes the index entry of a chunk being written.
-    series_lock: Mutex<()>,
+    /// The series index and the symbol table. The lock serializes every index decision: "is
+    /// this series still referenced" between [`Store::put_chunks`] and pruning (so that a
+    /// prune never removes the index entry of a chunk being written), batches and symbols'
+    /// reference counts.
+    index: Mutex<SeriesIndex>,
+    /// Set by [`Store::put_chunks`] (series and block index entries written) and cleared by the
+    /// flush in [`Store::put_open_chunks`]: a snapshot replaces the previous one only once the
+    /// chunks that closed since are durable, and the series it names by fingerprint are in the
+    /// durable index. Spares a flush per shard when nothing changed.
+    chunks_unflushed: AtomicBool,
+    /// The segment files holding the blocks of chunks.
+    segments: Segments,
+    /// Bit `n` set: the `meta` tree may still hold shard `n` of the open-chunk snapshot as
+    /// earlier versions wrote it (see [`open_chunks`]).
+    legacy_open: AtomicU8,
     /// Durable flushes, one at a time: the sequence written to `meta` and then to the witness
     /// file must only grow, so two flushes may not interleave their two steps.
     durable: Mutex<DurableState>,
@@ -380,10 +433,41 @@ impl Store {
                 None
             }
         };
-        let mut series = 0;
-        for kv in trees.series.iter() {
-            kv.map_err(corrupt)?;
-            series += 1;
+        let (mut index, mut skipped) = SeriesIndex::load(&trees).map_err(corrupt)?;
+        let mut next_id = || {
+            db.generate_id()
+                .map_err(StoreError::engine("moving the series index to batches"))
+        };
+        let migrated = index.migrate(&trees, &mut next_id).map_err(|e| match e {
+            StoreError::Corrupt { source, .. } => OpenFailure::Corrupt(source.to_string()),
+            e => OpenFailure::Fatal(e),
+        })?;
+        skipped.extend(migrated.into_iter().map(|e| ("series", e)));
+        for (tree, error) in &skipped {
+            warn!(tree, %error, "skipping a stored record that does not decode");
+        }
+        let legacy_open = open_chunks::legacy_shards(&trees.meta).map_err(corrupt)?;
+        // Index entries per segment. An error here must stop the open: the segments not counted
+        // would be taken for orphans and deleted.
+        let mut live: HashMap<u64, u64> = HashMap::new();
+        for v in trees.blocks.iter().values() {
+            if let Ok((loc, _)) = chunks::decode_block_ref(&v.map_err(corrupt)?) {
+                *live.entry(loc.segment).or_insert(0) += 1;
+            }
+        }
+        let segment_dir = path.join(segments::DIR_NAME);
+        let (segments, orphans) = Segments::open(segment_dir.clone(), live).map_err(|source| {
+            OpenFailure::Fatal(StoreError::File {
+                op: "opening the segment files",
+                path: segment_dir,
+                source,
+            })
+        })?;
+        if orphans > 0 {
+            info!(
+                files = orphans,
+                "deleted segment files no index entry refers to (left by a crash)"
+            );
         }
         Ok(Store {
             inner: Arc::new(Inner {
@@ -391,9 +475,12 @@ impl Store {
                 path: path.to_owned(),
                 trees,
                 fail_writes: AtomicBool::new(false),
-                skipped: AtomicU64::new(0),
-                series_count: AtomicU64::new(series),
-                series_lock: Mutex::new(()),
+                skipped: AtomicU64::new(skipped.len() as u64),
+                series_count: AtomicU64::new(index.len() as u64),
+                index: Mutex::new(index),
+                chunks_unflushed: AtomicBool::new(false),
+                segments,
+                legacy_open: AtomicU8::new(legacy_open),
                 durable: Mutex::new(DurableState { seq, witness }),
             }),
         })
@@ -411,12 +498,15 @@ impl Store {
         self.flush_durable("flushing")
     }
 
-    /// Bytes the store occupies on disk.
+    /// Bytes the store occupies on disk: every file in its directory, sled's (log, blobs,
+    /// config, snapshots), the segments and the open-chunk snapshot. (sled's own
+    /// `size_on_disk` counts only its log and blobs.)
     pub fn size_on_disk(&self) -> Result<u64, StoreError> {
-        self.inner
-            .db
-            .size_on_disk()
-            .map_err(StoreError::engine("measuring size on disk"))
+        segments::dir_size(&self.inner.path).map_err(|source| StoreError::File {
+            op: "measuring size on disk",
+            path: self.inner.path.clone(),
+            source,
+        })
     }
 
     /// A new id, unique and increasing across restarts (sled persists its id counter). Used for
@@ -472,7 +562,14 @@ impl Store {
             .meta
             .insert(SEQ_KEY, &seq.to_be_bytes())
             .map_err(StoreError::engine(op))?;
-        self.inner.db.flush().map_err(StoreError::engine(op))?;
+        // Cleared before the flush: chunks stored during it set it again.
+        let unflushed = self.inner.chunks_unflushed.swap(false, Ordering::SeqCst);
+        if let Err(e) = self.inner.db.flush() {
+            self.inner
+                .chunks_unflushed
+                .fetch_or(unflushed, Ordering::SeqCst);
+            return Err(StoreError::engine(op)(e));
+        }
         state.seq = seq;
         if let Some(w) = state.witness.as_mut()
             && let Err(e) = w.write(seq)
@@ -536,6 +633,12 @@ pub(crate) mod test_util {
     pub fn put_raw(store: &Store, tree: &str, key: &[u8], value: &[u8]) {
         let t = store.inner.db.open_tree(tree).expect("tree");
         t.insert(key, value).expect("insert");
+    }
+
+    /// Removes a raw key from a tree (to plant the effects of a crash).
+    pub fn remove_raw(store: &Store, tree: &str, key: &[u8]) {
+        let t = store.inner.db.open_tree(tree).expect("tree");
+        t.remove(key).expect("remove");
     }
 
     /// Every key of a tree, raw.

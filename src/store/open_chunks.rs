@@ -1,17 +1,46 @@
 //! The head's open chunks, so that a crash loses at most one checkpoint interval of samples
 //! instead of every sample not yet in a closed chunk.
 //!
-//! The `meta` tree's keys `head.open.0` … `head.open.7` hold every series' open chunk as of the
-//! last checkpoint, split by fingerprint; each checkpoint replaces them: a snapshot, not a log. Series whose label set is already in the series index (they have a closed chunk on
-//! disk) are written by fingerprint only; the others carry their labels.
+//! Files `open-0.snap` … `open-7.snap` in the segment directory hold every series' open chunk
+//! as of the last checkpoint, split by fingerprint; each checkpoint replaces them: a snapshot,
+//! not a log. Series whose label set is already in the series index (they have a closed chunk
+//! on disk) are written by fingerprint only; the others carry their labels.
+//!
+//! Earlier versions kept the shards as sled values (`meta` keys `head.open.0` …): some 6 MB
+//! rewritten every 30 s, all of it garbage in sled's log until its cleaner came by. A file is
+//! replaced in place instead: written to `open-<n>.snap.tmp`, fsynced, renamed over the old
+//! one, and the directory fsynced, so that a crash leaves the old snapshot or the new one,
+//! never a mix (a left-over temporary file is deleted at open). sled is flushed first if
+//! chunks were stored since its last flush, so that the chunks that closed since the previous
+//! snapshot (whose samples it held, and the new one no longer does) are durable, and every
+//! series the snapshot names by fingerprint is in the durable index.
+//!
+//! File: magic `pfop` · format byte [`SNAPSHOT_V1`] · CRC-32 of the body (u32 BE) · body. Body
+//! (as the sled values were): format byte · entry count · per entry: 0 · fingerprint (varint)
+//! or 1 · label set, then the chunk's bytes (length-prefixed). A shard whose file does not
+//! check out is skipped and counted. The old sled shards are still read where no file
+//! replaces them, and deleted when their shard's file is first written.
+
+use std::fs::File;
+use std::io::{self, Write};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::Ordering;
 
 use super::codec::{DecodeError, Decoder, Encoder};
+use super::segments::{TMP_SUFFIX, sync_dir};
 use super::{Store, StoreError};
 use crate::series::Labels;
 
 /// The snapshot is written in this many parts (by series fingerprint).
 pub const OPEN_SHARDS: usize = 8;
+/// Format byte of a snapshot's body.
 const OPEN_V1: u8 = 1;
+/// Format byte of snapshot files.
+const SNAPSHOT_V1: u8 = 1;
+/// Start of every snapshot file, followed by the format byte.
+const MAGIC: &[u8; 4] = b"pfop";
+/// Magic, format byte and CRC.
+const HEADER_LEN: usize = MAGIC.len() + 1 + 4;
 
 /// One open chunk to snapshot.
 pub struct OpenChunk<'a> {
@@ -23,10 +52,30 @@ pub struct OpenChunk<'a> {
     pub bytes: &'a [u8],
 }
 
+/// The `meta` key of shard `shard` as earlier versions stored it.
+fn legacy_key(shard: usize) -> String {
+    format!("head.open.{shard}")
+}
+
+/// Which shards earlier versions left in `meta` (bit `n` for shard `n`).
+pub(super) fn legacy_shards(meta: &sled::Tree) -> Result<u8, sled::Error> {
+    let mut bits = 0;
+    for shard in 0..OPEN_SHARDS {
+        if meta.contains_key(legacy_key(shard))? {
+            bits |= 1 << shard;
+        }
+    }
+    Ok(bits)
+}
+
 impl Store {
-    /// Replaces shard `shard` (of [`OPEN_SHARDS`]) of the snapshot of open chunks. Bulk
-    /// durability (the periodic flush). Written in shards so no single value, and no single
-    /// buffer, holds every series' open chunk at once.
+    fn snapshot_path(&self, shard: usize) -> PathBuf {
+        self.inner.segments.dir().join(format!("open-{shard}.snap"))
+    }
+
+    /// Replaces shard `shard` (of [`OPEN_SHARDS`]) of the snapshot of open chunks; durable when
+    /// it returns. Written in shards so that no single file, and no single buffer, holds every
+    /// series' open chunk at once.
     pub fn put_open_chunks(
         &self,
         shard: usize,
@@ -34,6 +83,11 @@ impl Store {
     ) -> Result<(), StoreError> {
         const OP: &str = "writing open chunks";
         self.check_writable(OP)?;
+        if shard >= OPEN_SHARDS {
+            return Err(StoreError::InvalidRecord {
+                reason: format!("open-chunk shard {shard} is not below {OPEN_SHARDS}"),
+            });
+        }
         let mut e = Encoder::with_format(OPEN_V1);
         e.uvarint(chunks.len() as u64);
         for c in chunks {
@@ -44,36 +98,78 @@ impl Store {
             }
             e.bytes(c.bytes);
         }
-        let key = format!("head.open.{shard}");
-        self.inner
-            .trees
-            .meta
-            .insert(key.as_bytes(), e.finish())
-            .map_err(StoreError::engine(OP))?;
+        let body = e.finish();
+        // The chunks closed since the last snapshot, and the series named by fingerprint, must
+        // outlive a crash that keeps this snapshot (see the module doc).
+        if self.inner.chunks_unflushed.swap(false, Ordering::SeqCst)
+            && let Err(e) = self.inner.db.flush()
+        {
+            self.inner.chunks_unflushed.store(true, Ordering::SeqCst);
+            return Err(StoreError::engine(OP)(e));
+        }
+        let path = self.snapshot_path(shard);
+        write_snapshot(&path, &body).map_err(|source| StoreError::File {
+            op: OP,
+            path,
+            source,
+        })?;
+        let bit = 1u8 << shard;
+        if self.inner.legacy_open.load(Ordering::Relaxed) & bit != 0 {
+            self.inner
+                .trees
+                .meta
+                .remove(legacy_key(shard))
+                .map_err(StoreError::engine(OP))?;
+            self.inner.legacy_open.fetch_and(!bit, Ordering::Relaxed);
+        }
         Ok(())
     }
 
-    /// The open chunks of the last snapshot, with their labels. Entries that do not decode, or
-    /// whose series is unknown, are skipped and counted.
+    /// The open chunks of the last snapshot, with their labels. Shards and entries that do not
+    /// decode, or whose series is unknown, are skipped and counted.
     pub fn open_chunks(&self) -> Result<Vec<(Labels, Vec<u8>)>, StoreError> {
         let mut out = Vec::new();
         for shard in 0..OPEN_SHARDS {
-            let key = format!("head.open.{shard}");
-            let Some(v) = self
-                .inner
-                .trees
-                .meta
-                .get(key.as_bytes())
-                .map_err(StoreError::engine("reading open chunks"))?
-            else {
-                continue;
+            let path = self.snapshot_path(shard);
+            let body = match std::fs::read(&path) {
+                Ok(bytes) => match check_snapshot(&bytes) {
+                    Ok(body) => body.to_vec(),
+                    Err(e) => {
+                        self.skip("open_chunks", &e);
+                        continue;
+                    }
+                },
+                Err(e) if e.kind() == io::ErrorKind::NotFound => {
+                    match self.legacy_open_shard(shard)? {
+                        Some(v) => v,
+                        None => continue,
+                    }
+                }
+                Err(e) => {
+                    self.skip("open_chunks", &format_args!("{}: {e}", path.display()));
+                    continue;
+                }
             };
-            match self.decode_open(&v) {
+            match self.decode_open(&body) {
                 Ok(part) => out.extend(part),
                 Err(e) => self.skip("open_chunks", &e),
             }
         }
         Ok(out)
+    }
+
+    /// Shard `shard` as earlier versions stored it, if it is still there.
+    fn legacy_open_shard(&self, shard: usize) -> Result<Option<Vec<u8>>, StoreError> {
+        if self.inner.legacy_open.load(Ordering::Relaxed) & (1 << shard) == 0 {
+            return Ok(None);
+        }
+        let v = self
+            .inner
+            .trees
+            .meta
+            .get(legacy_key(shard))
+            .map_err(StoreError::engine("reading open chunks"))?;
+        Ok(v.map(|v| v.to_vec()))
     }
 
     fn decode_open(&self, v: &[u8]) -> Result<Vec<(Labels, Vec<u8>)>, DecodeError> {
@@ -82,25 +178,200 @@ impl Store {
             return Err(DecodeError::UnknownFormat(format));
         }
         let n = d.uvarint()? as usize;
-        let mut out = Vec::with_capacity(n.min(1 << 20));
+        // Series by fingerprint or by labels, and the chunk.
+        let mut entries: Vec<(Result<Labels, u64>, &[u8])> = Vec::with_capacity(n.min(1 << 20));
         for _ in 0..n {
-            let labels = match d.u8()? {
-                0 => {
-                    let fp = d.uvarint()?;
-                    match self.inner.trees.series.get(fp.to_be_bytes()) {
-                        Ok(Some(stored)) => {
-                            super::chunks::decode_series(&stored).ok().map(|e| e.labels)
-                        }
-                        _ => None,
-                    }
-                }
-                _ => Some(d.labels()?),
+            let series = match d.u8()? {
+                0 => Err(d.uvarint()?),
+                _ => Ok(d.labels()?),
             };
-            let bytes = d.bytes()?.to_vec();
-            if let Some(l) = labels {
-                out.push((l, bytes));
-            }
+            entries.push((series, d.bytes()?));
         }
-        Ok(out)
+        d.finish()?;
+        let fps = entries
+            .iter()
+            .filter_map(|(s, _)| s.as_ref().err().copied());
+        // A series the index does not know (any more) is dropped, as its chunk cannot be
+        // labelled.
+        let known = self
+            .lock_index()
+            .labels(&self.inner.trees, fps)
+            .unwrap_or_default();
+        Ok(entries
+            .into_iter()
+            .filter_map(|(series, bytes)| {
+                let labels = match series {
+                    Ok(labels) => labels,
+                    Err(fp) => known.get(&fp)?.as_ref().ok()?.clone(),
+                };
+                Some((labels, bytes.to_vec()))
+            })
+            .collect())
+    }
+}
+
+/// Replaces the file at `path` with a snapshot of `body`: temporary file, fsync, rename,
+/// directory fsync. The temporary file is removed if any step fails.
+fn write_snapshot(path: &Path, body: &[u8]) -> io::Result<()> {
+    let mut tmp = path.as_os_str().to_owned();
+    tmp.push(TMP_SUFFIX);
+    let tmp = PathBuf::from(tmp);
+    let written = (|| {
+        let mut f = File::create(&tmp)?;
+        let mut header = MAGIC.to_vec();
+        header.push(SNAPSHOT_V1);
+        header.extend_from_slice(&crc32fast::hash(body).to_be_bytes());
+        f.write_all(&header)?;
+        f.write_all(body)?;
+        f.sync_data()?;
+        std::fs::rename(&tmp, path)
+    })();
+    if let Err(e) = written {
+        let _ = std::fs::remove_file(&tmp);
+        return Err(e);
+    }
+    match path.parent() {
+        Some(dir) => sync_dir(dir),
+        None => Ok(()),
+    }
+}
+
+/// The body of a snapshot file, if its header and CRC check out.
+fn check_snapshot(bytes: &[u8]) -> Result<&[u8], DecodeError> {
+    let (header, body) = bytes
+        .split_at_checked(HEADER_LEN)
+        .ok_or(DecodeError::Truncated)?;
+    if header[..MAGIC.len()] != *MAGIC {
+        return Err(DecodeError::OutOfRange);
+    }
+    if header[MAGIC.len()] != SNAPSHOT_V1 {
+        return Err(DecodeError::UnknownFormat(header[MAGIC.len()]));
+    }
+    let mut crc = [0u8; 4];
+    crc.copy_from_slice(&header[MAGIC.len() + 1..]);
+    if crc32fast::hash(body) != u32::from_be_bytes(crc) {
+        return Err(DecodeError::Checksum);
+    }
+    Ok(body)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::test_util::*;
+    use super::*;
+
+    fn reopen(store: Store) -> Store {
+        let path = store.path().to_owned();
+        drop(store);
+        Store::open(&path).unwrap().store
+    }
+
+    #[test]
+    fn snapshots_round_trip_in_files_and_replace_themselves() {
+        let (_dir, store) = temp_store();
+        let (a, b) = (Labels::new([("job", "a")]), Labels::new([("job", "b")]));
+        store.put_chunk(&a, 0, 100, 1, &[1]).unwrap();
+        let open = [
+            OpenChunk {
+                labels: &a,
+                indexed: true,
+                bytes: &[7, 7],
+            },
+            OpenChunk {
+                labels: &b,
+                indexed: false,
+                bytes: &[8],
+            },
+        ];
+        store.put_open_chunks(3, &open).unwrap();
+        let mut got = store.open_chunks().unwrap();
+        got.sort();
+        assert_eq!(got, [(a.clone(), vec![7, 7]), (b.clone(), vec![8])]);
+        let names: Vec<String> = std::fs::read_dir(store.inner.segments.dir())
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .filter(|n| !n.ends_with(".seg"))
+            .collect();
+        assert_eq!(names, ["open-3.snap"], "no temporary file left");
+        assert!(
+            raw_keys(&store, "meta")
+                .iter()
+                .all(|k| !k.starts_with(b"head.open"))
+        );
+
+        store.put_open_chunks(3, &open[1..]).unwrap();
+        assert_eq!(store.open_chunks().unwrap(), [(b.clone(), vec![8])]);
+        let store = reopen(store);
+        assert_eq!(store.open_chunks().unwrap(), [(b.clone(), vec![8])]);
+        store.put_open_chunks(3, &[]).unwrap();
+        assert!(store.open_chunks().unwrap().is_empty());
+        assert!(matches!(
+            store.put_open_chunks(OPEN_SHARDS, &[]),
+            Err(StoreError::InvalidRecord { .. })
+        ));
+        assert_eq!(store.skipped_records(), 0);
+    }
+
+    #[test]
+    fn damaged_snapshots_are_skipped_and_counted() {
+        let (_dir, store) = temp_store();
+        let labels: Vec<Labels> = (0..3)
+            .map(|i| Labels::new([("job", i.to_string())]))
+            .collect();
+        for (shard, l) in labels.iter().enumerate() {
+            let chunk = OpenChunk {
+                labels: l,
+                indexed: false,
+                bytes: &[1, 2, 3, 4, 5, 6],
+            };
+            store.put_open_chunks(shard, &[chunk]).unwrap();
+        }
+        let path = |shard: usize| store.snapshot_path(shard);
+        let mut bytes = std::fs::read(path(0)).unwrap();
+        let last = bytes.len() - 1;
+        bytes[last] ^= 1;
+        std::fs::write(path(0), &bytes).unwrap();
+        std::fs::write(path(1), b"pfo").unwrap();
+        assert_eq!(
+            store.open_chunks().unwrap(),
+            [(labels[2].clone(), vec![1, 2, 3, 4, 5, 6])]
+        );
+        assert_eq!(store.skipped_records(), 2);
+        assert_eq!(check_snapshot(&bytes), Err(DecodeError::Checksum));
+        assert_eq!(check_snapshot(b"pfo"), Err(DecodeError::Truncated));
+        assert_eq!(
+            check_snapshot(b"pfop\x02\0\0\0\0"),
+            Err(DecodeError::UnknownFormat(2))
+        );
+    }
+
+    #[test]
+    fn snapshots_of_earlier_versions_are_read_then_deleted() {
+        let (_dir, store) = temp_store();
+        let (a, b) = (Labels::new([("job", "a")]), Labels::new([("job", "b")]));
+        store.put_chunk(&a, 0, 100, 1, &[1]).unwrap();
+        // As earlier versions wrote shard 2: the body, as a `meta` value.
+        let mut e = Encoder::with_format(OPEN_V1);
+        e.uvarint(2)
+            .u8(0)
+            .uvarint(a.fingerprint())
+            .bytes(&[5])
+            .u8(1)
+            .labels(&b)
+            .bytes(&[6]);
+        put_raw(&store, "meta", legacy_key(2).as_bytes(), &e.finish());
+        let store = reopen(store);
+        let mut got = store.open_chunks().unwrap();
+        got.sort();
+        assert_eq!(got, [(a.clone(), vec![5]), (b.clone(), vec![6])]);
+        // Another shard's write leaves it; its own shard's write deletes it.
+        store.put_open_chunks(1, &[]).unwrap();
+        assert_eq!(store.open_chunks().unwrap().len(), 2);
+        store.put_open_chunks(2, &[]).unwrap();
+        assert!(store.open_chunks().unwrap().is_empty());
+        assert!(store.meta_get(&legacy_key(2)).unwrap().is_none());
+        let store = reopen(store);
+        assert!(store.open_chunks().unwrap().is_empty());
+        assert_eq!(store.skipped_records(), 0);
     }
 }

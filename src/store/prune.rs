@@ -1,5 +1,6 @@
 //! Retention: deleting probe results, alert transitions and chunks older than a cutoff, in
-//! bounded steps.
+//! bounded steps; then the segment files, series index entries and symbols nothing refers to
+//! any more.
 //!
 //! Deletions are single-key removes (sled's atomic batches take a store-wide write lock, which
 //! would stall the head's writers for the whole batch). A [`PruneCursor`] remembers where the
@@ -25,6 +26,10 @@ pub struct PruneStats {
     pub blocks: u64,
     /// Series index entries deleted because none of their chunks can be left.
     pub series: u64,
+    /// Segment files deleted because none of their blocks is left.
+    pub segments: u64,
+    /// Symbols (label names and values) deleted because no series uses them any more.
+    pub symbols: u64,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -37,8 +42,12 @@ enum Phase {
     Blocks,
     /// Series index entries no chunk can refer to any more (see the `chunks` module doc):
     /// the ones whose chunks this prune or an earlier one deleted, and any left behind by a
-    /// crash between indexing a series and writing its first block.
+    /// crash between indexing a series and writing its first block; then the batches that
+    /// held them, and the ones holding entries superseded since (see `series_index`).
     Series,
+    /// Symbols no series index entry uses any more (after the series phase: see the
+    /// `symbols` module doc).
+    Symbols,
     Done,
 }
 
@@ -81,7 +90,8 @@ impl PruneCursor {
             Phase::Transitions => Phase::Chunks,
             Phase::Chunks => Phase::Blocks,
             Phase::Blocks => Phase::Series,
-            Phase::Series | Phase::Done => Phase::Done,
+            Phase::Series => Phase::Symbols,
+            Phase::Symbols | Phase::Done => Phase::Done,
         };
         self.resume.clear();
     }
@@ -92,7 +102,8 @@ pub const PRUNE_STEP: usize = 1_000;
 
 impl Store {
     /// Deletes everything older than `before` (ms): probe results and transitions by time,
-    /// blocks of chunks by max time, and series no chunk can refer to any more. Runs [`Store::prune_step`]s of
+    /// blocks of chunks by max time (and the segment files left without blocks), series no
+    /// chunk can refer to any more, and symbols no series uses. Runs [`Store::prune_step`]s of
     /// [`PRUNE_STEP`] deletions, yielding the thread between them; call it from a blocking
     /// thread, or drive `prune_step` yourself to yield to the async runtime.
     pub fn prune(&self, before: Timestamp) -> Result<PruneStats, StoreError> {
@@ -120,18 +131,28 @@ impl Store {
                 Phase::Transitions => &self.inner.trees.transitions,
                 Phase::Chunks => &self.inner.trees.chunks,
                 Phase::Blocks => {
-                    let (blocks, chunks, more) = self.prune_blocks(cursor.before, budget)?;
-                    cursor.stats.blocks += blocks;
-                    cursor.stats.chunks += chunks;
+                    let done = self.prune_blocks(cursor.before, budget)?;
+                    cursor.stats.blocks += done.blocks;
+                    cursor.stats.chunks += done.chunks;
+                    cursor.stats.segments += done.segments;
                     // A block always costs budget, deleted or not, so that a step ends.
-                    budget = budget.saturating_sub((blocks as usize).max(1));
-                    if !more {
+                    budget = budget.saturating_sub((done.blocks as usize).max(1));
+                    if !done.more {
                         cursor.next_phase();
                     }
                     continue;
                 }
                 Phase::Series => {
                     budget = self.prune_series(cursor, budget)?;
+                    continue;
+                }
+                Phase::Symbols => {
+                    let (removed, more) = self.collect_symbols(budget)?;
+                    cursor.stats.symbols += removed;
+                    budget = budget.saturating_sub((removed as usize).max(1));
+                    if !more {
+                        cursor.next_phase();
+                    }
                     continue;
                 }
                 Phase::Done => return Ok(false),
@@ -189,33 +210,27 @@ impl Store {
         Ok(!cursor.is_done())
     }
 
-    /// Checks up to `budget` series index entries from the cursor; returns the budget left.
-    fn prune_series(
-        &self,
-        cursor: &mut PruneCursor,
-        mut budget: usize,
-    ) -> Result<usize, StoreError> {
-        let start = cursor.resume.clone();
-        for k in self.inner.trees.series.range(start..).keys() {
-            if budget == 0 {
-                return Ok(0);
-            }
-            let k = k.map_err(StoreError::engine("pruning the series index"))?;
-            if self.drop_series_if_unreferenced(&k, cursor.before)? {
-                cursor.stats.series += 1;
-            }
-            cursor.resume = k.to_vec();
-            cursor.resume.push(0);
-            budget -= 1;
+    /// The series phase: first drops every unreferenced series from the index (in memory, at
+    /// once), then rewrites up to `budget` of the batches that held them; returns the budget
+    /// left.
+    fn prune_series(&self, cursor: &mut PruneCursor, budget: usize) -> Result<usize, StoreError> {
+        if cursor.resume.is_empty() {
+            cursor.stats.series += self.drop_unreferenced_series(cursor.before)?;
+            // Marks the drop as done for the steps that follow.
+            cursor.resume.push(1);
         }
-        cursor.next_phase();
-        Ok(budget)
+        let (rewritten, more) = self.rewrite_series_batches(budget)?;
+        if !more {
+            cursor.next_phase();
+        }
+        // A rewrite always costs budget, so that a step ends.
+        Ok(budget.saturating_sub(rewritten.max(1)))
     }
 }
 
 #[cfg(test)]
 mod tests {
-    use super::super::chunks::tests::{legacy_chunk, legacy_series};
+    use super::super::chunks::tests::{legacy_chunk, legacy_series, reopen};
     use super::super::chunks::{ChunkRef, SERIES_REFRESH_MS, chunk_key};
     use super::super::test_util::*;
     use super::super::{AlertTransition, ProbeRecord};
@@ -289,13 +304,18 @@ mod tests {
         chunks: 3,
         blocks: 1,
         series: 1,
+        // The blocks' segment still holds two; the legacy series' value `legacy` goes.
+        segments: 0,
+        symbols: 1,
     };
 
     #[test]
     fn prune_removes_exactly_the_old_records() {
         let (_dir, store) = temp_store();
         fill(&store);
-        assert_eq!(raw_keys(&store, "series").len(), 3);
+        // The old-format index entry is moved to a batch at open.
+        let store = reopen(store);
+        assert_eq!(store.series_count(), 3);
         let stats = store.prune(500).unwrap();
         // Whole blocks go: the block with max time 500 stays, with old's chunk ending at 499.
         // The legacy series has no chunk left; the others are kept for a day (see `chunks`).
@@ -331,7 +351,7 @@ mod tests {
         );
         assert_eq!(raw_keys(&store, "chunk_blocks").len(), 2);
         assert!(raw_keys(&store, "chunks").is_empty());
-        assert_eq!(raw_keys(&store, "series").len(), 2);
+        assert_eq!(store.series_count(), 2);
         assert_eq!(
             store.prune(500).unwrap(),
             PruneStats::default(),
@@ -344,6 +364,7 @@ mod tests {
     fn small_steps_reach_the_same_result() {
         let (_dir, store) = temp_store();
         fill(&store);
+        let store = reopen(store);
         let mut cursor = PruneCursor::new(500);
         let mut steps = 0;
         while store.prune_step(&mut cursor, 2).unwrap() {
@@ -380,6 +401,9 @@ mod tests {
             );
         }
         assert_eq!(store.series_count(), 2, "raw writes are not counted");
+        // Old-format index entries are moved to batches at open.
+        let store = reopen(store);
+        assert_eq!(store.series_count(), 5);
         let stats = store.prune(101 + r).unwrap();
         assert_eq!(
             stats,
@@ -387,17 +411,20 @@ mod tests {
                 chunks: 3,
                 blocks: 2,
                 series: 3,
+                // The first two blocks' segment (the third block, a day later, started
+                // another), and the values of the three series gone (`job` is still used).
+                segments: 1,
+                symbols: 3,
                 ..PruneStats::default()
             }
         );
-        let mut left = raw_keys(&store, "series");
-        left.sort();
-        let mut want = vec![
-            kept.fingerprint().to_be_bytes().to_vec(),
-            legacy_kept.fingerprint().to_be_bytes().to_vec(),
-        ];
-        want.sort();
-        assert_eq!(left, want);
+        // Two batches of symbols left: `job` and `kept`, and `legacy_kept`.
+        assert_eq!(raw_keys(&store, "symbols").len(), 2);
+        assert_eq!(store.series_count(), 2);
+        let index = store.lock_index();
+        assert!(index.get(kept.fingerprint()).is_some());
+        assert!(index.get(legacy_kept.fingerprint()).is_some());
+        drop(index);
         let chunks: Vec<(Labels, i64)> = store
             .chunks_since(i64::MIN)
             .map(|c| c.map(|c| (c.labels, c.max_t)).unwrap())

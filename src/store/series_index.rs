@@ -1,0 +1,594 @@
+//! The series index: fingerprint → label set and referenced-until time, for every series with
+//! chunks in the store.
+//!
+//! # Layout
+//!
+//! Tree `series_batches`: one value per *batch* of entries, the series that one
+//! [`Store::put_chunks`](super::Store::put_chunks) call indexed or refreshed. Key: batch
+//! sequence number (u64 BE, from sled's id counter, so later batches sort later). Value:
+//! format byte [`SERIES_BATCH_V1`] · count · per entry: fingerprint (u64 BE) · referenced-until
+//! time (zigzag varint; [`UNREFERENCED`] for entries migrated from the oldest format) · label
+//! count · per label: name id, value id (varints; see the `symbols` module).
+//!
+//! An entry takes ~25 bytes where a key of its own with the strings inline took ~90, and sled
+//! 0.34 costs ~170 bytes of disk per key in a tree that grows by random inserts (leaves are
+//! rewritten as keys arrive, and the old copies stay for a while): on the store-size
+//! benchmark's 59,000 series the index took 15–19 MB as one key per series, 5–6 MB in batches
+//! (see `bench/RESULTS-store.md`).
+//!
+//! # In memory
+//!
+//! Batches cannot be read by fingerprint, so the index lives in memory: fingerprint → batch,
+//! referenced-until time and a second 64-bit hash of the label set (~30 bytes a series),
+//! rebuilt at open by reading every batch; a later batch's entry replaces an earlier one's.
+//! Writes check against memory (no sled read per chunk); the labels themselves are read from
+//! the batches only when the head is loaded at start. The second hash stands in for the stored
+//! labels in the fingerprint-collision check: two label sets would need to share both 64-bit
+//! hashes to be mistaken for one another.
+//!
+//! An entry superseded by a later batch (a refresh) or dropped by retention stays in its batch
+//! until the next prune rewrites the batch without it (or deletes it once none of its entries
+//! is current): until then a restart still reads it, and the later batch wins, or retention
+//! drops it again. Symbols are counted per stored entry, stale ones included, so none is
+//! removed while a stored entry uses it.
+//!
+//! # Crash safety
+//!
+//! sled recovers a prefix of its log. A batch is written after the symbols it uses and before
+//! the blocks that refer to its series, so a crash can leave entries without chunks (pruned
+//! later) but never chunks without labels. Rewriting a batch is a single insert.
+//!
+//! # Earlier versions
+//!
+//! Earlier versions kept one key per series in tree `series` (format 1: labels; format 2:
+//! referenced-until and labels, strings inline). At open such entries are moved into batches
+//! (the batches first, then the old keys removed: a crash in between leaves both, and the next
+//! open finishes the move).
+
+use std::collections::hash_map::DefaultHasher;
+use std::collections::{BTreeSet, HashMap, HashSet};
+use std::hash::Hasher;
+
+use super::codec::{DecodeError, Decoder, Encoder};
+use super::symbols::Symbols;
+use super::{StoreError, Trees};
+use crate::series::{Label, Labels, Timestamp};
+
+/// Format byte of series batches.
+const SERIES_BATCH_V1: u8 = 1;
+/// Format byte of per-series entries of earlier versions holding only the label set.
+const SERIES_V1: u8 = 1;
+/// Format byte of per-series entries of earlier versions: referenced-until, label set.
+const SERIES_V2: u8 = 2;
+/// Referenced-until of an entry that no block refers to (migrated from format 1, whose chunks
+/// are per-chunk records of the `chunks` tree).
+pub(super) const UNREFERENCED: Timestamp = Timestamp::MIN;
+/// Entries per batch when moving entries of earlier versions.
+const MIGRATION_BATCH: usize = 4_096;
+
+/// Where a series' current entry is, and what the writers need to know without reading it.
+#[derive(Clone, Copy, Debug)]
+pub(super) struct Slot {
+    /// The batch holding the current entry.
+    pub(super) batch: u64,
+    /// See the `chunks` module doc; [`UNREFERENCED`] when no block refers to the series.
+    pub(super) referenced_until: Timestamp,
+    /// [`check_hash`] of the label set.
+    check: u64,
+}
+
+/// One entry to write.
+pub(super) struct NewEntry<'a> {
+    pub(super) fp: u64,
+    pub(super) labels: &'a Labels,
+    pub(super) referenced_until: Timestamp,
+}
+
+/// One entry of a decoded batch.
+struct BatchEntry {
+    fp: u64,
+    referenced_until: Timestamp,
+    /// Name and value ids, alternating.
+    ids: Vec<u32>,
+}
+
+/// The series index and the symbol table in memory.
+#[derive(Default)]
+pub(super) struct SeriesIndex {
+    pub(super) symbols: Symbols,
+    series: HashMap<u64, Slot>,
+    /// Batch → number of current entries in it.
+    batches: HashMap<u64, u32>,
+    /// Batches holding entries that are no longer current, to rewrite at the next prune.
+    dirty: BTreeSet<u64>,
+}
+
+/// What loading found that did not decode: (tree, error), each skipped.
+pub(super) type Skipped = Vec<(&'static str, DecodeError)>;
+
+impl SeriesIndex {
+    /// Loads the symbols and every batch.
+    pub(super) fn load(trees: &Trees) -> Result<(SeriesIndex, Skipped), sled::Error> {
+        let (symbols, bad_symbols) = Symbols::load(&trees.symbols)?;
+        let mut skipped: Skipped = bad_symbols.into_iter().map(|e| ("symbols", e)).collect();
+        let mut index = SeriesIndex {
+            symbols,
+            ..SeriesIndex::default()
+        };
+        for kv in trees.series_batches.iter() {
+            let (k, v) = kv?;
+            let batch = match <[u8; 8]>::try_from(&*k) {
+                Ok(b) => u64::from_be_bytes(b),
+                Err(_) => {
+                    skipped.push(("series_batches", DecodeError::OutOfRange));
+                    continue;
+                }
+            };
+            let entries = match decode_batch(&v) {
+                Ok(e) => e,
+                Err(e) => {
+                    // Deleted at the next prune: nothing current is in it.
+                    skipped.push(("series_batches", e));
+                    index.dirty.insert(batch);
+                    continue;
+                }
+            };
+            for e in entries {
+                index.symbols.retain(&e.ids);
+                match index.labels_from_ids(e.fp, &e.ids) {
+                    Ok(labels) => index.set(e.fp, batch, e.referenced_until, check_hash(&labels)),
+                    Err(err) => {
+                        skipped.push(("series_batches", err));
+                        index.dirty.insert(batch);
+                    }
+                }
+            }
+        }
+        Ok((index, skipped))
+    }
+
+    /// Makes `batch` the home of `fp`'s current entry.
+    fn set(&mut self, fp: u64, batch: u64, referenced_until: Timestamp, check: u64) {
+        let slot = Slot {
+            batch,
+            referenced_until,
+            check,
+        };
+        if let Some(old) = self.series.insert(fp, slot) {
+            self.leave(old.batch);
+        }
+        *self.batches.entry(batch).or_insert(0) += 1;
+    }
+
+    /// One current entry left `batch`.
+    fn leave(&mut self, batch: u64) {
+        if let Some(n) = self.batches.get_mut(&batch) {
+            *n = n.saturating_sub(1);
+        }
+        self.dirty.insert(batch);
+    }
+
+    /// The slot of series `fp`.
+    pub(super) fn get(&self, fp: u64) -> Option<&Slot> {
+        self.series.get(&fp)
+    }
+
+    /// Series in the index.
+    pub(super) fn len(&self) -> usize {
+        self.series.len()
+    }
+
+    /// Whether `labels` are the ones indexed under their fingerprint's `slot` (see the module
+    /// doc).
+    pub(super) fn same_labels(slot: &Slot, labels: &Labels) -> bool {
+        slot.check == check_hash(labels)
+    }
+
+    /// Writes `entries` as batch `seq`, after any symbols they need; then they are current.
+    pub(super) fn write(
+        &mut self,
+        trees: &Trees,
+        seq: u64,
+        entries: &[NewEntry<'_>],
+    ) -> Result<(), StoreError> {
+        const OP: &str = "writing the series index";
+        let mut e = Encoder::with_format(SERIES_BATCH_V1);
+        e.uvarint(entries.len() as u64);
+        let mut ids = Vec::with_capacity(entries.len());
+        for entry in entries {
+            let mut pairs = Vec::with_capacity(2 * entry.labels.len());
+            for l in entry.labels.iter() {
+                for s in [&l.name, &l.value] {
+                    match self.symbols.id_or_new(s) {
+                        Ok(id) => pairs.push(id),
+                        Err(err) => {
+                            self.symbols.rollback();
+                            return Err(err);
+                        }
+                    }
+                }
+            }
+            e.u64_be(entry.fp)
+                .ivarint(entry.referenced_until)
+                .uvarint(entry.labels.len() as u64);
+            for id in &pairs {
+                e.uvarint(u64::from(*id));
+            }
+            ids.push(pairs);
+        }
+        // Symbols first: a crash must never keep an entry without its symbols.
+        self.symbols.commit(&trees.symbols)?;
+        trees
+            .series_batches
+            .insert(seq.to_be_bytes(), e.finish())
+            .map_err(StoreError::engine(OP))?;
+        for (entry, ids) in entries.iter().zip(&ids) {
+            self.symbols.retain(ids);
+            self.set(
+                entry.fp,
+                seq,
+                entry.referenced_until,
+                check_hash(entry.labels),
+            );
+        }
+        Ok(())
+    }
+
+    /// The label sets of series `fps`, read from their batches. A series missing from the index
+    /// is absent from the answer; one whose entry does not decode maps to the error.
+    pub(super) fn labels(
+        &self,
+        trees: &Trees,
+        fps: impl IntoIterator<Item = u64>,
+    ) -> Result<HashMap<u64, Result<Labels, DecodeError>>, StoreError> {
+        let mut by_batch: HashMap<u64, HashSet<u64>> = HashMap::new();
+        for fp in fps {
+            if let Some(slot) = self.series.get(&fp) {
+                by_batch.entry(slot.batch).or_default().insert(fp);
+            }
+        }
+        let mut out = HashMap::new();
+        for (batch, wanted) in by_batch {
+            let value = trees
+                .series_batches
+                .get(batch.to_be_bytes())
+                .map_err(StoreError::engine("reading the series index"))?;
+            let entries = match value.as_deref().map(decode_batch) {
+                Some(Ok(entries)) => entries,
+                Some(Err(e)) => {
+                    out.extend(wanted.into_iter().map(|fp| (fp, Err(e))));
+                    continue;
+                }
+                None => {
+                    out.extend(
+                        wanted
+                            .into_iter()
+                            .map(|fp| (fp, Err(DecodeError::Truncated))),
+                    );
+                    continue;
+                }
+            };
+            for e in entries {
+                if wanted.contains(&e.fp) {
+                    out.insert(e.fp, self.labels_from_ids(e.fp, &e.ids));
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    /// Drops from memory every series whose entry no block can refer to any more (see the
+    /// `chunks` module doc) and for which `legacy_chunks` says no record of earlier versions is
+    /// left; their batches are rewritten by [`SeriesIndex::rewrite_dirty`]. Returns how many.
+    pub(super) fn drop_unreferenced(
+        &mut self,
+        blocks_pruned_before: Timestamp,
+        refresh_ms: i64,
+        mut legacy_chunks: impl FnMut(u64) -> Result<bool, StoreError>,
+    ) -> Result<u64, StoreError> {
+        let mut candidates: Vec<u64> = self
+            .series
+            .iter()
+            .filter(|(_, s)| {
+                s.referenced_until == UNREFERENCED
+                    || s.referenced_until.saturating_add(refresh_ms) < blocks_pruned_before
+            })
+            .map(|(fp, _)| *fp)
+            .collect();
+        candidates.sort_unstable();
+        let mut dropped = 0;
+        for fp in candidates {
+            if legacy_chunks(fp)? {
+                continue;
+            }
+            if let Some(old) = self.series.remove(&fp) {
+                self.leave(old.batch);
+                dropped += 1;
+            }
+        }
+        Ok(dropped)
+    }
+
+    /// Rewrites up to `budget` batches holding entries that are no longer current, without
+    /// them (or deletes those left with none); returns how many it rewrote and whether more
+    /// are waiting.
+    pub(super) fn rewrite_dirty(
+        &mut self,
+        trees: &Trees,
+        budget: usize,
+    ) -> Result<(usize, bool), StoreError> {
+        const OP: &str = "pruning the series index";
+        let todo: Vec<u64> = self.dirty.iter().take(budget.max(1)).copied().collect();
+        for &batch in &todo {
+            let key = batch.to_be_bytes();
+            let current = self.batches.get(&batch).copied().unwrap_or(0);
+            if current == 0 {
+                let old = trees
+                    .series_batches
+                    .remove(key)
+                    .map_err(StoreError::engine(OP))?;
+                for e in old
+                    .as_deref()
+                    .map(decode_batch)
+                    .and_then(Result::ok)
+                    .unwrap_or_default()
+                {
+                    self.symbols.release(&e.ids);
+                }
+                self.batches.remove(&batch);
+            } else {
+                let value = trees
+                    .series_batches
+                    .get(key)
+                    .map_err(StoreError::engine(OP))?;
+                // Holds current entries, so it decoded at open or was written since; if it
+                // stopped decoding, leave it alone.
+                if let Some(Ok(entries)) = value.as_deref().map(decode_batch) {
+                    let (keep, gone): (Vec<BatchEntry>, Vec<BatchEntry>) = entries
+                        .into_iter()
+                        .partition(|e| self.series.get(&e.fp).is_some_and(|s| s.batch == batch));
+                    trees
+                        .series_batches
+                        .insert(key, encode_batch(&keep))
+                        .map_err(StoreError::engine(OP))?;
+                    for e in gone {
+                        self.symbols.release(&e.ids);
+                    }
+                }
+            }
+            self.dirty.remove(&batch);
+        }
+        Ok((todo.len(), !self.dirty.is_empty()))
+    }
+
+    /// A label set from alternating name and value ids; it must be canonical and hash to `fp`,
+    /// so that a damaged entry or symbol never passes for another series' labels.
+    fn labels_from_ids(&self, fp: u64, ids: &[u32]) -> Result<Labels, DecodeError> {
+        let mut v: Vec<Label> = Vec::with_capacity(ids.len() / 2);
+        for pair in ids.chunks(2) {
+            let [name, value] = pair else {
+                return Err(DecodeError::Truncated);
+            };
+            let symbol = |id: &u32| {
+                self.symbols
+                    .get(*id)
+                    .cloned()
+                    .ok_or(DecodeError::OutOfRange)
+            };
+            let (name, value) = (symbol(name)?, symbol(value)?);
+            if value.is_empty() || v.last().is_some_and(|prev| prev.name >= name) {
+                return Err(DecodeError::BadLabels);
+            }
+            v.push(Label { name, value });
+        }
+        let labels = Labels::from_sorted(v);
+        if labels.fingerprint() != fp {
+            return Err(DecodeError::BadLabels);
+        }
+        Ok(labels)
+    }
+
+    /// Moves the per-series entries of earlier versions (tree `series`) into batches, then
+    /// removes them; `seq` hands out batch keys. Entries already in a batch (a move cut short by
+    /// a crash) are only removed. Returns the entries that did not decode (removed too).
+    pub(super) fn migrate(
+        &mut self,
+        trees: &Trees,
+        seq: &mut dyn FnMut() -> Result<u64, StoreError>,
+    ) -> Result<Vec<DecodeError>, StoreError> {
+        const OP: &str = "moving the series index to batches";
+        let mut keys = Vec::new();
+        let mut moved: Vec<(u64, Labels, Timestamp)> = Vec::new();
+        let mut bad = Vec::new();
+        for kv in trees.series.iter() {
+            let (k, v) = kv.map_err(StoreError::engine(OP))?;
+            keys.push(k.clone());
+            let fp = match <[u8; 8]>::try_from(&*k) {
+                Ok(fp) => u64::from_be_bytes(fp),
+                Err(_) => {
+                    bad.push(DecodeError::OutOfRange);
+                    continue;
+                }
+            };
+            match decode_legacy(&v) {
+                Ok(_) if self.series.contains_key(&fp) => {}
+                Ok((r, labels)) => moved.push((fp, labels, r)),
+                Err(e) => bad.push(e),
+            }
+        }
+        for part in moved.chunks(MIGRATION_BATCH) {
+            let entries: Vec<NewEntry<'_>> = part
+                .iter()
+                .map(|(fp, labels, r)| NewEntry {
+                    fp: *fp,
+                    labels,
+                    referenced_until: *r,
+                })
+                .collect();
+            self.write(trees, seq()?, &entries)?;
+        }
+        for k in keys {
+            trees.series.remove(k).map_err(StoreError::engine(OP))?;
+        }
+        Ok(bad)
+    }
+
+    /// Symbols no stored entry uses (see [`Symbols::collect`]).
+    pub(super) fn collect_symbols(
+        &mut self,
+        trees: &Trees,
+        budget: usize,
+    ) -> Result<(u64, bool), StoreError> {
+        self.symbols.collect(&trees.symbols, budget)
+    }
+
+    /// Batches waiting to be rewritten (for tests).
+    #[cfg(test)]
+    pub(super) fn dirty_batches(&self) -> usize {
+        self.dirty.len()
+    }
+}
+
+/// A second hash of a label set, independent of its fingerprint (see the module doc). Never
+/// stored: computed at open and at writes by the same build, so it need not be stable across
+/// versions.
+fn check_hash(labels: &Labels) -> u64 {
+    let mut h = DefaultHasher::new();
+    for l in labels.iter() {
+        h.write(l.name.as_bytes());
+        h.write_u8(0xff);
+        h.write(l.value.as_bytes());
+        h.write_u8(0xff);
+    }
+    h.finish()
+}
+
+fn encode_batch(entries: &[BatchEntry]) -> Vec<u8> {
+    let mut e = Encoder::with_format(SERIES_BATCH_V1);
+    e.uvarint(entries.len() as u64);
+    for entry in entries {
+        e.u64_be(entry.fp)
+            .ivarint(entry.referenced_until)
+            .uvarint((entry.ids.len() / 2) as u64);
+        for id in &entry.ids {
+            e.uvarint(u64::from(*id));
+        }
+    }
+    e.finish()
+}
+
+fn decode_batch(value: &[u8]) -> Result<Vec<BatchEntry>, DecodeError> {
+    let (format, mut d) = Decoder::with_format(value)?;
+    if format != SERIES_BATCH_V1 {
+        return Err(DecodeError::UnknownFormat(format));
+    }
+    let n = d.uvarint()?;
+    // Fingerprint, time and label count: 10 bytes at least per entry.
+    if n > (d.remaining() / 10) as u64 {
+        return Err(DecodeError::Truncated);
+    }
+    let mut out = Vec::with_capacity(n as usize);
+    for _ in 0..n {
+        let fp = d.u64_be()?;
+        let referenced_until = d.ivarint()?;
+        let labels = d.uvarint()?;
+        if labels > (d.remaining() / 2) as u64 {
+            return Err(DecodeError::Truncated);
+        }
+        let mut ids = Vec::with_capacity(2 * labels as usize);
+        for _ in 0..2 * labels {
+            ids.push(d.u32varint()?);
+        }
+        out.push(BatchEntry {
+            fp,
+            referenced_until,
+            ids,
+        });
+    }
+    d.finish()?;
+    Ok(out)
+}
+
+/// An entry of earlier versions: referenced-until ([`UNREFERENCED`] for format 1) and labels.
+fn decode_legacy(value: &[u8]) -> Result<(Timestamp, Labels), DecodeError> {
+    let (format, mut d) = Decoder::with_format(value)?;
+    let r = match format {
+        SERIES_V1 => UNREFERENCED,
+        SERIES_V2 => d.ivarint()?,
+        other => return Err(DecodeError::UnknownFormat(other)),
+    };
+    let labels = d.labels()?;
+    d.finish()?;
+    Ok((r, labels))
+}
+
+/// Encodes a per-series entry as earlier versions wrote it (for tests): format 2 with a time,
+/// format 1 without.
+#[cfg(test)]
+pub(super) fn encode_legacy(labels: &Labels, referenced_until: Option<Timestamp>) -> Vec<u8> {
+    match referenced_until {
+        Some(r) => {
+            let mut e = Encoder::with_format(SERIES_V2);
+            e.ivarint(r).labels(labels);
+            e.finish()
+        }
+        None => {
+            let mut e = Encoder::with_format(SERIES_V1);
+            e.labels(labels);
+            e.finish()
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn batches_round_trip_and_reject_damage() {
+        let entries = vec![
+            BatchEntry {
+                fp: 7,
+                referenced_until: 1_700_000_000_000,
+                ids: vec![0, 1, 2, 3],
+            },
+            BatchEntry {
+                fp: u64::MAX,
+                referenced_until: UNREFERENCED,
+                ids: vec![],
+            },
+        ];
+        let value = encode_batch(&entries);
+        let back = decode_batch(&value).unwrap();
+        assert_eq!(back.len(), 2);
+        assert_eq!(
+            (back[0].fp, back[0].referenced_until, back[0].ids.as_slice()),
+            (7, 1_700_000_000_000, [0, 1, 2, 3].as_slice())
+        );
+        assert_eq!(
+            (back[1].fp, back[1].referenced_until),
+            (u64::MAX, UNREFERENCED)
+        );
+        for n in 0..value.len() {
+            assert!(decode_batch(&value[..n]).is_err(), "prefix of {n} bytes");
+        }
+        let mut other = value.clone();
+        other[0] = 9;
+        assert!(matches!(
+            decode_batch(&other),
+            Err(DecodeError::UnknownFormat(9))
+        ));
+        assert!(matches!(
+            decode_batch(&[SERIES_BATCH_V1, 0xff, 0xff, 0xff, 0x0f]),
+            Err(DecodeError::Truncated)
+        ));
+    }
+
+    #[test]
+    fn the_check_hash_tells_label_sets_apart() {
+        let a = Labels::new([("a", "bc")]);
+        let b = Labels::new([("ab", "c")]);
+        assert_ne!(check_hash(&a), check_hash(&b));
+        assert_eq!(check_hash(&a), check_hash(&Labels::new([("a", "bc")])));
+    }
+}
