@@ -6,7 +6,9 @@
 #   bench/watch_job.sh [WARMUP_SECONDS [MEASURE_SECONDS]]     (defaults: 60 and 180)
 #
 # Environment: PROBES (1000), TARGETS (100), INTERVAL (10s), KEEP=1 keeps the temp dir,
-# CHECKPOINT=30s sets storage.checkpoint_interval. SKIP_BUILD=1 uses the existing target/release/postflight, PERF=1 records a profile of the
+# CHECKPOINT=30s sets storage.checkpoint_interval, RETENTION=20m storage.retention, STORE_EVERY=60
+# prints the store's size (postflight_store_size_bytes and du), RSS and CPU every 60 s of the
+# measurement (the one-hour bounded-size run: RETENTION=20m STORE_EVERY=60 bench/watch_job.sh 60 3600). SKIP_BUILD=1 uses the existing target/release/postflight, PERF=1 records a profile of the
 # measurement window into the temp dir (with KEEP=1: perf report -i DIR/perf.data).
 # Everything listens on 127.0.0.1; nginx and the daemon are stopped on exit, Ctrl-C included.
 set -euo pipefail
@@ -104,6 +106,7 @@ CFG=$TMP/postflight.toml
     echo "[storage]"
     echo "path = \"$TMP/data\""
     [ -n "${CHECKPOINT:-}" ] && echo "checkpoint_interval = \"$CHECKPOINT\""
+    [ -n "${RETENTION:-}" ] && echo "retention = \"$RETENTION\""
     echo "[global]"
     echo "scrape_interval = \"$INTERVAL\""
     echo "probe_interval = \"$INTERVAL\""
@@ -157,7 +160,7 @@ EOF
 } >"$CFG"
 
 # --- build once, check, run ---
-BIN=$ROOT/target/release/postflight
+BIN=${BIN:-$ROOT/target/release/postflight}
 if [ "${SKIP_BUILD:-0}" != 1 ]; then
     (cd "$ROOT" && cargo build --release --locked --quiet)
 fi
@@ -203,6 +206,12 @@ while [ "$elapsed" -lt "$MEASURE" ]; do
     rss_sum=$((rss_sum + rss))
     rss_n=$((rss_n + 1))
     [ "$rss" -gt "$rss_max" ] && rss_max=$rss
+    if [ -n "${STORE_EVERY:-}" ] && [ $((elapsed % STORE_EVERY)) -lt "$SAMPLE_EVERY" ]; then
+        size=$(curl -sf "http://127.0.0.1:$API_PORT/metrics" | awk '/^postflight_store_size_bytes / {print $2}')
+        du_b=$(du -sb "$TMP/data" | cut -f1)
+        cpu=$(cpu_ticks "$DAEMON_PID")
+        printf 't=%5ds store_size_bytes=%s du=%s rss_kib=%s cpu_s=%.1f\n' "$elapsed" "$size" "$du_b" "$rss" "$(echo "$cpu $TCK" | awk '{print $1 / $2}')"
+    fi
 done
 d1=$(cpu_ticks "$DAEMON_PID")
 n1=$(nginx_ticks)

@@ -647,6 +647,13 @@ async fn store_watch(ctx: Arc<Context>, shutdown: CancellationToken) {
             Ok(Ok(())) => {
                 ctx.telemetry.store_up.set(1);
                 ctx.set_self_alert("StoreWriteFailing", None).await;
+                // The size follows every checkpoint, not only the prune every 5 minutes.
+                let store = ctx.store.clone();
+                if let Ok(Ok(size)) =
+                    tokio::task::spawn_blocking(move || store.size_on_disk()).await
+                {
+                    ctx.telemetry.store_size_bytes.set(size as i64);
+                }
             }
             Ok(Err(e)) => {
                 let reason = format!(
