@@ -13,7 +13,10 @@
 //! - **Scrapes.** [`Head::scrape_appender`] gives a batch appender per target that keeps a
 //!   scrape cache, like Prometheus' `scrapeCache`: the exposed series text (as the parser hands
 //!   it out) maps to its series, so an unchanged page appends without hashing label sets,
-//!   building [`Labels`] or allocating. The cache also remembers which series the target
+//!   building [`Labels`] or allocating. The cache is keyed by a 64-bit SipHash of that text
+//!   under a key drawn at random when the head is made, not by the text itself (which would
+//!   cost ~120 bytes a series): two texts of one target would have to collide under a secret
+//!   key, about 10⁻¹⁴ for a page of 600 series, and a hostile target cannot aim for it. The cache also remembers which series the target
 //!   exposed last time, so a series that disappears gets a stale marker at the next scrape
 //!   ([`crate::series::STALE_NAN`]), and [`Head::mark_target_stale`] does the same for every
 //!   series of a target that went down.
@@ -237,6 +240,7 @@ impl MemSeries {
     fn heap_bytes(&self, chunks: &[Chunk], cap: usize) -> usize {
         size_of::<MemSeries>()
             + 2 * size_of::<usize>() // Arc counters
+            + 2 * size_of::<usize>() // the label set's Arc counters
             + self.labels.len() * size_of::<Label>()
             + cap * size_of::<Chunk>()
             + chunks.iter().map(Chunk::heap_bytes).sum::<usize>()
@@ -525,8 +529,8 @@ const NEVER: u64 = u64::MAX;
 /// A target's scrape cache (Prometheus' `scrapeCache`).
 #[derive(Default)]
 struct TargetCache {
-    /// Exposed series text → its series.
-    entries: FastMap<Box<str>, CacheEntry>,
+    /// Keyed hash of the exposed series text ([`Head::cache_key`]) → its series.
+    entries: FastMap<u64, CacheEntry>,
     /// Committed scrapes so far; entries with `last_seen == iter` were on the last page.
     iter: u64,
     /// Samples of the scrape in progress, applied on commit (kept to reuse its buffer).
@@ -535,8 +539,7 @@ struct TargetCache {
 
 impl TargetCache {
     fn heap_bytes(&self) -> usize {
-        self.entries.capacity() * (size_of::<Box<str>>() + size_of::<CacheEntry>() + 1)
-            + self.entries.keys().map(|k| k.len()).sum::<usize>()
+        self.entries.capacity() * (size_of::<u64>() + size_of::<CacheEntry>() + 1)
             + self.pending.capacity() * size_of::<(Arc<MemSeries>, Timestamp, f64)>()
     }
 }
@@ -557,6 +560,8 @@ pub struct Head {
     out_of_order: AtomicU64,
     /// Stale markers written since start.
     stale_markers: AtomicU64,
+    /// SipHash with a random key, for scrape-cache keys.
+    cache_keys: std::collections::hash_map::RandomState,
 }
 
 impl Default for Head {
@@ -589,7 +594,13 @@ impl Head {
             chunk_samples: n.clamp(1, usize::from(u16::MAX)),
             out_of_order: AtomicU64::new(0),
             stale_markers: AtomicU64::new(0),
+            cache_keys: std::collections::hash_map::RandomState::new(),
         }
+    }
+
+    /// The scrape-cache key of an exposed series text.
+    fn cache_key(&self, text: &str) -> u64 {
+        std::hash::BuildHasher::hash_one(&self.cache_keys, text)
     }
 
     /// Samples per chunk.
@@ -1031,7 +1042,8 @@ impl ScrapeAppender<'_> {
         };
         let iter = cache.iter + 1;
         let t = timestamp_ms.unwrap_or(self.t);
-        let series = match cache.entries.get_mut(key) {
+        let key = self.head.cache_key(key);
+        let series = match cache.entries.get_mut(&key) {
             Some(e) if !e.series.removed.load(Ordering::Acquire) => {
                 if e.last_seen != cache.iter && e.pending_seen != iter {
                     self.series_added += 1;
@@ -1044,7 +1056,7 @@ impl ScrapeAppender<'_> {
                 let series = self.head.series(&labels());
                 self.series_added += 1;
                 cache.entries.insert(
-                    key.into(),
+                    key,
                     CacheEntry {
                         series: series.clone(),
                         last_seen: NEVER,
