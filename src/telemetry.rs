@@ -77,6 +77,9 @@ pub struct Telemetry {
     pub probes_total: IntCounterVec,
     /// Series currently in the head.
     pub head_series: IntGauge,
+    /// Heap bytes the head holds (its own estimate: containers counted, allocator overhead
+    /// not).
+    pub head_bytes: IntGauge,
     /// Samples appended to the head.
     pub head_samples_appended: IntCounterVec,
     /// Rule evaluations.
@@ -192,6 +195,13 @@ impl Telemetry {
         .expect("static metric");
         r.register(Box::new(head_series.clone()))
             .expect("registered once");
+        let head_bytes = IntGauge::new(
+            "postflight_head_bytes",
+            "Heap bytes held by the in-memory head: series, chunks, index, scrape caches.",
+        )
+        .expect("static metric");
+        r.register(Box::new(head_bytes.clone()))
+            .expect("registered once");
         let latency_buckets = vec![
             0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0, 3600.0,
         ];
@@ -233,6 +243,7 @@ impl Telemetry {
                 &["probe", "result"],
             ),
             head_series,
+            head_bytes,
             head_samples_appended: counter(
                 &r,
                 "postflight_head_samples_appended_total",

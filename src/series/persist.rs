@@ -171,6 +171,7 @@ impl Checkpointer {
             }
             let st = self.head.stats();
             self.telemetry.head_series.set(st.series as i64);
+            self.telemetry.head_bytes.set(st.bytes as i64);
             self.heartbeat.beat();
             if stopping {
                 return;
