@@ -688,6 +688,7 @@ async fn housekeeping(ctx: Arc<Context>, shutdown: CancellationToken) {
         }
         heartbeat.beat();
         let retention = ctx.config().storage.retention.get();
+        ctx.store.set_retention(retention);
         let before = ctx.clock.now_ms() - retention.as_millis() as i64;
         let mut cursor = Some(crate::store::PruneCursor::new(before));
         while let Some(mut c) = cursor.take() {

@@ -498,6 +498,14 @@ impl Store {
         self.flush_durable("flushing")
     }
 
+    /// Tells the store its retention, so that a segment file spans at most an eighth of it
+    /// (and never more than [`SEGMENT_MAX_SPAN_MS`]): the store then holds at most about
+    /// retention × 9/8 plus one prune interval of samples.
+    pub fn set_retention(&self, retention: std::time::Duration) {
+        let ms = i64::try_from(retention.as_millis()).unwrap_or(i64::MAX);
+        self.inner.segments.set_max_span(ms / 8);
+    }
+
     /// Bytes the store occupies on disk: every file in its directory, sled's (log, blobs,
     /// config, snapshots), the segments and the open-chunk snapshot. (sled's own
     /// `size_on_disk` counts only its log and blobs.)

@@ -23,8 +23,10 @@
 //! Only the current segment is appended to. A new one is started at the first write after
 //! every open (a crash may have torn the tail of the previous one: nothing is ever appended
 //! after it), once the current one holds [`SEGMENT_MAX_BYTES`], and once it spans
-//! [`SEGMENT_MAX_SPAN_MS`] of sample time (so that a small installation, which takes months to
-//! fill 32 MiB, does not keep data past its retention in one file that is never complete).
+//! [`SEGMENT_MAX_SPAN_MS`] of sample time, or an eighth of the retention when that is shorter
+//! (so that a small installation, which takes months to fill 32 MiB, does not keep data past
+//! its retention in one file that is never complete, and a short retention is not outlived by
+//! an hour-long segment).
 //! An append is one positional write followed by `fdatasync`, and it returns before the caller
 //! indexes the blocks; a new segment's header and directory entry are synced before its first
 //! record. A failed write abandons the segment (the next append starts a new one), so a
@@ -173,6 +175,9 @@ struct State {
     /// Segments with no index entry left and no more appends: deleted after the next sled flush
     /// (see the module doc).
     doomed: BTreeSet<u64>,
+    /// The span of sample time after which the current segment takes no more records:
+    /// [`SEGMENT_MAX_SPAN_MS`] or less (see [`Segments::set_max_span`]).
+    max_span_ms: i64,
 }
 
 /// The segment being appended to.
@@ -221,9 +226,17 @@ impl Segments {
                 current: None,
                 live,
                 doomed: BTreeSet::new(),
+                max_span_ms: SEGMENT_MAX_SPAN_MS,
             }),
         };
         Ok((segments, deleted))
+    }
+
+    /// Caps the sample time one segment spans (at most [`SEGMENT_MAX_SPAN_MS`], at least one
+    /// millisecond): retention frees a segment only once its newest block is past the cutoff,
+    /// so the span is how much expired data the store can hold beyond its retention.
+    pub(super) fn set_max_span(&self, ms: i64) {
+        self.lock().max_span_ms = ms.clamp(1, SEGMENT_MAX_SPAN_MS);
     }
 
     /// The segment directory.
@@ -256,7 +269,7 @@ impl Segments {
         let mut cur = match st.current.take() {
             Some(c)
                 if c.len < SEGMENT_MAX_BYTES
-                    && newest.saturating_sub(c.first_t) <= SEGMENT_MAX_SPAN_MS =>
+                    && newest.saturating_sub(c.first_t) <= st.max_span_ms =>
             {
                 c
             }
@@ -696,6 +709,21 @@ mod tests {
             .unwrap()[0];
         assert_eq!(e.segment, 3);
         assert_eq!(segs.current(), Some(3));
+        // A short retention caps the span (Store::set_retention sets an eighth of it).
+        segs.set_max_span(10);
+        let t0 = 3 + SEGMENT_MAX_SPAN_MS;
+        let f = segs.append(t0 + 10, &[vec![1]], &mut new_id).unwrap()[0];
+        assert_eq!(
+            f.segment, 3,
+            "10 ms after the first append: still within the span"
+        );
+        let g = segs.append(t0 + 11, &[vec![1]], &mut new_id).unwrap()[0];
+        assert_eq!(g.segment, 4, "past the capped span: a new segment");
+        segs.set_max_span(i64::MAX);
+        let h = segs
+            .append(t0 + 11 + SEGMENT_MAX_SPAN_MS + 1, &[vec![1]], &mut new_id)
+            .unwrap()[0];
+        assert_eq!(h.segment, 5, "the cap never exceeds the maximum span");
     }
 
     #[test]
