@@ -447,6 +447,7 @@ impl Engines {
             states: ctx.probe_states.clone(),
             external_labels: config.global.labels.clone(),
             gates: ctx.gates.clone(),
+            series: Default::default(),
         });
         for p in &config.probes {
             ctx.targets.register(

@@ -2,8 +2,8 @@
 //! targets view (API), and — for ProbeFailed changes — the dispatcher, after the probe alert
 //! state is persisted.
 
-use std::collections::BTreeMap;
-use std::sync::Arc;
+use std::collections::{BTreeMap, HashMap};
+use std::sync::{Arc, Mutex, PoisonError};
 
 use tracing::{error, warn};
 
@@ -11,10 +11,11 @@ use crate::alert::Alert;
 use crate::config::ProbeConfig;
 use crate::dispatch::DispatcherHandle;
 use crate::probe::{
-    AlertChange, ProbeOutcome, ProbeSink, ProbeStates, ProbeStatesSnapshot, outcome_series,
+    AlertChange, OutcomeSeries, ProbeOutcome, ProbeSink, ProbeStates, ProbeStatesSnapshot,
+    outcome_samples,
 };
 use crate::scrape::health::{TargetHealth, TargetsView};
-use crate::series::head::Head;
+use crate::series::head::{Head, MemSeries};
 use crate::store::{Kind, ProbeRecord, Store};
 use crate::telemetry::Telemetry;
 
@@ -41,6 +42,10 @@ pub struct DaemonProbeSink {
     pub external_labels: BTreeMap<String, String>,
     /// Gates fail a watch at once when a probe of their job fires.
     pub gates: crate::deploy::GateHandle,
+    /// Each probe's series in the head, found on its first run: later runs append without
+    /// building, hashing or comparing label sets. A sink lives for one configuration, so a
+    /// probe's name keeps its URL and job here.
+    pub series: Mutex<HashMap<String, Vec<(OutcomeSeries, Arc<MemSeries>)>>>,
 }
 
 /// The key of a probe in the targets view.
@@ -97,8 +102,22 @@ impl DaemonProbeSink {
 impl ProbeSink for DaemonProbeSink {
     fn record(&self, probe: &ProbeConfig, outcome: &ProbeOutcome) {
         let t = outcome.timestamp_ms();
-        for (labels, v) in outcome_series(probe, outcome) {
-            self.head.append(&labels, t, v);
+        {
+            let mut cache = self.series.lock().unwrap_or_else(PoisonError::into_inner);
+            let known = match cache.get_mut(probe.name.as_str()) {
+                Some(k) => k,
+                None => cache.entry(probe.name.clone()).or_default(),
+            };
+            for (key, v) in outcome_samples(probe, outcome) {
+                let i = match known.iter().position(|(k, _)| *k == key) {
+                    Some(i) => i,
+                    None => {
+                        known.push((key, self.head.series(&key.labels(probe))));
+                        known.len() - 1
+                    }
+                };
+                self.head.append_series(&mut known[i].1, t, v);
+            }
         }
         self.telemetry
             .head_samples_appended

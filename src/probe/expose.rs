@@ -71,31 +71,58 @@ fn family_values(
     }
 }
 
-/// The series of one outcome, `__name__` included, for the series head.
-pub fn outcome_series(cfg: &ProbeConfig, outcome: &ProbeOutcome) -> Vec<(Labels, f64)> {
+/// One sample of an outcome: which series ([`OutcomeSeries`]) and its value.
+pub type OutcomeSample = (OutcomeSeries, f64);
+
+/// Names one series of a probe: a family (index into the families) and a phase. With the
+/// probe's configuration it determines the label set ([`OutcomeSeries::labels`]), so a sink
+/// can keep the head's series by this key and build no label set on a probe's later runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct OutcomeSeries {
+    family: u8,
+    phase: Option<&'static str>,
+}
+
+impl OutcomeSeries {
+    /// The full label set, `__name__` included, of this series of probe `cfg`.
+    pub fn labels(&self, cfg: &ProbeConfig) -> Labels {
+        let mut pairs: Vec<(Arc<str>, Arc<str>)> = vec![
+            (
+                METRIC_NAME.into(),
+                FAMILIES[usize::from(self.family)].0.into(),
+            ),
+            ("instance".into(), cfg.url.as_str().into()),
+            ("probe".into(), cfg.name.as_str().into()),
+        ];
+        if let Some(j) = &cfg.job {
+            pairs.push(("job".into(), j.as_str().into()));
+        }
+        if let Some(p) = self.phase {
+            pairs.push(("phase".into(), p.into()));
+        }
+        Labels::new(pairs)
+    }
+}
+
+/// The samples of one outcome, for the series head.
+pub fn outcome_samples(cfg: &ProbeConfig, outcome: &ProbeOutcome) -> Vec<OutcomeSample> {
     let kind = ProbeKind::of(&cfg.url);
-    let instance: Arc<str> = cfg.url.as_str().into();
-    let probe: Arc<str> = cfg.name.as_str().into();
-    let job: Option<Arc<str>> = cfg.job.as_deref().map(Into::into);
     let mut out = Vec::with_capacity(8);
-    for (idx, (name, _)) in FAMILIES.iter().enumerate() {
-        let name: Arc<str> = (*name).into();
+    for idx in 0..FAMILIES.len() {
         for (phase, v) in family_values(idx, kind, outcome) {
-            let mut pairs: Vec<(Arc<str>, Arc<str>)> = vec![
-                (METRIC_NAME.into(), name.clone()),
-                ("instance".into(), instance.clone()),
-                ("probe".into(), probe.clone()),
-            ];
-            if let Some(j) = &job {
-                pairs.push(("job".into(), j.clone()));
-            }
-            if let Some(p) = phase {
-                pairs.push(("phase".into(), p.into()));
-            }
-            out.push((Labels::new(pairs), v));
+            let family = u8::try_from(idx).expect("five families");
+            out.push((OutcomeSeries { family, phase }, v));
         }
     }
     out
+}
+
+/// The series of one outcome, `__name__` included, with their values.
+pub fn outcome_series(cfg: &ProbeConfig, outcome: &ProbeOutcome) -> Vec<(Labels, f64)> {
+    outcome_samples(cfg, outcome)
+        .into_iter()
+        .map(|(s, v)| (s.labels(cfg), v))
+        .collect()
 }
 
 /// The label pairs of one sample, sorted by name: instance, job, phase, probe.

@@ -36,7 +36,7 @@ mod state;
 pub mod tcp;
 
 pub use cert::not_after as cert_not_after;
-pub use expose::outcome_series;
+pub use expose::{OutcomeSample, OutcomeSeries, outcome_samples, outcome_series};
 pub use state::{
     AlertChange, PROBE_ALERT_NAME, ProbeStateRecord, ProbeStates, ProbeStatesSnapshot,
 };

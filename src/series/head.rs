@@ -237,6 +237,16 @@ impl MemSeries {
         self.id
     }
 
+    /// Calls `f` with the series' chunks (the last one may still be open) unless it has none
+    /// or truncation removed it; `f` runs under the series' lock, so it must not call back
+    /// into the head.
+    pub fn with_chunks(&self, f: impl FnOnce(&[Chunk])) {
+        let chunks = lock(&self.data);
+        if !chunks.is_empty() && !self.removed.load(Ordering::Acquire) {
+            f(&chunks);
+        }
+    }
+
     fn heap_bytes(&self, chunks: &[Chunk], cap: usize) -> usize {
         size_of::<MemSeries>()
             + 2 * size_of::<usize>() // Arc counters
@@ -637,6 +647,16 @@ impl Head {
         self.append_to(&s, t, v)
     }
 
+    /// Appends one sample to a series found earlier with [`Head::series`], for a writer that
+    /// keeps its series (the probe sink): no label set is hashed or compared. If truncation
+    /// removed the series meanwhile, `s` is replaced by its successor.
+    pub fn append_series(&self, s: &mut Arc<MemSeries>, t: Timestamp, v: f64) -> AppendOutcome {
+        if s.removed.load(Ordering::Acquire) {
+            *s = self.series(&s.labels);
+        }
+        self.append_to(s, t, v)
+    }
+
     /// Appends to a series found earlier, looking it up again if truncation removed it.
     fn append_to(&self, s: &Arc<MemSeries>, t: Timestamp, v: f64) -> AppendOutcome {
         let outcome = {
@@ -763,12 +783,15 @@ impl Head {
     /// open), in creation order. For the store to persist the head; `f` runs under the
     /// series' lock, so it must not call back into the head.
     pub fn for_each_series(&self, mut f: impl FnMut(&Labels, &[Chunk])) {
-        for s in read(&self.index).all() {
-            let chunks = lock(&s.data);
-            if !chunks.is_empty() && !s.removed.load(Ordering::Acquire) {
-                f(&s.labels, &chunks);
-            }
+        for s in self.all_series() {
+            s.with_chunks(|chunks| f(&s.labels, chunks));
         }
+    }
+
+    /// Every series, in creation order: a snapshot for walks that visit the head more than
+    /// once (the checkpoint), read with [`MemSeries::with_chunks`].
+    pub fn all_series(&self) -> Vec<Arc<MemSeries>> {
+        read(&self.index).all()
     }
 
     /// Loads persisted chunks (bytes from [`Chunk::as_bytes`], oldest first) into the series

@@ -188,6 +188,7 @@ const CHECKPOINT_BATCH_BYTES: usize = crate::store::chunks::BLOCK_MAX_BYTES;
 /// A chunk copied out of the head (the head's locks are not held while the store writes).
 struct Copied {
     labels: Labels,
+    fp: u64,
     min_t: Timestamp,
     max_t: Timestamp,
     count: u32,
@@ -224,43 +225,51 @@ pub fn checkpoint(
         written += refs.len();
         drop(refs);
         for c in batch.drain(..) {
-            persisted.insert(c.labels.fingerprint(), c.max_t);
+            persisted.insert(c.fp, c.max_t);
         }
         Ok::<_, crate::store::StoreError>(())
     };
-    head.for_each_series(|labels, chunks| {
+    // One snapshot of the series and their fingerprints for the whole checkpoint: the walk
+    // below and the open-chunk shards after it each visit a series once, without sorting the
+    // index or hashing label sets again.
+    let series = head.all_series();
+    let fps: Vec<u64> = series.iter().map(|s| s.labels().fingerprint()).collect();
+    for (s, &fp) in series.iter().zip(&fps) {
         if err.is_some() {
-            return;
+            break;
         }
-        let fp = labels.fingerprint();
-        let done = persisted.get(&fp).copied().unwrap_or(i64::MIN);
-        let n = if all {
-            chunks.len()
-        } else {
-            chunks.len().saturating_sub(1)
-        };
-        for c in &chunks[..n] {
-            if c.is_empty() || c.last_t() <= done {
-                continue;
+        let labels = s.labels();
+        s.with_chunks(|chunks| {
+            let done = persisted.get(&fp).copied().unwrap_or(i64::MIN);
+            let n = if all {
+                chunks.len()
+            } else {
+                chunks.len().saturating_sub(1)
+            };
+            for c in &chunks[..n] {
+                if c.is_empty() || c.last_t() <= done {
+                    continue;
+                }
+                batch_bytes += c.as_bytes().len();
+                batch.push(Copied {
+                    labels: labels.clone(),
+                    fp,
+                    min_t: c.first_t(),
+                    max_t: c.last_t(),
+                    count: c.len() as u32,
+                    bytes: c.as_bytes().to_vec(),
+                });
             }
-            batch_bytes += c.as_bytes().len();
-            batch.push(Copied {
-                labels: labels.clone(),
-                min_t: c.first_t(),
-                max_t: c.last_t(),
-                count: c.len() as u32,
-                bytes: c.as_bytes().to_vec(),
-            });
-        }
-        // Written from inside the walk (the store never calls back into the head), so that a
-        // stop checkpoint does not copy every open chunk at once.
-        if batch_bytes >= CHECKPOINT_BATCH_BYTES {
-            batch_bytes = 0;
-            if let Err(e) = write(&mut batch, persisted) {
-                err = Some(e);
+            // Written from inside the walk (the store never calls back into the head), so that a
+            // stop checkpoint does not copy every open chunk at once.
+            if batch_bytes >= CHECKPOINT_BATCH_BYTES {
+                batch_bytes = 0;
+                if let Err(e) = write(&mut batch, persisted) {
+                    err = Some(e);
+                }
             }
-        }
-    });
+        });
+    }
     if let Some(e) = err {
         return Err(e);
     }
@@ -272,19 +281,20 @@ pub fn checkpoint(
     for shard in 0..shards {
         let mut open: Vec<(Labels, Vec<u8>, bool)> = Vec::new();
         if !all {
-            head.for_each_series(|labels, chunks| {
-                let fp = labels.fingerprint();
+            for (s, &fp) in series.iter().zip(&fps) {
                 if fp as usize % shards != shard {
-                    return;
+                    continue;
                 }
-                if let Some(c) = chunks.last().filter(|c| !c.is_empty()) {
-                    open.push((
-                        labels.clone(),
-                        c.as_bytes().to_vec(),
-                        persisted.contains_key(&fp),
-                    ));
-                }
-            });
+                s.with_chunks(|chunks| {
+                    if let Some(c) = chunks.last().filter(|c| !c.is_empty()) {
+                        open.push((
+                            s.labels().clone(),
+                            c.as_bytes().to_vec(),
+                            persisted.contains_key(&fp),
+                        ));
+                    }
+                });
+            }
         }
         let refs: Vec<crate::store::OpenChunk<'_>> = open
             .iter()
