@@ -374,3 +374,86 @@ fn json_logs_for_log_shippers_and_no_colour_codes_off_a_terminal() {
         "{text}"
     );
 }
+
+/// Probe results reach the series head, where rules and the query API read them: the probe
+/// series keep their labels and follow each run's outcome (the sink keeps each probe's series
+/// after its first run, so later runs must still land in the same series).
+#[test]
+fn probe_series_reach_the_head_with_their_labels_and_follow_the_outcome() {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    let hits = std::sync::Arc::new(AtomicUsize::new(0));
+    let seen = hits.clone();
+    // Healthy for the first three requests, then 503.
+    let target = common::TestServer::start(move |_| {
+        if seen.fetch_add(1, Ordering::SeqCst) < 3 {
+            (200, "text/plain", "ok".into())
+        } else {
+            (503, "text/plain", "down".into())
+        }
+    });
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = format!(
+        r#"
+[server]
+listen = "127.0.0.1:{{port}}"
+[storage]
+path = "{{dir}}/data"
+[global]
+probe_interval = "1s"
+evaluation_interval = "1s"
+[[probe]]
+name = "api"
+job = "web"
+url = "http://127.0.0.1:{}/health"
+failure_threshold = 100
+[[rule]]
+alert = "ApiDown"
+expr = 'probe_success{{probe="api"}} == 0'
+"#,
+        target.port
+    );
+    let mut d = Daemon::start_in(dir.path(), &cfg, &[]);
+    d.wait_ready();
+    let query = |q: &str| -> serde_json::Value {
+        let (st, body) = d.get(&format!("/api/v1/query?query={q}"));
+        assert_eq!(st, 200, "{body}");
+        serde_json::from_str(&body).unwrap()
+    };
+    common::wait_until(30, "five probe runs", || hits.load(Ordering::SeqCst) >= 5);
+    // Every run landed in one series per family (no duplicates from the kept series).
+    let runs = query("count_over_time(probe_success%5B1m%5D)");
+    let result = runs["data"]["result"].as_array().unwrap().clone();
+    assert_eq!(result.len(), 1, "{runs}");
+    let metric = &result[0]["metric"];
+    assert_eq!(metric["probe"], "api");
+    assert_eq!(metric["job"], "web");
+    assert_eq!(
+        metric["instance"],
+        format!("http://127.0.0.1:{}/health", target.port)
+    );
+    let n: f64 = result[0]["value"][1].as_str().unwrap().parse().unwrap();
+    assert!(n >= 4.0, "{runs}");
+    // The first runs succeeded, the latest failed with status 503.
+    let best = query("max_over_time(probe_success%5B1m%5D)");
+    assert_eq!(best["data"]["result"][0]["value"][1], "1", "{best}");
+    let now = query("probe_success");
+    assert_eq!(now["data"]["result"][0]["value"][1], "0", "{now}");
+    let code = query("probe_http_status_code");
+    assert_eq!(code["data"]["result"][0]["value"][1], "503", "{code}");
+    let phases = query("probe_http_duration_seconds");
+    let mut names: Vec<String> = phases["data"]["result"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["metric"]["phase"].as_str().unwrap().to_owned())
+        .collect();
+    names.sort();
+    assert_eq!(names, ["connect", "processing", "tls", "transfer"]);
+    // A rule over the probe series fires.
+    common::wait_until(15, "ApiDown firing", || {
+        let (_, body) = d.get("/api/v1/alerts");
+        body.contains("ApiDown")
+    });
+    d.signal("TERM");
+    assert_eq!(d.wait_exit(Duration::from_secs(10)).code(), Some(0));
+}
