@@ -258,14 +258,26 @@ fn a_kept_series_survives_truncation() {
     let head = Head::new();
     let probe = l(&[("__name__", "probe_success"), ("probe", "p")]);
     let mut kept = head.series(&probe);
-    assert_eq!(head.append_series(&mut kept, 1000, 1.0), AppendOutcome::Appended);
+    assert_eq!(
+        head.append_series(&mut kept, 1000, 1.0),
+        AppendOutcome::Appended
+    );
     assert_eq!(head.truncate(5000), 1);
     // The kept handle is replaced by the series' successor, which queries see.
-    assert_eq!(head.append_series(&mut kept, 10_000, 0.0), AppendOutcome::Appended);
+    assert_eq!(
+        head.append_series(&mut kept, 10_000, 0.0),
+        AppendOutcome::Appended
+    );
     assert!(Arc::ptr_eq(&kept, &head.series(&probe)));
-    assert_eq!(head.append_series(&mut kept, 20_000, 1.0), AppendOutcome::Appended);
+    assert_eq!(
+        head.append_series(&mut kept, 20_000, 1.0),
+        AppendOutcome::Appended
+    );
     let v = values(&head, &[m(MatchOp::Equal, "probe", "p")]);
-    assert_eq!(v[0].1, vec![(10_000, 0f64.to_bits()), (20_000, 1f64.to_bits())]);
+    assert_eq!(
+        v[0].1,
+        vec![(10_000, 0f64.to_bits()), (20_000, 1f64.to_bits())]
+    );
 }
 
 #[test]
