@@ -10,6 +10,8 @@
 # prints the store's size (postflight_store_size_bytes and du), RSS and CPU every 60 s of the
 # measurement (the one-hour bounded-size run: RETENTION=20m STORE_EVERY=60 bench/watch_job.sh 60 3600). SKIP_BUILD=1 uses the existing target/release/postflight, PERF=1 records a profile of the
 # measurement window into the temp dir (with KEEP=1: perf report -i DIR/perf.data).
+# WRAP='heaptrack -o FILE' runs the daemon under a profiler (RSS and CPU are then the profiled
+# process').
 # Everything listens on 127.0.0.1; nginx and the daemon are stopped on exit, Ctrl-C included.
 set -euo pipefail
 
@@ -165,9 +167,18 @@ if [ "${SKIP_BUILD:-0}" != 1 ]; then
     (cd "$ROOT" && cargo build --release --locked --quiet)
 fi
 "$BIN" check -c "$CFG" >/dev/null
-"$BIN" run -c "$CFG" 2>"$TMP/daemon.log" &
+# shellcheck disable=SC2086 # WRAP is a command prefix, split on purpose
+${WRAP:-} "$BIN" run -c "$CFG" 2>"$TMP/daemon.log" &
 DAEMON_PID=$!
-for _ in $(seq 1 100); do
+if [ -n "${WRAP:-}" ]; then
+    # The wrapper's child is the daemon: measure and stop that process.
+    for _ in $(seq 1 100); do
+        p=$(pgrep -n -f -- "$(basename "$BIN") run -c $CFG" || true)
+        [ -n "$p" ] && [ "$p" != "$DAEMON_PID" ] && DAEMON_PID=$p && break
+        sleep 0.1
+    done
+fi
+for _ in $(seq 1 300); do
     curl -sf "http://127.0.0.1:$API_PORT/readyz" >/dev/null 2>&1 && break
     sleep 0.1
 done
@@ -207,10 +218,12 @@ while [ "$elapsed" -lt "$MEASURE" ]; do
     rss_n=$((rss_n + 1))
     [ "$rss" -gt "$rss_max" ] && rss_max=$rss
     if [ -n "${STORE_EVERY:-}" ] && [ $((elapsed % STORE_EVERY)) -lt "$SAMPLE_EVERY" ]; then
-        size=$(curl -sf "http://127.0.0.1:$API_PORT/metrics" | awk '/^postflight_store_size_bytes / {print $2}')
+        m=$(curl -sf "http://127.0.0.1:$API_PORT/metrics")
+        size=$(echo "$m" | awk '/^postflight_store_size_bytes / {print $2}')
+        head_b=$(echo "$m" | awk '/^postflight_head_bytes / {print $2}')
         du_b=$(du -sb "$TMP/data" | cut -f1)
         cpu=$(cpu_ticks "$DAEMON_PID")
-        printf 't=%5ds store_size_bytes=%s du=%s rss_kib=%s cpu_s=%.1f\n' "$elapsed" "$size" "$du_b" "$rss" "$(echo "$cpu $TCK" | awk '{print $1 / $2}')"
+        printf 't=%5ds store_size_bytes=%s du=%s head_bytes=%s rss_kib=%s cpu_s=%.1f\n' "$elapsed" "$size" "$du_b" "$head_b" "$rss" "$(echo "$cpu $TCK" | awk '{print $1 / $2}')"
     fi
 done
 d1=$(cpu_ticks "$DAEMON_PID")

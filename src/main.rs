@@ -3,6 +3,11 @@
 
 use clap::Parser;
 
+/// jemalloc, with its options built in (`.cargo/config.toml`): freed pages go back to the
+/// kernel within a second from a background thread, so RSS follows the live heap.
+#[global_allocator]
+static GLOBAL: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
+
 fn main() -> std::process::ExitCode {
     postflight::cli::main(postflight::cli::Cli::parse())
 }
