@@ -45,8 +45,11 @@ pub struct DaemonProbeSink {
     /// Each probe's series in the head, found on its first run: later runs append without
     /// building, hashing or comparing label sets. A sink lives for one configuration, so a
     /// probe's name keeps its URL and job here.
-    pub series: Mutex<HashMap<String, Vec<(OutcomeSeries, Arc<MemSeries>)>>>,
+    pub series: Mutex<HashMap<String, KeptSeries>>,
 }
+
+/// One probe's series in the head, by which series of the outcome they are.
+pub type KeptSeries = Vec<(OutcomeSeries, Arc<MemSeries>)>;
 
 /// The key of a probe in the targets view.
 pub fn target_key(name: &str) -> String {
