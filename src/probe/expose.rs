@@ -1,5 +1,6 @@
 //! The probe series, as Blackbox exporter names them: on `/metrics` (latest outcome of each
-//! probe, through [`Exposer`]) and as samples for the series head ([`outcome_series`]).
+//! probe, through [`Exposer`]) and as samples for the series head ([`outcome_samples`], whose
+//! [`OutcomeSeries`] keys name each series; [`outcome_series`] gives them with full labels).
 //!
 //! Per probe, labelled `instance` (the URL), `job` (when set) and `probe`:
 //! - `probe_success`, `probe_duration_seconds` (every probe);

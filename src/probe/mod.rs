@@ -19,7 +19,8 @@
 //! ([`ProbeStates::restore`]) and snapshot it when it changes. Each config generation gets a new
 //! [`ProbeRunner`] sharing that state; on reload call [`ProbeStates::retain`] with the new probe
 //! names and notify the resolved alerts it returns. The daemon's [`ProbeSink`] appends
-//! [`outcome_series`] to the head at [`ProbeOutcome::timestamp_ms`] and stores the outcome.
+//! [`outcome_samples`] to the head at [`ProbeOutcome::timestamp_ms`] (keeping each probe's
+//! series, found once by [`OutcomeSeries::labels`]) and stores the outcome.
 //!
 //! # Cost
 //!
@@ -271,7 +272,7 @@ pub trait ProbeSink: Send + Sync + 'static {
 const SPREAD_SLOTS: u128 = 100;
 
 /// The start offset of a probe within its interval, from a hash of its name: probes spread
-/// evenly over the interval (in [`SPREAD_SLOTS`] steps) instead of all firing at startup, and
+/// evenly over the interval (in `SPREAD_SLOTS` = 100 steps) instead of all firing at startup, and
 /// a probe keeps its phase across restarts and reloads (as Prometheus' scrape offsets do).
 pub fn spread_offset(name: &str, interval: Duration) -> Duration {
     let nanos = interval.as_nanos();
