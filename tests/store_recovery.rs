@@ -59,6 +59,9 @@ fn write_everything(store: &Store) -> u64 {
     for t in 0..50 {
         store.append_probe(&probe(t * 1_000)).unwrap();
     }
+    // The daemon's half-second journal tick: the results are in the store's journal, not yet
+    // in their block; a crash must not lose them.
+    store.write_probe_journal().unwrap();
     store
         .append_alert_transition_durable(&transition(5_000))
         .unwrap();

@@ -17,7 +17,7 @@ use std::time::Duration;
 use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
-use tracing::{error, info, warn};
+use tracing::{debug, error, info, warn};
 
 use crate::alert::{Alert, AlertState};
 use crate::clock::Clock;
@@ -314,6 +314,7 @@ pub async fn run(config_path: PathBuf) -> Result<(), DaemonError> {
     tasks.spawn(crate::api::serve(listener, ctx.clone(), shutdown.clone()));
     tasks.spawn(housekeeping(ctx.clone(), shutdown.clone()));
     tasks.spawn(store_watch(ctx.clone(), shutdown.clone()));
+    tasks.spawn(probe_journal(ctx.clone(), shutdown.clone()));
     tasks.spawn(
         crate::series::persist::Checkpointer {
             head: head.clone(),
@@ -671,6 +672,31 @@ async fn store_watch(ctx: Arc<Context>, shutdown: CancellationToken) {
                 ctx.set_self_alert("StoreWriteFailing", Some(&reason)).await;
             }
             Err(e) => warn!(error = %e, "store write check task failed"),
+        }
+    }
+}
+
+/// Every half second, the probe results of the last half second go to the store's journal (one
+/// record for all of them; see [`crate::store::Store::write_probe_journal`]).
+async fn probe_journal(ctx: Arc<Context>, shutdown: CancellationToken) {
+    let mut tick = tokio::time::interval(crate::store::PROBE_JOURNAL_EVERY);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = shutdown.cancelled() => return,
+            _ = tick.tick() => {}
+        }
+        let store = ctx.store.clone();
+        match tokio::task::spawn_blocking(move || store.write_probe_journal()).await {
+            Ok(Ok(_)) => {}
+            Ok(Err(e)) => {
+                ctx.telemetry
+                    .store_write_failures
+                    .with_label_values(&["probes"])
+                    .inc();
+                debug!(error = %e, "cannot journal probe results; they stay in memory");
+            }
+            Err(e) => warn!(error = %e, "probe journal task failed"),
         }
     }
 }

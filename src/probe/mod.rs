@@ -309,6 +309,10 @@ struct Scheduled {
     successes: IntCounter,
     /// `postflight_probes_total{probe, result="failure"}`.
     failures: IntCounter,
+    /// The interval in milliseconds, and the schedule point run timestamps are aligned to
+    /// ([`crate::series::align_timestamp`]): one bit per timestamp in the probe's chunks.
+    interval_ms: i64,
+    aligned: std::sync::Mutex<Option<i64>>,
 }
 
 /// When each probe is due next: a min-heap of (due, index), each entry rescheduled as it pops.
@@ -474,6 +478,8 @@ impl ProbeRunner {
                     timeout,
                     running: AtomicBool::new(false),
                     was_ok: AtomicBool::new(true),
+                    interval_ms: i64::try_from(interval.as_millis()).unwrap_or(i64::MAX),
+                    aligned: std::sync::Mutex::new(None),
                 })
             })
             .collect();
@@ -536,7 +542,15 @@ async fn execute(guard: RunningGuard, shared: Arc<Shared>) {
     let Ok(_permit) = shared.semaphore.acquire().await else {
         return;
     };
-    let outcome = probe_once(&p.cfg, p.timeout, &shared.tls).await;
+    let mut outcome = probe_once(&p.cfg, p.timeout, &shared.tls).await;
+    {
+        let mut aligned = p
+            .aligned
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let t = crate::series::align_timestamp(&mut aligned, outcome.timestamp_ms(), p.interval_ms);
+        outcome.at = SystemTime::UNIX_EPOCH + Duration::from_millis(u64::try_from(t).unwrap_or(0));
+    }
     if outcome.success {
         p.successes.inc();
     } else {

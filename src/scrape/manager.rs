@@ -117,6 +117,7 @@ impl ScrapeManager {
             }
         };
         let mut tasks = JoinSet::new();
+        let pool = Arc::new(BufferPool::default());
         for job in &self.config.jobs {
             for instance in &job.targets {
                 let scheme = match job.scheme {
@@ -161,6 +162,7 @@ impl ScrapeManager {
                     self.telemetry.clone(),
                     self.clock.clone(),
                     self.heartbeat.clone(),
+                    pool.clone(),
                     shutdown.clone(),
                 ));
             }
@@ -181,6 +183,40 @@ impl ScrapeManager {
     }
 }
 
+/// Page buffers shared by a manager's target loops: scrapes are spread over the interval, so a
+/// few buffers serve a hundred targets instead of one page-sized buffer kept by each.
+#[derive(Default)]
+struct BufferPool(std::sync::Mutex<Vec<Vec<u8>>>);
+
+impl BufferPool {
+    /// Buffers kept for reuse; more are freed when given back.
+    const KEEP: usize = 8;
+    /// A buffer larger than this (after one huge page) is freed, not kept.
+    const MAX_KEPT_CAPACITY: usize = 4 << 20;
+
+    fn take(&self) -> Vec<u8> {
+        self.0
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .pop()
+            .unwrap_or_default()
+    }
+
+    fn give(&self, mut buf: Vec<u8>) {
+        if buf.capacity() > Self::MAX_KEPT_CAPACITY {
+            return;
+        }
+        buf.clear();
+        let mut kept = self
+            .0
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if kept.len() < Self::KEEP {
+            kept.push(buf);
+        }
+    }
+}
+
 #[allow(clippy::too_many_arguments)]
 async fn target_loop(
     t: Target,
@@ -190,13 +226,15 @@ async fn target_loop(
     telemetry: Arc<Telemetry>,
     clock: Clock,
     heartbeat: Arc<Heartbeat>,
+    pool: Arc<BufferPool>,
     shutdown: CancellationToken,
 ) {
     let start = tokio::time::Instant::now() + offset(&t.key, t.interval);
     let mut tick = tokio::time::interval_at(start, t.interval);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut parser = Parser::new();
-    let mut body: Vec<u8> = Vec::new();
+    let interval_ms = i64::try_from(t.interval.as_millis()).unwrap_or(i64::MAX);
+    let mut aligned: Option<i64> = None;
     loop {
         tokio::select! {
             _ = shutdown.cancelled() => return,
@@ -204,8 +242,10 @@ async fn target_loop(
         }
         heartbeat.beat();
         let now = clock.now();
-        let t_ms = now.timestamp_millis();
+        let t_ms =
+            crate::series::align_timestamp(&mut aligned, now.timestamp_millis(), interval_ms);
         let started = Instant::now();
+        let mut body = pool.take();
         let fetched = tokio::select! {
             _ = shutdown.cancelled() => return,
             r = fetch(&client, &t, &mut body) => r,
@@ -295,10 +335,7 @@ async fn target_loop(
                 samples: Some(samples),
             },
         );
-        // Do not keep a huge buffer around after one large page.
-        if body.capacity() > 4 << 20 {
-            body = Vec::new();
-        }
+        pool.give(body);
         let _ = &t.instance;
     }
 }
@@ -392,5 +429,24 @@ fn describe(e: &reqwest::Error) -> String {
         e.to_string()
     } else {
         s.replace("Connection refused (os error 111)", "connection refused")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_buffer_pool_reuses_buffers_and_frees_huge_ones() {
+        let pool = BufferPool::default();
+        let mut b = pool.take();
+        b.extend_from_slice(&[7; 1000]);
+        let cap = b.capacity();
+        pool.give(b);
+        let b = pool.take();
+        assert!(b.is_empty());
+        assert_eq!(b.capacity(), cap);
+        pool.give(vec![0; BufferPool::MAX_KEPT_CAPACITY + 1]);
+        assert_eq!(pool.take().capacity(), 0);
     }
 }

@@ -144,21 +144,31 @@ impl Checkpointer {
             let window = self.window;
             let now = self.clock.now_ms();
             let r = tokio::task::spawn_blocking(move || {
+                // Probe results a minute old go with the checkpoint (all of them on stop, by
+                // the store's flush at the end of the stop checkpoint).
+                let probes = store.write_probe_results(Some(now));
                 let written = checkpoint(&head, &store, &mut p, stopping);
                 if !stopping {
                     head.truncate(now - window.as_millis() as i64);
                 }
-                (p, written)
+                (p, written, probes)
             })
             .await;
+            if let Ok((_, _, Err(e))) = &r {
+                self.telemetry
+                    .store_write_failures
+                    .with_label_values(&["probes"])
+                    .inc();
+                warn!(error = %e, "cannot write probe results; they stay buffered");
+            }
             match r {
-                Ok((p, Ok(n))) => {
+                Ok((p, Ok(n), _)) => {
                     persisted = p;
                     if stopping {
                         info!(chunks = n, "head written to the store");
                     }
                 }
-                Ok((p, Err(e))) => {
+                Ok((p, Err(e), _)) => {
                     persisted = p;
                     self.telemetry
                         .store_write_failures

@@ -4,16 +4,140 @@
 //! Key: name length (u16 BE) · name · time key · sequence (u64 BE). The length prefix keeps one
 //! name's range from running into another's even when a name contains any byte; the sequence
 //! (a store-wide id) keeps two records with the same millisecond apart.
+//!
+//! Probe results are written as blocks ([`PROBE_BLOCK_V2`]): one key per probe and minute,
+//! timed by the block's first result, instead of one sled insert per run (each walks the tree
+//! and copies a leaf: 11 % of the daemon's CPU at 100 runs a second). Until its block is
+//! written a result is buffered in memory and, within half a second, in the *journal*: one
+//! record ([`JOURNAL_V1`]) every [`PROBE_JOURNAL_EVERY`] holding every result since the last,
+//! whatever the probe, under
+//! [`JOURNAL_PREFIX`] (no name's key starts with it: names are UTF-8, which never has a 0xFF
+//! byte). Once a minute the buffer becomes blocks and the journal is emptied in one atomic
+//! batch, so a result is never in both; at open the journal is read back into the buffer.
+//! Probe results are therefore about as durable as before (on disk within ~1.5 s) for ~1,120
+//! inserts a minute instead of 6,000 with 1,000 probes every 10 s. A block spans at most
+//! [`BLOCK_MAX_SPAN_MS`], so a range read starts that much before `since`. Single records
+//! ([`PROBE_V1`]) written by earlier versions read as before.
+
+use std::sync::{Mutex, MutexGuard, PoisonError};
 
 use crate::series::{Labels, Timestamp};
 
 use super::codec::{Decoder, Encoder, time_from_key, time_key};
 use super::{Store, StoreError};
 
-/// Format byte of [`ProbeRecord`] values.
+/// Format byte of a value holding one [`ProbeRecord`] (written by earlier versions).
 const PROBE_V1: u8 = 1;
 /// Format byte of [`AlertTransition`] values.
 const TRANSITION_V1: u8 = 1;
+/// Format byte of a value holding a block of one probe's results: uvarint count, then per
+/// result its time as a varint offset from the key's time and the fields of [`PROBE_V1`].
+const PROBE_BLOCK_V2: u8 = 2;
+/// Format byte of a journal record: uvarint count, then per result the probe's name, its time
+/// (varint) and the fields of [`PROBE_V1`].
+const JOURNAL_V1: u8 = 1;
+/// Key prefix of the journal records in the probes tree, followed by time key and sequence.
+pub(super) const JOURNAL_PREFIX: &[u8] = &[0xff, 0xff, 0xff];
+/// The buffer becomes blocks once its oldest result is this old.
+pub const PROBE_BLOCK_AGE_MS: i64 = 60_000;
+/// How often the daemon writes the journal ([`Store::write_probe_journal`]): with sled's 1 s
+/// flush, a result is on disk within ~1.5 s.
+pub const PROBE_JOURNAL_EVERY: std::time::Duration = std::time::Duration::from_millis(500);
+/// Results per block at most.
+const BLOCK_MAX_RECORDS: usize = 64;
+/// Time between a block's first and last result at most; reads start this much early.
+const BLOCK_MAX_SPAN_MS: i64 = 300_000;
+/// Buffered results beyond which an append writes the blocks itself (no checkpoint came).
+const MAX_BUFFERED: usize = 100_000;
+
+/// Probe results not in blocks yet.
+#[derive(Default)]
+pub(super) struct ProbeBuffer {
+    /// Every buffered result, per probe, in the order it came.
+    by_probe: std::collections::HashMap<String, Vec<ProbeRecord>>,
+    /// Results in `by_probe` that no journal record holds yet.
+    unjournaled: Vec<ProbeRecord>,
+    /// The journal records in the tree: with `unjournaled`, exactly the buffered results.
+    journal_keys: Vec<Vec<u8>>,
+    /// The oldest buffered result's time.
+    oldest: Option<Timestamp>,
+    /// Results in `by_probe`.
+    len: usize,
+}
+
+impl ProbeBuffer {
+    fn push(&mut self, r: ProbeRecord) {
+        self.oldest = Some(self.oldest.map_or(r.t, |o| o.min(r.t)));
+        self.len += 1;
+        match self.by_probe.get_mut(r.probe.as_str()) {
+            Some(list) => list.push(r),
+            None => {
+                self.by_probe.insert(r.probe.clone(), vec![r]);
+            }
+        }
+    }
+
+    /// The journal as read at open: its results buffered, its keys known.
+    pub(super) fn load(tree: &sled::Tree) -> (ProbeBuffer, Vec<String>) {
+        let mut buf = ProbeBuffer::default();
+        let mut errors = Vec::new();
+        for kv in tree.scan_prefix(JOURNAL_PREFIX) {
+            let (k, v) = match kv {
+                Ok(kv) => kv,
+                Err(e) => {
+                    errors.push(e.to_string());
+                    break;
+                }
+            };
+            match decode_journal(&v) {
+                Ok(records) => records.into_iter().for_each(|r| buf.push(r)),
+                Err(e) => errors.push(e.to_string()),
+            }
+            buf.journal_keys.push(k.to_vec());
+        }
+        (buf, errors)
+    }
+}
+
+fn encode_fields(e: &mut Encoder, r: &ProbeRecord) {
+    e.u8(u8::from(r.success))
+        .f64(r.duration_seconds)
+        // 0 means "no status", so that a record without one costs a single byte.
+        .uvarint(r.status.map_or(0, |s| u64::from(s) + 1))
+        .str(&r.reason);
+}
+
+fn encode_journal(records: &[ProbeRecord]) -> Vec<u8> {
+    let mut e = Encoder::with_format(JOURNAL_V1);
+    e.uvarint(records.len() as u64);
+    for r in records {
+        e.str(&r.probe).ivarint(r.t);
+        encode_fields(&mut e, r);
+    }
+    e.finish()
+}
+
+fn decode_journal(value: &[u8]) -> Result<Vec<ProbeRecord>, super::codec::DecodeError> {
+    use super::codec::DecodeError;
+    let (format, mut d) = Decoder::with_format(value)?;
+    if format != JOURNAL_V1 {
+        return Err(DecodeError::UnknownFormat(format));
+    }
+    let n = d.uvarint()?;
+    if n > d.remaining() as u64 / 13 {
+        return Err(DecodeError::OutOfRange);
+    }
+    let mut out = Vec::with_capacity(n as usize);
+    for _ in 0..n {
+        let name = d.str()?.to_owned();
+        let t = d.ivarint()?;
+        let mut r = decode_probe_fields("", t, &mut d)?;
+        r.probe = name;
+        out.push(r);
+    }
+    d.finish()?;
+    Ok(out)
+}
 
 /// One probe run, as kept in the history.
 #[derive(Clone, Debug, PartialEq)]
@@ -49,6 +173,10 @@ pub struct AlertTransition {
     pub value: f64,
 }
 
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
 /// The key prefix of one name: u16 BE length, then the name.
 pub(super) fn name_prefix(name: &str) -> Result<Vec<u8>, StoreError> {
     let len = u16::try_from(name.len()).map_err(|_| StoreError::InvalidRecord {
@@ -71,26 +199,63 @@ pub(super) fn split_key(key: &[u8]) -> Option<(usize, &str, Timestamp)> {
     Some((2 + len, name, time_from_key(t)))
 }
 
+#[cfg(test)]
 fn encode_probe(r: &ProbeRecord) -> Vec<u8> {
     let mut e = Encoder::with_format(PROBE_V1);
-    e.u8(u8::from(r.success))
-        .f64(r.duration_seconds)
-        // 0 means "no status", so that a record without one costs a single byte.
-        .uvarint(r.status.map_or(0, |s| u64::from(s) + 1))
-        .str(&r.reason);
+    encode_fields(&mut e, r);
     e.finish()
 }
 
-fn decode_probe(
+/// One block of a probe's results, sorted by time, timed by the first.
+fn encode_probe_block(records: &[ProbeRecord]) -> Vec<u8> {
+    let base = records.first().map_or(0, |r| r.t);
+    let mut e = Encoder::with_format(PROBE_BLOCK_V2);
+    e.uvarint(records.len() as u64);
+    for r in records {
+        e.ivarint(r.t - base);
+        encode_fields(&mut e, r);
+    }
+    e.finish()
+}
+
+/// The results in a probe history value: one ([`PROBE_V1`]) or a block ([`PROBE_BLOCK_V2`]).
+fn decode_probes(
     probe: &str,
     t: Timestamp,
     value: &[u8],
-) -> Result<ProbeRecord, super::codec::DecodeError> {
+) -> Result<Vec<ProbeRecord>, super::codec::DecodeError> {
     use super::codec::DecodeError;
     let (format, mut d) = Decoder::with_format(value)?;
-    if format != PROBE_V1 {
-        return Err(DecodeError::UnknownFormat(format));
+    match format {
+        PROBE_V1 => {
+            let r = decode_probe_fields(probe, t, &mut d)?;
+            d.finish()?;
+            Ok(vec![r])
+        }
+        PROBE_BLOCK_V2 => {
+            let n = d.uvarint()?;
+            // Every result takes at least 12 bytes: a count beyond that is corrupt.
+            if n > d.remaining() as u64 / 12 {
+                return Err(DecodeError::OutOfRange);
+            }
+            let mut out = Vec::with_capacity(n as usize);
+            for _ in 0..n {
+                let at = t.checked_add(d.ivarint()?).ok_or(DecodeError::OutOfRange)?;
+                out.push(decode_probe_fields(probe, at, &mut d)?);
+            }
+            d.finish()?;
+            Ok(out)
+        }
+        f => Err(DecodeError::UnknownFormat(f)),
     }
+}
+
+fn decode_probe_fields(
+    probe: &str,
+    t: Timestamp,
+    d: &mut Decoder<'_>,
+) -> Result<ProbeRecord, super::codec::DecodeError> {
+    use super::codec::DecodeError;
     let success = match d.u8()? {
         0 => false,
         1 => true,
@@ -102,7 +267,6 @@ fn decode_probe(
         s => Some(u16::try_from(s - 1).map_err(|_| DecodeError::OutOfRange)?),
     };
     let reason = d.str()?.to_owned();
-    d.finish()?;
     Ok(ProbeRecord {
         probe: probe.to_owned(),
         t,
@@ -145,22 +309,105 @@ fn decode_transition(
 }
 
 impl Store {
-    /// Appends one probe result. Bulk write: durable within the periodic flush (see the module
-    /// doc).
+    /// Takes one probe result: buffered, in the journal at the next
+    /// [`Store::write_probe_journal`], in its probe's block within a minute
+    /// ([`Store::write_probe_results`]). Reads see it at once.
     pub fn append_probe(&self, r: &ProbeRecord) -> Result<(), StoreError> {
         const OP: &str = "appending a probe result";
         self.check_writable(OP)?;
-        let key = self.history_key(&r.probe, r.t, OP)?;
-        self.inner
-            .trees
-            .probes
-            .insert(key, encode_probe(r))
-            .map_err(StoreError::engine(OP))?;
+        name_prefix(&r.probe)?;
+        let mut buf = lock(&self.inner.probe_buffer);
+        buf.push(r.clone());
+        buf.unjournaled.push(r.clone());
+        if buf.len > MAX_BUFFERED {
+            self.write_blocks(&mut buf, OP)?;
+        }
         Ok(())
     }
 
+    /// Writes the results no journal record holds yet as one journal record (a bulk write:
+    /// durable with sled's next periodic flush). Returns how many.
+    pub fn write_probe_journal(&self) -> Result<usize, StoreError> {
+        const OP: &str = "journaling probe results";
+        let mut buf = lock(&self.inner.probe_buffer);
+        let Some(first) = buf.unjournaled.first() else {
+            return Ok(0);
+        };
+        self.check_writable(OP)?;
+        let mut key = JOURNAL_PREFIX.to_vec();
+        key.extend_from_slice(&time_key(first.t));
+        let seq = self
+            .inner
+            .db
+            .generate_id()
+            .map_err(StoreError::engine(OP))?;
+        key.extend_from_slice(&seq.to_be_bytes());
+        self.inner
+            .trees
+            .probes
+            .insert(key.as_slice(), encode_journal(&buf.unjournaled))
+            .map_err(StoreError::engine(OP))?;
+        buf.journal_keys.push(key);
+        let n = buf.unjournaled.len();
+        buf.unjournaled.clear();
+        Ok(n)
+    }
+
+    /// Writes every buffered result as blocks, one or more per probe, and empties the journal,
+    /// in one atomic batch — when the oldest is [`PROBE_BLOCK_AGE_MS`] older than `now`, or
+    /// always with `None`. The daemon calls it at each checkpoint; [`Store::flush`] with `None`.
+    /// Returns the results written; on an error they stay buffered (and journaled).
+    pub fn write_probe_results(&self, now: Option<Timestamp>) -> Result<usize, StoreError> {
+        const OP: &str = "writing probe results";
+        let mut buf = lock(&self.inner.probe_buffer);
+        match (now, buf.oldest) {
+            (_, None) => Ok(0),
+            (Some(now), Some(oldest)) if now - oldest < PROBE_BLOCK_AGE_MS => Ok(0),
+            _ => {
+                self.check_writable(OP)?;
+                self.write_blocks(&mut buf, OP)
+            }
+        }
+    }
+
+    fn write_blocks(&self, buf: &mut ProbeBuffer, op: &'static str) -> Result<usize, StoreError> {
+        let mut batch = sled::Batch::default();
+        for (name, records) in buf.by_probe.iter_mut() {
+            records.sort_by_key(|r| r.t);
+            let mut rest = records.as_slice();
+            while let Some(first) = rest.first() {
+                let n = rest
+                    .iter()
+                    .take(BLOCK_MAX_RECORDS)
+                    .take_while(|r| r.t - first.t <= BLOCK_MAX_SPAN_MS)
+                    .count();
+                let (block, tail) = rest.split_at(n);
+                batch.insert(
+                    self.history_key(name, first.t, op)?,
+                    encode_probe_block(block),
+                );
+                rest = tail;
+            }
+        }
+        for k in &buf.journal_keys {
+            batch.remove(k.as_slice());
+        }
+        self.inner
+            .trees
+            .probes
+            .apply_batch(batch)
+            .map_err(StoreError::engine(op))?;
+        let written = buf.len;
+        buf.by_probe.clear();
+        buf.unjournaled.clear();
+        buf.journal_keys.clear();
+        buf.oldest = None;
+        buf.len = 0;
+        Ok(written)
+    }
+
     /// The results of `probe` with `since <= t <= until`, oldest first and newest last; with
-    /// more than `limit` of them, the newest `limit`.
+    /// more than `limit` of them, the newest `limit`. Buffered results included.
     pub fn probe_history(
         &self,
         probe: &str,
@@ -168,15 +415,42 @@ impl Store {
         until: Timestamp,
         limit: usize,
     ) -> Result<Vec<ProbeRecord>, StoreError> {
-        self.history(
-            &self.inner.trees.probes,
-            "probes",
-            probe,
-            since,
-            until,
-            limit,
-            decode_probe,
-        )
+        if since > until || limit == 0 {
+            return Ok(Vec::new());
+        }
+        let mut out: Vec<ProbeRecord> = lock(&self.inner.probe_buffer)
+            .by_probe
+            .get(probe)
+            .into_iter()
+            .flatten()
+            .filter(|r| since <= r.t && r.t <= until)
+            .cloned()
+            .collect();
+        if out.len() < limit {
+            // Blocks are timed by their first result: one that began before `since` may hold
+            // results after it.
+            let stored = self.history(
+                &self.inner.trees.probes,
+                "probes",
+                probe,
+                since.saturating_sub(BLOCK_MAX_SPAN_MS),
+                until,
+                limit - out.len(),
+                |name, t, v| {
+                    let mut rs = decode_probes(name, t, v)?;
+                    rs.retain(|r| since <= r.t && r.t <= until);
+                    Ok(rs)
+                },
+            )?;
+            out.extend(stored.into_iter().flatten());
+        }
+        // A probe's runs do not overlap, so its blocks do not either and the walk above stops
+        // at the right one; the sort only orders the buffered results among the stored.
+        out.sort_by_key(|r| r.t);
+        if out.len() > limit {
+            out.drain(..out.len() - limit);
+        }
+        Ok(out)
     }
 
     /// Appends one alert transition and flushes: on disk when this returns.
@@ -237,7 +511,7 @@ impl Store {
         since: Timestamp,
         until: Timestamp,
         limit: usize,
-        decode: fn(&str, Timestamp, &[u8]) -> Result<R, super::codec::DecodeError>,
+        decode: impl Fn(&str, Timestamp, &[u8]) -> Result<R, super::codec::DecodeError>,
     ) -> Result<Vec<R>, StoreError> {
         if since > until || limit == 0 {
             return Ok(Vec::new());
@@ -301,57 +575,70 @@ mod tests {
         store.append_probe(&probe("api2", 3_500, true)).unwrap();
         store.append_probe(&probe("", 3_500, true)).unwrap();
 
-        let all = store
-            .probe_history("api", i64::MIN, i64::MAX, usize::MAX)
-            .unwrap();
-        let ts: Vec<i64> = all.iter().map(|r| r.t).collect();
-        assert_eq!(ts, [-1_000, 1_000, 2_000, 3_000, 3_000, 4_000, 5_000]);
-        assert!(all.iter().all(|r| r.probe == "api"));
-        assert_eq!(all[2], probe("api", 2_000, false));
+        // Buffered, written as blocks, and read back after a reopen: the same answers.
+        let check = |store: &Store| {
+            let all = store
+                .probe_history("api", i64::MIN, i64::MAX, usize::MAX)
+                .unwrap();
+            let ts: Vec<i64> = all.iter().map(|r| r.t).collect();
+            assert_eq!(ts, [-1_000, 1_000, 2_000, 3_000, 3_000, 4_000, 5_000]);
+            assert!(all.iter().all(|r| r.probe == "api"));
+            assert_eq!(all[2], probe("api", 2_000, false));
 
-        let window = store
-            .probe_history("api", 2_000, 4_000, usize::MAX)
-            .unwrap();
-        let ts: Vec<i64> = window.iter().map(|r| r.t).collect();
-        assert_eq!(
-            ts,
-            [2_000, 3_000, 3_000, 4_000],
-            "since and until are inclusive"
-        );
+            let window = store
+                .probe_history("api", 2_000, 4_000, usize::MAX)
+                .unwrap();
+            let ts: Vec<i64> = window.iter().map(|r| r.t).collect();
+            assert_eq!(
+                ts,
+                [2_000, 3_000, 3_000, 4_000],
+                "since and until are inclusive"
+            );
 
-        let newest = store.probe_history("api", i64::MIN, i64::MAX, 2).unwrap();
-        let ts: Vec<i64> = newest.iter().map(|r| r.t).collect();
-        assert_eq!(
-            ts,
-            [4_000, 5_000],
-            "the limit keeps the newest, still newest last"
-        );
+            let newest = store.probe_history("api", i64::MIN, i64::MAX, 2).unwrap();
+            let ts: Vec<i64> = newest.iter().map(|r| r.t).collect();
+            assert_eq!(
+                ts,
+                [4_000, 5_000],
+                "the limit keeps the newest, still newest last"
+            );
 
-        assert!(
-            store
-                .probe_history("api", 6_000, 7_000, 10)
-                .unwrap()
-                .is_empty()
-        );
-        assert!(
-            store
-                .probe_history("api", 4_000, 2_000, 10)
-                .unwrap()
-                .is_empty()
-        );
-        assert!(
-            store
-                .probe_history("nope", i64::MIN, i64::MAX, 10)
-                .unwrap()
-                .is_empty()
-        );
-        assert_eq!(
-            store
-                .probe_history("", i64::MIN, i64::MAX, 10)
-                .unwrap()
-                .len(),
-            1
-        );
+            assert!(
+                store
+                    .probe_history("api", 6_000, 7_000, 10)
+                    .unwrap()
+                    .is_empty()
+            );
+            assert!(
+                store
+                    .probe_history("api", 4_000, 2_000, 10)
+                    .unwrap()
+                    .is_empty()
+            );
+            assert!(
+                store
+                    .probe_history("nope", i64::MIN, i64::MAX, 10)
+                    .unwrap()
+                    .is_empty()
+            );
+            assert_eq!(
+                store
+                    .probe_history("", i64::MIN, i64::MAX, 10)
+                    .unwrap()
+                    .len(),
+                1
+            );
+        };
+        check(&store);
+        store.write_probe_journal().unwrap();
+        check(&store);
+        assert_eq!(store.write_probe_results(None).unwrap(), 9);
+        assert_eq!(raw_keys(&store, "probes").len(), 3, "one block a probe");
+        check(&store);
+        let path = store.path().to_owned();
+        drop(store);
+        let store = Store::open(&path).unwrap().store;
+        check(&store);
     }
 
     #[test]
@@ -373,10 +660,161 @@ mod tests {
             ..r.clone()
         };
         store.append_probe(&nan).unwrap();
-        let back = store.probe_history(&r.probe, 0, i64::MAX, 10).unwrap();
-        assert_eq!(back[0], r);
-        assert!(back[1].duration_seconds.is_nan());
-        assert_eq!(back[1].status, Some(0));
+        for written in [false, true] {
+            if written {
+                store.write_probe_results(None).unwrap();
+                assert_eq!(raw_keys(&store, "probes").len(), 1);
+            }
+            let back = store.probe_history(&r.probe, 0, i64::MAX, 10).unwrap();
+            assert_eq!(back[0], r);
+            assert!(back[1].duration_seconds.is_nan());
+            assert_eq!(back[1].status, Some(0));
+        }
+    }
+
+    #[test]
+    fn buffered_results_become_blocks_once_the_oldest_is_a_minute_old() {
+        let (_dir, store) = temp_store();
+        for t in [0, 10_000, 20_000] {
+            store.append_probe(&probe("slow", t, true)).unwrap();
+        }
+        store.append_probe(&probe("fresh", 50_000, true)).unwrap();
+        assert_eq!(store.write_probe_results(Some(59_999)).unwrap(), 0);
+        assert!(raw_keys(&store, "probes").is_empty());
+        assert_eq!(store.write_probe_results(Some(60_000)).unwrap(), 4);
+        let keys: Vec<(String, i64)> = raw_keys(&store, "probes")
+            .iter()
+            .map(|k| split_key(k).map(|(_, n, t)| (n.to_owned(), t)).unwrap())
+            .collect();
+        assert_eq!(
+            keys,
+            [("slow".to_owned(), 0), ("fresh".to_owned(), 50_000)],
+            "one block a probe (keys order by name length first)"
+        );
+        // A written block and a buffered result read together, in order.
+        store.append_probe(&probe("slow", 30_000, false)).unwrap();
+        let ts = |since, limit| -> Vec<i64> {
+            store
+                .probe_history("slow", since, i64::MAX, limit)
+                .unwrap()
+                .iter()
+                .map(|r| r.t)
+                .collect()
+        };
+        assert_eq!(
+            ts(5_000, 10),
+            [10_000, 20_000, 30_000],
+            "a block that began before since"
+        );
+        assert_eq!(ts(i64::MIN, 2), [20_000, 30_000]);
+        // A clean stop writes everything.
+        store.flush().unwrap();
+        assert_eq!(raw_keys(&store, "probes").len(), 3);
+    }
+
+    #[test]
+    fn the_journal_holds_what_is_not_in_blocks_until_the_blocks_are_written() {
+        let (_dir, store) = temp_store();
+        store.append_probe(&probe("a", 1_000, true)).unwrap();
+        store.append_probe(&probe("b", 1_500, false)).unwrap();
+        assert_eq!(store.write_probe_journal().unwrap(), 2);
+        assert_eq!(store.write_probe_journal().unwrap(), 0, "nothing new");
+        store.append_probe(&probe("a", 2_000, true)).unwrap();
+        assert_eq!(store.write_probe_journal().unwrap(), 1);
+        // What a restart after a crash reads back: every journaled result, by probe.
+        let (buf, errors) = ProbeBuffer::load(&store.inner.trees.probes);
+        assert!(errors.is_empty());
+        assert_eq!(buf.len, 3);
+        assert_eq!(
+            buf.by_probe["a"],
+            [probe("a", 1_000, true), probe("a", 2_000, true)]
+        );
+        assert_eq!(buf.by_probe["b"], [probe("b", 1_500, false)]);
+        assert_eq!(buf.journal_keys.len(), 2);
+        // The journal sorts after every probe's keys, and history reads never see it.
+        assert_eq!(store.probe_history("a", 0, 10_000, 10).unwrap().len(), 2);
+        // Blocks written: the journal is gone in the same batch.
+        store.write_probe_results(None).unwrap();
+        let (buf, _) = ProbeBuffer::load(&store.inner.trees.probes);
+        assert_eq!(buf.len, 0);
+        assert_eq!(raw_keys(&store, "probes").len(), 2);
+        assert_eq!(store.probe_history("a", 0, 10_000, 10).unwrap().len(), 2);
+        // A reopened store reads its journal back.
+        store.append_probe(&probe("b", 3_000, true)).unwrap();
+        store.write_probe_journal().unwrap();
+        let (buf, _) = ProbeBuffer::load(&store.inner.trees.probes);
+        assert_eq!(buf.by_probe["b"], [probe("b", 3_000, true)]);
+    }
+
+    #[test]
+    fn blocks_hold_at_most_64_results_within_five_minutes() {
+        let (_dir, store) = temp_store();
+        for i in 0..130 {
+            store.append_probe(&probe("fast", i * 1_000, true)).unwrap();
+        }
+        for t in [100_000, 200_000, 300_000, 400_000, 500_000] {
+            store.append_probe(&probe("rare", t, true)).unwrap();
+        }
+        store.write_probe_results(None).unwrap();
+        let starts = |name: &str| -> Vec<i64> {
+            raw_keys(&store, "probes")
+                .iter()
+                .filter_map(|k| {
+                    split_key(k)
+                        .filter(|(_, n, _)| *n == name)
+                        .map(|(_, _, t)| t)
+                })
+                .collect()
+        };
+        assert_eq!(starts("fast"), [0, 64_000, 128_000]);
+        assert_eq!(starts("rare"), [100_000, 500_000]);
+        let all = store
+            .probe_history("fast", i64::MIN, i64::MAX, 1_000)
+            .unwrap();
+        assert_eq!(all.len(), 130);
+        assert!(all.windows(2).all(|w| w[1].t == w[0].t + 1_000));
+        let ts = |since, until| -> Vec<i64> {
+            store
+                .probe_history("rare", since, until, 10)
+                .unwrap()
+                .iter()
+                .map(|r| r.t)
+                .collect()
+        };
+        assert_eq!(ts(450_000, 500_000), [500_000]);
+        assert_eq!(ts(250_000, 350_000), [300_000]);
+    }
+
+    #[test]
+    fn results_that_could_not_be_written_wait_for_the_next_write() {
+        let (_dir, store) = temp_store();
+        store.append_probe(&probe("api", 0, false)).unwrap();
+        store.write_probe_journal().unwrap();
+        store.fail_writes(true);
+        assert!(store.write_probe_results(None).is_err());
+        assert_eq!(store.probe_history("api", 0, 10, 10).unwrap().len(), 1);
+        store.fail_writes(false);
+        assert_eq!(store.write_probe_results(None).unwrap(), 1);
+        assert_eq!(raw_keys(&store, "probes").len(), 1, "the block, no journal");
+        assert_eq!(store.probe_history("api", 0, 10, 10).unwrap().len(), 1);
+    }
+
+    #[test]
+    fn single_records_of_earlier_versions_still_read() {
+        let (_dir, store) = temp_store();
+        let mut key = name_prefix("api").unwrap();
+        key.extend_from_slice(&time_key(1_000));
+        key.extend_from_slice(&1u64.to_be_bytes());
+        put_raw(
+            &store,
+            "probes",
+            &key,
+            &encode_probe(&probe("api", 1_000, false)),
+        );
+        store.append_probe(&probe("api", 2_000, true)).unwrap();
+        store.write_probe_results(None).unwrap();
+        let h = store.probe_history("api", 0, 10_000, 10).unwrap();
+        assert_eq!(h, [probe("api", 1_000, false), probe("api", 2_000, true)]);
     }
 
     #[test]
@@ -429,7 +867,9 @@ mod tests {
     fn unknown_format_byte_is_skipped_and_counted() {
         let (_dir, store) = temp_store();
         store.append_probe(&probe("api", 1_000, true)).unwrap();
+        store.write_probe_results(None).unwrap();
         store.append_probe(&probe("api", 3_000, true)).unwrap();
+        store.write_probe_results(None).unwrap();
         let mut key = name_prefix("api").unwrap();
         key.extend_from_slice(&time_key(2_000));
         key.extend_from_slice(&7u64.to_be_bytes());
@@ -447,6 +887,7 @@ mod tests {
         let (_dir, store) = temp_store();
         for t in [300, -5, 100, 200] {
             store.append_probe(&probe("p", t, true)).unwrap();
+            store.write_probe_results(None).unwrap();
         }
         let ts: Vec<i64> = raw_keys(&store, "probes")
             .iter()

@@ -45,10 +45,13 @@
 //!   someone is paged, so the method flushes the store (write + fsync) before it returns: once it
 //!   returned `Ok`, the record survives SIGKILL and power loss. A flush also makes every earlier
 //!   bulk write durable.
-//! - **Bulk** — [`Store::append_probe`] and [`Store::put_chunks`]. They ride sled's periodic
+//! - **Bulk** — [`Store::put_chunks`] and the probe results. They ride sled's periodic
 //!   flush ([`StoreOptions::flush_every_ms`], 1 s by default). On SIGKILL or power loss at most the
 //!   last ~1 s of them is lost, in addition to the samples still in the in-memory head (not yet
 //!   cut into a chunk). [`Store::flush`] on SIGTERM makes them durable before a clean exit.
+//!   Probe results go to a journal record a second first and into per-probe blocks once a
+//!   minute ([`Store::append_probe`], [`Store::write_probe_results`]; see the `history`
+//!   module): the same durability for a sixth of the inserts.
 //!   `put_chunks` writes and fsyncs the chunks' bytes to a segment file before it returns;
 //!   only their index entries ride the flush (a block whose entry was lost is garbage, deleted
 //!   at the next open).
@@ -92,7 +95,7 @@ mod witness;
 
 pub use chunks::{ChunkRef, StoredChunk};
 pub use error::StoreError;
-pub use history::{AlertTransition, ProbeRecord};
+pub use history::{AlertTransition, PROBE_JOURNAL_EVERY, ProbeRecord};
 pub use open_chunks::{OPEN_SHARDS, OpenChunk};
 pub use prune::{PRUNE_STEP, PruneCursor, PruneStats};
 pub use segments::{SEGMENT_MAX_BYTES, SEGMENT_MAX_SPAN_MS};
@@ -155,6 +158,16 @@ pub struct Opened {
 #[derive(Clone)]
 pub struct Store {
     inner: Arc<Inner>,
+}
+
+/// The last handle writes the buffered probe results (the daemon flushes explicitly on stop;
+/// this covers tools and tests that just drop the store).
+impl Drop for Store {
+    fn drop(&mut self) {
+        if Arc::strong_count(&self.inner) == 1 {
+            let _ = self.write_probe_results(None);
+        }
+    }
 }
 
 impl std::fmt::Debug for Store {
@@ -237,6 +250,9 @@ struct Inner {
     /// Durable flushes, one at a time: the sequence written to `meta` and then to the witness
     /// file must only grow, so two flushes may not interleave their two steps.
     durable: Mutex<DurableState>,
+    /// Probe results not written yet: each probe's are written together as one record (see
+    /// [`Store::append_probe`]).
+    probe_buffer: Mutex<history::ProbeBuffer>,
 }
 
 /// The state behind durable flushes.
@@ -446,6 +462,11 @@ impl Store {
         for (tree, error) in &skipped {
             warn!(tree, %error, "skipping a stored record that does not decode");
         }
+        // Probe results that were journaled but not yet in their blocks.
+        let (probe_buffer, journal_errors) = history::ProbeBuffer::load(&trees.probes);
+        for error in &journal_errors {
+            warn!(tree = "probes", %error, "skipping a probe journal record that does not decode");
+        }
         let legacy_open = open_chunks::legacy_shards(&trees.meta).map_err(corrupt)?;
         // Index entries per segment. An error here must stop the open: the segments not counted
         // would be taken for orphans and deleted.
@@ -475,13 +496,14 @@ impl Store {
                 path: path.to_owned(),
                 trees,
                 fail_writes: AtomicBool::new(false),
-                skipped: AtomicU64::new(skipped.len() as u64),
+                skipped: AtomicU64::new((skipped.len() + journal_errors.len()) as u64),
                 series_count: AtomicU64::new(index.len() as u64),
                 index: Mutex::new(index),
                 chunks_unflushed: AtomicBool::new(false),
                 segments,
                 legacy_open: AtomicU8::new(legacy_open),
                 durable: Mutex::new(DurableState { seq, witness }),
+                probe_buffer: Mutex::new(probe_buffer),
             }),
         })
     }
@@ -495,6 +517,7 @@ impl Store {
     /// stop loses nothing; blocks for the fsync (use `spawn_blocking` from async code).
     pub fn flush(&self) -> Result<(), StoreError> {
         self.check_writable("flushing")?;
+        self.write_probe_results(None)?;
         self.flush_durable("flushing")
     }
 
