@@ -103,15 +103,21 @@ impl ScrapeManager {
         // reqwest is built without a default rustls provider: without this, building the
         // client panics unless some other component happened to install it first.
         crate::install_crypto_provider();
-        let client = match reqwest::Client::builder()
-            .user_agent(concat!("postflight/", env!("CARGO_PKG_VERSION")))
-            .pool_idle_timeout(Duration::from_secs(90))
-            .pool_max_idle_per_host(2)
-            .redirect(reqwest::redirect::Policy::limited(10))
-            .build()
-        {
-            Ok(c) => c,
-            Err(e) => {
+        // Plain-HTTP targets get a new connection per scrape: reconnecting on loopback or a LAN
+        // costs less than what an idle keep-alive connection holds (hyper keeps its read buffer,
+        // grown to the page, ~40 KiB a target). TLS targets keep theirs: a handshake per scrape
+        // would cost more than the buffer.
+        let build = |keep_alive: bool| {
+            reqwest::Client::builder()
+                .user_agent(concat!("postflight/", env!("CARGO_PKG_VERSION")))
+                .pool_idle_timeout(Duration::from_secs(90))
+                .pool_max_idle_per_host(if keep_alive { 2 } else { 0 })
+                .redirect(reqwest::redirect::Policy::limited(10))
+                .build()
+        };
+        let (plain, tls) = match (build(false), build(true)) {
+            (Ok(p), Ok(t)) => (p, t),
+            (Err(e), _) | (_, Err(e)) => {
                 warn!(error = %e, "cannot build the scrape client; no scrapes");
                 return;
             }
@@ -156,7 +162,10 @@ impl ScrapeManager {
                 );
                 tasks.spawn(target_loop(
                     t,
-                    client.clone(),
+                    match job.scheme {
+                        Scheme::Http => plain.clone(),
+                        Scheme::Https => tls.clone(),
+                    },
                     self.head.clone(),
                     self.targets.clone(),
                     self.telemetry.clone(),
