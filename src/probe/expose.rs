@@ -11,11 +11,11 @@
 //!
 //! `/metrics` also gets `postflight_probe_skipped_ticks_total{probe}`.
 
-use std::sync::Arc;
 
 use super::state::{Entry, ProbeIdent};
 use super::{ProbeKind, ProbeOutcome, ProbeStates};
 use crate::config::ProbeConfig;
+use crate::series::labels::LabelStr;
 use crate::series::{Labels, METRIC_NAME};
 use crate::telemetry::{Exposer, write_sample};
 
@@ -87,7 +87,7 @@ pub struct OutcomeSeries {
 impl OutcomeSeries {
     /// The full label set, `__name__` included, of this series of probe `cfg`.
     pub fn labels(&self, cfg: &ProbeConfig) -> Labels {
-        let mut pairs: Vec<(Arc<str>, Arc<str>)> = vec![
+        let mut pairs: Vec<(LabelStr, LabelStr)> = vec![
             (
                 METRIC_NAME.into(),
                 FAMILIES[usize::from(self.family)].0.into(),

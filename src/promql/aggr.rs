@@ -504,7 +504,7 @@ fn count_values(ev: &Evaluator<'_>, a: &AggregateExpr) -> Result<Val, EvalError>
         Some(m) => Some(m.clone()),
         None => Some(LabelModifier::include(vec![label.as_str()])),
     };
-    let label_name: std::sync::Arc<str> = label.as_str().into();
+    let label_name: crate::series::labels::LabelStr = label.as_str().into();
     for i in 0..ev.grid.len() {
         let ts = ev.grid.ts(i);
         cursor.gather(&input, ts, &mut step);

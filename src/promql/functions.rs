@@ -3,7 +3,6 @@
 //! `histogram_quantile`, `histogram_fraction`, `sort*`).
 
 use std::collections::HashMap;
-use std::sync::Arc;
 
 use promql_parser::label::MatchOp;
 use promql_parser::parser::{Call, Expr, MatrixSelector};
@@ -473,7 +472,7 @@ fn label_replace(ev: &Evaluator<'_>, args: &[&Expr]) -> Result<Val, EvalError> {
         )));
     }
     let mut input = ev.eval_vector(args[0])?;
-    let dst: Arc<str> = dst.into();
+    let dst: crate::series::labels::LabelStr = dst.into();
     let mut buf = String::new();
     for s in &mut input {
         let src_val = s.labels.get(&src).unwrap_or("");
@@ -508,7 +507,7 @@ fn label_join(ev: &Evaluator<'_>, args: &[&Expr]) -> Result<Val, EvalError> {
         )));
     }
     let mut input = ev.eval_vector(args[0])?;
-    let dst: Arc<str> = dst.into();
+    let dst: crate::series::labels::LabelStr = dst.into();
     for s in &mut input {
         let joined = srcs
             .iter()

@@ -3,7 +3,7 @@
 //! - **Series identity.** A series is its [`Labels`]. The head keeps one [`MemSeries`] per label
 //!   set, found by a 64-bit hash of the labels (collisions are resolved by comparing labels).
 //!   Label names and values are interned, so the thousands of series of a target share one
-//!   `Arc<str>` for `job`, for `instance`, for each metric name.
+//!   [`LabelStr`] for `job`, for `instance`, for each metric name.
 //! - **Samples** live in Gorilla [`Chunk`]s of [`Head::chunk_samples`] samples each (120 by
 //!   default: 20 minutes at 10 s); the last chunk of a series is open for appends, the others
 //!   are shrunk to fit. Out-of-order samples are dropped and counted.
@@ -37,6 +37,7 @@ use std::sync::{Arc, Mutex, MutexGuard, PoisonError, RwLock, RwLockReadGuard, Rw
 use promql_parser::label::{MatchOp, Matcher};
 
 use super::chunk::{Chunk, ChunkError};
+use super::labels::LabelStr;
 use super::{
     Label, Labels, METRIC_NAME, STALE_NAN, Sample, SeriesSamples, SeriesSource, Timestamp,
     is_stale_nan,
@@ -286,18 +287,18 @@ fn append_chunks(chunks: &mut Vec<Chunk>, t: Timestamp, v: f64, per_chunk: usize
     }
 }
 
-/// String interner: one `Arc<str>` per distinct label name or value.
+/// String interner: one [`LabelStr`] per distinct label name or value.
 #[derive(Default)]
 struct Interner {
-    set: FastSet<Arc<str>>,
+    set: FastSet<LabelStr>,
 }
 
 impl Interner {
-    fn intern(&mut self, s: &str) -> Arc<str> {
+    fn intern(&mut self, s: &str) -> LabelStr {
         if let Some(a) = self.set.get(s) {
             return a.clone();
         }
-        let a: Arc<str> = Arc::from(s);
+        let a = LabelStr::from(s);
         self.set.insert(a.clone());
         a
     }
@@ -316,11 +317,11 @@ impl Interner {
 
     /// Drops strings no series uses any more.
     fn gc(&mut self) {
-        self.set.retain(|a| Arc::strong_count(a) > 1);
+        self.set.retain(|a| LabelStr::strong_count(a).is_none_or(|n| n > 1));
     }
 
     fn heap_bytes(&self) -> usize {
-        self.set.capacity() * (size_of::<Arc<str>>() + 1)
+        self.set.capacity() * (size_of::<LabelStr>() + 1)
             + self
                 .set
                 .iter()
@@ -330,7 +331,7 @@ impl Interner {
 }
 
 /// The posting lists of one label name: value → series having it, sorted by id.
-type Postings = FastMap<Arc<str>, Vec<Arc<MemSeries>>>;
+type Postings = FastMap<LabelStr, Vec<Arc<MemSeries>>>;
 
 /// Series lookup and the inverted index.
 #[derive(Default)]
@@ -340,7 +341,7 @@ struct Index {
     /// Further series whose hash is taken: 64-bit collisions, practically never used.
     collisions: FastMap<u64, Vec<Arc<MemSeries>>>,
     /// Label name → value → series having it, sorted by id.
-    postings: FastMap<Arc<str>, Postings>,
+    postings: FastMap<LabelStr, Postings>,
 }
 
 impl Index {
@@ -478,8 +479,8 @@ impl Index {
                 .values()
                 .map(|v| v.capacity() * arc)
                 .sum::<usize>();
-        let entry = size_of::<Arc<str>>() + size_of::<Vec<Arc<MemSeries>>>() + 1;
-        b += self.postings.capacity() * (size_of::<Arc<str>>() + size_of::<FastMap<(), ()>>() + 1);
+        let entry = size_of::<LabelStr>() + size_of::<Vec<Arc<MemSeries>>>() + 1;
+        b += self.postings.capacity() * (size_of::<LabelStr>() + size_of::<FastMap<(), ()>>() + 1);
         for values in self.postings.values() {
             b += values.capacity() * entry;
             b += values.values().map(|l| l.capacity() * arc).sum::<usize>();
@@ -940,7 +941,7 @@ impl SeriesSource for Head {
 }
 
 /// A label matcher resolved against the index, so that checking a series is pointer
-/// comparisons: every label name and value of a series is an interned `Arc<str>` shared with
+/// comparisons: every label name and value of a series is an interned [`LabelStr`] shared with
 /// the posting lists, so "has one of the values this matcher accepts" is "its value's pointer
 /// is in this set", whatever the matcher (a regex runs once per distinct value, not per series).
 struct InternedMatcher {
@@ -961,11 +962,11 @@ impl InternedMatcher {
         };
         match labels
             .iter()
-            .find(|l| Arc::as_ptr(&l.name).cast::<u8>() == name)
+            .find(|l| l.name.as_ptr() == name)
         {
             Some(l) => self
                 .values
-                .contains(&(Arc::as_ptr(&l.value).cast::<u8>() as usize)),
+                .contains(&(l.value.as_ptr() as usize)),
             None => self.absent,
         }
     }
@@ -986,9 +987,9 @@ impl Index {
                     _ => m.is_match(v),
                 });
                 InternedMatcher {
-                    name: Some(Arc::as_ptr(name).cast::<u8>()),
+                    name: Some(name.as_ptr()),
                     values: accepted
-                        .map(|v| Arc::as_ptr(v).cast::<u8>() as usize)
+                        .map(|v| v.as_ptr() as usize)
                         .collect(),
                     absent,
                 }

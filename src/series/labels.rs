@@ -1,13 +1,17 @@
 //! Label sets: the identity of a series and of an alert.
 //!
 //! A [`Labels`] is a list of name/value pairs sorted by name, with no empty values (an empty value
-//! means "label absent", as in Prometheus). Names and values are `Arc<str>` so that the head can
-//! intern them: the thousands of series of one target share one `job`, one `instance`, one
-//! `__name__` per family.
+//! means "label absent", as in Prometheus). Names and values are [`LabelStr`]s (shared, one
+//! word each: a label is 16 bytes) so that the head can intern them: the thousands of series
+//! of one target share one `job`, one `instance`, one `__name__` per family.
 
 use std::fmt;
 use std::hash::{Hash, Hasher};
 use std::sync::Arc;
+
+/// A shared, immutable label name or value: one pointer wide (the length lives with the
+/// reference count and the bytes), cloned by a reference-count increment.
+pub type LabelStr = arcstr::ArcStr;
 
 /// The label that holds a series' metric name.
 pub const METRIC_NAME: &str = "__name__";
@@ -18,15 +22,15 @@ pub const METRIC_NAME: &str = "__name__";
 #[derive(Clone, Eq)]
 pub struct Label {
     /// Label name, e.g. `job`.
-    pub name: Arc<str>,
+    pub name: LabelStr,
     /// Label value, never empty inside a [`Labels`].
-    pub value: Arc<str>,
+    pub value: LabelStr,
 }
 
 /// Compares two label strings, by pointer first.
 #[inline]
-fn cmp_str(a: &Arc<str>, b: &Arc<str>) -> std::cmp::Ordering {
-    if Arc::ptr_eq(a, b) {
+fn cmp_str(a: &LabelStr, b: &LabelStr) -> std::cmp::Ordering {
+    if LabelStr::ptr_eq(a, b) {
         std::cmp::Ordering::Equal
     } else {
         (**a).cmp(&**b)
@@ -36,8 +40,8 @@ fn cmp_str(a: &Arc<str>, b: &Arc<str>) -> std::cmp::Ordering {
 impl PartialEq for Label {
     #[inline]
     fn eq(&self, other: &Self) -> bool {
-        (Arc::ptr_eq(&self.name, &other.name) || *self.name == *other.name)
-            && (Arc::ptr_eq(&self.value, &other.value) || *self.value == *other.value)
+        (LabelStr::ptr_eq(&self.name, &other.name) || *self.name == *other.name)
+            && (LabelStr::ptr_eq(&self.value, &other.value) || *self.value == *other.value)
     }
 }
 
@@ -88,8 +92,8 @@ impl Labels {
     /// the last one wins.
     pub fn new<N, V, I>(pairs: I) -> Self
     where
-        N: Into<Arc<str>>,
-        V: Into<Arc<str>>,
+        N: Into<LabelStr>,
+        V: Into<LabelStr>,
         I: IntoIterator<Item = (N, V)>,
     {
         let mut v: Vec<Label> = Vec::new();
@@ -163,8 +167,8 @@ impl Labels {
     }
 
     /// A copy with `name` set to `value` (removed when `value` is empty).
-    pub fn with(&self, name: impl Into<Arc<str>>, value: impl Into<Arc<str>>) -> Labels {
-        let (name, value): (Arc<str>, Arc<str>) = (name.into(), value.into());
+    pub fn with(&self, name: impl Into<LabelStr>, value: impl Into<LabelStr>) -> Labels {
+        let (name, value): (LabelStr, LabelStr) = (name.into(), value.into());
         let mut v = self.as_slice().to_vec();
         match v.binary_search_by(|l| l.name.cmp(&name)) {
             Ok(i) if value.is_empty() => {

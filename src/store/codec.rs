@@ -7,7 +7,7 @@
 //! Decoding never panics: a short buffer, an overlong varint or invalid UTF-8 is a
 //! [`DecodeError`], which the store turns into a skipped, counted record.
 
-use std::sync::Arc;
+use crate::series::labels::LabelStr;
 
 use crate::series::{Label, Labels};
 
@@ -244,8 +244,8 @@ impl<'a> Decoder<'a> {
         }
         let mut v: Vec<Label> = Vec::with_capacity(n as usize);
         for _ in 0..n {
-            let name: Arc<str> = self.str()?.into();
-            let value: Arc<str> = self.str()?.into();
+            let name: LabelStr = self.str()?.into();
+            let value: LabelStr = self.str()?.into();
             if value.is_empty() || v.last().is_some_and(|prev| prev.name >= name) {
                 return Err(DecodeError::BadLabels);
             }

@@ -24,7 +24,7 @@
 //! found at open plus one): no entry in a prefix holding the new symbol can refer to the old.
 
 use std::collections::HashMap;
-use std::sync::Arc;
+use crate::series::labels::LabelStr;
 
 use super::StoreError;
 use super::codec::{DecodeError, Decoder, Encoder};
@@ -35,7 +35,7 @@ const SYMBOLS_V1: u8 = 1;
 /// One symbol in memory.
 struct Entry {
     /// The string.
-    s: Arc<str>,
+    s: LabelStr,
     /// References from stored series entries (a series using it as a name and a value counts
     /// twice).
     refs: u32,
@@ -47,7 +47,7 @@ struct Entry {
 #[derive(Default)]
 pub(super) struct Symbols {
     by_id: HashMap<u32, Entry>,
-    by_str: HashMap<Arc<str>, u32>,
+    by_str: HashMap<LabelStr, u32>,
     /// The next id to hand out.
     next: u32,
     /// Ids handed out by [`Symbols::id_or_new`] and not yet written by [`Symbols::commit`].
@@ -70,7 +70,7 @@ impl Symbols {
                         // entry may refer to one, and must fail to decode, not read another
                         // string. Ids of a good batch are above its key.
                         symbols.next = symbols.next.max(id.saturating_add(1));
-                        let s: Arc<str> = s.into();
+                        let s: LabelStr = s.into();
                         symbols.by_str.entry(s.clone()).or_insert(id);
                         symbols.by_id.insert(id, Entry { s, refs: 0, batch });
                     }
@@ -87,14 +87,14 @@ impl Symbols {
     }
 
     /// The string of symbol `id`.
-    pub(super) fn get(&self, id: u32) -> Option<&Arc<str>> {
+    pub(super) fn get(&self, id: u32) -> Option<&LabelStr> {
         self.by_id.get(&id).map(|e| &e.s)
     }
 
     /// The id of `s`, allocating a new one if it is new. New ids must be written with
     /// [`Symbols::commit`] before any series entry using them, or given back with
     /// [`Symbols::rollback`].
-    pub(super) fn id_or_new(&mut self, s: &Arc<str>) -> Result<u32, StoreError> {
+    pub(super) fn id_or_new(&mut self, s: &LabelStr) -> Result<u32, StoreError> {
         if let Some(id) = self.by_str.get(s) {
             return Ok(*id);
         }
@@ -282,7 +282,7 @@ mod tests {
         let (_dir, _db, tree) = tree();
         let (mut syms, bad) = Symbols::load(&tree).unwrap();
         assert!(bad.is_empty());
-        let [job, api, up, web]: [Arc<str>; 4] = ["job", "api", "up", "web"].map(Arc::from);
+        let [job, api, up, web]: [LabelStr; 4] = ["job", "api", "up", "web"].map(LabelStr::from);
         let a = syms.id_or_new(&job).unwrap();
         let b = syms.id_or_new(&api).unwrap();
         assert_eq!(syms.id_or_new(&job).unwrap(), a, "one id per string");
@@ -332,7 +332,7 @@ mod tests {
     fn a_failed_or_abandoned_commit_forgets_its_symbols() {
         let (_dir, _db, tree) = tree();
         let mut syms = Symbols::default();
-        let x: Arc<str> = "x".into();
+        let x: LabelStr = "x".into();
         let id = syms.id_or_new(&x).unwrap();
         syms.rollback();
         assert_eq!(syms.get(id), None);
@@ -351,7 +351,7 @@ mod tests {
         let (_dir, _db, tree) = tree();
         let mut syms = Symbols::default();
         for i in 0..5 {
-            syms.id_or_new(&Arc::from(i.to_string())).unwrap();
+            syms.id_or_new(&LabelStr::from(i.to_string())).unwrap();
             syms.commit(&tree).unwrap();
         }
         assert_eq!(syms.collect(&tree, 2).unwrap(), (2, true));

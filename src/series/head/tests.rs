@@ -140,8 +140,8 @@ fn strings_are_interned() {
             .cloned()
             .expect("job")
     };
-    assert!(Arc::ptr_eq(&job(&a).value, &job(&b).value));
-    assert!(Arc::ptr_eq(&job(&a).name, &job(&b).name));
+    assert!(LabelStr::ptr_eq(&job(&a).value, &job(&b).value));
+    assert!(LabelStr::ptr_eq(&job(&a).name, &job(&b).name));
     // Same labels, same series.
     let again = head.series(&l(&[("job", "api"), ("__name__", "a")]));
     assert!(Arc::ptr_eq(&a, &again));
