@@ -11,7 +11,6 @@
 //!
 //! `/metrics` also gets `postflight_probe_skipped_ticks_total{probe}`.
 
-
 use super::state::{Entry, ProbeIdent};
 use super::{ProbeKind, ProbeOutcome, ProbeStates};
 use crate::config::ProbeConfig;

@@ -23,8 +23,8 @@
 //! a new symbol to take the id of one removed before a restart (new ids are the largest one
 //! found at open plus one): no entry in a prefix holding the new symbol can refer to the old.
 
-use std::collections::HashMap;
 use crate::series::labels::LabelStr;
+use std::collections::HashMap;
 
 use super::StoreError;
 use super::codec::{DecodeError, Decoder, Encoder};
