@@ -14,7 +14,7 @@ use crate::probe::{
     AlertChange, OutcomeSeries, ProbeOutcome, ProbeSink, ProbeStates, ProbeStatesSnapshot,
     outcome_samples,
 };
-use crate::scrape::health::{TargetHealth, TargetsView};
+use crate::scrape::health::{Run, TargetHealth, TargetsView};
 use crate::series::head::{Head, MemSeries};
 use crate::store::{Kind, ProbeRecord, Store};
 use crate::telemetry::Telemetry;
@@ -141,20 +141,25 @@ impl ProbeSink for DaemonProbeSink {
                 .inc();
             warn!(probe = %probe.name, error = %e, "cannot store a probe result");
         }
-        self.targets.set(
-            &target_key(&probe.name),
-            TargetHealth {
+        let run = Run {
+            up: outcome.success,
+            error: &outcome.reason,
+            at: chrono::DateTime::<chrono::Utc>::from(outcome.at),
+            duration_seconds: outcome.duration.as_secs_f64(),
+            samples: None,
+        };
+        self.targets
+            .record_run(&target_key(&probe.name), run, || TargetHealth {
                 kind: "probe",
                 job: probe.job.clone().unwrap_or_default(),
                 probe: Some(probe.name.clone()),
                 url: probe.url.clone(),
-                health: if outcome.success { "up" } else { "down" },
+                health: if run.up { "up" } else { "down" },
                 last_error: outcome.reason.clone(),
-                last_run: Some(chrono::DateTime::<chrono::Utc>::from(outcome.at)),
-                last_duration_seconds: outcome.duration.as_secs_f64(),
+                last_run: Some(run.at),
+                last_duration_seconds: run.duration_seconds,
                 samples: None,
-            },
-        );
+            });
     }
 
     fn alert_changed(&self, _probe: &ProbeConfig, change: &AlertChange) {

@@ -32,6 +32,21 @@ pub struct TargetHealth {
     pub samples: Option<usize>,
 }
 
+/// One run, for [`TargetsView::record_run`].
+#[derive(Debug, Clone, Copy)]
+pub struct Run<'a> {
+    /// Whether it succeeded.
+    pub up: bool,
+    /// Why it failed; empty when it succeeded.
+    pub error: &'a str,
+    /// When it started.
+    pub at: DateTime<Utc>,
+    /// How long it took, in seconds.
+    pub duration_seconds: f64,
+    /// Samples scraped (scrapes only).
+    pub samples: Option<usize>,
+}
+
 /// Every target's health, by a stable key.
 #[derive(Default)]
 pub struct TargetsView {
@@ -46,6 +61,26 @@ impl TargetsView {
             .unwrap_or_else(|p| p.into_inner())
             .insert(key.to_string(), h);
     }
+    /// Records one run of target `key`: in place when it is known (no allocation unless the
+    /// error text grows; a thousand probes every 10 s run through here), else the entry
+    /// `fallback` builds.
+    pub fn record_run(&self, key: &str, run: Run<'_>, fallback: impl FnOnce() -> TargetHealth) {
+        let mut all = self.all.write().unwrap_or_else(|p| p.into_inner());
+        match all.get_mut(key) {
+            Some(h) => {
+                h.health = if run.up { "up" } else { "down" };
+                h.last_error.clear();
+                h.last_error.push_str(run.error);
+                h.last_run = Some(run.at);
+                h.last_duration_seconds = run.duration_seconds;
+                h.samples = run.samples;
+            }
+            None => {
+                all.insert(key.to_string(), fallback());
+            }
+        }
+    }
+
     /// Keeps only these keys (after a reload).
     pub fn retain(&self, keys: &[String]) {
         self.all

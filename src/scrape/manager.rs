@@ -10,7 +10,7 @@ use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, warn};
 
-use super::health::{TargetHealth, TargetsView};
+use super::health::{Run, TargetHealth, TargetsView};
 use super::parse::{Format, Parser, format_from_content_type};
 use crate::clock::Clock;
 use crate::config::{Config, JobConfig, Scheme};
@@ -330,20 +330,24 @@ async fn target_loop(
         if !err.is_empty() {
             debug!(target = %t.url, error = %err, "scrape failed");
         }
-        view.set(
-            &t.key,
-            TargetHealth {
-                kind: "scrape",
-                job: t.job.name.clone(),
-                probe: None,
-                url: t.url.clone(),
-                health: if up { "up" } else { "down" },
-                last_error: err,
-                last_run: Some(now),
-                last_duration_seconds: took.as_secs_f64(),
-                samples: Some(samples),
-            },
-        );
+        let run = Run {
+            up,
+            error: &err,
+            at: now,
+            duration_seconds: took.as_secs_f64(),
+            samples: Some(samples),
+        };
+        view.record_run(&t.key, run, || TargetHealth {
+            kind: "scrape",
+            job: t.job.name.clone(),
+            probe: None,
+            url: t.url.clone(),
+            health: if up { "up" } else { "down" },
+            last_error: err.clone(),
+            last_run: Some(now),
+            last_duration_seconds: run.duration_seconds,
+            samples: Some(samples),
+        });
         pool.give(body);
         let _ = &t.instance;
     }
