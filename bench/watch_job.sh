@@ -10,7 +10,8 @@
 # prints the store's size (postflight_store_size_bytes and du), RSS and CPU every 60 s of the
 # measurement (the one-hour bounded-size run: RETENTION=20m STORE_EVERY=60 bench/watch_job.sh 60 3600). SKIP_BUILD=1 uses the existing target/release/postflight, PERF=1 records a profile of the
 # measurement window into the temp dir (with KEEP=1: perf report -i DIR/perf.data).
-# WRAP='heaptrack -o FILE' runs the daemon under a profiler (RSS and CPU are then the profiled
+# WRAP='heaptrack -o FILE' runs the daemon under a profiler (heaptrack sees only malloc: give it
+# BIN= a binary built with --features system-allocator; RSS and CPU are then the profiled
 # process').
 # Everything listens on 127.0.0.1; nginx and the daemon are stopped on exit, Ctrl-C included.
 set -euo pipefail
