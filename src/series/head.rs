@@ -218,8 +218,6 @@ pub struct MemSeries {
     id: SeriesId,
     /// The label set, with interned strings.
     labels: Labels,
-    /// The hash keying the series map.
-    hash: u64,
     /// Set (under the data lock) when truncation removed the series: holders of a stale
     /// `Arc` (scrape caches) must look the series up again.
     removed: AtomicBool,
@@ -354,13 +352,15 @@ impl Index {
             .or_else(|| self.collisions.get(&hash)?.iter().find(live))
     }
 
-    fn insert(&mut self, s: Arc<MemSeries>) {
-        match self.by_hash.get(&s.hash) {
+    /// Adds `s`, whose labels hash to `hash` ([`labels_hash`]; not kept in the series, where
+    /// it would cost 8 bytes and a jemalloc size class).
+    fn insert(&mut self, s: Arc<MemSeries>, hash: u64) {
+        match self.by_hash.get(&hash) {
             Some(existing) if !existing.removed.load(Ordering::Acquire) => {
-                self.collisions.entry(s.hash).or_default().push(s.clone());
+                self.collisions.entry(hash).or_default().push(s.clone());
             }
             _ => {
-                self.by_hash.insert(s.hash, s.clone());
+                self.by_hash.insert(hash, s.clone());
             }
         }
         for l in s.labels.iter() {
@@ -374,20 +374,21 @@ impl Index {
     }
 
     fn remove(&mut self, s: &Arc<MemSeries>) {
-        if self.by_hash.get(&s.hash).is_some_and(|e| Arc::ptr_eq(e, s)) {
-            self.by_hash.remove(&s.hash);
-            if let Some(v) = self.collisions.get_mut(&s.hash) {
+        let hash = labels_hash(&s.labels);
+        if self.by_hash.get(&hash).is_some_and(|e| Arc::ptr_eq(e, s)) {
+            self.by_hash.remove(&hash);
+            if let Some(v) = self.collisions.get_mut(&hash) {
                 if let Some(promoted) = v.pop() {
-                    self.by_hash.insert(s.hash, promoted);
+                    self.by_hash.insert(hash, promoted);
                 }
                 if v.is_empty() {
-                    self.collisions.remove(&s.hash);
+                    self.collisions.remove(&hash);
                 }
             }
-        } else if let Some(v) = self.collisions.get_mut(&s.hash) {
+        } else if let Some(v) = self.collisions.get_mut(&hash) {
             v.retain(|e| !Arc::ptr_eq(e, s));
             if v.is_empty() {
-                self.collisions.remove(&s.hash);
+                self.collisions.remove(&hash);
             }
         }
         for l in s.labels.iter() {
@@ -635,11 +636,10 @@ impl Head {
         let s = Arc::new(MemSeries {
             id: self.next_id.fetch_add(1, Ordering::Relaxed),
             labels,
-            hash,
             removed: AtomicBool::new(false),
             data: Mutex::new(Vec::new()),
         });
-        index.insert(s.clone());
+        index.insert(s.clone(), hash);
         s
     }
 
