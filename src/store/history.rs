@@ -334,14 +334,7 @@ impl Store {
             return Ok(0);
         };
         self.check_writable(OP)?;
-        let mut key = JOURNAL_PREFIX.to_vec();
-        key.extend_from_slice(&time_key(first.t));
-        let seq = self
-            .inner
-            .db
-            .generate_id()
-            .map_err(StoreError::engine(OP))?;
-        key.extend_from_slice(&seq.to_be_bytes());
+        let key = self.timed_key(JOURNAL_PREFIX.to_vec(), first.t, OP)?;
         self.inner
             .trees
             .probes
@@ -491,7 +484,17 @@ impl Store {
         t: Timestamp,
         op: &'static str,
     ) -> Result<Vec<u8>, StoreError> {
-        let mut key = name_prefix(name)?;
+        self.timed_key(name_prefix(name)?, t, op)
+    }
+
+    /// `prefix` · time key · sequence (a store-wide id, so two records of one millisecond
+    /// differ): the key of a history record or a journal record.
+    fn timed_key(
+        &self,
+        mut key: Vec<u8>,
+        t: Timestamp,
+        op: &'static str,
+    ) -> Result<Vec<u8>, StoreError> {
         key.extend_from_slice(&time_key(t));
         let seq = self
             .inner
