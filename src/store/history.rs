@@ -177,11 +177,16 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
+/// A name's length as its key prefix holds it, or why it cannot be stored.
+fn name_len(name: &str) -> Result<u16, StoreError> {
+    u16::try_from(name.len()).map_err(|_| StoreError::InvalidRecord {
+        reason: format!("name of {} bytes is longer than 65535", name.len()),
+    })
+}
+
 /// The key prefix of one name: u16 BE length, then the name.
 pub(super) fn name_prefix(name: &str) -> Result<Vec<u8>, StoreError> {
-    let len = u16::try_from(name.len()).map_err(|_| StoreError::InvalidRecord {
-        reason: format!("name of {} bytes is longer than 65535", name.len()),
-    })?;
+    let len = name_len(name)?;
     let mut k = Vec::with_capacity(2 + name.len() + 16);
     k.extend_from_slice(&len.to_be_bytes());
     k.extend_from_slice(name.as_bytes());
@@ -315,7 +320,7 @@ impl Store {
     pub fn append_probe(&self, r: &ProbeRecord) -> Result<(), StoreError> {
         const OP: &str = "appending a probe result";
         self.check_writable(OP)?;
-        name_prefix(&r.probe)?;
+        name_len(&r.probe)?;
         let mut buf = lock(&self.inner.probe_buffer);
         buf.push(r.clone());
         buf.unjournaled.push(r.clone());
