@@ -157,11 +157,12 @@ fn header(out: &mut String, name: &str, help: &str, kind: &str) {
 
 impl Exposer for ProbeStates {
     fn expose(&self, out: &mut String) {
-        let entries = self.lock();
+        let guard = self.lock();
+        let entries = super::state::by_name(&guard);
         let with_outcome = || {
             entries
                 .iter()
-                .filter_map(|(n, e): (&String, &Entry)| e.latest.as_ref().map(|o| (n, e, o)))
+                .filter_map(|&(n, e): &(&String, &Entry)| e.latest.as_ref().map(|o| (n, e, o)))
         };
         for (idx, (family, help)) in FAMILIES.iter().enumerate() {
             let mut wrote_header = false;
@@ -183,7 +184,7 @@ impl Exposer for ProbeStates {
                 "Probe runs skipped because the previous run of the probe was still going.",
                 "counter",
             );
-            for (name, e) in entries.iter() {
+            for &(name, e) in entries.iter() {
                 write_sample(out, family, &[("probe", name.as_str())], e.skipped as f64);
             }
         }
