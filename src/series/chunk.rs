@@ -141,6 +141,22 @@ impl Chunk {
         self.buf.shrink_to_fit();
     }
 
+    /// The samples at or after `min_t`, re-encoded into a closed chunk of their own (no spare
+    /// capacity). The head trims its closed chunks this way, so that it holds its window and
+    /// not the window plus most of a chunk.
+    pub fn since(&self, min_t: Timestamp) -> Chunk {
+        let mut c = Chunk::new();
+        c.buf.reserve_exact(self.buf.len());
+        for s in self.iter().skip_while(|s| s.t < min_t) {
+            // Cannot fail: the samples come in order from a chunk at least as full.
+            if c.append(s.t, s.v).is_err() {
+                break;
+            }
+        }
+        c.shrink_to_fit();
+        c
+    }
+
     /// Appends a sample whose timestamp is after the last one.
     pub fn append(&mut self, t: Timestamp, v: f64) -> Result<(), ChunkError> {
         let n = self.len();
@@ -566,6 +582,41 @@ mod tests {
         let constant: Vec<_> = (0..120).map(|i| (t0 + i * 10_000, 1.0)).collect();
         let c = roundtrip(&constant);
         assert!(c.as_bytes().len() <= 52, "{} bytes", c.as_bytes().len());
+    }
+
+    #[test]
+    fn since_keeps_the_samples_from_a_time_on_bit_exactly() {
+        let t0 = 1_700_000_000_000;
+        let samples: Vec<_> = (0..120)
+            .map(|i| {
+                (
+                    t0 + i * 10_000,
+                    if i == 50 {
+                        STALE_NAN
+                    } else {
+                        (i * i) as f64 / 3.0
+                    },
+                )
+            })
+            .collect();
+        let c = roundtrip(&samples);
+        let bits = |c: &Chunk| c.iter().map(|s| (s.t, s.v.to_bits())).collect::<Vec<_>>();
+        let tail = c.since(t0 + 400_000);
+        assert_eq!(bits(&tail), bits(&c)[40..]);
+        assert_eq!(
+            (tail.len(), tail.first_t(), tail.last_t()),
+            (80, t0 + 400_000, c.last_t())
+        );
+        assert!(tail.as_bytes().len() < c.as_bytes().len());
+        // Between samples, before the first, after the last.
+        assert_eq!(bits(&c.since(t0 + 395_000)), bits(&c)[40..]);
+        assert_eq!(bits(&c.since(i64::MIN)), bits(&c));
+        assert!(c.since(c.last_t() + 1).is_empty());
+        // The re-encoded chunk reads back from its bytes and takes further samples.
+        let mut back = Chunk::from_bytes(tail.as_bytes()).expect("decodes");
+        assert_eq!(bits(&back), bits(&tail));
+        back.append(c.last_t() + 10_000, 1.0)
+            .expect("appends after its last sample");
     }
 
     #[test]

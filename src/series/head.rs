@@ -285,6 +285,17 @@ fn append_chunks(chunks: &mut Vec<Chunk>, t: Timestamp, v: f64, per_chunk: usize
     }
 }
 
+/// How many of `c`'s samples are before `min_t`, estimated from its time span (samples are
+/// evenly spaced in a scraped series; exactness does not matter, only the order of magnitude).
+fn expired_samples(c: &Chunk, min_t: Timestamp) -> usize {
+    if c.is_empty() || c.first_t() >= min_t {
+        return 0;
+    }
+    let span = (c.last_t() as i128 - c.first_t() as i128).max(1);
+    let gone = (min_t as i128 - c.first_t() as i128).min(span);
+    usize::try_from(c.len() as i128 * gone / span).unwrap_or(0)
+}
+
 /// String interner: one [`LabelStr`] per distinct label name or value.
 #[derive(Default)]
 struct Interner {
@@ -749,14 +760,25 @@ impl Head {
         n
     }
 
-    /// Drops chunks whose samples are all older than `min_t`, and series left without
-    /// samples. Returns the number of series removed.
+    /// Drops chunks whose samples are all older than `min_t`, trims closed chunks holding a
+    /// quarter chunk of such samples, and drops series left without samples. Returns the
+    /// number of series removed.
     pub fn truncate(&self, min_t: Timestamp) -> usize {
         let all = read(&self.index).all();
         let mut gone = Vec::new();
+        // A closed chunk is re-encoded without its expired samples once they are a quarter
+        // of a chunk: each sample is re-encoded at most three times over its life, and the
+        // head holds its window plus at most a quarter chunk instead of plus a whole one.
+        let trim_at = (self.chunk_samples / 4).max(1);
         for s in all {
             let mut chunks = lock(&s.data);
             chunks.retain(|c| c.last_t() >= min_t && !c.is_empty());
+            let closed = chunks.len().saturating_sub(1);
+            for c in &mut chunks[..closed] {
+                if expired_samples(c, min_t) >= trim_at {
+                    *c = c.since(min_t);
+                }
+            }
             if chunks.is_empty() {
                 s.removed.store(true, Ordering::Release);
                 chunks.shrink_to_fit();
