@@ -73,8 +73,6 @@ pub struct Telemetry {
     pub scrapes_total: IntCounterVec,
     /// Scrape failures by job and reason class.
     pub scrape_errors_total: IntCounterVec,
-    /// Probes by probe and result.
-    pub probes_total: IntCounterVec,
     /// Series currently in the head.
     pub head_series: IntGauge,
     /// Heap bytes the head holds (its own estimate: containers counted, allocator overhead
@@ -235,12 +233,6 @@ impl Telemetry {
                 "postflight_scrape_errors_total",
                 "Failed or truncated scrapes by job and reason.",
                 &["job", "reason"],
-            ),
-            probes_total: counter(
-                &r,
-                "postflight_probes_total",
-                "Probes by probe and result.",
-                &["probe", "result"],
             ),
             head_series,
             head_bytes,

@@ -9,7 +9,10 @@
 //!   reached);
 //! - `probe_ssl_earliest_cert_expiry` (https, when a certificate was seen): Unix seconds.
 //!
-//! `/metrics` also gets `postflight_probe_skipped_ticks_total{probe}`.
+//! `/metrics` also gets `postflight_probe_skipped_ticks_total{probe}` and
+//! `postflight_probes_total{probe, result="success|failure"}`, counted in the probe's state
+//! entry (which each run updates anyway) rather than in a registry counter per probe and
+//! result: 2,000 of those for a thousand probes were a megabyte and a cache miss a run.
 
 use super::state::{Entry, ProbeIdent};
 use super::{ProbeKind, ProbeOutcome, ProbeStates};
@@ -187,6 +190,14 @@ impl Exposer for ProbeStates {
             for &(name, e) in entries.iter() {
                 write_sample(out, family, &[("probe", name.as_str())], e.skipped as f64);
             }
+            let family = "postflight_probes_total";
+            header(out, family, "Probe runs by probe and result.", "counter");
+            for &(name, e) in entries.iter() {
+                for (result, n) in [("failure", e.failed), ("success", e.succeeded)] {
+                    let labels = [("probe", name.as_str()), ("result", result)];
+                    write_sample(out, family, &labels, n as f64);
+                }
+            }
         }
     }
 }
@@ -276,8 +287,15 @@ mod tests {
                 "# TYPE probe_ssl_earliest_cert_expiry gauge",
                 "# TYPE probe_success gauge",
                 "# TYPE postflight_probe_skipped_ticks_total counter",
+                "# TYPE postflight_probes_total counter",
             ]
         );
+        assert!(out.contains(concat!(
+            "postflight_probes_total{probe=\"a\",result=\"failure\"} 0\n",
+            "postflight_probes_total{probe=\"a\",result=\"success\"} 1\n",
+            "postflight_probes_total{probe=\"b\",result=\"failure\"} 1\n",
+            "postflight_probes_total{probe=\"b\",result=\"success\"} 0\n",
+        )));
         assert!(
             out.contains(
                 "probe_http_status_code{instance=\"http://127.0.0.1:1/\",probe=\"b\"} 0\n"

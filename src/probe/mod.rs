@@ -48,7 +48,6 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, SystemTime};
 
-use prometheus::IntCounter;
 use rustls::pki_types::CertificateDer;
 use tokio::sync::Semaphore;
 use tokio::task::JoinSet;
@@ -304,11 +303,6 @@ struct Scheduled {
     running: AtomicBool,
     /// The previous outcome's success, to log only transitions.
     was_ok: AtomicBool,
-    /// `postflight_probes_total{probe, result="success"}`, looked up once rather than hashed
-    /// per run.
-    successes: IntCounter,
-    /// `postflight_probes_total{probe, result="failure"}`.
-    failures: IntCounter,
     /// The interval in milliseconds, and the schedule point run timestamps are aligned to
     /// ([`crate::series::align_timestamp`]): one bit per timestamp in the probe's chunks.
     interval_ms: i64,
@@ -398,7 +392,7 @@ pub struct ProbeRunner {
     max_concurrency: usize,
     /// Beaten by the scheduler loop, so a wedged loop stops the systemd watchdog.
     heartbeat: Heartbeat,
-    /// `postflight_probes_total` and the loop counter.
+    /// The loop counter.
     telemetry: Arc<Telemetry>,
 }
 
@@ -468,12 +462,7 @@ impl ProbeRunner {
                 }
                 shared.state.register(&cfg);
                 schedule.add(i, start + spread_offset(&cfg.name, interval), interval);
-                let total = &shared.telemetry.probes_total;
-                let successes = total.with_label_values(&[cfg.name.as_str(), "success"]);
-                let failures = total.with_label_values(&[cfg.name.as_str(), "failure"]);
                 Arc::new(Scheduled {
-                    successes,
-                    failures,
                     cfg,
                     timeout,
                     running: AtomicBool::new(false),
@@ -550,11 +539,6 @@ async fn execute(guard: RunningGuard, shared: Arc<Shared>) {
             .unwrap_or_else(std::sync::PoisonError::into_inner);
         let t = crate::series::align_timestamp(&mut aligned, outcome.timestamp_ms(), p.interval_ms);
         outcome.at = SystemTime::UNIX_EPOCH + Duration::from_millis(u64::try_from(t).unwrap_or(0));
-    }
-    if outcome.success {
-        p.successes.inc();
-    } else {
-        p.failures.inc();
     }
     let name = p.cfg.name.as_str();
     let was_ok = p.was_ok.swap(outcome.success, Ordering::Relaxed);

@@ -96,6 +96,9 @@ pub(crate) struct Entry {
     pub latest: Option<ProbeOutcome>,
     /// Ticks skipped because the previous run was still going.
     pub skipped: u64,
+    /// Runs that succeeded, and that failed, since start (`postflight_probes_total`).
+    pub succeeded: u64,
+    pub failed: u64,
 }
 
 /// The state of every probe. Thread-safe: the runner's probe tasks observe outcomes, the API and
@@ -140,6 +143,11 @@ impl ProbeStates {
             e.ident = ProbeIdent::from_cfg(cfg);
         }
         e.latest = Some(outcome.clone());
+        if outcome.success {
+            e.succeeded += 1;
+        } else {
+            e.failed += 1;
+        }
         let change = if outcome.success {
             e.consecutive_failures = 0;
             e.consecutive_successes = e.consecutive_successes.saturating_add(1);
