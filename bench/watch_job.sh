@@ -231,15 +231,18 @@ d1=$(cpu_ticks "$DAEMON_PID")
 n1=$(nginx_ticks)
 t1=$(date +%s.%N)
 hwm=$(status_kb "$DAEMON_PID" VmHWM)
+rss_anon=$(status_kb "$DAEMON_PID" RssAnon)
+rss_file=$(status_kb "$DAEMON_PID" RssFile)
 metrics=$(curl -sf "http://127.0.0.1:$API_PORT/metrics")
 targets=$(curl -sf "http://127.0.0.1:$API_PORT/api/v1/targets")
 
 awk -v d0="$d0" -v d1="$d1" -v n0="$n0" -v n1="$n1" -v t0="$t0" -v t1="$t1" -v tck="$TCK" \
-    -v rs="$rss_sum" -v rn="$rss_n" -v rmax="$rss_max" -v hwm="$hwm" 'BEGIN {
+    -v rs="$rss_sum" -v rn="$rss_n" -v rmax="$rss_max" -v hwm="$hwm" -v ra="$rss_anon" -v rf="$rss_file" 'BEGIN {
     min = (t1 - t0) / 60
     printf "measured %.1f s\n", t1 - t0
     printf "daemon CPU: %.3f CPU-s/min (%.2f s total)\n", (d1 - d0) / tck / min, (d1 - d0) / tck
     printf "daemon RSS: steady %.1f MiB (mean of %d samples), max sampled %.1f MiB, peak (VmHWM) %.1f MiB\n", rs / rn / 1024, rn, rmax / 1024, hwm / 1024
+    printf "daemon RSS at the end: heap and stacks (RssAnon) %.1f MiB, the binary'"'"'s code and other files (RssFile) %.1f MiB\n", ra / 1024, rf / 1024
     printf "nginx CPU:  %.3f CPU-s/min\n", (n1 - n0) / tck / min
 }'
 up=$(echo "$metrics" | grep -c '^probe_success{.*} 1' || true)
