@@ -96,8 +96,9 @@ pub(crate) struct Entry {
     pub latest: Option<ProbeOutcome>,
     /// Ticks skipped because the previous run was still going.
     pub skipped: u64,
-    /// Runs that succeeded, and that failed, since start (`postflight_probes_total`).
+    /// Runs that succeeded since start (`postflight_probes_total{result="success"}`).
     pub succeeded: u64,
+    /// Runs that failed since start (`postflight_probes_total{result="failure"}`).
     pub failed: u64,
 }
 
