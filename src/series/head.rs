@@ -760,16 +760,31 @@ impl Head {
         n
     }
 
-    /// Drops chunks whose samples are all older than `min_t`, trims closed chunks holding a
-    /// quarter chunk of such samples, and drops series left without samples. Returns the
-    /// number of series removed.
+    /// Drops chunks whose samples are all older than `min_t`, and series left without
+    /// samples. Returns the number of series removed.
     pub fn truncate(&self, min_t: Timestamp) -> usize {
+        self.truncate_inner(min_t, false)
+    }
+
+    /// [`Head::truncate`], and trims closed chunks holding a quarter chunk of samples older
+    /// than `min_t`. Only once every closed chunk is in the store: a trimmed sample that was
+    /// not stored would be lost (the checkpointer calls this after a checkpoint that stored
+    /// everything, and plain `truncate` after one that failed).
+    pub fn truncate_and_trim(&self, min_t: Timestamp) -> usize {
+        self.truncate_inner(min_t, true)
+    }
+
+    fn truncate_inner(&self, min_t: Timestamp, trim: bool) -> usize {
         let all = read(&self.index).all();
         let mut gone = Vec::new();
         // A closed chunk is re-encoded without its expired samples once they are a quarter
         // of a chunk: each sample is re-encoded at most three times over its life, and the
         // head holds its window plus at most a quarter chunk instead of plus a whole one.
-        let trim_at = (self.chunk_samples / 4).max(1);
+        let trim_at = if trim {
+            (self.chunk_samples / 4).max(1)
+        } else {
+            usize::MAX
+        };
         for s in all {
             let mut chunks = lock(&s.data);
             chunks.retain(|c| c.last_t() >= min_t && !c.is_empty());

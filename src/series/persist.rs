@@ -149,7 +149,13 @@ impl Checkpointer {
                 let probes = store.write_probe_results(Some(now));
                 let written = checkpoint(&head, &store, &mut p, stopping);
                 if !stopping {
-                    head.truncate(now - window.as_millis() as i64);
+                    // Trim closed chunks only when they are all stored (see `Head::truncate`).
+                    let cutoff = now - window.as_millis() as i64;
+                    if written.is_ok() {
+                        head.truncate_and_trim(cutoff);
+                    } else {
+                        head.truncate(cutoff);
+                    }
                 }
                 (p, written, probes)
             })
