@@ -44,7 +44,7 @@ pub enum Command {
     // `--version` is the deployed version here (SPEC §1), not clap's propagated version flag.
     #[command(disable_version_flag = true)]
     Deploy {
-        /// The job deployed (must have a [[gate]]).
+        /// The job deployed (a gate must be configured for it).
         #[arg(long)]
         job: String,
         /// The version deployed.

@@ -391,7 +391,7 @@ fn authorized(ctx: &Context, req: &Request<Incoming>) -> bool {
     a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 
-/// Reads a JSON body of at most [`MAX_BODY`] bytes.
+/// Reads a JSON body of at most `MAX_BODY` bytes.
 pub async fn read_json<T: serde::de::DeserializeOwned>(req: Request<Incoming>) -> Result<T, Resp> {
     let body = Limited::new(req.into_body(), MAX_BODY)
         .collect()

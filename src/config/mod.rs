@@ -1,7 +1,7 @@
 //! The configuration file (SPEC §2): typed sections, defaults in one place, and a loader that
 //! reports every problem with its `line:column`.
 //!
-//! Loading goes in four steps (see [`load`]): TOML syntax (with recovery, so several syntax
+//! Loading goes in four steps (see the `load` module): TOML syntax (with recovery, so several syntax
 //! errors are reported at once), `${VAR}`/`${file:PATH}` interpolation of every string,
 //! deserialisation of each section and of each `[[...]]` element on its own (so one bad probe
 //! does not hide the problems of the next), and cross-checks between sections.

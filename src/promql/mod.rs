@@ -8,7 +8,7 @@
 //! way Prometheus does with delayed name removal (the mode its own test suite runs in): functions
 //! and arithmetic mark a series, and the name is dropped once, when the result is returned.
 //!
-//! Layout: [`eval`] holds the evaluator and selectors, `functions` the function table, `aggr` the
+//! Layout: `eval` holds the evaluator and selectors, `functions` the function table, `aggr` the
 //! aggregation operators, `binop` the operators, `quantile` the quantile helpers, `support` the
 //! list of supported features and `json` the Prometheus HTTP API encoding.
 

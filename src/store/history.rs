@@ -352,7 +352,7 @@ impl Store {
     }
 
     /// Writes every buffered result as blocks, one or more per probe, and empties the journal,
-    /// in one atomic batch — when the oldest is [`PROBE_BLOCK_AGE_MS`] older than `now`, or
+    /// in one atomic batch — when the oldest is `PROBE_BLOCK_AGE_MS` older than `now`, or
     /// always with `None`. The daemon calls it at each checkpoint; [`Store::flush`] with `None`.
     /// Returns the results written; on an error they stay buffered (and journaled).
     pub fn write_probe_results(&self, now: Option<Timestamp>) -> Result<usize, StoreError> {
