@@ -149,7 +149,7 @@ impl Checkpointer {
                 let probes = store.write_probe_results(Some(now));
                 let written = checkpoint(&head, &store, &mut p, stopping);
                 if !stopping {
-                    // Trim closed chunks only when they are all stored (see `Head::truncate_and_trim`).
+                    // Trim closed chunks only once all are stored (`Head::truncate_and_trim`).
                     let cutoff = now - window.as_millis() as i64;
                     if written.is_ok() {
                         head.truncate_and_trim(cutoff);
