@@ -120,7 +120,6 @@ fn main() {
     let phase: Vec<i64> = (0..series).map(|_| rng.i64(0..SAMPLES_PER_CHUNK)).collect();
 
     let head = Head::new();
-    let mut persisted = HashMap::new();
     let mut chunks_written = 0;
     let mut checkpoint_time = std::time::Duration::ZERO;
     let steps = SAMPLES_PER_CHUNK + SAMPLES_PER_SERIES;
@@ -136,13 +135,13 @@ fn main() {
         }
         if (step + 1) % STEPS_PER_CHECKPOINT == 0 {
             let c = Instant::now();
-            chunks_written += checkpoint(&head, &store, &mut persisted, false).expect("checkpoint");
+            chunks_written += checkpoint(&head, &store, false).expect("checkpoint");
             checkpoint_time += c.elapsed();
         }
     }
     let c = Instant::now();
     // The stop checkpoint: the open chunks too, then a flush.
-    chunks_written += checkpoint(&head, &store, &mut persisted, true).expect("checkpoint");
+    chunks_written += checkpoint(&head, &store, true).expect("checkpoint");
     checkpoint_time += c.elapsed();
     let flushed = began.elapsed();
 

@@ -239,7 +239,7 @@ pub async fn run(config_path: PathBuf) -> Result<(), DaemonError> {
     );
     let head = Arc::new(Head::new());
     let window = crate::series::persist::head_window(&config);
-    let loaded = {
+    {
         let (head, store) = (head.clone(), store.clone());
         let now = clock.now_ms();
         let loaded = tokio::task::spawn_blocking(move || {
@@ -248,8 +248,7 @@ pub async fn run(config_path: PathBuf) -> Result<(), DaemonError> {
         .await
         .unwrap_or_default();
         info!(series = loaded.series, samples = loaded.samples, window = %crate::config::format_duration(window), "head loaded from the store");
-        loaded
-    };
+    }
     let rules = Arc::new(RulesState::default());
     rules.configure(&config, Some(&store));
     let probe_states = Arc::new(crate::probe::ProbeStates::new());
@@ -326,7 +325,6 @@ pub async fn run(config_path: PathBuf) -> Result<(), DaemonError> {
             heartbeat: ctx
                 .liveness
                 .register("checkpoint", Duration::from_secs(300)),
-            persisted: loaded.persisted,
         }
         .run(shutdown.clone()),
     );

@@ -31,7 +31,7 @@
 use std::collections::{HashMap, HashSet};
 use std::hash::{BuildHasherDefault, Hasher};
 use std::mem::size_of;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError, RwLock, RwLockReadGuard, RwLockWriteGuard};
 
 use promql_parser::label::{MatchOp, Matcher};
@@ -218,12 +218,22 @@ pub struct MemSeries {
     id: SeriesId,
     /// The label set, with interned strings.
     labels: Labels,
-    /// Set (under the data lock) when truncation removed the series: holders of a stale
-    /// `Arc` (scrape caches) must look the series up again.
-    removed: AtomicBool,
     /// The chunks; the last one is open for appends.
     data: Mutex<Vec<Chunk>>,
+    /// Max time of the series' last chunk already in the store ([`NOT_STORED`] when none):
+    /// the checkpoint writes only later chunks. [`REMOVED`] (set under the data lock) once
+    /// truncation removed the series: holders of a stale `Arc` (scrape caches, the probe sink)
+    /// must look the series up again. One word for both, so that the series still fits
+    /// jemalloc's 80-byte class; kept here rather than in a map by fingerprint beside the
+    /// head, it goes when the series goes.
+    persisted: AtomicI64,
 }
+
+/// [`MemSeries::persisted`] of a series with nothing in the store.
+const NOT_STORED: Timestamp = i64::MIN;
+/// [`MemSeries::persisted`] of a series that truncation removed (never moves back: updates
+/// take the maximum).
+const REMOVED: Timestamp = i64::MAX;
 
 impl MemSeries {
     /// The series' labels.
@@ -236,12 +246,37 @@ impl MemSeries {
         self.id
     }
 
+    /// Max time of the series' last chunk in the store, `i64::MIN` when none is.
+    pub fn persisted_until(&self) -> Timestamp {
+        match self.persisted.load(Ordering::Acquire) {
+            REMOVED => NOT_STORED,
+            t => t,
+        }
+    }
+
+    /// Records that the series' chunks up to `t` are in the store (never moves back).
+    pub fn set_persisted_until(&self, t: Timestamp) {
+        self.persisted
+            .fetch_max(t.min(REMOVED - 1), Ordering::AcqRel);
+    }
+
+    /// True once truncation removed the series from the head.
+    #[inline]
+    fn is_removed(&self) -> bool {
+        self.persisted.load(Ordering::Acquire) == REMOVED
+    }
+
+    /// Marks the series removed (under its data lock).
+    fn mark_removed(&self) {
+        self.persisted.store(REMOVED, Ordering::Release);
+    }
+
     /// Calls `f` with the series' chunks (the last one may still be open) unless it has none
     /// or truncation removed it; `f` runs under the series' lock, so it must not call back
     /// into the head.
     pub fn with_chunks(&self, f: impl FnOnce(&[Chunk])) {
         let chunks = lock(&self.data);
-        if !chunks.is_empty() && !self.removed.load(Ordering::Acquire) {
+        if !chunks.is_empty() && !self.is_removed() {
             f(&chunks);
         }
     }
@@ -356,7 +391,7 @@ struct Index {
 
 impl Index {
     fn lookup(&self, hash: u64, labels: &Labels) -> Option<&Arc<MemSeries>> {
-        let live = |s: &&Arc<MemSeries>| s.labels == *labels && !s.removed.load(Ordering::Acquire);
+        let live = |s: &&Arc<MemSeries>| s.labels == *labels && !s.is_removed();
         self.by_hash
             .get(&hash)
             .filter(live)
@@ -367,7 +402,7 @@ impl Index {
     /// it would cost 8 bytes and a jemalloc size class).
     fn insert(&mut self, s: Arc<MemSeries>, hash: u64) {
         match self.by_hash.get(&hash) {
-            Some(existing) if !existing.removed.load(Ordering::Acquire) => {
+            Some(existing) if !existing.is_removed() => {
                 self.collisions.entry(hash).or_default().push(s.clone());
             }
             _ => {
@@ -647,8 +682,8 @@ impl Head {
         let s = Arc::new(MemSeries {
             id: self.next_id.fetch_add(1, Ordering::Relaxed),
             labels,
-            removed: AtomicBool::new(false),
             data: Mutex::new(Vec::new()),
+            persisted: AtomicI64::new(NOT_STORED),
         });
         index.insert(s.clone(), hash);
         s
@@ -665,7 +700,7 @@ impl Head {
     /// keeps its series (the probe sink): no label set is hashed or compared. If truncation
     /// removed the series meanwhile, `s` is replaced by its successor.
     pub fn append_series(&self, s: &mut Arc<MemSeries>, t: Timestamp, v: f64) -> AppendOutcome {
-        if s.removed.load(Ordering::Acquire) {
+        if s.is_removed() {
             *s = self.series(&s.labels);
         }
         self.append_to(s, t, v)
@@ -675,7 +710,7 @@ impl Head {
     fn append_to(&self, s: &Arc<MemSeries>, t: Timestamp, v: f64) -> AppendOutcome {
         let outcome = {
             let mut chunks = lock(&s.data);
-            if !s.removed.load(Ordering::Acquire) {
+            if !s.is_removed() {
                 Some(append_chunks(&mut chunks, t, v, self.chunk_samples))
             } else {
                 None
@@ -795,7 +830,7 @@ impl Head {
                 }
             }
             if chunks.is_empty() {
-                s.removed.store(true, Ordering::Release);
+                s.mark_removed();
                 chunks.shrink_to_fit();
                 gone.push(s.clone());
             }
@@ -812,9 +847,7 @@ impl Head {
         // Scrape caches may still hold removed series; drop those entries so the strings
         // can go.
         for cache in lock(&self.targets).values_mut() {
-            cache
-                .entries
-                .retain(|_, e| !e.series.removed.load(Ordering::Acquire));
+            cache.entries.retain(|_, e| !e.series.is_removed());
         }
         let n = gone.len();
         drop(gone);
@@ -1103,7 +1136,7 @@ impl ScrapeAppender<'_> {
         let t = timestamp_ms.unwrap_or(self.t);
         let key = self.head.cache_key(key);
         let series = match cache.entries.get_mut(&key) {
-            Some(e) if !e.series.removed.load(Ordering::Acquire) => {
+            Some(e) if !e.series.is_removed() => {
                 if e.last_seen != cache.iter && e.pending_seen != iter {
                     self.series_added += 1;
                 }

@@ -4,22 +4,21 @@
 //!
 //! Each checkpoint hands its chunks to the store in batches ([`Store::put_chunks`]), which the
 //! store keeps as blocks of many series: one stored value per checkpoint rather than one per
-//! chunk. Chunks loaded at start are remembered as stored ([`Loaded::persisted`]) and not
-//! written again.
+//! chunk. Each series remembers how far it is stored ([`MemSeries::persisted_until`]); chunks
+//! loaded at start count as stored and are not written again.
 //!
 //! A chunk that was still open at a stop is stored, then reloaded and appended to after the
 //! restart; when it closes it is stored again under its new last time. The loader keeps the
 //! longest copy of chunks that start at the same time, so both copies coexist harmlessly until
 //! retention prunes the shorter one.
 
-use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
 use tokio_util::sync::CancellationToken;
 use tracing::{error, info, warn};
 
-use super::head::Head;
+use super::head::{Head, MemSeries};
 use super::{Labels, Timestamp};
 use crate::clock::Clock;
 use crate::daemon::systemd::Heartbeat;
@@ -36,9 +35,6 @@ pub struct Loaded {
     pub series: usize,
     /// Samples loaded.
     pub samples: usize,
-    /// Fingerprint → max time of the last chunk loaded, to seed [`Checkpointer::persisted`]:
-    /// chunks that came from the store are not written again.
-    pub persisted: HashMap<u64, Timestamp>,
 }
 
 /// Loads the chunks of the last `window` into the head.
@@ -65,8 +61,9 @@ pub fn load_head(head: &Head, store: &Store, now_ms: Timestamp, window: Duration
             Ok(n) => {
                 loaded.series += 1;
                 loaded.samples += n;
+                // Chunks that came from the store are not written again.
                 if let Some(last) = kept.last() {
-                    loaded.persisted.insert(labels.fingerprint(), last.1);
+                    head.series(&labels).set_persisted_until(last.1);
                 }
             }
             Err(e) => warn!(series = %labels, error = %e, "stored chunks not loaded"),
@@ -120,16 +117,12 @@ pub struct Checkpointer {
     pub telemetry: Arc<Telemetry>,
     /// Liveness.
     pub heartbeat: Heartbeat,
-    /// Fingerprint → max time of the series' last chunk already in the store
-    /// ([`Loaded::persisted`] at start): only later chunks are written.
-    pub persisted: HashMap<u64, Timestamp>,
 }
 
 impl Checkpointer {
     /// Every 30 s: store newly closed chunks, drop what is older than the window. On
     /// `shutdown`: store every chunk, open ones included.
-    pub async fn run(mut self, shutdown: CancellationToken) {
-        let mut persisted = std::mem::take(&mut self.persisted);
+    pub async fn run(self, shutdown: CancellationToken) {
         let mut tick = tokio::time::interval(self.every.max(Duration::from_millis(500)));
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         tick.tick().await;
@@ -140,14 +133,13 @@ impl Checkpointer {
             };
             let head = self.head.clone();
             let store = self.store.clone();
-            let mut p = std::mem::take(&mut persisted);
             let window = self.window;
             let now = self.clock.now_ms();
             let r = tokio::task::spawn_blocking(move || {
                 // Probe results a minute old go with the checkpoint (all of them on stop, by
                 // the store's flush at the end of the stop checkpoint).
                 let probes = store.write_probe_results(Some(now));
-                let written = checkpoint(&head, &store, &mut p, stopping);
+                let written = checkpoint(&head, &store, stopping);
                 if !stopping {
                     // Trim closed chunks only once all are stored (`Head::truncate_and_trim`).
                     let cutoff = now - window.as_millis() as i64;
@@ -157,10 +149,10 @@ impl Checkpointer {
                         head.truncate(cutoff);
                     }
                 }
-                (p, written, probes)
+                (written, probes)
             })
             .await;
-            if let Ok((_, _, Err(e))) = &r {
+            if let Ok((_, Err(e))) = &r {
                 self.telemetry
                     .store_write_failures
                     .with_label_values(&["probes"])
@@ -168,14 +160,12 @@ impl Checkpointer {
                 warn!(error = %e, "cannot write probe results; they stay buffered");
             }
             match r {
-                Ok((p, Ok(n), _)) => {
-                    persisted = p;
+                Ok((Ok(n), _)) => {
                     if stopping {
                         info!(chunks = n, "head written to the store");
                     }
                 }
-                Ok((p, Err(e), _)) => {
-                    persisted = p;
+                Ok((Err(e), _)) => {
                     self.telemetry
                         .store_write_failures
                         .with_label_values(&["chunks"])
@@ -203,8 +193,7 @@ const CHECKPOINT_BATCH_BYTES: usize = crate::store::chunks::BLOCK_MAX_BYTES;
 
 /// A chunk copied out of the head (the head's locks are not held while the store writes).
 struct Copied {
-    labels: Labels,
-    fp: u64,
+    series: Arc<MemSeries>,
     min_t: Timestamp,
     max_t: Timestamp,
     count: u32,
@@ -212,25 +201,24 @@ struct Copied {
 }
 
 /// One checkpoint: stores every closed chunk (and, when `all`, the open one) not stored yet,
-/// and records in `persisted` (fingerprint → last stored chunk's max time) what was stored.
+/// and records in each series how far it is stored ([`MemSeries::set_persisted_until`]).
 /// Chunks go to the store in batches, each one block of many series. The [`Checkpointer`]
 /// runs it every 30 s and on stop (`all`, followed by a flush); public for the store-size
 /// benchmark.
 pub fn checkpoint(
     head: &Head,
     store: &Store,
-    persisted: &mut HashMap<u64, Timestamp>,
     all: bool,
 ) -> Result<usize, crate::store::StoreError> {
     let mut written = 0;
     let mut err = None;
     let mut batch: Vec<Copied> = Vec::new();
     let mut batch_bytes = 0;
-    let mut write = |batch: &mut Vec<Copied>, persisted: &mut HashMap<u64, Timestamp>| {
+    let mut write = |batch: &mut Vec<Copied>| {
         let refs: Vec<ChunkRef<'_>> = batch
             .iter()
             .map(|c| ChunkRef {
-                labels: &c.labels,
+                labels: c.series.labels(),
                 min_t: c.min_t,
                 max_t: c.max_t,
                 count: c.count,
@@ -241,7 +229,7 @@ pub fn checkpoint(
         written += refs.len();
         drop(refs);
         for c in batch.drain(..) {
-            persisted.insert(c.fp, c.max_t);
+            c.series.set_persisted_until(c.max_t);
         }
         Ok::<_, crate::store::StoreError>(())
     };
@@ -250,13 +238,12 @@ pub fn checkpoint(
     // index or hashing label sets again.
     let series = head.all_series();
     let fps: Vec<u64> = series.iter().map(|s| s.labels().fingerprint()).collect();
-    for (s, &fp) in series.iter().zip(&fps) {
+    for s in &series {
         if err.is_some() {
             break;
         }
-        let labels = s.labels();
         s.with_chunks(|chunks| {
-            let done = persisted.get(&fp).copied().unwrap_or(i64::MIN);
+            let done = s.persisted_until();
             let n = if all {
                 chunks.len()
             } else {
@@ -268,8 +255,7 @@ pub fn checkpoint(
                 }
                 batch_bytes += c.as_bytes().len();
                 batch.push(Copied {
-                    labels: labels.clone(),
-                    fp,
+                    series: s.clone(),
                     min_t: c.first_t(),
                     max_t: c.last_t(),
                     count: c.len() as u32,
@@ -280,7 +266,7 @@ pub fn checkpoint(
             // stop checkpoint does not copy every open chunk at once.
             if batch_bytes >= CHECKPOINT_BATCH_BYTES {
                 batch_bytes = 0;
-                if let Err(e) = write(&mut batch, persisted) {
+                if let Err(e) = write(&mut batch) {
                     err = Some(e);
                 }
             }
@@ -289,7 +275,7 @@ pub fn checkpoint(
     if let Some(e) = err {
         return Err(e);
     }
-    write(&mut batch, persisted)?;
+    write(&mut batch)?;
     // The open chunks as a snapshot, so a crash loses one checkpoint interval at most; one
     // shard at a time, so only an eighth of them is ever copied at once. On a clean stop every
     // chunk was stored above and the snapshot is emptied.
@@ -306,7 +292,7 @@ pub fn checkpoint(
                         open.push((
                             s.labels().clone(),
                             c.as_bytes().to_vec(),
-                            persisted.contains_key(&fp),
+                            s.persisted_until() != i64::MIN,
                         ));
                     }
                 });
@@ -419,16 +405,15 @@ mod tests {
         let head = Head::new();
         let written = {
             let store = open(&path);
-            let mut persisted = HashMap::new();
             let mut written = 0;
             // 300 samples each (two closed chunks and an open one), a checkpoint every 30 s
             // as the Checkpointer does, then the stop checkpoint.
             for k in (0..300).step_by(3) {
                 scrape(&head, k, k + 3);
-                written += checkpoint(&head, &store, &mut persisted, false).expect("checkpoint");
+                written += checkpoint(&head, &store, false).expect("checkpoint");
             }
             assert_eq!(written, 100, "two closed chunks per series");
-            written += checkpoint(&head, &store, &mut persisted, true).expect("stop checkpoint");
+            written += checkpoint(&head, &store, true).expect("stop checkpoint");
             written
         };
         assert_eq!(written, 150);
@@ -441,17 +426,10 @@ mod tests {
         assert_eq!(store.skipped_records(), 0);
 
         // What was loaded is not written again; the reopened open chunk is, once it closes.
-        let mut persisted = loaded.persisted;
-        assert_eq!(
-            checkpoint(&reloaded, &store, &mut persisted, false).unwrap(),
-            0
-        );
+        assert_eq!(checkpoint(&reloaded, &store, false).unwrap(), 0);
         scrape(&head, 300, 400);
         scrape(&reloaded, 300, 400);
-        assert_eq!(
-            checkpoint(&reloaded, &store, &mut persisted, true).unwrap(),
-            100
-        );
+        assert_eq!(checkpoint(&reloaded, &store, true).unwrap(), 100);
         drop(store);
 
         // The open chunk is now stored twice (cut short at the first stop, whole at the

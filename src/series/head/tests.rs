@@ -419,8 +419,8 @@ fn select_each_skips_what_the_caller_knows_and_lends_the_rest() {
 
 #[test]
 fn a_series_fits_an_80_byte_allocation() {
-    // Arc counters (16) + the series: jemalloc's 80-byte size class. One field more and every
-    // series of the head costs 96 bytes here (the watch job holds 65,600 of them).
+    // Arc counters (16) + the series: jemalloc's 80-byte size class, now full. One field more
+    // and every series of the head costs 96 bytes here (the watch job holds 65,600 of them).
     assert!(size_of::<MemSeries>() <= 64, "{}", size_of::<MemSeries>());
     assert_eq!(size_of::<Label>(), 16, "labels are two one-word strings");
 }
