@@ -219,6 +219,40 @@ fn samples_with_explicit_timestamps_are_not_staled() {
 }
 
 #[test]
+fn staleness_and_the_cache_survive_the_scrape_number_wrapping() {
+    // Scrape numbers are 31 bits (the 32nd flags explicit timestamps): start a target just
+    // before the wrap and check that nothing changes across it.
+    let head = Head::new();
+    let tl = l(&[("job", "j")]);
+    scrape(&head, "t", &tl, 10_000, "a 1\nb 2\nc 3 5000\n");
+    {
+        let mut targets = lock(&head.targets);
+        let cache = targets.get_mut("t").expect("cache");
+        cache.iter = UNTRACKED - 2;
+        for e in cache.entries.values_mut() {
+            e.last_seen = cache.iter;
+        }
+    }
+    let mut t = 20_000;
+    for _ in 0..3 {
+        let c = scrape(&head, "t", &tl, t, "a 1\nb 2\nc 3 5000\n");
+        assert_eq!((c.series_added, c.stale_markers), (0, 0), "at {t}");
+        t += 10_000;
+    }
+    assert!(lock(&head.targets)["t"].iter < 2, "wrapped");
+    // b disappears: marked stale once, the explicitly timestamped c never.
+    let c = scrape(&head, "t", &tl, t, "a 1\n");
+    assert_eq!((c.series_added, c.stale_markers), (0, 1));
+    let c = scrape(&head, "t", &tl, t + 10_000, "a 1\nb 2\n");
+    assert_eq!((c.series_added, c.stale_markers), (1, 0));
+    assert_eq!(
+        lock(&head.targets)["t"].entries.len(),
+        3,
+        "c stays cached for a while"
+    );
+}
+
+#[test]
 fn truncate_drops_old_chunks_and_empty_series() {
     let head = Head::with_chunk_samples(10);
     let old = l(&[("__name__", "old"), ("job", "gone")]);
@@ -423,4 +457,9 @@ fn a_series_fits_an_80_byte_allocation() {
     // and every series of the head costs 96 bytes here (the watch job holds 65,600 of them).
     assert!(size_of::<MemSeries>() <= 64, "{}", size_of::<MemSeries>());
     assert_eq!(size_of::<Label>(), 16, "labels are two one-word strings");
+    assert_eq!(
+        size_of::<CacheEntry>(),
+        16,
+        "a scrape cache bucket is 24 bytes"
+    );
 }
