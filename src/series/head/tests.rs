@@ -463,3 +463,19 @@ fn a_series_fits_an_80_byte_allocation() {
         "a scrape cache bucket is 24 bytes"
     );
 }
+
+#[test]
+fn posting_lists_grow_by_an_eighth() {
+    let head = Head::new();
+    for i in 0..5_000 {
+        head.append(&l(&[("job", "j"), ("i", &i.to_string())]), 1_000, 1.0);
+    }
+    let index = read(&head.index);
+    let list = &index.postings["job"]["j"];
+    assert_eq!(list.len(), 5_000);
+    assert!(
+        list.capacity() <= 5_000 + 5_000 / 8 + 4,
+        "capacity {} for 5,000 series",
+        list.capacity()
+    );
+}
