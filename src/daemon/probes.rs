@@ -130,7 +130,7 @@ impl ProbeSink for DaemonProbeSink {
             probe: probe.name.clone(),
             t,
             success: outcome.success,
-            duration_seconds: outcome.duration.as_secs_f64(),
+            duration_seconds: crate::probe::expose::seconds(outcome.duration),
             status: outcome.status,
             reason: outcome.reason.clone(),
         };
@@ -145,7 +145,7 @@ impl ProbeSink for DaemonProbeSink {
             up: outcome.success,
             error: &outcome.reason,
             at: chrono::DateTime::<chrono::Utc>::from(outcome.at),
-            duration_seconds: outcome.duration.as_secs_f64(),
+            duration_seconds: crate::probe::expose::seconds(outcome.duration),
             samples: None,
         };
         self.targets

@@ -9,6 +9,11 @@
 //!   reached);
 //! - `probe_ssl_earliest_cert_expiry` (https, when a certificate was seen): Unix seconds.
 //!
+//! Durations are given to the microsecond, as multiples of 2^-20 s ([`seconds`]): nanosecond
+//! digits of a network round trip are noise, and such values take 16 bits a sample in a
+//! Gorilla chunk where a full-precision one takes 57 (probe durations were most of the
+//! head's chunk bytes in the watch-job benchmark).
+//!
 //! `/metrics` also gets `postflight_probe_skipped_ticks_total{probe}` and
 //! `postflight_probes_total{probe, result="success|failure"}`, counted in the probe's state
 //! entry (which each run updates anyway) rather than in a registry counter per probe and
@@ -44,10 +49,21 @@ const FAMILIES: [(&str, &str); 5] = [
 
 const PHASES: [&str; 4] = ["connect", "tls", "processing", "transfer"];
 
+/// Steps of [`seconds`] per second: 2^20 (one step is 0.95 µs).
+const STEPS_PER_SECOND: u128 = 1 << 20;
+
+/// A duration in seconds, rounded to the nearest multiple of 2^-20 s. The value is exact in
+/// binary floating point (up to 272 years), so consecutive ones differ in their top mantissa
+/// bits only and compress well in the head's chunks and the store.
+pub fn seconds(d: std::time::Duration) -> f64 {
+    let steps = (d.as_nanos() * STEPS_PER_SECOND + 500_000_000) / 1_000_000_000;
+    steps as f64 / STEPS_PER_SECOND as f64
+}
+
 /// The value of each phase, 0 for one not reached, in [`PHASES`] order.
 fn phase_values(o: &ProbeOutcome) -> [f64; 4] {
     let p = &o.phases;
-    [p.connect, p.tls, p.processing, p.transfer].map(|d| d.map_or(0.0, |d| d.as_secs_f64()))
+    [p.connect, p.tls, p.processing, p.transfer].map(|d| d.map_or(0.0, seconds))
 }
 
 /// The samples of family `idx` (into [`FAMILIES`]) for one outcome: `(phase, value)`.
@@ -58,7 +74,7 @@ fn family_values(
 ) -> Vec<(Option<&'static str>, f64)> {
     let http = matches!(kind, Some(ProbeKind::Http | ProbeKind::Https));
     match idx {
-        0 => vec![(None, o.duration.as_secs_f64())],
+        0 => vec![(None, seconds(o.duration))],
         1 if http => PHASES
             .iter()
             .zip(phase_values(o))
@@ -235,18 +251,40 @@ mod tests {
     }
 
     #[test]
+    fn durations_are_exact_multiples_of_a_binary_microsecond() {
+        use std::time::Duration;
+        assert_eq!(seconds(Duration::ZERO), 0.0);
+        assert_eq!(seconds(Duration::from_millis(250)), 0.25);
+        assert_eq!(seconds(Duration::from_secs(3)), 3.0);
+        // 10 ms is not a binary fraction: the nearest step, within half a step of it.
+        let v = seconds(Duration::from_millis(10));
+        assert_eq!(v, 10_486.0 / 1_048_576.0);
+        assert!((v - 0.01).abs() <= 0.5 / 1_048_576.0);
+        // Consecutive runs differ only in their top mantissa bits: at most 20 significant
+        // bits below one second, against the 52 of the raw value.
+        for ns in [241_719u64, 2_478_873, 999_999_999] {
+            let v = seconds(Duration::from_nanos(ns));
+            let exact = ns as f64 / 1e9;
+            assert!((v - exact).abs() <= 0.5 / 1_048_576.0, "{ns} ns");
+            let mantissa = v.to_bits() & ((1 << 52) - 1);
+            assert!(mantissa.trailing_zeros() >= 32, "{ns} ns: {v}");
+        }
+    }
+
+    #[test]
     fn series_of_an_https_outcome() {
         let c = cfg("api", "https://example.test/health", Some("web"));
         let s = outcome_series(&c, &outcome(true, Some(1_900_000_000)));
         let names: Vec<String> = s.iter().map(|(l, v)| format!("{l} {v}")).collect();
+        // Durations of 250, 10, 20, 200 and 20 ms, to the nearest 2^-20 s (`seconds`).
         assert_eq!(
             names,
             vec![
                 r#"probe_duration_seconds{instance="https://example.test/health", job="web", probe="api"} 0.25"#,
-                r#"probe_http_duration_seconds{instance="https://example.test/health", job="web", phase="connect", probe="api"} 0.01"#,
-                r#"probe_http_duration_seconds{instance="https://example.test/health", job="web", phase="tls", probe="api"} 0.02"#,
-                r#"probe_http_duration_seconds{instance="https://example.test/health", job="web", phase="processing", probe="api"} 0.2"#,
-                r#"probe_http_duration_seconds{instance="https://example.test/health", job="web", phase="transfer", probe="api"} 0.02"#,
+                r#"probe_http_duration_seconds{instance="https://example.test/health", job="web", phase="connect", probe="api"} 0.010000228881835938"#,
+                r#"probe_http_duration_seconds{instance="https://example.test/health", job="web", phase="tls", probe="api"} 0.020000457763671875"#,
+                r#"probe_http_duration_seconds{instance="https://example.test/health", job="web", phase="processing", probe="api"} 0.19999980926513672"#,
+                r#"probe_http_duration_seconds{instance="https://example.test/health", job="web", phase="transfer", probe="api"} 0.020000457763671875"#,
                 r#"probe_http_status_code{instance="https://example.test/health", job="web", probe="api"} 200"#,
                 r#"probe_ssl_earliest_cert_expiry{instance="https://example.test/health", job="web", probe="api"} 1900000000"#,
                 r#"probe_success{instance="https://example.test/health", job="web", probe="api"} 1"#,
