@@ -40,28 +40,43 @@ pub enum ChunkError {
 }
 
 /// An append-only compressed chunk. Closed chunks are the same type, shrunk to fit.
-#[derive(Clone, PartialEq, Eq)]
+///
+/// 48 bytes (a series holds two or three, the watch job 67,000 series): the sample count and
+/// the first timestamp are read from the encoded bytes (its header and first 64 bits) rather
+/// than kept beside them, and the buffer is a boxed slice whose length is the capacity.
+#[derive(Clone)]
 pub struct Chunk {
-    /// Header (sample count) and the bit stream.
-    buf: Vec<u8>,
-    /// Unused low bits in the last byte of `buf` (0 when it is full).
+    /// Header (sample count) and the bit stream in `buf[..len]`; the rest is zeroed room to
+    /// grow into.
+    buf: Box<[u8]>,
+    /// Bytes of `buf` in use.
+    len: u32,
+    /// Unused low bits in the last byte in use (0 when it is full).
     free: u8,
     /// Leading zeros of the current XOR window (0xff before the first window).
     leading: u8,
     /// Trailing zeros of the current XOR window.
     trailing: u8,
-    /// Timestamp of the first sample.
-    first_t: Timestamp,
     /// Timestamp of the last sample, the base of the next delta.
     last_t: Timestamp,
     /// Last delta, the base of the next delta-of-delta.
     last_delta: i64,
     /// Bits of the last value, the base of the next XOR.
     last_v: u64,
-    /// Samples held (also in the header of `buf`; kept here so that skipping a chunk by its
-    /// time span does not touch its bytes).
-    count: u16,
 }
+
+// By content and appender state; spare capacity does not count.
+impl PartialEq for Chunk {
+    fn eq(&self, other: &Self) -> bool {
+        self.as_bytes() == other.as_bytes()
+            && (self.free, self.leading, self.trailing)
+                == (other.free, other.leading, other.trailing)
+            && (self.last_t, self.last_delta, self.last_v)
+                == (other.last_t, other.last_delta, other.last_v)
+    }
+}
+
+impl Eq for Chunk {}
 
 const HEADER: usize = 2;
 
@@ -75,8 +90,8 @@ impl std::fmt::Debug for Chunk {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Chunk")
             .field("samples", &self.len())
-            .field("bytes", &self.buf.len())
-            .field("first_t", &self.first_t)
+            .field("bytes", &self.len)
+            .field("first_t", &self.first_t())
             .field("last_t", &self.last_t)
             .finish()
     }
@@ -86,21 +101,21 @@ impl Chunk {
     /// An empty chunk.
     pub fn new() -> Self {
         Chunk {
-            buf: vec![0; HEADER],
+            buf: Box::new([0; HEADER]),
+            len: HEADER as u32,
             free: 0,
             leading: 0xff,
             trailing: 0,
-            first_t: 0,
             last_t: 0,
             last_delta: 0,
             last_v: 0,
-            count: 0,
         }
     }
 
     /// Number of samples.
+    #[inline]
     pub fn len(&self) -> usize {
-        usize::from(self.count)
+        usize::from(u16::from_be_bytes([self.buf[0], self.buf[1]]))
     }
 
     /// True when the chunk holds no sample.
@@ -109,8 +124,13 @@ impl Chunk {
     }
 
     /// Timestamp of the first sample (meaningless when empty).
+    #[inline]
     pub fn first_t(&self) -> Timestamp {
-        self.first_t
+        // The bit stream starts byte-aligned with the first timestamp's 64 bits.
+        match self.buf.get(HEADER..HEADER + 8) {
+            Some(b) if !self.is_empty() => i64::from_be_bytes(b.try_into().unwrap_or_default()),
+            _ => 0,
+        }
     }
 
     /// Timestamp of the last sample (meaningless when empty).
@@ -128,17 +148,19 @@ impl Chunk {
 
     /// The encoded chunk, to persist; [`Chunk::from_bytes`] reads it back.
     pub fn as_bytes(&self) -> &[u8] {
-        &self.buf
+        &self.buf[..self.len as usize]
     }
 
     /// Heap bytes held, capacity included (for the head's memory accounting).
     pub fn heap_bytes(&self) -> usize {
-        self.buf.capacity()
+        self.buf.len()
     }
 
     /// Releases spare capacity; done when a chunk is closed.
     pub fn shrink_to_fit(&mut self) {
-        self.buf.shrink_to_fit();
+        if self.buf.len() > self.len as usize {
+            self.buf = self.as_bytes().into();
+        }
     }
 
     /// The samples at or after `min_t`, re-encoded into a closed chunk of their own (no spare
@@ -146,7 +168,7 @@ impl Chunk {
     /// not the window plus most of a chunk.
     pub fn since(&self, min_t: Timestamp) -> Chunk {
         let mut c = Chunk::new();
-        c.buf.reserve_exact(self.buf.len());
+        c.grow(self.len as usize);
         for s in self.iter().skip_while(|s| s.t < min_t) {
             // Cannot fail: the samples come in order from a chunk at least as full.
             if c.append(s.t, s.v).is_err() {
@@ -167,7 +189,6 @@ impl Chunk {
         if n == 0 {
             self.write_bits(t as u64, 64);
             self.write_bits(bits, 64);
-            self.first_t = t;
         } else {
             if t <= self.last_t {
                 return Err(ChunkError::OutOfOrder {
@@ -187,14 +208,13 @@ impl Chunk {
         self.last_v = bits;
         let count = (n + 1) as u16; // bounded by the Full check above
         self.buf[..HEADER].copy_from_slice(&count.to_be_bytes());
-        self.count = count;
         Ok(())
     }
 
     /// Iterates over the samples in time order.
     pub fn iter(&self) -> ChunkIter<'_> {
         ChunkIter {
-            r: BitReader::new(&self.buf[HEADER..]),
+            r: BitReader::new(&self.as_bytes()[HEADER..]),
             remaining: self.len(),
             read: 0,
             t: 0,
@@ -213,8 +233,9 @@ impl Chunk {
             return Err(ChunkError::Corrupt("shorter than its header"));
         }
         let mut chunk = Chunk {
-            buf: bytes.to_vec(),
-            count: u16::from_be_bytes([bytes[0], bytes[1]]),
+            buf: bytes.into(),
+            len: u32::try_from(bytes.len())
+                .map_err(|_| ChunkError::Corrupt("longer than 4 GiB"))?,
             ..Chunk::new()
         };
         let mut it = chunk.iter();
@@ -241,8 +262,7 @@ impl Chunk {
             false => (0xff, 0),
         };
         chunk.free = ((8 - used_bits % 8) % 8) as u8;
-        if let Some(first) = first {
-            chunk.first_t = first;
+        if first.is_some() {
             chunk.last_t = t;
             chunk.last_delta = delta;
             chunk.last_v = v;
@@ -295,23 +315,32 @@ impl Chunk {
         self.write_bits(x >> trailing, sig);
     }
 
+    /// Makes room for `extra` more bytes (zeroed).
+    fn grow(&mut self, extra: usize) {
+        let mut v = std::mem::take(&mut self.buf).into_vec();
+        v.reserve_exact(extra);
+        v.resize(v.len() + extra, 0);
+        self.buf = v.into_boxed_slice();
+    }
+
     /// Writes the low `n` bits of `v`, most significant first.
     fn write_bits(&mut self, v: u64, n: u32) {
         let mut n = n;
         while n > 0 {
             if self.free == 0 {
-                if self.buf.len() == self.buf.capacity() {
+                if self.len as usize == self.buf.len() {
                     // Grow by a quarter, not double: open chunks are most of the head's
                     // memory and doubling would leave up to half of each one unused.
-                    self.buf.reserve_exact((self.buf.len() / 4).max(16));
+                    self.grow((self.buf.len() / 4).max(16));
                 }
-                self.buf.push(0);
+                // The byte is zero already: room is zeroed when it is made.
+                self.len += 1;
                 self.free = 8;
             }
             let take = n.min(u32::from(self.free));
             let chunk = (v >> (n - take)) & mask(take);
             let shift = u32::from(self.free) - take;
-            if let Some(last) = self.buf.last_mut() {
+            if let Some(last) = self.buf.get_mut(self.len as usize - 1) {
                 *last |= (chunk << shift) as u8;
             }
             self.free -= take as u8;

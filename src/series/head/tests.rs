@@ -462,6 +462,11 @@ fn a_series_fits_an_80_byte_allocation() {
         16,
         "a scrape cache bucket is 24 bytes"
     );
+    assert_eq!(
+        size_of::<Chunk>(),
+        48,
+        "a series' two chunks fit jemalloc's 96-byte class"
+    );
 }
 
 #[test]
