@@ -135,13 +135,13 @@ fn main() {
         }
         if (step + 1) % STEPS_PER_CHECKPOINT == 0 {
             let c = Instant::now();
-            chunks_written += checkpoint(&head, &store, false).expect("checkpoint");
+            chunks_written += checkpoint(&head, &store, false, i64::MIN).expect("checkpoint");
             checkpoint_time += c.elapsed();
         }
     }
     let c = Instant::now();
     // The stop checkpoint: the open chunks too, then a flush.
-    chunks_written += checkpoint(&head, &store, true).expect("checkpoint");
+    chunks_written += checkpoint(&head, &store, true, i64::MIN).expect("checkpoint");
     checkpoint_time += c.elapsed();
     let flushed = began.elapsed();
 

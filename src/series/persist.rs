@@ -139,10 +139,12 @@ impl Checkpointer {
                 // Probe results a minute old go with the checkpoint (all of them on stop, by
                 // the store's flush at the end of the stop checkpoint).
                 let probes = store.write_probe_results(Some(now));
-                let written = checkpoint(&head, &store, stopping);
+                // Truncation drops what is older than the window: an open chunk that stopped
+                // before it (a series gone from its target) is stored as if closed first.
+                let cutoff = now - window.as_millis() as i64;
+                let written = checkpoint(&head, &store, stopping, cutoff);
                 if !stopping {
                     // Trim closed chunks only once all are stored (`Head::truncate_and_trim`).
-                    let cutoff = now - window.as_millis() as i64;
                     if written.is_ok() {
                         head.truncate_and_trim(cutoff);
                     } else {
@@ -201,7 +203,9 @@ struct Copied {
 }
 
 /// One checkpoint: stores every closed chunk (and, when `all`, the open one) not stored yet,
-/// and records in each series how far it is stored ([`MemSeries::set_persisted_until`]).
+/// and records in each series how far it is stored ([`MemSeries::set_persisted_until`]). An
+/// open chunk whose last sample is before `idle_before` is stored too, as if closed: its
+/// series stopped, and the truncation after the checkpoint drops it from the head.
 /// Chunks go to the store in batches, each one block of many series. The [`Checkpointer`]
 /// runs it every 30 s and on stop (`all`, followed by a flush); public for the store-size
 /// benchmark.
@@ -209,6 +213,7 @@ pub fn checkpoint(
     head: &Head,
     store: &Store,
     all: bool,
+    idle_before: Timestamp,
 ) -> Result<usize, crate::store::StoreError> {
     let mut written = 0;
     let mut err = None;
@@ -244,7 +249,8 @@ pub fn checkpoint(
         }
         s.with_chunks(|chunks| {
             let done = s.persisted_until();
-            let n = if all {
+            let idle = chunks.last().is_some_and(|c| c.last_t() < idle_before);
+            let n = if all || idle {
                 chunks.len()
             } else {
                 chunks.len().saturating_sub(1)
@@ -288,7 +294,10 @@ pub fn checkpoint(
                     continue;
                 }
                 s.with_chunks(|chunks| {
-                    if let Some(c) = chunks.last().filter(|c| !c.is_empty()) {
+                    let current = chunks
+                        .last()
+                        .filter(|c| !c.is_empty() && c.last_t() >= idle_before);
+                    if let Some(c) = current {
                         open.push((
                             s.labels().clone(),
                             c.as_bytes().to_vec(),
@@ -410,10 +419,10 @@ mod tests {
             // as the Checkpointer does, then the stop checkpoint.
             for k in (0..300).step_by(3) {
                 scrape(&head, k, k + 3);
-                written += checkpoint(&head, &store, false).expect("checkpoint");
+                written += checkpoint(&head, &store, false, i64::MIN).expect("checkpoint");
             }
             assert_eq!(written, 100, "two closed chunks per series");
-            written += checkpoint(&head, &store, true).expect("stop checkpoint");
+            written += checkpoint(&head, &store, true, i64::MIN).expect("stop checkpoint");
             written
         };
         assert_eq!(written, 150);
@@ -426,10 +435,10 @@ mod tests {
         assert_eq!(store.skipped_records(), 0);
 
         // What was loaded is not written again; the reopened open chunk is, once it closes.
-        assert_eq!(checkpoint(&reloaded, &store, false).unwrap(), 0);
+        assert_eq!(checkpoint(&reloaded, &store, false, i64::MIN).unwrap(), 0);
         scrape(&head, 300, 400);
         scrape(&reloaded, 300, 400);
-        assert_eq!(checkpoint(&reloaded, &store, true).unwrap(), 100);
+        assert_eq!(checkpoint(&reloaded, &store, true, i64::MIN).unwrap(), 100);
         drop(store);
 
         // The open chunk is now stored twice (cut short at the first stop, whole at the
@@ -439,5 +448,45 @@ mod tests {
         let loaded = load_head(&again, &store, now, window);
         assert_eq!((loaded.series, loaded.samples), (50, 50 * 400));
         assert_eq!(all_samples(&again), all_samples(&head));
+    }
+
+    #[test]
+    fn a_series_that_stops_is_stored_before_truncation_drops_it() {
+        // 50 samples of a series that then stops: its only chunk never closes. The checkpoint
+        // before the truncation that drops it stores it, so the store keeps its samples.
+        let dir = tempfile::tempdir().expect("temp dir");
+        let path = dir.path().join("store");
+        let t0 = 1_700_000_000_000i64;
+        let gone = Labels::new([("job", "api"), ("series", "gone")]);
+        let live = Labels::new([("job", "api"), ("series", "live")]);
+        let head = Head::new();
+        for k in 0..50 {
+            head.append(&gone, t0 + k * 10_000, k as f64);
+        }
+        for k in 0..200 {
+            head.append(&live, t0 + k * 10_000, k as f64);
+        }
+        {
+            let store = open(&path);
+            let cutoff = t0 + 100 * 10_000;
+            // The live series' first chunk closed (120 samples); the stopped one is idle.
+            assert_eq!(checkpoint(&head, &store, false, cutoff).unwrap(), 2);
+            assert_eq!(head.truncate_and_trim(cutoff), 1, "the stopped series goes");
+            assert_eq!(checkpoint(&head, &store, false, cutoff).unwrap(), 0, "once");
+            store.flush().expect("flush");
+        }
+        let store = open(&path);
+        let reloaded = Head::new();
+        load_head(
+            &reloaded,
+            &store,
+            t0 + 200 * 10_000,
+            Duration::from_secs(86_400),
+        );
+        use promql_parser::label::{MatchOp, Matcher};
+        let only_gone = [Matcher::new(MatchOp::Equal, "series", "gone")];
+        let got = reloaded.select(&only_gone, i64::MIN, i64::MAX);
+        assert_eq!(got.len(), 1);
+        assert_eq!(got[0].samples.len(), 50);
     }
 }
