@@ -381,34 +381,27 @@ type Postings = FastMap<LabelStr, Vec<Arc<MemSeries>>>;
 /// Series lookup and the inverted index.
 #[derive(Default)]
 struct Index {
-    /// Label-set hash → series (the first series with that hash).
-    by_hash: FastMap<u64, Arc<MemSeries>>,
-    /// Further series whose hash is taken: 64-bit collisions, practically never used.
-    collisions: FastMap<u64, Vec<Arc<MemSeries>>>,
+    /// Every series, found by the hash of its labels ([`labels_hash`], recomputed from the
+    /// labels when the table grows): one pointer a series instead of a hash-and-pointer pair
+    /// (1 MB less for the watch job's 66,000 series), and colliding hashes need no side table.
+    /// A series that truncation removed may stay until [`Index::remove`], beside a live one
+    /// with the same labels; lookups skip it.
+    by_hash: hashbrown::HashTable<Arc<MemSeries>>,
     /// Label name → value → series having it, sorted by id.
     postings: FastMap<LabelStr, Postings>,
 }
 
 impl Index {
     fn lookup(&self, hash: u64, labels: &Labels) -> Option<&Arc<MemSeries>> {
-        let live = |s: &&Arc<MemSeries>| s.labels == *labels && !s.is_removed();
         self.by_hash
-            .get(&hash)
-            .filter(live)
-            .or_else(|| self.collisions.get(&hash)?.iter().find(live))
+            .find(hash, |s| s.labels == *labels && !s.is_removed())
     }
 
     /// Adds `s`, whose labels hash to `hash` ([`labels_hash`]; not kept in the series, where
     /// it would cost 8 bytes and a jemalloc size class).
     fn insert(&mut self, s: Arc<MemSeries>, hash: u64) {
-        match self.by_hash.get(&hash) {
-            Some(existing) if !existing.is_removed() => {
-                self.collisions.entry(hash).or_default().push(s.clone());
-            }
-            _ => {
-                self.by_hash.insert(hash, s.clone());
-            }
-        }
+        self.by_hash
+            .insert_unique(hash, s.clone(), |e| labels_hash(&e.labels));
         for l in s.labels.iter() {
             let list = self
                 .postings
@@ -428,21 +421,8 @@ impl Index {
 
     fn remove(&mut self, s: &Arc<MemSeries>) {
         let hash = labels_hash(&s.labels);
-        if self.by_hash.get(&hash).is_some_and(|e| Arc::ptr_eq(e, s)) {
-            self.by_hash.remove(&hash);
-            if let Some(v) = self.collisions.get_mut(&hash) {
-                if let Some(promoted) = v.pop() {
-                    self.by_hash.insert(hash, promoted);
-                }
-                if v.is_empty() {
-                    self.collisions.remove(&hash);
-                }
-            }
-        } else if let Some(v) = self.collisions.get_mut(&hash) {
-            v.retain(|e| !Arc::ptr_eq(e, s));
-            if v.is_empty() {
-                self.collisions.remove(&hash);
-            }
+        if let Ok(e) = self.by_hash.find_entry(hash, |e| Arc::ptr_eq(e, s)) {
+            e.remove();
         }
         for l in s.labels.iter() {
             if let Some(values) = self.postings.get_mut(&l.name) {
@@ -460,18 +440,13 @@ impl Index {
     }
 
     fn all(&self) -> Vec<Arc<MemSeries>> {
-        let mut v: Vec<Arc<MemSeries>> = self
-            .by_hash
-            .values()
-            .chain(self.collisions.values().flatten())
-            .cloned()
-            .collect();
+        let mut v: Vec<Arc<MemSeries>> = self.by_hash.iter().cloned().collect();
         v.sort_unstable_by_key(|s| s.id);
         v
     }
 
     fn len(&self) -> usize {
-        self.by_hash.len() + self.collisions.values().map(Vec::len).sum::<usize>()
+        self.by_hash.len()
     }
 
     /// Series that may match all `matchers` (a superset: the caller checks every matcher on
@@ -527,13 +502,7 @@ impl Index {
 
     fn heap_bytes(&self) -> usize {
         let arc = size_of::<Arc<MemSeries>>();
-        let mut b = self.by_hash.capacity() * (8 + arc + 1);
-        b += self.collisions.capacity() * (8 + size_of::<Vec<Arc<MemSeries>>>() + 1)
-            + self
-                .collisions
-                .values()
-                .map(|v| v.capacity() * arc)
-                .sum::<usize>();
+        let mut b = self.by_hash.capacity() * (arc + 1);
         let entry = size_of::<LabelStr>() + size_of::<Vec<Arc<MemSeries>>>() + 1;
         b += self.postings.capacity() * (size_of::<LabelStr>() + size_of::<FastMap<(), ()>>() + 1);
         for values in self.postings.values() {

@@ -253,6 +253,32 @@ fn staleness_and_the_cache_survive_the_scrape_number_wrapping() {
 }
 
 #[test]
+fn a_removed_series_beside_its_successor_is_never_found() {
+    // Truncation marks a series removed before it takes it out of the index; a series with the
+    // same labels created in between sits beside it in the table until then.
+    let head = Head::with_chunk_samples(10);
+    let a = l(&[("__name__", "x"), ("job", "j")]);
+    let old = head.series(&a);
+    old.mark_removed();
+    let new = head.series(&a);
+    assert!(!Arc::ptr_eq(&old, &new));
+    assert_eq!(read(&head.index).len(), 2);
+    write(&head.index).remove(&old);
+    assert_eq!(read(&head.index).len(), 1);
+    assert!(Arc::ptr_eq(&head.series(&a), &new));
+    // Many series: the table grows (rehashing from the labels) and finds every one.
+    let many: Vec<Arc<MemSeries>> = (0..5000)
+        .map(|i| head.series(&l(&[("__name__", "y"), ("i", &i.to_string())])))
+        .collect();
+    for (i, s) in many.iter().enumerate() {
+        let found = head.series(&l(&[("__name__", "y"), ("i", &i.to_string())]));
+        assert!(Arc::ptr_eq(s, &found));
+    }
+    assert_eq!(read(&head.index).len(), 5001);
+    assert_eq!(read(&head.index).all().len(), 5001);
+}
+
+#[test]
 fn truncate_drops_old_chunks_and_empty_series() {
     let head = Head::with_chunk_samples(10);
     let old = l(&[("__name__", "old"), ("job", "gone")]);
