@@ -124,7 +124,7 @@ fn build_head(minutes: usize) -> Head {
                                 .iter()
                                 .map(|(n, v)| (n.as_str(), v.as_str()))
                                 .chain([("__name__", s.name.as_str())])
-                                .chain(target_labels.iter().map(|l| (&*l.name, &*l.value))),
+                                .chain(target_labels.iter().map(|l| (&**l.name(), &**l.value()))),
                         )
                     });
                 }

@@ -27,7 +27,7 @@ pub fn group_labels(route: &RouteConfig, labels: &Labels) -> BTreeMap<String, St
     if route.group_by.iter().any(|g| g == "...") {
         return labels
             .iter()
-            .map(|l| (l.name.to_string(), l.value.to_string()))
+            .map(|l| (l.name().to_string(), l.value().to_string()))
             .collect();
     }
     route

@@ -90,7 +90,7 @@ impl NotifiedAlert {
             labels: alert
                 .labels
                 .iter()
-                .map(|l| (l.name.to_string(), l.value.to_string()))
+                .map(|l| (l.name().to_string(), l.value().to_string()))
                 .collect(),
             annotations: alert.annotations.clone(),
             starts_at: alert.active_at,

@@ -66,10 +66,10 @@ impl<'a> Grouping<'a> {
     /// A hash of the labels the group keeps, without building them.
     fn hash(&self, labels: &Labels) -> u64 {
         let mut h = FastHasher::default();
-        for l in labels.iter().filter(|l| self.keeps(&l.name)) {
-            h.write(l.name.as_bytes());
+        for l in labels.iter().filter(|l| self.keeps(l.name())) {
+            h.write(l.name().as_bytes());
             h.write_u8(0xff);
-            h.write(l.value.as_bytes());
+            h.write(l.value().as_bytes());
             h.write_u8(0xfe);
         }
         h.finish()
@@ -77,7 +77,7 @@ impl<'a> Grouping<'a> {
 
     /// Whether `labels` fall in the group labelled `group`.
     fn is_group_of(&self, labels: &Labels, group: &Labels) -> bool {
-        let mut kept = labels.iter().filter(|l| self.keeps(&l.name));
+        let mut kept = labels.iter().filter(|l| self.keeps(l.name()));
         let mut g = group.iter();
         loop {
             match (kept.next(), g.next()) {

@@ -37,7 +37,7 @@ fn point_json(s: &Sample) -> Json {
 fn metric_json(labels: &Labels) -> Json {
     let mut m = Map::new();
     for l in labels.iter() {
-        m.insert(l.name.to_string(), Json::String(l.value.to_string()));
+        m.insert(l.name().to_string(), Json::String(l.value().to_string()));
     }
     Json::Object(m)
 }

@@ -332,7 +332,7 @@ impl fmt::Display for GoLabels<'_> {
             if i > 0 {
                 f.write_str(", ")?;
             }
-            write!(f, "{}={:?}", l.name, &*l.value)?;
+            write!(f, "{}={:?}", l.name(), &**l.value())?;
         }
         f.write_str("}")
     }

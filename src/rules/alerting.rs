@@ -117,7 +117,7 @@ impl AlertingRule {
         let mut fresh: HashMap<u64, (Labels, BTreeMap<String, String>, f64)> = HashMap::new();
         for (series, value) in samples {
             let data = TemplateData {
-                labels: series.iter().map(|l| (&*l.name, &*l.value)).collect(),
+                labels: series.iter().map(|l| (&**l.name(), &**l.value())).collect(),
                 external_labels: ext.clone(),
                 value: *value,
             };

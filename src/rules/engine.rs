@@ -334,7 +334,7 @@ impl crate::telemetry::Exposer for AlertsExposer {
             owned.extend(
                 a.labels
                     .iter()
-                    .map(|l| (l.name.to_string(), l.value.to_string())),
+                    .map(|l| (l.name().to_string(), l.value().to_string())),
             );
             owned.push(("alertstate".into(), a.state.as_str().into()));
             owned.sort();
@@ -346,7 +346,11 @@ impl crate::telemetry::Exposer for AlertsExposer {
         }
         out.push_str("# HELP ALERTS_FOR_STATE When each pending or firing alert became active (Unix seconds).\n# TYPE ALERTS_FOR_STATE gauge\n");
         for a in &alerts {
-            let pairs: Vec<(&str, &str)> = a.labels.iter().map(|l| (&*l.name, &*l.value)).collect();
+            let pairs: Vec<(&str, &str)> = a
+                .labels
+                .iter()
+                .map(|l| (&**l.name(), &**l.value()))
+                .collect();
             crate::telemetry::write_sample(
                 out,
                 "ALERTS_FOR_STATE",

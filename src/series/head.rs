@@ -115,9 +115,9 @@ type FastSet<K> = HashSet<K, BuildHasherDefault<FastHasher>>;
 fn labels_hash(labels: &Labels) -> u64 {
     let mut h = FastHasher::default();
     for l in labels.iter() {
-        h.write(l.name.as_bytes());
+        h.write(l.name().as_bytes());
         h.write_u8(0xff);
-        h.write(l.value.as_bytes());
+        h.write(l.value().as_bytes());
         h.write_u8(0xfe);
     }
     h.finish()
@@ -331,10 +331,22 @@ fn expired_samples(c: &Chunk, min_t: Timestamp) -> usize {
     usize::try_from(c.len() as i128 * gone / span).unwrap_or(0)
 }
 
-/// String interner: one [`LabelStr`] per distinct label name or value.
+/// Interner of label strings and label pairs: one [`LabelStr`] per distinct label name or
+/// value, and one shared [`Label`] per distinct pair, built from those strings (the index and
+/// the matchers compare the strings by address).
 #[derive(Default)]
 struct Interner {
     set: FastSet<LabelStr>,
+    pairs: hashbrown::HashTable<Label>,
+}
+
+/// The hash that keys the interned label pairs.
+fn pair_hash(name: &str, value: &str) -> u64 {
+    let mut h = FastHasher::default();
+    h.write(name.as_bytes());
+    h.write_u8(0xff);
+    h.write(value.as_bytes());
+    h.finish()
 }
 
 impl Interner {
@@ -347,20 +359,28 @@ impl Interner {
         a
     }
 
-    fn intern_labels(&mut self, labels: &Labels) -> Labels {
-        Labels::from_sorted(
-            labels
-                .iter()
-                .map(|l| Label {
-                    name: self.intern(&l.name),
-                    value: self.intern(&l.value),
-                })
-                .collect(),
-        )
+    fn intern_label(&mut self, l: &Label) -> Label {
+        let (name, value): (&str, &str) = (l.name(), l.value());
+        let h = pair_hash(name, value);
+        if let Some(p) = self
+            .pairs
+            .find(h, |p| **p.name() == *name && **p.value() == *value)
+        {
+            return p.clone();
+        }
+        let p = Label::new(self.intern(name), self.intern(value));
+        self.pairs
+            .insert_unique(h, p.clone(), |p| pair_hash(p.name(), p.value()));
+        p
     }
 
-    /// Drops strings no series uses any more.
+    fn intern_labels(&mut self, labels: &Labels) -> Labels {
+        Labels::from_sorted(labels.iter().map(|l| self.intern_label(l)).collect())
+    }
+
+    /// Drops pairs and strings no series uses any more.
     fn gc(&mut self) {
+        self.pairs.retain(|p| p.strong_count() > 1);
         self.set
             .retain(|a| LabelStr::strong_count(a).is_none_or(|n| n > 1));
     }
@@ -372,6 +392,8 @@ impl Interner {
                 .iter()
                 .map(|s| s.len() + 2 * size_of::<usize>())
                 .sum::<usize>()
+            + self.pairs.capacity() * (size_of::<Label>() + 1)
+            + self.pairs.len() * 4 * size_of::<usize>()
     }
 }
 
@@ -405,9 +427,9 @@ impl Index {
         for l in s.labels.iter() {
             let list = self
                 .postings
-                .entry(l.name.clone())
+                .entry(l.name().clone())
                 .or_default()
-                .entry(l.value.clone())
+                .entry(l.value().clone())
                 .or_default();
             // Grow by an eighth, not double: posting lists stop growing once the targets'
             // pages are known, and doubling would leave them a quarter empty on average (the
@@ -425,15 +447,15 @@ impl Index {
             e.remove();
         }
         for l in s.labels.iter() {
-            if let Some(values) = self.postings.get_mut(&l.name) {
-                if let Some(list) = values.get_mut(&l.value) {
+            if let Some(values) = self.postings.get_mut(l.name()) {
+                if let Some(list) = values.get_mut(l.value()) {
                     list.retain(|e| !Arc::ptr_eq(e, s));
                     if list.is_empty() {
-                        values.remove(&l.value);
+                        values.remove(l.value());
                     }
                 }
                 if values.is_empty() {
-                    self.postings.remove(&l.name);
+                    self.postings.remove(l.name());
                 }
             }
         }
@@ -1043,8 +1065,8 @@ impl InternedMatcher {
         let Some(name) = self.name else {
             return self.absent;
         };
-        match labels.iter().find(|l| l.name.as_ptr() == name) {
-            Some(l) => self.values.contains(&(l.value.as_ptr() as usize)),
+        match labels.iter().find(|l| l.name().as_ptr() == name) {
+            Some(l) => self.values.contains(&(l.value().as_ptr() as usize)),
             None => self.absent,
         }
     }
@@ -1252,7 +1274,7 @@ fn exposed_labels(s: &SampleRef<'_>, target_labels: &Labels) -> Labels {
         v.push((name, value.into_owned()));
     }
     for l in target_labels.iter() {
-        v.push((l.name.to_string(), l.value.to_string()));
+        v.push((l.name().to_string(), l.value().to_string()));
     }
     Labels::new(v)
 }

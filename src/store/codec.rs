@@ -117,8 +117,8 @@ impl Encoder {
     pub fn labels(&mut self, labels: &Labels) -> &mut Self {
         self.uvarint(labels.len() as u64);
         for l in labels.iter() {
-            self.str(&l.name);
-            self.str(&l.value);
+            self.str(l.name());
+            self.str(l.value());
         }
         self
     }
@@ -246,10 +246,10 @@ impl<'a> Decoder<'a> {
         for _ in 0..n {
             let name: LabelStr = self.str()?.into();
             let value: LabelStr = self.str()?.into();
-            if value.is_empty() || v.last().is_some_and(|prev| prev.name >= name) {
+            if value.is_empty() || v.last().is_some_and(|prev| *prev.name() >= name) {
                 return Err(DecodeError::BadLabels);
             }
-            v.push(Label { name, value });
+            v.push(Label::new(name, value));
         }
         Ok(Labels::from_sorted(v))
     }

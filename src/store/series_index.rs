@@ -288,7 +288,7 @@ impl SeriesIndex {
         for entry in entries {
             let mut pairs = Vec::with_capacity(2 * entry.labels.len());
             for l in entry.labels.iter() {
-                for s in [&l.name, &l.value] {
+                for s in [&l.name(), &l.value()] {
                     match self.symbols.id_or_new(s) {
                         Ok(id) => pairs.push(id),
                         Err(err) => {
@@ -484,10 +484,10 @@ impl SeriesIndex {
                     .ok_or(DecodeError::OutOfRange)
             };
             let (name, value) = (symbol(name)?, symbol(value)?);
-            if value.is_empty() || v.last().is_some_and(|prev| prev.name >= name) {
+            if value.is_empty() || v.last().is_some_and(|prev| *prev.name() >= name) {
                 return Err(DecodeError::BadLabels);
             }
-            v.push(Label { name, value });
+            v.push(Label::new(name, value));
         }
         let labels = Labels::from_sorted(v);
         if labels.fingerprint() != fp {
@@ -563,9 +563,9 @@ impl SeriesIndex {
 fn check_hash(labels: &Labels) -> u64 {
     let mut h = DefaultHasher::new();
     for l in labels.iter() {
-        h.write(l.name.as_bytes());
+        h.write(l.name().as_bytes());
         h.write_u8(0xff);
-        h.write(l.value.as_bytes());
+        h.write(l.value().as_bytes());
         h.write_u8(0xff);
     }
     h.finish()

@@ -136,12 +136,12 @@ fn strings_are_interned() {
     let job = |s: &MemSeries| {
         s.labels()
             .iter()
-            .find(|x| &*x.name == "job")
+            .find(|x| x.name() == "job")
             .cloned()
             .expect("job")
     };
-    assert!(LabelStr::ptr_eq(&job(&a).value, &job(&b).value));
-    assert!(LabelStr::ptr_eq(&job(&a).name, &job(&b).name));
+    assert!(LabelStr::ptr_eq(job(&a).value(), job(&b).value()));
+    assert!(LabelStr::ptr_eq(job(&a).name(), job(&b).name()));
     // Same labels, same series.
     let again = head.series(&l(&[("job", "api"), ("__name__", "a")]));
     assert!(Arc::ptr_eq(&a, &again));
@@ -279,6 +279,22 @@ fn a_removed_series_beside_its_successor_is_never_found() {
 }
 
 #[test]
+fn series_share_their_label_pairs() {
+    let head = Head::with_chunk_samples(10);
+    let a = head.series(&l(&[("__name__", "x"), ("job", "j"), ("i", "1")]));
+    let b = head.series(&l(&[("__name__", "y"), ("job", "j"), ("i", "2")]));
+    let job = |s: &MemSeries| s.labels.iter().find(|l| &**l.name() == "job").cloned();
+    let (ja, jb) = (job(&a).expect("job"), job(&b).expect("job"));
+    assert!(Label::ptr_eq(&ja, &jb), "one pair for job=\"j\"");
+    // Built from the interned strings, which the index and the matchers compare by address.
+    let name = lock(&head.interner).intern("job");
+    assert!(LabelStr::ptr_eq(ja.name(), &name));
+    // Label sets built elsewhere compare equal to the interned ones.
+    assert_eq!(a.labels, l(&[("i", "1"), ("job", "j"), ("__name__", "x")]));
+    assert_eq!(lock(&head.interner).pairs.len(), 5);
+}
+
+#[test]
 fn truncate_drops_old_chunks_and_empty_series() {
     let head = Head::with_chunk_samples(10);
     let old = l(&[("__name__", "old"), ("job", "gone")]);
@@ -294,8 +310,14 @@ fn truncate_drops_old_chunks_and_empty_series() {
     assert_eq!((st.series, st.chunks, st.samples), (1, 2, 20));
     assert!(values(&head, &[m(MatchOp::Equal, "job", "gone")]).is_empty());
     assert!(values(&head, &[m(MatchOp::Equal, "__name__", "old")]).is_empty());
-    // Its strings left the interner.
+    // Its strings and label pairs left the interner.
     assert!(!lock(&head.interner).set.contains("gone"));
+    assert!(
+        !lock(&head.interner)
+            .pairs
+            .iter()
+            .any(|p| &**p.value() == "gone" || &**p.value() == "old")
+    );
     // The series can come back.
     assert_eq!(head.append(&old, 200_000, 2.0), AppendOutcome::Appended);
     assert_eq!(values(&head, &[m(MatchOp::Equal, "job", "gone")]).len(), 1);
@@ -482,7 +504,11 @@ fn a_series_fits_an_80_byte_allocation() {
     // Arc counters (16) + the series: jemalloc's 80-byte size class, now full. One field more
     // and every series of the head costs 96 bytes here (the watch job holds 65,600 of them).
     assert!(size_of::<MemSeries>() <= 64, "{}", size_of::<MemSeries>());
-    assert_eq!(size_of::<Label>(), 16, "labels are two one-word strings");
+    assert_eq!(
+        size_of::<Label>(),
+        8,
+        "a label is one pointer to a shared pair"
+    );
     assert_eq!(
         size_of::<CacheEntry>(),
         16,
