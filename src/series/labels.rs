@@ -1,9 +1,10 @@
 //! Label sets: the identity of a series and of an alert.
 //!
 //! A [`Labels`] is a list of name/value pairs sorted by name, with no empty values (an empty value
-//! means "label absent", as in Prometheus). Names and values are [`LabelStr`]s (shared, one
-//! word each: a label is 16 bytes) so that the head can intern them: the thousands of series
-//! of one target share one `job`, one `instance`, one `__name__` per family.
+//! means "label absent", as in Prometheus). A [`Label`] is one pointer to a shared name/value
+//! pair of [`LabelStr`]s (8 bytes a label), so that the head can intern both the strings and
+//! the pairs: the thousands of series of one target share one `job="…"` pair, one
+//! `instance="…"`, one `__name__="…"` per family.
 
 use std::fmt;
 use std::hash::{Hash, Hasher};
