@@ -525,14 +525,68 @@ fn a_series_fits_an_80_byte_allocation() {
 fn posting_lists_grow_by_an_eighth() {
     let head = Head::new();
     for i in 0..5_000 {
-        head.append(&l(&[("job", "j"), ("i", &i.to_string())]), 1_000, 1.0);
+        head.append(&l(&[("instance", "j"), ("i", &i.to_string())]), 1_000, 1.0);
     }
     let index = read(&head.index);
-    let list = &index.postings["job"]["j"];
+    let list = &index.postings["instance"]["j"].series;
     assert_eq!(list.len(), 5_000);
     assert!(
         list.capacity() <= 5_000 + 5_000 / 8 + 4,
         "capacity {} for 5,000 series",
         list.capacity()
+    );
+}
+
+#[test]
+fn labels_without_postings_are_counted_and_still_select() {
+    let head = Head::new();
+    for i in 0..50 {
+        let name = if i % 2 == 0 { "even" } else { "odd" };
+        let code = if i % 5 == 0 { "500" } else { "200" };
+        head.append(
+            &l(&[
+                ("__name__", name),
+                ("job", "j"),
+                ("code", code),
+                ("i", &i.to_string()),
+            ]),
+            1_000,
+            1.0,
+        );
+    }
+    {
+        let index = read(&head.index);
+        let job = &index.postings["job"]["j"];
+        assert!(job.series.is_empty(), "job has no posting list");
+        assert_eq!(job.count, 50);
+        assert_eq!(index.postings["__name__"]["even"].series.len(), 25);
+    }
+    let count = |ms: &[Matcher]| head.select(ms, i64::MIN, i64::MAX).len();
+    assert_eq!(count(&[m(MatchOp::Equal, "job", "j")]), 50);
+    assert_eq!(count(&[m(MatchOp::Equal, "code", "500")]), 10);
+    assert_eq!(count(&[m(MatchOp::Equal, "code", "404")]), 0);
+    assert_eq!(count(&[m(re("code", "5.."), "code", "5..")]), 10);
+    assert_eq!(count(&[m(re("code", "4.."), "code", "4..")]), 0);
+    assert_eq!(count(&[m(MatchOp::NotEqual, "code", "500")]), 40);
+    assert_eq!(
+        count(&[
+            m(MatchOp::Equal, "__name__", "even"),
+            m(MatchOp::Equal, "code", "500")
+        ]),
+        5
+    );
+    assert_eq!(
+        count(&[
+            m(re("__name__", "even|odd"), "__name__", "even|odd"),
+            m(re("i", "1."), "i", "1.")
+        ]),
+        10
+    );
+    // Removing series takes their values' counts down and the values away at zero.
+    head.truncate(2_000);
+    let index = read(&head.index);
+    assert!(
+        index.postings.is_empty(),
+        "no values left after every series went"
     );
 }
