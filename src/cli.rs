@@ -91,7 +91,7 @@ pub fn main(cli: Cli) -> ExitCode {
     match cli.command {
         Command::Run { config } => {
             let path = config::default_config_path(config.as_deref());
-            let rt = match runtime() {
+            let rt = match crate::rt::runtime() {
                 Ok(rt) => rt,
                 Err(e) => {
                     eprintln!("postflight: cannot start the async runtime: {e}");
@@ -115,7 +115,7 @@ pub fn main(cli: Cli) -> ExitCode {
         Command::Check { config } => check(&config::default_config_path(config.as_deref())),
         Command::NotifyTest { receiver, config } => {
             let path = config::default_config_path(config.as_deref());
-            match runtime() {
+            match crate::rt::runtime() {
                 Ok(rt) => ExitCode::from(rt.block_on(notify_test(&path, &receiver))),
                 Err(e) => {
                     eprintln!("postflight: cannot start the async runtime: {e}");
@@ -150,7 +150,7 @@ pub fn main(cli: Cli) -> ExitCode {
                 author,
                 url,
             };
-            match runtime() {
+            match crate::rt::runtime() {
                 Ok(rt) => ExitCode::from(rt.block_on(deploy(&server, token.as_deref(), req, wait))),
                 Err(e) => {
                     eprintln!("postflight: cannot start the async runtime: {e}");
@@ -159,13 +159,6 @@ pub fn main(cli: Cli) -> ExitCode {
             }
         }
     }
-}
-
-fn runtime() -> std::io::Result<tokio::runtime::Runtime> {
-    tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .thread_name("postflight")
-        .build()
 }
 
 fn check(path: &std::path::Path) -> ExitCode {

@@ -48,6 +48,7 @@ pub mod dispatch;
 pub mod notify;
 pub mod probe;
 pub mod promql;
+pub mod rt;
 pub mod rules;
 pub mod scrape;
 pub mod series;

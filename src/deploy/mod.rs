@@ -732,11 +732,12 @@ impl GateEngine {
             && l.d.next_eval_ms <= end
         {
             let t = l.d.next_eval_ms;
-            let obs: Vec<_> = l
-                .compiled
-                .iter()
-                .map(|c| observe::observe(&self.promql, &*self.src, c, t))
-                .collect();
+            let obs: Vec<_> = crate::rt::blocking(|| {
+                l.compiled
+                    .iter()
+                    .map(|c| observe::observe(&self.promql, &*self.src, c, t))
+                    .collect()
+            });
             let failed = judge::evaluate(&l.d.gate, &mut l.d.checks, &mut l.d.evaluations, &obs);
             debug!(deployment = %l.d.id, job = %l.d.job, evaluation = l.d.evaluations,
                 states = ?l.d.checks.iter().map(|c| (c.name.as_str(), c.state.as_str(), c.value)).collect::<Vec<_>>(),

@@ -184,89 +184,96 @@ impl RulesEngine {
             .external_url
             .clone()
             .unwrap_or_else(|| format!("http://{}", self.config.server.listen));
-        let mut transitions: Vec<Transition> = Vec::new();
-        let mut changed_rules: Vec<(String, Vec<Alert>)> = Vec::new();
-        let alerts = {
-            let mut rules = self.state.rules.lock().unwrap_or_else(|p| p.into_inner());
-            for rule in rules.iter_mut() {
-                self.telemetry
-                    .rule_evaluations_total
-                    .with_label_values(&[rule.name.as_str()])
-                    .inc();
-                let samples = match engine.instant_in_round(&*self.head, &rule.expr, t_ms, &memo) {
-                    Ok(Value::Vector(v)) => {
-                        v.into_iter().map(|s| (s.labels, s.v)).collect::<Vec<_>>()
-                    }
-                    Ok(Value::Scalar { v, .. }) => vec![(Labels::empty(), v)],
-                    Ok(_) => {
-                        self.fail(rule, "rule result is not a vector or scalar");
-                        continue;
-                    }
-                    Err(e) => {
-                        self.fail(rule, &e.to_string());
-                        continue;
-                    }
-                };
-                let url = format!(
-                    "{base_url}/api/v1/query?query={}",
-                    urlencode(&rule.expr_source)
-                );
-                match rule.eval(&samples, now, &self.config.global.labels, &url) {
-                    Ok(t) => {
-                        if !t.is_empty() {
-                            changed_rules.push((state_key(rule), rule.alerts().cloned().collect()));
+        // Milliseconds of CPU over tens of thousands of series, and fsyncs on transitions:
+        // off the runtime's worker, so that probes keep their timing.
+        let alerts = crate::rt::blocking(|| {
+            let mut transitions: Vec<Transition> = Vec::new();
+            let mut changed_rules: Vec<(String, Vec<Alert>)> = Vec::new();
+            let alerts = {
+                let mut rules = self.state.rules.lock().unwrap_or_else(|p| p.into_inner());
+                for rule in rules.iter_mut() {
+                    self.telemetry
+                        .rule_evaluations_total
+                        .with_label_values(&[rule.name.as_str()])
+                        .inc();
+                    let samples =
+                        match engine.instant_in_round(&*self.head, &rule.expr, t_ms, &memo) {
+                            Ok(Value::Vector(v)) => {
+                                v.into_iter().map(|s| (s.labels, s.v)).collect::<Vec<_>>()
+                            }
+                            Ok(Value::Scalar { v, .. }) => vec![(Labels::empty(), v)],
+                            Ok(_) => {
+                                self.fail(rule, "rule result is not a vector or scalar");
+                                continue;
+                            }
+                            Err(e) => {
+                                self.fail(rule, &e.to_string());
+                                continue;
+                            }
+                        };
+                    let url = format!(
+                        "{base_url}/api/v1/query?query={}",
+                        urlencode(&rule.expr_source)
+                    );
+                    match rule.eval(&samples, now, &self.config.global.labels, &url) {
+                        Ok(t) => {
+                            if !t.is_empty() {
+                                changed_rules
+                                    .push((state_key(rule), rule.alerts().cloned().collect()));
+                            }
+                            transitions.extend(t);
                         }
-                        transitions.extend(t);
+                        Err(e) => self.fail(rule, &e),
                     }
-                    Err(e) => self.fail(rule, &e),
+                }
+                self.state.memo_size.store(memo.len(), Ordering::Relaxed);
+                rules
+                    .iter()
+                    .flat_map(|r| r.alerts().cloned())
+                    .collect::<Vec<Alert>>()
+            };
+
+            for t in &transitions {
+                let name = t.labels.get("alertname").unwrap_or("");
+                match t.to {
+                    "firing" => warn!(alert = %t.labels, value = t.value, "alert firing"),
+                    "resolved" => info!(alert = %t.labels, "alert resolved"),
+                    _ => debug!(alert = %t.labels, from = t.from, to = t.to, "alert state"),
+                }
+                let rec = AlertTransition {
+                    t: t.at.timestamp_millis(),
+                    alertname: name.to_string(),
+                    labels: t.labels.clone(),
+                    from: t.from.to_string(),
+                    to: t.to.to_string(),
+                    value: t.value,
+                };
+                if let Err(e) = self.store.append_alert_transition_durable(&rec) {
+                    self.telemetry
+                        .store_write_failures
+                        .with_label_values(&["alert_transitions"])
+                        .inc();
+                    error!(error = %e, "cannot record an alert transition");
                 }
             }
-            self.state.memo_size.store(memo.len(), Ordering::Relaxed);
-            rules
-                .iter()
-                .flat_map(|r| r.alerts().cloned())
-                .collect::<Vec<Alert>>()
-        };
+            // The state that decides pages is durable before the dispatcher hears of it.
+            for (key, alerts) in &changed_rules {
+                if let Err(e) = self.store.put_durable(Kind::AlertState, key, alerts) {
+                    self.telemetry
+                        .store_write_failures
+                        .with_label_values(&["alert_state"])
+                        .inc();
+                    error!(error = %e, "cannot persist alert state");
+                }
+            }
 
-        for t in &transitions {
-            let name = t.labels.get("alertname").unwrap_or("");
-            match t.to {
-                "firing" => warn!(alert = %t.labels, value = t.value, "alert firing"),
-                "resolved" => info!(alert = %t.labels, "alert resolved"),
-                _ => debug!(alert = %t.labels, from = t.from, to = t.to, "alert state"),
+            let mut shown = alerts.clone();
+            if let Some(extra) = &self.extra_alerts {
+                shown.extend(extra());
             }
-            let rec = AlertTransition {
-                t: t.at.timestamp_millis(),
-                alertname: name.to_string(),
-                labels: t.labels.clone(),
-                from: t.from.to_string(),
-                to: t.to.to_string(),
-                value: t.value,
-            };
-            if let Err(e) = self.store.append_alert_transition_durable(&rec) {
-                self.telemetry
-                    .store_write_failures
-                    .with_label_values(&["alert_transitions"])
-                    .inc();
-                error!(error = %e, "cannot record an alert transition");
-            }
-        }
-        // The state that decides pages is durable before the dispatcher hears of it.
-        for (key, alerts) in &changed_rules {
-            if let Err(e) = self.store.put_durable(Kind::AlertState, key, alerts) {
-                self.telemetry
-                    .store_write_failures
-                    .with_label_values(&["alert_state"])
-                    .inc();
-                error!(error = %e, "cannot persist alert state");
-            }
-        }
-
-        let mut shown = alerts.clone();
-        if let Some(extra) = &self.extra_alerts {
-            shown.extend(extra());
-        }
-        write_alerts_series(&self.head, &shown, t_ms);
+            write_alerts_series(&self.head, &shown, t_ms);
+            alerts
+        });
         self.dispatch.update_alerts(SOURCE, alerts).await;
     }
 

@@ -227,6 +227,9 @@ impl BufferPool {
 }
 
 #[allow(clippy::too_many_arguments)]
+/// Pages larger than this are parsed through [`crate::rt::blocking`] (about 0.5 ms of parsing).
+const LARGE_PAGE: usize = 256 * 1024;
+
 async fn target_loop(
     t: Target,
     client: reqwest::Client,
@@ -263,42 +266,49 @@ async fn target_loop(
         let mut added = 0usize;
         let result = match fetched {
             Ok(format) => {
-                let mut app = head.scrape_appender(&t.key, &t.labels, t_ms);
-                let limit = t.job.sample_limit as usize;
-                let mut over = 0usize;
-                let parsed = parser.parse(&body, format, |s| {
-                    if samples < limit {
-                        app.add(&s);
-                        samples += 1;
-                    } else {
-                        over += 1;
-                    }
-                });
-                match parsed {
-                    Ok(_) => {
-                        let c = app.commit();
-                        added = c.series_added;
-                        if over > 0 {
+                let mut ingest = || {
+                    let mut app = head.scrape_appender(&t.key, &t.labels, t_ms);
+                    let limit = t.job.sample_limit as usize;
+                    let mut over = 0usize;
+                    let parsed = parser.parse(&body, format, |s| {
+                        if samples < limit {
+                            app.add(&s);
+                            samples += 1;
+                        } else {
+                            over += 1;
+                        }
+                    });
+                    match parsed {
+                        Ok(_) => {
+                            let c = app.commit();
+                            added = c.series_added;
+                            if over > 0 {
+                                telemetry
+                                    .scrape_errors_total
+                                    .with_label_values(&[t.job.name.as_str(), "sample_limit"])
+                                    .inc();
+                                Err(format!(
+                                    "sample limit {limit} exceeded: {over} samples dropped"
+                                ))
+                            } else {
+                                Ok(())
+                            }
+                        }
+                        Err(e) => {
+                            app.rollback();
+                            samples = 0;
                             telemetry
                                 .scrape_errors_total
-                                .with_label_values(&[t.job.name.as_str(), "sample_limit"])
+                                .with_label_values(&[t.job.name.as_str(), "parse"])
                                 .inc();
-                            Err(format!(
-                                "sample limit {limit} exceeded: {over} samples dropped"
-                            ))
-                        } else {
-                            Ok(())
+                            Err(format!("invalid exposition: {e}"))
                         }
                     }
-                    Err(e) => {
-                        app.rollback();
-                        samples = 0;
-                        telemetry
-                            .scrape_errors_total
-                            .with_label_values(&[t.job.name.as_str(), "parse"])
-                            .inc();
-                        Err(format!("invalid exposition: {e}"))
-                    }
+                };
+                // A page of megabytes takes milliseconds to parse: off the runtime's worker.
+                match body.len() > LARGE_PAGE {
+                    true => crate::rt::blocking(ingest),
+                    false => ingest(),
                 }
             }
             Err((reason, class)) => {

@@ -582,10 +582,15 @@ impl Store {
         warn!(tree, %error, "skipping a stored record that does not decode");
     }
 
-    /// Flushes after a durable write.
     /// Flushes everything written so far (write + fsync) and advances the witness (see
-    /// [`witness`]): the end of every durable write.
+    /// [`witness`]): the end of every durable write. On the async runtime's worker it goes
+    /// through [`crate::rt::blocking`]: an fsync takes a millisecond, far more on a loaded
+    /// disk, and probes on that worker would count it in their latency.
     fn flush_durable(&self, op: &'static str) -> Result<(), StoreError> {
+        crate::rt::blocking(|| self.flush_durable_now(op))
+    }
+
+    fn flush_durable_now(&self, op: &'static str) -> Result<(), StoreError> {
         // A poisoned lock means a flush panicked half-way; the sequence in it is still one
         // that was written, so carrying on is safe.
         let mut state = self.inner.durable.lock().unwrap_or_else(|p| p.into_inner());

@@ -1,0 +1,76 @@
+//! The async runtime and how CPU-bound work stays off it.
+//!
+//! The daemon's async work is small and I/O-bound: a probe is a connect, a write, a read and a
+//! few microseconds of checks; a scrape of a typical page is a read and 0.1 ms of parsing. One
+//! worker thread does all of it (the watch job of `bench/watch_job.sh` runs at 1.02 CPU-s/min
+//! with one worker and 1.35 with two started side by side: two workers wake each other up for
+//! every task that moves, and nginx's cost follows). Work that takes milliseconds — a round of
+//! rules, a gate's evaluation, a page of megabytes, an fsync — goes through [`blocking`], which
+//! hands the worker to another thread while it runs, so that probes keep their timing.
+//! `TOKIO_WORKER_THREADS` overrides the number of workers.
+
+/// The runtime of every command: one worker thread unless `TOKIO_WORKER_THREADS` says
+/// otherwise, with blocking threads kept a minute (longer than the usual evaluation interval,
+/// so that a round of rules does not start a thread each time).
+pub fn runtime() -> std::io::Result<tokio::runtime::Runtime> {
+    let mut b = tokio::runtime::Builder::new_multi_thread();
+    if std::env::var_os("TOKIO_WORKER_THREADS").is_none() {
+        b.worker_threads(1);
+    }
+    b.enable_all()
+        .thread_name("postflight")
+        .thread_keep_alive(std::time::Duration::from_secs(60))
+        .build()
+}
+
+/// Runs `f`, which may take milliseconds (CPU or a blocking write), without holding up the
+/// tasks of the runtime's worker: on a multi-thread runtime the worker is handed to another
+/// thread for the duration (`tokio::task::block_in_place`); elsewhere (a current-thread runtime
+/// in tests, a plain thread) `f` just runs.
+pub fn blocking<R>(f: impl FnOnce() -> R) -> R {
+    match tokio::runtime::Handle::try_current() {
+        Ok(h) if h.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread => {
+            tokio::task::block_in_place(f)
+        }
+        _ => f(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn blocking_runs_on_every_kind_of_thread() {
+        assert_eq!(blocking(|| 1), 1);
+        let current = tokio::runtime::Builder::new_current_thread()
+            .build()
+            .expect("runtime");
+        assert_eq!(current.block_on(async { blocking(|| 2) }), 2);
+        let multi = runtime().expect("runtime");
+        let on_worker =
+            multi.block_on(async { tokio::spawn(async { blocking(|| 3) }).await.expect("task") });
+        assert_eq!(on_worker, 3);
+    }
+
+    #[test]
+    fn a_blocked_worker_still_runs_other_tasks() {
+        // With one worker, a task inside `blocking` must not stop a timer task elsewhere.
+        let rt = runtime().expect("runtime");
+        rt.block_on(async {
+            let (tx, rx) = std::sync::mpsc::channel();
+            let ticker = tokio::spawn(async move {
+                tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+                tx.send(()).expect("send");
+            });
+            let blocker = tokio::spawn(async move {
+                blocking(|| rx.recv_timeout(std::time::Duration::from_secs(10)))
+            });
+            assert!(
+                blocker.await.expect("task").is_ok(),
+                "the timer task ran while the other one blocked"
+            );
+            ticker.await.expect("task");
+        });
+    }
+}
