@@ -226,10 +226,10 @@ impl BufferPool {
     }
 }
 
-#[allow(clippy::too_many_arguments)]
 /// Pages larger than this are parsed through [`crate::rt::blocking`] (about 0.5 ms of parsing).
 const LARGE_PAGE: usize = 256 * 1024;
 
+#[allow(clippy::too_many_arguments)]
 async fn target_loop(
     t: Target,
     client: reqwest::Client,
