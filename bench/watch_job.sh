@@ -172,10 +172,13 @@ fi
 ${WRAP:-} "$BIN" run -c "$CFG" 2>"$TMP/daemon.log" &
 DAEMON_PID=$!
 if [ -n "${WRAP:-}" ]; then
-    # The wrapper's child is the daemon: measure and stop that process.
+    # The wrapper's descendant running the binary itself is the daemon: measure and stop
+    # that process (not a shell of the wrapper's that exits meanwhile).
+    EXE=$(readlink -f "$BIN")
     for _ in $(seq 1 100); do
-        p=$(pgrep -n -f -- "$(basename "$BIN") run -c $CFG" || true)
-        [ -n "$p" ] && [ "$p" != "$DAEMON_PID" ] && DAEMON_PID=$p && break
+        for p in $(pgrep -f -- "run -c $CFG" || true); do
+            [ "$(readlink "/proc/$p/exe" 2>/dev/null)" = "$EXE" ] && [ "$p" != "$DAEMON_PID" ] && DAEMON_PID=$p && break 2
+        done
         sleep 0.1
     done
 fi
