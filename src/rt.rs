@@ -5,9 +5,10 @@
 //! worker thread does all of it (the watch job of `bench/watch_job.sh` runs at 1.02 CPU-s/min
 //! with one worker and 1.35 with two started side by side: two workers wake each other up for
 //! every task that moves, and nginx's cost follows). Work that takes milliseconds — a round of
-//! rules, a gate's evaluation, a page of megabytes, an fsync — goes through [`blocking`], which
-//! hands the worker to another thread while it runs, so that probes keep their timing.
-//! `TOKIO_WORKER_THREADS` overrides the number of workers.
+//! rules, a gate's evaluation, a page of megabytes, `/metrics` with thousands of probe
+//! series, an fsync — goes through [`blocking`], which hands the worker to another thread while
+//! it runs, so that probes keep their timing. `TOKIO_WORKER_THREADS` overrides the number of
+//! workers.
 
 /// The runtime of every command: one worker thread unless `TOKIO_WORKER_THREADS` says
 /// otherwise, with blocking threads kept a minute (longer than the usual evaluation interval,
