@@ -476,6 +476,30 @@ async fn headers_are_sent_and_secrets_stay_out_of_reasons() {
 }
 
 #[tokio::test]
+async fn probes_ask_the_server_to_close_the_connection() {
+    // One request per connection: the probe says so, unless its headers say otherwise.
+    let s = serve(handler(|req| async move {
+        let connection = req
+            .headers()
+            .get("connection")
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("")
+            .to_string();
+        full(200, connection)
+    }))
+    .await;
+    let o = run(&s.url("/"), r#"body_contains = "close""#).await;
+    assert!(o.success, "{}", o.reason);
+    let o = run(
+        &s.url("/"),
+        r#"headers = { Connection = "keep-alive" }
+body_contains = "keep-alive""#,
+    )
+    .await;
+    assert!(o.success, "{}", o.reason);
+}
+
+#[tokio::test]
 async fn method_is_sent() {
     let s = serve(handler(|req| async move {
         if req.method() == hyper::Method::HEAD {

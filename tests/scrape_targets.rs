@@ -269,14 +269,19 @@ async fn text_and_openmetrics_pages_are_scraped_with_accept_negotiation() {
     let plain = serve(handler(|_| async { text(TEXT_PAGE) })).await;
     let accepts = Arc::new(Mutex::new(Vec::<String>::new()));
     let seen = accepts.clone();
+    let connections = Arc::new(Mutex::new(Vec::<String>::new()));
+    let seen_connection = connections.clone();
     let om = serve(handler(move |req: Request<Incoming>| {
-        let accept = req
-            .headers()
-            .get("accept")
-            .and_then(|v| v.to_str().ok())
-            .unwrap_or("")
-            .to_string();
+        let header = |name: &str| {
+            req.headers()
+                .get(name)
+                .and_then(|v| v.to_str().ok())
+                .unwrap_or("")
+                .to_string()
+        };
+        let accept = header("accept");
         seen.lock().unwrap().push(accept.clone());
+        seen_connection.lock().unwrap().push(header("connection"));
         async move {
             if accept.contains("application/openmetrics-text") {
                 page(
@@ -328,6 +333,8 @@ async fn text_and_openmetrics_pages_are_scraped_with_accept_negotiation() {
     let t = s.after_runs("om", 1, WAIT).await;
     assert_eq!((t.health, t.last_error.as_str()), ("up", ""), "{t:?}");
     let accept = accepts.lock().unwrap()[0].clone();
+    // A plain-HTTP target gets a connection per scrape, and the scraper says so.
+    assert_eq!(connections.lock().unwrap()[0], "close");
     assert!(
         accept.starts_with("application/openmetrics-text;version=1.0.0"),
         "OpenMetrics is asked for first: {accept}"

@@ -371,11 +371,16 @@ async fn fetch(
 ) -> Result<Format, (String, &'static str)> {
     body.clear();
     let timeout_s = format!("{}", t.timeout.as_secs_f64());
-    let req = client
+    let mut req = client
         .get(&t.url)
         .header("Accept", ACCEPT)
         .header("X-Prometheus-Scrape-Timeout-Seconds", timeout_s)
         .timeout(t.timeout);
+    // Plain-HTTP targets get a new connection per scrape (see `ScrapeManager::run`): the
+    // server closes it first, so TIME_WAIT stays on its side (as for probes).
+    if t.url.starts_with("http://") {
+        req = req.header("Connection", "close");
+    }
     let limit = t.job.body_size_limit as usize;
     let timed_out = || {
         (
