@@ -378,7 +378,7 @@ async fn fetch(
         .timeout(t.timeout);
     // Plain-HTTP targets get a new connection per scrape (see `ScrapeManager::run`): the
     // server closes it first, so TIME_WAIT stays on its side (as for probes).
-    if t.url.starts_with("http://") {
+    if t.job.scheme == Scheme::Http {
         req = req.header("Connection", "close");
     }
     let limit = t.job.body_size_limit as usize;
