@@ -658,11 +658,85 @@ fn next_scrape(iter: u32) -> u32 {
     (iter + 1) & !UNTRACKED
 }
 
+/// A target's cached series by key: a vector sorted by key, exactly as long as the page, and
+/// a hash table only for the series a scrape in progress meets for the first time (merged in
+/// at commit). A hash table of 590 entries has 1,024 slots (25 KiB); the vector takes 14 KiB,
+/// and a lookup is a binary search in it.
+#[derive(Default)]
+struct CacheEntries {
+    /// Sorted by key.
+    sorted: Vec<(u64, CacheEntry)>,
+    /// Added since the last merge.
+    fresh: FastMap<u64, CacheEntry>,
+}
+
+impl CacheEntries {
+    fn get_mut(&mut self, key: u64) -> Option<&mut CacheEntry> {
+        match self.sorted.binary_search_by_key(&key, |(k, _)| *k) {
+            Ok(i) => self.sorted.get_mut(i).map(|(_, e)| e),
+            Err(_) => self.fresh.get_mut(&key),
+        }
+    }
+
+    /// Adds or replaces the entry of `key`.
+    fn insert(&mut self, key: u64, e: CacheEntry) {
+        match self.get_mut(key) {
+            Some(old) => *old = e,
+            None => {
+                self.fresh.insert(key, e);
+            }
+        }
+    }
+
+    /// Moves the fresh entries into the sorted vector, growing it exactly.
+    fn merge(&mut self) {
+        if self.fresh.is_empty() {
+            return;
+        }
+        self.sorted.reserve_exact(self.fresh.len());
+        self.sorted.extend(std::mem::take(&mut self.fresh));
+        self.sorted.sort_unstable_by_key(|(k, _)| *k);
+    }
+
+    fn len(&self) -> usize {
+        self.sorted.len() + self.fresh.len()
+    }
+
+    fn values(&self) -> impl Iterator<Item = &CacheEntry> {
+        self.sorted
+            .iter()
+            .map(|(_, e)| e)
+            .chain(self.fresh.values())
+    }
+
+    fn values_mut(&mut self) -> impl Iterator<Item = &mut CacheEntry> {
+        self.sorted
+            .iter_mut()
+            .map(|(_, e)| e)
+            .chain(self.fresh.values_mut())
+    }
+
+    /// Keeps the entries for which `keep` is true; the vector shrinks once it is less than
+    /// half full.
+    fn retain(&mut self, mut keep: impl FnMut(&CacheEntry) -> bool) {
+        self.sorted.retain(|(_, e)| keep(e));
+        self.fresh.retain(|_, e| keep(e));
+        if self.sorted.len() < self.sorted.capacity() / 2 {
+            self.sorted.shrink_to_fit();
+        }
+    }
+
+    fn heap_bytes(&self) -> usize {
+        self.sorted.capacity() * size_of::<(u64, CacheEntry)>()
+            + self.fresh.capacity() * (size_of::<u64>() + size_of::<CacheEntry>() + 1)
+    }
+}
+
 /// A target's scrape cache (Prometheus' `scrapeCache`).
 #[derive(Default)]
 struct TargetCache {
     /// Keyed hash of the exposed series text ([`Head::cache_key`]) → its series.
-    entries: FastMap<u64, CacheEntry>,
+    entries: CacheEntries,
     /// Committed scrapes so far; entries with `last_seen == iter` were on the last page.
     iter: u32,
     /// Samples of the scrape in progress, applied on commit.
@@ -671,7 +745,7 @@ struct TargetCache {
 
 impl TargetCache {
     fn heap_bytes(&self) -> usize {
-        self.entries.capacity() * (size_of::<u64>() + size_of::<CacheEntry>() + 1)
+        self.entries.heap_bytes()
             + self.pending.capacity() * size_of::<(Arc<MemSeries>, Timestamp, f64)>()
     }
 }
@@ -919,7 +993,7 @@ impl Head {
         // Scrape caches may still hold removed series; drop those entries so the strings
         // can go.
         for cache in lock(&self.targets).values_mut() {
-            cache.entries.retain(|_, e| !e.series.is_removed());
+            cache.entries.retain(|e| !e.series.is_removed());
         }
         let n = gone.len();
         drop(gone);
@@ -1209,7 +1283,7 @@ impl ScrapeAppender<'_> {
         let iter = next_scrape(cache.iter);
         let t = timestamp_ms.unwrap_or(self.t);
         let key = self.head.cache_key(key);
-        let series = match cache.entries.get_mut(&key) {
+        let series = match cache.entries.get_mut(key) {
             Some(e) if !e.series.is_removed() => {
                 if e.last_seen != cache.iter && e.pending_seen() != iter {
                     self.series_added += 1;
@@ -1251,6 +1325,7 @@ impl ScrapeAppender<'_> {
                 AppendOutcome::Duplicate => {}
             }
         }
+        cache.entries.merge();
         let prev = cache.iter;
         let cur = next_scrape(prev);
         for e in cache.entries.values_mut() {
@@ -1265,7 +1340,7 @@ impl ScrapeAppender<'_> {
         }
         cache
             .entries
-            .retain(|_, e| (cur.wrapping_sub(e.last_seen) & !UNTRACKED) <= CACHE_KEEP_SCRAPES);
+            .retain(|e| (cur.wrapping_sub(e.last_seen) & !UNTRACKED) <= CACHE_KEEP_SCRAPES);
         cache.iter = cur;
         lock(&self.head.targets).insert(std::mem::take(&mut self.target), cache);
         out
@@ -1287,7 +1362,8 @@ impl ScrapeAppender<'_> {
         let n = self.head.stale_previous(&mut cache, self.t);
         // This attempt uses up a number, so the last page no longer counts as "previous".
         cache.iter = next_scrape(cache.iter);
-        cache.entries.retain(|_, e| e.last_seen != NEVER);
+        cache.entries.retain(|e| e.last_seen != NEVER);
+        cache.entries.merge();
         lock(&self.head.targets).insert(std::mem::take(&mut self.target), cache);
         n
     }

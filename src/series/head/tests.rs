@@ -590,3 +590,73 @@ fn labels_without_postings_are_counted_and_still_select() {
         "no values left after every series went"
     );
 }
+
+#[test]
+fn a_scrape_cache_is_a_sorted_vector_exactly_as_long_as_the_page() {
+    let head = Head::new();
+    let tl = l(&[("job", "app"), ("instance", "a:1")]);
+    let page = |n: usize| -> String { (0..n).map(|i| format!("m{{i=\"{i}\"}} {i}\n")).collect() };
+    let cache_bytes = || head.stats().scrape_cache_bytes;
+    let entry = size_of::<(u64, CacheEntry)>();
+
+    // First page: every series is new; after commit they sit in the vector, no table left.
+    let c = scrape(&head, "t", &tl, 10_000, &page(590));
+    assert_eq!((c.appended, c.series_added), (590, 590));
+    assert_eq!(
+        cache_bytes(),
+        590 * entry,
+        "590 entries, no spare room, no hash table"
+    );
+
+    // Same page again: every lookup hits the sorted part; nothing added.
+    let c = scrape(&head, "t", &tl, 20_000, &page(590));
+    assert_eq!((c.appended, c.series_added, c.stale_markers), (590, 0, 0));
+    assert_eq!(cache_bytes(), 590 * entry);
+
+    // Ten more series: they join the vector, which grows by exactly ten.
+    let c = scrape(&head, "t", &tl, 30_000, &page(600));
+    assert_eq!((c.appended, c.series_added), (600, 10));
+    assert_eq!(cache_bytes(), 600 * entry);
+    {
+        let targets = lock(&head.targets);
+        let sorted = &targets.get("t").expect("cached").entries.sorted;
+        assert!(sorted.windows(2).all(|w| w[0].0 < w[1].0), "sorted by key");
+    }
+
+    // A page that repeats a new series: the second sample finds the fresh entry.
+    let mut app = head.scrape_appender("t", &tl, 40_000);
+    let dup = format!("{}new 1\nnew 2\n", page(600));
+    parse(dup.as_bytes(), Format::Text, |s| app.add(&s)).expect("page parses");
+    let c = app.commit();
+    assert_eq!((c.series_added, c.out_of_order), (1, 1));
+
+    // Back to 590 series: the ten and `new` go stale, and are dropped from the cache after
+    // CACHE_KEEP_SCRAPES scrapes; the vector shrinks only when less than half full.
+    let c = scrape(&head, "t", &tl, 50_000, &page(590));
+    assert_eq!(c.stale_markers, 11);
+    for i in 0..CACHE_KEEP_SCRAPES as i64 + 1 {
+        scrape(&head, "t", &tl, 60_000 + i * 10_000, &page(590));
+    }
+    assert_eq!(
+        lock(&head.targets).get("t").expect("cached").entries.len(),
+        590
+    );
+    scrape(&head, "t", &tl, 500_000, &page(100));
+    for i in 0..CACHE_KEEP_SCRAPES as i64 + 1 {
+        scrape(&head, "t", &tl, 510_000 + i * 10_000, &page(100));
+    }
+    assert_eq!(
+        cache_bytes(),
+        100 * entry,
+        "shrunk once less than half full"
+    );
+
+    // A failed scrape leaves no fresh entries behind.
+    let mut app = head.scrape_appender("t", &tl, 900_000);
+    parse(b"other 1\n", Format::Text, |s| app.add(&s)).expect("page parses");
+    drop(app);
+    assert_eq!(
+        lock(&head.targets).get("t").expect("cached").entries.len(),
+        100
+    );
+}
