@@ -5,6 +5,7 @@ use std::collections::HashSet;
 use std::fmt;
 use std::ops::Range;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use serde::Deserialize;
 use serde::de::DeserializeOwned;
@@ -211,9 +212,10 @@ impl<'s> Ctx<'s> {
                         let label = element_label(name, item);
                         let ok = match name {
                             "job" => push(&mut config.jobs, self.de::<JobConfig>(item, &label)),
-                            "probe" => {
-                                push(&mut config.probes, self.de::<ProbeConfig>(item, &label))
-                            }
+                            "probe" => push(
+                                &mut config.probes,
+                                self.de::<ProbeConfig>(item, &label).map(Arc::new),
+                            ),
                             "rule" => push(&mut config.rules, self.de::<RuleConfig>(item, &label)),
                             "inhibit" => {
                                 push(&mut config.inhibits, self.de::<InhibitConfig>(item, &label))
@@ -716,6 +718,15 @@ pub(super) fn de_regex_opt<'de, D: serde::Deserializer<'de>>(
             crate::alert::one_line_regex_error(&e)
         ))
     })
+}
+
+/// A probe's `json` table, as a slice in path order: two checks take 112 bytes in one
+/// allocation instead of a B-tree node of ~600 (a thousand probes hold them all the time).
+pub(super) fn de_json_checks<'de, D: serde::Deserializer<'de>>(
+    d: D,
+) -> Result<Box<[(String, serde_json::Value)]>, D::Error> {
+    let checks = std::collections::BTreeMap::<String, serde_json::Value>::deserialize(d)?;
+    Ok(checks.into_iter().collect())
 }
 
 pub(super) fn de_relative_opt<'de, D: serde::Deserializer<'de>>(

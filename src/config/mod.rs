@@ -16,6 +16,7 @@ pub use secret::Secret;
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
+use std::sync::Arc;
 use std::time::Duration;
 
 use serde::Deserialize;
@@ -33,8 +34,9 @@ pub struct Config {
     pub global: GlobalConfig,
     /// `[[job]]`: Prometheus scrape jobs.
     pub jobs: Vec<JobConfig>,
-    /// `[[probe]]`: health probes.
-    pub probes: Vec<ProbeConfig>,
+    /// `[[probe]]`: health probes, shared with the probe runner and its tasks (a thousand
+    /// probes' checks are held once, not once per holder).
+    pub probes: Vec<Arc<ProbeConfig>>,
     /// `[[rule]]`: alerting rules.
     pub rules: Vec<RuleConfig>,
     /// `[[inhibit]]`: inhibition rules.
@@ -191,9 +193,9 @@ pub struct ProbeConfig {
     /// The body must match this regex.
     #[serde(default, deserialize_with = "load::de_regex_opt")]
     pub body_regex: Option<regex::Regex>,
-    /// Dot paths into a JSON body and the value each must have.
-    #[serde(default)]
-    pub json: BTreeMap<String, serde_json::Value>,
+    /// Dot paths into a JSON body and the value each must have, in path order.
+    #[serde(default, deserialize_with = "load::de_json_checks")]
+    pub json: Box<[(String, serde_json::Value)]>,
     /// The certificate chain must be valid for at least this many days (https only).
     #[serde(default)]
     pub cert_min_days: Option<u32>,

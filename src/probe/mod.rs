@@ -297,7 +297,7 @@ pub fn spread_offset(name: &str, interval: Duration) -> Duration {
 
 /// One scheduled probe.
 struct Scheduled {
-    cfg: ProbeConfig,
+    cfg: Arc<ProbeConfig>,
     timeout: Duration,
     /// True while an execution is in flight: the next tick is skipped rather than stacked.
     running: AtomicBool,
@@ -379,7 +379,7 @@ impl Drop for RunningGuard {
 /// Runs every probe on its interval until shutdown.
 pub struct ProbeRunner {
     /// The probes of the config generation this runner belongs to.
-    probes: Vec<ProbeConfig>,
+    probes: Vec<Arc<ProbeConfig>>,
     /// Default interval and timeout.
     global: GlobalConfig,
     /// The shared TLS client config.
@@ -399,7 +399,7 @@ pub struct ProbeRunner {
 impl ProbeRunner {
     /// A runner for `probes`, with [`DEFAULT_MAX_CONCURRENCY`].
     pub fn new(
-        probes: Vec<ProbeConfig>,
+        probes: impl IntoIterator<Item = impl Into<Arc<ProbeConfig>>>,
         global: GlobalConfig,
         tls: ProbeTls,
         sink: Arc<dyn ProbeSink>,
@@ -408,7 +408,7 @@ impl ProbeRunner {
         telemetry: Arc<Telemetry>,
     ) -> Self {
         ProbeRunner {
-            probes,
+            probes: probes.into_iter().map(Into::into).collect(),
             global,
             tls,
             sink,

@@ -25,7 +25,8 @@ pub const ACCEPT: &str = "application/openmetrics-text;version=1.0.0;q=0.5,appli
 /// One target of a job.
 #[derive(Clone)]
 struct Target {
-    job: JobConfig,
+    /// Shared by the job's targets.
+    job: Arc<JobConfig>,
     instance: String,
     url: String,
     key: String,
@@ -125,6 +126,7 @@ impl ScrapeManager {
         let mut tasks = JoinSet::new();
         let pool = Arc::new(BufferPool::default());
         for job in &self.config.jobs {
+            let shared_job = Arc::new(job.clone());
             for instance in &job.targets {
                 let scheme = match job.scheme {
                     Scheme::Http => "http",
@@ -138,7 +140,7 @@ impl ScrapeManager {
                 labels.push(("job".into(), job.name.clone()));
                 labels.push(("instance".into(), instance.clone()));
                 let t = Target {
-                    job: job.clone(),
+                    job: shared_job.clone(),
                     instance: instance.clone(),
                     url: format!("{scheme}://{instance}{}", job.metrics_path),
                     key: format!("scrape/{}/{instance}", job.name),
