@@ -7,7 +7,7 @@ use std::hash::{BuildHasherDefault, Hasher};
 
 use promql_parser::parser::token::{
     T_AVG, T_BOTTOMK, T_COUNT, T_COUNT_VALUES, T_GROUP, T_MAX, T_MIN, T_QUANTILE, T_STDDEV,
-    T_STDVAR, T_SUM, T_TOPK,
+    T_STDVAR, T_SUM, T_TOPK, TokenId,
 };
 use promql_parser::parser::{AggregateExpr, LabelModifier};
 
@@ -139,6 +139,97 @@ struct Group {
     values: Vec<f64>,
 }
 
+impl Group {
+    /// Starts the group at a step with its first value.
+    fn first(&mut self, op: TokenId, f: f64) {
+        self.seen = true;
+        self.value = f;
+        self.mean = f;
+        self.kahan_c = 0.0;
+        self.count = 1.0;
+        self.incremental_mean = false;
+        match op {
+            T_STDVAR | T_STDDEV => {
+                self.value = if f.is_nan() || f.is_infinite() {
+                    f64::NAN
+                } else {
+                    0.0
+                };
+            }
+            T_QUANTILE => {
+                self.values.clear();
+                self.values.push(f);
+            }
+            T_GROUP => self.value = 1.0,
+            _ => {}
+        }
+    }
+
+    /// Adds a further value at the same step, as Prometheus' `aggregation` does.
+    fn add(&mut self, op: TokenId, f: f64) {
+        let g = self;
+        match op {
+            T_SUM => (g.value, g.kahan_c) = kahan_inc(f, g.value, g.kahan_c),
+            T_AVG => {
+                g.count += 1.0;
+                if !g.incremental_mean {
+                    let (v, c) = kahan_inc(f, g.value, g.kahan_c);
+                    if !v.is_infinite() {
+                        (g.value, g.kahan_c) = (v, c);
+                        return;
+                    }
+                    // The sum would overflow: switch to an incremental mean.
+                    g.incremental_mean = true;
+                    g.mean = g.value / (g.count - 1.0);
+                    g.kahan_c /= g.count - 1.0;
+                }
+                if g.mean.is_infinite() {
+                    if f.is_infinite() && (g.mean > 0.0) == (f > 0.0) {
+                        return;
+                    }
+                    if !f.is_infinite() && !f.is_nan() {
+                        return;
+                    }
+                }
+                let current = g.mean + g.kahan_c;
+                (g.mean, g.kahan_c) = kahan_inc(f / g.count - current / g.count, g.mean, g.kahan_c);
+            }
+            T_GROUP => {}
+            T_MAX if g.value < f || g.value.is_nan() => g.value = f,
+            T_MIN if g.value > f || g.value.is_nan() => g.value = f,
+            T_COUNT => g.count += 1.0,
+            T_STDVAR | T_STDDEV => {
+                g.count += 1.0;
+                let delta = f - g.mean;
+                g.mean += delta / g.count;
+                g.value += delta * (f - g.mean);
+            }
+            T_QUANTILE => g.values.push(f),
+            _ => {}
+        }
+    }
+
+    /// The group's value at the step; `q` is `quantile`'s parameter there.
+    fn result(&mut self, op: TokenId, q: f64) -> f64 {
+        let g = self;
+        match op {
+            T_AVG => {
+                if g.incremental_mean {
+                    g.mean + g.kahan_c
+                } else {
+                    (g.value + g.kahan_c) / g.count
+                }
+            }
+            T_COUNT => g.count,
+            T_STDVAR => g.value / g.count,
+            T_STDDEV => (g.value / g.count).sqrt(),
+            T_QUANTILE => quantile(q, &mut g.values),
+            T_SUM => g.value + g.kahan_c,
+            _ => g.value,
+        }
+    }
+}
+
 pub(crate) fn eval(ev: &Evaluator<'_>, a: &AggregateExpr) -> Result<Val, EvalError> {
     let op = a.op.id();
     if op == T_COUNT_VALUES {
@@ -154,6 +245,15 @@ pub(crate) fn eval(ev: &Evaluator<'_>, a: &AggregateExpr) -> Result<Val, EvalErr
         }
         None => None,
     };
+    if param.is_none()
+        && matches!(
+            op,
+            T_SUM | T_AVG | T_COUNT | T_MIN | T_MAX | T_GROUP | T_STDDEV | T_STDVAR
+        )
+        && let Some(out) = eval_over_range_values(ev, a, op)?
+    {
+        return Ok(Val::Vector(out));
+    }
     let input = ev.eval_vector(&a.expr)?;
     if op == T_TOPK || op == T_BOTTOMK {
         return top_bottom_k(ev, a, input, param.unwrap_or_default(), op == T_TOPK);
@@ -205,98 +305,78 @@ pub(crate) fn eval(ev: &Evaluator<'_>, a: &AggregateExpr) -> Result<Val, EvalErr
         }
         for &(si, f) in &step {
             let g = &mut groups[series_group[si]];
-            if !g.seen {
-                g.seen = true;
-                g.value = f;
-                g.mean = f;
-                g.kahan_c = 0.0;
-                g.count = 1.0;
-                g.incremental_mean = false;
-                match op {
-                    T_STDVAR | T_STDDEV => {
-                        g.value = if f.is_nan() || f.is_infinite() {
-                            f64::NAN
-                        } else {
-                            0.0
-                        };
-                    }
-                    T_QUANTILE => {
-                        g.values.clear();
-                        g.values.push(f);
-                    }
-                    T_GROUP => g.value = 1.0,
-                    _ => {}
-                }
-                continue;
-            }
-            match op {
-                T_SUM => (g.value, g.kahan_c) = kahan_inc(f, g.value, g.kahan_c),
-                T_AVG => {
-                    g.count += 1.0;
-                    if !g.incremental_mean {
-                        let (v, c) = kahan_inc(f, g.value, g.kahan_c);
-                        if !v.is_infinite() {
-                            (g.value, g.kahan_c) = (v, c);
-                            continue;
-                        }
-                        // The sum would overflow: switch to an incremental mean.
-                        g.incremental_mean = true;
-                        g.mean = g.value / (g.count - 1.0);
-                        g.kahan_c /= g.count - 1.0;
-                    }
-                    if g.mean.is_infinite() {
-                        if f.is_infinite() && (g.mean > 0.0) == (f > 0.0) {
-                            continue;
-                        }
-                        if !f.is_infinite() && !f.is_nan() {
-                            continue;
-                        }
-                    }
-                    let current = g.mean + g.kahan_c;
-                    (g.mean, g.kahan_c) =
-                        kahan_inc(f / g.count - current / g.count, g.mean, g.kahan_c);
-                }
-                T_GROUP => {}
-                T_MAX if g.value < f || g.value.is_nan() => g.value = f,
-                T_MIN if g.value > f || g.value.is_nan() => g.value = f,
-                T_COUNT => g.count += 1.0,
-                T_STDVAR | T_STDDEV => {
-                    g.count += 1.0;
-                    let delta = f - g.mean;
-                    g.mean += delta / g.count;
-                    g.value += delta * (f - g.mean);
-                }
-                T_QUANTILE => g.values.push(f),
-                _ => {}
+            match g.seen {
+                false => g.first(op, f),
+                true => g.add(op, f),
             }
         }
         for (gi, g) in groups.iter_mut().enumerate() {
             if !g.seen {
                 continue;
             }
-            let v = match op {
-                T_AVG => {
-                    if g.incremental_mean {
-                        g.mean + g.kahan_c
-                    } else {
-                        (g.value + g.kahan_c) / g.count
-                    }
-                }
-                T_COUNT => g.count,
-                T_STDVAR => g.value / g.count,
-                T_STDDEV => (g.value / g.count).sqrt(),
-                T_QUANTILE => {
-                    let q = param.as_ref().map_or(f64::NAN, |p| p[i]);
-                    quantile(q, &mut g.values)
-                }
-                T_SUM => g.value + g.kahan_c,
-                _ => g.value,
-            };
+            let q = param.as_ref().map_or(f64::NAN, |p| p[i]);
+            let v = g.result(op, q);
             out[gi].points.push(crate::series::Sample { t: ts, v });
         }
     }
     out.retain(|s| !s.points.is_empty());
     Ok(Val::Vector(out))
+}
+
+/// An aggregation of a range function over a range selector inside a rule round
+/// (`sum by (job) (rate(http_requests_total[5m]))`), from the values as the source streams
+/// them: a label set and a value per series (16 bytes) instead of a one-point [`Series`] each
+/// (40 bytes and an allocation), and no step cursor; for the watch job's 30,000
+/// `http_requests_total` series, 0.5 MB at the round's peak instead of 2.5 MB. The values
+/// are aggregated in label order, the order of the general path, so the result is the same to
+/// the bit. `None` when the argument is not of that form (see
+/// [`functions::range_values_each`]).
+fn eval_over_range_values(
+    ev: &Evaluator<'_>,
+    a: &AggregateExpr,
+    op: TokenId,
+) -> Result<Option<Vec<Series>>, EvalError> {
+    let mut input: Vec<(Labels, f64)> = Vec::new();
+    let mut drop_name = false;
+    let streamed = super::functions::range_values_each(ev, &a.expr, &mut |labels, v, drop| {
+        input.push((labels.clone(), v));
+        drop_name = drop;
+    })?;
+    if !streamed {
+        return Ok(None);
+    }
+    input.sort_unstable_by(|x, y| x.0.cmp(&y.0));
+    let grouping = Grouping::new(&a.modifier);
+    let mut index = GroupIndex::default();
+    let mut groups: Vec<Group> = Vec::new();
+    for (labels, f) in &input {
+        let g = index.group(&grouping, labels);
+        match groups.get_mut(g) {
+            Some(group) => group.add(op, *f),
+            None => {
+                let mut group = Group::default();
+                group.first(op, *f);
+                groups.push(group);
+            }
+        }
+    }
+    drop(input);
+    let t = ev.grid.start;
+    Ok(Some(
+        index
+            .labels
+            .into_iter()
+            .zip(groups)
+            .map(|(labels, mut g)| Series {
+                labels,
+                points: vec![crate::series::Sample {
+                    t,
+                    v: g.result(op, f64::NAN),
+                }],
+                drop_name,
+            })
+            .collect(),
+    ))
 }
 
 /// `math.MinInt64` and `math.MaxInt64` as floats (both round to ±2^63).

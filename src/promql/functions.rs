@@ -681,6 +681,63 @@ fn eval_range_memo(
     ms: &MatrixSelector,
     keep_name: bool,
 ) -> Result<Option<Vec<Series>>, EvalError> {
+    let ts = ev.grid.start;
+    let mut out = Vec::new();
+    let supported = range_memo_each(ev, memo, f, ms, &mut |labels, v| {
+        out.push(Series {
+            labels: labels.clone(),
+            points: vec![Sample { t: ts, v }],
+            drop_name: !keep_name,
+        })
+    })?;
+    if !supported {
+        return Ok(None);
+    }
+    // In the order a selection returns them.
+    out.sort_unstable_by(|a, b| a.labels.cmp(&b.labels));
+    Ok(Some(out))
+}
+
+/// The values of a range function over a plain range selector at one instant, one series at
+/// a time in the source's order, without a vector of them: `sum by (job) (rate(x[5m]))` over
+/// 30,000 series aggregates as the values come (see `aggr::eval`). For a call that
+/// [`eval_range_function`] would evaluate through the round's memo: a range function (not
+/// `absent_over_time`) whose only argument is a range selector, at one instant, inside a round.
+/// `each(labels, value, drop_name)`; `Ok(false)` when the call is not of that form or the
+/// source cannot stream, and nothing was called.
+pub(crate) fn range_values_each(
+    ev: &Evaluator<'_>,
+    e: &Expr,
+    each: &mut dyn FnMut(&Labels, f64, bool),
+) -> Result<bool, EvalError> {
+    let (Some(memo), Expr::Call(c), true) = (ev.ctx.memo, unparen(e), ev.grid.is_instant()) else {
+        return Ok(false);
+    };
+    let name = c.func.name;
+    let (Some(f), [arg], false) = (
+        range_function(name),
+        &c.args.args[..],
+        name == "absent_over_time",
+    ) else {
+        return Ok(false);
+    };
+    let Expr::MatrixSelector(ms) = unparen(arg) else {
+        return Ok(false);
+    };
+    let drop_name = !(name == "last_over_time" || name == "first_over_time");
+    range_memo_each(ev, memo, f, ms, &mut |labels, v| each(labels, v, drop_name))
+}
+
+/// Calls `each(labels, value)` for every series of `ms` on which `f` gives a value at the
+/// grid's instant, in the source's order, through the round's memo; `false` when the source
+/// cannot stream (nothing was called).
+fn range_memo_each(
+    ev: &Evaluator<'_>,
+    memo: &RoundMemo,
+    f: RangeFn,
+    ms: &MatrixSelector,
+    each: &mut dyn FnMut(&Labels, f64),
+) -> Result<bool, EvalError> {
     let vs = &ms.vs;
     let matchers = selector_matchers(vs)?;
     let range = dur_ms(&ms.range);
@@ -696,7 +753,6 @@ fn eval_range_memo(
         at,
         ts,
     });
-    let mut out = Vec::new();
     let mut failed = None;
     let mut live = Vec::new();
     // What `skip` found, handed to `each` (called next for the same series): one lookup.
@@ -710,6 +766,9 @@ fn eval_range_memo(
             found.get().is_some()
         },
         &mut |id, labels, samples| {
+            if failed.is_some() {
+                return;
+            }
             let v = match found.take() {
                 Some(v) => v,
                 None => {
@@ -735,7 +794,7 @@ fn eval_range_memo(
                         false => match f(&w) {
                             Ok(v) => v,
                             Err(e) => {
-                                failed.get_or_insert(e);
+                                failed = Some(e);
                                 return;
                             }
                         },
@@ -745,23 +804,14 @@ fn eval_range_memo(
                 }
             };
             if let Some(v) = v {
-                out.push(Series {
-                    labels: labels.clone(),
-                    points: vec![Sample { t: ts, v }],
-                    drop_name: !keep_name,
-                });
+                each(labels, v);
             }
         },
     );
     if let Some(e) = failed {
         return Err(e);
     }
-    if !supported {
-        return Ok(None);
-    }
-    // In the order a selection returns them.
-    out.sort_unstable_by(|a, b| a.labels.cmp(&b.labels));
-    Ok(Some(out))
+    Ok(supported)
 }
 
 fn eval_range_function(

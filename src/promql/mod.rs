@@ -476,4 +476,53 @@ mod tests {
             [2.0, 2.0, 3.0]
         );
     }
+
+    /// A rule round aggregates a range function's values as the head streams them (in the
+    /// order the series were created), but folds them in label order, as the general path
+    /// does: with a sum that overflows in one order and not in the other, both paths give the
+    /// same result, name handling and group order.
+    #[test]
+    fn a_round_aggregates_streamed_range_values_in_label_order() {
+        let head = crate::series::head::Head::new();
+        // Created c, a, b: the head streams them in that order.
+        for (i, v) in [("c", 1e308), ("a", 1e308), ("b", -1e308)] {
+            for job in ["api", "web"] {
+                let labels = Labels::new([("__name__", "x"), ("i", i), ("job", job)]);
+                head.append(&labels, 10_000, v);
+                head.append(&labels, 20_000, v);
+            }
+        }
+        let engine = Engine::default();
+        let memo = RoundMemo::default();
+        for q in [
+            "sum by (job) (last_over_time(x[1m]))",
+            "sum without (i) (last_over_time(x[1m]))",
+            "avg by (job) (max_over_time(x[1m]))",
+            "count(count_over_time(x[1m]))",
+            "max by (i) (min_over_time(x[1m]))",
+        ] {
+            let e = parse(q).unwrap();
+            let plain = engine.instant(&head, &e, 30_000).unwrap();
+            let in_round = engine.instant_in_round(&head, &e, 30_000, &memo).unwrap();
+            assert_eq!(format!("{in_round:?}"), format!("{plain:?}"), "{q}");
+        }
+        // Label order a, b, c: 1e308 - 1e308 + 1e308, not (1e308 + 1e308) - 1e308 = +Inf.
+        let e = parse("sum by (job) (last_over_time(x[1m]))").unwrap();
+        let v = values(engine.instant_in_round(&head, &e, 30_000, &memo).unwrap());
+        assert_eq!(
+            v,
+            [
+                ("{job=\"api\"}".to_string(), 1e308),
+                ("{job=\"web\"}".to_string(), 1e308)
+            ]
+        );
+        // `without` keeps every other label but the name, which `by` keeps when listed, even
+        // from a function that keeps it.
+        let e = parse("sum without (i) (last_over_time(x[1m]))").unwrap();
+        let v = values(engine.instant_in_round(&head, &e, 30_000, &memo).unwrap());
+        assert_eq!(v[0].0, "{job=\"api\"}");
+        let e = parse("count by (__name__) (last_over_time(x[1m]))").unwrap();
+        let v = values(engine.instant_in_round(&head, &e, 30_000, &memo).unwrap());
+        assert_eq!(v, [("x{}".to_string(), 6.0)]);
+    }
 }
