@@ -287,7 +287,12 @@ pub fn checkpoint(
     // chunk was stored above and the snapshot is emptied.
     let shards = crate::store::OPEN_SHARDS;
     for shard in 0..shards {
-        let mut open: Vec<(Labels, Vec<u8>, bool)> = Vec::new();
+        // Fingerprints spread evenly over the shards: room for an eighth of the series and a
+        // margin, so the vector is not regrown (and briefly held twice) for every shard.
+        let mut open: Vec<(Labels, Vec<u8>, bool)> = match all {
+            true => Vec::new(),
+            false => Vec::with_capacity(series.len() / shards + series.len() / (4 * shards) + 16),
+        };
         if !all {
             for (s, &fp) in series.iter().zip(&fps) {
                 if fp as usize % shards != shard {

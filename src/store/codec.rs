@@ -55,6 +55,24 @@ impl Encoder {
         Encoder { buf }
     }
 
+    /// [`with_format`](Self::with_format) with room for `capacity` bytes: a large value sized
+    /// up front is written once, instead of growing by doubling (at the last step the old and
+    /// the new buffer, up to three times the value, are live at once).
+    pub fn with_format_and_capacity(format: u8, capacity: usize) -> Self {
+        let mut buf = Vec::with_capacity(capacity.max(32));
+        buf.push(format);
+        Encoder { buf }
+    }
+
+    /// At least the number of bytes [`labels`](Self::labels) writes for `labels`.
+    pub fn labels_len_bound(labels: &Labels) -> usize {
+        // A varint of a count or a length below 2^35 takes at most 5 bytes.
+        5 + labels
+            .iter()
+            .map(|l| l.name().len() + l.value().len() + 10)
+            .sum::<usize>()
+    }
+
     /// One raw byte.
     pub fn u8(&mut self, v: u8) -> &mut Self {
         self.buf.push(v);
@@ -284,6 +302,25 @@ pub fn time_from_key(b: [u8; 8]) -> i64 {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_labels_bound_is_never_below_what_is_written() {
+        let long = "v".repeat(300);
+        for labels in [
+            Labels::empty(),
+            Labels::new([("job", "api")]),
+            Labels::new([
+                ("__name__", "http_requests_total"),
+                ("code", "200"),
+                ("x", &long),
+            ]),
+        ] {
+            let mut e = Encoder::with_format_and_capacity(1, 0);
+            e.labels(&labels);
+            let written = e.finish().len() - 1;
+            assert!(written <= Encoder::labels_len_bound(&labels), "{labels}");
+        }
+    }
 
     #[test]
     fn varints_round_trip_at_the_edges() {

@@ -88,7 +88,21 @@ impl Store {
                 reason: format!("open-chunk shard {shard} is not below {OPEN_SHARDS}"),
             });
         }
-        let mut e = Encoder::with_format(OPEN_V1);
+        // Sized up front: a shard of the watch job is ~1.3 MB at first (every series written
+        // with its labels until it has a stored chunk).
+        let bound = 1
+            + 10
+            + chunks
+                .iter()
+                .map(|c| {
+                    let series = match c.indexed {
+                        true => 10,
+                        false => Encoder::labels_len_bound(c.labels),
+                    };
+                    1 + series + 10 + c.bytes.len()
+                })
+                .sum::<usize>();
+        let mut e = Encoder::with_format_and_capacity(OPEN_V1, bound);
         e.uvarint(chunks.len() as u64);
         for c in chunks {
             if c.indexed {
