@@ -12,7 +12,9 @@
 # measurement window into the temp dir (with KEEP=1: perf report -i DIR/perf.data).
 # WRAP='heaptrack -o FILE' runs the daemon under a profiler (heaptrack sees only malloc: give it
 # BIN= a binary built with --features system-allocator; RSS and CPU are then the profiled
-# process').
+# process'). RSS_TRACE=1 prints every RSS sample (every 5 s: the rule rounds and checkpoints
+# show as peaks); EVAL_INTERVAL=1h sets the rules' interval apart from the others (effectively
+# no rule rounds in a short run).
 # Everything listens on 127.0.0.1; nginx and the daemon are stopped on exit, Ctrl-C included.
 set -euo pipefail
 
@@ -113,7 +115,7 @@ CFG=$TMP/postflight.toml
     echo "[global]"
     echo "scrape_interval = \"$INTERVAL\""
     echo "probe_interval = \"$INTERVAL\""
-    echo "evaluation_interval = \"$INTERVAL\""
+    echo "evaluation_interval = \"${EVAL_INTERVAL:-$INTERVAL}\""
     echo "probe_timeout = \"5s\""
     echo
     echo "[[job]]"
@@ -221,6 +223,7 @@ while [ "$elapsed" -lt "$MEASURE" ]; do
     rss_sum=$((rss_sum + rss))
     rss_n=$((rss_n + 1))
     [ "$rss" -gt "$rss_max" ] && rss_max=$rss
+    [ -n "${RSS_TRACE:-}" ] && echo "t=$elapsed rss=$rss anon=$(status_kb "$DAEMON_PID" RssAnon)"
     if [ -n "${STORE_EVERY:-}" ] && [ $((elapsed % STORE_EVERY)) -lt "$SAMPLE_EVERY" ]; then
         m=$(curl -sf "http://127.0.0.1:$API_PORT/metrics")
         size=$(echo "$m" | awk '/^postflight_store_size_bytes / {print $2}')
