@@ -22,6 +22,11 @@ use crate::series::{Labels, METRIC_NAME, Sample, is_stale_nan};
 pub(crate) fn call(ev: &Evaluator<'_>, c: &Call) -> Result<Val, EvalError> {
     let name = c.func.name;
     let args: Vec<&Expr> = c.args.args.iter().map(|a| unparen(a)).collect();
+    if let Some(m) = memo_call(ev, c)
+        && let Some(out) = eval_range_memo(ev, &m)?
+    {
+        return Ok(Val::Vector(out));
+    }
     if let Some(f) = range_function(name) {
         return eval_range_function(ev, name, f, &args);
     }
@@ -671,23 +676,52 @@ fn range_function(name: &str) -> Option<RangeFn> {
     })
 }
 
-/// A range function over a plain range selector at one instant, inside a round with a memo
-/// (see [`RoundMemo`]): series whose result the round already has are not read again. `None`
-/// when the source cannot say which series is which.
+/// A call a rule round evaluates through its memo (see [`RoundMemo`]): a range function (not
+/// `absent_over_time`) whose only argument is a range selector, at one instant, inside a round.
+struct MemoCall<'a, 'e> {
+    memo: &'a RoundMemo,
+    f: RangeFn,
+    ms: &'e MatrixSelector,
+    /// Whether the results lose their name (all but `first_over_time` and `last_over_time`).
+    drop_name: bool,
+}
+
+/// `c` as a [`MemoCall`], if it is one.
+fn memo_call<'a, 'e>(ev: &Evaluator<'a>, c: &'e Call) -> Option<MemoCall<'a, 'e>> {
+    let memo = ev.ctx.memo?;
+    let name = c.func.name;
+    let f = range_function(name)?;
+    let ([arg], true, false) = (
+        &c.args.args[..],
+        ev.grid.is_instant(),
+        name == "absent_over_time",
+    ) else {
+        return None;
+    };
+    let Expr::MatrixSelector(ms) = unparen(arg) else {
+        return None;
+    };
+    Some(MemoCall {
+        memo,
+        f,
+        ms,
+        drop_name: !(name == "last_over_time" || name == "first_over_time"),
+    })
+}
+
+/// A [`MemoCall`]'s results: series whose result the round already has are not read again.
+/// `None` when the source cannot say which series is which.
 fn eval_range_memo(
     ev: &Evaluator<'_>,
-    memo: &RoundMemo,
-    f: RangeFn,
-    ms: &MatrixSelector,
-    keep_name: bool,
+    m: &MemoCall<'_, '_>,
 ) -> Result<Option<Vec<Series>>, EvalError> {
     let ts = ev.grid.start;
     let mut out = Vec::new();
-    let supported = range_memo_each(ev, memo, f, ms, &mut |labels, v| {
+    let supported = range_memo_each(ev, m, &mut |labels, v| {
         out.push(Series {
             labels: labels.clone(),
             points: vec![Sample { t: ts, v }],
-            drop_name: !keep_name,
+            drop_name: m.drop_name,
         })
     })?;
     if !supported {
@@ -698,46 +732,33 @@ fn eval_range_memo(
     Ok(Some(out))
 }
 
-/// The values of a range function over a plain range selector at one instant, one series at
-/// a time in the source's order, without a vector of them: `sum by (job) (rate(x[5m]))` over
-/// 30,000 series aggregates as the values come (see `aggr::eval`). For a call that
-/// [`eval_range_function`] would evaluate through the round's memo: a range function (not
-/// `absent_over_time`) whose only argument is a range selector, at one instant, inside a round.
-/// `each(labels, value, drop_name)`; `Ok(false)` when the call is not of that form or the
-/// source cannot stream, and nothing was called.
+/// The values of `e`, if it is a [`MemoCall`], one series at a time in the source's order,
+/// without a vector of them: `sum by (job) (rate(x[5m]))` over 30,000 series aggregates as
+/// the values come (see `aggr::eval`). `each(labels, value, drop_name)`; `Ok(false)` when `e`
+/// is not such a call or the source cannot stream, and nothing was called.
 pub(crate) fn range_values_each(
     ev: &Evaluator<'_>,
     e: &Expr,
     each: &mut dyn FnMut(&Labels, f64, bool),
 ) -> Result<bool, EvalError> {
-    let (Some(memo), Expr::Call(c), true) = (ev.ctx.memo, unparen(e), ev.grid.is_instant()) else {
+    let Expr::Call(c) = unparen(e) else {
         return Ok(false);
     };
-    let name = c.func.name;
-    let (Some(f), [arg], false) = (
-        range_function(name),
-        &c.args.args[..],
-        name == "absent_over_time",
-    ) else {
+    let Some(m) = memo_call(ev, c) else {
         return Ok(false);
     };
-    let Expr::MatrixSelector(ms) = unparen(arg) else {
-        return Ok(false);
-    };
-    let drop_name = !(name == "last_over_time" || name == "first_over_time");
-    range_memo_each(ev, memo, f, ms, &mut |labels, v| each(labels, v, drop_name))
+    range_memo_each(ev, &m, &mut |labels, v| each(labels, v, m.drop_name))
 }
 
-/// Calls `each(labels, value)` for every series of `ms` on which `f` gives a value at the
-/// grid's instant, in the source's order, through the round's memo; `false` when the source
+/// Calls `each(labels, value)` for every series of the call's selector on which its function
+/// gives a value at the grid's instant, in the source's order, through the round's memo; `false` when the source
 /// cannot stream (nothing was called).
 fn range_memo_each(
     ev: &Evaluator<'_>,
-    memo: &RoundMemo,
-    f: RangeFn,
-    ms: &MatrixSelector,
+    m: &MemoCall<'_, '_>,
     each: &mut dyn FnMut(&Labels, f64),
 ) -> Result<bool, EvalError> {
+    let MemoCall { memo, f, ms, .. } = *m;
     let vs = &ms.vs;
     let matchers = selector_matchers(vs)?;
     let range = dur_ms(&ms.range);
@@ -835,15 +856,6 @@ fn eval_range_function(
     }
     let keep_name = name == "last_over_time" || name == "first_over_time";
     let n = ev.grid.len();
-    if let (Some(memo), Expr::MatrixSelector(ms), true, true) = (
-        ev.ctx.memo,
-        unparen(args[range_idx]),
-        scalar_args.is_empty(),
-        ev.grid.is_instant() && name != "absent_over_time",
-    ) && let Some(out) = eval_range_memo(ev, memo, f, ms, keep_name)?
-    {
-        return Ok(Val::Vector(out));
-    }
     let ra: RangeArg = ev.range_arg(args[range_idx])?;
     let mut scalars = vec![0.0; scalar_args.len()];
     let mut out = Vec::with_capacity(ra.series.len());
