@@ -78,6 +78,13 @@ pub struct Telemetry {
     /// Heap bytes the head holds (its own estimate: containers counted, allocator overhead
     /// not).
     pub head_bytes: IntGauge,
+    /// Chunks in the head (open and closed).
+    pub head_chunks: IntGauge,
+    /// Samples held in the head's chunks.
+    pub head_samples: IntGauge,
+    /// Bytes of the head's encoded chunks (their allocations, spare room included): with
+    /// `head_samples`, the bytes a sample costs.
+    pub head_chunk_bytes: IntGauge,
     /// Samples appended to the head.
     pub head_samples_appended: IntCounterVec,
     /// Rule evaluations.
@@ -200,6 +207,23 @@ impl Telemetry {
         .expect("static metric");
         r.register(Box::new(head_bytes.clone()))
             .expect("registered once");
+        let gauge = |name: &str, help: &str| {
+            let g = IntGauge::new(name, help).expect("static metric");
+            r.register(Box::new(g.clone())).expect("registered once");
+            g
+        };
+        let head_chunks = gauge(
+            "postflight_head_chunks",
+            "Chunks held in the in-memory head.",
+        );
+        let head_samples = gauge(
+            "postflight_head_samples",
+            "Samples held in the in-memory head's chunks.",
+        );
+        let head_chunk_bytes = gauge(
+            "postflight_head_chunk_bytes",
+            "Bytes of the in-memory head's encoded chunks, spare room included.",
+        );
         let latency_buckets = vec![
             0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0, 3600.0,
         ];
@@ -236,6 +260,9 @@ impl Telemetry {
             ),
             head_series,
             head_bytes,
+            head_chunks,
+            head_samples,
+            head_chunk_bytes,
             head_samples_appended: counter(
                 &r,
                 "postflight_head_samples_appended_total",

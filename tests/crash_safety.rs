@@ -226,4 +226,27 @@ fn samples_survive_sigkill_within_one_checkpoint_interval() {
         rate.contains("\"result\":[{"),
         "rate() over the window before the crash has its data: {rate}"
     );
+    // The head's own gauges, set at the next checkpoint (1 s), count what came back.
+    let gauge = |body: &str, name: &str| -> f64 {
+        body.lines()
+            .find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.parse().ok())
+            .unwrap_or(0.0)
+    };
+    let mut metrics = String::new();
+    for _ in 0..50 {
+        metrics = d.get("/metrics").1;
+        if gauge(&metrics, "postflight_head_samples") >= n {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert!(gauge(&metrics, "postflight_head_samples") >= n, "{metrics}");
+    assert!(
+        gauge(&metrics, "postflight_head_chunks") >= 1.0,
+        "{metrics}"
+    );
+    assert!(
+        gauge(&metrics, "postflight_head_chunk_bytes") > 0.0,
+        "{metrics}"
+    );
 }

@@ -80,6 +80,19 @@ impl Eq for Chunk {}
 
 const HEADER: usize = 2;
 
+/// The smallest allocation size class of jemalloc (and of most size-class allocators) that
+/// holds `n` bytes: multiples of 16 up to 128, then four classes per doubling (160, 192, 224,
+/// 256, 320, …).
+fn size_class(n: usize) -> usize {
+    if n <= 128 {
+        return n.max(1).div_ceil(16) * 16;
+    }
+    // 2^k < n <= 2^(k+1): the classes of that doubling are 2^(k-2) apart.
+    let k = usize::BITS - 1 - (n - 1).leading_zeros();
+    let step = 1usize << (k - 2);
+    n.div_ceil(step) * step
+}
+
 impl Default for Chunk {
     fn default() -> Self {
         Self::new()
@@ -330,8 +343,11 @@ impl Chunk {
             if self.free == 0 {
                 if self.len as usize == self.buf.len() {
                     // Grow by a quarter, not double: open chunks are most of the head's
-                    // memory and doubling would leave up to half of each one unused.
-                    self.grow((self.buf.len() / 4).max(16));
+                    // memory and doubling would leave up to half of each one unused. And up
+                    // to the allocator's size class: the bytes between the length asked for
+                    // and the class are allocated anyway (18 bytes take a 32-byte region).
+                    let n = self.buf.len();
+                    self.grow(size_class(n + (n / 4).max(16)) - n);
                 }
                 // The byte is zero already: room is zeroed when it is made.
                 self.len += 1;
@@ -575,6 +591,57 @@ impl Iterator for ChunkIter<'_> {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn size_classes_are_jemallocs() {
+        let classes: Vec<usize> = [1, 16, 17, 32, 33, 128, 129, 160, 161, 256, 257, 1000, 1025]
+            .iter()
+            .map(|&n| size_class(n))
+            .collect();
+        assert_eq!(
+            classes,
+            [16, 16, 32, 32, 48, 128, 160, 160, 192, 256, 320, 1024, 1280]
+        );
+        for n in 1..100_000 {
+            let c = size_class(n);
+            assert!(c >= n && size_class(c) == c, "{n} -> {c}");
+        }
+    }
+
+    #[test]
+    fn an_open_chunk_grows_in_whole_size_classes_and_reads_back() {
+        // Constant values (2 bits a sample) and noisy ones (a full XOR window each).
+        for noisy in [false, true] {
+            let mut c = Chunk::new();
+            let mut sizes = Vec::new();
+            for i in 0..1000i64 {
+                let v = match noisy {
+                    true => (i as f64 * 0.7311).sin() * 1e3,
+                    false => 42.0,
+                };
+                c.append(1_000 + i * 10_000, v).unwrap();
+                if sizes.last() != Some(&c.heap_bytes()) {
+                    sizes.push(c.heap_bytes());
+                }
+            }
+            assert!(
+                sizes.iter().all(|&n| size_class(n) == n),
+                "noisy {noisy}: {sizes:?}"
+            );
+            // A quarter or more at each step: few reallocations.
+            assert!(
+                sizes.windows(2).all(|w| w[1] >= w[0] + w[0] / 4),
+                "{sizes:?}"
+            );
+            let back: Vec<Sample> = c.iter().collect();
+            assert_eq!(back.len(), 1000);
+            assert!(
+                back.iter()
+                    .enumerate()
+                    .all(|(i, s)| s.t == 1_000 + i as i64 * 10_000)
+            );
+        }
+    }
+
     use super::*;
     use crate::series::{STALE_NAN, STALE_NAN_BITS};
 

@@ -180,6 +180,9 @@ impl Checkpointer {
             let st = self.head.stats();
             self.telemetry.head_series.set(st.series as i64);
             self.telemetry.head_bytes.set(st.bytes as i64);
+            self.telemetry.head_chunks.set(st.chunks as i64);
+            self.telemetry.head_samples.set(st.samples as i64);
+            self.telemetry.head_chunk_bytes.set(st.chunk_bytes as i64);
             self.heartbeat.beat();
             if stopping {
                 return;
@@ -286,13 +289,19 @@ pub fn checkpoint(
     // shard at a time, so only an eighth of them is ever copied at once. On a clean stop every
     // chunk was stored above and the snapshot is emptied.
     let shards = crate::store::OPEN_SHARDS;
+    // The chunks' bytes of a shard go into one buffer, not one small allocation each: tens of
+    // thousands of short-lived regions every 30 s, in the size classes of the open chunks
+    // that grow meanwhile, would leave those scattered over half-empty slabs.
+    let mut bytes: Vec<u8> = Vec::new();
     for shard in 0..shards {
         // Fingerprints spread evenly over the shards: room for an eighth of the series and a
         // margin, so the vector is not regrown (and briefly held twice) for every shard.
-        let mut open: Vec<(Labels, Vec<u8>, bool)> = match all {
+        let mut open: Vec<(Labels, std::ops::Range<usize>, bool)> = match all {
             true => Vec::new(),
             false => Vec::with_capacity(series.len() / shards + series.len() / (4 * shards) + 16),
         };
+        // The previous shard's buffer, reused (shards are alike in size).
+        bytes.clear();
         if !all {
             for (s, &fp) in series.iter().zip(&fps) {
                 if fp as usize % shards != shard {
@@ -303,9 +312,11 @@ pub fn checkpoint(
                         .last()
                         .filter(|c| !c.is_empty() && c.last_t() >= idle_before);
                     if let Some(c) = current {
+                        let at = bytes.len();
+                        bytes.extend_from_slice(c.as_bytes());
                         open.push((
                             s.labels().clone(),
-                            c.as_bytes().to_vec(),
+                            at..bytes.len(),
                             s.persisted_until() != i64::MIN,
                         ));
                     }
@@ -317,7 +328,7 @@ pub fn checkpoint(
             .map(|(l, b, i)| crate::store::OpenChunk {
                 labels: l,
                 indexed: *i,
-                bytes: b,
+                bytes: &bytes[b.clone()],
             })
             .collect();
         store.put_open_chunks(shard, &refs)?;
