@@ -968,7 +968,13 @@ impl Head {
         };
         for s in all {
             let mut chunks = lock(&s.data);
+            let before = chunks.len();
             chunks.retain(|c| c.last_t() >= min_t && !c.is_empty());
+            if chunks.len() < before {
+                // Room for the next chunk comes back when it is cut: the watch job's 65,600
+                // series would otherwise keep a second chunk's 48 bytes each all the time.
+                chunks.shrink_to_fit();
+            }
             let closed = chunks.len().saturating_sub(1);
             for c in &mut chunks[..closed] {
                 if expired_samples(c, min_t) >= trim_at {
@@ -977,7 +983,6 @@ impl Head {
             }
             if chunks.is_empty() {
                 s.mark_removed();
-                chunks.shrink_to_fit();
                 gone.push(s.clone());
             }
         }

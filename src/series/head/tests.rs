@@ -308,6 +308,11 @@ fn truncate_drops_old_chunks_and_empty_series() {
     assert_eq!(head.truncate(110_000), 1);
     let st = head.stats();
     assert_eq!((st.series, st.chunks, st.samples), (1, 2, 20));
+    // The dropped chunk's room went with it.
+    for s in head.all_series() {
+        let chunks = lock(&s.data);
+        assert_eq!(chunks.capacity(), chunks.len());
+    }
     assert!(values(&head, &[m(MatchOp::Equal, "job", "gone")]).is_empty());
     assert!(values(&head, &[m(MatchOp::Equal, "__name__", "old")]).is_empty());
     // Its strings and label pairs left the interner.
