@@ -591,6 +591,9 @@ impl Iterator for ChunkIter<'_> {
 
 #[cfg(test)]
 mod tests {
+    use super::*;
+    use crate::series::{STALE_NAN, STALE_NAN_BITS};
+
     #[test]
     fn size_classes_are_jemallocs() {
         let classes: Vec<usize> = [1, 16, 17, 32, 33, 128, 129, 160, 161, 256, 257, 1000, 1025]
@@ -641,9 +644,6 @@ mod tests {
             );
         }
     }
-
-    use super::*;
-    use crate::series::{STALE_NAN, STALE_NAN_BITS};
 
     fn roundtrip(samples: &[(i64, f64)]) -> Chunk {
         let mut c = Chunk::new();
