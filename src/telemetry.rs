@@ -123,6 +123,13 @@ fn counter(r: &Registry, name: &str, help: &str, labels: &[&str]) -> IntCounterV
     c
 }
 
+fn gauge(r: &Registry, name: &str, help: &str) -> IntGauge {
+    let g = IntGauge::new(name, help).expect("metric definitions are static and valid");
+    r.register(Box::new(g.clone()))
+        .expect("each metric is registered once");
+    g
+}
+
 fn gauge_vec(r: &Registry, name: &str, help: &str, labels: &[&str]) -> IntGaugeVec {
     let g = IntGaugeVec::new(Opts::new(name, help), labels)
         .expect("metric definitions are static and valid");
@@ -168,13 +175,11 @@ impl Telemetry {
         ))
         .expect("registered once");
 
-        let reload_ok = IntGauge::new(
+        let reload_ok = gauge(
+            &r,
             "postflight_config_last_reload_successful",
             "Whether the last configuration reload attempt was successful.",
-        )
-        .expect("static metric");
-        r.register(Box::new(reload_ok.clone()))
-            .expect("registered once");
+        );
         let reload_ts = Gauge::new(
             "postflight_config_last_reload_success_timestamp_seconds",
             "Timestamp of the last successful configuration reload.",
@@ -182,45 +187,38 @@ impl Telemetry {
         .expect("static metric");
         r.register(Box::new(reload_ts.clone()))
             .expect("registered once");
-        let store_up = IntGauge::new(
+        let store_up = gauge(
+            &r,
             "postflight_store_up",
             "1 when the store is open and accepts writes.",
-        )
-        .expect("static metric");
-        r.register(Box::new(store_up.clone()))
-            .expect("registered once");
-        let store_size = IntGauge::new("postflight_store_size_bytes", "Size of the store on disk.")
-            .expect("static metric");
-        r.register(Box::new(store_size.clone()))
-            .expect("registered once");
-        let head_series = IntGauge::new(
+        );
+        let store_size = gauge(
+            &r,
+            "postflight_store_size_bytes",
+            "Size of the store on disk.",
+        );
+        let head_series = gauge(
+            &r,
             "postflight_head_series",
             "Series held in the in-memory head.",
-        )
-        .expect("static metric");
-        r.register(Box::new(head_series.clone()))
-            .expect("registered once");
-        let head_bytes = IntGauge::new(
+        );
+        let head_bytes = gauge(
+            &r,
             "postflight_head_bytes",
             "Heap bytes held by the in-memory head: series, chunks, index, scrape caches.",
-        )
-        .expect("static metric");
-        r.register(Box::new(head_bytes.clone()))
-            .expect("registered once");
-        let gauge = |name: &str, help: &str| {
-            let g = IntGauge::new(name, help).expect("static metric");
-            r.register(Box::new(g.clone())).expect("registered once");
-            g
-        };
+        );
         let head_chunks = gauge(
+            &r,
             "postflight_head_chunks",
             "Chunks held in the in-memory head.",
         );
         let head_samples = gauge(
+            &r,
             "postflight_head_samples",
             "Samples held in the in-memory head's chunks.",
         );
         let head_chunk_bytes = gauge(
+            &r,
             "postflight_head_chunk_bytes",
             "Bytes of the in-memory head's encoded chunks, spare room included.",
         );

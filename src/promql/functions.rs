@@ -751,8 +751,8 @@ pub(crate) fn range_values_each(
 }
 
 /// Calls `each(labels, value)` for every series of the call's selector on which its function
-/// gives a value at the grid's instant, in the source's order, through the round's memo; `false` when the source
-/// cannot stream (nothing was called).
+/// gives a value at the grid's instant, in the source's order, through the round's memo;
+/// `false` when the source cannot stream (nothing was called).
 fn range_memo_each(
     ev: &Evaluator<'_>,
     m: &MemoCall<'_, '_>,
