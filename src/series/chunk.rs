@@ -176,9 +176,10 @@ impl Chunk {
         }
     }
 
-    /// The samples at or after `min_t`, re-encoded into a closed chunk of their own (no spare
-    /// capacity). The head trims its closed chunks this way, so that it holds its window and
-    /// not the window plus most of a chunk.
+    /// The samples at or after `min_t`, re-encoded into a chunk of their own (no spare
+    /// capacity; appends go on after its last sample). The head trims its chunks this way, so
+    /// that it holds its window and not the window plus most of a chunk, and the checkpoint
+    /// cuts the samples not stored yet out of an open chunk.
     pub fn since(&self, min_t: Timestamp) -> Chunk {
         let mut c = Chunk::new();
         c.grow(self.len as usize);

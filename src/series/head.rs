@@ -4,9 +4,12 @@
 //!   set, found by a 64-bit hash of the labels (collisions are resolved by comparing labels).
 //!   Label names and values are interned, so the thousands of series of a target share one
 //!   [`LabelStr`] for `job`, for `instance`, for each metric name.
-//! - **Samples** live in Gorilla [`Chunk`]s of [`Head::chunk_samples`] samples each (120 by
-//!   default: 20 minutes at 10 s); the last chunk of a series is open for appends, the others
-//!   are shrunk to fit. Out-of-order samples are dropped and counted.
+//! - **Samples** live in Gorilla [`Chunk`]s. A series normally has one, open for appends and
+//!   holding its whole window: truncation re-encodes it without its oldest samples once they
+//!   are stored and expired, and the checkpoint cuts the samples not stored yet into chunks of
+//!   [`Head::chunk_samples`] (120 by default: 20 minutes at 10 s) for the store. Only a window
+//!   longer than [`OPEN_CHUNK_LIMIT`] stored chunks takes more than one chunk in memory.
+//!   Out-of-order samples are dropped and counted.
 //! - **Index.** An inverted index `label name → value → series` (sorted by series id) answers
 //!   `up{job="x"}` by intersecting two posting lists instead of scanning every series; regex
 //!   matchers are run over the distinct values of their label, not over the series.
@@ -44,8 +47,16 @@ use super::{
 };
 use crate::scrape::parse::SampleRef;
 
-/// Samples per chunk before a new one is cut: 20 minutes of 10 s scrapes, as in Prometheus.
+/// Samples per stored chunk: 20 minutes of 10 s scrapes, as in Prometheus.
 pub const DEFAULT_CHUNK_SAMPLES: usize = 120;
+
+/// The open chunk takes this many stored chunks' worth of samples before a new one is cut. The
+/// head's window (15 minutes by default) and the samples not stored yet (up to a stored chunk's
+/// worth) fit in one chunk, so a series normally holds one chunk: no second chunk's fixed cost
+/// (48 bytes and its own allocation) for each of tens of thousands of series. A window much
+/// longer than a stored chunk (deployment gates) is held in several, so that a range read
+/// decodes at most this many chunks' worth of samples before its range.
+pub const OPEN_CHUNK_LIMIT: usize = 4;
 
 /// Scrapes a cached series may be missing from its target's page before its cache entry is
 /// dropped (Prometheus keeps them a little while too, so a flapping series is cheap).
@@ -163,18 +174,6 @@ pub enum LoadError {
         #[source]
         source: ChunkError,
     },
-    /// A chunk starts at or before the series' last sample.
-    #[error("chunk {index} of {labels} starts at {first_t}, not after the last sample at {last_t}")]
-    Overlap {
-        /// The series.
-        labels: Labels,
-        /// Position of the chunk in the call.
-        index: usize,
-        /// The chunk's first timestamp.
-        first_t: Timestamp,
-        /// The series' last timestamp before it.
-        last_t: Timestamp,
-    },
 }
 
 /// Size and counters of the head, for `/metrics` and capacity planning.
@@ -291,7 +290,9 @@ impl MemSeries {
     }
 }
 
-/// Appends to a series' chunks, cutting a new chunk when the open one is full.
+/// Appends to a series' chunks. A new chunk is cut only when the open one holds
+/// [`OPEN_CHUNK_LIMIT`] chunks' worth of samples (`per_chunk` each): the open chunk normally
+/// holds the whole window, trimmed from the front once its oldest samples are stored and expired.
 fn append_chunks(chunks: &mut Vec<Chunk>, t: Timestamp, v: f64, per_chunk: usize) -> AppendOutcome {
     if let Some(last) = chunks.last().and_then(Chunk::last_sample) {
         if t < last.t {
@@ -305,7 +306,10 @@ fn append_chunks(chunks: &mut Vec<Chunk>, t: Timestamp, v: f64, per_chunk: usize
             };
         }
     }
-    if chunks.last().is_none_or(|c| c.len() >= per_chunk) {
+    let limit = per_chunk
+        .saturating_mul(OPEN_CHUNK_LIMIT)
+        .min(usize::from(u16::MAX));
+    if chunks.last().is_none_or(|c| c.len() >= limit) {
         if let Some(c) = chunks.last_mut() {
             c.shrink_to_fit();
         }
@@ -318,6 +322,20 @@ fn append_chunks(chunks: &mut Vec<Chunk>, t: Timestamp, v: f64, per_chunk: usize
         // Unreachable: the order was checked above and the chunk has room; treat as dropped.
         _ => AppendOutcome::OutOfOrder,
     }
+}
+
+/// How many of `c`'s samples are after `stored_until` (the series' [`MemSeries::persisted_until`]),
+/// estimated from its time span like [`expired_samples`].
+pub(crate) fn unstored_samples(c: &Chunk, stored_until: Timestamp) -> usize {
+    if c.is_empty() || c.last_t() <= stored_until {
+        return 0;
+    }
+    if c.first_t() > stored_until {
+        return c.len();
+    }
+    let span = (c.last_t() as i128 - c.first_t() as i128).max(1);
+    let fresh = c.last_t() as i128 - stored_until as i128;
+    usize::try_from(c.len() as i128 * fresh / span).unwrap_or(0)
 }
 
 /// How many of `c`'s samples are before `min_t`, estimated from its time span (samples are
@@ -760,7 +778,7 @@ pub struct Head {
     targets: Mutex<FastMap<String, TargetCache>>,
     /// Next series id.
     next_id: AtomicU64,
-    /// Samples per chunk.
+    /// Samples per stored chunk.
     chunk_samples: usize,
     /// Out-of-order samples dropped since start.
     out_of_order: AtomicU64,
@@ -790,7 +808,7 @@ impl Head {
         Self::with_chunk_samples(DEFAULT_CHUNK_SAMPLES)
     }
 
-    /// An empty head cutting chunks every `n` samples (at least 1).
+    /// An empty head storing chunks of `n` samples (at least 1).
     pub fn with_chunk_samples(n: usize) -> Self {
         Head {
             index: RwLock::default(),
@@ -809,7 +827,7 @@ impl Head {
         std::hash::BuildHasher::hash_one(&self.cache_keys, text)
     }
 
-    /// Samples per chunk.
+    /// Samples per stored chunk.
     pub fn chunk_samples(&self) -> usize {
         self.chunk_samples
     }
@@ -947,10 +965,9 @@ impl Head {
         self.truncate_inner(min_t, false)
     }
 
-    /// [`Head::truncate`], and trims closed chunks holding a quarter chunk of samples older
-    /// than `min_t`. Only once every closed chunk is in the store: a trimmed sample that was
-    /// not stored would be lost (the checkpointer calls this after a checkpoint that stored
-    /// everything, and plain `truncate` after one that failed).
+    /// [`Head::truncate`], and trims chunks holding a quarter chunk of samples older than
+    /// `min_t` and stored ([`MemSeries::persisted_until`]). Only after a checkpoint that stored
+    /// what it meant to: the checkpointer calls plain `truncate` after one that failed.
     pub fn truncate_and_trim(&self, min_t: Timestamp) -> usize {
         self.truncate_inner(min_t, true)
     }
@@ -958,9 +975,9 @@ impl Head {
     fn truncate_inner(&self, min_t: Timestamp, trim: bool) -> usize {
         let all = read(&self.index).all();
         let mut gone = Vec::new();
-        // A closed chunk is re-encoded without its expired samples once they are a quarter
-        // of a chunk: each sample is re-encoded at most three times over its life, and the
-        // head holds its window plus at most a quarter chunk instead of plus a whole one.
+        // A chunk is re-encoded without its expired, stored samples once they are a quarter
+        // of a stored chunk: the head holds its window plus at most a quarter chunk (and the
+        // samples not stored yet) instead of plus a whole chunk.
         let trim_at = if trim {
             (self.chunk_samples / 4).max(1)
         } else {
@@ -975,10 +992,13 @@ impl Head {
                 // series would otherwise keep a second chunk's 48 bytes each all the time.
                 chunks.shrink_to_fit();
             }
-            let closed = chunks.len().saturating_sub(1);
-            for c in &mut chunks[..closed] {
-                if expired_samples(c, min_t) >= trim_at {
-                    *c = c.since(min_t);
+            // Only stored samples go: the open chunk holds samples not stored yet too.
+            let cutoff = min_t.min(s.persisted_until().saturating_add(1));
+            for c in chunks.iter_mut() {
+                if expired_samples(c, cutoff) >= trim_at {
+                    // Re-encoding leaves the appender state of the samples kept: the open
+                    // chunk goes on taking samples.
+                    *c = c.since(cutoff);
                 }
             }
             if chunks.is_empty() {
@@ -1022,8 +1042,10 @@ impl Head {
     }
 
     /// Loads persisted chunks (bytes from [`Chunk::as_bytes`], oldest first) into the series
-    /// `labels`, after any samples it already has. For restart recovery; returns the number
-    /// of samples loaded. Empty chunks are skipped.
+    /// `labels`, after any samples it already has: samples at or before the series' last one
+    /// are skipped (the open chunk of a checkpoint starts with samples already stored). For
+    /// restart recovery; returns the number of samples loaded. The samples join the series'
+    /// open chunk, as if they had just been appended.
     pub fn load_series<B: AsRef<[u8]>>(
         &self,
         labels: &Labels,
@@ -1043,25 +1065,14 @@ impl Head {
         let s = self.series(labels);
         let mut data = lock(&s.data);
         let mut loaded = 0;
-        for (index, c) in decoded.into_iter().enumerate() {
-            if c.is_empty() {
-                continue;
-            }
-            // No let-chain: the crate's rust-version (1.85) predates them.
+        for c in &decoded {
             let last_t = data.last().and_then(Chunk::last_sample).map(|s| s.t);
-            if let Some(last_t) = last_t.filter(|&l| c.first_t() <= l) {
-                return Err(LoadError::Overlap {
-                    labels: labels.clone(),
-                    index,
-                    first_t: c.first_t(),
-                    last_t,
-                });
+            for x in c.iter().filter(|x| last_t.is_none_or(|l| x.t > l)) {
+                if append_chunks(&mut data, x.t, x.v, self.chunk_samples) == AppendOutcome::Appended
+                {
+                    loaded += 1;
+                }
             }
-            if let Some(open) = data.last_mut() {
-                open.shrink_to_fit();
-            }
-            loaded += c.len();
-            data.push(c);
         }
         Ok(loaded)
     }
@@ -1223,8 +1234,16 @@ fn samples_in(chunks: &[Chunk], mint: Timestamp, maxt: Timestamp, out: &mut Vec<
     // The last time first: it is a field, so a chunk wholly before the range is skipped without
     // touching its bytes (where the count and the first time are).
     let overlapping = |c: &&Chunk| c.last_t() >= mint && c.first_t() <= maxt && !c.is_empty();
-    // At most every sample of the overlapping chunks: one allocation, not growth by doubling.
-    out.reserve(chunks.iter().filter(overlapping).map(Chunk::len).sum());
+    // The samples in range, estimated from each chunk's time span (an open chunk holds the
+    // head's whole window, of which a range read usually wants a few minutes): one
+    // allocation, rarely regrown.
+    let in_range = |c: &Chunk| {
+        let span = (c.last_t() as i128 - c.first_t() as i128).max(1);
+        let from = c.first_t().max(mint) as i128;
+        let to = c.last_t().min(maxt) as i128;
+        usize::try_from(c.len() as i128 * (to - from).max(0) / span).unwrap_or(0) + 2
+    };
+    out.reserve(chunks.iter().filter(overlapping).map(in_range).sum());
     for c in chunks {
         if c.is_empty() || c.last_t() < mint {
             continue;

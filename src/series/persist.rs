@@ -1,16 +1,19 @@
-//! Keeping the head across restarts: closed chunks are written to the store as they close
-//! (checked every 30 s), every chunk including the open one on a clean stop, and on start the
-//! head gets back the window that rules and gate baselines need.
+//! Keeping the head across restarts: the samples of each series go to the store in chunks of
+//! [`Head::chunk_samples`] (checked every 30 s), every sample not stored yet on a clean stop,
+//! and on start the head gets back the window that rules and gate baselines need.
+//!
+//! A series' open chunk in the head holds its whole window, stored samples first (see
+//! [`super::head::OPEN_CHUNK_LIMIT`]); once a stored chunk's worth of its samples is not stored,
+//! the checkpoint re-encodes those into a chunk of their own for the store. Each series
+//! remembers how far it is stored ([`MemSeries::persisted_until`]), and truncation trims only
+//! stored samples; chunks loaded at start count as stored and are not written again.
 //!
 //! Each checkpoint hands its chunks to the store in batches ([`Store::put_chunks`]), which the
 //! store keeps as blocks of many series: one stored value per checkpoint rather than one per
-//! chunk. Each series remembers how far it is stored ([`MemSeries::persisted_until`]); chunks
-//! loaded at start count as stored and are not written again.
-//!
-//! A chunk that was still open at a stop is stored, then reloaded and appended to after the
-//! restart; when it closes it is stored again under its new last time. The loader keeps the
-//! longest copy of chunks that start at the same time, so both copies coexist harmlessly until
-//! retention prunes the shorter one.
+//! chunk. The open chunks go to the store's snapshot as they are, stored samples included:
+//! the loader skips samples a series already has. Earlier versions stored a chunk that was
+//! still open at a stop and again, longer, once it closed after the restart; the loader keeps
+//! the longest copy of chunks that start at the same time.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -18,7 +21,7 @@ use std::time::Duration;
 use tokio_util::sync::CancellationToken;
 use tracing::{error, info, warn};
 
-use super::head::{Head, MemSeries};
+use super::head::{Head, MemSeries, unstored_samples};
 use super::{Labels, Timestamp};
 use crate::clock::Clock;
 use crate::daemon::systemd::Heartbeat;
@@ -205,10 +208,11 @@ struct Copied {
     bytes: Vec<u8>,
 }
 
-/// One checkpoint: stores every closed chunk (and, when `all`, the open one) not stored yet,
-/// and records in each series how far it is stored ([`MemSeries::set_persisted_until`]). An
-/// open chunk whose last sample is before `idle_before` is stored too, as if closed: its
-/// series stopped, and the truncation after the checkpoint drops it from the head.
+/// One checkpoint: stores the samples not stored yet of every closed chunk, and of every
+/// open chunk that has a stored chunk's worth of them (when `all`, of every open chunk), and
+/// records in each series how far it is stored ([`MemSeries::set_persisted_until`]). An open
+/// chunk whose last sample is before `idle_before` is stored too: its series stopped, and the
+/// truncation after the checkpoint drops it from the head.
 /// Chunks go to the store in batches, each one block of many series. The [`Checkpointer`]
 /// runs it every 30 s and on stop (`all`, followed by a flush); public for the store-size
 /// benchmark.
@@ -245,6 +249,7 @@ pub fn checkpoint(
     // below and the open-chunk shards after it each visit a series once, without sorting the
     // index or hashing label sets again.
     let series = head.all_series();
+    let per_chunk = head.chunk_samples();
     let fps: Vec<u64> = series.iter().map(|s| s.labels().fingerprint()).collect();
     for s in &series {
         if err.is_some() {
@@ -253,23 +258,35 @@ pub fn checkpoint(
         s.with_chunks(|chunks| {
             let done = s.persisted_until();
             let idle = chunks.last().is_some_and(|c| c.last_t() < idle_before);
-            let n = if all || idle {
-                chunks.len()
-            } else {
-                chunks.len().saturating_sub(1)
-            };
-            for c in &chunks[..n] {
-                if c.is_empty() || c.last_t() <= done {
+            let last = chunks.len() - 1;
+            for (i, c) in chunks.iter().enumerate() {
+                // Closed chunks whole; the open one once a stored chunk's worth of its samples
+                // is not stored (or on stop, or when its series stopped).
+                let due = i < last || all || idle || unstored_samples(c, done) >= per_chunk;
+                if !due || c.is_empty() || c.last_t() <= done {
                     continue;
                 }
-                batch_bytes += c.as_bytes().len();
-                batch.push(Copied {
-                    series: s.clone(),
-                    min_t: c.first_t(),
-                    max_t: c.last_t(),
-                    count: c.len() as u32,
-                    bytes: c.as_bytes().to_vec(),
-                });
+                // The samples after `done`: the open chunk starts with stored ones.
+                let copied = if c.first_t() > done {
+                    Copied {
+                        series: s.clone(),
+                        min_t: c.first_t(),
+                        max_t: c.last_t(),
+                        count: c.len() as u32,
+                        bytes: c.as_bytes().to_vec(),
+                    }
+                } else {
+                    let fresh = c.since(done.saturating_add(1));
+                    Copied {
+                        series: s.clone(),
+                        min_t: fresh.first_t(),
+                        max_t: fresh.last_t(),
+                        count: fresh.len() as u32,
+                        bytes: fresh.as_bytes().to_vec(),
+                    }
+                };
+                batch_bytes += copied.bytes.len();
+                batch.push(copied);
             }
             // Written from inside the walk (the store never calls back into the head), so that a
             // stop checkpoint does not copy every open chunk at once.
@@ -431,13 +448,14 @@ mod tests {
         let written = {
             let store = open(&path);
             let mut written = 0;
-            // 300 samples each (two closed chunks and an open one), a checkpoint every 30 s
-            // as the Checkpointer does, then the stop checkpoint.
+            // 300 samples each (two stored chunks of 120 cut from the open one, 60 not
+            // stored), a checkpoint every 30 s as the Checkpointer does, then the stop
+            // checkpoint.
             for k in (0..300).step_by(3) {
                 scrape(&head, k, k + 3);
                 written += checkpoint(&head, &store, false, i64::MIN).expect("checkpoint");
             }
-            assert_eq!(written, 100, "two closed chunks per series");
+            assert_eq!(written, 100, "two stored chunks per series");
             written += checkpoint(&head, &store, true, i64::MIN).expect("stop checkpoint");
             written
         };
@@ -450,20 +468,61 @@ mod tests {
         assert_eq!(all_samples(&reloaded), all_samples(&head));
         assert_eq!(store.skipped_records(), 0);
 
-        // What was loaded is not written again; the reopened open chunk is, once it closes.
+        // The loaded samples are one open chunk again (not three), and they are not
+        // written again: the next stop stores only the 100 samples after them.
+        assert_eq!(reloaded.stats().chunks, 50);
         assert_eq!(checkpoint(&reloaded, &store, false, i64::MIN).unwrap(), 0);
         scrape(&head, 300, 400);
         scrape(&reloaded, 300, 400);
-        assert_eq!(checkpoint(&reloaded, &store, true, i64::MIN).unwrap(), 100);
+        assert_eq!(checkpoint(&reloaded, &store, true, i64::MIN).unwrap(), 50);
         drop(store);
 
-        // The open chunk is now stored twice (cut short at the first stop, whole at the
-        // second); loading keeps the longer copy.
+        // Four stored chunks a series, none overlapping: all 400 samples come back once.
         let store = open(&path);
         let again = Head::new();
         let loaded = load_head(&again, &store, now, window);
         assert_eq!((loaded.series, loaded.samples), (50, 50 * 400));
         assert_eq!(all_samples(&again), all_samples(&head));
+    }
+
+    #[test]
+    fn a_crash_after_a_stored_chunk_reloads_every_sample_once() {
+        // 150 samples: the first 120 go to the store as a chunk, and the checkpoint's
+        // snapshot holds the open chunk, all 150 (stored ones first). No stop checkpoint:
+        // the process dies. The reload skips what the snapshot repeats.
+        let dir = tempfile::tempdir().expect("temp dir");
+        let path = dir.path().join("store");
+        let head = Head::new();
+        {
+            let store = open(&path);
+            let mut written = 0;
+            for k in (0..150).step_by(3) {
+                scrape(&head, k, k + 3);
+                written += checkpoint(&head, &store, false, i64::MIN).expect("checkpoint");
+            }
+            assert_eq!(written, 50, "one stored chunk per series");
+            // Trimming the stored, expired samples (as the Checkpointer does) leaves the
+            // rest alone.
+            head.truncate_and_trim(1_700_000_000_000 + 100 * 10_000);
+            assert_eq!(head.stats().samples, 50 * 50);
+            checkpoint(&head, &store, false, i64::MIN).expect("checkpoint");
+        }
+        let store = open(&path);
+        let reloaded = Head::new();
+        let now = 1_700_000_000_000 + 150 * 10_000;
+        let loaded = load_head(&reloaded, &store, now, Duration::from_secs(86_400));
+        // The whole window of the store (all 150) comes back, each sample once.
+        assert_eq!((loaded.series, loaded.samples), (50, 50 * 150));
+        let got = all_samples(&reloaded);
+        assert!(
+            got.iter().all(|s| s.samples.len() == 150
+                && s.samples.windows(2).all(|w| w[1].t - w[0].t == 10_000))
+        );
+        // And what the head held is among it, sample for sample.
+        for (a, b) in all_samples(&head).iter().zip(&got) {
+            assert_eq!(a.labels, b.labels);
+            assert_eq!(a.samples[..], b.samples[100..]);
+        }
     }
 
     #[test]

@@ -112,7 +112,8 @@ fn out_of_order_and_duplicates() {
 
 #[test]
 fn chunks_are_cut_and_stats_account_for_them() {
-    let head = Head::with_chunk_samples(120);
+    // Stored chunks of 30: the open chunk takes OPEN_CHUNK_LIMIT (4) of them, 120 samples.
+    let head = Head::with_chunk_samples(30);
     let s = l(&[("__name__", "x"), ("job", "j")]);
     for i in 0..250 {
         head.append(&s, i * 10_000, i as f64);
@@ -296,7 +297,8 @@ fn series_share_their_label_pairs() {
 
 #[test]
 fn truncate_drops_old_chunks_and_empty_series() {
-    let head = Head::with_chunk_samples(10);
+    // Chunks of 12 samples in memory (3 × OPEN_CHUNK_LIMIT).
+    let head = Head::with_chunk_samples(3);
     let old = l(&[("__name__", "old"), ("job", "gone")]);
     let live = l(&[("__name__", "live"), ("job", "j")]);
     for i in 0..30 {
@@ -304,10 +306,10 @@ fn truncate_drops_old_chunks_and_empty_series() {
         head.append(&live, i * 1000 + 100_000, 1.0);
     }
     assert_eq!(head.stats().chunks, 6);
-    // Everything of `old` is before 50 s; `live`'s first chunk ends at 109 s.
-    assert_eq!(head.truncate(110_000), 1);
+    // Everything of `old` is before 50 s; `live`'s first chunk ends at 111 s.
+    assert_eq!(head.truncate(112_000), 1);
     let st = head.stats();
-    assert_eq!((st.series, st.chunks, st.samples), (1, 2, 20));
+    assert_eq!((st.series, st.chunks, st.samples), (1, 2, 18));
     // The dropped chunk's room went with it.
     for s in head.all_series() {
         let chunks = lock(&s.data);
@@ -329,7 +331,7 @@ fn truncate_drops_old_chunks_and_empty_series() {
 }
 
 #[test]
-fn truncate_trims_closed_chunks_holding_a_quarter_chunk_of_old_samples() {
+fn truncate_trims_stored_samples_once_a_quarter_chunk_of_them_is_old() {
     let head = Head::with_chunk_samples(20);
     let a = l(&[("__name__", "a")]);
     for i in 0..60 {
@@ -342,23 +344,36 @@ fn truncate_trims_closed_chunks_holding_a_quarter_chunk_of_old_samples() {
             .map(|&(t, _)| t)
             .collect()
     };
-    // Chunks 0-19 s, 20-39 s, and the open 40-59 s. At 25 s the first goes and the second has
-    // 5 old samples of 20: a quarter. Plain truncation (a checkpoint failed: maybe not all
-    // stored) keeps them.
+    // One chunk, 0-59 s, the open one (it takes 80 samples before a new one is cut).
+    assert_eq!((head.stats().chunks, head.stats().samples), (1, 60));
+    // Nothing is stored: neither truncation trims (the samples exist nowhere else).
     assert_eq!(head.truncate(25_000), 0);
-    assert_eq!((head.stats().chunks, head.stats().samples), (2, 40));
-    // Once stored, the chunk is re-encoded from 25 s on.
+    assert_eq!(head.truncate_and_trim(25_000), 0);
+    assert_eq!(head.stats().samples, 60);
+    // Stored up to 39 s: at 25 s, 25 old samples (more than a quarter of 20) go, re-encoded.
+    head.series(&a).set_persisted_until(39_000);
+    // Plain truncation (a checkpoint failed) keeps them.
+    assert_eq!(head.truncate(25_000), 0);
+    assert_eq!(head.stats().samples, 60);
     assert_eq!(head.truncate_and_trim(25_000), 0);
     assert_eq!(times(&head), (25..60).map(|i| i * 1000).collect::<Vec<_>>());
-    assert_eq!((head.stats().chunks, head.stats().samples), (2, 35));
     // Two more old samples are too few to re-encode for.
     head.truncate_and_trim(27_000);
     assert_eq!(head.stats().samples, 35);
-    // The open chunk is never trimmed (its samples are not in the store yet).
+    // Samples not stored stay, however old: at 45 s only those up to 39 s go.
     head.truncate_and_trim(45_000);
-    assert_eq!((head.stats().chunks, head.stats().samples), (1, 20));
-    // Appends go on after a trim.
+    assert_eq!(times(&head), (40..60).map(|i| i * 1000).collect::<Vec<_>>());
+    assert_eq!(head.stats().chunks, 1);
+    // Appends go on after a trim, and read back with the kept samples.
     assert_eq!(head.append(&a, 60_000, 60.0), AppendOutcome::Appended);
+    assert_eq!(head.append(&a, 59_000, 1.0), AppendOutcome::OutOfOrder);
+    let v = values(&head, &[m(MatchOp::Equal, "__name__", "a")]);
+    assert_eq!(
+        v[0].1,
+        (40..61)
+            .map(|i| (i * 1000, (i as f64).to_bits()))
+            .collect::<Vec<_>>()
+    );
 }
 
 #[test]
@@ -423,16 +438,16 @@ fn export_and_reload_round_trip() {
     }
     let all = [m(re("", ".+"), "__name__", ".+")];
     assert_eq!(values(&head, &all), values(&restored, &all));
-    // Appends continue after the loaded data; older chunks are refused.
+    // Appends continue after the loaded data; samples a series already has are skipped
+    // (a checkpoint's open chunk starts with stored ones).
     let a = l(&[("__name__", "a"), ("job", "j"), ("instance", "i")]);
     assert_eq!(
         restored.append(&a, 120 * 15_000, 1.0),
         AppendOutcome::Appended
     );
-    assert!(matches!(
-        restored.load_series(&a, &dump[0].1),
-        Err(LoadError::Overlap { .. })
-    ));
+    let before = values(&restored, &all);
+    assert_eq!(restored.load_series(&a, &dump[0].1).expect("loads"), 0);
+    assert_eq!(values(&restored, &all), before);
     assert!(matches!(
         restored.load_series(&a, [&[1u8, 2, 3][..]]),
         Err(LoadError::Chunk { .. })
