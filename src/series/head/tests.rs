@@ -313,8 +313,14 @@ fn truncate_drops_old_chunks_and_empty_series() {
     // The dropped chunk's room went with it.
     for s in head.all_series() {
         let chunks = lock(&s.data);
-        assert_eq!(chunks.capacity(), chunks.len());
+        assert_eq!(chunks.list_bytes(), chunks.len() * size_of::<Chunk>());
     }
+    // Down to one chunk, the series holds it inline again (no list at all).
+    assert_eq!(head.truncate(124_000), 0);
+    let s = head.series(&live);
+    assert!(matches!(&*lock(&s.data), SeriesChunks::One(_)));
+    assert_eq!(lock(&s.data).list_bytes(), 0);
+    assert_eq!(head.stats().samples, 6);
     assert!(values(&head, &[m(MatchOp::Equal, "job", "gone")]).is_empty());
     assert!(values(&head, &[m(MatchOp::Equal, "__name__", "old")]).is_empty());
     // Its strings and label pairs left the interner.
@@ -520,10 +526,16 @@ fn select_each_skips_what_the_caller_knows_and_lends_the_rest() {
 }
 
 #[test]
-fn a_series_fits_an_80_byte_allocation() {
-    // Arc counters (16) + the series: jemalloc's 80-byte size class, now full. One field more
-    // and every series of the head costs 96 bytes here (the watch job holds 65,600 of them).
-    assert!(size_of::<MemSeries>() <= 64, "{}", size_of::<MemSeries>());
+fn a_series_and_its_open_chunk_fit_a_112_byte_allocation() {
+    // Arc counters (16) + the series with its open chunk inline: jemalloc's 112-byte size
+    // class, where the series (80) and a vector of one chunk (48) took 128 bytes in two
+    // regions. One field more and every series costs 128 again (the watch job holds 65,600).
+    assert!(size_of::<MemSeries>() <= 96, "{}", size_of::<MemSeries>());
+    assert_eq!(
+        size_of::<SeriesChunks>(),
+        size_of::<Chunk>(),
+        "the chunk list is a chunk, or a vector in the chunk's niche"
+    );
     assert_eq!(
         size_of::<Label>(),
         8,
@@ -534,11 +546,7 @@ fn a_series_fits_an_80_byte_allocation() {
         16,
         "a scrape cache bucket is 24 bytes"
     );
-    assert_eq!(
-        size_of::<Chunk>(),
-        48,
-        "a series' two chunks fit jemalloc's 96-byte class"
-    );
+    assert_eq!(size_of::<Chunk>(), 48);
 }
 
 #[test]
