@@ -59,8 +59,17 @@ fn main() {
     let t0 = 1_700_000_000_000i64;
     let started = Instant::now();
     println!("history_memory: {PROBES} probes every 10 s, {minutes} simulated minutes");
-    println!("{:>8} {:>12} {:>10} {:>12}", "minute", "results", "RSS MiB", "store MB");
-    println!("{:>8} {:>12} {:>10.1} {:>12.1}", 0, 0, rss_kib() as f64 / 1024.0, 0.0);
+    println!(
+        "{:>8} {:>12} {:>10} {:>12}",
+        "minute", "results", "RSS MiB", "store MB"
+    );
+    println!(
+        "{:>8} {:>12} {:>10.1} {:>12.1}",
+        0,
+        0,
+        rss_kib() as f64 / 1024.0,
+        0.0
+    );
     let mut results = 0u64;
     for minute in 0..minutes {
         for step in 0..6 {
