@@ -8,12 +8,18 @@
 //! stored results and the store's size on disk. Nothing is pruned: the history grows as it
 //! does between two prunes of a long retention (15 days by default).
 //!
+//! A replay runs hundreds of times faster than the daemon, and sled's background work (its
+//! flusher, the reclaiming of old log segments) falls behind: `HISTORY_BENCH_PACE_MS` sleeps
+//! that long after each simulated minute. `HISTORY_BENCH_NO_JOURNAL=1` leaves the journal
+//! out, to tell its share from the blocks'.
+//!
 //! The allocator is the daemon's (jemalloc with the options of `.cargo/config.toml`). A plain
 //! `main` (no harness):
 //!
 //! ```text
 //! cargo bench --bench history_memory                            # 600 simulated minutes
 //! HISTORY_BENCH_MINUTES=120 cargo bench --bench history_memory
+//! HISTORY_BENCH_PACE_MS=200 cargo bench --bench history_memory   # ~2 minutes
 //! ```
 
 use std::time::Instant;
@@ -51,6 +57,8 @@ fn rss_kib() -> u64 {
 fn main() {
     let minutes = env_or("HISTORY_BENCH_MINUTES", 600);
     let every = env_or("HISTORY_BENCH_EVERY", 60).max(1);
+    let pace = std::time::Duration::from_millis(env_or("HISTORY_BENCH_PACE_MS", 0) as u64);
+    let no_journal = std::env::var_os("HISTORY_BENCH_NO_JOURNAL").is_some();
     let dir = tempfile::tempdir().expect("temp dir");
     let store = Store::open(&dir.path().join("store"))
         .expect("open store")
@@ -87,13 +95,16 @@ fn main() {
                 store.append_probe(&r).expect("append");
                 results += 1;
             }
-            store.write_probe_journal().expect("journal");
+            if !no_journal {
+                store.write_probe_journal().expect("journal");
+            }
         }
         store
             .write_probe_results(Some(t0 + (minute + 2) * 60_000))
             .expect("blocks");
         // sled's own flush comes every second in the daemon; once a simulated minute here.
         store.flush().expect("flush");
+        std::thread::sleep(pace);
         if (minute + 1) % every == 0 {
             println!(
                 "{:>8} {:>12} {:>10.1} {:>12.1}",
