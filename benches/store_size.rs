@@ -2,8 +2,8 @@
 //!
 //! Plays one hour of 10 s samples for N series through the real head and the real
 //! checkpointer: every sample is appended to a [`Head`] (so chunks are the real Gorilla
-//! [`postflight::series::chunk::Chunk`] encoding, cut every 120 samples), and every 30 s of
-//! simulated time [`checkpoint`] writes the newly closed chunks to the store, as the daemon
+//! [`postflight::series::chunk::Chunk`] encoding), and every 30 s of simulated time
+//! [`checkpoint`] writes each series' samples not stored yet once they are 120, as the daemon
 //! does; a final stop checkpoint writes the last ones. Then it flushes and prints
 //! `size_on_disk` per sample, every file of the store directory (sled's, the segments, the
 //! open-chunk snapshot) and `du -sb` of it as a cross-check.
@@ -31,7 +31,10 @@ use postflight::series::head::Head;
 use postflight::series::persist::checkpoint;
 use postflight::store::Store;
 
-/// Samples per chunk, as the head cuts them.
+mod common;
+use common::rss_kib;
+
+/// Samples per stored chunk, as the checkpoint cuts them.
 const SAMPLES_PER_CHUNK: i64 = 120;
 /// Scrape interval.
 const STEP_MS: i64 = 10_000;
@@ -255,18 +258,6 @@ fn main() {
         "size after reopen:    {size} B ({:.2} B/sample)",
         size as f64 / samples as f64
     );
-}
-
-/// The process' resident set, from /proc (0 where there is none).
-fn rss_kib() -> u64 {
-    std::fs::read_to_string("/proc/self/status")
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find_map(|l| l.strip_prefix("VmRSS:"))
-                .and_then(|v| v.split_whitespace().next()?.parse().ok())
-        })
-        .unwrap_or(0)
 }
 
 fn walk_size(p: &std::path::Path) -> u64 {

@@ -299,12 +299,13 @@ pub struct MemSeries {
     labels: Labels,
     /// The chunks; the last one is open for appends.
     data: Mutex<SeriesChunks>,
-    /// Max time of the series' last chunk already in the store ([`NOT_STORED`] when none):
-    /// the checkpoint writes only later chunks. [`REMOVED`] (set under the data lock) once
-    /// truncation removed the series: holders of a stale `Arc` (scrape caches, the probe sink)
-    /// must look the series up again. One word for both, so that the series still fits
-    /// jemalloc's 80-byte class; kept here rather than in a map by fingerprint beside the
-    /// head, it goes when the series goes.
+    /// Time of the series' last sample already in the store ([`NOT_STORED`] when none): the
+    /// checkpoint writes only later samples, and truncation trims only earlier ones.
+    /// [`REMOVED`] (set under the data lock) once truncation removed the series: holders of a
+    /// stale `Arc` (scrape caches, the probe sink) must look the series up again. One word for
+    /// both, so that the series with its inline chunk still fits jemalloc's 112-byte class;
+    /// kept here rather than in a map by fingerprint beside the head, it goes when the series
+    /// goes.
     persisted: AtomicI64,
 }
 

@@ -267,26 +267,21 @@ pub fn checkpoint(
                     continue;
                 }
                 // The samples after `done`: the open chunk starts with stored ones.
-                let copied = if c.first_t() > done {
-                    Copied {
-                        series: s.clone(),
-                        min_t: c.first_t(),
-                        max_t: c.last_t(),
-                        count: c.len() as u32,
-                        bytes: c.as_bytes().to_vec(),
-                    }
+                let fresh;
+                let part = if c.first_t() > done {
+                    c
                 } else {
-                    let fresh = c.since(done.saturating_add(1));
-                    Copied {
-                        series: s.clone(),
-                        min_t: fresh.first_t(),
-                        max_t: fresh.last_t(),
-                        count: fresh.len() as u32,
-                        bytes: fresh.as_bytes().to_vec(),
-                    }
+                    fresh = c.since(done.saturating_add(1));
+                    &fresh
                 };
-                batch_bytes += copied.bytes.len();
-                batch.push(copied);
+                batch_bytes += part.as_bytes().len();
+                batch.push(Copied {
+                    series: s.clone(),
+                    min_t: part.first_t(),
+                    max_t: part.last_t(),
+                    count: part.len() as u32,
+                    bytes: part.as_bytes().to_vec(),
+                });
             }
             // Written from inside the walk (the store never calls back into the head), so that a
             // stop checkpoint does not copy every open chunk at once.
@@ -438,6 +433,17 @@ mod tests {
         }
     }
 
+    /// Samples `0..n` of [`scrape`] with a checkpoint every 30 s of them, as the Checkpointer
+    /// does; returns the chunks written.
+    fn scrape_with_checkpoints(head: &Head, store: &Store, n: i64) -> usize {
+        let mut written = 0;
+        for k in (0..n).step_by(3) {
+            scrape(head, k, k + 3);
+            written += checkpoint(head, store, false, i64::MIN).expect("checkpoint");
+        }
+        written
+    }
+
     #[test]
     fn checkpoints_and_a_reopen_give_back_the_same_samples() {
         let dir = tempfile::tempdir().expect("temp dir");
@@ -447,14 +453,9 @@ mod tests {
         let head = Head::new();
         let written = {
             let store = open(&path);
-            let mut written = 0;
             // 300 samples each (two stored chunks of 120 cut from the open one, 60 not
-            // stored), a checkpoint every 30 s as the Checkpointer does, then the stop
-            // checkpoint.
-            for k in (0..300).step_by(3) {
-                scrape(&head, k, k + 3);
-                written += checkpoint(&head, &store, false, i64::MIN).expect("checkpoint");
-            }
+            // stored), then the stop checkpoint.
+            let mut written = scrape_with_checkpoints(&head, &store, 300);
             assert_eq!(written, 100, "two stored chunks per series");
             written += checkpoint(&head, &store, true, i64::MIN).expect("stop checkpoint");
             written
@@ -495,11 +496,7 @@ mod tests {
         let head = Head::new();
         {
             let store = open(&path);
-            let mut written = 0;
-            for k in (0..150).step_by(3) {
-                scrape(&head, k, k + 3);
-                written += checkpoint(&head, &store, false, i64::MIN).expect("checkpoint");
-            }
+            let written = scrape_with_checkpoints(&head, &store, 150);
             assert_eq!(written, 50, "one stored chunk per series");
             // Trimming the stored, expired samples (as the Checkpointer does) leaves the
             // rest alone.
