@@ -523,6 +523,43 @@ mod tests {
     }
 
     #[test]
+    fn chunks_cut_while_the_store_was_away_are_stored_whole_and_reload() {
+        // Stored chunks of 10: the open chunk takes 40 samples before a new one is cut. 100
+        // samples with no checkpoint (the store was unwritable) leave three chunks in memory;
+        // the next checkpoint stores the two closed ones whole and the open one's 20.
+        let dir = tempfile::tempdir().expect("temp dir");
+        let path = dir.path().join("store");
+        let head = Head::with_chunk_samples(10);
+        scrape(&head, 0, 100);
+        assert_eq!(head.stats().chunks, 150);
+        {
+            let store = open(&path);
+            assert_eq!(checkpoint(&head, &store, false, i64::MIN).unwrap(), 150);
+            assert_eq!(
+                checkpoint(&head, &store, false, i64::MIN).unwrap(),
+                0,
+                "once"
+            );
+            // Everything is stored: trimming to the last 25 samples drops the first closed
+            // chunk (0-39) and re-encodes the second from 75 on (5 left); the open one (80-99)
+            // has nothing to give.
+            head.truncate_and_trim(1_700_000_000_000 + 75 * 10_000);
+            assert_eq!((head.stats().chunks, head.stats().samples), (100, 50 * 25));
+            store.flush().expect("flush");
+        }
+        let store = open(&path);
+        let reloaded = Head::with_chunk_samples(10);
+        let now = 1_700_000_000_000 + 100 * 10_000;
+        let loaded = load_head(&reloaded, &store, now, Duration::from_secs(86_400));
+        assert_eq!((loaded.series, loaded.samples), (50, 50 * 100));
+        // Loaded into open chunks of at most 40 again, and the same samples.
+        assert_eq!(reloaded.stats().chunks, 150);
+        for (a, b) in all_samples(&head).iter().zip(&all_samples(&reloaded)) {
+            assert_eq!(a.samples[..], b.samples[75..]);
+        }
+    }
+
+    #[test]
     fn a_series_that_stops_is_stored_before_truncation_drops_it() {
         // 50 samples of a series that then stops: its only chunk never closes. The checkpoint
         // before the truncation that drops it stores it, so the store keeps its samples.
