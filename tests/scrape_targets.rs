@@ -520,14 +520,16 @@ async fn a_page_over_the_sample_limit_keeps_the_first_samples_and_counts_the_err
 
 #[tokio::test]
 async fn refused_connections_and_http_errors_mark_the_target_down() {
-    let closed = {
-        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-        l.local_addr().unwrap()
-    };
     let failing = serve(handler(|_| async {
         page(500, "text/plain", "internal error")
     }))
     .await;
+    // A port nobody listens on, taken after the failing server's: the other way round, the
+    // server could be handed the port just freed (it happened), and "refused" would get a 500.
+    let closed = {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        l.local_addr().unwrap()
+    };
     let s = start(&format!(
         "{}{}",
         job("refused", closed, ""),
