@@ -640,7 +640,7 @@ async fn store_watch(ctx: Arc<Context>, shutdown: CancellationToken) {
         let store = ctx.store.clone();
         let now = ctx.clock.now_ms();
         let r = tokio::task::spawn_blocking(move || {
-            store.meta_put_durable("postflight.write_check", &now.to_be_bytes())
+            store.write_check("postflight.write_check", &now.to_be_bytes())
         })
         .await;
         match r {
@@ -733,6 +733,7 @@ async fn housekeeping(ctx: Arc<Context>, shutdown: CancellationToken) {
                     if st.probes + st.transitions + st.chunks > 0 {
                         info!(
                             probes = st.probes,
+                            history_files = st.history_files,
                             transitions = st.transitions,
                             chunks = st.chunks,
                             blocks = st.blocks,

@@ -334,6 +334,11 @@ impl Store {
     /// half-way can leave index entries without chunks, which prune removes, or blocks without
     /// index entries, which the next open deletes.
     pub fn put_chunks(&self, chunks: &[ChunkRef<'_>]) -> Result<(), StoreError> {
+        let r = self.put_chunks_inner(chunks);
+        self.note_bulk(super::Bulk::Chunks, r)
+    }
+
+    fn put_chunks_inner(&self, chunks: &[ChunkRef<'_>]) -> Result<(), StoreError> {
         const OP: &str = "writing chunks";
         self.check_writable(OP)?;
         let Some(newest) = chunks.iter().map(|c| c.max_t).max() else {

@@ -1,29 +1,28 @@
 //! Probe results and alert transitions: append-only, per-name histories read back by time
 //! range for `/api/v1/history`.
 //!
-//! Key: name length (u16 BE) · name · time key · sequence (u64 BE). The length prefix keeps one
-//! name's range from running into another's even when a name contains any byte; the sequence
-//! (a store-wide id) keeps two records with the same millisecond apart.
+//! Probe results go to the history files (see the `history_files` module), in the compact
+//! block format of this module ([`PROBE_BLOCK_V3`]): until its block is written a result is
+//! buffered in memory and, within half a second, in a *journal* record of the current log
+//! file ([`Store::write_probe_journal`], every [`PROBE_JOURNAL_EVERY`]); once a minute the
+//! buffer becomes one block per probe, all in one blocks record ([`Store::write_probe_results`]).
+//! A block holds at most [`BLOCK_MAX_RECORDS`] results over at most [`BLOCK_MAX_SPAN_MS`].
 //!
-//! Probe results are written as blocks ([`PROBE_BLOCK_V3`]): one key per probe and minute,
-//! timed by the block's first result, instead of one sled insert per run (each walks the tree
-//! and copies a leaf: 11 % of the daemon's CPU at 100 runs a second). Until its block is
-//! written a result is buffered in memory and, within half a second, in the *journal*: one
-//! record ([`JOURNAL_V1`]) every [`PROBE_JOURNAL_EVERY`] holding every result since the last,
-//! whatever the probe, under
-//! [`JOURNAL_PREFIX`] (no name's key starts with it: names are UTF-8, which never has a 0xFF
-//! byte). Once a minute the buffer becomes blocks and the journal is emptied in one atomic
-//! batch, so a result is never in both; at open the journal is read back into the buffer.
-//! Probe results are therefore about as durable as before (on disk within ~1.5 s) for ~1,120
-//! inserts a minute instead of 6,000 with 1,000 probes every 10 s. A block spans at most
-//! [`BLOCK_MAX_SPAN_MS`], so a range read starts that much before `since`. Single records
-//! ([`PROBE_V1`]) written by earlier versions read as before.
+//! Earlier versions kept probe results in sled's `probes` tree (key: name length (u16 BE) ·
+//! name · time key · sequence; a block per probe and minute, or one result per key before
+//! that) with the journal under [`JOURNAL_PREFIX`] in the same tree: those are still read and
+//! pruned, and a journal left there is written as blocks at open. sled's memory grows with the
+//! keys it holds, and one per probe and minute grew without bound with the history.
+//!
+//! Alert transitions stay in sled (tree `alert_transitions`, the same key shape): a few a day,
+//! each written durably on its own.
 
 use std::sync::{Mutex, MutexGuard, PoisonError};
 
 use crate::series::{Labels, Timestamp};
 
 use super::codec::{Decoder, Encoder, time_from_key, time_key};
+use super::history_files::{KIND_BLOCKS, KIND_JOURNAL, Written, encode_blocks_record};
 use super::{Store, StoreError};
 
 /// Format byte of a value holding one [`ProbeRecord`] (written by earlier versions).
@@ -50,12 +49,14 @@ const V3_NANOS: u8 = 1 << 4;
 /// Format byte of a journal record: uvarint count, then per result the probe's name, its time
 /// (varint) and the fields of [`PROBE_V1`].
 const JOURNAL_V1: u8 = 1;
-/// Key prefix of the journal records in the probes tree, followed by time key and sequence.
+/// Key prefix of the journal records earlier versions kept in the probes tree, followed by
+/// time key and sequence (no name's key starts with it: names are UTF-8, which never has a
+/// 0xFF byte).
 pub(super) const JOURNAL_PREFIX: &[u8] = &[0xff, 0xff, 0xff];
 /// The buffer becomes blocks once its oldest result is this old.
 pub const PROBE_BLOCK_AGE_MS: i64 = 60_000;
-/// How often the daemon writes the journal ([`Store::write_probe_journal`]): with sled's 1 s
-/// flush, a result is on disk within ~1.5 s.
+/// How often the daemon writes the journal ([`Store::write_probe_journal`]), synced: a result
+/// is on disk within about half a second.
 pub const PROBE_JOURNAL_EVERY: std::time::Duration = std::time::Duration::from_millis(500);
 /// Results per block at most.
 const BLOCK_MAX_RECORDS: usize = 64;
@@ -71,8 +72,6 @@ pub(super) struct ProbeBuffer {
     by_probe: std::collections::HashMap<String, Vec<ProbeRecord>>,
     /// Results in `by_probe` that no journal record holds yet.
     unjournaled: Vec<ProbeRecord>,
-    /// The journal records in the tree: with `unjournaled`, exactly the buffered results.
-    journal_keys: Vec<Vec<u8>>,
     /// The oldest buffered result's time.
     oldest: Option<Timestamp>,
     /// Results in `by_probe`.
@@ -91,25 +90,94 @@ impl ProbeBuffer {
         }
     }
 
-    /// The journal as read at open: its results buffered, its keys known.
-    pub(super) fn load(tree: &sled::Tree) -> (ProbeBuffer, Vec<String>) {
-        let mut buf = ProbeBuffer::default();
-        let mut errors = Vec::new();
-        for kv in tree.scan_prefix(JOURNAL_PREFIX) {
-            let (k, v) = match kv {
-                Ok(kv) => kv,
-                Err(e) => {
-                    errors.push(e.to_string());
-                    break;
-                }
-            };
-            match decode_journal(&v) {
-                Ok(records) => records.into_iter().for_each(|r| buf.push(r)),
-                Err(e) => errors.push(e.to_string()),
-            }
-            buf.journal_keys.push(k.to_vec());
+    /// After a failed write the log was abandoned with the journal records in it (see
+    /// `history_files`): every buffered result goes to the next journal record again.
+    fn journal_all_again(&mut self) {
+        self.unjournaled = self.by_probe.values().flatten().cloned().collect();
+        self.unjournaled.sort_by_key(|r| r.t);
+    }
+}
+
+/// Writes a journal that an earlier version left in the probes tree as blocks in that tree,
+/// removing the journal in the same batch; returns the results written, and the records that
+/// did not decode (skipped: removed with the rest).
+pub(super) fn migrate_legacy_journal(
+    db: &sled::Db,
+    tree: &sled::Tree,
+) -> Result<(usize, Vec<String>), StoreError> {
+    const OP: &str = "moving an earlier version's probe journal";
+    let mut records = Vec::new();
+    let mut errors = Vec::new();
+    let mut batch = sled::Batch::default();
+    for kv in tree.scan_prefix(JOURNAL_PREFIX) {
+        let (k, v) = kv.map_err(StoreError::engine(OP))?;
+        match decode_journal(&v) {
+            Ok(rs) => records.extend(rs),
+            Err(e) => errors.push(e.to_string()),
         }
-        (buf, errors)
+        batch.remove(k);
+    }
+    if records.is_empty() && errors.is_empty() {
+        return Ok((0, errors));
+    }
+    for b in encode_blocks(&mut records) {
+        let mut key = name_prefix(b.name)?;
+        key.extend_from_slice(&time_key(b.first));
+        key.extend_from_slice(
+            &db.generate_id()
+                .map_err(StoreError::engine(OP))?
+                .to_be_bytes(),
+        );
+        batch.insert(key, b.bytes);
+    }
+    tree.apply_batch(batch).map_err(StoreError::engine(OP))?;
+    Ok((records.len(), errors))
+}
+
+/// One probe's block, encoded.
+pub(super) struct EncodedBlock<'a> {
+    pub(super) name: &'a str,
+    /// Its first and last result's time.
+    pub(super) first: Timestamp,
+    pub(super) last: Timestamp,
+    pub(super) bytes: Vec<u8>,
+}
+
+/// `records` (of any probes, in any order; sorted by this) as blocks of at most
+/// [`BLOCK_MAX_RECORDS`] results over at most [`BLOCK_MAX_SPAN_MS`].
+pub(super) fn encode_blocks(records: &mut [ProbeRecord]) -> Vec<EncodedBlock<'_>> {
+    records.sort_by(|a, b| a.probe.cmp(&b.probe).then(a.t.cmp(&b.t)));
+    let mut out = Vec::new();
+    let mut rest: &[ProbeRecord] = records;
+    while let Some(first) = rest.first() {
+        let n = rest
+            .iter()
+            .position(|r| r.probe != first.probe)
+            .unwrap_or(rest.len());
+        let (one, tail) = rest.split_at(n);
+        split_blocks(one, &mut out);
+        rest = tail;
+    }
+    out
+}
+
+/// One probe's `records`, sorted by time, as blocks appended to `out`.
+fn split_blocks<'a>(records: &'a [ProbeRecord], out: &mut Vec<EncodedBlock<'a>>) {
+    let mut rest = records;
+    while let Some(first) = rest.first() {
+        let n = rest
+            .iter()
+            .take(BLOCK_MAX_RECORDS)
+            .take_while(|r| r.t - first.t <= BLOCK_MAX_SPAN_MS)
+            .count();
+        let (block, tail) = rest.split_at(n);
+        out.push(EncodedBlock {
+            name: &first.probe,
+            first: first.t,
+            last: block.last().map_or(first.t, |r| r.t),
+            bytes: encode_probe_block(block),
+        });
+        rest = tail;
     }
 }
 
@@ -121,7 +189,7 @@ fn encode_fields(e: &mut Encoder, r: &ProbeRecord) {
         .str(&r.reason);
 }
 
-fn encode_journal(records: &[ProbeRecord]) -> Vec<u8> {
+pub(super) fn encode_journal(records: &[ProbeRecord]) -> Vec<u8> {
     let mut e = Encoder::with_format(JOURNAL_V1);
     e.uvarint(records.len() as u64);
     for r in records {
@@ -131,7 +199,7 @@ fn encode_journal(records: &[ProbeRecord]) -> Vec<u8> {
     e.finish()
 }
 
-fn decode_journal(value: &[u8]) -> Result<Vec<ProbeRecord>, super::codec::DecodeError> {
+pub(super) fn decode_journal(value: &[u8]) -> Result<Vec<ProbeRecord>, super::codec::DecodeError> {
     use super::codec::DecodeError;
     let (format, mut d) = Decoder::with_format(value)?;
     if format != JOURNAL_V1 {
@@ -356,7 +424,7 @@ fn decode_probe_block_v3(
 
 /// The results in a probe history value: one ([`PROBE_V1`]) or a block ([`PROBE_BLOCK_V3`],
 /// or [`PROBE_BLOCK_V2`] of earlier versions).
-fn decode_probes(
+pub(super) fn decode_probes(
     probe: &str,
     t: Timestamp,
     value: &[u8],
@@ -454,87 +522,126 @@ impl Store {
         const OP: &str = "appending a probe result";
         self.check_writable(OP)?;
         name_len(&r.probe)?;
-        let mut buf = lock(&self.inner.probe_buffer);
-        buf.push(r.clone());
-        buf.unjournaled.push(r.clone());
-        if buf.len > MAX_BUFFERED {
-            self.write_blocks(&mut buf, OP)?;
+        let written = {
+            let mut buf = lock(&self.inner.probe_buffer);
+            buf.push(r.clone());
+            buf.unjournaled.push(r.clone());
+            if buf.len > MAX_BUFFERED {
+                Some(self.write_blocks(&mut buf, OP)?.1)
+            } else {
+                None
+            }
+        };
+        if let Some(w) = written {
+            w.sync(self.inner.history.dir())?;
+            self.inner.history.seal_retired()?;
         }
         Ok(())
     }
 
-    /// Writes the results no journal record holds yet as one journal record (a bulk write:
-    /// durable with sled's next periodic flush). Returns how many.
+    /// Writes the results no journal record holds yet as one journal record of the history
+    /// log, synced: on disk when this returns. Returns how many.
     pub fn write_probe_journal(&self) -> Result<usize, StoreError> {
+        let r = self.write_probe_journal_inner();
+        self.note_bulk(super::Bulk::Probes, r)
+    }
+
+    fn write_probe_journal_inner(&self) -> Result<usize, StoreError> {
         const OP: &str = "journaling probe results";
-        let mut buf = lock(&self.inner.probe_buffer);
-        let Some(first) = buf.unjournaled.first() else {
-            return Ok(0);
+        let (n, written) = {
+            let mut buf = lock(&self.inner.probe_buffer);
+            if buf.unjournaled.is_empty() {
+                return Ok(0);
+            }
+            self.check_writable(OP)?;
+            let body = encode_journal(&buf.unjournaled);
+            let min_t = buf.unjournaled.iter().map(|r| r.t).min().unwrap_or(0);
+            let max_t = buf.unjournaled.iter().map(|r| r.t).max().unwrap_or(0);
+            let written = self
+                .inner
+                .history
+                .append(KIND_JOURNAL, &body, min_t, max_t, &mut || self.new_id(OP));
+            match written {
+                Ok(w) => {
+                    let n = buf.unjournaled.len();
+                    buf.unjournaled.clear();
+                    (n, w)
+                }
+                Err(e) => {
+                    buf.journal_all_again();
+                    return Err(e);
+                }
+            }
         };
-        self.check_writable(OP)?;
-        let key = self.timed_key(JOURNAL_PREFIX.to_vec(), first.t, OP)?;
-        self.inner
-            .trees
-            .probes
-            .insert(key.as_slice(), encode_journal(&buf.unjournaled))
-            .map_err(StoreError::engine(OP))?;
-        buf.journal_keys.push(key);
-        let n = buf.unjournaled.len();
-        buf.unjournaled.clear();
+        // Synced without the buffer's lock: probes append while the disk works.
+        written.sync(self.inner.history.dir())?;
         Ok(n)
     }
 
-    /// Writes every buffered result as blocks, one or more per probe, and empties the journal,
-    /// in one atomic batch — when the oldest is `PROBE_BLOCK_AGE_MS` older than `now`, or
-    /// always with `None`. The daemon calls it at each checkpoint; [`Store::flush`] with `None`.
-    /// Returns the results written; on an error they stay buffered (and journaled).
+    /// Writes every buffered result as blocks, one or more per probe, in one blocks record of
+    /// the history log (which supersedes the journal records before it) — when the oldest is
+    /// `PROBE_BLOCK_AGE_MS` older than `now`, or always with `None` — and seals the log if that
+    /// completed it. The daemon calls it at each checkpoint; [`Store::flush`] with `None`.
+    /// Returns the results written; on an error they stay buffered (and journaled again).
     pub fn write_probe_results(&self, now: Option<Timestamp>) -> Result<usize, StoreError> {
+        let r = self.write_probe_results_inner(now);
+        self.note_bulk(super::Bulk::Probes, r)
+    }
+
+    fn write_probe_results_inner(&self, now: Option<Timestamp>) -> Result<usize, StoreError> {
         const OP: &str = "writing probe results";
-        let mut buf = lock(&self.inner.probe_buffer);
-        match (now, buf.oldest) {
-            (_, None) => Ok(0),
-            (Some(now), Some(oldest)) if now - oldest < PROBE_BLOCK_AGE_MS => Ok(0),
-            _ => {
-                self.check_writable(OP)?;
-                self.write_blocks(&mut buf, OP)
+        let (n, written) = {
+            let mut buf = lock(&self.inner.probe_buffer);
+            match (now, buf.oldest) {
+                (_, None) => return Ok(0),
+                (Some(now), Some(oldest)) if now - oldest < PROBE_BLOCK_AGE_MS => return Ok(0),
+                _ => {
+                    self.check_writable(OP)?;
+                    self.write_blocks(&mut buf, OP)?
+                }
+            }
+        };
+        written.sync(self.inner.history.dir())?;
+        self.inner.history.seal_retired()?;
+        Ok(n)
+    }
+
+    /// Writes the buffer as one blocks record and empties it; the record is to be synced.
+    fn write_blocks(
+        &self,
+        buf: &mut ProbeBuffer,
+        op: &'static str,
+    ) -> Result<(usize, Written), StoreError> {
+        let mut blocks = Vec::new();
+        for records in buf.by_probe.values_mut() {
+            records.sort_by_key(|r| r.t);
+        }
+        for records in buf.by_probe.values() {
+            split_blocks(records, &mut blocks);
+        }
+        let body = encode_blocks_record(&blocks);
+        let min_t = blocks.iter().map(|b| b.first).min().unwrap_or(0);
+        let max_t = blocks.iter().map(|b| b.last).max().unwrap_or(0);
+        drop(blocks);
+        let written = self
+            .inner
+            .history
+            .append(KIND_BLOCKS, &body, min_t, max_t, &mut || self.new_id(op));
+        match written {
+            Ok(w) => {
+                let n = buf.len;
+                *buf = ProbeBuffer::default();
+                Ok((n, w))
+            }
+            Err(e) => {
+                buf.journal_all_again();
+                Err(e)
             }
         }
     }
 
-    fn write_blocks(&self, buf: &mut ProbeBuffer, op: &'static str) -> Result<usize, StoreError> {
-        let mut batch = sled::Batch::default();
-        for (name, records) in buf.by_probe.iter_mut() {
-            records.sort_by_key(|r| r.t);
-            let mut rest = records.as_slice();
-            while let Some(first) = rest.first() {
-                let n = rest
-                    .iter()
-                    .take(BLOCK_MAX_RECORDS)
-                    .take_while(|r| r.t - first.t <= BLOCK_MAX_SPAN_MS)
-                    .count();
-                let (block, tail) = rest.split_at(n);
-                batch.insert(
-                    self.history_key(name, first.t, op)?,
-                    encode_probe_block(block),
-                );
-                rest = tail;
-            }
-        }
-        for k in &buf.journal_keys {
-            batch.remove(k.as_slice());
-        }
-        self.inner
-            .trees
-            .probes
-            .apply_batch(batch)
-            .map_err(StoreError::engine(op))?;
-        let written = buf.len;
-        buf.by_probe.clear();
-        buf.unjournaled.clear();
-        buf.journal_keys.clear();
-        buf.oldest = None;
-        buf.len = 0;
-        Ok(written)
+    fn new_id(&self, op: &'static str) -> Result<u64, StoreError> {
+        self.inner.db.generate_id().map_err(StoreError::engine(op))
     }
 
     /// The results of `probe` with `since <= t <= until`, oldest first and newest last; with
@@ -558,8 +665,16 @@ impl Store {
             .cloned()
             .collect();
         if out.len() < limit {
-            // Blocks are timed by their first result: one that began before `since` may hold
-            // results after it.
+            let skip = |e: &dyn std::fmt::Display| self.skip("history", e);
+            out.extend(
+                self.inner
+                    .history
+                    .read(probe, since, until, limit - out.len(), &skip),
+            );
+        }
+        if out.len() < limit {
+            // What earlier versions stored in sled. Blocks are timed by their first result:
+            // one that began before `since` may hold results after it.
             let stored = self.history(
                 &self.inner.trees.probes,
                 "probes",
@@ -575,8 +690,8 @@ impl Store {
             )?;
             out.extend(stored.into_iter().flatten());
         }
-        // A probe's runs do not overlap, so its blocks do not either and the walk above stops
-        // at the right one; the sort only orders the buffered results among the stored.
+        // Sources are read newest first and stop once they have `limit` results; the sort
+        // orders the buffered, logged, sealed and earlier versions' results among each other.
         out.sort_by_key(|r| r.t);
         if out.len() > limit {
             out.drain(..out.len() - limit);
@@ -774,12 +889,23 @@ mod tests {
         store.write_probe_journal().unwrap();
         check(&store);
         assert_eq!(store.write_probe_results(None).unwrap(), 9);
-        assert_eq!(raw_keys(&store, "probes").len(), 3, "one block a probe");
+        assert_eq!(
+            store.inner.history.logged_blocks().len(),
+            3,
+            "one block a probe"
+        );
+        assert_eq!(store.inner.history.file_counts(), (0, 1), "in the log");
         check(&store);
         let path = store.path().to_owned();
         drop(store);
         let store = Store::open(&path).unwrap().store;
+        assert_eq!(
+            store.inner.history.file_counts(),
+            (1, 0),
+            "the log is sealed at open"
+        );
         check(&store);
+        assert!(raw_keys(&store, "probes").is_empty(), "nothing in sled");
     }
 
     #[test]
@@ -804,7 +930,7 @@ mod tests {
         for written in [false, true] {
             if written {
                 store.write_probe_results(None).unwrap();
-                assert_eq!(raw_keys(&store, "probes").len(), 1);
+                assert_eq!(store.inner.history.logged_blocks().len(), 1);
             }
             let back = store.probe_history(&r.probe, 0, i64::MAX, 10).unwrap();
             assert_eq!(back[0], r);
@@ -942,16 +1068,17 @@ mod tests {
         }
         store.append_probe(&probe("fresh", 50_000, true)).unwrap();
         assert_eq!(store.write_probe_results(Some(59_999)).unwrap(), 0);
-        assert!(raw_keys(&store, "probes").is_empty());
+        assert!(store.inner.history.logged_blocks().is_empty());
         assert_eq!(store.write_probe_results(Some(60_000)).unwrap(), 4);
-        let keys: Vec<(String, i64)> = raw_keys(&store, "probes")
-            .iter()
-            .map(|k| split_key(k).map(|(_, n, t)| (n.to_owned(), t)).unwrap())
-            .collect();
+        let mut blocks = store.inner.history.logged_blocks();
+        blocks.sort();
         assert_eq!(
-            keys,
-            [("slow".to_owned(), 0), ("fresh".to_owned(), 50_000)],
-            "one block a probe (keys order by name length first)"
+            blocks,
+            [
+                ("fresh".to_owned(), 50_000, 50_000),
+                ("slow".to_owned(), 0, 20_000)
+            ],
+            "one block a probe"
         );
         // A written block and a buffered result read together, in order.
         store.append_probe(&probe("slow", 30_000, false)).unwrap();
@@ -971,7 +1098,7 @@ mod tests {
         assert_eq!(ts(i64::MIN, 2), [20_000, 30_000]);
         // A clean stop writes everything.
         store.flush().unwrap();
-        assert_eq!(raw_keys(&store, "probes").len(), 3);
+        assert_eq!(store.inner.history.logged_blocks().len(), 3);
     }
 
     #[test]
@@ -983,29 +1110,169 @@ mod tests {
         assert_eq!(store.write_probe_journal().unwrap(), 0, "nothing new");
         store.append_probe(&probe("a", 2_000, true)).unwrap();
         assert_eq!(store.write_probe_journal().unwrap(), 1);
-        // What a restart after a crash reads back: every journaled result, by probe.
-        let (buf, errors) = ProbeBuffer::load(&store.inner.trees.probes);
-        assert!(errors.is_empty());
-        assert_eq!(buf.len, 3);
+        // What a restart after a crash reads back: every journaled result.
+        let mut journaled = store.inner.history.journaled();
+        journaled.sort_by_key(|r| r.t);
         assert_eq!(
-            buf.by_probe["a"],
-            [probe("a", 1_000, true), probe("a", 2_000, true)]
+            journaled,
+            [
+                probe("a", 1_000, true),
+                probe("b", 1_500, false),
+                probe("a", 2_000, true)
+            ]
         );
-        assert_eq!(buf.by_probe["b"], [probe("b", 1_500, false)]);
-        assert_eq!(buf.journal_keys.len(), 2);
-        // The journal sorts after every probe's keys, and history reads never see it.
         assert_eq!(store.probe_history("a", 0, 10_000, 10).unwrap().len(), 2);
-        // Blocks written: the journal is gone in the same batch.
+        // Blocks written: the journal records before them are superseded.
         store.write_probe_results(None).unwrap();
-        let (buf, _) = ProbeBuffer::load(&store.inner.trees.probes);
-        assert_eq!(buf.len, 0);
-        assert_eq!(raw_keys(&store, "probes").len(), 2);
+        assert!(store.inner.history.journaled().is_empty());
+        assert_eq!(store.inner.history.logged_blocks().len(), 2);
         assert_eq!(store.probe_history("a", 0, 10_000, 10).unwrap().len(), 2);
-        // A reopened store reads its journal back.
         store.append_probe(&probe("b", 3_000, true)).unwrap();
         store.write_probe_journal().unwrap();
-        let (buf, _) = ProbeBuffer::load(&store.inner.trees.probes);
-        assert_eq!(buf.by_probe["b"], [probe("b", 3_000, true)]);
+        assert_eq!(store.inner.history.journaled(), [probe("b", 3_000, true)]);
+        assert!(raw_keys(&store, "probes").is_empty(), "nothing in sled");
+    }
+
+    /// The store directory as a crash would leave it: sled as last flushed, the files as
+    /// written (copied while the store is open: dropping it would write the buffer).
+    fn crash_copy(store: &Store, to: &std::path::Path) -> Store {
+        crash_copy_with(store, to, |_| {})
+    }
+
+    #[test]
+    fn a_crash_loses_no_journaled_result_and_repeats_none() {
+        let (dir, store) = temp_store();
+        // A minute in blocks, then results only journaled, then one not even journaled.
+        for t in [0, 10_000, 20_000] {
+            store.append_probe(&probe("api", t, true)).unwrap();
+            store
+                .append_probe(&probe("db", t + 1, t != 10_000))
+                .unwrap();
+        }
+        store.write_probe_journal().unwrap();
+        store.write_probe_results(None).unwrap();
+        for t in [30_000, 40_000] {
+            store.append_probe(&probe("api", t, true)).unwrap();
+            store.write_probe_journal().unwrap();
+        }
+        store.append_probe(&probe("api", 50_000, false)).unwrap();
+        let crashed = crash_copy(&store, &dir.path().join("crashed"));
+        let ts = |s: &Store, name| -> Vec<i64> {
+            s.probe_history(name, i64::MIN, i64::MAX, 100)
+                .unwrap()
+                .iter()
+                .map(|r| r.t)
+                .collect()
+        };
+        assert_eq!(ts(&crashed, "api"), [0, 10_000, 20_000, 30_000, 40_000]);
+        assert_eq!(ts(&crashed, "db"), [1, 10_001, 20_001]);
+        assert_eq!(crashed.inner.history.file_counts(), (1, 0));
+        // A second open after the crash finds the sealed file alone: nothing twice.
+        let path = crashed.path().to_owned();
+        drop(crashed);
+        let again = Store::open(&path).unwrap().store;
+        assert_eq!(ts(&again, "api"), [0, 10_000, 20_000, 30_000, 40_000]);
+        assert_eq!(again.skipped_records(), 0);
+        drop(again);
+        // The store that did not crash writes its last result on a clean stop.
+        assert_eq!(ts(&store, "api").len(), 6);
+    }
+
+    #[test]
+    fn a_torn_log_tail_loses_only_the_torn_record() {
+        let (dir, store) = temp_store();
+        store.append_probe(&probe("api", 0, true)).unwrap();
+        store.write_probe_results(None).unwrap();
+        store.append_probe(&probe("api", 10_000, true)).unwrap();
+        store.write_probe_journal().unwrap();
+        store.append_probe(&probe("api", 20_000, true)).unwrap();
+        store.write_probe_journal().unwrap();
+        let log = store.inner.history.log_file().unwrap();
+        // The last journal record cut short, as a crash during its write leaves it.
+        let crashed = crash_copy_with(&store, &dir.path().join("crashed"), |history| {
+            let f = std::fs::OpenOptions::new()
+                .write(true)
+                .open(history.join(log.file_name().unwrap()))
+                .unwrap();
+            let len = f.metadata().unwrap().len();
+            f.set_len(len - 5).unwrap();
+        });
+        let ts: Vec<i64> = crashed
+            .probe_history("api", i64::MIN, i64::MAX, 100)
+            .unwrap()
+            .iter()
+            .map(|r| r.t)
+            .collect();
+        assert_eq!(
+            ts,
+            [0, 10_000],
+            "the torn record's result is lost, no other"
+        );
+        assert_eq!(crashed.skipped_records(), 1, "the damage is counted");
+    }
+
+    #[test]
+    fn a_failed_write_journals_everything_again_in_a_new_log() {
+        let (dir, store) = temp_store();
+        store.append_probe(&probe("api", 1_000, true)).unwrap();
+        store.write_probe_journal().unwrap();
+        store.append_probe(&probe("api", 2_000, true)).unwrap();
+        store
+            .inner
+            .history
+            .fail_next_append
+            .store(true, std::sync::atomic::Ordering::Relaxed);
+        store.write_probe_journal().unwrap_err();
+        assert_eq!(
+            store.inner.history.file_counts(),
+            (0, 1),
+            "the log is retired"
+        );
+        // The next journal record goes to a new log and holds both results.
+        assert_eq!(store.write_probe_journal().unwrap(), 2);
+        assert_eq!(store.inner.history.file_counts(), (0, 2));
+        // A crash now: each result comes back once (the retired log's journal is not read).
+        let crashed = crash_copy(&store, &dir.path().join("crashed"));
+        let ts: Vec<i64> = crashed
+            .probe_history("api", i64::MIN, i64::MAX, 10)
+            .unwrap()
+            .iter()
+            .map(|r| r.t)
+            .collect();
+        assert_eq!(ts, [1_000, 2_000]);
+        // Without a crash, the blocks go to the new log and the retired one is sealed empty.
+        assert_eq!(store.write_probe_results(None).unwrap(), 2);
+        assert_eq!(store.inner.history.file_counts(), (0, 1));
+        assert_eq!(store.probe_history("api", 0, 10_000, 10).unwrap().len(), 2);
+    }
+
+    /// [`crash_copy`], with `damage` applied to the copied history directory before the open.
+    fn crash_copy_with(
+        store: &Store,
+        to: &std::path::Path,
+        damage: impl FnOnce(&std::path::Path),
+    ) -> Store {
+        store.flush_durable("test").unwrap();
+        let copy = |from: &std::path::Path, to: &std::path::Path| {
+            std::fs::create_dir_all(to).unwrap();
+            for e in std::fs::read_dir(from).unwrap() {
+                let e = e.unwrap();
+                if e.file_type().unwrap().is_file() {
+                    std::fs::copy(e.path(), to.join(e.file_name())).unwrap();
+                }
+            }
+        };
+        copy(store.path(), to);
+        for sub in [super::super::history_files::DIR_NAME, "segments"] {
+            if store.path().join(sub).is_dir() {
+                copy(&store.path().join(sub), &to.join(sub));
+            }
+        }
+        let history = to.join(super::super::history_files::DIR_NAME);
+        damage(&history);
+        let opened = Store::open(to).unwrap();
+        assert!(opened.recovered_from_corruption.is_none());
+        opened.store
     }
 
     #[test]
@@ -1019,14 +1286,16 @@ mod tests {
         }
         store.write_probe_results(None).unwrap();
         let starts = |name: &str| -> Vec<i64> {
-            raw_keys(&store, "probes")
-                .iter()
-                .filter_map(|k| {
-                    split_key(k)
-                        .filter(|(_, n, _)| *n == name)
-                        .map(|(_, _, t)| t)
-                })
-                .collect()
+            let mut ts: Vec<i64> = store
+                .inner
+                .history
+                .logged_blocks()
+                .into_iter()
+                .filter(|(n, _, _)| n == name)
+                .map(|(_, first, _)| first)
+                .collect();
+            ts.sort_unstable();
+            ts
         };
         assert_eq!(starts("fast"), [0, 64_000, 128_000]);
         assert_eq!(starts("rare"), [100_000, 500_000]);
@@ -1057,7 +1326,11 @@ mod tests {
         assert_eq!(store.probe_history("api", 0, 10, 10).unwrap().len(), 1);
         store.fail_writes(false);
         assert_eq!(store.write_probe_results(None).unwrap(), 1);
-        assert_eq!(raw_keys(&store, "probes").len(), 1, "the block, no journal");
+        assert_eq!(store.inner.history.logged_blocks().len(), 1, "one block");
+        assert!(
+            store.inner.history.journaled().is_empty(),
+            "no journal after it"
+        );
         assert_eq!(store.probe_history("api", 0, 10, 10).unwrap().len(), 1);
     }
 
@@ -1145,17 +1418,21 @@ mod tests {
     }
 
     #[test]
-    fn keys_order_by_time() {
+    fn results_written_out_of_order_read_back_in_order() {
         let (_dir, store) = temp_store();
         for t in [300, -5, 100, 200] {
             store.append_probe(&probe("p", t, true)).unwrap();
             store.write_probe_results(None).unwrap();
         }
-        let ts: Vec<i64> = raw_keys(&store, "probes")
+        store.inner.history.roll();
+        store.append_probe(&probe("p", 250, true)).unwrap();
+        let ts: Vec<i64> = store
+            .probe_history("p", i64::MIN, i64::MAX, 10)
+            .unwrap()
             .iter()
-            .map(|k| split_key(k).unwrap().2)
+            .map(|r| r.t)
             .collect();
-        assert_eq!(ts, [-5, 100, 200, 300]);
+        assert_eq!(ts, [-5, 100, 200, 250, 300]);
     }
 
     #[test]

@@ -8,7 +8,7 @@
 //!
 //! | tree | key | value |
 //! |---|---|---|
-//! | `probes` | name len (u16 BE) · name · time · seq | [`ProbeRecord`] (binary) |
+//! | `probes` | name len (u16 BE) · name · time · seq | blocks of [`ProbeRecord`]s (read and pruned only: earlier versions; see the `history` module) |
 //! | `alert_transitions` | alertname len · alertname · time · seq | [`AlertTransition`] (binary) |
 //! | `series_batches` | batch sequence (u64 BE) | series index entries: fingerprint, referenced-until time, label set as symbol ids (see the `series_index` module) |
 //! | `symbols` | first id of the batch (u32 BE) | label names and values (see the `symbols` module) |
@@ -22,6 +22,8 @@
 //! | file | what |
 //! |---|---|
 //! | `segments/<id>.seg` | blocks of chunks, append-only, CRC per block (see the `segments` module) |
+//! | `history/<id>.hlog` | probe results being written: journal and per-probe blocks records, CRC per record (see the `history_files` module) |
+//! | `history/<id>.hist` | probe results of about an hour, one region per probe, footer index |
 //! | `segments/open-<n>.snap` | shard `n` of the snapshot of the head's open chunks (see the `open_chunks` module) |
 //! | `postflight.witness` | durable flushes completed (see the `witness` module) |
 //! | `db`, `conf`, `blobs/`, `snap.*` | sled's |
@@ -29,7 +31,8 @@
 //! Sample chunks are most of what the store holds, and sled 0.34 keeps about twice the live
 //! bytes of its values on disk, and ~170 bytes per key in a tree that grows by random inserts:
 //! chunks go to files, where they cost their size, and the series index to a few large values
-//! (`bench/RESULTS-store.md`).
+//! (`bench/RESULTS-store.md`). Probe results go to files too: sled's memory grows with the
+//! keys it holds, and the history is the one record that grows with time.
 //!
 //! Times in keys are big-endian with the sign bit flipped, so a range scan walks in time order.
 //! Every value and file starts with a format byte; a reader that meets a format it does not
@@ -45,13 +48,14 @@
 //!   someone is paged, so the method flushes the store (write + fsync) before it returns: once it
 //!   returned `Ok`, the record survives SIGKILL and power loss. A flush also makes every earlier
 //!   bulk write durable.
-//! - **Bulk** — [`Store::put_chunks`] and the probe results. They ride sled's periodic
-//!   flush ([`StoreOptions::flush_every_ms`], 1 s by default). On SIGKILL or power loss at most the
-//!   last ~1 s of them is lost, in addition to the samples still in the in-memory head (not yet
-//!   cut into a chunk). [`Store::flush`] on SIGTERM makes them durable before a clean exit.
-//!   Probe results go to a journal record a second first and into per-probe blocks once a
-//!   minute ([`Store::append_probe`], [`Store::write_probe_results`]; see the `history`
-//!   module): the same durability for a sixth of the inserts.
+//! - **Bulk** — [`Store::put_chunks`] and the probe results. Chunks' index entries ride sled's
+//!   periodic flush ([`StoreOptions::flush_every_ms`], 1 s by default): on SIGKILL or power loss
+//!   at most the last ~1 s of them is lost, in addition to the samples still in the in-memory
+//!   head (not yet cut into a chunk). [`Store::flush`] on SIGTERM makes them durable before a
+//!   clean exit. Probe results go to a journal record of the history log every half second,
+//!   `fdatasync`ed, and into per-probe blocks once a minute ([`Store::append_probe`],
+//!   [`Store::write_probe_journal`], [`Store::write_probe_results`]; see the `history` and
+//!   `history_files` modules): at most the last half second of them is lost.
 //!   `put_chunks` writes and fsyncs the chunks' bytes to a segment file before it returns;
 //!   only their index entries ride the flush (a block whose entry was lost is garbage, deleted
 //!   at the next open).
@@ -84,6 +88,7 @@ pub mod chunks;
 pub mod codec;
 mod error;
 mod history;
+mod history_files;
 mod open_chunks;
 mod outbox_txn;
 mod prune;
@@ -96,6 +101,7 @@ mod witness;
 pub use chunks::{ChunkRef, StoredChunk};
 pub use error::StoreError;
 pub use history::{AlertTransition, PROBE_JOURNAL_EVERY, ProbeRecord};
+pub use history_files::{HISTORY_MAX_SPAN_MS, LOG_MAX_BYTES};
 pub use open_chunks::{OPEN_SHARDS, OpenChunk};
 pub use prune::{PRUNE_STEP, PruneCursor, PruneStats};
 pub use segments::{SEGMENT_MAX_BYTES, SEGMENT_MAX_SPAN_MS};
@@ -252,9 +258,28 @@ struct Inner {
     /// Durable flushes, one at a time: the sequence written to `meta` and then to the witness
     /// file must only grow, so two flushes may not interleave their two steps.
     durable: Mutex<DurableState>,
-    /// Probe results not written yet: each probe's are written together as one record (see
+    /// Probe results not written yet: each probe's are written together as one block (see
     /// [`Store::append_probe`]).
     probe_buffer: Mutex<history::ProbeBuffer>,
+    /// The files holding the probe results.
+    history: history_files::HistoryFiles,
+    /// Bulk writes that failed and have not succeeded since: [`Store::write_check`] reports
+    /// them (a full disk can leave sled's small durable writes room for minutes).
+    bulk_failures: Mutex<BulkFailures>,
+}
+
+/// The last failure of each kind of bulk write, cleared by the next success of that kind.
+#[derive(Default)]
+struct BulkFailures {
+    probes: Option<String>,
+    chunks: Option<String>,
+}
+
+/// A kind of bulk write, for [`Store::note_bulk`].
+#[derive(Clone, Copy)]
+enum Bulk {
+    Probes,
+    Chunks,
 }
 
 /// The state behind durable flushes.
@@ -464,10 +489,33 @@ impl Store {
         for (tree, error) in &skipped {
             warn!(tree, %error, "skipping a stored record that does not decode");
         }
-        // Probe results that were journaled but not yet in their blocks.
-        let (probe_buffer, journal_errors) = history::ProbeBuffer::load(&trees.probes);
+        // A probe journal an earlier version left in sled: written as blocks there.
+        let (migrated, journal_errors) = history::migrate_legacy_journal(&db, &trees.probes)
+            .map_err(|e| match e {
+                StoreError::Corrupt { source, .. } => OpenFailure::Corrupt(source.to_string()),
+                e => OpenFailure::Fatal(e),
+            })?;
         for error in &journal_errors {
             warn!(tree = "probes", %error, "skipping a probe journal record that does not decode");
+        }
+        if migrated > 0 {
+            info!(
+                results = migrated,
+                "wrote the probe journal of an earlier version as blocks"
+            );
+        }
+        let (history, report) =
+            history_files::HistoryFiles::open(path.join(history_files::DIR_NAME))
+                .map_err(OpenFailure::Fatal)?;
+        for damage in &report.damaged {
+            warn!(%damage, "probe history damaged: read up to the damage");
+        }
+        if report.sealed_logs > 0 {
+            info!(
+                files = report.sealed_logs,
+                journaled = report.journaled,
+                "sealed the probe history files left by the previous run"
+            );
         }
         let legacy_open = open_chunks::legacy_shards(&trees.meta).map_err(corrupt)?;
         // Index entries per segment. An error here must stop the open: the segments not counted
@@ -498,14 +546,18 @@ impl Store {
                 path: path.to_owned(),
                 trees,
                 fail_writes: AtomicBool::new(false),
-                skipped: AtomicU64::new((skipped.len() + journal_errors.len()) as u64),
+                skipped: AtomicU64::new(
+                    (skipped.len() + journal_errors.len() + report.damaged.len()) as u64,
+                ),
                 series_count: AtomicU64::new(index.len() as u64),
                 index: Mutex::new(index),
                 chunks_unflushed: AtomicBool::new(false),
                 segments,
                 legacy_open: AtomicU8::new(legacy_open),
                 durable: Mutex::new(DurableState { seq, witness }),
-                probe_buffer: Mutex::new(probe_buffer),
+                probe_buffer: Mutex::new(history::ProbeBuffer::default()),
+                history,
+                bulk_failures: Mutex::new(BulkFailures::default()),
             }),
         })
     }
@@ -529,6 +581,7 @@ impl Store {
     pub fn set_retention(&self, retention: std::time::Duration) {
         let ms = i64::try_from(retention.as_millis()).unwrap_or(i64::MAX);
         self.inner.segments.set_max_span(ms / 8);
+        self.inner.history.set_max_span(ms / 8);
     }
 
     /// Bytes the store occupies on disk: every file in its directory, sled's (log, blobs,
@@ -574,6 +627,55 @@ impl Store {
             });
         }
         Ok(())
+    }
+
+    /// Remembers how the last bulk write of `kind` went, for [`Store::write_check`].
+    fn note_bulk<T>(&self, kind: Bulk, r: Result<T, StoreError>) -> Result<T, StoreError> {
+        let mut f = self
+            .inner
+            .bulk_failures
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
+        let slot = match kind {
+            Bulk::Probes => &mut f.probes,
+            Bulk::Chunks => &mut f.chunks,
+        };
+        *slot = r.as_ref().err().map(|e| {
+            let mut s = e.to_string();
+            let mut src = std::error::Error::source(e);
+            while let Some(c) = src {
+                s.push_str(": ");
+                s.push_str(&c.to_string());
+                src = c.source();
+            }
+            s
+        });
+        r
+    }
+
+    /// Whether the store takes writes: one durable write of `value` under the `meta` key
+    /// `key`, and no bulk write (probe results, chunks) that failed and has not succeeded
+    /// since. The daemon's store watch calls it every 15 s.
+    pub fn write_check(&self, key: &str, value: &[u8]) -> Result<(), StoreError> {
+        self.meta_put_durable(key, value)?;
+        let f = self
+            .inner
+            .bulk_failures
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
+        let failed = [
+            ("writing probe results", &f.probes),
+            ("writing chunks", &f.chunks),
+        ]
+        .into_iter()
+        .find_map(|(op, e)| e.as_ref().map(|e| (op, e.clone())));
+        match failed {
+            Some((op, e)) => Err(StoreError::Io {
+                op,
+                source: io::Error::other(e),
+            }),
+            None => Ok(()),
+        }
     }
 
     /// Counts one record that did not decode and says where, once per record.
@@ -703,6 +805,39 @@ mod tests {
         assert!(e.is_io());
         store.fail_writes(false);
         store.flush().unwrap();
+    }
+
+    #[test]
+    fn the_write_check_fails_while_a_bulk_write_fails() {
+        let (_dir, store) = temp_store();
+        store.write_check("check", b"1").unwrap();
+        let r = ProbeRecord {
+            probe: "api".into(),
+            t: 1,
+            success: true,
+            duration_seconds: 0.1,
+            status: Some(200),
+            reason: String::new(),
+        };
+        store.append_probe(&r).unwrap();
+        store
+            .inner
+            .history
+            .fail_next_append
+            .store(true, Ordering::Relaxed);
+        store.write_probe_journal().unwrap_err();
+        // sled takes the small durable write; the failed journal write is what fails it.
+        let e = store.write_check("check", b"2").unwrap_err();
+        assert!(e.is_io(), "{e:?}");
+        assert!(e.to_string().contains("writing probe results"), "{e}");
+        assert!(
+            std::error::Error::source(&e)
+                .is_some_and(|s| s.to_string().contains("injected write failure")),
+            "the cause is kept: {e:?}"
+        );
+        // The next journal write succeeds: the store is fine again.
+        assert_eq!(store.write_probe_journal().unwrap(), 1);
+        store.write_check("check", b"3").unwrap();
     }
 
     #[test]

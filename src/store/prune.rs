@@ -16,9 +16,13 @@ use super::{Store, StoreError};
 /// What a prune deleted.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct PruneStats {
-    /// Probe history records deleted: a block of one probe's results (about a minute of them)
-    /// counts once, and goes whole when its first result is older than the cutoff.
+    /// Probe history deleted: one probe's results in one history file (about an hour of
+    /// them) count once and go with their file when its newest result is older than the
+    /// cutoff; a block of an earlier version's (a minute, in sled) counts once and goes whole
+    /// when its first result is older than the cutoff.
     pub probes: u64,
+    /// Probe history files deleted.
+    pub history_files: u64,
     /// Alert transitions deleted.
     pub transitions: u64,
     /// Chunks deleted (in blocks, or one per record as earlier versions wrote them).
@@ -35,6 +39,9 @@ pub struct PruneStats {
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Phase {
+    /// Sealed probe history files (see the `history_files` module).
+    HistoryFiles,
+    /// Probe results earlier versions kept in sled.
     Probes,
     Transitions,
     /// Per-chunk records of earlier versions.
@@ -69,7 +76,7 @@ impl PruneCursor {
     pub fn new(before: Timestamp) -> Self {
         PruneCursor {
             before,
-            phase: Phase::Probes,
+            phase: Phase::HistoryFiles,
             resume: Vec::new(),
             stats: PruneStats::default(),
         }
@@ -87,6 +94,7 @@ impl PruneCursor {
 
     fn next_phase(&mut self) {
         self.phase = match self.phase {
+            Phase::HistoryFiles => Phase::Probes,
             Phase::Probes => Phase::Transitions,
             Phase::Transitions => Phase::Chunks,
             Phase::Chunks => Phase::Blocks,
@@ -128,6 +136,16 @@ impl Store {
         let mut budget = max_deletes.max(1);
         while budget > 0 {
             let tree = match cursor.phase {
+                Phase::HistoryFiles => {
+                    let (files, regions, more) = self.inner.history.prune(cursor.before, budget)?;
+                    cursor.stats.history_files += files;
+                    cursor.stats.probes += regions;
+                    budget = budget.saturating_sub((files as usize).max(1));
+                    if !more {
+                        cursor.next_phase();
+                    }
+                    continue;
+                }
                 Phase::Probes => &self.inner.trees.probes,
                 Phase::Transitions => &self.inner.trees.transitions,
                 Phase::Chunks => &self.inner.trees.chunks,
@@ -168,7 +186,7 @@ impl Store {
                 cursor.next_phase();
                 continue;
             };
-            // The probe journal sorts after every name and goes with the next block write.
+            // A journal of an earlier version sorts after every name and was moved at open.
             if cursor.phase == Phase::Probes && key.starts_with(super::history::JOURNAL_PREFIX) {
                 cursor.next_phase();
                 continue;
@@ -266,13 +284,14 @@ mod tests {
     }
 
     fn fill(store: &Store) {
-        for name in ["a", "b", "c"] {
-            for t in 0..10 {
+        for t in 0..10 {
+            for name in ["a", "b", "c"] {
                 store.append_probe(&probe(name, t * 100)).unwrap();
-                // One block each, so that the prune below is exact to the result (a block goes
-                // whole when its first result is older than the cutoff).
-                store.write_probe_results(None).unwrap();
             }
+            // One history file each time, so that the prune below is exact to the result (a
+            // file goes whole when its newest result is older than the cutoff).
+            store.write_probe_results(None).unwrap();
+            store.inner.history.roll();
         }
         for t in 0..10 {
             store
@@ -309,6 +328,7 @@ mod tests {
 
     const FILLED_PRUNED_AT_500: PruneStats = PruneStats {
         probes: 15,
+        history_files: 5,
         transitions: 5,
         chunks: 3,
         blocks: 1,
@@ -381,8 +401,9 @@ mod tests {
             assert!(steps < 100, "prune does not terminate");
         }
         assert!(
-            steps >= 11,
-            "{steps} steps for 22 deletions and 3 series of at most 2"
+            steps >= 6,
+            "{steps} steps for 12 deletions (5 history files, 5 transitions, 2 chunk records) \
+             and 3 series, at most 2 a step"
         );
         assert_eq!(cursor.stats(), FILLED_PRUNED_AT_500);
     }
