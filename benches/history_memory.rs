@@ -1,12 +1,16 @@
-//! How the daemon's memory follows the probe history it keeps in sled.
+//! How the daemon's memory follows the probe history it keeps.
 //!
 //! Plays the watch job's probe results through the real store, as fast as it can: 1,000 probes
 //! every 10 s, each result appended ([`Store::append_probe`]), each 10 s round journaled
 //! ([`Store::write_probe_journal`]), and the buffer written as blocks once a simulated minute
-//! ([`Store::write_probe_results`], one sled key per probe and minute). Every
-//! `HISTORY_BENCH_EVERY` simulated minutes (60) it prints the process' RSS, the number of
-//! stored results and the store's size on disk. Nothing is pruned: the history grows as it
-//! does between two prunes of a long retention (15 days by default).
+//! ([`Store::write_probe_results`]). Every `HISTORY_BENCH_EVERY` simulated minutes (60) it
+//! prints the process' RSS, the number of stored results and the store's size on disk.
+//! Nothing is pruned: the history grows as it does between two prunes of a long retention (15
+//! days by default).
+//!
+//! Until session 13 the blocks were sled values, one key per probe and minute, and sled's
+//! memory grew with them (42.7 MiB after 10 simulated hours, 154 after 40); they are in the
+//! history files now (see `src/store/history_files.rs`), and sled holds nothing per result.
 //!
 //! A replay runs hundreds of times faster than the daemon, and sled's background work (its
 //! flusher, the reclaiming of old log segments) falls behind: `HISTORY_BENCH_PACE_MS` sleeps
