@@ -19,6 +19,8 @@
 
 use std::sync::{Mutex, MutexGuard, PoisonError};
 
+use tracing::warn;
+
 use crate::series::{Labels, Timestamp};
 
 use super::codec::{Decoder, Encoder, time_from_key, time_key};
@@ -534,7 +536,7 @@ impl Store {
         };
         if let Some(w) = written {
             w.sync(self.inner.history.dir())?;
-            self.inner.history.seal_retired()?;
+            self.seal_history();
         }
         Ok(())
     }
@@ -602,8 +604,17 @@ impl Store {
             }
         };
         written.sync(self.inner.history.dir())?;
-        self.inner.history.seal_retired()?;
+        self.seal_history();
         Ok(n)
+    }
+
+    /// Seals the retired history logs. A failure leaves them retired, still read, for the
+    /// next call: the results are on disk either way, so it is a warning, not a failed write
+    /// (a full disk shows in the next journal write).
+    fn seal_history(&self) {
+        if let Err(e) = self.inner.history.seal_retired() {
+            warn!(error = %e, "cannot seal a probe history file yet; it stays readable as it is");
+        }
     }
 
     /// Writes the buffer as one blocks record and empties it; the record is to be synced.

@@ -96,7 +96,7 @@ const TMP_SUFFIX: &str = ".tmp";
 /// four times its sealed size: ~12 MB an hour for 1,000 probes every 10 s).
 pub const LOG_MAX_BYTES: u64 = 64 << 20;
 /// A log is sealed once its results span this much, or an eighth of the retention when that
-/// is shorter (see [`HistoryFiles::set_max_span`]).
+/// is shorter (see [`crate::store::Store::set_retention`]).
 pub const HISTORY_MAX_SPAN_MS: i64 = 3_600_000;
 /// No record or footer is larger: a length beyond it is damage, not a reason to allocate.
 const MAX_PAYLOAD: u32 = 1 << 30;
