@@ -1261,6 +1261,53 @@ mod tests {
     }
 
     #[test]
+    fn damaged_files_of_any_length_are_errors_never_panics() {
+        let (dir, store) = temp_store();
+        run(&store, 0, 3);
+        store.write_probe_results(None).unwrap();
+        store.append_probe(&result("api", 999_000)).unwrap();
+        store.write_probe_journal().unwrap();
+        let log = std::fs::read(store.inner.history.log_file().unwrap()).unwrap();
+        store.inner.history.roll();
+        let sealed = std::fs::read(&store.inner.history.sealed_paths()[0]).unwrap();
+        let path = dir.path().join("damaged");
+        // Every truncation of a log: a prefix of its records, never a panic.
+        let mut last = 0;
+        for n in 0..=log.len() {
+            std::fs::write(&path, &log[..n]).unwrap();
+            let scan = scan_log(&File::open(&path).unwrap(), true).unwrap();
+            assert!(
+                scan.blocks.len() >= last,
+                "{n} bytes: records of a prefix only grow"
+            );
+            last = scan.blocks.len();
+            if n == log.len() {
+                assert!(scan.damage.is_none());
+                assert_eq!(scan.blocks.len(), 3);
+                assert_eq!(scan.journaled, [result("api", 999_000)]);
+            }
+        }
+        // Every truncation, and every single flipped byte, of a sealed file: an error or
+        // (where the damage misses what is read) the right answer.
+        let whole = {
+            std::fs::write(&path, &sealed).unwrap();
+            read_region(&path, "db").unwrap().unwrap()
+        };
+        for n in 0..sealed.len() {
+            std::fs::write(&path, &sealed[..n]).unwrap();
+            assert!(read_footer(&path).is_err(), "{n} bytes");
+        }
+        for i in 0..sealed.len() {
+            let mut bad = sealed.clone();
+            bad[i] ^= 0x41;
+            std::fs::write(&path, &bad).unwrap();
+            if let Ok(Some(region)) = read_region(&path, "db") {
+                assert_eq!(region, whole, "byte {i} changed what was read");
+            }
+        }
+    }
+
+    #[test]
     fn an_earlier_versions_journal_in_sled_is_written_as_blocks_at_open() {
         let (_dir, store) = temp_store();
         let mut key = JOURNAL_PREFIX.to_vec();
