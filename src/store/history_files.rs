@@ -812,13 +812,7 @@ fn each_block(
     let n = d.uvarint()?;
     for _ in 0..n {
         let name = d.str()?;
-        let first = min_t
-            .checked_add(d.ivarint()?)
-            .ok_or(DecodeError::OutOfRange)?;
-        let last = i64::try_from(d.uvarint()?)
-            .ok()
-            .and_then(|span| first.checked_add(span))
-            .ok_or(DecodeError::OutOfRange)?;
+        let (first, last) = decode_span(&mut d, min_t)?;
         f(name, first, last, d.bytes()?);
     }
     d.finish()
@@ -1097,16 +1091,26 @@ fn each_piece(
 ) -> Result<(), DecodeError> {
     let mut d = Decoder::new(region);
     while d.remaining() > 0 {
-        let first = region_first
-            .checked_add(d.ivarint()?)
-            .ok_or(DecodeError::OutOfRange)?;
-        let last = i64::try_from(d.uvarint()?)
-            .ok()
-            .and_then(|span| first.checked_add(span))
-            .ok_or(DecodeError::OutOfRange)?;
+        let (first, last) = decode_span(&mut d, region_first)?;
         f(first, last, d.bytes()?);
     }
     Ok(())
+}
+
+/// A block's first time (a varint from `base`) and last time (a uvarint from its first), as
+/// blocks records and regions write them.
+fn decode_span(
+    d: &mut Decoder<'_>,
+    base: Timestamp,
+) -> Result<(Timestamp, Timestamp), DecodeError> {
+    let first = base
+        .checked_add(d.ivarint()?)
+        .ok_or(DecodeError::OutOfRange)?;
+    let last = i64::try_from(d.uvarint()?)
+        .ok()
+        .and_then(|span| first.checked_add(span))
+        .ok_or(DecodeError::OutOfRange)?;
+    Ok((first, last))
 }
 
 /// Sealed regions per probe in a footer: used by tests to look inside.
