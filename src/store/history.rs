@@ -559,21 +559,10 @@ impl Store {
             let body = encode_journal(&buf.unjournaled);
             let min_t = buf.unjournaled.iter().map(|r| r.t).min().unwrap_or(0);
             let max_t = buf.unjournaled.iter().map(|r| r.t).max().unwrap_or(0);
-            let written = self
-                .inner
-                .history
-                .append(KIND_JOURNAL, &body, min_t, max_t, &mut || self.new_id(OP));
-            match written {
-                Ok(w) => {
-                    let n = buf.unjournaled.len();
-                    buf.unjournaled.clear();
-                    (n, w)
-                }
-                Err(e) => {
-                    buf.journal_all_again();
-                    return Err(e);
-                }
-            }
+            let written = self.append_record(&mut buf, KIND_JOURNAL, &body, (min_t, max_t), OP)?;
+            let n = buf.unjournaled.len();
+            buf.unjournaled.clear();
+            (n, written)
         };
         // Synced without the buffer's lock: probes append while the disk works.
         written.sync(self.inner.history.dir())?;
@@ -634,25 +623,32 @@ impl Store {
         let min_t = blocks.iter().map(|b| b.first).min().unwrap_or(0);
         let max_t = blocks.iter().map(|b| b.last).max().unwrap_or(0);
         drop(blocks);
+        let written = self.append_record(buf, KIND_BLOCKS, &body, (min_t, max_t), op)?;
+        let n = buf.len;
+        *buf = ProbeBuffer::default();
+        Ok((n, written))
+    }
+
+    /// Appends one record of `kind` holding results from `min_t` to `max_t` to the history
+    /// log. A failed write abandons the log with the journal records in it, so every result
+    /// `buf` holds goes to the next journal record again.
+    fn append_record(
+        &self,
+        buf: &mut ProbeBuffer,
+        kind: u8,
+        body: &[u8],
+        (min_t, max_t): (Timestamp, Timestamp),
+        op: &'static str,
+    ) -> Result<Written, StoreError> {
+        let mut new_id = || self.inner.db.generate_id().map_err(StoreError::engine(op));
         let written = self
             .inner
             .history
-            .append(KIND_BLOCKS, &body, min_t, max_t, &mut || self.new_id(op));
-        match written {
-            Ok(w) => {
-                let n = buf.len;
-                *buf = ProbeBuffer::default();
-                Ok((n, w))
-            }
-            Err(e) => {
-                buf.journal_all_again();
-                Err(e)
-            }
+            .append(kind, body, min_t, max_t, &mut new_id);
+        if written.is_err() {
+            buf.journal_all_again();
         }
-    }
-
-    fn new_id(&self, op: &'static str) -> Result<u64, StoreError> {
-        self.inner.db.generate_id().map_err(StoreError::engine(op))
+        written
     }
 
     /// The results of `probe` with `since <= t <= until`, oldest first and newest last; with
