@@ -421,7 +421,7 @@ impl Store {
             match index.get(fp) {
                 Some(slot) if !SeriesIndex::same_labels(slot, c.labels) => {
                     let stored = index
-                        .labels(&self.inner.trees, [fp])?
+                        .labels([fp])?
                         .remove(&fp)
                         .and_then(Result::ok)
                         .map_or_else(|| "(unreadable)".to_string(), |l| l.to_string());
@@ -450,7 +450,7 @@ impl Store {
             .generate_id()
             .map_err(StoreError::engine(op))?;
         self.inner.chunks_unflushed.store(true, Ordering::SeqCst);
-        let written = index.write(&self.inner.trees, seq, &entries);
+        let written = index.write(&self.inner.trees, &self.inner.db, seq, &entries);
         self.inner
             .series_count
             .store(index.len() as u64, Ordering::Relaxed);
@@ -551,7 +551,7 @@ impl Store {
         }
         let mut fps: Vec<u64> = by_series.keys().copied().collect();
         fps.sort_unstable();
-        let mut labels = match self.lock_index().labels(trees, fps.iter().copied()) {
+        let mut labels = match self.lock_index().labels(fps.iter().copied()) {
             Ok(l) => l,
             Err(e) => {
                 errors.push(e);
@@ -680,7 +680,22 @@ impl Store {
         &self,
         budget: usize,
     ) -> Result<(usize, bool), StoreError> {
-        self.lock_index().rewrite_dirty(&self.inner.trees, budget)
+        self.lock_index().rewrite_dirty(budget)
+    }
+
+    /// Merges small series index batches when enough have piled up (see the `series_index`
+    /// module); how many it merged.
+    pub(super) fn merge_series_batches(&self) -> Result<usize, StoreError> {
+        let mut index = self.lock_index();
+        if !index.wants_merge() {
+            return Ok(0);
+        }
+        let seq = self
+            .inner
+            .db
+            .generate_id()
+            .map_err(StoreError::engine("merging series index batches"))?;
+        index.merge_small(seq)
     }
 
     /// Removes symbols no stored series entry uses any more, up to `budget` batches of them;
@@ -1004,22 +1019,22 @@ pub(super) mod tests {
         store.put_chunks(&chunks(50, 100)).unwrap();
         store.put_chunks(&chunks(100, 200)).unwrap();
         // One batch of entries and one of symbols per write that indexed new series.
-        assert_eq!(raw_keys(&store, "series_batches").len(), 2);
+        assert_eq!(batch_files(&store).len(), 2);
         assert_eq!(raw_keys(&store, "symbols").len(), 2);
         let index = store.lock_index();
         // __name__, up, job and a hundred job names.
         assert_eq!(index.symbols.len(), 103);
         assert_eq!(index.symbols.refs("job"), Some(100));
         drop(index);
-        let batches: usize = store
-            .inner
-            .trees
-            .series_batches
+        let batches: u64 = batch_files(&store)
             .iter()
-            .values()
-            .map(|v| v.unwrap().len())
+            .map(|f| f.metadata().unwrap().len())
             .sum();
         assert!(batches < 100 * 16, "{batches} bytes for 100 entries");
+        assert!(
+            raw_keys(&store, "series_batches").is_empty(),
+            "nothing in sled"
+        );
         // The index and the symbols' counts come back at open.
         let store = reopen(store);
         assert_eq!(store.series_count(), 100);
@@ -1031,6 +1046,110 @@ pub(super) mod tests {
         assert_eq!(got.len(), 100);
         assert!(got.contains(r#"up{job="job-7"}"#), "{got:?}");
         assert_eq!(store.skipped_records(), 0);
+    }
+
+    /// Batch `path`'s bytes as sled held them (the file without its magic and CRC).
+    fn batch_bytes(path: &std::path::Path) -> Vec<u8> {
+        let file = std::fs::read(path).unwrap();
+        file[4..file.len() - 4].to_vec()
+    }
+
+    #[test]
+    fn batches_an_earlier_version_kept_in_sled_move_to_files_at_open() {
+        let (_dir, store) = temp_store();
+        let series: Vec<Labels> = (0..30).map(|i| labels(&format!("job-{i}"))).collect();
+        for (i, part) in series.chunks(10).enumerate() {
+            let t = 100 * (i as i64 + 1);
+            for l in part {
+                store.put_chunk(l, t - 10, t, 1, &[i as u8]).unwrap();
+            }
+        }
+        let files = batch_files(&store);
+        assert_eq!(files.len(), 30, "one batch per write that indexed a series");
+        let want = read_back(&store);
+        assert_eq!(want.len(), 30);
+        // As an earlier version left it: the batches in sled, no files; one move cut short by
+        // a crash (in both places).
+        for (i, f) in files.iter().enumerate() {
+            let seq = u64::from_str_radix(&f.file_stem().unwrap().to_string_lossy(), 16).unwrap();
+            put_raw(
+                &store,
+                "series_batches",
+                &seq.to_be_bytes(),
+                &batch_bytes(f),
+            );
+            if i != 7 {
+                std::fs::remove_file(f).unwrap();
+            }
+        }
+        let store = reopen(store);
+        assert!(raw_keys(&store, "series_batches").is_empty());
+        assert_eq!(batch_files(&store), files);
+        assert_eq!(store.series_count(), 30);
+        assert_eq!(read_back(&store), want);
+        assert_eq!(store.skipped_records(), 0);
+        // The symbols' counts came back once per entry, not twice for the batch in both places.
+        assert_eq!(store.lock_index().symbols.refs("job"), Some(30));
+    }
+
+    #[test]
+    fn small_batches_are_merged_at_prune() {
+        let (_dir, store) = temp_store();
+        // Series that come and go: one new series per checkpoint, a file each.
+        let series: Vec<Labels> = (0..40).map(|i| labels(&format!("pod-{i}"))).collect();
+        for (i, l) in series.iter().enumerate() {
+            store
+                .put_chunk(l, 0, 100 + i as i64, 1, &[i as u8])
+                .unwrap();
+        }
+        assert_eq!(batch_files(&store).len(), 40);
+        let want = read_back(&store);
+        store.prune(i64::MIN + 1).unwrap();
+        assert_eq!(batch_files(&store).len(), 1, "merged into one");
+        assert_eq!(read_back(&store), want);
+        assert_eq!(store.lock_index().symbols.refs("job"), Some(40));
+        // A few more stay apart until they pile up again.
+        for (i, l) in series.iter().take(5).enumerate() {
+            let l = labels(&format!("{}-again", l.get("job").unwrap()));
+            store.put_chunk(&l, 0, 200 + i as i64, 1, &[0]).unwrap();
+        }
+        store.prune(i64::MIN + 1).unwrap();
+        assert_eq!(batch_files(&store).len(), 6);
+        let store = reopen(store);
+        assert_eq!(store.series_count(), 45);
+        assert_eq!(read_back(&store).len(), 45);
+        assert_eq!(store.lock_index().symbols.refs("job"), Some(45));
+        assert_eq!(store.skipped_records(), 0);
+    }
+
+    #[test]
+    fn a_damaged_batch_file_loses_its_series_and_nothing_else() {
+        let (_dir, store) = temp_store();
+        let (a, b) = (labels("a"), labels("b"));
+        store.put_chunk(&a, 0, 100, 1, &[1]).unwrap();
+        store.put_chunk(&b, 0, 100, 1, &[2]).unwrap();
+        let files = batch_files(&store);
+        assert_eq!(files.len(), 2);
+        let mut bytes = std::fs::read(&files[0]).unwrap();
+        let last = bytes.len() - 6;
+        bytes[last] ^= 0x40;
+        std::fs::write(&files[0], &bytes).unwrap();
+        // A temporary file a crash left behind is deleted.
+        let tmp = files[0].with_extension("sidx.tmp");
+        std::fs::write(&tmp, b"half").unwrap();
+        let store = reopen(store);
+        assert!(!tmp.exists());
+        assert_eq!(store.skipped_records(), 1);
+        assert_eq!(store.series_count(), 1);
+        let got: Vec<String> = read_back(&store).into_iter().map(|c| c.0).collect();
+        assert_eq!(got, vec![b.to_string()], "a's chunk has no labels: skipped");
+        // The next prune deletes the damaged batch; b's stays.
+        store.prune(i64::MIN + 1).unwrap();
+        assert_eq!(batch_files(&store), files[1..]);
+        // Cut short, the file is as damaged.
+        std::fs::write(&files[1], &std::fs::read(&files[1]).unwrap()[..6]).unwrap();
+        let store = reopen(store);
+        assert_eq!(store.series_count(), 0);
     }
 
     #[test]
@@ -1405,16 +1524,16 @@ pub(super) mod tests {
             .put_chunk(&a, 0, 1_000 + SERIES_REFRESH_MS, 1, &[])
             .unwrap();
         assert_eq!(referenced(&store), Some(1_000));
-        assert_eq!(raw_keys(&store, "series_batches").len(), 2);
+        assert_eq!(batch_files(&store).len(), 2);
         store
             .put_chunk(&a, 0, 1_001 + SERIES_REFRESH_MS, 1, &[])
             .unwrap();
         assert_eq!(referenced(&store), Some(1_001 + SERIES_REFRESH_MS));
-        assert_eq!(raw_keys(&store, "series_batches").len(), 3);
+        assert_eq!(batch_files(&store).len(), 3);
         // Superseded entries go at the next prune: their batches are deleted.
         assert_eq!(store.lock_index().dirty_batches(), 2);
         store.prune(i64::MIN + 1).unwrap();
-        assert_eq!(raw_keys(&store, "series_batches").len(), 1);
+        assert_eq!(batch_files(&store).len(), 1);
         let store = reopen(store);
         assert_eq!(referenced(&store), Some(1_001 + SERIES_REFRESH_MS));
     }

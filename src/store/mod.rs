@@ -10,7 +10,7 @@
 //! |---|---|---|
 //! | `probes` | name len (u16 BE) · name · time · seq | blocks of [`ProbeRecord`]s (read and pruned only: earlier versions; see the `history` module) |
 //! | `alert_transitions` | alertname len · alertname · time · seq | [`AlertTransition`] (binary) |
-//! | `series_batches` | batch sequence (u64 BE) | series index entries: fingerprint, referenced-until time, label set as symbol ids (see the `series_index` module) |
+//! | `series_batches` | batch sequence (u64 BE) | series index batches of earlier versions: moved to files at open |
 //! | `symbols` | first id of the batch (u32 BE) | label names and values (see the `symbols` module) |
 //! | `series` | fingerprint (u64 BE) | referenced-until time, label set (earlier versions: moved to batches at open) |
 //! | `chunk_blocks` | block max time · sequence, newest first | segment id, offset, length of a block of many series' chunks (see [`chunks`]) |
@@ -21,6 +21,7 @@
 //!
 //! | file | what |
 //! |---|---|
+//! | `series/<seq>.sidx` | a batch of series index entries: fingerprint, referenced-until time, label set as symbol ids (see the `series_index` module) |
 //! | `segments/<id>.seg` | blocks of chunks, append-only, CRC per block (see the `segments` module) |
 //! | `history/<id>.hlog` | probe results being written: journal and per-probe blocks records, CRC per record (see the `history_files` module) |
 //! | `history/<id>.hist` | probe results of about an hour, one region per probe, footer index |
@@ -30,8 +31,8 @@
 //!
 //! Sample chunks are most of what the store holds, and sled 0.34 keeps about twice the live
 //! bytes of its values on disk, and ~170 bytes per key in a tree that grows by random inserts:
-//! chunks go to files, where they cost their size, and the series index to a few large values
-//! (`bench/RESULTS-store.md`). Probe results go to files too: sled's memory grows with the
+//! chunks go to files, where they cost their size, and the series index to a few large files
+//! (`bench/RESULTS-store.md`; as sled values, sled kept them in memory). Probe results go to files too: sled's memory grows with the
 //! keys it holds, and the history is the one record that grows with time.
 //!
 //! Times in keys are big-endian with the sign bit flipped, so a range scan walks in time order.
@@ -190,7 +191,7 @@ impl std::fmt::Debug for Store {
 struct Trees {
     probes: sled::Tree,
     transitions: sled::Tree,
-    /// The series index in batches (see the `series_index` module).
+    /// The series index in batches, as earlier versions wrote it; moved to files at open.
     series_batches: sled::Tree,
     /// One key per series, as earlier versions wrote the index; moved to batches at open.
     series: sled::Tree,
@@ -476,15 +477,21 @@ impl Store {
                 None
             }
         };
-        let (mut index, mut skipped) = SeriesIndex::load(&trees).map_err(corrupt)?;
+        let (mut index, mut skipped) = SeriesIndex::load(&trees, path.join(series_index::DIR_NAME))
+            .map_err(|e| match e {
+                StoreError::Corrupt { source, .. } => OpenFailure::Corrupt(source.to_string()),
+                e => OpenFailure::Fatal(e),
+            })?;
         let mut next_id = || {
             db.generate_id()
                 .map_err(StoreError::engine("moving the series index to batches"))
         };
-        let migrated = index.migrate(&trees, &mut next_id).map_err(|e| match e {
-            StoreError::Corrupt { source, .. } => OpenFailure::Corrupt(source.to_string()),
-            e => OpenFailure::Fatal(e),
-        })?;
+        let migrated = index
+            .migrate(&trees, &db, &mut next_id)
+            .map_err(|e| match e {
+                StoreError::Corrupt { source, .. } => OpenFailure::Corrupt(source.to_string()),
+                e => OpenFailure::Fatal(e),
+            })?;
         skipped.extend(migrated.into_iter().map(|e| ("series", e)));
         for (tree, error) in &skipped {
             warn!(tree, %error, "skipping a stored record that does not decode");
@@ -785,6 +792,17 @@ pub(crate) mod test_util {
     pub fn raw_keys(store: &Store, tree: &str) -> Vec<Vec<u8>> {
         let t = store.inner.db.open_tree(tree).expect("tree");
         t.iter().keys().map(|k| k.expect("key").to_vec()).collect()
+    }
+
+    /// The series index's batch files, in name order.
+    pub fn batch_files(store: &Store) -> Vec<PathBuf> {
+        let dir = store.path().join(super::series_index::DIR_NAME);
+        let mut files: Vec<PathBuf> = std::fs::read_dir(dir)
+            .expect("series dir")
+            .map(|e| e.expect("entry").path())
+            .collect();
+        files.sort();
+        files
     }
 }
 

@@ -207,10 +207,7 @@ impl Store {
             .filter_map(|(s, _)| s.as_ref().err().copied());
         // A series the index does not know (any more) is dropped, as its chunk cannot be
         // labelled.
-        let known = self
-            .lock_index()
-            .labels(&self.inner.trees, fps)
-            .unwrap_or_default();
+        let known = self.lock_index().labels(fps).unwrap_or_default();
         Ok(entries
             .into_iter()
             .filter_map(|(series, bytes)| {

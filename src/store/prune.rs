@@ -244,7 +244,9 @@ impl Store {
             cursor.resume.push(1);
         }
         let (rewritten, more) = self.rewrite_series_batches(budget)?;
-        if !more {
+        // Once the rewrites are done, small batches are merged; the merged ones are then
+        // dirty and rewritten (deleted) in the next steps of this phase.
+        if !more && self.merge_series_batches()? == 0 {
             cursor.next_phase();
         }
         // A rewrite always costs budget, so that a step ends.

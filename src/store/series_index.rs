@@ -3,18 +3,25 @@
 //!
 //! # Layout
 //!
-//! Tree `series_batches`: one value per *batch* of entries, the series that one
-//! [`Store::put_chunks`](super::Store::put_chunks) call indexed or refreshed. Key: batch
-//! sequence number (u64 BE, from sled's id counter, so later batches sort later). Value:
-//! format byte [`SERIES_BATCH_V1`] · count · per entry: fingerprint (u64 BE) · referenced-until
-//! time (zigzag varint; [`UNREFERENCED`] for entries migrated from the oldest format) · label
-//! count · per label: name id, value id (varints; see the `symbols` module).
+//! One file per *batch* of entries, the series that one
+//! [`Store::put_chunks`](super::Store::put_chunks) call indexed or refreshed:
+//! `series/<seq>.sidx`, where `seq` is the batch sequence number (16 hex digits, from sled's
+//! id counter, so later batches sort later). File: magic `pfsb` · batch · CRC-32 of the batch
+//! (u32 BE). Batch: format byte [`SERIES_BATCH_V1`] · count · per entry: fingerprint (u64 BE) ·
+//! referenced-until time (zigzag varint; [`UNREFERENCED`] for entries migrated from the oldest
+//! format) · label count · per label: name id, value id (varints; see the `symbols` module).
 //!
 //! An entry takes ~25 bytes where a key of its own with the strings inline took ~90, and sled
-//! 0.34 costs ~170 bytes of disk per key in a tree that grows by random inserts (leaves are
-//! rewritten as keys arrive, and the old copies stay for a while): on the store-size
-//! benchmark's 59,000 series the index took 15–19 MB as one key per series, 5–6 MB in batches
-//! (see `bench/RESULTS-store.md`).
+//! 0.34 costs ~170 bytes of disk per key in a tree that grows by random inserts (see
+//! `bench/RESULTS-store.md`). The batches were sled values until sled was found to keep a
+//! large value it has written in memory for good: its cache evicts a page only after enough
+//! other accesses to the same one of its 256 shards, and the index's few pages see almost none
+//! (the watch job's first checkpoint wrote a 1.7 MB batch, and the daemon held 2 MB more from
+//! then on). In files a batch costs memory only while it is read or written.
+//!
+//! Series that come and go (a pod's) leave a small batch per checkpoint; once more than
+//! [`MAX_SMALL_BATCHES`] hold fewer than [`SMALL_BATCH`] current entries, prune merges them into
+//! one ([`SeriesIndex::merge_small`]).
 //!
 //! # In memory
 //!
@@ -22,41 +29,57 @@
 //! referenced-until time and a second 64-bit hash of the label set (32 bytes a series, in a
 //! vector sorted by fingerprint: [`FpMap`]),
 //! rebuilt at open by reading every batch; a later batch's entry replaces an earlier one's.
-//! Writes check against memory (no sled read per chunk); the labels themselves are read from
+//! Writes check against memory (no read per chunk); the labels themselves are read from
 //! the batches only when the head is loaded at start. The second hash stands in for the stored
 //! labels in the fingerprint-collision check: two label sets would need to share both 64-bit
 //! hashes to be mistaken for one another.
 //!
-//! An entry superseded by a later batch (a refresh) or dropped by retention stays in its batch
-//! until the next prune rewrites the batch without it (or deletes it once none of its entries
-//! is current): until then a restart still reads it, and the later batch wins, or retention
-//! drops it again. Symbols are counted per stored entry, stale ones included, so none is
-//! removed while a stored entry uses it.
+//! An entry superseded by a later batch (a refresh, a merge) or dropped by retention stays in
+//! its batch until the next prune rewrites the batch without it (or deletes it once none of its
+//! entries is current): until then a restart still reads it, and the later batch wins, or
+//! retention drops it again. Symbols are counted per stored entry, stale ones included, so none
+//! is removed while a stored entry uses it.
 //!
 //! # Crash safety
 //!
-//! sled recovers a prefix of its log. A batch is written after the symbols it uses and before
-//! the blocks that refer to its series, so a crash can leave entries without chunks (pruned
-//! later) but never chunks without labels. Rewriting a batch is a single insert.
+//! A batch file is written whole or not at all (a temporary file, synced, renamed, the
+//! directory synced); a damaged one is skipped and counted, and deleted at the next prune. The
+//! symbols a batch uses are flushed to sled before its file is written, and the file is written
+//! before the blocks that refer to its series, so a crash can leave entries without chunks
+//! (pruned later) but never chunks without labels, nor entries without symbols. A batch's
+//! symbols are released only once its rewrite or deletion is synced, so the symbol collection
+//! that follows never leaves a batch naming a removed symbol.
 //!
 //! # Earlier versions
 //!
-//! Earlier versions kept one key per series in tree `series` (format 1: labels; format 2:
-//! referenced-until and labels, strings inline). At open such entries are moved into batches
-//! (the batches first, then the old keys removed: a crash in between leaves both, and the next
-//! open finishes the move).
+//! Earlier versions kept the batches in sled (tree `series_batches`, same bytes, keyed by the
+//! sequence number, u64 BE) and before that one key per series in tree `series` (format 1:
+//! labels; format 2: referenced-until and labels, strings inline). At open both are moved to
+//! files (the files first, then the old keys removed: a crash in between leaves both, and the
+//! next open finishes the move).
 
 use std::collections::hash_map::DefaultHasher;
-use std::collections::{BTreeSet, HashMap, HashSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
+use std::fs::File;
 use std::hash::Hasher;
+use std::io::{self, Write};
+use std::path::{Path, PathBuf};
 
 use super::codec::{DecodeError, Decoder, Encoder};
+use super::segments::sync_dir;
 use super::symbols::Symbols;
 use super::{StoreError, Trees};
 use crate::series::{Label, Labels, Timestamp};
 
 /// Format byte of series batches.
 const SERIES_BATCH_V1: u8 = 1;
+/// The directory of the batch files, in the store's.
+pub(super) const DIR_NAME: &str = "series";
+/// A batch file's name: sequence number (16 hex digits) and this.
+const BATCH_SUFFIX: &str = ".sidx";
+const TMP_SUFFIX: &str = ".tmp";
+/// A batch file starts with this; the batch follows, then its CRC-32 (u32 BE).
+const BATCH_MAGIC: &[u8; 4] = b"pfsb";
 /// Format byte of per-series entries of earlier versions holding only the label set.
 const SERIES_V1: u8 = 1;
 /// Format byte of per-series entries of earlier versions: referenced-until, label set.
@@ -66,6 +89,12 @@ const SERIES_V2: u8 = 2;
 pub(super) const UNREFERENCED: Timestamp = Timestamp::MIN;
 /// Entries per batch when moving entries of earlier versions.
 const MIGRATION_BATCH: usize = 4_096;
+/// A batch with fewer current entries than this is small (see [`SeriesIndex::merge_small`]).
+const SMALL_BATCH: u32 = 1_024;
+/// Small batches are merged once there are more than this many.
+const MAX_SMALL_BATCHES: usize = 16;
+/// Batches merged at most in one step.
+const MERGE_MAX: usize = 256;
 
 /// Where a series' current entry is, and what the writers need to know without reading it.
 #[derive(Clone, Copy, Debug, Default)]
@@ -178,41 +207,69 @@ impl FpMap {
 /// The series index and the symbol table in memory.
 #[derive(Default)]
 pub(super) struct SeriesIndex {
+    /// Where the batch files are.
+    dir: PathBuf,
     pub(super) symbols: Symbols,
     series: FpMap,
     /// Batch → number of current entries in it.
     batches: HashMap<u64, u32>,
     /// Batches holding entries that are no longer current, to rewrite at the next prune.
     dirty: BTreeSet<u64>,
+    /// Symbols were written to sled and not flushed since (a write failed in between).
+    symbols_unflushed: bool,
 }
 
 /// What loading found that did not decode: (tree, error), each skipped.
 pub(super) type Skipped = Vec<(&'static str, DecodeError)>;
 
 impl SeriesIndex {
-    /// Loads the symbols and every batch.
-    pub(super) fn load(trees: &Trees) -> Result<(SeriesIndex, Skipped), sled::Error> {
-        let (symbols, bad_symbols) = Symbols::load(&trees.symbols)?;
+    /// Loads the symbols and every batch: the files in `dir` (created if missing) and the
+    /// batches earlier versions left in sled (moved to files by [`SeriesIndex::migrate`]; a
+    /// file wins over a sled value of the same batch, left by a move cut short).
+    pub(super) fn load(trees: &Trees, dir: PathBuf) -> Result<(SeriesIndex, Skipped), StoreError> {
+        const OP: &str = "reading the series index";
+        let (symbols, bad_symbols) =
+            Symbols::load(&trees.symbols).map_err(StoreError::engine(OP))?;
         let mut skipped: Skipped = bad_symbols.into_iter().map(|e| ("symbols", e)).collect();
+        let file_err = |path: &Path| {
+            let path = path.to_owned();
+            move |source| StoreError::File {
+                op: OP,
+                path,
+                source,
+            }
+        };
+        std::fs::create_dir_all(&dir).map_err(file_err(&dir))?;
+        // Batch → its bytes or why they cannot be read, in sequence order.
+        let mut found: BTreeMap<u64, Result<Vec<u8>, DecodeError>> = BTreeMap::new();
+        for kv in trees.series_batches.iter() {
+            let (k, v) = kv.map_err(StoreError::engine(OP))?;
+            match <[u8; 8]>::try_from(&*k) {
+                Ok(b) => {
+                    found.insert(u64::from_be_bytes(b), Ok(v.to_vec()));
+                }
+                // Removed by the move to files.
+                Err(_) => skipped.push(("series_batches", DecodeError::OutOfRange)),
+            }
+        }
+        for seq in list_batch_files(&dir).map_err(file_err(&dir))? {
+            let path = batch_path(&dir, seq);
+            if let Some(bytes) = read_batch_file(&path).map_err(file_err(&path))? {
+                found.insert(seq, bytes);
+            }
+        }
         let mut index = SeriesIndex {
+            dir,
             symbols,
             ..SeriesIndex::default()
         };
         let mut loaded: Vec<(u64, Slot)> = Vec::new();
-        for kv in trees.series_batches.iter() {
-            let (k, v) = kv?;
-            let batch = match <[u8; 8]>::try_from(&*k) {
-                Ok(b) => u64::from_be_bytes(b),
-                Err(_) => {
-                    skipped.push(("series_batches", DecodeError::OutOfRange));
-                    continue;
-                }
-            };
-            let entries = match decode_batch(&v) {
+        for (batch, bytes) in found {
+            let entries = match bytes.and_then(|b| decode_batch(&b)) {
                 Ok(e) => e,
                 Err(e) => {
                     // Deleted at the next prune: nothing current is in it.
-                    skipped.push(("series_batches", e));
+                    skipped.push((DIR_NAME, e));
                     index.dirty.insert(batch);
                     continue;
                 }
@@ -229,7 +286,7 @@ impl SeriesIndex {
                         },
                     )),
                     Err(err) => {
-                        skipped.push(("series_batches", err));
+                        skipped.push((DIR_NAME, err));
                         index.dirty.insert(batch);
                     }
                 }
@@ -274,10 +331,12 @@ impl SeriesIndex {
         slot.check == check_hash(labels)
     }
 
-    /// Writes `entries` as batch `seq`, after any symbols they need; then they are current.
+    /// Writes `entries` as batch `seq`, after any symbols they need (flushed first, so that
+    /// a crash never keeps an entry without its symbols); then they are current.
     pub(super) fn write(
         &mut self,
         trees: &Trees,
+        db: &sled::Db,
         seq: u64,
         entries: &[NewEntry<'_>],
     ) -> Result<(), StoreError> {
@@ -306,12 +365,17 @@ impl SeriesIndex {
             }
             ids.push(pairs);
         }
-        // Symbols first: a crash must never keep an entry without its symbols.
-        self.symbols.commit(&trees.symbols)?;
-        trees
-            .series_batches
-            .insert(seq.to_be_bytes(), e.finish())
-            .map_err(StoreError::engine(OP))?;
+        // Symbols first, durable: a crash must never keep an entry without its symbols.
+        self.symbols_unflushed |= self.symbols.commit(&trees.symbols)?;
+        if self.symbols_unflushed {
+            db.flush().map_err(StoreError::engine(OP))?;
+            self.symbols_unflushed = false;
+        }
+        write_batch_file(&self.dir, seq, &e.finish()).map_err(|source| StoreError::File {
+            op: OP,
+            path: batch_path(&self.dir, seq),
+            source,
+        })?;
         for ids in &ids {
             self.symbols.retain(ids);
         }
@@ -335,7 +399,6 @@ impl SeriesIndex {
     /// is absent from the answer; one whose entry does not decode maps to the error.
     pub(super) fn labels(
         &self,
-        trees: &Trees,
         fps: impl IntoIterator<Item = u64>,
     ) -> Result<HashMap<u64, Result<Labels, DecodeError>>, StoreError> {
         let mut by_batch: HashMap<u64, HashSet<u64>> = HashMap::new();
@@ -346,11 +409,7 @@ impl SeriesIndex {
         }
         let mut out = HashMap::new();
         for (batch, wanted) in by_batch {
-            let value = trees
-                .series_batches
-                .get(batch.to_be_bytes())
-                .map_err(StoreError::engine("reading the series index"))?;
-            let entries = match value.as_deref().map(decode_batch) {
+            let entries = match self.read_batch(batch, "reading the series index")? {
                 Some(Ok(entries)) => entries,
                 Some(Err(e)) => {
                     out.extend(wanted.into_iter().map(|fp| (fp, Err(e))));
@@ -419,54 +478,117 @@ impl SeriesIndex {
 
     /// Rewrites up to `budget` batches holding entries that are no longer current, without
     /// them (or deletes those left with none); returns how many it rewrote and whether more
-    /// are waiting.
-    pub(super) fn rewrite_dirty(
-        &mut self,
-        trees: &Trees,
-        budget: usize,
-    ) -> Result<(usize, bool), StoreError> {
+    /// are waiting. The directory is synced before a symbol is released, so that no batch
+    /// file naming a symbol can come back after the symbol is collected.
+    pub(super) fn rewrite_dirty(&mut self, budget: usize) -> Result<(usize, bool), StoreError> {
         const OP: &str = "pruning the series index";
         let todo: Vec<u64> = self.dirty.iter().take(budget.max(1)).copied().collect();
+        let mut released = Vec::new();
         for &batch in &todo {
-            let key = batch.to_be_bytes();
-            let current = self.batches.get(&batch).copied().unwrap_or(0);
-            if current == 0 {
-                let old = trees
-                    .series_batches
-                    .remove(key)
-                    .map_err(StoreError::engine(OP))?;
-                for e in old
-                    .as_deref()
-                    .map(decode_batch)
-                    .and_then(Result::ok)
-                    .unwrap_or_default()
-                {
-                    self.symbols.release(&e.ids);
+            let path = batch_path(&self.dir, batch);
+            let file_err = |source| StoreError::File {
+                op: OP,
+                path: path.clone(),
+                source,
+            };
+            // Holds current entries, so it decoded at open or was written since; if it
+            // stopped decoding, leave it alone.
+            let entries = self.read_batch(batch, OP)?;
+            if self.batches.get(&batch).copied().unwrap_or(0) == 0 {
+                match std::fs::remove_file(&path) {
+                    Err(e) if e.kind() != io::ErrorKind::NotFound => return Err(file_err(e)),
+                    _ => {}
                 }
+                released.extend(entries.and_then(Result::ok).unwrap_or_default());
                 self.batches.remove(&batch);
-            } else {
-                let value = trees
-                    .series_batches
-                    .get(key)
-                    .map_err(StoreError::engine(OP))?;
-                // Holds current entries, so it decoded at open or was written since; if it
-                // stopped decoding, leave it alone.
-                if let Some(Ok(entries)) = value.as_deref().map(decode_batch) {
-                    let (keep, gone): (Vec<BatchEntry>, Vec<BatchEntry>) = entries
-                        .into_iter()
-                        .partition(|e| self.series.get(e.fp).is_some_and(|s| s.batch == batch));
-                    trees
-                        .series_batches
-                        .insert(key, encode_batch(&keep))
-                        .map_err(StoreError::engine(OP))?;
-                    for e in gone {
-                        self.symbols.release(&e.ids);
-                    }
-                }
+            } else if let Some(Ok(entries)) = entries {
+                let (keep, gone): (Vec<BatchEntry>, Vec<BatchEntry>) = entries
+                    .into_iter()
+                    .partition(|e| self.series.get(e.fp).is_some_and(|s| s.batch == batch));
+                write_batch_file(&self.dir, batch, &encode_batch(&keep)).map_err(file_err)?;
+                released.extend(gone);
             }
             self.dirty.remove(&batch);
         }
+        if !todo.is_empty() {
+            sync_dir(&self.dir).map_err(|source| StoreError::File {
+                op: OP,
+                path: self.dir.clone(),
+                source,
+            })?;
+        }
+        for e in released {
+            self.symbols.release(&e.ids);
+        }
         Ok((todo.len(), !self.dirty.is_empty()))
+    }
+
+    /// Whether enough small batches (each a file) have piled up for
+    /// [`SeriesIndex::merge_small`] to merge them: series that come and go (a pod's) leave a
+    /// small batch per checkpoint.
+    pub(super) fn wants_merge(&self) -> bool {
+        self.small_batches().len() > MAX_SMALL_BATCHES
+    }
+
+    fn small_batches(&self) -> Vec<u64> {
+        let mut small: Vec<u64> = self
+            .batches
+            .iter()
+            .filter(|(_, n)| (1..SMALL_BATCH).contains(*n))
+            .map(|(b, _)| *b)
+            .collect();
+        small.sort_unstable();
+        small
+    }
+
+    /// Writes the current entries of up to [`MERGE_MAX`] small batches as one new batch `seq`;
+    /// the old ones are then dirty, deleted by [`SeriesIndex::rewrite_dirty`] (a crash in
+    /// between leaves both, and the later batch wins at open). Returns how many it merged.
+    pub(super) fn merge_small(&mut self, seq: u64) -> Result<usize, StoreError> {
+        const OP: &str = "merging series index batches";
+        let small = self.small_batches();
+        if small.len() <= MAX_SMALL_BATCHES {
+            return Ok(0);
+        }
+        let small = &small[..small.len().min(MERGE_MAX)];
+        let mut merged = Vec::new();
+        for &batch in small {
+            if let Some(Ok(entries)) = self.read_batch(batch, OP)? {
+                merged.extend(
+                    entries
+                        .into_iter()
+                        .filter(|e| self.series.get(e.fp).is_some_and(|s| s.batch == batch)),
+                );
+            }
+        }
+        write_batch_file(&self.dir, seq, &encode_batch(&merged)).map_err(|source| {
+            StoreError::File {
+                op: OP,
+                path: batch_path(&self.dir, seq),
+                source,
+            }
+        })?;
+        let mut slots = Vec::with_capacity(merged.len());
+        for e in &merged {
+            self.symbols.retain(&e.ids);
+            if let Some(old) = self.series.get(e.fp) {
+                slots.push((e.fp, Slot { batch: seq, ..*old }));
+            }
+        }
+        self.set(slots);
+        Ok(small.len())
+    }
+
+    /// Batch `batch` decoded: `None` when its file is missing, the error when it is damaged.
+    fn read_batch(
+        &self,
+        batch: u64,
+        op: &'static str,
+    ) -> Result<Option<Result<Vec<BatchEntry>, DecodeError>>, StoreError> {
+        let path = batch_path(&self.dir, batch);
+        let bytes =
+            read_batch_file(&path).map_err(|source| StoreError::File { op, path, source })?;
+        Ok(bytes.map(|b| b.and_then(|b| decode_batch(&b))))
     }
 
     /// A label set from alternating name and value ids; it must be canonical and hash to `fp`,
@@ -496,15 +618,37 @@ impl SeriesIndex {
         Ok(labels)
     }
 
-    /// Moves the per-series entries of earlier versions (tree `series`) into batches, then
-    /// removes them; `seq` hands out batch keys. Entries already in a batch (a move cut short by
-    /// a crash) are only removed. Returns the entries that did not decode (removed too).
+    /// Moves what earlier versions left in sled to batch files: batches (tree
+    /// `series_batches`, written as they are, then removed) and per-series entries (tree
+    /// `series`, written as new batches, then removed); `seq` hands out batch numbers. Entries
+    /// already in a batch (a move cut short by a crash) are only removed. Returns the entries
+    /// that did not decode (removed too).
     pub(super) fn migrate(
         &mut self,
         trees: &Trees,
+        db: &sled::Db,
         seq: &mut dyn FnMut() -> Result<u64, StoreError>,
     ) -> Result<Vec<DecodeError>, StoreError> {
         const OP: &str = "moving the series index to batches";
+        for kv in trees.series_batches.iter() {
+            let (k, v) = kv.map_err(StoreError::engine(OP))?;
+            if let Ok(b) = <[u8; 8]>::try_from(&*k) {
+                let batch = u64::from_be_bytes(b);
+                let path = batch_path(&self.dir, batch);
+                // A file of the same batch is a move cut short: load read the file.
+                if !path.exists() {
+                    write_batch_file(&self.dir, batch, &v).map_err(|source| StoreError::File {
+                        op: OP,
+                        path,
+                        source,
+                    })?;
+                }
+            }
+            trees
+                .series_batches
+                .remove(k)
+                .map_err(StoreError::engine(OP))?;
+        }
         let mut keys = Vec::new();
         let mut moved: Vec<(u64, Labels, Timestamp)> = Vec::new();
         let mut bad = Vec::new();
@@ -533,7 +677,7 @@ impl SeriesIndex {
                     referenced_until: *r,
                 })
                 .collect();
-            self.write(trees, seq()?, &entries)?;
+            self.write(trees, db, seq()?, &entries)?;
         }
         for k in keys {
             trees.series.remove(k).map_err(StoreError::engine(OP))?;
@@ -555,6 +699,80 @@ impl SeriesIndex {
     pub(super) fn dirty_batches(&self) -> usize {
         self.dirty.len()
     }
+}
+
+/// Where batch `seq` lives in `dir`.
+fn batch_path(dir: &Path, seq: u64) -> PathBuf {
+    dir.join(format!("{seq:016x}{BATCH_SUFFIX}"))
+}
+
+/// Writes batch `seq` (the bytes of [`encode_batch`]) as its file, replacing any earlier one:
+/// through a temporary file, synced and renamed, the directory synced, so that the file is
+/// whole or absent after a crash.
+fn write_batch_file(dir: &Path, seq: u64, batch: &[u8]) -> io::Result<()> {
+    let path = batch_path(dir, seq);
+    let tmp = dir.join(format!("{seq:016x}{BATCH_SUFFIX}{TMP_SUFFIX}"));
+    let written = (|| {
+        let mut file = File::create(&tmp)?;
+        let mut bytes = Vec::with_capacity(BATCH_MAGIC.len() + batch.len() + 4);
+        bytes.extend_from_slice(BATCH_MAGIC);
+        bytes.extend_from_slice(batch);
+        bytes.extend_from_slice(&crc32fast::hash(batch).to_be_bytes());
+        file.write_all(&bytes)?;
+        file.sync_all()?;
+        drop(file);
+        std::fs::rename(&tmp, &path)?;
+        sync_dir(dir)
+    })();
+    if written.is_err() {
+        let _ = std::fs::remove_file(&tmp);
+    }
+    written
+}
+
+/// The batch bytes of file `path`; [`DecodeError`] when the file is damaged (`Ok(None)` when
+/// it does not exist).
+fn read_batch_file(path: &Path) -> io::Result<Option<Result<Vec<u8>, DecodeError>>> {
+    let mut bytes = match std::fs::read(path) {
+        Ok(b) => b,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(e),
+    };
+    let Some(body) = bytes
+        .strip_prefix(BATCH_MAGIC.as_slice())
+        .filter(|b| b.len() >= 4)
+    else {
+        return Ok(Some(Err(DecodeError::Truncated)));
+    };
+    let (batch, crc) = body.split_at(body.len() - 4);
+    if crc32fast::hash(batch).to_be_bytes() != *crc {
+        return Ok(Some(Err(DecodeError::Checksum)));
+    }
+    let len = batch.len();
+    bytes.drain(..BATCH_MAGIC.len());
+    bytes.truncate(len);
+    Ok(Some(Ok(bytes)))
+}
+
+/// The batches in `dir`, in sequence order; temporary files a crash left are deleted.
+fn list_batch_files(dir: &Path) -> io::Result<Vec<u64>> {
+    let mut seqs = Vec::new();
+    for entry in std::fs::read_dir(dir)? {
+        let entry = entry?;
+        let name = entry.file_name();
+        let name = name.to_string_lossy();
+        if name.ends_with(TMP_SUFFIX) {
+            std::fs::remove_file(entry.path())?;
+        } else if let Some(seq) = name
+            .strip_suffix(BATCH_SUFFIX)
+            .filter(|hex| hex.len() == 16)
+            .and_then(|hex| u64::from_str_radix(hex, 16).ok())
+        {
+            seqs.push(seq);
+        }
+    }
+    seqs.sort_unstable();
+    Ok(seqs)
 }
 
 /// A second hash of a label set, independent of its fingerprint (see the module doc). Never

@@ -118,11 +118,11 @@ impl Symbols {
         Ok(id)
     }
 
-    /// Writes the symbols allocated since the last commit as one batch. On failure they are
-    /// forgotten (see [`Symbols::rollback`]).
-    pub(super) fn commit(&mut self, tree: &sled::Tree) -> Result<(), StoreError> {
+    /// Writes the symbols allocated since the last commit as one batch; whether there were
+    /// any. On failure they are forgotten (see [`Symbols::rollback`]).
+    pub(super) fn commit(&mut self, tree: &sled::Tree) -> Result<bool, StoreError> {
         let Some(&first) = self.pending.first() else {
-            return Ok(());
+            return Ok(false);
         };
         let value = self.encode_batch(first, &self.pending);
         if let Err(e) = tree.insert(first.to_be_bytes(), value) {
@@ -134,7 +134,7 @@ impl Symbols {
                 e.batch = first;
             }
         }
-        Ok(())
+        Ok(true)
     }
 
     /// Forgets the symbols allocated since the last commit: nothing on disk knows them.
