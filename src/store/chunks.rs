@@ -1093,6 +1093,25 @@ pub(super) mod tests {
     }
 
     #[test]
+    fn a_fingerprint_collision_is_refused_and_names_the_stored_labels() {
+        let (_dir, store) = temp_store();
+        let (a, b) = (labels("a"), labels("b"));
+        store.put_chunk(&a, 0, 100, 1, &[1]).unwrap();
+        // The index now says another label set (b's) is stored under a's fingerprint, as when
+        // two label sets share one: a's next chunk is refused.
+        store.lock_index().plant_collision(a.fingerprint(), &b);
+        match store.put_chunk(&a, 0, 200, 1, &[2]) {
+            Err(StoreError::FingerprintCollision { fp, stored, new }) => {
+                assert_eq!(fp, a.fingerprint());
+                // What is stored is read back from the batch file.
+                assert_eq!((stored, new), (a.to_string(), a.to_string()));
+            }
+            other => panic!("{other:?}"),
+        }
+        assert_eq!(read_back(&store), vec![(a.to_string(), 100, 1)]);
+    }
+
+    #[test]
     fn small_batches_are_merged_at_prune() {
         let (_dir, store) = temp_store();
         // Series that come and go: one new series per checkpoint, a file each.

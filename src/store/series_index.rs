@@ -26,13 +26,15 @@
 //! # In memory
 //!
 //! Batches cannot be read by fingerprint, so the index lives in memory: fingerprint → batch,
-//! referenced-until time and a second 64-bit hash of the label set (32 bytes a series, in a
-//! vector sorted by fingerprint: [`FpMap`]),
+//! referenced-until time and 16 bits of a second hash of the label set (24 bytes a series, in
+//! a vector sorted by fingerprint: [`FpMap`]),
 //! rebuilt at open by reading every batch; a later batch's entry replaces an earlier one's.
 //! Writes check against memory (no read per chunk); the labels themselves are read from
 //! the batches only when the head is loaded at start. The second hash stands in for the stored
-//! labels in the fingerprint-collision check: two label sets would need to share both 64-bit
-//! hashes to be mistaken for one another.
+//! labels in the fingerprint-collision check: two label sets would need to share a 64-bit
+//! fingerprint and 16 bits of the second hash to be mistaken for one another (one chance in
+//! 65,536 that a collision the fingerprint alone would let through goes unnoticed; a
+//! fingerprint collision itself is one in ~10^10 for a million series).
 //!
 //! An entry superseded by a later batch (a refresh, a merge) or dropped by retention stays in
 //! its batch until the next prune rewrites the batch without it (or deletes it once none of its
@@ -96,15 +98,43 @@ const MAX_SMALL_BATCHES: usize = 16;
 /// Batches merged at most in one step.
 const MERGE_MAX: usize = 256;
 
-/// Where a series' current entry is, and what the writers need to know without reading it.
+/// Batch numbers are below this: the slot keeps a batch in the low 48 bits of a word and 16
+/// bits of the check hash in the high ones (sled hands out ids one by one from 0, and jumps by
+/// a million after a crash: 2^48 is out of reach).
+pub(super) const MAX_BATCH: u64 = 1 << 48;
+
+/// Where a series' current entry is, and what the writers need to know without reading it: 16
+/// bytes, 24 with the fingerprint (the watch job's 68,000 series: 1.6 MB).
 #[derive(Clone, Copy, Debug, Default)]
 pub(super) struct Slot {
-    /// The batch holding the current entry.
-    pub(super) batch: u64,
+    /// The batch holding the current entry (low 48 bits) and the high 16 bits of
+    /// [`check_hash`] of the label set.
+    batch_check: u64,
     /// See the `chunks` module doc; [`UNREFERENCED`] when no block refers to the series.
     pub(super) referenced_until: Timestamp,
-    /// [`check_hash`] of the label set.
-    check: u64,
+}
+
+impl Slot {
+    fn new(batch: u64, referenced_until: Timestamp, labels: &Labels) -> Slot {
+        debug_assert!(batch < MAX_BATCH);
+        Slot {
+            batch_check: (batch & (MAX_BATCH - 1)) | (check_hash(labels) & !(MAX_BATCH - 1)),
+            referenced_until,
+        }
+    }
+
+    /// The batch holding the current entry.
+    pub(super) fn batch(&self) -> u64 {
+        self.batch_check & (MAX_BATCH - 1)
+    }
+
+    /// The same slot in another batch.
+    fn moved_to(self, batch: u64) -> Slot {
+        Slot {
+            batch_check: (batch & (MAX_BATCH - 1)) | (self.batch_check & !(MAX_BATCH - 1)),
+            ..self
+        }
+    }
 }
 
 /// One entry to write.
@@ -122,7 +152,7 @@ struct BatchEntry {
     ids: Vec<u32>,
 }
 
-/// Fingerprint → slot, as a vector sorted by fingerprint: 32 bytes an entry and no slack to
+/// Fingerprint → slot, as a vector sorted by fingerprint: 24 bytes an entry and no slack to
 /// speak of, where a hash map took 64 on average (hashbrown doubles its buckets: the watch
 /// job's 67,000 series took 131,072 of 33 bytes, 4.3 MB). Lookups are binary searches; entries
 /// arrive in batches ([`FpMap::upsert`]) and are merged in one pass from the back.
@@ -265,6 +295,13 @@ impl SeriesIndex {
         };
         let mut loaded: Vec<(u64, Slot)> = Vec::new();
         for (batch, bytes) in found {
+            let bytes = bytes.and_then(|b| {
+                if batch < MAX_BATCH {
+                    Ok(b)
+                } else {
+                    Err(DecodeError::OutOfRange)
+                }
+            });
             let entries = match bytes.and_then(|b| decode_batch(&b)) {
                 Ok(e) => e,
                 Err(e) => {
@@ -277,14 +314,9 @@ impl SeriesIndex {
             for e in entries {
                 index.symbols.retain(&e.ids);
                 match index.labels_from_ids(e.fp, &e.ids) {
-                    Ok(labels) => loaded.push((
-                        e.fp,
-                        Slot {
-                            batch,
-                            referenced_until: e.referenced_until,
-                            check: check_hash(&labels),
-                        },
-                    )),
+                    Ok(labels) => {
+                        loaded.push((e.fp, Slot::new(batch, e.referenced_until, &labels)))
+                    }
                     Err(err) => {
                         skipped.push((DIR_NAME, err));
                         index.dirty.insert(batch);
@@ -300,10 +332,10 @@ impl SeriesIndex {
     /// series winning over an earlier one).
     fn set(&mut self, entries: Vec<(u64, Slot)>) {
         for (_, slot) in &entries {
-            *self.batches.entry(slot.batch).or_insert(0) += 1;
+            *self.batches.entry(slot.batch()).or_insert(0) += 1;
         }
         for old in self.series.upsert(entries) {
-            self.leave(old.batch);
+            self.leave(old.batch());
         }
     }
 
@@ -328,7 +360,7 @@ impl SeriesIndex {
     /// Whether `labels` are the ones indexed under their fingerprint's `slot` (see the module
     /// doc).
     pub(super) fn same_labels(slot: &Slot, labels: &Labels) -> bool {
-        slot.check == check_hash(labels)
+        slot.batch_check & !(MAX_BATCH - 1) == check_hash(labels) & !(MAX_BATCH - 1)
     }
 
     /// Writes `entries` as batch `seq`, after any symbols they need (flushed first, so that
@@ -341,6 +373,7 @@ impl SeriesIndex {
         entries: &[NewEntry<'_>],
     ) -> Result<(), StoreError> {
         const OP: &str = "writing the series index";
+        check_batch(seq)?;
         let mut e = Encoder::with_format(SERIES_BATCH_V1);
         e.uvarint(entries.len() as u64);
         let mut ids = Vec::with_capacity(entries.len());
@@ -383,11 +416,7 @@ impl SeriesIndex {
             entries
                 .iter()
                 .map(|entry| {
-                    let slot = Slot {
-                        batch: seq,
-                        referenced_until: entry.referenced_until,
-                        check: check_hash(entry.labels),
-                    };
+                    let slot = Slot::new(seq, entry.referenced_until, entry.labels);
                     (entry.fp, slot)
                 })
                 .collect(),
@@ -404,7 +433,7 @@ impl SeriesIndex {
         let mut by_batch: HashMap<u64, HashSet<u64>> = HashMap::new();
         for fp in fps {
             if let Some(slot) = self.series.get(fp) {
-                by_batch.entry(slot.batch).or_default().insert(fp);
+                by_batch.entry(slot.batch()).or_default().insert(fp);
             }
         }
         let mut out = HashMap::new();
@@ -468,7 +497,7 @@ impl SeriesIndex {
         let removed = self.series.remove_sorted(&gone);
         let dropped = removed.len() as u64;
         for old in removed {
-            self.leave(old.batch);
+            self.leave(old.batch());
         }
         match failed {
             Some(e) => Err(e),
@@ -504,7 +533,7 @@ impl SeriesIndex {
             } else if let Some(Ok(entries)) = entries {
                 let (keep, gone): (Vec<BatchEntry>, Vec<BatchEntry>) = entries
                     .into_iter()
-                    .partition(|e| self.series.get(e.fp).is_some_and(|s| s.batch == batch));
+                    .partition(|e| self.series.get(e.fp).is_some_and(|s| s.batch() == batch));
                 write_batch_file(&self.dir, batch, &encode_batch(&keep)).map_err(file_err)?;
                 released.extend(gone);
             }
@@ -550,6 +579,7 @@ impl SeriesIndex {
         if small.len() <= MAX_SMALL_BATCHES {
             return Ok(0);
         }
+        check_batch(seq)?;
         let small = &small[..small.len().min(MERGE_MAX)];
         let mut merged = Vec::new();
         for &batch in small {
@@ -557,7 +587,7 @@ impl SeriesIndex {
                 merged.extend(
                     entries
                         .into_iter()
-                        .filter(|e| self.series.get(e.fp).is_some_and(|s| s.batch == batch)),
+                        .filter(|e| self.series.get(e.fp).is_some_and(|s| s.batch() == batch)),
                 );
             }
         }
@@ -572,7 +602,7 @@ impl SeriesIndex {
         for e in &merged {
             self.symbols.retain(&e.ids);
             if let Some(old) = self.series.get(e.fp) {
-                slots.push((e.fp, Slot { batch: seq, ..*old }));
+                slots.push((e.fp, old.moved_to(seq)));
             }
         }
         self.set(slots);
@@ -694,10 +724,30 @@ impl SeriesIndex {
         self.symbols.collect(&trees.symbols, budget)
     }
 
+    /// Makes the entry of series `fp` look as if it held `other` labels under the same
+    /// fingerprint, as a collision would (for tests).
+    #[cfg(test)]
+    pub(super) fn plant_collision(&mut self, fp: u64, other: &Labels) {
+        let slot = *self.series.get(fp).expect("indexed");
+        let planted = Slot::new(slot.batch(), slot.referenced_until, other);
+        self.series.upsert(vec![(fp, planted)]);
+    }
+
     /// Batches waiting to be rewritten (for tests).
     #[cfg(test)]
     pub(super) fn dirty_batches(&self) -> usize {
         self.dirty.len()
+    }
+}
+
+/// Refuses a batch number a slot cannot hold (see [`MAX_BATCH`]).
+fn check_batch(seq: u64) -> Result<(), StoreError> {
+    if seq < MAX_BATCH {
+        Ok(())
+    } else {
+        Err(StoreError::InvalidRecord {
+            reason: format!("series index batch number {seq} is out of range"),
+        })
     }
 }
 
@@ -911,6 +961,23 @@ mod tests {
     }
 
     #[test]
+    fn a_slot_keeps_its_batch_and_tells_label_sets_apart() {
+        let a = Labels::new([("job", "a")]);
+        let b = Labels::new([("job", "b")]);
+        for batch in [0, 1, 12_345, MAX_BATCH - 1] {
+            let slot = Slot::new(batch, -5, &a);
+            assert_eq!((slot.batch(), slot.referenced_until), (batch, -5));
+            assert!(SeriesIndex::same_labels(&slot, &a));
+            assert!(!SeriesIndex::same_labels(&slot, &b));
+            let moved = slot.moved_to(7);
+            assert_eq!(moved.batch(), 7);
+            assert!(SeriesIndex::same_labels(&moved, &a));
+        }
+        assert_eq!(size_of::<(u64, Slot)>(), 24);
+        assert!(check_batch(MAX_BATCH).is_err());
+    }
+
+    #[test]
     fn the_check_hash_tells_label_sets_apart() {
         let a = Labels::new([("a", "bc")]);
         let b = Labels::new([("ab", "c")]);
@@ -925,11 +992,7 @@ mod tests {
         let mut rng = fastrand::Rng::with_seed(7);
         let mut map = FpMap::default();
         let mut model = std::collections::BTreeMap::new();
-        let slot = |batch: u64| Slot {
-            batch,
-            referenced_until: batch as i64,
-            check: batch * 3,
-        };
+        let slot = |batch: u64| Slot::new(batch, batch as i64, &Labels::new([("a", "b")]));
         for round in 0..300u64 {
             if round % 10 == 9 {
                 let mut gone: Vec<u64> = (0..rng.usize(0..50)).map(|_| rng.u64(0..2_000)).collect();
@@ -937,7 +1000,7 @@ mod tests {
                 gone.dedup();
                 let removed = map.remove_sorted(&gone);
                 let want: Vec<u64> = gone.iter().filter_map(|fp| model.remove(fp)).collect();
-                assert_eq!(removed.iter().map(|s| s.batch).collect::<Vec<_>>(), want);
+                assert_eq!(removed.iter().map(|s| s.batch()).collect::<Vec<_>>(), want);
                 continue;
             }
             let new: Vec<(u64, Slot)> = (0..rng.usize(0..200))
@@ -945,11 +1008,11 @@ mod tests {
                 .collect();
             let mut want_replaced = Vec::new();
             for (fp, s) in &new {
-                if let Some(old) = model.insert(*fp, s.batch) {
+                if let Some(old) = model.insert(*fp, s.batch()) {
                     want_replaced.push(old);
                 }
             }
-            let mut replaced: Vec<u64> = map.upsert(new).iter().map(|s| s.batch).collect();
+            let mut replaced: Vec<u64> = map.upsert(new).iter().map(|s| s.batch()).collect();
             replaced.sort_unstable();
             want_replaced.sort_unstable();
             assert_eq!(replaced, want_replaced, "round {round}");
@@ -959,7 +1022,7 @@ mod tests {
                 "sorted, no duplicates"
             );
             for (fp, batch) in &model {
-                assert_eq!(map.get(*fp).map(|s| s.batch), Some(*batch));
+                assert_eq!(map.get(*fp).map(|s| s.batch()), Some(*batch));
             }
             assert!(!map.contains_key(2_000));
         }
