@@ -199,13 +199,14 @@ impl Checkpointer {
 /// on stop, when every open chunk is written.
 const CHECKPOINT_BATCH_BYTES: usize = crate::store::chunks::BLOCK_MAX_BYTES;
 
-/// A chunk copied out of the head (the head's locks are not held while the store writes).
+/// A chunk copied out of the head (the head's locks are not held while the store writes);
+/// its bytes are a range of the batch's one buffer.
 struct Copied {
     series: Arc<MemSeries>,
     min_t: Timestamp,
     max_t: Timestamp,
     count: u32,
-    bytes: Vec<u8>,
+    bytes: std::ops::Range<usize>,
 }
 
 /// One checkpoint: stores the samples not stored yet of every closed chunk, and of every
@@ -225,8 +226,11 @@ pub fn checkpoint(
     let mut written = 0;
     let mut err = None;
     let mut batch: Vec<Copied> = Vec::new();
-    let mut batch_bytes = 0;
-    let mut write = |batch: &mut Vec<Copied>| {
+    // The batch's chunk bytes in one buffer, not a vector each: the first cut copies a chunk
+    // of every series (tens of thousands of small regions, in the size classes of the open
+    // chunks that grow meanwhile, which would leave those scattered over half-empty slabs).
+    let mut batch_bytes: Vec<u8> = Vec::new();
+    let mut write = |batch: &mut Vec<Copied>, bytes: &mut Vec<u8>| {
         let refs: Vec<ChunkRef<'_>> = batch
             .iter()
             .map(|c| ChunkRef {
@@ -234,7 +238,7 @@ pub fn checkpoint(
                 min_t: c.min_t,
                 max_t: c.max_t,
                 count: c.count,
-                bytes: &c.bytes,
+                bytes: &bytes[c.bytes.clone()],
             })
             .collect();
         store.put_chunks(&refs)?;
@@ -243,6 +247,7 @@ pub fn checkpoint(
         for c in batch.drain(..) {
             c.series.set_persisted_until(c.max_t);
         }
+        bytes.clear();
         Ok::<_, crate::store::StoreError>(())
     };
     // One snapshot of the series and their fingerprints for the whole checkpoint: the walk
@@ -274,29 +279,30 @@ pub fn checkpoint(
                     fresh = c.since(done.saturating_add(1));
                     &fresh
                 };
-                batch_bytes += part.as_bytes().len();
+                let at = batch_bytes.len();
+                batch_bytes.extend_from_slice(part.as_bytes());
                 batch.push(Copied {
                     series: s.clone(),
                     min_t: part.first_t(),
                     max_t: part.last_t(),
                     count: part.len() as u32,
-                    bytes: part.as_bytes().to_vec(),
+                    bytes: at..batch_bytes.len(),
                 });
             }
             // Written from inside the walk (the store never calls back into the head), so that a
             // stop checkpoint does not copy every open chunk at once.
-            if batch_bytes >= CHECKPOINT_BATCH_BYTES {
-                batch_bytes = 0;
-                if let Err(e) = write(&mut batch) {
-                    err = Some(e);
-                }
+            if batch_bytes.len() >= CHECKPOINT_BATCH_BYTES
+                && let Err(e) = write(&mut batch, &mut batch_bytes)
+            {
+                err = Some(e);
             }
         });
     }
     if let Some(e) = err {
         return Err(e);
     }
-    write(&mut batch)?;
+    write(&mut batch, &mut batch_bytes)?;
+    drop(batch_bytes);
     // The open chunks as a snapshot, so a crash loses one checkpoint interval at most; one
     // shard at a time, so only an eighth of them is ever copied at once. On a clean stop every
     // chunk was stored above and the snapshot is emptied.

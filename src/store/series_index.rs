@@ -376,13 +376,15 @@ impl SeriesIndex {
         check_batch(seq)?;
         let mut e = Encoder::with_format(SERIES_BATCH_V1);
         e.uvarint(entries.len() as u64);
-        let mut ids = Vec::with_capacity(entries.len());
+        // Every entry's ids in one vector: the first checkpoint indexes every series at once,
+        // and a vector per entry would be tens of thousands of small allocations.
+        let mut ids: Vec<u32> = Vec::new();
         for entry in entries {
-            let mut pairs = Vec::with_capacity(2 * entry.labels.len());
+            let first = ids.len();
             for l in entry.labels.iter() {
                 for s in [&l.name(), &l.value()] {
                     match self.symbols.id_or_new(s) {
-                        Ok(id) => pairs.push(id),
+                        Ok(id) => ids.push(id),
                         Err(err) => {
                             self.symbols.rollback();
                             return Err(err);
@@ -393,10 +395,9 @@ impl SeriesIndex {
             e.u64_be(entry.fp)
                 .ivarint(entry.referenced_until)
                 .uvarint(entry.labels.len() as u64);
-            for id in &pairs {
+            for id in &ids[first..] {
                 e.uvarint(u64::from(*id));
             }
-            ids.push(pairs);
         }
         // Symbols first, durable: a crash must never keep an entry without its symbols.
         self.symbols_unflushed |= self.symbols.commit(&trees.symbols)?;
@@ -409,9 +410,7 @@ impl SeriesIndex {
             path: batch_path(&self.dir, seq),
             source,
         })?;
-        for ids in &ids {
-            self.symbols.retain(ids);
-        }
+        self.symbols.retain(&ids);
         self.set(
             entries
                 .iter()
