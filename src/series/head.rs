@@ -213,7 +213,7 @@ pub struct ScrapeCommit {
 
 /// A series' chunks, oldest first; the last one is open for appends. The usual single chunk
 /// (see [`OPEN_CHUNK_LIMIT`]) sits inline in the series instead of in a vector of its own: 48
-/// bytes and an allocation less per series, and the series still takes one 112-byte region.
+/// bytes and an allocation less per series, and the series still takes one 96-byte region.
 /// Reads see a slice either way.
 enum SeriesChunks {
     One(Chunk),
@@ -303,7 +303,7 @@ pub struct MemSeries {
     /// checkpoint writes only later samples, and truncation trims only earlier ones.
     /// [`REMOVED`] (set under the data lock) once truncation removed the series: holders of a
     /// stale `Arc` (scrape caches, the probe sink) must look the series up again. One word for
-    /// both, so that the series with its inline chunk still fits jemalloc's 112-byte class;
+    /// both, so that the series with its inline chunk still fits jemalloc's 96-byte class;
     /// kept here rather than in a map by fingerprint beside the head, it goes when the series
     /// goes.
     persisted: AtomicI64,
@@ -364,7 +364,7 @@ impl MemSeries {
     fn heap_bytes(&self, chunks: &SeriesChunks) -> usize {
         size_of::<MemSeries>()
             + 2 * size_of::<usize>() // Arc counters
-            + 2 * size_of::<usize>() // the label set's Arc counters
+            + 2 * size_of::<usize>() // the label set's reference count and length
             + self.labels.len() * size_of::<Label>()
             + chunks.list_bytes()
             + chunks.iter().map(Chunk::heap_bytes).sum::<usize>()

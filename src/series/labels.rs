@@ -10,6 +10,8 @@ use std::fmt;
 use std::hash::{Hash, Hasher};
 use std::sync::Arc;
 
+use triomphe::ThinArc;
+
 /// A shared, immutable label name or value: one pointer wide (the length lives with the
 /// reference count and the bytes), cloned by a reference-count increment.
 pub type LabelStr = arcstr::ArcStr;
@@ -118,10 +120,44 @@ impl PartialOrd for Label {
 
 /// A sorted set of labels, shared: a clone is one reference-count increment, so a selection
 /// hands out the stored series' label sets without copying them (the rule-evaluation path
-/// clones hundreds of thousands per round). Equality, order and hashing are by content; the
-/// empty set is always `None`, so equal sets compare equal whatever way they were built.
-#[derive(Clone, Default, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub struct Labels(Option<Arc<[Label]>>);
+/// clones hundreds of thousands per round). One pointer wide: the length lives in the
+/// allocation with the reference count (`triomphe::ThinArc`; std's `Arc<[Label]>` is a
+/// pointer and a length), which keeps a head series with its open chunk in jemalloc's 96-byte
+/// class. Equality, order and hashing are by content, with a pointer check first; the empty
+/// set is always `None`, so equal sets compare equal whatever way they were built.
+#[derive(Clone, Default)]
+pub struct Labels(Option<ThinArc<(), Label>>);
+
+const _: () = assert!(std::mem::size_of::<Labels>() == 8);
+
+impl PartialEq for Labels {
+    fn eq(&self, other: &Labels) -> bool {
+        self.ptr_eq(other) || self.as_slice() == other.as_slice()
+    }
+}
+
+impl Eq for Labels {}
+
+impl PartialOrd for Labels {
+    fn partial_cmp(&self, other: &Labels) -> Option<std::cmp::Ordering> {
+        Some(self.cmp(other))
+    }
+}
+
+impl Ord for Labels {
+    fn cmp(&self, other: &Labels) -> std::cmp::Ordering {
+        if self.ptr_eq(other) {
+            return std::cmp::Ordering::Equal;
+        }
+        self.as_slice().cmp(other.as_slice())
+    }
+}
+
+impl Hash for Labels {
+    fn hash<H: Hasher>(&self, state: &mut H) {
+        self.as_slice().hash(state);
+    }
+}
 
 impl Labels {
     /// The empty label set.
@@ -133,7 +169,7 @@ impl Labels {
     fn from_vec(v: Vec<Label>) -> Self {
         match v.is_empty() {
             true => Labels(None),
-            false => Labels(Some(Arc::from(v))),
+            false => Labels(Some(ThinArc::from_header_and_iter((), v.into_iter()))),
         }
     }
 
@@ -170,7 +206,7 @@ impl Labels {
     /// The labels as a slice, sorted by name.
     #[inline]
     pub fn as_slice(&self) -> &[Label] {
-        self.0.as_deref().unwrap_or(&[])
+        self.0.as_ref().map_or(&[], |a| &a.slice)
     }
 
     /// The value of label `name`, if present.
@@ -204,7 +240,7 @@ impl Labels {
     /// True when both are the same shared set (a cheap check before comparing contents).
     pub fn ptr_eq(&self, other: &Labels) -> bool {
         match (&self.0, &other.0) {
-            (Some(a), Some(b)) => Arc::ptr_eq(a, b),
+            (Some(a), Some(b)) => std::ptr::eq(a.ptr(), b.ptr()),
             (None, None) => true,
             _ => false,
         }

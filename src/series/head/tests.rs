@@ -526,11 +526,13 @@ fn select_each_skips_what_the_caller_knows_and_lends_the_rest() {
 }
 
 #[test]
-fn a_series_and_its_open_chunk_fit_a_112_byte_allocation() {
-    // Arc counters (16) + the series with its open chunk inline: jemalloc's 112-byte size
+fn a_series_and_its_open_chunk_fit_a_96_byte_allocation() {
+    // Arc counters (16) + the series with its open chunk inline: jemalloc's 96-byte size
     // class, where the series (80) and a vector of one chunk (48) took 128 bytes in two
-    // regions. One field more and every series costs 128 again (the watch job holds 65,600).
-    assert!(size_of::<MemSeries>() <= 96, "{}", size_of::<MemSeries>());
+    // regions, and a label set as std's two-word `Arc<[Label]>` took 112. One field more and
+    // every series costs 112 again (the watch job holds 65,600).
+    assert!(size_of::<MemSeries>() <= 80, "{}", size_of::<MemSeries>());
+    assert_eq!(size_of::<Labels>(), 8, "a label set is one pointer");
     assert_eq!(
         size_of::<SeriesChunks>(),
         size_of::<Chunk>(),
