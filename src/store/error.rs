@@ -133,6 +133,19 @@ pub enum StoreError {
 impl StoreError {
     /// Maps an engine error from operation `op`, keeping I/O errors as [`StoreError::Io`] so
     /// that "disk full" looks the same whether it came from the engine or from injection.
+    /// Maps a file system error on `path` (a file the store keeps beside sled's) to
+    /// [`StoreError::File`], for `map_err`.
+    pub(super) fn file<'a>(
+        op: &'static str,
+        path: &'a std::path::Path,
+    ) -> impl FnOnce(std::io::Error) -> StoreError + 'a {
+        move |source| StoreError::File {
+            op,
+            path: path.to_owned(),
+            source,
+        }
+    }
+
     pub(super) fn engine(op: &'static str) -> impl FnOnce(sled::Error) -> StoreError {
         move |e| match e {
             sled::Error::Io(source) => StoreError::Io { op, source },

@@ -236,32 +236,24 @@ impl Pieces {
     }
 }
 
-fn file_err<'a>(op: &'static str, path: &'a Path) -> impl FnOnce(io::Error) -> StoreError + 'a {
-    move |source| StoreError::File {
-        op,
-        path: path.to_owned(),
-        source,
-    }
-}
-
 impl HistoryFiles {
     /// Opens the history directory `dir` (creating it) and seals the logs a previous run left.
     pub(super) fn open(dir: PathBuf) -> Result<(HistoryFiles, OpenReport), StoreError> {
         const OP: &str = "opening the probe history";
         if !dir.is_dir() {
-            std::fs::create_dir(&dir).map_err(file_err(OP, &dir))?;
+            std::fs::create_dir(&dir).map_err(StoreError::file(OP, &dir))?;
             if let Some(parent) = dir.parent() {
-                sync_dir(parent).map_err(file_err(OP, &dir))?;
+                sync_dir(parent).map_err(StoreError::file(OP, &dir))?;
             }
         }
         let mut report = OpenReport::default();
         let mut logs = Vec::new();
         let mut sealed = BTreeMap::new();
-        for entry in std::fs::read_dir(&dir).map_err(file_err(OP, &dir))? {
-            let name = entry.map_err(file_err(OP, &dir))?.file_name();
+        for entry in std::fs::read_dir(&dir).map_err(StoreError::file(OP, &dir))? {
+            let name = entry.map_err(StoreError::file(OP, &dir))?.file_name();
             let name = name.to_string_lossy();
             if name.ends_with(TMP_SUFFIX) {
-                remove(&dir.join(&*name)).map_err(file_err(OP, &dir))?;
+                remove(&dir.join(&*name)).map_err(StoreError::file(OP, &dir))?;
             } else if let Some(id) = parse_name(&name, LOG_SUFFIX) {
                 logs.push(id);
             } else if let Some(id) = parse_name(&name, SEALED_SUFFIX) {
@@ -292,11 +284,11 @@ impl HistoryFiles {
         for id in logs {
             let path = files.log_path(id);
             if files.lock().sealed.contains_key(&id) {
-                remove(&path).map_err(file_err(OP, &path))?;
+                remove(&path).map_err(StoreError::file(OP, &path))?;
                 continue;
             }
-            let file = File::open(&path).map_err(file_err(OP, &path))?;
-            let scan = scan_log(&file, Some(id) == newest).map_err(file_err(OP, &path))?;
+            let file = File::open(&path).map_err(StoreError::file(OP, &path))?;
+            let scan = scan_log(&file, Some(id) == newest).map_err(StoreError::file(OP, &path))?;
             if let Some(damage) = scan.damage {
                 report.damaged.push(format!("{}: {damage}", path.display()));
             }
@@ -441,7 +433,7 @@ impl HistoryFiles {
             .write(true)
             .create_new(true)
             .open(&path)
-            .map_err(file_err(OP, &path))?;
+            .map_err(StoreError::file(OP, &path))?;
         let mut header = LOG_MAGIC.to_vec();
         header.push(FILE_V1);
         if let Err(e) = file
@@ -451,7 +443,7 @@ impl HistoryFiles {
         {
             // Not left behind: a full disk would otherwise collect a file per attempt.
             let _ = remove(&path);
-            return Err(file_err(OP, &path)(e));
+            return Err(StoreError::file(OP, &path)(e));
         }
         Ok(Log {
             id,
@@ -509,13 +501,13 @@ impl HistoryFiles {
             )));
             pieces
                 .add(payload)
-                .map_err(|e| file_err(OP, &log_path)(io::Error::other(e)))?;
+                .map_err(|e| StoreError::file(OP, &log_path)(io::Error::other(e)))?;
         }
         let path = self.sealed_path(log.id);
         let summary = if pieces.by_probe.is_empty() {
             None
         } else {
-            Some(write_sealed(&path, &pieces).map_err(file_err(OP, &path))?)
+            Some(write_sealed(&path, &pieces).map_err(StoreError::file(OP, &path))?)
         };
         {
             let mut st = self.lock();
@@ -526,7 +518,7 @@ impl HistoryFiles {
         }
         remove(&log_path)
             .and_then(|()| sync_dir(&self.dir))
-            .map_err(file_err(OP, &log_path))
+            .map_err(StoreError::file(OP, &log_path))
     }
 
     /// `probe`'s results with `since <= t <= until` in the files, newest files first, until
@@ -638,13 +630,13 @@ impl HistoryFiles {
         let (mut files, mut regions) = (0, 0);
         for (id, s) in doomed.into_iter().take(budget) {
             let path = self.sealed_path(id);
-            remove(&path).map_err(file_err(OP, &path))?;
+            remove(&path).map_err(StoreError::file(OP, &path))?;
             self.lock().sealed.remove(&id);
             files += 1;
             regions += s.regions;
         }
         if files > 0 {
-            sync_dir(&self.dir).map_err(file_err(OP, &self.dir))?;
+            sync_dir(&self.dir).map_err(StoreError::file(OP, &self.dir))?;
         }
         Ok((files, regions, more))
     }

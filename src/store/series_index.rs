@@ -261,15 +261,7 @@ impl SeriesIndex {
         let (symbols, bad_symbols) =
             Symbols::load(&trees.symbols).map_err(StoreError::engine(OP))?;
         let mut skipped: Skipped = bad_symbols.into_iter().map(|e| ("symbols", e)).collect();
-        let file_err = |path: &Path| {
-            let path = path.to_owned();
-            move |source| StoreError::File {
-                op: OP,
-                path,
-                source,
-            }
-        };
-        std::fs::create_dir_all(&dir).map_err(file_err(&dir))?;
+        std::fs::create_dir_all(&dir).map_err(StoreError::file(OP, &dir))?;
         // Batch → its bytes or why they cannot be read, in sequence order.
         let mut found: BTreeMap<u64, Result<Vec<u8>, DecodeError>> = BTreeMap::new();
         for kv in trees.series_batches.iter() {
@@ -282,9 +274,9 @@ impl SeriesIndex {
                 Err(_) => skipped.push(("series_batches", DecodeError::OutOfRange)),
             }
         }
-        for seq in list_batch_files(&dir).map_err(file_err(&dir))? {
+        for seq in list_batch_files(&dir).map_err(StoreError::file(OP, &dir))? {
             let path = batch_path(&dir, seq);
-            if let Some(bytes) = read_batch_file(&path).map_err(file_err(&path))? {
+            if let Some(bytes) = read_batch_file(&path).map_err(StoreError::file(OP, &path))? {
                 found.insert(seq, bytes);
             }
         }
@@ -405,11 +397,8 @@ impl SeriesIndex {
             db.flush().map_err(StoreError::engine(OP))?;
             self.symbols_unflushed = false;
         }
-        write_batch_file(&self.dir, seq, &e.finish()).map_err(|source| StoreError::File {
-            op: OP,
-            path: batch_path(&self.dir, seq),
-            source,
-        })?;
+        write_batch_file(&self.dir, seq, &e.finish())
+            .map_err(StoreError::file(OP, &batch_path(&self.dir, seq)))?;
         self.symbols.retain(&ids);
         self.set(
             entries
@@ -514,17 +503,14 @@ impl SeriesIndex {
         let mut released = Vec::new();
         for &batch in &todo {
             let path = batch_path(&self.dir, batch);
-            let file_err = |source| StoreError::File {
-                op: OP,
-                path: path.clone(),
-                source,
-            };
             // Holds current entries, so it decoded at open or was written since; if it
             // stopped decoding, leave it alone.
             let entries = self.read_batch(batch, OP)?;
             if self.batches.get(&batch).copied().unwrap_or(0) == 0 {
                 match std::fs::remove_file(&path) {
-                    Err(e) if e.kind() != io::ErrorKind::NotFound => return Err(file_err(e)),
+                    Err(e) if e.kind() != io::ErrorKind::NotFound => {
+                        return Err(StoreError::file(OP, &path)(e));
+                    }
                     _ => {}
                 }
                 released.extend(entries.and_then(Result::ok).unwrap_or_default());
@@ -533,17 +519,14 @@ impl SeriesIndex {
                 let (keep, gone): (Vec<BatchEntry>, Vec<BatchEntry>) = entries
                     .into_iter()
                     .partition(|e| self.series.get(e.fp).is_some_and(|s| s.batch() == batch));
-                write_batch_file(&self.dir, batch, &encode_batch(&keep)).map_err(file_err)?;
+                write_batch_file(&self.dir, batch, &encode_batch(&keep))
+                    .map_err(StoreError::file(OP, &path))?;
                 released.extend(gone);
             }
             self.dirty.remove(&batch);
         }
         if !todo.is_empty() {
-            sync_dir(&self.dir).map_err(|source| StoreError::File {
-                op: OP,
-                path: self.dir.clone(),
-                source,
-            })?;
+            sync_dir(&self.dir).map_err(StoreError::file(OP, &self.dir))?;
         }
         for e in released {
             self.symbols.release(&e.ids);
@@ -590,13 +573,8 @@ impl SeriesIndex {
                 );
             }
         }
-        write_batch_file(&self.dir, seq, &encode_batch(&merged)).map_err(|source| {
-            StoreError::File {
-                op: OP,
-                path: batch_path(&self.dir, seq),
-                source,
-            }
-        })?;
+        write_batch_file(&self.dir, seq, &encode_batch(&merged))
+            .map_err(StoreError::file(OP, &batch_path(&self.dir, seq)))?;
         let mut slots = Vec::with_capacity(merged.len());
         for e in &merged {
             self.symbols.retain(&e.ids);
@@ -615,8 +593,7 @@ impl SeriesIndex {
         op: &'static str,
     ) -> Result<Option<Result<Vec<BatchEntry>, DecodeError>>, StoreError> {
         let path = batch_path(&self.dir, batch);
-        let bytes =
-            read_batch_file(&path).map_err(|source| StoreError::File { op, path, source })?;
+        let bytes = read_batch_file(&path).map_err(StoreError::file(op, &path))?;
         Ok(bytes.map(|b| b.and_then(|b| decode_batch(&b))))
     }
 
@@ -666,11 +643,7 @@ impl SeriesIndex {
                 let path = batch_path(&self.dir, batch);
                 // A file of the same batch is a move cut short: load read the file.
                 if !path.exists() {
-                    write_batch_file(&self.dir, batch, &v).map_err(|source| StoreError::File {
-                        op: OP,
-                        path,
-                        source,
-                    })?;
+                    write_batch_file(&self.dir, batch, &v).map_err(StoreError::file(OP, &path))?;
                 }
             }
             trees
