@@ -486,13 +486,20 @@ impl Store {
             db.generate_id()
                 .map_err(StoreError::engine("moving the series index to batches"))
         };
-        let migrated = index
-            .migrate(&trees, &db, &mut next_id)
-            .map_err(|e| match e {
-                StoreError::Corrupt { source, .. } => OpenFailure::Corrupt(source.to_string()),
-                e => OpenFailure::Fatal(e),
-            })?;
+        let (moved_batches, migrated) =
+            index
+                .migrate(&trees, &db, &mut next_id)
+                .map_err(|e| match e {
+                    StoreError::Corrupt { source, .. } => OpenFailure::Corrupt(source.to_string()),
+                    e => OpenFailure::Fatal(e),
+                })?;
         skipped.extend(migrated.into_iter().map(|e| ("series", e)));
+        if moved_batches > 0 {
+            info!(
+                batches = moved_batches,
+                "moved the series index of an earlier version from sled to files"
+            );
+        }
         for (tree, error) in &skipped {
             warn!(tree, %error, "skipping a stored record that does not decode");
         }

@@ -627,15 +627,17 @@ impl SeriesIndex {
     /// Moves what earlier versions left in sled to batch files: batches (tree
     /// `series_batches`, written as they are, then removed) and per-series entries (tree
     /// `series`, written as new batches, then removed); `seq` hands out batch numbers. Entries
-    /// already in a batch (a move cut short by a crash) are only removed. Returns the entries
-    /// that did not decode (removed too).
+    /// already in a batch (a move cut short by a crash) are only removed. Returns how many
+    /// sled batches became files, and the per-series entries that did not decode (removed
+    /// too).
     pub(super) fn migrate(
         &mut self,
         trees: &Trees,
         db: &sled::Db,
         seq: &mut dyn FnMut() -> Result<u64, StoreError>,
-    ) -> Result<Vec<DecodeError>, StoreError> {
+    ) -> Result<(usize, Vec<DecodeError>), StoreError> {
         const OP: &str = "moving the series index to batches";
+        let mut moved_batches = 0;
         for kv in trees.series_batches.iter() {
             let (k, v) = kv.map_err(StoreError::engine(OP))?;
             if let Ok(b) = <[u8; 8]>::try_from(&*k) {
@@ -644,6 +646,7 @@ impl SeriesIndex {
                 // A file of the same batch is a move cut short: load read the file.
                 if !path.exists() {
                     write_batch_file(&self.dir, batch, &v).map_err(StoreError::file(OP, &path))?;
+                    moved_batches += 1;
                 }
             }
             trees
@@ -684,7 +687,7 @@ impl SeriesIndex {
         for k in keys {
             trees.series.remove(k).map_err(StoreError::engine(OP))?;
         }
-        Ok(bad)
+        Ok((moved_batches, bad))
     }
 
     /// Symbols no stored entry uses (see [`Symbols::collect`]).
