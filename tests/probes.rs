@@ -371,6 +371,150 @@ async fn a_body_delimited_by_close_is_read_whole() {
     server.abort();
 }
 
+/// A raw TCP server that reads the request head and writes `parts` with a pause between them
+/// (so they arrive as separate segments), then keeps the connection open for `hold`.
+async fn raw_server(parts: Vec<Vec<u8>>, hold: Duration) -> (String, tokio::task::JoinHandle<()>) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let task = tokio::spawn(async move {
+        while let Ok((mut s, _)) = listener.accept().await {
+            let parts = parts.clone();
+            tokio::spawn(async move {
+                let mut req = Vec::new();
+                let mut buf = [0u8; 1024];
+                while !req.windows(4).any(|w| w == b"\r\n\r\n") {
+                    match s.read(&mut buf).await {
+                        Ok(0) | Err(_) => return,
+                        Ok(n) => req.extend_from_slice(&buf[..n]),
+                    }
+                }
+                for p in parts {
+                    if s.write_all(&p).await.is_err() {
+                        return;
+                    }
+                    tokio::time::sleep(Duration::from_millis(5)).await;
+                }
+                tokio::time::sleep(hold).await;
+            });
+        }
+    });
+    (format!("http://{addr}/health"), task)
+}
+
+#[tokio::test]
+async fn odd_but_valid_answers_are_read_as_http_says() {
+    let json = r#"json = { status = "ok" }"#;
+    let cases: Vec<(&str, Vec<&[u8]>)> = vec![
+        // Chunked, split inside a size line and inside the data, with an extension and a trailer.
+        (
+            "chunked",
+            vec![
+                b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n",
+                b"9;x=y\r\n{\"statu",
+                b"s\"\r\n",
+                b"6\r\n:\"ok\"}\r\n0\r\nX-T: 1\r\n",
+                b"\r\n",
+            ],
+        ),
+        // An interim 100 Continue before the answer.
+        (
+            "100 first",
+            vec![
+                b"HTTP/1.1 100 Continue\r\n\r\n",
+                b"HTTP/1.1 200 OK\r\nContent-Length: 15\r\n\r\n{\"status\":\"ok\"}",
+            ],
+        ),
+        // The head arrives a few bytes at a time.
+        (
+            "head in pieces",
+            vec![
+                b"HTTP/1.1 2",
+                b"00 OK\r\nContent-Len",
+                b"gth: 15\r\n\r",
+                b"\n{\"status\":\"ok\"}",
+            ],
+        ),
+    ];
+    for (what, parts) in cases {
+        // The server holds the connection open afterwards: the framing ends the body.
+        let (url, task) = raw_server(
+            parts.into_iter().map(<[u8]>::to_vec).collect(),
+            Duration::from_secs(30),
+        )
+        .await;
+        let started = Instant::now();
+        let o = run(&url, json).await;
+        assert!(o.success, "{what}: {}", o.reason);
+        assert!(
+            started.elapsed() < Duration::from_secs(1),
+            "{what}: waited for the close"
+        );
+        task.abort();
+    }
+}
+
+#[tokio::test]
+async fn hostile_answers_fail_with_a_reason() {
+    // 80 fields, 5 KiB: long but legal.
+    let big_head = format!(
+        "HTTP/1.1 200 OK\r\n{}Content-Length: 0\r\n\r\n",
+        "X-Filler: aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa\r\n".repeat(80)
+    );
+    let many_fields = format!("HTTP/1.1 200 OK\r\n{}\r\n", "X: y\r\n".repeat(101));
+    let huge_head = format!(
+        "HTTP/1.1 200 OK\r\nX-Filler: {}\r\n\r\n",
+        "a".repeat(70 * 1024)
+    );
+    let cases: Vec<(Vec<u8>, &str)> = vec![
+        (
+            b"SSH-2.0-OpenSSH_9.6\r\n".to_vec(),
+            "HTTP: invalid response: invalid HTTP version",
+        ),
+        (
+            b"HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\nshort".to_vec(),
+            "HTTP: connection closed after 5 of 100 body bytes",
+        ),
+        (
+            b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nab".to_vec(),
+            "HTTP: connection closed in the middle of a chunked body",
+        ),
+        (
+            b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\nxyz\r\n".to_vec(),
+            "HTTP: invalid chunked body: no chunk size",
+        ),
+        (
+            b"HTTP/1.1 200 OK\r\nContent-Length: 1\r\nContent-Length: 2\r\n\r\n".to_vec(),
+            "HTTP: conflicting Content-Length values",
+        ),
+        (
+            b"HTTP/1.1 200 OK\r\nConn".to_vec(),
+            "HTTP: connection closed in the middle of the response head",
+        ),
+        (Vec::new(), "HTTP: connection closed before a response"),
+        (
+            many_fields.into_bytes(),
+            "HTTP: more than 100 fields in the response head",
+        ),
+        (
+            huge_head.into_bytes(),
+            "HTTP: response head larger than 64 KiB",
+        ),
+    ];
+    for (answer, reason) in cases {
+        // The server closes right after its answer.
+        let (url, task) = raw_server(vec![answer], Duration::ZERO).await;
+        let o = run(&url, "").await;
+        assert!(!o.success);
+        assert_eq!(o.reason, reason);
+        task.abort();
+    }
+    let (url, task) = raw_server(vec![big_head.into_bytes()], Duration::ZERO).await;
+    let o = run(&url, "").await;
+    assert!(o.success, "{}", o.reason);
+    task.abort();
+}
+
 /// A body that streams `total` bytes in 64 KiB chunks, counting what the client pulled.
 struct Counting {
     left: usize,

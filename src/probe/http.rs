@@ -13,16 +13,11 @@
 //! into a reason. On a redirect to another origin, `Authorization`, `Proxy-Authorization` and
 //! `Cookie` are dropped, as curl and browsers do, so a token is not handed to a third party.
 
-use std::future::Future;
-
-use bytes::Bytes;
-use http_body_util::{BodyExt, Empty};
-use hyper::header::{self, HeaderMap, HeaderName, HeaderValue};
-use hyper::{Method, Request, StatusCode, Uri};
-use hyper_util::rt::TokioIo;
+use hyper::{Method, Uri};
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::time::Instant;
 
+use super::wire::{self, RequestHead};
 use super::{Phases, ProbeTls, Progress, checks};
 use crate::config::ProbeConfig;
 
@@ -36,12 +31,15 @@ pub const MAX_REDIRECTS: usize = 10;
 /// Sent unless the probe sets its own `User-Agent`.
 const USER_AGENT: &str = concat!("postflight/", env!("CARGO_PKG_VERSION"));
 
+/// Request headers dropped on a redirect to another origin.
+const CREDENTIALS: [&str; 3] = ["authorization", "proxy-authorization", "cookie"];
+
 /// One hop's answer.
 enum Hop {
     /// Follow this `Location`.
-    Redirect(StatusCode, String),
+    Redirect(u16, String),
     /// The final answer; the body is kept only when a check needs it.
-    Final(StatusCode, Vec<u8>),
+    Final(u16, Vec<u8>),
 }
 
 /// Probes `cfg.url` over HTTP(S). `start` is when the probe began (for the latency check).
@@ -53,12 +51,15 @@ pub(crate) async fn probe(
 ) -> Result<(), String> {
     let mut method = Method::from_bytes(cfg.method.as_bytes())
         .map_err(|_| format!("invalid method {:?}", cfg.method))?;
-    let mut headers = request_headers(cfg)?;
+    check_headers(cfg)?;
     let mut uri: Uri = cfg.url.parse().map_err(|e| format!("invalid URL: {e}"))?;
     let keep_body = cfg.body_contains.is_some() || cfg.body_regex.is_some() || !cfg.json.is_empty();
     let mut redirects = 0;
+    // Set once a redirect leaves the probe's origin, and kept for every later hop.
+    let mut strip_credentials = false;
     let (status, body) = loop {
-        match hop(&method, &uri, &headers, tls, cfg, keep_body, progress).await? {
+        let request = request(&method, &uri, cfg, strip_credentials)?;
+        match hop(&method, &uri, &request, tls, cfg, keep_body, progress).await? {
             Hop::Final(status, body) => break (status, body),
             Hop::Redirect(status, location) => {
                 redirects += 1;
@@ -67,18 +68,11 @@ pub(crate) async fn probe(
                 }
                 let next = resolve_location(&uri, &location)?;
                 if origin(&next) != origin(&uri) {
-                    for h in [
-                        header::AUTHORIZATION,
-                        header::PROXY_AUTHORIZATION,
-                        header::COOKIE,
-                    ] {
-                        headers.remove(h);
-                    }
+                    strip_credentials = true;
                 }
                 // 303 always, and 301/302 after a POST, turn into GET (RFC 9110 §15.4).
-                if (status == StatusCode::SEE_OTHER && method != Method::HEAD)
-                    || (method == Method::POST
-                        && matches!(status, StatusCode::MOVED_PERMANENTLY | StatusCode::FOUND))
+                if (status == 303 && method != Method::HEAD)
+                    || (method == Method::POST && matches!(status, 301 | 302))
                 {
                     method = Method::GET;
                 }
@@ -86,7 +80,7 @@ pub(crate) async fn probe(
             }
         }
     };
-    checks::status(status.as_u16(), &cfg.expect_status)?;
+    checks::status(status, &cfg.expect_status)?;
     checks::latency(start.elapsed(), cfg.max_latency.map(|d| d.get()))?;
     checks::body(cfg, &body)?;
     if let (Some(min_days), Some(not_after)) = (cfg.cert_min_days, progress.cert_not_after) {
@@ -95,28 +89,70 @@ pub(crate) async fn probe(
     Ok(())
 }
 
-/// The configured headers, parsed once per probe. Errors name the header, never its value.
-fn request_headers(cfg: &ProbeConfig) -> Result<HeaderMap, String> {
-    let mut map = HeaderMap::with_capacity(cfg.headers.len() + 2);
+/// Checks the configured headers: names are tokens, values visible ASCII (as
+/// `http::HeaderValue::from_str` requires). Errors name the header, never its value.
+fn check_headers(cfg: &ProbeConfig) -> Result<(), String> {
     for (name, value) in &cfg.headers {
-        let n = HeaderName::from_bytes(name.as_bytes())
-            .map_err(|_| format!("invalid header name {name:?}"))?;
-        let mut v = HeaderValue::from_str(value.expose())
-            .map_err(|_| format!("invalid value for header {name}"))?;
-        v.set_sensitive(true);
-        map.append(n, v);
+        if name.is_empty() || !name.bytes().all(is_token_byte) {
+            return Err(format!("invalid header name {name:?}"));
+        }
+        if !value
+            .expose()
+            .bytes()
+            .all(|b| b == b'\t' || (b' '..=b'~').contains(&b))
+        {
+            return Err(format!("invalid value for header {name}"));
+        }
     }
-    if !map.contains_key(header::USER_AGENT) {
-        map.insert(header::USER_AGENT, HeaderValue::from_static(USER_AGENT));
+    Ok(())
+}
+
+/// RFC 9110 `tchar`.
+fn is_token_byte(b: u8) -> bool {
+    b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b)
+}
+
+/// The request head for one hop: origin-form target, `Host` from the URL (without user info)
+/// unless configured, the configured headers, `User-Agent` and `Connection: close` unless
+/// configured.
+fn request(
+    method: &Method,
+    uri: &Uri,
+    cfg: &ProbeConfig,
+    strip_credentials: bool,
+) -> Result<Vec<u8>, String> {
+    let target = uri.path_and_query().map_or("/", |p| p.as_str());
+    let has = |name: &str| cfg.headers.keys().any(|k| k.eq_ignore_ascii_case(name));
+    let mut head = RequestHead::new(method.as_str(), target);
+    if !has("host") {
+        let authority = uri.authority().map_or("", |a| a.as_str());
+        let host = authority.rsplit_once('@').map_or(authority, |(_, h)| h);
+        head.field("Host", host.as_bytes());
     }
-    Ok(map)
+    for (name, value) in &cfg.headers {
+        if strip_credentials && CREDENTIALS.iter().any(|c| name.eq_ignore_ascii_case(c)) {
+            continue;
+        }
+        head.field(name, value.expose().as_bytes());
+    }
+    if !has("user-agent") {
+        head.field("User-Agent", USER_AGENT.as_bytes());
+    }
+    // The connection serves one request: say so (as blackbox_exporter does), and the server
+    // closes first. TIME_WAIT then stays on the server's side: a prober opening 100
+    // connections a second to one address would otherwise hold ~6,000 sockets in TIME_WAIT
+    // and search past them for every ephemeral port (about 28,000 to one address and port).
+    if !has("connection") {
+        head.field("Connection", b"close");
+    }
+    Ok(head.finish())
 }
 
 /// One request on a new connection.
 async fn hop(
     method: &Method,
     uri: &Uri,
-    headers: &HeaderMap,
+    request: &[u8],
     tls: &ProbeTls,
     cfg: &ProbeConfig,
     keep_body: bool,
@@ -137,7 +173,7 @@ async fn hop(
     let tcp = super::tcp::connect(host, port).await?;
     Phases::add(&mut progress.phases.connect, t.elapsed());
 
-    let req = build_request(method, uri, authority.as_str(), headers)?;
+    let head_request = *method == Method::HEAD;
     if https {
         let name = rustls::pki_types::ServerName::try_from(host.to_string())
             .map_err(|_| format!("TLS: invalid server name {host:?}"))?;
@@ -158,145 +194,49 @@ async fn hop(
         if let Some(t) = earliest {
             progress.cert_not_after = Some(progress.cert_not_after.map_or(t, |p| p.min(t)));
         }
-        exchange(stream, req, cfg, keep_body, progress).await
+        exchange(stream, request, head_request, cfg, keep_body, progress).await
     } else {
-        exchange(tcp, req, cfg, keep_body, progress).await
+        exchange(tcp, request, head_request, cfg, keep_body, progress).await
     }
-}
-
-/// The request for one hop: origin-form target, `Host` from the URL (without user info).
-fn build_request(
-    method: &Method,
-    uri: &Uri,
-    authority: &str,
-    headers: &HeaderMap,
-) -> Result<Request<Empty<Bytes>>, String> {
-    let target = uri.path_and_query().map_or("/", |p| p.as_str());
-    let host = authority.rsplit_once('@').map_or(authority, |(_, h)| h);
-    let mut req = Request::builder()
-        .method(method.clone())
-        .uri(target)
-        .body(Empty::<Bytes>::new())
-        .map_err(|e| format!("invalid request: {e}"))?;
-    *req.headers_mut() = headers.clone();
-    if !req.headers().contains_key(header::HOST) {
-        let v = HeaderValue::from_str(host).map_err(|_| "invalid URL host".to_string())?;
-        req.headers_mut().insert(header::HOST, v);
-    }
-    // The connection serves one request: say so (as blackbox_exporter does), and the server
-    // closes first. TIME_WAIT then stays on the server's side: a prober opening 100
-    // connections a second to one address would otherwise hold ~6,000 sockets in TIME_WAIT
-    // and search past them for every ephemeral port (about 28,000 to one address and port).
-    if !req.headers().contains_key(header::CONNECTION) {
-        req.headers_mut()
-            .insert(header::CONNECTION, HeaderValue::from_static("close"));
-    }
-    Ok(req)
 }
 
 /// HTTP/1.1 over an open connection: send, read the head, then the body within the limit.
 async fn exchange<IO>(
-    io: IO,
-    req: Request<Empty<Bytes>>,
+    mut io: IO,
+    request: &[u8],
+    head_request: bool,
     cfg: &ProbeConfig,
     keep_body: bool,
     progress: &mut Progress,
 ) -> Result<Hop, String>
 where
-    IO: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+    IO: AsyncRead + AsyncWrite + Unpin,
 {
     let t = Instant::now();
-    let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(io))
-        .await
-        .map_err(|e| http_reason(&e))?;
-    let work = async {
-        let resp = sender
-            .send_request(req)
-            .await
-            .map_err(|e| http_reason(&e))?;
-        Phases::add(&mut progress.phases.processing, t.elapsed());
-        let status = resp.status();
-        progress.status = Some(status.as_u16());
-        if status.is_redirection() && !cfg.expect_status.contains(&status.as_u16()) {
-            let location = resp
-                .headers()
-                .get(header::LOCATION)
-                .and_then(|v| v.to_str().ok());
-            // A redirect without a usable Location is the final answer; the status check
-            // then says what came back.
-            if let Some(loc) = location
-                && is_followed(status)
-            {
-                return Ok(Hop::Redirect(status, loc.to_string()));
-            }
+    let (head, rest) = wire::send_and_read_head(&mut io, request).await?;
+    Phases::add(&mut progress.phases.processing, t.elapsed());
+    progress.status = Some(head.status);
+    if (300..400).contains(&head.status) && !cfg.expect_status.contains(&head.status) {
+        // A redirect without a usable Location is the final answer; the status check then
+        // says what came back.
+        if let Some(loc) = &head.location
+            && is_followed(head.status)
+        {
+            return Ok(Hop::Redirect(head.status, loc.clone()));
         }
-        let t = Instant::now();
-        let declared = resp
-            .headers()
-            .get(header::CONTENT_LENGTH)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.parse::<u64>().ok());
-        if declared.is_some_and(|n| n > BODY_LIMIT as u64) {
-            return Err(too_large());
-        }
-        let mut body = resp.into_body();
-        let mut kept = Vec::new();
-        let mut total = 0usize;
-        while let Some(frame) = body.frame().await {
-            let frame = frame.map_err(|e| format!("reading body: {}", http_reason(&e)))?;
-            if let Ok(data) = frame.into_data() {
-                total += data.len();
-                if total > BODY_LIMIT {
-                    // Stop here: dropping the body closes the connection unread.
-                    return Err(too_large());
-                }
-                if keep_body {
-                    kept.extend_from_slice(&data);
-                }
-            }
-        }
-        Phases::add(&mut progress.phases.transfer, t.elapsed());
-        Ok(Hop::Final(status, kept))
-    };
-    drive(conn, work).await
+    }
+    let t = Instant::now();
+    let body = wire::read_body(&mut io, &head, head_request, rest, keep_body).await?;
+    Phases::add(&mut progress.phases.transfer, t.elapsed());
+    Ok(Hop::Final(head.status, body))
 }
 
-fn is_followed(status: StatusCode) -> bool {
-    matches!(status.as_u16(), 301 | 302 | 303 | 307 | 308)
+fn is_followed(status: u16) -> bool {
+    matches!(status, 301 | 302 | 303 | 307 | 308)
 }
 
-fn too_large() -> String {
+pub(super) fn too_large() -> String {
     "body larger than 1 MiB".to_string()
-}
-
-/// Polls hyper's connection next to the request inside the probe's own task (no spawned task
-/// per connection). The connection may finish first (the server closed after the last byte):
-/// the buffered body is still there for `work` to read, so only `work` decides the result.
-async fn drive<C, W, T>(conn: C, work: W) -> T
-where
-    C: Future<Output = hyper::Result<()>>,
-    W: Future<Output = T>,
-{
-    let mut conn = std::pin::pin!(conn);
-    let mut work = std::pin::pin!(work);
-    let mut conn_done = false;
-    loop {
-        tokio::select! {
-            biased;
-            out = &mut work => return out,
-            // An error here also fails the request or body, which `work` reports.
-            _ = &mut conn, if !conn_done => conn_done = true,
-        }
-    }
-}
-
-/// hyper's error with its cause: `connection closed before message completed`, ...
-fn http_reason(e: &hyper::Error) -> String {
-    use std::error::Error;
-    match e.source() {
-        Some(src) => format!("HTTP: {e}: {src}"),
-        None => format!("HTTP: {e}"),
-    }
 }
 
 /// `scheme://authority` of a URI, lower-cased, for same-origin checks.
@@ -429,7 +369,7 @@ mod tests {
             "name = \"p\"\nurl = \"http://x/\"\nheaders = { Authorization = \"Bearer s3cr3t\\n\" }",
         )
         .unwrap();
-        let err = request_headers(&cfg).unwrap_err();
+        let err = check_headers(&cfg).unwrap_err();
         assert_eq!(err, "invalid value for header Authorization");
         assert!(!err.contains("s3cr3t"));
     }

@@ -25,7 +25,7 @@
 //! # Cost
 //!
 //! One task per probe *execution* (spawned by the single scheduler loop, none per connection:
-//! hyper's connection is driven inside that task), one `Arc<rustls::ClientConfig>` shared by
+//! the probe speaks HTTP/1.1 on its connection itself, see `wire`), one `Arc<rustls::ClientConfig>` shared by
 //! every probe, and no allocation in the scheduler besides its heap. A probe's body is buffered
 //! only when a body check needs it, and never beyond [`http::BODY_LIMIT`].
 
@@ -35,6 +35,7 @@ pub mod expose;
 pub mod http;
 mod state;
 pub mod tcp;
+mod wire;
 
 pub use cert::not_after as cert_not_after;
 pub use expose::{OutcomeSample, OutcomeSeries, outcome_samples, outcome_series};

@@ -1,0 +1,557 @@
+//! HTTP/1.1 on a probe's connection: one request, one response, then the connection is dropped.
+//!
+//! A probe sends a request without a body and reads one response, so it needs a small part of
+//! a client: the request head written in one buffer, the response head parsed by `httparse`
+//! (the parser hyper itself uses), and the body framed as RFC 9112 §6.3 says (no body for HEAD,
+//! 1xx, 204 and 304; `Transfer-Encoding: chunked`; `Content-Length`; otherwise until the server
+//! closes). A general client's machinery (a connection task or future beside the request, a
+//! request channel, header maps, a read buffer of its own per connection) cost a third of a
+//! probe's user-space time on the watch job and brought nothing a probe uses.
+//!
+//! Limits: a response head of at most [`HEAD_LIMIT`] with at most [`MAX_HEADERS`] fields, a
+//! body of at most [`super::http::BODY_LIMIT`] (checked against a declared length before
+//! reading, and as it arrives otherwise). Every failure is a reason in words, prefixed `HTTP:`.
+
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+
+use super::http::BODY_LIMIT;
+
+/// Largest response head (status line and fields): 64 KiB, as Go's default is 1 MiB and
+/// hyper's ~400 KiB; a health endpoint's head is a few hundred bytes.
+pub const HEAD_LIMIT: usize = 64 * 1024;
+
+/// Most response header fields read (hyper's default is 100 as well).
+pub const MAX_HEADERS: usize = 100;
+
+/// Longest chunk-size line or trailer field in a chunked body.
+const LINE_LIMIT: usize = 4096;
+
+/// What a probe learns from a response head.
+#[derive(Debug, PartialEq, Eq)]
+pub struct Head {
+    pub status: u16,
+    /// `Location`, when it is visible ASCII (as `http::HeaderValue::to_str` requires).
+    pub location: Option<String>,
+    framing: Framing,
+}
+
+/// How the body ends (RFC 9112 §6.3).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Framing {
+    None,
+    Length(u64),
+    Chunked,
+    Close,
+}
+
+/// A request head: `METHOD target HTTP/1.1`, then the fields, then the blank line.
+pub struct RequestHead(Vec<u8>);
+
+impl RequestHead {
+    pub fn new(method: &str, target: &str) -> Self {
+        let mut b = Vec::with_capacity(256);
+        b.extend_from_slice(method.as_bytes());
+        b.push(b' ');
+        b.extend_from_slice(target.as_bytes());
+        b.extend_from_slice(b" HTTP/1.1\r\n");
+        RequestHead(b)
+    }
+
+    /// Adds a field. Names and values are validated by the caller.
+    pub fn field(&mut self, name: &str, value: &[u8]) {
+        self.0.extend_from_slice(name.as_bytes());
+        self.0.extend_from_slice(b": ");
+        self.0.extend_from_slice(value);
+        self.0.extend_from_slice(b"\r\n");
+    }
+
+    pub fn finish(mut self) -> Vec<u8> {
+        self.0.extend_from_slice(b"\r\n");
+        self.0
+    }
+}
+
+/// Sends `request` and reads the response head. Returns the head and the bytes read past it
+/// (the start of the body).
+pub async fn send_and_read_head<IO>(io: &mut IO, request: &[u8]) -> Result<(Head, Vec<u8>), String>
+where
+    IO: AsyncRead + AsyncWrite + Unpin,
+{
+    io.write_all(request)
+        .await
+        .map_err(|e| format!("HTTP: sending the request: {}", io_reason(&e)))?;
+    // A TLS stream holds written data until flushed; a TCP stream's flush does nothing.
+    io.flush()
+        .await
+        .map_err(|e| format!("HTTP: sending the request: {}", io_reason(&e)))?;
+    let mut buf: Vec<u8> = Vec::with_capacity(1024);
+    loop {
+        if let Some((head, used)) = parse_head(&buf)? {
+            if (100..200).contains(&head.status) && head.status != 101 {
+                // 100 Continue, 103 Early Hints: interim, the final answer follows.
+                buf.drain(..used);
+                continue;
+            }
+            buf.drain(..used);
+            return Ok((head, buf));
+        }
+        if buf.len() >= HEAD_LIMIT {
+            return Err(format!(
+                "HTTP: response head larger than {} KiB",
+                HEAD_LIMIT / 1024
+            ));
+        }
+        if buf.capacity() - buf.len() < 512 {
+            buf.reserve(buf.len().max(1024));
+        }
+        let n = read_some(io, &mut buf).await?;
+        if n == 0 {
+            return Err(if buf.is_empty() {
+                "HTTP: connection closed before a response".to_string()
+            } else {
+                "HTTP: connection closed in the middle of the response head".to_string()
+            });
+        }
+    }
+}
+
+/// Parses a complete head at the start of `buf`: `None` when more bytes are needed.
+fn parse_head(buf: &[u8]) -> Result<Option<(Head, usize)>, String> {
+    let mut fields = [httparse::EMPTY_HEADER; MAX_HEADERS];
+    let mut resp = httparse::Response::new(&mut fields);
+    let used = match resp.parse(buf) {
+        Ok(httparse::Status::Complete(n)) => n,
+        Ok(httparse::Status::Partial) => return Ok(None),
+        Err(httparse::Error::TooManyHeaders) => {
+            return Err(format!(
+                "HTTP: more than {MAX_HEADERS} fields in the response head"
+            ));
+        }
+        Err(e) => return Err(format!("HTTP: invalid response: {e}")),
+    };
+    let status = resp.code.unwrap_or(0);
+    let mut location = None;
+    let mut length: Option<u64> = None;
+    let mut transfer_encoding: Option<bool> = None; // Some(chunked last)
+    for f in resp.headers.iter() {
+        if f.name.eq_ignore_ascii_case("location") {
+            location = std::str::from_utf8(f.value)
+                .ok()
+                .filter(|v| v.bytes().all(|b| b == b'\t' || (b' '..=b'~').contains(&b)))
+                .map(|v| v.trim().to_string());
+        } else if f.name.eq_ignore_ascii_case("content-length") {
+            // Several fields, or a list, must all say the same number (RFC 9110 §8.6).
+            for part in f.value.split(|&b| b == b',') {
+                let n = std::str::from_utf8(part)
+                    .ok()
+                    .map(str::trim)
+                    .filter(|s| !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit()))
+                    .and_then(|s| s.parse::<u64>().ok())
+                    .ok_or_else(|| "HTTP: invalid Content-Length".to_string())?;
+                if length.is_some_and(|l| l != n) {
+                    return Err("HTTP: conflicting Content-Length values".to_string());
+                }
+                length = Some(n);
+            }
+        } else if f.name.eq_ignore_ascii_case("transfer-encoding") {
+            let last = f
+                .value
+                .split(|&b| b == b',')
+                .map(|c| c.trim_ascii())
+                .rfind(|c| !c.is_empty());
+            transfer_encoding = Some(last.is_some_and(|c| c.eq_ignore_ascii_case(b"chunked")));
+        }
+    }
+    // Transfer-Encoding overrides Content-Length (RFC 9112 §6.3); a coding other than chunked
+    // last means the body runs to the close.
+    let framing = match (transfer_encoding, length) {
+        _ if status == 204 || status == 304 || (100..200).contains(&status) => Framing::None,
+        (Some(true), _) => Framing::Chunked,
+        (Some(false), _) => Framing::Close,
+        (None, Some(n)) => Framing::Length(n),
+        (None, None) => Framing::Close,
+    };
+    Ok(Some((
+        Head {
+            status,
+            location,
+            framing,
+        },
+        used,
+    )))
+}
+
+/// Reads the body after `head` into `kept` (only when `keep`), at most [`BODY_LIMIT`] bytes.
+/// `start` holds the bytes already read past the head. `head_request`: a HEAD has no body.
+pub async fn read_body<IO>(
+    io: &mut IO,
+    head: &Head,
+    head_request: bool,
+    mut start: Vec<u8>,
+    keep: bool,
+) -> Result<Vec<u8>, String>
+where
+    IO: AsyncRead + Unpin,
+{
+    let mut sink = Sink {
+        keep,
+        kept: Vec::new(),
+        total: 0,
+    };
+    let framing = if head_request {
+        Framing::None
+    } else {
+        head.framing
+    };
+    match framing {
+        Framing::None => {}
+        Framing::Length(n) => {
+            if n > BODY_LIMIT as u64 {
+                return Err(super::http::too_large());
+            }
+            let n = n as usize;
+            if keep {
+                sink.kept.reserve_exact(n);
+            }
+            start.truncate(n);
+            sink.push(&start)?;
+            let mut buf = start;
+            while sink.total < n {
+                buf.clear();
+                buf.reserve((n - sink.total).min(64 * 1024));
+                if read_some(io, &mut buf).await? == 0 {
+                    return Err(format!(
+                        "HTTP: connection closed after {} of {n} body bytes",
+                        sink.total
+                    ));
+                }
+                let take = buf.len().min(n - sink.total);
+                sink.push(&buf[..take])?;
+            }
+        }
+        Framing::Close => {
+            sink.push(&start)?;
+            let mut buf = start;
+            loop {
+                buf.clear();
+                buf.reserve(16 * 1024);
+                match read_some(io, &mut buf).await {
+                    Ok(0) => break,
+                    Ok(_) => sink.push(&buf)?,
+                    // A TLS server that closes without close_notify: the close still ends
+                    // the body (as curl and Go take it).
+                    Err(e) if e.ends_with(EOF_WITHOUT_CLOSE_NOTIFY) => break,
+                    Err(e) => return Err(e),
+                }
+            }
+        }
+        Framing::Chunked => {
+            let mut chunks = Chunked::default();
+            chunks.feed(&start, &mut sink)?;
+            let mut buf = start;
+            while !chunks.done() {
+                buf.clear();
+                buf.reserve(16 * 1024);
+                if read_some(io, &mut buf).await? == 0 {
+                    return Err("HTTP: connection closed in the middle of a chunked body".into());
+                }
+                chunks.feed(&buf, &mut sink)?;
+            }
+        }
+    }
+    Ok(sink.kept)
+}
+
+/// Counts body bytes against the limit and keeps them when asked.
+struct Sink {
+    keep: bool,
+    kept: Vec<u8>,
+    total: usize,
+}
+
+impl Sink {
+    fn push(&mut self, data: &[u8]) -> Result<(), String> {
+        self.total += data.len();
+        if self.total > BODY_LIMIT {
+            // Stop here: the caller drops the connection unread.
+            return Err(super::http::too_large());
+        }
+        if self.keep {
+            self.kept.extend_from_slice(data);
+        }
+        Ok(())
+    }
+}
+
+/// The chunked transfer coding (RFC 9112 §7.1), decoded as bytes arrive: chunk extensions
+/// and trailer fields are read and ignored.
+#[derive(Default, Debug)]
+struct Chunked {
+    state: ChunkState,
+    /// Hex digits of the size line, or the length of the current trailer line.
+    size: u64,
+    digits: u32,
+    line: usize,
+}
+
+#[derive(Default, Debug, Clone, Copy, PartialEq, Eq)]
+enum ChunkState {
+    /// Reading the size's hex digits.
+    #[default]
+    Size,
+    /// After the digits: extensions until the line ends.
+    SizeRest,
+    Data(u64),
+    /// The CRLF after a chunk's data.
+    DataEnd {
+        cr: bool,
+    },
+    /// Trailer fields after the last chunk, until an empty line.
+    Trailer,
+    Done,
+}
+
+impl Chunked {
+    fn done(&self) -> bool {
+        self.state == ChunkState::Done
+    }
+
+    fn feed(&mut self, mut input: &[u8], sink: &mut Sink) -> Result<(), String> {
+        let bad = |what: &str| format!("HTTP: invalid chunked body: {what}");
+        while let Some(&b) = input.first() {
+            match self.state {
+                ChunkState::Size => match (b as char).to_digit(16) {
+                    Some(d) => {
+                        if self.digits == 16 {
+                            return Err(bad("chunk size too large"));
+                        }
+                        self.size = self.size << 4 | u64::from(d);
+                        self.digits += 1;
+                        input = &input[1..];
+                    }
+                    None if self.digits == 0 => return Err(bad("no chunk size")),
+                    None => {
+                        self.state = ChunkState::SizeRest;
+                        self.line = 0;
+                    }
+                },
+                ChunkState::SizeRest => {
+                    input = &input[1..];
+                    if b == b'\n' {
+                        let size = std::mem::take(&mut self.size);
+                        self.digits = 0;
+                        self.line = 0;
+                        self.state = if size == 0 {
+                            ChunkState::Trailer
+                        } else {
+                            ChunkState::Data(size)
+                        };
+                    } else {
+                        self.line += 1;
+                        if self.line > LINE_LIMIT {
+                            return Err(bad("chunk extension too long"));
+                        }
+                    }
+                }
+                ChunkState::Data(left) => {
+                    let n = input.len().min(usize::try_from(left).unwrap_or(usize::MAX));
+                    sink.push(&input[..n])?;
+                    input = &input[n..];
+                    let left = left - n as u64;
+                    self.state = if left == 0 {
+                        ChunkState::DataEnd { cr: false }
+                    } else {
+                        ChunkState::Data(left)
+                    };
+                }
+                ChunkState::DataEnd { cr } => {
+                    input = &input[1..];
+                    match b {
+                        b'\r' if !cr => self.state = ChunkState::DataEnd { cr: true },
+                        b'\n' => self.state = ChunkState::Size,
+                        _ => return Err(bad("no line end after a chunk")),
+                    }
+                }
+                ChunkState::Trailer => {
+                    input = &input[1..];
+                    match b {
+                        b'\n' if self.line == 0 => self.state = ChunkState::Done,
+                        b'\n' => self.line = 0,
+                        // A CR before the LF does not count towards the line.
+                        b'\r' if self.line == 0 => {}
+                        _ => {
+                            self.line += 1;
+                            if self.line > LINE_LIMIT {
+                                return Err(bad("trailer field too long"));
+                            }
+                        }
+                    }
+                }
+                // Bytes after the last chunk are not this response's.
+                ChunkState::Done => return Ok(()),
+            }
+        }
+        Ok(())
+    }
+}
+
+/// How rustls words a close without close_notify (`std::io::ErrorKind::UnexpectedEof`).
+const EOF_WITHOUT_CLOSE_NOTIFY: &str = "closed without close_notify";
+
+/// One read into `buf`'s spare capacity; the count read (0 at the end of the stream).
+async fn read_some<IO: AsyncRead + Unpin>(io: &mut IO, buf: &mut Vec<u8>) -> Result<usize, String> {
+    if buf.capacity() == buf.len() {
+        buf.reserve(1024);
+    }
+    io.read_buf(buf).await.map_err(|e| {
+        if e.kind() == std::io::ErrorKind::UnexpectedEof {
+            format!("HTTP: connection {EOF_WITHOUT_CLOSE_NOTIFY}")
+        } else {
+            format!("HTTP: reading the response: {}", io_reason(&e))
+        }
+    })
+}
+
+/// An I/O error in words, without the `(os error N)` suffix.
+fn io_reason(e: &std::io::Error) -> String {
+    use std::io::ErrorKind::*;
+    match e.kind() {
+        ConnectionReset => "connection reset by peer".into(),
+        ConnectionAborted => "connection aborted".into(),
+        BrokenPipe => "connection closed by the server".into(),
+        _ => e.to_string(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn head(raw: &str) -> Result<Option<(Head, usize)>, String> {
+        parse_head(raw.as_bytes())
+    }
+
+    #[test]
+    fn heads_are_parsed_with_their_framing() {
+        let (h, n) = head("HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nhello")
+            .unwrap()
+            .unwrap();
+        assert_eq!((h.status, h.framing, n), (200, Framing::Length(5), 38));
+        let (h, _) = head(
+            "HTTP/1.1 200 OK\r\ncontent-length: 5\r\nTransfer-Encoding: gzip, chunked\r\n\r\n",
+        )
+        .unwrap()
+        .unwrap();
+        assert_eq!(h.framing, Framing::Chunked);
+        let (h, _) = head("HTTP/1.1 200 OK\r\nTransfer-Encoding: gzip\r\n\r\n")
+            .unwrap()
+            .unwrap();
+        assert_eq!(h.framing, Framing::Close);
+        let (h, _) = head("HTTP/1.0 200 OK\r\n\r\n").unwrap().unwrap();
+        assert_eq!(h.framing, Framing::Close);
+        let (h, _) = head("HTTP/1.1 204 No Content\r\nContent-Length: 9\r\n\r\n")
+            .unwrap()
+            .unwrap();
+        assert_eq!(h.framing, Framing::None);
+        let (h, _) = head("HTTP/1.1 302 Found\r\nLocation:  /next \r\nContent-Length: 0\r\n\r\n")
+            .unwrap()
+            .unwrap();
+        assert_eq!((h.status, h.location.as_deref()), (302, Some("/next")));
+        // Repeated equal lengths are one length; different ones are refused.
+        let (h, _) = head("HTTP/1.1 200 OK\r\nContent-Length: 3, 3\r\nContent-Length: 3\r\n\r\n")
+            .unwrap()
+            .unwrap();
+        assert_eq!(h.framing, Framing::Length(3));
+        assert_eq!(
+            head("HTTP/1.1 200 OK\r\nContent-Length: 3\r\nContent-Length: 4\r\n\r\n").unwrap_err(),
+            "HTTP: conflicting Content-Length values"
+        );
+        assert_eq!(
+            head("HTTP/1.1 200 OK\r\nContent-Length: -1\r\n\r\n").unwrap_err(),
+            "HTTP: invalid Content-Length"
+        );
+        assert_eq!(head("HTTP/1.1 200 OK\r\nContent-Le").unwrap(), None);
+        assert_eq!(
+            head("SSH-2.0-OpenSSH_9.6\r\n\r\n").unwrap_err(),
+            "HTTP: invalid response: invalid HTTP version"
+        );
+        let many = format!(
+            "HTTP/1.1 200 OK\r\n{}\r\n",
+            "X: y\r\n".repeat(MAX_HEADERS + 1)
+        );
+        assert_eq!(
+            parse_head(many.as_bytes()).unwrap_err(),
+            "HTTP: more than 100 fields in the response head"
+        );
+    }
+
+    fn decode(parts: &[&[u8]]) -> Result<(Vec<u8>, bool), String> {
+        let mut sink = Sink {
+            keep: true,
+            kept: Vec::new(),
+            total: 0,
+        };
+        let mut c = Chunked::default();
+        for p in parts {
+            c.feed(p, &mut sink)?;
+        }
+        Ok((sink.kept, c.done()))
+    }
+
+    #[test]
+    fn chunked_bodies_decode_however_they_arrive() {
+        let raw: &[u8] =
+            b"5;ext=1\r\nhello\r\n1A\r\nabcdefghijklmnopqrstuvwxyz\r\n0\r\nX-Trailer: t\r\n\r\nNEXT";
+        let want = b"helloabcdefghijklmnopqrstuvwxyz".to_vec();
+        assert_eq!(decode(&[raw]).unwrap(), (want.clone(), true));
+        // Split at every position, and byte by byte.
+        for cut in 0..raw.len() {
+            assert_eq!(
+                decode(&[&raw[..cut], &raw[cut..]]).unwrap(),
+                (want.clone(), true),
+                "cut at {cut}"
+            );
+        }
+        let bytes: Vec<&[u8]> = raw.chunks(1).collect();
+        assert_eq!(decode(&bytes).unwrap(), (want, true));
+        // Bare LF line ends are taken; an unfinished body is not done.
+        assert_eq!(decode(&[b"2\nab\n0\n\n"]).unwrap(), (b"ab".to_vec(), true));
+        assert_eq!(decode(&[b"5\r\nhel"]).unwrap(), (b"hel".to_vec(), false));
+        assert_eq!(decode(&[b"0\r\n"]).unwrap(), (Vec::new(), false));
+    }
+
+    #[test]
+    fn broken_chunked_bodies_are_errors() {
+        assert_eq!(
+            decode(&[b"zz\r\n"]).unwrap_err(),
+            "HTTP: invalid chunked body: no chunk size"
+        );
+        assert_eq!(
+            decode(&[b"2\r\nabX"]).unwrap_err(),
+            "HTTP: invalid chunked body: no line end after a chunk"
+        );
+        assert_eq!(
+            decode(&[b"11111111111111111\r\n"]).unwrap_err(),
+            "HTTP: invalid chunked body: chunk size too large"
+        );
+        let long_ext = format!("1;{}\r\n", "e".repeat(LINE_LIMIT + 1));
+        assert!(decode(&[long_ext.as_bytes()]).is_err());
+        // Many small chunks still count towards the body limit.
+        let mut sink = Sink {
+            keep: false,
+            kept: Vec::new(),
+            total: 0,
+        };
+        let mut c = Chunked::default();
+        let chunk = format!("{:x}\r\n{}\r\n", 4096, "x".repeat(4096));
+        let mut err = None;
+        for _ in 0..(BODY_LIMIT / 4096 + 1) {
+            if let Err(e) = c.feed(chunk.as_bytes(), &mut sink) {
+                err = Some(e);
+                break;
+            }
+        }
+        assert_eq!(err.as_deref(), Some("body larger than 1 MiB"));
+        assert!(sink.kept.is_empty(), "an unkept body is only counted");
+    }
+}
