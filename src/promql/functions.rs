@@ -717,7 +717,7 @@ fn eval_range_memo(
 ) -> Result<Option<Vec<Series>>, EvalError> {
     let ts = ev.grid.start;
     let mut out = Vec::new();
-    let supported = range_memo_each(ev, m, &mut |labels, v| {
+    let supported = range_memo_each(ev, m, &mut |_, labels, v| {
         out.push(Series {
             labels: labels.clone(),
             points: vec![Sample { t: ts, v }],
@@ -734,12 +734,12 @@ fn eval_range_memo(
 
 /// The values of `e`, if it is a [`MemoCall`], one series at a time in the source's order,
 /// without a vector of them: `sum by (job) (rate(x[5m]))` over 30,000 series aggregates as
-/// the values come (see `aggr::eval`). `each(labels, value, drop_name)`; `Ok(false)` when `e`
-/// is not such a call or the source cannot stream, and nothing was called.
+/// the values come (see `aggr::eval`). `each(series id, labels, value, drop_name)`;
+/// `Ok(false)` when `e` is not such a call or the source cannot stream, and nothing was called.
 pub(crate) fn range_values_each(
     ev: &Evaluator<'_>,
     e: &Expr,
-    each: &mut dyn FnMut(&Labels, f64, bool),
+    each: &mut dyn FnMut(u64, &Labels, f64, bool),
 ) -> Result<bool, EvalError> {
     let Expr::Call(c) = unparen(e) else {
         return Ok(false);
@@ -747,16 +747,18 @@ pub(crate) fn range_values_each(
     let Some(m) = memo_call(ev, c) else {
         return Ok(false);
     };
-    range_memo_each(ev, &m, &mut |labels, v| each(labels, v, m.drop_name))
+    range_memo_each(ev, &m, &mut |id, labels, v| {
+        each(id, labels, v, m.drop_name)
+    })
 }
 
-/// Calls `each(labels, value)` for every series of the call's selector on which its function
+/// Calls `each(series id, labels, value)` for every series of the call's selector on which its function
 /// gives a value at the grid's instant, in the source's order, through the round's memo;
 /// `false` when the source cannot stream (nothing was called).
 fn range_memo_each(
     ev: &Evaluator<'_>,
     m: &MemoCall<'_, '_>,
-    each: &mut dyn FnMut(&Labels, f64),
+    each: &mut dyn FnMut(u64, &Labels, f64),
 ) -> Result<bool, EvalError> {
     let MemoCall { memo, f, ms, .. } = *m;
     let vs = &ms.vs;
@@ -825,7 +827,7 @@ fn range_memo_each(
                 }
             };
             if let Some(v) = v {
-                each(labels, v);
+                each(id, labels, v);
             }
         },
     );

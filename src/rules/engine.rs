@@ -16,7 +16,7 @@ use crate::clock::Clock;
 use crate::config::Config;
 use crate::daemon::systemd::Heartbeat;
 use crate::dispatch::DispatcherHandle;
-use crate::promql::{Engine, RoundMemo, Value};
+use crate::promql::{Engine, LabelOrders, RoundMemo, Value};
 use crate::series::Labels;
 use crate::series::head::Head;
 use crate::store::{AlertTransition, Kind, Store};
@@ -32,6 +32,8 @@ pub struct RulesState {
     rules: Mutex<Vec<AlertingRule>>,
     /// Results the last round's memo held: the next one is sized for them.
     memo_size: std::sync::atomic::AtomicUsize,
+    /// The label orders of the last round's aggregated selections.
+    orders: Mutex<LabelOrders>,
 }
 
 fn state_key(rule: &AlertingRule) -> String {
@@ -177,7 +179,10 @@ impl RulesEngine {
         let t_ms = now.timestamp_millis();
         let engine = Engine::default();
         // Every rule of the round is evaluated at `t_ms`: they share range-function results.
-        let memo = RoundMemo::with_capacity(self.state.memo_size.load(Ordering::Relaxed));
+        let orders =
+            std::mem::take(&mut *self.state.orders.lock().unwrap_or_else(|p| p.into_inner()));
+        let memo = RoundMemo::with_capacity(self.state.memo_size.load(Ordering::Relaxed))
+            .with_orders(orders);
         let base_url = self
             .config
             .server
@@ -227,6 +232,7 @@ impl RulesEngine {
                     }
                 }
                 self.state.memo_size.store(memo.len(), Ordering::Relaxed);
+                *self.state.orders.lock().unwrap_or_else(|p| p.into_inner()) = memo.take_orders();
                 rules
                     .iter()
                     .flat_map(|r| r.alerts().cloned())
