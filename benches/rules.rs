@@ -24,7 +24,7 @@ use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use criterion::{Criterion, criterion_group, criterion_main};
-use postflight::promql::{self, Engine, Expr, RoundMemo, Value};
+use postflight::promql::{self, Engine, Expr, LabelOrders, RoundMemo, Value};
 use postflight::scrape::parse::{Format, parse};
 use postflight::series::Labels;
 use postflight::series::head::Head;
@@ -178,11 +178,21 @@ fn round_memo_len() -> usize {
     LAST.load(std::sync::atomic::Ordering::Relaxed)
 }
 
+/// The label orders the last round's aggregations used (the daemon carries them too).
+static ORDERS: std::sync::Mutex<Option<LabelOrders>> = std::sync::Mutex::new(None);
+
 /// One evaluation round as the daemon runs it (one [`RoundMemo`] shared by the round's rules,
 /// unless `memo` is false); returns how many rules fired (so the work is not optimised away).
 fn round(head: &Head, engine: &Engine, rules: &[Expr], t: i64, memo: bool) -> usize {
-    // The daemon sizes each round's memo by the previous round's; so does this.
-    let shared = RoundMemo::with_capacity(LAST.load(std::sync::atomic::Ordering::Relaxed));
+    // The daemon sizes each round's memo by the previous round's, and hands on its label
+    // orders; so does this.
+    let orders = ORDERS
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .take()
+        .unwrap_or_default();
+    let shared = RoundMemo::with_capacity(LAST.load(std::sync::atomic::Ordering::Relaxed))
+        .with_orders(orders);
     let fired = rules
         .iter()
         .map(|e| match memo {
@@ -197,6 +207,7 @@ fn round(head: &Head, engine: &Engine, rules: &[Expr], t: i64, memo: bool) -> us
         .sum::<usize>();
     if memo {
         LAST.store(shared.len(), std::sync::atomic::Ordering::Relaxed);
+        *ORDERS.lock().unwrap_or_else(|p| p.into_inner()) = Some(shared.take_orders());
     }
     fired
 }

@@ -150,6 +150,7 @@ fn start(jobs: &str) -> Scraping {
         telemetry: telemetry.clone(),
         clock: Clock::System,
         heartbeat: Arc::new(liveness.register("scrape", Duration::from_secs(60))),
+        tls: postflight::probe::ProbeTls::with_roots(Vec::new()).unwrap(),
     };
     let task = tokio::spawn(manager.run(shutdown.clone()));
     Scraping {
@@ -546,6 +547,31 @@ async fn refused_connections_and_http_errors_mark_the_target_down() {
     assert!(t.last_error.contains("500"), "{}", t.last_error);
     assert_eq!(s.value(r#"up{job="failing"}"#), Some(0.0));
     assert!(s.errors("failing", "http_status") >= 1);
+}
+
+#[tokio::test]
+async fn a_redirected_target_is_scraped_where_it_points() {
+    // Prometheus follows a target's redirects (follow_redirects defaults to true): so does
+    // postflight, with the job and instance of the target as configured.
+    let s = serve(handler(|req| async move {
+        match req.uri().path() {
+            "/metrics" => Response::builder()
+                .status(302)
+                .header("Location", "/moved/metrics")
+                .body(Full::new(Bytes::new()).boxed())
+                .unwrap(),
+            "/moved/metrics" => text(TEXT_PAGE),
+            _ => page(404, "text/plain", "no"),
+        }
+    }))
+    .await;
+    let scraping = start(&job("moved", s.addr, ""));
+    let t = scraping.after_runs("moved", 1, WAIT).await;
+    assert_eq!(t.health, "up", "{}", t.last_error);
+    assert_eq!(
+        scraping.value(r#"process_resident_memory_bytes{job="moved"}"#),
+        Some(2.5e7)
+    );
 }
 
 /// What the switchable target serves.

@@ -434,6 +434,7 @@ impl Engines {
                     ctx.liveness
                         .register("scrape", scrape_every * 3 + Duration::from_secs(60)),
                 ),
+                tls: ctx.probe_tls.clone(),
             }
             .run(token.clone()),
         );

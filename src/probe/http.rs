@@ -34,39 +34,75 @@ const USER_AGENT: &str = concat!("postflight/", env!("CARGO_PKG_VERSION"));
 /// Request headers dropped on a redirect to another origin.
 const CREDENTIALS: [&str; 3] = ["authorization", "proxy-authorization", "cookie"];
 
-/// One hop's answer.
-enum Hop {
-    /// Follow this `Location`.
-    Redirect(u16, String),
-    /// The final answer; the body is kept only when a check needs it.
-    Final(u16, Vec<u8>),
+/// What to send, and how much of the answer to read, for [`fetch`].
+pub(crate) struct Ask<'a> {
+    pub method: Method,
+    /// Request fields. `Host`, `User-Agent` and `Connection: close` are added unless listed.
+    pub fields: &'a [(&'a str, &'a str)],
+    /// The most body bytes read.
+    pub limit: usize,
+    /// Keep the body (otherwise it is read and counted only).
+    pub keep_body: bool,
+    /// Redirect statuses to answer with rather than follow.
+    pub keep_redirects: &'a [u16],
+    /// Read the body of a 2xx answer only (a scrape's error page is not its business).
+    pub success_bodies_only: bool,
 }
 
-/// Probes `cfg.url` over HTTP(S). `start` is when the probe began (for the latency check).
-pub(crate) async fn probe(
-    cfg: &ProbeConfig,
+/// The last response of a [`fetch`].
+pub(crate) struct Answer {
+    pub status: u16,
+    pub content_type: Option<String>,
+}
+
+/// Why a [`fetch`] got no answer.
+#[derive(Debug)]
+pub(crate) enum FetchError {
+    /// DNS, TCP connect or TLS handshake: the reason in words.
+    Connect(String),
+    /// The body is longer than the limit (declared so, or found so while reading).
+    TooLarge { declared: Option<u64> },
+    /// Anything else (the URL, a redirect, the HTTP exchange): the reason in words.
+    Other(String),
+}
+
+impl From<wire::BodyError> for FetchError {
+    fn from(e: wire::BodyError) -> Self {
+        match e {
+            wire::BodyError::TooLarge { declared } => FetchError::TooLarge { declared },
+            wire::BodyError::Failed(r) => FetchError::Other(r),
+        }
+    }
+}
+
+/// One request to `url`, following redirects, each hop on a new connection; the last answer's
+/// body is appended to `body` (when `ask.keep_body`). Used by probes and by plain-HTTP scrapes.
+pub(crate) async fn fetch(
+    url: &str,
+    ask: &Ask<'_>,
     tls: &ProbeTls,
-    start: Instant,
+    body: &mut Vec<u8>,
     progress: &mut Progress,
-) -> Result<(), String> {
-    let mut method = Method::from_bytes(cfg.method.as_bytes())
-        .map_err(|_| format!("invalid method {:?}", cfg.method))?;
-    check_headers(cfg)?;
-    let mut uri: Uri = cfg.url.parse().map_err(|e| format!("invalid URL: {e}"))?;
-    let keep_body = cfg.body_contains.is_some() || cfg.body_regex.is_some() || !cfg.json.is_empty();
+) -> Result<Answer, FetchError> {
+    let mut method = ask.method.clone();
+    let mut uri: Uri = url
+        .parse()
+        .map_err(|e| FetchError::Other(format!("invalid URL: {e}")))?;
     let mut redirects = 0;
-    // Set once a redirect leaves the probe's origin, and kept for every later hop.
+    // Set once a redirect leaves the first origin, and kept for every later hop.
     let mut strip_credentials = false;
-    let (status, body) = loop {
-        let request = request(&method, &uri, cfg, strip_credentials)?;
-        match hop(&method, &uri, &request, tls, cfg, keep_body, progress).await? {
-            Hop::Final(status, body) => break (status, body),
+    loop {
+        let request = request(&method, &uri, ask.fields, strip_credentials);
+        match hop(&method, &uri, &request, tls, ask, body, progress).await? {
+            Hop::Final(answer) => return Ok(answer),
             Hop::Redirect(status, location) => {
                 redirects += 1;
                 if redirects > MAX_REDIRECTS {
-                    return Err(format!("more than {MAX_REDIRECTS} redirects"));
+                    return Err(FetchError::Other(format!(
+                        "more than {MAX_REDIRECTS} redirects"
+                    )));
                 }
-                let next = resolve_location(&uri, &location)?;
+                let next = resolve_location(&uri, &location).map_err(FetchError::Other)?;
                 if origin(&next) != origin(&uri) {
                     strip_credentials = true;
                 }
@@ -79,8 +115,48 @@ pub(crate) async fn probe(
                 uri = next;
             }
         }
+    }
+}
+
+/// One hop's answer.
+enum Hop {
+    /// Follow this `Location`.
+    Redirect(u16, String),
+    /// The final answer (its body is in the caller's buffer).
+    Final(Answer),
+}
+
+/// Probes `cfg.url` over HTTP(S). `start` is when the probe began (for the latency check).
+pub(crate) async fn probe(
+    cfg: &ProbeConfig,
+    tls: &ProbeTls,
+    start: Instant,
+    progress: &mut Progress,
+) -> Result<(), String> {
+    let method = Method::from_bytes(cfg.method.as_bytes())
+        .map_err(|_| format!("invalid method {:?}", cfg.method))?;
+    check_headers(cfg)?;
+    let fields: Vec<(&str, &str)> = cfg
+        .headers
+        .iter()
+        .map(|(n, v)| (n.as_str(), v.expose()))
+        .collect();
+    let ask = Ask {
+        method,
+        fields: &fields,
+        limit: BODY_LIMIT,
+        keep_body: cfg.body_contains.is_some() || cfg.body_regex.is_some() || !cfg.json.is_empty(),
+        keep_redirects: &cfg.expect_status,
+        success_bodies_only: false,
     };
-    checks::status(status, &cfg.expect_status)?;
+    let mut body = Vec::new();
+    let answer = fetch(&cfg.url, &ask, tls, &mut body, progress)
+        .await
+        .map_err(|e| match e {
+            FetchError::Connect(r) | FetchError::Other(r) => r,
+            FetchError::TooLarge { .. } => too_large(),
+        })?;
+    checks::status(answer.status, &cfg.expect_status)?;
     checks::latency(start.elapsed(), cfg.max_latency.map(|d| d.get()))?;
     checks::body(cfg, &body)?;
     if let (Some(min_days), Some(not_after)) = (cfg.cert_min_days, progress.cert_not_after) {
@@ -113,27 +189,26 @@ fn is_token_byte(b: u8) -> bool {
 }
 
 /// The request head for one hop: origin-form target, `Host` from the URL (without user info)
-/// unless configured, the configured headers, `User-Agent` and `Connection: close` unless
-/// configured.
+/// unless listed, the fields, `User-Agent` and `Connection: close` unless listed.
 fn request(
     method: &Method,
     uri: &Uri,
-    cfg: &ProbeConfig,
+    fields: &[(&str, &str)],
     strip_credentials: bool,
-) -> Result<Vec<u8>, String> {
+) -> Vec<u8> {
     let target = uri.path_and_query().map_or("/", |p| p.as_str());
-    let has = |name: &str| cfg.headers.keys().any(|k| k.eq_ignore_ascii_case(name));
+    let has = |name: &str| fields.iter().any(|(k, _)| k.eq_ignore_ascii_case(name));
     let mut head = RequestHead::new(method.as_str(), target);
     if !has("host") {
         let authority = uri.authority().map_or("", |a| a.as_str());
         let host = authority.rsplit_once('@').map_or(authority, |(_, h)| h);
         head.field("Host", host.as_bytes());
     }
-    for (name, value) in &cfg.headers {
+    for (name, value) in fields {
         if strip_credentials && CREDENTIALS.iter().any(|c| name.eq_ignore_ascii_case(c)) {
             continue;
         }
-        head.field(name, value.expose().as_bytes());
+        head.field(name, value.as_bytes());
     }
     if !has("user-agent") {
         head.field("User-Agent", USER_AGENT.as_bytes());
@@ -145,7 +220,7 @@ fn request(
     if !has("connection") {
         head.field("Connection", b"close");
     }
-    Ok(head.finish())
+    head.finish()
 }
 
 /// One request on a new connection.
@@ -154,34 +229,41 @@ async fn hop(
     uri: &Uri,
     request: &[u8],
     tls: &ProbeTls,
-    cfg: &ProbeConfig,
-    keep_body: bool,
+    ask: &Ask<'_>,
+    body: &mut Vec<u8>,
     progress: &mut Progress,
-) -> Result<Hop, String> {
+) -> Result<Hop, FetchError> {
     let https = match uri.scheme_str() {
         Some(s) if s.eq_ignore_ascii_case("https") => true,
         Some(s) if s.eq_ignore_ascii_case("http") => false,
-        _ => return Err(format!("unsupported URL {}", short(&uri.to_string()))),
+        _ => {
+            return Err(FetchError::Other(format!(
+                "unsupported URL {}",
+                short(&uri.to_string())
+            )));
+        }
     };
     let authority = uri
         .authority()
-        .ok_or_else(|| "invalid URL: no host".to_string())?;
+        .ok_or_else(|| FetchError::Other("invalid URL: no host".to_string()))?;
     let host = super::tcp::strip_brackets(authority.host());
     let port = authority.port_u16().unwrap_or(if https { 443 } else { 80 });
 
     let t = Instant::now();
-    let tcp = super::tcp::connect(host, port).await?;
+    let tcp = super::tcp::connect(host, port)
+        .await
+        .map_err(FetchError::Connect)?;
     Phases::add(&mut progress.phases.connect, t.elapsed());
 
     let head_request = *method == Method::HEAD;
     if https {
         let name = rustls::pki_types::ServerName::try_from(host.to_string())
-            .map_err(|_| format!("TLS: invalid server name {host:?}"))?;
+            .map_err(|_| FetchError::Connect(format!("TLS: invalid server name {host:?}")))?;
         let t = Instant::now();
         let stream = tokio_rustls::TlsConnector::from(tls.config().clone())
             .connect(name, tcp)
             .await
-            .map_err(|e| format!("TLS: {e}"))?;
+            .map_err(|e| FetchError::Connect(format!("TLS: {e}")))?;
         Phases::add(&mut progress.phases.tls, t.elapsed());
         let earliest = stream
             .get_ref()
@@ -194,9 +276,9 @@ async fn hop(
         if let Some(t) = earliest {
             progress.cert_not_after = Some(progress.cert_not_after.map_or(t, |p| p.min(t)));
         }
-        exchange(stream, request, head_request, cfg, keep_body, progress).await
+        exchange(stream, request, head_request, ask, body, progress).await
     } else {
-        exchange(tcp, request, head_request, cfg, keep_body, progress).await
+        exchange(tcp, request, head_request, ask, body, progress).await
     }
 }
 
@@ -205,18 +287,20 @@ async fn exchange<IO>(
     mut io: IO,
     request: &[u8],
     head_request: bool,
-    cfg: &ProbeConfig,
-    keep_body: bool,
+    ask: &Ask<'_>,
+    body: &mut Vec<u8>,
     progress: &mut Progress,
-) -> Result<Hop, String>
+) -> Result<Hop, FetchError>
 where
     IO: AsyncRead + AsyncWrite + Unpin,
 {
     let t = Instant::now();
-    let (head, rest) = wire::send_and_read_head(&mut io, request).await?;
+    let (head, rest) = wire::send_and_read_head(&mut io, request)
+        .await
+        .map_err(FetchError::Other)?;
     Phases::add(&mut progress.phases.processing, t.elapsed());
     progress.status = Some(head.status);
-    if (300..400).contains(&head.status) && !cfg.expect_status.contains(&head.status) {
+    if (300..400).contains(&head.status) && !ask.keep_redirects.contains(&head.status) {
         // A redirect without a usable Location is the final answer; the status check then
         // says what came back.
         if let Some(loc) = &head.location
@@ -225,17 +309,35 @@ where
             return Ok(Hop::Redirect(head.status, loc.clone()));
         }
     }
+    if ask.success_bodies_only && !(200..300).contains(&head.status) {
+        return Ok(Hop::Final(Answer {
+            status: head.status,
+            content_type: head.content_type,
+        }));
+    }
     let t = Instant::now();
-    let body = wire::read_body(&mut io, &head, head_request, rest, keep_body).await?;
+    wire::read_body(
+        &mut io,
+        &head,
+        head_request,
+        rest,
+        ask.limit,
+        ask.keep_body,
+        body,
+    )
+    .await?;
     Phases::add(&mut progress.phases.transfer, t.elapsed());
-    Ok(Hop::Final(head.status, body))
+    Ok(Hop::Final(Answer {
+        status: head.status,
+        content_type: head.content_type,
+    }))
 }
 
 fn is_followed(status: u16) -> bool {
     matches!(status, 301 | 302 | 303 | 307 | 308)
 }
 
-pub(super) fn too_large() -> String {
+fn too_large() -> String {
     "body larger than 1 MiB".to_string()
 }
 

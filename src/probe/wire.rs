@@ -9,12 +9,10 @@
 //! probe's user-space time on the watch job and brought nothing a probe uses.
 //!
 //! Limits: a response head of at most [`HEAD_LIMIT`] with at most [`MAX_HEADERS`] fields, a
-//! body of at most [`super::http::BODY_LIMIT`] (checked against a declared length before
-//! reading, and as it arrives otherwise). Every failure is a reason in words, prefixed `HTTP:`.
+//! body of at most the caller's limit (checked against a declared length before reading, and
+//! as it arrives otherwise). Every other failure is a reason in words, prefixed `HTTP:`.
 
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
-
-use super::http::BODY_LIMIT;
 
 /// Largest response head (status line and fields): 64 KiB, as Go's default is 1 MiB and
 /// hyper's ~400 KiB; a health endpoint's head is a few hundred bytes.
@@ -32,7 +30,24 @@ pub struct Head {
     pub status: u16,
     /// `Location`, when it is visible ASCII (as `http::HeaderValue::to_str` requires).
     pub location: Option<String>,
+    /// `Content-Type`, likewise.
+    pub content_type: Option<String>,
     framing: Framing,
+}
+
+/// Why a body was not read.
+#[derive(Debug, PartialEq, Eq)]
+pub enum BodyError {
+    /// Longer than the limit: declared so (then nothing was read), or found so while reading.
+    TooLarge { declared: Option<u64> },
+    /// The connection failed or the framing was broken: a reason in words.
+    Failed(String),
+}
+
+impl From<String> for BodyError {
+    fn from(reason: String) -> Self {
+        BodyError::Failed(reason)
+    }
 }
 
 /// How the body ends (RFC 9112 §6.3).
@@ -130,15 +145,21 @@ fn parse_head(buf: &[u8]) -> Result<Option<(Head, usize)>, String> {
         Err(e) => return Err(format!("HTTP: invalid response: {e}")),
     };
     let status = resp.code.unwrap_or(0);
+    let visible = |v: &[u8]| {
+        std::str::from_utf8(v)
+            .ok()
+            .filter(|v| v.bytes().all(|b| b == b'\t' || (b' '..=b'~').contains(&b)))
+            .map(|v| v.trim().to_string())
+    };
     let mut location = None;
+    let mut content_type = None;
     let mut length: Option<u64> = None;
     let mut transfer_encoding: Option<bool> = None; // Some(chunked last)
     for f in resp.headers.iter() {
         if f.name.eq_ignore_ascii_case("location") {
-            location = std::str::from_utf8(f.value)
-                .ok()
-                .filter(|v| v.bytes().all(|b| b == b'\t' || (b' '..=b'~').contains(&b)))
-                .map(|v| v.trim().to_string());
+            location = visible(f.value);
+        } else if f.name.eq_ignore_ascii_case("content-type") {
+            content_type = visible(f.value);
         } else if f.name.eq_ignore_ascii_case("content-length") {
             // Several fields, or a list, must all say the same number (RFC 9110 §8.6).
             for part in f.value.split(|&b| b == b',') {
@@ -175,28 +196,33 @@ fn parse_head(buf: &[u8]) -> Result<Option<(Head, usize)>, String> {
         Head {
             status,
             location,
+            content_type,
             framing,
         },
         used,
     )))
 }
 
-/// Reads the body after `head` into `kept` (only when `keep`), at most [`BODY_LIMIT`] bytes.
-/// `start` holds the bytes already read past the head. `head_request`: a HEAD has no body.
+/// Reads the body after `head`, at most `limit` bytes, appending it to `out` when `keep` (else
+/// only counting it). `start` holds the bytes already read past the head; a HEAD request
+/// (`head_request`) has no body.
 pub async fn read_body<IO>(
     io: &mut IO,
     head: &Head,
     head_request: bool,
     mut start: Vec<u8>,
+    limit: usize,
     keep: bool,
-) -> Result<Vec<u8>, String>
+    out: &mut Vec<u8>,
+) -> Result<(), BodyError>
 where
     IO: AsyncRead + Unpin,
 {
     let mut sink = Sink {
         keep,
-        kept: Vec::new(),
+        out,
         total: 0,
+        limit,
     };
     let framing = if head_request {
         Framing::None
@@ -206,12 +232,12 @@ where
     match framing {
         Framing::None => {}
         Framing::Length(n) => {
-            if n > BODY_LIMIT as u64 {
-                return Err(super::http::too_large());
+            if n > limit as u64 {
+                return Err(BodyError::TooLarge { declared: Some(n) });
             }
             let n = n as usize;
             if keep {
-                sink.kept.reserve_exact(n);
+                sink.out.reserve_exact(n);
             }
             start.truncate(n);
             sink.push(&start)?;
@@ -220,10 +246,10 @@ where
                 buf.clear();
                 buf.reserve((n - sink.total).min(64 * 1024));
                 if read_some(io, &mut buf).await? == 0 {
-                    return Err(format!(
+                    return Err(BodyError::Failed(format!(
                         "HTTP: connection closed after {} of {n} body bytes",
                         sink.total
-                    ));
+                    )));
                 }
                 let take = buf.len().min(n - sink.total);
                 sink.push(&buf[..take])?;
@@ -241,7 +267,7 @@ where
                     // A TLS server that closes without close_notify: the close still ends
                     // the body (as curl and Go take it).
                     Err(e) if e.ends_with(EOF_WITHOUT_CLOSE_NOTIFY) => break,
-                    Err(e) => return Err(e),
+                    Err(e) => return Err(BodyError::Failed(e)),
                 }
             }
         }
@@ -253,31 +279,34 @@ where
                 buf.clear();
                 buf.reserve(16 * 1024);
                 if read_some(io, &mut buf).await? == 0 {
-                    return Err("HTTP: connection closed in the middle of a chunked body".into());
+                    return Err(BodyError::Failed(
+                        "HTTP: connection closed in the middle of a chunked body".into(),
+                    ));
                 }
                 chunks.feed(&buf, &mut sink)?;
             }
         }
     }
-    Ok(sink.kept)
+    Ok(())
 }
 
 /// Counts body bytes against the limit and keeps them when asked.
-struct Sink {
+struct Sink<'a> {
     keep: bool,
-    kept: Vec<u8>,
+    out: &'a mut Vec<u8>,
     total: usize,
+    limit: usize,
 }
 
-impl Sink {
-    fn push(&mut self, data: &[u8]) -> Result<(), String> {
+impl Sink<'_> {
+    fn push(&mut self, data: &[u8]) -> Result<(), BodyError> {
         self.total += data.len();
-        if self.total > BODY_LIMIT {
+        if self.total > self.limit {
             // Stop here: the caller drops the connection unread.
-            return Err(super::http::too_large());
+            return Err(BodyError::TooLarge { declared: None });
         }
         if self.keep {
-            self.kept.extend_from_slice(data);
+            self.out.extend_from_slice(data);
         }
         Ok(())
     }
@@ -316,8 +345,8 @@ impl Chunked {
         self.state == ChunkState::Done
     }
 
-    fn feed(&mut self, mut input: &[u8], sink: &mut Sink) -> Result<(), String> {
-        let bad = |what: &str| format!("HTTP: invalid chunked body: {what}");
+    fn feed(&mut self, mut input: &[u8], sink: &mut Sink<'_>) -> Result<(), BodyError> {
+        let bad = |what: &str| BodyError::Failed(format!("HTTP: invalid chunked body: {what}"));
         while let Some(&b) = input.first() {
             match self.state {
                 ChunkState::Size => match (b as char).to_digit(16) {
@@ -486,16 +515,22 @@ mod tests {
     }
 
     fn decode(parts: &[&[u8]]) -> Result<(Vec<u8>, bool), String> {
+        let mut out = Vec::new();
         let mut sink = Sink {
             keep: true,
-            kept: Vec::new(),
+            out: &mut out,
             total: 0,
+            limit: 1 << 20,
         };
         let mut c = Chunked::default();
         for p in parts {
-            c.feed(p, &mut sink)?;
+            c.feed(p, &mut sink).map_err(|e| match e {
+                BodyError::Failed(r) => r,
+                BodyError::TooLarge { .. } => "too large".to_string(),
+            })?;
         }
-        Ok((sink.kept, c.done()))
+        let done = c.done();
+        Ok((out, done))
     }
 
     #[test]
@@ -537,21 +572,23 @@ mod tests {
         let long_ext = format!("1;{}\r\n", "e".repeat(LINE_LIMIT + 1));
         assert!(decode(&[long_ext.as_bytes()]).is_err());
         // Many small chunks still count towards the body limit.
+        let mut out = Vec::new();
         let mut sink = Sink {
             keep: false,
-            kept: Vec::new(),
+            out: &mut out,
             total: 0,
+            limit: 1 << 20,
         };
         let mut c = Chunked::default();
         let chunk = format!("{:x}\r\n{}\r\n", 4096, "x".repeat(4096));
         let mut err = None;
-        for _ in 0..(BODY_LIMIT / 4096 + 1) {
+        for _ in 0..((1 << 20) / 4096 + 1) {
             if let Err(e) = c.feed(chunk.as_bytes(), &mut sink) {
                 err = Some(e);
                 break;
             }
         }
-        assert_eq!(err.as_deref(), Some("body larger than 1 MiB"));
-        assert!(sink.kept.is_empty(), "an unkept body is only counted");
+        assert_eq!(err, Some(BodyError::TooLarge { declared: None }));
+        assert!(out.is_empty(), "an unkept body is only counted");
     }
 }

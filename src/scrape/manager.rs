@@ -15,6 +15,8 @@ use super::parse::{Format, Parser, format_from_content_type};
 use crate::clock::Clock;
 use crate::config::{Config, JobConfig, Scheme};
 use crate::daemon::systemd::Heartbeat;
+use crate::probe::http::{self, FetchError};
+use crate::probe::{ProbeTls, Progress};
 use crate::series::Labels;
 use crate::series::head::Head;
 use crate::telemetry::Telemetry;
@@ -49,6 +51,18 @@ pub struct ScrapeManager {
     pub clock: Clock,
     /// Liveness of the manager (each target loop beats it too).
     pub heartbeat: Arc<Heartbeat>,
+    /// TLS for a plain-HTTP target that redirects to https (the probes' configuration).
+    pub tls: ProbeTls,
+}
+
+/// How a target's pages are fetched.
+#[derive(Clone)]
+enum Fetcher {
+    /// Plain HTTP: a new connection per scrape and one request on it, through the probes'
+    /// HTTP/1.1 exchange (`probe::http::fetch`); a redirect to https verifies with `ProbeTls`.
+    Plain(ProbeTls),
+    /// HTTPS: reqwest, which keeps the connection (see `ScrapeManager::run`).
+    Tls(reqwest::Client),
 }
 
 /// A deterministic offset inside the interval, so targets do not all fire at once and keep
@@ -106,19 +120,18 @@ impl ScrapeManager {
         crate::install_crypto_provider();
         // Plain-HTTP targets get a new connection per scrape: reconnecting on loopback or a LAN
         // costs less than what an idle keep-alive connection holds (hyper keeps its read buffer,
-        // grown to the page, ~40 KiB a target). TLS targets keep theirs: a handshake per scrape
-        // would cost more than the buffer.
-        let build = |keep_alive: bool| {
-            reqwest::Client::builder()
-                .user_agent(concat!("postflight/", env!("CARGO_PKG_VERSION")))
-                .pool_idle_timeout(Duration::from_secs(90))
-                .pool_max_idle_per_host(if keep_alive { 2 } else { 0 })
-                .redirect(reqwest::redirect::Policy::limited(10))
-                .build()
-        };
-        let (plain, tls) = match (build(false), build(true)) {
-            (Ok(p), Ok(t)) => (p, t),
-            (Err(e), _) | (_, Err(e)) => {
+        // grown to the page, ~40 KiB a target), and one request on a fresh connection needs no
+        // general client (the probes' exchange costs a third of reqwest's CPU). TLS targets
+        // keep theirs: a handshake per scrape would cost more than the buffer.
+        let tls = match reqwest::Client::builder()
+            .user_agent(concat!("postflight/", env!("CARGO_PKG_VERSION")))
+            .pool_idle_timeout(Duration::from_secs(90))
+            .pool_max_idle_per_host(2)
+            .redirect(reqwest::redirect::Policy::limited(10))
+            .build()
+        {
+            Ok(c) => c,
+            Err(e) => {
                 warn!(error = %e, "cannot build the scrape client; no scrapes");
                 return;
             }
@@ -165,8 +178,8 @@ impl ScrapeManager {
                 tasks.spawn(target_loop(
                     t,
                     match job.scheme {
-                        Scheme::Http => plain.clone(),
-                        Scheme::Https => tls.clone(),
+                        Scheme::Http => Fetcher::Plain(self.tls.clone()),
+                        Scheme::Https => Fetcher::Tls(tls.clone()),
                     },
                     self.head.clone(),
                     self.targets.clone(),
@@ -234,7 +247,7 @@ const LARGE_PAGE: usize = 256 * 1024;
 #[allow(clippy::too_many_arguments)]
 async fn target_loop(
     t: Target,
-    client: reqwest::Client,
+    client: Fetcher,
     head: Arc<Head>,
     view: Arc<TargetsView>,
     telemetry: Arc<Telemetry>,
@@ -367,22 +380,12 @@ async fn target_loop(
 
 /// Fetches the page into `body`; returns its format, or a reason and an error class.
 async fn fetch(
-    client: &reqwest::Client,
+    client: &Fetcher,
     t: &Target,
     body: &mut Vec<u8>,
 ) -> Result<Format, (String, &'static str)> {
     body.clear();
     let timeout_s = format!("{}", t.timeout.as_secs_f64());
-    let mut req = client
-        .get(&t.url)
-        .header("Accept", ACCEPT)
-        .header("X-Prometheus-Scrape-Timeout-Seconds", timeout_s)
-        .timeout(t.timeout);
-    // Plain-HTTP targets get a new connection per scrape (see `ScrapeManager::run`): the
-    // server closes it first, so TIME_WAIT stays on its side (as for probes).
-    if t.job.scheme == Scheme::Http {
-        req = req.header("Connection", "close");
-    }
     let limit = t.job.body_size_limit as usize;
     let timed_out = || {
         (
@@ -393,6 +396,63 @@ async fn fetch(
             "timeout",
         )
     };
+    let client = match client {
+        Fetcher::Plain(tls) => {
+            let fields = [
+                ("Accept", ACCEPT),
+                ("X-Prometheus-Scrape-Timeout-Seconds", timeout_s.as_str()),
+            ];
+            let ask = http::Ask {
+                method: hyper::Method::GET,
+                fields: &fields,
+                limit,
+                keep_body: true,
+                keep_redirects: &[],
+                success_bodies_only: true,
+            };
+            let mut progress = Progress::default();
+            let work = async {
+                let answer = http::fetch(&t.url, &ask, tls, body, &mut progress)
+                    .await
+                    .map_err(|e| match e {
+                        FetchError::Connect(r) => (r, "connect"),
+                        FetchError::TooLarge {
+                            declared: Some(len),
+                        } => (
+                            format!("body of {len} bytes exceeds the limit of {limit} bytes"),
+                            "body_size",
+                        ),
+                        FetchError::TooLarge { declared: None } => (
+                            format!("body exceeds the limit of {limit} bytes"),
+                            "body_size",
+                        ),
+                        FetchError::Other(r) => (r, "http"),
+                    })?;
+                if !(200..300).contains(&answer.status) {
+                    let status = hyper::StatusCode::from_u16(answer.status)
+                        .map_or_else(|_| answer.status.to_string(), |s| s.to_string());
+                    return Err((
+                        format!("server returned HTTP status {status}"),
+                        "http_status",
+                    ));
+                }
+                Ok(answer
+                    .content_type
+                    .as_deref()
+                    .map_or(Format::Text, format_from_content_type))
+            };
+            return match tokio::time::timeout(t.timeout, work).await {
+                Ok(r) => r,
+                Err(_) => Err(timed_out()),
+            };
+        }
+        Fetcher::Tls(client) => client,
+    };
+    let req = client
+        .get(&t.url)
+        .header("Accept", ACCEPT)
+        .header("X-Prometheus-Scrape-Timeout-Seconds", timeout_s)
+        .timeout(t.timeout);
     // reqwest's own timeout (the same duration) can win the race against the outer one: it
     // must read the same, not a bare "timed out".
     let failed = |e: reqwest::Error| {
