@@ -154,9 +154,19 @@ impl Checkpointer {
                         head.truncate(cutoff);
                     }
                 }
-                (written, probes)
+                // A walk over every series: milliseconds, off the runtime's worker too.
+                let st = head.stats();
+                (written, probes, st)
             })
             .await;
+            let r = r.map(|(written, probes, st)| {
+                self.telemetry.head_series.set(st.series as i64);
+                self.telemetry.head_bytes.set(st.bytes as i64);
+                self.telemetry.head_chunks.set(st.chunks as i64);
+                self.telemetry.head_samples.set(st.samples as i64);
+                self.telemetry.head_chunk_bytes.set(st.chunk_bytes as i64);
+                (written, probes)
+            });
             if let Ok((_, Err(e))) = &r {
                 self.telemetry
                     .store_write_failures
@@ -180,12 +190,6 @@ impl Checkpointer {
                 }
                 Err(e) => error!(error = %e, "checkpoint task failed"),
             }
-            let st = self.head.stats();
-            self.telemetry.head_series.set(st.series as i64);
-            self.telemetry.head_bytes.set(st.bytes as i64);
-            self.telemetry.head_chunks.set(st.chunks as i64);
-            self.telemetry.head_samples.set(st.samples as i64);
-            self.telemetry.head_chunk_bytes.set(st.chunk_bytes as i64);
             self.heartbeat.beat();
             if stopping {
                 return;
