@@ -257,29 +257,56 @@ async fn hop(
 
     let head_request = *method == Method::HEAD;
     if https {
-        let name = rustls::pki_types::ServerName::try_from(host.to_string())
-            .map_err(|_| FetchError::Connect(format!("TLS: invalid server name {host:?}")))?;
-        let t = Instant::now();
-        let stream = tokio_rustls::TlsConnector::from(tls.config().clone())
-            .connect(name, tcp)
-            .await
-            .map_err(|e| FetchError::Connect(format!("TLS: {e}")))?;
-        Phases::add(&mut progress.phases.tls, t.elapsed());
-        let earliest = stream
-            .get_ref()
-            .1
-            .peer_certificates()
-            .into_iter()
-            .flatten()
-            .filter_map(|c| super::cert::not_after(c))
-            .min();
-        if let Some(t) = earliest {
-            progress.cert_not_after = Some(progress.cert_not_after.map_or(t, |p| p.min(t)));
-        }
-        exchange(stream, request, head_request, ask, body, progress).await
+        // Boxed: the TLS handshake and stream are most of the future's size, and every probe
+        // task would carry that space (spawned per run) even for plain HTTP.
+        Box::pin(tls_exchange(
+            host,
+            tcp,
+            request,
+            head_request,
+            tls,
+            ask,
+            body,
+            progress,
+        ))
+        .await
     } else {
         exchange(tcp, request, head_request, ask, body, progress).await
     }
+}
+
+/// The TLS handshake (phase `tls`, the peer's certificate expiry), then the exchange.
+#[allow(clippy::too_many_arguments)]
+async fn tls_exchange(
+    host: &str,
+    tcp: tokio::net::TcpStream,
+    request: &[u8],
+    head_request: bool,
+    tls: &ProbeTls,
+    ask: &Ask<'_>,
+    body: &mut Vec<u8>,
+    progress: &mut Progress,
+) -> Result<Hop, FetchError> {
+    let name = rustls::pki_types::ServerName::try_from(host.to_string())
+        .map_err(|_| FetchError::Connect(format!("TLS: invalid server name {host:?}")))?;
+    let t = Instant::now();
+    let stream = tokio_rustls::TlsConnector::from(tls.config().clone())
+        .connect(name, tcp)
+        .await
+        .map_err(|e| FetchError::Connect(format!("TLS: {e}")))?;
+    Phases::add(&mut progress.phases.tls, t.elapsed());
+    let earliest = stream
+        .get_ref()
+        .1
+        .peer_certificates()
+        .into_iter()
+        .flatten()
+        .filter_map(|c| super::cert::not_after(c))
+        .min();
+    if let Some(t) = earliest {
+        progress.cert_not_after = Some(progress.cert_not_after.map_or(t, |p| p.min(t)));
+    }
+    exchange(stream, request, head_request, ask, body, progress).await
 }
 
 /// HTTP/1.1 over an open connection: send, read the head, then the body within the limit.
