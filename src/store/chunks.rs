@@ -419,7 +419,7 @@ impl Store {
                 continue;
             }
             match index.get(fp) {
-                Some(slot) if !SeriesIndex::same_labels(slot, c.labels) => {
+                Some(slot) if !SeriesIndex::same_labels(&slot, c.labels) => {
                     let stored = index
                         .labels([fp])?
                         .remove(&fp)
@@ -1547,13 +1547,14 @@ pub(super) mod tests {
         store
             .put_chunk(&a, 0, 1_001 + SERIES_REFRESH_MS, 1, &[])
             .unwrap();
-        assert_eq!(referenced(&store), Some(1_001 + SERIES_REFRESH_MS));
+        // Kept in whole seconds, rounded up: never earlier than written.
+        assert_eq!(referenced(&store), Some(2_000 + SERIES_REFRESH_MS));
         assert_eq!(batch_files(&store).len(), 3);
         // Superseded entries go at the next prune: their batches are deleted.
         assert_eq!(store.lock_index().dirty_batches(), 2);
         store.prune(i64::MIN + 1).unwrap();
         assert_eq!(batch_files(&store).len(), 1);
         let store = reopen(store);
-        assert_eq!(referenced(&store), Some(1_001 + SERIES_REFRESH_MS));
+        assert_eq!(referenced(&store), Some(2_000 + SERIES_REFRESH_MS));
     }
 }

@@ -417,10 +417,11 @@ mod tests {
         let [kept, gone, orphan, legacy_gone, legacy_kept] =
             ["kept", "gone", "orphan", "legacy_gone", "legacy_kept"]
                 .map(|job| Labels::new([("job", job)]));
-        store.put_chunk(&kept, 0, 100, 1, &[1]).unwrap();
-        store.put_chunk(&gone, 0, 100, 1, &[1]).unwrap();
+        // (Times in whole seconds: the index keeps referenced-until times so, rounded up.)
+        store.put_chunk(&kept, 0, 1_000, 1, &[1]).unwrap();
+        store.put_chunk(&gone, 0, 1_000, 1, &[1]).unwrap();
         // A day later: `kept` gets a new chunk, which refreshes its index entry.
-        store.put_chunk(&kept, r + 50, r + 200, 1, &[1]).unwrap();
+        store.put_chunk(&kept, r + 1_500, r + 2_000, 1, &[1]).unwrap();
         // As if the process died between indexing a series and writing its chunk.
         legacy_series(&store, &orphan);
         for (labels, max_t) in [(&legacy_gone, 50), (&legacy_kept, 3 * r)] {
@@ -436,7 +437,7 @@ mod tests {
         // Old-format index entries are moved to batches at open.
         let store = reopen(store);
         assert_eq!(store.series_count(), 5);
-        let stats = store.prune(101 + r).unwrap();
+        let stats = store.prune(1_001 + r).unwrap();
         assert_eq!(
             stats,
             PruneStats {
@@ -462,7 +463,7 @@ mod tests {
             .map(|c| c.map(|c| (c.labels, c.max_t)).unwrap())
             .collect();
         assert_eq!(chunks.len(), 2);
-        assert!(chunks.contains(&(kept.clone(), r + 200)));
+        assert!(chunks.contains(&(kept.clone(), r + 2_000)));
         assert!(chunks.contains(&(legacy_kept.clone(), 3 * r)));
     }
 
@@ -470,7 +471,7 @@ mod tests {
     fn a_chunk_written_after_pruning_its_series_reindexes_it() {
         let (_dir, store) = temp_store();
         let l = Labels::new([("job", "x")]);
-        let later = 1_000 + SERIES_REFRESH_MS;
+        let later = 2_000 + SERIES_REFRESH_MS; // the index keeps whole seconds, rounded up
         store.put_chunk(&l, 0, 100, 1, &[1]).unwrap();
         store.prune(later).unwrap();
         assert_eq!(store.series_count(), 0);

@@ -26,8 +26,8 @@
 //! # In memory
 //!
 //! Batches cannot be read by fingerprint, so the index lives in memory: fingerprint → batch,
-//! referenced-until time and 16 bits of a second hash of the label set (24 bytes a series, in
-//! a vector sorted by fingerprint: [`FpMap`]),
+//! referenced-until time (in whole seconds, rounded up) and 16 bits of a second hash of the
+//! label set (20 bytes a series, in a vector sorted by fingerprint: [`FpMap`]),
 //! rebuilt at open by reading every batch; a later batch's entry replaces an earlier one's.
 //! Writes check against memory (no read per chunk); the labels themselves are read from
 //! the batches only when the head is loaded at start. The second hash stands in for the stored
@@ -103,8 +103,8 @@ const MERGE_MAX: usize = 256;
 /// a million after a crash: 2^48 is out of reach).
 pub(super) const MAX_BATCH: u64 = 1 << 48;
 
-/// Where a series' current entry is, and what the writers need to know without reading it: 16
-/// bytes, 24 with the fingerprint (the watch job's 68,000 series: 1.6 MB).
+/// Where a series' current entry is, and what the writers need to know without reading it
+/// (kept in 20 bytes with the fingerprint, see [`Packed`]; the watch job's 68,000 series: 1.4 MB).
 #[derive(Clone, Copy, Debug, Default)]
 pub(super) struct Slot {
     /// The batch holding the current entry (low 48 bits) and the high 16 bits of
@@ -152,31 +152,81 @@ struct BatchEntry {
     ids: Vec<u32>,
 }
 
-/// Fingerprint → slot, as a vector sorted by fingerprint: 24 bytes an entry and no slack to
-/// speak of, where a hash map took 64 on average (hashbrown doubles its buckets: the watch
-/// job's 67,000 series took 131,072 of 33 bytes, 4.3 MB). Lookups are binary searches; entries
-/// arrive in batches ([`FpMap::upsert`]) and are merged in one pass from the back.
+/// Fingerprint → slot, as a vector sorted by fingerprint: 20 bytes an entry ([`Packed`]) and
+/// no slack to speak of, where a hash map took 64 on average (hashbrown doubles its buckets: the
+/// watch job's 67,000 series took 131,072 of 33 bytes, 4.3 MB). Lookups are binary searches;
+/// entries arrive in batches ([`FpMap::upsert`]) and are merged in one pass from the back.
 #[derive(Default)]
-struct FpMap(Vec<(u64, Slot)>);
+struct FpMap(Vec<Packed>);
+
+/// An [`FpMap`] entry: the fingerprint, the slot's batch and check hash, and its
+/// referenced-until time in whole seconds, rounded up (0: [`UNREFERENCED`]); 20 bytes where
+/// `(u64, Slot)` takes 24 (−0.27 MB for the watch job's 68,000 series). Rounding up keeps the
+/// invariant of the `chunks` module doc: the time only ever reads later than the one written,
+/// so an entry outlives its blocks by up to a second more, never less; and a time read back
+/// from a batch file rounds to the same value again.
+#[derive(Clone, Copy, Default)]
+#[repr(C, packed(4))]
+struct Packed {
+    fp: u64,
+    batch_check: u64,
+    referenced_s: u32,
+}
+
+const _: () = assert!(std::mem::size_of::<Packed>() == 20);
+
+impl Packed {
+    fn new(fp: u64, slot: Slot) -> Packed {
+        let ms = slot.referenced_until;
+        let referenced_s = if ms == UNREFERENCED {
+            0
+        } else {
+            let s = ms / 1_000 + i64::from(ms % 1_000 > 0);
+            u32::try_from(s.max(1)).unwrap_or(u32::MAX)
+        };
+        Packed {
+            fp,
+            batch_check: slot.batch_check,
+            referenced_s,
+        }
+    }
+
+    fn fp(&self) -> u64 {
+        self.fp
+    }
+
+    fn slot(&self) -> Slot {
+        let s = self.referenced_s;
+        Slot {
+            batch_check: self.batch_check,
+            referenced_until: if s == 0 {
+                UNREFERENCED
+            } else {
+                i64::from(s) * 1_000
+            },
+        }
+    }
+}
 
 impl FpMap {
-    fn get(&self, fp: u64) -> Option<&Slot> {
-        self.0
-            .binary_search_by_key(&fp, |e| e.0)
-            .ok()
-            .map(|i| &self.0[i].1)
+    fn position(&self, fp: u64) -> Result<usize, usize> {
+        self.0.binary_search_by_key(&fp, Packed::fp)
+    }
+
+    fn get(&self, fp: u64) -> Option<Slot> {
+        self.position(fp).ok().map(|i| self.0[i].slot())
     }
 
     fn contains_key(&self, fp: u64) -> bool {
-        self.get(fp).is_some()
+        self.position(fp).is_ok()
     }
 
     fn len(&self) -> usize {
         self.0.len()
     }
 
-    fn iter(&self) -> impl Iterator<Item = &(u64, Slot)> {
-        self.0.iter()
+    fn iter(&self) -> impl Iterator<Item = (u64, Slot)> + '_ {
+        self.0.iter().map(|e| (e.fp(), e.slot()))
     }
 
     /// Sets every entry of `new`, a later one winning over an earlier one with the same
@@ -185,12 +235,13 @@ impl FpMap {
         let mut replaced = Vec::new();
         // Stable: entries of one fingerprint keep their order, and the last one stays.
         new.sort_by_key(|e| e.0);
-        let mut added: Vec<(u64, Slot)> = Vec::with_capacity(new.len());
-        for e in new {
-            if let Some(last) = added.last_mut().filter(|l| l.0 == e.0) {
-                replaced.push(std::mem::replace(last, e).1);
-            } else if let Ok(i) = self.0.binary_search_by_key(&e.0, |x| x.0) {
-                replaced.push(std::mem::replace(&mut self.0[i], e).1);
+        let mut added: Vec<Packed> = Vec::with_capacity(new.len());
+        for (fp, slot) in new {
+            let e = Packed::new(fp, slot);
+            if let Some(last) = added.last_mut().filter(|l| l.fp() == fp) {
+                replaced.push(std::mem::replace(last, e).slot());
+            } else if let Ok(i) = self.position(fp) {
+                replaced.push(std::mem::replace(&mut self.0[i], e).slot());
             } else {
                 added.push(e);
             }
@@ -202,14 +253,13 @@ impl FpMap {
         // an eighth keeps the slack small and the reallocations few.
         let (n, k) = (self.0.len(), added.len());
         self.0.reserve_exact(k.max(n / 8));
-        let filler = (0, Slot::default());
-        self.0.resize(n + k, filler);
+        self.0.resize(n + k, Packed::default());
         let (mut i, mut j) = (n, k);
         for w in (0..n + k).rev() {
             if j == 0 {
                 break;
             }
-            if i > 0 && self.0[i - 1].0 > added[j - 1].0 {
+            if i > 0 && self.0[i - 1].fp() > added[j - 1].fp() {
                 self.0[w] = self.0[i - 1];
                 i -= 1;
             } else {
@@ -223,10 +273,10 @@ impl FpMap {
     /// Removes the entries of `fps` (sorted); returns their slots.
     fn remove_sorted(&mut self, fps: &[u64]) -> Vec<Slot> {
         let mut removed = Vec::new();
-        self.0.retain(|(fp, slot)| {
-            let gone = fps.binary_search(fp).is_ok();
+        self.0.retain(|e| {
+            let gone = fps.binary_search(&e.fp()).is_ok();
             if gone {
-                removed.push(*slot);
+                removed.push(e.slot());
             }
             !gone
         });
@@ -340,7 +390,7 @@ impl SeriesIndex {
     }
 
     /// The slot of series `fp`.
-    pub(super) fn get(&self, fp: u64) -> Option<&Slot> {
+    pub(super) fn get(&self, fp: u64) -> Option<Slot> {
         self.series.get(fp)
     }
 
@@ -466,7 +516,7 @@ impl SeriesIndex {
                 s.referenced_until == UNREFERENCED
                     || s.referenced_until.saturating_add(refresh_ms) < blocks_pruned_before
             })
-            .map(|(fp, _)| *fp)
+            .map(|(fp, _)| fp)
             .collect();
         candidates.sort_unstable();
         let mut gone = Vec::with_capacity(candidates.len());
@@ -703,7 +753,7 @@ impl SeriesIndex {
     /// fingerprint, as a collision would (for tests).
     #[cfg(test)]
     pub(super) fn plant_collision(&mut self, fp: u64, other: &Labels) {
-        let slot = *self.series.get(fp).expect("indexed");
+        let slot = self.series.get(fp).expect("indexed");
         let planted = Slot::new(slot.batch(), slot.referenced_until, other);
         self.series.upsert(vec![(fp, planted)]);
     }
@@ -993,7 +1043,7 @@ mod tests {
             assert_eq!(replaced, want_replaced, "round {round}");
             assert_eq!(map.len(), model.len());
             assert!(
-                map.0.windows(2).all(|w| w[0].0 < w[1].0),
+                map.0.windows(2).all(|w| w[0].fp() < w[1].fp()),
                 "sorted, no duplicates"
             );
             for (fp, batch) in &model {
