@@ -574,6 +574,34 @@ async fn a_redirected_target_is_scraped_where_it_points() {
     );
 }
 
+#[tokio::test]
+async fn a_late_scrape_does_not_move_the_target_off_its_timestamp_grid() {
+    // Samples are stamped on the target's schedule when a scrape starts within 2 ms of it
+    // (Prometheus' timestamp tolerance), which makes a timestamp cost 1 bit in a chunk. A
+    // scrape that starts late must not shift the schedule for the scrapes after it.
+    let s = serve(handler(|_| async { text(TEXT_PAGE) })).await;
+    let scraping = start(&job("grid", s.addr, ""));
+    scraping.after_runs("grid", 2, WAIT).await;
+    // Stall the runtime (the test's one thread) for longer than an interval: a tick falls
+    // inside, and fires late by far more than tokio's 5 ms "missed tick" mark.
+    std::thread::sleep(Duration::from_millis(350));
+    scraping.after_runs("grid", 6, WAIT).await;
+    let now = chrono::Utc::now().timestamp_millis();
+    let e = parse(r#"up{job="grid"}[1m]"#).unwrap();
+    let Value::Matrix(m) = Engine::default().instant(&*scraping.head, &e, now).unwrap() else {
+        panic!("not a matrix")
+    };
+    let ts: Vec<i64> = m[0].samples.iter().map(|x| x.t).collect();
+    assert!(ts.len() >= 8, "{ts:?}");
+    // The late scrape itself may be off the grid; every other one is on it.
+    let off = ts.iter().filter(|&&t| (t - ts[0]) % 300 != 0).count();
+    assert!(
+        off <= 1,
+        "{off} of {} timestamps off the grid: {ts:?}",
+        ts.len()
+    );
+}
+
 /// What the switchable target serves.
 #[derive(Clone, Copy, PartialEq)]
 enum Mode {

@@ -71,10 +71,6 @@ pub const DEFAULT_MAX_CONCURRENCY: usize = 64;
 /// The longest the scheduler sleeps without beating its heartbeat.
 const BEAT_EVERY: Duration = Duration::from_secs(1);
 
-/// A tick that fires later than this is "missed": the next one is scheduled an interval after
-/// now (delayed) rather than on the original grid (which would burst to catch up).
-const LATE_TOLERANCE: Duration = Duration::from_millis(5);
-
 /// Time spent in each part of an HTTP probe, summed over redirects. `None` for a phase the probe
 /// never reached (e.g. `tls` for plain HTTP, everything after `connect` on a refused port).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -338,9 +334,12 @@ impl Schedule {
         self.heap.peek().map(|Reverse((due, _))| *due)
     }
 
-    /// Pops one probe due at `now` and schedules its next tick: one interval after the tick it
-    /// was due at, or, when `now` is already past that tick by more than [`LATE_TOLERANCE`], one
-    /// interval after `now` (missed ticks are delayed, never run in a burst to catch up).
+    /// Pops one probe due at `now` and schedules its next tick on the probe's grid: the first
+    /// one after `now`. Missed ticks are skipped, never run in a burst to catch up, and a late
+    /// run does not move the grid (as Prometheus' scrape loop keeps its ticker): the runs
+    /// after it are stamped on the grid again (`align_timestamp`), where a schedule that
+    /// restarted from the late run would leave every later timestamp off it, each costing its
+    /// chunk 9 bits or more instead of 1.
     fn pop_due(&mut self, now: Instant) -> Option<usize> {
         let &Reverse((due, i)) = self.heap.peek()?;
         if due > now {
@@ -348,11 +347,8 @@ impl Schedule {
         }
         self.heap.pop();
         let interval = self.intervals.get(i).copied().unwrap_or(BEAT_EVERY);
-        let next = if now > due + LATE_TOLERANCE {
-            now + interval
-        } else {
-            due + interval
-        };
+        let missed = (now - due).as_nanos() / interval.as_nanos().max(1);
+        let next = due + interval * (u32::try_from(missed).unwrap_or(u32::MAX - 1) + 1);
         self.heap.push(Reverse((next, i)));
         Some(i)
     }
@@ -600,7 +596,7 @@ mod tests {
     }
 
     #[test]
-    fn schedule_ticks_on_the_grid_and_delays_missed_ticks() {
+    fn schedule_ticks_on_the_grid_and_skips_missed_ticks() {
         let t0 = Instant::now();
         let ms = Duration::from_millis;
         let mut s = Schedule::with_capacity(2);
@@ -616,15 +612,18 @@ mod tests {
         assert_eq!(s.next_due(), Some(t0 + ms(130)));
         assert_eq!(s.pop_due(t0 + ms(130)), Some(0));
         assert_eq!(s.next_due(), Some(t0 + ms(230)));
-        // The loop was stalled for 3.5 intervals: probe 0 runs once, then an interval later.
+        // The loop was stalled for 3.5 intervals: probe 0 runs once, then on its grid again.
         let late = t0 + ms(580);
         assert_eq!(s.pop_due(late), Some(0));
         assert_eq!(s.pop_due(late), None, "no burst of missed ticks");
-        assert_eq!(s.next_due(), Some(late + ms(100)));
+        assert_eq!(s.next_due(), Some(t0 + ms(630)));
+        // A run a little late (9 ms) does not move the grid either.
+        assert_eq!(s.pop_due(t0 + ms(639)), Some(0));
+        assert_eq!(s.next_due(), Some(t0 + ms(730)));
         // Probe 1 (due at 1070) keeps its own grid.
         assert_eq!(s.pop_due(t0 + ms(1070)), Some(0));
         assert_eq!(s.pop_due(t0 + ms(1070)), Some(1));
-        assert_eq!(s.next_due(), Some(t0 + ms(1170)));
+        assert_eq!(s.next_due(), Some(t0 + ms(1130)));
     }
 
     #[test]

@@ -421,7 +421,9 @@ mod tests {
         store.put_chunk(&kept, 0, 1_000, 1, &[1]).unwrap();
         store.put_chunk(&gone, 0, 1_000, 1, &[1]).unwrap();
         // A day later: `kept` gets a new chunk, which refreshes its index entry.
-        store.put_chunk(&kept, r + 1_500, r + 2_000, 1, &[1]).unwrap();
+        store
+            .put_chunk(&kept, r + 1_500, r + 2_000, 1, &[1])
+            .unwrap();
         // As if the process died between indexing a series and writing its chunk.
         legacy_series(&store, &orphan);
         for (labels, max_t) in [(&legacy_gone, 50), (&legacy_kept, 3 * r)] {
