@@ -301,7 +301,7 @@ struct Scheduled {
     /// The previous outcome's success, to log only transitions.
     was_ok: AtomicBool,
     /// The interval in milliseconds, and the schedule point run timestamps are aligned to
-    /// ([`crate::series::align_timestamp`]): one bit per timestamp in the probe's chunks.
+    /// ([`crate::series::align_probe_timestamp`]): one bit per timestamp in the probe's chunks.
     interval_ms: i64,
     aligned: std::sync::Mutex<Option<i64>>,
 }
@@ -534,7 +534,11 @@ async fn execute(guard: RunningGuard, shared: Arc<Shared>) {
             .aligned
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner);
-        let t = crate::series::align_timestamp(&mut aligned, outcome.timestamp_ms(), p.interval_ms);
+        let t = crate::series::align_probe_timestamp(
+            &mut aligned,
+            outcome.timestamp_ms(),
+            p.interval_ms,
+        );
         outcome.at = SystemTime::UNIX_EPOCH + Duration::from_millis(u64::try_from(t).unwrap_or(0));
     }
     let name = p.cfg.name.as_str();

@@ -514,14 +514,19 @@ mod tests {
         );
     }
 
-    fn decode(parts: &[&[u8]]) -> Result<(Vec<u8>, bool), String> {
-        let mut out = Vec::new();
-        let mut sink = Sink {
-            keep: true,
-            out: &mut out,
+    /// A sink with a 1 MiB limit into `out`.
+    fn sink(out: &mut Vec<u8>, keep: bool) -> Sink<'_> {
+        Sink {
+            keep,
+            out,
             total: 0,
             limit: 1 << 20,
-        };
+        }
+    }
+
+    fn decode(parts: &[&[u8]]) -> Result<(Vec<u8>, bool), String> {
+        let mut out = Vec::new();
+        let mut sink = sink(&mut out, true);
         let mut c = Chunked::default();
         for p in parts {
             c.feed(p, &mut sink).map_err(|e| match e {
@@ -573,12 +578,7 @@ mod tests {
         assert!(decode(&[long_ext.as_bytes()]).is_err());
         // Many small chunks still count towards the body limit.
         let mut out = Vec::new();
-        let mut sink = Sink {
-            keep: false,
-            out: &mut out,
-            total: 0,
-            limit: 1 << 20,
-        };
+        let mut sink = sink(&mut out, false);
         let mut c = Chunked::default();
         let chunk = format!("{:x}\r\n{}\r\n", 4096, "x".repeat(4096));
         let mut err = None;
