@@ -334,8 +334,9 @@ async fn text_and_openmetrics_pages_are_scraped_with_accept_negotiation() {
     let t = s.after_runs("om", 1, WAIT).await;
     assert_eq!((t.health, t.last_error.as_str()), ("up", ""), "{t:?}");
     let accept = accepts.lock().unwrap()[0].clone();
-    // A plain-HTTP target gets a connection per scrape, and the scraper says so.
-    assert_eq!(connections.lock().unwrap()[0], "close");
+    // A plain-HTTP target's connection is kept for the next scrape, as Prometheus keeps it:
+    // no `Connection: close`.
+    assert_eq!(connections.lock().unwrap()[0], "");
     assert!(
         accept.starts_with("application/openmetrics-text;version=1.0.0"),
         "OpenMetrics is asked for first: {accept}"
@@ -703,4 +704,140 @@ async fn the_real_daemon_reports_a_down_target_in_its_api() {
     })
     .await
     .unwrap();
+}
+
+/// How the hand-written HTTP/1.1 server of [`raw_server`] treats a connection.
+#[derive(Clone, Copy, PartialEq, Debug)]
+enum Conn {
+    /// Answers every request on it (HTTP/1.1, `Content-Length`).
+    KeepAlive,
+    /// Answers with `Connection: close` and closes.
+    Close,
+    /// Answers without saying anything, then closes (an idle timeout shorter than the
+    /// scrape interval).
+    IdleClose,
+    /// Answers the first request; closes on reading the second without answering it.
+    DropSecond,
+}
+
+/// What [`raw_server`] saw: connections accepted, requests answered, requests that asked for
+/// `Connection: close`, requests dropped unanswered.
+#[derive(Default)]
+struct Seen {
+    accepted: AtomicUsize,
+    answered: AtomicUsize,
+    asked_close: AtomicUsize,
+    dropped: AtomicUsize,
+}
+
+/// A server on 127.0.0.1:0 speaking HTTP/1.1 by hand, so that it can close connections where
+/// a real server might: the scrape target for the kept-connection tests.
+async fn raw_server(mode: Conn) -> (Server, Arc<Seen>) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let seen = Arc::new(Seen::default());
+    let s = seen.clone();
+    let task = tokio::spawn(async move {
+        let mut conns = JoinSet::new();
+        loop {
+            let Ok((mut tcp, _)) = listener.accept().await else {
+                continue;
+            };
+            s.accepted.fetch_add(1, Ordering::Relaxed);
+            let s = s.clone();
+            conns.spawn(async move {
+                let mut buf = Vec::new();
+                let mut answered = 0;
+                loop {
+                    // One request head (a scrape has no body).
+                    let end = loop {
+                        if let Some(i) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
+                            break i + 4;
+                        }
+                        let mut chunk = [0u8; 1024];
+                        match tcp.read(&mut chunk).await {
+                            Ok(0) | Err(_) => return,
+                            Ok(n) => buf.extend_from_slice(&chunk[..n]),
+                        }
+                    };
+                    let req = String::from_utf8_lossy(&buf[..end]).to_ascii_lowercase();
+                    buf.drain(..end);
+                    if req.contains("\r\nconnection: close\r\n") {
+                        s.asked_close.fetch_add(1, Ordering::Relaxed);
+                    }
+                    if mode == Conn::DropSecond && answered == 1 {
+                        s.dropped.fetch_add(1, Ordering::Relaxed);
+                        return;
+                    }
+                    let close = if mode == Conn::Close {
+                        "Connection: close\r\n"
+                    } else {
+                        ""
+                    };
+                    let answer = format!(
+                        "HTTP/1.1 200 OK\r\nContent-Type: text/plain; version=0.0.4\r\n{close}Content-Length: {}\r\n\r\n{TEXT_PAGE}",
+                        TEXT_PAGE.len()
+                    );
+                    if tcp.write_all(answer.as_bytes()).await.is_err() {
+                        return;
+                    }
+                    answered += 1;
+                    s.answered.fetch_add(1, Ordering::Relaxed);
+                    if matches!(mode, Conn::Close | Conn::IdleClose) {
+                        return;
+                    }
+                }
+            });
+            while conns.try_join_next().is_some() {}
+        }
+    });
+    (Server { addr, task }, seen)
+}
+
+#[tokio::test]
+async fn a_target_keeps_its_connection_between_scrapes_as_prometheus_does() {
+    // Prometheus keeps a scrape target's connection open; so does postflight for plain HTTP,
+    // and it must never turn a server's close into a failed scrape.
+    for mode in [
+        Conn::KeepAlive,
+        Conn::Close,
+        Conn::IdleClose,
+        Conn::DropSecond,
+    ] {
+        let (srv, seen) = raw_server(mode).await;
+        let name = format!("{mode:?}").to_ascii_lowercase();
+        let s = start(&job(&name, srv.addr, ""));
+        let t = s.after_runs(&name, 6, WAIT).await;
+        // Every scrape of the target succeeded.
+        let failed = s
+            .telemetry
+            .scrapes_total
+            .with_label_values(&[name.as_str(), "failure"])
+            .get();
+        drop(s);
+        assert_eq!(failed, 0, "{mode:?}: {failed} scrapes failed");
+        assert_eq!(t.health, "up", "{mode:?}: {}", t.last_error);
+        let answered = seen.answered.load(Ordering::Relaxed);
+        let accepted = seen.accepted.load(Ordering::Relaxed);
+        assert!(answered >= 6, "{mode:?}: {answered} answered");
+        match mode {
+            Conn::KeepAlive => {
+                assert_eq!(accepted, 1, "one connection for {answered} scrapes");
+                assert_eq!(
+                    seen.asked_close.load(Ordering::Relaxed),
+                    0,
+                    "a kept connection does not ask the server to close it"
+                );
+            }
+            // A new connection each time, and no scrape lost to a closed one.
+            Conn::Close | Conn::IdleClose => assert!(accepted >= answered, "{mode:?}"),
+            Conn::DropSecond => {
+                // Each dropped request was sent again on a new connection.
+                let dropped = seen.dropped.load(Ordering::Relaxed);
+                assert!(dropped >= 5, "{dropped} dropped");
+                assert!(accepted >= answered, "{accepted} accepted");
+            }
+        }
+    }
 }

@@ -75,14 +75,49 @@ impl From<wire::BodyError> for FetchError {
     }
 }
 
-/// One request to `url`, following redirects, each hop on a new connection; the last answer's
-/// body is appended to `body` (when `ask.keep_body`). Used by probes and by plain-HTTP scrapes.
+/// A plain-HTTP connection kept open from one request to the next to the same origin, as
+/// Prometheus keeps a scrape target's connection: a scrape loop holds one and hands it to
+/// [`fetch`] each time. Probes never keep one (a probe must see a dead listener).
+///
+/// The connection is kept only when the answer was HTTP/1.1 without `Connection: close` and
+/// its body ended by its framing (`Content-Length` or chunked) with nothing after it; a body
+/// that runs to the close, an unread error body, a redirect, or any failure drop it. Before
+/// reuse, a connection the server has closed while idle is noticed and replaced; one that
+/// fails before any answer arrives (the server closed it as the request went out) is replaced
+/// and the request sent again, once.
+#[derive(Default)]
+pub(crate) struct Kept(Option<(String, u16, tokio::net::TcpStream)>);
+
+impl Kept {
+    /// The kept connection to `host:port`, if it is still open and quiet.
+    fn take(&mut self, host: &str, port: u16) -> Option<tokio::net::TcpStream> {
+        let (h, p, stream) = self.0.take()?;
+        if h != host || p != port {
+            return None;
+        }
+        // Between answers the server has nothing to say: a readable connection carries its
+        // close (or stray bytes), either way it is done.
+        match stream.try_read(&mut [0u8; 1]) {
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => Some(stream),
+            _ => None,
+        }
+    }
+
+    fn put(&mut self, host: &str, port: u16, stream: tokio::net::TcpStream) {
+        self.0 = Some((host.to_string(), port, stream));
+    }
+}
+
+/// One request to `url`, following redirects, each hop on a new connection (the first on the
+/// `kept` one when given, see [`Kept`]); the last answer's body is appended to `body` (when
+/// `ask.keep_body`). Used by probes and by plain-HTTP scrapes.
 pub(crate) async fn fetch(
     url: &str,
     ask: &Ask<'_>,
     tls: &ProbeTls,
     body: &mut Vec<u8>,
     progress: &mut Progress,
+    mut kept: Option<&mut Kept>,
 ) -> Result<Answer, FetchError> {
     let mut method = ask.method.clone();
     let mut uri: Uri = url
@@ -92,8 +127,19 @@ pub(crate) async fn fetch(
     // Set once a redirect leaves the first origin, and kept for every later hop.
     let mut strip_credentials = false;
     loop {
-        let request = request(&method, &uri, ask.fields, strip_credentials);
-        match hop(&method, &uri, &request, tls, ask, body, progress).await? {
+        // Only the first hop keeps its connection: a redirected target is asked anew each time.
+        let first = match redirects {
+            0 => kept.take(),
+            _ => None,
+        };
+        let request = request(
+            &method,
+            &uri,
+            ask.fields,
+            strip_credentials,
+            first.is_none(),
+        );
+        match hop(&method, &uri, &request, tls, ask, body, progress, first).await? {
             Hop::Final(answer) => return Ok(answer),
             Hop::Redirect(status, location) => {
                 redirects += 1;
@@ -150,7 +196,7 @@ pub(crate) async fn probe(
         success_bodies_only: false,
     };
     let mut body = Vec::new();
-    let answer = fetch(&cfg.url, &ask, tls, &mut body, progress)
+    let answer = fetch(&cfg.url, &ask, tls, &mut body, progress, None)
         .await
         .map_err(|e| match e {
             FetchError::Connect(r) | FetchError::Other(r) => r,
@@ -189,12 +235,14 @@ fn is_token_byte(b: u8) -> bool {
 }
 
 /// The request head for one hop: origin-form target, `Host` from the URL (without user info)
-/// unless listed, the fields, `User-Agent` and `Connection: close` unless listed.
+/// unless listed, the fields, `User-Agent` unless listed, and (when `close` and not listed)
+/// `Connection: close`.
 fn request(
     method: &Method,
     uri: &Uri,
     fields: &[(&str, &str)],
     strip_credentials: bool,
+    close: bool,
 ) -> Vec<u8> {
     let target = uri.path_and_query().map_or("/", |p| p.as_str());
     let has = |name: &str| fields.iter().any(|(k, _)| k.eq_ignore_ascii_case(name));
@@ -217,13 +265,14 @@ fn request(
     // closes first. TIME_WAIT then stays on the server's side: a prober opening 100
     // connections a second to one address would otherwise hold ~6,000 sockets in TIME_WAIT
     // and search past them for every ephemeral port (about 28,000 to one address and port).
-    if !has("connection") {
+    if close && !has("connection") {
         head.field("Connection", b"close");
     }
     head.finish()
 }
 
-/// One request on a new connection.
+/// One request on a new connection, or on the `kept` one (plain HTTP only).
+#[allow(clippy::too_many_arguments)]
 async fn hop(
     method: &Method,
     uri: &Uri,
@@ -232,6 +281,7 @@ async fn hop(
     ask: &Ask<'_>,
     body: &mut Vec<u8>,
     progress: &mut Progress,
+    kept: Option<&mut Kept>,
 ) -> Result<Hop, FetchError> {
     let https = match uri.scheme_str() {
         Some(s) if s.eq_ignore_ascii_case("https") => true,
@@ -248,14 +298,44 @@ async fn hop(
         .ok_or_else(|| FetchError::Other("invalid URL: no host".to_string()))?;
     let host = super::tcp::strip_brackets(authority.host());
     let port = authority.port_u16().unwrap_or(if https { 443 } else { 80 });
+    let head_request = *method == Method::HEAD;
+
+    let kept = kept.filter(|_| !https);
+    if let Some(kept) = kept {
+        if let Some(mut tcp) = kept.take(host, port) {
+            let before = body.len();
+            match exchange(&mut tcp, request, head_request, ask, body, progress).await {
+                Ok((hop, reusable)) => {
+                    if reusable {
+                        kept.put(host, port, tcp);
+                    }
+                    return Ok(hop);
+                }
+                // No answer at all: the server closed the connection as the request went
+                // out. Again on a new one, below.
+                Err(_) if progress.status.is_none() => body.truncate(before),
+                Err(e) => return Err(e),
+            }
+        }
+        let t = Instant::now();
+        let mut tcp = super::tcp::connect(host, port)
+            .await
+            .map_err(FetchError::Connect)?;
+        Phases::add(&mut progress.phases.connect, t.elapsed());
+        let (hop, reusable) =
+            exchange(&mut tcp, request, head_request, ask, body, progress).await?;
+        if reusable {
+            kept.put(host, port, tcp);
+        }
+        return Ok(hop);
+    }
 
     let t = Instant::now();
-    let tcp = super::tcp::connect(host, port)
+    let mut tcp = super::tcp::connect(host, port)
         .await
         .map_err(FetchError::Connect)?;
     Phases::add(&mut progress.phases.connect, t.elapsed());
 
-    let head_request = *method == Method::HEAD;
     if https {
         // Boxed: the TLS handshake and stream are most of the future's size, and every probe
         // task would carry that space (spawned per run) even for plain HTTP.
@@ -271,7 +351,11 @@ async fn hop(
         ))
         .await
     } else {
-        exchange(tcp, request, head_request, ask, body, progress).await
+        Ok(
+            exchange(&mut tcp, request, head_request, ask, body, progress)
+                .await?
+                .0,
+        )
     }
 }
 
@@ -290,7 +374,7 @@ async fn tls_exchange(
     let name = rustls::pki_types::ServerName::try_from(host.to_string())
         .map_err(|_| FetchError::Connect(format!("TLS: invalid server name {host:?}")))?;
     let t = Instant::now();
-    let stream = tokio_rustls::TlsConnector::from(tls.config().clone())
+    let mut stream = tokio_rustls::TlsConnector::from(tls.config().clone())
         .connect(name, tcp)
         .await
         .map_err(|e| FetchError::Connect(format!("TLS: {e}")))?;
@@ -306,23 +390,28 @@ async fn tls_exchange(
     if let Some(t) = earliest {
         progress.cert_not_after = Some(progress.cert_not_after.map_or(t, |p| p.min(t)));
     }
-    exchange(stream, request, head_request, ask, body, progress).await
+    Ok(
+        exchange(&mut stream, request, head_request, ask, body, progress)
+            .await?
+            .0,
+    )
 }
 
 /// HTTP/1.1 over an open connection: send, read the head, then the body within the limit.
+/// Also says whether the connection can carry another request ([`Kept`]).
 async fn exchange<IO>(
-    mut io: IO,
+    io: &mut IO,
     request: &[u8],
     head_request: bool,
     ask: &Ask<'_>,
     body: &mut Vec<u8>,
     progress: &mut Progress,
-) -> Result<Hop, FetchError>
+) -> Result<(Hop, bool), FetchError>
 where
     IO: AsyncRead + AsyncWrite + Unpin,
 {
     let t = Instant::now();
-    let (head, rest) = wire::send_and_read_head(&mut io, request)
+    let (head, rest) = wire::send_and_read_head(io, request)
         .await
         .map_err(FetchError::Other)?;
     Phases::add(&mut progress.phases.processing, t.elapsed());
@@ -333,18 +422,19 @@ where
         if let Some(loc) = &head.location
             && is_followed(head.status)
         {
-            return Ok(Hop::Redirect(head.status, loc.clone()));
+            return Ok((Hop::Redirect(head.status, loc.clone()), false));
         }
     }
     if ask.success_bodies_only && !(200..300).contains(&head.status) {
-        return Ok(Hop::Final(Answer {
+        let answer = Answer {
             status: head.status,
             content_type: head.content_type,
-        }));
+        };
+        return Ok((Hop::Final(answer), false));
     }
     let t = Instant::now();
-    wire::read_body(
-        &mut io,
+    let clean = wire::read_body(
+        io,
         &head,
         head_request,
         rest,
@@ -354,10 +444,12 @@ where
     )
     .await?;
     Phases::add(&mut progress.phases.transfer, t.elapsed());
-    Ok(Hop::Final(Answer {
+    let reusable = clean && head.persistent;
+    let answer = Answer {
         status: head.status,
         content_type: head.content_type,
-    }))
+    };
+    Ok((Hop::Final(answer), reusable))
 }
 
 fn is_followed(status: u16) -> bool {

@@ -33,6 +33,9 @@ pub struct Head {
     /// `Content-Type`, likewise.
     pub content_type: Option<String>,
     framing: Framing,
+    /// HTTP/1.1 without `Connection: close`: the server keeps the connection open after this
+    /// response (HTTP/1.0's `keep-alive` is not taken up).
+    pub persistent: bool,
 }
 
 /// Why a body was not read.
@@ -155,6 +158,7 @@ fn parse_head(buf: &[u8]) -> Result<Option<(Head, usize)>, String> {
     let mut content_type = None;
     let mut length: Option<u64> = None;
     let mut transfer_encoding: Option<bool> = None; // Some(chunked last)
+    let mut persistent = resp.version == Some(1);
     for f in resp.headers.iter() {
         if f.name.eq_ignore_ascii_case("location") {
             location = visible(f.value);
@@ -181,6 +185,12 @@ fn parse_head(buf: &[u8]) -> Result<Option<(Head, usize)>, String> {
                 .map(|c| c.trim_ascii())
                 .rfind(|c| !c.is_empty());
             transfer_encoding = Some(last.is_some_and(|c| c.eq_ignore_ascii_case(b"chunked")));
+        } else if f.name.eq_ignore_ascii_case("connection")
+            && f.value
+                .split(|&b| b == b',')
+                .any(|o| o.trim_ascii().eq_ignore_ascii_case(b"close"))
+        {
+            persistent = false;
         }
     }
     // Transfer-Encoding overrides Content-Length (RFC 9112 §6.3); a coding other than chunked
@@ -198,6 +208,7 @@ fn parse_head(buf: &[u8]) -> Result<Option<(Head, usize)>, String> {
             location,
             content_type,
             framing,
+            persistent,
         },
         used,
     )))
@@ -205,7 +216,9 @@ fn parse_head(buf: &[u8]) -> Result<Option<(Head, usize)>, String> {
 
 /// Reads the body after `head`, at most `limit` bytes, appending it to `out` when `keep` (else
 /// only counting it). `start` holds the bytes already read past the head; a HEAD request
-/// (`head_request`) has no body.
+/// (`head_request`) has no body. Returns whether the body ended by its framing with nothing
+/// read past it: then, if the head is [`Head::persistent`], the connection can carry the next
+/// request.
 pub async fn read_body<IO>(
     io: &mut IO,
     head: &Head,
@@ -214,7 +227,7 @@ pub async fn read_body<IO>(
     limit: usize,
     keep: bool,
     out: &mut Vec<u8>,
-) -> Result<(), BodyError>
+) -> Result<bool, BodyError>
 where
     IO: AsyncRead + Unpin,
 {
@@ -229,8 +242,8 @@ where
     } else {
         head.framing
     };
-    match framing {
-        Framing::None => {}
+    let clean = match framing {
+        Framing::None => start.is_empty(),
         Framing::Length(n) => {
             if n > limit as u64 {
                 return Err(BodyError::TooLarge { declared: Some(n) });
@@ -239,6 +252,7 @@ where
             if keep {
                 sink.out.reserve_exact(n);
             }
+            let mut clean = start.len() <= n;
             start.truncate(n);
             sink.push(&start)?;
             let mut buf = start;
@@ -252,8 +266,10 @@ where
                     )));
                 }
                 let take = buf.len().min(n - sink.total);
+                clean &= take == buf.len();
                 sink.push(&buf[..take])?;
             }
+            clean
         }
         Framing::Close => {
             sink.push(&start)?;
@@ -270,6 +286,7 @@ where
                     Err(e) => return Err(BodyError::Failed(e)),
                 }
             }
+            false
         }
         Framing::Chunked => {
             let mut chunks = Chunked::default();
@@ -285,9 +302,10 @@ where
                 }
                 chunks.feed(&buf, &mut sink)?;
             }
+            !chunks.extra
         }
-    }
-    Ok(())
+    };
+    Ok(clean)
 }
 
 /// Counts body bytes against the limit and keeps them when asked.
@@ -321,6 +339,8 @@ struct Chunked {
     size: u64,
     digits: u32,
     line: usize,
+    /// Bytes came after the last chunk's trailer.
+    extra: bool,
 }
 
 #[derive(Default, Debug, Clone, Copy, PartialEq, Eq)]
@@ -417,7 +437,10 @@ impl Chunked {
                     }
                 }
                 // Bytes after the last chunk are not this response's.
-                ChunkState::Done => return Ok(()),
+                ChunkState::Done => {
+                    self.extra = true;
+                    return Ok(());
+                }
             }
         }
         Ok(())
@@ -516,6 +539,60 @@ mod tests {
             parse_head(many.as_bytes()).unwrap_err(),
             "HTTP: more than 100 fields in the response head"
         );
+    }
+
+    #[test]
+    fn a_connection_persists_only_when_http_1_1_says_so() {
+        for (raw, persistent) in [
+            ("HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n", true),
+            ("HTTP/1.1 200 OK\r\nConnection: close\r\n\r\n", false),
+            (
+                "HTTP/1.1 200 OK\r\nconnection: Keep-Alive, CLOSE\r\n\r\n",
+                false,
+            ),
+            ("HTTP/1.1 200 OK\r\nConnection: keep-alive\r\n\r\n", true),
+            ("HTTP/1.0 200 OK\r\nConnection: keep-alive\r\n\r\n", false),
+        ] {
+            let (h, _) = head(raw).unwrap().unwrap();
+            assert_eq!(h.persistent, persistent, "{raw:?}");
+        }
+    }
+
+    #[tokio::test]
+    async fn a_body_is_clean_when_its_framing_ends_it_with_nothing_after() {
+        // (response head, bytes already read past it, bytes still on the wire, clean)
+        let cases: [(&str, &[u8], &[u8], bool); 8] = [
+            ("Content-Length: 5", b"hel", b"lo", true),
+            ("Content-Length: 5", b"hello", b"", true),
+            ("Content-Length: 5", b"helloHTTP", b"", false),
+            ("Content-Length: 5", b"hel", b"loX", false),
+            (
+                "Transfer-Encoding: chunked",
+                b"5\r\nhello\r\n0\r\n\r\n",
+                b"",
+                true,
+            ),
+            (
+                "Transfer-Encoding: chunked",
+                b"5\r\nhello\r\n0\r\n\r\nX",
+                b"",
+                false,
+            ),
+            // Until the close: the connection is spent.
+            ("X-None: 1", b"hello", b"", false),
+            ("Content-Length: 0", b"", b"", true),
+        ];
+        for (field, start, rest, clean) in cases {
+            let raw = format!("HTTP/1.1 200 OK\r\n{field}\r\n\r\n");
+            let (h, _) = head(&raw).unwrap().unwrap();
+            let mut io = rest;
+            let mut out = Vec::new();
+            let got = read_body(&mut io, &h, false, start.to_vec(), 1 << 20, true, &mut out)
+                .await
+                .unwrap();
+            assert_eq!(got, clean, "{field} {start:?} {rest:?}");
+            assert_eq!(out, b"hello"[..out.len()].to_vec(), "{field}");
+        }
     }
 
     /// A sink with a 1 MiB limit into `out`.

@@ -58,8 +58,9 @@ pub struct ScrapeManager {
 /// How a target's pages are fetched.
 #[derive(Clone)]
 enum Fetcher {
-    /// Plain HTTP: a new connection per scrape and one request on it, through the probes'
-    /// HTTP/1.1 exchange (`probe::http::fetch`); a redirect to https verifies with `ProbeTls`.
+    /// Plain HTTP: through the probes' HTTP/1.1 exchange (`probe::http::fetch`) on the
+    /// target's kept connection (`probe::http::Kept`), as Prometheus keeps its scrape
+    /// connections; a redirect to https verifies with `ProbeTls`.
     Plain(ProbeTls),
     /// HTTPS: reqwest, which keeps the connection (see `ScrapeManager::run`).
     Tls(reqwest::Client),
@@ -265,6 +266,8 @@ async fn target_loop(
     // of 1, for good.
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
     let mut parser = Parser::new();
+    // The target's connection, kept from one scrape to the next (plain HTTP).
+    let mut kept = http::Kept::default();
     let interval_ms = i64::try_from(t.interval.as_millis()).unwrap_or(i64::MAX);
     let mut aligned: Option<i64> = None;
     loop {
@@ -280,7 +283,7 @@ async fn target_loop(
         let mut body = pool.take();
         let fetched = tokio::select! {
             _ = shutdown.cancelled() => return,
-            r = fetch(&client, &t, &mut body) => r,
+            r = fetch(&client, &t, &mut body, &mut kept) => r,
         };
         let mut samples = 0usize;
         let mut added = 0usize;
@@ -388,6 +391,7 @@ async fn fetch(
     client: &Fetcher,
     t: &Target,
     body: &mut Vec<u8>,
+    kept: &mut http::Kept,
 ) -> Result<Format, (String, &'static str)> {
     body.clear();
     let timeout_s = format!("{}", t.timeout.as_secs_f64());
@@ -417,7 +421,7 @@ async fn fetch(
             };
             let mut progress = Progress::default();
             let work = async {
-                let answer = http::fetch(&t.url, &ask, tls, body, &mut progress)
+                let answer = http::fetch(&t.url, &ask, tls, body, &mut progress, Some(kept))
                     .await
                     .map_err(|e| match e {
                         FetchError::Connect(r) => (r, "connect"),
