@@ -481,6 +481,17 @@ impl ProbeRunner {
         loop {
             heartbeat.beat();
             iterations.inc();
+            // Finished runs are reaped here, at the next start slot, not as each one ends:
+            // waking this loop for every run (and setting its timer again) was a task poll and
+            // a timer per probe for nothing; finished tasks wait at most one slot.
+            while let Some(res) = tasks.try_join_next() {
+                if let Err(e) = res
+                    && e.is_panic()
+                {
+                    // A bug, not a probe failure: say so loudly, keep every other probe going.
+                    tracing::error!(error = %e, "probe task panicked");
+                }
+            }
             let now = Instant::now();
             let wake = match schedule.next_due() {
                 Some(due) => due.min(now + BEAT_EVERY),
@@ -488,15 +499,6 @@ impl ProbeRunner {
             };
             tokio::select! {
                 _ = shutdown.cancelled() => break,
-                Some(res) = tasks.join_next(), if !tasks.is_empty() => {
-                    if let Err(e) = res
-                        && e.is_panic()
-                    {
-                        // A bug, not a probe failure: say so loudly, keep every other probe going.
-                        tracing::error!(error = %e, "probe task panicked");
-                    }
-                    continue;
-                }
                 _ = tokio::time::sleep_until(wake) => {}
             }
             let now = Instant::now();

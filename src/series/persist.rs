@@ -318,7 +318,7 @@ pub fn checkpoint(
     for shard in 0..shards {
         // Fingerprints spread evenly over the shards: room for an eighth of the series and a
         // margin, so the vector is not regrown (and briefly held twice) for every shard.
-        let mut open: Vec<(Labels, std::ops::Range<usize>, bool)> = match all {
+        let mut open: Vec<(Labels, u64, std::ops::Range<usize>, bool)> = match all {
             true => Vec::new(),
             false => Vec::with_capacity(series.len() / shards + series.len() / (4 * shards) + 16),
         };
@@ -338,6 +338,7 @@ pub fn checkpoint(
                         bytes.extend_from_slice(c.as_bytes());
                         open.push((
                             s.labels().clone(),
+                            fp,
                             at..bytes.len(),
                             s.persisted_until() != i64::MIN,
                         ));
@@ -347,8 +348,9 @@ pub fn checkpoint(
         }
         let refs: Vec<crate::store::OpenChunk<'_>> = open
             .iter()
-            .map(|(l, b, i)| crate::store::OpenChunk {
+            .map(|(l, fp, b, i)| crate::store::OpenChunk {
                 labels: l,
+                fingerprint: *fp,
                 indexed: *i,
                 bytes: &bytes[b.clone()],
             })
