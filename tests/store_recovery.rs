@@ -266,6 +266,7 @@ fn snapshot_crash_child() {
         .iter()
         .map(|l| OpenChunk {
             labels: l,
+            fingerprint: l.fingerprint(),
             indexed: true,
             bytes: &[8; 20],
         })
