@@ -24,6 +24,33 @@ pub fn runtime() -> std::io::Result<tokio::runtime::Runtime> {
         .build()
 }
 
+/// The instant every schedule counts its phase from (the first call's time). Probe start slots
+/// and scrape offsets are offsets from it on one grid (`probe::spread_offset`: a hundredth of
+/// the interval), so a scrape due in a slot starts in the same timer wake-up as that slot's
+/// probes instead of one of its own, and a reload keeps every phase.
+pub fn epoch() -> tokio::time::Instant {
+    static EPOCH: std::sync::OnceLock<std::time::Instant> = std::sync::OnceLock::new();
+    tokio::time::Instant::from_std(*EPOCH.get_or_init(std::time::Instant::now))
+}
+
+/// The first instant at or after `now` that is `offset` plus a whole number of `interval`s
+/// after [`epoch`]: where a schedule with that phase starts.
+pub fn next_on_grid(
+    offset: std::time::Duration,
+    interval: std::time::Duration,
+    now: tokio::time::Instant,
+) -> tokio::time::Instant {
+    let first = epoch() + offset;
+    if first >= now || interval.is_zero() {
+        return first.max(now);
+    }
+    let behind = (now - first).as_nanos();
+    let step = interval.as_nanos();
+    let k = behind.div_ceil(step);
+    let ahead = u64::try_from(k * step).unwrap_or(u64::MAX);
+    first + std::time::Duration::from_nanos(ahead)
+}
+
 /// Runs `f`, which may take milliseconds (CPU or a blocking write), without holding up the
 /// tasks of the runtime's worker: on a multi-thread runtime the worker is handed to another
 /// thread for the duration (`tokio::task::block_in_place`); elsewhere (a current-thread runtime
@@ -52,6 +79,18 @@ mod tests {
         let on_worker =
             multi.block_on(async { tokio::spawn(async { blocking(|| 3) }).await.expect("task") });
         assert_eq!(on_worker, 3);
+    }
+
+    #[test]
+    fn schedules_start_on_their_grid_from_the_epoch() {
+        let ms = std::time::Duration::from_millis;
+        let e = epoch();
+        // Before the first point: the first point; after it: the next whole interval.
+        assert_eq!(next_on_grid(ms(300), ms(1000), e), e + ms(300));
+        assert_eq!(next_on_grid(ms(300), ms(1000), e + ms(300)), e + ms(300));
+        assert_eq!(next_on_grid(ms(300), ms(1000), e + ms(301)), e + ms(1300));
+        assert_eq!(next_on_grid(ms(300), ms(1000), e + ms(5250)), e + ms(5300));
+        assert_eq!(next_on_grid(ms(0), ms(0), e + ms(7)), e + ms(7));
     }
 
     #[test]

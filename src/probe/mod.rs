@@ -458,7 +458,8 @@ impl ProbeRunner {
                         "probe timeout is longer than its interval: slow answers will skip ticks");
                 }
                 shared.state.register(&cfg);
-                schedule.add(i, start + spread_offset(&cfg.name, interval), interval);
+                let first = crate::rt::next_on_grid(spread_offset(&cfg.name, interval), interval, start);
+                schedule.add(i, first, interval);
                 Arc::new(Scheduled {
                     cfg,
                     timeout,

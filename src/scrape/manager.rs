@@ -66,14 +66,6 @@ enum Fetcher {
     Tls(reqwest::Client),
 }
 
-/// A deterministic offset inside the interval, so targets do not all fire at once and keep
-/// their phase across restarts (as Prometheus' scrape offsets).
-pub fn offset(key: &str, interval: Duration) -> Duration {
-    let h = Labels::new([("k", key)]).fingerprint();
-    let ms = interval.as_millis().max(1) as u64;
-    Duration::from_millis(h % ms)
-}
-
 /// Registers every scrape target of `c` in the health view as not run yet, so that "every
 /// target has run once" is known before the scrape tasks start.
 pub fn register_targets(c: &Config, view: &TargetsView) {
@@ -257,7 +249,11 @@ async fn target_loop(
     pool: Arc<BufferPool>,
     shutdown: CancellationToken,
 ) {
-    let start = tokio::time::Instant::now() + offset(&t.key, t.interval);
+    // A deterministic phase from a hash of the target (as Prometheus' scrape offsets), on the
+    // probes' grid of start slots: targets do not all fire at once, and each starts in the
+    // timer wake-up of a probe slot rather than one of its own.
+    let phase = crate::probe::spread_offset(&t.key, t.interval);
+    let start = crate::rt::next_on_grid(phase, t.interval, tokio::time::Instant::now());
     let mut tick = tokio::time::interval_at(start, t.interval);
     // Missed ticks are skipped and the phase kept, as Prometheus' ticker does. tokio counts a
     // tick more than 5 ms late as missed; `Delay` then restarted the schedule from the late
