@@ -264,19 +264,48 @@ fn a_removed_series_beside_its_successor_is_never_found() {
     let new = head.series(&a);
     assert!(!Arc::ptr_eq(&old, &new));
     assert_eq!(read(&head.index).len(), 2);
-    write(&head.index).remove(&old);
+    write(&head.index).remove_removed(std::slice::from_ref(&old));
     assert_eq!(read(&head.index).len(), 1);
     assert!(Arc::ptr_eq(&head.series(&a), &new));
-    // Many series: the table grows (rehashing from the labels) and finds every one.
-    let many: Vec<Arc<MemSeries>> = (0..5000)
-        .map(|i| head.series(&l(&[("__name__", "y"), ("i", &i.to_string())])))
-        .collect();
+    // Many series: fresh ones are merged into the sorted vector as they come (many merges),
+    // and every one is found, wherever it sits.
+    let y = |i: usize| l(&[("__name__", "y"), ("i", &i.to_string())]);
+    let many: Vec<Arc<MemSeries>> = (0..5000).map(|i| head.series(&y(i))).collect();
     for (i, s) in many.iter().enumerate() {
-        let found = head.series(&l(&[("__name__", "y"), ("i", &i.to_string())]));
-        assert!(Arc::ptr_eq(s, &found));
+        assert!(Arc::ptr_eq(s, &head.series(&y(i))));
     }
+    {
+        let index = read(&head.index);
+        assert_eq!(index.len(), 5001);
+        assert_eq!(index.all().len(), 5001);
+        assert!(index.sorted.len() >= 4000, "merged: {}", index.sorted.len());
+        let hashes: Vec<u64> = index
+            .sorted
+            .iter()
+            .map(|s| labels_hash(&s.labels))
+            .collect();
+        assert!(hashes.is_sorted(), "the vector is sorted by hash");
+    }
+    // Every tenth one removed (most of them in the sorted vector), each with a successor
+    // created before the index drops it: only the successor is ever found.
+    let removed: Vec<Arc<MemSeries>> = many.iter().step_by(10).cloned().collect();
+    for s in &removed {
+        s.mark_removed();
+    }
+    let successors: Vec<Arc<MemSeries>> =
+        (0..5000).step_by(10).map(|i| head.series(&y(i))).collect();
+    for (s, n) in removed.iter().zip(&successors) {
+        assert!(!Arc::ptr_eq(s, n));
+    }
+    write(&head.index).remove_removed(&removed);
     assert_eq!(read(&head.index).len(), 5001);
-    assert_eq!(read(&head.index).all().len(), 5001);
+    for (i, s) in many.iter().enumerate() {
+        let found = head.series(&y(i));
+        match i % 10 {
+            0 => assert!(Arc::ptr_eq(&found, &successors[i / 10])),
+            _ => assert!(Arc::ptr_eq(&found, s)),
+        }
+    }
 }
 
 #[test]
