@@ -25,9 +25,9 @@ pub fn runtime() -> std::io::Result<tokio::runtime::Runtime> {
 }
 
 /// The instant every schedule counts its phase from (the first call's time). Probe start slots
-/// and scrape offsets are offsets from it on one grid (`probe::spread_offset`: a hundredth of
-/// the interval), so a scrape due in a slot starts in the same timer wake-up as that slot's
-/// probes instead of one of its own, and a reload keeps every phase.
+/// and scrape offsets are offsets from it on one grid of slots (`probe::spread_offset`), so a
+/// scrape due in a slot starts in the same timer wake-up as that slot's probes instead of one
+/// of its own, and a reload keeps every phase.
 pub fn epoch() -> tokio::time::Instant {
     static EPOCH: std::sync::OnceLock<std::time::Instant> = std::sync::OnceLock::new();
     tokio::time::Instant::from_std(*EPOCH.get_or_init(std::time::Instant::now))

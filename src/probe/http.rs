@@ -300,34 +300,24 @@ async fn hop(
     let port = authority.port_u16().unwrap_or(if https { 443 } else { 80 });
     let head_request = *method == Method::HEAD;
 
-    let kept = kept.filter(|_| !https);
-    if let Some(kept) = kept {
-        if let Some(mut tcp) = kept.take(host, port) {
-            let before = body.len();
-            match exchange(&mut tcp, request, head_request, ask, body, progress).await {
-                Ok((hop, reusable)) => {
-                    if reusable {
-                        kept.put(host, port, tcp);
-                    }
-                    return Ok(hop);
+    // A kept connection first (plain HTTP only), if it is still open.
+    let mut kept = kept.filter(|_| !https);
+    if let Some(k) = kept.as_deref_mut()
+        && let Some(mut tcp) = k.take(host, port)
+    {
+        let before = body.len();
+        match exchange(&mut tcp, request, head_request, ask, body, progress).await {
+            Ok((hop, reusable)) => {
+                if reusable {
+                    k.put(host, port, tcp);
                 }
-                // No answer at all: the server closed the connection as the request went
-                // out. Again on a new one, below.
-                Err(_) if progress.status.is_none() => body.truncate(before),
-                Err(e) => return Err(e),
+                return Ok(hop);
             }
+            // No answer at all: the server closed the connection as the request went out.
+            // Again on a new one, below.
+            Err(_) if progress.status.is_none() => body.truncate(before),
+            Err(e) => return Err(e),
         }
-        let t = Instant::now();
-        let mut tcp = super::tcp::connect(host, port)
-            .await
-            .map_err(FetchError::Connect)?;
-        Phases::add(&mut progress.phases.connect, t.elapsed());
-        let (hop, reusable) =
-            exchange(&mut tcp, request, head_request, ask, body, progress).await?;
-        if reusable {
-            kept.put(host, port, tcp);
-        }
-        return Ok(hop);
     }
 
     let t = Instant::now();
@@ -351,11 +341,12 @@ async fn hop(
         ))
         .await
     } else {
-        Ok(
-            exchange(&mut tcp, request, head_request, ask, body, progress)
-                .await?
-                .0,
-        )
+        let (hop, reusable) =
+            exchange(&mut tcp, request, head_request, ask, body, progress).await?;
+        if reusable && let Some(k) = kept {
+            k.put(host, port, tcp);
+        }
+        Ok(hop)
     }
 }
 
