@@ -183,14 +183,62 @@ impl Chunk {
     pub fn since(&self, min_t: Timestamp) -> Chunk {
         let mut c = Chunk::new();
         c.grow(self.len as usize);
-        for s in self.iter().skip_while(|s| s.t < min_t) {
-            // Cannot fail: the samples come in order from a chunk at least as full.
-            if c.append(s.t, s.v).is_err() {
-                break;
+        let mut it = self.iter();
+        while let Some(s) = it.next() {
+            let repeats = it.take_repeats();
+            let delta = it.delta();
+            // The sample and its repeats at or after `min_t`; a run is written as a run again
+            // once the new chunk has the run's delta (its second sample sets it).
+            let mut t = s.t;
+            let mut left = repeats;
+            loop {
+                if t >= min_t {
+                    let repeat = c.len() >= 2
+                        && c.last_delta == delta
+                        && c.last_v == s.v.to_bits()
+                        && t == c.last_t.wrapping_add(delta);
+                    if repeat {
+                        c.append_repeats(left + 1, s.v.to_bits());
+                        break;
+                    }
+                    // Cannot fail: the samples come in order from a chunk at least as full.
+                    if c.append(t, s.v).is_err() {
+                        return c.finished();
+                    }
+                }
+                if left == 0 {
+                    break;
+                }
+                left -= 1;
+                t = t.wrapping_add(delta);
             }
         }
-        c.shrink_to_fit();
-        c
+        c.finished()
+    }
+
+    fn finished(mut self) -> Chunk {
+        self.shrink_to_fit();
+        self
+    }
+
+    /// Appends `n` samples that repeat the last one's delta and value (`bits`, its value's
+    /// bits, checked): two zero bits each. Only for a chunk of two samples or more.
+    fn append_repeats(&mut self, n: u32, bits: u64) {
+        if self.len() < 2 || bits != self.last_v {
+            return;
+        }
+        let n = n.min(u32::from(u16::MAX) - self.len() as u32);
+        let mut zeros = 2 * n;
+        while zeros > 0 {
+            let k = zeros.min(64);
+            self.write_bits(0, k);
+            zeros -= k;
+        }
+        self.last_t = self
+            .last_t
+            .wrapping_add(self.last_delta.wrapping_mul(i64::from(n)));
+        let count = (self.len() as u32 + n) as u16; // bounded above
+        self.buf[..HEADER].copy_from_slice(&count.to_be_bytes());
     }
 
     /// Appends a sample whose timestamp is after the last one.
@@ -521,7 +569,7 @@ impl ChunkIter<'_> {
         if self.read == 0 {
             self.t = self.r.bits(64)? as i64;
             self.v = self.r.bits(64)?;
-        } else if let Some(run) = self.run_of_repeats() {
+        } else if let Some(run) = self.run_of_repeats(self.remaining) {
             // This sample and `run - 1` more repeat the last one's delta and value.
             self.repeats = run - 1;
             self.t = self.t.wrapping_add(self.delta);
@@ -589,13 +637,13 @@ impl ChunkIter<'_> {
     /// histogram bucket, a configuration gauge) is nothing but these, and a range read skips
     /// or copies a run at the cost of an addition a sample instead of two control fields.
     #[inline(always)]
-    fn run_of_repeats(&mut self) -> Option<u32> {
+    fn run_of_repeats(&mut self, left: usize) -> Option<u32> {
         if self.r.n < 64 {
             self.r.refill();
         }
         // The bits below the top `n` of the accumulator are zero: they do not count.
         let zeros = self.r.acc.leading_zeros().min(self.r.n);
-        let left = u32::try_from(self.remaining).unwrap_or(u32::MAX);
+        let left = u32::try_from(left).unwrap_or(u32::MAX);
         let in_stream = u32::try_from((self.r.total - self.r.pos) / 2).unwrap_or(u32::MAX);
         let run = (zeros / 2).min(left).min(in_stream);
         if run == 0 {
@@ -603,6 +651,39 @@ impl ChunkIter<'_> {
         }
         self.r.skip(2 * run)?;
         Some(run)
+    }
+
+    /// Consumes the samples right after the one [`next`](Iterator::next) returned last that
+    /// repeat it (the same delta, the same value) and says how many: they are at that sample's
+    /// time plus 1, 2, … times [`delta`](Self::delta), with its value. A range read skips such a
+    /// run with an addition, and [`Chunk::since`] copies it as zero bits.
+    #[inline]
+    pub fn take_repeats(&mut self) -> u32 {
+        if self.read < 2 {
+            // After the first sample the delta is not known yet (the second is coded
+            // against 0), and before it there is nothing to repeat.
+            return 0;
+        }
+        let mut k = std::mem::take(&mut self.repeats);
+        let mut left = self.remaining - k as usize;
+        while left > 0 {
+            match self.run_of_repeats(left) {
+                Some(run) => {
+                    k += run;
+                    left -= run as usize;
+                }
+                None => break,
+            }
+        }
+        self.remaining -= k as usize;
+        self.read += k as usize;
+        self.t = self.t.wrapping_add(self.delta.wrapping_mul(i64::from(k)));
+        k
+    }
+
+    /// The delta between the last two samples read (0 before the second).
+    pub fn delta(&self) -> i64 {
+        self.delta
     }
 }
 
@@ -844,11 +925,24 @@ mod tests {
                 let c = roundtrip(&samples);
                 let back = Chunk::from_bytes(c.as_bytes()).expect("decodes");
                 assert_eq!(back.iter().count(), samples.len(), "run {run}");
-                // A range read that starts inside a run.
-                let from = samples[samples.len() / 2].0;
-                let tail: Vec<i64> = c.since(from).iter().map(|s| s.t).collect();
-                let want: Vec<i64> = samples.iter().map(|s| s.0).filter(|&t| t >= from).collect();
-                assert_eq!(tail, want, "run {run}");
+                // `since` from every sample (inside runs, on their ends, between samples) is
+                // the chunk that appending those samples one by one makes, bit for bit, and
+                // takes further samples as that one does.
+                for from in samples.iter().flat_map(|s| [s.0, s.0 + 1]) {
+                    let mut tail = c.since(from);
+                    let mut want = Chunk::new();
+                    for &(t, v) in samples.iter().filter(|s| s.0 >= from) {
+                        want.append(t, v).expect("in order");
+                    }
+                    want.shrink_to_fit();
+                    assert!(tail == want, "run {run} since {from}");
+                    let next = (t + 20_000, 1.0);
+                    if !tail.is_empty() {
+                        tail.append(next.0, next.1).expect("appends");
+                        want.append(next.0, next.1).expect("appends");
+                        assert_eq!(tail.as_bytes(), want.as_bytes());
+                    }
+                }
             }
         }
         // A count larger than the stream is refused, whatever zero bits pad the stream.

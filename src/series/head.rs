@@ -1384,12 +1384,33 @@ fn samples_in(chunks: &[Chunk], mint: Timestamp, maxt: Timestamp, out: &mut Vec<
         if c.first_t() > maxt {
             break;
         }
-        for x in c.iter() {
+        let mut it = c.iter();
+        while let Some(x) = it.next() {
             if x.t > maxt {
-                break;
+                return;
             }
             if x.t >= mint {
                 out.push(x);
+            }
+            // The samples repeating this one: skipped by arithmetic up to the range.
+            let repeats = it.take_repeats();
+            let delta = it.delta();
+            let first = match delta > 0 {
+                true => {
+                    let ahead = (mint as i128 - x.t as i128 + delta as i128 - 1) / delta as i128;
+                    ahead.clamp(1, i128::from(repeats) + 1) as i64
+                }
+                // Only a corrupt chunk (or one wrapping around i64) goes back in time.
+                false => 1,
+            };
+            for i in first..=i64::from(repeats) {
+                let t = x.t.wrapping_add(delta.wrapping_mul(i));
+                if t > maxt {
+                    return;
+                }
+                if t >= mint {
+                    out.push(Sample { t, v: x.v });
+                }
             }
         }
     }

@@ -719,3 +719,41 @@ fn a_scrape_cache_is_a_sorted_vector_exactly_as_long_as_the_page() {
         100
     );
 }
+
+#[test]
+fn range_reads_cut_runs_of_repeated_samples_at_both_ends() {
+    // A series that repeats for long stretches (an idle counter), changes now and then, and
+    // skips a scrape once: every range read gets exactly the samples in its range, whether its
+    // ends fall inside a run, on a run's first or last sample, or between samples.
+    let head = Head::with_chunk_samples(60);
+    let s = l(&[("__name__", "idle_total"), ("job", "api")]);
+    let mut samples = Vec::new();
+    let mut t = 1_700_000_000_000i64;
+    for i in 0..400i64 {
+        t += if i == 150 { 20_000 } else { 10_000 };
+        let v = (i / 70) as f64;
+        assert_eq!(head.append(&s, t, v), AppendOutcome::Appended);
+        samples.push((t, v.to_bits()));
+    }
+    let ts: Vec<i64> = samples.iter().map(|x| x.0).collect();
+    let mut ends = vec![i64::MIN, i64::MAX];
+    for &t in ts.iter().step_by(7).chain(ts.iter().skip(60).take(40)) {
+        ends.extend([t - 1, t, t + 1, t + 5_000]);
+    }
+    let matcher = [m(MatchOp::Equal, "__name__", "idle_total")];
+    for &mint in &ends {
+        for &maxt in ends.iter().filter(|&&e| e >= mint).step_by(3) {
+            let got: Vec<(i64, u64)> = head
+                .select(&matcher, mint, maxt)
+                .first()
+                .map(|x| x.samples.iter().map(|x| (x.t, x.v.to_bits())).collect())
+                .unwrap_or_default();
+            let want: Vec<(i64, u64)> = samples
+                .iter()
+                .copied()
+                .filter(|&(t, _)| t >= mint && t <= maxt)
+                .collect();
+            assert_eq!(got, want, "[{mint}, {maxt}]");
+        }
+    }
+}
