@@ -1395,13 +1395,13 @@ fn samples_in(chunks: &[Chunk], mint: Timestamp, maxt: Timestamp, out: &mut Vec<
             // The samples repeating this one: skipped by arithmetic up to the range.
             let repeats = it.take_repeats();
             let delta = it.delta();
-            let first = match delta > 0 {
-                true => {
-                    let ahead = (mint as i128 - x.t as i128 + delta as i128 - 1) / delta as i128;
-                    ahead.clamp(1, i128::from(repeats) + 1) as i64
+            // The first repeat at or after `mint` (only a corrupt chunk, or one wrapping
+            // around i64, has a delta that is not positive: those go one by one).
+            let first = match mint.checked_sub(x.t) {
+                Some(gap) if delta > 0 && gap > 0 => {
+                    (gap / delta + i64::from(gap % delta != 0)).clamp(1, i64::from(repeats) + 1)
                 }
-                // Only a corrupt chunk (or one wrapping around i64) goes back in time.
-                false => 1,
+                _ => 1,
             };
             for i in first..=i64::from(repeats) {
                 let t = x.t.wrapping_add(delta.wrapping_mul(i));
