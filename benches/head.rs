@@ -1,7 +1,8 @@
 //! Scrape ingestion: parse + append ns/sample for 100 targets each exposing the 590-series web
-//! app page, and head memory per series after 360 samples (one hour of 10 s scrapes) each.
+//! app page, head memory per series after 360 samples (one hour of 10 s scrapes) each, and a
+//! rule's `[5m]` range read over series that repeat their samples and series that do not.
 //!
-//! `cargo bench --bench head`. Values change between scrapes like a live page's do (counters
+//! `cargo bench --bench head` (`cargo bench --bench head -- range` for the range read alone). Values change between scrapes like a live page's do (counters
 //! grow by random steps, gauges wander) so the chunks compress like real data, not like a
 //! constant. Reads `$CARGO_MANIFEST_DIR/../shared/corpus/exposition/webapp_590_series.prom`
 //! and skips with a message when it is absent.
@@ -213,5 +214,45 @@ fn memory_with(activity: Activity) {
     );
 }
 
-criterion_group!(benches, memory_per_series, bench_ingest);
+/// A rule's range read, `x[5m]` at the end of 20 minutes of 10 s samples (the head's open chunk
+/// holds all 120), over 10,000 series that never change (an idle counter, an unused bucket:
+/// runs of repeated samples) and 10,000 counters that grow at every scrape.
+fn bench_range_read(c: &mut Criterion) {
+    use postflight::series::SeriesSource;
+    use promql_parser::label::{MatchOp, Matcher};
+    let series = 10_000;
+    let head = Head::new();
+    let mut t = 1_700_000_000_000i64;
+    for k in 0..120u64 {
+        t += SCRAPE_MS;
+        for i in 0..series {
+            let id = i.to_string();
+            let idle = Labels::new([("__name__", "idle_total"), ("i", id.as_str())]);
+            let busy = Labels::new([("__name__", "busy_total"), ("i", id.as_str())]);
+            head.append(&idle, t, i as f64);
+            head.append(&busy, t, (k * (i as u64 % 7 + 1) * 13) as f64);
+        }
+    }
+    let mut group = c.benchmark_group("range read [5m] of 120-sample chunks");
+    group
+        .sample_size(20)
+        .warm_up_time(Duration::from_secs(1))
+        .measurement_time(Duration::from_secs(5));
+    group.throughput(Throughput::Elements(series as u64));
+    for name in ["idle_total", "busy_total"] {
+        let m = [Matcher::new(MatchOp::Equal, "__name__", name)];
+        group.bench_function(name, |b| {
+            b.iter(|| {
+                let mut n = 0;
+                head.select_each(&m, t - 300_000, t, &mut |_| false, &mut |_, _, s| {
+                    n += s.len()
+                });
+                black_box(n)
+            })
+        });
+    }
+    group.finish();
+}
+
+criterion_group!(benches, memory_per_series, bench_ingest, bench_range_read);
 criterion_main!(benches);

@@ -185,7 +185,7 @@ impl Chunk {
         c.grow(self.len as usize);
         let mut it = self.iter();
         while let Some(s) = it.next() {
-            let repeats = it.take_repeats();
+            let repeats = if it.repeated() { it.take_repeats() } else { 0 };
             let delta = it.delta();
             // The sample and its repeats at or after `min_t`; a run is written as a run again
             // once the new chunk has the run's delta (its second sample sets it).
@@ -285,7 +285,7 @@ impl Chunk {
             leading: 0,
             trailing: 0,
             window_set: false,
-            repeats: 0,
+            repeat: false,
         }
     }
 
@@ -550,29 +550,17 @@ pub struct ChunkIter<'a> {
     trailing: u8,
     /// Whether a `11` control has set the XOR window yet.
     window_set: bool,
-    /// Samples of a run of repeats (below) already read from the stream and not yet returned.
-    repeats: u32,
+    /// Whether the last sample read repeated the one before it (the same delta, the same
+    /// value): more may follow, for [`take_repeats`](Self::take_repeats).
+    repeat: bool,
 }
 
 impl ChunkIter<'_> {
     #[inline(always)]
     fn next_sample(&mut self) -> Option<Sample> {
-        if self.repeats > 0 {
-            self.repeats -= 1;
-            self.t = self.t.wrapping_add(self.delta);
-            self.read += 1;
-            return Some(Sample {
-                t: self.t,
-                v: f64::from_bits(self.v),
-            });
-        }
         if self.read == 0 {
             self.t = self.r.bits(64)? as i64;
             self.v = self.r.bits(64)?;
-        } else if let Some(run) = self.run_of_repeats(self.remaining) {
-            // This sample and `run - 1` more repeat the last one's delta and value.
-            self.repeats = run - 1;
-            self.t = self.t.wrapping_add(self.delta);
         } else {
             // The delta-of-delta prefix is 0, 10, 110, 1110 or 1111: count its leading ones
             // in one look at the next four bits instead of reading them one by one.
@@ -603,8 +591,12 @@ impl ChunkIter<'_> {
             self.t = self.t.wrapping_add(self.delta);
             // Value: 0 (unchanged), 10 (XOR inside the current window) or 11 (new window).
             match self.r.peek(2) {
-                0 | 1 => self.r.skip(1)?,
+                0 | 1 => {
+                    self.r.skip(1)?;
+                    self.repeat = dod == 0;
+                }
                 control => {
+                    self.repeat = false;
                     self.r.skip(2)?;
                     if control == 3 {
                         self.leading = self.r.bits(5)? as u8;
@@ -638,6 +630,10 @@ impl ChunkIter<'_> {
     /// or copies a run at the cost of an addition a sample instead of two control fields.
     #[inline(always)]
     fn run_of_repeats(&mut self, left: usize) -> Option<u32> {
+        // Most samples of a series that changes are not repeats: one look at two bits.
+        if self.r.peek(2) != 0 {
+            return None;
+        }
         if self.r.n < 64 {
             self.r.refill();
         }
@@ -664,8 +660,8 @@ impl ChunkIter<'_> {
             // against 0), and before it there is nothing to repeat.
             return 0;
         }
-        let mut k = std::mem::take(&mut self.repeats);
-        let mut left = self.remaining - k as usize;
+        let mut k = 0;
+        let mut left = self.remaining;
         while left > 0 {
             match self.run_of_repeats(left) {
                 Some(run) => {
@@ -679,6 +675,14 @@ impl ChunkIter<'_> {
         self.read += k as usize;
         self.t = self.t.wrapping_add(self.delta.wrapping_mul(i64::from(k)));
         k
+    }
+
+    /// Whether the last sample read repeated the one before it: a run of repeats may follow
+    /// ([`take_repeats`](Self::take_repeats)). A series that changes at every sample never
+    /// pays more than this look.
+    #[inline]
+    pub fn repeated(&self) -> bool {
+        self.repeat
     }
 
     /// The delta between the last two samples read (0 before the second).

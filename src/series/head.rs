@@ -1393,7 +1393,13 @@ fn samples_in(chunks: &[Chunk], mint: Timestamp, maxt: Timestamp, out: &mut Vec<
                 out.push(x);
             }
             // The samples repeating this one: skipped by arithmetic up to the range.
+            if !it.repeated() {
+                continue;
+            }
             let repeats = it.take_repeats();
+            if repeats == 0 {
+                continue;
+            }
             let delta = it.delta();
             // The first repeat at or after `mint` (only a corrupt chunk, or one wrapping
             // around i64, has a delta that is not positive: those go one by one).
