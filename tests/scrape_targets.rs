@@ -594,11 +594,19 @@ async fn a_late_scrape_does_not_move_the_target_off_its_timestamp_grid() {
     };
     let ts: Vec<i64> = m[0].samples.iter().map(|x| x.t).collect();
     assert!(ts.len() >= 8, "{ts:?}");
-    // The late scrape itself may be off the grid; every other one is on it.
-    let off = ts.iter().filter(|&&t| (t - ts[0]) % 300 != 0).count();
+    // The late scrape itself is off the grid; every other one is on it or, when a loaded
+    // machine started it more than the 2 ms tolerance late, within a few ms of it (it gets its
+    // own time, as in Prometheus). A schedule moved by the late scrape would put every later
+    // timestamp tens of ms off.
+    let off_by = |t: i64| {
+        let r = (t - ts[0]).rem_euclid(300);
+        r.min(300 - r)
+    };
+    let far = ts.iter().filter(|&&t| off_by(t) > 25).count();
+    let on = ts.iter().filter(|&&t| off_by(t) == 0).count();
     assert!(
-        off <= 1,
-        "{off} of {} timestamps off the grid: {ts:?}",
+        far <= 1 && on * 2 >= ts.len(),
+        "{far} of {} timestamps far off the grid, {on} on it: {ts:?}",
         ts.len()
     );
 }
