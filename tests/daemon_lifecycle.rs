@@ -433,6 +433,16 @@ expr = 'probe_success{{probe="api"}} == 0'
     );
     let n: f64 = result[0]["value"][1].as_str().unwrap().parse().unwrap();
     assert!(n >= 4.0, "{runs}");
+    // The daemon counts every sample a run appends (success, duration, status code and four
+    // phases), not one per run; read after the query, so at least the runs it counted.
+    let page = d.get("/metrics").1;
+    let appended: f64 = page
+        .lines()
+        .find_map(|l| l.strip_prefix(r#"postflight_head_samples_appended_total{source="probe"} "#))
+        .expect("probe samples counter")
+        .parse()
+        .unwrap();
+    assert!(appended >= 7.0 * n, "{appended} samples for {n} runs");
     // The first runs succeeded, the latest failed with status 503.
     let best = query("max_over_time(probe_success%5B1m%5D)");
     assert_eq!(best["data"]["result"][0]["value"][1], "1", "{best}");

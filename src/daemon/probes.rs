@@ -105,6 +105,7 @@ impl DaemonProbeSink {
 impl ProbeSink for DaemonProbeSink {
     fn record(&self, probe: &ProbeConfig, outcome: &ProbeOutcome) {
         let t = outcome.timestamp_ms();
+        let mut appended = 0;
         {
             let mut cache = self.series.lock().unwrap_or_else(PoisonError::into_inner);
             let known = match cache.get_mut(probe.name.as_str()) {
@@ -120,12 +121,14 @@ impl ProbeSink for DaemonProbeSink {
                     }
                 };
                 self.head.append_series(&mut known[i].1, t, v);
+                appended += 1;
             }
         }
+        // Every series of the outcome, as a scrape counts every sample of its page.
         self.telemetry
             .head_samples_appended
             .with_label_values(&["probe"])
-            .inc();
+            .inc_by(appended);
         let rec = ProbeRecord {
             probe: probe.name.clone(),
             t,

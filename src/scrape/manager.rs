@@ -18,7 +18,7 @@ use crate::daemon::systemd::Heartbeat;
 use crate::probe::http::{self, FetchError};
 use crate::probe::{ProbeTls, Progress};
 use crate::series::Labels;
-use crate::series::head::Head;
+use crate::series::head::{Head, MemSeries};
 use crate::telemetry::Telemetry;
 
 /// What Prometheus 3 asks for: OpenMetrics first, then the text format.
@@ -234,6 +234,15 @@ impl BufferPool {
     }
 }
 
+/// The series a scrape adds for its target, in this order: up, how long the scrape took, the
+/// samples it got, and the series it added (as Prometheus).
+const SYNTHETIC: [&str; 4] = [
+    "up",
+    "scrape_duration_seconds",
+    "scrape_samples_scraped",
+    "scrape_series_added",
+];
+
 /// Pages larger than this are parsed through [`crate::rt::blocking`] (about 0.5 ms of parsing).
 const LARGE_PAGE: usize = 256 * 1024;
 
@@ -266,6 +275,10 @@ async fn target_loop(
     let mut kept = http::Kept::default();
     let interval_ms = i64::try_from(t.interval.as_millis()).unwrap_or(i64::MAX);
     let mut aligned: Option<i64> = None;
+    // The target's synthetic series, found once: appending by label set looked each one up
+    // in the head's index at every scrape (a binary search hashing the label set of every
+    // series it passes: 4.8 % of the watch job's CPU for 40 samples a second).
+    let mut synthetic: Vec<Arc<MemSeries>> = Vec::new();
     loop {
         tokio::select! {
             _ = shutdown.cancelled() => return,
@@ -342,11 +355,21 @@ async fn target_loop(
         let took = started.elapsed();
         // A page cut at the sample limit still delivered data: the target is up.
         let up = result.is_ok() || samples > 0;
-        let synth = |name: &str, v: f64| head.append(&t.labels.with("__name__", name), t_ms, v);
-        synth("up", if up { 1.0 } else { 0.0 });
-        synth("scrape_duration_seconds", took.as_secs_f64());
-        synth("scrape_samples_scraped", samples as f64);
-        synth("scrape_series_added", added as f64);
+        let values = [
+            if up { 1.0 } else { 0.0 },
+            took.as_secs_f64(),
+            samples as f64,
+            added as f64,
+        ];
+        if synthetic.is_empty() {
+            synthetic = SYNTHETIC
+                .iter()
+                .map(|name| head.series(&t.labels.with("__name__", *name)))
+                .collect();
+        }
+        for (s, v) in synthetic.iter_mut().zip(values) {
+            head.append_series(s, t_ms, v);
+        }
         telemetry
             .scrapes_total
             .with_label_values(&[t.job.name.as_str(), if up { "success" } else { "failure" }])
