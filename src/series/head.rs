@@ -198,6 +198,17 @@ pub struct HeadStats {
     pub stale_markers: u64,
 }
 
+impl HeadStats {
+    /// Counts one series with its chunks.
+    fn add_series(&mut self, s: &MemSeries, chunks: &SeriesChunks) {
+        self.series += 1;
+        self.chunks += chunks.len();
+        self.samples += chunks.iter().map(Chunk::len).sum::<usize>();
+        self.chunk_bytes += chunks.iter().map(Chunk::heap_bytes).sum::<usize>();
+        self.bytes += s.heap_bytes(chunks);
+    }
+}
+
 /// What a committed scrape did.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct ScrapeCommit {
@@ -1099,17 +1110,31 @@ impl Head {
     /// Drops chunks whose samples are all older than `min_t`, and series left without
     /// samples. Returns the number of series removed.
     pub fn truncate(&self, min_t: Timestamp) -> usize {
-        self.truncate_inner(min_t, false)
+        self.truncate_inner(min_t, false, None)
     }
 
     /// [`Head::truncate`], and trims chunks holding a quarter chunk of samples older than
     /// `min_t` and stored ([`MemSeries::persisted_until`]). Only after a checkpoint that stored
     /// what it meant to: the checkpointer calls plain `truncate` after one that failed.
     pub fn truncate_and_trim(&self, min_t: Timestamp) -> usize {
-        self.truncate_inner(min_t, true)
+        self.truncate_inner(min_t, true, None)
     }
 
-    fn truncate_inner(&self, min_t: Timestamp, trim: bool) -> usize {
+    /// [`Head::truncate_and_trim`] (or, when not `trim`, [`Head::truncate`]), then
+    /// [`Head::stats`] from the same walk: the checkpoint's two walks over every series in
+    /// one, each series locked once.
+    pub fn truncate_with_stats(&self, min_t: Timestamp, trim: bool) -> HeadStats {
+        let mut st = HeadStats::default();
+        self.truncate_inner(min_t, trim, Some(&mut st));
+        st
+    }
+
+    fn truncate_inner(
+        &self,
+        min_t: Timestamp,
+        trim: bool,
+        mut stats: Option<&mut HeadStats>,
+    ) -> usize {
         // Under the index's read lock (appends to existing series go on; a new series waits
         // for the walk, milliseconds).
         let index = read(&self.index);
@@ -1140,21 +1165,25 @@ impl Head {
             if chunks.is_empty() {
                 s.mark_removed();
                 gone.push(s.clone());
+            } else if let Some(st) = stats.as_deref_mut() {
+                st.add_series(s, &chunks);
             }
         }
         drop(index);
-        if gone.is_empty() {
-            return 0;
-        }
-        write(&self.index).remove_removed(&gone);
-        // Scrape caches may still hold removed series; drop those entries so the strings
-        // can go.
-        for cache in lock(&self.targets).values_mut() {
-            cache.entries.retain(|e| !e.series.is_removed());
-        }
         let n = gone.len();
-        drop(gone);
-        lock(&self.interner).gc();
+        if n > 0 {
+            write(&self.index).remove_removed(&gone);
+            // Scrape caches may still hold removed series; drop those entries so the strings
+            // can go.
+            for cache in lock(&self.targets).values_mut() {
+                cache.entries.retain(|e| !e.series.is_removed());
+            }
+            drop(gone);
+            lock(&self.interner).gc();
+        }
+        if let Some(st) = stats {
+            self.finish_stats(st);
+        }
         n
     }
 
@@ -1212,29 +1241,29 @@ impl Head {
     /// Counts and estimated memory. Walks every series: meant for a metrics scrape or a
     /// benchmark, not a hot path.
     pub fn stats(&self) -> HeadStats {
-        let index = read(&self.index);
-        let mut st = HeadStats {
-            out_of_order: self.out_of_order.load(Ordering::Relaxed),
-            stale_markers: self.stale_markers.load(Ordering::Relaxed),
-            ..HeadStats::default()
-        };
-        for s in index.each() {
-            st.series += 1;
-            let chunks = lock(&s.data);
-            st.chunks += chunks.len();
-            st.samples += chunks.iter().map(Chunk::len).sum::<usize>();
-            st.chunk_bytes += chunks.iter().map(Chunk::heap_bytes).sum::<usize>();
-            st.bytes += s.heap_bytes(&chunks);
+        let mut st = HeadStats::default();
+        {
+            let index = read(&self.index);
+            for s in index.each() {
+                st.add_series(s, &lock(&s.data));
+            }
         }
-        st.bytes += index.heap_bytes();
-        drop(index);
+        self.finish_stats(&mut st);
+        st
+    }
+
+    /// Completes stats whose series a walk has added: the index, the interned strings, the
+    /// scrape caches and the counters (the index's lock is not held by the caller).
+    fn finish_stats(&self, st: &mut HeadStats) {
+        st.out_of_order = self.out_of_order.load(Ordering::Relaxed);
+        st.stale_markers = self.stale_markers.load(Ordering::Relaxed);
+        st.bytes += read(&self.index).heap_bytes();
         st.bytes += lock(&self.interner).heap_bytes();
         st.scrape_cache_bytes = lock(&self.targets)
             .values()
             .map(TargetCache::heap_bytes)
             .sum::<usize>();
         st.bytes += st.scrape_cache_bytes;
-        st
     }
 }
 

@@ -146,16 +146,13 @@ impl Checkpointer {
                 // before it (a series gone from its target) is stored as if closed first.
                 let cutoff = now - window.as_millis() as i64;
                 let written = checkpoint(&head, &store, stopping, cutoff);
-                if !stopping {
-                    // Trim closed chunks only once all are stored (`Head::truncate_and_trim`).
-                    if written.is_ok() {
-                        head.truncate_and_trim(cutoff);
-                    } else {
-                        head.truncate(cutoff);
-                    }
-                }
-                // A walk over every series: milliseconds, off the runtime's worker too.
-                let st = head.stats();
+                // Trim closed chunks only once all are stored (`Head::truncate_and_trim`).
+                // The statistics come from the same walk over every series (milliseconds, off
+                // the runtime's worker too).
+                let st = match stopping {
+                    false => head.truncate_with_stats(cutoff, written.is_ok()),
+                    true => head.stats(),
+                };
                 (written, probes, st)
             })
             .await;

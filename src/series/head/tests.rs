@@ -411,6 +411,50 @@ fn truncate_trims_stored_samples_once_a_quarter_chunk_of_them_is_old() {
     );
 }
 
+/// The checkpoint's one walk gives what truncation followed by [`Head::stats`] gives: the
+/// same series removed, the same chunks trimmed, and statistics of the head as it is after.
+#[test]
+fn truncation_with_statistics_equals_truncation_then_statistics() {
+    let build = || {
+        let head = Head::with_chunk_samples(20);
+        for k in 0..40 {
+            let s = l(&[("__name__", "m"), ("k", &k.to_string())]);
+            // Series 0-9 stop at 30 s, the others run to 99 s; half of them stored to 60 s.
+            let end = if k < 10 { 30 } else { 100 };
+            for i in 0..end {
+                head.append(&s, i * 1000, (i * k) as f64);
+            }
+            if k % 2 == 0 {
+                head.series(&s).set_persisted_until(60_000);
+            }
+        }
+        head
+    };
+    for (cutoff, trim) in [(50_000, true), (50_000, false), (10_000, true), (0, true)] {
+        let (a, b) = (build(), build());
+        let removed = match trim {
+            true => a.truncate_and_trim(cutoff),
+            false => a.truncate(cutoff),
+        };
+        let expected = a.stats();
+        let got = b.truncate_with_stats(cutoff, trim);
+        assert_eq!(got, expected, "cutoff {cutoff}, trim {trim}");
+        assert_eq!(b.stats(), expected, "cutoff {cutoff}, trim {trim}");
+        assert_eq!(
+            expected.series,
+            40 - removed,
+            "cutoff {cutoff}, trim {trim}"
+        );
+        let all = |h: &Head| values(h, &[m(MatchOp::Equal, "__name__", "m")]);
+        assert_eq!(all(&a), all(&b), "cutoff {cutoff}, trim {trim}");
+    }
+    // At 50 s the stopped series went and the stored half was trimmed.
+    let head = build();
+    let st = head.truncate_with_stats(50_000, true);
+    assert_eq!(st.series, 30);
+    assert_eq!(st.samples, 15 * 100 + 15 * 50);
+}
+
 #[test]
 fn scrape_cache_survives_truncation_of_its_series() {
     let head = Head::new();
