@@ -45,6 +45,7 @@ pub mod config;
 pub mod daemon;
 pub mod deploy;
 pub mod dispatch;
+pub mod liveness;
 pub mod notify;
 pub mod probe;
 pub mod promql;

@@ -18,7 +18,7 @@ use hyper::body::{Frame, Incoming};
 use hyper::{Request, Response};
 use hyper_util::rt::TokioIo;
 use postflight::config::{GlobalConfig, ProbeConfig};
-use postflight::daemon::systemd::Liveness;
+use postflight::liveness::Liveness;
 use postflight::probe::{
     AlertChange, ProbeOutcome, ProbeRunner, ProbeSink, ProbeStates, ProbeTls, probe_once,
 };

@@ -18,7 +18,7 @@ use hyper::{Request, Response};
 use hyper_util::rt::TokioIo;
 use postflight::clock::Clock;
 use postflight::config::load_str;
-use postflight::daemon::systemd::Liveness;
+use postflight::liveness::Liveness;
 use postflight::promql::{Engine, Value, parse};
 use postflight::scrape::health::{TargetHealth, TargetsView};
 use postflight::scrape::manager::ScrapeManager;

@@ -31,7 +31,8 @@ use crate::series::Labels;
 use crate::series::head::Head;
 use crate::store::Store;
 use crate::telemetry::Telemetry;
-use systemd::{Liveness, Notifier};
+use crate::liveness::Liveness;
+use systemd::Notifier;
 
 /// How long a clean stop may take before the daemon gives up on stragglers (systemd's default
 /// stop timeout is 90 s; the contract is 10 s, with the store flushed).

@@ -1,17 +1,12 @@
-//! systemd's notify protocol (`Type=notify`, `WatchdogSec=`), and the liveness bookkeeping that
-//! decides whether the watchdog may be fed.
-//!
-//! Every main loop holds a [`Heartbeat`] and beats once per iteration. The watchdog task sends
-//! `WATCHDOG=1` only while every heartbeat is younger than its allowed silence, so a wedged loop
-//! stops the pings and systemd restarts the service.
+//! systemd's notify protocol (`Type=notify`, `WatchdogSec=`): readiness, reloads, stopping,
+//! and the watchdog, fed only while no loop is wedged (see [`crate::liveness`]).
 
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use sd_notify::NotifyState;
-use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
+
+use crate::liveness::Liveness;
 
 /// Sends notify messages when `NOTIFY_SOCKET` is set; does nothing otherwise.
 #[derive(Clone, Debug)]
@@ -73,89 +68,6 @@ pub fn watchdog_interval() -> Option<Duration> {
         .filter(|d| !d.is_zero())
 }
 
-struct Beat {
-    name: String,
-    max_silence: Duration,
-    last: AtomicU64,
-    retired: AtomicBool,
-}
-
-/// The registry of loop heartbeats.
-#[derive(Clone)]
-pub struct Liveness {
-    origin: Instant,
-    beats: Arc<Mutex<Vec<Arc<Beat>>>>,
-}
-
-/// One loop's heartbeat. Dropping it retires it (a loop that ends cleanly is not "wedged").
-pub struct Heartbeat {
-    origin: Instant,
-    beat: Arc<Beat>,
-}
-
-impl Heartbeat {
-    /// Records that the loop made progress now.
-    pub fn beat(&self) {
-        self.beat
-            .last
-            .store(self.origin.elapsed().as_millis() as u64, Ordering::Relaxed);
-    }
-}
-
-impl Drop for Heartbeat {
-    fn drop(&mut self) {
-        self.beat.retired.store(true, Ordering::Relaxed);
-    }
-}
-
-impl Default for Liveness {
-    fn default() -> Self {
-        Self::new()
-    }
-}
-
-impl Liveness {
-    /// An empty registry.
-    pub fn new() -> Self {
-        Liveness {
-            origin: Instant::now(),
-            beats: Arc::new(Mutex::new(Vec::new())),
-        }
-    }
-
-    /// Registers a loop that promises to beat at least every `max_silence`.
-    pub fn register(&self, name: &str, max_silence: Duration) -> Heartbeat {
-        let beat = Arc::new(Beat {
-            name: name.to_string(),
-            max_silence,
-            last: AtomicU64::new(self.origin.elapsed().as_millis() as u64),
-            retired: AtomicBool::new(false),
-        });
-        let mut beats = self.beats.lock().unwrap_or_else(|p| p.into_inner());
-        beats.retain(|b| !b.retired.load(Ordering::Relaxed));
-        beats.push(beat.clone());
-        Heartbeat {
-            origin: self.origin,
-            beat,
-        }
-    }
-
-    /// The names of loops that have been silent for longer than they promised.
-    pub fn wedged(&self) -> Vec<String> {
-        let now = self.origin.elapsed().as_millis() as u64;
-        let beats = self.beats.lock().unwrap_or_else(|p| p.into_inner());
-        beats
-            .iter()
-            .filter(|b| !b.retired.load(Ordering::Relaxed))
-            .filter(|b| {
-                now.saturating_sub(b.last.load(Ordering::Relaxed))
-                    > b.max_silence.as_millis() as u64
-            })
-            .map(|b| b.name.clone())
-            .collect()
-    }
-}
-
 /// Feeds the watchdog every `every` while no loop is wedged.
 pub async fn watchdog_loop(
     notifier: Notifier,
@@ -179,26 +91,5 @@ pub async fn watchdog_loop(
             tracing::error!(loops = ?wedged, "loops stopped making progress; no longer feeding the systemd watchdog");
             reported = true;
         }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[tokio::test(start_paused = true)]
-    async fn a_silent_loop_is_wedged_and_a_dropped_one_is_not() {
-        let live = Liveness::new();
-        let a = live.register("scrape", Duration::from_secs(30));
-        let b = live.register("rules", Duration::from_secs(30));
-        tokio::time::advance(Duration::from_secs(20)).await;
-        a.beat();
-        assert!(live.wedged().is_empty());
-        tokio::time::advance(Duration::from_secs(15)).await;
-        assert_eq!(live.wedged(), vec!["rules".to_string()]);
-        drop(b);
-        assert!(live.wedged().is_empty(), "a loop that ended is not wedged");
-        tokio::time::advance(Duration::from_secs(31)).await;
-        assert_eq!(live.wedged(), vec!["scrape".to_string()]);
     }
 }

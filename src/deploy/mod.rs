@@ -81,7 +81,7 @@ use tracing::{debug, error, info, warn};
 use crate::alert::{Alert, AlertState};
 use crate::clock::Clock;
 use crate::config::Config;
-use crate::daemon::systemd::Heartbeat;
+use crate::liveness::Heartbeat;
 use crate::dispatch::DispatchStore;
 use crate::promql::Engine;
 use crate::series::SeriesSource;

@@ -28,7 +28,7 @@ use tracing::{debug, error, info, warn};
 use crate::alert::{Alert, AlertState};
 use crate::clock::Clock;
 use crate::config::Config;
-use crate::daemon::systemd::Heartbeat;
+use crate::liveness::Heartbeat;
 use crate::notify::{Notification, NotifiedAlert};
 use crate::telemetry::Telemetry;
 use nlog::{NlogEntry, needs_update};

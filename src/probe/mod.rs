@@ -57,7 +57,7 @@ use tokio_util::sync::CancellationToken;
 use tracing::{Instrument, debug, info, warn};
 
 use crate::config::{GlobalConfig, ProbeConfig, format_duration};
-use crate::daemon::systemd::Heartbeat;
+use crate::liveness::Heartbeat;
 use crate::telemetry::Telemetry;
 
 /// Probes running at once, unless [`ProbeRunner::with_max_concurrency`] says otherwise.

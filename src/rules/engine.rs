@@ -14,7 +14,7 @@ use super::alerting::{AlertingRule, Transition};
 use crate::alert::{Alert, AlertState};
 use crate::clock::Clock;
 use crate::config::Config;
-use crate::daemon::systemd::Heartbeat;
+use crate::liveness::Heartbeat;
 use crate::dispatch::DispatcherHandle;
 use crate::promql::{Engine, LabelOrders, RoundMemo, Value};
 use crate::series::Labels;

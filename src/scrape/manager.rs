@@ -14,7 +14,7 @@ use super::health::{Run, TargetHealth, TargetsView};
 use super::parse::{Format, Parser, format_from_content_type};
 use crate::clock::Clock;
 use crate::config::{Config, JobConfig, Scheme};
-use crate::daemon::systemd::Heartbeat;
+use crate::liveness::Heartbeat;
 use crate::probe::http::{self, FetchError};
 use crate::probe::{ProbeTls, Progress};
 use crate::series::Labels;

@@ -24,7 +24,7 @@ use tracing::{error, info, warn};
 use super::head::{Head, MemSeries, unstored_samples};
 use super::{Labels, Timestamp};
 use crate::clock::Clock;
-use crate::daemon::systemd::Heartbeat;
+use crate::liveness::Heartbeat;
 use crate::store::{ChunkRef, Store};
 use crate::telemetry::Telemetry;
 
