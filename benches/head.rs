@@ -11,6 +11,8 @@ use std::hint::black_box;
 use std::time::{Duration, Instant};
 
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
+use postflight::ingest::Ingest;
+use postflight::scrape::manager::add_exposed;
 use postflight::scrape::parse::{Format, Parser, parse};
 use postflight::series::Labels;
 use postflight::series::head::Head;
@@ -104,7 +106,7 @@ fn target_labels(i: usize) -> Labels {
 
 /// One round: every target scrapes its page at `t`.
 fn scrape_round(
-    head: &Head,
+    ingest: &Ingest,
     parser: &mut Parser,
     pages: &[Vec<u8>],
     tls: &[Labels],
@@ -113,10 +115,10 @@ fn scrape_round(
     let mut n = 0;
     for (i, tl) in tls.iter().enumerate() {
         let key = &tls[i].get("instance").unwrap_or("");
-        let mut app = head.scrape_appender(key, tl, t);
+        let mut app = ingest.appender(key, tl, t);
         let page = &pages[(i + (t / SCRAPE_MS) as usize) % pages.len()];
         parser
-            .parse(page, Format::Text, |s| app.add(&s))
+            .parse(page, Format::Text, |s| add_exposed(&mut app, &s))
             .expect("page parses");
         n += app.commit().appended;
     }
@@ -132,12 +134,13 @@ fn bench_ingest(c: &mut Criterion) {
         n
     };
     let tls: Vec<Labels> = (0..TARGETS).map(target_labels).collect();
-    let head = Head::new();
+    let ingest = Ingest::new(std::sync::Arc::new(Head::new()));
+    let head = ingest.head();
     let mut parser = Parser::new();
     // First round creates the 59,000 series; measure steady state after it.
     let mut t = 0;
     let created = Instant::now();
-    scrape_round(&head, &mut parser, &pages, &tls, t);
+    scrape_round(&ingest, &mut parser, &pages, &tls, t);
     eprintln!(
         "first round (creates {} series): {:.1} ms",
         head.stats().series,
@@ -153,7 +156,7 @@ fn bench_ingest(c: &mut Criterion) {
     group.bench_function("parse+append 100 targets x 590-series page", |b| {
         b.iter(|| {
             t += SCRAPE_MS;
-            black_box(scrape_round(&head, &mut parser, &pages, &tls, t))
+            black_box(scrape_round(&ingest, &mut parser, &pages, &tls, t))
         })
     });
     group.finish();
@@ -164,7 +167,7 @@ fn bench_ingest(c: &mut Criterion) {
     let mut samples = 0;
     for _ in 0..rounds {
         t += SCRAPE_MS;
-        samples += scrape_round(&head, &mut parser, &pages, &tls, t);
+        samples += scrape_round(&ingest, &mut parser, &pages, &tls, t);
     }
     let ns = start.elapsed().as_nanos() as f64 / samples as f64;
     eprintln!(
@@ -186,20 +189,22 @@ fn memory_with(activity: Activity) {
         .map(|i| evolve(&page, 360, 2 + i as u64, activity))
         .collect();
     let tls: Vec<Labels> = (0..targets).map(target_labels).collect();
-    let head = Head::new();
+    let ingest = Ingest::new(std::sync::Arc::new(Head::new()));
     let mut parser = Parser::new();
     for k in 0..360 {
         let t = k as i64 * SCRAPE_MS;
         for (tl, history) in tls.iter().zip(&pages) {
             let key = tl.get("instance").unwrap_or("");
-            let mut app = head.scrape_appender(key, tl, t);
+            let mut app = ingest.appender(key, tl, t);
             parser
-                .parse(&history[k], Format::Text, |s| app.add(&s))
+                .parse(&history[k], Format::Text, |s| add_exposed(&mut app, &s))
                 .expect("page parses");
             app.commit();
         }
     }
-    let st = head.stats();
+    let st = ingest.head().stats();
+    let caches = ingest.cache_bytes();
+    let bytes = st.bytes + caches;
     eprintln!(
         "memory ({activity:?} values) after 360 samples/series: {} series, {} samples, {} chunks, chunk bytes {} ({:.2} B/sample), head bytes {} => {:.0} B/series ({:.0} B/series of which scrape caches, {:.0} B/series besides chunk data and caches)",
         st.series,
@@ -207,10 +212,10 @@ fn memory_with(activity: Activity) {
         st.chunks,
         st.chunk_bytes,
         st.chunk_bytes as f64 / st.samples as f64,
-        st.bytes,
-        st.bytes as f64 / st.series as f64,
-        st.scrape_cache_bytes as f64 / st.series as f64,
-        (st.bytes - st.chunk_bytes - st.scrape_cache_bytes) as f64 / st.series as f64,
+        bytes,
+        bytes as f64 / st.series as f64,
+        caches as f64 / st.series as f64,
+        (st.bytes - st.chunk_bytes) as f64 / st.series as f64,
     );
 }
 

@@ -24,6 +24,7 @@ use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use criterion::{Criterion, criterion_group, criterion_main};
+use postflight::ingest::Ingest;
 use postflight::promql::{self, Engine, Expr, LabelOrders, RoundMemo, Value};
 use postflight::scrape::parse::{Format, parse};
 use postflight::series::Labels;
@@ -105,7 +106,8 @@ fn value_at(s: &PageSeries, job: usize, inst: usize, k: usize) -> f64 {
 
 fn build_head(minutes: usize) -> Head {
     let page = page();
-    let head = Head::new();
+    let head = std::sync::Arc::new(Head::new());
+    let ingest = Ingest::new(head.clone());
     let scrapes = minutes * 6;
     for k in 0..scrapes {
         let t = T0 + k as i64 * SCRAPE_MS;
@@ -116,9 +118,9 @@ fn build_head(minutes: usize) -> Head {
                     ("instance", format!("10.0.{job}.{inst}:8080")),
                 ]);
                 let key = format!("job{job}/{inst}");
-                let mut app = head.scrape_appender(&key, &target_labels, t);
+                let mut app = ingest.appender(&key, &target_labels, t);
                 for s in &page {
-                    app.add_keyed(&s.key, None, value_at(s, job, inst, k), || {
+                    app.add_keyed(&s.key, None, value_at(s, job, inst, k), |target_labels| {
                         Labels::new(
                             s.labels
                                 .iter()
@@ -132,7 +134,8 @@ fn build_head(minutes: usize) -> Head {
             }
         }
     }
-    head
+    drop(ingest);
+    std::sync::Arc::into_inner(head).expect("the only reference left")
 }
 
 /// 1,000 rules: a third each of error ratio, p99 latency and memory threshold; every tenth of

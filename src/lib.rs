@@ -45,6 +45,7 @@ pub mod config;
 pub mod daemon;
 pub mod deploy;
 pub mod dispatch;
+pub mod ingest;
 pub mod liveness;
 pub mod notify;
 pub mod probe;
@@ -54,6 +55,7 @@ pub mod rules;
 pub mod scrape;
 pub mod series;
 pub mod store;
+pub mod targets;
 pub mod telemetry;
 
 /// Installs rustls' ring provider as the process default, once. Every TLS user (probes,

@@ -78,6 +78,8 @@ pub struct Telemetry {
     /// Heap bytes the head holds (its own estimate: containers counted, allocator overhead
     /// not).
     pub head_bytes: IntGauge,
+    /// Heap bytes of the scrape caches (exposed series text → series).
+    pub scrape_cache_bytes: IntGauge,
     /// Chunks in the head (open and closed).
     pub head_chunks: IntGauge,
     /// Samples held in the head's chunks.
@@ -205,7 +207,12 @@ impl Telemetry {
         let head_bytes = gauge(
             &r,
             "postflight_head_bytes",
-            "Heap bytes held by the in-memory head: series, chunks, index, scrape caches.",
+            "Heap bytes held by the in-memory head: series, chunks, index, label strings.",
+        );
+        let scrape_cache_bytes = gauge(
+            &r,
+            "postflight_scrape_cache_bytes",
+            "Heap bytes held by the scrape caches that map exposed series text to series.",
         );
         let head_chunks = gauge(
             &r,
@@ -258,6 +265,7 @@ impl Telemetry {
             ),
             head_series,
             head_bytes,
+            scrape_cache_bytes,
             head_chunks,
             head_samples,
             head_chunk_bytes,

@@ -3,8 +3,11 @@
 //! which is why this lives in its own test binary (one test, so no other thread allocates).
 
 use std::alloc::{GlobalAlloc, Layout, System};
+use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
+use postflight::ingest::Ingest;
+use postflight::scrape::manager::add_exposed;
 use postflight::scrape::parse::{Format, Parser};
 use postflight::series::Labels;
 use postflight::series::head::Head;
@@ -47,21 +50,21 @@ fn parsing_and_adding_a_cached_page_does_not_allocate() {
     .unwrap_or_else(|_| {
         b"# TYPE a counter\na_total{x=\"1\"} 1\nb{y=\"esc\\\\aped\"} 2\nc 3\n".to_vec()
     });
-    let head = Head::new();
+    let ingest = Ingest::new(Arc::new(Head::new()));
     let tl = Labels::new([("job", "api"), ("instance", "h:1")]);
     let mut parser = Parser::new();
     // Warm up: the first scrapes create the series, the cache and the reusable buffers.
     for k in 0..3 {
-        let mut app = head.scrape_appender("t", &tl, k * 10_000);
+        let mut app = ingest.appender("t", &tl, k * 10_000);
         parser
-            .parse(&page, Format::Text, |s| app.add(&s))
+            .parse(&page, Format::Text, |s| add_exposed(&mut app, &s))
             .expect("page parses");
         app.commit();
     }
-    let mut app = head.scrape_appender("t", &tl, 30_000);
+    let mut app = ingest.appender("t", &tl, 30_000);
     let before = ALLOCS.load(Ordering::Relaxed);
     let stats = parser
-        .parse(&page, Format::Text, |s| app.add(&s))
+        .parse(&page, Format::Text, |s| add_exposed(&mut app, &s))
         .expect("page parses");
     let during = ALLOCS.load(Ordering::Relaxed) - before;
     let commit = app.commit();

@@ -20,9 +20,9 @@ use postflight::clock::Clock;
 use postflight::config::load_str;
 use postflight::liveness::Liveness;
 use postflight::promql::{Engine, Value, parse};
-use postflight::scrape::health::{TargetHealth, TargetsView};
 use postflight::scrape::manager::ScrapeManager;
 use postflight::series::head::Head;
+use postflight::targets::{TargetHealth, TargetsView};
 use postflight::telemetry::Telemetry;
 use tokio::net::TcpListener;
 use tokio::task::JoinSet;
@@ -145,7 +145,7 @@ fn start(jobs: &str) -> Scraping {
     let shutdown = CancellationToken::new();
     let manager = ScrapeManager {
         config: Arc::new(config),
-        head: head.clone(),
+        ingest: Arc::new(postflight::ingest::Ingest::new(head.clone())),
         targets: view.clone(),
         telemetry: telemetry.clone(),
         clock: Clock::System,

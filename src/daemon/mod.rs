@@ -26,7 +26,7 @@ use crate::deploy::{GateEngine, GateHandle};
 use crate::dispatch::outbox::Outbox;
 use crate::dispatch::{Dispatcher, DispatcherHandle};
 use crate::rules::engine::{RulesEngine, RulesState};
-use crate::scrape::health::TargetsView;
+use crate::targets::TargetsView;
 use crate::series::Labels;
 use crate::series::head::Head;
 use crate::store::Store;
@@ -106,6 +106,8 @@ pub struct Context {
     pub clock: Clock,
     /// The in-memory series head.
     pub head: Arc<Head>,
+    /// The head's batch writers (scrapes, ALERTS) and their caches.
+    pub ingest: Arc<crate::ingest::Ingest>,
     /// Health of every scrape target and probe.
     pub targets: Arc<TargetsView>,
     /// Alerting rules and their alerts.
@@ -283,6 +285,7 @@ pub async fn run(config_path: PathBuf) -> Result<(), DaemonError> {
         gates,
         clock: clock.clone(),
         head: head.clone(),
+        ingest: Arc::new(crate::ingest::Ingest::new(head.clone())),
         targets: Arc::new(TargetsView::default()),
         rules: rules.clone(),
         probe_states: probe_states.clone(),
@@ -427,7 +430,7 @@ impl Engines {
         tasks.spawn(
             crate::scrape::manager::ScrapeManager {
                 config: config.clone(),
-                head: ctx.head.clone(),
+                ingest: ctx.ingest.clone(),
                 targets: ctx.targets.clone(),
                 telemetry: ctx.telemetry.clone(),
                 clock: ctx.clock.clone(),
@@ -453,7 +456,7 @@ impl Engines {
         for p in &config.probes {
             ctx.targets.register(
                 &probes::target_key(&p.name),
-                crate::scrape::health::TargetHealth {
+                crate::targets::TargetHealth {
                     kind: "probe",
                     job: p.job.clone().unwrap_or_default(),
                     probe: Some(p.name.clone()),
@@ -502,7 +505,7 @@ impl Engines {
         tasks.spawn(
             RulesEngine {
                 config: config.clone(),
-                head: ctx.head.clone(),
+                ingest: ctx.ingest.clone(),
                 state: ctx.rules.clone(),
                 store: ctx.store.clone(),
                 dispatch: ctx.dispatch.clone(),

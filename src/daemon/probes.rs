@@ -14,7 +14,7 @@ use crate::probe::{
     AlertChange, OutcomeSeries, ProbeOutcome, ProbeSink, ProbeStates, ProbeStatesSnapshot,
     outcome_samples,
 };
-use crate::scrape::health::{Run, TargetHealth, TargetsView};
+use crate::targets::{Run, TargetHealth, TargetsView};
 use crate::series::head::{Head, MemSeries};
 use crate::store::{Kind, ProbeRecord, Store};
 use crate::telemetry::Telemetry;

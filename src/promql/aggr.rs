@@ -16,7 +16,7 @@ use super::functions::string_arg;
 use super::json::format_value;
 use super::quantile::{kahan_inc, quantile};
 use super::{EvalError, IdsHash};
-use crate::series::head::FastHasher;
+use crate::series::hash::FastHasher;
 use crate::series::{Labels, METRIC_NAME};
 
 /// The output labels of a group: `by` keeps the listed labels, `without` drops them and the name.

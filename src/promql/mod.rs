@@ -83,7 +83,7 @@ pub struct LabelOrders {
 
 /// Positions in the source's order, listed in label order.
 type Order = std::sync::Arc<[u32]>;
-type OrderHasher = std::hash::BuildHasherDefault<crate::series::head::FastHasher>;
+type OrderHasher = std::hash::BuildHasherDefault<crate::series::hash::FastHasher>;
 
 /// A running hash of a sequence of series ids, two independent 64-bit halves.
 #[derive(Clone, Copy, Default, PartialEq, Eq)]
@@ -138,7 +138,7 @@ impl LabelOrders {
 type SeriesResults = std::collections::HashMap<
     u64,
     u64,
-    std::hash::BuildHasherDefault<crate::series::head::FastHasher>,
+    std::hash::BuildHasherDefault<crate::series::hash::FastHasher>,
 >;
 
 /// Bits standing for "the function gave no value": a NaN payload that no parsed or computed

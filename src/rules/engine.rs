@@ -14,11 +14,11 @@ use super::alerting::{AlertingRule, Transition};
 use crate::alert::{Alert, AlertState};
 use crate::clock::Clock;
 use crate::config::Config;
-use crate::liveness::Heartbeat;
 use crate::dispatch::DispatcherHandle;
+use crate::ingest::Ingest;
+use crate::liveness::Heartbeat;
 use crate::promql::{Engine, LabelOrders, RoundMemo, Value};
 use crate::series::Labels;
-use crate::series::head::Head;
 use crate::store::{AlertTransition, Kind, Store};
 use crate::telemetry::Telemetry;
 
@@ -91,8 +91,8 @@ impl RulesState {
 pub struct RulesEngine {
     /// The config in force for this generation.
     pub config: Arc<Config>,
-    /// Where rules read and ALERTS go.
-    pub head: Arc<Head>,
+    /// The head rules read, and where ALERTS go.
+    pub ingest: Arc<Ingest>,
     /// Rules and alert state, shared with the API.
     pub state: Arc<RulesState>,
     /// Transitions and state snapshots.
@@ -106,7 +106,7 @@ pub struct RulesEngine {
     /// Proves the loop is alive.
     pub heartbeat: Heartbeat,
     /// Health of targets and probes: the first round waits until each has run once.
-    pub targets: Option<Arc<crate::scrape::health::TargetsView>>,
+    pub targets: Option<Arc<crate::targets::TargetsView>>,
     /// Alerts from other sources (probes) that ALERTS must show too.
     pub extra_alerts: Option<Arc<dyn Fn() -> Vec<Alert> + Send + Sync>>,
 }
@@ -201,21 +201,25 @@ impl RulesEngine {
                         .rule_evaluations_total
                         .with_label_values(&[rule.name.as_str()])
                         .inc();
-                    let samples =
-                        match engine.instant_in_round(&*self.head, &rule.expr, t_ms, &memo) {
-                            Ok(Value::Vector(v)) => {
-                                v.into_iter().map(|s| (s.labels, s.v)).collect::<Vec<_>>()
-                            }
-                            Ok(Value::Scalar { v, .. }) => vec![(Labels::empty(), v)],
-                            Ok(_) => {
-                                self.fail(rule, "rule result is not a vector or scalar");
-                                continue;
-                            }
-                            Err(e) => {
-                                self.fail(rule, &e.to_string());
-                                continue;
-                            }
-                        };
+                    let samples = match engine.instant_in_round(
+                        &**self.ingest.head(),
+                        &rule.expr,
+                        t_ms,
+                        &memo,
+                    ) {
+                        Ok(Value::Vector(v)) => {
+                            v.into_iter().map(|s| (s.labels, s.v)).collect::<Vec<_>>()
+                        }
+                        Ok(Value::Scalar { v, .. }) => vec![(Labels::empty(), v)],
+                        Ok(_) => {
+                            self.fail(rule, "rule result is not a vector or scalar");
+                            continue;
+                        }
+                        Err(e) => {
+                            self.fail(rule, &e.to_string());
+                            continue;
+                        }
+                    };
                     let url = format!(
                         "{base_url}/api/v1/query?query={}",
                         urlencode(&rule.expr_source)
@@ -277,7 +281,7 @@ impl RulesEngine {
             if let Some(extra) = &self.extra_alerts {
                 shown.extend(extra());
             }
-            write_alerts_series(&self.head, &shown, t_ms);
+            write_alerts_series(&self.ingest, &shown, t_ms);
             alerts
         });
         self.dispatch.update_alerts(SOURCE, alerts).await;
@@ -294,8 +298,8 @@ impl RulesEngine {
 
 /// Writes `ALERTS{alertname, alertstate, ...} 1` and `ALERTS_FOR_STATE{...} <activeAt>` for
 /// every pending and firing alert, as Prometheus does; series of alerts that ended go stale.
-pub fn write_alerts_series(head: &Head, alerts: &[Alert], t_ms: i64) {
-    let mut app = head.scrape_appender("__alerts__", &Labels::empty(), t_ms);
+pub fn write_alerts_series(ingest: &Ingest, alerts: &[Alert], t_ms: i64) {
+    let mut app = ingest.appender("__alerts__", &Labels::empty(), t_ms);
     for a in alerts {
         if a.state == AlertState::Resolved {
             continue;
@@ -305,10 +309,10 @@ pub fn write_alerts_series(head: &Head, alerts: &[Alert], t_ms: i64) {
             .with("__name__", "ALERTS")
             .with("alertstate", a.state.as_str());
         let key = l.to_string();
-        app.add_keyed(&key, None, 1.0, || l.clone());
+        app.add_keyed(&key, None, 1.0, |_| l.clone());
         let f = a.labels.with("__name__", "ALERTS_FOR_STATE");
         let key = f.to_string();
-        app.add_keyed(&key, None, a.active_at.timestamp() as f64, || f.clone());
+        app.add_keyed(&key, None, a.active_at.timestamp() as f64, |_| f.clone());
     }
     app.commit();
 }

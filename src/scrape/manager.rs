@@ -10,15 +10,16 @@ use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, warn};
 
-use super::health::{Run, TargetHealth, TargetsView};
-use super::parse::{Format, Parser, format_from_content_type};
+use super::parse::{Format, Parser, SampleRef, format_from_content_type};
 use crate::clock::Clock;
 use crate::config::{Config, JobConfig, Scheme};
+use crate::ingest::{Appender, Ingest};
 use crate::liveness::Heartbeat;
 use crate::probe::http::{self, FetchError};
 use crate::probe::{ProbeTls, Progress};
-use crate::series::Labels;
-use crate::series::head::{Head, MemSeries};
+use crate::series::head::MemSeries;
+use crate::series::{Labels, METRIC_NAME};
+use crate::targets::{Run, TargetHealth, TargetsView};
 use crate::telemetry::Telemetry;
 
 /// What Prometheus 3 asks for: OpenMetrics first, then the text format.
@@ -41,8 +42,8 @@ struct Target {
 pub struct ScrapeManager {
     /// The config of this generation.
     pub config: Arc<Config>,
-    /// Where samples go.
-    pub head: Arc<Head>,
+    /// Where samples go: the head, through each target's scrape cache.
+    pub ingest: Arc<Ingest>,
     /// Health for the API.
     pub targets: Arc<TargetsView>,
     /// Metrics.
@@ -174,7 +175,7 @@ impl ScrapeManager {
                         Scheme::Http => Fetcher::Plain(self.tls.clone()),
                         Scheme::Https => Fetcher::Tls(tls.clone()),
                     },
-                    self.head.clone(),
+                    self.ingest.clone(),
                     self.targets.clone(),
                     self.telemetry.clone(),
                     self.clock.clone(),
@@ -193,7 +194,7 @@ impl ScrapeManager {
             for instance in &job.targets {
                 let key = format!("scrape/{}/{instance}", job.name);
                 if !shutdown.is_cancelled() {
-                    self.head.remove_target(&key, now);
+                    self.ingest.remove_target(&key, now);
                 }
             }
         }
@@ -250,7 +251,7 @@ const LARGE_PAGE: usize = 256 * 1024;
 async fn target_loop(
     t: Target,
     client: Fetcher,
-    head: Arc<Head>,
+    ingest: Arc<Ingest>,
     view: Arc<TargetsView>,
     telemetry: Arc<Telemetry>,
     clock: Clock,
@@ -299,12 +300,12 @@ async fn target_loop(
         let result = match fetched {
             Ok(format) => {
                 let mut ingest = || {
-                    let mut app = head.scrape_appender(&t.key, &t.labels, t_ms);
+                    let mut app = ingest.appender(&t.key, &t.labels, t_ms);
                     let limit = t.job.sample_limit as usize;
                     let mut over = 0usize;
                     let parsed = parser.parse(&body, format, |s| {
                         if samples < limit {
-                            app.add(&s);
+                            add_exposed(&mut app, &s);
                             samples += 1;
                         } else {
                             over += 1;
@@ -314,6 +315,9 @@ async fn target_loop(
                         Ok(_) => {
                             let c = app.commit();
                             added = c.series_added;
+                            telemetry
+                                .scrape_cache_bytes
+                                .set(i64::try_from(ingest.cache_bytes()).unwrap_or(i64::MAX));
                             if over > 0 {
                                 telemetry
                                     .scrape_errors_total
@@ -344,7 +348,7 @@ async fn target_loop(
                 }
             }
             Err((reason, class)) => {
-                head.mark_target_stale(&t.key, t_ms);
+                ingest.mark_target_stale(&t.key, t_ms);
                 telemetry
                     .scrape_errors_total
                     .with_label_values(&[t.job.name.as_str(), class])
@@ -364,11 +368,11 @@ async fn target_loop(
         if synthetic.is_empty() {
             synthetic = SYNTHETIC
                 .iter()
-                .map(|name| head.series(&t.labels.with("__name__", *name)))
+                .map(|name| ingest.head().series(&t.labels.with("__name__", *name)))
                 .collect();
         }
         for (s, v) in synthetic.iter_mut().zip(values) {
-            head.append_series(s, t_ms, v);
+            ingest.head().append_series(s, t_ms, v);
         }
         telemetry
             .scrapes_total
@@ -567,4 +571,35 @@ mod tests {
         pool.give(vec![0; BufferPool::MAX_KEPT_CAPACITY + 1]);
         assert_eq!(pool.take().capacity(), 0);
     }
+}
+
+/// Adds a parsed sample to a scrape: the sample's own timestamp if it has one
+/// (`honor_timestamps`), else the scrape's. On an unchanged page this is a lookup of the
+/// exposed series text and a push: no label set is built, nothing is allocated.
+pub fn add_exposed(app: &mut Appender<'_>, s: &SampleRef<'_>) {
+    app.add_keyed(s.series, s.timestamp_ms, s.value, |target_labels| {
+        exposed_labels(s, target_labels)
+    });
+}
+
+/// The label set of an exposed sample: `__name__`, the exposed labels (empty values dropped,
+/// escapes resolved), and the target's labels, which win over exposed ones of the same name;
+/// those are kept as `exported_<name>` like Prometheus does.
+fn exposed_labels(s: &SampleRef<'_>, target_labels: &Labels) -> Labels {
+    let mut v: Vec<(String, String)> = Vec::with_capacity(s.labels.len() + target_labels.len() + 1);
+    v.push((METRIC_NAME.to_owned(), s.name.to_owned()));
+    for (name, value) in s.labels.iter() {
+        if value.is_empty() {
+            continue;
+        }
+        let mut name = name.to_owned();
+        while target_labels.get(&name).is_some() {
+            name.insert_str(0, "exported_");
+        }
+        v.push((name, value.into_owned()));
+    }
+    for l in target_labels.iter() {
+        v.push((l.name().to_string(), l.value().to_string()));
+    }
+    Labels::new(v)
 }

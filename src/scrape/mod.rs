@@ -5,6 +5,5 @@
 //! - [`manager`]: the scrape loop, one task per target.
 //! - [`health`]: each target's last run, for `/api/v1/targets`.
 
-pub mod health;
 pub mod manager;
 pub mod parse;

@@ -4,7 +4,10 @@
 //! float sample of a labelled series; the PromQL engine reads it back through [`SeriesSource`].
 
 pub mod chunk;
+pub mod hash;
 pub mod head;
+mod index;
+mod interner;
 pub mod labels;
 pub mod persist;
 

@@ -1,5 +1,7 @@
 use super::*;
-use crate::scrape::parse::{Format, parse};
+use crate::series::labels::LabelStr;
+use crate::series::{Label, STALE_NAN};
+use promql_parser::label::MatchOp;
 
 fn m(op: MatchOp, name: &str, value: &str) -> Matcher {
     Matcher::new(op, name, value)
@@ -12,12 +14,6 @@ fn re(name: &str, pattern: &str) -> MatchOp {
 
 fn l(pairs: &[(&str, &str)]) -> Labels {
     Labels::new(pairs.iter().copied())
-}
-
-fn scrape(head: &Head, target: &str, tl: &Labels, t: i64, page: &str) -> ScrapeCommit {
-    let mut app = head.scrape_appender(target, tl, t);
-    parse(page.as_bytes(), Format::Text, |s| app.add(&s)).expect("page parses");
-    app.commit()
 }
 
 fn values(head: &Head, matchers: &[Matcher]) -> Vec<(String, Vec<(i64, u64)>)> {
@@ -146,111 +142,6 @@ fn strings_are_interned() {
     // Same labels, same series.
     let again = head.series(&l(&[("job", "api"), ("__name__", "a")]));
     assert!(Arc::ptr_eq(&a, &again));
-}
-
-#[test]
-fn scrape_adds_target_labels_and_marks_disappeared_series_stale() {
-    let head = Head::new();
-    let tl = l(&[("job", "api"), ("instance", "h:1")]);
-    let page1 = "a{x=\"1\"} 1\nb 2\nc{job=\"inner\"} 3\nd{e=\"\"} 4\n";
-    let c1 = scrape(&head, "api/h:1", &tl, 10_000, page1);
-    assert_eq!((c1.appended, c1.series_added, c1.stale_markers), (4, 4, 0));
-    // Exposed `job` is kept as `exported_job`; empty values are dropped.
-    assert_eq!(
-        values(&head, &[m(MatchOp::Equal, "__name__", "c")])[0].0,
-        r#"c{exported_job="inner", instance="h:1", job="api"}"#
-    );
-    assert_eq!(
-        values(&head, &[m(MatchOp::Equal, "__name__", "d")])[0].0,
-        r#"d{instance="h:1", job="api"}"#
-    );
-
-    let page2 = "a{x=\"1\"} 5\nc{job=\"inner\"} 6\nd{e=\"\"} 7\n";
-    let c2 = scrape(&head, "api/h:1", &tl, 20_000, page2);
-    assert_eq!((c2.appended, c2.series_added, c2.stale_markers), (3, 0, 1));
-    let b = values(&head, &[m(MatchOp::Equal, "__name__", "b")]);
-    assert_eq!(b[0].1[1], (20_000, STALE_NAN.to_bits()));
-
-    // b comes back: a new sample after the marker, counted as added for this target again.
-    let c3 = scrape(&head, "api/h:1", &tl, 30_000, page1);
-    assert_eq!((c3.appended, c3.series_added, c3.stale_markers), (4, 1, 0));
-    assert_eq!(head.stats().stale_markers, 1);
-}
-
-#[test]
-fn failed_scrape_and_down_target_mark_everything_stale() {
-    let head = Head::new();
-    let tl = l(&[("job", "api")]);
-    scrape(&head, "t", &tl, 10_000, "a 1\nb 2\n");
-    // A scrape that fails halfway: nothing of it is stored, the last page goes stale.
-    let mut app = head.scrape_appender("t", &tl, 20_000);
-    let err = parse(b"a 5\nb oops\n", Format::Text, |s| app.add(&s));
-    assert!(err.is_err());
-    assert_eq!(app.rollback(), 2);
-    let a = values(&head, &[m(MatchOp::Equal, "__name__", "a")]);
-    assert_eq!(
-        a[0].1,
-        vec![(10_000, 1f64.to_bits()), (20_000, STALE_NAN_BITS)]
-    );
-    // The next good scrape does not stale again, and the series resume.
-    let c = scrape(&head, "t", &tl, 30_000, "a 3\nb 4\n");
-    assert_eq!((c.appended, c.stale_markers), (2, 0));
-    // Target down.
-    assert_eq!(head.mark_target_stale("t", 40_000), 2);
-    assert_eq!(head.mark_target_stale("t", 50_000), 0, "only once");
-    assert_eq!(head.mark_target_stale("unknown", 50_000), 0);
-    // Dropping an appender without commit is a rollback.
-    scrape(&head, "t", &tl, 60_000, "a 1\n");
-    drop(head.scrape_appender("t", &tl, 70_000));
-    let a = values(&head, &[m(MatchOp::Equal, "__name__", "a")]);
-    assert_eq!(a[0].1.last(), Some(&(70_000, STALE_NAN_BITS)));
-}
-
-use crate::series::STALE_NAN_BITS;
-
-#[test]
-fn samples_with_explicit_timestamps_are_not_staled() {
-    let head = Head::new();
-    let tl = l(&[("job", "j")]);
-    scrape(&head, "t", &tl, 10_000, "a 1 5000\nb 2\n");
-    let c = scrape(&head, "t", &tl, 20_000, "\n");
-    assert_eq!(c.stale_markers, 1);
-    let a = values(&head, &[m(MatchOp::Equal, "__name__", "a")]);
-    assert_eq!(a[0].1, vec![(5000, 1f64.to_bits())]);
-}
-
-#[test]
-fn staleness_and_the_cache_survive_the_scrape_number_wrapping() {
-    // Scrape numbers are 31 bits (the 32nd flags explicit timestamps): start a target just
-    // before the wrap and check that nothing changes across it.
-    let head = Head::new();
-    let tl = l(&[("job", "j")]);
-    scrape(&head, "t", &tl, 10_000, "a 1\nb 2\nc 3 5000\n");
-    {
-        let mut targets = lock(&head.targets);
-        let cache = targets.get_mut("t").expect("cache");
-        cache.iter = UNTRACKED - 2;
-        for e in cache.entries.values_mut() {
-            e.last_seen = cache.iter;
-        }
-    }
-    let mut t = 20_000;
-    for _ in 0..3 {
-        let c = scrape(&head, "t", &tl, t, "a 1\nb 2\nc 3 5000\n");
-        assert_eq!((c.series_added, c.stale_markers), (0, 0), "at {t}");
-        t += 10_000;
-    }
-    assert!(lock(&head.targets)["t"].iter < 2, "wrapped");
-    // b disappears: marked stale once, the explicitly timestamped c never.
-    let c = scrape(&head, "t", &tl, t, "a 1\n");
-    assert_eq!((c.series_added, c.stale_markers), (0, 1));
-    let c = scrape(&head, "t", &tl, t + 10_000, "a 1\nb 2\n");
-    assert_eq!((c.series_added, c.stale_markers), (1, 0));
-    assert_eq!(
-        lock(&head.targets)["t"].entries.len(),
-        3,
-        "c stays cached for a while"
-    );
 }
 
 #[test]
@@ -456,18 +347,6 @@ fn truncation_with_statistics_equals_truncation_then_statistics() {
 }
 
 #[test]
-fn scrape_cache_survives_truncation_of_its_series() {
-    let head = Head::new();
-    let tl = l(&[("job", "j")]);
-    scrape(&head, "t", &tl, 1000, "a 1\n");
-    assert_eq!(head.truncate(5000), 1);
-    let c = scrape(&head, "t", &tl, 10_000, "a 2\n");
-    assert_eq!(c.appended, 1);
-    let a = values(&head, &[m(MatchOp::Equal, "__name__", "a")]);
-    assert_eq!(a[0].1, vec![(10_000, 2f64.to_bits())]);
-}
-
-#[test]
 fn a_kept_series_survives_truncation() {
     let head = Head::new();
     let probe = l(&[("__name__", "probe_success"), ("probe", "p")]);
@@ -499,8 +378,12 @@ fn export_and_reload_round_trip() {
     let head = Head::with_chunk_samples(50);
     let tl = l(&[("job", "j"), ("instance", "i")]);
     for k in 0..120 {
-        let page = format!("a {k}\nb{{x=\"y\"}} {}\n", k as f64 * 0.5);
-        scrape(&head, "t", &tl, k * 15_000, &page);
+        head.append(&tl.with("__name__", "a"), k * 15_000, k as f64);
+        head.append(
+            &tl.with("__name__", "b").with("x", "y"),
+            k * 15_000,
+            k as f64 * 0.5,
+        );
     }
     head.append(&l(&[("__name__", "s")]), 5, STALE_NAN);
     let mut dump: Vec<(Labels, Vec<Vec<u8>>)> = Vec::new();
@@ -542,8 +425,14 @@ fn concurrent_writers_and_readers() {
         handles.push(std::thread::spawn(move || {
             let tl = l(&[("job", "j"), ("instance", &format!("i{w}"))]);
             for k in 0..50 {
-                let page = format!("a 1\nb{{w=\"{w}\"}} {k}\nshared 1\n");
-                scrape(&head, &format!("t{w}"), &tl, k * 1000, &page);
+                let w_label = w.to_string();
+                head.append(&tl.with("__name__", "a"), k * 1000, 1.0);
+                head.append(
+                    &tl.with("__name__", "b").with("w", &w_label),
+                    k * 1000,
+                    k as f64,
+                );
+                head.append(&tl.with("__name__", "shared"), k * 1000, 1.0);
                 let _ = head.select(&[m(MatchOp::Equal, "__name__", "b")], 0, i64::MAX);
             }
         }));
@@ -616,11 +505,6 @@ fn a_series_and_its_open_chunk_fit_a_96_byte_allocation() {
         8,
         "a label is one pointer to a shared pair"
     );
-    assert_eq!(
-        size_of::<CacheEntry>(),
-        16,
-        "a scrape cache bucket is 24 bytes"
-    );
     assert_eq!(size_of::<Chunk>(), 48);
 }
 
@@ -691,76 +575,6 @@ fn labels_without_postings_are_counted_and_still_select() {
     assert!(
         index.postings.is_empty(),
         "no values left after every series went"
-    );
-}
-
-#[test]
-fn a_scrape_cache_is_a_sorted_vector_exactly_as_long_as_the_page() {
-    let head = Head::new();
-    let tl = l(&[("job", "app"), ("instance", "a:1")]);
-    let page = |n: usize| -> String { (0..n).map(|i| format!("m{{i=\"{i}\"}} {i}\n")).collect() };
-    let cache_bytes = || head.stats().scrape_cache_bytes;
-    let entry = size_of::<(u64, CacheEntry)>();
-
-    // First page: every series is new; after commit they sit in the vector, no table left.
-    let c = scrape(&head, "t", &tl, 10_000, &page(590));
-    assert_eq!((c.appended, c.series_added), (590, 590));
-    assert_eq!(
-        cache_bytes(),
-        590 * entry,
-        "590 entries, no spare room, no hash table"
-    );
-
-    // Same page again: every lookup hits the sorted part; nothing added.
-    let c = scrape(&head, "t", &tl, 20_000, &page(590));
-    assert_eq!((c.appended, c.series_added, c.stale_markers), (590, 0, 0));
-    assert_eq!(cache_bytes(), 590 * entry);
-
-    // Ten more series: they join the vector, which grows by exactly ten.
-    let c = scrape(&head, "t", &tl, 30_000, &page(600));
-    assert_eq!((c.appended, c.series_added), (600, 10));
-    assert_eq!(cache_bytes(), 600 * entry);
-    {
-        let targets = lock(&head.targets);
-        let sorted = &targets.get("t").expect("cached").entries.sorted;
-        assert!(sorted.windows(2).all(|w| w[0].0 < w[1].0), "sorted by key");
-    }
-
-    // A page that repeats a new series: the second sample finds the fresh entry.
-    let mut app = head.scrape_appender("t", &tl, 40_000);
-    let dup = format!("{}new 1\nnew 2\n", page(600));
-    parse(dup.as_bytes(), Format::Text, |s| app.add(&s)).expect("page parses");
-    let c = app.commit();
-    assert_eq!((c.series_added, c.out_of_order), (1, 1));
-
-    // Back to 590 series: the ten and `new` go stale, and are dropped from the cache after
-    // CACHE_KEEP_SCRAPES scrapes; the vector shrinks only when less than half full.
-    let c = scrape(&head, "t", &tl, 50_000, &page(590));
-    assert_eq!(c.stale_markers, 11);
-    for i in 0..CACHE_KEEP_SCRAPES as i64 + 1 {
-        scrape(&head, "t", &tl, 60_000 + i * 10_000, &page(590));
-    }
-    assert_eq!(
-        lock(&head.targets).get("t").expect("cached").entries.len(),
-        590
-    );
-    scrape(&head, "t", &tl, 500_000, &page(100));
-    for i in 0..CACHE_KEEP_SCRAPES as i64 + 1 {
-        scrape(&head, "t", &tl, 510_000 + i * 10_000, &page(100));
-    }
-    assert_eq!(
-        cache_bytes(),
-        100 * entry,
-        "shrunk once less than half full"
-    );
-
-    // A failed scrape leaves no fresh entries behind.
-    let mut app = head.scrape_appender("t", &tl, 900_000);
-    parse(b"other 1\n", Format::Text, |s| app.add(&s)).expect("page parses");
-    drop(app);
-    assert_eq!(
-        lock(&head.targets).get("t").expect("cached").entries.len(),
-        100
     );
 }
 

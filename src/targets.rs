@@ -1,4 +1,5 @@
-//! The health of every scrape target and probe, for `GET /api/v1/targets`.
+//! The health of every scrape target and probe: written by their loops, read by the rules
+//! engine (its first round waits until each has run once) and by `GET /api/v1/targets`.
 
 use std::collections::HashMap;
 use std::sync::RwLock;
