@@ -57,6 +57,7 @@ pub mod series;
 pub mod store;
 pub mod targets;
 pub mod telemetry;
+pub mod template;
 
 /// Installs rustls' ring provider as the process default, once. Every TLS user (probes,
 /// receivers, the deploy client) calls it first: the crate builds rustls with ring only.

@@ -559,7 +559,7 @@ impl<'s> Ctx<'s> {
             }
             for (what, map) in [("labels", &r.labels), ("annotations", &r.annotations)] {
                 for (k, v) in map {
-                    if let Err(e) = crate::rules::template::Template::parse(v) {
+                    if let Err(e) = crate::template::Template::parse(v) {
                         found.push((
                             span_of("rule", i, what),
                             format!("rule {:?}: {what}.{k}: template: {e}", r.alert),

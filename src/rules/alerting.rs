@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 
-use super::template::{Template, TemplateData};
+use crate::template::{Template, TemplateData};
 use crate::alert::{Alert, AlertState};
 use crate::config::RuleConfig;
 use crate::series::Labels;

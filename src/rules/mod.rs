@@ -3,5 +3,3 @@
 
 pub mod alerting;
 pub mod engine;
-pub mod gofmt;
-pub mod template;

@@ -9,7 +9,9 @@
 
 use std::collections::BTreeMap;
 
-use super::gofmt::{Arg, format_g, format_value, sprintf};
+mod gofmt;
+
+use gofmt::{Arg, format_g, format_value, sprintf};
 
 /// What a template can read.
 #[derive(Debug, Clone, Default)]
