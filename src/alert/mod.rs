@@ -37,6 +37,10 @@ impl AlertState {
     }
 }
 
+/// Every current alert, from whoever holds them (rules, probes, postflight's own): read by the
+/// API and by the `ALERTS` exposer.
+pub type AlertsView = std::sync::Arc<dyn Fn() -> Vec<Alert> + Send + Sync>;
+
 /// One alert instance: a label set with its state and annotations.
 #[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct Alert {

@@ -1,37 +1,136 @@
 //! The HTTP server on `server.listen`: the exporter (`/metrics`), health endpoints, and the JSON
-//! API (SPEC §4).
+//! API.
 //!
-//! Reads are served from the owners' views; writes (silences, deployments, reload) are commands
-//! to the component that owns the state. With `api_token` set, every non-GET call needs the
-//! bearer token and is refused with 401 before anything changes.
+//! Routes are declared in one place, [`router`]; each handler takes only the handles it needs
+//! from [`Api`] (axum's `State` extractor). Reads are served from the owners' views; writes
+//! (silences, deployments, reload) are commands to the component that owns the state. With
+//! `api_token` set, every call other than GET and HEAD needs the bearer token and is refused
+//! with 401 before anything changes.
 
-use std::convert::Infallible;
+pub mod deployments;
+mod query;
+
+use std::collections::HashMap;
 use std::sync::Arc;
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
+use axum::Router;
+use axum::extract::{DefaultBodyLimit, FromRef, Path, Request, State};
+use axum::http::header::{AUTHORIZATION, CONTENT_TYPE, HeaderValue};
+use axum::http::{Method, StatusCode};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
 use bytes::Bytes;
-use http_body_util::{BodyExt, Full, Limited};
-use hyper::body::Incoming;
-use hyper::header::{AUTHORIZATION, CONTENT_TYPE, HeaderValue};
-use hyper::{Method, Request, Response, StatusCode};
 use hyper_util::rt::{TokioIo, TokioTimer};
+use hyper_util::service::TowerToHyperService;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, warn};
 
-use crate::daemon::Context;
+use crate::alert::{AlertState, AlertsView};
+use crate::clock::Clock;
+use crate::config::{Current, Reloader};
+use crate::deploy::GateHandle;
+use crate::dispatch::DispatcherHandle;
+use crate::liveness::Liveness;
+use crate::series::head::Head;
+use crate::store::Store;
+use crate::targets::TargetsView;
+use crate::telemetry::Telemetry;
 
 /// Largest request body the API reads.
 const MAX_BODY: usize = 1 << 20;
 
 /// The response type of every handler.
-pub type Resp = Response<Full<Bytes>>;
+pub type Resp = Response;
+
+/// The handles the API serves from; each handler extracts the ones it needs.
+#[derive(Clone, FromRef)]
+pub struct Api {
+    /// The config in force (the API token).
+    pub config: Current,
+    /// The daemon's own metrics (`/metrics`).
+    pub telemetry: Arc<Telemetry>,
+    /// True once the store is open and the config loaded (`/readyz`).
+    pub ready: Ready,
+    /// Reloads the config (`/-/reload`).
+    pub reloader: Reloader,
+    /// Every current alert: rules, probes and postflight's own.
+    pub alerts: AlertsView,
+    /// Health of every scrape target and probe.
+    pub targets: Arc<TargetsView>,
+    /// The series head queries read.
+    pub head: Arc<Head>,
+    /// Wall time for queries without a time.
+    pub clock: Clock,
+    /// Probe results and alert transitions (`/api/v1/history`).
+    pub store: Arc<Store>,
+    /// Silences.
+    pub dispatch: DispatcherHandle,
+    /// Deployments and their verdicts.
+    pub gates: GateHandle,
+}
+
+/// The `/readyz` flag, set by the daemon once it serves.
+#[derive(Clone, Debug, Default)]
+pub struct Ready(pub Arc<AtomicBool>);
+
+/// Every route of the API.
+pub fn router(api: Api) -> Router {
+    Router::new()
+        .route("/metrics", get(metrics))
+        .route(
+            "/healthz",
+            get(|| async { text("text/plain", "ok\n".into()) }),
+        )
+        .route("/readyz", get(readyz))
+        .route("/-/reload", post(reload).put(reload))
+        .route("/api/v1/alerts", get(alerts))
+        .route("/api/v1/targets", get(targets))
+        .route("/api/v1/query", get(query::instant).post(query::instant))
+        .route("/api/v1/history", get(query::history))
+        .route("/api/v1/silences", get(silences).post(add_silence))
+        .route(
+            "/api/v1/silences/{id}",
+            axum::routing::delete(expire_silence),
+        )
+        .route(
+            "/api/v1/deployments",
+            get(deployments::list_route).post(deployments::create),
+        )
+        .route("/api/v1/deployments/{id}", get(deployments::get_route))
+        .fallback(|req: Request| async move {
+            error(
+                StatusCode::NOT_FOUND,
+                &format!("no such endpoint: {}", req.uri().path()),
+            )
+        })
+        .method_not_allowed_fallback(|req: Request| async move {
+            error(
+                StatusCode::METHOD_NOT_ALLOWED,
+                &format!("{} is not allowed on {}", req.method(), req.uri().path()),
+            )
+        })
+        .layer(middleware::from_fn_with_state(
+            api.config.clone(),
+            authorize,
+        ))
+        .layer(DefaultBodyLimit::max(MAX_BODY))
+        .with_state(api)
+}
 
 /// Accepts connections until `shutdown`, then lets open requests finish.
-pub async fn serve(listener: TcpListener, ctx: Arc<Context>, shutdown: CancellationToken) {
+pub async fn serve(
+    listener: TcpListener,
+    api: Api,
+    liveness: Liveness,
+    shutdown: CancellationToken,
+) {
     let graceful = hyper_util::server::graceful::GracefulShutdown::new();
-    let heartbeat = ctx.liveness.register("api", Duration::from_secs(3600));
+    let heartbeat = liveness.register("api", Duration::from_secs(3600));
+    let app = router(api);
     loop {
         let (stream, peer) = tokio::select! {
             _ = shutdown.cancelled() => break,
@@ -46,11 +145,7 @@ pub async fn serve(listener: TcpListener, ctx: Arc<Context>, shutdown: Cancellat
             },
         };
         heartbeat.beat();
-        let ctx = ctx.clone();
-        let svc = hyper::service::service_fn(move |req| {
-            let ctx = ctx.clone();
-            async move { Ok::<_, Infallible>(handle(ctx, req).await) }
-        });
+        let svc = TowerToHyperService::new(app.clone());
         let conn = hyper::server::conn::http1::Builder::new()
             .timer(TokioTimer::new())
             .header_read_timeout(Duration::from_secs(10))
@@ -71,260 +166,130 @@ pub async fn serve(listener: TcpListener, ctx: Arc<Context>, shutdown: Cancellat
     }
 }
 
-/// Routes one request.
-pub async fn handle(ctx: Arc<Context>, req: Request<Incoming>) -> Resp {
-    let method = req.method().clone();
-    let path = req.uri().path().to_string();
-    if method != Method::GET && method != Method::HEAD && !authorized(&ctx, &req) {
-        return error(StatusCode::UNAUTHORIZED, "missing or wrong bearer token");
+/// Refuses a call other than GET and HEAD without the configured token. The comparison takes
+/// the same time wherever the first difference is.
+async fn authorize(State(config): State<Current>, req: Request, next: Next) -> Response {
+    if req.method() == Method::GET || req.method() == Method::HEAD {
+        return next.run(req).await;
     }
-    match (&method, path.as_str()) {
-        (&Method::GET | &Method::HEAD, "/metrics") => text(
-            StatusCode::OK,
-            "text/plain; version=0.0.4; charset=utf-8",
-            // Thousands of probe series: milliseconds, off the runtime's worker.
-            crate::rt::blocking(|| ctx.telemetry.render()),
-        ),
-        (&Method::GET | &Method::HEAD, "/healthz") => {
-            text(StatusCode::OK, "text/plain", "ok\n".into())
+    let config = config.get();
+    if let Some(token) = &config.server.api_token {
+        let given = req
+            .headers()
+            .get(AUTHORIZATION)
+            .and_then(|h| h.to_str().ok())
+            .and_then(|h| h.strip_prefix("Bearer "))
+            .map(|g| g.trim().as_bytes())
+            .unwrap_or_default();
+        let want = token.expose().as_bytes();
+        let same = given.len() == want.len()
+            && given
+                .iter()
+                .zip(want)
+                .fold(0u8, |acc, (x, y)| acc | (x ^ y))
+                == 0;
+        if !same {
+            return error(StatusCode::UNAUTHORIZED, "missing or wrong bearer token");
         }
-        (&Method::GET | &Method::HEAD, "/readyz") => {
-            if ctx.ready.load(Ordering::SeqCst) {
-                text(StatusCode::OK, "text/plain", "ready\n".into())
-            } else {
-                text(
-                    StatusCode::SERVICE_UNAVAILABLE,
-                    "text/plain",
-                    "not ready\n".into(),
-                )
-            }
-        }
-        (&Method::POST | &Method::PUT, "/-/reload") => match ctx.reload().await {
-            Ok(()) => json(StatusCode::OK, &serde_json::json!({"status": "success"})),
-            Err(e) => error(
-                StatusCode::INTERNAL_SERVER_ERROR,
-                &format!("reload failed: {e}"),
-            ),
-        },
-        (&Method::GET, "/api/v1/alerts") => {
-            let alerts: Vec<serde_json::Value> = ctx
-                .all_alerts()
-                .into_iter()
-                .filter(|a| a.state != crate::alert::AlertState::Resolved)
-                .map(|a| {
-                    serde_json::json!({
-                        "labels": a.labels,
-                        "annotations": a.annotations,
-                        "state": a.state.as_str(),
-                        "activeAt": a.active_at.to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
-                        "value": crate::promql::format_value(a.value),
-                    })
-                })
-                .collect();
-            json(
-                StatusCode::OK,
-                &serde_json::json!({ "status": "success", "alerts": alerts }),
-            )
-        }
-        (&Method::GET, "/api/v1/targets") => json(
-            StatusCode::OK,
-            &serde_json::json!({ "status": "success", "targets": ctx.targets.list() }),
-        ),
-        (&Method::GET | &Method::POST, "/api/v1/query") => query(&ctx, req).await,
-        (&Method::GET, "/api/v1/history") => history(&ctx, req.uri().query().unwrap_or("")).await,
-        (&Method::GET, "/api/v1/silences") => {
-            let list: Vec<serde_json::Value> = ctx
-                .dispatch
-                .silences()
-                .await
-                .into_iter()
-                .map(|(s, state)| {
-                    let mut v = serde_json::to_value(&s).unwrap_or_default();
-                    v["status"] = serde_json::json!({ "state": state });
-                    v
-                })
-                .collect();
-            json(
-                StatusCode::OK,
-                &serde_json::json!({ "status": "success", "silences": list }),
-            )
-        }
-        (&Method::POST, "/api/v1/silences") => {
-            let body: crate::dispatch::NewSilence = match read_json(req).await {
-                Ok(b) => b,
-                Err(r) => return r,
-            };
-            match ctx.dispatch.add_silence(body).await {
-                Ok(id) => json(StatusCode::OK, &serde_json::json!({ "id": id })),
-                Err(e) => error(StatusCode::BAD_REQUEST, &e),
-            }
-        }
-        (&Method::DELETE, p) if p.starts_with("/api/v1/silences/") => {
-            let id = &p["/api/v1/silences/".len()..];
-            match ctx.dispatch.expire_silence(id).await {
-                Ok(()) => json(StatusCode::OK, &serde_json::json!({ "status": "expired" })),
-                Err(e) if e == "not found" => {
-                    error(StatusCode::NOT_FOUND, &format!("no silence {id}"))
-                }
-                Err(e) => error(StatusCode::INTERNAL_SERVER_ERROR, &e),
-            }
-        }
-        (&Method::POST, "/api/v1/deployments") => crate::deploy::api::create(&ctx.gates, req).await,
-        (&Method::GET | &Method::HEAD, "/api/v1/deployments") => {
-            crate::deploy::api::list(&ctx.gates, req.uri().query()).await
-        }
-        (&Method::GET | &Method::HEAD, p) if p.starts_with("/api/v1/deployments/") => {
-            crate::deploy::api::get(&ctx.gates, &p["/api/v1/deployments/".len()..]).await
-        }
-        (
-            _,
-            "/metrics"
-            | "/healthz"
-            | "/readyz"
-            | "/-/reload"
-            | "/api/v1/silences"
-            | "/api/v1/alerts"
-            | "/api/v1/targets"
-            | "/api/v1/history"
-            | "/api/v1/query"
-            | "/api/v1/deployments",
-        ) => error(
-            StatusCode::METHOD_NOT_ALLOWED,
-            &format!("{method} is not allowed on {path}"),
-        ),
-        _ => error(StatusCode::NOT_FOUND, &format!("no such endpoint: {path}")),
     }
+    next.run(req).await
 }
 
-/// `GET /api/v1/query`: an instant query in Prometheus' HTTP API format.
-async fn query(ctx: &Arc<Context>, req: Request<Incoming>) -> Resp {
-    let mut params = parse_query(req.uri().query().unwrap_or(""));
-    if req.method() == Method::POST {
-        let body = Limited::new(req.into_body(), MAX_BODY)
-            .collect()
-            .await
-            .map(|b| b.to_bytes());
-        if let Ok(b) = body {
-            params.extend(parse_query(&String::from_utf8_lossy(&b)));
-        }
-    }
-    let prom_error = |status: StatusCode, kind: &str, msg: &str| {
-        json(
-            status,
-            &serde_json::json!({ "status": "error", "errorType": kind, "error": msg }),
+/// `GET /metrics`.
+async fn metrics(State(telemetry): State<Arc<Telemetry>>) -> Resp {
+    // Thousands of probe series: milliseconds, off the runtime's worker.
+    let page = crate::rt::blocking(|| telemetry.render());
+    text("text/plain; version=0.0.4; charset=utf-8", page)
+}
+
+/// `GET /readyz`.
+async fn readyz(State(ready): State<Ready>) -> Resp {
+    match ready.0.load(Ordering::SeqCst) {
+        true => text("text/plain", "ready\n".into()),
+        false => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            text("text/plain", "not ready\n".into()),
         )
-    };
-    let Some(q) = params.get("query") else {
-        return prom_error(
-            StatusCode::BAD_REQUEST,
-            "bad_data",
-            "missing parameter: query",
-        );
-    };
-    let t_ms = match params.get("time") {
-        None => ctx.clock.now_ms(),
-        Some(t) => match parse_time(t) {
-            Some(t) => t,
-            None => {
-                return prom_error(
-                    StatusCode::BAD_REQUEST,
-                    "bad_data",
-                    &format!("invalid parameter \"time\": cannot parse {t:?} to a valid timestamp"),
-                );
-            }
-        },
-    };
-    let expr = match crate::promql::parse(q) {
-        Ok(e) => e,
-        Err(e) => {
-            return prom_error(
-                StatusCode::BAD_REQUEST,
-                "bad_data",
-                &format!("invalid parameter \"query\": {e}"),
-            );
-        }
-    };
-    if let Err(e) = crate::promql::check_supported(&expr) {
-        return prom_error(StatusCode::BAD_REQUEST, "bad_data", &e);
-    }
-    let head = ctx.head.clone();
-    let r = tokio::task::spawn_blocking(move || {
-        crate::promql::Engine::default().instant(&*head, &expr, t_ms)
-    })
-    .await;
-    match r {
-        Ok(Ok(v)) => json(StatusCode::OK, &crate::promql::value_to_api_json(&v)),
-        Ok(Err(e)) => prom_error(
-            StatusCode::UNPROCESSABLE_ENTITY,
-            "execution",
-            &e.to_string(),
-        ),
-        Err(e) => prom_error(StatusCode::SERVICE_UNAVAILABLE, "internal", &e.to_string()),
+            .into_response(),
     }
 }
 
-/// `GET /api/v1/history?probe=NAME|alert=NAME[&since=T&until=T&limit=N]`, newest last.
-async fn history(ctx: &Arc<Context>, q: &str) -> Resp {
-    let p = parse_query(q);
-    let time = |k: &str, default: i64| -> Result<i64, String> {
-        match p.get(k) {
-            None => Ok(default),
-            Some(v) => parse_time(v)
-                .ok_or_else(|| format!("invalid {k}: {v:?} is neither RFC 3339 nor Unix time")),
-        }
+/// `POST /-/reload`.
+async fn reload(State(reloader): State<Reloader>) -> Resp {
+    match reloader.reload().await {
+        Ok(()) => json(StatusCode::OK, &serde_json::json!({"status": "success"})),
+        Err(e) => error(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            &format!("reload failed: {e}"),
+        ),
+    }
+}
+
+/// `GET /api/v1/alerts`: pending and firing alerts, as Prometheus lists them.
+async fn alerts(State(alerts): State<AlertsView>) -> Resp {
+    let alerts: Vec<serde_json::Value> = alerts()
+        .into_iter()
+        .filter(|a| a.state != AlertState::Resolved)
+        .map(|a| {
+            serde_json::json!({
+                "labels": a.labels,
+                "annotations": a.annotations,
+                "state": a.state.as_str(),
+                "activeAt": a.active_at.to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
+                "value": crate::promql::format_value(a.value),
+            })
+        })
+        .collect();
+    json(
+        StatusCode::OK,
+        &serde_json::json!({ "status": "success", "alerts": alerts }),
+    )
+}
+
+/// `GET /api/v1/targets`.
+async fn targets(State(view): State<Arc<TargetsView>>) -> Resp {
+    json(
+        StatusCode::OK,
+        &serde_json::json!({ "status": "success", "targets": view.list() }),
+    )
+}
+
+/// `GET /api/v1/silences`.
+async fn silences(State(dispatch): State<DispatcherHandle>) -> Resp {
+    let list: Vec<serde_json::Value> = dispatch
+        .silences()
+        .await
+        .into_iter()
+        .map(|(s, state)| {
+            let mut v = serde_json::to_value(&s).unwrap_or_default();
+            v["status"] = serde_json::json!({ "state": state });
+            v
+        })
+        .collect();
+    json(
+        StatusCode::OK,
+        &serde_json::json!({ "status": "success", "silences": list }),
+    )
+}
+
+/// `POST /api/v1/silences`.
+async fn add_silence(State(dispatch): State<DispatcherHandle>, body: Bytes) -> Resp {
+    let body: crate::dispatch::NewSilence = match parse_json(&body) {
+        Ok(b) => b,
+        Err(r) => return r,
     };
-    let (since, until) = match (time("since", 0), time("until", i64::MAX)) {
-        (Ok(s), Ok(u)) => (s, u),
-        (Err(e), _) | (_, Err(e)) => return error(StatusCode::BAD_REQUEST, &e),
-    };
-    let limit = match p.get("limit").map(|l| l.parse::<usize>()) {
-        None => 1000,
-        Some(Ok(l)) if l > 0 => l.min(100_000),
-        Some(_) => return error(StatusCode::BAD_REQUEST, "invalid limit: a positive integer"),
-    };
-    let store = ctx.store.clone();
-    let rfc = |t: i64| {
-        chrono::DateTime::from_timestamp_millis(t)
-            .map(|d| d.to_rfc3339_opts(chrono::SecondsFormat::Millis, true))
-    };
-    if let Some(name) = p.get("probe").cloned() {
-        let r =
-            tokio::task::spawn_blocking(move || store.probe_history(&name, since, until, limit))
-                .await;
-        match r {
-            Ok(Ok(records)) => {
-                let v: Vec<serde_json::Value> = records
-                    .iter()
-                    .map(|r| serde_json::json!({"time": rfc(r.t), "success": r.success, "duration": r.duration_seconds, "status": r.status, "reason": r.reason}))
-                    .collect();
-                json(
-                    StatusCode::OK,
-                    &serde_json::json!({ "status": "success", "probe": p.get("probe"), "results": v }),
-                )
-            }
-            Ok(Err(e)) => error(StatusCode::INTERNAL_SERVER_ERROR, &e.to_string()),
-            Err(e) => error(StatusCode::INTERNAL_SERVER_ERROR, &e.to_string()),
-        }
-    } else if let Some(name) = p.get("alert").cloned() {
-        let r =
-            tokio::task::spawn_blocking(move || store.alert_history(&name, since, until, limit))
-                .await;
-        match r {
-            Ok(Ok(records)) => {
-                let v: Vec<serde_json::Value> = records
-                    .iter()
-                    .map(|r| serde_json::json!({"time": rfc(r.t), "labels": r.labels, "from": r.from, "to": r.to, "value": crate::promql::format_value(r.value)}))
-                    .collect();
-                json(
-                    StatusCode::OK,
-                    &serde_json::json!({ "status": "success", "alert": p.get("alert"), "transitions": v }),
-                )
-            }
-            Ok(Err(e)) => error(StatusCode::INTERNAL_SERVER_ERROR, &e.to_string()),
-            Err(e) => error(StatusCode::INTERNAL_SERVER_ERROR, &e.to_string()),
-        }
-    } else {
-        error(StatusCode::BAD_REQUEST, "give probe=NAME or alert=NAME")
+    match dispatch.add_silence(body).await {
+        Ok(id) => json(StatusCode::OK, &serde_json::json!({ "id": id })),
+        Err(e) => error(StatusCode::BAD_REQUEST, &e),
+    }
+}
+
+/// `DELETE /api/v1/silences/{id}`.
+async fn expire_silence(State(dispatch): State<DispatcherHandle>, Path(id): Path<String>) -> Resp {
+    match dispatch.expire_silence(&id).await {
+        Ok(()) => json(StatusCode::OK, &serde_json::json!({ "status": "expired" })),
+        Err(e) if e == "not found" => error(StatusCode::NOT_FOUND, &format!("no silence {id}")),
+        Err(e) => error(StatusCode::INTERNAL_SERVER_ERROR, &e),
     }
 }
 
@@ -362,50 +327,27 @@ pub fn percent_decode(s: &str) -> String {
     String::from_utf8_lossy(&out).into_owned()
 }
 
-/// Decodes `a=b&c=d` with percent-escapes and `+` for space.
-pub fn parse_query(q: &str) -> std::collections::HashMap<String, String> {
+/// Decodes `a=b&c=d` with percent-escapes and `+` for space. Lenient where axum's `Query`
+/// would refuse: a broken escape stays text instead of failing the request.
+pub fn parse_query(q: &str) -> HashMap<String, String> {
     q.split('&')
         .filter(|kv| !kv.is_empty())
-        .map(|kv| match kv.split_once('=') {
-            Some((k, v)) => (percent_decode(k), percent_decode(v)),
-            None => (percent_decode(kv), String::new()),
+        .map(|kv| {
+            let (k, v) = kv.split_once('=').unwrap_or((kv, ""));
+            (percent_decode(k), percent_decode(v))
         })
         .collect()
 }
 
-/// True when no token is configured or the request carries the right one. The comparison takes
-/// the same time wherever the first difference is.
-fn authorized(ctx: &Context, req: &Request<Incoming>) -> bool {
-    let config = ctx.config();
-    let Some(token) = &config.server.api_token else {
-        return true;
-    };
-    let Some(given) = req
-        .headers()
-        .get(AUTHORIZATION)
-        .and_then(|h| h.to_str().ok())
-        .and_then(|h| h.strip_prefix("Bearer "))
-    else {
-        return false;
-    };
-    let (a, b) = (given.trim().as_bytes(), token.expose().as_bytes());
-    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
-}
-
-/// Reads a JSON body of at most `MAX_BODY` bytes.
-pub async fn read_json<T: serde::de::DeserializeOwned>(req: Request<Incoming>) -> Result<T, Resp> {
-    let body = Limited::new(req.into_body(), MAX_BODY)
-        .collect()
-        .await
-        .map_err(|e| error(StatusCode::BAD_REQUEST, &format!("cannot read body: {e}")))?
-        .to_bytes();
-    serde_json::from_slice(&body)
+/// Parses a JSON body, or answers 400 with the reason.
+pub fn parse_json<T: serde::de::DeserializeOwned>(body: &[u8]) -> Result<T, Resp> {
+    serde_json::from_slice(body)
         .map_err(|e| error(StatusCode::BAD_REQUEST, &format!("invalid JSON body: {e}")))
 }
 
 /// A JSON answer.
 pub fn json(status: StatusCode, v: &serde_json::Value) -> Resp {
-    let mut r = Response::new(Full::new(Bytes::from(v.to_string())));
+    let mut r = Response::new(axum::body::Body::from(v.to_string()));
     *r.status_mut() = status;
     r.headers_mut()
         .insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
@@ -417,36 +359,12 @@ pub fn error(status: StatusCode, msg: &str) -> Resp {
     json(status, &serde_json::json!({ "error": msg }))
 }
 
-fn text(status: StatusCode, content_type: &'static str, body: String) -> Resp {
-    let mut r = Response::new(Full::new(Bytes::from(body)));
-    *r.status_mut() = status;
+fn text(content_type: &'static str, body: String) -> Resp {
+    let mut r = Response::new(axum::body::Body::from(body));
     r.headers_mut()
         .insert(CONTENT_TYPE, HeaderValue::from_static(content_type));
     r
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn query_strings_decode_without_panicking_on_odd_input() {
-        let q = parse_query("query=up%7Bjob%3D%22a%22%7D&time=1.5&x=%C3%A9+b&bad=%%C3%A9&t=%4");
-        assert_eq!(q["query"], "up{job=\"a\"}");
-        assert_eq!(q["time"], "1.5");
-        assert_eq!(q["x"], "é b");
-        assert_eq!(
-            q["bad"], "%é",
-            "a broken escape before a multi-byte character stays text"
-        );
-        assert_eq!(q["t"], "%4");
-        assert_eq!(percent_decode("%zz%41"), "%zzA");
-    }
-
-    #[test]
-    fn times_are_rfc3339_or_unix_seconds() {
-        assert_eq!(parse_time("1.5"), Some(1500));
-        assert_eq!(parse_time("2026-11-22T00:00:00Z"), Some(1_795_305_600_000));
-        assert_eq!(parse_time("yesterday"), None);
-    }
-}
+mod tests;

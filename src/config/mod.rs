@@ -6,10 +6,12 @@
 //! deserialisation of each section and of each `[[...]]` element on its own (so one bad probe
 //! does not hide the problems of the next), and cross-checks between sections.
 
+mod current;
 mod duration;
 mod load;
 mod secret;
 
+pub use current::{Current, ReloadRequest, Reloader};
 pub use duration::{ConfigDuration, format_duration, parse_duration};
 pub use load::{ConfigError, Problem, default_config_path, load_file, load_str};
 pub use secret::Secret;

@@ -10,28 +10,28 @@ pub mod probes;
 pub mod systemd;
 
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::mpsc;
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, error, info, warn};
 
 use crate::alert::{Alert, AlertState};
 use crate::clock::Clock;
-use crate::config::{self, Config, ConfigError};
+use crate::config::{self, Config, ConfigError, ReloadRequest, Reloader};
 use crate::deploy::{GateEngine, GateHandle};
 use crate::dispatch::outbox::Outbox;
 use crate::dispatch::{Dispatcher, DispatcherHandle};
+use crate::liveness::Liveness;
 use crate::rules::engine::{RulesEngine, RulesState};
-use crate::targets::TargetsView;
 use crate::series::Labels;
 use crate::series::head::Head;
 use crate::store::Store;
+use crate::targets::TargetsView;
 use crate::telemetry::Telemetry;
-use crate::liveness::Liveness;
 use systemd::Notifier;
 
 /// How long a clean stop may take before the daemon gives up on stragglers (systemd's default
@@ -73,25 +73,19 @@ impl DaemonError {
     }
 }
 
-/// A request to reload the config, from SIGHUP or `POST /-/reload`.
-pub struct ReloadRequest {
-    /// Where the outcome goes (None for SIGHUP).
-    pub reply: Option<oneshot::Sender<Result<(), String>>>,
-}
-
 /// State shared by the API and the components. Each piece has one owner; this struct only
 /// hands out the handles.
 pub struct Context {
     /// The config in force. Replaced whole on a successful reload.
-    config: RwLock<Arc<Config>>,
+    config: config::Current,
     /// Where the config is read from on reload.
     pub config_path: PathBuf,
     /// The daemon's own metrics.
     pub telemetry: Arc<Telemetry>,
     /// True once the store is open and the config loaded (`/readyz`).
-    pub ready: AtomicBool,
+    pub ready: Arc<AtomicBool>,
     /// Asks the reload loop for a reload.
-    pub reload_tx: mpsc::Sender<ReloadRequest>,
+    pub reloader: Reloader,
     /// Loop heartbeats for the systemd watchdog.
     pub liveness: Liveness,
     /// The store: every byte on disk.
@@ -164,25 +158,7 @@ impl Context {
 impl Context {
     /// The config in force.
     pub fn config(&self) -> Arc<Config> {
-        self.config
-            .read()
-            .unwrap_or_else(|p| p.into_inner())
-            .clone()
-    }
-
-    fn set_config(&self, c: Arc<Config>) {
-        *self.config.write().unwrap_or_else(|p| p.into_inner()) = c;
-    }
-
-    /// Asks for a reload and waits for its outcome.
-    pub async fn reload(&self) -> Result<(), String> {
-        let (tx, rx) = oneshot::channel();
-        self.reload_tx
-            .send(ReloadRequest { reply: Some(tx) })
-            .await
-            .map_err(|_| "the daemon is shutting down".to_string())?;
-        rx.await
-            .map_err(|_| "the daemon is shutting down".to_string())?
+        self.config.get()
     }
 }
 
@@ -271,13 +247,13 @@ pub async fn run(config_path: PathBuf) -> Result<(), DaemonError> {
         Some(liveness.register("gates", Duration::from_secs(60))),
     );
 
-    let (reload_tx, reload_rx) = mpsc::channel(4);
+    let (reloader, reload_rx) = Reloader::channel();
     let ctx = Arc::new(Context {
-        config: RwLock::new(config.clone()),
+        config: config::Current::new(config.clone()),
         config_path,
         telemetry: telemetry.clone(),
-        ready: AtomicBool::new(false),
-        reload_tx,
+        ready: Arc::new(AtomicBool::new(false)),
+        reloader,
         liveness,
         store: store.clone(),
         dispatch: dispatch.clone(),
@@ -298,12 +274,6 @@ pub async fn run(config_path: PathBuf) -> Result<(), DaemonError> {
         ),
     });
     telemetry.add_exposer(probe_states.clone());
-    {
-        let weak = Arc::downgrade(&ctx);
-        telemetry.add_exposer(Arc::new(crate::rules::engine::AlertsExposer {
-            alerts: Box::new(move || weak.upgrade().map(|c| c.all_alerts()).unwrap_or_default()),
-        }));
-    }
     telemetry.config_last_reload_successful.set(1);
     telemetry
         .config_last_reload_success_timestamp
@@ -314,7 +284,31 @@ pub async fn run(config_path: PathBuf) -> Result<(), DaemonError> {
     tasks.spawn(dispatcher.run(shutdown.clone()));
     tasks.spawn(gate_engine.run(shutdown.clone()));
     tasks.spawn(outbox.run(shutdown.clone()));
-    tasks.spawn(crate::api::serve(listener, ctx.clone(), shutdown.clone()));
+    let alerts_view: crate::alert::AlertsView = {
+        let weak = Arc::downgrade(&ctx);
+        Arc::new(move || weak.upgrade().map(|c| c.all_alerts()).unwrap_or_default())
+    };
+    tasks.spawn(crate::api::serve(
+        listener,
+        crate::api::Api {
+            config: ctx.config.clone(),
+            telemetry: telemetry.clone(),
+            ready: crate::api::Ready(ctx.ready.clone()),
+            reloader: ctx.reloader.clone(),
+            alerts: alerts_view.clone(),
+            targets: ctx.targets.clone(),
+            head: head.clone(),
+            clock: clock.clone(),
+            store: store.clone(),
+            dispatch: dispatch.clone(),
+            gates: ctx.gates.clone(),
+        },
+        ctx.liveness.clone(),
+        shutdown.clone(),
+    ));
+    telemetry.add_exposer(Arc::new(crate::rules::engine::AlertsExposer {
+        alerts: alerts_view,
+    }));
     tasks.spawn(housekeeping(ctx.clone(), shutdown.clone()));
     tasks.spawn(store_watch(ctx.clone(), shutdown.clone()));
     tasks.spawn(probe_journal(ctx.clone(), shutdown.clone()));
@@ -399,7 +393,7 @@ async fn wait_for_stop_signal(ctx: &Arc<Context>) {
             _ = int.recv() => return,
             _ = hup.recv() => {
                 info!("SIGHUP: reloading the config");
-                if ctx.reload_tx.try_send(ReloadRequest { reply: None }).is_err() {
+                if !ctx.reloader.request() {
                     warn!("a reload is already queued; SIGHUP ignored");
                 }
             }
@@ -560,7 +554,7 @@ async fn reload_loop(
                     warn!(warning = %w, "config");
                 }
                 engines.stop().await;
-                ctx.set_config(new.clone());
+                ctx.config.set(new.clone());
                 ctx.rules.configure(&new, Some(&ctx.store));
                 ctx.dispatch.reconfigure(new.clone()).await;
                 ctx.outbox.reconfigure(new.clone());

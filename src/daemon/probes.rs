@@ -14,9 +14,9 @@ use crate::probe::{
     AlertChange, OutcomeSeries, ProbeOutcome, ProbeSink, ProbeStates, ProbeStatesSnapshot,
     outcome_samples,
 };
-use crate::targets::{Run, TargetHealth, TargetsView};
 use crate::series::head::{Head, MemSeries};
 use crate::store::{Kind, ProbeRecord, Store};
+use crate::targets::{Run, TargetHealth, TargetsView};
 use crate::telemetry::Telemetry;
 
 /// The dispatcher source name of ProbeFailed alerts.

@@ -5,7 +5,7 @@
 //! [`GateEngine`] owns every deployment; the API and the CLI talk to it through the cloneable
 //! [`GateHandle`]. The judgement itself is a set of pure functions in [`judge`]; [`observe`]
 //! turns a check's PromQL into one number; [`verdict`] builds the `DeploymentVerdict`
-//! notification; [`persist`] is the storage boundary; [`api`] holds the HTTP handlers.
+//! notification; [`persist`] is the storage boundary.
 //!
 //! # Gate semantics
 //!
@@ -59,7 +59,6 @@
 //!   `postflight_deployment_watch_active{job}`, `postflight_gate_check_value{job,check}` (NaN
 //!   when the last evaluation had no value) and `postflight_gate_check_state{job,check,state}`.
 
-pub mod api;
 pub mod judge;
 pub mod observe;
 pub mod persist;
@@ -81,8 +80,8 @@ use tracing::{debug, error, info, warn};
 use crate::alert::{Alert, AlertState};
 use crate::clock::Clock;
 use crate::config::Config;
-use crate::liveness::Heartbeat;
 use crate::dispatch::DispatchStore;
+use crate::liveness::Heartbeat;
 use crate::promql::Engine;
 use crate::series::SeriesSource;
 use crate::telemetry::Telemetry;

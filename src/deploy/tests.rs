@@ -11,6 +11,7 @@ use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
 use super::*;
+use crate::api::deployments as api;
 use crate::config::load_str;
 use crate::dispatch::MemoryDispatchStore;
 use crate::notify::GroupStatus;

@@ -333,8 +333,8 @@ pub fn urlencode(s: &str) -> String {
 
 /// `ALERTS` and `ALERTS_FOR_STATE` on `/metrics`, from the alerts the daemon holds now.
 pub struct AlertsExposer {
-    /// Returns every current alert (rules and probes).
-    pub alerts: Box<dyn Fn() -> Vec<Alert> + Send + Sync>,
+    /// Every current alert (rules and probes).
+    pub alerts: crate::alert::AlertsView,
 }
 
 impl crate::telemetry::Exposer for AlertsExposer {

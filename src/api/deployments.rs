@@ -1,25 +1,33 @@
-//! The deployment endpoints (SPEC §4), as functions of the [`GateHandle`] so that the router
-//! only matches paths:
+//! The deployment endpoints, as functions of the [`GateHandle`]:
 //!
 //! - `POST /api/v1/deployments` → [`create`]: 201 `{"id"}`, 404 no gate, 409 already watching
 //!   (`{"error","id"}`), 400 bad body.
-//! - `GET /api/v1/deployments/{id}` → [`get`]: the deployment ([`super::Deployment::view`]) or 404.
+//! - `GET /api/v1/deployments/{id}` → [`get`]: the deployment ([`crate::deploy::Deployment::view`]) or 404.
 //! - `GET /api/v1/deployments[?job=J&limit=N]` → [`list`]: `{"deployments":[...]}`, newest first.
 
-use crate::api::percent_decode;
-use hyper::body::Incoming;
-use hyper::{Request, StatusCode};
+use axum::extract::{Path, RawQuery, State};
+use axum::http::StatusCode;
+use bytes::Bytes;
 
-use crate::api::{Resp, error, json, read_json};
-
-use super::{GateHandle, LIST_LIMIT, NewDeployment, StartError};
+use super::{Resp, error, json, parse_json, percent_decode};
+use crate::deploy::{GateHandle, LIST_LIMIT, NewDeployment, StartError};
 
 /// `POST /api/v1/deployments`.
-pub async fn create(gates: &GateHandle, req: Request<Incoming>) -> Resp {
-    match read_json::<NewDeployment>(req).await {
-        Ok(body) => create_from(gates, body).await,
+pub async fn create(State(gates): State<GateHandle>, body: Bytes) -> Resp {
+    match parse_json::<NewDeployment>(&body) {
+        Ok(body) => create_from(&gates, body).await,
         Err(resp) => resp,
     }
+}
+
+/// `GET /api/v1/deployments/{id}`.
+pub async fn get_route(State(gates): State<GateHandle>, Path(id): Path<String>) -> Resp {
+    get(&gates, &id).await
+}
+
+/// `GET /api/v1/deployments[?job=J&limit=N]`.
+pub async fn list_route(State(gates): State<GateHandle>, RawQuery(q): RawQuery) -> Resp {
+    list(&gates, q.as_deref()).await
 }
 
 /// [`create`] after the body is parsed.

@@ -1,0 +1,145 @@
+//! `/api/v1/query` (PromQL in Prometheus' HTTP API format) and `/api/v1/history` (probe results
+//! and alert transitions from the store).
+
+use std::sync::Arc;
+
+use axum::extract::{RawQuery, State};
+use axum::http::{Method, StatusCode};
+use bytes::Bytes;
+
+use super::{Resp, error, json, parse_query, parse_time};
+use crate::clock::Clock;
+use crate::series::head::Head;
+use crate::store::Store;
+
+/// An error in Prometheus' API shape: `{"status":"error","errorType":...,"error":...}`.
+fn prom_error(status: StatusCode, kind: &str, msg: &str) -> Resp {
+    json(
+        status,
+        &serde_json::json!({ "status": "error", "errorType": kind, "error": msg }),
+    )
+}
+
+/// `GET|POST /api/v1/query`: an instant query; POST takes the parameters form-encoded too.
+pub async fn instant(
+    State(head): State<Arc<Head>>,
+    State(clock): State<Clock>,
+    method: Method,
+    RawQuery(q): RawQuery,
+    body: Bytes,
+) -> Resp {
+    let mut params = parse_query(q.as_deref().unwrap_or(""));
+    if method == Method::POST {
+        params.extend(parse_query(&String::from_utf8_lossy(&body)));
+    }
+    let Some(q) = params.get("query") else {
+        return prom_error(
+            StatusCode::BAD_REQUEST,
+            "bad_data",
+            "missing parameter: query",
+        );
+    };
+    let t_ms = match params.get("time") {
+        None => clock.now_ms(),
+        Some(t) => match parse_time(t) {
+            Some(t) => t,
+            None => {
+                return prom_error(
+                    StatusCode::BAD_REQUEST,
+                    "bad_data",
+                    &format!("invalid parameter \"time\": cannot parse {t:?} to a valid timestamp"),
+                );
+            }
+        },
+    };
+    let expr = match crate::promql::parse(q) {
+        Ok(e) => e,
+        Err(e) => {
+            return prom_error(
+                StatusCode::BAD_REQUEST,
+                "bad_data",
+                &format!("invalid parameter \"query\": {e}"),
+            );
+        }
+    };
+    if let Err(e) = crate::promql::check_supported(&expr) {
+        return prom_error(StatusCode::BAD_REQUEST, "bad_data", &e);
+    }
+    let r = tokio::task::spawn_blocking(move || {
+        crate::promql::Engine::default().instant(&*head, &expr, t_ms)
+    })
+    .await;
+    match r {
+        Ok(Ok(v)) => json(StatusCode::OK, &crate::promql::value_to_api_json(&v)),
+        Ok(Err(e)) => prom_error(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "execution",
+            &e.to_string(),
+        ),
+        Err(e) => prom_error(StatusCode::SERVICE_UNAVAILABLE, "internal", &e.to_string()),
+    }
+}
+
+/// `GET /api/v1/history?probe=NAME|alert=NAME[&since=T&until=T&limit=N]`, newest last.
+pub async fn history(State(store): State<Arc<Store>>, RawQuery(q): RawQuery) -> Resp {
+    let p = parse_query(q.as_deref().unwrap_or(""));
+    let time = |k: &str, default: i64| -> Result<i64, String> {
+        match p.get(k) {
+            None => Ok(default),
+            Some(v) => parse_time(v)
+                .ok_or_else(|| format!("invalid {k}: {v:?} is neither RFC 3339 nor Unix time")),
+        }
+    };
+    let (since, until) = match (time("since", 0), time("until", i64::MAX)) {
+        (Ok(s), Ok(u)) => (s, u),
+        (Err(e), _) | (_, Err(e)) => return error(StatusCode::BAD_REQUEST, &e),
+    };
+    let limit = match p.get("limit").map(|l| l.parse::<usize>()) {
+        None => 1000,
+        Some(Ok(l)) if l > 0 => l.min(100_000),
+        Some(_) => return error(StatusCode::BAD_REQUEST, "invalid limit: a positive integer"),
+    };
+    let rfc = |t: i64| {
+        chrono::DateTime::from_timestamp_millis(t)
+            .map(|d| d.to_rfc3339_opts(chrono::SecondsFormat::Millis, true))
+    };
+    if let Some(name) = p.get("probe").cloned() {
+        let r =
+            tokio::task::spawn_blocking(move || store.probe_history(&name, since, until, limit))
+                .await;
+        match r {
+            Ok(Ok(records)) => {
+                let v: Vec<serde_json::Value> = records
+                    .iter()
+                    .map(|r| serde_json::json!({"time": rfc(r.t), "success": r.success, "duration": r.duration_seconds, "status": r.status, "reason": r.reason}))
+                    .collect();
+                json(
+                    StatusCode::OK,
+                    &serde_json::json!({ "status": "success", "probe": p.get("probe"), "results": v }),
+                )
+            }
+            Ok(Err(e)) => error(StatusCode::INTERNAL_SERVER_ERROR, &e.to_string()),
+            Err(e) => error(StatusCode::INTERNAL_SERVER_ERROR, &e.to_string()),
+        }
+    } else if let Some(name) = p.get("alert").cloned() {
+        let r =
+            tokio::task::spawn_blocking(move || store.alert_history(&name, since, until, limit))
+                .await;
+        match r {
+            Ok(Ok(records)) => {
+                let v: Vec<serde_json::Value> = records
+                    .iter()
+                    .map(|r| serde_json::json!({"time": rfc(r.t), "labels": r.labels, "from": r.from, "to": r.to, "value": crate::promql::format_value(r.value)}))
+                    .collect();
+                json(
+                    StatusCode::OK,
+                    &serde_json::json!({ "status": "success", "alert": p.get("alert"), "transitions": v }),
+                )
+            }
+            Ok(Err(e)) => error(StatusCode::INTERNAL_SERVER_ERROR, &e.to_string()),
+            Err(e) => error(StatusCode::INTERNAL_SERVER_ERROR, &e.to_string()),
+        }
+    } else {
+        error(StatusCode::BAD_REQUEST, "give probe=NAME or alert=NAME")
+    }
+}
