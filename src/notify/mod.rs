@@ -30,7 +30,7 @@ use rustls::pki_types::CertificateDer;
 use serde::{Deserialize, Serialize};
 
 use crate::alert::{Alert, AlertState};
-use crate::config::{ReceiverConfig, ReceiverKind, Secret};
+use crate::config::{ReceiverConfig, ReceiverKind};
 
 /// The `User-Agent` of every HTTP request and the mailer name of every email.
 pub const USER_AGENT: &str = concat!("postflight/", env!("CARGO_PKG_VERSION"));
@@ -580,7 +580,7 @@ pub async fn send(
             crate::config::format_duration(receiver.timeout)
         ))),
     };
-    let result = result.map_err(|e| e.redacted(&receiver_secrets(receiver)));
+    let result = result.map_err(|e| e.redacted(&receiver.secrets()));
     match &result {
         Ok(d) => tracing::debug!(receiver = %receiver.name, kind = receiver.kind.type_name(),
             group = %n.group_key, detail = %d.detail, "notification delivered"),
@@ -602,23 +602,6 @@ pub async fn send_test(
         &Notification::test_notification(&receiver.name, external_url),
     )
     .await
-}
-
-/// Every secret of one receiver, non-empty.
-fn receiver_secrets(receiver: &ReceiverConfig) -> Vec<&str> {
-    let mut out: Vec<&str> = Vec::new();
-    match &receiver.kind {
-        ReceiverKind::Slack(s) => out.push(s.url.expose()),
-        ReceiverKind::Email(e) => out.extend(e.password.as_ref().map(Secret::expose)),
-        ReceiverKind::Webhook(w) => {
-            out.push(w.url.expose());
-            out.extend(w.secret.as_ref().map(Secret::expose));
-            out.extend(w.headers.values().map(Secret::expose));
-        }
-        ReceiverKind::Pagerduty(p) => out.push(p.routing_key.expose()),
-    }
-    out.retain(|s| !s.is_empty());
-    out
 }
 
 /// Replaces every occurrence of each secret in `message` with `<secret>`.
