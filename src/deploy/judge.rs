@@ -436,15 +436,8 @@ pub fn conclude(checks: &[CheckRecord], evaluations: u32) -> (Verdict, String) {
 /// A number for people: up to six significant digits, no trailing zeros, no float noise
 /// (`0.005500000000000001` is shown as `0.0055`).
 pub fn fmt_num(v: f64) -> String {
-    if v.is_nan() {
-        return "NaN".into();
-    }
-    if v.is_infinite() {
-        return if v > 0.0 {
-            "+Inf".into()
-        } else {
-            "-Inf".into()
-        };
+    if let Some(s) = crate::template::gofmt::non_finite(v) {
+        return s.into();
     }
     if v == 0.0 {
         return "0".into();

@@ -8,15 +8,10 @@ use crate::series::{Labels, Sample};
 /// Formats a sample value like Prometheus (Go's `strconv.FormatFloat(v, 'f', -1, 64)`): the
 /// shortest decimal that round-trips, never an exponent, and `NaN`, `+Inf`, `-Inf`.
 pub fn format_value(v: f64) -> String {
-    if v.is_nan() {
-        "NaN".to_string()
-    } else if v == f64::INFINITY {
-        "+Inf".to_string()
-    } else if v == f64::NEG_INFINITY {
-        "-Inf".to_string()
-    } else {
+    match crate::template::gofmt::non_finite(v) {
+        Some(s) => s.to_string(),
         // Rust's `Display` for f64 is the shortest round-trip form without exponent, like 'f'/-1.
-        format!("{v}")
+        None => format!("{v}"),
     }
 }
 

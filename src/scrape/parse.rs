@@ -303,27 +303,8 @@ fn normalize_float(raw: &str) -> Cow<'_, str> {
 /// Go's `FormatFloat(f, 'g', -1, 64)` with `.0` added to integers, `+Inf`/`-Inf`/`NaN`, as
 /// Prometheus' `formatOpenMetricsFloat`.
 fn format_openmetrics_float(f: f64) -> String {
-    if f.is_nan() {
-        return "NaN".into();
-    }
-    if f.is_infinite() {
-        return if f > 0.0 {
-            "+Inf".into()
-        } else {
-            "-Inf".into()
-        };
-    }
-    // Go's 'g' with shortest precision switches to exponent form when exp < -4 || exp >= 6.
-    let e = format!("{f:e}"); // shortest round-trip digits, e.g. 1.5e-7
-    let (mant, ex) = e.split_once('e').unwrap_or((&e, "0"));
-    let exp: i32 = ex.parse().unwrap_or(0);
-    let mut s = if (-4..6).contains(&exp) {
-        format!("{f}")
-    } else {
-        let sign = if exp < 0 { '-' } else { '+' };
-        format!("{mant}e{sign}{:02}", exp.abs())
-    };
-    if !s.contains(['.', 'e']) {
+    let mut s = crate::template::gofmt::format_g(f, None);
+    if f.is_finite() && !s.contains(['.', 'e']) {
         s.push_str(".0");
     }
     s
@@ -680,7 +661,7 @@ impl Parser {
         self.exemplar_labels.clear();
         i = skip_ws(b, i);
         if i < n && b[i] == b'{' {
-            i = text_labels(b, i + 1, &mut self.labels)?;
+            i = label_block::<false>(b, i + 1, &mut self.labels)?;
             series_end = i;
             i = skip_ws(b, i);
         }
@@ -733,7 +714,7 @@ impl Parser {
         self.labels.clear();
         self.exemplar_labels.clear();
         if i < n && b[i] == b'{' {
-            i = om_labels(b, i + 1, &mut self.labels)?;
+            i = label_block::<true>(b, i + 1, &mut self.labels)?;
             series_end = i;
         }
         let (value, mut i) = om_value(text, i, "metric")?;
@@ -785,7 +766,7 @@ impl Parser {
     /// line's `\n`.
     fn om_exemplar(&mut self, text: &str, i: usize) -> Result<((f64, Option<i64>), usize), Fail> {
         let b = text.as_bytes();
-        let i = om_labels(b, i, &mut self.exemplar_labels)?;
+        let i = label_block::<true>(b, i, &mut self.exemplar_labels)?;
         let (value, mut i) = om_value(text, i, "exemplar labels")?;
         let mut ts = None;
         if b.get(i) == Some(&b' ') {
@@ -1001,11 +982,18 @@ fn quoted(b: &[u8], mut i: usize, allow_newline: bool) -> Result<(usize, bool, u
     }
 }
 
-/// The text format's label block, `i` just after `{`. Returns the offset after `}`.
-fn text_labels(b: &[u8], mut i: usize, out: &mut Vec<Span>) -> Result<usize, Fail> {
+/// A label block, `i` just after `{`; returns the offset after `}`. The text format allows
+/// blanks around names, `=` and values, newlines in values, and optional commas (a trailing
+/// one too), as Prometheus' text parser does; OpenMetrics (and an exemplar's labels) none.
+fn label_block<const OPENMETRICS: bool>(
+    b: &[u8],
+    mut i: usize,
+    out: &mut Vec<Span>,
+) -> Result<usize, Fail> {
     let n = b.len();
+    let blanks = |i: usize| if OPENMETRICS { i } else { skip_ws(b, i) };
     loop {
-        i = skip_ws(b, i);
+        i = blanks(i);
         if i >= n {
             return Err(fail(i, "unterminated label set"));
         }
@@ -1021,15 +1009,15 @@ fn text_labels(b: &[u8], mut i: usize, out: &mut Vec<Span>) -> Result<usize, Fai
             i += 1;
         }
         let name_end = i;
-        i = skip_ws(b, i);
+        i = blanks(i);
         if b.get(i) != Some(&b'=') {
             return Err(fail(i, "expected equal"));
         }
-        i = skip_ws(b, i + 1);
+        i = blanks(i + 1);
         if b.get(i) != Some(&b'"') {
             return Err(fail(i, "expected label value"));
         }
-        let (value_end, escaped, next) = quoted(b, i + 1, true)?;
+        let (value_end, escaped, next) = quoted(b, i + 1, !OPENMETRICS)?;
         out.push(Span {
             name_start,
             name_end,
@@ -1037,52 +1025,11 @@ fn text_labels(b: &[u8], mut i: usize, out: &mut Vec<Span>) -> Result<usize, Fai
             value_end,
             escaped,
         });
-        // Commas are optional in Prometheus' text parser (a trailing one too).
-        i = skip_ws(b, next);
-        if i < n && b[i] == b',' {
-            i += 1;
-        }
-    }
-}
-
-/// OpenMetrics' label block (also an exemplar's), `i` just after `{`. Returns the offset
-/// after `}`.
-fn om_labels(b: &[u8], mut i: usize, out: &mut Vec<Span>) -> Result<usize, Fail> {
-    let n = b.len();
-    loop {
-        if i >= n {
-            return Err(fail(i, "unterminated label set"));
-        }
-        if b[i] == b'}' {
-            return Ok(i + 1);
-        }
-        if !is(b[i], LABEL_START) {
-            return Err(fail(i, "expected label name"));
-        }
-        let name_start = i;
-        i += 1;
-        while i < n && is(b[i], LABEL_CHAR) {
-            i += 1;
-        }
-        let name_end = i;
-        if b.get(i) != Some(&b'=') {
-            return Err(fail(i, "expected equal"));
-        }
-        if b.get(i + 1) != Some(&b'"') {
-            return Err(fail(i + 1, "expected label value"));
-        }
-        let (value_end, escaped, next) = quoted(b, i + 2, false)?;
-        out.push(Span {
-            name_start,
-            name_end,
-            value_start: i + 2,
-            value_end,
-            escaped,
-        });
-        i = next;
+        i = blanks(next);
         match b.get(i) {
             Some(b',') => i += 1,
             Some(b'}') => {}
+            _ if !OPENMETRICS => {}
             _ => return Err(fail(i, "expected comma or brace close")),
         }
     }

@@ -1,18 +1,21 @@
 //! Go's number formatting, as Prometheus' templates print numbers: `%v` of a float64, `%.4g`
 //! in the humanize functions, and the verbs `printf` supports.
 
+/// `NaN`, `+Inf` or `-Inf` as Go and Prometheus spell them; `None` for a finite number.
+pub fn non_finite(v: f64) -> Option<&'static str> {
+    match v {
+        v if v.is_nan() => Some("NaN"),
+        f64::INFINITY => Some("+Inf"),
+        f64::NEG_INFINITY => Some("-Inf"),
+        _ => None,
+    }
+}
+
 /// Go's `strconv.FormatFloat(v, 'g', prec, 64)` with Go's rules for when to use an exponent;
 /// `prec = None` is the shortest representation (`%v`).
 pub fn format_g(v: f64, prec: Option<usize>) -> String {
-    if v.is_nan() {
-        return "NaN".into();
-    }
-    if v.is_infinite() {
-        return if v > 0.0 {
-            "+Inf".into()
-        } else {
-            "-Inf".into()
-        };
+    if let Some(s) = non_finite(v) {
+        return s.into();
     }
     if v == 0.0 {
         return if v.is_sign_negative() {

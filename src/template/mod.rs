@@ -9,7 +9,7 @@
 
 use std::collections::BTreeMap;
 
-mod gofmt;
+pub mod gofmt;
 
 use gofmt::{Arg, format_g, format_value, sprintf};
 
