@@ -51,6 +51,39 @@ pub fn next_on_grid(
     first + std::time::Duration::from_nanos(ahead)
 }
 
+/// What woke an actor's loop (see [`next_wake`]).
+pub enum Wake<M> {
+    /// A message from one of its handles.
+    Message(M),
+    /// Its deadline passed, or its heartbeat interval ticked.
+    Timer,
+    /// Shutdown, or every handle is gone.
+    Stop,
+}
+
+/// Waits for what an actor (the dispatcher, the gate engine) reacts to: a message, its next
+/// deadline (`None`: none), a tick of `beat` (so that its heartbeat shows it alive while
+/// idle), or shutdown.
+pub async fn next_wake<M>(
+    rx: &mut tokio::sync::mpsc::Receiver<M>,
+    deadline: Option<tokio::time::Instant>,
+    beat: &mut tokio::time::Interval,
+    shutdown: &tokio_util::sync::CancellationToken,
+) -> Wake<M> {
+    let sleep = async {
+        match deadline {
+            Some(t) => tokio::time::sleep_until(t).await,
+            None => std::future::pending().await,
+        }
+    };
+    tokio::select! {
+        _ = shutdown.cancelled() => Wake::Stop,
+        m = rx.recv() => m.map_or(Wake::Stop, Wake::Message),
+        _ = sleep => Wake::Timer,
+        _ = beat.tick() => Wake::Timer,
+    }
+}
+
 /// Runs `f`, which may take milliseconds (CPU or a blocking write), without holding up the
 /// tasks of the runtime's worker: on a multi-thread runtime the worker is handed to another
 /// thread for the duration (`tokio::task::block_in_place`); elsewhere (a current-thread runtime

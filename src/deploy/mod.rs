@@ -83,6 +83,7 @@ use crate::config::Config;
 use crate::dispatch::DispatchStore;
 use crate::liveness::Heartbeat;
 use crate::promql::Engine;
+use crate::rt::Wake;
 use crate::series::SeriesSource;
 use crate::telemetry::Telemetry;
 
@@ -467,21 +468,11 @@ impl GateEngine {
         let mut beat = tokio::time::interval(Duration::from_secs(5));
         loop {
             self.tick();
-            let wait = self.next_wake();
-            let sleep = async {
-                match wait {
-                    Some(d) => tokio::time::sleep(d).await,
-                    None => std::future::pending().await,
-                }
-            };
-            tokio::select! {
-                _ = shutdown.cancelled() => break,
-                m = self.rx.recv() => match m {
-                    Some(m) => self.handle(m),
-                    None => break,
-                },
-                _ = sleep => {}
-                _ = beat.tick() => {}
+            let deadline = self.next_wake().map(|d| tokio::time::Instant::now() + d);
+            match crate::rt::next_wake(&mut self.rx, deadline, &mut beat, &shutdown).await {
+                Wake::Message(m) => self.handle(m),
+                Wake::Timer => {}
+                Wake::Stop => break,
             }
             if let Some(h) = &self.heartbeat {
                 h.beat();

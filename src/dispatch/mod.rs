@@ -30,9 +30,13 @@ use crate::clock::Clock;
 use crate::config::Config;
 use crate::liveness::Heartbeat;
 use crate::notify::{Notification, NotifiedAlert};
+use crate::rt::Wake;
 use crate::telemetry::Telemetry;
 use nlog::{NlogEntry, needs_update};
 use silence::{Silence, Silences};
+
+/// How often expired silences past their retention are deleted.
+const SILENCE_GC_EVERY: Duration = Duration::from_secs(600);
 
 /// The notification log entries (by key) and the silences, as loaded at start.
 pub type Persisted = (Vec<(String, NlogEntry)>, Vec<Silence>);
@@ -266,31 +270,23 @@ impl Dispatcher {
 
     /// Runs until `shutdown`.
     pub async fn run(mut self, shutdown: CancellationToken) {
-        let mut gc = tokio::time::interval(Duration::from_secs(600));
         let mut beat = tokio::time::interval(Duration::from_secs(5));
+        let mut next_gc = tokio::time::Instant::now();
         loop {
-            let next = self.groups.values().map(|g| g.next_flush).min();
-            let sleep = async {
-                match next {
-                    Some(t) => tokio::time::sleep_until(t).await,
-                    None => std::future::pending().await,
-                }
-            };
-            tokio::select! {
-                _ = shutdown.cancelled() => break,
-                m = self.rx.recv() => match m {
-                    Some(m) => self.handle(m),
-                    None => break,
-                },
-                _ = sleep => {}
-                _ = gc.tick() => {
-                    for id in self.silences.gc(self.clock.now()) {
-                        if let Err(e) = self.store.delete_silence(&id) {
-                            warn!(error = %e, "cannot delete an old silence");
-                        }
+            if tokio::time::Instant::now() >= next_gc {
+                for id in self.silences.gc(self.clock.now()) {
+                    if let Err(e) = self.store.delete_silence(&id) {
+                        warn!(error = %e, "cannot delete an old silence");
                     }
                 }
-                _ = beat.tick() => {}
+                next_gc += SILENCE_GC_EVERY;
+            }
+            let next_flush = self.groups.values().map(|g| g.next_flush).min();
+            let deadline = next_flush.map_or(next_gc, |t| t.min(next_gc));
+            match crate::rt::next_wake(&mut self.rx, Some(deadline), &mut beat, &shutdown).await {
+                Wake::Message(m) => self.handle(m),
+                Wake::Timer => {}
+                Wake::Stop => break,
             }
             self.flush_due();
             if let Some(h) = &self.heartbeat {
