@@ -3,38 +3,46 @@
 //! # Data flow
 //!
 //! ```text
-//! probes ─┐                        ┌─ rules engine ── alerts ─────┐
-//!         ├─ append ─▶ series head ┤                              ├─▶ dispatcher ─▶ outbox ─▶ receivers
-//! scrapes ┘      │                 └─ gate engine ── verdicts ────┘   (routes, groups,   (store)   (Slack, email,
-//!                ▼                                                     silences, inhibit)            webhook, PagerDuty)
-//!              store ◀── everything durable goes through its typed API
+//! probes ──── append ──────────┐                 ┌─ rules engine ── alerts ──┐
+//! scrapes ─┐                   ├─▶ series head ──┤        │                  ├─▶ dispatcher ─▶ outbox ─▶ receivers
+//! ALERTS ◀─┴─ ingest (pages) ──┘        │        └─ gate engine ── verdicts ─┼──────────────▶ outbox   (Slack, email,
+//!   ▲ written back by the rules engine  ▼                                    │   (routes, groups,       webhook, PagerDuty)
+//!   └───────────────────────────────  store ◀── everything durable goes through its typed API
 //! ```
 //!
-//! # Layout
+//! Probes append their samples to the head one by one; scrape targets and the rules engine's
+//! `ALERTS` go through [`ingest`], which appends a whole page with Prometheus' staleness. The
+//! rules engine hands alerts to the dispatcher (routes, groups, silences, inhibition, the
+//! notification log), which queues notifications in the durable outbox; the gate engine queues
+//! its verdicts in the outbox directly. The API holds read views and command handles of each
+//! owner; the daemon makes them all and wires them together.
 //!
-//! - [`config`]: the TOML config, typed and validated, every problem with `line:column`.
-//! - [`daemon`]: lifecycle — components in a `JoinSet`, signals, reload, systemd notify/watchdog.
-//! - [`api`]: the HTTP server: `/metrics`, health, the JSON API.
-//! - [`telemetry`]: logs and the daemon's own `postflight_*` metrics.
-//! - [`cli`]: the `postflight` subcommands; `main.rs` only parses and calls them.
+//! # Layout, bottom layer first
+//!
+//! Each module names only modules of the layers below it (checked by `tests/architecture.rs`;
+//! the table is in docs/architecture.md).
+//!
+//! - [`clock`], [`rt`], [`liveness`], [`telemetry`], [`template`], [`targets`]: the injected
+//!   wall clock; the runtime and the actor loop's wait; loop heartbeats for the systemd
+//!   watchdog; logs and the daemon's own `postflight_*` metrics; Prometheus' alert templating;
+//!   the health of every scrape target and probe.
 //! - [`series`]: label sets, samples, the in-memory head the engines read.
 //! - [`alert`]: the alert type shared by rules, probes and the dispatcher; Alertmanager matchers.
-//! - [`notify`]: notifications and the channels that deliver them (Slack, email, webhook,
-//!   PagerDuty), one attempt at a time, with errors that say whether a retry can help.
-//! - [`store`]: the embedded store (sled, plus append-only segment files for sample chunks);
-//!   owns every byte on disk behind a typed API (history, chunks, outbox, notification log,
-//!   silences, deployments, alert state).
-//! - [`promql`]: the PromQL evaluation engine (Prometheus 3.x semantics) over a [`series::SeriesSource`].
-//! - [`scrape`]: the exposition parser and the scrape loop feeding the head.
-//! - [`probe`]: HTTP(S) and TCP health probes on their intervals, the built-in `ProbeFailed`
-//!   alert, and the `probe_*` series.
-//! - [`rules`]: alerting rules with Prometheus' state machine, their templates, the evaluation
-//!   loop that writes `ALERTS` and hands alerts to the dispatcher.
-//! - [`dispatch`]: Alertmanager's routing, grouping, notification log, silences and inhibition,
-//!   and the durable outbox with one sender per receiver.
-//! - [`clock`]: the injected wall clock (system, or tokio's paused clock in tests).
-//! - [`deploy`]: post-deployment gates — deployments, baselines, check evaluation, verdicts
-//!   (stored, exported, notified as `DeploymentVerdict`) and the `/api/v1/deployments` handlers.
+//!   [`promql`]: the PromQL evaluation engine over a [`series::SeriesSource`]. [`ingest`]: batch
+//!   appends with staleness and their scrape caches.
+//! - [`config`]: the TOML config, typed and validated, every problem with `line:column`; the
+//!   config in force and the reload command.
+//! - [`store`]: the embedded store; owns every byte on disk behind typed handles, and the
+//!   checkpointer that writes the head into it.
+//! - [`notify`]: notifications and the channels that deliver them, one attempt at a time.
+//!   [`probe`]: HTTP(S) and TCP probes, the built-in `ProbeFailed` alert, the `probe_*` series.
+//! - [`scrape`]: the exposition parser and the scrape loops. [`dispatch`]: Alertmanager's
+//!   routing, grouping, notification log, silences and inhibition, and the durable outbox.
+//! - [`rules`]: alerting rules with Prometheus' state machine and the evaluation loop.
+//!   [`deploy`]: post-deployment gates — deployments, baselines, checks, verdicts.
+//! - [`api`]: the HTTP router: `/metrics`, health, the JSON API.
+//! - [`daemon`]: lifecycle — components in a `JoinSet`, signals, reload, systemd notify.
+//! - [`cli`]: the `postflight` subcommands; `main.rs` only parses and calls them.
 #![forbid(unsafe_code)]
 
 pub mod alert;

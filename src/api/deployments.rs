@@ -16,7 +16,7 @@ use crate::deploy::{GateHandle, LIST_LIMIT, NewDeployment, StartError};
 pub async fn create(State(gates): State<GateHandle>, body: Bytes) -> Resp {
     match parse_json::<NewDeployment>(&body) {
         Ok(body) => create_from(&gates, body).await,
-        Err(resp) => resp,
+        Err(resp) => *resp,
     }
 }
 

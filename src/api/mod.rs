@@ -276,7 +276,7 @@ async fn silences(State(dispatch): State<DispatcherHandle>) -> Resp {
 async fn add_silence(State(dispatch): State<DispatcherHandle>, body: Bytes) -> Resp {
     let body: crate::dispatch::NewSilence = match parse_json(&body) {
         Ok(b) => b,
-        Err(r) => return r,
+        Err(r) => return *r,
     };
     match dispatch.add_silence(body).await {
         Ok(id) => json(StatusCode::OK, &serde_json::json!({ "id": id })),
@@ -339,10 +339,14 @@ pub fn parse_query(q: &str) -> HashMap<String, String> {
         .collect()
 }
 
-/// Parses a JSON body, or answers 400 with the reason.
-pub fn parse_json<T: serde::de::DeserializeOwned>(body: &[u8]) -> Result<T, Resp> {
-    serde_json::from_slice(body)
-        .map_err(|e| error(StatusCode::BAD_REQUEST, &format!("invalid JSON body: {e}")))
+/// Parses a JSON body; the error is the 400 answer, boxed (a response is large).
+pub fn parse_json<T: serde::de::DeserializeOwned>(body: &[u8]) -> Result<T, Box<Resp>> {
+    serde_json::from_slice(body).map_err(|e| {
+        Box::new(error(
+            StatusCode::BAD_REQUEST,
+            &format!("invalid JSON body: {e}"),
+        ))
+    })
 }
 
 /// A JSON answer.

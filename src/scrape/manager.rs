@@ -554,25 +554,6 @@ fn describe(e: &reqwest::Error) -> String {
     }
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn the_buffer_pool_reuses_buffers_and_frees_huge_ones() {
-        let pool = BufferPool::default();
-        let mut b = pool.take();
-        b.extend_from_slice(&[7; 1000]);
-        let cap = b.capacity();
-        pool.give(b);
-        let b = pool.take();
-        assert!(b.is_empty());
-        assert_eq!(b.capacity(), cap);
-        pool.give(vec![0; BufferPool::MAX_KEPT_CAPACITY + 1]);
-        assert_eq!(pool.take().capacity(), 0);
-    }
-}
-
 /// Adds a parsed sample to a scrape: the sample's own timestamp if it has one
 /// (`honor_timestamps`), else the scrape's. On an unchanged page this is a lookup of the
 /// exposed series text and a push: no label set is built, nothing is allocated.
@@ -602,4 +583,23 @@ fn exposed_labels(s: &SampleRef<'_>, target_labels: &Labels) -> Labels {
         v.push((l.name().to_string(), l.value().to_string()));
     }
     Labels::new(v)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_buffer_pool_reuses_buffers_and_frees_huge_ones() {
+        let pool = BufferPool::default();
+        let mut b = pool.take();
+        b.extend_from_slice(&[7; 1000]);
+        let cap = b.capacity();
+        pool.give(b);
+        let b = pool.take();
+        assert!(b.is_empty());
+        assert_eq!(b.capacity(), cap);
+        pool.give(vec![0; BufferPool::MAX_KEPT_CAPACITY + 1]);
+        assert_eq!(pool.take().capacity(), 0);
+    }
 }

@@ -3,7 +3,7 @@
 //! - [`parse`]: the exposition parser (Prometheus text format and OpenMetrics), a
 //!   self-contained push parser that hands out borrowed samples without allocating per sample.
 //! - [`manager`]: the scrape loop, one task per target.
-//! - [`health`]: each target's last run, for `/api/v1/targets`.
+//! - Target health goes to [`crate::targets`], samples to the head through [`crate::ingest`].
 
 pub mod manager;
 pub mod parse;

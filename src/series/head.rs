@@ -3,7 +3,7 @@
 //! - **Series identity.** A series is its [`Labels`]. The head keeps one [`MemSeries`] per label
 //!   set, found by a 64-bit hash of the labels (collisions are resolved by comparing labels).
 //!   Label names and values are interned, so the thousands of series of a target share one
-//!   [`LabelStr`] for `job`, for `instance`, for each metric name.
+//!   [`LabelStr`](super::labels::LabelStr) for `job`, for `instance`, for each metric name.
 //! - **Samples** live in Gorilla [`Chunk`]s. A series normally has one, open for appends and
 //!   holding its whole window: truncation re-encodes it without its oldest samples once they
 //!   are stored and expired, and the checkpoint cuts the samples not stored yet into chunks of
@@ -419,7 +419,7 @@ impl Head {
     }
 
     /// Appends one sample to the series `labels` (created if new). For probes, rules and
-    /// other single writers; scrapes use [`Head::scrape_appender`].
+    /// other single writers; whole pages go through the ingest appender.
     pub fn append(&self, labels: &Labels, t: Timestamp, v: f64) -> AppendOutcome {
         let s = self.series(labels);
         self.append_to(&s, t, v)
