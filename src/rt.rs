@@ -2,9 +2,7 @@
 //!
 //! The daemon's async work is small and I/O-bound: a probe is a connect, a write, a read and a
 //! few microseconds of checks; a scrape of a typical page is a read and 0.1 ms of parsing. One
-//! worker thread does all of it (the watch job of `bench/watch_job.sh` runs at 1.02 CPU-s/min
-//! with one worker and 1.35 with two started side by side: two workers wake each other up for
-//! every task that moves, and nginx's cost follows). Work that takes milliseconds — a round of
+//! worker thread does all of it: two workers wake each other up for every task that moves. Work that takes milliseconds — a round of
 //! rules, a gate's evaluation, a page of megabytes, `/metrics` with thousands of probe
 //! series, an fsync — goes through [`blocking`], which hands the worker to another thread while
 //! it runs, so that probes keep their timing. `TOKIO_WORKER_THREADS` overrides the number of

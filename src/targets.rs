@@ -49,8 +49,8 @@ pub struct Run<'a> {
 }
 
 /// Every target's health, by a stable key. Hashed, not ordered: a thousand probes every 10 s
-/// record their runs here, and a B-tree of string keys cost each run a chain of cache misses
-/// (3 % of the watch job's CPU); [`TargetsView::list`] sorts instead. Boxed: 1,100 targets
+/// record their runs here, and a B-tree of string keys costs each run a chain of cache misses;
+/// [`TargetsView::list`] sorts instead. Boxed: 1,100 targets
 /// take a table of 2,048 slots, and an empty slot then costs a pointer, not 168 bytes.
 #[derive(Default)]
 pub struct TargetsView {

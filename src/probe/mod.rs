@@ -265,12 +265,9 @@ pub trait ProbeSink: Send + Sync + 'static {
 /// interval however many probes there are, and their connections' events reach the runtime
 /// in batches: 1,000 probes every 10 s start in groups of about 20 every 200 ms. Each wake-up
 /// of the daemon's thread (and of the target's) costs context switches, the largest single
-/// cost of a probe on loopback after the kernel's connect. The watch job, side by side: 1.13
-/// CPU-s/min with 100 slots against 0.92 with 25, and 0.94 with 50 against 0.88 with 25. The
-/// price is in the probes' own timing: a slot's probes share one thread (and, on the watch
-/// job, one nginx worker), so a probe's duration includes some of the others' work. On the
-/// watch job the mean `probe_duration_seconds` is 0.7 ms with 100 slots, 2.2 ms with 50 and
-/// 4.3 ms with 25; 50 is the compromise.
+/// cost of a probe on loopback after the kernel's connect. The price is in the probes' own
+/// timing: a slot's probes share one thread, so a probe's duration includes some of the
+/// others' work. 50 slots is the compromise between the two (bench/README.md).
 const SPREAD_SLOTS: u128 = 50;
 
 /// The start offset of a probe within its interval, from a hash of its name: probes spread

@@ -107,7 +107,7 @@ pub(crate) struct Entry {
 #[derive(Debug, Default)]
 pub struct ProbeStates {
     /// By probe name. Hashed, not ordered: every probe run looks its entry up, and a B-tree of
-    /// a thousand string keys made that a chain of cache misses (5 % of the watch job's CPU).
+    /// a thousand string keys makes that a chain of cache misses.
     /// Readers that need an order (exposition, alerts, the snapshot) sort with [`by_name`].
     /// Boxed: a table of a thousand probes has 2,048 slots, and an empty slot then costs a
     /// pointer instead of a whole entry.

@@ -5,8 +5,8 @@
 //! (the parser hyper itself uses), and the body framed as RFC 9112 §6.3 says (no body for HEAD,
 //! 1xx, 204 and 304; `Transfer-Encoding: chunked`; `Content-Length`; otherwise until the server
 //! closes). A general client's machinery (a connection task or future beside the request, a
-//! request channel, header maps, a read buffer of its own per connection) cost a third of a
-//! probe's user-space time on the watch job and brought nothing a probe uses.
+//! request channel, header maps, a read buffer of its own per connection) would cost a large
+//! part of a probe's CPU and bring nothing a probe uses.
 //!
 //! Limits: a response head of at most [`HEAD_LIMIT`] with at most [`MAX_HEADERS`] fields, a
 //! body of at most the caller's limit (checked against a declared length before reading, and

@@ -69,8 +69,8 @@ pub struct RoundMemo {
 /// An aggregation over a range function (`sum by (job) (rate(x[5m]))`) adds its values in the
 /// order of the series' labels, as the general path does (its selection is sorted by labels),
 /// so both give the same sum to the bit and list their groups in the same order. The source
-/// streams series in its own order (the head's: by series id), and sorting 30,000 label sets
-/// every round was a third of the watch job's rule CPU. A selection that yields the same
+/// streams series in its own order (the head's: by series id), and sorting every label set
+/// every round would dominate a round's cost. A selection that yields the same
 /// series in the same order as last round has the same label order, so the permutation is
 /// remembered under a 128-bit hash of the id sequence (and its length): 4 bytes a series,
 /// dropped when a round does not use it.
@@ -133,8 +133,8 @@ impl LabelOrders {
 }
 
 /// Range-function results by [`memo_key`] (series and window number), as the value's bits or
-/// [`NO_VALUE`]: 16 bytes an entry, where `(u64, u32) → Option<f64>` took 32 (the watch job's
-/// rounds remember ~54,000 results: a table of 1 MB instead of 2).
+/// [`NO_VALUE`]: 16 bytes an entry, half of `(u64, u32) → Option<f64>`, for a table that holds
+/// every range result of a round.
 type SeriesResults = std::collections::HashMap<
     u64,
     u64,

@@ -112,11 +112,10 @@ impl ScrapeManager {
         // reqwest is built without a default rustls provider: without this, building the
         // client panics unless some other component happened to install it first.
         crate::install_crypto_provider();
-        // Plain-HTTP targets get a new connection per scrape: reconnecting on loopback or a LAN
-        // costs less than what an idle keep-alive connection holds (hyper keeps its read buffer,
-        // grown to the page, ~40 KiB a target), and one request on a fresh connection needs no
-        // general client (the probes' exchange costs a third of reqwest's CPU). TLS targets
-        // keep theirs: a handshake per scrape would cost more than the buffer.
+        // Plain-HTTP targets go through the probes' one-request exchange on a connection each
+        // target loop keeps (`http::Kept`), which needs no general client; HTTPS targets go
+        // through reqwest, whose pool keeps their connections: a handshake per scrape would
+        // cost more than an idle connection.
         let tls = match reqwest::Client::builder()
             .user_agent(concat!("postflight/", env!("CARGO_PKG_VERSION")))
             .pool_idle_timeout(Duration::from_secs(90))
@@ -276,9 +275,8 @@ async fn target_loop(
     let mut kept = http::Kept::default();
     let interval_ms = i64::try_from(t.interval.as_millis()).unwrap_or(i64::MAX);
     let mut aligned: Option<i64> = None;
-    // The target's synthetic series, found once: appending by label set looked each one up
-    // in the head's index at every scrape (a binary search hashing the label set of every
-    // series it passes: 4.8 % of the watch job's CPU for 40 samples a second).
+    // The target's synthetic series, found once: appending by label set would look each one
+    // up in the head's index at every scrape (a binary search hashing label sets).
     let mut synthetic: Vec<Arc<MemSeries>> = Vec::new();
     loop {
         tokio::select! {

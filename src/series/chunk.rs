@@ -41,7 +41,7 @@ pub enum ChunkError {
 
 /// An append-only compressed chunk. Closed chunks are the same type, shrunk to fit.
 ///
-/// 48 bytes (a series holds two or three, the watch job 67,000 series): the sample count and
+/// 48 bytes, since every series holds one: the sample count and
 /// the first timestamp are read from the encoded bytes (its header and first 64 bits) rather
 /// than kept beside them, and the buffer is a boxed slice whose length is the capacity.
 #[derive(Clone)]

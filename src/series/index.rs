@@ -16,8 +16,8 @@ use super::labels::LabelStr;
 /// (`x{job="api"}`, `x{instance="a"}`) to a small part of a metric's series. Every other label
 /// (`le`, `status`, `method`, `probe`, …) is only counted by value: a matcher on it filters the
 /// candidates of an indexed one, which [`Head::for_each_match`] does by pointer comparisons
-/// anyway. A posting entry costs 8 bytes a series and label; the watch job's 67,000 series
-/// carry 5.5 labels each, and this keeps 3 of them.
+/// anyway. A posting entry costs 8 bytes a series and label, so only the labels selectors pin
+/// get one.
 pub(super) fn has_postings(name: &str) -> bool {
     matches!(name, "__name__" | "job" | "instance")
 }
@@ -37,10 +37,9 @@ pub(super) type Postings = FastMap<LabelStr, Posting>;
 #[derive(Default)]
 pub(super) struct Index {
     /// Every series but the newest, sorted by the hash of its labels ([`labels_hash`],
-    /// recomputed from the labels when compared): 8 bytes a series. A hash table of series
-    /// pointers kept at most 7/8 full held the watch job's 65,600 series in 131,072 slots of 9
-    /// bytes (1.2 MB against 0.5); lookups by labels are rare (a series' first sample, and
-    /// series whose holder has no cached pointer), so a binary search does. A series that
+    /// recomputed from the labels when compared): 8 bytes a series, less than half of a hash
+    /// table's. Lookups by labels are rare (a series' first sample, and series whose holder has
+    /// no cached pointer), so a binary search does. A series that
     /// truncation removed may stay until [`Index::remove_removed`], beside a live one with the
     /// same labels; lookups skip it.
     pub(super) sorted: Vec<Arc<MemSeries>>,
@@ -86,9 +85,7 @@ impl Index {
             }
             let list = &mut posting.series;
             // Grow by an eighth, not double: posting lists stop growing once the targets'
-            // pages are known, and doubling would leave them a quarter empty on average (a
-            // metric name's list of the watch job holds 30,000 series in 32,768 slots when
-            // doubled).
+            // pages are known, and doubling would leave them a quarter empty on average.
             if list.len() == list.capacity() {
                 list.reserve_exact((list.len() / 8).max(4));
             }

@@ -20,8 +20,8 @@ pub type LabelStr = arcstr::ArcStr;
 pub const METRIC_NAME: &str = "__name__";
 
 /// One label pair: one pointer to a shared name/value pair, so a label set of six labels is
-/// 64 bytes instead of 112 (the head interns the pairs: the 66,000 series of the watch job
-/// share a few thousand). Equality and order are by content, with a pointer check first: label
+/// 64 bytes instead of 112 (the head interns the pairs, which the series of a job share).
+/// Equality and order are by content, with a pointer check first: label
 /// sets of stored series usually share their pairs and strings and compare without reading the
 /// strings (sorting a selection by labels is on the rule-evaluation path).
 #[derive(Clone)]

@@ -492,7 +492,7 @@ fn a_series_and_its_open_chunk_fit_a_96_byte_allocation() {
     // Arc counters (16) + the series with its open chunk inline: jemalloc's 96-byte size
     // class, where the series (80) and a vector of one chunk (48) took 128 bytes in two
     // regions, and a label set as std's two-word `Arc<[Label]>` took 112. One field more and
-    // every series costs 112 again (the watch job holds 65,600).
+    // every series costs 112 again.
     assert!(size_of::<MemSeries>() <= 80, "{}", size_of::<MemSeries>());
     assert_eq!(size_of::<Labels>(), 8, "a label set is one pointer");
     assert_eq!(
