@@ -13,24 +13,19 @@
 //! chunk.
 //!
 //! A block's bytes go to an append-only segment file (see the `segments` module); sled keeps
-//! only an index entry per block in tree `chunk_blocks`. Blocks used to be sled values
-//! themselves, and sled 0.34's log-structured tree kept roughly twice their bytes on disk
-//! (leaves holding them are rewritten as keys arrive, and the old copies stay for a while):
-//! 2.8–3.6 bytes per sample for chunks of 1.3. In files they cost their own size plus an
-//! 8-byte record header (see `bench/RESULTS-store.md`).
+//! only an index entry per block in tree `chunk_blocks`. sled 0.34's log-structured tree keeps
+//! roughly twice the bytes of its values on disk; in files a block costs its own size plus an
+//! 8-byte record header.
 //!
 //! - Key: block max time ([`time_key`]) · sequence number (from sled's id counter), both
 //!   bit-inverted so that the newest block sorts first, and two blocks with the same max time
-//!   do not collide. (Newest first dates from blocks stored in sled, where it kept leaf splits
-//!   from leaving dead copies behind; it costs nothing now.) Retention deletes whole blocks
-//!   whose max time is older than the cutoff.
+//!   do not collide. Retention deletes whole blocks whose max time is older than the cutoff.
 //! - Value: format byte `BLOCK_REF_V1` · segment id · record offset · block length · chunk
 //!   count (varints). The chunk count spares retention a read of the file to report how many
-//!   chunks it deleted. Values of earlier versions hold the block itself (format byte
-//!   `BLOCK_V1`); they are read and pruned like the others.
-//! - Block (in a segment record, or inline as earlier versions wrote it): format byte · chunk
-//!   count · per chunk: fingerprint (u64 BE), block max time − max time, max time − min time,
-//!   sample count (varints), chunk bytes (length-prefixed).
+//!   chunks it deleted.
+//! - Block (in a segment record): format byte · chunk count · per chunk: fingerprint (u64 BE),
+//!   block max time − max time, max time − min time, sample count (varints), chunk bytes
+//!   (length-prefixed).
 //!
 //! [`Store::put_chunks`] appends the blocks to the current segment and `fdatasync`s it before it
 //! inserts their index entries, so an index entry never points at bytes that are not on disk.
@@ -43,9 +38,6 @@
 //!
 //! The series index (fingerprint → labels and the time *referenced until*, below) is the
 //! `series_index` module's.
-//!
-//! Chunks written by earlier versions, one record per chunk (tree `chunks`, key fingerprint ·
-//! max time), are still read and pruned; nothing writes them any more.
 //!
 //! # When a series index entry can go
 //!
@@ -71,9 +63,7 @@ use super::segments::BlockLoc;
 use super::series_index::{NewEntry, SeriesIndex, UNREFERENCED};
 use super::{Store, StoreError};
 
-/// Format byte of the per-chunk records of earlier versions (tree `chunks`).
-const CHUNK_V1: u8 = 1;
-/// Format byte of blocks (in segment records, and as sled values of earlier versions).
+/// Format byte of blocks (in segment records).
 const BLOCK_V1: u8 = 1;
 /// Format byte of block index values: where the block is in a segment file.
 const BLOCK_REF_V1: u8 = 2;
@@ -123,15 +113,6 @@ pub struct ChunkRef<'a> {
     pub bytes: &'a [u8],
 }
 
-/// Key of a per-chunk record of earlier versions (only tests write them now).
-#[cfg(test)]
-pub(super) fn chunk_key(fp: u64, max_t: Timestamp) -> [u8; 16] {
-    let mut k = [0; 16];
-    k[..8].copy_from_slice(&fp.to_be_bytes());
-    k[8..].copy_from_slice(&time_key(max_t));
-    k
-}
-
 fn block_key(max_t: Timestamp, seq: u64) -> [u8; 16] {
     let mut k = [0; 16];
     k[..8].copy_from_slice(&(!u64::from_be_bytes(time_key(max_t))).to_be_bytes());
@@ -146,7 +127,7 @@ fn last_block_key(t: Timestamp) -> [u8; 16] {
 }
 
 /// A block key's max time and sequence number.
-fn split_block_key(key: &[u8]) -> Result<(Timestamp, u64), DecodeError> {
+pub(super) fn split_block_key(key: &[u8]) -> Result<(Timestamp, u64), DecodeError> {
     let (t, seq) = match (key.get(..8), key.get(8..)) {
         (Some(t), Some(seq)) if key.len() == 16 => (t, seq),
         _ => return Err(DecodeError::OutOfRange),
@@ -220,39 +201,6 @@ fn decode_block(max_t: Timestamp, value: &[u8]) -> Result<Vec<BlockChunk<'_>>, D
     Ok(chunks)
 }
 
-/// The number of chunks a block says it holds, without decoding them (for prune statistics).
-fn block_len(value: &[u8]) -> Option<u64> {
-    let (format, mut d) = Decoder::with_format(value).ok()?;
-    (format == BLOCK_V1).then(|| d.uvarint().ok()).flatten()
-}
-
-fn decode_legacy_chunk(key: &[u8], value: &[u8]) -> Result<(u64, Pending), DecodeError> {
-    let (fp, t) = match (key.get(..8), key.get(8..)) {
-        (Some(fp), Some(t)) if key.len() == 16 => (fp, t),
-        _ => return Err(DecodeError::OutOfRange),
-    };
-    let fp = u64::from_be_bytes(fp.try_into().map_err(|_| DecodeError::OutOfRange)?);
-    let max_t = time_from_key(t.try_into().map_err(|_| DecodeError::OutOfRange)?);
-    let (format, mut d) = Decoder::with_format(value)?;
-    if format != CHUNK_V1 {
-        return Err(DecodeError::UnknownFormat(format));
-    }
-    let span = i64::try_from(d.uvarint()?).map_err(|_| DecodeError::OutOfRange)?;
-    let min_t = max_t.checked_sub(span).ok_or(DecodeError::OutOfRange)?;
-    let count = d.u32varint()?;
-    let bytes = d.rest().to_vec();
-    Ok((
-        fp,
-        Pending {
-            order: (0, 0),
-            min_t,
-            max_t,
-            count,
-            bytes,
-        },
-    ))
-}
-
 /// A block index value: where the block is and how many chunks it holds.
 fn encode_block_ref(loc: BlockLoc, chunks: u64) -> Vec<u8> {
     let mut e = Encoder::with_format(BLOCK_REF_V1);
@@ -282,8 +230,7 @@ pub(super) fn decode_block_ref(value: &[u8]) -> Result<(BlockLoc, u64), DecodeEr
 /// A chunk read back, waiting to be handed out with its series.
 struct Pending {
     /// Which copy is newer when a series has two chunks with the same max time: (block
-    /// sequence number, position in the block); (0, 0) for per-chunk records of earlier
-    /// versions, older than any block.
+    /// sequence number, position in the block).
     order: (u64, u32),
     min_t: Timestamp,
     max_t: Timestamp,
@@ -497,25 +444,20 @@ impl Store {
                     continue;
                 }
             };
-            // The block is in a segment, or inline as earlier versions stored it.
-            let record = match v.first() {
-                Some(&BLOCK_REF_V1) => match decode_block_ref(&v) {
-                    Ok((loc, _)) => match reader.read(loc) {
-                        Ok(r) => Some(r),
-                        Err(e) => {
-                            self.skip("chunk_blocks", &e);
-                            continue;
-                        }
-                    },
+            let record = match decode_block_ref(&v) {
+                Ok((loc, _)) => match reader.read(loc) {
+                    Ok(r) => r,
                     Err(e) => {
                         self.skip("chunk_blocks", &e);
                         continue;
                     }
                 },
-                _ => None,
+                Err(e) => {
+                    self.skip("chunk_blocks", &e);
+                    continue;
+                }
             };
-            let block = record.as_ref().map_or(&*v, |r| r.block());
-            let chunks = match decode_block(max_t, block) {
+            let chunks = match decode_block(max_t, record.block()) {
                 Ok(d) => d,
                 Err(e) => {
                     self.skip("chunk_blocks", &e);
@@ -533,20 +475,6 @@ impl Store {
                     count: c.count,
                     bytes: c.bytes.to_vec(),
                 });
-            }
-        }
-        for kv in trees.chunks.iter() {
-            let (k, v) = match kv {
-                Ok(kv) => kv,
-                Err(e) => {
-                    errors.push(StoreError::engine("reading chunks")(e));
-                    break;
-                }
-            };
-            match decode_legacy_chunk(&k, &v) {
-                Ok((_, c)) if c.max_t < min_t => {}
-                Ok((fp, c)) => by_series.entry(fp).or_default().push(c),
-                Err(e) => self.skip("chunks", &e),
             }
         }
         let mut fps: Vec<u64> = by_series.keys().copied().collect();
@@ -619,14 +547,9 @@ impl Store {
                 continue;
             };
             done.blocks += 1;
-            match v.first() {
-                Some(&BLOCK_REF_V1) => {
-                    if let Ok((loc, n)) = decode_block_ref(&v) {
-                        self.inner.segments.release(loc.segment);
-                        done.chunks += n;
-                    }
-                }
-                _ => done.chunks += block_len(&v).unwrap_or(0),
+            if let Ok((loc, n)) = decode_block_ref(&v) {
+                self.inner.segments.release(loc.segment);
+                done.chunks += n;
             }
         }
         done.more = tree
@@ -647,31 +570,17 @@ impl Store {
     }
 
     /// Drops from the index every series no chunk can refer to any more (see the module doc):
-    /// blocks older than `blocks_pruned_before` are gone, and no per-chunk record of earlier
-    /// versions is left. Returns how many; their batches are rewritten by
-    /// [`Store::rewrite_series_batches`].
-    pub(super) fn drop_unreferenced_series(
-        &self,
-        blocks_pruned_before: Timestamp,
-    ) -> Result<u64, StoreError> {
-        let trees = &self.inner.trees;
+    /// blocks older than `blocks_pruned_before` are gone. Returns how many; their batches are
+    /// rewritten by [`Store::rewrite_series_batches`].
+    pub(super) fn drop_unreferenced_series(&self, blocks_pruned_before: Timestamp) -> u64 {
         // See `Inner::index`: no chunk of these series can be written between the check and the
         // removal.
         let mut index = self.lock_index();
-        let legacy = |fp: u64| {
-            trees
-                .chunks
-                .scan_prefix(fp.to_be_bytes())
-                .next()
-                .transpose()
-                .map(|kv| kv.is_some())
-                .map_err(StoreError::engine("pruning the series index"))
-        };
-        let dropped = index.drop_unreferenced(blocks_pruned_before, SERIES_REFRESH_MS, legacy)?;
+        let dropped = index.drop_unreferenced(blocks_pruned_before, SERIES_REFRESH_MS);
         self.inner
             .series_count
             .store(index.len() as u64, Ordering::Relaxed);
-        Ok(dropped)
+        dropped
     }
 
     /// Rewrites up to `budget` series index batches holding entries that are no longer current;
@@ -709,48 +618,11 @@ impl Store {
 #[cfg(test)]
 pub(super) mod tests {
     use super::super::segments::SEGMENT_MAX_SPAN_MS;
-    use super::super::series_index::encode_legacy;
     use super::super::test_util::*;
     use super::*;
 
     fn labels(job: &str) -> Labels {
         Labels::new([("__name__", "up"), ("job", job)])
-    }
-
-    /// Encodes a per-chunk record as earlier versions wrote it.
-    pub(in super::super) fn legacy_chunk(
-        min_t: Timestamp,
-        max_t: Timestamp,
-        count: u32,
-        bytes: &[u8],
-    ) -> Vec<u8> {
-        let mut e = Encoder::with_format(CHUNK_V1);
-        e.uvarint(max_t.abs_diff(min_t))
-            .uvarint(u64::from(count))
-            .raw_tail(bytes);
-        e.finish()
-    }
-
-    /// Indexes a series as the version before batches did (one key, strings inline); it is
-    /// moved to a batch at the next open.
-    pub(in super::super) fn v2_series(store: &Store, labels: &Labels, referenced_until: i64) {
-        put_raw(
-            store,
-            "series",
-            &labels.fingerprint().to_be_bytes(),
-            &encode_legacy(labels, Some(referenced_until)),
-        );
-    }
-
-    /// Stores a block inline in the index, as the version before segments did.
-    pub(in super::super) fn inline_block(store: &Store, seq: u64, chunks: &[ChunkRef<'_>]) {
-        let max_t = chunks.iter().map(|c| c.max_t).max().unwrap();
-        put_raw(
-            store,
-            "chunk_blocks",
-            &block_key(max_t, seq),
-            &encode_block(max_t, chunks),
-        );
     }
 
     /// The store's segment files, oldest first.
@@ -1031,10 +903,6 @@ pub(super) mod tests {
             .map(|f| f.metadata().unwrap().len())
             .sum();
         assert!(batches < 100 * 16, "{batches} bytes for 100 entries");
-        assert!(
-            raw_keys(&store, "series_batches").is_empty(),
-            "nothing in sled"
-        );
         // The index and the symbols' counts come back at open.
         let store = reopen(store);
         assert_eq!(store.series_count(), 100);
@@ -1046,50 +914,6 @@ pub(super) mod tests {
         assert_eq!(got.len(), 100);
         assert!(got.contains(r#"up{job="job-7"}"#), "{got:?}");
         assert_eq!(store.skipped_records(), 0);
-    }
-
-    /// Batch `path`'s bytes as sled held them (the file without its magic and CRC).
-    fn batch_bytes(path: &std::path::Path) -> Vec<u8> {
-        let file = std::fs::read(path).unwrap();
-        file[4..file.len() - 4].to_vec()
-    }
-
-    #[test]
-    fn batches_an_earlier_version_kept_in_sled_move_to_files_at_open() {
-        let (_dir, store) = temp_store();
-        let series: Vec<Labels> = (0..30).map(|i| labels(&format!("job-{i}"))).collect();
-        for (i, part) in series.chunks(10).enumerate() {
-            let t = 100 * (i as i64 + 1);
-            for l in part {
-                store.put_chunk(l, t - 10, t, 1, &[i as u8]).unwrap();
-            }
-        }
-        let files = batch_files(&store);
-        assert_eq!(files.len(), 30, "one batch per write that indexed a series");
-        let want = read_back(&store);
-        assert_eq!(want.len(), 30);
-        // As an earlier version left it: the batches in sled, no files; one move cut short by
-        // a crash (in both places).
-        for (i, f) in files.iter().enumerate() {
-            let seq = u64::from_str_radix(&f.file_stem().unwrap().to_string_lossy(), 16).unwrap();
-            put_raw(
-                &store,
-                "series_batches",
-                &seq.to_be_bytes(),
-                &batch_bytes(f),
-            );
-            if i != 7 {
-                std::fs::remove_file(f).unwrap();
-            }
-        }
-        let store = reopen(store);
-        assert!(raw_keys(&store, "series_batches").is_empty());
-        assert_eq!(batch_files(&store), files);
-        assert_eq!(store.series_count(), 30);
-        assert_eq!(read_back(&store), want);
-        assert_eq!(store.skipped_records(), 0);
-        // The symbols' counts came back once per entry, not twice for the batch in both places.
-        assert_eq!(store.lock_index().symbols.refs("job"), Some(30));
     }
 
     #[test]
@@ -1207,58 +1031,6 @@ pub(super) mod tests {
     }
 
     #[test]
-    fn earlier_formats_are_read_and_upgraded() {
-        let (_dir, store) = temp_store();
-        let (a, b, c) = (labels("a"), labels("b"), labels("c"));
-        // A store written by the version before segments and symbols: blocks inline in sled,
-        // series entries with their strings; and one older still (labels only).
-        v2_series(&store, &a, 100);
-        v2_series(&store, &b, 100);
-        legacy_series(&store, &c);
-        let chunk = |labels, max_t, byte| ChunkRef {
-            labels,
-            min_t: max_t - 10,
-            max_t,
-            count: 1,
-            bytes: std::slice::from_ref(byte),
-        };
-        inline_block(&store, 1, &[chunk(&a, 100, &1), chunk(&b, 100, &2)]);
-        inline_block(&store, 2, &[chunk(&c, 90, &3)]);
-        let store = reopen(store);
-        assert_eq!(store.series_count(), 3);
-        // New writes go to a segment; the old blocks are still read.
-        store.put_chunk(&a, 101, 200, 1, &[4]).unwrap();
-        let mut got = read_back(&store);
-        got.sort();
-        assert_eq!(
-            got,
-            [
-                (a.to_string(), 100, 1),
-                (a.to_string(), 200, 4),
-                (b.to_string(), 100, 2),
-                (c.to_string(), 90, 3)
-            ]
-        );
-        assert_eq!(store.skipped_records(), 0);
-        // Retention prunes inline blocks as before, and counts their chunks.
-        let stats = store.prune(101).unwrap();
-        assert_eq!((stats.blocks, stats.chunks), (2, 3));
-        assert_eq!(segment_files(&store).len(), 1);
-        assert_eq!(read_back(&store), [(a.to_string(), 200, 4)]);
-    }
-
-    /// Indexes a series as the oldest versions did (labels only); it is moved to a batch at
-    /// the next open.
-    pub(in super::super) fn legacy_series(store: &Store, labels: &Labels) {
-        put_raw(
-            store,
-            "series",
-            &labels.fingerprint().to_be_bytes(),
-            &encode_legacy(labels, None),
-        );
-    }
-
-    #[test]
     fn blocks_round_trip() {
         let (a, b) = (labels("a"), labels("b"));
         let chunks = [
@@ -1297,7 +1069,6 @@ pub(super) mod tests {
             })
             .collect();
         assert_eq!(back, want);
-        assert_eq!(block_len(&value), Some(3));
         // 303 chunk bytes and 3 fingerprints; the rest is varints, two of them 10 bytes long
         // for the i64::MIN chunk.
         assert!(value.len() <= 303 + 3 * 8 + 35, "{} bytes", value.len());
@@ -1358,7 +1129,7 @@ pub(super) mod tests {
             count: 1,
             bytes: std::slice::from_ref(byte),
         };
-        // Three checkpoints, each a block mixing series, and one old-format record.
+        // Three checkpoints, each a block mixing series, and a fourth holding an older chunk.
         store
             .put_chunks(&[chunk(&b, 0, 90, &1), chunk(&a, 0, 100, &2)])
             .unwrap();
@@ -1372,15 +1143,8 @@ pub(super) mod tests {
         store
             .put_chunks(&[chunk(&a, 201, 300, &6), chunk(&b, 191, 290, &7)])
             .unwrap();
-        legacy_series(&store, &c);
-        put_raw(
-            &store,
-            "chunks",
-            &chunk_key(c.fingerprint(), 50),
-            &legacy_chunk(0, 50, 1, &[8]),
-        );
-        assert_eq!(raw_keys(&store, "chunk_blocks").len(), 3);
-        // The old-format index entry is moved to a batch at open.
+        store.put_chunks(&[chunk(&c, 0, 50, &8)]).unwrap();
+        assert_eq!(raw_keys(&store, "chunk_blocks").len(), 4);
         let store = reopen(store);
 
         let got: Vec<(Labels, i64, u8)> = store
@@ -1454,20 +1218,18 @@ pub(super) mod tests {
     #[test]
     fn bad_blocks_and_series_are_skipped_and_counted() {
         let (_dir, store) = temp_store();
-        let (a, b) = (labels("a"), labels("b"));
+        let (a, b, c) = (labels("a"), labels("b"), labels("c"));
         store.put_chunk(&a, 0, 100, 2, &[1]).unwrap();
-        // A block of an unknown format, a truncated one, a key of the wrong shape.
+        store.put_chunk(&b, 0, 200, 1, &[2]).unwrap();
+        store.put_chunk(&c, 0, 200, 1, &[3]).unwrap();
+        // A block index entry of an unknown format, a truncated one, a key of the wrong shape.
         put_raw(&store, "chunk_blocks", &block_key(150, 1_000), &[42, 0, 0]);
-        let good = encode_block(
-            200,
-            &[ChunkRef {
-                labels: &a,
-                min_t: 150,
-                max_t: 200,
-                count: 1,
-                bytes: &[2],
-            }],
-        );
+        let loc = BlockLoc {
+            segment: 1,
+            offset: 5,
+            len: 3,
+        };
+        let good = encode_block_ref(loc, 1);
         put_raw(
             &store,
             "chunk_blocks",
@@ -1475,36 +1237,22 @@ pub(super) mod tests {
             &good[..good.len() - 1],
         );
         put_raw(&store, "chunk_blocks", &block_key(300, 5)[..15], &good);
-        // A block whose series is not in the index, and an index entry that does not decode.
-        let orphan = encode_block(
-            200,
-            &[ChunkRef {
-                labels: &b,
-                min_t: 0,
-                max_t: 200,
-                count: 1,
-                bytes: &[],
-            }],
-        );
-        put_raw(&store, "chunk_blocks", &block_key(200, 1_002), &orphan);
-        put_raw(&store, "series", &7u64.to_be_bytes(), &[2, 5]);
-        put_raw(
-            &store,
-            "chunks",
-            &chunk_key(7, 200),
-            &legacy_chunk(0, 200, 1, &[]),
-        );
-        // And an old-format record that does not decode.
-        put_raw(&store, "chunks", &chunk_key(a.fingerprint(), 250), &[42]);
-        // The old-format index entry is read (and dropped: it does not decode) at open.
+        // A series whose index batch is gone, and one whose batch does not decode.
+        let files = batch_files(&store);
+        assert_eq!(files.len(), 3);
+        std::fs::remove_file(&files[1]).unwrap();
+        let mut bytes = std::fs::read(&files[2]).unwrap();
+        let last = bytes.len() - 6;
+        bytes[last] ^= 0x40;
+        std::fs::write(&files[2], &bytes).unwrap();
+        // The batch that does not decode is skipped at open.
         let store = reopen(store);
         assert_eq!(store.skipped_records(), 1);
         let all: Vec<StoredChunk> = store.chunks_since(0).map(Result::unwrap).collect();
         assert_eq!(all.len(), 1);
         assert_eq!(all[0].bytes, [1]);
-        // Three bad blocks, the orphan block's series and the bad record's series (both
-        // missing from the index), the bad old-format record.
-        assert_eq!(store.skipped_records(), 7);
+        // Three bad blocks, and the chunks of the two series missing from the index.
+        assert_eq!(store.skipped_records(), 6);
     }
 
     #[test]
@@ -1534,24 +1282,21 @@ pub(super) mod tests {
         let a = labels("a");
         let fp = a.fingerprint();
         let referenced = |store: &Store| store.lock_index().get(fp).map(|s| s.referenced_until);
-        legacy_series(&store, &a);
-        let store = reopen(store);
-        assert_eq!(referenced(&store), Some(UNREFERENCED));
         store.put_chunk(&a, 0, 1_000, 1, &[]).unwrap();
-        assert_eq!(referenced(&store), Some(1_000), "old entries are upgraded");
+        assert_eq!(referenced(&store), Some(1_000));
         store
             .put_chunk(&a, 0, 1_000 + SERIES_REFRESH_MS, 1, &[])
             .unwrap();
         assert_eq!(referenced(&store), Some(1_000));
-        assert_eq!(batch_files(&store).len(), 2);
+        assert_eq!(batch_files(&store).len(), 1);
         store
             .put_chunk(&a, 0, 1_001 + SERIES_REFRESH_MS, 1, &[])
             .unwrap();
         // Kept in whole seconds, rounded up: never earlier than written.
         assert_eq!(referenced(&store), Some(2_000 + SERIES_REFRESH_MS));
-        assert_eq!(batch_files(&store).len(), 3);
+        assert_eq!(batch_files(&store).len(), 2);
         // Superseded entries go at the next prune: their batches are deleted.
-        assert_eq!(store.lock_index().dirty_batches(), 2);
+        assert_eq!(store.lock_index().dirty_batches(), 1);
         store.prune(i64::MIN + 1).unwrap();
         assert_eq!(batch_files(&store).len(), 1);
         let store = reopen(store);

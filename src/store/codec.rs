@@ -141,12 +141,6 @@ impl Encoder {
         self
     }
 
-    /// Bytes with no length prefix; only as the last field of a value.
-    pub fn raw_tail(&mut self, v: &[u8]) -> &mut Self {
-        self.buf.extend_from_slice(v);
-        self
-    }
-
     /// The encoded value.
     pub fn finish(self) -> Vec<u8> {
         self.buf
@@ -270,11 +264,6 @@ impl<'a> Decoder<'a> {
             v.push(Label::new(name, value));
         }
         Ok(Labels::from_sorted(v))
-    }
-
-    /// Everything left; only for the last field of a value.
-    pub fn rest(&mut self) -> &'a [u8] {
-        std::mem::take(&mut self.buf)
     }
 
     /// Fails unless every byte was read, so that a record with garbage after its fields is

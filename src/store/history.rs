@@ -8,11 +8,8 @@
 //! buffer becomes one block per probe, all in one blocks record ([`Store::write_probe_results`]).
 //! A block holds at most [`BLOCK_MAX_RECORDS`] results over at most [`BLOCK_MAX_SPAN_MS`].
 //!
-//! Earlier versions kept probe results in sled's `probes` tree (key: name length (u16 BE) ·
-//! name · time key · sequence; a block per probe and minute, or one result per key before
-//! that) with the journal under [`JOURNAL_PREFIX`] in the same tree: those are still read and
-//! pruned, and a journal left there is written as blocks at open. sled's memory grows with the
-//! keys it holds, and one per probe and minute grew without bound with the history.
+//! Probe results are kept out of sled because sled's memory grows with the keys it holds, and
+//! a key per probe and minute would grow without bound with the history.
 //!
 //! Alert transitions stay in sled (tree `alert_transitions`, the same key shape): a few a day,
 //! each written durably on its own.
@@ -27,16 +24,10 @@ use super::codec::{Decoder, Encoder, time_from_key, time_key};
 use super::history_files::{KIND_BLOCKS, KIND_JOURNAL, Written, encode_blocks_record};
 use super::{Store, StoreError};
 
-/// Format byte of a value holding one [`ProbeRecord`] (written by earlier versions).
-const PROBE_V1: u8 = 1;
 /// Format byte of [`AlertTransition`] values.
 const TRANSITION_V1: u8 = 1;
-/// Format byte of a value holding a block of one probe's results: uvarint count, then per
-/// result its time as a varint offset from the key's time and the fields of [`PROBE_V1`]
-/// (written by earlier versions).
-const PROBE_BLOCK_V2: u8 = 2;
-/// Format byte of a value holding a block of one probe's results, compactly (see
-/// [`encode_probe_block`]): ~7 bytes a result where [`PROBE_BLOCK_V2`] took ~15.
+/// Format byte of a block of one probe's results (see [`encode_probe_block`]): ~7 bytes a
+/// result.
 const PROBE_BLOCK_V3: u8 = 3;
 /// [`PROBE_BLOCK_V3`] flags of one result.
 const V3_SUCCESS: u8 = 1;
@@ -49,12 +40,8 @@ const V3_REASON: u8 = 1 << 3;
 /// The duration is a whole number of nanoseconds (a uvarint follows) rather than an f64.
 const V3_NANOS: u8 = 1 << 4;
 /// Format byte of a journal record: uvarint count, then per result the probe's name, its time
-/// (varint) and the fields of [`PROBE_V1`].
+/// (varint) and its fields ([`encode_fields`]).
 const JOURNAL_V1: u8 = 1;
-/// Key prefix of the journal records earlier versions kept in the probes tree, followed by
-/// time key and sequence (no name's key starts with it: names are UTF-8, which never has a
-/// 0xFF byte).
-pub(super) const JOURNAL_PREFIX: &[u8] = &[0xff, 0xff, 0xff];
 /// The buffer becomes blocks once its oldest result is this old.
 pub const PROBE_BLOCK_AGE_MS: i64 = 60_000;
 /// How often the daemon writes the journal ([`Store::write_probe_journal`]), synced: a result
@@ -62,7 +49,7 @@ pub const PROBE_BLOCK_AGE_MS: i64 = 60_000;
 pub const PROBE_JOURNAL_EVERY: std::time::Duration = std::time::Duration::from_millis(500);
 /// Results per block at most.
 const BLOCK_MAX_RECORDS: usize = 64;
-/// Time between a block's first and last result at most; reads start this much early.
+/// Time between a block's first and last result at most.
 const BLOCK_MAX_SPAN_MS: i64 = 300_000;
 /// Buffered results beyond which an append writes the blocks itself (no checkpoint came).
 const MAX_BUFFERED: usize = 100_000;
@@ -98,42 +85,6 @@ impl ProbeBuffer {
         self.unjournaled = self.by_probe.values().flatten().cloned().collect();
         self.unjournaled.sort_by_key(|r| r.t);
     }
-}
-
-/// Writes a journal that an earlier version left in the probes tree as blocks in that tree,
-/// removing the journal in the same batch; returns the results written, and the records that
-/// did not decode (skipped: removed with the rest).
-pub(super) fn migrate_legacy_journal(
-    db: &sled::Db,
-    tree: &sled::Tree,
-) -> Result<(usize, Vec<String>), StoreError> {
-    const OP: &str = "moving an earlier version's probe journal";
-    let mut records = Vec::new();
-    let mut errors = Vec::new();
-    let mut batch = sled::Batch::default();
-    for kv in tree.scan_prefix(JOURNAL_PREFIX) {
-        let (k, v) = kv.map_err(StoreError::engine(OP))?;
-        match decode_journal(&v) {
-            Ok(rs) => records.extend(rs),
-            Err(e) => errors.push(e.to_string()),
-        }
-        batch.remove(k);
-    }
-    if records.is_empty() && errors.is_empty() {
-        return Ok((0, errors));
-    }
-    for b in encode_blocks(&mut records) {
-        let mut key = name_prefix(b.name)?;
-        key.extend_from_slice(&time_key(b.first));
-        key.extend_from_slice(
-            &db.generate_id()
-                .map_err(StoreError::engine(OP))?
-                .to_be_bytes(),
-        );
-        batch.insert(key, b.bytes);
-    }
-    tree.apply_batch(batch).map_err(StoreError::engine(OP))?;
-    Ok((records.len(), errors))
 }
 
 /// One probe's block, encoded.
@@ -183,6 +134,8 @@ fn split_blocks<'a>(records: &'a [ProbeRecord], out: &mut Vec<EncodedBlock<'a>>)
     }
 }
 
+/// A result's fields after its name and time: success byte, duration (f64), status + 1 (0 for
+/// none), reason.
 fn encode_fields(e: &mut Encoder, r: &ProbeRecord) {
     e.u8(u8::from(r.success))
         .f64(r.duration_seconds)
@@ -288,26 +241,6 @@ pub(super) fn split_key(key: &[u8]) -> Option<(usize, &str, Timestamp)> {
     Some((2 + len, name, time_from_key(t)))
 }
 
-#[cfg(test)]
-fn encode_probe(r: &ProbeRecord) -> Vec<u8> {
-    let mut e = Encoder::with_format(PROBE_V1);
-    encode_fields(&mut e, r);
-    e.finish()
-}
-
-/// One block of a probe's results in an earlier version's format ([`PROBE_BLOCK_V2`]).
-#[cfg(test)]
-fn encode_probe_block_v2(records: &[ProbeRecord]) -> Vec<u8> {
-    let base = records.first().map_or(0, |r| r.t);
-    let mut e = Encoder::with_format(PROBE_BLOCK_V2);
-    e.uvarint(records.len() as u64);
-    for r in records {
-        e.ivarint(r.t - base);
-        encode_fields(&mut e, r);
-    }
-    e.finish()
-}
-
 /// The nanoseconds a duration in seconds is exactly, if it is a whole number of them that
 /// converts back to the same f64 (a measured duration is: it came from nanoseconds).
 fn whole_nanos(seconds: f64) -> Option<u64> {
@@ -323,10 +256,8 @@ fn whole_nanos(seconds: f64) -> Option<u64> {
 /// varint; a probe runs at a steady interval, so this is a byte), a flags byte (success,
 /// status, same status as the previous result, reason, duration in nanoseconds), the status
 /// when it changed (uvarint), the duration (uvarint nanoseconds, or the f64 when it is not a
-/// whole number of them), the reason when there is one. A stored result takes ~7 bytes
-/// instead of ~15: the history is what grows the store on disk over days (23 % less with this
-/// format; sled's memory grows with the history's keys all the same, see
-/// `benches/history_memory.rs`).
+/// whole number of them), the reason when there is one. A stored result takes ~7 bytes: the
+/// history is what grows the store on disk over days.
 fn encode_probe_block(records: &[ProbeRecord]) -> Vec<u8> {
     let mut e = Encoder::with_format(PROBE_BLOCK_V3);
     e.uvarint(records.len() as u64);
@@ -424,37 +355,16 @@ fn decode_probe_block_v3(
     Ok(out)
 }
 
-/// The results in a probe history value: one ([`PROBE_V1`]) or a block ([`PROBE_BLOCK_V3`],
-/// or [`PROBE_BLOCK_V2`] of earlier versions).
+/// The results in a block of `probe`'s results whose first is at `t`.
 pub(super) fn decode_probes(
     probe: &str,
     t: Timestamp,
     value: &[u8],
 ) -> Result<Vec<ProbeRecord>, super::codec::DecodeError> {
-    use super::codec::DecodeError;
-    let (format, mut d) = Decoder::with_format(value)?;
+    let (format, d) = Decoder::with_format(value)?;
     match format {
-        PROBE_V1 => {
-            let r = decode_probe_fields(probe, t, &mut d)?;
-            d.finish()?;
-            Ok(vec![r])
-        }
-        PROBE_BLOCK_V2 => {
-            let n = d.uvarint()?;
-            // Every result takes at least 12 bytes: a count beyond that is corrupt.
-            if n > d.remaining() as u64 / 12 {
-                return Err(DecodeError::OutOfRange);
-            }
-            let mut out = Vec::with_capacity(n as usize);
-            for _ in 0..n {
-                let at = t.checked_add(d.ivarint()?).ok_or(DecodeError::OutOfRange)?;
-                out.push(decode_probe_fields(probe, at, &mut d)?);
-            }
-            d.finish()?;
-            Ok(out)
-        }
         PROBE_BLOCK_V3 => decode_probe_block_v3(probe, t, d),
-        f => Err(DecodeError::UnknownFormat(f)),
+        f => Err(super::codec::DecodeError::UnknownFormat(f)),
     }
 }
 
@@ -679,26 +589,8 @@ impl Store {
                     .read(probe, since, until, limit - out.len(), &skip),
             );
         }
-        if out.len() < limit {
-            // What earlier versions stored in sled. Blocks are timed by their first result:
-            // one that began before `since` may hold results after it.
-            let stored = self.history(
-                &self.inner.trees.probes,
-                "probes",
-                probe,
-                since.saturating_sub(BLOCK_MAX_SPAN_MS),
-                until,
-                limit - out.len(),
-                |name, t, v| {
-                    let mut rs = decode_probes(name, t, v)?;
-                    rs.retain(|r| since <= r.t && r.t <= until);
-                    Ok(rs)
-                },
-            )?;
-            out.extend(stored.into_iter().flatten());
-        }
         // Sources are read newest first and stop once they have `limit` results; the sort
-        // orders the buffered, logged, sealed and earlier versions' results among each other.
+        // orders the buffered, logged and sealed results among each other.
         out.sort_by_key(|r| r.t);
         if out.len() > limit {
             out.drain(..out.len() - limit);
@@ -912,7 +804,6 @@ mod tests {
             "the log is sealed at open"
         );
         check(&store);
-        assert!(raw_keys(&store, "probes").is_empty(), "nothing in sled");
     }
 
     #[test]
@@ -1023,9 +914,6 @@ mod tests {
         assert_eq!(bytes[0], PROBE_BLOCK_V3);
         let back = decode_probes("api", base.t, &bytes).expect("decodes");
         assert_eq!(bitwise(&back), bitwise(&records));
-        // Blocks of earlier versions read as before.
-        let old = decode_probes("api", base.t, &encode_probe_block_v2(&records)).expect("v2");
-        assert_eq!(bitwise(&old), bitwise(&records));
         // Damage is an error, never a panic or a wrong answer: every truncation, and flag
         // bits no version writes.
         for n in 0..bytes.len() {
@@ -1040,7 +928,7 @@ mod tests {
     }
 
     #[test]
-    fn a_minute_of_healthy_results_takes_under_half_the_bytes_it_did() {
+    fn a_minute_of_healthy_results_takes_about_seven_bytes_a_result() {
         // The watch job's probe: every 10 s with a few ms of jitter, status 200, a latency
         // of a few ms measured in nanoseconds.
         let records: Vec<ProbeRecord> = (0..6)
@@ -1055,14 +943,7 @@ mod tests {
             })
             .collect();
         let v3 = encode_probe_block(&records);
-        let v2 = encode_probe_block_v2(&records);
         assert!(v3.len() <= 2 + 6 * 7, "{} bytes", v3.len());
-        assert!(
-            v3.len() * 2 < v2.len(),
-            "{} vs {} bytes",
-            v3.len(),
-            v2.len()
-        );
         let back = decode_probes("health-17", records[0].t, &v3).expect("decodes");
         assert_eq!(back, records);
     }
@@ -1137,7 +1018,6 @@ mod tests {
         store.append_probe(&probe("b", 3_000, true)).unwrap();
         store.write_probe_journal().unwrap();
         assert_eq!(store.inner.history.journaled(), [probe("b", 3_000, true)]);
-        assert!(raw_keys(&store, "probes").is_empty(), "nothing in sled");
     }
 
     /// The store directory as a crash would leave it: sled as last flushed, the files as
@@ -1342,24 +1222,6 @@ mod tests {
     }
 
     #[test]
-    fn single_records_of_earlier_versions_still_read() {
-        let (_dir, store) = temp_store();
-        let mut key = name_prefix("api").unwrap();
-        key.extend_from_slice(&time_key(1_000));
-        key.extend_from_slice(&1u64.to_be_bytes());
-        put_raw(
-            &store,
-            "probes",
-            &key,
-            &encode_probe(&probe("api", 1_000, false)),
-        );
-        store.append_probe(&probe("api", 2_000, true)).unwrap();
-        store.write_probe_results(None).unwrap();
-        let h = store.probe_history("api", 0, 10_000, 10).unwrap();
-        assert_eq!(h, [probe("api", 1_000, false), probe("api", 2_000, true)]);
-    }
-
-    #[test]
     fn alert_history_round_trips() {
         let (_dir, store) = temp_store();
         let labels = Labels::new([
@@ -1408,18 +1270,24 @@ mod tests {
     #[test]
     fn unknown_format_byte_is_skipped_and_counted() {
         let (_dir, store) = temp_store();
-        store.append_probe(&probe("api", 1_000, true)).unwrap();
-        store.write_probe_results(None).unwrap();
-        store.append_probe(&probe("api", 3_000, true)).unwrap();
-        store.write_probe_results(None).unwrap();
-        let mut key = name_prefix("api").unwrap();
+        let tr = |t| AlertTransition {
+            t,
+            alertname: "A".into(),
+            labels: Labels::new([("alertname", "A")]),
+            from: "pending".into(),
+            to: "firing".into(),
+            value: 1.0,
+        };
+        store.append_alert_transition_durable(&tr(1_000)).unwrap();
+        store.append_alert_transition_durable(&tr(3_000)).unwrap();
+        let mut key = name_prefix("A").unwrap();
         key.extend_from_slice(&time_key(2_000));
         key.extend_from_slice(&7u64.to_be_bytes());
-        put_raw(&store, "probes", &key, &[99, 1, 2, 3]);
+        put_raw(&store, "alert_transitions", &key, &[99, 1, 2, 3]);
         // A truncated value and a malformed key are skipped the same way.
         key.extend_from_slice(b"junk");
-        put_raw(&store, "probes", &key, &[PROBE_V1, 1]);
-        let h = store.probe_history("api", 0, 10_000, 10).unwrap();
+        put_raw(&store, "alert_transitions", &key, &[TRANSITION_V1, 1]);
+        let h = store.alert_history("A", 0, 10_000, 10).unwrap();
         assert_eq!(h.iter().map(|r| r.t).collect::<Vec<_>>(), [1_000, 3_000]);
         assert_eq!(store.skipped_records(), 2);
     }

@@ -8,13 +8,9 @@
 //!
 //! | tree | key | value |
 //! |---|---|---|
-//! | `probes` | name len (u16 BE) · name · time · seq | blocks of [`ProbeRecord`]s (read and pruned only: earlier versions; see the `history` module) |
 //! | `alert_transitions` | alertname len · alertname · time · seq | [`AlertTransition`] (binary) |
-//! | `series_batches` | batch sequence (u64 BE) | series index batches of earlier versions: moved to files at open |
 //! | `symbols` | first id of the batch (u32 BE) | label names and values (see the `symbols` module) |
-//! | `series` | fingerprint (u64 BE) | referenced-until time, label set (earlier versions: moved to batches at open) |
 //! | `chunk_blocks` | block max time · sequence, newest first | segment id, offset, length of a block of many series' chunks (see [`chunks`]) |
-//! | `chunks` | fingerprint · chunk max time | min time, count, chunk bytes (read only: earlier versions) |
 //! | `outbox` | id (u64 BE) | owner's type as JSON |
 //! | `nlog`, `silences`, `deployments`, `alert_state` | string | owner's type as JSON ([`Kind`]) |
 //! | `meta` | string | bytes |
@@ -112,7 +108,7 @@ use std::collections::HashMap;
 use std::io;
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, AtomicU8, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
 use tracing::{error, info, warn};
@@ -189,18 +185,11 @@ impl std::fmt::Debug for Store {
 
 /// One tree per kind of record, so that scans of one kind never walk another's keys.
 struct Trees {
-    probes: sled::Tree,
     transitions: sled::Tree,
-    /// The series index in batches, as earlier versions wrote it; moved to files at open.
-    series_batches: sled::Tree,
-    /// One key per series, as earlier versions wrote the index; moved to batches at open.
-    series: sled::Tree,
     /// Label names and values of the series index, in batches (see the `symbols` module).
     symbols: sled::Tree,
     /// Where each block of chunks is in the segment files (see [`chunks`]).
     blocks: sled::Tree,
-    /// One chunk per value, as earlier versions wrote them; read and pruned, never written.
-    chunks: sled::Tree,
     outbox: sled::Tree,
     nlog: sled::Tree,
     silences: sled::Tree,
@@ -212,13 +201,9 @@ struct Trees {
 impl Trees {
     fn open(db: &sled::Db) -> Result<Trees, sled::Error> {
         Ok(Trees {
-            probes: db.open_tree("probes")?,
             transitions: db.open_tree("alert_transitions")?,
-            series_batches: db.open_tree("series_batches")?,
-            series: db.open_tree("series")?,
             symbols: db.open_tree("symbols")?,
             blocks: db.open_tree("chunk_blocks")?,
-            chunks: db.open_tree("chunks")?,
             outbox: db.open_tree("outbox")?,
             nlog: db.open_tree("nlog")?,
             silences: db.open_tree("silences")?,
@@ -253,9 +238,6 @@ struct Inner {
     chunks_unflushed: AtomicBool,
     /// The segment files holding the blocks of chunks.
     segments: Segments,
-    /// Bit `n` set: the `meta` tree may still hold shard `n` of the open-chunk snapshot as
-    /// earlier versions wrote it (see [`open_chunks`]).
-    legacy_open: AtomicU8,
     /// Durable flushes, one at a time: the sequence written to `meta` and then to the witness
     /// file must only grow, so two flushes may not interleave their two steps.
     durable: Mutex<DurableState>,
@@ -477,46 +459,13 @@ impl Store {
                 None
             }
         };
-        let (mut index, mut skipped) = SeriesIndex::load(&trees, path.join(series_index::DIR_NAME))
+        let (index, skipped) = SeriesIndex::load(&trees, path.join(series_index::DIR_NAME))
             .map_err(|e| match e {
                 StoreError::Corrupt { source, .. } => OpenFailure::Corrupt(source.to_string()),
                 e => OpenFailure::Fatal(e),
             })?;
-        let mut next_id = || {
-            db.generate_id()
-                .map_err(StoreError::engine("moving the series index to batches"))
-        };
-        let (moved_batches, migrated) =
-            index
-                .migrate(&trees, &db, &mut next_id)
-                .map_err(|e| match e {
-                    StoreError::Corrupt { source, .. } => OpenFailure::Corrupt(source.to_string()),
-                    e => OpenFailure::Fatal(e),
-                })?;
-        skipped.extend(migrated.into_iter().map(|e| ("series", e)));
-        if moved_batches > 0 {
-            info!(
-                batches = moved_batches,
-                "moved the series index of an earlier version from sled to files"
-            );
-        }
         for (tree, error) in &skipped {
             warn!(tree, %error, "skipping a stored record that does not decode");
-        }
-        // A probe journal an earlier version left in sled: written as blocks there.
-        let (migrated, journal_errors) = history::migrate_legacy_journal(&db, &trees.probes)
-            .map_err(|e| match e {
-                StoreError::Corrupt { source, .. } => OpenFailure::Corrupt(source.to_string()),
-                e => OpenFailure::Fatal(e),
-            })?;
-        for error in &journal_errors {
-            warn!(tree = "probes", %error, "skipping a probe journal record that does not decode");
-        }
-        if migrated > 0 {
-            info!(
-                results = migrated,
-                "wrote the probe journal of an earlier version as blocks"
-            );
         }
         let (history, report) =
             history_files::HistoryFiles::open(path.join(history_files::DIR_NAME))
@@ -531,7 +480,6 @@ impl Store {
                 "sealed the probe history files left by the previous run"
             );
         }
-        let legacy_open = open_chunks::legacy_shards(&trees.meta).map_err(corrupt)?;
         // Index entries per segment. An error here must stop the open: the segments not counted
         // would be taken for orphans and deleted.
         let mut live: HashMap<u64, u64> = HashMap::new();
@@ -560,14 +508,11 @@ impl Store {
                 path: path.to_owned(),
                 trees,
                 fail_writes: AtomicBool::new(false),
-                skipped: AtomicU64::new(
-                    (skipped.len() + journal_errors.len() + report.damaged.len()) as u64,
-                ),
+                skipped: AtomicU64::new((skipped.len() + report.damaged.len()) as u64),
                 series_count: AtomicU64::new(index.len() as u64),
                 index: Mutex::new(index),
                 chunks_unflushed: AtomicBool::new(false),
                 segments,
-                legacy_open: AtomicU8::new(legacy_open),
                 durable: Mutex::new(DurableState { seq, witness }),
                 probe_buffer: Mutex::new(history::ProbeBuffer::default()),
                 history,

@@ -6,20 +6,19 @@
 //! not a log. Series whose label set is already in the series index (they have a closed chunk
 //! on disk) are written by fingerprint only; the others carry their labels.
 //!
-//! Earlier versions kept the shards as sled values (`meta` keys `head.open.0` …): some 6 MB
-//! rewritten every 30 s, all of it garbage in sled's log until its cleaner came by. A file is
-//! replaced in place instead: written to `open-<n>.snap.tmp`, fsynced, renamed over the old
-//! one, and the directory fsynced, so that a crash leaves the old snapshot or the new one,
+//! A snapshot is several megabytes rewritten every checkpoint: as sled values it would all be
+//! garbage in sled's log until its cleaner came by. A file is replaced in place instead:
+//! written to `open-<n>.snap.tmp`, fsynced, renamed over the old one, and the directory
+//! fsynced, so that a crash leaves the old snapshot or the new one,
 //! never a mix (a left-over temporary file is deleted at open). sled is flushed first if
 //! chunks were stored since its last flush, so that the chunks that closed since the previous
 //! snapshot (whose samples it held, and the new one no longer does) are durable, and every
 //! series the snapshot names by fingerprint is in the durable index.
 //!
-//! File: magic `pfop` · format byte [`SNAPSHOT_V1`] · CRC-32 of the body (u32 BE) · body. Body
-//! (as the sled values were): format byte · entry count · per entry: 0 · fingerprint (varint)
-//! or 1 · label set, then the chunk's bytes (length-prefixed). A shard whose file does not
-//! check out is skipped and counted. The old sled shards are still read where no file
-//! replaces them, and deleted when their shard's file is first written.
+//! File: magic `pfop` · format byte [`SNAPSHOT_V1`] · CRC-32 of the body (u32 BE) · body. Body:
+//! format byte · entry count · per entry: 0 · fingerprint (varint) or 1 · label set, then the
+//! chunk's bytes (length-prefixed). A shard whose file does not check out is skipped and
+//! counted.
 
 use std::fs::File;
 use std::io::{self, Write};
@@ -53,22 +52,6 @@ pub struct OpenChunk<'a> {
     pub indexed: bool,
     /// The chunk's bytes (the head's encoding).
     pub bytes: &'a [u8],
-}
-
-/// The `meta` key of shard `shard` as earlier versions stored it.
-fn legacy_key(shard: usize) -> String {
-    format!("head.open.{shard}")
-}
-
-/// Which shards earlier versions left in `meta` (bit `n` for shard `n`).
-pub(super) fn legacy_shards(meta: &sled::Tree) -> Result<u8, sled::Error> {
-    let mut bits = 0;
-    for shard in 0..OPEN_SHARDS {
-        if meta.contains_key(legacy_key(shard))? {
-            bits |= 1 << shard;
-        }
-    }
-    Ok(bits)
 }
 
 impl Store {
@@ -130,15 +113,6 @@ impl Store {
             path,
             source,
         })?;
-        let bit = 1u8 << shard;
-        if self.inner.legacy_open.load(Ordering::Relaxed) & bit != 0 {
-            self.inner
-                .trees
-                .meta
-                .remove(legacy_key(shard))
-                .map_err(StoreError::engine(OP))?;
-            self.inner.legacy_open.fetch_and(!bit, Ordering::Relaxed);
-        }
         Ok(())
     }
 
@@ -156,12 +130,7 @@ impl Store {
                         continue;
                     }
                 },
-                Err(e) if e.kind() == io::ErrorKind::NotFound => {
-                    match self.legacy_open_shard(shard)? {
-                        Some(v) => v,
-                        None => continue,
-                    }
-                }
+                Err(e) if e.kind() == io::ErrorKind::NotFound => continue,
                 Err(e) => {
                     self.skip("open_chunks", &format_args!("{}: {e}", path.display()));
                     continue;
@@ -173,20 +142,6 @@ impl Store {
             }
         }
         Ok(out)
-    }
-
-    /// Shard `shard` as earlier versions stored it, if it is still there.
-    fn legacy_open_shard(&self, shard: usize) -> Result<Option<Vec<u8>>, StoreError> {
-        if self.inner.legacy_open.load(Ordering::Relaxed) & (1 << shard) == 0 {
-            return Ok(None);
-        }
-        let v = self
-            .inner
-            .trees
-            .meta
-            .get(legacy_key(shard))
-            .map_err(StoreError::engine("reading open chunks"))?;
-        Ok(v.map(|v| v.to_vec()))
     }
 
     fn decode_open(&self, v: &[u8]) -> Result<Vec<(Labels, Vec<u8>)>, DecodeError> {
@@ -309,11 +264,6 @@ mod tests {
             .filter(|n| !n.ends_with(".seg"))
             .collect();
         assert_eq!(names, ["open-3.snap"], "no temporary file left");
-        assert!(
-            raw_keys(&store, "meta")
-                .iter()
-                .all(|k| !k.starts_with(b"head.open"))
-        );
 
         store.put_open_chunks(3, &open[1..]).unwrap();
         assert_eq!(store.open_chunks().unwrap(), [(b.clone(), vec![8])]);
@@ -360,35 +310,5 @@ mod tests {
             check_snapshot(b"pfop\x02\0\0\0\0"),
             Err(DecodeError::UnknownFormat(2))
         );
-    }
-
-    #[test]
-    fn snapshots_of_earlier_versions_are_read_then_deleted() {
-        let (_dir, store) = temp_store();
-        let (a, b) = (Labels::new([("job", "a")]), Labels::new([("job", "b")]));
-        store.put_chunk(&a, 0, 100, 1, &[1]).unwrap();
-        // As earlier versions wrote shard 2: the body, as a `meta` value.
-        let mut e = Encoder::with_format(OPEN_V1);
-        e.uvarint(2)
-            .u8(0)
-            .uvarint(a.fingerprint())
-            .bytes(&[5])
-            .u8(1)
-            .labels(&b)
-            .bytes(&[6]);
-        put_raw(&store, "meta", legacy_key(2).as_bytes(), &e.finish());
-        let store = reopen(store);
-        let mut got = store.open_chunks().unwrap();
-        got.sort();
-        assert_eq!(got, [(a.clone(), vec![5]), (b.clone(), vec![6])]);
-        // Another shard's write leaves it; its own shard's write deletes it.
-        store.put_open_chunks(1, &[]).unwrap();
-        assert_eq!(store.open_chunks().unwrap().len(), 2);
-        store.put_open_chunks(2, &[]).unwrap();
-        assert!(store.open_chunks().unwrap().is_empty());
-        assert!(store.meta_get(&legacy_key(2)).unwrap().is_none());
-        let store = reopen(store);
-        assert!(store.open_chunks().unwrap().is_empty());
-        assert_eq!(store.skipped_records(), 0);
     }
 }

@@ -1,4 +1,4 @@
-//! Retention: deleting probe results, alert transitions and chunks older than a cutoff, in
+//! Retention: deleting probe results, alert transitions and chunk blocks older than a cutoff, in
 //! bounded steps; then the segment files, series index entries and symbols nothing refers to
 //! any more.
 //!
@@ -18,14 +18,13 @@ use super::{Store, StoreError};
 pub struct PruneStats {
     /// Probe history deleted: one probe's results in one history file (about an hour of
     /// them) count once and go with their file when its newest result is older than the
-    /// cutoff; a block of an earlier version's (a minute, in sled) counts once and goes whole
-    /// when its first result is older than the cutoff.
+    /// cutoff.
     pub probes: u64,
     /// Probe history files deleted.
     pub history_files: u64,
     /// Alert transitions deleted.
     pub transitions: u64,
-    /// Chunks deleted (in blocks, or one per record as earlier versions wrote them).
+    /// Chunks deleted (in blocks).
     pub chunks: u64,
     /// Blocks of chunks deleted.
     pub blocks: u64,
@@ -41,11 +40,7 @@ pub struct PruneStats {
 enum Phase {
     /// Sealed probe history files (see the `history_files` module).
     HistoryFiles,
-    /// Probe results earlier versions kept in sled.
-    Probes,
     Transitions,
-    /// Per-chunk records of earlier versions.
-    Chunks,
     /// Blocks of chunks.
     Blocks,
     /// Series index entries no chunk can refer to any more (see the `chunks` module doc):
@@ -94,10 +89,8 @@ impl PruneCursor {
 
     fn next_phase(&mut self) {
         self.phase = match self.phase {
-            Phase::HistoryFiles => Phase::Probes,
-            Phase::Probes => Phase::Transitions,
-            Phase::Transitions => Phase::Chunks,
-            Phase::Chunks => Phase::Blocks,
+            Phase::HistoryFiles => Phase::Transitions,
+            Phase::Transitions => Phase::Blocks,
             Phase::Blocks => Phase::Series,
             Phase::Series => Phase::Symbols,
             Phase::Symbols | Phase::Done => Phase::Done,
@@ -146,9 +139,7 @@ impl Store {
                     }
                     continue;
                 }
-                Phase::Probes => &self.inner.trees.probes,
                 Phase::Transitions => &self.inner.trees.transitions,
-                Phase::Chunks => &self.inner.trees.chunks,
                 Phase::Blocks => {
                     let done = self.prune_blocks(cursor.before, budget)?;
                     cursor.stats.blocks += done.blocks;
@@ -186,17 +177,7 @@ impl Store {
                 cursor.next_phase();
                 continue;
             };
-            // A journal of an earlier version sorts after every name and was moved at open.
-            if cursor.phase == Phase::Probes && key.starts_with(super::history::JOURNAL_PREFIX) {
-                cursor.next_phase();
-                continue;
-            }
-            let prefix_len = match cursor.phase {
-                Phase::Chunks if key.len() == 16 => Some(8),
-                Phase::Chunks => None,
-                _ => split_key(&key).map(|(n, _, _)| n),
-            };
-            let Some(prefix_len) = prefix_len else {
+            let Some((prefix_len, _, _)) = split_key(&key) else {
                 // A key of no known shape: step over it rather than guess what it holds.
                 self.skip("prune", &"malformed key");
                 cursor.resume = key.to_vec();
@@ -214,11 +195,7 @@ impl Store {
                 }
                 let k = k.map_err(StoreError::engine(OP))?;
                 if tree.remove(&k).map_err(StoreError::engine(OP))?.is_some() {
-                    match cursor.phase {
-                        Phase::Probes => cursor.stats.probes += 1,
-                        Phase::Transitions => cursor.stats.transitions += 1,
-                        _ => cursor.stats.chunks += 1,
-                    }
+                    cursor.stats.transitions += 1;
                 }
                 budget -= 1;
             }
@@ -226,8 +203,8 @@ impl Store {
                 cursor.resume = prefix.to_vec();
                 return Ok(true);
             }
-            // Past every key of this prefix: suffixes are 16 bytes (8 for chunks), and no other
-            // prefix starts with this one (names are length-prefixed, fingerprints fixed-size).
+            // Past every key of this prefix: suffixes are 16 bytes, and no other prefix starts
+            // with this one (names are length-prefixed).
             cursor.resume = prefix.to_vec();
             cursor.resume.extend_from_slice(&[0xff; 17]);
         }
@@ -239,7 +216,7 @@ impl Store {
     /// left.
     fn prune_series(&self, cursor: &mut PruneCursor, budget: usize) -> Result<usize, StoreError> {
         if cursor.resume.is_empty() {
-            cursor.stats.series += self.drop_unreferenced_series(cursor.before)?;
+            cursor.stats.series += self.drop_unreferenced_series(cursor.before);
             // Marks the drop as done for the steps that follow.
             cursor.resume.push(1);
         }
@@ -256,8 +233,8 @@ impl Store {
 
 #[cfg(test)]
 mod tests {
-    use super::super::chunks::tests::{legacy_chunk, legacy_series, reopen};
-    use super::super::chunks::{ChunkRef, SERIES_REFRESH_MS, chunk_key};
+    use super::super::chunks::tests::reopen;
+    use super::super::chunks::{ChunkRef, SERIES_REFRESH_MS, split_block_key};
     use super::super::test_util::*;
     use super::super::{AlertTransition, ProbeRecord};
     use super::*;
@@ -317,39 +294,29 @@ mod tests {
             .put_chunks(&[chunk(&old, 200, 499), chunk(&mixed, 400, 500)])
             .unwrap();
         store.put_chunks(&[chunk(&mixed, 600, 900)]).unwrap();
-        // And a chunk as earlier versions stored it.
-        let legacy = Labels::new([("job", "legacy")]);
-        legacy_series(store, &legacy);
-        put_raw(
-            store,
-            "chunks",
-            &chunk_key(legacy.fingerprint(), 50),
-            &legacy_chunk(0, 50, 1, &[1]),
-        );
     }
 
     const FILLED_PRUNED_AT_500: PruneStats = PruneStats {
         probes: 15,
         history_files: 5,
         transitions: 5,
-        chunks: 3,
+        chunks: 2,
         blocks: 1,
-        series: 1,
-        // The blocks' segment still holds two; the legacy series' value `legacy` goes.
+        // Both series have chunks left, and their entries are kept a day past them anyway.
+        series: 0,
+        // The blocks' segment still holds two.
         segments: 0,
-        symbols: 1,
+        symbols: 0,
     };
 
     #[test]
     fn prune_removes_exactly_the_old_records() {
         let (_dir, store) = temp_store();
         fill(&store);
-        // The old-format index entry is moved to a batch at open.
         let store = reopen(store);
-        assert_eq!(store.series_count(), 3);
+        assert_eq!(store.series_count(), 2);
         let stats = store.prune(500).unwrap();
         // Whole blocks go: the block with max time 500 stays, with old's chunk ending at 499.
-        // The legacy series has no chunk left; the others are kept for a day (see `chunks`).
         assert_eq!(stats, FILLED_PRUNED_AT_500);
         for name in ["a", "b", "c"] {
             let ts: Vec<i64> = store
@@ -381,7 +348,6 @@ mod tests {
             ]
         );
         assert_eq!(raw_keys(&store, "chunk_blocks").len(), 2);
-        assert!(raw_keys(&store, "chunks").is_empty());
         assert_eq!(store.series_count(), 2);
         assert_eq!(
             store.prune(500).unwrap(),
@@ -404,8 +370,8 @@ mod tests {
         }
         assert!(
             steps >= 6,
-            "{steps} steps for 12 deletions (5 history files, 5 transitions, 2 chunk records) \
-             and 3 series, at most 2 a step"
+            "{steps} steps for 11 deletions (5 history files, 5 transitions, a block), at most \
+             2 a step"
         );
         assert_eq!(cursor.stats(), FILLED_PRUNED_AT_500);
     }
@@ -414,9 +380,8 @@ mod tests {
     fn series_go_once_no_chunk_can_refer_to_them() {
         let (_dir, store) = temp_store();
         let r = SERIES_REFRESH_MS;
-        let [kept, gone, orphan, legacy_gone, legacy_kept] =
-            ["kept", "gone", "orphan", "legacy_gone", "legacy_kept"]
-                .map(|job| Labels::new([("job", job)]));
+        let [kept, gone, orphan] =
+            ["kept", "gone", "orphan"].map(|job| Labels::new([("job", job)]));
         // (Times in whole seconds: the index keeps referenced-until times so, rounded up.)
         store.put_chunk(&kept, 0, 1_000, 1, &[1]).unwrap();
         store.put_chunk(&gone, 0, 1_000, 1, &[1]).unwrap();
@@ -424,49 +389,39 @@ mod tests {
         store
             .put_chunk(&kept, r + 1_500, r + 2_000, 1, &[1])
             .unwrap();
-        // As if the process died between indexing a series and writing its chunk.
-        legacy_series(&store, &orphan);
-        for (labels, max_t) in [(&legacy_gone, 50), (&legacy_kept, 3 * r)] {
-            legacy_series(&store, labels);
-            put_raw(
-                &store,
-                "chunks",
-                &chunk_key(labels.fingerprint(), max_t),
-                &legacy_chunk(0, max_t, 1, &[1]),
-            );
-        }
-        assert_eq!(store.series_count(), 2, "raw writes are not counted");
-        // Old-format index entries are moved to batches at open.
+        // As if the process died between indexing a series and indexing its block: the
+        // block's entry (the newest sequence number) is gone.
+        store.put_chunk(&orphan, 0, 1_000, 1, &[1]).unwrap();
+        let orphan_block = raw_keys(&store, "chunk_blocks")
+            .into_iter()
+            .max_by_key(|k| split_block_key(k).unwrap().1)
+            .unwrap();
+        remove_raw(&store, "chunk_blocks", &orphan_block);
         let store = reopen(store);
-        assert_eq!(store.series_count(), 5);
+        assert_eq!(store.series_count(), 3);
         let stats = store.prune(1_001 + r).unwrap();
         assert_eq!(
             stats,
             PruneStats {
-                chunks: 3,
+                chunks: 2,
                 blocks: 2,
-                series: 3,
+                series: 2,
                 // The first two blocks' segment (the third block, a day later, started
-                // another), and the values of the three series gone (`job` is still used).
+                // another), and the values of the two series gone (`job` is still used).
                 segments: 1,
-                symbols: 3,
+                symbols: 2,
                 ..PruneStats::default()
             }
         );
-        // Two batches of symbols left: `job` and `kept`, and `legacy_kept`.
-        assert_eq!(raw_keys(&store, "symbols").len(), 2);
-        assert_eq!(store.series_count(), 2);
-        let index = store.lock_index();
-        assert!(index.get(kept.fingerprint()).is_some());
-        assert!(index.get(legacy_kept.fingerprint()).is_some());
-        drop(index);
+        // One batch of symbols left: `job` and `kept`.
+        assert_eq!(raw_keys(&store, "symbols").len(), 1);
+        assert_eq!(store.series_count(), 1);
+        assert!(store.lock_index().get(kept.fingerprint()).is_some());
         let chunks: Vec<(Labels, i64)> = store
             .chunks_since(i64::MIN)
             .map(|c| c.map(|c| (c.labels, c.max_t)).unwrap())
             .collect();
-        assert_eq!(chunks.len(), 2);
-        assert!(chunks.contains(&(kept.clone(), r + 2_000)));
-        assert!(chunks.contains(&(legacy_kept.clone(), 3 * r)));
+        assert_eq!(chunks, [(kept.clone(), r + 2_000)]);
     }
 
     #[test]

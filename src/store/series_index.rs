@@ -8,16 +8,14 @@
 //! `series/<seq>.sidx`, where `seq` is the batch sequence number (16 hex digits, from sled's
 //! id counter, so later batches sort later). File: magic `pfsb` · batch · CRC-32 of the batch
 //! (u32 BE). Batch: format byte [`SERIES_BATCH_V1`] · count · per entry: fingerprint (u64 BE) ·
-//! referenced-until time (zigzag varint; [`UNREFERENCED`] for entries migrated from the oldest
-//! format) · label count · per label: name id, value id (varints; see the `symbols` module).
+//! referenced-until time (zigzag varint) · label count · per label: name id, value id (varints; see the `symbols` module).
 //!
-//! An entry takes ~25 bytes where a key of its own with the strings inline took ~90, and sled
-//! 0.34 costs ~170 bytes of disk per key in a tree that grows by random inserts (see
-//! `bench/RESULTS-store.md`). The batches were sled values until sled was found to keep a
-//! large value it has written in memory for good: its cache evicts a page only after enough
-//! other accesses to the same one of its 256 shards, and the index's few pages see almost none
-//! (the watch job's first checkpoint wrote a 1.7 MB batch, and the daemon held 2 MB more from
-//! then on). In files a batch costs memory only while it is read or written.
+//! An entry takes ~25 bytes where a key of its own with the strings inline would take ~90, and
+//! sled 0.34 costs ~170 bytes of disk per key in a tree that grows by random inserts. Batches
+//! are files rather than sled values because sled keeps a large value it has written in memory
+//! for good (its cache evicts a page only after enough other accesses to the same one of its
+//! 256 shards, and the index's few pages see almost none); in files a batch costs memory only
+//! while it is read or written.
 //!
 //! Series that come and go (a pod's) leave a small batch per checkpoint; once more than
 //! [`MAX_SMALL_BATCHES`] hold fewer than [`SMALL_BATCH`] current entries, prune merges them into
@@ -51,14 +49,6 @@
 //! (pruned later) but never chunks without labels, nor entries without symbols. A batch's
 //! symbols are released only once its rewrite or deletion is synced, so the symbol collection
 //! that follows never leaves a batch naming a removed symbol.
-//!
-//! # Earlier versions
-//!
-//! Earlier versions kept the batches in sled (tree `series_batches`, same bytes, keyed by the
-//! sequence number, u64 BE) and before that one key per series in tree `series` (format 1:
-//! labels; format 2: referenced-until and labels, strings inline). At open both are moved to
-//! files (the files first, then the old keys removed: a crash in between leaves both, and the
-//! next open finishes the move).
 
 use std::collections::hash_map::DefaultHasher;
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
@@ -82,15 +72,9 @@ const BATCH_SUFFIX: &str = ".sidx";
 const TMP_SUFFIX: &str = ".tmp";
 /// A batch file starts with this; the batch follows, then its CRC-32 (u32 BE).
 const BATCH_MAGIC: &[u8; 4] = b"pfsb";
-/// Format byte of per-series entries of earlier versions holding only the label set.
-const SERIES_V1: u8 = 1;
-/// Format byte of per-series entries of earlier versions: referenced-until, label set.
-const SERIES_V2: u8 = 2;
-/// Referenced-until of an entry that no block refers to (migrated from format 1, whose chunks
-/// are per-chunk records of the `chunks` tree).
+/// Referenced-until that no block can be covered by: an entry holding it is refreshed at its
+/// series' next write and dropped at the next prune. It packs to 0 in memory ([`Packed`]).
 pub(super) const UNREFERENCED: Timestamp = Timestamp::MIN;
-/// Entries per batch when moving entries of earlier versions.
-const MIGRATION_BATCH: usize = 4_096;
 /// A batch with fewer current entries than this is small (see [`SeriesIndex::merge_small`]).
 const SMALL_BATCH: u32 = 1_024;
 /// Small batches are merged once there are more than this many.
@@ -217,10 +201,6 @@ impl FpMap {
         self.position(fp).ok().map(|i| self.0[i].slot())
     }
 
-    fn contains_key(&self, fp: u64) -> bool {
-        self.position(fp).is_ok()
-    }
-
     fn len(&self) -> usize {
         self.0.len()
     }
@@ -303,9 +283,7 @@ pub(super) struct SeriesIndex {
 pub(super) type Skipped = Vec<(&'static str, DecodeError)>;
 
 impl SeriesIndex {
-    /// Loads the symbols and every batch: the files in `dir` (created if missing) and the
-    /// batches earlier versions left in sled (moved to files by [`SeriesIndex::migrate`]; a
-    /// file wins over a sled value of the same batch, left by a move cut short).
+    /// Loads the symbols and every batch file in `dir` (created if missing).
     pub(super) fn load(trees: &Trees, dir: PathBuf) -> Result<(SeriesIndex, Skipped), StoreError> {
         const OP: &str = "reading the series index";
         let (symbols, bad_symbols) =
@@ -314,16 +292,6 @@ impl SeriesIndex {
         std::fs::create_dir_all(&dir).map_err(StoreError::file(OP, &dir))?;
         // Batch → its bytes or why they cannot be read, in sequence order.
         let mut found: BTreeMap<u64, Result<Vec<u8>, DecodeError>> = BTreeMap::new();
-        for kv in trees.series_batches.iter() {
-            let (k, v) = kv.map_err(StoreError::engine(OP))?;
-            match <[u8; 8]>::try_from(&*k) {
-                Ok(b) => {
-                    found.insert(u64::from_be_bytes(b), Ok(v.to_vec()));
-                }
-                // Removed by the move to files.
-                Err(_) => skipped.push(("series_batches", DecodeError::OutOfRange)),
-            }
-        }
         for seq in list_batch_files(&dir).map_err(StoreError::file(OP, &dir))? {
             let path = batch_path(&dir, seq);
             if let Some(bytes) = read_batch_file(&path).map_err(StoreError::file(OP, &path))? {
@@ -501,15 +469,14 @@ impl SeriesIndex {
     }
 
     /// Drops from memory every series whose entry no block can refer to any more (see the
-    /// `chunks` module doc) and for which `legacy_chunks` says no record of earlier versions is
-    /// left; their batches are rewritten by [`SeriesIndex::rewrite_dirty`]. Returns how many.
+    /// `chunks` module doc); their batches are rewritten by [`SeriesIndex::rewrite_dirty`].
+    /// Returns how many.
     pub(super) fn drop_unreferenced(
         &mut self,
         blocks_pruned_before: Timestamp,
         refresh_ms: i64,
-        mut legacy_chunks: impl FnMut(u64) -> Result<bool, StoreError>,
-    ) -> Result<u64, StoreError> {
-        let mut candidates: Vec<u64> = self
+    ) -> u64 {
+        let mut gone: Vec<u64> = self
             .series
             .iter()
             .filter(|(_, s)| {
@@ -518,29 +485,13 @@ impl SeriesIndex {
             })
             .map(|(fp, _)| fp)
             .collect();
-        candidates.sort_unstable();
-        let mut gone = Vec::with_capacity(candidates.len());
-        let mut failed = None;
-        for fp in candidates {
-            match legacy_chunks(fp) {
-                Ok(true) => {}
-                Ok(false) => gone.push(fp),
-                Err(e) => {
-                    failed = Some(e);
-                    break;
-                }
-            }
-        }
-        // The ones decided before a failure go all the same.
+        gone.sort_unstable();
         let removed = self.series.remove_sorted(&gone);
         let dropped = removed.len() as u64;
         for old in removed {
             self.leave(old.batch());
         }
-        match failed {
-            Some(e) => Err(e),
-            None => Ok(dropped),
-        }
+        dropped
     }
 
     /// Rewrites up to `budget` batches holding entries that are no longer current, without
@@ -672,72 +623,6 @@ impl SeriesIndex {
             return Err(DecodeError::BadLabels);
         }
         Ok(labels)
-    }
-
-    /// Moves what earlier versions left in sled to batch files: batches (tree
-    /// `series_batches`, written as they are, then removed) and per-series entries (tree
-    /// `series`, written as new batches, then removed); `seq` hands out batch numbers. Entries
-    /// already in a batch (a move cut short by a crash) are only removed. Returns how many
-    /// sled batches became files, and the per-series entries that did not decode (removed
-    /// too).
-    pub(super) fn migrate(
-        &mut self,
-        trees: &Trees,
-        db: &sled::Db,
-        seq: &mut dyn FnMut() -> Result<u64, StoreError>,
-    ) -> Result<(usize, Vec<DecodeError>), StoreError> {
-        const OP: &str = "moving the series index to batches";
-        let mut moved_batches = 0;
-        for kv in trees.series_batches.iter() {
-            let (k, v) = kv.map_err(StoreError::engine(OP))?;
-            if let Ok(b) = <[u8; 8]>::try_from(&*k) {
-                let batch = u64::from_be_bytes(b);
-                let path = batch_path(&self.dir, batch);
-                // A file of the same batch is a move cut short: load read the file.
-                if !path.exists() {
-                    write_batch_file(&self.dir, batch, &v).map_err(StoreError::file(OP, &path))?;
-                    moved_batches += 1;
-                }
-            }
-            trees
-                .series_batches
-                .remove(k)
-                .map_err(StoreError::engine(OP))?;
-        }
-        let mut keys = Vec::new();
-        let mut moved: Vec<(u64, Labels, Timestamp)> = Vec::new();
-        let mut bad = Vec::new();
-        for kv in trees.series.iter() {
-            let (k, v) = kv.map_err(StoreError::engine(OP))?;
-            keys.push(k.clone());
-            let fp = match <[u8; 8]>::try_from(&*k) {
-                Ok(fp) => u64::from_be_bytes(fp),
-                Err(_) => {
-                    bad.push(DecodeError::OutOfRange);
-                    continue;
-                }
-            };
-            match decode_legacy(&v) {
-                Ok(_) if self.series.contains_key(fp) => {}
-                Ok((r, labels)) => moved.push((fp, labels, r)),
-                Err(e) => bad.push(e),
-            }
-        }
-        for part in moved.chunks(MIGRATION_BATCH) {
-            let entries: Vec<NewEntry<'_>> = part
-                .iter()
-                .map(|(fp, labels, r)| NewEntry {
-                    fp: *fp,
-                    labels,
-                    referenced_until: *r,
-                })
-                .collect();
-            self.write(trees, db, seq()?, &entries)?;
-        }
-        for k in keys {
-            trees.series.remove(k).map_err(StoreError::engine(OP))?;
-        }
-        Ok((moved_batches, bad))
     }
 
     /// Symbols no stored entry uses (see [`Symbols::collect`]).
@@ -910,37 +795,6 @@ fn decode_batch(value: &[u8]) -> Result<Vec<BatchEntry>, DecodeError> {
     Ok(out)
 }
 
-/// An entry of earlier versions: referenced-until ([`UNREFERENCED`] for format 1) and labels.
-fn decode_legacy(value: &[u8]) -> Result<(Timestamp, Labels), DecodeError> {
-    let (format, mut d) = Decoder::with_format(value)?;
-    let r = match format {
-        SERIES_V1 => UNREFERENCED,
-        SERIES_V2 => d.ivarint()?,
-        other => return Err(DecodeError::UnknownFormat(other)),
-    };
-    let labels = d.labels()?;
-    d.finish()?;
-    Ok((r, labels))
-}
-
-/// Encodes a per-series entry as earlier versions wrote it (for tests): format 2 with a time,
-/// format 1 without.
-#[cfg(test)]
-pub(super) fn encode_legacy(labels: &Labels, referenced_until: Option<Timestamp>) -> Vec<u8> {
-    match referenced_until {
-        Some(r) => {
-            let mut e = Encoder::with_format(SERIES_V2);
-            e.ivarint(r).labels(labels);
-            e.finish()
-        }
-        None => {
-            let mut e = Encoder::with_format(SERIES_V1);
-            e.labels(labels);
-            e.finish()
-        }
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -1049,7 +903,7 @@ mod tests {
             for (fp, batch) in &model {
                 assert_eq!(map.get(*fp).map(|s| s.batch()), Some(*batch));
             }
-            assert!(!map.contains_key(2_000));
+            assert!(map.get(2_000).is_none());
         }
         assert!(
             map.0.capacity() <= map.len() + map.len() / 8 + 200,
