@@ -318,4 +318,23 @@ fn notify_test_reports_the_receivers_answer() {
         .unwrap();
     assert_eq!(bad.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&bad.stderr).contains("failed"));
+
+    // An invalid config is exit 2 with the problem's position, as `check` reports it.
+    let broken = dir.path().join("broken.toml");
+    std::fs::write(
+        &broken,
+        "[[receiver]]\nname = \"x\"\ntype = \"carrier-pigeon\"\n",
+    )
+    .unwrap();
+    let invalid = std::process::Command::new(bin)
+        .args(["notify-test", "x", "-c"])
+        .arg(&broken)
+        .output()
+        .unwrap();
+    assert_eq!(invalid.status.code(), Some(2));
+    assert!(
+        String::from_utf8_lossy(&invalid.stderr).contains("broken.toml:"),
+        "{}",
+        String::from_utf8_lossy(&invalid.stderr)
+    );
 }

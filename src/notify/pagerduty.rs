@@ -9,7 +9,8 @@ use serde_json::{Value, json};
 
 use super::webhook::hex;
 use super::{
-    Clients, Delivered, GroupStatus, Notification, NotifyError, summary_line, truncate_chars,
+    Clients, Delivered, GroupStatus, Notification, NotifiedAlert, NotifyError, summary_line,
+    truncate_chars,
 };
 use crate::config::{PagerdutyConfig, ReceiverConfig};
 
@@ -39,6 +40,28 @@ pub fn severity(label: Option<&str>) -> &'static str {
         Some("warning") => "warning",
         _ => "info",
     }
+}
+
+/// The severity of a whole group: the highest among its firing alerts (all of them once the
+/// group is resolved), as Alertmanager users expect when a group mixes severities; critical
+/// beats warning beats info. The group's own label decides when no alert carries one.
+pub fn group_severity(n: &Notification) -> &'static str {
+    let rank = |s: &str| match s {
+        "critical" => 2,
+        "warning" => 1,
+        _ => 0,
+    };
+    let firing: Vec<&NotifiedAlert> = n.firing().collect();
+    let alerts: Vec<&NotifiedAlert> = match firing.is_empty() {
+        true => n.alerts.iter().collect(),
+        false => firing,
+    };
+    alerts
+        .iter()
+        .filter_map(|a| a.labels.get("severity"))
+        .map(|s| severity(Some(s)))
+        .max_by_key(|s| rank(s))
+        .unwrap_or_else(|| severity(n.label("severity")))
 }
 
 /// `payload.summary`: the title, plus the alert's own summary when the group has exactly one
@@ -103,7 +126,7 @@ pub fn event(routing_key: &str, n: &Notification) -> Value {
     let mut payload = json!({
         "summary": summary(n),
         "source": source(n),
-        "severity": severity(n.label("severity")),
+        "severity": group_severity(n),
         "custom_details": {
             "firing": n.firing_count(),
             "resolved": n.resolved_count(),
@@ -182,6 +205,33 @@ mod tests {
             dedup_key("", ""),
             "6e340b9cffb37a989ca544e6bb780a2c78901d3fb33738768511a30617afa01d"
         );
+    }
+
+    #[test]
+    fn a_group_mixing_severities_pages_with_the_highest_firing_one() {
+        let mut n = sample();
+        n.common_labels.remove("severity");
+        let template = n.alerts[0].clone();
+        let with = |severity: &str, status: GroupStatus| {
+            let mut a = template.clone();
+            a.status = status;
+            a.labels.insert("severity".into(), severity.into());
+            a
+        };
+        n.alerts = vec![
+            with("info", GroupStatus::Firing),
+            with("warning", GroupStatus::Firing),
+            with("critical", GroupStatus::Resolved),
+        ];
+        assert_eq!(event("rk", &n)["payload"]["severity"], "warning");
+        n.alerts.push(with("page", GroupStatus::Firing));
+        assert_eq!(event("rk", &n)["payload"]["severity"], "critical");
+        // Without a severity on any alert, the group's label decides.
+        for a in &mut n.alerts {
+            a.labels.remove("severity");
+        }
+        n.common_labels.insert("severity".into(), "warning".into());
+        assert_eq!(event("rk", &n)["payload"]["severity"], "warning");
     }
 
     #[test]
