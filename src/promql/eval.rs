@@ -208,22 +208,17 @@ impl<'a> Evaluator<'a> {
                 )),
             },
             Expr::VectorSelector(vs) => Ok(Val::Vector(self.vector_selector(vs, false)?)),
-            Expr::MatrixSelector(ms) => {
+            Expr::MatrixSelector(_) | Expr::Subquery(_) => {
                 if !self.grid.is_instant() {
-                    return Err(EvalError::InvalidQuery(
-                        "cannot do range evaluation of matrix selector".into(),
-                    ));
+                    let what = match expr {
+                        Expr::MatrixSelector(_) => "matrix selector",
+                        _ => "subquery",
+                    };
+                    return Err(EvalError::InvalidQuery(format!(
+                        "cannot do range evaluation of {what}"
+                    )));
                 }
-                let ra = self.matrix_selector(ms)?;
-                Ok(Val::Matrix(window_series(ra, self.grid.start)))
-            }
-            Expr::Subquery(sq) => {
-                if !self.grid.is_instant() {
-                    return Err(EvalError::InvalidQuery(
-                        "cannot do range evaluation of subquery".into(),
-                    ));
-                }
-                let ra = self.subquery(sq)?;
+                let ra = self.range_arg(expr)?;
                 Ok(Val::Matrix(window_series(ra, self.grid.start)))
             }
             Expr::Call(c) => functions::call(self, c),
@@ -260,10 +255,7 @@ impl<'a> Evaluator<'a> {
     pub fn eval_vector(&self, expr: &Expr) -> Result<Vec<Series>, EvalError> {
         match self.eval(expr)? {
             Val::Vector(v) => Ok(v),
-            _ => Err(EvalError::InvalidQuery(format!(
-                "expected instant vector, got {}",
-                static_type(expr).documented()
-            ))),
+            _ => Err(wrong_type("instant vector", expr)),
         }
     }
 
@@ -271,10 +263,7 @@ impl<'a> Evaluator<'a> {
     pub fn eval_scalar(&self, expr: &Expr) -> Result<Vec<f64>, EvalError> {
         match self.eval(expr)? {
             Val::Scalar(v) => Ok(v),
-            _ => Err(EvalError::InvalidQuery(format!(
-                "expected scalar, got {}",
-                static_type(expr).documented()
-            ))),
+            _ => Err(wrong_type("scalar", expr)),
         }
     }
 
@@ -373,82 +362,81 @@ impl<'a> Evaluator<'a> {
     }
 
     /// Selects the raw samples of a range selector for every step of the grid.
-    pub fn matrix_selector(&self, ms: &MatrixSelector) -> Result<RangeArg, EvalError> {
+    fn matrix_selector(&self, ms: &MatrixSelector) -> Result<RangeArg, EvalError> {
         let vs = &ms.vs;
         let matchers = selector_matchers(vs)?;
-        let range = dur_ms(&ms.range);
-        let offset = offset_ms(&vs.offset);
-        let at = self.at_ms(&vs.at);
-        let mut ra = RangeArg {
-            series: Vec::new(),
-            range,
-            offset,
-            at,
-        };
-        if self.grid.len() == 0 {
-            return Ok(ra);
-        }
-        let first_end = ra.window_end(self.grid.start);
-        let last_end = ra.window_end(self.grid.end);
-        let selected = self
-            .ctx
-            .src
-            .select(&matchers, first_end - range + 1, last_end);
-        ra.series = selected
-            .into_iter()
-            .filter_map(|mut s| {
-                // Stale markers only end a series for the lookback; inside a range they are
-                // simply not samples.
-                s.samples.retain(|x| !is_stale_nan(x.v));
-                (!s.samples.is_empty()).then_some(Series {
-                    labels: s.labels,
-                    points: s.samples,
-                    drop_name: false,
+        self.range_frame(&ms.range, &vs.offset, &vs.at, |ra| {
+            let first_end = ra.window_end(self.grid.start);
+            let last_end = ra.window_end(self.grid.end);
+            let selected = self
+                .ctx
+                .src
+                .select(&matchers, first_end - ra.range + 1, last_end);
+            Ok(selected
+                .into_iter()
+                .filter_map(|mut s| {
+                    // Stale markers only end a series for the lookback; inside a range they are
+                    // simply not samples.
+                    s.samples.retain(|x| !is_stale_nan(x.v));
+                    (!s.samples.is_empty()).then_some(Series {
+                        labels: s.labels,
+                        points: s.samples,
+                        drop_name: false,
+                    })
                 })
-            })
-            .collect();
-        Ok(ra)
+                .collect())
+        })
     }
 
     /// Evaluates a subquery: the inner expression over its own grid, aligned to multiples of its
     /// step, covering every window the outer steps need.
-    pub fn subquery(&self, sq: &SubqueryExpr) -> Result<RangeArg, EvalError> {
-        let range = dur_ms(&sq.range);
+    fn subquery(&self, sq: &SubqueryExpr) -> Result<RangeArg, EvalError> {
         let step = match &sq.step {
             Some(d) if dur_ms(d) > 0 => dur_ms(d),
             _ => self.ctx.subquery_step,
         };
-        let offset = offset_ms(&sq.offset);
-        let at = self.at_ms(&sq.at);
+        self.range_frame(&sq.range, &sq.offset, &sq.at, |ra| {
+            let (outer_start, outer_end) = match ra.at {
+                Some(a) => (a, a),
+                None => (self.grid.start, self.grid.end),
+            };
+            let base = outer_start - ra.offset - ra.range;
+            // Integer division truncates toward zero, as in Go; the first step is the first
+            // multiple of `step` strictly after `base`.
+            let mut start = step * (base / step);
+            if start <= base {
+                start += step;
+            }
+            let inner = Evaluator::new(
+                self.ctx,
+                Grid {
+                    start,
+                    end: outer_end - ra.offset,
+                    step,
+                },
+            );
+            inner.eval_vector(&sq.expr)
+        })
+    }
+
+    /// The window of a range argument (length, offset, `@`) with the series `select` finds for
+    /// it. An empty grid has no windows, so nothing is selected.
+    fn range_frame(
+        &self,
+        range: &Duration,
+        offset: &Option<Offset>,
+        at: &Option<AtModifier>,
+        select: impl FnOnce(&RangeArg) -> Result<Vec<Series>, EvalError>,
+    ) -> Result<RangeArg, EvalError> {
         let mut ra = RangeArg {
             series: Vec::new(),
-            range,
-            offset,
-            at,
+            range: dur_ms(range),
+            offset: offset_ms(offset),
+            at: self.at_ms(at),
         };
-        if self.grid.len() == 0 {
-            return Ok(ra);
+        if self.grid.len() > 0 {
+            ra.series = select(&ra)?;
         }
-        let (outer_start, outer_end) = match at {
-            Some(a) => (a, a),
-            None => (self.grid.start, self.grid.end),
-        };
-        let base = outer_start - offset - range;
-        // Integer division truncates toward zero, as in Go; the first step is the first multiple
-        // of `step` strictly after `base`.
-        let mut start = step * (base / step);
-        if start <= base {
-            start += step;
-        }
-        let inner = Evaluator::new(
-            self.ctx,
-            Grid {
-                start,
-                end: outer_end - offset,
-                step,
-            },
-        );
-        ra.series = inner.eval_vector(&sq.expr)?;
         Ok(ra)
     }
 
@@ -457,12 +445,17 @@ impl<'a> Evaluator<'a> {
         match unparen(e) {
             Expr::MatrixSelector(ms) => self.matrix_selector(ms),
             Expr::Subquery(sq) => self.subquery(sq),
-            other => Err(EvalError::InvalidQuery(format!(
-                "expected range vector, got {}",
-                static_type(other).documented()
-            ))),
+            other => Err(wrong_type("range vector", other)),
         }
     }
+}
+
+/// The error for an expression of another type than the one wanted: one wording for every check.
+fn wrong_type(want: &str, got: &Expr) -> EvalError {
+    EvalError::InvalidQuery(format!(
+        "expected {want}, got {}",
+        static_type(got).documented()
+    ))
 }
 
 /// The samples of each series inside the window at `ts`, for a range value returned as such.
@@ -531,31 +524,22 @@ impl Collector {
         t: Timestamp,
         v: f64,
     ) -> Result<(), EvalError> {
-        if self.instant {
-            self.series.push(Series {
-                labels: labels.clone(),
-                points: vec![Sample { t, v }],
-                drop_name,
-            });
-            return Ok(());
-        }
-        match self.index.get(labels) {
-            Some(&i) => {
+        if !self.instant {
+            if let Some(&i) = self.index.get(labels) {
                 let s = &mut self.series[i];
                 if s.points.last().is_some_and(|p| p.t == t) {
                     return Err(EvalError::DuplicateLabelset);
                 }
                 s.points.push(Sample { t, v });
+                return Ok(());
             }
-            None => {
-                self.index.insert(labels.clone(), self.series.len());
-                self.series.push(Series {
-                    labels: labels.clone(),
-                    points: vec![Sample { t, v }],
-                    drop_name,
-                });
-            }
+            self.index.insert(labels.clone(), self.series.len());
         }
+        self.series.push(Series {
+            labels: labels.clone(),
+            points: vec![Sample { t, v }],
+            drop_name,
+        });
         Ok(())
     }
 
@@ -671,20 +655,13 @@ pub(crate) fn finish_instant(val: Val, t: i64) -> Result<Value, EvalError> {
                     .collect(),
             ))
         }
-        Val::Matrix(mut ss) => {
-            drop_names(&mut ss);
-            let mut ss = merge_same_labels(ss)?;
-            ss.sort_by(|a, b| a.labels.cmp(&b.labels));
-            Ok(Value::Matrix(
-                ss.into_iter().map(to_series_samples).collect(),
-            ))
-        }
+        Val::Matrix(ss) => into_matrix(ss),
     }
 }
 
 /// Turns the evaluator's value for a range query into a matrix sorted by labels.
 pub(crate) fn finish_range(val: Val, grid: &Grid) -> Result<Value, EvalError> {
-    let mut ss = match val {
+    let ss = match val {
         Val::Scalar(v) => return Ok(scalar_to_matrix(v, grid)),
         Val::Str(_) | Val::Matrix(_) => {
             return Err(EvalError::InvalidQuery(
@@ -693,6 +670,12 @@ pub(crate) fn finish_range(val: Val, grid: &Grid) -> Result<Value, EvalError> {
         }
         Val::Vector(ss) => ss,
     };
+    into_matrix(ss)
+}
+
+/// The public matrix of a query's result: names dropped, series that then share labels
+/// merged, sorted by labels.
+fn into_matrix(mut ss: Vec<Series>) -> Result<Value, EvalError> {
     drop_names(&mut ss);
     let mut ss = merge_same_labels(ss)?;
     ss.sort_by(|a, b| a.labels.cmp(&b.labels));

@@ -432,9 +432,15 @@ fn absent_labels(e: &Expr) -> Labels {
 
 fn absent(ev: &Evaluator<'_>, arg: &Expr) -> Result<Val, EvalError> {
     let input = ev.eval_vector(arg)?;
+    Ok(absent_series(ev, &input, arg, false))
+}
+
+/// What `absent` and `absent_over_time` return: one series, valued 1 at every step where `input`
+/// has no point, labelled from the selector `arg`; an empty vector when every step has one.
+fn absent_series(ev: &Evaluator<'_>, input: &[Series], arg: &Expr, drop_name: bool) -> Val {
     let n = ev.grid.len();
     let mut present = vec![false; n];
-    for s in &input {
+    for s in input {
         for p in &s.points {
             present[ev.grid.index(p.t)] = true;
         }
@@ -447,13 +453,13 @@ fn absent(ev: &Evaluator<'_>, arg: &Expr) -> Result<Val, EvalError> {
         })
         .collect();
     if points.is_empty() {
-        return Ok(Val::Vector(Vec::new()));
+        return Val::Vector(Vec::new());
     }
-    Ok(Val::Vector(vec![Series {
+    Val::Vector(vec![Series {
         labels: absent_labels(arg),
         points,
-        drop_name: false,
-    }]))
+        drop_name,
+    }])
 }
 
 /// A valid label name in Prometheus' UTF-8 mode: any non-empty string.
@@ -915,27 +921,7 @@ fn eval_range_function(
         }
     }
     if name == "absent_over_time" {
-        let mut present = vec![false; n];
-        for s in &out {
-            for p in &s.points {
-                present[ev.grid.index(p.t)] = true;
-            }
-        }
-        let points: Vec<Sample> = (0..n)
-            .filter(|&i| !present[i])
-            .map(|i| Sample {
-                t: ev.grid.ts(i),
-                v: 1.0,
-            })
-            .collect();
-        if points.is_empty() {
-            return Ok(Val::Vector(Vec::new()));
-        }
-        return Ok(Val::Vector(vec![Series {
-            labels: absent_labels(args[range_idx]),
-            points,
-            drop_name: true,
-        }]));
+        return Ok(absent_series(ev, &out, args[range_idx], true));
     }
     Ok(Val::Vector(out))
 }

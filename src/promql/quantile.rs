@@ -2,6 +2,8 @@
 //! buckets, Kahan summation, and Go's `math.Max`/`math.Min` NaN rules (which differ from Rust's
 //! `f64::max`, that ignores NaN).
 
+use std::cmp::Ordering;
+
 /// Relative deltas between classic buckets below this are float noise and ignored
 /// (`smallDeltaTolerance` in Prometheus).
 const SMALL_DELTA_TOLERANCE: f64 = 1e-12;
@@ -27,34 +29,34 @@ pub(crate) fn kahan_inc(inc: f64, sum: f64, c: f64) -> (f64, f64) {
     (t, c)
 }
 
-/// Go's `math.Max`: +Inf wins over NaN, NaN wins over everything else.
+/// Go's `math.Max`: +Inf wins over NaN, NaN wins over everything else, +0 over -0.
 #[inline]
 pub(crate) fn go_max(x: f64, y: f64) -> f64 {
-    if x == f64::INFINITY || y == f64::INFINITY {
-        return f64::INFINITY;
-    }
-    if x.is_nan() || y.is_nan() {
-        return f64::NAN;
-    }
-    if x == 0.0 && x == y {
-        return if x.is_sign_negative() { y } else { x };
-    }
-    if x > y { x } else { y }
+    go_extreme(x, y, Ordering::Greater)
 }
 
-/// Go's `math.Min`: -Inf wins over NaN, NaN wins over everything else.
+/// Go's `math.Min`: -Inf wins over NaN, NaN wins over everything else, -0 over +0.
 #[inline]
 pub(crate) fn go_min(x: f64, y: f64) -> f64 {
-    if x == f64::NEG_INFINITY || y == f64::NEG_INFINITY {
-        return f64::NEG_INFINITY;
+    go_extreme(x, y, Ordering::Less)
+}
+
+/// `math.Max` (`toward` is `Greater`) or `math.Min` (`Less`): one body for both, so their NaN
+/// and infinity rules cannot drift apart. `total_cmp` orders -0 below +0, as Go does here.
+#[inline]
+fn go_extreme(x: f64, y: f64, toward: Ordering) -> f64 {
+    let inf = if toward == Ordering::Greater {
+        f64::INFINITY
+    } else {
+        f64::NEG_INFINITY
+    };
+    if x == inf || y == inf {
+        return inf;
     }
     if x.is_nan() || y.is_nan() {
         return f64::NAN;
     }
-    if x == 0.0 && x == y {
-        return if x.is_sign_negative() { x } else { y };
-    }
-    if x < y { x } else { y }
+    if x.total_cmp(&y) == toward { x } else { y }
 }
 
 /// Prometheus' `almost.Equal`: equal within a relative `epsilon` (NaN equals NaN).
@@ -88,10 +90,10 @@ pub(crate) fn quantile(q: f64, values: &mut [f64]) -> f64 {
         return f64::INFINITY;
     }
     values.sort_by(|a, b| match (a.is_nan(), b.is_nan()) {
-        (true, true) => std::cmp::Ordering::Equal,
-        (true, false) => std::cmp::Ordering::Less,
-        (false, true) => std::cmp::Ordering::Greater,
-        _ => a.partial_cmp(b).unwrap_or(std::cmp::Ordering::Equal),
+        (true, true) => Ordering::Equal,
+        (true, false) => Ordering::Less,
+        (false, true) => Ordering::Greater,
+        _ => a.partial_cmp(b).unwrap_or(Ordering::Equal),
     });
     let n = values.len() as f64;
     let rank = q * (n - 1.0);
@@ -113,16 +115,9 @@ pub(crate) fn bucket_quantile(q: f64, buckets: &mut Vec<Bucket>) -> f64 {
     if q > 1.0 {
         return f64::INFINITY;
     }
-    buckets.sort_by(|a, b| {
-        a.upper
-            .partial_cmp(&b.upper)
-            .unwrap_or(std::cmp::Ordering::Equal)
-    });
-    match buckets.last() {
-        Some(b) if b.upper == f64::INFINITY => {}
-        _ => return f64::NAN,
+    if !sort_and_coalesce(buckets) {
+        return f64::NAN;
     }
-    coalesce(buckets);
     ensure_monotonic(buckets);
     if buckets.len() < 2 {
         return f64::NAN;
@@ -159,16 +154,9 @@ pub(crate) fn bucket_quantile(q: f64, buckets: &mut Vec<Bucket>) -> f64 {
 /// NaN without a `+Inf` bucket, without observations or with a NaN bound; 0 when
 /// `lower >= upper`. Unlike `bucket_quantile`, the counts are not made monotonic, as in Prometheus.
 pub(crate) fn bucket_fraction(lower: f64, upper: f64, buckets: &mut Vec<Bucket>) -> f64 {
-    buckets.sort_by(|a, b| {
-        a.upper
-            .partial_cmp(&b.upper)
-            .unwrap_or(std::cmp::Ordering::Equal)
-    });
-    match buckets.last() {
-        Some(b) if b.upper == f64::INFINITY => {}
-        _ => return f64::NAN,
+    if !sort_and_coalesce(buckets) {
+        return f64::NAN;
     }
-    coalesce(buckets);
     let count = buckets[buckets.len() - 1].count;
     if count == 0.0 || lower.is_nan() || upper.is_nan() {
         return f64::NAN;
@@ -226,6 +214,17 @@ pub(crate) fn bucket_fraction(lower: f64, upper: f64, buckets: &mut Vec<Bucket>)
         None => count,
     };
     (cap(upper_rank) - cap(lower_rank)) / count
+}
+
+/// Sorts `buckets` by upper bound and merges those with the same bound. False, leaving the
+/// buckets unmerged, when there is no `+Inf` bucket: both classic-bucket functions are NaN then.
+fn sort_and_coalesce(buckets: &mut Vec<Bucket>) -> bool {
+    buckets.sort_by(|a, b| a.upper.partial_cmp(&b.upper).unwrap_or(Ordering::Equal));
+    if buckets.last().is_none_or(|b| b.upper != f64::INFINITY) {
+        return false;
+    }
+    coalesce(buckets);
+    true
 }
 
 /// Merges buckets with the same upper bound (input sorted).
@@ -325,6 +324,15 @@ mod tests {
         assert_eq!(go_max(f64::NAN, f64::INFINITY), f64::INFINITY);
         assert!(go_min(f64::NAN, 1.0).is_nan());
         assert_eq!(go_min(f64::NEG_INFINITY, f64::NAN), f64::NEG_INFINITY);
+    }
+
+    #[test]
+    fn go_min_max_order_values_and_signed_zeros() {
+        assert_eq!((go_max(1.0, 2.0), go_max(2.0, 1.0)), (2.0, 2.0));
+        assert_eq!((go_min(1.0, 2.0), go_min(2.0, 1.0)), (1.0, 1.0));
+        // Go: Max(+0, -0) = +0 and Min(+0, -0) = -0, whichever comes first.
+        assert!(go_max(-0.0, 0.0).is_sign_positive() && go_max(0.0, -0.0).is_sign_positive());
+        assert!(go_min(-0.0, 0.0).is_sign_negative() && go_min(0.0, -0.0).is_sign_negative());
     }
 
     #[test]
