@@ -26,11 +26,22 @@ pub struct Liveness {
 pub struct Heartbeat {
     origin: Instant,
     beat: Arc<Beat>,
+    /// Debug builds only: the loop panics at its first beat, so that tests can see what a
+    /// panicking component does to the process (`POSTFLIGHT_PANIC_IN=<loop name>`).
+    #[cfg(debug_assertions)]
+    panic_on_beat: bool,
 }
 
 impl Heartbeat {
     /// Records that the loop made progress now.
     pub fn beat(&self) {
+        #[cfg(debug_assertions)]
+        if self.panic_on_beat {
+            panic!(
+                "POSTFLIGHT_PANIC_IN={}: a panic provoked for a test",
+                self.beat.name
+            );
+        }
         self.beat
             .last
             .store(self.origin.elapsed().as_millis() as u64, Ordering::Relaxed);
@@ -71,6 +82,8 @@ impl Liveness {
         beats.push(beat.clone());
         Heartbeat {
             origin: self.origin,
+            #[cfg(debug_assertions)]
+            panic_on_beat: std::env::var("POSTFLIGHT_PANIC_IN").is_ok_and(|n| n == beat.name),
             beat,
         }
     }

@@ -145,3 +145,39 @@ mod tests {
         });
     }
 }
+
+thread_local! {
+    /// Depth of [`contained`] calls on this thread.
+    static CONTAINED: std::cell::Cell<u32> = const { std::cell::Cell::new(0) };
+}
+
+/// Runs `f`, catching a panic as a value: for the few places where a panic is an expected
+/// answer (a library that panics on damaged input, a query) rather than a broken component.
+/// The daemon's panic hook ([`exit_on_panic`]) lets these through.
+pub fn contained<R>(f: impl FnOnce() -> R) -> std::thread::Result<R> {
+    CONTAINED.with(|c| c.set(c.get() + 1));
+    let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(f));
+    CONTAINED.with(|c| c.set(c.get() - 1));
+    r
+}
+
+/// The exit code of a daemon that stopped on a panic (BSD's `EX_SOFTWARE`): not 0 or 2, so
+/// systemd's `Restart=on-failure` restarts it.
+pub const PANIC_EXIT_CODE: i32 = 70;
+
+/// Makes every panic outside [`contained`] end the process with [`PANIC_EXIT_CODE`], after
+/// logging it: a component whose task panicked would otherwise leave a dead loop behind a
+/// watchdog the other loops keep fed. State that decides a page is durable before it is
+/// acted on, so a restart resumes where the process stopped.
+pub fn exit_on_panic() {
+    let default = std::panic::take_hook();
+    std::panic::set_hook(Box::new(move |info| {
+        if CONTAINED.with(|c| c.get()) > 0 {
+            tracing::warn!(panic = %info, "contained panic");
+            return;
+        }
+        tracing::error!(panic = %info, "a component panicked; exiting with {PANIC_EXIT_CODE} so that the service manager restarts postflight");
+        default(info);
+        std::process::exit(PANIC_EXIT_CODE);
+    }));
+}

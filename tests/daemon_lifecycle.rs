@@ -42,6 +42,33 @@ fn sigterm_stops_cleanly_with_exit_0() {
 }
 
 #[test]
+fn a_panicking_component_ends_the_process_with_exit_70_for_systemd_to_restart() {
+    // A loop whose task panics must not leave the daemon up with a dead loop behind a watchdog
+    // the other loops keep fed: the process exits with 70, which `Restart=on-failure` restarts.
+    for component in ["rules", "dispatcher"] {
+        let dir = tempfile::tempdir().unwrap();
+        let mut d = Daemon::start_in(dir.path(), BASIC, &[("POSTFLIGHT_PANIC_IN", component)]);
+        let st = d.wait_exit(Duration::from_secs(15));
+        let log = d.log_text();
+        assert_eq!(st.code(), Some(70), "{component}: {log}");
+        assert!(
+            log.contains("a component panicked") && log.contains("a panic provoked for a test"),
+            "{component}: the panic is in the log: {log}"
+        );
+    }
+    let unit = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/systemd/postflight.service"
+    ))
+    .unwrap();
+    assert!(
+        unit.contains("Restart=on-failure"),
+        "the unit restarts on exit 70"
+    );
+    assert!(!unit.contains("RestartPreventExitStatus=70"));
+}
+
+#[test]
 fn sigint_stops_cleanly_too() {
     let dir = tempfile::tempdir().unwrap();
     let mut d = Daemon::start_in(dir.path(), BASIC, &[]);

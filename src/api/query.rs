@@ -65,10 +65,14 @@ pub async fn instant(
     if let Err(e) = crate::promql::check_supported(&expr) {
         return prom_error(StatusCode::BAD_REQUEST, "bad_data", &e);
     }
+    // A panic in the engine is a bug, but one query must not take the daemon down with it.
     let r = tokio::task::spawn_blocking(move || {
-        crate::promql::Engine::default().instant(&*head, &expr, t_ms)
+        crate::rt::contained(|| crate::promql::Engine::default().instant(&*head, &expr, t_ms))
+            .map_err(|_| "the query engine panicked".to_string())
     })
-    .await;
+    .await
+    .map_err(|e| e.to_string())
+    .and_then(|r| r);
     match r {
         Ok(Ok(v)) => json(StatusCode::OK, &crate::promql::value_to_api_json(&v)),
         Ok(Err(e)) => prom_error(

@@ -164,6 +164,7 @@ impl Context {
 
 /// Runs the daemon until SIGTERM or SIGINT.
 pub async fn run(config_path: PathBuf) -> Result<(), DaemonError> {
+    crate::rt::exit_on_panic();
     let config = Arc::new(config::load_file(&config_path)?);
     for w in &config.warnings {
         warn!(warning = %w, "config");

@@ -8,10 +8,10 @@ use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 
-use crate::template::{Template, TemplateData};
 use crate::alert::{Alert, AlertState};
 use crate::config::RuleConfig;
 use crate::series::Labels;
+use crate::template::{Template, TemplateData};
 
 /// How long a resolved alert is kept (and re-sent) after it resolves, as in Prometheus.
 pub const RESOLVED_RETENTION: Duration = Duration::from_secs(15 * 60);

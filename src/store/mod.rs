@@ -106,7 +106,6 @@ pub use state::{JsonBatch, Kind};
 
 use std::collections::HashMap;
 use std::io;
-use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -365,7 +364,7 @@ impl Store {
             .flush_every_ms(Some(options.flush_every_ms));
         // sled 0.34 panics on some damaged files instead of returning an error; a panic here
         // means "corrupt", never a crash of the daemon.
-        let db = match catch_unwind(AssertUnwindSafe(|| config.open())) {
+        let db = match crate::rt::contained(|| config.open()) {
             Ok(Ok(db)) => db,
             Ok(Err(sled::Error::Io(source))) => {
                 return Err(OpenFailure::Fatal(StoreError::Io {
@@ -376,14 +375,14 @@ impl Store {
             Ok(Err(e)) => return Err(OpenFailure::Corrupt(e.to_string())),
             Err(panic) => return Err(OpenFailure::Corrupt(panic_message(&panic))),
         };
-        let checked = catch_unwind(AssertUnwindSafe(|| Self::check(db.clone(), path, existed)));
+        let checked = crate::rt::contained(|| Self::check(db.clone(), path, existed));
         let failure = match checked {
             Ok(Ok(store)) => return Ok(store),
             Ok(Err(f)) => f,
             Err(panic) => OpenFailure::Corrupt(panic_message(&panic)),
         };
         // Dropping a damaged database can panic too (it flushes on drop).
-        let _ = catch_unwind(AssertUnwindSafe(move || drop(db)));
+        let _ = crate::rt::contained(move || drop(db));
         Err(failure)
     }
 
