@@ -9,6 +9,8 @@ use clap::{Parser, Subcommand};
 use crate::config::{self, ConfigError};
 use crate::telemetry::{self, LogFormat};
 
+pub mod generate;
+
 /// postflight: watches services after a deployment, probes, scrapes, evaluates PromQL rules and
 /// gates, and pages people.
 #[derive(Parser, Debug)]
@@ -83,6 +85,13 @@ pub enum Command {
         #[arg(short, long)]
         config: Option<PathBuf>,
     },
+    /// Write the man pages or a shell's completions, generated from this definition.
+    // Hidden: packaging/build-deb.sh calls it; operators get the files installed.
+    #[command(hide = true)]
+    Generate {
+        #[command(subcommand)]
+        what: generate::Generate,
+    },
 }
 
 /// Runs the parsed command and returns the process exit code.
@@ -113,6 +122,7 @@ pub fn main(cli: Cli) -> ExitCode {
             }
         }
         Command::Check { config } => check(&config::default_config_path(config.as_deref())),
+        Command::Generate { what } => generate::run(what),
         Command::NotifyTest { receiver, config } => {
             let path = config::default_config_path(config.as_deref());
             match crate::rt::runtime() {
