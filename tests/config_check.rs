@@ -403,6 +403,7 @@ fn check_command_exit_codes_and_shipped_configs() {
     let mut files = vec![
         format!("{root}/config/postflight.toml"),
         format!("{root}/config/docker.toml"),
+        format!("{root}/config/systemd.toml"),
     ];
     for e in std::fs::read_dir(format!("{root}/config/examples")).unwrap() {
         files.push(e.unwrap().path().display().to_string());
