@@ -7,7 +7,7 @@
 set -euo pipefail
 
 root=$(cd "$(dirname "$0")/.." && pwd)
-binary=$(realpath "${1:-$root/target/release/postflight}")
+binary=${1:-$root/target/release/postflight}
 out=${2:-$root/target/debian}
 
 package=postflight
