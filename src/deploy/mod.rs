@@ -597,7 +597,7 @@ impl GateEngine {
         // crash.
         self.store.save(&d).map_err(|e| {
             self.write_failed();
-            StartError::Store(e)
+            StartError::Store(e.to_string())
         })?;
         info!(deployment = %id, job = %d.job, version = %d.version,
             baselines = ?d.checks.iter().map(|c| (c.name.as_str(), c.baseline)).collect::<Vec<_>>(),

@@ -2,9 +2,9 @@
 //! writes), [`MemoryDeploymentStore`] in tests.
 
 use std::collections::BTreeMap;
-use std::sync::Mutex;
+use std::sync::{Mutex, MutexGuard, PoisonError};
 
-use crate::store::{Kind, Store};
+use crate::store::{Kind, Store, StoreError};
 
 use super::Deployment;
 
@@ -12,25 +12,23 @@ use super::Deployment;
 /// in-memory fake for tests.
 pub trait DeploymentStore: Send + Sync {
     /// Every stored deployment.
-    fn load_all(&self) -> Result<Vec<Deployment>, String>;
+    fn load_all(&self) -> Result<Vec<Deployment>, StoreError>;
     /// One deployment by id.
-    fn get(&self, id: &str) -> Result<Option<Deployment>, String>;
+    fn get(&self, id: &str) -> Result<Option<Deployment>, StoreError>;
     /// Saves a deployment durably: on disk when this returns `Ok`.
-    fn save(&self, d: &Deployment) -> Result<(), String>;
+    fn save(&self, d: &Deployment) -> Result<(), StoreError>;
 }
 
 impl DeploymentStore for Store {
-    fn load_all(&self) -> Result<Vec<Deployment>, String> {
+    fn load_all(&self) -> Result<Vec<Deployment>, StoreError> {
         self.scan::<Deployment>(Kind::Deployments)
             .map(|v| v.into_iter().map(|(_, d)| d).collect())
-            .map_err(|e| e.to_string())
     }
-    fn get(&self, id: &str) -> Result<Option<Deployment>, String> {
-        Store::get(self, Kind::Deployments, id).map_err(|e| e.to_string())
+    fn get(&self, id: &str) -> Result<Option<Deployment>, StoreError> {
+        Store::get(self, Kind::Deployments, id)
     }
-    fn save(&self, d: &Deployment) -> Result<(), String> {
+    fn save(&self, d: &Deployment) -> Result<(), StoreError> {
         self.put_durable(Kind::Deployments, &d.id, d)
-            .map_err(|e| e.to_string())
     }
 }
 
@@ -43,32 +41,33 @@ pub struct MemoryDeploymentStore {
     pub fail: std::sync::atomic::AtomicBool,
 }
 
-impl DeploymentStore for MemoryDeploymentStore {
-    fn load_all(&self) -> Result<Vec<Deployment>, String> {
-        Ok(self
-            .deployments
-            .lock()
-            .map_err(|e| e.to_string())?
-            .values()
-            .cloned()
-            .collect())
-    }
-    fn get(&self, id: &str) -> Result<Option<Deployment>, String> {
-        Ok(self
-            .deployments
-            .lock()
-            .map_err(|e| e.to_string())?
-            .get(id)
-            .cloned())
-    }
-    fn save(&self, d: &Deployment) -> Result<(), String> {
-        if self.fail.load(std::sync::atomic::Ordering::Relaxed) {
-            return Err("injected write failure".into());
-        }
+impl MemoryDeploymentStore {
+    /// The deployments; a test that panicked while holding the lock has failed already.
+    fn deployments(&self) -> MutexGuard<'_, BTreeMap<String, Deployment>> {
         self.deployments
             .lock()
-            .map_err(|e| e.to_string())?
-            .insert(d.id.clone(), d.clone());
+            .unwrap_or_else(PoisonError::into_inner)
+    }
+}
+
+impl DeploymentStore for MemoryDeploymentStore {
+    fn load_all(&self) -> Result<Vec<Deployment>, StoreError> {
+        Ok(self.deployments().values().cloned().collect())
+    }
+    fn get(&self, id: &str) -> Result<Option<Deployment>, StoreError> {
+        Ok(self.deployments().get(id).cloned())
+    }
+    fn save(&self, d: &Deployment) -> Result<(), StoreError> {
+        if self.fail.load(std::sync::atomic::Ordering::Relaxed) {
+            return Err(StoreError::Io {
+                op: "writing a deployment",
+                source: std::io::Error::new(
+                    std::io::ErrorKind::StorageFull,
+                    "injected write failure",
+                ),
+            });
+        }
+        self.deployments().insert(d.id.clone(), d.clone());
         Ok(())
     }
 }

@@ -16,7 +16,7 @@ pub mod route;
 pub mod silence;
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
@@ -31,6 +31,7 @@ use crate::config::Config;
 use crate::liveness::Heartbeat;
 use crate::notify::{Notification, NotifiedAlert};
 use crate::rt::Wake;
+use crate::store::StoreError;
 use crate::telemetry::Telemetry;
 use nlog::{NlogEntry, needs_update};
 use silence::{Silence, Silences};
@@ -41,20 +42,25 @@ const SILENCE_GC_EVERY: Duration = Duration::from_secs(600);
 /// The notification log entries (by key) and the silences, as loaded at start.
 pub type Persisted = (Vec<(String, NlogEntry)>, Vec<Silence>);
 
-/// What the dispatcher persists, behind the store. A real boundary: the sled store implements
-/// it for the daemon, [`MemoryDispatchStore`] for tests.
+/// What the dispatcher persists, behind the store. A real boundary: the store's state handle
+/// implements it for the daemon, [`MemoryDispatchStore`] for tests.
 pub trait DispatchStore: Send + Sync {
     /// The notification log and the silences, as last saved.
-    fn load(&self) -> Result<Persisted, String>;
+    fn load(&self) -> Result<Persisted, StoreError>;
     /// Saves one log entry, durably.
-    fn save_nlog(&self, key: &str, entry: &NlogEntry) -> Result<(), String>;
+    fn save_nlog(&self, key: &str, entry: &NlogEntry) -> Result<(), StoreError>;
     /// Saves a silence, durably.
-    fn save_silence(&self, s: &Silence) -> Result<(), String>;
+    fn save_silence(&self, s: &Silence) -> Result<(), StoreError>;
     /// Forgets a silence.
-    fn delete_silence(&self, id: &str) -> Result<(), String>;
+    fn delete_silence(&self, id: &str) -> Result<(), StoreError>;
     /// Durably queues a notification for delivery together with its log entry, so that a
     /// crash leaves either both or neither.
-    fn enqueue(&self, n: &Notification, nlog_key: &str, entry: &NlogEntry) -> Result<(), String>;
+    fn enqueue(
+        &self,
+        n: &Notification,
+        nlog_key: &str,
+        entry: &NlogEntry,
+    ) -> Result<(), StoreError>;
 }
 
 /// An in-memory [`DispatchStore`] for tests: keeps what was saved and every notification
@@ -69,48 +75,37 @@ pub struct MemoryDispatchStore {
     pub queued: Mutex<Vec<Notification>>,
 }
 
+/// A test fake's lock: a test that panicked while holding it has failed already.
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
 impl DispatchStore for MemoryDispatchStore {
-    fn load(&self) -> Result<Persisted, String> {
-        let n = self
-            .nlog
-            .lock()
-            .map_err(|e| e.to_string())?
-            .clone()
-            .into_iter()
-            .collect();
-        let s = self
-            .silences
-            .lock()
-            .map_err(|e| e.to_string())?
-            .values()
-            .cloned()
-            .collect();
+    fn load(&self) -> Result<Persisted, StoreError> {
+        let n = lock(&self.nlog).clone().into_iter().collect();
+        let s = lock(&self.silences).values().cloned().collect();
         Ok((n, s))
     }
-    fn save_nlog(&self, key: &str, entry: &NlogEntry) -> Result<(), String> {
-        self.nlog
-            .lock()
-            .map_err(|e| e.to_string())?
-            .insert(key.to_string(), entry.clone());
+    fn save_nlog(&self, key: &str, entry: &NlogEntry) -> Result<(), StoreError> {
+        lock(&self.nlog).insert(key.to_string(), entry.clone());
         Ok(())
     }
-    fn save_silence(&self, s: &Silence) -> Result<(), String> {
-        self.silences
-            .lock()
-            .map_err(|e| e.to_string())?
-            .insert(s.id.clone(), s.clone());
+    fn save_silence(&self, s: &Silence) -> Result<(), StoreError> {
+        lock(&self.silences).insert(s.id.clone(), s.clone());
         Ok(())
     }
-    fn delete_silence(&self, id: &str) -> Result<(), String> {
-        self.silences.lock().map_err(|e| e.to_string())?.remove(id);
+    fn delete_silence(&self, id: &str) -> Result<(), StoreError> {
+        lock(&self.silences).remove(id);
         Ok(())
     }
-    fn enqueue(&self, n: &Notification, nlog_key: &str, entry: &NlogEntry) -> Result<(), String> {
+    fn enqueue(
+        &self,
+        n: &Notification,
+        nlog_key: &str,
+        entry: &NlogEntry,
+    ) -> Result<(), StoreError> {
         self.save_nlog(nlog_key, entry)?;
-        self.queued
-            .lock()
-            .map_err(|e| e.to_string())?
-            .push(n.clone());
+        lock(&self.queued).push(n.clone());
         Ok(())
     }
 }
@@ -331,7 +326,8 @@ impl Dispatcher {
                     Some(s) => self
                         .store
                         .save_silence(&s)
-                        .map(|_| info!(silence = %id, "silence expired")),
+                        .map(|_| info!(silence = %id, "silence expired"))
+                        .map_err(|e| e.to_string()),
                 };
                 let _ = reply.send(r);
             }

@@ -23,7 +23,7 @@ use super::nlog::NlogEntry;
 use crate::clock::Clock;
 use crate::config::Config;
 use crate::notify::{Clients, Notification, NotifyError};
-use crate::store::{Kind, Store};
+use crate::store::{Kind, Store, StoreError};
 use crate::telemetry::Telemetry;
 
 /// How long a notification is retried before it is dropped.
@@ -182,34 +182,26 @@ impl Outbox {
 }
 
 impl DispatchStore for (Arc<Store>, Outbox) {
-    fn load(&self) -> Result<super::Persisted, String> {
-        let nlog = self
-            .0
-            .scan::<NlogEntry>(Kind::Nlog)
-            .map_err(|e| e.to_string())?;
-        let silences = self
-            .0
-            .scan::<super::Silence>(Kind::Silences)
-            .map_err(|e| e.to_string())?;
+    fn load(&self) -> Result<super::Persisted, StoreError> {
+        let nlog = self.0.scan::<NlogEntry>(Kind::Nlog)?;
+        let silences = self.0.scan::<super::Silence>(Kind::Silences)?;
         Ok((nlog, silences.into_iter().map(|(_, s)| s).collect()))
     }
-    fn save_nlog(&self, key: &str, entry: &NlogEntry) -> Result<(), String> {
-        self.0
-            .put_durable(Kind::Nlog, key, entry)
-            .map_err(|e| e.to_string())
+    fn save_nlog(&self, key: &str, entry: &NlogEntry) -> Result<(), StoreError> {
+        self.0.put_durable(Kind::Nlog, key, entry)
     }
-    fn save_silence(&self, s: &super::Silence) -> Result<(), String> {
-        self.0
-            .put_durable(Kind::Silences, &s.id, s)
-            .map_err(|e| e.to_string())
+    fn save_silence(&self, s: &super::Silence) -> Result<(), StoreError> {
+        self.0.put_durable(Kind::Silences, &s.id, s)
     }
-    fn delete_silence(&self, id: &str) -> Result<(), String> {
-        self.0
-            .remove_durable(Kind::Silences, id)
-            .map(|_| ())
-            .map_err(|e| e.to_string())
+    fn delete_silence(&self, id: &str) -> Result<(), StoreError> {
+        self.0.remove_durable(Kind::Silences, id).map(|_| ())
     }
-    fn enqueue(&self, n: &Notification, nlog_key: &str, entry: &NlogEntry) -> Result<(), String> {
+    fn enqueue(
+        &self,
+        n: &Notification,
+        nlog_key: &str,
+        entry: &NlogEntry,
+    ) -> Result<(), StoreError> {
         let now = self.1.shared.clock.now();
         let e = OutboxEntry {
             notification: n.clone(),
@@ -218,10 +210,9 @@ impl DispatchStore for (Arc<Store>, Outbox) {
             next_attempt: now,
             last_error: String::new(),
         };
-        let id = self.0.outbox_next_id().map_err(|e| e.to_string())?;
+        let id = self.0.outbox_next_id()?;
         self.0
-            .outbox_put_with_nlog_durable(id, &e, nlog_key, entry)
-            .map_err(|e| e.to_string())?;
+            .outbox_put_with_nlog_durable(id, &e, nlog_key, entry)?;
         self.1.push(id, e);
         Ok(())
     }
