@@ -228,11 +228,7 @@ async fn notify_test(path: &std::path::Path, receiver: &str) -> u8 {
             return 1;
         }
     };
-    let external = config
-        .server
-        .external_url
-        .clone()
-        .unwrap_or_else(|| format!("http://{}", config.server.listen));
+    let external = config.server.link_base();
     match crate::notify::send_test(&clients, rc, &external).await {
         Ok(d) => {
             println!(

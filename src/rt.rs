@@ -82,6 +82,18 @@ pub async fn next_wake<M>(
     }
 }
 
+/// Asks an actor (the dispatcher, the gate engine, the reload loop) a question: sends the
+/// request `make` builds around a reply channel and waits for the answer. `None` when the actor
+/// stopped before answering, which each handle turns into its own "stopped" answer.
+pub async fn ask<M, R>(
+    tx: &tokio::sync::mpsc::Sender<M>,
+    make: impl FnOnce(tokio::sync::oneshot::Sender<R>) -> M,
+) -> Option<R> {
+    let (reply, answer) = tokio::sync::oneshot::channel();
+    tx.send(make(reply)).await.ok()?;
+    answer.await.ok()
+}
+
 /// Runs `f`, which may take milliseconds (CPU or a blocking write), without holding up the
 /// tasks of the runtime's worker: on a multi-thread runtime the worker is handed to another
 /// thread for the duration (`tokio::task::block_in_place`); elsewhere (a current-thread runtime

@@ -47,13 +47,9 @@ impl Reloader {
 
     /// Asks for a reload and waits for its outcome.
     pub async fn reload(&self) -> Result<(), String> {
-        let (tx, rx) = oneshot::channel();
-        self.0
-            .send(ReloadRequest { reply: Some(tx) })
+        crate::rt::ask(&self.0, |tx| ReloadRequest { reply: Some(tx) })
             .await
-            .map_err(|_| "the daemon is shutting down".to_string())?;
-        rx.await
-            .map_err(|_| "the daemon is shutting down".to_string())?
+            .unwrap_or_else(|| Err("the daemon is shutting down".to_string()))
     }
 
     /// Queues a reload without waiting for it; false when one is already queued.

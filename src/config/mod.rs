@@ -618,6 +618,16 @@ impl Default for ServerConfig {
     }
 }
 
+impl ServerConfig {
+    /// The base of links in notifications: `external_url`, or this server's own address when
+    /// none is set.
+    pub fn link_base(&self) -> String {
+        self.external_url
+            .clone()
+            .unwrap_or_else(|| format!("http://{}", self.listen))
+    }
+}
+
 impl Default for StorageConfig {
     fn default() -> Self {
         StorageConfig {

@@ -83,7 +83,7 @@ use crate::config::Config;
 use crate::dispatch::DispatchStore;
 use crate::liveness::Heartbeat;
 use crate::promql::Engine;
-use crate::rt::Wake;
+use crate::rt::{Wake, ask};
 use crate::series::SeriesSource;
 use crate::telemetry::Telemetry;
 
@@ -279,34 +279,24 @@ pub struct GateHandle {
 impl GateHandle {
     /// Records a deployment and starts its watch; returns its id once it is stored.
     pub async fn start(&self, d: NewDeployment) -> Result<String, StartError> {
-        let (tx, rx) = oneshot::channel();
-        self.tx
-            .send(Msg::Start(d, tx))
+        ask(&self.tx, |tx| Msg::Start(d, tx))
             .await
-            .map_err(|_| StartError::Stopped)?;
-        rx.await.map_err(|_| StartError::Stopped)?
+            .unwrap_or(Err(StartError::Stopped))
     }
 
     /// One deployment by id.
     pub async fn get(&self, id: &str) -> Option<Deployment> {
-        let (tx, rx) = oneshot::channel();
-        self.tx.send(Msg::Get(id.to_string(), tx)).await.ok()?;
-        rx.await.ok().flatten()
+        ask(&self.tx, |tx| Msg::Get(id.to_string(), tx))
+            .await
+            .flatten()
     }
 
     /// The newest deployments (of `job`, if given), newest first, at most `limit`
     /// (capped at [`LIST_LIMIT`]).
     pub async fn list(&self, job: Option<&str>, limit: usize) -> Vec<Deployment> {
-        let (tx, rx) = oneshot::channel();
-        if self
-            .tx
-            .send(Msg::List(job.map(str::to_string), limit, tx))
+        ask(&self.tx, |tx| Msg::List(job.map(str::to_string), limit, tx))
             .await
-            .is_err()
-        {
-            return Vec::new();
-        }
-        rx.await.unwrap_or_default()
+            .unwrap_or_default()
     }
 
     /// The alerts the probe runner currently holds (the full list, every time it changes). A
@@ -325,10 +315,8 @@ impl GateHandle {
 
     /// Waits until every message sent before is handled and due evaluations are made.
     pub async fn sync(&self) {
-        let (tx, rx) = oneshot::channel();
-        if self.tx.send(Msg::Sync(tx)).await.is_ok() {
-            let _ = rx.await;
-        }
+        // A stopped engine has nothing left to wait for.
+        let _ = ask(&self.tx, Msg::Sync).await;
     }
 }
 
@@ -774,12 +762,7 @@ impl GateEngine {
 
     /// Queues the verdict for every receiver not yet told; returns whether any was.
     fn notify(&self, d: &mut Deployment, now: DateTime<Utc>) -> bool {
-        let external_url = self
-            .config
-            .server
-            .external_url
-            .clone()
-            .unwrap_or_else(|| format!("http://{}", self.config.server.listen));
+        let external_url = self.config.server.link_base();
         let mut changed = false;
         for receiver in d.pending_receivers() {
             if self.config.receiver(&receiver).is_none() {

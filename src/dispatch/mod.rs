@@ -30,7 +30,7 @@ use crate::clock::Clock;
 use crate::config::Config;
 use crate::liveness::Heartbeat;
 use crate::notify::{Notification, NotifiedAlert};
-use crate::rt::Wake;
+use crate::rt::{Wake, ask};
 use crate::store::StoreError;
 use crate::telemetry::Telemetry;
 use nlog::{NlogEntry, needs_update};
@@ -38,6 +38,9 @@ use silence::{Silence, Silences};
 
 /// How often expired silences past their retention are deleted.
 const SILENCE_GC_EVERY: Duration = Duration::from_secs(600);
+
+/// What a silence command answers when the dispatcher has stopped.
+const STOPPED: &str = "dispatcher stopped";
 
 /// The notification log entries (by key) and the silences, as loaded at start.
 pub type Persisted = (Vec<(String, NlogEntry)>, Vec<Silence>);
@@ -165,36 +168,24 @@ impl DispatcherHandle {
     }
     /// Creates a silence; returns its id.
     pub async fn add_silence(&self, s: NewSilence) -> Result<String, String> {
-        let (tx, rx) = oneshot::channel();
-        self.tx
-            .send(Msg::AddSilence(s, tx))
+        ask(&self.tx, |tx| Msg::AddSilence(s, tx))
             .await
-            .map_err(|_| "dispatcher stopped".to_string())?;
-        rx.await.map_err(|_| "dispatcher stopped".to_string())?
+            .unwrap_or_else(|| Err(STOPPED.to_string()))
     }
     /// Expires a silence now. `Err("not found")` when there is none with that id.
     pub async fn expire_silence(&self, id: &str) -> Result<(), String> {
-        let (tx, rx) = oneshot::channel();
-        self.tx
-            .send(Msg::ExpireSilence(id.to_string(), tx))
+        ask(&self.tx, |tx| Msg::ExpireSilence(id.to_string(), tx))
             .await
-            .map_err(|_| "dispatcher stopped".to_string())?;
-        rx.await.map_err(|_| "dispatcher stopped".to_string())?
+            .unwrap_or_else(|| Err(STOPPED.to_string()))
     }
     /// Every silence with its state.
     pub async fn silences(&self) -> Vec<(Silence, &'static str)> {
-        let (tx, rx) = oneshot::channel();
-        if self.tx.send(Msg::ListSilences(tx)).await.is_err() {
-            return Vec::new();
-        }
-        rx.await.unwrap_or_default()
+        ask(&self.tx, Msg::ListSilences).await.unwrap_or_default()
     }
     /// Waits until every message sent before has been handled and due groups flushed.
     pub async fn sync(&self) {
-        let (tx, rx) = oneshot::channel();
-        if self.tx.send(Msg::Flushed(tx)).await.is_ok() {
-            let _ = rx.await;
-        }
+        // A stopped dispatcher has nothing left to wait for.
+        let _ = ask(&self.tx, Msg::Flushed).await;
     }
 }
 
@@ -473,12 +464,7 @@ impl Dispatcher {
             return;
         };
         let route = &self.config.routes[g.route];
-        let external_url = self
-            .config
-            .server
-            .external_url
-            .clone()
-            .unwrap_or_else(|| format!("http://{}", self.config.server.listen));
+        let external_url = self.config.server.link_base();
         let mut failed = false;
         for receiver in &route.receivers {
             let Some(rc) = self.config.receiver(receiver) else {

@@ -183,12 +183,7 @@ impl RulesEngine {
             std::mem::take(&mut *self.state.orders.lock().unwrap_or_else(|p| p.into_inner()));
         let memo = RoundMemo::with_capacity(self.state.memo_size.load(Ordering::Relaxed))
             .with_orders(orders);
-        let base_url = self
-            .config
-            .server
-            .external_url
-            .clone()
-            .unwrap_or_else(|| format!("http://{}", self.config.server.listen));
+        let base_url = self.config.server.link_base();
         // Milliseconds of CPU over tens of thousands of series, and fsyncs on transitions:
         // off the runtime's worker, so that probes keep their timing.
         let alerts = crate::rt::blocking(|| {
