@@ -59,6 +59,8 @@ pub struct Telemetry {
     exposers: Mutex<Vec<Arc<dyn Exposer>>>,
     /// 1 when the last config (re)load succeeded.
     pub config_last_reload_successful: IntGauge,
+    /// 1 once a reload changed a setting only a restart applies.
+    pub config_restart_required: IntGauge,
     /// When the config last (re)loaded successfully.
     pub config_last_reload_success_timestamp: Gauge,
     /// Iterations of each long-running loop, so a stuck loop shows as a flat line.
@@ -182,6 +184,11 @@ impl Telemetry {
             "postflight_config_last_reload_successful",
             "Whether the last configuration reload attempt was successful.",
         );
+        let restart_required = gauge(
+            &r,
+            "postflight_config_restart_required",
+            "1 when the config in the file changed a setting only a restart applies (server.listen, storage.path, storage.checkpoint_interval).",
+        );
         let reload_ts = Gauge::new(
             "postflight_config_last_reload_success_timestamp_seconds",
             "Timestamp of the last successful configuration reload.",
@@ -236,6 +243,7 @@ impl Telemetry {
         Arc::new(Telemetry {
             exposers: Mutex::new(Vec::new()),
             config_last_reload_successful: reload_ok,
+            config_restart_required: restart_required,
             config_last_reload_success_timestamp: reload_ts,
             loop_iterations: counter(
                 &r,

@@ -123,6 +123,76 @@ fn store_that_cannot_be_opened_exits_1() {
     assert!(log.contains("cannot open the store"), "{log}");
 }
 
+/// The firing alert `Up`'s summary and activeAt, once it shows `want` in its summary.
+fn firing_up(d: &Daemon, want: &str) -> (String, String) {
+    let mut last = String::new();
+    for _ in 0..200 {
+        last = d.get("/api/v1/alerts").1;
+        let v: serde_json::Value = serde_json::from_str(&last).unwrap();
+        if let Some(a) = v["alerts"].as_array().and_then(|a| {
+            a.iter()
+                .find(|a| a["labels"]["alertname"] == "Up" && a["state"] == "firing")
+        }) {
+            let summary = a["annotations"]["summary"]
+                .as_str()
+                .unwrap_or("")
+                .to_string();
+            if summary.contains(want) {
+                return (summary, a["activeAt"].as_str().unwrap_or("").to_string());
+            }
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    panic!("no firing Up alert with {want:?}: {last}");
+}
+
+#[test]
+fn a_reload_applies_edited_annotations_to_firing_alerts_and_flags_restart_only_settings() {
+    let dir = tempfile::tempdir().unwrap();
+    let rule = "[[rule]]\nalert = \"Up\"\nexpr = 'vector(1) > 0'\n[rule.annotations]\nsummary = \"first\"\n";
+    let mut d = Daemon::start_in(dir.path(), &format!("{BASIC}{rule}"), &[]);
+    d.wait_ready();
+    let (_, active_at) = firing_up(&d, "first");
+    let restart = |d: &Daemon| metric(&d.get("/metrics").1, "postflight_config_restart_required");
+    assert_eq!(restart(&d), Some(0.0));
+
+    // Edited annotations and keep_firing_for, and a checkpoint interval only a restart applies.
+    let cfg_path = dir.path().join("postflight.toml");
+    let good = std::fs::read_to_string(&cfg_path).unwrap();
+    let edited = good
+        .replace("summary = \"first\"", "summary = \"second: {{ $value }}\"")
+        .replace(
+            "alert = \"Up\"",
+            "alert = \"Up\"\nkeep_firing_for = \"10m\"",
+        )
+        .replace("[storage]", "[storage]\ncheckpoint_interval = \"7m\"");
+    std::fs::write(&cfg_path, &edited).unwrap();
+    let (status, body) = http(d.port, "POST", "/-/reload", None, &[]).unwrap();
+    assert_eq!(status, 200, "{body}");
+    let (summary, still_active_at) = firing_up(&d, "second");
+    assert_eq!(summary, "second: 1");
+    assert_eq!(
+        still_active_at, active_at,
+        "the same alert carried over the reload"
+    );
+    assert_eq!(restart(&d), Some(1.0));
+    assert!(
+        d.log_text().contains("storage.checkpoint_interval"),
+        "the restart-only setting is named in the log"
+    );
+
+    // Back to the running value: nothing waits for a restart any more.
+    std::fs::write(
+        &cfg_path,
+        edited.replace("checkpoint_interval = \"7m\"\n", ""),
+    )
+    .unwrap();
+    assert_eq!(http(d.port, "POST", "/-/reload", None, &[]).unwrap().0, 200);
+    assert_eq!(restart(&d), Some(0.0));
+    d.signal("TERM");
+    assert_eq!(d.wait_exit(Duration::from_secs(10)).code(), Some(0));
+}
+
 #[test]
 fn sighup_reload_rejects_invalid_config_and_keeps_the_old_one() {
     let dir = tempfile::tempdir().unwrap();

@@ -659,6 +659,22 @@ impl Config {
     pub fn gate(&self, job: &str) -> Option<&GateConfig> {
         self.gates.iter().find(|g| g.job == job)
     }
+    /// The settings that differ from `running` and that only a restart applies: the listen
+    /// address, the store's path and the checkpoint interval. A reload applies everything else.
+    pub fn restart_required(&self, running: &Config) -> Vec<&'static str> {
+        let mut out = Vec::new();
+        if self.server.listen != running.server.listen {
+            out.push("server.listen");
+        }
+        if self.storage.path != running.storage.path {
+            out.push("storage.path");
+        }
+        if self.storage.checkpoint_interval != running.storage.checkpoint_interval {
+            out.push("storage.checkpoint_interval");
+        }
+        out
+    }
+
     /// Every secret value in the config, so tests and the log layer can check none leaks.
     pub fn secrets(&self) -> Vec<&str> {
         let mut out: Vec<&str> = Vec::new();

@@ -78,6 +78,9 @@ impl DaemonError {
 pub struct Context {
     /// The config in force. Replaced whole on a successful reload.
     config: config::Current,
+    /// The config the process started with: what `server.listen`, `storage.path` and
+    /// `storage.checkpoint_interval` stay at until a restart.
+    started_with: Arc<Config>,
     /// Where the config is read from on reload.
     pub config_path: PathBuf,
     /// The daemon's own metrics.
@@ -251,6 +254,7 @@ pub async fn run(config_path: PathBuf) -> Result<(), DaemonError> {
     let (reloader, reload_rx) = Reloader::channel();
     let ctx = Arc::new(Context {
         config: config::Current::new(config.clone()),
+        started_with: config.clone(),
         config_path,
         telemetry: telemetry.clone(),
         ready: Arc::new(AtomicBool::new(false)),
@@ -554,6 +558,15 @@ async fn reload_loop(
                 for w in &new.warnings {
                     warn!(warning = %w, "config");
                 }
+                // Compared with the config the process started with: only a restart applies
+                // these, and a reload that puts them back clears the warning.
+                let pending = new.restart_required(&ctx.started_with);
+                if !pending.is_empty() {
+                    warn!(settings = ?pending, "these settings changed in the file and apply only after a restart; the running values stay in force");
+                }
+                ctx.telemetry
+                    .config_restart_required
+                    .set(i64::from(!pending.is_empty()));
                 engines.stop().await;
                 ctx.config.set(new.clone());
                 ctx.rules.configure(&new, Some(&ctx.store));

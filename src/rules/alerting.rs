@@ -82,6 +82,13 @@ impl AlertingRule {
         )
     }
 
+    /// Takes over the active alerts of the previous instance of the same alert (a reload),
+    /// keeping this instance's definition: edited annotations and `keep_firing_for` apply
+    /// from the next evaluation.
+    pub fn take_state(&mut self, previous: AlertingRule) {
+        self.active = previous.active;
+    }
+
     /// Takes over the alerts of a previous instance of the same rule (reload, restart).
     pub fn restore(&mut self, alerts: impl IntoIterator<Item = Alert>) {
         for a in alerts {
@@ -349,6 +356,33 @@ mod tests {
         );
         let t = r.eval(&[], at(320), &BTreeMap::new(), "").unwrap();
         assert_eq!(t[0].to, "resolved");
+    }
+
+    #[test]
+    fn a_reloaded_rule_keeps_its_alerts_and_applies_its_new_annotations_and_keep_firing_for() {
+        let mut old = rule(0, 0);
+        old.eval(&series(2.0), at(0), &BTreeMap::new(), "").unwrap();
+        let active_at = old.alerts().next().unwrap().active_at;
+        let mut new = rule(0, 600);
+        new.annotations = vec![(
+            "summary".into(),
+            Template::parse("now {{ $value }} on {{ $labels.job }}").unwrap(),
+        )];
+        assert_eq!(new.identity(), old.identity(), "the same alert");
+        new.take_state(old);
+        assert_eq!(states(&new), vec![AlertState::Firing]);
+        new.eval(&series(3.0), at(30), &BTreeMap::new(), "")
+            .unwrap();
+        let a = new.alerts().next().unwrap();
+        assert_eq!(a.annotations["summary"], "now 3 on api");
+        assert_eq!(a.active_at, active_at, "the alert carried over");
+        // The new keep_firing_for holds the cleared alert.
+        assert!(
+            new.eval(&[], at(60), &BTreeMap::new(), "")
+                .unwrap()
+                .is_empty()
+        );
+        assert_eq!(states(&new), vec![AlertState::Firing]);
     }
 
     #[test]

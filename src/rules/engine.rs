@@ -61,7 +61,7 @@ impl RulesState {
                 }
             };
             if let Some(prev) = old.remove(&r.identity()) {
-                r = prev;
+                r.take_state(prev);
             } else if let Some(store) = store {
                 match store.get::<Vec<Alert>>(Kind::AlertState, &state_key(&r)) {
                     Ok(Some(alerts)) => {
