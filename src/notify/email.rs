@@ -19,7 +19,7 @@ use lettre::{AsyncSmtpTransport, AsyncTransport, Message, Tokio1Executor};
 
 use super::{
     Clients, Delivered, GroupStatus, Notification, NotifiedAlert, NotifyError, USER_AGENT,
-    summary_line,
+    escape_with, is_http, markup_entity, summary_line,
 };
 use crate::config::{EmailConfig, ReceiverConfig, SmtpTls};
 
@@ -33,33 +33,54 @@ pub fn subject(n: &Notification) -> String {
 
 /// Escapes text for HTML element content and attribute values.
 pub fn html_escape(s: &str) -> String {
-    let mut out = String::with_capacity(s.len());
-    for c in s.chars() {
-        match c {
-            '&' => out.push_str("&amp;"),
-            '<' => out.push_str("&lt;"),
-            '>' => out.push_str("&gt;"),
-            '"' => out.push_str("&quot;"),
-            '\'' => out.push_str("&#39;"),
-            c => out.push(c),
-        }
-    }
-    out
-}
-
-/// Only http(s) URLs become links; anything else (`javascript:` included) stays text.
-fn is_http(url: &str) -> bool {
-    url.starts_with("http://") || url.starts_with("https://")
+    escape_with(s, |c| match c {
+        '"' => Some("&quot;"),
+        '\'' => Some("&#39;"),
+        c => markup_entity(c),
+    })
 }
 
 const TEST_NOTE: &str = "This is a test notification from postflight. No action is needed.";
 
-/// Firing first, then resolved, each with its heading.
-fn sections(n: &Notification) -> [(GroupStatus, Vec<&NotifiedAlert>); 2] {
-    [
-        (GroupStatus::Firing, n.firing().collect()),
+/// The alerts of one status in an email.
+struct Section<'a> {
+    status: GroupStatus,
+    /// How many alerts have that status, for the heading.
+    total: usize,
+    /// Those listed.
+    alerts: Vec<&'a NotifiedAlert>,
+}
+
+/// The alerts an email lists, firing first, [`MAX_LISTED`] in all; and how many were left out.
+/// Both parts list the same alerts.
+fn sections(n: &Notification) -> (Vec<Section<'_>>, usize) {
+    let mut room = MAX_LISTED;
+    let mut out = Vec::with_capacity(2);
+    for (status, alerts) in [
+        (GroupStatus::Firing, n.firing().collect::<Vec<_>>()),
         (GroupStatus::Resolved, n.resolved().collect()),
-    ]
+    ] {
+        if alerts.is_empty() {
+            continue;
+        }
+        let total = alerts.len();
+        let listed: Vec<&NotifiedAlert> = alerts.into_iter().take(room).collect();
+        room -= listed.len();
+        out.push(Section {
+            status,
+            total,
+            alerts: listed,
+        });
+    }
+    (out, n.alerts.len().saturating_sub(MAX_LISTED - room))
+}
+
+/// "Since: <start>", then ", resolved: <end>" once resolved, in both parts.
+fn since(a: &NotifiedAlert) -> String {
+    match a.shown_times() {
+        (start, Some(end)) => format!("Since: {start}, resolved: {end}"),
+        (start, None) => format!("Since: {start}"),
+    }
 }
 
 fn heading(status: GroupStatus, count: usize) -> String {
@@ -77,43 +98,33 @@ pub fn text_body(n: &Notification) -> String {
         t.push_str(TEST_NOTE);
         t.push_str("\n\n");
     }
-    let mut listed = 0;
-    for (status, alerts) in sections(n) {
-        if alerts.is_empty() {
-            continue;
-        }
-        let _ = writeln!(t, "{}:\n", heading(status, alerts.len()));
+    let (sections, more) = sections(n);
+    for Section {
+        status,
+        total,
+        alerts,
+    } in sections
+    {
+        let _ = writeln!(t, "{}:\n", heading(status, total));
         for a in alerts {
-            if listed == MAX_LISTED {
-                break;
-            }
-            listed += 1;
             let _ = writeln!(t, "- {}", summary_line(a));
-            if let Some(r) = a.annotations.get("reason").filter(|r| !r.is_empty()) {
+            if let Some(r) = a.shown_annotation("reason") {
                 let _ = writeln!(t, "  Reason: {r}");
             }
-            if let Some(d) = a.annotations.get("description").filter(|d| !d.is_empty()) {
+            if let Some(d) = a.shown_annotation("description") {
                 let _ = writeln!(t, "  {d}");
             }
             let labels: Vec<String> = a.labels.iter().map(|(k, v)| format!("{k}={v}")).collect();
             let _ = writeln!(t, "  Labels: {}", labels.join(", "));
-            let _ = write!(
-                t,
-                "  Since: {}",
-                a.starts_at.format("%Y-%m-%d %H:%M:%S UTC")
-            );
-            if let Some(end) = a.ends_at {
-                let _ = write!(t, ", resolved: {}", end.format("%Y-%m-%d %H:%M:%S UTC"));
-            }
-            t.push('\n');
+            let _ = writeln!(t, "  {}", since(a));
             if is_http(&a.generator_url) {
                 let _ = writeln!(t, "  Source: {}", a.generator_url);
             }
             t.push('\n');
         }
     }
-    if n.alerts.len() > listed {
-        let _ = writeln!(t, "...and {} more\n", n.alerts.len() - listed);
+    if more > 0 {
+        let _ = writeln!(t, "...and {more} more\n");
     }
     if is_http(&n.external_url) {
         let _ = writeln!(t, "postflight: {}", n.external_url);
@@ -141,32 +152,30 @@ pub fn html_body(n: &Notification) -> String {
             "<p style=\"background: #fff3cd; padding: 8px;\"><b>{TEST_NOTE}</b></p>"
         );
     }
-    let mut listed = 0;
-    for (status, alerts) in sections(n) {
-        if alerts.is_empty() {
-            continue;
-        }
+    let (sections, more) = sections(n);
+    for Section {
+        status,
+        total,
+        alerts,
+    } in sections
+    {
         let _ = writeln!(
             h,
             "<h3 style=\"color: {};\">{}</h3>",
             colour(status),
-            heading(status, alerts.len())
+            heading(status, total)
         );
         for a in alerts {
-            if listed == MAX_LISTED {
-                break;
-            }
-            listed += 1;
             let _ = writeln!(
                 h,
                 "<div style=\"border-left: 4px solid {}; padding-left: 8px; margin-bottom: 12px;\">",
                 colour(status)
             );
             let _ = writeln!(h, "<b>{}</b><br>", html_escape(&summary_line(a)));
-            if let Some(r) = a.annotations.get("reason").filter(|r| !r.is_empty()) {
+            if let Some(r) = a.shown_annotation("reason") {
                 let _ = writeln!(h, "Reason: {}<br>", html_escape(r));
             }
-            if let Some(d) = a.annotations.get("description").filter(|d| !d.is_empty()) {
+            if let Some(d) = a.shown_annotation("description") {
                 let _ = writeln!(h, "{}<br>", html_escape(d));
             }
             h.push_str("Labels:");
@@ -174,10 +183,7 @@ pub fn html_body(n: &Notification) -> String {
                 let _ = write!(h, "\n<code>{}={}</code>", html_escape(k), html_escape(v));
             }
             h.push_str("<br>\n");
-            let _ = write!(h, "Since: {}", a.starts_at.format("%Y-%m-%d %H:%M:%S UTC"));
-            if let Some(end) = a.ends_at {
-                let _ = write!(h, ", resolved: {}", end.format("%Y-%m-%d %H:%M:%S UTC"));
-            }
+            h.push_str(&since(a));
             if is_http(&a.generator_url) {
                 let _ = write!(
                     h,
@@ -188,8 +194,8 @@ pub fn html_body(n: &Notification) -> String {
             h.push_str("\n</div>\n");
         }
     }
-    if n.alerts.len() > listed {
-        let _ = writeln!(h, "<p>...and {} more</p>", n.alerts.len() - listed);
+    if more > 0 {
+        let _ = writeln!(h, "<p>...and {more} more</p>");
     }
     if is_http(&n.external_url) {
         let _ = writeln!(
@@ -408,6 +414,35 @@ mod tests {
     }
 
     #[test]
+    fn both_parts_list_at_most_max_listed_and_count_the_rest() {
+        let mut n = sample();
+        let firing = n.alerts[0].clone();
+        n.alerts.extend(std::iter::repeat_n(firing, MAX_LISTED + 2));
+        // 203 firing and 1 resolved: 200 listed, the resolved one among the 4 left out.
+        let t = text_body(&n);
+        assert!(
+            t.contains("Firing (203):") && t.contains("Resolved (1):"),
+            "{t}"
+        );
+        assert_eq!(t.matches("\n- ").count(), MAX_LISTED);
+        assert!(t.contains("...and 4 more\n"), "{t}");
+        let h = html_body(&n);
+        assert_eq!(h.matches("<b>error rate").count(), MAX_LISTED);
+        assert!(h.contains("<p>...and 4 more</p>"), "{h}");
+        assert!(!h.contains("error rate back to normal"), "{h}");
+    }
+
+    #[test]
+    fn both_parts_say_when_an_alert_started_and_resolved() {
+        let n = sample();
+        let t = text_body(&n);
+        assert!(t.contains("  Since: 2024-05-01 12:00:00 UTC\n"), "{t}");
+        let resolved = "Since: 2024-05-01 12:00:00 UTC, resolved: 2024-05-01 12:10:00 UTC";
+        assert!(t.contains(&format!("  {resolved}\n")), "{t}");
+        assert!(html_body(&n).contains(resolved));
+    }
+
+    #[test]
     fn test_message_is_marked() {
         let n = Notification::test_notification("dba", "");
         assert!(text_body(&n).contains(TEST_NOTE));
@@ -416,22 +451,24 @@ mod tests {
 
     #[test]
     fn host_port() {
-        assert_eq!(
-            split_host_port("smtp.example.com:587", SmtpTls::Starttls),
-            Ok(("smtp.example.com".into(), 587))
-        );
-        assert_eq!(
-            split_host_port("smtp.example.com", SmtpTls::Tls),
-            Ok(("smtp.example.com".into(), 465))
-        );
-        assert_eq!(
-            split_host_port("localhost", SmtpTls::None),
-            Ok(("localhost".into(), 25))
-        );
-        assert_eq!(
-            split_host_port("[::1]:2525", SmtpTls::None),
-            Ok(("::1".into(), 2525))
-        );
+        // A port given is kept; without one, the default of the transport security.
+        for (addr, tls, host, port) in [
+            (
+                "smtp.example.com:587",
+                SmtpTls::Starttls,
+                "smtp.example.com",
+                587,
+            ),
+            ("smtp.example.com", SmtpTls::Tls, "smtp.example.com", 465),
+            ("localhost", SmtpTls::None, "localhost", 25),
+            ("[::1]:2525", SmtpTls::None, "::1", 2525),
+        ] {
+            assert_eq!(
+                split_host_port(addr, tls),
+                Ok((host.into(), port)),
+                "{addr}"
+            );
+        }
         assert!(split_host_port("host:port", SmtpTls::None).is_err());
         assert!(split_host_port(":25", SmtpTls::None).is_err());
     }

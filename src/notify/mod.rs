@@ -111,6 +111,52 @@ impl NotifiedAlert {
             .map(String::as_str)
             .unwrap_or("")
     }
+
+    /// An annotation a channel shows on its own line (`reason`, `description`); `None` when it
+    /// is missing or empty, so that no channel prints an empty one.
+    pub fn shown_annotation(&self, name: &str) -> Option<&str> {
+        self.annotations
+            .get(name)
+            .map(String::as_str)
+            .filter(|v| !v.is_empty())
+    }
+
+    /// When the alert started and, once resolved, when it ended, written alike in every channel.
+    pub fn shown_times(&self) -> (String, Option<String>) {
+        const FORMAT: &str = "%Y-%m-%d %H:%M:%S UTC";
+        (
+            self.starts_at.format(FORMAT).to_string(),
+            self.ends_at.map(|t| t.format(FORMAT).to_string()),
+        )
+    }
+}
+
+/// Only http(s) URLs become links; anything else (`javascript:` included) stays text.
+pub(crate) fn is_http(url: &str) -> bool {
+    url.starts_with("http://") || url.starts_with("https://")
+}
+
+/// `s` with every character `entity` names replaced by that entity: the loop of the HTML and
+/// the mrkdwn escapers.
+pub(crate) fn escape_with(s: &str, entity: impl Fn(char) -> Option<&'static str>) -> String {
+    let mut out = String::with_capacity(s.len());
+    for c in s.chars() {
+        match entity(c) {
+            Some(e) => out.push_str(e),
+            None => out.push(c),
+        }
+    }
+    out
+}
+
+/// The entities of the three characters both HTML and Slack's mrkdwn read as markup.
+pub(crate) fn markup_entity(c: char) -> Option<&'static str> {
+    match c {
+        '&' => Some("&amp;"),
+        '<' => Some("&lt;"),
+        '>' => Some("&gt;"),
+        _ => None,
+    }
 }
 
 /// Times as RFC 3339 strings in the stored form of a notification (chrono is built without its

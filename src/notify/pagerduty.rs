@@ -9,8 +9,8 @@ use serde_json::{Value, json};
 
 use super::webhook::hex;
 use super::{
-    Clients, Delivered, GroupStatus, Notification, NotifiedAlert, NotifyError, summary_line,
-    truncate_chars,
+    Clients, Delivered, GroupStatus, Notification, NotifiedAlert, NotifyError, is_http,
+    summary_line, truncate_chars,
 };
 use crate::config::{PagerdutyConfig, ReceiverConfig};
 
@@ -91,7 +91,6 @@ pub fn event(routing_key: &str, n: &Notification) -> Value {
         return json!({"routing_key": routing_key, "event_action": "resolve", "dedup_key": key});
     }
     let mut links: Vec<Value> = Vec::new();
-    let is_http = |u: &str| u.starts_with("http://") || u.starts_with("https://");
     if is_http(&n.external_url) {
         links.push(json!({"href": n.external_url, "text": "postflight"}));
     }

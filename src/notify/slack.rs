@@ -12,8 +12,8 @@ use reqwest::header::HeaderMap;
 use serde_json::{Value, json};
 
 use super::{
-    Clients, Delivered, GroupStatus, Notification, NotifiedAlert, NotifyError, summary_line,
-    truncate_chars,
+    Clients, Delivered, GroupStatus, Notification, NotifiedAlert, NotifyError, escape_with,
+    is_http, markup_entity, summary_line, truncate_chars,
 };
 use crate::config::{ReceiverConfig, SlackConfig};
 
@@ -31,23 +31,13 @@ const RESOLVED_MARK: &str = "✅";
 
 /// Escapes the three characters Slack's mrkdwn treats as control characters.
 pub fn escape(s: &str) -> String {
-    let mut out = String::with_capacity(s.len());
-    for c in s.chars() {
-        match c {
-            '&' => out.push_str("&amp;"),
-            '<' => out.push_str("&lt;"),
-            '>' => out.push_str("&gt;"),
-            c => out.push(c),
-        }
-    }
-    out
+    escape_with(s, markup_entity)
 }
 
 /// A link in mrkdwn, or nothing for a URL that is empty or not http(s) (Slack would refuse it).
 fn link(url: &str, label: &str) -> Option<String> {
-    let ok = url.starts_with("http://") || url.starts_with("https://");
     // `|` and `>` end the URL part of a mrkdwn link; such a URL is not worth a broken message.
-    (ok && !url.contains(['|', '>', '<', ' ']))
+    (is_http(url) && !url.contains(['|', '>', '<', ' ']))
         .then(|| format!("<{}|{}>", url.replace('&', "&amp;"), escape(label)))
 }
 
@@ -62,10 +52,10 @@ fn mark(status: GroupStatus) -> (&'static str, &'static str) {
 fn alert_text(a: &NotifiedAlert) -> String {
     let (m, word) = mark(a.status);
     let mut t = format!("{m} *{word}* · {}", escape(&summary_line(a)));
-    if let Some(reason) = a.annotations.get("reason").filter(|r| !r.is_empty()) {
+    if let Some(reason) = a.shown_annotation("reason") {
         let _ = write!(t, "\n*Reason:* {}", escape(reason));
     }
-    if let Some(d) = a.annotations.get("description").filter(|d| !d.is_empty()) {
+    if let Some(d) = a.shown_annotation("description") {
         let _ = write!(t, "\n{}", escape(d));
     }
     if !a.labels.is_empty() {
@@ -76,13 +66,10 @@ fn alert_text(a: &NotifiedAlert) -> String {
             .collect();
         let _ = write!(t, "\n*Labels:* {}", labels.join(" "));
     }
-    let _ = write!(
-        t,
-        "\n*Since:* {}",
-        a.starts_at.format("%Y-%m-%d %H:%M:%S UTC")
-    );
-    if let Some(end) = a.ends_at {
-        let _ = write!(t, " · *Resolved:* {}", end.format("%Y-%m-%d %H:%M:%S UTC"));
+    let (since, resolved) = a.shown_times();
+    let _ = write!(t, "\n*Since:* {since}");
+    if let Some(end) = resolved {
+        let _ = write!(t, " · *Resolved:* {end}");
     }
     if let Some(l) = link(&a.generator_url, "Source") {
         let _ = write!(t, " · {l}");
