@@ -8,6 +8,7 @@
 //! with 401 before anything changes.
 
 pub mod deployments;
+mod prom;
 mod query;
 
 use std::collections::HashMap;
@@ -91,6 +92,19 @@ pub fn router(api: Api) -> Router {
         .route("/api/v1/targets", get(targets))
         .route("/api/v1/query", get(query::instant).post(query::instant))
         .route("/api/v1/history", get(query::history))
+        .route(
+            "/api/v1/query_range",
+            get(prom::query_range).post(prom::query_range),
+        )
+        .route("/api/v1/series", get(prom::series).post(prom::series))
+        .route("/api/v1/labels", get(prom::labels).post(prom::labels))
+        .route("/api/v1/label/{name}/values", get(prom::label_values))
+        .route("/api/v1/status/buildinfo", get(prom::buildinfo))
+        .route(
+            "/api/v1/query_exemplars",
+            get(prom::query_exemplars).post(prom::query_exemplars),
+        )
+        .route("/federate", get(prom::federate))
         .route("/api/v1/silences", get(silences).post(add_silence))
         .route(
             "/api/v1/silences/{id}",

@@ -29,7 +29,8 @@ fn point_json(s: &Sample) -> Json {
     Json::Array(vec![time_json(s.t), Json::String(format_value(s.v))])
 }
 
-fn metric_json(labels: &Labels) -> Json {
+/// A series' labels as the API's `metric` object.
+pub fn metric_json(labels: &Labels) -> Json {
     let mut m = Map::new();
     for l in labels.iter() {
         m.insert(l.name().to_string(), Json::String(l.value().to_string()));

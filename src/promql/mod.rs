@@ -22,7 +22,7 @@ mod support;
 
 use std::fmt;
 
-pub use json::{format_value, value_to_api_json};
+pub use json::{format_value, metric_json, value_to_api_json};
 pub use promql_parser::parser::Expr;
 pub use support::check_supported;
 

@@ -635,6 +635,21 @@ impl Head {
 }
 
 impl SeriesSource for Head {
+    fn series_labels(&self, matchers: &[Matcher], mint: Timestamp, maxt: Timestamp) -> Vec<Labels> {
+        let mut out = Vec::new();
+        self.for_each_match(matchers, |s| {
+            // Chunk bounds are fields: no sample is decoded.
+            let overlaps = lock(&s.data)
+                .iter()
+                .any(|c| !c.is_empty() && c.first_t() <= maxt && c.last_t() >= mint);
+            if overlaps {
+                out.push(s.labels.clone());
+            }
+        });
+        out.sort_unstable();
+        out
+    }
+
     fn select(&self, matchers: &[Matcher], mint: Timestamp, maxt: Timestamp) -> Vec<SeriesSamples> {
         let mut out = Vec::new();
         self.for_each_match(matchers, |s| {

@@ -79,6 +79,24 @@ pub trait SeriesSource: Send + Sync {
         let _ = (matchers, mint, maxt, skip, each);
         false
     }
+
+    /// The labels of every series matching `matchers` with a sample in `[mint, maxt]`, in label
+    /// order: what `/api/v1/series` and the label endpoints list. Sources that can answer
+    /// without reading samples override it.
+    fn series_labels(
+        &self,
+        matchers: &[promql_parser::label::Matcher],
+        mint: Timestamp,
+        maxt: Timestamp,
+    ) -> Vec<Labels> {
+        let mut out: Vec<Labels> = self
+            .select(matchers, mint, maxt)
+            .into_iter()
+            .map(|s| s.labels)
+            .collect();
+        out.sort_unstable();
+        out
+    }
 }
 
 /// Tolerance of [`align_timestamp`]: Prometheus' `--scrape.timestamp-tolerance` default.
