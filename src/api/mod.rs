@@ -344,6 +344,11 @@ pub fn percent_decode(s: &str) -> String {
 /// Decodes `a=b&c=d` with percent-escapes and `+` for space. Lenient where axum's `Query`
 /// would refuse: a broken escape stays text instead of failing the request.
 pub fn parse_query(q: &str) -> HashMap<String, String> {
+    query_pairs(q).into_iter().collect()
+}
+
+/// Every `name=value` pair of a query string or form body, in order, decoded.
+pub fn query_pairs(q: &str) -> Vec<(String, String)> {
     q.split('&')
         .filter(|kv| !kv.is_empty())
         .map(|kv| {

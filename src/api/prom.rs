@@ -7,13 +7,13 @@
 use std::collections::BTreeSet;
 use std::sync::Arc;
 
-use axum::extract::{Path, RawQuery, State};
+use axum::extract::{FromRequest, Path, Request, State};
 use axum::http::header::{CONTENT_TYPE, HeaderValue};
 use axum::http::{Method, StatusCode};
 use bytes::Bytes;
 use promql_parser::label::Matcher;
 
-use super::{Resp, json, parse_time, percent_decode};
+use super::{Resp, json, parse_time, query_pairs};
 use crate::clock::Clock;
 use crate::config::Current;
 use crate::series::head::Head;
@@ -31,9 +31,9 @@ pub struct Params(Vec<(String, String)>);
 
 impl Params {
     fn from(method: &Method, query: Option<&str>, body: &[u8]) -> Params {
-        let mut v = pairs(query.unwrap_or(""));
+        let mut v = query_pairs(query.unwrap_or(""));
         if method == Method::POST {
-            v.extend(pairs(&String::from_utf8_lossy(body)));
+            v.extend(query_pairs(&String::from_utf8_lossy(body)));
         }
         Params(v)
     }
@@ -66,14 +66,17 @@ impl Params {
     }
 }
 
-fn pairs(q: &str) -> Vec<(String, String)> {
-    q.split('&')
-        .filter(|kv| !kv.is_empty())
-        .map(|kv| {
-            let (k, v) = kv.split_once('=').unwrap_or((kv, ""));
-            (percent_decode(k), percent_decode(v))
-        })
-        .collect()
+impl<S: Send + Sync> FromRequest<S> for Params {
+    type Rejection = Resp;
+
+    async fn from_request(req: Request, state: &S) -> Result<Self, Resp> {
+        let method = req.method().clone();
+        let query = req.uri().query().map(str::to_string);
+        let body = Bytes::from_request(req, state)
+            .await
+            .map_err(|e| bad_data(&e.body_text()))?;
+        Ok(Params::from(&method, query.as_deref(), &body))
+    }
 }
 
 /// A 400 in Prometheus' shape.
@@ -110,14 +113,8 @@ fn selectors(p: &Params, required: bool) -> Result<Vec<Vec<Matcher>>, String> {
     raw.iter()
         .map(|s| match promql_parser::parser::parse(s) {
             Ok(promql_parser::parser::Expr::VectorSelector(vs)) => {
-                let mut m = vs.matchers.matchers.clone();
-                if let Some(name) = &vs.name {
-                    m.push(Matcher::new(
-                        promql_parser::label::MatchOp::Equal,
-                        METRIC_NAME,
-                        name,
-                    ));
-                }
+                let m = crate::promql::selector_matchers(&vs)
+                    .map_err(|e| format!("invalid parameter \"match[]\": {s}: {e}"))?;
                 if m.iter().all(|m| m.is_match("")) {
                     return Err(format!(
                         "invalid parameter \"match[]\": {s}: match[] must contain at least one non-empty matcher"
@@ -141,13 +138,7 @@ fn matching(head: &Head, sets: &[Vec<Matcher>], start: i64, end: i64) -> BTreeSe
 }
 
 /// `GET|POST /api/v1/query_range`.
-pub async fn query_range(
-    State(head): State<Arc<Head>>,
-    method: Method,
-    RawQuery(q): RawQuery,
-    body: Bytes,
-) -> Resp {
-    let p = Params::from(&method, q.as_deref(), &body);
+pub async fn query_range(State(head): State<Arc<Head>>, p: Params) -> Resp {
     let Some(query) = p.get("query").map(str::to_string) else {
         return bad_data("invalid parameter \"query\": missing parameter");
     };
@@ -210,13 +201,7 @@ fn window(p: &Params) -> Result<(i64, i64), String> {
 }
 
 /// `GET|POST /api/v1/series`.
-pub async fn series(
-    State(head): State<Arc<Head>>,
-    method: Method,
-    RawQuery(q): RawQuery,
-    body: Bytes,
-) -> Resp {
-    let p = Params::from(&method, q.as_deref(), &body);
+pub async fn series(State(head): State<Arc<Head>>, p: Params) -> Resp {
     let (sets, (start, end)) = match (selectors(&p, true), window(&p)) {
         (Ok(s), Ok(w)) => (s, w),
         (Err(e), _) | (_, Err(e)) => return bad_data(&e),
@@ -242,13 +227,7 @@ fn listed(head: &Head, p: &Params) -> Result<BTreeSet<Labels>, String> {
 }
 
 /// `GET|POST /api/v1/labels`.
-pub async fn labels(
-    State(head): State<Arc<Head>>,
-    method: Method,
-    RawQuery(q): RawQuery,
-    body: Bytes,
-) -> Resp {
-    let p = Params::from(&method, q.as_deref(), &body);
+pub async fn labels(State(head): State<Arc<Head>>, p: Params) -> Resp {
     let found = match listed(&head, &p) {
         Ok(f) => f,
         Err(e) => return bad_data(&e),
@@ -264,7 +243,7 @@ pub async fn labels(
 pub async fn label_values(
     State(head): State<Arc<Head>>,
     Path(name): Path<String>,
-    RawQuery(q): RawQuery,
+    p: Params,
 ) -> Resp {
     if name.is_empty()
         || !name
@@ -274,7 +253,6 @@ pub async fn label_values(
     {
         return bad_data(&format!("invalid label name: \"{name}\""));
     }
-    let p = Params::from(&Method::GET, q.as_deref(), &[]);
     let found = match listed(&head, &p) {
         Ok(f) => f,
         Err(e) => return bad_data(&e),
@@ -308,9 +286,8 @@ pub async fn federate(
     State(head): State<Arc<Head>>,
     State(clock): State<Clock>,
     State(config): State<Current>,
-    RawQuery(q): RawQuery,
+    p: Params,
 ) -> Resp {
-    let p = Params::from(&Method::GET, q.as_deref(), &[]);
     let sets = match selectors(&p, true) {
         Ok(s) => s,
         Err(e) => return bad_data(&e),

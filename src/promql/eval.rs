@@ -473,7 +473,7 @@ fn window_series(ra: RangeArg, ts: i64) -> Vec<Series> {
 
 /// The matchers of a selector, with the metric name written before the braces added as an
 /// equality matcher (the parser keeps it separately).
-pub(crate) fn selector_matchers(vs: &VectorSelector) -> Result<Vec<Matcher>, EvalError> {
+pub fn selector_matchers(vs: &VectorSelector) -> Result<Vec<Matcher>, EvalError> {
     if !vs.matchers.or_matchers.is_empty() {
         return Err(EvalError::Unsupported(
             "\"or\" inside label matchers is not supported".into(),

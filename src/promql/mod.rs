@@ -22,6 +22,7 @@ mod support;
 
 use std::fmt;
 
+pub use eval::selector_matchers;
 pub use json::{format_value, metric_json, value_to_api_json};
 pub use promql_parser::parser::Expr;
 pub use support::check_supported;
