@@ -1,11 +1,14 @@
 //! The durable outbox and the senders that drain it.
 //!
 //! Every notification is written to the store before its first attempt. One sender per
-//! receiver delivers that receiver's notifications in the order they were queued, retrying
-//! with exponential backoff and jitter (honouring `Retry-After` on 429 and 503), until the
-//! receiver accepts it, answers with a permanent error, or the notification is older than
-//! 24 hours; then it is removed from the store. A receiver that is down holds only its own
-//! queue: every other sender goes on.
+//! receiver delivers that receiver's notifications, retrying with exponential backoff and
+//! jitter (honouring `Retry-After` on 429 and 503, up to an hour), until the receiver accepts
+//! it, answers with a permanent error (any other 4xx: the message itself is refused, and
+//! sending it again will not change that), or the notification is older than 24 hours; then
+//! it is removed from the store. Order is kept within a group (a group's resolution never
+//! overtakes its firing), not across groups: a message the receiver keeps refusing delays
+//! only its own group's later messages. A receiver that is down holds only its own queue:
+//! every other sender goes on.
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex, RwLock};
@@ -30,7 +33,8 @@ use crate::telemetry::Telemetry;
 pub const MAX_AGE: Duration = Duration::from_secs(24 * 3600);
 /// First retry delay.
 const BACKOFF_BASE: Duration = Duration::from_secs(1);
-/// Longest retry delay (a `Retry-After` may ask for more, up to this cap times 12).
+/// Longest retry delay (a `Retry-After` may ask for more, up to
+/// [`crate::notify::MAX_RETRY_AFTER`]).
 const BACKOFF_MAX: Duration = Duration::from_secs(300);
 
 /// A queued notification with its delivery state.
@@ -223,7 +227,7 @@ impl DispatchStore for (Arc<Store>, Outbox) {
 /// lockstep.
 pub fn backoff(attempts: u32, retry_after: Option<Duration>) -> Duration {
     if let Some(r) = retry_after {
-        return r.min(BACKOFF_MAX * 12);
+        return r.min(crate::notify::MAX_RETRY_AFTER);
     }
     let exp = BACKOFF_BASE.saturating_mul(1u32 << attempts.saturating_sub(1).min(16));
     let d = exp.min(BACKOFF_MAX);
@@ -234,21 +238,11 @@ pub fn backoff(attempts: u32, retry_after: Option<Duration>) -> Duration {
 async fn sender(shared: Arc<Shared>, receiver: String, shutdown: CancellationToken) {
     let mut wake = shared.wake.subscribe();
     loop {
-        // The oldest notification of this receiver, and whether it is due.
-        let head = {
+        let (head, wait) = {
             let q = shared.queues.lock().unwrap_or_else(|p| p.into_inner());
-            q.get(&receiver)
-                .and_then(|m| m.iter().next().map(|(id, e)| (*id, e.clone())))
-        };
-        let wait = match &head {
-            None => None,
-            Some((_, e)) => {
-                let now = shared.clock.now();
-                if e.next_attempt <= now {
-                    Some(Duration::ZERO)
-                } else {
-                    (e.next_attempt - now).to_std().ok()
-                }
+            match q.get(&receiver) {
+                Some(m) => next_due(m, shared.clock.now()),
+                None => (None, None),
             }
         };
         if wait != Some(Duration::ZERO) {
@@ -338,6 +332,28 @@ async fn sender(shared: Arc<Shared>, receiver: String, shutdown: CancellationTok
     }
 }
 
+/// The next notification to send and how long until it is due: the oldest due one among the
+/// oldest of each group (a group's messages go in order; groups do not wait for each other).
+/// `None` as the wait when nothing is queued.
+fn next_due(
+    queue: &BTreeMap<u64, OutboxEntry>,
+    now: DateTime<Utc>,
+) -> (Option<(u64, OutboxEntry)>, Option<Duration>) {
+    let mut seen: std::collections::HashSet<&str> = std::collections::HashSet::new();
+    let mut soonest: Option<DateTime<Utc>> = None;
+    for (id, e) in queue {
+        if !seen.insert(e.notification.group_key.as_str()) {
+            continue;
+        }
+        if e.next_attempt <= now {
+            return (Some((*id, e.clone())), Some(Duration::ZERO));
+        }
+        soonest = Some(soonest.map_or(e.next_attempt, |s| s.min(e.next_attempt)));
+    }
+    let wait = soonest.map(|t| (t - now).to_std().unwrap_or_default());
+    (None, wait)
+}
+
 fn set_next(
     shared: &Shared,
     receiver: &str,
@@ -397,6 +413,96 @@ fn drop_entry(shared: &Shared, receiver: &str, id: u64, reason: &str) {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::notify::tests::sample;
+
+    fn queued(group: &str, id: u64, next_attempt: DateTime<Utc>) -> (u64, OutboxEntry) {
+        let mut notification = sample();
+        notification.group_key = group.into();
+        let e = OutboxEntry {
+            notification,
+            created: next_attempt,
+            attempts: 0,
+            next_attempt,
+            last_error: String::new(),
+        };
+        (id, e)
+    }
+
+    #[test]
+    fn the_next_message_is_the_oldest_due_head_of_a_group() {
+        let now = DateTime::from_timestamp(1_700_000_000, 0).unwrap();
+        let later = now + chrono::Duration::seconds(30);
+        // A's head waits for a retry; B's is due: B goes, although A is older.
+        let q: BTreeMap<u64, OutboxEntry> = [
+            queued("A", 1, later),
+            queued("A", 2, now),
+            queued("B", 3, now),
+        ]
+        .into();
+        let (next, wait) = next_due(&q, now);
+        assert_eq!(next.map(|(id, _)| id), Some(3));
+        assert_eq!(wait, Some(Duration::ZERO));
+        // A's second message never overtakes its first.
+        let q: BTreeMap<u64, OutboxEntry> = [queued("A", 1, later), queued("A", 2, now)].into();
+        let (next, wait) = next_due(&q, now);
+        assert!(next.is_none());
+        assert_eq!(wait, Some(Duration::from_secs(30)));
+        assert_eq!(next_due(&BTreeMap::new(), now).1, None);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_message_the_receiver_never_takes_is_dropped_after_24_hours() {
+        let t0 = DateTime::from_timestamp(1_700_000_000, 0).unwrap();
+        let clock = Clock::tokio_from(t0);
+        let config = Arc::new(
+            crate::config::load_str(
+                "[[receiver]]\nname = \"hook\"\ntype = \"webhook\"\nurl = \"http://127.0.0.1:1/down\"\ntimeout = \"1s\"\n",
+                "t.toml",
+            )
+            .unwrap(),
+        );
+        let (_dir, store) = crate::store::test_util::temp_store();
+        let telemetry = Telemetry::new();
+        let outbox = Outbox::new(
+            Arc::new(store),
+            config,
+            Clients::new().unwrap(),
+            telemetry.clone(),
+            clock.clone(),
+        );
+        let store = outbox.shared.store.clone();
+        let mut n = sample();
+        n.receiver = "hook".into();
+        let id = store.outbox_next_id().unwrap();
+        let entry = OutboxEntry {
+            notification: n,
+            created: t0,
+            attempts: 0,
+            next_attempt: t0,
+            last_error: String::new(),
+        };
+        store.outbox_put_durable(id, &entry).unwrap();
+        outbox.push(id, entry);
+        let stop = CancellationToken::new();
+        let task = tokio::spawn(outbox.clone().run(stop.clone()));
+        let dropped = || {
+            telemetry
+                .notifications_dropped_total
+                .with_label_values(&["hook", "expired"])
+                .get()
+        };
+        // Retried with backoff for a day (the connection is refused every time)...
+        tokio::time::sleep(Duration::from_secs(23 * 3600)).await;
+        assert_eq!(dropped(), 0);
+        assert_eq!(outbox.depth()["hook"], 1, "still queued after 23 hours");
+        // ...then dropped, from the queue and from the store.
+        tokio::time::sleep(Duration::from_secs(2 * 3600)).await;
+        assert_eq!(dropped(), 1);
+        assert_eq!(outbox.depth()["hook"], 0);
+        assert!(store.outbox_all::<OutboxEntry>().unwrap().is_empty());
+        stop.cancel();
+        task.await.unwrap();
+    }
 
     #[test]
     fn backoff_grows_with_jitter_and_honours_retry_after() {
@@ -416,6 +522,13 @@ mod tests {
         assert_eq!(
             backoff(3, Some(Duration::from_secs(7))),
             Duration::from_secs(7)
+        );
+        // The outbox and the HTTP client cap a Retry-After at the same hour.
+        let days = crate::notify::parse_retry_after("172800", Utc::now());
+        assert_eq!(days, Some(crate::notify::MAX_RETRY_AFTER));
+        assert_eq!(
+            backoff(3, Some(Duration::from_secs(7200))),
+            Duration::from_secs(3600)
         );
     }
 }

@@ -14,9 +14,10 @@ use crate::config::ReceiverConfig;
 /// PagerDuty's `{"status":"invalid event","errors":[...]}`, never a whole HTML error page.
 const ERROR_BODY_LIMIT: usize = 512;
 
-/// The longest `Retry-After` we honour; a peer asking for more is treated as asking for this, so
-/// one bad header cannot park a receiver for days.
-const MAX_RETRY_AFTER: Duration = Duration::from_secs(6 * 3600);
+/// The longest `Retry-After` honoured, here and by the outbox; a peer asking for more is treated
+/// as asking for this, so one bad header cannot park a receiver for most of a notification's
+/// 24 hours.
+pub const MAX_RETRY_AFTER: Duration = Duration::from_secs(3600);
 
 /// POSTs a JSON body to `url` (a secret: it never appears in a message) and classifies the answer.
 pub(crate) async fn post_json(

@@ -19,7 +19,7 @@ pub mod pagerduty;
 pub mod slack;
 pub mod webhook;
 
-pub use http::parse_retry_after;
+pub use http::{MAX_RETRY_AFTER, parse_retry_after};
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
@@ -662,4 +662,4 @@ fn redact(message: &str, secrets: &[&str]) -> String {
 }
 
 #[cfg(test)]
-mod tests;
+pub(crate) mod tests;
