@@ -1,16 +1,16 @@
 //! How the daemon's memory follows the probe history it keeps.
 //!
 //! Plays the watch job's probe results through the real store, as fast as it can: 1,000 probes
-//! every 10 s, each result appended ([`Store::append_probe`]), each 10 s round journaled
-//! ([`Store::write_probe_journal`]), and the buffer written as blocks once a simulated minute
-//! ([`Store::write_probe_results`]). Every `HISTORY_BENCH_EVERY` simulated minutes (60) it
+//! every 10 s, each result appended ([`postflight::store::ProbeLog::append_probe`]), each 10 s round journaled
+//! ([`postflight::store::ProbeLog::write_probe_journal`]), and the buffer written as blocks once a simulated minute
+//! ([`postflight::store::ProbeLog::write_probe_results`]). Every `HISTORY_BENCH_EVERY` simulated minutes (60) it
 //! prints the process' RSS, the number of stored results and the store's size on disk.
 //! Nothing is pruned: the history grows as it does between two prunes of a long retention (15
 //! days by default).
 //!
-//! Until session 13 the blocks were sled values, one key per probe and minute, and sled's
-//! memory grew with them (42.7 MiB after 10 simulated hours, 154 after 40); they are in the
-//! history files now (see `src/store/history_files.rs`), and sled holds nothing per result.
+//! The results are in the history files (see `src/store/probes/files.rs`) and sled holds
+//! nothing per result, so the memory should stay flat while the history grows; a key per
+//! probe and minute in sled would make it grow with the history.
 //!
 //! A replay runs hundreds of times faster than the daemon, and sled's background work (its
 //! flusher, the reclaiming of old log segments) falls behind: `HISTORY_BENCH_PACE_MS` sleeps
@@ -86,14 +86,15 @@ fn main() {
                     status: Some(200),
                     reason: String::new(),
                 };
-                store.append_probe(&r).expect("append");
+                store.probes.append_probe(&r).expect("append");
                 results += 1;
             }
             if !no_journal {
-                store.write_probe_journal().expect("journal");
+                store.probes.write_probe_journal().expect("journal");
             }
         }
         store
+            .probes
             .write_probe_results(Some(t0 + (minute + 2) * 60_000))
             .expect("blocks");
         // sled's own flush comes every second in the daemon; once a simulated minute here.

@@ -28,8 +28,8 @@ use std::time::Instant;
 
 use postflight::series::Labels;
 use postflight::series::head::Head;
-use postflight::series::persist::checkpoint;
 use postflight::store::Store;
+use postflight::store::checkpoint::checkpoint;
 
 mod common;
 use common::rss_kib;
@@ -138,13 +138,14 @@ fn main() {
         }
         if (step + 1) % STEPS_PER_CHECKPOINT == 0 {
             let c = Instant::now();
-            chunks_written += checkpoint(&head, &store, false, i64::MIN).expect("checkpoint");
+            chunks_written +=
+                checkpoint(&head, &store.samples, false, i64::MIN).expect("checkpoint");
             checkpoint_time += c.elapsed();
         }
     }
     let c = Instant::now();
     // The stop checkpoint: the open chunks too, then a flush.
-    chunks_written += checkpoint(&head, &store, true, i64::MIN).expect("checkpoint");
+    chunks_written += checkpoint(&head, &store.samples, true, i64::MIN).expect("checkpoint");
     checkpoint_time += c.elapsed();
     let flushed = began.elapsed();
 
@@ -236,7 +237,7 @@ fn main() {
     println!("simulation + flush:   {flushed:.2?} (checkpoints: {checkpoint_time:.2?})");
 
     let began = Instant::now();
-    let read = store.chunks_since(start_t).count();
+    let read = store.samples.chunks_since(start_t).count();
     println!(
         "chunks_since (start): {read} chunks in {:.2?}",
         began.elapsed()
@@ -249,7 +250,7 @@ fn main() {
     println!(
         "reopen:               {:.2?} ({} series; RSS {} -> {} KiB: the series index and symbols in memory, sled's cache)",
         began.elapsed(),
-        reopened.store.series_count(),
+        reopened.store.samples.series_count(),
         rss_before,
         rss_kib()
     );

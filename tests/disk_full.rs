@@ -65,7 +65,10 @@ fn a_full_disk_fails_segment_writes_cleanly_and_they_resume_when_space_is_back()
     let store = Store::open_with(&path, &options).unwrap().store;
     let labels = Labels::new([("job", "api")]);
     let bytes = vec![7u8; 100_000];
-    store.put_chunk(&labels, 0, 100, 120, &bytes).unwrap();
+    store
+        .samples
+        .put_chunk(&labels, 0, 100, 120, &bytes)
+        .unwrap();
     let segments = || -> Vec<String> {
         let mut v: Vec<String> = std::fs::read_dir(path.join("segments"))
             .unwrap()
@@ -81,6 +84,7 @@ fn a_full_disk_fails_segment_writes_cleanly_and_they_resume_when_space_is_back()
     fill(&filler);
     for t in [200, 300] {
         let e = store
+            .samples
             .put_chunk(&labels, t - 99, t, 120, &bytes)
             .unwrap_err();
         assert!(e.is_io(), "{e:?}");
@@ -96,7 +100,10 @@ fn a_full_disk_fails_segment_writes_cleanly_and_they_resume_when_space_is_back()
     );
 
     std::fs::remove_file(&filler).unwrap();
-    store.put_chunk(&labels, 301, 400, 120, &bytes).unwrap();
+    store
+        .samples
+        .put_chunk(&labels, 301, 400, 120, &bytes)
+        .unwrap();
     assert_eq!(
         segments().len(),
         2,
@@ -106,6 +113,7 @@ fn a_full_disk_fails_segment_writes_cleanly_and_they_resume_when_space_is_back()
     drop(store);
     let store = Store::open(&path).unwrap().store;
     let back: Vec<i64> = store
+        .samples
         .chunks_since(i64::MIN)
         .map(|c| c.unwrap().max_t)
         .collect();

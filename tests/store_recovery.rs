@@ -53,35 +53,43 @@ fn transition(t: i64) -> AlertTransition {
 fn write_everything(store: &Store) -> u64 {
     for i in 0..200 {
         store
+            .samples
             .put_chunk(&series(i), 0, 1_190_000, 120, &[i as u8; 168])
             .unwrap();
     }
     for t in 0..50 {
-        store.append_probe(&probe(t * 1_000)).unwrap();
+        store.probes.append_probe(&probe(t * 1_000)).unwrap();
     }
     // The daemon's half-second journal tick: the results are in the store's journal, not yet
     // in their block; a crash must not lose them.
-    store.write_probe_journal().unwrap();
+    store.probes.write_probe_journal().unwrap();
     store
+        .state
         .append_alert_transition_durable(&transition(5_000))
         .unwrap();
     store
+        .state
         .put_durable(Kind::Silences, "s1", &"job=\"api\"")
         .unwrap();
     store
+        .state
         .put_durable(Kind::Nlog, "route/group", &1_700_000_000_000i64)
         .unwrap();
     store
+        .state
         .put_durable(Kind::Deployments, "d1", &"v2.0.1")
         .unwrap();
     store
+        .state
         .put_durable(Kind::AlertState, "HighErrorRate{job=\"api\"}", &"firing")
         .unwrap();
     store
+        .state
         .meta_put_durable("head.last_cut", b"\x01\x02")
         .unwrap();
-    let id = store.outbox_next_id().unwrap();
+    let id = store.state.outbox_next_id().unwrap();
     store
+        .state
         .outbox_put_durable(
             id,
             &Notification {
@@ -94,8 +102,8 @@ fn write_everything(store: &Store) -> u64 {
 }
 
 fn assert_everything(store: &Store, outbox_id: u64) {
-    assert_eq!(store.series_count(), 200);
-    let chunks: Vec<_> = store.chunks_since(0).map(Result::unwrap).collect();
+    assert_eq!(store.samples.series_count(), 200);
+    let chunks: Vec<_> = store.samples.chunks_since(0).map(Result::unwrap).collect();
     assert_eq!(chunks.len(), 200);
     assert!(
         chunks
@@ -103,12 +111,14 @@ fn assert_everything(store: &Store, outbox_id: u64) {
             .all(|c| c.count == 120 && c.bytes.len() == 168 && c.max_t == 1_190_000)
     );
     let h = store
+        .probes
         .probe_history("api-health", 0, i64::MAX, usize::MAX)
         .unwrap();
     assert_eq!(h.len(), 50);
     assert_eq!(h[49], probe(49_000));
     assert_eq!(
         store
+            .state
             .alert_history("HighErrorRate", 0, i64::MAX, 10)
             .unwrap(),
         vec![transition(5_000)]
@@ -119,31 +129,40 @@ fn assert_everything(store: &Store, outbox_id: u64) {
 fn assert_durable(store: &Store, outbox_id: u64) {
     assert_eq!(
         store
+            .state
             .alert_history("HighErrorRate", 0, i64::MAX, 10)
             .unwrap(),
         vec![transition(5_000)]
     );
     assert_eq!(
         store
+            .state
             .get::<String>(Kind::Silences, "s1")
             .unwrap()
             .as_deref(),
         Some("job=\"api\"")
     );
     assert_eq!(
-        store.get::<i64>(Kind::Nlog, "route/group").unwrap(),
+        store.state.get::<i64>(Kind::Nlog, "route/group").unwrap(),
         Some(1_700_000_000_000)
     );
     assert_eq!(
         store
+            .state
             .get::<String>(Kind::Deployments, "d1")
             .unwrap()
             .as_deref(),
         Some("v2.0.1")
     );
-    assert_eq!(store.scan::<String>(Kind::AlertState).unwrap().len(), 1);
-    assert_eq!(store.meta_get("head.last_cut").unwrap(), Some(vec![1, 2]));
-    let outbox: Vec<(u64, Notification)> = store.outbox_all().unwrap();
+    assert_eq!(
+        store.state.scan::<String>(Kind::AlertState).unwrap().len(),
+        1
+    );
+    assert_eq!(
+        store.state.meta_get("head.last_cut").unwrap(),
+        Some(vec![1, 2])
+    );
+    let outbox: Vec<(u64, Notification)> = store.state.outbox_all().unwrap();
     assert_eq!(outbox.len(), 1);
     assert_eq!(outbox[0].0, outbox_id);
     assert_eq!(outbox[0].1.receiver, "pager");
@@ -151,16 +170,23 @@ fn assert_durable(store: &Store, outbox_id: u64) {
 }
 
 fn assert_empty(store: &Store) {
-    assert_eq!(store.series_count(), 0);
-    assert_eq!(store.chunks_since(i64::MIN).count(), 0);
+    assert_eq!(store.samples.series_count(), 0);
+    assert_eq!(store.samples.chunks_since(i64::MIN).count(), 0);
     assert!(
         store
+            .probes
             .probe_history("api-health", i64::MIN, i64::MAX, usize::MAX)
             .unwrap()
             .is_empty()
     );
-    assert!(store.scan::<String>(Kind::Silences).unwrap().is_empty());
-    assert!(store.outbox_all::<Notification>().unwrap().is_empty());
+    assert!(
+        store
+            .state
+            .scan::<String>(Kind::Silences)
+            .unwrap()
+            .is_empty()
+    );
+    assert!(store.state.outbox_all::<Notification>().unwrap().is_empty());
 }
 
 #[test]
@@ -178,7 +204,7 @@ fn everything_written_is_there_after_a_restart() {
     assert!(opened.recovered_from_corruption.is_none());
     assert_everything(&opened.store, id);
     // New ids stay ahead of the ones handed out before the restart.
-    assert!(opened.store.outbox_next_id().unwrap() > id);
+    assert!(opened.store.state.outbox_next_id().unwrap() > id);
 }
 
 /// Env var telling [`crash_child`] where to write before it aborts.
@@ -253,12 +279,16 @@ fn snapshot_crash_child() {
     let store = Store::open_with(Path::new(&dir), &options).unwrap().store;
     let labels: Vec<Labels> = (0..50).map(series).collect();
     for l in &labels {
-        store.put_chunk(l, 0, 1_190_000, 120, &[7; 100]).unwrap();
+        store
+            .samples
+            .put_chunk(l, 0, 1_190_000, 120, &[7; 100])
+            .unwrap();
     }
     store.flush().unwrap();
     // Chunks of series already indexed: only block index entries.
     for l in &labels {
         store
+            .samples
             .put_chunk(l, 1_200_000, 2_390_000, 120, &[9; 100])
             .unwrap();
     }
@@ -271,7 +301,7 @@ fn snapshot_crash_child() {
             bytes: &[8; 20],
         })
         .collect();
-    store.put_open_chunks(0, &open).unwrap();
+    store.samples.put_open_chunks(0, &open).unwrap();
     println!("snapshot-written");
     std::process::abort();
 }
@@ -301,7 +331,7 @@ fn open_chunks_survive_a_crash_with_their_series() {
     assert!(opened.recovered_from_corruption.is_none());
     let store = opened.store;
     // The snapshot is durable when put_open_chunks returns, and so is every series it names.
-    let open = store.open_chunks().unwrap();
+    let open = store.samples.open_chunks().unwrap();
     assert_eq!(open.len(), 50);
     assert!(
         open.iter()
@@ -309,8 +339,8 @@ fn open_chunks_survive_a_crash_with_their_series() {
     );
     // The blocks were fsynced before their index entries were written, and the snapshot's
     // flush made those durable too: the samples the snapshot no longer holds are in chunks.
-    assert_eq!(store.chunks_since(0).count(), 100);
-    assert_eq!(store.chunks_since(2_390_000).count(), 50);
+    assert_eq!(store.samples.chunks_since(0).count(), 100);
+    assert_eq!(store.samples.chunks_since(2_390_000).count(), 50);
     assert_eq!(store.skipped_records(), 0);
 }
 
@@ -362,12 +392,21 @@ fn assert_recovers_from(name: &str, damage: impl Fn(&Path)) {
     // The fresh store works and is not mistaken for a corrupt one on the next start.
     opened
         .store
+        .state
         .put_durable(Kind::Silences, "new", &"x")
         .unwrap();
     drop(opened);
     let again = Store::open(&path).unwrap();
     assert!(again.recovered_from_corruption.is_none(), "{name}");
-    assert_eq!(again.store.scan::<String>(Kind::Silences).unwrap().len(), 1);
+    assert_eq!(
+        again
+            .store
+            .state
+            .scan::<String>(Kind::Silences)
+            .unwrap()
+            .len(),
+        1
+    );
 }
 
 #[test]
@@ -480,20 +519,28 @@ fn injected_write_failures_surface_as_io_errors_and_recover() {
     let store = Store::open(&dir.path().join("store")).unwrap().store;
     store.fail_writes(true);
     for e in [
-        store.append_probe(&probe(1)).unwrap_err(),
-        store.put_chunk(&series(1), 0, 1, 1, &[]).unwrap_err(),
+        store.probes.append_probe(&probe(1)).unwrap_err(),
         store
+            .samples
+            .put_chunk(&series(1), 0, 1, 1, &[])
+            .unwrap_err(),
+        store
+            .state
             .append_alert_transition_durable(&transition(1))
             .unwrap_err(),
-        store.outbox_put_durable(1, &"x").unwrap_err(),
+        store.state.outbox_put_durable(1, &"x").unwrap_err(),
         store.flush().unwrap_err(),
     ] {
         assert!(e.is_io(), "{e:?}");
     }
     store.fail_writes(false);
-    store.append_probe(&probe(1)).unwrap();
+    store.probes.append_probe(&probe(1)).unwrap();
     assert_eq!(
-        store.probe_history("api-health", 0, 10, 10).unwrap().len(),
+        store
+            .probes
+            .probe_history("api-health", 0, 10, 10)
+            .unwrap()
+            .len(),
         1
     );
 }

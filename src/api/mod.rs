@@ -37,7 +37,7 @@ use crate::deploy::GateHandle;
 use crate::dispatch::DispatcherHandle;
 use crate::liveness::Liveness;
 use crate::series::head::Head;
-use crate::store::Store;
+use crate::store::{ProbeLog, StateStore};
 use crate::targets::TargetsView;
 use crate::telemetry::Telemetry;
 
@@ -66,8 +66,10 @@ pub struct Api {
     pub head: Arc<Head>,
     /// Wall time for queries without a time.
     pub clock: Clock,
-    /// Probe results and alert transitions (`/api/v1/history`).
-    pub store: Arc<Store>,
+    /// Probe results (`/api/v1/history?probe=`).
+    pub probes: ProbeLog,
+    /// Alert transitions (`/api/v1/history?alert=`).
+    pub state: StateStore,
     /// Silences.
     pub dispatch: DispatcherHandle,
     /// Deployments and their verdicts.

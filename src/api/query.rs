@@ -10,7 +10,7 @@ use bytes::Bytes;
 use super::{Resp, error, json, parse_query, parse_time};
 use crate::clock::Clock;
 use crate::series::head::Head;
-use crate::store::Store;
+use crate::store::{ProbeLog, StateStore};
 
 /// An error in Prometheus' API shape: `{"status":"error","errorType":...,"error":...}`.
 fn prom_error(status: StatusCode, kind: &str, msg: &str) -> Resp {
@@ -85,7 +85,11 @@ pub async fn instant(
 }
 
 /// `GET /api/v1/history?probe=NAME|alert=NAME[&since=T&until=T&limit=N]`, newest last.
-pub async fn history(State(store): State<Arc<Store>>, RawQuery(q): RawQuery) -> Resp {
+pub async fn history(
+    State(probes): State<ProbeLog>,
+    State(state): State<StateStore>,
+    RawQuery(q): RawQuery,
+) -> Resp {
     let p = parse_query(q.as_deref().unwrap_or(""));
     let time = |k: &str, default: i64| -> Result<i64, String> {
         match p.get(k) {
@@ -109,7 +113,7 @@ pub async fn history(State(store): State<Arc<Store>>, RawQuery(q): RawQuery) -> 
     };
     if let Some(name) = p.get("probe").cloned() {
         let r =
-            tokio::task::spawn_blocking(move || store.probe_history(&name, since, until, limit))
+            tokio::task::spawn_blocking(move || probes.probe_history(&name, since, until, limit))
                 .await;
         match r {
             Ok(Ok(records)) => {
@@ -127,7 +131,7 @@ pub async fn history(State(store): State<Arc<Store>>, RawQuery(q): RawQuery) -> 
         }
     } else if let Some(name) = p.get("alert").cloned() {
         let r =
-            tokio::task::spawn_blocking(move || store.alert_history(&name, since, until, limit))
+            tokio::task::spawn_blocking(move || state.alert_history(&name, since, until, limit))
                 .await;
         match r {
             Ok(Ok(records)) => {

@@ -91,8 +91,9 @@ pub struct Context {
     pub reloader: Reloader,
     /// Loop heartbeats for the systemd watchdog.
     pub liveness: Liveness,
-    /// The store: every byte on disk.
-    pub store: Arc<Store>,
+    /// The store: every byte on disk. Each component gets its part's handle; the daemon keeps
+    /// the whole for the flush on stop, retention and the write check.
+    pub store: Store,
     /// The dispatcher: routes, groups, silences.
     pub dispatch: DispatcherHandle,
     /// The durable outbox and its senders.
@@ -181,7 +182,7 @@ pub async fn run(config_path: PathBuf) -> Result<(), DaemonError> {
         path: config.storage.path.clone(),
         reason: error_chain(&e),
     })?;
-    let store = Arc::new(opened.store);
+    let store = opened.store;
     telemetry.store_up.set(1);
     let mut self_alerts = Vec::new();
     if let Some(moved) = &opened.recovered_from_corruption {
@@ -206,7 +207,7 @@ pub async fn run(config_path: PathBuf) -> Result<(), DaemonError> {
         reason: format!("cannot build the HTTP client: {e}"),
     })?;
     let outbox = Outbox::new(
-        store.clone(),
+        store.state.clone(),
         config.clone(),
         clients,
         telemetry.clone(),
@@ -215,27 +216,27 @@ pub async fn run(config_path: PathBuf) -> Result<(), DaemonError> {
     let liveness = Liveness::new();
     let (dispatcher, dispatch) = Dispatcher::new(
         config.clone(),
-        Arc::new((store.clone(), outbox.clone())),
+        Arc::new((store.state.clone(), outbox.clone())),
         clock.clone(),
         telemetry.clone(),
         Some(liveness.register("dispatcher", Duration::from_secs(60))),
     );
     let head = Arc::new(Head::new());
-    let window = crate::series::persist::head_window(&config);
+    let window = crate::store::checkpoint::head_window(&config);
     {
-        let (head, store) = (head.clone(), store.clone());
+        let (head, samples) = (head.clone(), store.samples.clone());
         let now = clock.now_ms();
         let loaded = tokio::task::spawn_blocking(move || {
-            crate::series::persist::load_head(&head, &store, now, window)
+            crate::store::checkpoint::load_head(&head, &samples, now, window)
         })
         .await
         .unwrap_or_default();
         info!(series = loaded.series, samples = loaded.samples, window = %crate::config::format_duration(window), "head loaded from the store");
     }
     let rules = Arc::new(RulesState::default());
-    rules.configure(&config, Some(&store));
+    rules.configure(&config, Some(&store.state));
     let probe_states = Arc::new(crate::probe::ProbeStates::new());
-    probes::restore(&probe_states, &store);
+    probes::restore(&probe_states, &store.state);
     let probe_tls = crate::probe::ProbeTls::system().unwrap_or_else(|e| {
         error!(error = %e, "cannot load the system's root certificates; HTTPS probes will fail");
         crate::probe::ProbeTls::with_roots(Vec::new()).expect("an empty root store always builds")
@@ -244,8 +245,8 @@ pub async fn run(config_path: PathBuf) -> Result<(), DaemonError> {
     let (gate_engine, gates) = GateEngine::new(
         config.clone(),
         head.clone(),
-        store.clone(),
-        Arc::new((store.clone(), outbox.clone())),
+        Arc::new(store.state.clone()),
+        Arc::new((store.state.clone(), outbox.clone())),
         clock.clone(),
         telemetry.clone(),
         Some(liveness.register("gates", Duration::from_secs(60))),
@@ -304,7 +305,8 @@ pub async fn run(config_path: PathBuf) -> Result<(), DaemonError> {
             targets: ctx.targets.clone(),
             head: head.clone(),
             clock: clock.clone(),
-            store: store.clone(),
+            probes: store.probes.clone(),
+            state: store.state.clone(),
             dispatch: dispatch.clone(),
             gates: ctx.gates.clone(),
         },
@@ -318,9 +320,9 @@ pub async fn run(config_path: PathBuf) -> Result<(), DaemonError> {
     tasks.spawn(store_watch(ctx.clone(), shutdown.clone()));
     tasks.spawn(probe_journal(ctx.clone(), shutdown.clone()));
     tasks.spawn(
-        crate::series::persist::Checkpointer {
+        crate::store::checkpoint::Checkpointer {
             head: head.clone(),
-            store: store.clone(),
+            samples: store.samples.clone(),
             window,
             every: config.storage.checkpoint_interval.get(),
             clock: clock.clone(),
@@ -443,7 +445,8 @@ impl Engines {
         );
         let sink = Arc::new(probes::DaemonProbeSink {
             head: ctx.head.clone(),
-            store: ctx.store.clone(),
+            state: ctx.store.state.clone(),
+            probes: ctx.store.probes.clone(),
             targets: ctx.targets.clone(),
             telemetry: ctx.telemetry.clone(),
             dispatch: ctx.dispatch.clone(),
@@ -506,7 +509,7 @@ impl Engines {
                 config: config.clone(),
                 ingest: ctx.ingest.clone(),
                 state: ctx.rules.clone(),
-                store: ctx.store.clone(),
+                store: ctx.store.state.clone(),
                 dispatch: ctx.dispatch.clone(),
                 telemetry: ctx.telemetry.clone(),
                 clock: ctx.clock.clone(),
@@ -569,7 +572,7 @@ async fn reload_loop(
                     .set(i64::from(!pending.is_empty()));
                 engines.stop().await;
                 ctx.config.set(new.clone());
-                ctx.rules.configure(&new, Some(&ctx.store));
+                ctx.rules.configure(&new, Some(&ctx.store.state));
                 ctx.dispatch.reconfigure(new.clone()).await;
                 ctx.outbox.reconfigure(new.clone());
                 ctx.gates.reconfigure(new.clone()).await;
@@ -687,8 +690,9 @@ async fn store_watch(ctx: Arc<Context>, shutdown: CancellationToken) {
     }
 }
 
-/// Every half second, the probe results of the last half second go to the store's journal (one
-/// record for all of them; see [`crate::store::Store::write_probe_journal`]).
+/// Every half second, the probe results of the last half second go to the probe log's journal
+/// (one record for all of them; see [`crate::store::ProbeLog::write_probe_journal`]), and once
+/// the oldest buffered result is a minute old, every buffered result goes to its probe's block.
 async fn probe_journal(ctx: Arc<Context>, shutdown: CancellationToken) {
     let mut tick = tokio::time::interval(crate::store::PROBE_JOURNAL_EVERY);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -697,8 +701,13 @@ async fn probe_journal(ctx: Arc<Context>, shutdown: CancellationToken) {
             _ = shutdown.cancelled() => return,
             _ = tick.tick() => {}
         }
-        let store = ctx.store.clone();
-        match tokio::task::spawn_blocking(move || store.write_probe_journal()).await {
+        let probes = ctx.store.probes.clone();
+        let now = ctx.clock.now_ms();
+        let written = tokio::task::spawn_blocking(move || {
+            probes.write_probe_journal()?;
+            probes.write_probe_results(Some(now))
+        });
+        match written.await {
             Ok(Ok(_)) => {}
             Ok(Err(e)) => {
                 ctx.telemetry

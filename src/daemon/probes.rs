@@ -15,7 +15,7 @@ use crate::probe::{
     outcome_samples,
 };
 use crate::series::head::{Head, MemSeries};
-use crate::store::{Kind, ProbeRecord, Store};
+use crate::store::{Kind, ProbeLog, ProbeRecord, StateStore};
 use crate::targets::{Run, TargetHealth, TargetsView};
 use crate::telemetry::Telemetry;
 
@@ -28,8 +28,10 @@ const STATE_KEY: &str = "__probes__";
 pub struct DaemonProbeSink {
     /// Probe series go here.
     pub head: Arc<Head>,
-    /// Probe results and alert state go here.
-    pub store: Arc<Store>,
+    /// The probe alert state goes here.
+    pub state: StateStore,
+    /// Probe results go here.
+    pub probes: ProbeLog,
     /// Health for the API.
     pub targets: Arc<TargetsView>,
     /// Metrics.
@@ -57,7 +59,7 @@ pub fn target_key(name: &str) -> String {
 }
 
 /// Restores the probe alert state saved before a restart.
-pub fn restore(states: &ProbeStates, store: &Store) {
+pub fn restore(states: &ProbeStates, store: &StateStore) {
     match store.get::<ProbeStatesSnapshot>(Kind::AlertState, STATE_KEY) {
         Ok(Some(s)) => states.restore(s),
         Ok(None) => {}
@@ -83,7 +85,7 @@ impl DaemonProbeSink {
     /// dispatcher.
     pub fn publish(&self) {
         if let Err(e) = self
-            .store
+            .state
             .put_durable(Kind::AlertState, STATE_KEY, &self.states.snapshot())
         {
             self.telemetry
@@ -137,7 +139,7 @@ impl ProbeSink for DaemonProbeSink {
             status: outcome.status,
             reason: outcome.reason.clone(),
         };
-        if let Err(e) = self.store.append_probe(&rec) {
+        if let Err(e) = self.probes.append_probe(&rec) {
             self.telemetry
                 .store_write_failures
                 .with_label_values(&["probes"])

@@ -1,10 +1,10 @@
-//! Where deployments are kept: the sled store in the daemon ([`Kind::Deployments`], durable
-//! writes), [`MemoryDeploymentStore`] in tests.
+//! Where deployments are kept: the store's state in the daemon ([`Kind::Deployments`],
+//! durable writes), [`MemoryDeploymentStore`] in tests.
 
 use std::collections::BTreeMap;
 use std::sync::{Mutex, MutexGuard, PoisonError};
 
-use crate::store::{Kind, Store, StoreError};
+use crate::store::{Kind, StateStore, StoreError};
 
 use super::Deployment;
 
@@ -19,13 +19,13 @@ pub trait DeploymentStore: Send + Sync {
     fn save(&self, d: &Deployment) -> Result<(), StoreError>;
 }
 
-impl DeploymentStore for Store {
+impl DeploymentStore for StateStore {
     fn load_all(&self) -> Result<Vec<Deployment>, StoreError> {
         self.scan::<Deployment>(Kind::Deployments)
             .map(|v| v.into_iter().map(|(_, d)| d).collect())
     }
     fn get(&self, id: &str) -> Result<Option<Deployment>, StoreError> {
-        Store::get(self, Kind::Deployments, id)
+        StateStore::get(self, Kind::Deployments, id)
     }
     fn save(&self, d: &Deployment) -> Result<(), StoreError> {
         self.put_durable(Kind::Deployments, &d.id, d)

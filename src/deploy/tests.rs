@@ -17,7 +17,7 @@ use crate::dispatch::MemoryDispatchStore;
 use crate::notify::GroupStatus;
 use crate::series::Labels;
 use crate::series::head::Head;
-use crate::store::Store;
+use crate::store::StateStore;
 
 const CONFIG: &str = r#"
 [global]
@@ -393,7 +393,7 @@ async fn a_restart_resumes_with_the_same_baseline_and_counters() {
     let base = tokio::time::Instant::now();
     let clock = Clock::tokio_from(t0());
     let (_dir, store) = crate::store::test_util::temp_store();
-    let store: Arc<Store> = Arc::new(store);
+    let store: Arc<StateStore> = Arc::new(store.state.clone());
     let queue = Arc::new(MemoryDispatchStore::default());
 
     let h = Harness::start(healthy_head(), store.clone(), queue.clone(), clock.clone());

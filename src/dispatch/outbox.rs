@@ -26,7 +26,7 @@ use super::nlog::NlogEntry;
 use crate::clock::Clock;
 use crate::config::Config;
 use crate::notify::{Clients, Notification, NotifyError};
-use crate::store::{Kind, Store, StoreError};
+use crate::store::{Kind, StateStore, StoreError};
 use crate::telemetry::Telemetry;
 
 /// How long a notification is retried before it is dropped.
@@ -53,7 +53,7 @@ pub struct OutboxEntry {
 }
 
 struct Shared {
-    store: Arc<Store>,
+    store: StateStore,
     queues: Mutex<HashMap<String, BTreeMap<u64, OutboxEntry>>>,
     config: RwLock<Arc<Config>>,
     wake: watch::Sender<u64>,
@@ -71,7 +71,7 @@ pub struct Outbox {
 impl Outbox {
     /// Loads what the store still holds (notifications queued before a restart).
     pub fn new(
-        store: Arc<Store>,
+        store: StateStore,
         config: Arc<Config>,
         clients: Clients,
         telemetry: Arc<Telemetry>,
@@ -185,7 +185,7 @@ impl Outbox {
     }
 }
 
-impl DispatchStore for (Arc<Store>, Outbox) {
+impl DispatchStore for (StateStore, Outbox) {
     fn load(&self) -> Result<super::Persisted, StoreError> {
         let nlog = self.0.scan::<NlogEntry>(Kind::Nlog)?;
         let silences = self.0.scan::<super::Silence>(Kind::Silences)?;
@@ -464,7 +464,7 @@ mod tests {
         let (_dir, store) = crate::store::test_util::temp_store();
         let telemetry = Telemetry::new();
         let outbox = Outbox::new(
-            Arc::new(store),
+            store.state.clone(),
             config,
             Clients::new().unwrap(),
             telemetry.clone(),

@@ -19,7 +19,7 @@ use crate::ingest::Ingest;
 use crate::liveness::Heartbeat;
 use crate::promql::{Engine, LabelOrders, RoundMemo, Value};
 use crate::series::Labels;
-use crate::store::{AlertTransition, Kind, Store};
+use crate::store::{AlertTransition, Kind, StateStore};
 use crate::telemetry::Telemetry;
 
 /// The dispatcher source name of rule alerts.
@@ -47,7 +47,7 @@ fn state_key(rule: &AlertingRule) -> String {
 impl RulesState {
     /// The rules of `config`, with the alerts they had (from the previous config, else from the
     /// store after a restart).
-    pub fn configure(&self, config: &Config, store: Option<&Store>) {
+    pub fn configure(&self, config: &Config, store: Option<&StateStore>) {
         let mut rules = self.rules.lock().unwrap_or_else(|p| p.into_inner());
         let mut old: BTreeMap<String, AlertingRule> =
             rules.drain(..).map(|r| (r.identity(), r)).collect();
@@ -96,7 +96,7 @@ pub struct RulesEngine {
     /// Rules and alert state, shared with the API.
     pub state: Arc<RulesState>,
     /// Transitions and state snapshots.
-    pub store: Arc<Store>,
+    pub store: StateStore,
     /// Where alerts go.
     pub dispatch: DispatcherHandle,
     /// Metrics.

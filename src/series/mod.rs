@@ -9,7 +9,6 @@ pub mod head;
 mod index;
 mod interner;
 pub mod labels;
-pub mod persist;
 
 pub use labels::{Label, Labels, METRIC_NAME};
 

@@ -9,8 +9,6 @@
 
 use crate::series::Timestamp;
 
-use super::codec::time_key;
-use super::history::split_key;
 use super::{Store, StoreError};
 
 /// What a prune deleted.
@@ -61,7 +59,8 @@ pub struct PruneCursor {
     /// Records strictly older than this (chunks and blocks: whose max time is) are deleted.
     before: Timestamp,
     phase: Phase,
-    /// The key to continue from within the phase's tree.
+    /// Where the phase goes on: the key to continue from in the alert transitions, a mark that
+    /// the series were dropped in the series phase.
     resume: Vec<u8>,
     stats: PruneStats,
 }
@@ -124,24 +123,32 @@ impl Store {
         cursor: &mut PruneCursor,
         max_deletes: usize,
     ) -> Result<bool, StoreError> {
-        const OP: &str = "pruning old records";
-        self.check_writable(OP)?;
+        self.shared.check_writable("pruning old records")?;
         let mut budget = max_deletes.max(1);
         while budget > 0 {
-            let tree = match cursor.phase {
+            match cursor.phase {
                 Phase::HistoryFiles => {
-                    let (files, regions, more) = self.inner.history.prune(cursor.before, budget)?;
+                    let (files, regions, more) = self.probes.prune_files(cursor.before, budget)?;
                     cursor.stats.history_files += files;
                     cursor.stats.probes += regions;
                     budget = budget.saturating_sub((files as usize).max(1));
                     if !more {
                         cursor.next_phase();
                     }
-                    continue;
                 }
-                Phase::Transitions => &self.inner.trees.transitions,
+                Phase::Transitions => {
+                    let (deleted, finished) = self.state.prune_transitions(
+                        cursor.before,
+                        &mut cursor.resume,
+                        &mut budget,
+                    )?;
+                    cursor.stats.transitions += deleted;
+                    if finished {
+                        cursor.next_phase();
+                    }
+                }
                 Phase::Blocks => {
-                    let done = self.prune_blocks(cursor.before, budget)?;
+                    let done = self.samples.prune_blocks(cursor.before, budget)?;
                     cursor.stats.blocks += done.blocks;
                     cursor.stats.chunks += done.chunks;
                     cursor.stats.segments += done.segments;
@@ -150,63 +157,18 @@ impl Store {
                     if !done.more {
                         cursor.next_phase();
                     }
-                    continue;
                 }
-                Phase::Series => {
-                    budget = self.prune_series(cursor, budget)?;
-                    continue;
-                }
+                Phase::Series => budget = self.prune_series(cursor, budget)?,
                 Phase::Symbols => {
-                    let (removed, more) = self.collect_symbols(budget)?;
+                    let (removed, more) = self.samples.collect_symbols(budget)?;
                     cursor.stats.symbols += removed;
                     budget = budget.saturating_sub((removed as usize).max(1));
                     if !more {
                         cursor.next_phase();
                     }
-                    continue;
                 }
                 Phase::Done => return Ok(false),
-            };
-            // Find the next name (or series) at or after the resume point.
-            let first = tree
-                .range(cursor.resume.as_slice()..)
-                .next()
-                .transpose()
-                .map_err(StoreError::engine(OP))?;
-            let Some((key, _)) = first else {
-                cursor.next_phase();
-                continue;
-            };
-            let Some((prefix_len, _, _)) = split_key(&key) else {
-                // A key of no known shape: step over it rather than guess what it holds.
-                self.skip("prune", &"malformed key");
-                cursor.resume = key.to_vec();
-                cursor.resume.push(0);
-                continue;
-            };
-            let prefix = &key[..prefix_len];
-            let mut end = prefix.to_vec();
-            end.extend_from_slice(&time_key(cursor.before));
-            let mut finished_prefix = true;
-            for k in tree.range(prefix..end.as_slice()).keys() {
-                if budget == 0 {
-                    finished_prefix = false;
-                    break;
-                }
-                let k = k.map_err(StoreError::engine(OP))?;
-                if tree.remove(&k).map_err(StoreError::engine(OP))?.is_some() {
-                    cursor.stats.transitions += 1;
-                }
-                budget -= 1;
             }
-            if !finished_prefix {
-                cursor.resume = prefix.to_vec();
-                return Ok(true);
-            }
-            // Past every key of this prefix: suffixes are 16 bytes, and no other prefix starts
-            // with this one (names are length-prefixed).
-            cursor.resume = prefix.to_vec();
-            cursor.resume.extend_from_slice(&[0xff; 17]);
         }
         Ok(!cursor.is_done())
     }
@@ -216,14 +178,14 @@ impl Store {
     /// left.
     fn prune_series(&self, cursor: &mut PruneCursor, budget: usize) -> Result<usize, StoreError> {
         if cursor.resume.is_empty() {
-            cursor.stats.series += self.drop_unreferenced_series(cursor.before);
+            cursor.stats.series += self.samples.drop_unreferenced_series(cursor.before);
             // Marks the drop as done for the steps that follow.
             cursor.resume.push(1);
         }
-        let (rewritten, more) = self.rewrite_series_batches(budget)?;
+        let (rewritten, more) = self.samples.rewrite_series_batches(budget)?;
         // Once the rewrites are done, small batches are merged; the merged ones are then
         // dirty and rewritten (deleted) in the next steps of this phase.
-        if !more && self.merge_series_batches()? == 0 {
+        if !more && self.samples.merge_series_batches()? == 0 {
             cursor.next_phase();
         }
         // A rewrite always costs budget, so that a step ends.
@@ -233,8 +195,7 @@ impl Store {
 
 #[cfg(test)]
 mod tests {
-    use super::super::chunks::tests::reopen;
-    use super::super::chunks::{ChunkRef, SERIES_REFRESH_MS, split_block_key};
+    use super::super::samples::{ChunkRef, SERIES_REFRESH_MS, split_block_key};
     use super::super::test_util::*;
     use super::super::{AlertTransition, ProbeRecord};
     use super::*;
@@ -265,15 +226,16 @@ mod tests {
     fn fill(store: &Store) {
         for t in 0..10 {
             for name in ["a", "b", "c"] {
-                store.append_probe(&probe(name, t * 100)).unwrap();
+                store.probes.append_probe(&probe(name, t * 100)).unwrap();
             }
             // One history file each time, so that the prune below is exact to the result (a
             // file goes whole when its newest result is older than the cutoff).
-            store.write_probe_results(None).unwrap();
-            store.inner.history.roll();
+            store.probes.write_probe_results(None).unwrap();
+            store.probes.roll();
         }
         for t in 0..10 {
             store
+                .state
                 .append_alert_transition_durable(&transition(t * 100))
                 .unwrap();
         }
@@ -288,12 +250,17 @@ mod tests {
         };
         // Three checkpoints: blocks with max times 300, 500 and 900.
         store
+            .samples
             .put_chunks(&[chunk(&old, 0, 100), chunk(&mixed, 0, 300)])
             .unwrap();
         store
+            .samples
             .put_chunks(&[chunk(&old, 200, 499), chunk(&mixed, 400, 500)])
             .unwrap();
-        store.put_chunks(&[chunk(&mixed, 600, 900)]).unwrap();
+        store
+            .samples
+            .put_chunks(&[chunk(&mixed, 600, 900)])
+            .unwrap();
     }
 
     const FILLED_PRUNED_AT_500: PruneStats = PruneStats {
@@ -314,12 +281,13 @@ mod tests {
         let (_dir, store) = temp_store();
         fill(&store);
         let store = reopen(store);
-        assert_eq!(store.series_count(), 2);
+        assert_eq!(store.samples.series_count(), 2);
         let stats = store.prune(500).unwrap();
         // Whole blocks go: the block with max time 500 stays, with old's chunk ending at 499.
         assert_eq!(stats, FILLED_PRUNED_AT_500);
         for name in ["a", "b", "c"] {
             let ts: Vec<i64> = store
+                .probes
                 .probe_history(name, i64::MIN, i64::MAX, 100)
                 .unwrap()
                 .iter()
@@ -328,6 +296,7 @@ mod tests {
             assert_eq!(ts, [500, 600, 700, 800, 900], "record at the cutoff stays");
         }
         let ts: Vec<i64> = store
+            .state
             .alert_history("A", i64::MIN, i64::MAX, 100)
             .unwrap()
             .iter()
@@ -335,6 +304,7 @@ mod tests {
             .collect();
         assert_eq!(ts, [500, 600, 700, 800, 900]);
         let mut chunks: Vec<(String, i64)> = store
+            .samples
             .chunks_since(i64::MIN)
             .map(|c| c.map(|c| (c.labels.to_string(), c.max_t)).unwrap())
             .collect();
@@ -348,7 +318,7 @@ mod tests {
             ]
         );
         assert_eq!(raw_keys(&store, "chunk_blocks").len(), 2);
-        assert_eq!(store.series_count(), 2);
+        assert_eq!(store.samples.series_count(), 2);
         assert_eq!(
             store.prune(500).unwrap(),
             PruneStats::default(),
@@ -383,22 +353,23 @@ mod tests {
         let [kept, gone, orphan] =
             ["kept", "gone", "orphan"].map(|job| Labels::new([("job", job)]));
         // (Times in whole seconds: the index keeps referenced-until times so, rounded up.)
-        store.put_chunk(&kept, 0, 1_000, 1, &[1]).unwrap();
-        store.put_chunk(&gone, 0, 1_000, 1, &[1]).unwrap();
+        store.samples.put_chunk(&kept, 0, 1_000, 1, &[1]).unwrap();
+        store.samples.put_chunk(&gone, 0, 1_000, 1, &[1]).unwrap();
         // A day later: `kept` gets a new chunk, which refreshes its index entry.
         store
+            .samples
             .put_chunk(&kept, r + 1_500, r + 2_000, 1, &[1])
             .unwrap();
         // As if the process died between indexing a series and indexing its block: the
         // block's entry (the newest sequence number) is gone.
-        store.put_chunk(&orphan, 0, 1_000, 1, &[1]).unwrap();
+        store.samples.put_chunk(&orphan, 0, 1_000, 1, &[1]).unwrap();
         let orphan_block = raw_keys(&store, "chunk_blocks")
             .into_iter()
             .max_by_key(|k| split_block_key(k).unwrap().1)
             .unwrap();
         remove_raw(&store, "chunk_blocks", &orphan_block);
         let store = reopen(store);
-        assert_eq!(store.series_count(), 3);
+        assert_eq!(store.samples.series_count(), 3);
         let stats = store.prune(1_001 + r).unwrap();
         assert_eq!(
             stats,
@@ -415,9 +386,10 @@ mod tests {
         );
         // One batch of symbols left: `job` and `kept`.
         assert_eq!(raw_keys(&store, "symbols").len(), 1);
-        assert_eq!(store.series_count(), 1);
-        assert!(store.lock_index().get(kept.fingerprint()).is_some());
+        assert_eq!(store.samples.series_count(), 1);
+        assert!(store.samples.is_indexed(kept.fingerprint()));
         let chunks: Vec<(Labels, i64)> = store
+            .samples
             .chunks_since(i64::MIN)
             .map(|c| c.map(|c| (c.labels, c.max_t)).unwrap())
             .collect();
@@ -429,11 +401,14 @@ mod tests {
         let (_dir, store) = temp_store();
         let l = Labels::new([("job", "x")]);
         let later = 2_000 + SERIES_REFRESH_MS; // the index keeps whole seconds, rounded up
-        store.put_chunk(&l, 0, 100, 1, &[1]).unwrap();
+        store.samples.put_chunk(&l, 0, 100, 1, &[1]).unwrap();
         store.prune(later).unwrap();
-        assert_eq!(store.series_count(), 0);
-        store.put_chunk(&l, later, later + 100, 1, &[2]).unwrap();
-        assert_eq!(store.series_count(), 1);
-        assert_eq!(store.chunks_since(0).count(), 1);
+        assert_eq!(store.samples.series_count(), 0);
+        store
+            .samples
+            .put_chunk(&l, later, later + 100, 1, &[2])
+            .unwrap();
+        assert_eq!(store.samples.series_count(), 1);
+        assert_eq!(store.samples.chunks_since(0).count(), 1);
     }
 }

@@ -1,7 +1,7 @@
 //! Segment files: the bytes of chunk blocks, outside sled.
 //!
 //! sled 0.34 keeps roughly twice the live bytes on disk (leaves are rewritten as keys arrive
-//! and the old copies linger; see `bench/RESULTS-store.md`). Chunk blocks are most of the
+//! and the old copies linger). Chunk blocks are most of the
 //! store, written once and deleted whole by retention: what an append-only file does with no
 //! amplification at all. So their bytes live in files under `<store>/segments/`, and sled
 //! keeps a small index entry per block (see [`super::chunks`]).
@@ -61,7 +61,8 @@ use std::sync::{Mutex, MutexGuard};
 
 use tracing::warn;
 
-use super::StoreError;
+use super::super::StoreError;
+use super::super::shared::sync_dir;
 use crate::series::Timestamp;
 
 /// The directory, inside the store's, that holds segments and the open-chunk snapshot.
@@ -574,38 +575,6 @@ fn parse_name(name: &str) -> Option<u64> {
         return None;
     }
     u64::from_str_radix(hex, 16).ok()
-}
-
-/// Fsyncs a directory, so that files created, renamed or deleted in it stay so after a power
-/// loss.
-pub(super) fn sync_dir(dir: &Path) -> io::Result<()> {
-    File::open(dir)?.sync_all()
-}
-
-/// Bytes of every file under `dir`, recursively; files that vanish while walking count zero.
-pub(super) fn dir_size(dir: &Path) -> io::Result<u64> {
-    let mut total = 0;
-    for entry in std::fs::read_dir(dir)? {
-        let entry = match entry {
-            Ok(e) => e,
-            Err(e) if e.kind() == io::ErrorKind::NotFound => continue,
-            Err(e) => return Err(e),
-        };
-        let meta = match entry.metadata() {
-            Ok(m) => m,
-            Err(e) if e.kind() == io::ErrorKind::NotFound => continue,
-            Err(e) => return Err(e),
-        };
-        total += if meta.is_dir() {
-            match dir_size(&entry.path()) {
-                Err(e) if e.kind() == io::ErrorKind::NotFound => 0,
-                other => other?,
-            }
-        } else {
-            meta.len()
-        };
-    }
-    Ok(total)
 }
 
 #[cfg(test)]

@@ -8,7 +8,7 @@
 //! batch's first id (u32 BE). Value: format byte [`SYMBOLS_V1`] · count · per symbol: id − key
 //! (varint) · string (length-prefixed). Batches rather than a key per symbol because sled
 //! 0.34 costs ~170 bytes of disk per key in a tree that grows by random inserts, several
-//! times the ~16 bytes of a symbol (`bench/RESULTS-store.md`).
+//! times the ~16 bytes of a symbol.
 //!
 //! For each symbol the table counts the references of the series entries *stored* in sled
 //! (stale copies included, until they are rewritten away), rebuilt at open, so that retention
@@ -26,8 +26,8 @@
 use crate::series::labels::LabelStr;
 use std::collections::HashMap;
 
-use super::StoreError;
-use super::codec::{DecodeError, Decoder, Encoder};
+use super::super::StoreError;
+use super::super::codec::{DecodeError, Decoder, Encoder};
 
 /// Format byte of symbol batches.
 const SYMBOLS_V1: u8 = 1;

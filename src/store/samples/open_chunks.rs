@@ -20,15 +20,15 @@
 //! chunk's bytes (length-prefixed). A shard whose file does not check out is skipped and
 //! counted.
 
+use super::super::StoreError;
+use super::super::codec::{DecodeError, Decoder, Encoder};
+use super::super::shared::sync_dir;
+use super::SampleStore;
+use super::segments::TMP_SUFFIX;
+use crate::series::Labels;
 use std::fs::File;
 use std::io::{self, Write};
 use std::path::{Path, PathBuf};
-use std::sync::atomic::Ordering;
-
-use super::codec::{DecodeError, Decoder, Encoder};
-use super::segments::{TMP_SUFFIX, sync_dir};
-use super::{Store, StoreError};
-use crate::series::Labels;
 
 /// The snapshot is written in this many parts (by series fingerprint).
 pub const OPEN_SHARDS: usize = 8;
@@ -45,8 +45,8 @@ const HEADER_LEN: usize = MAGIC.len() + 1 + 4;
 pub struct OpenChunk<'a> {
     /// The series.
     pub labels: &'a Labels,
-    /// Its [`Labels::fingerprint`] (the caller has it: computing it again for 66,000 series
-    /// every checkpoint was a sixth of the checkpoint's time).
+    /// Its [`Labels::fingerprint`]: the caller has it, and hashing every label set again at
+    /// every checkpoint is a large share of the checkpoint's time.
     pub fingerprint: u64,
     /// Whether the series index already knows the labels (a closed chunk was stored).
     pub indexed: bool,
@@ -54,7 +54,7 @@ pub struct OpenChunk<'a> {
     pub bytes: &'a [u8],
 }
 
-impl Store {
+impl SampleStore {
     fn snapshot_path(&self, shard: usize) -> PathBuf {
         self.inner.segments.dir().join(format!("open-{shard}.snap"))
     }
@@ -68,14 +68,14 @@ impl Store {
         chunks: &[OpenChunk<'_>],
     ) -> Result<(), StoreError> {
         const OP: &str = "writing open chunks";
-        self.check_writable(OP)?;
+        self.shared.check_writable(OP)?;
         if shard >= OPEN_SHARDS {
             return Err(StoreError::InvalidRecord {
                 reason: format!("open-chunk shard {shard} is not below {OPEN_SHARDS}"),
             });
         }
-        // Sized up front: a shard of the watch job is ~1.3 MB at first (every series written
-        // with its labels until it has a stored chunk).
+        // Sized up front: a shard is largest at first, when every series is written with its
+        // labels until it has a stored chunk.
         let bound = 1
             + 10
             + chunks
@@ -101,10 +101,9 @@ impl Store {
         let body = e.finish();
         // The chunks closed since the last snapshot, and the series named by fingerprint, must
         // outlive a crash that keeps this snapshot (see the module doc).
-        if self.inner.chunks_unflushed.swap(false, Ordering::SeqCst)
-            && let Err(e) = self.inner.db.flush()
+        if self.shared.index_unflushed()
+            && let Err(e) = self.shared.flush_sled()
         {
-            self.inner.chunks_unflushed.store(true, Ordering::SeqCst);
             return Err(StoreError::engine(OP)(e));
         }
         let path = self.snapshot_path(shard);
@@ -126,19 +125,20 @@ impl Store {
                 Ok(bytes) => match check_snapshot(&bytes) {
                     Ok(body) => body.to_vec(),
                     Err(e) => {
-                        self.skip("open_chunks", &e);
+                        self.shared.skip("open_chunks", &e);
                         continue;
                     }
                 },
                 Err(e) if e.kind() == io::ErrorKind::NotFound => continue,
                 Err(e) => {
-                    self.skip("open_chunks", &format_args!("{}: {e}", path.display()));
+                    self.shared
+                        .skip("open_chunks", &format_args!("{}: {e}", path.display()));
                     continue;
                 }
             };
             match self.decode_open(&body) {
                 Ok(part) => out.extend(part),
-                Err(e) => self.skip("open_chunks", &e),
+                Err(e) => self.shared.skip("open_chunks", &e),
             }
         }
         Ok(out)
@@ -226,20 +226,14 @@ fn check_snapshot(bytes: &[u8]) -> Result<&[u8], DecodeError> {
 
 #[cfg(test)]
 mod tests {
-    use super::super::test_util::*;
+    use super::super::super::test_util::*;
     use super::*;
-
-    fn reopen(store: Store) -> Store {
-        let path = store.path().to_owned();
-        drop(store);
-        Store::open(&path).unwrap().store
-    }
 
     #[test]
     fn snapshots_round_trip_in_files_and_replace_themselves() {
         let (_dir, store) = temp_store();
         let (a, b) = (Labels::new([("job", "a")]), Labels::new([("job", "b")]));
-        store.put_chunk(&a, 0, 100, 1, &[1]).unwrap();
+        store.samples.put_chunk(&a, 0, 100, 1, &[1]).unwrap();
         let open = [
             OpenChunk {
                 labels: &a,
@@ -254,25 +248,25 @@ mod tests {
                 bytes: &[8],
             },
         ];
-        store.put_open_chunks(3, &open).unwrap();
-        let mut got = store.open_chunks().unwrap();
+        store.samples.put_open_chunks(3, &open).unwrap();
+        let mut got = store.samples.open_chunks().unwrap();
         got.sort();
         assert_eq!(got, [(a.clone(), vec![7, 7]), (b.clone(), vec![8])]);
-        let names: Vec<String> = std::fs::read_dir(store.inner.segments.dir())
+        let names: Vec<String> = std::fs::read_dir(store.samples.inner.segments.dir())
             .unwrap()
             .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
             .filter(|n| !n.ends_with(".seg"))
             .collect();
         assert_eq!(names, ["open-3.snap"], "no temporary file left");
 
-        store.put_open_chunks(3, &open[1..]).unwrap();
-        assert_eq!(store.open_chunks().unwrap(), [(b.clone(), vec![8])]);
+        store.samples.put_open_chunks(3, &open[1..]).unwrap();
+        assert_eq!(store.samples.open_chunks().unwrap(), [(b.clone(), vec![8])]);
         let store = reopen(store);
-        assert_eq!(store.open_chunks().unwrap(), [(b.clone(), vec![8])]);
-        store.put_open_chunks(3, &[]).unwrap();
-        assert!(store.open_chunks().unwrap().is_empty());
+        assert_eq!(store.samples.open_chunks().unwrap(), [(b.clone(), vec![8])]);
+        store.samples.put_open_chunks(3, &[]).unwrap();
+        assert!(store.samples.open_chunks().unwrap().is_empty());
         assert!(matches!(
-            store.put_open_chunks(OPEN_SHARDS, &[]),
+            store.samples.put_open_chunks(OPEN_SHARDS, &[]),
             Err(StoreError::InvalidRecord { .. })
         ));
         assert_eq!(store.skipped_records(), 0);
@@ -291,16 +285,16 @@ mod tests {
                 indexed: false,
                 bytes: &[1, 2, 3, 4, 5, 6],
             };
-            store.put_open_chunks(shard, &[chunk]).unwrap();
+            store.samples.put_open_chunks(shard, &[chunk]).unwrap();
         }
-        let path = |shard: usize| store.snapshot_path(shard);
+        let path = |shard: usize| store.samples.snapshot_path(shard);
         let mut bytes = std::fs::read(path(0)).unwrap();
         let last = bytes.len() - 1;
         bytes[last] ^= 1;
         std::fs::write(path(0), &bytes).unwrap();
         std::fs::write(path(1), b"pfo").unwrap();
         assert_eq!(
-            store.open_chunks().unwrap(),
+            store.samples.open_chunks().unwrap(),
             [(labels[2].clone(), vec![1, 2, 3, 4, 5, 6])]
         );
         assert_eq!(store.skipped_records(), 2);

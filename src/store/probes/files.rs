@@ -60,10 +60,10 @@ use std::sync::{Arc, Mutex, MutexGuard};
 
 use tracing::warn;
 
-use super::StoreError;
-use super::codec::{DecodeError, Decoder, Encoder};
-use super::history::{self, ProbeRecord};
-use super::segments::sync_dir;
+use super::super::StoreError;
+use super::super::codec::{DecodeError, Decoder, Encoder};
+use super::super::shared::sync_dir;
+use super::{self as history, ProbeRecord};
 use crate::series::Timestamp;
 
 /// The directory, inside the store's, that holds the history files.
@@ -92,7 +92,7 @@ const LOG_SUFFIX: &str = ".hlog";
 const SEALED_SUFFIX: &str = ".hist";
 const TMP_SUFFIX: &str = ".tmp";
 /// A log takes no more records once it holds this much (the journal records make it about
-/// four times its sealed size: ~12 MB an hour for 1,000 probes every 10 s).
+/// four times its sealed size).
 pub const LOG_MAX_BYTES: u64 = 64 << 20;
 /// A log is sealed once its results span this much, or an eighth of the retention when that
 /// is shorter (see [`crate::store::Store::set_retention`]).
@@ -185,8 +185,8 @@ pub(super) struct OpenReport {
 }
 
 /// What a seal gathers: the blocks records' payloads, read whole, and per probe where its
-/// blocks are in them. An hour of 1,000 probes is ~1.2 MB of payloads and ~1.4 MB of
-/// positions; a copy per block would take twice that in 60,000 small allocations.
+/// blocks are in them: a copy per block would take twice the memory, in one small allocation
+/// per block.
 #[derive(Default)]
 struct Pieces {
     payloads: Vec<Vec<u8>>,
@@ -1120,9 +1120,8 @@ pub(super) fn sealed_probes(
 
 #[cfg(test)]
 mod tests {
-    use super::super::Store;
-    use super::super::chunks::tests::reopen;
-    use super::super::test_util::*;
+    use super::super::super::Store;
+    use super::super::super::test_util::*;
     use super::*;
 
     fn result(name: &str, t: i64) -> ProbeRecord {
@@ -1145,15 +1144,16 @@ mod tests {
         for s in (from_min * 60..(from_min + minutes) * 60).step_by(10) {
             let t = s * 1_000;
             for name in ["api", "db", "web"] {
-                store.append_probe(&result(name, t)).unwrap();
+                store.probes.append_probe(&result(name, t)).unwrap();
             }
-            store.write_probe_journal().unwrap();
-            store.write_probe_results(Some(t)).unwrap();
+            store.probes.write_probe_journal().unwrap();
+            store.probes.write_probe_results(Some(t)).unwrap();
         }
     }
 
     fn times(store: &Store, name: &str, since: i64, until: i64, limit: usize) -> Vec<i64> {
         store
+            .probes
             .probe_history(name, since, until, limit)
             .unwrap()
             .iter()
@@ -1167,8 +1167,8 @@ mod tests {
         run(&store, 0, 150);
         // Sealed at the first blocks record an hour past the log's first result: two sealed
         // files, the third log current.
-        assert_eq!(store.inner.history.file_counts(), (2, 1));
-        let paths = store.inner.history.sealed_paths();
+        assert_eq!(store.probes.inner.files.file_counts(), (2, 1));
+        let paths = store.probes.inner.files.sealed_paths();
         let regions = sealed_probes(&paths[0]).unwrap();
         assert_eq!(regions.len(), 3, "one region a probe");
         let (first, last) = regions["api"];
@@ -1187,7 +1187,7 @@ mod tests {
         assert_eq!(oldest, [0, 10_000, 20_000]);
         // The same after a reopen (which seals the log).
         let store = reopen(store);
-        assert_eq!(store.inner.history.file_counts(), (3, 0));
+        assert_eq!(store.probes.inner.files.file_counts(), (3, 0));
         assert_eq!(times(&store, "db", i64::MIN, i64::MAX, usize::MAX), all);
         assert_eq!(store.skipped_records(), 0);
     }
@@ -1198,7 +1198,7 @@ mod tests {
         store.set_retention(std::time::Duration::from_secs(80 * 60));
         run(&store, 0, 60);
         // An eighth of 80 minutes: a file per 10 minutes.
-        let (sealed, _) = store.inner.history.file_counts();
+        let (sealed, _) = store.probes.inner.files.file_counts();
         assert_eq!(sealed, 5);
         let stats = store.prune(30 * 60_000).unwrap();
         assert_eq!(stats.history_files, 2, "{stats:?}");
@@ -1214,10 +1214,10 @@ mod tests {
         let (_dir, store) = temp_store();
         for from in [0, 10] {
             run(&store, from, 10);
-            store.write_probe_results(None).unwrap();
-            store.inner.history.roll();
+            store.probes.write_probe_results(None).unwrap();
+            store.probes.inner.files.roll();
         }
-        let paths = store.inner.history.sealed_paths();
+        let paths = store.probes.inner.files.sealed_paths();
         // Flip a byte in the first file's first region (probe "api": names sort).
         let f = std::fs::OpenOptions::new()
             .write(true)
@@ -1257,12 +1257,12 @@ mod tests {
     fn damaged_files_of_any_length_are_errors_never_panics() {
         let (dir, store) = temp_store();
         run(&store, 0, 3);
-        store.write_probe_results(None).unwrap();
-        store.append_probe(&result("api", 999_000)).unwrap();
-        store.write_probe_journal().unwrap();
-        let log = std::fs::read(store.inner.history.log_file().unwrap()).unwrap();
-        store.inner.history.roll();
-        let sealed = std::fs::read(&store.inner.history.sealed_paths()[0]).unwrap();
+        store.probes.write_probe_results(None).unwrap();
+        store.probes.append_probe(&result("api", 999_000)).unwrap();
+        store.probes.write_probe_journal().unwrap();
+        let log = std::fs::read(store.probes.inner.files.log_file().unwrap()).unwrap();
+        store.probes.inner.files.roll();
+        let sealed = std::fs::read(&store.probes.inner.files.sealed_paths()[0]).unwrap();
         let path = dir.path().join("damaged");
         // Every truncation of a log: a prefix of its records, never a panic.
         let mut last = 0;

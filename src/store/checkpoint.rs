@@ -1,19 +1,19 @@
-//! Keeping the head across restarts: the samples of each series go to the store in chunks of
-//! [`Head::chunk_samples`] (checked every 30 s), every sample not stored yet on a clean stop,
-//! and on start the head gets back the window that rules and gate baselines need.
+//! The checkpointer: the head → store flow. The samples of each series go to the sample store
+//! in chunks of [`Head::chunk_samples`] (checked every 30 s), every sample not stored yet on a
+//! clean stop, and on start the head gets back the window that rules and gate baselines need.
 //!
 //! A series' open chunk in the head holds its whole window, stored samples first (see
-//! [`super::head::OPEN_CHUNK_LIMIT`]); once a stored chunk's worth of its samples is not stored,
-//! the checkpoint re-encodes those into a chunk of their own for the store. Each series
-//! remembers how far it is stored ([`MemSeries::persisted_until`]), and truncation trims only
-//! stored samples; chunks loaded at start count as stored and are not written again.
+//! [`crate::series::head::OPEN_CHUNK_LIMIT`]); once a stored chunk's worth of its samples is
+//! not stored, the checkpoint re-encodes those into a chunk of their own for the store. Each
+//! series remembers how far it is stored ([`MemSeries::persisted_until`]), and truncation trims
+//! only stored samples; chunks loaded at start count as stored and are not written again.
 //!
-//! Each checkpoint hands its chunks to the store in batches ([`Store::put_chunks`]), which the
-//! store keeps as blocks of many series: one stored value per checkpoint rather than one per
-//! chunk. The open chunks go to the store's snapshot as they are, stored samples included:
-//! the loader skips samples a series already has. Earlier versions stored a chunk that was
-//! still open at a stop and again, longer, once it closed after the restart; the loader keeps
-//! the longest copy of chunks that start at the same time.
+//! Each checkpoint hands its chunks to the store in batches ([`SampleStore::put_chunks`]),
+//! which the store keeps as blocks of many series: one stored record per checkpoint rather
+//! than one per chunk. The open chunks go to the store's snapshot as they are, stored samples
+//! included: the loader skips samples a series already has. A chunk written again after a
+//! failed write starts where the first copy did and runs longer: the loader keeps the longest
+//! copy of chunks that start at the same time.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -21,11 +21,12 @@ use std::time::Duration;
 use tokio_util::sync::CancellationToken;
 use tracing::{error, info, warn};
 
-use super::head::{Head, MemSeries, unstored_samples};
-use super::{Labels, Timestamp};
+use super::StoreError;
+use super::samples::{BLOCK_MAX_BYTES, ChunkRef, OPEN_SHARDS, OpenChunk, SampleStore};
 use crate::clock::Clock;
 use crate::liveness::Heartbeat;
-use crate::store::{ChunkRef, Store};
+use crate::series::head::{Head, MemSeries, unstored_samples};
+use crate::series::{Labels, Timestamp};
 use crate::telemetry::Telemetry;
 
 /// One series' stored chunks while loading: (min_t, max_t, bytes).
@@ -41,7 +42,7 @@ pub struct Loaded {
 }
 
 /// Loads the chunks of the last `window` into the head.
-pub fn load_head(head: &Head, store: &Store, now_ms: Timestamp, window: Duration) -> Loaded {
+pub fn load_head(head: &Head, store: &SampleStore, now_ms: Timestamp, window: Duration) -> Loaded {
     let min_t = now_ms - window.as_millis() as i64;
     let mut loaded = Loaded::default();
     let mut current: Pending = None;
@@ -108,8 +109,8 @@ pub fn load_head(head: &Head, store: &Store, now_ms: Timestamp, window: Duration
 pub struct Checkpointer {
     /// The head.
     pub head: Arc<Head>,
-    /// The store.
-    pub store: Arc<Store>,
+    /// Where the chunks go.
+    pub samples: SampleStore,
     /// How much history the head keeps in memory.
     pub window: Duration,
     /// Time between checkpoints.
@@ -135,13 +136,10 @@ impl Checkpointer {
                 _ = tick.tick() => false,
             };
             let head = self.head.clone();
-            let store = self.store.clone();
+            let store = self.samples.clone();
             let window = self.window;
             let now = self.clock.now_ms();
             let r = tokio::task::spawn_blocking(move || {
-                // Probe results a minute old go with the checkpoint (all of them on stop, by
-                // the store's flush at the end of the stop checkpoint).
-                let probes = store.write_probe_results(Some(now));
                 // Truncation drops what is older than the window: an open chunk that stopped
                 // before it (a series gone from its target) is stored as if closed first.
                 let cutoff = now - window.as_millis() as i64;
@@ -153,31 +151,24 @@ impl Checkpointer {
                     false => head.truncate_with_stats(cutoff, written.is_ok()),
                     true => head.stats(),
                 };
-                (written, probes, st)
+                (written, st)
             })
             .await;
-            let r = r.map(|(written, probes, st)| {
+            let r = r.map(|(written, st)| {
                 self.telemetry.head_series.set(st.series as i64);
                 self.telemetry.head_bytes.set(st.bytes as i64);
                 self.telemetry.head_chunks.set(st.chunks as i64);
                 self.telemetry.head_samples.set(st.samples as i64);
                 self.telemetry.head_chunk_bytes.set(st.chunk_bytes as i64);
-                (written, probes)
+                written
             });
-            if let Ok((_, Err(e))) = &r {
-                self.telemetry
-                    .store_write_failures
-                    .with_label_values(&["probes"])
-                    .inc();
-                warn!(error = %e, "cannot write probe results; they stay buffered");
-            }
             match r {
-                Ok((Ok(n), _)) => {
+                Ok(Ok(n)) => {
                     if stopping {
                         info!(chunks = n, "head written to the store");
                     }
                 }
-                Ok((Err(e), _)) => {
+                Ok(Err(e)) => {
                     self.telemetry
                         .store_write_failures
                         .with_label_values(&["chunks"])
@@ -196,9 +187,9 @@ impl Checkpointer {
 }
 
 /// Chunk bytes a checkpoint gathers before handing them to the store in one
-/// [`Store::put_chunks`]: one block's worth, so the copy a checkpoint holds stays small even
-/// on stop, when every open chunk is written.
-const CHECKPOINT_BATCH_BYTES: usize = crate::store::chunks::BLOCK_MAX_BYTES;
+/// [`SampleStore::put_chunks`]: one block's worth, so the copy a checkpoint holds stays small
+/// even on stop, when every open chunk is written.
+const CHECKPOINT_BATCH_BYTES: usize = BLOCK_MAX_BYTES;
 
 /// A chunk copied out of the head (the head's locks are not held while the store writes);
 /// its bytes are a range of the batch's one buffer.
@@ -220,10 +211,10 @@ struct Copied {
 /// benchmark.
 pub fn checkpoint(
     head: &Head,
-    store: &Store,
+    store: &SampleStore,
     all: bool,
     idle_before: Timestamp,
-) -> Result<usize, crate::store::StoreError> {
+) -> Result<usize, StoreError> {
     let mut written = 0;
     let mut err = None;
     let mut batch: Vec<Copied> = Vec::new();
@@ -249,7 +240,7 @@ pub fn checkpoint(
             c.series.set_persisted_until(c.max_t);
         }
         bytes.clear();
-        Ok::<_, crate::store::StoreError>(())
+        Ok::<_, StoreError>(())
     };
     // One snapshot of the series and their fingerprints for the whole checkpoint: the walk
     // below and the open-chunk shards after it each visit a series once, without sorting the
@@ -307,7 +298,7 @@ pub fn checkpoint(
     // The open chunks as a snapshot, so a crash loses one checkpoint interval at most; one
     // shard at a time, so only an eighth of them is ever copied at once. On a clean stop every
     // chunk was stored above and the snapshot is emptied.
-    let shards = crate::store::OPEN_SHARDS;
+    let shards = OPEN_SHARDS;
     // The chunks' bytes of a shard go into one buffer, not one small allocation each: tens of
     // thousands of short-lived regions every 30 s, in the size classes of the open chunks
     // that grow meanwhile, would leave those scattered over half-empty slabs.
@@ -343,9 +334,9 @@ pub fn checkpoint(
                 });
             }
         }
-        let refs: Vec<crate::store::OpenChunk<'_>> = open
+        let refs: Vec<OpenChunk<'_>> = open
             .iter()
-            .map(|(l, fp, b, i)| crate::store::OpenChunk {
+            .map(|(l, fp, b, i)| OpenChunk {
                 labels: l,
                 fingerprint: *fp,
                 indexed: *i,
@@ -412,6 +403,7 @@ pub fn head_window(c: &crate::config::Config) -> Duration {
 
 #[cfg(test)]
 mod tests {
+    use super::super::Store;
     use super::*;
     use crate::series::{SeriesSamples, SeriesSource};
 
@@ -448,7 +440,7 @@ mod tests {
         let mut written = 0;
         for k in (0..n).step_by(3) {
             scrape(head, k, k + 3);
-            written += checkpoint(head, store, false, i64::MIN).expect("checkpoint");
+            written += checkpoint(head, &store.samples, false, i64::MIN).expect("checkpoint");
         }
         written
     }
@@ -466,14 +458,14 @@ mod tests {
             // stored), then the stop checkpoint.
             let mut written = scrape_with_checkpoints(&head, &store, 300);
             assert_eq!(written, 100, "two stored chunks per series");
-            written += checkpoint(&head, &store, true, i64::MIN).expect("stop checkpoint");
+            written += checkpoint(&head, &store.samples, true, i64::MIN).expect("stop checkpoint");
             written
         };
         assert_eq!(written, 150);
 
         let store = open(&path);
         let reloaded = Head::new();
-        let loaded = load_head(&reloaded, &store, now, window);
+        let loaded = load_head(&reloaded, &store.samples, now, window);
         assert_eq!((loaded.series, loaded.samples), (50, 50 * 300));
         assert_eq!(all_samples(&reloaded), all_samples(&head));
         assert_eq!(store.skipped_records(), 0);
@@ -481,16 +473,22 @@ mod tests {
         // The loaded samples are one open chunk again (not three), and they are not
         // written again: the next stop stores only the 100 samples after them.
         assert_eq!(reloaded.stats().chunks, 50);
-        assert_eq!(checkpoint(&reloaded, &store, false, i64::MIN).unwrap(), 0);
+        assert_eq!(
+            checkpoint(&reloaded, &store.samples, false, i64::MIN).unwrap(),
+            0
+        );
         scrape(&head, 300, 400);
         scrape(&reloaded, 300, 400);
-        assert_eq!(checkpoint(&reloaded, &store, true, i64::MIN).unwrap(), 50);
+        assert_eq!(
+            checkpoint(&reloaded, &store.samples, true, i64::MIN).unwrap(),
+            50
+        );
         drop(store);
 
         // Four stored chunks a series, none overlapping: all 400 samples come back once.
         let store = open(&path);
         let again = Head::new();
-        let loaded = load_head(&again, &store, now, window);
+        let loaded = load_head(&again, &store.samples, now, window);
         assert_eq!((loaded.series, loaded.samples), (50, 50 * 400));
         assert_eq!(all_samples(&again), all_samples(&head));
     }
@@ -511,12 +509,12 @@ mod tests {
             // rest alone.
             head.truncate_and_trim(1_700_000_000_000 + 100 * 10_000);
             assert_eq!(head.stats().samples, 50 * 50);
-            checkpoint(&head, &store, false, i64::MIN).expect("checkpoint");
+            checkpoint(&head, &store.samples, false, i64::MIN).expect("checkpoint");
         }
         let store = open(&path);
         let reloaded = Head::new();
         let now = 1_700_000_000_000 + 150 * 10_000;
-        let loaded = load_head(&reloaded, &store, now, Duration::from_secs(86_400));
+        let loaded = load_head(&reloaded, &store.samples, now, Duration::from_secs(86_400));
         // The whole window of the store (all 150) comes back, each sample once.
         assert_eq!((loaded.series, loaded.samples), (50, 50 * 150));
         let got = all_samples(&reloaded);
@@ -543,9 +541,12 @@ mod tests {
         assert_eq!(head.stats().chunks, 150);
         {
             let store = open(&path);
-            assert_eq!(checkpoint(&head, &store, false, i64::MIN).unwrap(), 150);
             assert_eq!(
-                checkpoint(&head, &store, false, i64::MIN).unwrap(),
+                checkpoint(&head, &store.samples, false, i64::MIN).unwrap(),
+                150
+            );
+            assert_eq!(
+                checkpoint(&head, &store.samples, false, i64::MIN).unwrap(),
                 0,
                 "once"
             );
@@ -559,7 +560,7 @@ mod tests {
         let store = open(&path);
         let reloaded = Head::with_chunk_samples(10);
         let now = 1_700_000_000_000 + 100 * 10_000;
-        let loaded = load_head(&reloaded, &store, now, Duration::from_secs(86_400));
+        let loaded = load_head(&reloaded, &store.samples, now, Duration::from_secs(86_400));
         assert_eq!((loaded.series, loaded.samples), (50, 50 * 100));
         // Loaded into open chunks of at most 40 again, and the same samples.
         assert_eq!(reloaded.stats().chunks, 150);
@@ -588,16 +589,20 @@ mod tests {
             let store = open(&path);
             let cutoff = t0 + 100 * 10_000;
             // The live series' first chunk closed (120 samples); the stopped one is idle.
-            assert_eq!(checkpoint(&head, &store, false, cutoff).unwrap(), 2);
+            assert_eq!(checkpoint(&head, &store.samples, false, cutoff).unwrap(), 2);
             assert_eq!(head.truncate_and_trim(cutoff), 1, "the stopped series goes");
-            assert_eq!(checkpoint(&head, &store, false, cutoff).unwrap(), 0, "once");
+            assert_eq!(
+                checkpoint(&head, &store.samples, false, cutoff).unwrap(),
+                0,
+                "once"
+            );
             store.flush().expect("flush");
         }
         let store = open(&path);
         let reloaded = Head::new();
         load_head(
             &reloaded,
-            &store,
+            &store.samples,
             t0 + 200 * 10_000,
             Duration::from_secs(86_400),
         );

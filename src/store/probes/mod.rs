@@ -1,31 +1,31 @@
-//! Probe results and alert transitions: append-only, per-name histories read back by time
-//! range for `/api/v1/history`.
+//! The probe-result log: every probe run, per probe, read back by time range for
+//! `/api/v1/history`. [`ProbeLog`] is its handle.
 //!
-//! Probe results go to the history files (see the `history_files` module), in the compact
-//! block format of this module ([`PROBE_BLOCK_V3`]): until its block is written a result is
-//! buffered in memory and, within half a second, in a *journal* record of the current log
-//! file ([`Store::write_probe_journal`], every [`PROBE_JOURNAL_EVERY`]); once a minute the
-//! buffer becomes one block per probe, all in one blocks record ([`Store::write_probe_results`]).
+//! Results go to the history files (see the `files` module), in the compact block format of
+//! this module ([`PROBE_BLOCK_V3`]): until its block is written a result is buffered in memory
+//! and, within half a second, in a *journal* record of the current log file
+//! ([`ProbeLog::write_probe_journal`], every [`PROBE_JOURNAL_EVERY`]); once a minute the buffer
+//! becomes one block per probe, all in one blocks record ([`ProbeLog::write_probe_results`]).
 //! A block holds at most [`BLOCK_MAX_RECORDS`] results over at most [`BLOCK_MAX_SPAN_MS`].
 //!
 //! Probe results are kept out of sled because sled's memory grows with the keys it holds, and
 //! a key per probe and minute would grow without bound with the history.
-//!
-//! Alert transitions stay in sled (tree `alert_transitions`, the same key shape): a few a day,
-//! each written durably on its own.
 
-use std::sync::{Mutex, MutexGuard, PoisonError};
+mod files;
 
-use tracing::warn;
+pub use files::{HISTORY_MAX_SPAN_MS, LOG_MAX_BYTES};
 
-use crate::series::{Labels, Timestamp};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
-use super::codec::{Decoder, Encoder, time_from_key, time_key};
-use super::history_files::{KIND_BLOCKS, KIND_JOURNAL, Written, encode_blocks_record};
-use super::{Store, StoreError};
+use tracing::{info, warn};
 
-/// Format byte of [`AlertTransition`] values.
-const TRANSITION_V1: u8 = 1;
+use crate::series::Timestamp;
+
+use super::StoreError;
+use super::codec::{DecodeError, Decoder, Encoder};
+use super::shared::{Bulk, Shared};
+use files::{HistoryFiles, KIND_BLOCKS, KIND_JOURNAL, Written, encode_blocks_record};
+
 /// Format byte of a block of one probe's results (see [`encode_probe_block`]): ~7 bytes a
 /// result.
 const PROBE_BLOCK_V3: u8 = 3;
@@ -44,19 +44,56 @@ const V3_NANOS: u8 = 1 << 4;
 const JOURNAL_V1: u8 = 1;
 /// The buffer becomes blocks once its oldest result is this old.
 pub const PROBE_BLOCK_AGE_MS: i64 = 60_000;
-/// How often the daemon writes the journal ([`Store::write_probe_journal`]), synced: a result
-/// is on disk within about half a second.
+/// How often the daemon writes the journal ([`ProbeLog::write_probe_journal`]), synced: a
+/// result is on disk within about half a second.
 pub const PROBE_JOURNAL_EVERY: std::time::Duration = std::time::Duration::from_millis(500);
 /// Results per block at most.
 const BLOCK_MAX_RECORDS: usize = 64;
 /// Time between a block's first and last result at most.
 const BLOCK_MAX_SPAN_MS: i64 = 300_000;
-/// Buffered results beyond which an append writes the blocks itself (no checkpoint came).
+/// Buffered results beyond which an append writes the blocks itself (no block write came).
 const MAX_BUFFERED: usize = 100_000;
+/// Probe names are at most this long, as alert names in the alert history are.
+const NAME_MAX: usize = u16::MAX as usize;
+
+/// Handle to the probe-result log: cheap to clone, every clone the same log. Its owner is the
+/// probe runner's sink (appends); the daemon's journal loop writes the journal and the blocks,
+/// the API reads.
+#[derive(Clone)]
+pub struct ProbeLog {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    shared: Arc<Shared>,
+    /// Results not written as blocks yet: each probe's are written together as one block (see
+    /// [`ProbeLog::append_probe`]).
+    buffer: Mutex<ProbeBuffer>,
+    /// The files holding the results.
+    files: HistoryFiles,
+}
+
+/// The last handle writes the buffered results (the daemon flushes explicitly on stop; this
+/// covers tools and tests that just drop the store).
+impl Drop for ProbeLog {
+    fn drop(&mut self) {
+        if Arc::strong_count(&self.inner) == 1 {
+            let _ = self.write_probe_results(None);
+        }
+    }
+}
+
+impl std::fmt::Debug for ProbeLog {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ProbeLog")
+            .field("dir", &self.inner.files.dir())
+            .finish_non_exhaustive()
+    }
+}
 
 /// Probe results not in blocks yet.
 #[derive(Default)]
-pub(super) struct ProbeBuffer {
+struct ProbeBuffer {
     /// Every buffered result, per probe, in the order it came.
     by_probe: std::collections::HashMap<String, Vec<ProbeRecord>>,
     /// Results in `by_probe` that no journal record holds yet.
@@ -80,7 +117,7 @@ impl ProbeBuffer {
     }
 
     /// After a failed write the log was abandoned with the journal records in it (see
-    /// `history_files`): every buffered result goes to the next journal record again.
+    /// `files`): every buffered result goes to the next journal record again.
     fn journal_all_again(&mut self) {
         self.unjournaled = self.by_probe.values().flatten().cloned().collect();
         self.unjournaled.sort_by_key(|r| r.t);
@@ -144,7 +181,7 @@ fn encode_fields(e: &mut Encoder, r: &ProbeRecord) {
         .str(&r.reason);
 }
 
-pub(super) fn encode_journal(records: &[ProbeRecord]) -> Vec<u8> {
+fn encode_journal(records: &[ProbeRecord]) -> Vec<u8> {
     let mut e = Encoder::with_format(JOURNAL_V1);
     e.uvarint(records.len() as u64);
     for r in records {
@@ -154,8 +191,7 @@ pub(super) fn encode_journal(records: &[ProbeRecord]) -> Vec<u8> {
     e.finish()
 }
 
-pub(super) fn decode_journal(value: &[u8]) -> Result<Vec<ProbeRecord>, super::codec::DecodeError> {
-    use super::codec::DecodeError;
+fn decode_journal(value: &[u8]) -> Result<Vec<ProbeRecord>, DecodeError> {
     let (format, mut d) = Decoder::with_format(value)?;
     if format != JOURNAL_V1 {
         return Err(DecodeError::UnknownFormat(format));
@@ -193,52 +229,8 @@ pub struct ProbeRecord {
     pub reason: String,
 }
 
-/// One change of an alert's state, as kept in the history.
-#[derive(Clone, Debug, PartialEq)]
-pub struct AlertTransition {
-    /// When the transition happened, in ms since the epoch.
-    pub t: Timestamp,
-    /// The alert's name; the history is kept and queried per name.
-    pub alertname: String,
-    /// The alert's full label set.
-    pub labels: Labels,
-    /// The state it left (`inactive`, `pending`, `firing`).
-    pub from: String,
-    /// The state it entered (`pending`, `firing`, `resolved`, `inactive`).
-    pub to: String,
-    /// The expression's value at the transition.
-    pub value: f64,
-}
-
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(PoisonError::into_inner)
-}
-
-/// A name's length as its key prefix holds it, or why it cannot be stored.
-fn name_len(name: &str) -> Result<u16, StoreError> {
-    u16::try_from(name.len()).map_err(|_| StoreError::InvalidRecord {
-        reason: format!("name of {} bytes is longer than 65535", name.len()),
-    })
-}
-
-/// The key prefix of one name: u16 BE length, then the name.
-pub(super) fn name_prefix(name: &str) -> Result<Vec<u8>, StoreError> {
-    let len = name_len(name)?;
-    let mut k = Vec::with_capacity(2 + name.len() + 16);
-    k.extend_from_slice(&len.to_be_bytes());
-    k.extend_from_slice(name.as_bytes());
-    Ok(k)
-}
-
-/// Splits a history key into name prefix length, name and time.
-pub(super) fn split_key(key: &[u8]) -> Option<(usize, &str, Timestamp)> {
-    let len = usize::from(u16::from_be_bytes(key.get(..2)?.try_into().ok()?));
-    let name = std::str::from_utf8(key.get(2..2 + len)?).ok()?;
-    let t: [u8; 8] = key.get(2 + len..2 + len + 8)?.try_into().ok()?;
-    if key.len() != 2 + len + 16 {
-        return None;
-    }
-    Some((2 + len, name, time_from_key(t)))
 }
 
 /// The nanoseconds a duration in seconds is exactly, if it is a whole number of them that
@@ -305,8 +297,7 @@ fn decode_probe_block_v3(
     probe: &str,
     t: Timestamp,
     mut d: Decoder<'_>,
-) -> Result<Vec<ProbeRecord>, super::codec::DecodeError> {
-    use super::codec::DecodeError;
+) -> Result<Vec<ProbeRecord>, DecodeError> {
     let n = d.uvarint()?;
     // Every result takes at least 3 bytes: a count beyond that is corrupt.
     if n > d.remaining() as u64 / 3 {
@@ -360,11 +351,11 @@ pub(super) fn decode_probes(
     probe: &str,
     t: Timestamp,
     value: &[u8],
-) -> Result<Vec<ProbeRecord>, super::codec::DecodeError> {
+) -> Result<Vec<ProbeRecord>, DecodeError> {
     let (format, d) = Decoder::with_format(value)?;
     match format {
         PROBE_BLOCK_V3 => decode_probe_block_v3(probe, t, d),
-        f => Err(super::codec::DecodeError::UnknownFormat(f)),
+        f => Err(DecodeError::UnknownFormat(f)),
     }
 }
 
@@ -372,8 +363,7 @@ fn decode_probe_fields(
     probe: &str,
     t: Timestamp,
     d: &mut Decoder<'_>,
-) -> Result<ProbeRecord, super::codec::DecodeError> {
-    use super::codec::DecodeError;
+) -> Result<ProbeRecord, DecodeError> {
     let success = match d.u8()? {
         0 => false,
         1 => true,
@@ -395,47 +385,43 @@ fn decode_probe_fields(
     })
 }
 
-fn encode_transition(r: &AlertTransition) -> Vec<u8> {
-    let mut e = Encoder::with_format(TRANSITION_V1);
-    e.labels(&r.labels).str(&r.from).str(&r.to).f64(r.value);
-    e.finish()
-}
-
-fn decode_transition(
-    alertname: &str,
-    t: Timestamp,
-    value: &[u8],
-) -> Result<AlertTransition, super::codec::DecodeError> {
-    use super::codec::DecodeError;
-    let (format, mut d) = Decoder::with_format(value)?;
-    if format != TRANSITION_V1 {
-        return Err(DecodeError::UnknownFormat(format));
+impl ProbeLog {
+    /// Opens the history directory of the store, sealing the logs a previous run left.
+    pub(super) fn open(shared: Arc<Shared>) -> Result<ProbeLog, StoreError> {
+        let (files, report) = HistoryFiles::open(shared.path.join(files::DIR_NAME))?;
+        for damage in &report.damaged {
+            warn!(%damage, "probe history damaged: read up to the damage");
+        }
+        shared.count_skipped(report.damaged.len() as u64);
+        if report.sealed_logs > 0 {
+            info!(
+                files = report.sealed_logs,
+                journaled = report.journaled,
+                "sealed the probe history files left by the previous run"
+            );
+        }
+        Ok(ProbeLog {
+            inner: Arc::new(Inner {
+                shared,
+                buffer: Mutex::new(ProbeBuffer::default()),
+                files,
+            }),
+        })
     }
-    let labels = d.labels()?;
-    let from = d.str()?.to_owned();
-    let to = d.str()?.to_owned();
-    let value = d.f64()?;
-    d.finish()?;
-    Ok(AlertTransition {
-        t,
-        alertname: alertname.to_owned(),
-        labels,
-        from,
-        to,
-        value,
-    })
-}
 
-impl Store {
     /// Takes one probe result: buffered, in the journal at the next
-    /// [`Store::write_probe_journal`], in its probe's block within a minute
-    /// ([`Store::write_probe_results`]). Reads see it at once.
+    /// [`ProbeLog::write_probe_journal`], in its probe's block within a minute
+    /// ([`ProbeLog::write_probe_results`]). Reads see it at once.
     pub fn append_probe(&self, r: &ProbeRecord) -> Result<(), StoreError> {
         const OP: &str = "appending a probe result";
-        self.check_writable(OP)?;
-        name_len(&r.probe)?;
+        self.inner.shared.check_writable(OP)?;
+        if r.probe.len() > NAME_MAX {
+            return Err(StoreError::InvalidRecord {
+                reason: format!("name of {} bytes is longer than 65535", r.probe.len()),
+            });
+        }
         let written = {
-            let mut buf = lock(&self.inner.probe_buffer);
+            let mut buf = lock(&self.inner.buffer);
             buf.push(r.clone());
             buf.unjournaled.push(r.clone());
             if buf.len > MAX_BUFFERED {
@@ -445,7 +431,7 @@ impl Store {
             }
         };
         if let Some(w) = written {
-            w.sync(self.inner.history.dir())?;
+            w.sync(self.inner.files.dir())?;
             self.seal_history();
         }
         Ok(())
@@ -455,17 +441,17 @@ impl Store {
     /// log, synced: on disk when this returns. Returns how many.
     pub fn write_probe_journal(&self) -> Result<usize, StoreError> {
         let r = self.write_probe_journal_inner();
-        self.note_bulk(super::Bulk::Probes, r)
+        self.inner.shared.note_bulk(Bulk::Probes, r)
     }
 
     fn write_probe_journal_inner(&self) -> Result<usize, StoreError> {
         const OP: &str = "journaling probe results";
         let (n, written) = {
-            let mut buf = lock(&self.inner.probe_buffer);
+            let mut buf = lock(&self.inner.buffer);
             if buf.unjournaled.is_empty() {
                 return Ok(0);
             }
-            self.check_writable(OP)?;
+            self.inner.shared.check_writable(OP)?;
             let body = encode_journal(&buf.unjournaled);
             let min_t = buf.unjournaled.iter().map(|r| r.t).min().unwrap_or(0);
             let max_t = buf.unjournaled.iter().map(|r| r.t).max().unwrap_or(0);
@@ -475,34 +461,35 @@ impl Store {
             (n, written)
         };
         // Synced without the buffer's lock: probes append while the disk works.
-        written.sync(self.inner.history.dir())?;
+        written.sync(self.inner.files.dir())?;
         Ok(n)
     }
 
     /// Writes every buffered result as blocks, one or more per probe, in one blocks record of
     /// the history log (which supersedes the journal records before it) — when the oldest is
     /// `PROBE_BLOCK_AGE_MS` older than `now`, or always with `None` — and seals the log if that
-    /// completed it. The daemon calls it at each checkpoint; [`Store::flush`] with `None`.
+    /// completed it. The daemon's journal loop calls it at every tick; the store's flush with
+    /// `None`.
     /// Returns the results written; on an error they stay buffered (and journaled again).
     pub fn write_probe_results(&self, now: Option<Timestamp>) -> Result<usize, StoreError> {
         let r = self.write_probe_results_inner(now);
-        self.note_bulk(super::Bulk::Probes, r)
+        self.inner.shared.note_bulk(Bulk::Probes, r)
     }
 
     fn write_probe_results_inner(&self, now: Option<Timestamp>) -> Result<usize, StoreError> {
         const OP: &str = "writing probe results";
         let (n, written) = {
-            let mut buf = lock(&self.inner.probe_buffer);
+            let mut buf = lock(&self.inner.buffer);
             match (now, buf.oldest) {
                 (_, None) => return Ok(0),
                 (Some(now), Some(oldest)) if now - oldest < PROBE_BLOCK_AGE_MS => return Ok(0),
                 _ => {
-                    self.check_writable(OP)?;
+                    self.inner.shared.check_writable(OP)?;
                     self.write_blocks(&mut buf, OP)?
                 }
             }
         };
-        written.sync(self.inner.history.dir())?;
+        written.sync(self.inner.files.dir())?;
         self.seal_history();
         Ok(n)
     }
@@ -511,7 +498,7 @@ impl Store {
     /// next call: the results are on disk either way, so it is a warning, not a failed write
     /// (a full disk shows in the next journal write).
     fn seal_history(&self) {
-        if let Err(e) = self.inner.history.seal_retired() {
+        if let Err(e) = self.inner.files.seal_retired() {
             warn!(error = %e, "cannot seal a probe history file yet; it stays readable as it is");
         }
     }
@@ -550,10 +537,10 @@ impl Store {
         (min_t, max_t): (Timestamp, Timestamp),
         op: &'static str,
     ) -> Result<Written, StoreError> {
-        let mut new_id = || self.inner.db.generate_id().map_err(StoreError::engine(op));
+        let mut new_id = || self.inner.shared.generate_id(op);
         let written = self
             .inner
-            .history
+            .files
             .append(kind, body, min_t, max_t, &mut new_id);
         if written.is_err() {
             buf.journal_all_again();
@@ -573,7 +560,7 @@ impl Store {
         if since > until || limit == 0 {
             return Ok(Vec::new());
         }
-        let mut out: Vec<ProbeRecord> = lock(&self.inner.probe_buffer)
+        let mut out: Vec<ProbeRecord> = lock(&self.inner.buffer)
             .by_probe
             .get(probe)
             .into_iter()
@@ -582,10 +569,10 @@ impl Store {
             .cloned()
             .collect();
         if out.len() < limit {
-            let skip = |e: &dyn std::fmt::Display| self.skip("history", e);
+            let skip = |e: &dyn std::fmt::Display| self.inner.shared.skip("history", e);
             out.extend(
                 self.inner
-                    .history
+                    .files
                     .read(probe, since, until, limit - out.len(), &skip),
             );
         }
@@ -598,110 +585,42 @@ impl Store {
         Ok(out)
     }
 
-    /// Appends one alert transition and flushes: on disk when this returns.
-    pub fn append_alert_transition_durable(&self, r: &AlertTransition) -> Result<(), StoreError> {
-        const OP: &str = "appending an alert transition";
-        self.check_writable(OP)?;
-        let key = self.history_key(&r.alertname, r.t, OP)?;
-        let tree = &self.inner.trees.transitions;
-        tree.insert(key, encode_transition(r))
-            .map_err(StoreError::engine(OP))?;
-        self.flush_durable(OP)
+    /// Caps the span of results one history file holds (see [`HISTORY_MAX_SPAN_MS`]).
+    pub(super) fn set_max_span(&self, ms: i64) {
+        self.inner.files.set_max_span(ms);
     }
 
-    /// The transitions of alerts named `alertname` with `since <= t <= until`, newest last;
-    /// with more than `limit` of them, the newest `limit`.
-    pub fn alert_history(
+    /// Deletes up to `budget` history files whose newest result is older than `before`;
+    /// returns how many, the regions (one probe's results in one file) they held, and whether
+    /// more are left.
+    pub(super) fn prune_files(
         &self,
-        alertname: &str,
-        since: Timestamp,
-        until: Timestamp,
-        limit: usize,
-    ) -> Result<Vec<AlertTransition>, StoreError> {
-        let tree = &self.inner.trees.transitions;
-        self.history(
-            tree,
-            "alert_transitions",
-            alertname,
-            since,
-            until,
-            limit,
-            decode_transition,
-        )
+        before: Timestamp,
+        budget: usize,
+    ) -> Result<(u64, u64, bool), StoreError> {
+        self.inner.files.prune(before, budget)
     }
 
-    fn history_key(
-        &self,
-        name: &str,
-        t: Timestamp,
-        op: &'static str,
-    ) -> Result<Vec<u8>, StoreError> {
-        self.timed_key(name_prefix(name)?, t, op)
+    /// Makes the next write to the history log fail half-way, as a full disk would (for
+    /// tests).
+    #[cfg(test)]
+    pub(super) fn fail_next_append(&self) {
+        self.inner
+            .files
+            .fail_next_append
+            .store(true, std::sync::atomic::Ordering::Relaxed);
     }
 
-    /// `prefix` · time key · sequence (a store-wide id, so two records of one millisecond
-    /// differ): the key of a history record or a journal record.
-    fn timed_key(
-        &self,
-        mut key: Vec<u8>,
-        t: Timestamp,
-        op: &'static str,
-    ) -> Result<Vec<u8>, StoreError> {
-        key.extend_from_slice(&time_key(t));
-        let seq = self
-            .inner
-            .db
-            .generate_id()
-            .map_err(StoreError::engine(op))?;
-        key.extend_from_slice(&seq.to_be_bytes());
-        Ok(key)
-    }
-
-    #[allow(clippy::too_many_arguments)]
-    fn history<R>(
-        &self,
-        tree: &sled::Tree,
-        tree_name: &'static str,
-        name: &str,
-        since: Timestamp,
-        until: Timestamp,
-        limit: usize,
-        decode: impl Fn(&str, Timestamp, &[u8]) -> Result<R, super::codec::DecodeError>,
-    ) -> Result<Vec<R>, StoreError> {
-        if since > until || limit == 0 {
-            return Ok(Vec::new());
-        }
-        let prefix = name_prefix(name)?;
-        let mut lo = prefix.clone();
-        lo.extend_from_slice(&time_key(since));
-        lo.extend_from_slice(&[0; 8]);
-        let mut hi = prefix;
-        hi.extend_from_slice(&time_key(until));
-        hi.extend_from_slice(&[0xff; 8]);
-        let mut out = Vec::new();
-        // Walk backwards from `until` so that the limit keeps the newest records without
-        // reading the older ones at all.
-        for kv in tree.range(lo..=hi).rev() {
-            let (k, v) = kv.map_err(StoreError::engine("reading history"))?;
-            let Some((_, _, t)) = split_key(&k) else {
-                self.skip(tree_name, &"malformed key");
-                continue;
-            };
-            match decode(name, t, &v) {
-                Ok(r) => out.push(r),
-                Err(e) => self.skip(tree_name, &e),
-            }
-            if out.len() == limit {
-                break;
-            }
-        }
-        out.reverse();
-        Ok(out)
+    /// Retires the current log and seals it, as a full span does (for tests).
+    #[cfg(test)]
+    pub(super) fn roll(&self) {
+        self.inner.files.roll();
     }
 }
 
 #[cfg(test)]
 mod tests {
+    use super::super::Store;
     use super::super::test_util::*;
     use super::*;
 
@@ -725,14 +644,21 @@ mod tests {
         let (_dir, store) = temp_store();
         // Out of order, two at the same millisecond, a neighbour whose name extends this one.
         for t in [5_000, 1_000, 3_000, 3_000, 2_000, 4_000, -1_000] {
-            store.append_probe(&probe("api", t, t != 2_000)).unwrap();
+            store
+                .probes
+                .append_probe(&probe("api", t, t != 2_000))
+                .unwrap();
         }
-        store.append_probe(&probe("api2", 3_500, true)).unwrap();
-        store.append_probe(&probe("", 3_500, true)).unwrap();
+        store
+            .probes
+            .append_probe(&probe("api2", 3_500, true))
+            .unwrap();
+        store.probes.append_probe(&probe("", 3_500, true)).unwrap();
 
         // Buffered, written as blocks, and read back after a reopen: the same answers.
         let check = |store: &Store| {
             let all = store
+                .probes
                 .probe_history("api", i64::MIN, i64::MAX, usize::MAX)
                 .unwrap();
             let ts: Vec<i64> = all.iter().map(|r| r.t).collect();
@@ -741,6 +667,7 @@ mod tests {
             assert_eq!(all[2], probe("api", 2_000, false));
 
             let window = store
+                .probes
                 .probe_history("api", 2_000, 4_000, usize::MAX)
                 .unwrap();
             let ts: Vec<i64> = window.iter().map(|r| r.t).collect();
@@ -750,7 +677,10 @@ mod tests {
                 "since and until are inclusive"
             );
 
-            let newest = store.probe_history("api", i64::MIN, i64::MAX, 2).unwrap();
+            let newest = store
+                .probes
+                .probe_history("api", i64::MIN, i64::MAX, 2)
+                .unwrap();
             let ts: Vec<i64> = newest.iter().map(|r| r.t).collect();
             assert_eq!(
                 ts,
@@ -760,24 +690,28 @@ mod tests {
 
             assert!(
                 store
+                    .probes
                     .probe_history("api", 6_000, 7_000, 10)
                     .unwrap()
                     .is_empty()
             );
             assert!(
                 store
+                    .probes
                     .probe_history("api", 4_000, 2_000, 10)
                     .unwrap()
                     .is_empty()
             );
             assert!(
                 store
+                    .probes
                     .probe_history("nope", i64::MIN, i64::MAX, 10)
                     .unwrap()
                     .is_empty()
             );
             assert_eq!(
                 store
+                    .probes
                     .probe_history("", i64::MIN, i64::MAX, 10)
                     .unwrap()
                     .len(),
@@ -785,21 +719,21 @@ mod tests {
             );
         };
         check(&store);
-        store.write_probe_journal().unwrap();
+        store.probes.write_probe_journal().unwrap();
         check(&store);
-        assert_eq!(store.write_probe_results(None).unwrap(), 9);
+        assert_eq!(store.probes.write_probe_results(None).unwrap(), 9);
         assert_eq!(
-            store.inner.history.logged_blocks().len(),
+            store.probes.inner.files.logged_blocks().len(),
             3,
             "one block a probe"
         );
-        assert_eq!(store.inner.history.file_counts(), (0, 1), "in the log");
+        assert_eq!(store.probes.inner.files.file_counts(), (0, 1), "in the log");
         check(&store);
         let path = store.path().to_owned();
         drop(store);
         let store = Store::open(&path).unwrap().store;
         assert_eq!(
-            store.inner.history.file_counts(),
+            store.probes.inner.files.file_counts(),
             (1, 0),
             "the log is sealed at open"
         );
@@ -817,20 +751,23 @@ mod tests {
             status: Some(u16::MAX),
             reason: "json database = \"disconnected\"".into(),
         };
-        store.append_probe(&r).unwrap();
+        store.probes.append_probe(&r).unwrap();
         let nan = ProbeRecord {
             t: r.t + 1,
             duration_seconds: f64::NAN,
             status: Some(0),
             ..r.clone()
         };
-        store.append_probe(&nan).unwrap();
+        store.probes.append_probe(&nan).unwrap();
         for written in [false, true] {
             if written {
-                store.write_probe_results(None).unwrap();
-                assert_eq!(store.inner.history.logged_blocks().len(), 1);
+                store.probes.write_probe_results(None).unwrap();
+                assert_eq!(store.probes.inner.files.logged_blocks().len(), 1);
             }
-            let back = store.probe_history(&r.probe, 0, i64::MAX, 10).unwrap();
+            let back = store
+                .probes
+                .probe_history(&r.probe, 0, i64::MAX, 10)
+                .unwrap();
             assert_eq!(back[0], r);
             assert!(back[1].duration_seconds.is_nan());
             assert_eq!(back[1].status, Some(0));
@@ -929,7 +866,7 @@ mod tests {
 
     #[test]
     fn a_minute_of_healthy_results_takes_about_seven_bytes_a_result() {
-        // The watch job's probe: every 10 s with a few ms of jitter, status 200, a latency
+        // A typical probe: every 10 s with a few ms of jitter, status 200, a latency
         // of a few ms measured in nanoseconds.
         let records: Vec<ProbeRecord> = (0..6)
             .map(|i| ProbeRecord {
@@ -952,13 +889,16 @@ mod tests {
     fn buffered_results_become_blocks_once_the_oldest_is_a_minute_old() {
         let (_dir, store) = temp_store();
         for t in [0, 10_000, 20_000] {
-            store.append_probe(&probe("slow", t, true)).unwrap();
+            store.probes.append_probe(&probe("slow", t, true)).unwrap();
         }
-        store.append_probe(&probe("fresh", 50_000, true)).unwrap();
-        assert_eq!(store.write_probe_results(Some(59_999)).unwrap(), 0);
-        assert!(store.inner.history.logged_blocks().is_empty());
-        assert_eq!(store.write_probe_results(Some(60_000)).unwrap(), 4);
-        let mut blocks = store.inner.history.logged_blocks();
+        store
+            .probes
+            .append_probe(&probe("fresh", 50_000, true))
+            .unwrap();
+        assert_eq!(store.probes.write_probe_results(Some(59_999)).unwrap(), 0);
+        assert!(store.probes.inner.files.logged_blocks().is_empty());
+        assert_eq!(store.probes.write_probe_results(Some(60_000)).unwrap(), 4);
+        let mut blocks = store.probes.inner.files.logged_blocks();
         blocks.sort();
         assert_eq!(
             blocks,
@@ -969,9 +909,13 @@ mod tests {
             "one block a probe"
         );
         // A written block and a buffered result read together, in order.
-        store.append_probe(&probe("slow", 30_000, false)).unwrap();
+        store
+            .probes
+            .append_probe(&probe("slow", 30_000, false))
+            .unwrap();
         let ts = |since, limit| -> Vec<i64> {
             store
+                .probes
                 .probe_history("slow", since, i64::MAX, limit)
                 .unwrap()
                 .iter()
@@ -986,20 +930,27 @@ mod tests {
         assert_eq!(ts(i64::MIN, 2), [20_000, 30_000]);
         // A clean stop writes everything.
         store.flush().unwrap();
-        assert_eq!(store.inner.history.logged_blocks().len(), 3);
+        assert_eq!(store.probes.inner.files.logged_blocks().len(), 3);
     }
 
     #[test]
     fn the_journal_holds_what_is_not_in_blocks_until_the_blocks_are_written() {
         let (_dir, store) = temp_store();
-        store.append_probe(&probe("a", 1_000, true)).unwrap();
-        store.append_probe(&probe("b", 1_500, false)).unwrap();
-        assert_eq!(store.write_probe_journal().unwrap(), 2);
-        assert_eq!(store.write_probe_journal().unwrap(), 0, "nothing new");
-        store.append_probe(&probe("a", 2_000, true)).unwrap();
-        assert_eq!(store.write_probe_journal().unwrap(), 1);
+        store.probes.append_probe(&probe("a", 1_000, true)).unwrap();
+        store
+            .probes
+            .append_probe(&probe("b", 1_500, false))
+            .unwrap();
+        assert_eq!(store.probes.write_probe_journal().unwrap(), 2);
+        assert_eq!(
+            store.probes.write_probe_journal().unwrap(),
+            0,
+            "nothing new"
+        );
+        store.probes.append_probe(&probe("a", 2_000, true)).unwrap();
+        assert_eq!(store.probes.write_probe_journal().unwrap(), 1);
         // What a restart after a crash reads back: every journaled result.
-        let mut journaled = store.inner.history.journaled();
+        let mut journaled = store.probes.inner.files.journaled();
         journaled.sort_by_key(|r| r.t);
         assert_eq!(
             journaled,
@@ -1009,15 +960,32 @@ mod tests {
                 probe("a", 2_000, true)
             ]
         );
-        assert_eq!(store.probe_history("a", 0, 10_000, 10).unwrap().len(), 2);
+        assert_eq!(
+            store
+                .probes
+                .probe_history("a", 0, 10_000, 10)
+                .unwrap()
+                .len(),
+            2
+        );
         // Blocks written: the journal records before them are superseded.
-        store.write_probe_results(None).unwrap();
-        assert!(store.inner.history.journaled().is_empty());
-        assert_eq!(store.inner.history.logged_blocks().len(), 2);
-        assert_eq!(store.probe_history("a", 0, 10_000, 10).unwrap().len(), 2);
-        store.append_probe(&probe("b", 3_000, true)).unwrap();
-        store.write_probe_journal().unwrap();
-        assert_eq!(store.inner.history.journaled(), [probe("b", 3_000, true)]);
+        store.probes.write_probe_results(None).unwrap();
+        assert!(store.probes.inner.files.journaled().is_empty());
+        assert_eq!(store.probes.inner.files.logged_blocks().len(), 2);
+        assert_eq!(
+            store
+                .probes
+                .probe_history("a", 0, 10_000, 10)
+                .unwrap()
+                .len(),
+            2
+        );
+        store.probes.append_probe(&probe("b", 3_000, true)).unwrap();
+        store.probes.write_probe_journal().unwrap();
+        assert_eq!(
+            store.probes.inner.files.journaled(),
+            [probe("b", 3_000, true)]
+        );
     }
 
     /// The store directory as a crash would leave it: sled as last flushed, the files as
@@ -1031,21 +999,26 @@ mod tests {
         let (dir, store) = temp_store();
         // A minute in blocks, then results only journaled, then one not even journaled.
         for t in [0, 10_000, 20_000] {
-            store.append_probe(&probe("api", t, true)).unwrap();
+            store.probes.append_probe(&probe("api", t, true)).unwrap();
             store
+                .probes
                 .append_probe(&probe("db", t + 1, t != 10_000))
                 .unwrap();
         }
-        store.write_probe_journal().unwrap();
-        store.write_probe_results(None).unwrap();
+        store.probes.write_probe_journal().unwrap();
+        store.probes.write_probe_results(None).unwrap();
         for t in [30_000, 40_000] {
-            store.append_probe(&probe("api", t, true)).unwrap();
-            store.write_probe_journal().unwrap();
+            store.probes.append_probe(&probe("api", t, true)).unwrap();
+            store.probes.write_probe_journal().unwrap();
         }
-        store.append_probe(&probe("api", 50_000, false)).unwrap();
+        store
+            .probes
+            .append_probe(&probe("api", 50_000, false))
+            .unwrap();
         let crashed = crash_copy(&store, &dir.path().join("crashed"));
         let ts = |s: &Store, name| -> Vec<i64> {
-            s.probe_history(name, i64::MIN, i64::MAX, 100)
+            s.probes
+                .probe_history(name, i64::MIN, i64::MAX, 100)
                 .unwrap()
                 .iter()
                 .map(|r| r.t)
@@ -1053,7 +1026,7 @@ mod tests {
         };
         assert_eq!(ts(&crashed, "api"), [0, 10_000, 20_000, 30_000, 40_000]);
         assert_eq!(ts(&crashed, "db"), [1, 10_001, 20_001]);
-        assert_eq!(crashed.inner.history.file_counts(), (1, 0));
+        assert_eq!(crashed.probes.inner.files.file_counts(), (1, 0));
         // A second open after the crash finds the sealed file alone: nothing twice.
         let path = crashed.path().to_owned();
         drop(crashed);
@@ -1068,13 +1041,19 @@ mod tests {
     #[test]
     fn a_torn_log_tail_loses_only_the_torn_record() {
         let (dir, store) = temp_store();
-        store.append_probe(&probe("api", 0, true)).unwrap();
-        store.write_probe_results(None).unwrap();
-        store.append_probe(&probe("api", 10_000, true)).unwrap();
-        store.write_probe_journal().unwrap();
-        store.append_probe(&probe("api", 20_000, true)).unwrap();
-        store.write_probe_journal().unwrap();
-        let log = store.inner.history.log_file().unwrap();
+        store.probes.append_probe(&probe("api", 0, true)).unwrap();
+        store.probes.write_probe_results(None).unwrap();
+        store
+            .probes
+            .append_probe(&probe("api", 10_000, true))
+            .unwrap();
+        store.probes.write_probe_journal().unwrap();
+        store
+            .probes
+            .append_probe(&probe("api", 20_000, true))
+            .unwrap();
+        store.probes.write_probe_journal().unwrap();
+        let log = store.probes.inner.files.log_file().unwrap();
         // The last journal record cut short, as a crash during its write leaves it.
         let crashed = crash_copy_with(&store, &dir.path().join("crashed"), |history| {
             let f = std::fs::OpenOptions::new()
@@ -1085,6 +1064,7 @@ mod tests {
             f.set_len(len - 5).unwrap();
         });
         let ts: Vec<i64> = crashed
+            .probes
             .probe_history("api", i64::MIN, i64::MAX, 100)
             .unwrap()
             .iter()
@@ -1101,26 +1081,34 @@ mod tests {
     #[test]
     fn a_failed_write_journals_everything_again_in_a_new_log() {
         let (dir, store) = temp_store();
-        store.append_probe(&probe("api", 1_000, true)).unwrap();
-        store.write_probe_journal().unwrap();
-        store.append_probe(&probe("api", 2_000, true)).unwrap();
         store
+            .probes
+            .append_probe(&probe("api", 1_000, true))
+            .unwrap();
+        store.probes.write_probe_journal().unwrap();
+        store
+            .probes
+            .append_probe(&probe("api", 2_000, true))
+            .unwrap();
+        store
+            .probes
             .inner
-            .history
+            .files
             .fail_next_append
             .store(true, std::sync::atomic::Ordering::Relaxed);
-        store.write_probe_journal().unwrap_err();
+        store.probes.write_probe_journal().unwrap_err();
         assert_eq!(
-            store.inner.history.file_counts(),
+            store.probes.inner.files.file_counts(),
             (0, 1),
             "the log is retired"
         );
         // The next journal record goes to a new log and holds both results.
-        assert_eq!(store.write_probe_journal().unwrap(), 2);
-        assert_eq!(store.inner.history.file_counts(), (0, 2));
+        assert_eq!(store.probes.write_probe_journal().unwrap(), 2);
+        assert_eq!(store.probes.inner.files.file_counts(), (0, 2));
         // A crash now: each result comes back once (the retired log's journal is not read).
         let crashed = crash_copy(&store, &dir.path().join("crashed"));
         let ts: Vec<i64> = crashed
+            .probes
             .probe_history("api", i64::MIN, i64::MAX, 10)
             .unwrap()
             .iter()
@@ -1128,9 +1116,16 @@ mod tests {
             .collect();
         assert_eq!(ts, [1_000, 2_000]);
         // Without a crash, the blocks go to the new log and the retired one is sealed empty.
-        assert_eq!(store.write_probe_results(None).unwrap(), 2);
-        assert_eq!(store.inner.history.file_counts(), (0, 1));
-        assert_eq!(store.probe_history("api", 0, 10_000, 10).unwrap().len(), 2);
+        assert_eq!(store.probes.write_probe_results(None).unwrap(), 2);
+        assert_eq!(store.probes.inner.files.file_counts(), (0, 1));
+        assert_eq!(
+            store
+                .probes
+                .probe_history("api", 0, 10_000, 10)
+                .unwrap()
+                .len(),
+            2
+        );
     }
 
     /// [`crash_copy`], with `damage` applied to the copied history directory before the open.
@@ -1139,7 +1134,7 @@ mod tests {
         to: &std::path::Path,
         damage: impl FnOnce(&std::path::Path),
     ) -> Store {
-        store.flush_durable("test").unwrap();
+        store.shared.flush_durable("test").unwrap();
         let copy = |from: &std::path::Path, to: &std::path::Path| {
             std::fs::create_dir_all(to).unwrap();
             for e in std::fs::read_dir(from).unwrap() {
@@ -1150,12 +1145,12 @@ mod tests {
             }
         };
         copy(store.path(), to);
-        for sub in [super::super::history_files::DIR_NAME, "segments"] {
+        for sub in [files::DIR_NAME, "segments"] {
             if store.path().join(sub).is_dir() {
                 copy(&store.path().join(sub), &to.join(sub));
             }
         }
-        let history = to.join(super::super::history_files::DIR_NAME);
+        let history = to.join(files::DIR_NAME);
         damage(&history);
         let opened = Store::open(to).unwrap();
         assert!(opened.recovered_from_corruption.is_none());
@@ -1166,16 +1161,20 @@ mod tests {
     fn blocks_hold_at_most_64_results_within_five_minutes() {
         let (_dir, store) = temp_store();
         for i in 0..130 {
-            store.append_probe(&probe("fast", i * 1_000, true)).unwrap();
+            store
+                .probes
+                .append_probe(&probe("fast", i * 1_000, true))
+                .unwrap();
         }
         for t in [100_000, 200_000, 300_000, 400_000, 500_000] {
-            store.append_probe(&probe("rare", t, true)).unwrap();
+            store.probes.append_probe(&probe("rare", t, true)).unwrap();
         }
-        store.write_probe_results(None).unwrap();
+        store.probes.write_probe_results(None).unwrap();
         let starts = |name: &str| -> Vec<i64> {
             let mut ts: Vec<i64> = store
+                .probes
                 .inner
-                .history
+                .files
                 .logged_blocks()
                 .into_iter()
                 .filter(|(n, _, _)| n == name)
@@ -1187,12 +1186,14 @@ mod tests {
         assert_eq!(starts("fast"), [0, 64_000, 128_000]);
         assert_eq!(starts("rare"), [100_000, 500_000]);
         let all = store
+            .probes
             .probe_history("fast", i64::MIN, i64::MAX, 1_000)
             .unwrap();
         assert_eq!(all.len(), 130);
         assert!(all.windows(2).all(|w| w[1].t == w[0].t + 1_000));
         let ts = |since, until| -> Vec<i64> {
             store
+                .probes
                 .probe_history("rare", since, until, 10)
                 .unwrap()
                 .iter()
@@ -1206,102 +1207,42 @@ mod tests {
     #[test]
     fn results_that_could_not_be_written_wait_for_the_next_write() {
         let (_dir, store) = temp_store();
-        store.append_probe(&probe("api", 0, false)).unwrap();
-        store.write_probe_journal().unwrap();
+        store.probes.append_probe(&probe("api", 0, false)).unwrap();
+        store.probes.write_probe_journal().unwrap();
         store.fail_writes(true);
-        assert!(store.write_probe_results(None).is_err());
-        assert_eq!(store.probe_history("api", 0, 10, 10).unwrap().len(), 1);
+        assert!(store.probes.write_probe_results(None).is_err());
+        assert_eq!(
+            store.probes.probe_history("api", 0, 10, 10).unwrap().len(),
+            1
+        );
         store.fail_writes(false);
-        assert_eq!(store.write_probe_results(None).unwrap(), 1);
-        assert_eq!(store.inner.history.logged_blocks().len(), 1, "one block");
+        assert_eq!(store.probes.write_probe_results(None).unwrap(), 1);
+        assert_eq!(
+            store.probes.inner.files.logged_blocks().len(),
+            1,
+            "one block"
+        );
         assert!(
-            store.inner.history.journaled().is_empty(),
+            store.probes.inner.files.journaled().is_empty(),
             "no journal after it"
         );
-        assert_eq!(store.probe_history("api", 0, 10, 10).unwrap().len(), 1);
-    }
-
-    #[test]
-    fn alert_history_round_trips() {
-        let (_dir, store) = temp_store();
-        let labels = Labels::new([
-            ("alertname", "HighErrors"),
-            ("job", "api"),
-            ("severity", "page"),
-        ]);
-        let tr = |t, from: &str, to: &str| AlertTransition {
-            t,
-            alertname: "HighErrors".into(),
-            labels: labels.clone(),
-            from: from.into(),
-            to: to.into(),
-            value: 0.07,
-        };
-        store
-            .append_alert_transition_durable(&tr(10, "inactive", "pending"))
-            .unwrap();
-        store
-            .append_alert_transition_durable(&tr(20, "pending", "firing"))
-            .unwrap();
-        store
-            .append_alert_transition_durable(&tr(30, "firing", "resolved"))
-            .unwrap();
-        let h = store.alert_history("HighErrors", 0, 100, 100).unwrap();
         assert_eq!(
-            h,
-            vec![
-                tr(10, "inactive", "pending"),
-                tr(20, "pending", "firing"),
-                tr(30, "firing", "resolved")
-            ]
+            store.probes.probe_history("api", 0, 10, 10).unwrap().len(),
+            1
         );
-        assert_eq!(
-            store.alert_history("HighErrors", 15, 25, 100).unwrap(),
-            vec![tr(20, "pending", "firing")]
-        );
-        assert!(
-            store
-                .alert_history("Other", 0, 100, 100)
-                .unwrap()
-                .is_empty()
-        );
-    }
-
-    #[test]
-    fn unknown_format_byte_is_skipped_and_counted() {
-        let (_dir, store) = temp_store();
-        let tr = |t| AlertTransition {
-            t,
-            alertname: "A".into(),
-            labels: Labels::new([("alertname", "A")]),
-            from: "pending".into(),
-            to: "firing".into(),
-            value: 1.0,
-        };
-        store.append_alert_transition_durable(&tr(1_000)).unwrap();
-        store.append_alert_transition_durable(&tr(3_000)).unwrap();
-        let mut key = name_prefix("A").unwrap();
-        key.extend_from_slice(&time_key(2_000));
-        key.extend_from_slice(&7u64.to_be_bytes());
-        put_raw(&store, "alert_transitions", &key, &[99, 1, 2, 3]);
-        // A truncated value and a malformed key are skipped the same way.
-        key.extend_from_slice(b"junk");
-        put_raw(&store, "alert_transitions", &key, &[TRANSITION_V1, 1]);
-        let h = store.alert_history("A", 0, 10_000, 10).unwrap();
-        assert_eq!(h.iter().map(|r| r.t).collect::<Vec<_>>(), [1_000, 3_000]);
-        assert_eq!(store.skipped_records(), 2);
     }
 
     #[test]
     fn results_written_out_of_order_read_back_in_order() {
         let (_dir, store) = temp_store();
         for t in [300, -5, 100, 200] {
-            store.append_probe(&probe("p", t, true)).unwrap();
-            store.write_probe_results(None).unwrap();
+            store.probes.append_probe(&probe("p", t, true)).unwrap();
+            store.probes.write_probe_results(None).unwrap();
         }
-        store.inner.history.roll();
-        store.append_probe(&probe("p", 250, true)).unwrap();
+        store.probes.inner.files.roll();
+        store.probes.append_probe(&probe("p", 250, true)).unwrap();
         let ts: Vec<i64> = store
+            .probes
             .probe_history("p", i64::MIN, i64::MAX, 10)
             .unwrap()
             .iter()
@@ -1314,6 +1255,7 @@ mod tests {
     fn overlong_names_are_refused() {
         let (_dir, store) = temp_store();
         let e = store
+            .probes
             .append_probe(&probe(&"x".repeat(70_000), 1, true))
             .unwrap_err();
         assert!(matches!(e, StoreError::InvalidRecord { .. }));

@@ -1,15 +1,90 @@
-//! Durable state of other components: the outbox, the notification log, silences,
-//! deployments, the rules engine's alert state, and `meta`.
+//! The small transactional state, in sled: the rules engine's alert state and transitions, the
+//! dispatcher's notification log, outbox and silences, the gate engine's deployments, and
+//! `meta`. [`StateStore`] is its handle.
 //!
-//! These records are few and rarely written, so their values are a format byte followed by the
-//! owner's type as JSON: the owner evolves its type with serde defaults and the store never
-//! needs to know its fields. Every write here is durable (flushed before returning).
+//! These records are few and rarely written, and each decides whether someone is paged: every
+//! write here is durable (sled flushed and the witness advanced before it returns). Values are
+//! a format byte followed by the owner's type as JSON, so the owner evolves its type with serde
+//! defaults and the store never needs to know its fields; alert transitions, the one record
+//! that grows with time, are binary (see the `transitions` module).
+
+mod outbox;
+mod transitions;
+
+pub use transitions::AlertTransition;
+
+use std::sync::Arc;
 
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
+use super::StoreError;
 use super::codec::DecodeError;
-use super::{Store, StoreError};
+use super::shared::Shared;
+
+/// Handle to the state: cheap to clone, every clone the same trees. Its owners are the rules
+/// engine (alert state, transitions), the dispatcher (notification log, outbox, silences), the
+/// gate engine (deployments) and the probe runner's sink (probe alert state).
+#[derive(Clone)]
+pub struct StateStore {
+    shared: Arc<Shared>,
+    trees: Arc<Trees>,
+}
+
+impl std::fmt::Debug for StateStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("StateStore")
+            .field("path", &self.shared.path)
+            .finish_non_exhaustive()
+    }
+}
+
+/// One tree per kind of record, so that scans of one kind never walk another's keys.
+pub(super) struct Trees {
+    /// Alert transitions by alert name and time (see the `transitions` module).
+    pub(super) transitions: sled::Tree,
+    /// Queued notifications by id.
+    outbox: sled::Tree,
+    nlog: sled::Tree,
+    silences: sled::Tree,
+    deployments: sled::Tree,
+    alert_state: sled::Tree,
+    /// The store's own keys (`store.*`: format marker, durable-flush sequence) and the write
+    /// check's.
+    pub(super) meta: sled::Tree,
+}
+
+impl Trees {
+    pub(super) fn open(db: &sled::Db) -> Result<Trees, sled::Error> {
+        Ok(Trees {
+            transitions: db.open_tree("alert_transitions")?,
+            outbox: db.open_tree("outbox")?,
+            nlog: db.open_tree("nlog")?,
+            silences: db.open_tree("silences")?,
+            deployments: db.open_tree("deployments")?,
+            alert_state: db.open_tree("alert_state")?,
+            meta: db.open_tree("meta")?,
+        })
+    }
+
+    /// Reads every record of the small trees, so that damage sled reports is found at open
+    /// rather than at the first page.
+    pub(super) fn walk(&self) -> Result<(), sled::Error> {
+        for tree in [
+            &self.outbox,
+            &self.nlog,
+            &self.silences,
+            &self.deployments,
+            &self.alert_state,
+            &self.meta,
+        ] {
+            for kv in tree.iter() {
+                kv?;
+            }
+        }
+        Ok(())
+    }
+}
 
 /// Format byte of JSON values.
 const JSON_V1: u8 = 1;
@@ -40,10 +115,7 @@ impl Kind {
     }
 }
 
-pub(super) fn encode_json<T: Serialize>(
-    tree: &'static str,
-    value: &T,
-) -> Result<Vec<u8>, StoreError> {
+fn encode_json<T: Serialize>(tree: &'static str, value: &T) -> Result<Vec<u8>, StoreError> {
     let mut buf = vec![JSON_V1];
     serde_json::to_writer(&mut buf, value).map_err(|source| StoreError::Json { tree, source })?;
     Ok(buf)
@@ -66,7 +138,7 @@ fn decode_json<T: DeserializeOwned>(tree: &'static str, value: &[u8]) -> Result<
 }
 
 /// Several writes to one [`Kind`], applied atomically and durably by
-/// [`Store::apply_durable`] (e.g. the rules engine's whole alert-state snapshot).
+/// [`StateStore::apply_durable`] (e.g. the rules engine's whole alert-state snapshot).
 #[derive(Debug)]
 pub struct JsonBatch {
     kind: Kind,
@@ -87,9 +159,16 @@ impl JsonBatch {
     }
 }
 
-impl Store {
+impl StateStore {
+    pub(super) fn new(shared: Arc<Shared>, trees: Trees) -> StateStore {
+        StateStore {
+            shared,
+            trees: Arc::new(trees),
+        }
+    }
+
     fn kind_tree(&self, kind: Kind) -> &sled::Tree {
-        let t = &self.inner.trees;
+        let t = &self.trees;
         match kind {
             Kind::Nlog => &t.nlog,
             Kind::Silences => &t.silences,
@@ -106,16 +185,16 @@ impl Store {
         value: &T,
     ) -> Result<(), StoreError> {
         const OP: &str = "writing durable state";
-        self.check_writable(OP)?;
+        self.shared.check_writable(OP)?;
         let v = encode_json(kind.name(), value)?;
         self.kind_tree(kind)
             .insert(key.as_bytes(), v)
             .map_err(StoreError::engine(OP))?;
-        self.flush_durable(OP)
+        self.shared.flush_durable(OP)
     }
 
     /// The record under `key`, if any. A record that does not decode is an error here (the
-    /// caller asked for that one record); [`Store::scan`] skips such records instead.
+    /// caller asked for that one record); [`StateStore::scan`] skips such records instead.
     pub fn get<T: DeserializeOwned>(&self, kind: Kind, key: &str) -> Result<Option<T>, StoreError> {
         let v = self
             .kind_tree(kind)
@@ -127,12 +206,12 @@ impl Store {
     /// Removes `key` from `kind` and flushes; returns whether it was there.
     pub fn remove_durable(&self, kind: Kind, key: &str) -> Result<bool, StoreError> {
         const OP: &str = "removing durable state";
-        self.check_writable(OP)?;
+        self.shared.check_writable(OP)?;
         let old = self
             .kind_tree(kind)
             .remove(key.as_bytes())
             .map_err(StoreError::engine(OP))?;
-        self.flush_durable(OP)?;
+        self.shared.flush_durable(OP)?;
         Ok(old.is_some())
     }
 
@@ -143,12 +222,12 @@ impl Store {
         for kv in self.kind_tree(kind).iter() {
             let (k, v) = kv.map_err(StoreError::engine("scanning state"))?;
             let Ok(key) = std::str::from_utf8(&k) else {
-                self.skip(kind.name(), &"key is not UTF-8");
+                self.shared.skip(kind.name(), &"key is not UTF-8");
                 continue;
             };
             match decode_json(kind.name(), &v) {
                 Ok(t) => out.push((key.to_owned(), t)),
-                Err(e) => self.skip(kind.name(), &e),
+                Err(e) => self.shared.skip(kind.name(), &e),
             }
         }
         Ok(out)
@@ -165,44 +244,43 @@ impl Store {
     /// Applies `batch` atomically (all or nothing, also across a crash) and flushes.
     pub fn apply_durable(&self, batch: JsonBatch) -> Result<(), StoreError> {
         const OP: &str = "writing a batch of durable state";
-        self.check_writable(OP)?;
+        self.shared.check_writable(OP)?;
         self.kind_tree(batch.kind)
             .apply_batch(batch.batch)
             .map_err(StoreError::engine(OP))?;
-        self.flush_durable(OP)
+        self.shared.flush_durable(OP)
     }
 
     /// A fresh outbox id, larger than every id handed out before (also across restarts), so
-    /// that [`Store::outbox_all`] returns notifications in the order they were queued.
+    /// that [`StateStore::outbox_all`] returns notifications in the order they were queued.
     pub fn outbox_next_id(&self) -> Result<u64, StoreError> {
-        self.generate_id()
+        self.shared.check_writable("generating an id")?;
+        self.shared.generate_id("generating an id")
     }
 
     /// Queues a notification under `id` and flushes: it survives a crash once this returns.
     pub fn outbox_put_durable<T: Serialize>(&self, id: u64, value: &T) -> Result<(), StoreError> {
         const OP: &str = "writing to the outbox";
-        self.check_writable(OP)?;
+        self.shared.check_writable(OP)?;
         let v = encode_json("outbox", value)?;
-        self.inner
-            .trees
+        self.trees
             .outbox
             .insert(id.to_be_bytes(), v)
             .map_err(StoreError::engine(OP))?;
-        self.flush_durable(OP)
+        self.shared.flush_durable(OP)
     }
 
     /// Removes a delivered (or abandoned) notification and flushes, so that it is not sent
     /// again after a restart; returns whether it was there.
     pub fn outbox_remove_durable(&self, id: u64) -> Result<bool, StoreError> {
         const OP: &str = "removing from the outbox";
-        self.check_writable(OP)?;
+        self.shared.check_writable(OP)?;
         let old = self
-            .inner
             .trees
             .outbox
             .remove(id.to_be_bytes())
             .map_err(StoreError::engine(OP))?;
-        self.flush_durable(OP)?;
+        self.shared.flush_durable(OP)?;
         Ok(old.is_some())
     }
 
@@ -210,15 +288,15 @@ impl Store {
     /// skipped and counted (and left in place, in case a newer version can read them).
     pub fn outbox_all<T: DeserializeOwned>(&self) -> Result<Vec<(u64, T)>, StoreError> {
         let mut out = Vec::new();
-        for kv in self.inner.trees.outbox.iter() {
+        for kv in self.trees.outbox.iter() {
             let (k, v) = kv.map_err(StoreError::engine("reading the outbox"))?;
             let Ok(id) = <[u8; 8]>::try_from(&*k) else {
-                self.skip("outbox", &"malformed key");
+                self.shared.skip("outbox", &"malformed key");
                 continue;
             };
             match decode_json("outbox", &v) {
                 Ok(t) => out.push((u64::from_be_bytes(id), t)),
-                Err(e) => self.skip("outbox", &e),
+                Err(e) => self.shared.skip("outbox", &e),
             }
         }
         Ok(out)
@@ -227,7 +305,6 @@ impl Store {
     /// The `meta` value under `key`. Keys starting with `store.` belong to the store itself.
     pub fn meta_get(&self, key: &str) -> Result<Option<Vec<u8>>, StoreError> {
         let v = self
-            .inner
             .trees
             .meta
             .get(key.as_bytes())
@@ -244,13 +321,12 @@ impl Store {
                 reason: format!("meta key {key:?} is reserved for the store"),
             });
         }
-        self.check_writable(OP)?;
-        self.inner
-            .trees
+        self.shared.check_writable(OP)?;
+        self.trees
             .meta
             .insert(key.as_bytes(), value)
             .map_err(StoreError::engine(OP))?;
-        self.flush_durable(OP)
+        self.shared.flush_durable(OP)
     }
 }
 
@@ -278,20 +354,26 @@ mod tests {
     fn json_records_put_get_scan_remove() {
         let (_dir, store) = temp_store();
         store
+            .state
             .put_durable(Kind::Silences, "b", &silence("second"))
             .unwrap();
         store
+            .state
             .put_durable(Kind::Silences, "a", &silence("first ✓"))
             .unwrap();
         store
+            .state
             .put_durable(Kind::Deployments, "a", &"other tree")
             .unwrap();
         assert_eq!(
-            store.get::<Silence>(Kind::Silences, "a").unwrap(),
+            store.state.get::<Silence>(Kind::Silences, "a").unwrap(),
             Some(silence("first ✓"))
         );
-        assert_eq!(store.get::<Silence>(Kind::Silences, "zz").unwrap(), None);
-        let all: Vec<(String, Silence)> = store.scan(Kind::Silences).unwrap();
+        assert_eq!(
+            store.state.get::<Silence>(Kind::Silences, "zz").unwrap(),
+            None
+        );
+        let all: Vec<(String, Silence)> = store.state.scan(Kind::Silences).unwrap();
         assert_eq!(
             all,
             vec![
@@ -299,11 +381,14 @@ mod tests {
                 ("b".into(), silence("second"))
             ]
         );
-        assert!(store.remove_durable(Kind::Silences, "a").unwrap());
-        assert!(!store.remove_durable(Kind::Silences, "a").unwrap());
-        assert_eq!(store.scan::<Silence>(Kind::Silences).unwrap().len(), 1);
+        assert!(store.state.remove_durable(Kind::Silences, "a").unwrap());
+        assert!(!store.state.remove_durable(Kind::Silences, "a").unwrap());
         assert_eq!(
-            store.scan::<String>(Kind::Deployments).unwrap(),
+            store.state.scan::<Silence>(Kind::Silences).unwrap().len(),
+            1
+        );
+        assert_eq!(
+            store.state.scan::<String>(Kind::Deployments).unwrap(),
             vec![("a".into(), "other tree".into())]
         );
     }
@@ -311,14 +396,17 @@ mod tests {
     #[test]
     fn batches_apply_puts_and_removes() {
         let (_dir, store) = temp_store();
-        store.put_durable(Kind::AlertState, "old", &1).unwrap();
-        let mut b = store.batch(Kind::AlertState);
+        store
+            .state
+            .put_durable(Kind::AlertState, "old", &1)
+            .unwrap();
+        let mut b = store.state.batch(Kind::AlertState);
         b.put("x", &2).unwrap();
         b.put("y", &3).unwrap();
         b.remove("old");
-        store.apply_durable(b).unwrap();
+        store.state.apply_durable(b).unwrap();
         assert_eq!(
-            store.scan::<i32>(Kind::AlertState).unwrap(),
+            store.state.scan::<i32>(Kind::AlertState).unwrap(),
             vec![("x".into(), 2), ("y".into(), 3)]
         );
     }
@@ -326,41 +414,47 @@ mod tests {
     #[test]
     fn outbox_is_in_id_order() {
         let (_dir, store) = temp_store();
-        let ids: Vec<u64> = (0..3).map(|_| store.outbox_next_id().unwrap()).collect();
+        let ids: Vec<u64> = (0..3)
+            .map(|_| store.state.outbox_next_id().unwrap())
+            .collect();
         for (i, id) in ids.iter().enumerate().rev() {
-            store.outbox_put_durable(*id, &format!("n{i}")).unwrap();
+            store
+                .state
+                .outbox_put_durable(*id, &format!("n{i}"))
+                .unwrap();
         }
-        let all: Vec<(u64, String)> = store.outbox_all().unwrap();
+        let all: Vec<(u64, String)> = store.state.outbox_all().unwrap();
         assert_eq!(
             all.iter().map(|(_, s)| s.as_str()).collect::<Vec<_>>(),
             ["n0", "n1", "n2"]
         );
-        assert!(store.outbox_remove_durable(ids[1]).unwrap());
-        assert_eq!(store.outbox_all::<String>().unwrap().len(), 2);
+        assert!(store.state.outbox_remove_durable(ids[1]).unwrap());
+        assert_eq!(store.state.outbox_all::<String>().unwrap().len(), 2);
     }
 
     #[test]
     fn undecodable_json_is_skipped_in_scans_and_an_error_in_gets() {
         let (_dir, store) = temp_store();
         store
+            .state
             .put_durable(Kind::Nlog, "good", &silence("x"))
             .unwrap();
         put_raw(&store, "nlog", b"future", &[9, b'{', b'}']);
         put_raw(&store, "nlog", b"wrong-shape", &[JSON_V1, b'4', b'2']);
         put_raw(&store, "nlog", b"empty", &[]);
         put_raw(&store, "outbox", &5u64.to_be_bytes(), &[JSON_V1, b'{']);
-        assert_eq!(store.scan::<Silence>(Kind::Nlog).unwrap().len(), 1);
-        assert!(store.outbox_all::<Silence>().unwrap().is_empty());
+        assert_eq!(store.state.scan::<Silence>(Kind::Nlog).unwrap().len(), 1);
+        assert!(store.state.outbox_all::<Silence>().unwrap().is_empty());
         assert_eq!(store.skipped_records(), 4);
         assert!(matches!(
-            store.get::<Silence>(Kind::Nlog, "future"),
+            store.state.get::<Silence>(Kind::Nlog, "future"),
             Err(StoreError::Decode {
                 source: DecodeError::UnknownFormat(9),
                 ..
             })
         ));
         assert!(matches!(
-            store.get::<Silence>(Kind::Nlog, "wrong-shape"),
+            store.state.get::<Silence>(Kind::Nlog, "wrong-shape"),
             Err(StoreError::Json { .. })
         ));
     }
@@ -368,9 +462,15 @@ mod tests {
     #[test]
     fn meta_round_trips_and_reserves_store_keys() {
         let (_dir, store) = temp_store();
-        store.meta_put_durable("head.last_cut", &[1, 2]).unwrap();
-        assert_eq!(store.meta_get("head.last_cut").unwrap(), Some(vec![1, 2]));
-        assert!(store.meta_put_durable("store.format", &[]).is_err());
+        store
+            .state
+            .meta_put_durable("head.last_cut", &[1, 2])
+            .unwrap();
+        assert_eq!(
+            store.state.meta_get("head.last_cut").unwrap(),
+            Some(vec![1, 2])
+        );
+        assert!(store.state.meta_put_durable("store.format", &[]).is_err());
     }
 
     #[test]
@@ -379,18 +479,20 @@ mod tests {
         store.fail_writes(true);
         assert!(
             store
+                .state
                 .put_durable(Kind::Silences, "a", &1)
                 .unwrap_err()
                 .is_io()
         );
-        assert!(store.outbox_put_durable(1, &1).unwrap_err().is_io());
+        assert!(store.state.outbox_put_durable(1, &1).unwrap_err().is_io());
         assert!(
             store
+                .state
                 .remove_durable(Kind::Silences, "a")
                 .unwrap_err()
                 .is_io()
         );
         store.fail_writes(false);
-        assert!(store.scan::<i32>(Kind::Silences).unwrap().is_empty());
+        assert!(store.state.scan::<i32>(Kind::Silences).unwrap().is_empty());
     }
 }

@@ -57,10 +57,10 @@ use std::hash::Hasher;
 use std::io::{self, Write};
 use std::path::{Path, PathBuf};
 
-use super::codec::{DecodeError, Decoder, Encoder};
-use super::segments::sync_dir;
+use super::super::StoreError;
+use super::super::codec::{DecodeError, Decoder, Encoder};
+use super::super::shared::sync_dir;
 use super::symbols::Symbols;
-use super::{StoreError, Trees};
 use crate::series::{Label, Labels, Timestamp};
 
 /// Format byte of series batches.
@@ -88,7 +88,7 @@ const MERGE_MAX: usize = 256;
 pub(super) const MAX_BATCH: u64 = 1 << 48;
 
 /// Where a series' current entry is, and what the writers need to know without reading it
-/// (kept in 20 bytes with the fingerprint, see [`Packed`]; the watch job's 68,000 series: 1.4 MB).
+/// (kept in 20 bytes with the fingerprint, see [`Packed`]).
 #[derive(Clone, Copy, Debug, Default)]
 pub(super) struct Slot {
     /// The batch holding the current entry (low 48 bits) and the high 16 bits of
@@ -137,15 +137,15 @@ struct BatchEntry {
 }
 
 /// Fingerprint → slot, as a vector sorted by fingerprint: 20 bytes an entry ([`Packed`]) and
-/// no slack to speak of, where a hash map took 64 on average (hashbrown doubles its buckets: the
-/// watch job's 67,000 series took 131,072 of 33 bytes, 4.3 MB). Lookups are binary searches;
+/// no slack to speak of, where a hash map takes 64 on average (hashbrown doubles its buckets,
+/// of 33 bytes each). Lookups are binary searches;
 /// entries arrive in batches ([`FpMap::upsert`]) and are merged in one pass from the back.
 #[derive(Default)]
 struct FpMap(Vec<Packed>);
 
 /// An [`FpMap`] entry: the fingerprint, the slot's batch and check hash, and its
 /// referenced-until time in whole seconds, rounded up (0: [`UNREFERENCED`]); 20 bytes where
-/// `(u64, Slot)` takes 24 (−0.27 MB for the watch job's 68,000 series). Rounding up keeps the
+/// `(u64, Slot)` takes 24. Rounding up keeps the
 /// invariant of the `chunks` module doc: the time only ever reads later than the one written,
 /// so an entry outlives its blocks by up to a second more, never less; and a time read back
 /// from a batch file rounds to the same value again.
@@ -284,10 +284,12 @@ pub(super) type Skipped = Vec<(&'static str, DecodeError)>;
 
 impl SeriesIndex {
     /// Loads the symbols and every batch file in `dir` (created if missing).
-    pub(super) fn load(trees: &Trees, dir: PathBuf) -> Result<(SeriesIndex, Skipped), StoreError> {
+    pub(super) fn load(
+        symbols: &sled::Tree,
+        dir: PathBuf,
+    ) -> Result<(SeriesIndex, Skipped), StoreError> {
         const OP: &str = "reading the series index";
-        let (symbols, bad_symbols) =
-            Symbols::load(&trees.symbols).map_err(StoreError::engine(OP))?;
+        let (symbols, bad_symbols) = Symbols::load(symbols).map_err(StoreError::engine(OP))?;
         let mut skipped: Skipped = bad_symbols.into_iter().map(|e| ("symbols", e)).collect();
         std::fs::create_dir_all(&dir).map_err(StoreError::file(OP, &dir))?;
         // Batch → its bytes or why they cannot be read, in sequence order.
@@ -377,7 +379,7 @@ impl SeriesIndex {
     /// a crash never keeps an entry without its symbols); then they are current.
     pub(super) fn write(
         &mut self,
-        trees: &Trees,
+        symbols: &sled::Tree,
         db: &sled::Db,
         seq: u64,
         entries: &[NewEntry<'_>],
@@ -410,7 +412,7 @@ impl SeriesIndex {
             }
         }
         // Symbols first, durable: a crash must never keep an entry without its symbols.
-        self.symbols_unflushed |= self.symbols.commit(&trees.symbols)?;
+        self.symbols_unflushed |= self.symbols.commit(symbols)?;
         if self.symbols_unflushed {
             db.flush().map_err(StoreError::engine(OP))?;
             self.symbols_unflushed = false;
@@ -628,10 +630,10 @@ impl SeriesIndex {
     /// Symbols no stored entry uses (see [`Symbols::collect`]).
     pub(super) fn collect_symbols(
         &mut self,
-        trees: &Trees,
+        symbols: &sled::Tree,
         budget: usize,
     ) -> Result<(u64, bool), StoreError> {
-        self.symbols.collect(&trees.symbols, budget)
+        self.symbols.collect(symbols, budget)
     }
 
     /// Makes the entry of series `fp` look as if it held `other` labels under the same

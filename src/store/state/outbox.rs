@@ -6,10 +6,9 @@ use serde::Serialize;
 use sled::Transactional;
 use sled::transaction::{ConflictableTransactionError, TransactionError};
 
-use super::state::encode_json;
-use super::{Store, StoreError};
+use super::{StateStore, StoreError, encode_json};
 
-impl Store {
+impl StateStore {
     /// Queues a notification under `id` and records `nlog_entry` under `nlog_key` in one
     /// transaction, then flushes.
     pub fn outbox_put_with_nlog_durable<T: Serialize, N: Serialize>(
@@ -20,10 +19,10 @@ impl Store {
         nlog_entry: &N,
     ) -> Result<(), StoreError> {
         const OP: &str = "queueing a notification";
-        self.check_writable(OP)?;
+        self.shared.check_writable(OP)?;
         let v = encode_json("outbox", value)?;
         let n = encode_json("nlog", nlog_entry)?;
-        let t = &self.inner.trees;
+        let t = &self.trees;
         (&t.outbox, &t.nlog)
             .transaction(|(outbox, nlog)| {
                 outbox.insert(&id.to_be_bytes(), v.as_slice())?;
@@ -36,6 +35,6 @@ impl Store {
                     StoreError::engine(OP)(sled::Error::Unsupported("transaction aborted".into()))
                 }
             })?;
-        self.flush_durable(OP)
+        self.shared.flush_durable(OP)
     }
 }

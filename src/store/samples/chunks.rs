@@ -7,7 +7,7 @@
 //! # Blocks
 //!
 //! Chunks are stored in *blocks*: one block holds the chunks of many series written by the
-//! same [`Store::put_chunks`] call (one checkpoint), up to [`BLOCK_MAX_BYTES`] or
+//! same [`SampleStore::put_chunks`] call (one checkpoint), up to [`BLOCK_MAX_BYTES`] or
 //! [`BLOCK_MAX_CHUNKS`] per block. One block per ~1,500 chunks instead of one record per chunk
 //! removes the per-record cost and makes a restart read a few hundred blocks instead of every
 //! chunk.
@@ -27,10 +27,10 @@
 //!   block max time − max time, max time − min time, sample count (varints), chunk bytes
 //!   (length-prefixed).
 //!
-//! [`Store::put_chunks`] appends the blocks to the current segment and `fdatasync`s it before it
+//! [`SampleStore::put_chunks`] appends the blocks to the current segment and `fdatasync`s it before it
 //! inserts their index entries, so an index entry never points at bytes that are not on disk.
 //! The index entries ride sled's periodic flush like any bulk write, or the flush that
-//! [`Store::put_open_chunks`] makes before it replaces a snapshot: a crash can lose the entries
+//! [`SampleStore::put_open_chunks`] makes before it replaces a snapshot: a crash can lose the entries
 //! of the last second's blocks, whose bytes are then garbage in their segment (a segment with
 //! no entry left is deleted at the next open). The series index is written
 //! before the blocks that refer to it, so a crash can leave an index entry without chunks
@@ -44,7 +44,7 @@
 //! Blocks are not indexed by series, so "does any block still hold a chunk of this series" has
 //! no cheap answer. Instead each index entry records a time *referenced until* `r`, with the
 //! invariant: every block holding a chunk of the series has a max time ≤ `r` +
-//! [`SERIES_REFRESH_MS`]. [`Store::put_chunks`] sets `r` to the batch's newest max time when
+//! [`SERIES_REFRESH_MS`]. [`SampleStore::put_chunks`] sets `r` to the batch's newest max time when
 //! the series is new or when that time is past `r` + [`SERIES_REFRESH_MS`], which keeps the
 //! invariant while rewriting an entry at most once a day per series (a rewrite per chunk
 //! would bring back the per-key cost that blocks remove). Pruning with cutoff `before` deletes
@@ -58,10 +58,12 @@ use std::sync::atomic::Ordering;
 
 use crate::series::{Labels, Timestamp};
 
-use super::codec::{DecodeError, Decoder, Encoder, time_from_key, time_key};
+use super::super::StoreError;
+use super::super::codec::{DecodeError, Decoder, Encoder, time_from_key, time_key};
+use super::super::shared::Bulk;
+use super::SampleStore;
 use super::segments::BlockLoc;
 use super::series_index::{NewEntry, SeriesIndex, UNREFERENCED};
-use super::{Store, StoreError};
 
 /// Format byte of blocks (in segment records).
 const BLOCK_V1: u8 = 1;
@@ -70,8 +72,8 @@ const BLOCK_REF_V1: u8 = 2;
 
 /// A block is closed once its encoded chunks reach this size: large enough that the per-block
 /// costs (an index entry, a record header) vanish, small enough that a checkpoint copies little
-/// at a time. A checkpoint of 59,000 series every 30 s writes ~250 KiB; only the stop checkpoint
-/// (every open chunk) needs several blocks.
+/// at a time. A regular checkpoint fits in one block; only the stop checkpoint (every open
+/// chunk) needs several.
 pub const BLOCK_MAX_BYTES: usize = 1 << 20;
 /// A block holds at most this many chunks, whatever their size.
 pub const BLOCK_MAX_CHUNKS: usize = 16_384;
@@ -98,7 +100,7 @@ pub struct StoredChunk {
     pub bytes: Vec<u8>,
 }
 
-/// A chunk to store, borrowed from its owner (see [`Store::put_chunks`]).
+/// A chunk to store, borrowed from its owner (see [`SampleStore::put_chunks`]).
 #[derive(Clone, Copy, Debug)]
 pub struct ChunkRef<'a> {
     /// The series the chunk belongs to.
@@ -127,7 +129,7 @@ fn last_block_key(t: Timestamp) -> [u8; 16] {
 }
 
 /// A block key's max time and sequence number.
-pub(super) fn split_block_key(key: &[u8]) -> Result<(Timestamp, u64), DecodeError> {
+pub(in crate::store) fn split_block_key(key: &[u8]) -> Result<(Timestamp, u64), DecodeError> {
     let (t, seq) = match (key.get(..8), key.get(8..)) {
         (Some(t), Some(seq)) if key.len() == 16 => (t, seq),
         _ => return Err(DecodeError::OutOfRange),
@@ -238,21 +240,21 @@ struct Pending {
     bytes: Vec<u8>,
 }
 
-/// What one step of [`Store::prune_blocks`] did.
+/// What one step of [`SampleStore::prune_blocks`] did.
 #[derive(Debug, Default)]
-pub(super) struct BlockPrune {
+pub(in crate::store) struct BlockPrune {
     /// Blocks whose index entry was deleted.
-    pub(super) blocks: u64,
+    pub(in crate::store) blocks: u64,
     /// Chunks in them.
-    pub(super) chunks: u64,
+    pub(in crate::store) chunks: u64,
     /// Segment files deleted.
-    pub(super) segments: u64,
+    pub(in crate::store) segments: u64,
     /// Whether blocks older than the cutoff are left.
-    pub(super) more: bool,
+    pub(in crate::store) more: bool,
 }
 
-impl Store {
-    /// Stores one chunk: [`Store::put_chunks`] with a batch of one. A block per chunk costs
+impl SampleStore {
+    /// Stores one chunk: [`SampleStore::put_chunks`] with a batch of one. A block per chunk costs
     /// what blocks are there to save; the checkpointer writes whole batches.
     pub fn put_chunk(
         &self,
@@ -282,12 +284,12 @@ impl Store {
     /// index entries, which the next open deletes.
     pub fn put_chunks(&self, chunks: &[ChunkRef<'_>]) -> Result<(), StoreError> {
         let r = self.put_chunks_inner(chunks);
-        self.note_bulk(super::Bulk::Chunks, r)
+        self.shared.note_bulk(Bulk::Chunks, r)
     }
 
     fn put_chunks_inner(&self, chunks: &[ChunkRef<'_>]) -> Result<(), StoreError> {
         const OP: &str = "writing chunks";
-        self.check_writable(OP)?;
+        self.shared.check_writable(OP)?;
         let Some(newest) = chunks.iter().map(|c| c.max_t).max() else {
             return Ok(());
         };
@@ -321,22 +323,13 @@ impl Store {
             let (block, tail) = rest.split_at(n);
             rest = tail;
             let max_t = block.iter().map(|c| c.max_t).max().unwrap_or(newest);
-            let seq = self
-                .inner
-                .db
-                .generate_id()
-                .map_err(StoreError::engine(OP))?;
+            let seq = self.shared.generate_id(OP)?;
             keys.push((block_key(max_t, seq), block.len() as u64));
             blocks.push(encode_block(max_t, block));
         }
-        let mut new_id = || {
-            self.inner
-                .db
-                .generate_id()
-                .map_err(StoreError::engine("creating a segment"))
-        };
+        let mut new_id = || self.shared.generate_id("creating a segment");
         let locs = self.inner.segments.append(newest, &blocks, &mut new_id)?;
-        self.inner.chunks_unflushed.store(true, Ordering::SeqCst);
+        self.shared.mark_index_unflushed();
         for ((key, n), loc) in keys.into_iter().zip(locs) {
             self.inner
                 .trees
@@ -391,13 +384,9 @@ impl Store {
         if entries.is_empty() {
             return Ok(());
         }
-        let seq = self
-            .inner
-            .db
-            .generate_id()
-            .map_err(StoreError::engine(op))?;
-        self.inner.chunks_unflushed.store(true, Ordering::SeqCst);
-        let written = index.write(&self.inner.trees, &self.inner.db, seq, &entries);
+        let seq = self.shared.generate_id(op)?;
+        self.shared.mark_index_unflushed();
+        let written = index.write(&self.inner.trees.symbols, &self.shared.db, seq, &entries);
         self.inner
             .series_count
             .store(index.len() as u64, Ordering::Relaxed);
@@ -440,7 +429,7 @@ impl Store {
             let (max_t, seq) = match split_block_key(&k) {
                 Ok(d) => d,
                 Err(e) => {
-                    self.skip("chunk_blocks", &e);
+                    self.shared.skip("chunk_blocks", &e);
                     continue;
                 }
             };
@@ -448,19 +437,19 @@ impl Store {
                 Ok((loc, _)) => match reader.read(loc) {
                     Ok(r) => r,
                     Err(e) => {
-                        self.skip("chunk_blocks", &e);
+                        self.shared.skip("chunk_blocks", &e);
                         continue;
                     }
                 },
                 Err(e) => {
-                    self.skip("chunk_blocks", &e);
+                    self.shared.skip("chunk_blocks", &e);
                     continue;
                 }
             };
             let chunks = match decode_block(max_t, record.block()) {
                 Ok(d) => d,
                 Err(e) => {
-                    self.skip("chunk_blocks", &e);
+                    self.shared.skip("chunk_blocks", &e);
                     continue;
                 }
             };
@@ -486,7 +475,7 @@ impl Store {
                 HashMap::new()
             }
         };
-        let store = self.clone();
+        let shared = self.shared.clone();
         errors
             .into_iter()
             .map(Err)
@@ -495,11 +484,11 @@ impl Store {
                 let labels = match labels.remove(&fp) {
                     Some(Ok(labels)) => labels,
                     Some(Err(e)) => {
-                        store.skip("series", &e);
+                        shared.skip("series", &e);
                         return Vec::new();
                     }
                     None => {
-                        store.skip("chunk_blocks", &"chunks of a series missing from the index");
+                        shared.skip("chunk_blocks", &"chunks of a series missing from the index");
                         return Vec::new();
                     }
                 };
@@ -532,7 +521,7 @@ impl Store {
 
     /// Deletes up to `budget` blocks whose max time is before `before`, oldest first, then the
     /// segments none of whose blocks is left (after a flush: see `segments`).
-    pub(super) fn prune_blocks(
+    pub(in crate::store) fn prune_blocks(
         &self,
         before: Timestamp,
         budget: usize,
@@ -560,7 +549,7 @@ impl Store {
             .is_some();
         let doomed = self.inner.segments.take_doomed();
         if !doomed.is_empty() {
-            if let Err(e) = self.inner.db.flush() {
+            if let Err(e) = self.shared.db.flush() {
                 self.inner.segments.restore_doomed(&doomed);
                 return Err(StoreError::engine(OP)(e));
             }
@@ -571,8 +560,11 @@ impl Store {
 
     /// Drops from the index every series no chunk can refer to any more (see the module doc):
     /// blocks older than `blocks_pruned_before` are gone. Returns how many; their batches are
-    /// rewritten by [`Store::rewrite_series_batches`].
-    pub(super) fn drop_unreferenced_series(&self, blocks_pruned_before: Timestamp) -> u64 {
+    /// rewritten by [`SampleStore::rewrite_series_batches`].
+    pub(in crate::store) fn drop_unreferenced_series(
+        &self,
+        blocks_pruned_before: Timestamp,
+    ) -> u64 {
         // See `Inner::index`: no chunk of these series can be written between the check and the
         // removal.
         let mut index = self.lock_index();
@@ -585,7 +577,7 @@ impl Store {
 
     /// Rewrites up to `budget` series index batches holding entries that are no longer current;
     /// returns how many and whether more are waiting.
-    pub(super) fn rewrite_series_batches(
+    pub(in crate::store) fn rewrite_series_batches(
         &self,
         budget: usize,
     ) -> Result<(usize, bool), StoreError> {
@@ -594,60 +586,42 @@ impl Store {
 
     /// Merges small series index batches when enough have piled up (see the `series_index`
     /// module); how many it merged.
-    pub(super) fn merge_series_batches(&self) -> Result<usize, StoreError> {
+    pub(in crate::store) fn merge_series_batches(&self) -> Result<usize, StoreError> {
         let mut index = self.lock_index();
         if !index.wants_merge() {
             return Ok(0);
         }
-        let seq = self
-            .inner
-            .db
-            .generate_id()
-            .map_err(StoreError::engine("merging series index batches"))?;
+        let seq = self.shared.generate_id("merging series index batches")?;
         index.merge_small(seq)
     }
 
     /// Removes symbols no stored series entry uses any more, up to `budget` batches of them;
     /// returns how many symbols and whether more are left. Run after the series phase of a
     /// prune.
-    pub(super) fn collect_symbols(&self, budget: usize) -> Result<(u64, bool), StoreError> {
-        self.lock_index().collect_symbols(&self.inner.trees, budget)
+    pub(in crate::store) fn collect_symbols(
+        &self,
+        budget: usize,
+    ) -> Result<(u64, bool), StoreError> {
+        self.lock_index()
+            .collect_symbols(&self.inner.trees.symbols, budget)
     }
 }
 
 #[cfg(test)]
-pub(super) mod tests {
+mod tests {
+    use super::super::super::Store;
+    use super::super::super::test_util::*;
     use super::super::segments::SEGMENT_MAX_SPAN_MS;
-    use super::super::test_util::*;
     use super::*;
 
     fn labels(job: &str) -> Labels {
         Labels::new([("__name__", "up"), ("job", job)])
     }
 
-    /// The store's segment files, oldest first.
-    pub(in super::super) fn segment_files(store: &Store) -> Vec<std::path::PathBuf> {
-        let mut v: Vec<_> = std::fs::read_dir(store.inner.segments.dir())
-            .unwrap()
-            .map(|e| e.unwrap().path())
-            .filter(|p| p.extension().is_some_and(|e| e == "seg"))
-            .collect();
-        v.sort();
-        v
-    }
-
-    /// Closes the store and opens it again.
-    pub(in super::super) fn reopen(store: Store) -> Store {
-        let path = store.path().to_owned();
-        drop(store);
-        let opened = Store::open(&path).unwrap();
-        assert!(opened.recovered_from_corruption.is_none());
-        opened.store
-    }
-
     /// (series, max time, first byte) of every chunk read back.
     fn read_back(store: &Store) -> Vec<(String, i64, u8)> {
         store
+            .samples
             .chunks_since(i64::MIN)
             .map(|c| {
                 let c = c.unwrap();
@@ -662,6 +636,7 @@ pub(super) mod tests {
         for (i, t) in [100, 200, 300].into_iter().enumerate() {
             let byte = [i as u8 + 1; 40];
             store
+                .samples
                 .put_chunks(&[
                     ChunkRef {
                         labels: &a,
@@ -709,7 +684,7 @@ pub(super) mod tests {
         // The blocks' bytes are in the file, not in sled: every index value is a few bytes.
         let len = std::fs::metadata(&files[0]).unwrap().len();
         assert!(len > 3 * 2 * 40, "{len} bytes");
-        for v in store.inner.trees.blocks.iter().values() {
+        for v in store.samples.inner.trees.blocks.iter().values() {
             let v = v.unwrap();
             assert_eq!(v[0], BLOCK_REF_V1);
             assert!(v.len() < 16, "{} bytes", v.len());
@@ -733,10 +708,10 @@ pub(super) mod tests {
     fn a_reopened_store_appends_to_a_new_segment() {
         let (_dir, store) = temp_store();
         let a = labels("a");
-        store.put_chunk(&a, 0, 100, 1, &[1]).unwrap();
+        store.samples.put_chunk(&a, 0, 100, 1, &[1]).unwrap();
         let store = reopen(store);
-        store.put_chunk(&a, 101, 200, 1, &[2]).unwrap();
-        store.put_chunk(&a, 201, 300, 1, &[3]).unwrap();
+        store.samples.put_chunk(&a, 101, 200, 1, &[2]).unwrap();
+        store.samples.put_chunk(&a, 201, 300, 1, &[3]).unwrap();
         let files = segment_files(&store);
         assert_eq!(files.len(), 2, "one per open");
         let first = std::fs::read(&files[0]).unwrap();
@@ -768,7 +743,7 @@ pub(super) mod tests {
         // After a restart the torn file is never appended to again.
         let store = reopen(store);
         let a = labels("a");
-        store.put_chunk(&a, 301, 400, 1, &[4]).unwrap();
+        store.samples.put_chunk(&a, 301, 400, 1, &[4]).unwrap();
         assert_eq!(segment_files(&store).len(), 2);
         assert_eq!(std::fs::metadata(&file).unwrap().len(), len - 30);
         let got = read_back(&store);
@@ -798,10 +773,10 @@ pub(super) mod tests {
     fn a_missing_segment_skips_its_blocks() {
         let (_dir, store) = temp_store();
         let a = labels("a");
-        store.put_chunk(&a, 0, 100, 1, &[1]).unwrap();
-        store.put_chunk(&a, 101, 200, 1, &[2]).unwrap();
+        store.samples.put_chunk(&a, 0, 100, 1, &[1]).unwrap();
+        store.samples.put_chunk(&a, 101, 200, 1, &[2]).unwrap();
         let store = reopen(store);
-        store.put_chunk(&a, 201, 300, 1, &[3]).unwrap();
+        store.samples.put_chunk(&a, 201, 300, 1, &[3]).unwrap();
         let files = segment_files(&store);
         std::fs::remove_file(&files[0]).unwrap();
         assert_eq!(read_back(&store), [(a.to_string(), 300, 3)]);
@@ -816,14 +791,18 @@ pub(super) mod tests {
         let (_dir, store) = temp_store();
         let a = labels("a");
         let hour = SEGMENT_MAX_SPAN_MS;
-        store.put_chunk(&a, 0, 100, 1, &[1]).unwrap();
-        store.put_chunk(&a, 101, 200, 1, &[2]).unwrap();
+        store.samples.put_chunk(&a, 0, 100, 1, &[1]).unwrap();
+        store.samples.put_chunk(&a, 101, 200, 1, &[2]).unwrap();
         // More than a span later: a second segment.
-        store.put_chunk(&a, 201, 300 + hour, 1, &[3]).unwrap();
+        store
+            .samples
+            .put_chunk(&a, 201, 300 + hour, 1, &[3])
+            .unwrap();
         let files = segment_files(&store);
         assert_eq!(files.len(), 2);
-        let segment_bytes =
-            |store: &Store| super::super::segments::dir_size(store.inner.segments.dir()).unwrap();
+        let segment_bytes = |store: &Store| {
+            super::super::super::shared::dir_size(store.samples.inner.segments.dir()).unwrap()
+        };
         let before = segment_bytes(&store);
         // The first block only: its segment still holds the second.
         assert_eq!(store.prune(101).unwrap().segments, 0);
@@ -835,7 +814,7 @@ pub(super) mod tests {
         // The current segment stays while it is appended to, even with no block left...
         assert_eq!(store.prune(i64::MAX).unwrap().segments, 0);
         assert!(files[1].exists());
-        assert_eq!(store.chunks_since(i64::MIN).count(), 0);
+        assert_eq!(store.samples.chunks_since(i64::MIN).count(), 0);
         assert_eq!(store.skipped_records(), 0);
         // ...and goes at the next open, with no index entry left.
         let store = reopen(store);
@@ -846,22 +825,24 @@ pub(super) mod tests {
     fn open_deletes_segments_no_index_entry_refers_to() {
         let (_dir, store) = temp_store();
         let a = labels("a");
-        store.put_chunk(&a, 0, 100, 1, &[1]).unwrap();
+        store.samples.put_chunk(&a, 0, 100, 1, &[1]).unwrap();
         let store = reopen(store);
-        store.put_chunk(&a, 101, 200, 1, &[2]).unwrap();
-        store.put_chunk(&a, 201, 300, 1, &[3]).unwrap();
+        store.samples.put_chunk(&a, 101, 200, 1, &[2]).unwrap();
+        store.samples.put_chunk(&a, 201, 300, 1, &[3]).unwrap();
         let files = segment_files(&store);
         assert_eq!(files.len(), 2);
         // As if the process died before sled flushed the second segment's index entries.
         for key in raw_keys(&store, "chunk_blocks") {
-            let v = store.inner.trees.blocks.get(&key).unwrap().unwrap();
-            if decode_block_ref(&v).unwrap().0.segment != store.inner.segments.current().unwrap() {
+            let v = store.samples.inner.trees.blocks.get(&key).unwrap().unwrap();
+            if decode_block_ref(&v).unwrap().0.segment
+                != store.samples.inner.segments.current().unwrap()
+            {
                 continue;
             }
             remove_raw(&store, "chunk_blocks", &key);
         }
         // And a segment torn while it was being created, and a snapshot's temporary file.
-        let dir = store.inner.segments.dir().to_owned();
+        let dir = store.samples.inner.segments.dir().to_owned();
         std::fs::write(dir.join("00000000ffffffff.seg"), b"pf").unwrap();
         std::fs::write(dir.join("open-3.snap.tmp"), b"partial").unwrap();
         let store = reopen(store);
@@ -888,12 +869,12 @@ pub(super) mod tests {
                 })
                 .collect()
         };
-        store.put_chunks(&chunks(50, 100)).unwrap();
-        store.put_chunks(&chunks(100, 200)).unwrap();
+        store.samples.put_chunks(&chunks(50, 100)).unwrap();
+        store.samples.put_chunks(&chunks(100, 200)).unwrap();
         // One batch of entries and one of symbols per write that indexed new series.
         assert_eq!(batch_files(&store).len(), 2);
         assert_eq!(raw_keys(&store, "symbols").len(), 2);
-        let index = store.lock_index();
+        let index = store.samples.lock_index();
         // __name__, up, job and a hundred job names.
         assert_eq!(index.symbols.len(), 103);
         assert_eq!(index.symbols.refs("job"), Some(100));
@@ -905,9 +886,10 @@ pub(super) mod tests {
         assert!(batches < 100 * 16, "{batches} bytes for 100 entries");
         // The index and the symbols' counts come back at open.
         let store = reopen(store);
-        assert_eq!(store.series_count(), 100);
-        assert_eq!(store.lock_index().symbols.refs("job"), Some(100));
+        assert_eq!(store.samples.series_count(), 100);
+        assert_eq!(store.samples.lock_index().symbols.refs("job"), Some(100));
         let got: HashSet<String> = store
+            .samples
             .chunks_since(i64::MIN)
             .map(|c| c.unwrap().labels.to_string())
             .collect();
@@ -920,11 +902,14 @@ pub(super) mod tests {
     fn a_fingerprint_collision_is_refused_and_names_the_stored_labels() {
         let (_dir, store) = temp_store();
         let (a, b) = (labels("a"), labels("b"));
-        store.put_chunk(&a, 0, 100, 1, &[1]).unwrap();
+        store.samples.put_chunk(&a, 0, 100, 1, &[1]).unwrap();
         // The index now says another label set (b's) is stored under a's fingerprint, as when
         // two label sets share one: a's next chunk is refused.
-        store.lock_index().plant_collision(a.fingerprint(), &b);
-        match store.put_chunk(&a, 0, 200, 1, &[2]) {
+        store
+            .samples
+            .lock_index()
+            .plant_collision(a.fingerprint(), &b);
+        match store.samples.put_chunk(&a, 0, 200, 1, &[2]) {
             Err(StoreError::FingerprintCollision { fp, stored, new }) => {
                 assert_eq!(fp, a.fingerprint());
                 // What is stored is read back from the batch file.
@@ -942,6 +927,7 @@ pub(super) mod tests {
         let series: Vec<Labels> = (0..40).map(|i| labels(&format!("pod-{i}"))).collect();
         for (i, l) in series.iter().enumerate() {
             store
+                .samples
                 .put_chunk(l, 0, 100 + i as i64, 1, &[i as u8])
                 .unwrap();
         }
@@ -950,18 +936,21 @@ pub(super) mod tests {
         store.prune(i64::MIN + 1).unwrap();
         assert_eq!(batch_files(&store).len(), 1, "merged into one");
         assert_eq!(read_back(&store), want);
-        assert_eq!(store.lock_index().symbols.refs("job"), Some(40));
+        assert_eq!(store.samples.lock_index().symbols.refs("job"), Some(40));
         // A few more stay apart until they pile up again.
         for (i, l) in series.iter().take(5).enumerate() {
             let l = labels(&format!("{}-again", l.get("job").unwrap()));
-            store.put_chunk(&l, 0, 200 + i as i64, 1, &[0]).unwrap();
+            store
+                .samples
+                .put_chunk(&l, 0, 200 + i as i64, 1, &[0])
+                .unwrap();
         }
         store.prune(i64::MIN + 1).unwrap();
         assert_eq!(batch_files(&store).len(), 6);
         let store = reopen(store);
-        assert_eq!(store.series_count(), 45);
+        assert_eq!(store.samples.series_count(), 45);
         assert_eq!(read_back(&store).len(), 45);
-        assert_eq!(store.lock_index().symbols.refs("job"), Some(45));
+        assert_eq!(store.samples.lock_index().symbols.refs("job"), Some(45));
         assert_eq!(store.skipped_records(), 0);
     }
 
@@ -969,8 +958,8 @@ pub(super) mod tests {
     fn a_damaged_batch_file_loses_its_series_and_nothing_else() {
         let (_dir, store) = temp_store();
         let (a, b) = (labels("a"), labels("b"));
-        store.put_chunk(&a, 0, 100, 1, &[1]).unwrap();
-        store.put_chunk(&b, 0, 100, 1, &[2]).unwrap();
+        store.samples.put_chunk(&a, 0, 100, 1, &[1]).unwrap();
+        store.samples.put_chunk(&b, 0, 100, 1, &[2]).unwrap();
         let files = batch_files(&store);
         assert_eq!(files.len(), 2);
         let mut bytes = std::fs::read(&files[0]).unwrap();
@@ -983,7 +972,7 @@ pub(super) mod tests {
         let store = reopen(store);
         assert!(!tmp.exists());
         assert_eq!(store.skipped_records(), 1);
-        assert_eq!(store.series_count(), 1);
+        assert_eq!(store.samples.series_count(), 1);
         let got: Vec<String> = read_back(&store).into_iter().map(|c| c.0).collect();
         assert_eq!(got, vec![b.to_string()], "a's chunk has no labels: skipped");
         // The next prune deletes the damaged batch; b's stays.
@@ -992,18 +981,19 @@ pub(super) mod tests {
         // Cut short, the file is as damaged.
         std::fs::write(&files[1], &std::fs::read(&files[1]).unwrap()[..6]).unwrap();
         let store = reopen(store);
-        assert_eq!(store.series_count(), 0);
+        assert_eq!(store.samples.series_count(), 0);
     }
 
     #[test]
     fn a_symbol_mixup_reads_as_a_damaged_entry() {
         let (_dir, store) = temp_store();
         let (a, b) = (labels("a"), labels("b"));
-        store.put_chunk(&a, 0, 100, 1, &[1]).unwrap();
-        store.put_chunk(&b, 0, 100, 1, &[2]).unwrap();
+        store.samples.put_chunk(&a, 0, 100, 1, &[1]).unwrap();
+        store.samples.put_chunk(&b, 0, 100, 1, &[2]).unwrap();
         // Swap the strings "a" and "b", the last symbol of each batch: both entries now
         // resolve to the other's label set, whose fingerprint is not theirs.
         let batches: Vec<(Vec<u8>, Vec<u8>)> = store
+            .samples
             .inner
             .trees
             .symbols
@@ -1019,11 +1009,12 @@ pub(super) mod tests {
         }
         let store = reopen(store);
         assert_eq!(store.skipped_records(), 2, "two entries, at open");
-        assert_eq!(store.chunks_since(i64::MIN).count(), 0);
+        assert_eq!(store.samples.chunks_since(i64::MIN).count(), 0);
         assert_eq!(store.skipped_records(), 4, "and their chunks");
         // A write puts a right entry back.
-        store.put_chunk(&a, 101, 200, 1, &[3]).unwrap();
+        store.samples.put_chunk(&a, 101, 200, 1, &[3]).unwrap();
         let back: Vec<(Labels, i64)> = store
+            .samples
             .chunks_since(i64::MIN)
             .map(|c| c.map(|c| (c.labels, c.max_t)).unwrap())
             .collect();
@@ -1131,9 +1122,11 @@ pub(super) mod tests {
         };
         // Three checkpoints, each a block mixing series, and a fourth holding an older chunk.
         store
+            .samples
             .put_chunks(&[chunk(&b, 0, 90, &1), chunk(&a, 0, 100, &2)])
             .unwrap();
         store
+            .samples
             .put_chunks(&[
                 chunk(&c, 100, 150, &3),
                 chunk(&a, 101, 200, &4),
@@ -1141,13 +1134,15 @@ pub(super) mod tests {
             ])
             .unwrap();
         store
+            .samples
             .put_chunks(&[chunk(&a, 201, 300, &6), chunk(&b, 191, 290, &7)])
             .unwrap();
-        store.put_chunks(&[chunk(&c, 0, 50, &8)]).unwrap();
+        store.samples.put_chunks(&[chunk(&c, 0, 50, &8)]).unwrap();
         assert_eq!(raw_keys(&store, "chunk_blocks").len(), 4);
         let store = reopen(store);
 
         let got: Vec<(Labels, i64, u8)> = store
+            .samples
             .chunks_since(i64::MIN)
             .map(|r| r.map(|c| (c.labels, c.max_t, c.bytes[0])).unwrap())
             .collect();
@@ -1164,10 +1159,11 @@ pub(super) mod tests {
         // Series come in fingerprint order, each one's chunks together and in time order.
         want.sort_by_key(|(l, t, _)| (l.fingerprint(), *t));
         assert_eq!(got, want);
-        assert_eq!(store.series_count(), 3);
+        assert_eq!(store.samples.series_count(), 3);
 
         // A block is read if its max time is recent enough, and only its recent chunks kept.
         let recent: Vec<(Labels, i64)> = store
+            .samples
             .chunks_since(190)
             .map(|r| r.map(|c| (c.labels, c.max_t)).unwrap())
             .collect();
@@ -1184,12 +1180,12 @@ pub(super) mod tests {
     fn rewriting_a_chunk_replaces_it() {
         let (_dir, store) = temp_store();
         let a = labels("a");
-        store.put_chunk(&a, 0, 100, 2, &[1]).unwrap();
-        store.put_chunk(&a, 0, 100, 3, &[1, 2]).unwrap();
-        let all: Vec<StoredChunk> = store.chunks_since(0).map(Result::unwrap).collect();
+        store.samples.put_chunk(&a, 0, 100, 2, &[1]).unwrap();
+        store.samples.put_chunk(&a, 0, 100, 3, &[1, 2]).unwrap();
+        let all: Vec<StoredChunk> = store.samples.chunks_since(0).map(Result::unwrap).collect();
         assert_eq!(all.len(), 1);
         assert_eq!(all[0].count, 3);
-        assert_eq!(store.series_count(), 1);
+        assert_eq!(store.samples.series_count(), 1);
     }
 
     #[test]
@@ -1207,10 +1203,10 @@ pub(super) mod tests {
                 bytes: &bytes,
             })
             .collect();
-        store.put_chunks(&chunks).unwrap();
+        store.samples.put_chunks(&chunks).unwrap();
         let blocks = raw_keys(&store, "chunk_blocks").len();
         assert!((3..=4).contains(&blocks), "{blocks} blocks");
-        let back: Vec<StoredChunk> = store.chunks_since(0).map(Result::unwrap).collect();
+        let back: Vec<StoredChunk> = store.samples.chunks_since(0).map(Result::unwrap).collect();
         assert_eq!(back.len(), 40);
         assert!(back.iter().all(|c| c.bytes == bytes));
     }
@@ -1219,9 +1215,9 @@ pub(super) mod tests {
     fn bad_blocks_and_series_are_skipped_and_counted() {
         let (_dir, store) = temp_store();
         let (a, b, c) = (labels("a"), labels("b"), labels("c"));
-        store.put_chunk(&a, 0, 100, 2, &[1]).unwrap();
-        store.put_chunk(&b, 0, 200, 1, &[2]).unwrap();
-        store.put_chunk(&c, 0, 200, 1, &[3]).unwrap();
+        store.samples.put_chunk(&a, 0, 100, 2, &[1]).unwrap();
+        store.samples.put_chunk(&b, 0, 200, 1, &[2]).unwrap();
+        store.samples.put_chunk(&c, 0, 200, 1, &[3]).unwrap();
         // A block index entry of an unknown format, a truncated one, a key of the wrong shape.
         put_raw(&store, "chunk_blocks", &block_key(150, 1_000), &[42, 0, 0]);
         let loc = BlockLoc {
@@ -1248,7 +1244,7 @@ pub(super) mod tests {
         // The batch that does not decode is skipped at open.
         let store = reopen(store);
         assert_eq!(store.skipped_records(), 1);
-        let all: Vec<StoredChunk> = store.chunks_since(0).map(Result::unwrap).collect();
+        let all: Vec<StoredChunk> = store.samples.chunks_since(0).map(Result::unwrap).collect();
         assert_eq!(all.len(), 1);
         assert_eq!(all[0].bytes, [1]);
         // Three bad blocks, and the chunks of the two series missing from the index.
@@ -1268,12 +1264,12 @@ pub(super) mod tests {
         };
         let bad = ChunkRef { min_t: 10, ..ok };
         assert!(matches!(
-            store.put_chunks(&[ok, bad]),
+            store.samples.put_chunks(&[ok, bad]),
             Err(StoreError::InvalidRecord { .. })
         ));
-        assert_eq!(store.series_count(), 0);
-        assert_eq!(store.chunks_since(i64::MIN).count(), 0);
-        store.put_chunks(&[]).unwrap();
+        assert_eq!(store.samples.series_count(), 0);
+        assert_eq!(store.samples.chunks_since(i64::MIN).count(), 0);
+        store.samples.put_chunks(&[]).unwrap();
     }
 
     #[test]
@@ -1281,22 +1277,30 @@ pub(super) mod tests {
         let (_dir, store) = temp_store();
         let a = labels("a");
         let fp = a.fingerprint();
-        let referenced = |store: &Store| store.lock_index().get(fp).map(|s| s.referenced_until);
-        store.put_chunk(&a, 0, 1_000, 1, &[]).unwrap();
+        let referenced = |store: &Store| {
+            store
+                .samples
+                .lock_index()
+                .get(fp)
+                .map(|s| s.referenced_until)
+        };
+        store.samples.put_chunk(&a, 0, 1_000, 1, &[]).unwrap();
         assert_eq!(referenced(&store), Some(1_000));
         store
+            .samples
             .put_chunk(&a, 0, 1_000 + SERIES_REFRESH_MS, 1, &[])
             .unwrap();
         assert_eq!(referenced(&store), Some(1_000));
         assert_eq!(batch_files(&store).len(), 1);
         store
+            .samples
             .put_chunk(&a, 0, 1_001 + SERIES_REFRESH_MS, 1, &[])
             .unwrap();
         // Kept in whole seconds, rounded up: never earlier than written.
         assert_eq!(referenced(&store), Some(2_000 + SERIES_REFRESH_MS));
         assert_eq!(batch_files(&store).len(), 2);
         // Superseded entries go at the next prune: their batches are deleted.
-        assert_eq!(store.lock_index().dirty_batches(), 1);
+        assert_eq!(store.samples.lock_index().dirty_batches(), 1);
         store.prune(i64::MIN + 1).unwrap();
         assert_eq!(batch_files(&store).len(), 1);
         let store = reopen(store);
