@@ -43,8 +43,8 @@ pub use open::FORMAT_VERSION;
 pub use probes::{HISTORY_MAX_SPAN_MS, LOG_MAX_BYTES, PROBE_JOURNAL_EVERY, ProbeLog, ProbeRecord};
 pub use prune::{PRUNE_STEP, PruneCursor, PruneStats};
 pub use samples::{
-    ChunkRef, OPEN_SHARDS, OpenChunk, SEGMENT_MAX_BYTES, SEGMENT_MAX_SPAN_MS, SampleStore,
-    StoredChunk,
+    BLOCK_MAX_BYTES, BLOCK_MAX_CHUNKS, ChunkRef, OPEN_SHARDS, OpenChunk, SEGMENT_MAX_BYTES,
+    SEGMENT_MAX_SPAN_MS, SampleStore, StoredChunk,
 };
 pub use state::{AlertTransition, JsonBatch, Kind, StateStore};
 
@@ -165,8 +165,8 @@ impl Store {
         }
     }
 
-    /// Records skipped since open because they did not decode (for the
-    /// `postflight_store_skipped_records_total` metric).
+    /// Records skipped since open because they did not decode (each is logged as a warning
+    /// where it is met).
     pub fn skipped_records(&self) -> u64 {
         self.shared.skipped()
     }

@@ -14,7 +14,7 @@ mod segments;
 mod series_index;
 mod symbols;
 
-pub use chunks::{BLOCK_MAX_BYTES, ChunkRef, StoredChunk};
+pub use chunks::{BLOCK_MAX_BYTES, BLOCK_MAX_CHUNKS, ChunkRef, StoredChunk};
 #[cfg(test)]
 pub(super) use chunks::{SERIES_REFRESH_MS, split_block_key};
 pub use open_chunks::{OPEN_SHARDS, OpenChunk};
