@@ -323,7 +323,7 @@ pub async fn run(config_path: PathBuf) -> Result<(), DaemonError> {
         crate::store::checkpoint::Checkpointer {
             head: head.clone(),
             samples: store.samples.clone(),
-            window,
+            config: ctx.config.clone(),
             every: config.storage.checkpoint_interval.get(),
             clock: clock.clone(),
             telemetry: telemetry.clone(),
@@ -571,7 +571,9 @@ async fn reload_loop(
                     .config_restart_required
                     .set(i64::from(!pending.is_empty()));
                 engines.stop().await;
+                let old_window = crate::store::checkpoint::head_window(&ctx.config());
                 ctx.config.set(new.clone());
+                backfill_on_reload(&ctx, old_window, &new).await;
                 ctx.rules.configure(&new, Some(&ctx.store.state));
                 ctx.dispatch.reconfigure(new.clone()).await;
                 ctx.outbox.reconfigure(new.clone());
@@ -596,6 +598,30 @@ async fn reload_loop(
         }
     }
     engines.stop().await;
+}
+
+/// A reload that widened the head's window (a longer rule range, a new gate) loads the stored
+/// history the wider window needs, before the new rules and gates start.
+async fn backfill_on_reload(ctx: &Arc<Context>, old_window: Duration, new: &Config) {
+    let new_window = crate::store::checkpoint::head_window(new);
+    if new_window <= old_window {
+        return;
+    }
+    let (head, samples, now) = (
+        ctx.head.clone(),
+        ctx.store.samples.clone(),
+        ctx.clock.now_ms(),
+    );
+    let added = tokio::task::spawn_blocking(move || {
+        crate::store::checkpoint::backfill_head(&head, &samples, now, old_window, new_window)
+    })
+    .await
+    .unwrap_or_default();
+    info!(
+        window = %crate::config::format_duration(new_window),
+        samples = added,
+        "the head's window grew: stored history loaded"
+    );
 }
 
 /// The alert source name of the daemon's own alerts (StoreCorrupted, StoreWriteFailing).

@@ -550,6 +550,34 @@ impl Head {
         read(&self.index).all()
     }
 
+    /// Puts `older` samples (in time order) in front of what the series `labels` holds: the
+    /// samples before its first one are kept, the rest dropped. For a window that grew on
+    /// reload, so that a new long-range rule or gate sees the history the store still has.
+    /// Returns the number of samples added.
+    pub fn backfill(&self, labels: &Labels, older: &[Sample]) -> usize {
+        let s = self.series(labels);
+        let mut data = lock(&s.data);
+        let first = data
+            .iter()
+            .find(|c| !c.is_empty())
+            .map_or(Timestamp::MAX, Chunk::first_t);
+        let cut = older.partition_point(|x| x.t < first);
+        if cut == 0 {
+            return 0;
+        }
+        let held: Vec<Sample> = data.iter().flat_map(|c| c.iter()).collect();
+        let mut rebuilt = SeriesChunks::new();
+        let mut added = 0;
+        for (i, x) in older[..cut].iter().chain(&held).enumerate() {
+            let ok = append_chunks(&mut rebuilt, x.t, x.v, self.chunk_samples);
+            if i < cut && ok == AppendOutcome::Appended {
+                added += 1;
+            }
+        }
+        *data = rebuilt;
+        added
+    }
+
     /// Loads persisted chunks (bytes from [`Chunk::as_bytes`], oldest first) into the series
     /// `labels`, after any samples it already has: samples at or before the series' last one
     /// are skipped (the open chunk of a checkpoint starts with samples already stored). For

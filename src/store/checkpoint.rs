@@ -105,14 +105,66 @@ pub fn load_head(head: &Head, store: &SampleStore, now_ms: Timestamp, window: Du
     loaded
 }
 
+/// Widens the head from `from` to `to` of history (a reload that added a long-range rule or
+/// gate): each series gets the stored samples before its first one in the head, so the new
+/// rule sees the same history a restart would have loaded. Returns the samples added.
+pub fn backfill_head(
+    head: &Head,
+    store: &SampleStore,
+    now_ms: Timestamp,
+    from: Duration,
+    to: Duration,
+) -> usize {
+    if to <= from {
+        return 0;
+    }
+    let min_t = now_ms - to.as_millis() as i64;
+    let mut added = 0;
+    let mut current: Option<(crate::series::Labels, Vec<crate::series::Sample>)> = None;
+    let mut flush = |cur: Option<(crate::series::Labels, Vec<crate::series::Sample>)>| {
+        if let Some((labels, mut samples)) = cur {
+            samples.sort_by_key(|x| x.t);
+            samples.dedup_by_key(|x| x.t);
+            added += head.backfill(&labels, &samples);
+        }
+    };
+    for c in store.chunks_since(min_t) {
+        let c = match c {
+            Ok(c) => c,
+            Err(e) => {
+                warn!(error = %e, "a stored chunk could not be read");
+                continue;
+            }
+        };
+        let chunk = match crate::series::chunk::Chunk::from_bytes(&c.bytes) {
+            Ok(chunk) => chunk,
+            Err(e) => {
+                warn!(series = %c.labels, error = %e, "a stored chunk could not be decoded");
+                continue;
+            }
+        };
+        let samples = chunk.iter().filter(|x| x.t >= min_t);
+        match &mut current {
+            Some((l, v)) if *l == c.labels => v.extend(samples),
+            _ => {
+                flush(current.take());
+                current = Some((c.labels, samples.collect()));
+            }
+        }
+    }
+    flush(current.take());
+    added
+}
+
 /// Writes chunks to the store and trims the head to its window.
 pub struct Checkpointer {
     /// The head.
     pub head: Arc<Head>,
     /// Where the chunks go.
     pub samples: SampleStore,
-    /// How much history the head keeps in memory.
-    pub window: Duration,
+    /// The config in force: the head keeps [`head_window`] of it in memory, so a reload that
+    /// adds a long-range rule or gate widens the window at the next checkpoint.
+    pub config: crate::config::Current,
     /// Time between checkpoints.
     pub every: Duration,
     /// Wall time.
@@ -137,7 +189,7 @@ impl Checkpointer {
             };
             let head = self.head.clone();
             let store = self.samples.clone();
-            let window = self.window;
+            let window = head_window(&self.config.get());
             let now = self.clock.now_ms();
             let r = tokio::task::spawn_blocking(move || {
                 // Truncation drops what is older than the window: an open chunk that stopped
@@ -491,6 +543,51 @@ mod tests {
         let loaded = load_head(&again, &store.samples, now, window);
         assert_eq!((loaded.series, loaded.samples), (50, 50 * 400));
         assert_eq!(all_samples(&again), all_samples(&head));
+    }
+
+    #[test]
+    fn a_window_that_grows_on_reload_gets_the_stored_history_back_once() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let store = open(&dir.path().join("store"));
+        let full = Head::new();
+        // 300 samples (50 minutes at 10 s) per series, stored; the head then keeps 15 minutes.
+        scrape_with_checkpoints(&full, &store, 300);
+        checkpoint(&full, &store.samples, true, i64::MIN).expect("stop checkpoint");
+        let now = 1_700_000_000_000 + 300 * 10_000;
+        let narrow = Head::new();
+        let loaded = load_head(&narrow, &store.samples, now, Duration::from_secs(900));
+        assert!(loaded.samples < 50 * 300, "a 15-minute head holds less");
+        // New samples keep arriving while the window is narrow.
+        scrape(&narrow, 300, 310);
+        scrape(&full, 300, 310);
+
+        let added = backfill_head(
+            &narrow,
+            &store.samples,
+            now,
+            Duration::from_secs(900),
+            Duration::from_secs(3600),
+        );
+        assert_eq!(
+            added + loaded.samples,
+            50 * 300,
+            "every stored sample, once"
+        );
+        assert_eq!(all_samples(&narrow), all_samples(&full));
+        // Backfilling again adds nothing; appends go on after the backfilled history.
+        assert_eq!(
+            backfill_head(
+                &narrow,
+                &store.samples,
+                now,
+                Duration::from_secs(900),
+                Duration::from_secs(3600)
+            ),
+            0
+        );
+        scrape(&narrow, 310, 311);
+        scrape(&full, 310, 311);
+        assert_eq!(all_samples(&narrow), all_samples(&full));
     }
 
     #[test]
