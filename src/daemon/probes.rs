@@ -125,6 +125,11 @@ impl ProbeSink for DaemonProbeSink {
                 self.head.append_series(&mut known[i].1, t, v);
                 appended += 1;
             }
+            self.head.arrivals().mark(
+                known
+                    .iter()
+                    .filter_map(|(_, s)| s.labels().metric_name_label().map(|l| l.value())),
+            );
         }
         // Every series of the outcome, as a scrape counts every sample of its page.
         self.telemetry

@@ -18,7 +18,8 @@ use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
 use crate::series::hash::FastMap;
 use crate::series::head::{AppendOutcome, Head, MemSeries};
-use crate::series::{Labels, STALE_NAN, Timestamp};
+use crate::series::labels::LabelStr;
+use crate::series::{Label, Labels, STALE_NAN, Timestamp};
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(PoisonError::into_inner)
@@ -171,12 +172,32 @@ struct TargetCache {
     iter: u32,
     /// Samples of the scrape in progress, applied on commit.
     pending: Vec<(Arc<MemSeries>, Timestamp, f64)>,
+    /// The metric names of the last committed page, marked as arrivals at each commit; found
+    /// again only when the page's series change.
+    names: Vec<LabelStr>,
 }
 
 impl TargetCache {
     fn heap_bytes(&self) -> usize {
         self.entries.heap_bytes()
             + self.pending.capacity() * size_of::<(Arc<MemSeries>, Timestamp, f64)>()
+            + self.names.capacity() * size_of::<LabelStr>()
+    }
+}
+
+/// Adds the metric name of `series` to `names` unless it is there. `prev` is the `__name__`
+/// pair of the previous series: a page lists each family's series together, and interned
+/// pairs compare by address, so most series cost one pointer comparison.
+fn add_name<'s>(names: &mut Vec<LabelStr>, prev: &mut Option<&'s Label>, series: &'s MemSeries) {
+    let Some(l) = series.labels().metric_name_label() else {
+        return;
+    };
+    if prev.is_some_and(|p| Label::ptr_eq(p, l)) {
+        return;
+    }
+    *prev = Some(l);
+    if !names.iter().any(|n| n == l.value()) {
+        names.push(l.value().clone());
     }
 }
 
@@ -287,6 +308,7 @@ impl Ingest {
     /// Stale markers at `t` for entries on the last committed page.
     fn stale_previous(&self, cache: &mut TargetCache, t: Timestamp) -> usize {
         let mut n = 0;
+        let (mut names, mut prev) = (Vec::new(), None);
         for e in cache.entries.values() {
             if e.last_seen == cache.iter
                 && e.track_staleness()
@@ -294,8 +316,12 @@ impl Ingest {
                 && self.head.append_to(&e.series, t, STALE_NAN) == AppendOutcome::Appended
             {
                 n += 1;
+                add_name(&mut names, &mut prev, &e.series);
             }
         }
+        // A rule over these series sees them end: it runs now, not a tick later.
+        cache.names.clear();
+        self.head.arrivals().mark(&names);
         n
     }
 }
@@ -369,8 +395,9 @@ impl Appender<'_> {
         let Some(mut cache) = self.cache.take() else {
             return out;
         };
-        for (series, t, v) in std::mem::take(&mut cache.pending) {
-            match self.ingest.head.append_to(&series, t, v) {
+        let pending = std::mem::take(&mut cache.pending);
+        for (series, t, v) in &pending {
+            match self.ingest.head.append_to(series, *t, *v) {
                 AppendOutcome::Appended => out.appended += 1,
                 AppendOutcome::OutOfOrder => out.out_of_order += 1,
                 AppendOutcome::Duplicate => {}
@@ -379,6 +406,7 @@ impl Appender<'_> {
         cache.entries.merge();
         let prev = cache.iter;
         let cur = next_scrape(prev);
+        let (mut gone, mut gone_prev) = (Vec::new(), None);
         for e in cache.entries.values_mut() {
             if e.pending_seen() == cur {
                 e.last_seen = cur;
@@ -388,8 +416,21 @@ impl Appender<'_> {
                     == AppendOutcome::Appended
             {
                 out.stale_markers += 1;
+                add_name(&mut gone, &mut gone_prev, &e.series);
             }
         }
+        if out.series_added > 0 || out.stale_markers > 0 || cache.names.is_empty() {
+            let (mut names, mut prev) = (std::mem::take(&mut cache.names), None);
+            names.clear();
+            for (series, _, _) in &pending {
+                add_name(&mut names, &mut prev, series);
+            }
+            names.shrink_to_fit();
+            cache.names = names;
+        }
+        drop(pending);
+        let arrivals = self.ingest.head.arrivals();
+        arrivals.mark(cache.names.iter().chain(&gone));
         cache
             .entries
             .retain(|e| (cur.wrapping_sub(e.last_seen) & !UNTRACKED) <= CACHE_KEEP_SCRAPES);

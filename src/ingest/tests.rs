@@ -158,25 +158,27 @@ fn a_scrape_cache_is_a_sorted_vector_exactly_as_long_as_the_page() {
     let page = |n: usize| -> String { (0..n).map(|i| format!("m{{i=\"{i}\"}} {i}\n")).collect() };
     let cache_bytes = || ingest.cache_bytes();
     let entry = size_of::<(u64, CacheEntry)>();
+    // The page's one metric name, kept for the arrivals.
+    let name = size_of::<LabelStr>();
 
     // First page: every series is new; after commit they sit in the vector, no table left.
     let c = scrape(&ingest, "t", &tl, 10_000, &page(590));
     assert_eq!((c.appended, c.series_added), (590, 590));
     assert_eq!(
         cache_bytes(),
-        590 * entry,
+        590 * entry + name,
         "590 entries, no spare room, no hash table"
     );
 
     // Same page again: every lookup hits the sorted part; nothing added.
     let c = scrape(&ingest, "t", &tl, 20_000, &page(590));
     assert_eq!((c.appended, c.series_added, c.stale_markers), (590, 0, 0));
-    assert_eq!(cache_bytes(), 590 * entry);
+    assert_eq!(cache_bytes(), 590 * entry + name);
 
     // Ten more series: they join the vector, which grows by exactly ten.
     let c = scrape(&ingest, "t", &tl, 30_000, &page(600));
     assert_eq!((c.appended, c.series_added), (600, 10));
-    assert_eq!(cache_bytes(), 600 * entry);
+    assert_eq!(cache_bytes(), 600 * entry + name);
     {
         let targets = lock(&ingest.caches);
         let sorted = &targets.get("t").expect("cached").entries.sorted;
@@ -207,7 +209,7 @@ fn a_scrape_cache_is_a_sorted_vector_exactly_as_long_as_the_page() {
     }
     assert_eq!(
         cache_bytes(),
-        100 * entry,
+        100 * entry + name,
         "shrunk once less than half full"
     );
 
@@ -228,4 +230,38 @@ fn a_cache_entry_is_16_bytes() {
         16,
         "a scrape cache bucket is 24 bytes"
     );
+}
+
+fn landed(head: &Head) -> Vec<String> {
+    let mut taken = crate::series::hash::FastMap::default();
+    head.arrivals().take_into(&mut taken);
+    let mut n: Vec<String> = taken.keys().map(|k| k.to_string()).collect();
+    n.sort();
+    n
+}
+
+#[test]
+fn a_commit_marks_the_names_of_its_page_and_of_its_stale_markers_as_arrivals() {
+    let ingest = Ingest::new(Arc::new(Head::new()));
+    let head = ingest.head();
+    head.arrivals().watch(None::<[&str; 0]>);
+    let tl = l(&[("job", "api")]);
+    let page = "a{x=\"1\"} 1\na{x=\"2\"} 1\nb 2\nc 3\n";
+    scrape(&ingest, "api/h:1", &tl, 10_000, page);
+    assert_eq!(landed(head), ["a", "b", "c"]);
+    // The same page again: the names kept from the last commit.
+    scrape(&ingest, "api/h:1", &tl, 20_000, page);
+    assert_eq!(landed(head), ["a", "b", "c"]);
+    // c disappears: its stale marker is an arrival too; then it is gone from the names.
+    scrape(&ingest, "api/h:1", &tl, 30_000, "a{x=\"1\"} 1\nb 2\n");
+    assert_eq!(landed(head), ["a", "b", "c"]);
+    scrape(&ingest, "api/h:1", &tl, 40_000, "a{x=\"1\"} 1\nb 2\n");
+    assert_eq!(landed(head), ["a", "b"]);
+    // The target goes down: every name it exposed ends now.
+    ingest.mark_target_stale("api/h:1", 50_000);
+    assert_eq!(landed(head), ["a", "b"]);
+    // Only the names someone reads are kept.
+    head.arrivals().watch(Some(["b"]));
+    scrape(&ingest, "api/h:1", &tl, 60_000, page);
+    assert_eq!(landed(head), ["b"]);
 }

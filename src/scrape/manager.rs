@@ -372,6 +372,11 @@ async fn target_loop(
         for (s, v) in synthetic.iter_mut().zip(values) {
             ingest.head().append_series(s, t_ms, v);
         }
+        ingest.head().arrivals().mark(
+            synthetic
+                .iter()
+                .filter_map(|s| s.labels().metric_name_label().map(|l| l.value())),
+        );
         telemetry
             .scrapes_total
             .with_label_values(&[t.job.name.as_str(), if up { "success" } else { "failure" }])

@@ -29,6 +29,7 @@ use std::sync::{Arc, Mutex, MutexGuard, PoisonError, RwLock, RwLockReadGuard, Rw
 
 use promql_parser::label::Matcher;
 
+use super::arrivals::Arrivals;
 use super::chunk::{Chunk, ChunkError};
 use super::hash::labels_hash;
 use super::index::Index;
@@ -358,6 +359,8 @@ pub struct Head {
     out_of_order: AtomicU64,
     /// Stale markers written since start.
     stale_markers: AtomicU64,
+    /// Metric names landed since the rules engine last looked, marked per batch by the writers.
+    arrivals: Arrivals,
 }
 
 impl Default for Head {
@@ -389,7 +392,14 @@ impl Head {
             chunk_samples: n.clamp(1, usize::from(u16::MAX)),
             out_of_order: AtomicU64::new(0),
             stale_markers: AtomicU64::new(0),
+            arrivals: Arrivals::default(),
         }
+    }
+
+    /// The metric names that writers landed samples of: each writer marks a batch (a page, a
+    /// probe run) once it is appended, so that the rules that read them run next.
+    pub fn arrivals(&self) -> &Arrivals {
+        &self.arrivals
     }
 
     /// Samples per stored chunk.

@@ -222,6 +222,14 @@ impl Labels {
         self.get(METRIC_NAME)
     }
 
+    /// The `__name__` pair, if present: interned, the series of one family share it.
+    pub fn metric_name_label(&self) -> Option<&Label> {
+        let v = self.as_slice();
+        v.binary_search_by(|l| (**l.name()).cmp(METRIC_NAME))
+            .ok()
+            .map(|i| &v[i])
+    }
+
     /// Iterates over the labels in name order.
     pub fn iter(&self) -> std::slice::Iter<'_, Label> {
         self.as_slice().iter()

@@ -3,6 +3,7 @@
 //! Everything the daemon observes (scraped samples, probe results, ALERTS) is appended here as a
 //! float sample of a labelled series; the PromQL engine reads it back through [`SeriesSource`].
 
+pub mod arrivals;
 pub mod chunk;
 pub mod hash;
 pub mod head;
