@@ -3,7 +3,9 @@
 //! - `POST /api/v1/deployments` → [`create`]: 201 `{"id"}`, 404 no gate, 409 already watching
 //!   (`{"error","id"}`), 400 bad body.
 //! - `GET /api/v1/deployments/{id}` → [`get`]: the deployment ([`crate::deploy::Deployment::view`]) or 404.
-//! - `GET /api/v1/deployments[?job=J&limit=N]` → [`list`]: `{"deployments":[...]}`, newest first.
+//! - `GET /api/v1/deployments[?job=J&limit=N&before=ID]` → [`list`]: `{"deployments":[...],
+//!   "next"}`, newest first, at most `limit` (default and most 100); `next` (the last id of a
+//!   full page, else null) passed as `before` gives the page after.
 
 use axum::extract::{Path, RawQuery, State};
 use axum::http::StatusCode;
@@ -73,13 +75,15 @@ pub async fn list(gates: &GateHandle, query: Option<&str>) -> Resp {
             }
         },
     };
-    let list: Vec<serde_json::Value> = gates
-        .list(job.as_deref(), limit)
-        .await
-        .iter()
-        .map(|d| d.view())
-        .collect();
-    json(StatusCode::OK, &serde_json::json!({ "deployments": list }))
+    let before = query_param(query, "before").filter(|b| !b.is_empty());
+    let page = gates.list(job.as_deref(), before.as_deref(), limit).await;
+    // A full page may have older ones behind it: `next` is where the next page starts.
+    let next = (page.len() == limit).then(|| page.last().map(|d| d.id.clone()));
+    let list: Vec<serde_json::Value> = page.iter().map(|d| d.view()).collect();
+    json(
+        StatusCode::OK,
+        &serde_json::json!({ "deployments": list, "next": next.flatten() }),
+    )
 }
 
 /// The first value of `name` in a query string, percent- and `+`-decoded.

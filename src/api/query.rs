@@ -103,7 +103,7 @@ pub async fn history(
         (Err(e), _) | (_, Err(e)) => return error(StatusCode::BAD_REQUEST, &e),
     };
     let limit = match p.get("limit").map(|l| l.parse::<usize>()) {
-        None => 1000,
+        None => 100,
         Some(Ok(l)) if l > 0 => l.min(100_000),
         Some(_) => return error(StatusCode::BAD_REQUEST, "invalid limit: a positive integer"),
     };

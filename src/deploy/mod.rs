@@ -264,7 +264,12 @@ pub enum StartError {
 enum Msg {
     Start(NewDeployment, oneshot::Sender<Result<String, StartError>>),
     Get(String, oneshot::Sender<Option<Deployment>>),
-    List(Option<String>, usize, oneshot::Sender<Vec<Deployment>>),
+    List(
+        Option<String>,
+        Option<String>,
+        usize,
+        oneshot::Sender<Vec<Deployment>>,
+    ),
     ProbeAlerts(Vec<Alert>),
     Reconfigure(Arc<Config>),
     Sync(oneshot::Sender<()>),
@@ -291,12 +296,25 @@ impl GateHandle {
             .flatten()
     }
 
-    /// The newest deployments (of `job`, if given), newest first, at most `limit`
-    /// (capped at [`LIST_LIMIT`]).
-    pub async fn list(&self, job: Option<&str>, limit: usize) -> Vec<Deployment> {
-        ask(&self.tx, |tx| Msg::List(job.map(str::to_string), limit, tx))
-            .await
-            .unwrap_or_default()
+    /// The newest deployments (of `job`, if given) started before the deployment `before`
+    /// (all when `None`), newest first, at most `limit` (capped at [`LIST_LIMIT`]): a page
+    /// of the list; the last one's id is where the next page starts.
+    pub async fn list(
+        &self,
+        job: Option<&str>,
+        before: Option<&str>,
+        limit: usize,
+    ) -> Vec<Deployment> {
+        ask(&self.tx, |tx| {
+            Msg::List(
+                job.map(str::to_string),
+                before.map(str::to_string),
+                limit,
+                tx,
+            )
+        })
+        .await
+        .unwrap_or_default()
     }
 
     /// The alerts the probe runner currently holds (the full list, every time it changes). A
@@ -361,6 +379,8 @@ pub struct GateEngine {
     jobs_seen: BTreeSet<String>,
     /// Time part of the last id handed out.
     last_id_ms: i64,
+    /// When finished deployments past the retention were last deleted.
+    last_prune: Option<DateTime<Utc>>,
 }
 
 impl GateEngine {
@@ -389,6 +409,7 @@ impl GateEngine {
             live: BTreeMap::new(),
             jobs_seen: BTreeSet::new(),
             last_id_ms: 0,
+            last_prune: None,
         };
         engine.load();
         (engine, GateHandle { tx })
@@ -456,6 +477,7 @@ impl GateEngine {
         let mut beat = tokio::time::interval(Duration::from_secs(5));
         loop {
             self.tick();
+            self.prune();
             let deadline = self.next_wake().map(|d| tokio::time::Instant::now() + d);
             match crate::rt::next_wake(&mut self.rx, deadline, &mut beat, &shutdown).await {
                 Wake::Message(m) => self.handle(m),
@@ -487,8 +509,8 @@ impl GateEngine {
                 };
                 let _ = reply.send(d);
             }
-            Msg::List(job, limit, reply) => {
-                let _ = reply.send(self.list(job.as_deref(), limit));
+            Msg::List(job, before, limit, reply) => {
+                let _ = reply.send(self.list(job.as_deref(), before.as_deref(), limit));
             }
             Msg::ProbeAlerts(alerts) => {
                 self.probe_alerts(&alerts);
@@ -619,25 +641,44 @@ impl GateEngine {
         Ok(id)
     }
 
-    fn list(&self, job: Option<&str>, limit: usize) -> Vec<Deployment> {
-        let mut all: BTreeMap<String, Deployment> = match self.store.load_all() {
+    fn list(&self, job: Option<&str>, before: Option<&str>, limit: usize) -> Vec<Deployment> {
+        let limit = limit.clamp(1, LIST_LIMIT);
+        let mut page: BTreeMap<String, Deployment> = match self.store.page(job, before, limit) {
             Ok(v) => v.into_iter().map(|d| (d.id.clone(), d)).collect(),
             Err(e) => {
                 warn!(error = %e, "cannot list stored deployments");
                 BTreeMap::new()
             }
         };
-        // The engine's copy is newer when a write failed.
+        // The engine's copy is newer when a write failed (or not stored at all yet).
         for l in self.live.values() {
-            all.insert(l.d.id.clone(), l.d.clone());
+            if job.is_none_or(|j| l.d.job == j) && before.is_none_or(|b| l.d.id.as_str() < b) {
+                page.insert(l.d.id.clone(), l.d.clone());
+            }
         }
-        let mut v: Vec<Deployment> = all
-            .into_values()
-            .filter(|d| job.is_none_or(|j| d.job == j))
-            .collect();
-        v.sort_by(|a, b| b.started_at.cmp(&a.started_at).then(b.id.cmp(&a.id)));
-        v.truncate(limit.clamp(1, LIST_LIMIT));
-        v
+        page.into_values().rev().take(limit).collect()
+    }
+
+    /// Deletes finished deployments older than the retention, at most once an hour.
+    fn prune(&mut self) {
+        let now = self.clock.now();
+        if self
+            .last_prune
+            .is_some_and(|t| now - t < chrono::Duration::hours(1))
+        {
+            return;
+        }
+        self.last_prune = Some(now);
+        let retention = chrono::Duration::from_std(self.config.storage.retention.get())
+            .unwrap_or(chrono::Duration::MAX);
+        let Some(cutoff) = now.checked_sub_signed(retention) else {
+            return;
+        };
+        match self.store.prune(cutoff) {
+            Ok(0) => {}
+            Ok(n) => debug!(deployments = n, "deployments past the retention deleted"),
+            Err(e) => warn!(error = %e, "cannot delete old deployments"),
+        }
     }
 
     fn probe_alerts(&mut self, alerts: &[Alert]) {

@@ -6,7 +6,9 @@ use std::sync::{Mutex, MutexGuard, PoisonError};
 
 use crate::store::{Kind, StateStore, StoreError};
 
-use super::Deployment;
+use chrono::{DateTime, Utc};
+
+use super::{Deployment, Verdict};
 
 /// What the gate engine persists. A real boundary: the store implements it for the daemon, the
 /// in-memory fake for tests.
@@ -17,6 +19,28 @@ pub trait DeploymentStore: Send + Sync {
     fn get(&self, id: &str) -> Result<Option<Deployment>, StoreError>;
     /// Saves a deployment durably: on disk when this returns `Ok`.
     fn save(&self, d: &Deployment) -> Result<(), StoreError>;
+    /// The newest deployments (of `job`, if given) started before the deployment `before`
+    /// (ids sort by start time), newest first, at most `limit`: one page of the list.
+    fn page(
+        &self,
+        job: Option<&str>,
+        before: Option<&str>,
+        limit: usize,
+    ) -> Result<Vec<Deployment>, StoreError>;
+    /// Deletes the finished deployments (verdict given and sent) started before `cutoff`;
+    /// returns how many.
+    fn prune(&self, cutoff: DateTime<Utc>) -> Result<usize, StoreError>;
+}
+
+/// The smallest id of a deployment started at or after `t`: ids are the start time in
+/// milliseconds as 12 hex digits, then 8 random ones.
+fn id_bound(t: DateTime<Utc>) -> String {
+    format!("{:012x}", t.timestamp_millis().max(0))
+}
+
+/// Whether a deployment may go: its verdict is in and every receiver has it.
+fn finished(d: &Deployment) -> bool {
+    d.verdict != Verdict::Watching && d.pending_receivers().is_empty()
 }
 
 impl DeploymentStore for StateStore {
@@ -29,6 +53,40 @@ impl DeploymentStore for StateStore {
     }
     fn save(&self, d: &Deployment) -> Result<(), StoreError> {
         self.put_durable(Kind::Deployments, &d.id, d)
+    }
+    fn page(
+        &self,
+        job: Option<&str>,
+        before: Option<&str>,
+        limit: usize,
+    ) -> Result<Vec<Deployment>, StoreError> {
+        let mut out = Vec::new();
+        self.scan_back::<Deployment>(Kind::Deployments, before, |_, d| {
+            if job.is_none_or(|j| d.job == j) {
+                out.push(d);
+            }
+            out.len() < limit
+        })?;
+        Ok(out)
+    }
+    fn prune(&self, cutoff: DateTime<Utc>) -> Result<usize, StoreError> {
+        let bound = id_bound(cutoff);
+        let mut old = Vec::new();
+        self.scan_back::<Deployment>(Kind::Deployments, Some(&bound), |id, d| {
+            if finished(&d) {
+                old.push(id.to_string());
+            }
+            true
+        })?;
+        if old.is_empty() {
+            return Ok(0);
+        }
+        let mut batch = self.batch(Kind::Deployments);
+        for id in &old {
+            batch.remove(id);
+        }
+        self.apply_durable(batch)?;
+        Ok(old.len())
     }
 }
 
@@ -56,6 +114,30 @@ impl DeploymentStore for MemoryDeploymentStore {
     }
     fn get(&self, id: &str) -> Result<Option<Deployment>, StoreError> {
         Ok(self.deployments().get(id).cloned())
+    }
+    fn page(
+        &self,
+        job: Option<&str>,
+        before: Option<&str>,
+        limit: usize,
+    ) -> Result<Vec<Deployment>, StoreError> {
+        let all = self.deployments();
+        Ok(all
+            .iter()
+            .rev()
+            .filter(|(id, _)| before.is_none_or(|b| id.as_str() < b))
+            .map(|(_, d)| d)
+            .filter(|d| job.is_none_or(|j| d.job == j))
+            .take(limit)
+            .cloned()
+            .collect())
+    }
+    fn prune(&self, cutoff: DateTime<Utc>) -> Result<usize, StoreError> {
+        let bound = id_bound(cutoff);
+        let mut all = self.deployments();
+        let before = all.len();
+        all.retain(|id, d| id.as_str() >= bound.as_str() || !finished(d));
+        Ok(before - all.len())
     }
     fn save(&self, d: &Deployment) -> Result<(), StoreError> {
         if self.fail.load(std::sync::atomic::Ordering::Relaxed) {

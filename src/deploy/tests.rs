@@ -516,13 +516,13 @@ async fn recording_refuses_unknown_jobs_and_a_second_watch_unless_superseding() 
         "a superseded deployment is not notified"
     );
 
-    let list = h.handle.list(Some("api"), 10).await;
+    let list = h.handle.list(Some("api"), None, 10).await;
     assert_eq!(
         list.iter().map(|d| d.id.as_str()).collect::<Vec<_>>(),
         [second.as_str(), first.as_str()],
         "newest first"
     );
-    assert!(h.handle.list(Some("web"), 10).await.is_empty());
+    assert!(h.handle.list(Some("web"), None, 10).await.is_empty());
     h.shutdown().await;
 }
 
@@ -668,5 +668,90 @@ async fn a_deployment_that_cannot_be_stored_is_refused_and_a_verdict_waits_for_t
     h.handle.sync().await;
     assert_eq!(h.queued().len(), 1);
     assert_eq!(store.get(&id).unwrap().unwrap().verdict, Verdict::Pass);
+    h.shutdown().await;
+}
+
+#[tokio::test(start_paused = true)]
+async fn the_list_pages_back_newest_first_and_old_finished_deployments_are_pruned() {
+    let clock = Clock::tokio_from(t0());
+    let (_dir, store) = crate::store::test_util::temp_store();
+    let store: Arc<StateStore> = Arc::new(store.state.clone());
+    let queue = Arc::new(MemoryDispatchStore::default());
+    let h = Harness::start(healthy_head(), store.clone(), queue, clock.clone());
+    let id = h.deploy("v1").await;
+    let template = h.get(&id).await;
+    h.shutdown().await;
+    // Five deployments a day apart, the oldest first; the second one still under watch.
+    let day = chrono::Duration::days(1);
+    let mut ids = Vec::new();
+    for k in 0..5i32 {
+        let mut d = template.clone();
+        d.started_at = t0() - day * (20 - 5 * k);
+        d.id = format!("{:012x}{:08x}", d.started_at.timestamp_millis(), k);
+        d.version = format!("v{k}");
+        d.verdict = if k == 1 {
+            Verdict::Watching
+        } else {
+            Verdict::Pass
+        };
+        d.gate.notify.clear();
+        DeploymentStore::save(&*store, &d).unwrap();
+        ids.push(d.id);
+    }
+    let page = |before: Option<&str>| {
+        DeploymentStore::page(&*store, Some("api"), before, 2)
+            .unwrap()
+            .into_iter()
+            .map(|d| d.id)
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(page(None), [id.clone(), ids[4].clone()], "newest first");
+    assert_eq!(page(Some(&ids[4])), [ids[3].clone(), ids[2].clone()]);
+    assert_eq!(page(Some(&ids[2])), [ids[1].clone(), ids[0].clone()]);
+    assert!(page(Some(&ids[0])).is_empty());
+    assert!(
+        DeploymentStore::page(&*store, Some("web"), None, 2)
+            .unwrap()
+            .is_empty()
+    );
+
+    // The fake prunes as the store does.
+    let memory = MemoryDeploymentStore::default();
+    for d in DeploymentStore::page(&*store, None, None, 100).unwrap() {
+        memory.save(&d).unwrap();
+    }
+    assert_eq!(memory.prune(t0() - chrono::Duration::days(4)).unwrap(), 3);
+    // Finished ones started before the cutoff go; the one under watch stays whatever its age.
+    let removed = DeploymentStore::prune(&*store, t0() - chrono::Duration::days(4)).unwrap();
+    assert_eq!(removed, 3);
+    assert!(
+        DeploymentStore::get(&*store, &ids[1]).unwrap().is_some(),
+        "still watching"
+    );
+    assert!(DeploymentStore::get(&*store, &ids[0]).unwrap().is_none());
+    assert_eq!(memory.page(None, None, 10).unwrap().len(), 3);
+
+    // The API pages the same way: `next` of a full page starts the following one.
+    let h = Harness::start(
+        healthy_head(),
+        store.clone(),
+        Arc::new(MemoryDispatchStore::default()),
+        clock.clone(),
+    );
+    let ids_of = |v: &serde_json::Value| -> Vec<String> {
+        v["deployments"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|d| d["id"].as_str().unwrap().to_string())
+            .collect()
+    };
+    let v = body_json(api::list(&h.handle, Some("job=api&limit=2")).await).await;
+    assert_eq!(ids_of(&v), [id.clone(), ids[4].clone()]);
+    assert_eq!(v["next"], ids[4].as_str());
+    let q = format!("job=api&limit=2&before={}", ids[4]);
+    let v = body_json(api::list(&h.handle, Some(&q)).await).await;
+    assert_eq!(ids_of(&v), [ids[1].clone()]);
+    assert!(v["next"].is_null(), "the last page");
     h.shutdown().await;
 }

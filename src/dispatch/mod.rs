@@ -36,8 +36,8 @@ use crate::telemetry::Telemetry;
 use nlog::{NlogEntry, needs_update};
 use silence::{Silence, Silences};
 
-/// How often expired silences past their retention are deleted.
-const SILENCE_GC_EVERY: Duration = Duration::from_secs(600);
+/// How often expired silences and notification-log entries past their retention are deleted.
+const GC_EVERY: Duration = Duration::from_secs(600);
 
 /// What a silence command answers when the dispatcher has stopped.
 const STOPPED: &str = "dispatcher stopped";
@@ -56,6 +56,8 @@ pub trait DispatchStore: Send + Sync {
     fn save_silence(&self, s: &Silence) -> Result<(), StoreError>;
     /// Forgets a silence.
     fn delete_silence(&self, id: &str) -> Result<(), StoreError>;
+    /// Forgets log entries (older than the retention), in one durable write.
+    fn delete_nlog(&self, keys: &[String]) -> Result<(), StoreError>;
     /// Durably queues a notification for delivery together with its log entry, so that a
     /// crash leaves either both or neither.
     fn enqueue(
@@ -95,6 +97,13 @@ impl DispatchStore for MemoryDispatchStore {
     }
     fn save_silence(&self, s: &Silence) -> Result<(), StoreError> {
         lock(&self.silences).insert(s.id.clone(), s.clone());
+        Ok(())
+    }
+    fn delete_nlog(&self, keys: &[String]) -> Result<(), StoreError> {
+        let mut nlog = lock(&self.nlog);
+        for k in keys {
+            nlog.remove(k);
+        }
         Ok(())
     }
     fn delete_silence(&self, id: &str) -> Result<(), StoreError> {
@@ -260,12 +269,8 @@ impl Dispatcher {
         let mut next_gc = tokio::time::Instant::now();
         loop {
             if tokio::time::Instant::now() >= next_gc {
-                for id in self.silences.gc(self.clock.now()) {
-                    if let Err(e) = self.store.delete_silence(&id) {
-                        warn!(error = %e, "cannot delete an old silence");
-                    }
-                }
-                next_gc += SILENCE_GC_EVERY;
+                self.gc();
+                next_gc += GC_EVERY;
             }
             let next_flush = self.groups.values().map(|g| g.next_flush).min();
             let deadline = next_flush.map_or(next_gc, |t| t.min(next_gc));
@@ -280,6 +285,44 @@ impl Dispatcher {
             }
         }
         debug!("dispatcher stopped");
+    }
+
+    /// Deletes silences expired for longer than their retention, and notification-log
+    /// entries older than `storage.retention` (a group that has not notified for that long
+    /// starts over, as after Alertmanager's log retention).
+    fn gc(&mut self) {
+        let now = self.clock.now();
+        for id in self.silences.gc(now) {
+            if let Err(e) = self.store.delete_silence(&id) {
+                warn!(error = %e, "cannot delete an old silence");
+            }
+        }
+        let retention = chrono::Duration::from_std(self.config.storage.retention.get())
+            .unwrap_or(chrono::Duration::MAX);
+        let Some(cutoff) = now.checked_sub_signed(retention) else {
+            return;
+        };
+        let old: Vec<String> = self
+            .nlog
+            .iter()
+            .filter(|(_, e)| e.at < cutoff)
+            .map(|(k, _)| k.clone())
+            .collect();
+        if old.is_empty() {
+            return;
+        }
+        match self.store.delete_nlog(&old) {
+            Ok(()) => {
+                for k in &old {
+                    self.nlog.remove(k);
+                }
+                debug!(
+                    entries = old.len(),
+                    "notification-log entries past the retention deleted"
+                );
+            }
+            Err(e) => warn!(error = %e, "cannot delete old notification-log entries"),
+        }
     }
 
     fn handle(&mut self, m: Msg) {

@@ -197,6 +197,13 @@ impl DispatchStore for (StateStore, Outbox) {
     fn save_silence(&self, s: &super::Silence) -> Result<(), StoreError> {
         self.0.put_durable(Kind::Silences, &s.id, s)
     }
+    fn delete_nlog(&self, keys: &[String]) -> Result<(), StoreError> {
+        let mut batch = self.0.batch(Kind::Nlog);
+        for k in keys {
+            batch.remove(k);
+        }
+        self.0.apply_durable(batch)
+    }
     fn delete_silence(&self, id: &str) -> Result<(), StoreError> {
         self.0.remove_durable(Kind::Silences, id).map(|_| ())
     }

@@ -319,3 +319,29 @@ async fn unrouted_alerts_are_counted() {
     h.advance(60).await;
     assert!(h.store.queued.lock().unwrap().is_empty());
 }
+
+#[tokio::test(start_paused = true)]
+async fn notification_log_entries_older_than_the_retention_are_deleted() {
+    let h = harness();
+    let a = alert(&h, "HighErrorRate", "api", AlertState::Firing);
+    h.update(vec![a.clone()]).await;
+    h.advance(30).await;
+    assert_eq!(h.sent("hook"), fire(1));
+    let mut resolved = a.clone();
+    resolved.state = AlertState::Resolved;
+    resolved.resolved_at = Some(h.clock.now());
+    h.update(vec![resolved]).await;
+    h.advance(300).await;
+    assert!(
+        !h.store.nlog.lock().unwrap().is_empty(),
+        "the group's log entries"
+    );
+    // The default retention is 15 days: the entries go at the first clean-up after it.
+    for _ in 0..(15 * 24 * 6 + 2) {
+        h.advance(600).await;
+    }
+    assert!(
+        h.store.nlog.lock().unwrap().is_empty(),
+        "entries older than the retention are deleted from the store"
+    );
+}

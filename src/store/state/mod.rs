@@ -233,6 +233,38 @@ impl StateStore {
         Ok(out)
     }
 
+    /// The records of `kind` with keys before `before` (all when `None`), highest key first,
+    /// for as long as `each` asks for more: a page of a list whose keys sort by time, read
+    /// without decoding the rest. Records that do not decode are skipped and counted.
+    pub fn scan_back<T: DeserializeOwned>(
+        &self,
+        kind: Kind,
+        before: Option<&str>,
+        mut each: impl FnMut(&str, T) -> bool,
+    ) -> Result<(), StoreError> {
+        let tree = self.kind_tree(kind);
+        let range = match before {
+            Some(b) => tree.range(..b.as_bytes()),
+            None => tree.range::<&[u8], _>(..),
+        };
+        for kv in range.rev() {
+            let (k, v) = kv.map_err(StoreError::engine("scanning state"))?;
+            let Ok(key) = std::str::from_utf8(&k) else {
+                self.shared.skip(kind.name(), &"key is not UTF-8");
+                continue;
+            };
+            match decode_json(kind.name(), &v) {
+                Ok(t) => {
+                    if !each(key, t) {
+                        break;
+                    }
+                }
+                Err(e) => self.shared.skip(kind.name(), &e),
+            }
+        }
+        Ok(())
+    }
+
     /// An empty batch of writes to `kind`.
     pub fn batch(&self, kind: Kind) -> JsonBatch {
         JsonBatch {
