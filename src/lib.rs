@@ -32,8 +32,10 @@
 //!   appends with staleness and their scrape caches.
 //! - [`config`]: the TOML config, typed and validated, every problem with `line:column`; the
 //!   config in force and the reload command.
-//! - [`store`]: the embedded store; owns every byte on disk behind typed handles, and the
-//!   checkpointer that writes the head into it.
+//! - [`store`]: every byte on disk, in three parts with one owner each: the small records that
+//!   decide a page in sled ([`store::StateStore`]), sample chunks and the series index in
+//!   files ([`store::SampleStore`], written by [`store::checkpoint`]), and the probe-result
+//!   log ([`store::ProbeLog`]).
 //! - [`notify`]: notifications and the channels that deliver them, one attempt at a time.
 //!   [`probe`]: HTTP(S) and TCP probes, the built-in `ProbeFailed` alert, the `probe_*` series.
 //! - [`scrape`]: the exposition parser and the scrape loops. [`dispatch`]: Alertmanager's
