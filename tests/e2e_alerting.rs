@@ -338,3 +338,102 @@ fn notify_test_reports_the_receivers_answer() {
         String::from_utf8_lossy(&invalid.stderr)
     );
 }
+
+/// A target whose pages take `SLOW` to render after the first: the page that shows the
+/// problem lands `SLOW` after its scrape started, and the rule must see it then. (The first
+/// round follows the target's first, fast, page; a grid of evaluations anchored there would
+/// tick `SLOW` before every later page lands, and page `interval - SLOW` late.)
+#[test]
+fn a_rule_is_evaluated_when_the_scrape_that_shows_the_problem_lands_not_on_the_next_tick() {
+    const SLOW: Duration = Duration::from_secs(2);
+    type Times = Arc<Mutex<std::collections::HashMap<u64, std::time::Instant>>>;
+    // The iteration whose problem the page shows (0: none), when each first showed it, and
+    // when its page arrived.
+    let broken = Arc::new(AtomicU64::new(0));
+    let (shown, paged): (Times, Times) = Default::default();
+    let scrapes = Arc::new(AtomicU64::new(0));
+    let (b, s, n) = (broken.clone(), shown.clone(), scrapes.clone());
+    let target = TestServer::start(move |_| {
+        if n.fetch_add(1, Ordering::SeqCst) > 0 {
+            std::thread::sleep(SLOW);
+        }
+        let mut body = "app_ok 1\n".to_string();
+        let it = b.load(Ordering::SeqCst);
+        if it > 0 {
+            body += &format!("app_broken{{iter=\"{it}\"}} 1\n");
+            s.lock()
+                .unwrap()
+                .entry(it)
+                .or_insert_with(std::time::Instant::now);
+        }
+        (200, "text/plain; version=0.0.4", body)
+    });
+    let p = paged.clone();
+    let hook = TestServer::start(move |req| {
+        let now = std::time::Instant::now();
+        let v: serde_json::Value = serde_json::from_str(&req.body).unwrap_or_default();
+        for a in v["alerts"].as_array().into_iter().flatten() {
+            if a["status"] == "firing"
+                && let Some(it) = a["labels"]["iter"].as_str().and_then(|i| i.parse().ok())
+            {
+                p.lock().unwrap().entry(it).or_insert(now);
+            }
+        }
+        (200, "text/plain", String::new())
+    });
+    let cfg = format!(
+        r#"
+[server]
+listen = "127.0.0.1:{{port}}"
+[storage]
+path = "{{dir}}/data"
+[global]
+scrape_interval = "4s"
+evaluation_interval = "4s"
+[[job]]
+name = "app"
+targets = ["127.0.0.1:{target}"]
+scrape_timeout = "3s"
+[[rule]]
+alert = "AppBroken"
+expr = 'app_broken == 1'
+for = "0s"
+[[route]]
+receivers = ["hook"]
+group_by = ["alertname", "iter"]
+group_wait = "0s"
+group_interval = "1s"
+repeat_interval = "1h"
+[[receiver]]
+name = "hook"
+type = "webhook"
+url = "http://127.0.0.1:{hook}/alerts"
+timeout = "2s"
+"#,
+        target = target.port,
+        hook = hook.port
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let mut d = Daemon::start_in(dir.path(), &cfg, &[]);
+    d.wait_ready();
+    // The fast first page and a slow one: the first round is behind.
+    wait_until(20, "two scrapes", || scrapes.load(Ordering::SeqCst) >= 3);
+    let mut lags = Vec::new();
+    for it in 1..=3 {
+        broken.store(it, Ordering::SeqCst);
+        wait_until(20, "the page", || paged.lock().unwrap().contains_key(&it));
+        let lag = paged.lock().unwrap()[&it] - shown.lock().unwrap()[&it];
+        lags.push(lag);
+    }
+    eprintln!("from the page that shows the problem to the webhook: {lags:?}");
+    lags.sort();
+    assert!(
+        lags[1] < Duration::from_secs(1),
+        "from the page that shows the problem to the webhook: {lags:?} (a grid would take \
+         about {:?}); {}",
+        Duration::from_secs(4) - SLOW,
+        d.log_text()
+    );
+    d.signal("TERM");
+    d.wait_exit(Duration::from_secs(10));
+}

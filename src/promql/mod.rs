@@ -122,6 +122,12 @@ impl LabelOrders {
         self.by_ids.insert((ids.0, ids.1, ids.2), (order, true));
     }
 
+    /// Drops the orders no round used since the last sweep, for a caller whose rounds
+    /// evaluate some of the rules each ([`RoundMemo::with_kept_orders`]).
+    pub fn sweep(&mut self) {
+        self.start_round();
+    }
+
     /// Remembered selections.
     pub fn len(&self) -> usize {
         self.by_ids.len()
@@ -210,6 +216,13 @@ impl RoundMemo {
     /// did not use are dropped here.
     pub fn with_orders(self, mut orders: LabelOrders) -> Self {
         orders.start_round();
+        *self.orders.borrow_mut() = orders;
+        self
+    }
+
+    /// Carries label orders into a round of some of the rules: those it does not use stay for
+    /// the rules that did not run (see [`LabelOrders::sweep`]).
+    pub fn with_kept_orders(self, orders: LabelOrders) -> Self {
         *self.orders.borrow_mut() = orders;
         self
     }

@@ -1,6 +1,7 @@
-//! The rules engine: evaluates every alerting rule each `evaluation_interval` on a steady
-//! clock, keeps the alert state, writes `ALERTS`/`ALERTS_FOR_STATE` into the head, records
-//! transitions in the store, and hands the alerts to the dispatcher.
+//! The rules engine: evaluates each alerting rule about once an `evaluation_interval`, right
+//! after the samples it reads land (see [`super::schedule`]), keeps the alert state, writes
+//! `ALERTS`/`ALERTS_FOR_STATE` into the head, records transitions in the store, and hands the
+//! alerts to the dispatcher.
 
 use std::collections::BTreeMap;
 use std::sync::atomic::Ordering;
@@ -11,6 +12,7 @@ use tokio_util::sync::CancellationToken;
 use tracing::{debug, error, info, warn};
 
 use super::alerting::{AlertingRule, Transition};
+use super::schedule::{self, Schedule};
 use crate::alert::{Alert, AlertState};
 use crate::clock::Clock;
 use crate::config::Config;
@@ -19,6 +21,9 @@ use crate::ingest::Ingest;
 use crate::liveness::Heartbeat;
 use crate::promql::{Engine, LabelOrders, RoundMemo, Value};
 use crate::series::Labels;
+use crate::series::arrivals::{Arrivals, Landed};
+use crate::series::hash::FastMap;
+use crate::series::labels::LabelStr;
 use crate::store::{AlertTransition, Kind, StateStore};
 use crate::telemetry::Telemetry;
 
@@ -30,9 +35,9 @@ pub const SOURCE: &str = "rules";
 #[derive(Default)]
 pub struct RulesState {
     rules: Mutex<Vec<AlertingRule>>,
-    /// Results the last round's memo held: the next one is sized for them.
+    /// Results the last round's memo held per rule evaluated: the next one is sized for them.
     memo_size: std::sync::atomic::AtomicUsize,
-    /// The label orders of the last round's aggregated selections.
+    /// The label orders of the rounds' aggregated selections.
     orders: Mutex<LabelOrders>,
 }
 
@@ -112,8 +117,8 @@ pub struct RulesEngine {
 }
 
 impl RulesEngine {
-    /// Evaluates every interval until `shutdown`. A round that overruns its interval is
-    /// counted; the next round starts at the next tick, never stacked.
+    /// Evaluates the rules until `shutdown`, each when [`Schedule`] says. A round that
+    /// overruns the interval is counted.
     pub async fn run(self, shutdown: CancellationToken) {
         let every = self
             .config
@@ -121,6 +126,12 @@ impl RulesEngine {
             .evaluation_interval
             .get()
             .max(Duration::from_millis(100));
+        let reads: Vec<schedule::Reads> = {
+            let rules = self.state.rules.lock().unwrap_or_else(|p| p.into_inner());
+            rules.iter().map(|r| schedule::reads(&r.expr)).collect()
+        };
+        let arrivals = self.ingest.head().arrivals();
+        arrivals.watch(schedule::watched(&reads));
         // The first round waits until every target and probe has run once (their starts are
         // spread over one interval): evaluating before would see series missing after a
         // restart, resolve firing alerts and page again when the data comes back.
@@ -145,18 +156,26 @@ impl RulesEngine {
         {
             tokio::select! {
                 _ = shutdown.cancelled() => return,
+                _ = arrivals.notified() => {}
                 _ = tokio::time::sleep(Duration::from_millis(100)) => {}
             }
         }
-        let mut tick = tokio::time::interval(every);
-        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
+        // The first round sees everything landed so far.
+        let mut taken = Default::default();
+        arrivals.take_into(&mut taken);
+        let mut at = tokio::time::Instant::now();
+        let mut schedule = Schedule::new(&reads, every, at);
+        let mut due = vec![true; schedule.len()];
+        let mut swept = at;
         loop {
-            tokio::select! {
-                _ = shutdown.cancelled() => return,
-                _ = tick.tick() => {}
+            // Label orders unused for two intervals go: every rule ran meanwhile.
+            let sweep = at.duration_since(swept) >= every * 2;
+            if sweep {
+                swept = at;
             }
             let started = Instant::now();
-            self.round().await;
+            self.round(&due, sweep).await;
+            schedule.evaluated(&due, at);
             let took = started.elapsed();
             self.telemetry
                 .rule_evaluation_duration
@@ -170,19 +189,43 @@ impl RulesEngine {
                 warn!(took = ?took, interval = ?every, "rule evaluation took longer than the evaluation interval");
             }
             self.heartbeat.beat();
+            loop {
+                arrivals.take_into(&mut taken);
+                let mut now = tokio::time::Instant::now();
+                if schedule.landed(&taken) && schedule.next() <= now {
+                    now = settle(&mut schedule, &mut taken, arrivals, every).await;
+                }
+                let next = schedule.next();
+                if next <= now {
+                    at = now;
+                    due = schedule.due(now);
+                    break;
+                }
+                tokio::select! {
+                    _ = shutdown.cancelled() => return,
+                    _ = arrivals.notified() => {}
+                    _ = tokio::time::sleep_until(next) => {}
+                }
+            }
         }
     }
 
-    /// One evaluation of every rule at the current time.
-    pub async fn round(&self) {
+    /// One evaluation at the current time of the rules `due` marks (by index), and `ALERTS`
+    /// of every alert. `sweep` drops the label orders no round used since the last sweep.
+    pub async fn round(&self, due: &[bool], sweep: bool) {
         let now = self.clock.now();
         let t_ms = now.timestamp_millis();
         let engine = Engine::default();
+        let evaluated = due.iter().filter(|d| **d).count();
         // Every rule of the round is evaluated at `t_ms`: they share range-function results.
-        let orders =
+        let mut orders =
             std::mem::take(&mut *self.state.orders.lock().unwrap_or_else(|p| p.into_inner()));
-        let memo = RoundMemo::with_capacity(self.state.memo_size.load(Ordering::Relaxed))
-            .with_orders(orders);
+        if sweep {
+            orders.sweep();
+        }
+        let memo =
+            RoundMemo::with_capacity(self.state.memo_size.load(Ordering::Relaxed) * evaluated)
+                .with_kept_orders(orders);
         let base_url = self.config.server.link_base();
         // Milliseconds of CPU over tens of thousands of series, and fsyncs on transitions:
         // off the runtime's worker, so that probes keep their timing.
@@ -191,7 +234,7 @@ impl RulesEngine {
             let mut changed_rules: Vec<(String, Vec<Alert>)> = Vec::new();
             let alerts = {
                 let mut rules = self.state.rules.lock().unwrap_or_else(|p| p.into_inner());
-                for rule in rules.iter_mut() {
+                for (rule, _) in rules.iter_mut().zip(due).filter(|(_, d)| **d) {
                     self.telemetry
                         .rule_evaluations_total
                         .with_label_values(&[rule.name.as_str()])
@@ -230,7 +273,9 @@ impl RulesEngine {
                         Err(e) => self.fail(rule, &e),
                     }
                 }
-                self.state.memo_size.store(memo.len(), Ordering::Relaxed);
+                if let Some(per_rule) = memo.len().checked_div(evaluated) {
+                    self.state.memo_size.store(per_rule, Ordering::Relaxed);
+                }
                 *self.state.orders.lock().unwrap_or_else(|p| p.into_inner()) = memo.take_orders();
                 rules
                     .iter()
@@ -289,6 +334,33 @@ impl RulesEngine {
             .inc();
         warn!(rule = %rule.name, error = %e, "rule evaluation failed");
     }
+}
+
+/// Once a batch landed that a rule is due for, waits until no more land for a few
+/// milliseconds (targets scraped in the same instant answer within them), at most a
+/// twentieth of the interval: a burst costs one round, which sees all of it. Returns the time
+/// it stopped.
+async fn settle(
+    schedule: &mut Schedule,
+    taken: &mut FastMap<LabelStr, Landed>,
+    arrivals: &Arrivals,
+    every: Duration,
+) -> tokio::time::Instant {
+    const QUIET: Duration = Duration::from_millis(5);
+    let until = tokio::time::Instant::now() + (every / 20).min(Duration::from_millis(50));
+    loop {
+        tokio::select! {
+            _ = arrivals.notified() => {
+                arrivals.take_into(taken);
+                schedule.landed(taken);
+            }
+            _ = tokio::time::sleep(QUIET) => break,
+        }
+        if tokio::time::Instant::now() >= until {
+            break;
+        }
+    }
+    tokio::time::Instant::now()
 }
 
 /// Writes `ALERTS{alertname, alertstate, ...} 1` and `ALERTS_FOR_STATE{...} <activeAt>` for

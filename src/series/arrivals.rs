@@ -117,7 +117,13 @@ impl Arrivals {
         let State { landed, watched } = &mut *st;
         *watched = match names {
             None => Watched::Every,
-            Some(n) => Watched::Names(n.into_iter().map(LabelStr::from).collect()),
+            Some(n) => {
+                let n: FastSet<LabelStr> = n.into_iter().map(LabelStr::from).collect();
+                match n.is_empty() {
+                    true => Watched::Nothing,
+                    false => Watched::Names(n),
+                }
+            }
         };
         landed.retain(|n, _| watched.contains(n));
     }
