@@ -429,3 +429,27 @@ fn check_command_exit_codes_and_shipped_configs() {
         );
     }
 }
+
+#[test]
+fn maintenance_windows_are_checked_with_their_positions() {
+    let ok = "[[maintenance]]\nname = \"db\"\nmatchers = ['job=\"db\"']\nschedule = \"Mon-Fri 22:00-02:00\"\ntimezone = \"Europe/Berlin\"\n";
+    assert!(problems(ok).is_empty(), "{:?}", problems(ok));
+    assert_problem(
+        "[[maintenance]]\nname = \"db\"\nmatchers = ['job=\"db\"']\nschedule = \"Sun 25:00-26:00\"\n",
+        4,
+        12,
+        "invalid time \"25:00\"",
+    );
+    assert_problem(
+        "[[maintenance]]\nname = \"db\"\nmatchers = ['job=\"db\"']\nschedule = \"Sun 02:00-04:00\"\ntimezone = \"Mars/Olympus\"\n",
+        5,
+        12,
+        "unknown time zone",
+    );
+    assert_problem(
+        "[[maintenance]]\nname = \"all\"\nmatchers = ['job=~\".*\"']\nschedule = \"Sun 02:00-04:00\"\n",
+        3,
+        12,
+        "must not mute everything",
+    );
+}

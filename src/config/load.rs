@@ -13,9 +13,9 @@ use toml::Spanned;
 use toml::de::{DeTable, DeValue};
 
 use super::{
-    Config, EmailConfig, GateConfig, GlobalConfig, InhibitConfig, JobConfig, PagerdutyConfig,
-    ProbeConfig, PromqlExpr, ReceiverConfig, ReceiverKind, RelativeBound, RouteConfig, RuleConfig,
-    ServerConfig, SlackConfig, StorageConfig, WebhookConfig, defaults,
+    Config, EmailConfig, GateConfig, GlobalConfig, InhibitConfig, JobConfig, MaintenanceConfig,
+    PagerdutyConfig, ProbeConfig, PromqlExpr, ReceiverConfig, ReceiverKind, RelativeBound,
+    RouteConfig, RuleConfig, ServerConfig, SlackConfig, StorageConfig, WebhookConfig, defaults,
 };
 use crate::alert::Matcher;
 
@@ -138,6 +138,7 @@ const SECTIONS: &[(&str, bool)] = &[
     ("route", true),
     ("receiver", true),
     ("gate", true),
+    ("maintenance", true),
 ];
 
 impl<'s> Ctx<'s> {
@@ -225,6 +226,10 @@ impl<'s> Ctx<'s> {
                             }
                             "receiver" => push(&mut config.receivers, self.receiver(item, &label)),
                             "gate" => push(&mut config.gates, self.de::<GateConfig>(item, &label)),
+                            "maintenance" => push(
+                                &mut config.maintenance,
+                                self.de::<MaintenanceConfig>(item, &label),
+                            ),
                             _ => unreachable!("SECTIONS lists only these as arrays"),
                         };
                         if ok {
@@ -440,6 +445,24 @@ impl<'s> Ctx<'s> {
             "job",
             config.gates.iter().map(|g| g.job.as_str()).collect(),
         );
+
+        dup(
+            &mut found,
+            "maintenance",
+            "name",
+            config.maintenance.iter().map(|m| m.name.as_str()).collect(),
+        );
+        for (i, m) in config.maintenance.iter().enumerate() {
+            if m.matchers.iter().all(|m| m.matches_value("")) {
+                found.push((
+                    span_of("maintenance", i, "matchers"),
+                    format!(
+                        "maintenance {:?}: at least one matcher must not match the empty string (a window must not mute everything)",
+                        m.name
+                    ),
+                ));
+            }
+        }
 
         for (i, route) in config.routes.iter().enumerate() {
             if route.receivers.is_empty() {
@@ -706,6 +729,18 @@ pub(super) fn de_matchers<'de, D: serde::Deserializer<'de>>(
     raw.iter()
         .map(|m| Matcher::parse(m).map_err(serde::de::Error::custom))
         .collect()
+}
+
+pub(super) fn de_schedule<'de, D: serde::Deserializer<'de>>(
+    d: D,
+) -> Result<super::schedule::Schedule, D::Error> {
+    let raw = String::deserialize(d)?;
+    super::schedule::Schedule::parse(&raw).map_err(serde::de::Error::custom)
+}
+
+pub(super) fn de_zone<'de, D: serde::Deserializer<'de>>(d: D) -> Result<chrono_tz::Tz, D::Error> {
+    let raw = String::deserialize(d)?;
+    super::schedule::parse_zone(&raw).map_err(serde::de::Error::custom)
 }
 
 pub(super) fn de_regex_opt<'de, D: serde::Deserializer<'de>>(

@@ -9,6 +9,7 @@
 mod current;
 mod duration;
 mod load;
+pub mod schedule;
 mod secret;
 
 pub use current::{Current, ReloadRequest, Reloader};
@@ -49,6 +50,8 @@ pub struct Config {
     pub receivers: Vec<ReceiverConfig>,
     /// `[[gate]]`: post-deployment gates.
     pub gates: Vec<GateConfig>,
+    /// `[[maintenance]]`: weekly windows that mute matching alerts.
+    pub maintenance: Vec<MaintenanceConfig>,
     /// Legal but risky settings, printed by `check` and logged by `run`.
     pub warnings: Vec<String>,
 }
@@ -277,6 +280,24 @@ pub struct InhibitConfig {
     /// Labels that must be equal in source and target.
     #[serde(default)]
     pub equal: Vec<String>,
+}
+
+/// `[[maintenance]]`: a weekly window that mutes matching alerts like a silence while it is
+/// active (shown in the silences list as created by `maintenance:<name>`).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MaintenanceConfig {
+    /// Unique name.
+    pub name: String,
+    /// The alerts muted; at least one matcher must not match the empty string.
+    #[serde(deserialize_with = "load::de_matchers")]
+    pub matchers: Vec<Matcher>,
+    /// Days and a time range, e.g. `Sun 02:00-04:00` or `Mon-Fri 22:00-02:00`.
+    #[serde(deserialize_with = "load::de_schedule")]
+    pub schedule: schedule::Schedule,
+    /// The IANA time zone of the schedule's times (default UTC).
+    #[serde(default = "defaults::timezone", deserialize_with = "load::de_zone")]
+    pub timezone: chrono_tz::Tz,
 }
 
 /// `[[route]]`: Alertmanager-style route.
@@ -585,6 +606,18 @@ pub mod defaults {
     /// PagerDuty Events API v2.
     pub fn pagerduty_url() -> String {
         "https://events.pagerduty.com/v2/enqueue".into()
+    }
+    /// Maintenance windows' time zone.
+    pub fn timezone() -> chrono_tz::Tz {
+        chrono_tz::UTC
+    }
+    /// Telegram Bot API.
+    pub fn telegram_url() -> String {
+        "https://api.telegram.org".into()
+    }
+    /// Opsgenie Alert API (US instance).
+    pub fn opsgenie_url() -> String {
+        "https://api.opsgenie.com".into()
     }
     /// Receiver delivery timeout.
     pub fn receiver_timeout() -> ConfigDuration {

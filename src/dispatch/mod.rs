@@ -367,17 +367,50 @@ impl Dispatcher {
             }
             Msg::ListSilences(reply) => {
                 let now = self.clock.now();
-                let list = self.silences.list().into_iter().map(|s| {
+                let mut list: Vec<(Silence, &'static str)> = self
+                    .active_maintenance(now)
+                    .map(|s| (s, "active"))
+                    .collect();
+                list.extend(self.silences.list().into_iter().map(|s| {
                     let st = silence::state(&s, now);
                     (s, st)
-                });
-                let _ = reply.send(list.collect());
+                }));
+                let _ = reply.send(list);
             }
             Msg::Flushed(reply) => {
                 self.flush_due();
                 let _ = reply.send(());
             }
         }
+    }
+
+    /// The maintenance windows active at `now`, as the silences they act as.
+    fn active_maintenance(&self, now: DateTime<Utc>) -> impl Iterator<Item = Silence> + '_ {
+        self.config.maintenance.iter().filter_map(move |m| {
+            let (starts_at, ends_at) = m.schedule.active_at(m.timezone, now)?;
+            Some(Silence {
+                id: format!("maintenance-{}", m.name),
+                matchers: m.matchers.iter().map(ToString::to_string).collect(),
+                starts_at,
+                ends_at,
+                created_by: format!("maintenance:{}", m.name),
+                comment: format!(
+                    "scheduled maintenance {} ({})",
+                    m.schedule.as_str(),
+                    m.timezone.name()
+                ),
+                updated_at: starts_at,
+            })
+        })
+    }
+
+    /// Whether a silence or an active maintenance window mutes these labels.
+    fn muted(&self, labels: &crate::series::Labels, now: DateTime<Utc>) -> bool {
+        self.silences.mutes(labels, now).is_some()
+            || self.config.maintenance.iter().any(|m| {
+                crate::alert::matches_all(&m.matchers, labels)
+                    && m.schedule.active_at(m.timezone, now).is_some()
+            })
     }
 
     fn add_silence(&mut self, s: NewSilence) -> Result<String, String> {
@@ -517,7 +550,7 @@ impl Dispatcher {
                 .alerts
                 .values()
                 .filter(|a| {
-                    self.silences.mutes(&a.labels, now).is_none()
+                    !self.muted(&a.labels, now)
                         && !route::inhibited(&self.config.inhibits, &a.labels, firing_sources)
                 })
                 .collect();

@@ -345,3 +345,69 @@ async fn notification_log_entries_older_than_the_retention_are_deleted() {
         "entries older than the retention are deleted from the store"
     );
 }
+
+#[tokio::test(start_paused = true)]
+async fn a_maintenance_window_mutes_on_its_wall_clock_schedule_across_a_dst_switch() {
+    // Sunday 01:00-04:00 in Berlin, on the night summer time starts (2024-03-31): 02:00 CET
+    // becomes 03:00 CEST, so the window is 00:00-02:00 UTC.
+    let config = format!(
+        "{CONFIG}\n[[maintenance]]\nname = \"weekly-db\"\nmatchers = ['job=\"db\"']\nschedule = \"Sun 01:00-04:00\"\ntimezone = \"Europe/Berlin\"\n"
+    );
+    let config = Arc::new(load_str(&config, "t").unwrap());
+    let clock = Clock::tokio_from(DateTime::from_timestamp(1_711_842_600, 0).unwrap()); // 2024-03-30T23:50:00Z
+    let store = Arc::new(MemoryDispatchStore::default());
+    let (d, handle) = Dispatcher::new(config, store.clone(), clock.clone(), Telemetry::new(), None);
+    let stop = CancellationToken::new();
+    tokio::spawn(d.run(stop.clone()));
+    let h = Harness {
+        handle,
+        store,
+        clock,
+        stop,
+    };
+    h.advance(11 * 60).await; // 00:01 UTC: the window is on
+    let silences = h.handle.silences().await;
+    let (s, state) = &silences[0];
+    assert_eq!(
+        (s.created_by.as_str(), *state),
+        ("maintenance:weekly-db", "active")
+    );
+    assert_eq!(s.ends_at.to_rfc3339(), "2024-03-31T02:00:00+00:00");
+    let db = alert(&h, "DiskFull", "db", AlertState::Firing);
+    let api = alert(&h, "HighErrorRate", "api", AlertState::Firing);
+    h.update(vec![db.clone(), api.clone()]).await;
+    h.advance(30).await;
+    let db_pages = |h: &Harness| {
+        h.store
+            .queued
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|n| {
+                n.receiver == "hook" && n.group_labels.get("job").map(String::as_str) == Some("db")
+            })
+            .count()
+    };
+    assert_eq!(h.sent("hook"), fire(1), "only the alert outside the window");
+    assert_eq!(db_pages(&h), 0);
+    // Still muted until 02:00 UTC (04:00 CEST), not until 03:00 UTC.
+    for _ in 0..23 {
+        h.update(vec![db.clone(), api.clone()]).await;
+        h.advance(300).await;
+    }
+    assert_eq!(db_pages(&h), 0, "muted through 01:56 UTC");
+    for _ in 0..2 {
+        h.update(vec![db.clone(), api.clone()]).await;
+        h.advance(300).await;
+    }
+    assert_eq!(
+        db_pages(&h),
+        1,
+        "the db alert goes out once the window ends"
+    );
+    assert!(
+        h.handle.silences().await.is_empty(),
+        "an inactive window is not listed"
+    );
+    h.stop.cancel();
+}
