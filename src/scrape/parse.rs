@@ -645,12 +645,17 @@ impl Parser {
             })
     }
 
-    /// A text-format sample line starting at `i` (a name-start byte). Returns the line and the
-    /// offset after its `\n`.
-    fn text_sample(&mut self, text: &str, mut i: usize) -> Result<(Line, usize), Fail> {
-        let b = text.as_bytes();
+    /// The series part of a sample line starting at `i` (a name-start byte): the metric name,
+    /// then the label block, if any, into `self.labels`. The text format allows blanks around
+    /// the block; OpenMetrics does not. Returns where the name and the series end, and the
+    /// offset after them.
+    #[inline(always)]
+    fn series<const OPENMETRICS: bool>(
+        &mut self,
+        b: &[u8],
+        mut i: usize,
+    ) -> Result<(usize, usize, usize), Fail> {
         let n = b.len();
-        let name_start = i;
         i += 1;
         while i < n && is(b[i], NAME_CHAR) {
             i += 1;
@@ -659,12 +664,26 @@ impl Parser {
         let mut series_end = name_end;
         self.labels.clear();
         self.exemplar_labels.clear();
-        i = skip_ws(b, i);
-        if i < n && b[i] == b'{' {
-            i = label_block::<false>(b, i + 1, &mut self.labels)?;
-            series_end = i;
+        if !OPENMETRICS {
             i = skip_ws(b, i);
         }
+        if i < n && b[i] == b'{' {
+            i = label_block::<OPENMETRICS>(b, i + 1, &mut self.labels)?;
+            series_end = i;
+            if !OPENMETRICS {
+                i = skip_ws(b, i);
+            }
+        }
+        Ok((name_end, series_end, i))
+    }
+
+    /// A text-format sample line starting at `i` (a name-start byte). Returns the line and the
+    /// offset after its `\n`.
+    fn text_sample(&mut self, text: &str, i: usize) -> Result<(Line, usize), Fail> {
+        let b = text.as_bytes();
+        let n = b.len();
+        let name_start = i;
+        let (name_end, series_end, mut i) = self.series::<false>(b, i)?;
         let vs = i;
         while i < n && !matches!(b[i], b' ' | b'\t' | b'\n' | b'{') {
             i += 1;
@@ -701,22 +720,10 @@ impl Parser {
 
     /// An OpenMetrics sample line starting at `i`. Returns the line and the offset after its
     /// `\n`.
-    fn om_sample(&mut self, text: &str, mut i: usize) -> Result<(Line, usize), Fail> {
+    fn om_sample(&mut self, text: &str, i: usize) -> Result<(Line, usize), Fail> {
         let b = text.as_bytes();
-        let n = b.len();
         let name_start = i;
-        i += 1;
-        while i < n && is(b[i], NAME_CHAR) {
-            i += 1;
-        }
-        let name_end = i;
-        let mut series_end = name_end;
-        self.labels.clear();
-        self.exemplar_labels.clear();
-        if i < n && b[i] == b'{' {
-            i = label_block::<true>(b, i + 1, &mut self.labels)?;
-            series_end = i;
-        }
+        let (name_end, series_end, i) = self.series::<true>(b, i)?;
         let (value, mut i) = om_value(text, i, "metric")?;
         let mut ts = None;
         let mut exemplar = None;
@@ -733,16 +740,9 @@ impl Parser {
                     break;
                 }
                 Some(b' ') if ts.is_none() => {
-                    let s = i + 1;
-                    let e = token_end(b, s);
-                    if e == s {
-                        return Err(fail(s, "expected timestamp"));
-                    }
-                    ts =
-                        Some(parse_om_ts(&text[s..e]).ok_or_else(|| {
-                            fail(s, format!("invalid timestamp {:?}", &text[s..e]))
-                        })?);
-                    i = e;
+                    let (t, next) = om_ts(text, i, "timestamp")?;
+                    ts = Some(t);
+                    i = next;
                 }
                 _ => return Err(fail(i, "expected timestamp, exemplar or line end")),
             }
@@ -770,16 +770,9 @@ impl Parser {
         let (value, mut i) = om_value(text, i, "exemplar labels")?;
         let mut ts = None;
         if b.get(i) == Some(&b' ') {
-            let s = i + 1;
-            let e = token_end(b, s);
-            if e == s {
-                return Err(fail(s, "expected exemplar timestamp"));
-            }
-            ts =
-                Some(parse_om_ts(&text[s..e]).ok_or_else(|| {
-                    fail(s, format!("invalid exemplar timestamp {:?}", &text[s..e]))
-                })?);
-            i = e;
+            let (t, next) = om_ts(text, i, "exemplar timestamp")?;
+            ts = Some(t);
+            i = next;
         }
         match b.get(i) {
             Some(b'\n') => Ok(((value, ts), i)),
@@ -1050,6 +1043,19 @@ fn om_value(text: &str, i: usize, after: &str) -> Result<(f64, usize), Fail> {
     let v = parse_float(&text[s..e])
         .ok_or_else(|| fail(s, format!("invalid value {:?}", &text[s..e])))?;
     Ok((v, e))
+}
+
+/// OpenMetrics' ` timestamp` at `i` (its blank), of a sample or of an exemplar as `what` says.
+/// Returns it in ms and the offset after it.
+fn om_ts(text: &str, i: usize, what: &str) -> Result<(i64, usize), Fail> {
+    let s = i + 1;
+    let e = token_end(text.as_bytes(), s);
+    if e == s {
+        return Err(fail(s, format!("expected {what}")));
+    }
+    let ts = parse_om_ts(&text[s..e])
+        .ok_or_else(|| fail(s, format!("invalid {what} {:?}", &text[s..e])))?;
+    Ok((ts, e))
 }
 
 #[cfg(test)]

@@ -295,6 +295,24 @@ fn openmetrics_is_strict() {
 }
 
 #[test]
+fn openmetrics_timestamp_errors_say_which_timestamp() {
+    let cases = [
+        ("m 1 x\n# EOF\n", "invalid timestamp \"x\""),
+        ("m 1 \n# EOF\n", "expected timestamp"),
+        (
+            "m 1 # {a=\"1\"} 2 x\n# EOF\n",
+            "invalid exemplar timestamp \"x\"",
+        ),
+        ("m 1 # {a=\"1\"} 2 \n# EOF\n", "expected exemplar timestamp"),
+    ];
+    for (body, want) in cases {
+        let (line, reason) = err_line(body, Format::OpenMetrics);
+        assert_eq!(line, 1, "{body:?}: {reason}");
+        assert!(reason.contains(want), "{body:?}: {reason}");
+    }
+}
+
+#[test]
 fn errors_carry_line_numbers() {
     let cases: &[(&str, usize)] = &[
         ("a 1\nb 2\nc\n", 3),
