@@ -83,10 +83,12 @@ fn since(a: &NotifiedAlert) -> String {
     }
 }
 
-fn heading(status: GroupStatus, count: usize) -> String {
-    match status {
-        GroupStatus::Firing => format!("Firing ({count})"),
-        GroupStatus::Resolved => format!("Resolved ({count})"),
+impl Section<'_> {
+    fn heading(&self) -> String {
+        match self.status {
+            GroupStatus::Firing => format!("Firing ({})", self.total),
+            GroupStatus::Resolved => format!("Resolved ({})", self.total),
+        }
     }
 }
 
@@ -99,14 +101,9 @@ pub fn text_body(n: &Notification) -> String {
         t.push_str("\n\n");
     }
     let (sections, more) = sections(n);
-    for Section {
-        status,
-        total,
-        alerts,
-    } in sections
-    {
-        let _ = writeln!(t, "{}:\n", heading(status, total));
-        for a in alerts {
+    for section in sections {
+        let _ = writeln!(t, "{}:\n", section.heading());
+        for a in section.alerts {
             let _ = writeln!(t, "- {}", summary_line(a));
             if let Some(r) = a.shown_annotation("reason") {
                 let _ = writeln!(t, "  Reason: {r}");
@@ -153,23 +150,18 @@ pub fn html_body(n: &Notification) -> String {
         );
     }
     let (sections, more) = sections(n);
-    for Section {
-        status,
-        total,
-        alerts,
-    } in sections
-    {
+    for section in sections {
         let _ = writeln!(
             h,
             "<h3 style=\"color: {};\">{}</h3>",
-            colour(status),
-            heading(status, total)
+            colour(section.status),
+            section.heading()
         );
-        for a in alerts {
+        for a in section.alerts {
             let _ = writeln!(
                 h,
                 "<div style=\"border-left: 4px solid {}; padding-left: 8px; margin-bottom: 12px;\">",
-                colour(status)
+                colour(section.status)
             );
             let _ = writeln!(h, "<b>{}</b><br>", html_escape(&summary_line(a)));
             if let Some(r) = a.shown_annotation("reason") {
