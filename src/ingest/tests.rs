@@ -1,7 +1,7 @@
 use super::*;
 use crate::scrape::manager::add_exposed;
 use crate::scrape::parse::{Format, parse};
-use crate::series::{STALE_NAN_BITS, SeriesSource};
+use crate::series::STALE_NAN_BITS;
 use promql_parser::label::{MatchOp, Matcher};
 
 fn m(op: MatchOp, name: &str, value: &str) -> Matcher {
@@ -18,18 +18,6 @@ fn scrape(ingest: &Ingest, target: &str, tl: &Labels, t: i64, page: &str) -> Com
     app.commit()
 }
 
-fn values(head: &Head, matchers: &[Matcher]) -> Vec<(String, Vec<(i64, u64)>)> {
-    head.select(matchers, i64::MIN, i64::MAX)
-        .into_iter()
-        .map(|s| {
-            (
-                s.labels.to_string(),
-                s.samples.iter().map(|x| (x.t, x.v.to_bits())).collect(),
-            )
-        })
-        .collect()
-}
-
 #[test]
 fn scrape_adds_target_labels_and_marks_disappeared_series_stale() {
     let ingest = Ingest::new(Arc::new(Head::new()));
@@ -40,18 +28,18 @@ fn scrape_adds_target_labels_and_marks_disappeared_series_stale() {
     assert_eq!((c1.appended, c1.series_added, c1.stale_markers), (4, 4, 0));
     // Exposed `job` is kept as `exported_job`; empty values are dropped.
     assert_eq!(
-        values(head, &[m(MatchOp::Equal, "__name__", "c")])[0].0,
+        head.samples_of(&[m(MatchOp::Equal, "__name__", "c")])[0].0,
         r#"c{exported_job="inner", instance="h:1", job="api"}"#
     );
     assert_eq!(
-        values(head, &[m(MatchOp::Equal, "__name__", "d")])[0].0,
+        head.samples_of(&[m(MatchOp::Equal, "__name__", "d")])[0].0,
         r#"d{instance="h:1", job="api"}"#
     );
 
     let page2 = "a{x=\"1\"} 5\nc{job=\"inner\"} 6\nd{e=\"\"} 7\n";
     let c2 = scrape(&ingest, "api/h:1", &tl, 20_000, page2);
     assert_eq!((c2.appended, c2.series_added, c2.stale_markers), (3, 0, 1));
-    let b = values(head, &[m(MatchOp::Equal, "__name__", "b")]);
+    let b = head.samples_of(&[m(MatchOp::Equal, "__name__", "b")]);
     assert_eq!(b[0].1[1], (20_000, STALE_NAN.to_bits()));
 
     // b comes back: a new sample after the marker, counted as added for this target again.
@@ -73,7 +61,7 @@ fn failed_scrape_and_down_target_mark_everything_stale() {
     });
     assert!(err.is_err());
     assert_eq!(app.rollback(), 2);
-    let a = values(head, &[m(MatchOp::Equal, "__name__", "a")]);
+    let a = head.samples_of(&[m(MatchOp::Equal, "__name__", "a")]);
     assert_eq!(
         a[0].1,
         vec![(10_000, 1f64.to_bits()), (20_000, STALE_NAN_BITS)]
@@ -88,7 +76,7 @@ fn failed_scrape_and_down_target_mark_everything_stale() {
     // Dropping an appender without commit is a rollback.
     scrape(&ingest, "t", &tl, 60_000, "a 1\n");
     drop(ingest.appender("t", &tl, 70_000));
-    let a = values(head, &[m(MatchOp::Equal, "__name__", "a")]);
+    let a = head.samples_of(&[m(MatchOp::Equal, "__name__", "a")]);
     assert_eq!(a[0].1.last(), Some(&(70_000, STALE_NAN_BITS)));
 }
 
@@ -100,7 +88,7 @@ fn samples_with_explicit_timestamps_are_not_staled() {
     scrape(&ingest, "t", &tl, 10_000, "a 1 5000\nb 2\n");
     let c = scrape(&ingest, "t", &tl, 20_000, "\n");
     assert_eq!(c.stale_markers, 1);
-    let a = values(head, &[m(MatchOp::Equal, "__name__", "a")]);
+    let a = head.samples_of(&[m(MatchOp::Equal, "__name__", "a")]);
     assert_eq!(a[0].1, vec![(5000, 1f64.to_bits())]);
 }
 
@@ -147,7 +135,7 @@ fn scrape_cache_survives_truncation_of_its_series() {
     assert_eq!(head.truncate(5000), 1);
     let c = scrape(&ingest, "t", &tl, 10_000, "a 2\n");
     assert_eq!(c.appended, 1);
-    let a = values(head, &[m(MatchOp::Equal, "__name__", "a")]);
+    let a = head.samples_of(&[m(MatchOp::Equal, "__name__", "a")]);
     assert_eq!(a[0].1, vec![(10_000, 2f64.to_bits())]);
 }
 

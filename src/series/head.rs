@@ -796,5 +796,23 @@ fn samples_in(chunks: &[Chunk], mint: Timestamp, maxt: Timestamp, out: &mut Vec<
     }
 }
 
+/// What the head's and the ingest's tests compare.
+#[cfg(test)]
+impl Head {
+    /// Every sample of the series `matchers` select, as (labels, [(t, value bits)]): bits, so
+    /// that NaNs and stale markers compare too.
+    pub(crate) fn samples_of(&self, matchers: &[Matcher]) -> Vec<(String, Vec<(i64, u64)>)> {
+        self.select(matchers, i64::MIN, i64::MAX)
+            .into_iter()
+            .map(|s| {
+                (
+                    s.labels.to_string(),
+                    s.samples.iter().map(|x| (x.t, x.v.to_bits())).collect(),
+                )
+            })
+            .collect()
+    }
+}
+
 #[cfg(test)]
 mod tests;

@@ -16,18 +16,6 @@ fn l(pairs: &[(&str, &str)]) -> Labels {
     Labels::new(pairs.iter().copied())
 }
 
-fn values(head: &Head, matchers: &[Matcher]) -> Vec<(String, Vec<(i64, u64)>)> {
-    head.select(matchers, i64::MIN, i64::MAX)
-        .into_iter()
-        .map(|s| {
-            (
-                s.labels.to_string(),
-                s.samples.iter().map(|x| (x.t, x.v.to_bits())).collect(),
-            )
-        })
-        .collect()
-}
-
 #[test]
 fn head_is_send_and_sync() {
     fn assert_send_sync<T: Send + Sync>() {}
@@ -50,45 +38,54 @@ fn append_and_select_with_every_matcher_kind() {
     }
     let name = |v: &str| m(MatchOp::Equal, "__name__", v);
     assert_eq!(
-        values(&head, &[name("up"), m(MatchOp::Equal, "job", "api")]).len(),
+        head.samples_of(&[name("up"), m(MatchOp::Equal, "job", "api")])
+            .len(),
         1
     );
-    assert_eq!(values(&head, &[name("up")]).len(), 2);
-    assert_eq!(values(&head, &[m(MatchOp::Equal, "job", "api")]).len(), 2);
+    assert_eq!(head.samples_of(&[name("up")]).len(), 2);
+    assert_eq!(head.samples_of(&[m(MatchOp::Equal, "job", "api")]).len(), 2);
     assert_eq!(
-        values(&head, &[name("up"), m(MatchOp::NotEqual, "job", "api")]).len(),
+        head.samples_of(&[name("up"), m(MatchOp::NotEqual, "job", "api")])
+            .len(),
         1
     );
-    assert_eq!(values(&head, &[m(re("job", "a.*"), "job", "a.*")]).len(), 2);
     assert_eq!(
-        values(&head, &[m(re("", "u.|oth.*"), "__name__", "u.|oth.*")]).len(),
+        head.samples_of(&[m(re("job", "a.*"), "job", "a.*")]).len(),
+        2
+    );
+    assert_eq!(
+        head.samples_of(&[m(re("", "u.|oth.*"), "__name__", "u.|oth.*")])
+            .len(),
         3
     );
     assert_eq!(
-        values(
-            &head,
-            &[
-                name("up"),
-                m(
-                    MatchOp::NotRe(regex::Regex::new("^(?:web)$").expect("re")),
-                    "job",
-                    "web"
-                )
-            ]
-        )
+        head.samples_of(&[
+            name("up"),
+            m(
+                MatchOp::NotRe(regex::Regex::new("^(?:web)$").expect("re")),
+                "job",
+                "web"
+            )
+        ])
         .len(),
         1
     );
     // A matcher that matches the empty string selects series without the label.
-    assert_eq!(values(&head, &[m(MatchOp::Equal, "instance", "")]).len(), 1);
-    assert!(values(&head, &[name("nope")]).is_empty());
-    assert!(values(&head, &[m(MatchOp::Equal, "nolabel", "x")]).is_empty());
+    assert_eq!(
+        head.samples_of(&[m(MatchOp::Equal, "instance", "")]).len(),
+        1
+    );
+    assert!(head.samples_of(&[name("nope")]).is_empty());
+    assert!(
+        head.samples_of(&[m(MatchOp::Equal, "nolabel", "x")])
+            .is_empty()
+    );
     // Time range is closed on both ends.
     let r = head.select(&[name("other")], 2000, 2000);
     assert_eq!(r[0].samples, vec![Sample { t: 2000, v: 12.0 }]);
     assert!(head.select(&[name("other")], 2001, 3000).is_empty());
     // Results come sorted by labels.
-    let ups = values(&head, &[name("up")]);
+    let ups = head.samples_of(&[name("up")]);
     assert!(ups[0].0 < ups[1].0);
 }
 
@@ -241,8 +238,14 @@ fn truncate_drops_old_chunks_and_empty_series() {
     assert!(matches!(&*lock(&s.data), SeriesChunks::One(_)));
     assert_eq!(lock(&s.data).list_bytes(), 0);
     assert_eq!(head.stats().samples, 6);
-    assert!(values(&head, &[m(MatchOp::Equal, "job", "gone")]).is_empty());
-    assert!(values(&head, &[m(MatchOp::Equal, "__name__", "old")]).is_empty());
+    assert!(
+        head.samples_of(&[m(MatchOp::Equal, "job", "gone")])
+            .is_empty()
+    );
+    assert!(
+        head.samples_of(&[m(MatchOp::Equal, "__name__", "old")])
+            .is_empty()
+    );
     // Its strings and label pairs left the interner.
     assert!(!lock(&head.interner).set.contains("gone"));
     assert!(
@@ -253,7 +256,10 @@ fn truncate_drops_old_chunks_and_empty_series() {
     );
     // The series can come back.
     assert_eq!(head.append(&old, 200_000, 2.0), AppendOutcome::Appended);
-    assert_eq!(values(&head, &[m(MatchOp::Equal, "job", "gone")]).len(), 1);
+    assert_eq!(
+        head.samples_of(&[m(MatchOp::Equal, "job", "gone")]).len(),
+        1
+    );
 }
 
 #[test]
@@ -264,7 +270,7 @@ fn truncate_trims_stored_samples_once_a_quarter_chunk_of_them_is_old() {
         head.append(&a, i * 1000, i as f64);
     }
     let times = |head: &Head| -> Vec<i64> {
-        values(head, &[m(MatchOp::Equal, "__name__", "a")])[0]
+        head.samples_of(&[m(MatchOp::Equal, "__name__", "a")])[0]
             .1
             .iter()
             .map(|&(t, _)| t)
@@ -293,7 +299,7 @@ fn truncate_trims_stored_samples_once_a_quarter_chunk_of_them_is_old() {
     // Appends go on after a trim, and read back with the kept samples.
     assert_eq!(head.append(&a, 60_000, 60.0), AppendOutcome::Appended);
     assert_eq!(head.append(&a, 59_000, 1.0), AppendOutcome::OutOfOrder);
-    let v = values(&head, &[m(MatchOp::Equal, "__name__", "a")]);
+    let v = head.samples_of(&[m(MatchOp::Equal, "__name__", "a")]);
     assert_eq!(
         v[0].1,
         (40..61)
@@ -336,7 +342,7 @@ fn truncation_with_statistics_equals_truncation_then_statistics() {
             40 - removed,
             "cutoff {cutoff}, trim {trim}"
         );
-        let all = |h: &Head| values(h, &[m(MatchOp::Equal, "__name__", "m")]);
+        let all = |h: &Head| h.samples_of(&[m(MatchOp::Equal, "__name__", "m")]);
         assert_eq!(all(&a), all(&b), "cutoff {cutoff}, trim {trim}");
     }
     // At 50 s the stopped series went and the stored half was trimmed.
@@ -366,7 +372,7 @@ fn a_kept_series_survives_truncation() {
         head.append_series(&mut kept, 20_000, 1.0),
         AppendOutcome::Appended
     );
-    let v = values(&head, &[m(MatchOp::Equal, "probe", "p")]);
+    let v = head.samples_of(&[m(MatchOp::Equal, "probe", "p")]);
     assert_eq!(
         v[0].1,
         vec![(10_000, 0f64.to_bits()), (20_000, 1f64.to_bits())]
@@ -399,7 +405,7 @@ fn export_and_reload_round_trip() {
         restored.load_series(labels, chunks).expect("loads");
     }
     let all = [m(re("", ".+"), "__name__", ".+")];
-    assert_eq!(values(&head, &all), values(&restored, &all));
+    assert_eq!(head.samples_of(&all), restored.samples_of(&all));
     // Appends continue after the loaded data; samples a series already has are skipped
     // (a checkpoint's open chunk starts with stored ones).
     let a = l(&[("__name__", "a"), ("job", "j"), ("instance", "i")]);
@@ -407,9 +413,9 @@ fn export_and_reload_round_trip() {
         restored.append(&a, 120 * 15_000, 1.0),
         AppendOutcome::Appended
     );
-    let before = values(&restored, &all);
+    let before = restored.samples_of(&all);
     assert_eq!(restored.load_series(&a, &dump[0].1).expect("loads"), 0);
-    assert_eq!(values(&restored, &all), before);
+    assert_eq!(restored.samples_of(&all), before);
     assert!(matches!(
         restored.load_series(&a, [&[1u8, 2, 3][..]]),
         Err(LoadError::Chunk { .. })
