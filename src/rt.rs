@@ -82,6 +82,18 @@ pub async fn next_wake<M>(
     }
 }
 
+/// Waits for the next tick of a periodic loop's `interval`: true at the tick, false at
+/// shutdown, when the loop ends (`while rt::ticked(..).await { .. }`).
+pub async fn ticked(
+    interval: &mut tokio::time::Interval,
+    shutdown: &tokio_util::sync::CancellationToken,
+) -> bool {
+    tokio::select! {
+        _ = shutdown.cancelled() => false,
+        _ = interval.tick() => true,
+    }
+}
+
 /// Asks an actor (the dispatcher, the gate engine, the reload loop) a question: sends the
 /// request `make` builds around a reply channel and waits for the answer. `None` when the actor
 /// stopped before answering, which each handle turns into its own "stopped" answer.

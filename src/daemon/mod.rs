@@ -673,11 +673,7 @@ async fn store_watch(ctx: Arc<Context>, shutdown: CancellationToken) {
         .liveness
         .register("store-watch", Duration::from_secs(120));
     let mut tick = tokio::time::interval(Duration::from_secs(15));
-    loop {
-        tokio::select! {
-            _ = shutdown.cancelled() => return,
-            _ = tick.tick() => {}
-        }
+    while crate::rt::ticked(&mut tick, &shutdown).await {
         heartbeat.beat();
         let store = ctx.store.clone();
         let now = ctx.clock.now_ms();
@@ -722,11 +718,7 @@ async fn store_watch(ctx: Arc<Context>, shutdown: CancellationToken) {
 async fn probe_journal(ctx: Arc<Context>, shutdown: CancellationToken) {
     let mut tick = tokio::time::interval(crate::store::PROBE_JOURNAL_EVERY);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    loop {
-        tokio::select! {
-            _ = shutdown.cancelled() => return,
-            _ = tick.tick() => {}
-        }
+    while crate::rt::ticked(&mut tick, &shutdown).await {
         let probes = ctx.store.probes.clone();
         let now = ctx.clock.now_ms();
         let written = tokio::task::spawn_blocking(move || {
@@ -754,11 +746,7 @@ async fn housekeeping(ctx: Arc<Context>, shutdown: CancellationToken) {
         .liveness
         .register("housekeeping", Duration::from_secs(3600));
     let mut tick = tokio::time::interval(Duration::from_secs(300));
-    loop {
-        tokio::select! {
-            _ = shutdown.cancelled() => return,
-            _ = tick.tick() => {}
-        }
+    while crate::rt::ticked(&mut tick, &shutdown).await {
         heartbeat.beat();
         let retention = ctx.config().storage.retention.get();
         ctx.store.set_retention(retention);

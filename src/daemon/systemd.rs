@@ -78,11 +78,7 @@ pub async fn watchdog_loop(
     let mut tick = tokio::time::interval(every);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut reported = false;
-    loop {
-        tokio::select! {
-            _ = shutdown.cancelled() => return,
-            _ = tick.tick() => {}
-        }
+    while crate::rt::ticked(&mut tick, &shutdown).await {
         let wedged = liveness.wedged();
         if wedged.is_empty() {
             notifier.watchdog();

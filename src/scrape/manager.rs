@@ -278,11 +278,7 @@ async fn target_loop(
     // The target's synthetic series, found once: appending by label set would look each one
     // up in the head's index at every scrape (a binary search hashing label sets).
     let mut synthetic: Vec<Arc<MemSeries>> = Vec::new();
-    loop {
-        tokio::select! {
-            _ = shutdown.cancelled() => return,
-            _ = tick.tick() => {}
-        }
+    while crate::rt::ticked(&mut tick, &shutdown).await {
         heartbeat.beat();
         let now = clock.now();
         let t_ms =
