@@ -111,43 +111,39 @@ pub async fn history(
         chrono::DateTime::from_timestamp_millis(t)
             .map(|d| d.to_rfc3339_opts(chrono::SecondsFormat::Millis, true))
     };
-    if let Some(name) = p.get("probe").cloned() {
-        let r =
-            tokio::task::spawn_blocking(move || probes.probe_history(&name, since, until, limit))
-                .await;
-        match r {
-            Ok(Ok(records)) => {
-                let v: Vec<serde_json::Value> = records
+    // Both lists are read and rendered on a blocking thread; a store error and a failed task
+    // are both a 500.
+    let (key, list, r) = if let Some(name) = p.get("probe").cloned() {
+        let r = tokio::task::spawn_blocking(move || {
+            probes.probe_history(&name, since, until, limit).map(|records| {
+                records
                     .iter()
                     .map(|r| serde_json::json!({"time": rfc(r.t), "success": r.success, "duration": r.duration_seconds, "status": r.status, "reason": r.reason}))
-                    .collect();
-                json(
-                    StatusCode::OK,
-                    &serde_json::json!({ "status": "success", "probe": p.get("probe"), "results": v }),
-                )
-            }
-            Ok(Err(e)) => error(StatusCode::INTERNAL_SERVER_ERROR, &e.to_string()),
-            Err(e) => error(StatusCode::INTERNAL_SERVER_ERROR, &e.to_string()),
-        }
+                    .collect::<Vec<_>>()
+            })
+        })
+        .await;
+        ("probe", "results", r)
     } else if let Some(name) = p.get("alert").cloned() {
-        let r =
-            tokio::task::spawn_blocking(move || state.alert_history(&name, since, until, limit))
-                .await;
-        match r {
-            Ok(Ok(records)) => {
-                let v: Vec<serde_json::Value> = records
+        let r = tokio::task::spawn_blocking(move || {
+            state.alert_history(&name, since, until, limit).map(|records| {
+                records
                     .iter()
                     .map(|r| serde_json::json!({"time": rfc(r.t), "labels": r.labels, "from": r.from, "to": r.to, "value": crate::promql::format_value(r.value)}))
-                    .collect();
-                json(
-                    StatusCode::OK,
-                    &serde_json::json!({ "status": "success", "alert": p.get("alert"), "transitions": v }),
-                )
-            }
-            Ok(Err(e)) => error(StatusCode::INTERNAL_SERVER_ERROR, &e.to_string()),
-            Err(e) => error(StatusCode::INTERNAL_SERVER_ERROR, &e.to_string()),
-        }
+                    .collect::<Vec<_>>()
+            })
+        })
+        .await;
+        ("alert", "transitions", r)
     } else {
-        error(StatusCode::BAD_REQUEST, "give probe=NAME or alert=NAME")
+        return error(StatusCode::BAD_REQUEST, "give probe=NAME or alert=NAME");
+    };
+    match r {
+        Ok(Ok(v)) => json(
+            StatusCode::OK,
+            &serde_json::json!({ "status": "success", key: p.get(key), list: v }),
+        ),
+        Ok(Err(e)) => error(StatusCode::INTERNAL_SERVER_ERROR, &e.to_string()),
+        Err(e) => error(StatusCode::INTERNAL_SERVER_ERROR, &e.to_string()),
     }
 }
