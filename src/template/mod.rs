@@ -312,28 +312,22 @@ fn unescape(s: &str) -> String {
     out
 }
 
+/// `$labels` or `$externalLabels`, or one label of them (`$labels.job`). As Prometheus sets
+/// `missingkey=zero`, an absent label is "".
+fn label_term<'a>(map: &'a BTreeMap<&'a str, &'a str>, key: Option<&str>) -> Val<'a> {
+    match key {
+        Some(k) => Val::Str(map.get(k).copied().unwrap_or("").to_string()),
+        None => Val::Map(map),
+    }
+}
+
 fn term_val<'a>(t: &Term, data: &'a TemplateData<'a>) -> Result<Val<'a>, String> {
     Ok(match t {
         Term::Str(s) => Val::Str(s.clone()),
         Term::Num(n) => Val::Num(*n),
         Term::Value => Val::Num(data.value),
-        // missingkey=zero, as Prometheus sets it: an absent label is "".
-        Term::Labels(Some(k)) => Val::Str(
-            data.labels
-                .get(k.as_str())
-                .copied()
-                .unwrap_or("")
-                .to_string(),
-        ),
-        Term::Labels(None) => Val::Map(&data.labels),
-        Term::ExternalLabels(Some(k)) => Val::Str(
-            data.external_labels
-                .get(k.as_str())
-                .copied()
-                .unwrap_or("")
-                .to_string(),
-        ),
-        Term::ExternalLabels(None) => Val::Map(&data.external_labels),
+        Term::Labels(k) => label_term(&data.labels, k.as_deref()),
+        Term::ExternalLabels(k) => label_term(&data.external_labels, k.as_deref()),
         Term::Func(_) => return Err("a function cannot be an argument".into()),
     })
 }
@@ -447,44 +441,52 @@ fn title(s: &str) -> String {
 }
 
 /// Prometheus' `humanize`: SI prefixes, 4 significant digits.
-pub fn humanize(mut v: f64) -> String {
+pub fn humanize(v: f64) -> String {
     if v == 0.0 || !v.is_finite() {
         return format_g(v, Some(4));
     }
-    let mut prefix = "";
-    if v.abs() >= 1.0 {
-        for p in ["k", "M", "G", "T", "P", "E", "Z", "Y"] {
-            if v.abs() < 1000.0 {
-                break;
-            }
-            prefix = p;
-            v /= 1000.0;
-        }
+    let (v, prefix) = if v.abs() >= 1.0 {
+        scale_large(v, 1000.0, ["k", "M", "G", "T", "P", "E", "Z", "Y"])
     } else {
-        for p in ["m", "u", "n", "p", "f", "a", "z", "y"] {
-            if v.abs() >= 1.0 {
-                break;
-            }
-            prefix = p;
-            v *= 1000.0;
-        }
-    }
+        scale_small(v)
+    };
     format!("{}{prefix}", format_g(v, Some(4)))
 }
 
-/// Prometheus' `humanize1024`: binary prefixes.
-pub fn humanize1024(mut v: f64) -> String {
-    if v.abs() <= 1.0 || !v.is_finite() {
-        return format_g(v, Some(4));
-    }
+/// `v` divided by `base` while its magnitude is at least `base`, with the prefix of the last
+/// division: the large side of `humanize` and `humanize1024`.
+fn scale_large(mut v: f64, base: f64, prefixes: [&'static str; 8]) -> (f64, &'static str) {
     let mut prefix = "";
-    for p in ["ki", "Mi", "Gi", "Ti", "Pi", "Ei", "Zi", "Yi"] {
-        if v.abs() < 1024.0 {
+    for p in prefixes {
+        if v.abs() < base {
             break;
         }
         prefix = p;
-        v /= 1024.0;
+        v /= base;
     }
+    (v, prefix)
+}
+
+/// `v` multiplied by 1000 while its magnitude is below 1, with the SI prefix of the last step:
+/// the small side of `humanize` and of `humanizeDuration` under a second.
+fn scale_small(mut v: f64) -> (f64, &'static str) {
+    let mut prefix = "";
+    for p in ["m", "u", "n", "p", "f", "a", "z", "y"] {
+        if v.abs() >= 1.0 {
+            break;
+        }
+        prefix = p;
+        v *= 1000.0;
+    }
+    (v, prefix)
+}
+
+/// Prometheus' `humanize1024`: binary prefixes.
+pub fn humanize1024(v: f64) -> String {
+    if v.abs() <= 1.0 || !v.is_finite() {
+        return format_g(v, Some(4));
+    }
+    let (v, prefix) = scale_large(v, 1024.0, ["ki", "Mi", "Gi", "Ti", "Pi", "Ei", "Zi", "Yi"]);
     format!("{}{prefix}", format_g(v, Some(4)))
 }
 
@@ -503,14 +505,7 @@ pub fn humanize_duration(mut v: f64) -> String {
         if v == 0.0 {
             return format!("{}s", format_g(v, Some(4)));
         }
-        let mut prefix = "";
-        for p in ["m", "u", "n", "p", "f", "a", "z", "y"] {
-            if v.abs() >= 1.0 {
-                break;
-            }
-            prefix = p;
-            v *= 1000.0;
-        }
+        let (v, prefix) = scale_small(v);
         return format!("{sign}{}{prefix}s", format_g(v, Some(4)));
     }
     let secs = v as i64;
