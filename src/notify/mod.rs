@@ -650,15 +650,58 @@ pub async fn send_test(
     .await
 }
 
-/// Replaces every occurrence of each secret in `message` with `<secret>`.
+/// Replaces every occurrence of each secret in `message` with `<secret>`, and of the parts of
+/// a secret URL a peer may echo on their own (see [`secret_parts`]).
 fn redact(message: &str, secrets: &[&str]) -> String {
-    let mut m = message.to_string();
+    let mut all: Vec<String> = Vec::new();
     for s in secrets {
-        if !s.is_empty() && m.contains(s) {
-            m = m.replace(s, "<secret>");
+        all.push(s.to_string());
+        all.extend(secret_parts(s));
+    }
+    // Longest first, so a whole URL becomes one `<secret>` rather than a patchwork.
+    all.sort_by_key(|s| std::cmp::Reverse(s.len()));
+    let mut m = message.to_string();
+    for s in &all {
+        if !s.is_empty() && m.contains(s.as_str()) {
+            m = m.replace(s.as_str(), "<secret>");
         }
     }
     m
+}
+
+/// The parts of a secret URL that carry its credential and that an error body may quote
+/// without the rest ("unknown webhook /api/webhooks/1/TOKEN"): its path with the query, and
+/// each path segment and query value long enough to be a token. Short words (`api`, `hook`)
+/// are left, so messages (and receiver names) stay readable.
+fn secret_parts(secret: &str) -> Vec<String> {
+    /// The shortest part redacted on its own.
+    const MIN_TOKEN: usize = 8;
+    let Ok(url) = reqwest::Url::parse(secret) else {
+        return Vec::new();
+    };
+    if !matches!(url.scheme(), "http" | "https") {
+        return Vec::new();
+    }
+    let mut out = Vec::new();
+    let path = url.path();
+    if path != "/" {
+        out.push(path.to_string());
+    }
+    if let Some(q) = url.query() {
+        out.push(format!("{path}?{q}"));
+        out.push(q.to_string());
+        out.extend(
+            url.query_pairs()
+                .map(|(_, v)| v.into_owned())
+                .filter(|v| v.len() >= MIN_TOKEN),
+        );
+    }
+    out.extend(
+        path.split('/')
+            .filter(|s| s.len() >= MIN_TOKEN)
+            .map(str::to_string),
+    );
+    out
 }
 
 #[cfg(test)]

@@ -179,6 +179,31 @@ fn test_notification_is_marked_and_unique() {
 }
 
 #[test]
+fn redaction_covers_the_parts_of_a_secret_url() {
+    let secrets = [
+        "https://discord.com/api/webhooks/123/D1SCORDTOKEN",
+        "https://chat.googleapis.com/v1/spaces/AAAA/messages?key=K3YK3Y&token=GCHATT0KEN",
+    ];
+    let e = NotifyError::permanent(
+        "receiver x: HTTP 404: unknown webhook /api/webhooks/123/D1SCORDTOKEN, token GCHATT0KEN, \
+         query key=K3YK3Y&token=GCHATT0KEN, url https://discord.com/api/webhooks/123/D1SCORDTOKEN",
+    )
+    .redacted(&secrets);
+    let m = e.message();
+    for leak in ["D1SCORDTOKEN", "GCHATT0KEN", "K3YK3Y", "/api/webhooks"] {
+        assert!(!m.contains(leak), "{leak} in {m}");
+    }
+    assert!(
+        m.starts_with("receiver x: HTTP 404: unknown webhook <secret>"),
+        "{m}"
+    );
+    assert!(m.ends_with("url <secret>"), "{m}");
+    // Short words of the path stay readable; a secret that is no URL has no parts.
+    assert!(!secret_parts(secrets[0]).contains(&"api".to_string()));
+    assert!(secret_parts("hmac-key").is_empty());
+}
+
+#[test]
 fn redaction() {
     let e = NotifyError::permanent("receiver x: bad https://hooks.example/T0/SECRET and SECRET")
         .redacted(&["https://hooks.example/T0/SECRET", "SECRET"]);
