@@ -332,6 +332,69 @@ impl Notification {
             .filter(|v| !v.is_empty())
     }
 
+    /// The alerts to show, firing first: they are what the reader must act on.
+    pub fn ordered(&self) -> Vec<&NotifiedAlert> {
+        self.firing().chain(self.resolved()).collect()
+    }
+
+    /// The verdict this notification carries, when it is a deployment's `DeploymentVerdict`.
+    pub fn verdict(&self) -> Option<VerdictView<'_>> {
+        let [a] = self.alerts.as_slice() else {
+            return None;
+        };
+        if a.name() != VERDICT_ALERTNAME {
+            return None;
+        }
+        let label = |k: &str| a.labels.get(k).map(String::as_str).unwrap_or("");
+        let verdict = label("verdict");
+        if verdict.is_empty() {
+            return None;
+        }
+        let checks = a
+            .annotations
+            .iter()
+            .filter(|(k, _)| !VERDICT_FIELDS.contains(&k.as_str()))
+            .filter_map(|(k, v)| {
+                let (state, detail) = v.split_once(": ")?;
+                matches!(state, "pass" | "fail" | "nodata" | "pending").then(|| VerdictCheck {
+                    name: k.strip_prefix("check:").unwrap_or(k),
+                    state,
+                    detail,
+                })
+            })
+            .collect();
+        Some(VerdictView {
+            job: label("job"),
+            version: label("version"),
+            verdict,
+            reason: a.shown_annotation("reason"),
+            checks,
+            details: ["commit", "author", "url"]
+                .into_iter()
+                .filter_map(|k| a.shown_annotation(k).map(|v| (k, v)))
+                .collect(),
+            link: &a.generator_url,
+        })
+    }
+
+    /// The title a channel shows: the verdict's for a verdict, else [`Notification::title`].
+    pub fn headline(&self) -> String {
+        match self.verdict() {
+            Some(v) => v.title(),
+            None => self.title(),
+        }
+    }
+
+    /// How the message reads at first glance: a verdict by its outcome, else firing is Bad and
+    /// resolved Good.
+    pub fn tone(&self) -> Tone {
+        match (self.verdict(), self.status) {
+            (Some(v), _) => v.tone(),
+            (None, GroupStatus::Firing) => Tone::Bad,
+            (None, GroupStatus::Resolved) => Tone::Good,
+        }
+    }
+
     /// The one-line title every channel uses: `[FIRING:N] alertname job` or
     /// `[RESOLVED] alertname job` (missing parts left out), prefixed `[TEST]` for a test.
     pub fn title(&self) -> String {
@@ -435,6 +498,88 @@ pub fn truncate_chars(s: &str, max: usize) -> String {
     let mut out: String = s.chars().take(max - 1).collect();
     out.push('…');
     out
+}
+
+/// The alert name of a deployment's verdict, as `deploy::verdict::ALERTNAME` writes it (the
+/// gate engine sits above this module, so the name is repeated here and a test ties the two).
+pub const VERDICT_ALERTNAME: &str = "DeploymentVerdict";
+
+/// The annotations of a verdict that are not checks (`deploy::verdict::annotations`).
+const VERDICT_FIELDS: [&str; 6] = [
+    "summary",
+    "reason",
+    "description",
+    "commit",
+    "author",
+    "url",
+];
+
+/// How a message reads at first glance; each channel turns it into its own colour and mark.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Tone {
+    /// Firing, or a failed deployment: someone must act.
+    Bad,
+    /// An inconclusive deployment: look, but nothing is known to be broken.
+    Warning,
+    /// Resolved, or a deployment that passed.
+    Good,
+}
+
+/// One check of a verdict, read back from its annotation (`state: value V, bound B, ...`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct VerdictCheck<'a> {
+    /// The check's name, without the `check:` prefix a reserved name gets.
+    pub name: &'a str,
+    /// `pass`, `fail`, `nodata` or `pending`.
+    pub state: &'a str,
+    /// The rest: value, bound, baseline, reason and counts.
+    pub detail: &'a str,
+}
+
+/// A deployment's verdict as the channels show it: read back from the one alert of a
+/// `DeploymentVerdict` notification, so that a verdict reads as a verdict (not as an alert that
+/// fired or resolved) with its table of checks.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct VerdictView<'a> {
+    /// The job deployed.
+    pub job: &'a str,
+    /// The version deployed.
+    pub version: &'a str,
+    /// `pass`, `fail` or `inconclusive`.
+    pub verdict: &'a str,
+    /// Why the verdict.
+    pub reason: Option<&'a str>,
+    /// The checks, by name.
+    pub checks: Vec<VerdictCheck<'a>>,
+    /// What the deployment was recorded with (`commit`, `author`, `url`), in that order.
+    pub details: Vec<(&'a str, &'a str)>,
+    /// The deployment in postflight's API.
+    pub link: &'a str,
+}
+
+impl VerdictView<'_> {
+    /// `Deployment api v2.0.1: FAIL`.
+    pub fn title(&self) -> String {
+        let mut t = String::from("Deployment");
+        for part in [self.job, self.version] {
+            if !part.is_empty() {
+                t.push(' ');
+                t.extend(part.chars().map(|c| if c.is_control() { ' ' } else { c }));
+            }
+        }
+        t.push_str(": ");
+        t.push_str(&self.verdict.to_ascii_uppercase());
+        t
+    }
+
+    /// Bad for fail, Warning for inconclusive, Good for pass.
+    pub fn tone(&self) -> Tone {
+        match self.verdict {
+            "fail" => Tone::Bad,
+            "pass" => Tone::Good,
+            _ => Tone::Warning,
+        }
+    }
 }
 
 /// Why one delivery attempt failed, and whether another attempt can help.

@@ -59,6 +59,97 @@ pub(crate) fn sample() -> Notification {
     )
 }
 
+/// The `DeploymentVerdict` notification of api v2.0.1 with two checks, shaped as
+/// `deploy::verdict::notification` builds it: `fail` and `inconclusive` firing, `pass` resolved.
+pub(crate) fn verdict_sample(verdict: &str) -> Notification {
+    let status = if verdict == "pass" {
+        GroupStatus::Resolved
+    } else {
+        GroupStatus::Firing
+    };
+    let error_rate = if verdict == "fail" {
+        "fail: value 0.02, bound <= 0.005, baseline 0.001; above the bound (0 pass, 3 fail, 0 no data)"
+    } else {
+        "pass: value 0.001, bound <= 0.005, baseline 0.001; within bounds (3 pass, 0 fail, 0 no data)"
+    };
+    let alert = NotifiedAlert {
+        status,
+        labels: map(&[
+            ("alertname", VERDICT_ALERTNAME),
+            ("job", "api"),
+            ("version", "v2.0.1"),
+            ("verdict", verdict),
+            ("severity", if verdict == "fail" { "page" } else { "info" }),
+        ]),
+        annotations: map(&[
+            ("error-rate", error_rate),
+            (
+                "p99-latency",
+                "pass: value 0.21, bound <= 0.5, baseline 0.2; within bounds (3 pass, 0 fail, 0 no data)",
+            ),
+            (
+                "summary",
+                &format!("api v2.0.1: {verdict} after 3 evaluations — checks"),
+            ),
+            ("reason", "check error-rate failed 3 evaluations in a row"),
+            ("commit", "abc123"),
+            ("author", "ada"),
+        ]),
+        starts_at: Utc.with_ymd_and_hms(2024, 5, 1, 12, 0, 0).unwrap(),
+        ends_at: (status == GroupStatus::Resolved)
+            .then(|| Utc.with_ymd_and_hms(2024, 5, 1, 12, 30, 0).unwrap()),
+        generator_url: "http://monitor.example.com:7980/api/v1/deployments/18f0a".into(),
+        fingerprint: "00000000000000cc".into(),
+    };
+    let group_labels = map(&[("alertname", VERDICT_ALERTNAME), ("job", "api")]);
+    Notification::new(
+        "hooks",
+        format!("{{}}/deploy:{}@18f0a", format_labels(&group_labels)),
+        group_labels,
+        vec![alert],
+        "http://monitor.example.com:7980",
+    )
+}
+
+#[test]
+fn verdicts_read_as_verdicts() {
+    assert_eq!(VERDICT_ALERTNAME, crate::deploy::verdict::ALERTNAME);
+    let n = verdict_sample("fail");
+    let v = n.verdict().expect("a verdict");
+    assert_eq!((v.job, v.version, v.verdict), ("api", "v2.0.1", "fail"));
+    assert_eq!(v.title(), "Deployment api v2.0.1: FAIL");
+    assert_eq!(n.headline(), "Deployment api v2.0.1: FAIL");
+    assert_eq!(n.tone(), Tone::Bad);
+    assert_eq!(
+        v.reason,
+        Some("check error-rate failed 3 evaluations in a row")
+    );
+    assert_eq!(v.checks.len(), 2);
+    assert_eq!(v.checks[0].name, "error-rate");
+    assert_eq!(v.checks[0].state, "fail");
+    assert!(v.checks[0].detail.starts_with("value 0.02, bound <= 0.005"));
+    assert_eq!(v.details, vec![("commit", "abc123"), ("author", "ada")]);
+    assert_eq!(verdict_sample("pass").tone(), Tone::Good);
+    assert_eq!(verdict_sample("inconclusive").tone(), Tone::Warning);
+    // A check named like a reserved annotation keeps its name.
+    let mut n = verdict_sample("pass");
+    n.alerts[0].annotations.insert(
+        "check:reason".into(),
+        "pass: value 1, bound <= 2, baseline none; ok (1 pass, 0 fail, 0 no data)".into(),
+    );
+    assert!(
+        n.verdict()
+            .unwrap()
+            .checks
+            .iter()
+            .any(|c| c.name == "reason")
+    );
+    // Any other alert is not a verdict.
+    assert!(sample().verdict().is_none());
+    assert_eq!(sample().headline(), sample().title());
+    assert_eq!(sample().tone(), Tone::Bad);
+}
+
 #[test]
 fn new_computes_status_and_common_parts() {
     let n = sample();
