@@ -313,6 +313,159 @@ fn duplicate_receiver_names() {
     );
 }
 
+/// One receiver of each type SPEC §11 added, each with every secret it can hold.
+const NEW_RECEIVERS: &str = r#"
+[[receiver]]
+name = "msteams"
+type = "teams"
+url = "https://example.webhook.office.com/workflows/1/invoke?sig=teams-5ecret"
+[[receiver]]
+name = "chat"
+type = "discord"
+url = "https://discord.com/api/webhooks/1/discord-5ecret"
+[[receiver]]
+name = "tg"
+type = "telegram"
+bot_token = "123456:telegram-5ecret"
+chat_id = -1001234567890
+[[receiver]]
+name = "genie"
+type = "opsgenie"
+api_key = "opsgenie-5ecret"
+url = "https://api.eu.opsgenie.com"
+[[receiver]]
+name = "gchat"
+type = "googlechat"
+url = "https://chat.googleapis.com/v1/spaces/A/messages?key=k&token=gchat-5ecret"
+[[receiver]]
+name = "phone"
+type = "ntfy"
+url = "https://ntfy.sh/ntfy-topic-5ecret"
+token = "ntfy-token-5ecret"
+"#;
+
+#[test]
+fn new_receiver_types_load_with_their_defaults() {
+    use postflight::config::{ChatId, ReceiverKind};
+    let c = load_str(NEW_RECEIVERS, "t.toml").unwrap();
+    let types: Vec<&str> = c.receivers.iter().map(|r| r.kind.type_name()).collect();
+    assert_eq!(
+        types,
+        [
+            "teams",
+            "discord",
+            "telegram",
+            "opsgenie",
+            "googlechat",
+            "ntfy"
+        ]
+    );
+    match &c.receivers[2].kind {
+        ReceiverKind::Telegram(t) => {
+            assert_eq!(t.chat_id, ChatId::Id(-1001234567890));
+            assert_eq!(t.url, "https://api.telegram.org", "the default");
+        }
+        k => panic!("{k:?}"),
+    }
+    match &c.receivers[3].kind {
+        ReceiverKind::Opsgenie(o) => assert_eq!(o.url, "https://api.eu.opsgenie.com"),
+        k => panic!("{k:?}"),
+    }
+    let src = NEW_RECEIVERS.replace("chat_id = -1001234567890", "chat_id = \"@alerts\"");
+    match &load_str(&src, "t.toml").unwrap().receivers[2].kind {
+        ReceiverKind::Telegram(t) => assert_eq!(t.chat_id, ChatId::Username("@alerts".into())),
+        k => panic!("{k:?}"),
+    }
+    // The receiver's Debug output (what a careless log line would print) shows no secret.
+    let debug = format!("{:?}", c.receivers);
+    assert!(!debug.contains("5ecret"), "{debug}");
+}
+
+/// `ReceiverConfig::secrets` is the one list the notifier's redaction and the tests use: each
+/// new type lists each of its secret fields there.
+#[test]
+fn secrets_lists_every_secret_field_of_the_new_receiver_types() {
+    let c = load_str(NEW_RECEIVERS, "t.toml").unwrap();
+    let of = |name: &str| -> Vec<&str> { c.receiver(name).unwrap().secrets() };
+    assert_eq!(
+        of("msteams"),
+        ["https://example.webhook.office.com/workflows/1/invoke?sig=teams-5ecret"]
+    );
+    assert_eq!(
+        of("chat"),
+        ["https://discord.com/api/webhooks/1/discord-5ecret"]
+    );
+    assert_eq!(of("tg"), ["123456:telegram-5ecret"]);
+    assert_eq!(of("genie"), ["opsgenie-5ecret"]);
+    assert_eq!(
+        of("gchat"),
+        ["https://chat.googleapis.com/v1/spaces/A/messages?key=k&token=gchat-5ecret"]
+    );
+    assert_eq!(
+        of("phone"),
+        ["https://ntfy.sh/ntfy-topic-5ecret", "ntfy-token-5ecret"]
+    );
+    // And the config's list holds them all.
+    let all = c.secrets();
+    assert_eq!(all.iter().filter(|s| s.contains("5ecret")).count(), 7);
+}
+
+#[test]
+fn new_receiver_settings_are_checked_with_their_position() {
+    let recv = |body: &str| format!("[[receiver]]\nname = \"x\"\n{body}");
+    assert_problem(
+        &recv("type = \"discord\"\nurl = \"discord.com/api/webhooks/1/T0KEN\"\n"),
+        4,
+        7,
+        "url must be the webhook's http:// or https:// URL",
+    );
+    // The message never quotes the secret URL.
+    let ps = problems(&recv("type = \"teams\"\nurl = \"ftp://T0KEN\"\n"));
+    assert!(ps.iter().all(|p| !p.contains("T0KEN")), "{ps:?}");
+    assert_problem(
+        &recv("type = \"ntfy\"\nurl = \"https://ntfy.sh/\"\n"),
+        4,
+        7,
+        "url must name the topic",
+    );
+    assert_problem(
+        &recv("type = \"telegram\"\nbot_token = \"123/456\"\nchat_id = 1\n"),
+        4,
+        13,
+        "bot_token must be the token @BotFather gave",
+    );
+    assert_problem(
+        &recv("type = \"telegram\"\nbot_token = \"1:A\"\nchat_id = \"alerts\"\n"),
+        5,
+        11,
+        "expected a chat id",
+    );
+    assert_problem(
+        &recv("type = \"opsgenie\"\napi_key = \"k\"\nurl = \"api.opsgenie.com\"\n"),
+        5,
+        7,
+        "must be the Alert API's http:// or https:// base URL",
+    );
+    assert_problem(
+        &recv("type = \"opsgenie\"\napi_key = \"\"\n"),
+        4,
+        11,
+        "api_key must not be empty",
+    );
+    assert_problem(
+        &recv("type = \"googlechat\"\nurl = \"https://chat.googleapis.com/x\"\nthread = 1\n"),
+        5,
+        1,
+        "unknown field `thread`",
+    );
+    assert_problem(
+        &recv("type = \"pigeon\"\n"),
+        3,
+        8,
+        "expected one of: slack, email, webhook, pagerduty, teams, discord, telegram, opsgenie, googlechat, ntfy",
+    );
+}
+
 #[test]
 fn bad_smtp_tls_mode() {
     let src = "[[receiver]]\nname = \"m\"\ntype = \"email\"\nsmtp = \"127.0.0.1:25\"\ntls = \"ssl\"\nfrom = \"a@b\"\nto = [\"c@d\"]\n";
@@ -408,10 +561,12 @@ fn check_command_exit_codes_and_shipped_configs() {
     for e in std::fs::read_dir(format!("{root}/config/examples")).unwrap() {
         files.push(e.unwrap().path().display().to_string());
     }
-    assert!(
-        files.len() >= 6,
-        "an example per receiver type plus a gate: {files:?}"
-    );
+    for t in postflight::config::RECEIVER_TYPES {
+        assert!(
+            files.iter().any(|f| f.ends_with(&format!("/{t}.toml"))),
+            "an example for receiver type {t}: {files:?}"
+        );
+    }
     for f in files {
         let out = Command::new(bin)
             .args(["check", "-c", &f])
@@ -419,6 +574,23 @@ fn check_command_exit_codes_and_shipped_configs() {
             .env("WEBHOOK_SECRET", "s")
             .env("PAGERDUTY_ROUTING_KEY", "k")
             .env("SMTP_PASSWORD", "p")
+            .env(
+                "TEAMS_WEBHOOK_URL",
+                "https://example.webhook.office.com/workflows/x/invoke?sig=s",
+            )
+            .env(
+                "DISCORD_WEBHOOK_URL",
+                "https://discord.com/api/webhooks/1/t",
+            )
+            .env("TELEGRAM_BOT_TOKEN", "123456:ABC")
+            .env("TELEGRAM_CHAT_ID", "-1001234567890")
+            .env("OPSGENIE_API_KEY", "k")
+            .env(
+                "GOOGLECHAT_WEBHOOK_URL",
+                "https://chat.googleapis.com/v1/spaces/A/messages?key=k&token=t",
+            )
+            .env("NTFY_TOPIC_URL", "https://ntfy.sh/pf-alerts-x")
+            .env("NTFY_TOKEN", "tk_x")
             .output()
             .unwrap();
         assert_eq!(

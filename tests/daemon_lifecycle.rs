@@ -5,7 +5,7 @@ mod common;
 use std::os::unix::net::UnixDatagram;
 use std::time::{Duration, Instant};
 
-use common::{Daemon, http, metric};
+use common::{Daemon, TestServer, http, metric};
 
 const BASIC: &str = r#"
 [server]
@@ -283,17 +283,94 @@ fn api_token_guards_every_non_get_call() {
 
 #[test]
 fn secrets_never_reach_logs_metrics_or_api() {
+    // Every receiver of the SPEC §11 types gets a firing alert and is refused by a peer that
+    // echoes the request (path, query, credentials) in its error body, so the secrets reach
+    // the daemon's error messages and must be removed there.
+    let echo = TestServer::start(|req| {
+        let auth = req
+            .headers
+            .iter()
+            .find(|(k, _)| k == "authorization")
+            .map_or("", |(_, v)| v.as_str());
+        (
+            400,
+            "text/plain",
+            format!("bad request {} {auth}", req.path),
+        )
+    });
+    let e = echo.port;
     let dir = tempfile::tempdir().unwrap();
-    let secrets = [
-        ("PF_T_TOKEN", "apitoken-5ecret-1"),
-        ("PF_T_SLACK", "https://hooks.slack.test/services/5ecret-2"),
-        ("PF_T_HMAC", "hmac-5ecret-3"),
-        ("PF_T_PD", "routingkey-5ecret-4"),
-        ("PF_T_PASS", "smtp-5ecret-5"),
-        ("PF_T_HDR", "Bearer probe-5ecret-6"),
+    let secrets: Vec<(&str, String)> = vec![
+        ("PF_T_TOKEN", "apitoken-5ecret-1".into()),
+        (
+            "PF_T_SLACK",
+            "https://hooks.slack.test/services/5ecret-2".into(),
+        ),
+        ("PF_T_HMAC", "hmac-5ecret-3".into()),
+        ("PF_T_PD", "routingkey-5ecret-4".into()),
+        ("PF_T_PASS", "smtp-5ecret-5".into()),
+        ("PF_T_HDR", "Bearer probe-5ecret-6".into()),
+        (
+            "PF_T_TEAMS",
+            format!("http://127.0.0.1:{e}/workflows/invoke?sig=teams-5ecret-7"),
+        ),
+        (
+            "PF_T_DISCORD",
+            format!("http://127.0.0.1:{e}/api/webhooks/1/discord-5ecret-8"),
+        ),
+        ("PF_T_TG", "123456:telegram-5ecret-9".into()),
+        ("PF_T_GENIE", "opsgenie-5ecret-10".into()),
+        (
+            "PF_T_GCHAT",
+            format!("http://127.0.0.1:{e}/v1/spaces/A/messages?key=k&token=gchat-5ecret-11"),
+        ),
+        (
+            "PF_T_NTFY",
+            format!("http://127.0.0.1:{e}/ntfy-topic-5ecret-12"),
+        ),
+        ("PF_T_NTFY_TOKEN", "ntfy-token-5ecret-13".into()),
     ];
+    let new_receivers = format!(
+        r#"
+[[rule]]
+alert = "Leak"
+expr = 'vector(1)'
+[[route]]
+matchers = ['alertname="Leak"']
+receivers = ["teams", "discord", "telegram", "opsgenie", "googlechat", "ntfy"]
+group_wait = "0s"
+[[receiver]]
+name = "teams"
+type = "teams"
+url = "${{PF_T_TEAMS}}"
+[[receiver]]
+name = "discord"
+type = "discord"
+url = "${{PF_T_DISCORD}}"
+[[receiver]]
+name = "telegram"
+type = "telegram"
+bot_token = "${{PF_T_TG}}"
+chat_id = -100
+url = "http://127.0.0.1:{e}"
+[[receiver]]
+name = "opsgenie"
+type = "opsgenie"
+api_key = "${{PF_T_GENIE}}"
+url = "http://127.0.0.1:{e}"
+[[receiver]]
+name = "googlechat"
+type = "googlechat"
+url = "${{PF_T_GCHAT}}"
+[[receiver]]
+name = "ntfy"
+type = "ntfy"
+url = "${{PF_T_NTFY}}"
+token = "${{PF_T_NTFY_TOKEN}}"
+"#
+    );
     let cfg = format!(
-        "{BASIC}\n[[probe]]\nname = \"with-header\"\nurl = \"http://127.0.0.1:{{port}}/healthz\"\nheaders = {{ Authorization = \"${{PF_T_HDR}}\" }}\n{}",
+        "{BASIC}\n[[probe]]\nname = \"with-header\"\nurl = \"http://127.0.0.1:{{port}}/healthz\"\nheaders = {{ Authorization = \"${{PF_T_HDR}}\" }}\n{new_receivers}{}",
         r#"
 [[route]]
 receivers = ["s", "w", "p", "m"]
@@ -323,11 +400,27 @@ to = ["b@example.com"]
 "#
     )
     .replace("[storage]", "api_token = \"${PF_T_TOKEN}\"\n[storage]");
-    let mut env: Vec<(&str, &str)> = secrets.to_vec();
+    let mut env: Vec<(&str, &str)> = secrets.iter().map(|(k, v)| (*k, v.as_str())).collect();
     env.push(("RUST_LOG", "trace"));
     let mut d = Daemon::start_in(dir.path(), &cfg, &env);
     d.wait_ready();
-    std::thread::sleep(Duration::from_millis(2500));
+    // Each of the six receivers tried and was refused.
+    common::wait_until(20, "a refusal logged for each new receiver", || {
+        let log = d.log_text();
+        [
+            "teams",
+            "discord",
+            "telegram",
+            "opsgenie",
+            "googlechat",
+            "ntfy",
+        ]
+        .iter()
+        .all(|r| {
+            log.lines()
+                .any(|l| l.contains("refused permanently") && l.contains(&format!("receiver {r}:")))
+        })
+    });
     let mut seen = String::new();
     for path in [
         "/metrics",
@@ -359,9 +452,19 @@ to = ["b@example.com"]
         d.log_text().contains("postflight started"),
         "the log was written"
     );
-    for (_, s) in secrets {
+    assert!(
+        seen.contains("bad request"),
+        "the peers' answers reached the log"
+    );
+    for (_, s) in &secrets {
         let needle = s.trim_start_matches("Bearer ");
         assert!(!seen.contains(needle), "secret {needle:?} leaked");
+        // Nor the part of a secret that holds the credential.
+        if let Some(i) = needle.find("5ecret") {
+            let start = needle[..i].rfind(['/', '=', ':']).map_or(0, |j| j + 1);
+            let token = &needle[start..];
+            assert!(!seen.contains(token), "{token:?} of {needle:?} leaked");
+        }
     }
 }
 

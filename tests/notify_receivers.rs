@@ -1,6 +1,7 @@
 //! The notification channels against real peers on loopback: hyper servers playing Slack, a
-//! webhook consumer and PagerDuty, and a small SMTP server speaking STARTTLS, implicit TLS and
-//! AUTH PLAIN/LOGIN over rustls with a CA made by rcgen.
+//! webhook consumer, PagerDuty, Teams, Discord, Telegram, Opsgenie, Google Chat and ntfy, and a
+//! small SMTP server speaking STARTTLS, implicit TLS and AUTH PLAIN/LOGIN over rustls with a CA
+//! made by rcgen.
 
 use std::collections::BTreeMap;
 use std::convert::Infallible;
@@ -17,8 +18,9 @@ use hyper::service::service_fn;
 use hyper::{Request, Response, StatusCode};
 use hyper_util::rt::TokioIo;
 use postflight::config::{
-    EmailConfig, PagerdutyConfig, ReceiverConfig, ReceiverKind, Secret, SlackConfig, SmtpTls,
-    WebhookConfig,
+    ChatId, DiscordConfig, EmailConfig, GooglechatConfig, NtfyConfig, OpsgenieConfig,
+    PagerdutyConfig, ReceiverConfig, ReceiverKind, Secret, SlackConfig, SmtpTls, TeamsConfig,
+    TelegramConfig, WebhookConfig,
 };
 use postflight::notify::{
     self, Clients, GroupStatus, Notification, NotifiedAlert, NotifyError, group_key,
@@ -95,6 +97,8 @@ fn clients() -> Clients {
 struct Seen {
     method: String,
     path: String,
+    /// The query string, without `?`.
+    query: String,
     headers: HeaderMap,
     body: Bytes,
 }
@@ -154,6 +158,7 @@ async fn https_peer(
                         let _ = tx.send(Seen {
                             method: parts.method.to_string(),
                             path: parts.uri.path().to_string(),
+                            query: parts.uri.query().unwrap_or("").to_string(),
                             headers: parts.headers,
                             body,
                         });
@@ -1135,4 +1140,752 @@ async fn email_to_silent_server_times_out() {
         .unwrap_err();
     assert!(e.is_retryable(), "{e}");
     assert!(start.elapsed() < Duration::from_millis(1500));
+}
+
+// ---------------------------------------------------------------------------------------------
+// Teams, Discord, Telegram, Opsgenie, Google Chat and ntfy (SPEC §11): each receives a firing,
+// a resolved and a verdict message, checked against the shapes of the service's API.
+
+/// A `DeploymentVerdict` notification as the gate engine sends it: one alert, `fail` and
+/// `inconclusive` firing, `pass` resolved, one annotation per check.
+fn verdict(receiver: &str, verdict: &str, deployment: &str) -> Notification {
+    let status = if verdict == "pass" {
+        GroupStatus::Resolved
+    } else {
+        GroupStatus::Firing
+    };
+    let check = if verdict == "fail" {
+        "fail: value 0.02, bound <= 0.005, baseline 0.001; above the bound (0 pass, 3 fail, 0 no data)"
+    } else {
+        "pass: value 0.001, bound <= 0.005, baseline 0.001; within bounds (3 pass, 0 fail, 0 no data)"
+    };
+    let alert = NotifiedAlert {
+        status,
+        labels: map(&[
+            ("alertname", "DeploymentVerdict"),
+            ("job", "api"),
+            ("version", "v2.0.1"),
+            ("verdict", verdict),
+            ("severity", if verdict == "fail" { "page" } else { "info" }),
+        ]),
+        annotations: map(&[
+            ("error-rate", check),
+            ("summary", "api v2.0.1: verdict after 3 evaluations"),
+            ("reason", "check error-rate failed 3 evaluations in a row"),
+            ("commit", "abc123"),
+        ]),
+        starts_at: Utc.with_ymd_and_hms(2024, 5, 1, 12, 0, 0).unwrap(),
+        ends_at: (status == GroupStatus::Resolved)
+            .then(|| Utc.with_ymd_and_hms(2024, 5, 1, 12, 30, 0).unwrap()),
+        generator_url: format!("http://monitor.example.com:7980/api/v1/deployments/{deployment}"),
+        fingerprint: "00000000000000cc".into(),
+    };
+    let group_labels = map(&[("alertname", "DeploymentVerdict"), ("job", "api")]);
+    let key = format!(
+        "{{}}/deploy:{}@{deployment}",
+        notify::format_labels(&group_labels)
+    );
+    Notification::new(
+        receiver,
+        key,
+        group_labels,
+        vec![alert],
+        "http://monitor.example.com:7980",
+    )
+}
+
+/// A firing group whose alert carries a description far over every service's limit.
+fn huge(receiver: &str) -> Notification {
+    let mut n = notification(receiver, &[GroupStatus::Firing, GroupStatus::Firing]);
+    n.alerts[0]
+        .annotations
+        .insert("description".into(), "<&>*_é😀 ".repeat(4000));
+    n
+}
+
+/// Sends each notification and returns what the peer got for each.
+async fn deliver_all(
+    r: &ReceiverConfig,
+    seen: &mut mpsc::UnboundedReceiver<Seen>,
+    ns: &[Notification],
+) -> Vec<Seen> {
+    let c = clients();
+    let mut out = Vec::new();
+    for n in ns {
+        notify::send(&c, r, n)
+            .await
+            .unwrap_or_else(|e| panic!("{}: {e}", n.group_key));
+        out.push(seen.recv().await.unwrap());
+    }
+    out
+}
+
+fn str_of<'a>(v: &'a serde_json::Value, what: &str) -> &'a str {
+    v.as_str()
+        .unwrap_or_else(|| panic!("{what} is not a string: {v}"))
+}
+
+#[tokio::test]
+async fn teams_posts_adaptive_cards_for_firing_resolved_and_verdicts() {
+    let (addr, mut seen) = http_peer(202, &[], "").await;
+    let r = receiver(
+        "msteams",
+        Duration::from_secs(5),
+        ReceiverKind::Teams(TeamsConfig {
+            url: Secret::new(format!(
+                "http://{addr}/workflows/abc/triggers/manual/paths/invoke?sig=T3AMSSIG"
+            )),
+        }),
+    );
+    let got = deliver_all(
+        &r,
+        &mut seen,
+        &[
+            notification("msteams", &[GroupStatus::Firing, GroupStatus::Resolved]),
+            notification("msteams", &[GroupStatus::Resolved]),
+            verdict("msteams", "fail", "d1"),
+            huge("msteams"),
+        ],
+    )
+    .await;
+    assert_eq!(got[0].path, "/workflows/abc/triggers/manual/paths/invoke");
+    assert_eq!(got[0].query, "sig=T3AMSSIG");
+    assert_eq!(got[0].header("content-type"), "application/json");
+    let cards: Vec<serde_json::Value> = got
+        .iter()
+        .map(|s| {
+            let v = s.json();
+            assert_eq!(v["type"], "message");
+            let a = &v["attachments"][0];
+            assert_eq!(a["contentType"], "application/vnd.microsoft.card.adaptive");
+            let c = a["content"].clone();
+            assert_eq!(c["type"], "AdaptiveCard");
+            assert_eq!(
+                c["$schema"],
+                "http://adaptivecards.io/schemas/adaptive-card.json"
+            );
+            assert!(str_of(&c["version"], "version") >= "1.4");
+            for b in c["body"].as_array().unwrap() {
+                let t = str_of(&b["type"], "body[].type");
+                assert!(["TextBlock", "Container", "FactSet"].contains(&t), "{t}");
+            }
+            c
+        })
+        .collect();
+    let (firing, resolved, fail) = (&cards[0], &cards[1], &cards[2]);
+    assert_eq!(firing["body"][0]["text"], "[FIRING:1] HighErrorRate api");
+    assert_eq!(firing["body"][0]["color"], "Attention");
+    assert_eq!(firing["body"][1]["style"], "attention");
+    assert_eq!(
+        firing["body"][1]["items"][0]["text"],
+        "FIRING · error rate 5% on api"
+    );
+    let facts = &firing["body"][1]["items"][2]["facts"];
+    assert!(
+        facts
+            .as_array()
+            .unwrap()
+            .contains(&serde_json::json!({"title": "path", "value": "<b>/v1</b>"}))
+    );
+    assert_eq!(firing["body"][2]["style"], "good");
+    assert_eq!(firing["actions"][0]["type"], "Action.OpenUrl");
+    assert_eq!(resolved["body"][0]["text"], "[RESOLVED] HighErrorRate api");
+    assert_eq!(resolved["body"][0]["color"], "Good");
+    assert_eq!(fail["body"][0]["text"], "Deployment api v2.0.1: FAIL");
+    assert_eq!(fail["body"][0]["color"], "Attention");
+    assert_eq!(fail["body"][2]["facts"][0]["title"], "error-rate");
+    assert!(
+        str_of(&fail["body"][2]["facts"][0]["value"], "check").starts_with("**FAIL** · value 0.02")
+    );
+    // Under Teams' 28 KB per message, however long the annotation.
+    assert!(got[3].body.len() < 28 * 1024, "{}", got[3].body.len());
+}
+
+#[tokio::test]
+async fn discord_posts_embeds_within_its_limits() {
+    let (addr, mut seen) = http_peer(204, &[], "").await;
+    let r = receiver(
+        "chat",
+        Duration::from_secs(5),
+        ReceiverKind::Discord(DiscordConfig {
+            url: Secret::new(format!("http://{addr}/api/webhooks/123/D1SCORDTOKEN")),
+        }),
+    );
+    let mut many_checks = verdict("chat", "fail", "d1");
+    for i in 0..40 {
+        many_checks.alerts[0].annotations.insert(
+            format!("check-{i:02}"),
+            format!("fail: {}", "v".repeat(1500)),
+        );
+    }
+    let got = deliver_all(
+        &r,
+        &mut seen,
+        &[
+            notification("chat", &[GroupStatus::Firing, GroupStatus::Resolved]),
+            notification("chat", &[GroupStatus::Resolved]),
+            verdict("chat", "pass", "d1"),
+            huge("chat"),
+            many_checks,
+        ],
+    )
+    .await;
+    assert_eq!(got[0].path, "/api/webhooks/123/D1SCORDTOKEN");
+    let msgs: Vec<serde_json::Value> = got.iter().map(Seen::json).collect();
+    for m in &msgs {
+        assert_eq!(m["allowed_mentions"]["parse"], serde_json::json!([]));
+        let embeds = m["embeds"].as_array().unwrap();
+        assert!(!embeds.is_empty() && embeds.len() <= 10);
+        let mut total = 0;
+        let len = |v: &serde_json::Value| v.as_str().map_or(0, |s| s.chars().count());
+        for e in embeds {
+            assert!(len(&e["title"]) <= 256);
+            assert!(len(&e["description"]) <= 4096);
+            assert!(e["color"].is_u64());
+            assert!(len(&e["footer"]["text"]) <= 2048);
+            let fields = e["fields"].as_array().cloned().unwrap_or_default();
+            assert!(fields.len() <= 25);
+            for f in &fields {
+                assert!((1..=256).contains(&len(&f["name"])), "{f}");
+                assert!((1..=1024).contains(&len(&f["value"])), "{f}");
+                total += len(&f["name"]) + len(&f["value"]);
+            }
+            total += len(&e["title"]) + len(&e["description"]) + len(&e["footer"]["text"]);
+        }
+        assert!(total <= 6000, "{total} characters");
+    }
+    let e = |i: usize| &msgs[i]["embeds"][0];
+    assert_eq!(e(0)["title"], "[FIRING:1] HighErrorRate api");
+    assert_eq!(e(0)["color"], 0xD93025);
+    assert_eq!(e(0)["timestamp"], "2024-05-01T12:00:00Z");
+    let d = str_of(&e(0)["description"], "description");
+    assert!(d.starts_with("🔴 **FIRING** · error rate 5% on api"), "{d}");
+    assert!(d.contains("`path=<b>/v1</b>`"), "{d}");
+    assert_eq!(e(1)["title"], "[RESOLVED] HighErrorRate api");
+    assert_eq!(e(1)["color"], 0x1E8E3E);
+    assert_eq!(e(2)["title"], "Deployment api v2.0.1: PASS");
+    assert_eq!(e(2)["color"], 0x1E8E3E);
+    assert_eq!(e(2)["fields"][0]["name"], "error-rate");
+    assert!(str_of(&e(3)["description"], "description").ends_with("…and 1 more alert"));
+    let fields = e(4)["fields"].as_array().unwrap();
+    assert!(str_of(&fields.last().unwrap()["value"], "more").starts_with("and "));
+}
+
+/// Checks Telegram HTML as its parser would (only its tags, each closed, known entities) and
+/// returns the text Telegram counts.
+fn telegram_text(html: &str) -> String {
+    let mut open: Vec<String> = Vec::new();
+    let mut text = String::new();
+    let mut rest = html;
+    while let Some(c) = rest.chars().next() {
+        match c {
+            '<' => {
+                let end = rest.find('>').expect("closed <");
+                let tag = &rest[1..end];
+                if let Some(name) = tag.strip_prefix('/') {
+                    assert_eq!(open.pop().as_deref(), Some(name), "in {html}");
+                } else {
+                    let name = tag.split(' ').next().unwrap();
+                    assert!(
+                        ["b", "i", "u", "s", "code", "pre", "a"].contains(&name),
+                        "<{name}>"
+                    );
+                    open.push(name.to_string());
+                }
+                rest = &rest[end + 1..];
+            }
+            '&' => {
+                let end = rest.find(';').expect("entity");
+                text.push(match &rest[..=end] {
+                    "&amp;" => '&',
+                    "&lt;" => '<',
+                    "&gt;" => '>',
+                    "&quot;" => '"',
+                    e => panic!("unknown entity {e}"),
+                });
+                rest = &rest[end + 1..];
+            }
+            c => {
+                assert_ne!(c, '>', "bare > in {html}");
+                text.push(c);
+                rest = &rest[c.len_utf8()..];
+            }
+        }
+    }
+    assert!(open.is_empty(), "unclosed {open:?}");
+    text
+}
+
+#[tokio::test]
+async fn telegram_sends_html_within_4096_characters() {
+    let (addr, mut seen) = http_peer(
+        200,
+        &[("content-type", "application/json")],
+        r#"{"ok":true,"result":{"message_id":1}}"#,
+    )
+    .await;
+    let r = receiver(
+        "tg",
+        Duration::from_secs(5),
+        ReceiverKind::Telegram(TelegramConfig {
+            bot_token: Secret::new("123456:T3LEGRAMT0KEN"),
+            chat_id: ChatId::Id(-1001234567890),
+            url: format!("http://{addr}/"),
+        }),
+    );
+    let got = deliver_all(
+        &r,
+        &mut seen,
+        &[
+            notification("tg", &[GroupStatus::Firing, GroupStatus::Resolved]),
+            notification("tg", &[GroupStatus::Resolved]),
+            verdict("tg", "inconclusive", "d1"),
+            huge("tg"),
+        ],
+    )
+    .await;
+    for s in &got {
+        assert_eq!(s.method, "POST");
+        assert_eq!(s.path, "/bot123456:T3LEGRAMT0KEN/sendMessage");
+        let v = s.json();
+        assert_eq!(v["chat_id"], -1001234567890i64);
+        assert_eq!(v["parse_mode"], "HTML");
+        let html = str_of(&v["text"], "text");
+        let text = telegram_text(html);
+        assert!(!text.is_empty());
+        assert!(text.encode_utf16().count() <= 4096, "{}", text.len());
+    }
+    let html = |i: usize| got[i].json()["text"].as_str().unwrap().to_string();
+    assert!(html(0).starts_with("🔴 <b>[FIRING:1] HighErrorRate api</b>"));
+    assert!(html(0).contains("<code>path=&lt;b&gt;/v1&lt;/b&gt;</code>"));
+    assert!(html(1).starts_with("✅ <b>[RESOLVED] HighErrorRate api</b>"));
+    assert!(html(2).starts_with("🟠 <b>Deployment api v2.0.1: INCONCLUSIVE</b>"));
+    assert!(
+        html(2).contains("<pre>error-rate  pass    value 0.001"),
+        "{}",
+        html(2)
+    );
+    assert!(html(3).contains("…and 1 more alert"));
+
+    // A username chat id is sent as a string.
+    let r = receiver(
+        "tg",
+        Duration::from_secs(5),
+        ReceiverKind::Telegram(TelegramConfig {
+            bot_token: Secret::new("123456:T3LEGRAMT0KEN"),
+            chat_id: ChatId::Username("@alerts".into()),
+            url: format!("http://{addr}"),
+        }),
+    );
+    let got = deliver_all(&r, &mut seen, &[notification("tg", &[GroupStatus::Firing])]).await;
+    assert_eq!(got[0].json()["chat_id"], "@alerts");
+}
+
+#[tokio::test]
+async fn opsgenie_creates_then_closes_by_alias() {
+    let (addr, mut seen) = http_peer(
+        202,
+        &[("content-type", "application/json")],
+        r#"{"result":"Request will be processed","took":0.1,"requestId":"x"}"#,
+    )
+    .await;
+    let r = receiver(
+        "genie",
+        Duration::from_secs(5),
+        ReceiverKind::Opsgenie(OpsgenieConfig {
+            api_key: Secret::new("0PSG3NIEKEY"),
+            url: format!("http://{addr}"),
+        }),
+    );
+    let got = deliver_all(
+        &r,
+        &mut seen,
+        &[
+            notification("genie", &[GroupStatus::Firing]),
+            notification("genie", &[GroupStatus::Resolved]),
+            verdict("genie", "fail", "d1"),
+            verdict("genie", "pass", "d2"),
+            huge("genie"),
+        ],
+    )
+    .await;
+    for s in &got {
+        assert_eq!(s.header("authorization"), "GenieKey 0PSG3NIEKEY");
+        assert_eq!(s.header("content-type"), "application/json");
+    }
+    let (create, close) = (&got[0], &got[1]);
+    assert_eq!(create.path, "/v2/alerts");
+    let c = create.json();
+    assert_eq!(
+        c["message"],
+        "[FIRING:1] HighErrorRate api: error rate 5% on api"
+    );
+    assert_eq!(c["priority"], "P1", "severity page");
+    assert_eq!(c["source"], "postflight");
+    assert_eq!(c["entity"], "api");
+    assert!(c["tags"].as_array().unwrap().iter().all(|t| t.is_string()));
+    assert!(
+        c["details"]
+            .as_object()
+            .unwrap()
+            .values()
+            .all(|v| v.is_string())
+    );
+    let alias = str_of(&c["alias"], "alias").to_string();
+    assert!(alias.len() <= 512);
+    assert_eq!(close.path, format!("/v2/alerts/{alias}/close"));
+    assert_eq!(close.query, "identifierType=alias");
+    assert_eq!(close.json()["source"], "postflight");
+
+    // A failed deployment opens an alert that the next pass of the job closes.
+    let (fail, pass) = (&got[2], &got[3]);
+    assert_eq!(fail.path, "/v2/alerts");
+    let f = fail.json();
+    assert_eq!(f["message"], "Deployment api v2.0.1: FAIL");
+    assert_eq!(f["priority"], "P1");
+    let verdict_alias = str_of(&f["alias"], "alias");
+    assert_ne!(verdict_alias, alias);
+    assert_eq!(pass.path, format!("/v2/alerts/{verdict_alias}/close"));
+
+    let h = got[4].json();
+    assert!(str_of(&h["message"], "message").chars().count() <= 130);
+    assert!(str_of(&h["description"], "description").chars().count() <= 15_000);
+    let tags = h["tags"].as_array().unwrap();
+    assert!(tags.len() <= 20 && tags.iter().all(|t| str_of(t, "tag").chars().count() <= 50));
+}
+
+#[tokio::test]
+async fn googlechat_posts_cards_v2() {
+    let (addr, mut seen) = http_peer(200, &[("content-type", "application/json")], "{}").await;
+    let r = receiver(
+        "gchat",
+        Duration::from_secs(5),
+        ReceiverKind::Googlechat(GooglechatConfig {
+            url: Secret::new(format!(
+                "http://{addr}/v1/spaces/AAAA/messages?key=K3Y&token=GCHATT0KEN"
+            )),
+        }),
+    );
+    let got = deliver_all(
+        &r,
+        &mut seen,
+        &[
+            notification("gchat", &[GroupStatus::Firing, GroupStatus::Resolved]),
+            notification("gchat", &[GroupStatus::Resolved]),
+            verdict("gchat", "fail", "d1"),
+            huge("gchat"),
+        ],
+    )
+    .await;
+    assert_eq!(got[0].path, "/v1/spaces/AAAA/messages");
+    assert_eq!(got[0].query, "key=K3Y&token=GCHATT0KEN");
+    for s in &got {
+        assert!(s.body.len() <= 32_000, "{}", s.body.len());
+        let v = s.json();
+        assert!(v["text"].is_string());
+        let card = &v["cardsV2"][0];
+        assert!(card["cardId"].is_string());
+        assert!(card["card"]["header"]["title"].is_string());
+        for section in card["card"]["sections"].as_array().unwrap() {
+            for w in section["widgets"].as_array().unwrap() {
+                let kind: Vec<&String> = w.as_object().unwrap().keys().collect();
+                assert!(
+                    ["textParagraph", "decoratedText", "buttonList"].contains(&kind[0].as_str()),
+                    "{kind:?}"
+                );
+            }
+        }
+    }
+    let v = |i: usize| got[i].json();
+    let sections = |i: usize| v(i)["cardsV2"][0]["card"]["sections"].clone();
+    assert_eq!(
+        v(0)["cardsV2"][0]["card"]["header"]["title"],
+        "[FIRING:1] HighErrorRate api"
+    );
+    let first = str_of(
+        &sections(0)[0]["widgets"][0]["textParagraph"]["text"],
+        "text",
+    )
+    .to_string();
+    assert!(first.contains("<b>FIRING</b>") && first.contains("path=&lt;b&gt;/v1&lt;/b&gt;"));
+    assert_eq!(
+        v(1)["cardsV2"][0]["card"]["header"]["title"],
+        "[RESOLVED] HighErrorRate api"
+    );
+    assert_eq!(
+        v(2)["cardsV2"][0]["card"]["header"]["title"],
+        "Deployment api v2.0.1: FAIL"
+    );
+    assert_eq!(
+        sections(2)[1]["widgets"][0]["decoratedText"]["topLabel"],
+        "error-rate"
+    );
+}
+
+#[tokio::test]
+async fn ntfy_posts_text_with_title_priority_and_tags() {
+    let (addr, mut seen) = http_peer(200, &[("content-type", "application/json")], "{}").await;
+    let r = receiver(
+        "phone",
+        Duration::from_secs(5),
+        ReceiverKind::Ntfy(NtfyConfig {
+            url: Secret::new(format!("http://{addr}/pf-alerts-S3CRETTOPIC")),
+            token: Some(Secret::new("tk_NTFYT0KEN")),
+        }),
+    );
+    let mut unicode = notification("phone", &[GroupStatus::Firing]);
+    unicode.group_labels.insert("job".into(), "café".into());
+    let got = deliver_all(
+        &r,
+        &mut seen,
+        &[
+            notification("phone", &[GroupStatus::Firing, GroupStatus::Resolved]),
+            notification("phone", &[GroupStatus::Resolved]),
+            verdict("phone", "fail", "d1"),
+            huge("phone"),
+            unicode,
+        ],
+    )
+    .await;
+    for s in &got {
+        assert_eq!(s.path, "/pf-alerts-S3CRETTOPIC");
+        assert_eq!(s.header("authorization"), "Bearer tk_NTFYT0KEN");
+        assert!(s.header("content-type").starts_with("text/plain"));
+        assert!(s.body.len() <= 4096, "{}", s.body.len());
+        let p: u8 = s.header("priority").parse().unwrap();
+        assert!((1..=5).contains(&p));
+    }
+    let (firing, resolved, fail) = (&got[0], &got[1], &got[2]);
+    assert_eq!(firing.header("title"), "[FIRING:1] HighErrorRate api");
+    assert_eq!(firing.header("priority"), "5", "severity page");
+    assert_eq!(firing.header("tags"), "rotating_light");
+    assert_eq!(
+        firing.header("click"),
+        "http://monitor.example.com:7980/rules"
+    );
+    let body = std::str::from_utf8(&firing.body).unwrap();
+    assert!(
+        body.starts_with("FIRING · error rate 5% on api\nReason: status 503"),
+        "{body}"
+    );
+    assert_eq!(resolved.header("title"), "[RESOLVED] HighErrorRate api");
+    assert_eq!(resolved.header("priority"), "2");
+    assert_eq!(resolved.header("tags"), "white_check_mark");
+    assert_eq!(fail.header("title"), "Deployment api v2.0.1: FAIL");
+    assert_eq!(fail.header("tags"), "rotating_light,deployment");
+    assert!(
+        std::str::from_utf8(&fail.body)
+            .unwrap()
+            .contains("- error-rate: FAIL · value 0.02")
+    );
+    assert!(
+        std::str::from_utf8(&got[3].body)
+            .unwrap()
+            .ends_with("…and 1 more alert")
+    );
+    // A title that is not ASCII is an RFC 2047 encoded word.
+    assert_eq!(
+        got[4].header("title"),
+        "=?UTF-8?B?W0ZJUklORzoxXSBIaWdoRXJyb3JSYXRlIGNhZsOp?="
+    );
+}
+
+/// A peer that refuses every request and echoes it back in its error body, as a careless
+/// service might: the path, the query and the credentials.
+async fn echo_peer(status: u16) -> SocketAddr {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        while let Ok((stream, _)) = listener.accept().await {
+            tokio::spawn(async move {
+                let svc = service_fn(move |req: Request<Incoming>| async move {
+                    let echo = format!(
+                        "bad request {} {:?}",
+                        req.uri(),
+                        req.headers().get("authorization")
+                    );
+                    let mut resp = Response::new(Full::new(Bytes::from(echo)));
+                    *resp.status_mut() = StatusCode::from_u16(status).unwrap();
+                    Ok::<_, Infallible>(resp)
+                });
+                let _ = hyper::server::conn::http1::Builder::new()
+                    .serve_connection(TokioIo::new(stream), svc)
+                    .await;
+            });
+        }
+    });
+    addr
+}
+
+/// One receiver of each new type pointing at `addr`, with its secrets.
+fn new_receivers(addr: SocketAddr) -> Vec<(ReceiverConfig, Vec<&'static str>)> {
+    let t = Duration::from_secs(5);
+    vec![
+        (
+            receiver(
+                "msteams",
+                t,
+                ReceiverKind::Teams(TeamsConfig {
+                    url: Secret::new(format!("http://{addr}/invoke?sig=T3AMSSIG")),
+                }),
+            ),
+            vec!["T3AMSSIG"],
+        ),
+        (
+            receiver(
+                "chat",
+                t,
+                ReceiverKind::Discord(DiscordConfig {
+                    url: Secret::new(format!("http://{addr}/api/webhooks/1/D1SCORDTOKEN")),
+                }),
+            ),
+            vec!["D1SCORDTOKEN"],
+        ),
+        (
+            receiver(
+                "tg",
+                t,
+                ReceiverKind::Telegram(TelegramConfig {
+                    bot_token: Secret::new("123456:T3LEGRAMT0KEN"),
+                    chat_id: ChatId::Id(1),
+                    url: format!("http://{addr}"),
+                }),
+            ),
+            vec!["T3LEGRAMT0KEN"],
+        ),
+        (
+            receiver(
+                "genie",
+                t,
+                ReceiverKind::Opsgenie(OpsgenieConfig {
+                    api_key: Secret::new("0PSG3NIEKEY"),
+                    url: format!("http://{addr}"),
+                }),
+            ),
+            vec!["0PSG3NIEKEY"],
+        ),
+        (
+            receiver(
+                "gchat",
+                t,
+                ReceiverKind::Googlechat(GooglechatConfig {
+                    url: Secret::new(format!(
+                        "http://{addr}/v1/spaces/A/messages?token=GCHATT0KEN"
+                    )),
+                }),
+            ),
+            vec!["GCHATT0KEN"],
+        ),
+        (
+            receiver(
+                "phone",
+                t,
+                ReceiverKind::Ntfy(NtfyConfig {
+                    url: Secret::new(format!("http://{addr}/S3CRETTOPIC")),
+                    token: Some(Secret::new("tk_NTFYT0KEN")),
+                }),
+            ),
+            vec!["S3CRETTOPIC", "tk_NTFYT0KEN"],
+        ),
+    ]
+}
+
+#[tokio::test]
+async fn new_receivers_keep_their_secrets_out_of_errors() {
+    let c = clients();
+    for status in [400, 401, 500] {
+        let addr = echo_peer(status).await;
+        for (r, secrets) in new_receivers(addr) {
+            for n in [
+                notification(&r.name, &[GroupStatus::Firing]),
+                notification(&r.name, &[GroupStatus::Resolved]),
+            ] {
+                let e = notify::send(&c, &r, &n).await.unwrap_err();
+                let m = e.to_string();
+                assert_eq!(e.is_retryable(), status == 500, "{m}");
+                assert!(m.contains(&r.name) && m.contains("bad request"), "{m}");
+                for s in &secrets {
+                    assert!(!m.contains(s), "{} leaked {s}: {m}", r.name);
+                }
+            }
+        }
+    }
+    // A connection refused says so, without the URL.
+    let closed = {
+        let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        l.local_addr().unwrap()
+    };
+    for (r, secrets) in new_receivers(closed) {
+        let e = notify::send(&c, &r, &notification(&r.name, &[GroupStatus::Firing]))
+            .await
+            .unwrap_err();
+        assert!(e.is_retryable());
+        for s in &secrets {
+            assert!(!e.to_string().contains(s), "{e}");
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn notify_test_command_delivers_through_each_new_receiver() {
+    let (addr, mut seen) = http_peer(200, &[("content-type", "application/json")], "{}").await;
+    let configs = [
+        (
+            "msteams",
+            format!("type = \"teams\"\nurl = \"http://{addr}/invoke?sig=S\""),
+        ),
+        (
+            "chat",
+            format!("type = \"discord\"\nurl = \"http://{addr}/api/webhooks/1/T\""),
+        ),
+        (
+            "tg",
+            format!(
+                "type = \"telegram\"\nbot_token = \"1:T\"\nchat_id = -100\nurl = \"http://{addr}\""
+            ),
+        ),
+        (
+            "genie",
+            format!("type = \"opsgenie\"\napi_key = \"K\"\nurl = \"http://{addr}\""),
+        ),
+        (
+            "gchat",
+            format!("type = \"googlechat\"\nurl = \"http://{addr}/v1/spaces/A/messages\""),
+        ),
+        (
+            "phone",
+            format!("type = \"ntfy\"\nurl = \"http://{addr}/topic\"\ntoken = \"tk\""),
+        ),
+    ];
+    let dir = tempfile::tempdir().unwrap();
+    for (name, body) in configs {
+        let path = dir.path().join(format!("{name}.toml"));
+        std::fs::write(
+            &path,
+            format!("[[receiver]]\nname = \"{name}\"\n{body}\ntimeout = \"5s\"\n"),
+        )
+        .unwrap();
+        let out = tokio::task::spawn_blocking(move || {
+            std::process::Command::new(env!("CARGO_BIN_EXE_postflight"))
+                .args(["notify-test", name, "-c"])
+                .arg(&path)
+                .output()
+                .unwrap()
+        })
+        .await
+        .unwrap();
+        assert_eq!(
+            out.status.code(),
+            Some(0),
+            "{name}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let req = seen.recv().await.unwrap();
+        let body = String::from_utf8_lossy(&req.body);
+        assert!(
+            body.contains("[TEST]") || req.header("title").contains("[TEST]"),
+            "{name}: {body}"
+        );
+        assert!(body.contains("test notification"), "{name}: {body}");
+    }
 }

@@ -301,7 +301,10 @@ impl<'s> Ctx<'s> {
             Ok(None) => {
                 self.problem(
                     Some(item.span()),
-                    format!("{label}: missing field `type` (slack, email, webhook or pagerduty)"),
+                    format!(
+                        "{label}: missing field `type` ({})",
+                        super::RECEIVER_TYPES.join(", ")
+                    ),
                 );
                 return None;
             }
@@ -340,11 +343,20 @@ impl<'s> Ctx<'s> {
             "email" => ReceiverKind::Email(self.de::<EmailConfig>(&rest, label)?),
             "webhook" => ReceiverKind::Webhook(self.de::<WebhookConfig>(&rest, label)?),
             "pagerduty" => ReceiverKind::Pagerduty(self.de::<PagerdutyConfig>(&rest, label)?),
+            "teams" => ReceiverKind::Teams(self.de::<super::TeamsConfig>(&rest, label)?),
+            "discord" => ReceiverKind::Discord(self.de::<super::DiscordConfig>(&rest, label)?),
+            "telegram" => ReceiverKind::Telegram(self.de::<super::TelegramConfig>(&rest, label)?),
+            "opsgenie" => ReceiverKind::Opsgenie(self.de::<super::OpsgenieConfig>(&rest, label)?),
+            "googlechat" => {
+                ReceiverKind::Googlechat(self.de::<super::GooglechatConfig>(&rest, label)?)
+            }
+            "ntfy" => ReceiverKind::Ntfy(self.de::<super::NtfyConfig>(&rest, label)?),
             other => {
                 self.problem(
                     Some(kind_span),
                     format!(
-                        "{label}: unknown receiver type {other:?} (expected slack, email, webhook or pagerduty)"
+                        "{label}: unknown receiver type {other:?} (expected one of: {})",
+                        super::RECEIVER_TYPES.join(", ")
                     ),
                 );
                 return None;
@@ -528,6 +540,14 @@ impl<'s> Ctx<'s> {
                 ));
             }
         }
+        for (i, r) in config.receivers.iter().enumerate() {
+            for (key, msg) in receiver_problems(r) {
+                found.push((
+                    span_of("receiver", i, key),
+                    format!("receiver {:?}: {msg}", r.name),
+                ));
+            }
+        }
         for (i, p) in config.probes.iter().enumerate() {
             let label = format!("probe {:?}", p.name);
             let scheme = p.url.split_once("://").map(|(s, _)| s);
@@ -628,6 +648,71 @@ impl<'s> Ctx<'s> {
             self.problem(span, msg);
         }
     }
+}
+
+/// What serde cannot see in a receiver's settings: URLs that are not http(s), a token that
+/// would change the request's path. Each problem names its key; messages never quote a secret.
+fn receiver_problems(r: &ReceiverConfig) -> Vec<(&'static str, String)> {
+    fn http_url(url: &str) -> Option<reqwest::Url> {
+        reqwest::Url::parse(url)
+            .ok()
+            .filter(|u| matches!(u.scheme(), "http" | "https") && u.has_host())
+    }
+    // The URL is a secret: the message says what is wrong, not what was written.
+    let secret_url = |url: &str, what: &str| {
+        http_url(url).is_none().then(|| {
+            (
+                "url",
+                format!("url must be the {what}'s http:// or https:// URL"),
+            )
+        })
+    };
+    let base_url = |url: &str, what: &str| {
+        http_url(url).is_none().then(|| {
+            (
+                "url",
+                format!("url {url:?} must be the {what}'s http:// or https:// base URL"),
+            )
+        })
+    };
+    let mut out = Vec::new();
+    match &r.kind {
+        ReceiverKind::Teams(c) => out.extend(secret_url(c.url.expose(), "Workflows webhook")),
+        ReceiverKind::Discord(c) => out.extend(secret_url(c.url.expose(), "webhook")),
+        ReceiverKind::Googlechat(c) => out.extend(secret_url(c.url.expose(), "webhook")),
+        ReceiverKind::Ntfy(c) => match http_url(c.url.expose()) {
+            None => out.extend(secret_url("", "topic")),
+            Some(u) if u.path().trim_matches('/').is_empty() => out.push((
+                "url",
+                "url must name the topic, as in https://ntfy.sh/my-alerts".to_string(),
+            )),
+            Some(_) => {}
+        },
+        ReceiverKind::Telegram(c) => {
+            let token = c.bot_token.expose();
+            if token.is_empty()
+                || token.contains(['/', '?', '#', '%'])
+                || token.chars().any(char::is_whitespace)
+            {
+                out.push((
+                    "bot_token",
+                    "bot_token must be the token @BotFather gave, like 123456:ABC-DEF (no '/', '?', '#', '%' or spaces)".to_string(),
+                ));
+            }
+            out.extend(base_url(&c.url, "Bot API"));
+        }
+        ReceiverKind::Opsgenie(c) => {
+            if c.api_key.expose().trim().is_empty() {
+                out.push(("api_key", "api_key must not be empty".to_string()));
+            }
+            out.extend(base_url(&c.url, "Alert API"));
+        }
+        ReceiverKind::Slack(_)
+        | ReceiverKind::Email(_)
+        | ReceiverKind::Webhook(_)
+        | ReceiverKind::Pagerduty(_) => {}
+    }
+    out
 }
 
 /// Appends a successfully read element; tells whether there was one.

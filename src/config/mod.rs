@@ -350,6 +350,18 @@ pub enum ReceiverKind {
     Webhook(WebhookConfig),
     /// PagerDuty Events API v2.
     Pagerduty(PagerdutyConfig),
+    /// Microsoft Teams through a Workflows webhook (Adaptive Card).
+    Teams(TeamsConfig),
+    /// Discord webhook (embeds).
+    Discord(DiscordConfig),
+    /// Telegram Bot API `sendMessage` in HTML mode.
+    Telegram(TelegramConfig),
+    /// Opsgenie Alert API v2.
+    Opsgenie(OpsgenieConfig),
+    /// Google Chat webhook (cardsV2).
+    Googlechat(GooglechatConfig),
+    /// ntfy topic.
+    Ntfy(NtfyConfig),
 }
 
 impl ReceiverConfig {
@@ -367,6 +379,15 @@ impl ReceiverConfig {
                 out.extend(w.headers.values().map(Secret::expose));
             }
             ReceiverKind::Pagerduty(p) => out.push(p.routing_key.expose()),
+            ReceiverKind::Teams(t) => out.push(t.url.expose()),
+            ReceiverKind::Discord(d) => out.push(d.url.expose()),
+            ReceiverKind::Telegram(t) => out.push(t.bot_token.expose()),
+            ReceiverKind::Opsgenie(o) => out.push(o.api_key.expose()),
+            ReceiverKind::Googlechat(g) => out.push(g.url.expose()),
+            ReceiverKind::Ntfy(n) => {
+                out.push(n.url.expose());
+                out.extend(n.token.as_ref().map(Secret::expose));
+            }
         }
         out.retain(|s| !s.is_empty());
         out
@@ -381,9 +402,29 @@ impl ReceiverKind {
             ReceiverKind::Email(_) => "email",
             ReceiverKind::Webhook(_) => "webhook",
             ReceiverKind::Pagerduty(_) => "pagerduty",
+            ReceiverKind::Teams(_) => "teams",
+            ReceiverKind::Discord(_) => "discord",
+            ReceiverKind::Telegram(_) => "telegram",
+            ReceiverKind::Opsgenie(_) => "opsgenie",
+            ReceiverKind::Googlechat(_) => "googlechat",
+            ReceiverKind::Ntfy(_) => "ntfy",
         }
     }
 }
+
+/// Every receiver `type`, as written in the config and listed in its error messages.
+pub const RECEIVER_TYPES: [&str; 10] = [
+    "slack",
+    "email",
+    "webhook",
+    "pagerduty",
+    "teams",
+    "discord",
+    "telegram",
+    "opsgenie",
+    "googlechat",
+    "ntfy",
+];
 
 /// `type = "slack"`
 #[derive(Debug, Clone, Deserialize)]
@@ -453,6 +494,106 @@ pub struct PagerdutyConfig {
     /// Events API endpoint.
     #[serde(default = "defaults::pagerduty_url")]
     pub url: String,
+}
+
+/// `type = "teams"`
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TeamsConfig {
+    /// The URL of the Workflows webhook ("Post to a channel when a webhook request is
+    /// received"); a secret: its `sig` parameter is the credential.
+    pub url: Secret,
+}
+
+/// `type = "discord"`
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DiscordConfig {
+    /// The webhook URL, `https://discord.com/api/webhooks/<id>/<token>`; a secret: it holds
+    /// the token.
+    pub url: Secret,
+}
+
+/// A Telegram chat: its numeric id (negative for groups and channels) or `@channelusername`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ChatId {
+    /// A numeric chat id.
+    Id(i64),
+    /// A public channel's `@username`.
+    Username(String),
+}
+
+impl<'de> Deserialize<'de> for ChatId {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl serde::de::Visitor<'_> for V {
+            type Value = ChatId;
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("a chat id: an integer like -1001234567890, or \"@channelusername\"")
+            }
+            fn visit_i64<E: serde::de::Error>(self, v: i64) -> Result<ChatId, E> {
+                Ok(ChatId::Id(v))
+            }
+            fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<ChatId, E> {
+                // A number written as a string (as environment variables are) is still a number.
+                if let Ok(id) = v.trim().parse::<i64>() {
+                    return Ok(ChatId::Id(id));
+                }
+                if v.len() > 1 && v.starts_with('@') {
+                    return Ok(ChatId::Username(v.to_string()));
+                }
+                Err(E::invalid_value(serde::de::Unexpected::Str(v), &self))
+            }
+        }
+        d.deserialize_any(V)
+    }
+}
+
+/// `type = "telegram"`
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TelegramConfig {
+    /// The bot's token from @BotFather (`123456:ABC-...`); a secret, sent in the URL path.
+    pub bot_token: Secret,
+    /// The chat the bot writes to.
+    pub chat_id: ChatId,
+    /// Base URL of the Bot API, for a self-hosted Bot API server or tests.
+    #[serde(default = "defaults::telegram_url")]
+    pub url: String,
+}
+
+/// `type = "opsgenie"`
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct OpsgenieConfig {
+    /// The API key of an Opsgenie "API" integration, sent as `Authorization: GenieKey ...`;
+    /// a secret.
+    pub api_key: Secret,
+    /// Base URL of the Alert API: `https://api.eu.opsgenie.com` for the EU instance.
+    #[serde(default = "defaults::opsgenie_url")]
+    pub url: String,
+}
+
+/// `type = "googlechat"`
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct GooglechatConfig {
+    /// The space's incoming webhook URL; a secret: its `key` and `token` parameters are the
+    /// credential.
+    pub url: Secret,
+}
+
+/// `type = "ntfy"`
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NtfyConfig {
+    /// The topic's URL, e.g. `https://ntfy.sh/my-alerts`; a secret: on a public server the
+    /// topic name is the only thing that keeps others from reading or writing it.
+    pub url: Secret,
+    /// An access token for a server that requires one, sent as `Authorization: Bearer ...`;
+    /// a secret.
+    #[serde(default)]
+    pub token: Option<Secret>,
 }
 
 /// `[[gate]]`: post-deployment verdict for one job.

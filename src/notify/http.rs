@@ -1,5 +1,5 @@
-//! HTTP plumbing shared by the Slack, webhook and PagerDuty channels: one POST, its outcome
-//! classified the same way for all three (SPEC §3: honour `Retry-After` on 429/503).
+//! HTTP plumbing shared by every HTTP channel: one POST, its outcome classified the same way for
+//! all of them (SPEC §3: honour `Retry-After` on 429/503).
 
 use std::time::Duration;
 
@@ -24,7 +24,19 @@ pub(crate) async fn post_json(
     clients: &Clients,
     receiver: &ReceiverConfig,
     url: &str,
+    headers: HeaderMap,
+    body: Vec<u8>,
+) -> Result<Delivered, NotifyError> {
+    post(clients, receiver, url, headers, "application/json", body).await
+}
+
+/// [`post_json`] for a body of another type (ntfy's plain text).
+pub(crate) async fn post(
+    clients: &Clients,
+    receiver: &ReceiverConfig,
+    url: &str,
     mut headers: HeaderMap,
+    content_type: &'static str,
     body: Vec<u8>,
 ) -> Result<Delivered, NotifyError> {
     let name = &receiver.name;
@@ -35,7 +47,7 @@ pub(crate) async fn post_json(
             "receiver {name}: URL scheme must be http or https"
         )));
     }
-    headers.insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    headers.insert(CONTENT_TYPE, HeaderValue::from_static(content_type));
     let sent = clients
         .http()
         .post(url)

@@ -7,16 +7,27 @@
 //! wait). Retries, backoff, grouping and the durable outbox belong to the dispatcher.
 //!
 //! One file per channel: [`webhook`] (Alertmanager webhook v4), [`slack`] (incoming webhook with
-//! blocks), [`email`] (SMTP through lettre) and [`pagerduty`] (Events API v2). The HTTP plumbing
-//! they share (status classification, `Retry-After`, bounded error bodies) lives in `http`.
+//! blocks), [`email`] (SMTP through lettre), [`pagerduty`] (Events API v2), [`teams`] (Workflows
+//! webhook, Adaptive Card), [`discord`] (webhook, embeds), [`telegram`] (Bot API, HTML),
+//! [`opsgenie`] (Alert API v2), [`googlechat`] (webhook, cardsV2) and [`ntfy`] (a topic). The
+//! HTTP plumbing they share (status classification, `Retry-After`, bounded error bodies) lives
+//! in `http`. A deployment's verdict is read back from its notification ([`VerdictView`]) so
+//! the chat channels show it as a verdict with its checks, not as an alert that resolved.
 //!
-//! Secrets (webhook URLs, routing keys, HMAC keys, SMTP passwords) are exposed only where they are
-//! sent, and every error message is scrubbed of them: messages name the receiver, never its URL.
+//! Secrets (webhook URLs, routing keys, HMAC keys, SMTP passwords, bot tokens, API keys) are
+//! exposed only where they are sent, and every error message is scrubbed of them: messages name
+//! the receiver, never its URL.
 
+pub mod discord;
 pub mod email;
+pub mod googlechat;
 mod http;
+pub mod ntfy;
+pub mod opsgenie;
 pub mod pagerduty;
 pub mod slack;
+pub mod teams;
+pub mod telegram;
 pub mod webhook;
 
 pub use http::{MAX_RETRY_AFTER, parse_retry_after};
@@ -486,6 +497,130 @@ pub fn summary_line(alert: &NotifiedAlert) -> String {
     }
 }
 
+/// `FIRING` or `RESOLVED`, as every chat channel marks an alert.
+pub(crate) fn status_word(status: GroupStatus) -> &'static str {
+    match status {
+        GroupStatus::Firing => "FIRING",
+        GroupStatus::Resolved => "RESOLVED",
+    }
+}
+
+/// One alert as plain text, for channels without markup (ntfy, Opsgenie's description): its
+/// status and summary, then its reason, description, labels, times and source, a line each.
+pub(crate) fn plain_alert(a: &NotifiedAlert) -> String {
+    let mut t = format!("{} · {}", status_word(a.status), summary_line(a));
+    if let Some(r) = a.shown_annotation("reason") {
+        let _ = write!(t, "\nReason: {r}");
+    }
+    if let Some(d) = a.shown_annotation("description") {
+        let _ = write!(t, "\n{d}");
+    }
+    if !a.labels.is_empty() {
+        let labels: Vec<String> = a.labels.iter().map(|(k, v)| format!("{k}={v}")).collect();
+        let _ = write!(t, "\nLabels: {}", labels.join(", "));
+    }
+    let (since, resolved) = a.shown_times();
+    let _ = write!(t, "\nSince: {since}");
+    if let Some(end) = resolved {
+        let _ = write!(t, " · Resolved: {end}");
+    }
+    if is_http(&a.generator_url) {
+        let _ = write!(t, "\nSource: {}", a.generator_url);
+    }
+    t
+}
+
+/// A verdict as plain text: its reason, a line per check, then what the deployment was
+/// recorded with and its link.
+pub(crate) fn plain_verdict(v: &VerdictView<'_>) -> String {
+    let mut t = String::new();
+    if let Some(r) = v.reason {
+        let _ = writeln!(t, "Reason: {r}");
+    }
+    if !v.checks.is_empty() {
+        t.push_str("Checks:\n");
+        for c in &v.checks {
+            let _ = writeln!(
+                t,
+                "- {}: {} · {}",
+                c.name,
+                c.state.to_ascii_uppercase(),
+                c.detail
+            );
+        }
+    }
+    for (k, val) in &v.details {
+        let _ = writeln!(t, "{}: {val}", capitalised(k));
+    }
+    if is_http(v.link) {
+        let _ = writeln!(t, "Deployment: {}", v.link);
+    }
+    t.truncate(t.trim_end().len());
+    t
+}
+
+/// `commit` → `Commit`.
+pub(crate) fn capitalised(s: &str) -> String {
+    let mut c = s.chars();
+    c.next()
+        .map(|f| f.to_uppercase().chain(c).collect())
+        .unwrap_or_default()
+}
+
+/// As many whole `blocks` as fit in `max` (as `len` measures), separated by blank lines, then
+/// "…and N more {noun}s" for the rest. A first block too long on its own is cut by `cut` (to
+/// a length) rather than left out, so the reader always sees something.
+pub(crate) fn fit_blocks(
+    blocks: &[String],
+    max: usize,
+    noun: &str,
+    len: fn(&str) -> usize,
+    cut: fn(&str, usize) -> String,
+) -> String {
+    let more = |hidden: usize| format!("…and {hidden} more {noun}{}", plural(hidden));
+    let mut out = String::new();
+    for (i, block) in blocks.iter().enumerate() {
+        let sep = if i == 0 { "" } else { "\n\n" };
+        let reserve = if i + 1 < blocks.len() {
+            2 + len(&more(blocks.len()))
+        } else {
+            0
+        };
+        if len(&out) + len(sep) + len(block) + reserve <= max {
+            out.push_str(sep);
+            out.push_str(block);
+            continue;
+        }
+        let hidden = if i == 0 {
+            out.push_str(&cut(
+                block,
+                max.saturating_sub(2 + len(&more(blocks.len()))),
+            ));
+            blocks.len() - 1
+        } else {
+            blocks.len() - i
+        };
+        if hidden > 0 {
+            if !out.is_empty() {
+                out.push_str("\n\n");
+            }
+            out.push_str(&more(hidden));
+        }
+        break;
+    }
+    out
+}
+
+/// The length in characters, for [`fit_blocks`].
+pub(crate) fn char_len(s: &str) -> usize {
+    s.chars().count()
+}
+
+/// "s" for a count other than one.
+pub(crate) fn plural(n: usize) -> &'static str {
+    if n == 1 { "" } else { "s" }
+}
+
 /// Cuts `s` to at most `max` characters, ending with "…" when it had to cut. Cuts on a char
 /// boundary, never inside a UTF-8 sequence.
 pub fn truncate_chars(s: &str, max: usize) -> String {
@@ -671,8 +806,7 @@ pub struct Delivered {
 /// TLS trust settings for SMTP.
 #[derive(Clone, Debug)]
 pub struct Clients {
-    /// Shared by the Slack, webhook and PagerDuty channels, so connections are reused across
-    /// notifications. rustls with the platform verifier; redirects only to the same host.
+    /// Shared by every HTTP channel, so connections are reused across notifications. rustls with the platform verifier; redirects only to the same host.
     http: reqwest::Client,
     /// Roots trusted on top of the platform's, for HTTPS and SMTP: a private CA in tests or an
     /// internal mail relay. Empty in a normal deployment.
@@ -759,6 +893,12 @@ pub async fn send(
             ReceiverKind::Email(c) => email::send(clients, receiver, c, n).await,
             ReceiverKind::Webhook(c) => webhook::send(clients, receiver, c, n).await,
             ReceiverKind::Pagerduty(c) => pagerduty::send(clients, receiver, c, n).await,
+            ReceiverKind::Teams(c) => teams::send(clients, receiver, c, n).await,
+            ReceiverKind::Discord(c) => discord::send(clients, receiver, c, n).await,
+            ReceiverKind::Telegram(c) => telegram::send(clients, receiver, c, n).await,
+            ReceiverKind::Opsgenie(c) => opsgenie::send(clients, receiver, c, n).await,
+            ReceiverKind::Googlechat(c) => googlechat::send(clients, receiver, c, n).await,
+            ReceiverKind::Ntfy(c) => ntfy::send(clients, receiver, c, n).await,
         }
     };
     // Each channel also sets its own timeouts; this one bounds the whole attempt (DNS, TLS,

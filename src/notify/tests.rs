@@ -151,6 +151,21 @@ fn verdicts_read_as_verdicts() {
 }
 
 #[test]
+fn plain_text_of_alerts_and_verdicts() {
+    let a = alert("a:80", GroupStatus::Firing);
+    let t = plain_alert(&a);
+    assert!(t.starts_with("FIRING · error rate 5% on <api>\nReason: status 503, expected 200\nLabels: alertname=HighErrorRate, instance=a:80, job=api\nSince: 2024-05-01 12:00:00 UTC"), "{t}");
+    let n = verdict_sample("fail");
+    let t = plain_verdict(&n.verdict().unwrap());
+    assert!(t.starts_with("Reason: check error-rate failed"), "{t}");
+    assert!(t.contains("\n- error-rate: FAIL · value 0.02"), "{t}");
+    assert!(
+        t.contains("\nCommit: abc123\nAuthor: ada\nDeployment: http://"),
+        "{t}"
+    );
+}
+
+#[test]
 fn new_computes_status_and_common_parts() {
     let n = sample();
     assert_eq!(n.status, GroupStatus::Firing);

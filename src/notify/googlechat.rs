@@ -1,0 +1,298 @@
+//! Google Chat incoming webhooks: a `text` line (what notifications show) and one card
+//! (`cardsV2`) whose header carries the title. A section per alert starts with a red "FIRING"
+//! or a green "RESOLVED"; a deployment's verdict has a row per check, its state in colour.
+//!
+//! Card text is Google Chat's small HTML subset (`<b>`, `<font color>`, `<a href>`, `<br>`), so
+//! every value is HTML-escaped. Google Chat refuses a message over 32,000 bytes: alerts are
+//! added while the card stays under [`MAX_CARD_BYTES`], then "…and N more alerts".
+
+use std::fmt::Write as _;
+
+use reqwest::header::HeaderMap;
+use serde_json::{Value, json};
+
+use super::{
+    Clients, Delivered, GroupStatus, Notification, NotifiedAlert, NotifyError, Tone, VerdictView,
+    capitalised, escape_with, is_http, markup_entity, plural, status_word, summary_line,
+    truncate_chars,
+};
+use crate::config::{GooglechatConfig, ReceiverConfig};
+
+/// The largest card sent, in bytes of JSON: under Google Chat's 32,000 bytes per message with
+/// room for the text line.
+pub const MAX_CARD_BYTES: usize = 28_000;
+/// Characters kept of one value (a summary, a reason, a description, a check's detail).
+const MAX_VALUE: usize = 2000;
+/// Characters kept of the header's title and of the text line.
+const MAX_TITLE: usize = 256;
+
+/// Escapes the characters Google Chat's card HTML reads as markup.
+pub fn escape(s: &str) -> String {
+    escape_with(s, |c| match c {
+        '"' => Some("&quot;"),
+        c => markup_entity(c),
+    })
+}
+
+fn escaped(s: &str) -> String {
+    escape(&truncate_chars(s, MAX_VALUE))
+}
+
+/// The colour of a state's word.
+pub fn colour(tone: Tone) -> &'static str {
+    match tone {
+        Tone::Bad => "#d93025",
+        Tone::Warning => "#e37400",
+        Tone::Good => "#1e8e3e",
+    }
+}
+
+fn coloured(tone: Tone, word: &str) -> String {
+    format!("<font color=\"{}\"><b>{word}</b></font>", colour(tone))
+}
+
+fn status_tone(s: GroupStatus) -> Tone {
+    match s {
+        GroupStatus::Firing => Tone::Bad,
+        GroupStatus::Resolved => Tone::Good,
+    }
+}
+
+fn link(url: &str, label: &str) -> Option<String> {
+    is_http(url).then(|| format!("<a href=\"{}\">{}</a>", escape(url), escape(label)))
+}
+
+fn paragraph(text: String) -> Value {
+    json!({"textParagraph": {"text": text}})
+}
+
+/// One alert: a section with one paragraph.
+fn alert_section(a: &NotifiedAlert) -> Value {
+    let mut t = format!(
+        "{} · <b>{}</b>",
+        coloured(status_tone(a.status), status_word(a.status)),
+        escaped(&summary_line(a))
+    );
+    if let Some(r) = a.shown_annotation("reason") {
+        let _ = write!(t, "<br><b>Reason:</b> {}", escaped(r));
+    }
+    if let Some(d) = a.shown_annotation("description") {
+        let _ = write!(t, "<br>{}", escaped(d));
+    }
+    if !a.labels.is_empty() {
+        let labels: Vec<String> = a.labels.iter().map(|(k, v)| format!("{k}={v}")).collect();
+        let _ = write!(t, "<br><b>Labels:</b> {}", escaped(&labels.join(", ")));
+    }
+    let (since, resolved) = a.shown_times();
+    let _ = write!(t, "<br><b>Since:</b> {since}");
+    if let Some(end) = resolved {
+        let _ = write!(t, " · <b>Resolved:</b> {end}");
+    }
+    if let Some(l) = link(&a.generator_url, "Source") {
+        let _ = write!(t, " · {l}");
+    }
+    json!({"widgets": [paragraph(t)]})
+}
+
+/// A verdict: its reason and details, then a row per check.
+fn verdict_sections(v: &VerdictView<'_>) -> Vec<Value> {
+    let mut lines = Vec::new();
+    if let Some(r) = v.reason {
+        lines.push(format!("<b>Reason:</b> {}", escaped(r)));
+    }
+    for (k, val) in &v.details {
+        lines.push(match (*k, link(val, val)) {
+            ("url", Some(l)) => format!("<b>Link:</b> {l}"),
+            _ => format!("<b>{}:</b> {}", capitalised(k), escaped(val)),
+        });
+    }
+    let mut out = Vec::new();
+    if !lines.is_empty() {
+        out.push(json!({"widgets": [paragraph(lines.join("<br>"))]}));
+    }
+    for c in &v.checks {
+        let tone = match c.state {
+            "fail" => Tone::Bad,
+            "pass" => Tone::Good,
+            _ => Tone::Warning,
+        };
+        out.push(json!({"widgets": [{"decoratedText": {
+            "topLabel": truncate_chars(c.name, MAX_TITLE),
+            "text": format!("{} · {}", coloured(tone, &c.state.to_ascii_uppercase()), escaped(c.detail)),
+            "wrapText": true,
+        }}]}));
+    }
+    out
+}
+
+fn size(v: &Value) -> usize {
+    // Serialising a serde_json::Value cannot fail.
+    serde_json::to_vec(v).expect("JSON serialises").len()
+}
+
+/// The `cardsV2` card of a notification, at most [`MAX_CARD_BYTES`] of JSON.
+pub fn card(n: &Notification) -> Value {
+    let verdict = n.verdict();
+    let subtitle = match &verdict {
+        Some(_) => "postflight · deployment verdict".to_string(),
+        None => format!(
+            "postflight · {} firing, {} resolved",
+            n.firing_count(),
+            n.resolved_count()
+        ),
+    };
+    let mut sections: Vec<Value> = Vec::new();
+    if n.test {
+        sections.push(json!({"widgets": [paragraph(
+            "🧪 <b>This is a test notification from postflight.</b> No action is needed.".into()
+        )]}));
+    }
+    let mut buttons = Vec::new();
+    if let Some(v) = &verdict
+        && is_http(v.link)
+    {
+        buttons.push(json!({"text": "Deployment", "onClick": {"openLink": {"url": v.link}}}));
+    }
+    if is_http(&n.external_url) {
+        buttons.push(
+            json!({"text": "Open postflight", "onClick": {"openLink": {"url": n.external_url}}}),
+        );
+    }
+    let footer =
+        (!buttons.is_empty()).then(|| json!({"widgets": [{"buttonList": {"buttons": buttons}}]}));
+    let mut card = json!({
+        "cardId": "postflight",
+        "card": {
+            "header": {"title": truncate_chars(&n.headline(), MAX_TITLE), "subtitle": subtitle},
+            "sections": [],
+        },
+    });
+    let parts: Vec<Value> = match &verdict {
+        Some(v) => verdict_sections(v),
+        None => n.ordered().into_iter().map(alert_section).collect(),
+    };
+    let noun = if verdict.is_some() { "check" } else { "alert" };
+    let more = |hidden: usize| json!({"widgets": [paragraph(format!("…and {hidden} more {noun}{}", plural(hidden)))]});
+    let mut used = size(&card)
+        + sections.iter().map(|s| size(s) + 1).sum::<usize>()
+        + footer.as_ref().map_or(0, |f| size(f) + 1);
+    let total = parts.len();
+    for (i, part) in parts.into_iter().enumerate() {
+        let reserve = if i + 1 < total {
+            size(&more(total)) + 1
+        } else {
+            0
+        };
+        let cost = size(&part) + 1;
+        if used + cost + reserve > MAX_CARD_BYTES {
+            sections.push(more(total - i));
+            break;
+        }
+        used += cost;
+        sections.push(part);
+    }
+    sections.extend(footer);
+    card["card"]["sections"] = Value::Array(sections);
+    card
+}
+
+/// The webhook body.
+pub fn message(n: &Notification) -> Value {
+    json!({
+        "text": truncate_chars(&n.headline(), MAX_TITLE),
+        "cardsV2": [card(n)],
+    })
+}
+
+/// One attempt.
+pub(crate) async fn send(
+    clients: &Clients,
+    receiver: &ReceiverConfig,
+    c: &GooglechatConfig,
+    n: &Notification,
+) -> Result<Delivered, NotifyError> {
+    // Serialising a serde_json::Value cannot fail.
+    let body = serde_json::to_vec(&message(n)).expect("google chat message serialises");
+    super::http::post_json(clients, receiver, c.url.expose(), HeaderMap::new(), body).await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::notify::tests::{alert, sample, verdict_sample};
+
+    #[test]
+    fn card_header_and_sections_by_state() {
+        let m = message(&sample());
+        assert_eq!(m["text"], "[FIRING:1] HighErrorRate api");
+        let c = &m["cardsV2"][0];
+        assert_eq!(c["cardId"], "postflight");
+        assert_eq!(c["card"]["header"]["title"], "[FIRING:1] HighErrorRate api");
+        assert_eq!(
+            c["card"]["header"]["subtitle"],
+            "postflight · 1 firing, 1 resolved"
+        );
+        let sections = c["card"]["sections"].as_array().unwrap();
+        let first = sections[0]["widgets"][0]["textParagraph"]["text"]
+            .as_str()
+            .unwrap();
+        assert!(
+            first.starts_with(
+                "<font color=\"#d93025\"><b>FIRING</b></font> · <b>error rate 5% on &lt;api&gt;</b>"
+            ),
+            "{first}"
+        );
+        assert!(first.contains("<br><b>Reason:</b> status 503, expected 200"));
+        let second = sections[1]["widgets"][0]["textParagraph"]["text"]
+            .as_str()
+            .unwrap();
+        assert!(second.starts_with("<font color=\"#1e8e3e\"><b>RESOLVED</b></font>"));
+        let buttons = &sections[2]["widgets"][0]["buttonList"]["buttons"];
+        assert_eq!(
+            buttons[0]["onClick"]["openLink"]["url"],
+            "http://monitor.example.com:7980"
+        );
+    }
+
+    #[test]
+    fn verdicts_have_a_row_per_check() {
+        let c = card(&verdict_sample("fail"));
+        assert_eq!(c["card"]["header"]["title"], "Deployment api v2.0.1: FAIL");
+        let sections = c["card"]["sections"].as_array().unwrap();
+        let row = &sections[1]["widgets"][0]["decoratedText"];
+        assert_eq!(row["topLabel"], "error-rate");
+        assert!(row["text"].as_str().unwrap().starts_with(
+            "<font color=\"#d93025\"><b>FAIL</b></font> · value 0.02, bound &lt;= 0.005"
+        ));
+        let pass = card(&verdict_sample("pass"));
+        assert!(
+            !pass["card"]["header"]["title"]
+                .as_str()
+                .unwrap()
+                .contains("RESOLVED")
+        );
+    }
+
+    #[test]
+    fn a_card_stays_under_the_size_limit() {
+        let mut n = sample();
+        n.alerts = (0..200)
+            .map(|i| {
+                let mut a = alert(&format!("i{i}"), GroupStatus::Firing);
+                a.annotations
+                    .insert("description".into(), "<&>".repeat(10_000));
+                a
+            })
+            .collect();
+        let m = message(&n);
+        assert!(size(&m) <= 32_000, "{}", size(&m));
+        let sections = m["cardsV2"][0]["card"]["sections"].as_array().unwrap();
+        let more = sections[sections.len() - 2]["widgets"][0]["textParagraph"]["text"]
+            .as_str()
+            .unwrap();
+        assert!(
+            more.starts_with("…and ") && more.ends_with("more alerts"),
+            "{more}"
+        );
+    }
+}

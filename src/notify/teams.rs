@@ -1,0 +1,296 @@
+//! Microsoft Teams through a Workflows webhook ("Post to a channel when a webhook request is
+//! received"): a message with one Adaptive Card. The title is red for firing and failed, amber
+//! for inconclusive, green for resolved and passed; each alert is a container of the same
+//! colour with its summary, reason, labels (a fact set) and times; a deployment's verdict lists
+//! its checks as a fact set.
+//!
+//! Teams refuses a message over about 28 KB, so alerts are added while the card stays under
+//! [`MAX_CARD_BYTES`], then "…and N more alerts". Text is not Markdown-escaped: Teams clients
+//! disagree on backslash escapes (some print the backslash), and a card shows no HTML.
+
+use reqwest::header::HeaderMap;
+use serde_json::{Value, json};
+
+use super::{
+    Clients, Delivered, GroupStatus, Notification, NotifiedAlert, NotifyError, Tone, VerdictView,
+    capitalised, is_http, plural, status_word, summary_line, truncate_chars,
+};
+use crate::config::{ReceiverConfig, TeamsConfig};
+
+/// The largest card sent, in bytes of JSON: under Teams' 28 KB per message with room for the
+/// envelope.
+pub const MAX_CARD_BYTES: usize = 24_000;
+/// The Adaptive Card version: 1.4 renders on every Teams client.
+pub const CARD_VERSION: &str = "1.4";
+/// Characters kept of a summary, reason, description or fact value.
+const MAX_FIELD: usize = 2000;
+/// Characters kept of the title.
+const MAX_TITLE: usize = 256;
+
+/// The colour of text (`color`) and of a container (`style`) for a tone.
+fn colours(tone: Tone) -> (&'static str, &'static str) {
+    match tone {
+        Tone::Bad => ("Attention", "attention"),
+        Tone::Warning => ("Warning", "warning"),
+        Tone::Good => ("Good", "good"),
+    }
+}
+
+fn status_tone(s: GroupStatus) -> Tone {
+    match s {
+        GroupStatus::Firing => Tone::Bad,
+        GroupStatus::Resolved => Tone::Good,
+    }
+}
+
+fn text_block(text: &str) -> Value {
+    json!({"type": "TextBlock", "text": truncate_chars(text, MAX_FIELD), "wrap": true})
+}
+
+fn subtle(text: &str) -> Value {
+    json!({"type": "TextBlock", "text": text, "wrap": true, "isSubtle": true, "size": "Small"})
+}
+
+fn fact_set(facts: impl IntoIterator<Item = (String, String)>) -> Value {
+    let facts: Vec<Value> = facts
+        .into_iter()
+        .map(|(t, v)| json!({"title": truncate_chars(&t, 256), "value": truncate_chars(&v, MAX_FIELD)}))
+        .collect();
+    json!({"type": "FactSet", "facts": facts})
+}
+
+/// One alert: a container in the alert's colour.
+fn alert_container(a: &NotifiedAlert) -> Value {
+    let (colour, style) = colours(status_tone(a.status));
+    let mut items = vec![json!({
+        "type": "TextBlock",
+        "text": truncate_chars(&format!("{} · {}", status_word(a.status), summary_line(a)), MAX_FIELD),
+        "weight": "Bolder",
+        "color": colour,
+        "wrap": true,
+    })];
+    if let Some(r) = a.shown_annotation("reason") {
+        items.push(text_block(&format!("Reason: {r}")));
+    }
+    if let Some(d) = a.shown_annotation("description") {
+        items.push(text_block(d));
+    }
+    if !a.labels.is_empty() {
+        items.push(fact_set(
+            a.labels.iter().map(|(k, v)| (k.clone(), v.clone())),
+        ));
+    }
+    let (since, resolved) = a.shown_times();
+    let mut times = format!("Since {since}");
+    if let Some(end) = resolved {
+        times.push_str(&format!(" · Resolved {end}"));
+    }
+    if is_http(&a.generator_url) && !a.generator_url.contains([')', ' ']) {
+        times.push_str(&format!(" · [Source]({})", a.generator_url));
+    }
+    items.push(subtle(&times));
+    json!({"type": "Container", "style": style, "separator": true, "items": items})
+}
+
+/// A verdict's body: reason, the checks as a fact set, what the deployment was recorded with.
+fn verdict_body(v: &VerdictView<'_>) -> Vec<Value> {
+    let mut out = Vec::new();
+    if let Some(r) = v.reason {
+        out.push(text_block(&format!("Reason: {r}")));
+    }
+    if !v.checks.is_empty() {
+        out.push(fact_set(v.checks.iter().map(|c| {
+            (
+                c.name.to_string(),
+                format!("**{}** · {}", c.state.to_ascii_uppercase(), c.detail),
+            )
+        })));
+    }
+    if !v.details.is_empty() {
+        out.push(fact_set(
+            v.details
+                .iter()
+                .map(|(k, val)| (capitalised(k), val.to_string())),
+        ));
+    }
+    out
+}
+
+fn size(v: &Value) -> usize {
+    // Serialising a serde_json::Value cannot fail.
+    serde_json::to_vec(v).expect("JSON serialises").len()
+}
+
+/// The Adaptive Card of a notification, at most [`MAX_CARD_BYTES`] of JSON.
+pub fn card(n: &Notification) -> Value {
+    let (colour, _) = colours(n.tone());
+    let mut body = vec![json!({
+        "type": "TextBlock",
+        "text": truncate_chars(&n.headline(), MAX_TITLE),
+        "size": "Large",
+        "weight": "Bolder",
+        "color": colour,
+        "style": "heading",
+        "wrap": true,
+    })];
+    if n.test {
+        body.push(text_block(
+            "🧪 This is a test notification from postflight. No action is needed.",
+        ));
+    }
+    let mut actions = Vec::new();
+    let verdict = n.verdict();
+    if let Some(v) = &verdict
+        && is_http(v.link)
+    {
+        actions.push(json!({"type": "Action.OpenUrl", "title": "Deployment", "url": v.link}));
+    }
+    if is_http(&n.external_url) {
+        actions.push(
+            json!({"type": "Action.OpenUrl", "title": "Open postflight", "url": n.external_url}),
+        );
+    }
+    let mut card = json!({
+        "$schema": "http://adaptivecards.io/schemas/adaptive-card.json",
+        "type": "AdaptiveCard",
+        "version": CARD_VERSION,
+        "msteams": {"width": "Full"},
+        "body": [],
+        "actions": actions,
+    });
+    let parts: Vec<Value> = match &verdict {
+        Some(v) => verdict_body(v),
+        None => n.ordered().into_iter().map(alert_container).collect(),
+    };
+    let more = |hidden: usize| {
+        subtle(&format!(
+            "…and {hidden} more {}{}",
+            if verdict.is_some() { "part" } else { "alert" },
+            plural(hidden)
+        ))
+    };
+    let mut used = size(&card) + body.iter().map(|b| size(b) + 1).sum::<usize>();
+    let total = parts.len();
+    for (i, part) in parts.into_iter().enumerate() {
+        let reserve = if i + 1 < total {
+            size(&more(total)) + 1
+        } else {
+            0
+        };
+        let cost = size(&part) + 1;
+        if used + cost + reserve > MAX_CARD_BYTES {
+            body.push(more(total - i));
+            break;
+        }
+        used += cost;
+        body.push(part);
+    }
+    card["body"] = Value::Array(body);
+    card
+}
+
+/// The webhook body: a message with the card as its one attachment.
+pub fn message(n: &Notification) -> Value {
+    json!({
+        "type": "message",
+        "attachments": [{
+            "contentType": "application/vnd.microsoft.card.adaptive",
+            "contentUrl": null,
+            "content": card(n),
+        }],
+    })
+}
+
+/// One attempt. A Workflows webhook answers 202 once it has queued the message.
+pub(crate) async fn send(
+    clients: &Clients,
+    receiver: &ReceiverConfig,
+    c: &TeamsConfig,
+    n: &Notification,
+) -> Result<Delivered, NotifyError> {
+    // Serialising a serde_json::Value cannot fail.
+    let body = serde_json::to_vec(&message(n)).expect("teams message serialises");
+    super::http::post_json(clients, receiver, c.url.expose(), HeaderMap::new(), body).await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::notify::tests::{alert, sample, verdict_sample};
+
+    #[test]
+    fn message_is_an_adaptive_card_coloured_by_state() {
+        let m = message(&sample());
+        assert_eq!(m["type"], "message");
+        let a = &m["attachments"][0];
+        assert_eq!(a["contentType"], "application/vnd.microsoft.card.adaptive");
+        let c = &a["content"];
+        assert_eq!(c["type"], "AdaptiveCard");
+        assert_eq!(c["version"], "1.4");
+        assert_eq!(c["body"][0]["text"], "[FIRING:1] HighErrorRate api");
+        assert_eq!(c["body"][0]["color"], "Attention");
+        let firing = &c["body"][1];
+        assert_eq!(firing["type"], "Container");
+        assert_eq!(firing["style"], "attention");
+        assert_eq!(
+            firing["items"][0]["text"],
+            "FIRING · error rate 5% on <api>"
+        );
+        assert_eq!(
+            firing["items"][1]["text"],
+            "Reason: status 503, expected 200"
+        );
+        assert_eq!(firing["items"][2]["type"], "FactSet");
+        assert_eq!(c["body"][2]["style"], "good");
+        assert_eq!(c["actions"][0]["url"], "http://monitor.example.com:7980");
+
+        let mut n = sample();
+        n.status = GroupStatus::Resolved;
+        n.alerts.retain(|a| a.status == GroupStatus::Resolved);
+        let c = card(&n);
+        assert_eq!(c["body"][0]["text"], "[RESOLVED] HighErrorRate api");
+        assert_eq!(c["body"][0]["color"], "Good");
+    }
+
+    #[test]
+    fn verdicts_list_their_checks() {
+        let c = card(&verdict_sample("inconclusive"));
+        assert_eq!(c["body"][0]["text"], "Deployment api v2.0.1: INCONCLUSIVE");
+        assert_eq!(c["body"][0]["color"], "Warning");
+        let checks = &c["body"][2];
+        assert_eq!(checks["type"], "FactSet");
+        assert_eq!(checks["facts"][0]["title"], "error-rate");
+        assert!(
+            checks["facts"][0]["value"]
+                .as_str()
+                .unwrap()
+                .starts_with("**PASS** · value 0.001")
+        );
+        assert_eq!(c["actions"][0]["title"], "Deployment");
+        assert_eq!(
+            card(&verdict_sample("fail"))["body"][0]["color"],
+            "Attention"
+        );
+        assert_eq!(card(&verdict_sample("pass"))["body"][0]["color"], "Good");
+    }
+
+    #[test]
+    fn a_card_stays_under_the_size_limit() {
+        let mut n = sample();
+        n.alerts = (0..100)
+            .map(|i| {
+                let mut a = alert(&format!("i{i}"), GroupStatus::Firing);
+                a.annotations
+                    .insert("description".into(), "x".repeat(50_000));
+                a
+            })
+            .collect();
+        let c = card(&n);
+        assert!(size(&c) <= MAX_CARD_BYTES, "{}", size(&c));
+        let last = c["body"].as_array().unwrap().last().unwrap();
+        assert!(
+            last["text"].as_str().unwrap().starts_with("…and "),
+            "{last}"
+        );
+    }
+}
