@@ -811,15 +811,9 @@ impl Parser {
             b"HELP " | b"TYPE " | b"UNIT " => &text[j..j + 4],
             _ => return Err(fail(i, "expected HELP, TYPE, UNIT or EOF after #")),
         };
-        j += 5;
-        let ns = j;
-        if j >= n || !is(b[j], NAME_START) {
-            return Err(fail(j, format!("expected metric name after {kind}")));
-        }
-        while j < n && is(b[j], NAME_CHAR) {
-            j += 1;
-        }
-        let ne = j;
+        let ns = j + 5;
+        let ne = metadata_name(b, ns, kind)?;
+        let j = ne;
         if b.get(j) != Some(&b' ') {
             return Err(fail(j, format!("expected text in {kind}")));
         }
@@ -852,6 +846,18 @@ impl Parser {
     }
 }
 
+/// The metric name of a `# HELP`, `# TYPE` or `# UNIT` line (`kind`), starting at `i`: the
+/// same rule in both formats. Returns where it ends.
+fn metadata_name(b: &[u8], mut i: usize, kind: &str) -> Result<usize, Fail> {
+    if i >= b.len() || !is(b[i], NAME_START) {
+        return Err(fail(i, format!("expected metric name after {kind}")));
+    }
+    while i < b.len() && is(b[i], NAME_CHAR) {
+        i += 1;
+    }
+    Ok(i)
+}
+
 /// A text-format `#` line at `i`: `# HELP`, `# TYPE`, or any other comment. Returns the
 /// offset of the next line.
 fn text_comment(
@@ -875,15 +881,9 @@ fn text_comment(
         return Ok((line_end(j) + 1).min(n));
     }
     let what = if is_type { "TYPE" } else { "HELP" };
-    j = skip_ws(b, j + 4);
-    let ns = j;
-    if j >= n || !is(b[j], NAME_START) {
-        return Err(fail(j, format!("expected metric name after {what}")));
-    }
-    while j < n && is(b[j], NAME_CHAR) {
-        j += 1;
-    }
-    let ne = j;
+    let ns = skip_ws(b, j + 4);
+    let ne = metadata_name(b, ns, what)?;
+    let j = ne;
     let le = line_end(j);
     if le >= n {
         return Err(fail(n, "linebreak expected after metadata"));
