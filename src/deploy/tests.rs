@@ -125,10 +125,8 @@ impl Harness {
     async fn deploy(&self, version: &str) -> String {
         self.handle
             .start(NewDeployment {
-                job: "api".into(),
-                version: version.into(),
                 commit: Some("abc123".into()),
-                ..Default::default()
+                ..new_deployment("api", version)
             })
             .await
             .unwrap()
@@ -173,6 +171,15 @@ fn assert_close(v: Option<f64>, want: f64) {
 
 async fn sleep_until(clock_start: tokio::time::Instant, after_ms: i64) {
     tokio::time::sleep_until(clock_start + Duration::from_millis(after_ms as u64)).await;
+}
+
+/// The body of a deployment of `version` of `job`, nothing else given.
+fn new_deployment(job: &str, version: &str) -> NewDeployment {
+    NewDeployment {
+        job: job.into(),
+        version: version.into(),
+        ..Default::default()
+    }
 }
 
 #[tokio::test(start_paused = true)]
@@ -471,23 +478,10 @@ async fn a_watch_that_ended_while_down_is_judged_on_the_data_there_is() {
 async fn recording_refuses_unknown_jobs_and_a_second_watch_unless_superseding() {
     let h = harness(healthy_head());
     let first = h.deploy("v1").await;
-    let again = h
-        .handle
-        .start(NewDeployment {
-            job: "api".into(),
-            version: "v2".into(),
-            ..Default::default()
-        })
-        .await;
+    let again = h.handle.start(new_deployment("api", "v2")).await;
     assert_eq!(again, Err(StartError::AlreadyWatching(first.clone())));
     assert_eq!(
-        h.handle
-            .start(NewDeployment {
-                job: "nope".into(),
-                version: "v1".into(),
-                ..Default::default()
-            })
-            .await,
+        h.handle.start(new_deployment("nope", "v1")).await,
         Err(StartError::NoGate("nope".into()))
     );
     assert!(matches!(
@@ -498,10 +492,8 @@ async fn recording_refuses_unknown_jobs_and_a_second_watch_unless_superseding() 
     let second = h
         .handle
         .start(NewDeployment {
-            job: "api".into(),
-            version: "v2".into(),
             supersede: true,
-            ..Default::default()
+            ..new_deployment("api", "v2")
         })
         .await
         .unwrap();
@@ -529,11 +521,7 @@ async fn recording_refuses_unknown_jobs_and_a_second_watch_unless_superseding() 
 #[tokio::test(start_paused = true)]
 async fn api_handlers_answer_with_the_documented_statuses_and_shape() {
     let h = harness(healthy_head());
-    let body = |job: &str| NewDeployment {
-        job: job.into(),
-        version: "v1".into(),
-        ..Default::default()
-    };
+    let body = |job: &str| new_deployment(job, "v1");
     let r = api::create_from(&h.handle, body("api")).await;
     assert_eq!(r.status(), StatusCode::CREATED);
     let v = body_json(r).await;
@@ -644,13 +632,7 @@ async fn a_deployment_that_cannot_be_stored_is_refused_and_a_verdict_waits_for_t
     );
     store.fail.store(true, std::sync::atomic::Ordering::Relaxed);
     assert!(matches!(
-        h.handle
-            .start(NewDeployment {
-                job: "api".into(),
-                version: "v9".into(),
-                ..Default::default()
-            })
-            .await,
+        h.handle.start(new_deployment("api", "v9")).await,
         Err(StartError::Store(_))
     ));
     store
