@@ -569,29 +569,30 @@ mod tests {
 
     #[test]
     fn pipelines_and_functions() {
-        assert_eq!(
-            render(
+        let cases = [
+            (
                 "error rate {{ $value | humanizePercentage }} on {{ $labels.job }}",
-                0.0123
+                0.0123,
+                "error rate 1.23% on api",
             ),
-            "error rate 1.23% on api"
-        );
-        assert_eq!(render("{{ humanize $value }}", 1234567.0), "1.235M");
-        assert_eq!(render("{{ $value | humanize }}", 0.000123), "123u");
-        assert_eq!(render("{{ $value | humanize1024 }}", 1048576.0), "1Mi");
-        assert_eq!(
-            render("{{ $value | humanizeDuration }}", 93784.0),
-            "1d 2h 3m 4s"
-        );
-        assert_eq!(render("{{ $value | humanizeDuration }}", 0.25), "250ms");
-        assert_eq!(render("{{ printf \"%.2f\" $value }}", 1.23456), "1.23");
-        assert_eq!(render("{{ $value | printf \"%.1f%%\" }}", 99.25), "99.2%");
-        assert_eq!(render("{{ $labels.job | toUpper }}", 0.0), "API");
-        assert_eq!(render("{{ index $labels \"job\" }}", 0.0), "api");
-        assert_eq!(
-            render("{{ 1700000000 | humanizeTimestamp }}", 0.0),
-            "2023-11-14 22:13:20 +0000 UTC"
-        );
+            ("{{ humanize $value }}", 1234567.0, "1.235M"),
+            ("{{ $value | humanize }}", 0.000123, "123u"),
+            ("{{ $value | humanize1024 }}", 1048576.0, "1Mi"),
+            ("{{ $value | humanizeDuration }}", 93784.0, "1d 2h 3m 4s"),
+            ("{{ $value | humanizeDuration }}", 0.25, "250ms"),
+            ("{{ printf \"%.2f\" $value }}", 1.23456, "1.23"),
+            ("{{ $value | printf \"%.1f%%\" }}", 99.25, "99.2%"),
+            ("{{ $labels.job | toUpper }}", 0.0, "API"),
+            ("{{ index $labels \"job\" }}", 0.0, "api"),
+            (
+                "{{ 1700000000 | humanizeTimestamp }}",
+                0.0,
+                "2023-11-14 22:13:20 +0000 UTC",
+            ),
+        ];
+        for (template, value, want) in cases {
+            assert_eq!(render(template, value), want, "{template}");
+        }
     }
 
     #[test]
