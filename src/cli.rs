@@ -52,7 +52,7 @@ pub enum Command {
         /// The version deployed.
         #[arg(long)]
         version: String,
-        /// Follow the watch and exit 0 pass, 1 fail, 3 inconclusive.
+        /// Follow the watch and exit 0 pass, 1 fail, 3 inconclusive, 4 superseded.
         #[arg(long)]
         wait: bool,
         /// Daemon URL; default http://<server.listen>.
@@ -61,8 +61,11 @@ pub enum Command {
         /// API token; default $POSTFLIGHT_API_TOKEN.
         #[arg(long, env = "POSTFLIGHT_API_TOKEN", hide_env_values = true)]
         token: Option<String>,
-        /// Replace a deployment of the same job that is still under watch.
+        /// Refuse (exit 2) when the job has a deployment under watch, instead of superseding it.
         #[arg(long)]
+        no_supersede: bool,
+        /// Accepted for older pipelines: superseding is the default.
+        #[arg(long, hide = true, conflicts_with = "no_supersede")]
         supersede: bool,
         /// Optional commit id recorded with the deployment.
         #[arg(long)]
@@ -139,7 +142,8 @@ pub fn main(cli: Cli) -> ExitCode {
             wait,
             server,
             token,
-            supersede,
+            no_supersede,
+            supersede: _,
             commit,
             author,
             url,
@@ -155,7 +159,7 @@ pub fn main(cli: Cli) -> ExitCode {
             let req = DeployRequest {
                 job,
                 version,
-                supersede,
+                supersede: !no_supersede,
                 commit,
                 author,
                 url,
@@ -356,6 +360,7 @@ async fn deploy(server: &str, token: Option<&str>, req: DeployRequest, wait: boo
             Some("pass") => 0,
             Some("fail") => 1,
             Some("inconclusive") => 3,
+            Some("superseded") => 4,
             _ => continue,
         };
         let reason = d.get("reason").and_then(|r| r.as_str()).unwrap_or("");

@@ -198,7 +198,7 @@ fn recording_answers_201_404_409_and_survives_a_restart() {
         .as_str()
         .unwrap()
         .to_string();
-    let (status, body) = post(d.port, r#"{"job":"bad","version":"v2"}"#);
+    let (status, body) = post(d.port, r#"{"job":"bad","version":"v2","supersede":false}"#);
     assert_eq!(status, 409, "{body}");
     assert!(
         body.contains(&id),

@@ -119,6 +119,10 @@ const EXIT_STATUS: &[(&str, &str)] = &[
         "3",
         "deploy --wait: the deployment's verdict is inconclusive.",
     ),
+    (
+        "4",
+        "deploy --wait: a newer deployment of the job superseded this one.",
+    ),
 ];
 
 /// Writes `postflight.1` and a page per subcommand into `out`; the main page gains the

@@ -16,8 +16,11 @@ pub enum Verdict {
     Pass,
     /// A check failed `consecutive_failures` evaluations in a row, or a probe failed.
     Fail,
-    /// Too little data to judge (or superseded before the end).
+    /// Too little data to judge.
     Inconclusive,
+    /// A newer deployment of the job replaced this one before its watch ended: recorded,
+    /// never notified.
+    Superseded,
 }
 
 impl Verdict {
@@ -28,6 +31,7 @@ impl Verdict {
             Verdict::Pass => "pass",
             Verdict::Fail => "fail",
             Verdict::Inconclusive => "inconclusive",
+            Verdict::Superseded => "superseded",
         }
     }
 }

@@ -11,10 +11,12 @@
 //!
 //! - **Recording.** `POST /api/v1/deployments` (or `postflight deploy`) with a job that has a
 //!   `[[gate]]` starts a watch and answers 201 with the deployment's id once the deployment is
-//!   on disk. A job without a gate is 404. A job that already has a deployment under watch is
-//!   409 (with the id under watch) unless the request says `"supersede": true`; the superseded
-//!   deployment then ends `inconclusive` with reason "superseded by …", counts as inconclusive in
-//!   `postflight_deployments_total` and is not notified.
+//!   on disk, after queuing the alert `DeploymentStarted` to the gate's `notify` receivers
+//!   (see [`verdict::started`]). A job without a gate is 404. A new deployment of a job that
+//!   already has one under watch supersedes it, as Argo Rollouts and Flagger abort an analysis
+//!   when a new rollout starts: the earlier one ends with the verdict `superseded` (reason
+//!   "superseded by …"), counted in `postflight_deployments_total` and never notified. With
+//!   `"supersede": false` the answer is 409 with the id under watch instead.
 //! - **Frozen gate.** A deployment is judged by the gate as it was when it was recorded (bounds,
 //!   intervals, receivers and expressions are stored with it). A reload applies to the next
 //!   deployment; removing a gate does not cancel a running watch.
@@ -234,9 +236,10 @@ pub struct NewDeployment {
     /// A link (pipeline run, release notes).
     #[serde(default)]
     pub url: Option<String>,
-    /// Replace a deployment of the same job that is still under watch.
+    /// Whether to replace a deployment of the same job that is still under watch (absent:
+    /// yes); `false` makes such a request a conflict.
     #[serde(default)]
-    pub supersede: bool,
+    pub supersede: Option<bool>,
 }
 
 /// Why a deployment was not recorded.
@@ -247,7 +250,7 @@ pub enum StartError {
     NoGate(String),
     /// The job already has a deployment under watch; its id (HTTP 409).
     #[error(
-        "job already has deployment {0} under watch; send \"supersede\": true (--supersede) to replace it"
+        "job already has deployment {0} under watch, and the request said \"supersede\": false (--no-supersede)"
     )]
     AlreadyWatching(String),
     /// The request is malformed (HTTP 400).
@@ -549,7 +552,7 @@ impl GateEngine {
             .find(|l| l.d.job == job && l.d.verdict == Verdict::Watching)
             .map(|l| l.d.id.clone());
         if let Some(id) = &current
-            && !nd.supersede
+            && nd.supersede == Some(false)
         {
             return Err(StartError::AlreadyWatching(id.clone()));
         }
@@ -621,7 +624,7 @@ impl GateEngine {
             finish(
                 &self.telemetry,
                 &mut old.d,
-                Verdict::Inconclusive,
+                Verdict::Superseded,
                 reason,
                 now,
             );

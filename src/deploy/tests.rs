@@ -475,11 +475,18 @@ async fn a_watch_that_ended_while_down_is_judged_on_the_data_there_is() {
 }
 
 #[tokio::test(start_paused = true)]
-async fn recording_refuses_unknown_jobs_and_a_second_watch_unless_superseding() {
+async fn a_second_deployment_supersedes_the_first_unless_told_not_to() {
     let h = harness(healthy_head());
     let first = h.deploy("v1").await;
-    let again = h.handle.start(new_deployment("api", "v2")).await;
-    assert_eq!(again, Err(StartError::AlreadyWatching(first.clone())));
+    let refused = h
+        .handle
+        .start(NewDeployment {
+            supersede: Some(false),
+            ..new_deployment("api", "v2")
+        })
+        .await;
+    assert_eq!(refused, Err(StartError::AlreadyWatching(first.clone())));
+    assert_eq!(h.get(&first).await.verdict, Verdict::Watching);
     assert_eq!(
         h.handle.start(new_deployment("nope", "v1")).await,
         Err(StartError::NoGate("nope".into()))
@@ -488,30 +495,50 @@ async fn recording_refuses_unknown_jobs_and_a_second_watch_unless_superseding() 
         h.handle.start(NewDeployment::default()).await,
         Err(StartError::Invalid(_))
     ));
+    let started = h.queued().len();
 
-    let second = h
+    // Nothing said: the new deployment replaces the watch, as a new rollout aborts an analysis.
+    let second = h.deploy("v2").await;
+    let old = h.get(&first).await;
+    assert_eq!(old.verdict, Verdict::Superseded);
+    assert_eq!(old.view()["verdict"], "superseded");
+    assert_eq!(old.superseded_by.as_deref(), Some(second.as_str()));
+    assert_eq!(old.finished_at, Some(t0()));
+    assert!(
+        old.reason
+            .starts_with(&format!("superseded by deployment {second} (v2)")),
+        "{}",
+        old.reason
+    );
+    assert_eq!(h.get(&second).await.verdict, Verdict::Watching);
+    assert_eq!(h.watch_active(), 1);
+    assert_eq!((h.count("superseded"), h.count("inconclusive")), (1, 0));
+    let verdicts: Vec<_> = h
+        .queued()
+        .into_iter()
+        .skip(started)
+        .filter(|n| n.alerts[0].labels["alertname"] != "DeploymentStarted")
+        .collect();
+    assert!(
+        verdicts.is_empty(),
+        "a superseded deployment is not paged: {verdicts:?}"
+    );
+    // Passing the old flag explicitly supersedes too.
+    let third = h
         .handle
         .start(NewDeployment {
-            supersede: true,
-            ..new_deployment("api", "v2")
+            supersede: Some(true),
+            ..new_deployment("api", "v3")
         })
         .await
         .unwrap();
-    let old = h.get(&first).await;
-    assert_eq!(old.verdict, Verdict::Inconclusive);
-    assert_eq!(old.superseded_by.as_deref(), Some(second.as_str()));
-    assert!(old.reason.starts_with("superseded by"));
-    assert_eq!(h.get(&second).await.verdict, Verdict::Watching);
-    assert_eq!(h.watch_active(), 1);
-    assert!(
-        h.queued().is_empty(),
-        "a superseded deployment is not notified"
-    );
+    assert_eq!(h.get(&second).await.superseded_by, Some(third.clone()));
+    assert_eq!(h.get(&second).await.verdict, Verdict::Superseded);
 
     let list = h.handle.list(Some("api"), None, 10).await;
     assert_eq!(
         list.iter().map(|d| d.id.as_str()).collect::<Vec<_>>(),
-        [second.as_str(), first.as_str()],
+        [third.as_str(), second.as_str(), first.as_str()],
         "newest first"
     );
     assert!(h.handle.list(Some("web"), None, 10).await.is_empty());
@@ -526,7 +553,11 @@ async fn api_handlers_answer_with_the_documented_statuses_and_shape() {
     assert_eq!(r.status(), StatusCode::CREATED);
     let v = body_json(r).await;
     let id = v["id"].as_str().unwrap().to_string();
-    let r = api::create_from(&h.handle, body("api")).await;
+    let refuse = NewDeployment {
+        supersede: Some(false),
+        ..body("api")
+    };
+    let r = api::create_from(&h.handle, refuse).await;
     assert_eq!(r.status(), StatusCode::CONFLICT);
     assert_eq!(body_json(r).await["id"], id.as_str());
     let r = api::create_from(&h.handle, body("web")).await;
