@@ -552,6 +552,55 @@ async fn pagerduty_triggers_then_resolves_same_incident() {
 }
 
 #[tokio::test]
+async fn pagerduty_a_fail_opens_an_incident_per_job_that_the_next_pass_resolves() {
+    let (addr, mut seen) = http_peer(
+        202,
+        &[("content-type", "application/json")],
+        r#"{"status":"success"}"#,
+    )
+    .await;
+    let r = receiver(
+        "oncall",
+        Duration::from_secs(5),
+        ReceiverKind::Pagerduty(PagerdutyConfig {
+            routing_key: Secret::new("R0UT1NGKEY"),
+            url: format!("http://{addr}/v2/enqueue"),
+        }),
+    );
+    let c = clients();
+    let mut events = Vec::new();
+    // d1 fails, d2 (the fix) passes, d3 has no traffic.
+    for (v, d) in [("fail", "d1"), ("pass", "d2"), ("inconclusive", "d3")] {
+        let mut n = verdict("oncall", v, d);
+        if v == "inconclusive" {
+            n.alerts[0]
+                .labels
+                .insert("severity".into(), "warning".into());
+        }
+        notify::send(&c, &r, &n).await.unwrap();
+        events.push(seen.recv().await.unwrap().json());
+    }
+    let (fail, pass, blind) = (&events[0], &events[1], &events[2]);
+    assert_eq!(fail["event_action"], "trigger");
+    assert_eq!(fail["payload"]["severity"], "critical");
+    assert!(
+        fail["payload"]["summary"]
+            .as_str()
+            .unwrap()
+            .starts_with("Deployment api v2.0.1: FAIL: check error-rate failed"),
+        "{fail}"
+    );
+    assert_eq!(pass["event_action"], "resolve");
+    assert_eq!(
+        pass["dedup_key"], fail["dedup_key"],
+        "another deployment of the job resolves the incident"
+    );
+    assert_eq!(blind["event_action"], "trigger");
+    assert_eq!(blind["payload"]["severity"], "warning");
+    assert_eq!(blind["dedup_key"], fail["dedup_key"]);
+}
+
+#[tokio::test]
 async fn pagerduty_errors_hide_the_routing_key() {
     let (addr, _seen) = http_peer(
         400,

@@ -47,12 +47,14 @@
 //! - **Notification.** Every verdict is queued durably (through the outbox, with a log entry
 //!   `deploy\x1f<id>\x1f<receiver>`, so it is sent once even across a restart) to each of the
 //!   gate's `notify` receivers, as the alert `DeploymentVerdict` with labels
-//!   `{alertname, job, version, verdict, severity}` (severity `page` for fail, `info`
-//!   otherwise, plus `global.labels`), one annotation per check
+//!   `{alertname, job, version, verdict, severity}` (severity `page` for fail, `warning` for
+//!   inconclusive, `info` for pass, plus `global.labels`), one annotation per check
 //!   (`state: value V, bound B, baseline X; reason (counts)`), `summary` and `reason`.
 //!   `fail` and `inconclusive` are sent as firing; `pass` as resolved, so it reads as "all
-//!   clear" and opens no incident. `send_resolved = false` does not suppress a pass verdict:
-//!   the gate's `notify` list asked for it.
+//!   clear" and opens no incident. The group key is the job's gate, not the deployment, so
+//!   PagerDuty and Opsgenie key one incident per job: a `fail` opens it and the next `pass` of
+//!   the job, whichever deployment it is, resolves it. `send_resolved = false` does not
+//!   suppress a pass verdict: the gate's `notify` list asked for it.
 //! - **Restarts.** The deployment (baseline, counters, next evaluation time) is written after
 //!   every evaluation. A restarted daemon resumes each watch; evaluations that fell due while it
 //!   was down are made from the data the head still has (instants without data are NoData),

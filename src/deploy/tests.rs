@@ -338,7 +338,7 @@ async fn no_traffic_is_inconclusive() {
     assert_eq!(h.count("inconclusive"), 1);
     let q = h.queued();
     assert_eq!(q[0].status, GroupStatus::Firing);
-    assert_eq!(q[0].alerts[0].labels["severity"], "info");
+    assert_eq!(q[0].alerts[0].labels["severity"], "warning");
     h.shutdown().await;
 }
 
@@ -766,5 +766,39 @@ async fn the_list_pages_back_newest_first_and_old_finished_deployments_are_prune
     let v = body_json(api::list(&h.handle, Some(&q)).await).await;
     assert_eq!(ids_of(&v), [ids[1].clone()]);
     assert!(v["next"].is_null(), "the last page");
+    h.shutdown().await;
+}
+
+#[tokio::test(start_paused = true)]
+async fn verdicts_of_two_deployments_of_a_job_share_one_pagerduty_incident() {
+    let h = harness(healthy_head());
+    let id = h.deploy("v1").await;
+    let mut failed = h.get(&id).await;
+    failed.verdict = Verdict::Fail;
+    failed.reason = "check error-rate failed 3 evaluations in a row".into();
+    let mut passed = failed.clone();
+    passed.id = "another-deployment".into();
+    passed.version = "v2".into();
+    passed.verdict = Verdict::Pass;
+    passed.reason = "every check held for 19 evaluations".into();
+    let mut blind = passed.clone();
+    blind.verdict = Verdict::Inconclusive;
+    let no_labels = BTreeMap::new();
+    let notify = |d: &Deployment| verdict::notification(d, "pd", "", &no_labels, t0()).0;
+    let (fail, pass, blind) = (notify(&failed), notify(&passed), notify(&blind));
+    assert_eq!(fail.group_key, pass.group_key, "keyed by the job's gate");
+
+    let trigger = crate::notify::pagerduty::event("rk", &fail);
+    let resolve = crate::notify::pagerduty::event("rk", &pass);
+    assert_eq!(trigger["event_action"], "trigger");
+    assert_eq!(trigger["payload"]["severity"], "critical");
+    assert_eq!(resolve["event_action"], "resolve");
+    assert_eq!(resolve["dedup_key"], trigger["dedup_key"]);
+    let warn = crate::notify::pagerduty::event("rk", &blind);
+    assert_eq!(warn["payload"]["severity"], "warning");
+    assert_eq!(
+        crate::notify::opsgenie::alias(&pass),
+        trigger["dedup_key"].as_str().unwrap()
+    );
     h.shutdown().await;
 }

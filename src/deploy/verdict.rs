@@ -22,13 +22,13 @@ pub fn nlog_key(id: &str, receiver: &str) -> String {
 }
 
 /// The labels of the verdict alert: the global labels, then `alertname`, `job`, `version`,
-/// `verdict` and `severity` (`page` for fail, `info` otherwise).
+/// `verdict` and `severity` (`page` for fail, `warning` for inconclusive, `info` otherwise).
 pub fn labels(d: &Deployment, global: &BTreeMap<String, String>) -> BTreeMap<String, String> {
     let mut l = global.clone();
-    let severity = if d.verdict == Verdict::Fail {
-        "page"
-    } else {
-        "info"
+    let severity = match d.verdict {
+        Verdict::Fail => "page",
+        Verdict::Inconclusive => "warning",
+        _ => "info",
     };
     for (k, v) in [
         ("alertname", ALERTNAME),
@@ -106,7 +106,8 @@ pub fn summary(d: &Deployment) -> String {
 
 /// The notification of `d`'s verdict for `receiver`, with the log entry queued with it. A fail
 /// or inconclusive verdict is a firing alert; a pass is sent as resolved, so that it reads as
-/// "all clear" and never opens an incident (PagerDuty resolves a key it never saw as a no-op).
+/// "all clear", never opens an incident (PagerDuty resolves a key it never saw as a no-op) and
+/// closes the one an earlier fail of the job opened.
 pub fn notification(
     d: &Deployment,
     receiver: &str,
@@ -139,10 +140,11 @@ pub fn notification(
         ("job".to_string(), d.job.clone()),
     ]
     .into();
+    // Keyed by the job's gate, not the deployment: the outbox sends a job's verdicts in order,
+    // and PagerDuty's dedup key (and Opsgenie's alias) lets the next pass resolve a fail.
     let group_key = format!(
-        "{{}}/deploy:{}@{}",
-        crate::notify::format_labels(&group_labels),
-        d.id
+        "{{}}/deploy:{}",
+        crate::notify::format_labels(&group_labels)
     );
     let n = Notification::new(receiver, group_key, group_labels, vec![alert], external_url);
     let set: BTreeSet<u64> = [fp].into();

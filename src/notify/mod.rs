@@ -388,6 +388,17 @@ impl Notification {
         })
     }
 
+    /// What identifies the incident this notification opens or closes in PagerDuty (its
+    /// `dedup_key`) and Opsgenie (its `alias`): the group key, but for a verdict the job's gate,
+    /// so that the next `pass` of the job resolves what a `fail` of an earlier deployment
+    /// opened.
+    pub fn incident_key(&self) -> String {
+        match self.verdict() {
+            Some(v) => format!("deploy:{}", v.job),
+            None => self.group_key.clone(),
+        }
+    }
+
     /// The title a channel shows: the verdict's for a verdict, else [`Notification::title`].
     pub fn headline(&self) -> String {
         match self.verdict() {

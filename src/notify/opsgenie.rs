@@ -39,14 +39,10 @@ const MAX_DETAIL_VALUE: usize = 500;
 /// What the alert's `source` says.
 const SOURCE: &str = "postflight";
 
-/// The alias of a notification's alert: hex SHA-256 of the receiver and the group key, as
-/// PagerDuty's dedup key; for a verdict, of the receiver and the job, so the next verdict of
-/// the same job finds the alert a failed one opened.
+/// The alias of a notification's alert: PagerDuty's dedup key (hex SHA-256 of the receiver and
+/// [`Notification::incident_key`]), so a verdict of a job finds the alert a failed one opened.
 pub fn alias(n: &Notification) -> String {
-    match n.verdict() {
-        Some(v) => dedup_key(&n.receiver, &format!("deploy:{}", v.job)),
-        None => dedup_key(&n.receiver, &n.group_key),
-    }
+    dedup_key(&n.receiver, &n.incident_key())
 }
 
 /// The priority: P1 for a failed verdict, P3 for an inconclusive one, P5 for a test; else the
@@ -271,7 +267,7 @@ mod tests {
         let fail = verdict_sample("fail");
         let mut pass = verdict_sample("pass");
         // Another deployment of the same job.
-        pass.group_key = pass.group_key.replace("@18f0a", "@19a2b");
+        pass.group_key = format!("{}@19a2b", pass.group_key);
         assert_eq!(alias(&fail), alias(&pass));
         assert_eq!(alias(&fail), dedup_key("hooks", "deploy:api"));
         let b = create_body(&fail);

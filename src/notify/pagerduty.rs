@@ -1,6 +1,10 @@
 //! PagerDuty Events API v2: `trigger` while the group fires, `resolve` when it resolves, both with
 //! a `dedup_key` derived from the receiver and the group key, so every notification of a group
 //! lands on the same incident and the resolve closes it.
+//!
+//! A deployment's verdict is keyed by its job's gate, not its deployment
+//! ([`Notification::incident_key`]): a `fail` triggers (critical), an `inconclusive` triggers
+//! with severity warning, and the next `pass` of that job resolves the incident.
 
 use chrono::SecondsFormat;
 use reqwest::header::HeaderMap;
@@ -67,6 +71,14 @@ pub fn group_severity(n: &Notification) -> &'static str {
 /// `payload.summary`: the title, plus the alert's own summary when the group has exactly one
 /// firing alert; at most [`MAX_SUMMARY`] characters.
 pub fn summary(n: &Notification) -> String {
+    if let Some(v) = n.verdict() {
+        // "Deployment api v2: FAIL: check error-rate failed 3 evaluations in a row: ...".
+        let s = match v.reason {
+            Some(r) => format!("{}: {r}", v.title()),
+            None => v.title(),
+        };
+        return truncate_chars(&s, MAX_SUMMARY);
+    }
     let mut s = n.title();
     let mut firing = n.firing();
     if let (Some(only), None) = (firing.next(), firing.next()) {
@@ -86,7 +98,7 @@ fn source(n: &Notification) -> String {
 
 /// The event for a notification.
 pub fn event(routing_key: &str, n: &Notification) -> Value {
-    let key = dedup_key(&n.receiver, &n.group_key);
+    let key = dedup_key(&n.receiver, &n.incident_key());
     if n.status == GroupStatus::Resolved {
         return json!({"routing_key": routing_key, "event_action": "resolve", "dedup_key": key});
     }
@@ -176,7 +188,7 @@ pub(crate) async fn send(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::notify::tests::sample;
+    use crate::notify::tests::{sample, verdict_sample};
 
     #[test]
     fn severity_mapping() {
@@ -263,6 +275,36 @@ mod tests {
         assert_eq!(resolve["event_action"], "resolve");
         assert_eq!(resolve["dedup_key"], trigger["dedup_key"]);
         assert!(resolve.get("payload").is_none());
+    }
+
+    #[test]
+    fn a_pass_of_the_next_deployment_resolves_the_incident_a_fail_opened() {
+        let fail = verdict_sample("fail");
+        let mut pass = verdict_sample("pass");
+        // Another deployment of the same job, with a group key of its own.
+        pass.group_key = format!("{}@another-deployment", pass.group_key);
+        pass.alerts[0].generator_url = pass.alerts[0].generator_url.replace("18f0a", "19a2b");
+        let trigger = event("rk", &fail);
+        let resolve = event("rk", &pass);
+        assert_eq!(trigger["event_action"], "trigger");
+        assert_eq!(trigger["payload"]["severity"], "critical");
+        assert_eq!(
+            trigger["payload"]["summary"],
+            "Deployment api v2.0.1: FAIL: check error-rate failed 3 evaluations in a row"
+        );
+        assert_eq!(resolve["event_action"], "resolve");
+        assert_eq!(resolve["dedup_key"], trigger["dedup_key"]);
+        assert_eq!(trigger["dedup_key"], dedup_key("hooks", "deploy:api"));
+        assert_eq!(
+            trigger["dedup_key"],
+            crate::notify::opsgenie::alias(&fail),
+            "PagerDuty and Opsgenie key a job's incident alike"
+        );
+
+        let inconclusive = event("rk", &verdict_sample("inconclusive"));
+        assert_eq!(inconclusive["event_action"], "trigger");
+        assert_eq!(inconclusive["payload"]["severity"], "warning");
+        assert_eq!(inconclusive["dedup_key"], trigger["dedup_key"]);
     }
 
     #[test]

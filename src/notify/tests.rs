@@ -79,7 +79,14 @@ pub(crate) fn verdict_sample(verdict: &str) -> Notification {
             ("job", "api"),
             ("version", "v2.0.1"),
             ("verdict", verdict),
-            ("severity", if verdict == "fail" { "page" } else { "info" }),
+            (
+                "severity",
+                match verdict {
+                    "fail" => "page",
+                    "inconclusive" => "warning",
+                    _ => "info",
+                },
+            ),
         ]),
         annotations: map(&[
             ("error-rate", error_rate),
@@ -104,7 +111,7 @@ pub(crate) fn verdict_sample(verdict: &str) -> Notification {
     let group_labels = map(&[("alertname", VERDICT_ALERTNAME), ("job", "api")]);
     Notification::new(
         "hooks",
-        format!("{{}}/deploy:{}@18f0a", format_labels(&group_labels)),
+        format!("{{}}/deploy:{}", format_labels(&group_labels)),
         group_labels,
         vec![alert],
         "http://monitor.example.com:7980",
