@@ -29,8 +29,37 @@ use crate::series::head::{Head, MemSeries, unstored_samples};
 use crate::series::{Labels, Timestamp};
 use crate::telemetry::Telemetry;
 
-/// One series' stored chunks while loading: (min_t, max_t, bytes).
-type Pending = Option<(Labels, Vec<(Timestamp, Timestamp, Vec<u8>)>)>;
+/// Calls `each` with every series that has stored chunks since `min_t`, and its chunks as
+/// (min_t, max_t, bytes) in time order: the store hands out a series' chunks one after the
+/// other. A chunk that cannot be read is logged and skipped.
+fn for_each_stored_series(
+    store: &SampleStore,
+    min_t: Timestamp,
+    mut each: impl FnMut(Labels, Vec<(Timestamp, Timestamp, Vec<u8>)>),
+) {
+    let mut current: Option<(Labels, Vec<(Timestamp, Timestamp, Vec<u8>)>)> = None;
+    for c in store.chunks_since(min_t) {
+        let c = match c {
+            Ok(c) => c,
+            Err(e) => {
+                warn!(error = %e, "a stored chunk could not be read");
+                continue;
+            }
+        };
+        match &mut current {
+            Some((l, v)) if *l == c.labels => v.push((c.min_t, c.max_t, c.bytes)),
+            _ => {
+                if let Some((l, v)) = current.take() {
+                    each(l, v);
+                }
+                current = Some((c.labels, vec![(c.min_t, c.max_t, c.bytes)]));
+            }
+        }
+    }
+    if let Some((l, v)) = current {
+        each(l, v);
+    }
+}
 
 /// What [`load_head`] brought back.
 #[derive(Debug, Default)]
@@ -45,9 +74,7 @@ pub struct Loaded {
 pub fn load_head(head: &Head, store: &SampleStore, now_ms: Timestamp, window: Duration) -> Loaded {
     let min_t = now_ms - window.as_millis() as i64;
     let mut loaded = Loaded::default();
-    let mut current: Pending = None;
-    let flush = |cur: Pending, loaded: &mut Loaded| {
-        let Some((labels, chunks)) = cur else { return };
+    for_each_stored_series(store, min_t, |labels, chunks| {
         // Keep the longest copy of chunks with the same start; drop true overlaps.
         let mut kept: Vec<(Timestamp, Timestamp, Vec<u8>)> = Vec::new();
         for c in chunks {
@@ -72,24 +99,7 @@ pub fn load_head(head: &Head, store: &SampleStore, now_ms: Timestamp, window: Du
             }
             Err(e) => warn!(series = %labels, error = %e, "stored chunks not loaded"),
         }
-    };
-    for c in store.chunks_since(min_t) {
-        let c = match c {
-            Ok(c) => c,
-            Err(e) => {
-                warn!(error = %e, "a stored chunk could not be read");
-                continue;
-            }
-        };
-        match &mut current {
-            Some((l, v)) if *l == c.labels => v.push((c.min_t, c.max_t, c.bytes)),
-            _ => {
-                flush(current.take(), &mut loaded);
-                current = Some((c.labels, vec![(c.min_t, c.max_t, c.bytes)]));
-            }
-        }
-    }
-    flush(current.take(), &mut loaded);
+    });
     // Then the open chunks of the last checkpoint: what a crash left outside closed chunks.
     // After a clean stop they are older copies of stored chunks and are refused as overlaps.
     match store.open_chunks() {
@@ -120,39 +130,20 @@ pub fn backfill_head(
     }
     let min_t = now_ms - to.as_millis() as i64;
     let mut added = 0;
-    let mut current: Option<(crate::series::Labels, Vec<crate::series::Sample>)> = None;
-    let mut flush = |cur: Option<(crate::series::Labels, Vec<crate::series::Sample>)>| {
-        if let Some((labels, mut samples)) = cur {
-            samples.sort_by_key(|x| x.t);
-            samples.dedup_by_key(|x| x.t);
-            added += head.backfill(&labels, &samples);
-        }
-    };
-    for c in store.chunks_since(min_t) {
-        let c = match c {
-            Ok(c) => c,
-            Err(e) => {
-                warn!(error = %e, "a stored chunk could not be read");
-                continue;
-            }
-        };
-        let chunk = match crate::series::chunk::Chunk::from_bytes(&c.bytes) {
-            Ok(chunk) => chunk,
-            Err(e) => {
-                warn!(series = %c.labels, error = %e, "a stored chunk could not be decoded");
-                continue;
-            }
-        };
-        let samples = chunk.iter().filter(|x| x.t >= min_t);
-        match &mut current {
-            Some((l, v)) if *l == c.labels => v.extend(samples),
-            _ => {
-                flush(current.take());
-                current = Some((c.labels, samples.collect()));
+    for_each_stored_series(store, min_t, |labels, chunks| {
+        let mut samples: Vec<crate::series::Sample> = Vec::new();
+        for (_, _, bytes) in chunks {
+            match crate::series::chunk::Chunk::from_bytes(&bytes) {
+                Ok(chunk) => samples.extend(chunk.iter().filter(|x| x.t >= min_t)),
+                Err(e) => {
+                    warn!(series = %labels, error = %e, "a stored chunk could not be decoded")
+                }
             }
         }
-    }
-    flush(current.take());
+        samples.sort_by_key(|x| x.t);
+        samples.dedup_by_key(|x| x.t);
+        added += head.backfill(&labels, &samples);
+    });
     added
 }
 
