@@ -29,15 +29,18 @@ use crate::series::head::{Head, MemSeries, unstored_samples};
 use crate::series::{Labels, Timestamp};
 use crate::telemetry::Telemetry;
 
+/// A series' stored chunks as (min_t, max_t, bytes), in time order.
+type StoredChunks = Vec<(Timestamp, Timestamp, Vec<u8>)>;
+
 /// Calls `each` with every series that has stored chunks since `min_t`, and its chunks as
 /// (min_t, max_t, bytes) in time order: the store hands out a series' chunks one after the
 /// other. A chunk that cannot be read is logged and skipped.
 fn for_each_stored_series(
     store: &SampleStore,
     min_t: Timestamp,
-    mut each: impl FnMut(Labels, Vec<(Timestamp, Timestamp, Vec<u8>)>),
+    mut each: impl FnMut(Labels, StoredChunks),
 ) {
-    let mut current: Option<(Labels, Vec<(Timestamp, Timestamp, Vec<u8>)>)> = None;
+    let mut current: Option<(Labels, StoredChunks)> = None;
     for c in store.chunks_since(min_t) {
         let c = match c {
             Ok(c) => c,
@@ -76,7 +79,7 @@ pub fn load_head(head: &Head, store: &SampleStore, now_ms: Timestamp, window: Du
     let mut loaded = Loaded::default();
     for_each_stored_series(store, min_t, |labels, chunks| {
         // Keep the longest copy of chunks with the same start; drop true overlaps.
-        let mut kept: Vec<(Timestamp, Timestamp, Vec<u8>)> = Vec::new();
+        let mut kept: StoredChunks = Vec::new();
         for c in chunks {
             match kept.last_mut() {
                 Some(last) if last.0 == c.0 => {
