@@ -1,5 +1,6 @@
 //! Deployments end to end: the real daemon, `postflight deploy --wait` as a process, and a
-//! webhook receiver on loopback that gets the `DeploymentVerdict` in the version 4 payload.
+//! webhook receiver on loopback that gets `DeploymentStarted` and `DeploymentVerdict` in the
+//! version 4 payload.
 
 mod common;
 
@@ -148,15 +149,31 @@ fn deploy_wait_exits_with_the_verdict_and_the_webhook_gets_it() {
         "{out}"
     );
 
-    // The two gates with receivers notified their verdicts as webhook v4 payloads.
-    let mut got = Vec::new();
-    while got.len() < 2 {
-        got.push(
-            verdicts
-                .recv_timeout(Duration::from_secs(15))
-                .expect("a verdict webhook"),
-        );
+    // The two gates with receivers announced their deployments and notified their verdicts as
+    // webhook v4 payloads.
+    let (mut got, mut started) = (Vec::new(), Vec::new());
+    while got.len() < 2 || started.len() < 2 {
+        let v = verdicts
+            .recv_timeout(Duration::from_secs(15))
+            .expect("a deployment webhook");
+        match v["alerts"][0]["labels"]["alertname"].as_str() {
+            Some("DeploymentStarted") => started.push(v),
+            _ => got.push(v),
+        }
     }
+    let good_started = started
+        .iter()
+        .find(|v| v["alerts"][0]["labels"]["job"] == "good")
+        .expect("good announced");
+    let a = &good_started["alerts"][0];
+    assert_eq!(a["labels"]["version"], "v2");
+    assert_eq!(a["annotations"]["commit"], "abc123");
+    assert_eq!(a["annotations"]["watch"], "3s");
+    assert_eq!(a["annotations"]["baseline"], "10s");
+    assert_eq!(
+        a["annotations"]["summary"],
+        "v2 of good deployed, watching for 3s"
+    );
     got.sort_by_key(|v| {
         v["alerts"][0]["labels"]["job"]
             .as_str()

@@ -83,7 +83,7 @@ use tracing::{debug, error, info, warn};
 
 use crate::alert::{Alert, AlertState};
 use crate::clock::Clock;
-use crate::config::Config;
+use crate::config::{Config, ReceiverKind};
 use crate::dispatch::DispatchStore;
 use crate::liveness::Heartbeat;
 use crate::promql::Engine;
@@ -617,6 +617,7 @@ impl GateEngine {
         info!(deployment = %id, job = %d.job, version = %d.version,
             baselines = ?d.checks.iter().map(|c| (c.name.as_str(), c.baseline)).collect::<Vec<_>>(),
             "deployment recorded; watching");
+        self.announce(&d, now);
         if let Some(old) = current.and_then(|o| self.live.get_mut(&o)) {
             let reason = format!("superseded by deployment {id} ({})", d.version);
             info!(deployment = %old.d.id, by = %id, "deployment superseded");
@@ -804,6 +805,36 @@ impl GateEngine {
             .store_write_failures
             .with_label_values(&["deployments"])
             .inc();
+    }
+
+    /// Queues `DeploymentStarted` for the gate's receivers, except the incident tools
+    /// (PagerDuty, Opsgenie), where a deployment that started is not an incident. Queued once:
+    /// a failure is logged and counted, not retried, as the watch matters more than the notice.
+    fn announce(&self, d: &Deployment, now: DateTime<Utc>) {
+        let external_url = self.config.server.link_base();
+        for receiver in &d.gate.notify {
+            let Some(rc) = self.config.receiver(receiver) else {
+                continue;
+            };
+            if matches!(
+                rc.kind,
+                ReceiverKind::Pagerduty(_) | ReceiverKind::Opsgenie(_)
+            ) {
+                continue;
+            }
+            let (n, entry) =
+                verdict::started(d, receiver, &external_url, &self.config.global.labels, now);
+            if let Err(e) =
+                self.queue
+                    .enqueue(&n, &verdict::started_nlog_key(&d.id, receiver), &entry)
+            {
+                error!(deployment = %d.id, receiver = %receiver, error = %e, "cannot queue DeploymentStarted");
+                self.telemetry
+                    .store_write_failures
+                    .with_label_values(&["outbox"])
+                    .inc();
+            }
+        }
     }
 
     /// Queues the verdict for every receiver not yet told; returns whether any was.

@@ -136,8 +136,14 @@ impl Harness {
         self.handle.get(id).await.expect("deployment exists")
     }
 
+    /// The verdict notifications queued.
     fn queued(&self) -> Vec<crate::notify::Notification> {
-        self.queue.queued.lock().unwrap().clone()
+        verdicts(&self.queue)
+    }
+
+    /// The `DeploymentStarted` notifications queued.
+    fn started(&self) -> Vec<crate::notify::Notification> {
+        of_alert(&self.queue, verdict::STARTED)
     }
 
     fn count(&self, verdict: &str) -> u64 {
@@ -153,6 +159,18 @@ impl Harness {
             .with_label_values(&["api"])
             .get()
     }
+}
+
+fn of_alert(queue: &MemoryDispatchStore, name: &str) -> Vec<crate::notify::Notification> {
+    let q = queue.queued.lock().unwrap();
+    q.iter()
+        .filter(|n| n.alerts[0].labels["alertname"] == name)
+        .cloned()
+        .collect()
+}
+
+fn verdicts(queue: &MemoryDispatchStore) -> Vec<crate::notify::Notification> {
+    of_alert(queue, verdict::ALERTNAME)
 }
 
 fn harness(head: Arc<Head>) -> Harness {
@@ -427,14 +445,14 @@ async fn a_restart_resumes_with_the_same_baseline_and_counters() {
     assert_eq!(d.checks[0].baseline, before.checks[0].baseline);
     assert_close(d.checks[1].baseline, 0.2);
     assert_eq!(d.checks[0].passes, 19);
-    assert_eq!(queue.queued.lock().unwrap().len(), 1);
+    assert_eq!(verdicts(&queue).len(), 1);
     h.shutdown().await;
 
     // A third start neither resumes nor notifies again.
     let h = Harness::start(healthy_head(), store.clone(), queue.clone(), clock);
     h.handle.sync().await;
     assert_eq!(h.watch_active(), 0);
-    assert_eq!(queue.queued.lock().unwrap().len(), 1);
+    assert_eq!(verdicts(&queue).len(), 1);
     assert_eq!(h.get(&id).await.verdict, Verdict::Pass);
     h.shutdown().await;
 }
@@ -496,6 +514,11 @@ async fn a_second_deployment_supersedes_the_first_unless_told_not_to() {
         Err(StartError::Invalid(_))
     ));
     let started = h.queued().len();
+    assert_eq!(
+        h.started().len(),
+        1,
+        "only the deployment recorded is announced"
+    );
 
     // Nothing said: the new deployment replaces the watch, as a new rollout aborts an analysis.
     let second = h.deploy("v2").await;
@@ -523,6 +546,7 @@ async fn a_second_deployment_supersedes_the_first_unless_told_not_to() {
         verdicts.is_empty(),
         "a superseded deployment is not paged: {verdicts:?}"
     );
+    assert_eq!(h.started().len(), 2, "the new deployment is announced");
     // Passing the old flag explicitly supersedes too.
     let third = h
         .handle
@@ -800,5 +824,56 @@ async fn verdicts_of_two_deployments_of_a_job_share_one_pagerduty_incident() {
         crate::notify::opsgenie::alias(&pass),
         trigger["dedup_key"].as_str().unwrap()
     );
+    h.shutdown().await;
+}
+
+#[tokio::test(start_paused = true)]
+async fn recording_a_deployment_announces_it_to_the_gates_receivers() {
+    let h = harness(healthy_head());
+    let id = h
+        .handle
+        .start(NewDeployment {
+            commit: Some("abc123".into()),
+            author: Some("ada".into()),
+            url: Some("https://ci.example.com/run/7".into()),
+            ..new_deployment("api", "v2.0.1")
+        })
+        .await
+        .unwrap();
+    let q = h.started();
+    assert_eq!(q.len(), 1, "one receiver, one notice");
+    let n = &q[0];
+    assert_eq!(n.receiver, "hook");
+    assert_eq!(n.status, GroupStatus::Firing);
+    let a = &n.alerts[0];
+    let want: BTreeMap<String, String> = [
+        ("alertname", "DeploymentStarted"),
+        ("env", "prod"),
+        ("job", "api"),
+        ("severity", "info"),
+        ("version", "v2.0.1"),
+    ]
+    .iter()
+    .map(|(k, v)| (k.to_string(), v.to_string()))
+    .collect();
+    assert_eq!(a.labels, want);
+    assert_eq!(
+        a.annotations["summary"],
+        "v2.0.1 of api deployed, watching for 10m"
+    );
+    assert_eq!(a.annotations["watch"], "10m");
+    assert_eq!(a.annotations["baseline"], "10m");
+    assert_eq!(a.annotations["commit"], "abc123");
+    assert_eq!(a.annotations["author"], "ada");
+    assert_eq!(a.annotations["url"], "https://ci.example.com/run/7");
+    assert!(
+        a.generator_url
+            .ends_with(&format!("/api/v1/deployments/{id}"))
+    );
+    assert_eq!(n.headline(), "v2.0.1 of api deployed, watching for 10m");
+    assert!(h.queued().is_empty(), "no verdict yet");
+    // Sent through the outbox with a log entry of its own, never a verdict's.
+    let keys: Vec<String> = h.queue.nlog.lock().unwrap().keys().cloned().collect();
+    assert_eq!(keys, [verdict::started_nlog_key(&id, "hook")]);
     h.shutdown().await;
 }

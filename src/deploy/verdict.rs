@@ -1,9 +1,12 @@
-//! The `DeploymentVerdict` notification: one alert per deployment, queued durably for each of
-//! the gate's `notify` receivers.
+//! The notifications of a deployment, queued durably for each of the gate's `notify` receivers:
+//! `DeploymentStarted` when it is recorded ([`started`]) and `DeploymentVerdict` when its watch
+//! ends ([`notification`]).
 
 use std::collections::{BTreeMap, BTreeSet};
 
 use chrono::{DateTime, Utc};
+
+use crate::config::format_duration;
 
 use crate::dispatch::nlog::NlogEntry;
 use crate::notify::{GroupStatus, Notification, NotifiedAlert};
@@ -14,6 +17,8 @@ use super::judge::{Verdict, describe_bounds, fmt_num};
 
 /// The alert name of verdict notifications.
 pub const ALERTNAME: &str = "DeploymentVerdict";
+/// The alert name of the notification that a deployment was recorded.
+pub const STARTED: &str = "DeploymentStarted";
 
 /// The notification-log key of the verdict of deployment `id` for `receiver`. Its own prefix,
 /// so it never meets a dispatcher key (`receiver\x1fgroup`).
@@ -160,6 +165,93 @@ pub fn notification(
             firing: BTreeSet::new(),
             resolved: set,
         }
+    };
+    (n, entry)
+}
+
+/// The notification-log key of the `DeploymentStarted` of deployment `id` for `receiver`.
+pub fn started_nlog_key(id: &str, receiver: &str) -> String {
+    format!("deploy-started\u{1f}{id}\u{1f}{receiver}")
+}
+
+/// `"v2.0.1 of api deployed, watching for 30m"`.
+pub fn started_summary(d: &Deployment) -> String {
+    format!(
+        "{} of {} deployed, watching for {}",
+        d.version,
+        d.job,
+        ms_text(d.gate.watch_ms)
+    )
+}
+
+fn ms_text(ms: i64) -> String {
+    format_duration(std::time::Duration::from_millis(ms.max(0) as u64))
+}
+
+/// The notification that `d` was recorded, for `receiver`: the alert `DeploymentStarted` with
+/// labels `{alertname, job, version, severity="info"}` (plus the global labels) and annotations
+/// `summary`, `watch`, `baseline` and the `commit`, `author` and `url` it was recorded with.
+/// Sent as firing (an event, like Alertmanager's webhook shows one), never resolved.
+pub fn started(
+    d: &Deployment,
+    receiver: &str,
+    external_url: &str,
+    global_labels: &BTreeMap<String, String>,
+    now: DateTime<Utc>,
+) -> (Notification, NlogEntry) {
+    let mut labels = global_labels.clone();
+    for (k, v) in [
+        ("alertname", STARTED),
+        ("job", &d.job),
+        ("version", &d.version),
+        ("severity", "info"),
+    ] {
+        labels.insert(k.to_string(), v.to_string());
+    }
+    labels.retain(|_, v| !v.is_empty());
+    let fp = Labels::new(labels.iter().map(|(k, v)| (k.as_str(), v.as_str()))).fingerprint();
+    let mut annotations: BTreeMap<String, String> = [
+        ("summary".to_string(), started_summary(d)),
+        ("watch".to_string(), ms_text(d.gate.watch_ms)),
+        ("baseline".to_string(), ms_text(d.gate.baseline_ms)),
+    ]
+    .into();
+    for (k, v) in [
+        ("commit", &d.commit),
+        ("author", &d.author),
+        ("url", &d.url),
+    ] {
+        if let Some(v) = v {
+            annotations.insert(k.into(), v.clone());
+        }
+    }
+    let alert = NotifiedAlert {
+        status: GroupStatus::Firing,
+        labels,
+        annotations,
+        starts_at: d.started_at,
+        ends_at: None,
+        generator_url: format!(
+            "{}/api/v1/deployments/{}",
+            external_url.trim_end_matches('/'),
+            d.id
+        ),
+        fingerprint: format!("{fp:016x}"),
+    };
+    let group_labels: BTreeMap<String, String> = [
+        ("alertname".to_string(), STARTED.to_string()),
+        ("job".to_string(), d.job.clone()),
+    ]
+    .into();
+    let group_key = format!(
+        "{{}}/deploy-started:{}",
+        crate::notify::format_labels(&group_labels)
+    );
+    let n = Notification::new(receiver, group_key, group_labels, vec![alert], external_url);
+    let entry = NlogEntry {
+        at: now,
+        firing: [fp].into(),
+        resolved: BTreeSet::new(),
     };
     (n, entry)
 }

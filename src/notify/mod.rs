@@ -401,15 +401,33 @@ impl Notification {
 
     /// The title a channel shows: the verdict's for a verdict, else [`Notification::title`].
     pub fn headline(&self) -> String {
+        if let Some(s) = self.deployment_started() {
+            return s
+                .chars()
+                .map(|c| if c.is_control() { ' ' } else { c })
+                .collect();
+        }
         match self.verdict() {
             Some(v) => v.title(),
             None => self.title(),
         }
     }
 
+    /// The summary of a `DeploymentStarted` notice ("v2.0.1 of api deployed, watching for
+    /// 30m"), when this notification is one: channels show it as their title.
+    pub fn deployment_started(&self) -> Option<&str> {
+        match self.alerts.as_slice() {
+            [a] if a.name() == STARTED_ALERTNAME => Some(a.shown_annotation("summary")?),
+            _ => None,
+        }
+    }
+
     /// How the message reads at first glance: a verdict by its outcome, else firing is Bad and
     /// resolved Good.
     pub fn tone(&self) -> Tone {
+        if self.deployment_started().is_some() {
+            return Tone::Good;
+        }
         match (self.verdict(), self.status) {
             (Some(v), _) => v.tone(),
             (None, GroupStatus::Firing) => Tone::Bad,
@@ -649,6 +667,10 @@ pub fn truncate_chars(s: &str, max: usize) -> String {
 /// The alert name of a deployment's verdict, as `deploy::verdict::ALERTNAME` writes it (the
 /// gate engine sits above this module, so the name is repeated here and a test ties the two).
 pub const VERDICT_ALERTNAME: &str = "DeploymentVerdict";
+
+/// The alert name of the notice that a deployment was recorded, as
+/// `deploy::verdict::STARTED` writes it.
+pub const STARTED_ALERTNAME: &str = "DeploymentStarted";
 
 /// The annotations of a verdict that are not checks (`deploy::verdict::annotations`).
 const VERDICT_FIELDS: [&str; 6] = [

@@ -121,6 +121,7 @@ pub(crate) fn verdict_sample(verdict: &str) -> Notification {
 #[test]
 fn verdicts_read_as_verdicts() {
     assert_eq!(VERDICT_ALERTNAME, crate::deploy::verdict::ALERTNAME);
+    assert_eq!(STARTED_ALERTNAME, crate::deploy::verdict::STARTED);
     let n = verdict_sample("fail");
     let v = n.verdict().expect("a verdict");
     assert_eq!((v.job, v.version, v.verdict), ("api", "v2.0.1", "fail"));
