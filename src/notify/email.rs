@@ -1,5 +1,6 @@
 //! Email over SMTP (lettre): a multipart/alternative message with a plain-text and an HTML part,
-//! subject `[FIRING:N] alertname job` or `[RESOLVED] alertname job`.
+//! subject `[FIRING:N] alertname job` or `[RESOLVED] alertname job`; a deployment's verdict is
+//! titled `Deployment api v2.0.1: FAIL` and shows the table of its checks.
 //!
 //! Transport security follows `tls`: `none` (plain, for loopback relays), `starttls` (the upgrade
 //! is *required*: a server that does not offer it fails the attempt instead of receiving the
@@ -18,17 +19,141 @@ use lettre::transport::smtp::client::{Certificate, Tls, TlsParameters};
 use lettre::{AsyncSmtpTransport, AsyncTransport, Message, Tokio1Executor};
 
 use super::{
-    Clients, Delivered, GroupStatus, Notification, NotifiedAlert, NotifyError, USER_AGENT,
-    escape_with, is_http, markup_entity, summary_line,
+    Clients, Delivered, GroupStatus, Notification, NotifiedAlert, NotifyError, Tone, USER_AGENT,
+    capitalised, escape_with, is_http, markup_entity, summary_line, verdict_table,
 };
 use crate::config::{EmailConfig, ReceiverConfig, SmtpTls};
 
 /// Alerts listed in one email; the rest are counted.
 const MAX_LISTED: usize = 200;
 
-/// The subject line.
+/// The subject line: [`Notification::headline`] (a verdict's `Deployment api v2.0.1: FAIL`,
+/// a deployment notice's summary, else the title).
 pub fn subject(n: &Notification) -> String {
-    n.title()
+    n.headline()
+}
+
+/// The text part of a verdict or a deployment notice: the reason, the table of checks with the
+/// reason of each that did not pass, what it was recorded with, the link.
+fn deployment_text(n: &Notification) -> String {
+    let mut t = subject(n);
+    t.push_str("\n\n");
+    match n.verdict() {
+        Some(v) => {
+            if let Some(r) = v.reason {
+                let _ = writeln!(t, "Reason: {r}\n");
+            }
+            if !v.checks.is_empty() {
+                let _ = writeln!(t, "{}\n", verdict_table(&v));
+            }
+            for (k, val) in &v.details {
+                let _ = writeln!(t, "{}: {val}", capitalised(k));
+            }
+            if is_http(v.link) {
+                let _ = writeln!(t, "Deployment: {}", v.link);
+            }
+        }
+        None => {
+            let a = &n.alerts[0];
+            for k in ["commit", "author", "url", "watch", "baseline"] {
+                if let Some(val) = a.shown_annotation(k) {
+                    let _ = writeln!(t, "{}: {val}", capitalised(k));
+                }
+            }
+            if is_http(&a.generator_url) {
+                let _ = writeln!(t, "Deployment: {}", a.generator_url);
+            }
+        }
+    }
+    t
+}
+
+/// The HTML part of a verdict or a deployment notice: as [`deployment_text`], the checks as a
+/// table (check, state, value, bound, baseline, reason).
+fn deployment_html(n: &Notification) -> String {
+    let colour = match n.tone() {
+        Tone::Bad => "#d00000",
+        Tone::Warning => "#b26a00",
+        Tone::Good => "#2e8b57",
+    };
+    let mut h = String::from("<!DOCTYPE html>\n<html>\n<head><meta charset=\"utf-8\"></head>\n");
+    h.push_str("<body style=\"font-family: sans-serif; font-size: 14px;\">\n");
+    let _ = writeln!(
+        h,
+        "<h2 style=\"color: {colour};\">{}</h2>",
+        html_escape(&subject(n))
+    );
+    let (details, link) = match n.verdict() {
+        Some(v) => {
+            if let Some(r) = v.reason {
+                let _ = writeln!(h, "<p><b>Reason:</b> {}</p>", html_escape(r));
+            }
+            if !v.checks.is_empty() {
+                h.push_str("<table style=\"border-collapse: collapse;\" cellpadding=\"4\">\n<tr>");
+                for c in ["Check", "State", "Value", "Bound", "Baseline", "Reason"] {
+                    let _ = write!(h, "<th align=\"left\">{c}</th>");
+                }
+                h.push_str("</tr>\n");
+                for c in &v.checks {
+                    let col = c.columns();
+                    let state_colour = match c.state {
+                        "fail" => "#d00000",
+                        "pass" => "#2e8b57",
+                        _ => "#b26a00",
+                    };
+                    let _ = writeln!(
+                        h,
+                        "<tr><td>{}</td><td style=\"color: {state_colour};\"><b>{}</b></td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
+                        html_escape(c.name),
+                        html_escape(&c.state.to_ascii_uppercase()),
+                        html_escape(col.value),
+                        html_escape(col.bound),
+                        html_escape(col.baseline),
+                        html_escape(col.reason),
+                    );
+                }
+                h.push_str("</table>\n");
+            }
+            let details: Vec<(String, String)> = v
+                .details
+                .iter()
+                .map(|(k, val)| (capitalised(k), val.to_string()))
+                .collect();
+            (details, v.link.to_string())
+        }
+        None => {
+            let a = &n.alerts[0];
+            let details = ["commit", "author", "url", "watch", "baseline"]
+                .into_iter()
+                .filter_map(|k| {
+                    a.shown_annotation(k)
+                        .map(|v| (capitalised(k), v.to_string()))
+                })
+                .collect();
+            (details, a.generator_url.clone())
+        }
+    };
+    if !details.is_empty() {
+        h.push_str("<p>");
+        for (k, v) in &details {
+            let _ = writeln!(h, "{k}: {}<br>", html_escape(v));
+        }
+        h.push_str("</p>\n");
+    }
+    if is_http(&link) {
+        let _ = writeln!(
+            h,
+            "<p><a href=\"{}\">Deployment</a></p>",
+            html_escape(&link)
+        );
+    }
+    h.push_str("</body>\n</html>\n");
+    h
+}
+
+/// Whether `n` is about a deployment (a verdict, or the notice that one started).
+fn is_deployment(n: &Notification) -> bool {
+    n.verdict().is_some() || n.deployment_started().is_some()
 }
 
 /// Escapes text for HTML element content and attribute values.
@@ -94,6 +219,9 @@ impl Section<'_> {
 
 /// The plain-text part.
 pub fn text_body(n: &Notification) -> String {
+    if is_deployment(n) {
+        return deployment_text(n);
+    }
     let mut t = subject(n);
     t.push_str("\n\n");
     if n.test {
@@ -131,6 +259,9 @@ pub fn text_body(n: &Notification) -> String {
 
 /// The HTML part. Every value from an alert goes through [`html_escape`].
 pub fn html_body(n: &Notification) -> String {
+    if is_deployment(n) {
+        return deployment_html(n);
+    }
     let colour = |s: GroupStatus| match s {
         GroupStatus::Firing => "#d00000",
         GroupStatus::Resolved => "#2e8b57",

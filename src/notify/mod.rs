@@ -704,6 +704,90 @@ pub struct VerdictCheck<'a> {
     pub detail: &'a str,
 }
 
+/// A check's detail cut into the columns of a verdict's table.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct CheckColumns<'a> {
+    /// The last value, or `none`.
+    pub value: &'a str,
+    /// The bound in force (`<= 0.003 (baseline 0.001 +0.002)`).
+    pub bound: &'a str,
+    /// The baseline, or `none`.
+    pub baseline: &'a str,
+    /// Why the state, in words, with the counts.
+    pub reason: &'a str,
+}
+
+impl<'a> VerdictCheck<'a> {
+    /// The detail (`value V, bound B, baseline X; reason (counts)`) as columns; a detail of
+    /// another shape is all reason.
+    pub fn columns(&self) -> CheckColumns<'a> {
+        let parsed = self.detail.split_once("; ").and_then(|(head, reason)| {
+            let (rest, baseline) = head.rsplit_once(", baseline ")?;
+            let (value, bound) = rest.strip_prefix("value ")?.split_once(", bound ")?;
+            Some(CheckColumns {
+                value,
+                bound,
+                baseline,
+                reason,
+            })
+        });
+        parsed.unwrap_or(CheckColumns {
+            value: "",
+            bound: "",
+            baseline: "",
+            reason: self.detail,
+        })
+    }
+}
+
+/// A verdict's checks as a plain-text table (check, state, value, bound, baseline), columns
+/// aligned, then a line in words for each check that did not pass, for channels that show
+/// monospace text (Slack's code block, an email's text part).
+pub(crate) fn verdict_table(v: &VerdictView<'_>) -> String {
+    let head = ["check", "state", "value", "bound", "baseline"];
+    let rows: Vec<[String; 5]> = v
+        .checks
+        .iter()
+        .map(|c| {
+            let col = c.columns();
+            [
+                c.name.to_string(),
+                c.state.to_ascii_uppercase(),
+                col.value.to_string(),
+                col.bound.to_string(),
+                col.baseline.to_string(),
+            ]
+        })
+        .collect();
+    let mut width = head.map(char_len);
+    for r in &rows {
+        for (w, cell) in width.iter_mut().zip(r) {
+            *w = (*w).max(char_len(cell));
+        }
+    }
+    let mut t = String::new();
+    let line = |t: &mut String, cells: &[&str]| {
+        let mut l = String::new();
+        for (i, (cell, w)) in cells.iter().zip(width).enumerate() {
+            if i > 0 {
+                l.push_str("  ");
+            }
+            let _ = write!(l, "{cell:<w$}");
+        }
+        t.push_str(l.trim_end());
+        t.push('\n');
+    };
+    line(&mut t, &head);
+    for r in &rows {
+        line(&mut t, &r.each_ref().map(String::as_str));
+    }
+    for c in v.checks.iter().filter(|c| c.state != "pass") {
+        let _ = writeln!(t, "{} {}: {}", c.name, c.state, c.columns().reason);
+    }
+    t.truncate(t.trim_end().len());
+    t
+}
+
 /// A deployment's verdict as the channels show it: read back from the one alert of a
 /// `DeploymentVerdict` notification, so that a verdict reads as a verdict (not as an alert that
 /// fired or resolved) with its table of checks.

@@ -1,6 +1,7 @@
 //! Slack incoming webhooks: a plain `text` fallback (what phones and screen readers show) and
 //! Block Kit `blocks` (what people read). Firing groups carry a red marker and "FIRING", resolved
-//! ones a green marker and "RESOLVED"; every alert shows its summary, reason and labels.
+//! ones a green marker and "RESOLVED"; every alert shows its summary, reason and labels. A
+//! deployment's verdict reads as a verdict, with the table of its checks in a code block.
 //!
 //! Slack rejects a message over its limits instead of cutting it, so the message is cut here:
 //! at most [`MAX_BLOCKS`] blocks and [`MAX_TEXT`] characters per text field, with an
@@ -12,8 +13,8 @@ use reqwest::header::HeaderMap;
 use serde_json::{Value, json};
 
 use super::{
-    Clients, Delivered, GroupStatus, Notification, NotifiedAlert, NotifyError, escape_with,
-    is_http, markup_entity, summary_line, truncate_chars,
+    Clients, Delivered, GroupStatus, Notification, NotifiedAlert, NotifyError, Tone, VerdictView,
+    capitalised, escape_with, is_http, markup_entity, summary_line, truncate_chars, verdict_table,
 };
 use crate::config::{ReceiverConfig, SlackConfig};
 
@@ -28,6 +29,8 @@ const MAX_HEADER: usize = 150;
 const FIRING_MARK: &str = "🔴";
 /// Green for resolved.
 const RESOLVED_MARK: &str = "✅";
+/// Amber for an inconclusive verdict.
+const WARNING_MARK: &str = "⚠️";
 
 /// Escapes the three characters Slack's mrkdwn treats as control characters.
 pub fn escape(s: &str) -> String {
@@ -81,8 +84,71 @@ fn section(text: String) -> Value {
     json!({"type": "section", "text": {"type": "mrkdwn", "text": truncate_chars(&text, MAX_TEXT)}})
 }
 
+/// The marker of a verdict or a deployment notice, by how it reads.
+fn tone_mark(t: Tone) -> &'static str {
+    match t {
+        Tone::Bad => FIRING_MARK,
+        Tone::Warning => WARNING_MARK,
+        Tone::Good => RESOLVED_MARK,
+    }
+}
+
+/// A deployment's verdict (or the notice that one started): the verdict as the header, its
+/// reason, the table of checks (value, bound, baseline) in a code block with the reason of
+/// each check that did not pass, then what it was recorded with and the links. Never
+/// "RESOLVED": a pass is a verdict, not an alert that ended.
+fn deployment_message(n: &Notification, v: Option<&VerdictView<'_>>) -> Value {
+    let title = format!("{} {}", tone_mark(n.tone()), n.headline());
+    let mut blocks = vec![json!({
+        "type": "header",
+        "text": {"type": "plain_text", "text": truncate_chars(&title, MAX_HEADER), "emoji": true}
+    })];
+    let mut text = title.clone();
+    let Some(v) = v else {
+        // A deployment that started: who and what, then the link.
+        let a = &n.alerts[0];
+        let mut t = String::new();
+        for k in ["commit", "author", "url", "baseline"] {
+            if let Some(val) = a.shown_annotation(k) {
+                let _ = writeln!(t, "*{}:* {}", capitalised(k), escape(val));
+            }
+        }
+        if let Some(l) = link(&a.generator_url, "Deployment") {
+            t.push_str(&l);
+        }
+        if !t.trim().is_empty() {
+            blocks.push(section(t.trim_end().to_string()));
+        }
+        return json!({ "text": truncate_chars(&text, MAX_TEXT), "blocks": blocks });
+    };
+    if let Some(r) = v.reason {
+        blocks.push(section(format!("*Reason:* {}", escape(r))));
+        let _ = write!(text, " — {r}");
+    }
+    if !v.checks.is_empty() {
+        // A code block keeps the columns aligned; cut inside it so the fence survives.
+        let table = truncate_chars(&escape(&verdict_table(v)), MAX_TEXT - 8);
+        blocks.push(section(format!("```{table}```")));
+    }
+    let mut foot = String::new();
+    for (k, val) in &v.details {
+        let _ = write!(foot, "*{}:* {}  ", capitalised(k), escape(val));
+    }
+    if let Some(l) = link(v.link, "Deployment") {
+        foot.push_str(&l);
+    }
+    if !foot.trim().is_empty() {
+        blocks.push(section(foot.trim_end().to_string()));
+    }
+    json!({ "text": truncate_chars(&text, MAX_TEXT), "blocks": blocks })
+}
+
 /// The message body (without `channel`).
 pub fn message(n: &Notification) -> Value {
+    let verdict = n.verdict();
+    if verdict.is_some() || n.deployment_started().is_some() {
+        return deployment_message(n, verdict.as_ref());
+    }
     let (m, _) = mark(n.status);
     let title = n.title();
     let mut blocks: Vec<Value> = vec![json!({

@@ -121,3 +121,33 @@ fn host_port() {
     assert!(split_host_port("host:port", SmtpTls::None).is_err());
     assert!(split_host_port(":25", SmtpTls::None).is_err());
 }
+
+#[test]
+fn a_verdict_reads_as_a_verdict_with_its_table_of_checks() {
+    let n = crate::notify::tests::verdict_sample("pass");
+    assert_eq!(subject(&n), "Deployment api v2.0.1: PASS");
+    let n = crate::notify::tests::verdict_sample("fail");
+    assert_eq!(subject(&n), "Deployment api v2.0.1: FAIL");
+    let t = text_body(&n);
+    assert!(!t.contains("RESOLVED") && !t.contains("FIRING"), "{t}");
+    assert!(
+        t.contains("Reason: check error-rate failed 3 evaluations in a row"),
+        "{t}"
+    );
+    assert!(
+        t.contains("error-rate   FAIL   0.02   <= 0.005  0.001\n"),
+        "{t}"
+    );
+    assert!(
+        t.contains("error-rate fail: above the bound (0 pass, 3 fail, 0 no data)"),
+        "{t}"
+    );
+    assert!(t.contains("Commit: abc123"), "{t}");
+    let h = html_body(&n);
+    assert!(!h.contains("RESOLVED") && !h.contains("FIRING"), "{h}");
+    assert!(h.contains("<th align=\"left\">Baseline</th>"), "{h}");
+    assert!(
+        h.contains("<td>error-rate</td><td style=\"color: #d00000;\"><b>FAIL</b></td><td>0.02</td><td>&lt;= 0.005</td><td>0.001</td><td>above the bound (0 pass, 3 fail, 0 no data)</td>"),
+        "{h}"
+    );
+}

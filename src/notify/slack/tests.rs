@@ -1,5 +1,5 @@
 use super::*;
-use crate::notify::tests::{alert, sample};
+use crate::notify::tests::{alert, sample, verdict_sample};
 
 fn all_texts(v: &Value) -> Vec<String> {
     let mut out = Vec::new();
@@ -12,6 +12,48 @@ fn all_texts(v: &Value) -> Vec<String> {
         }
     }
     out
+}
+
+#[test]
+fn a_verdict_reads_as_a_verdict_with_its_table_of_checks() {
+    for (verdict, header) in [
+        ("fail", "🔴 Deployment api v2.0.1: FAIL"),
+        ("inconclusive", "⚠️ Deployment api v2.0.1: INCONCLUSIVE"),
+        ("pass", "✅ Deployment api v2.0.1: PASS"),
+    ] {
+        let m = message(&verdict_sample(verdict));
+        assert_eq!(m["blocks"][0]["text"]["text"], header);
+        let all = all_texts(&m).join("\n") + m["text"].as_str().unwrap();
+        assert!(
+            !all.contains("RESOLVED") && !all.contains("FIRING"),
+            "{all}"
+        );
+    }
+    let m = message(&verdict_sample("fail"));
+    let texts = all_texts(&m);
+    assert_eq!(
+        texts[1],
+        "*Reason:* check error-rate failed 3 evaluations in a row"
+    );
+    let table = &texts[2];
+    assert!(
+        table.starts_with("```check        state  value  bound     baseline\n"),
+        "{table}"
+    );
+    assert!(
+        table.contains("\nerror-rate   FAIL   0.02   &lt;= 0.005  0.001\n"),
+        "{table}"
+    );
+    assert!(
+        table.contains("\np99-latency  PASS   0.21   &lt;= 0.5    0.2"),
+        "{table}"
+    );
+    assert!(
+        table.contains("error-rate fail: above the bound (0 pass, 3 fail, 0 no data)```"),
+        "the failing check's reason in words: {table}"
+    );
+    assert!(texts[3].contains("*Commit:* abc123"), "{}", texts[3]);
+    assert!(texts[3].contains("/api/v1/deployments/18f0a|Deployment>"));
 }
 
 #[test]
