@@ -1,5 +1,6 @@
 //! The `postflight` command line (SPEC §1). `main.rs` parses arguments and calls [`main`].
 
+use std::io::IsTerminal as _;
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
@@ -10,6 +11,9 @@ use crate::config::{self, ConfigError};
 use crate::telemetry::{self, LogFormat};
 
 pub mod generate;
+
+#[cfg(test)]
+mod tests;
 
 /// postflight: watches services after a deployment, probes, scrapes, evaluates PromQL rules and
 /// gates, and pages people.
@@ -52,7 +56,8 @@ pub enum Command {
         /// The version deployed.
         #[arg(long)]
         version: String,
-        /// Follow the watch and exit 0 pass, 1 fail, 3 inconclusive, 4 superseded.
+        /// Follow the watch and exit 0 pass, 1 fail, 3 inconclusive, 4 superseded; Ctrl-C (130)
+        /// leaves the watch running on the daemon.
         #[arg(long)]
         wait: bool,
         /// Daemon URL; default http://<server.listen>.
@@ -326,6 +331,30 @@ async fn deploy(server: &str, token: Option<&str>, req: DeployRequest, wait: boo
     if !wait {
         return 0;
     }
+    let follow = follow(&client, server, &id, std::io::stdout().is_terminal());
+    tokio::select! {
+        code = follow => code,
+        _ = tokio::signal::ctrl_c() => {
+            // The watch belongs to the daemon: leaving the client changes nothing there.
+            println!();
+            eprintln!(
+                "postflight: interrupted; deployment {id} is still under watch on the daemon \
+                 (GET {server}/api/v1/deployments/{id})"
+            );
+            INTERRUPTED
+        }
+    }
+}
+
+/// The exit code of `deploy --wait` interrupted by Ctrl-C (128 + SIGINT, as shells report it).
+const INTERRUPTED: u8 = 130;
+
+/// Polls deployment `id` until its verdict; returns the exit code. On a terminal, one progress
+/// line rewritten in place every poll; elsewhere one line per evaluation, so CI logs stay
+/// readable.
+async fn follow(client: &reqwest::Client, server: &str, id: &str, terminal: bool) -> u8 {
+    use std::io::Write as _;
+    let since = tokio::time::Instant::now();
     let mut last_evaluations = 0u64;
     let mut failures = 0;
     loop {
@@ -351,10 +380,16 @@ async fn deploy(server: &str, token: Option<&str>, req: DeployRequest, wait: boo
             }
         };
         failures = 0;
-        let evaluations = d.get("evaluations").and_then(|e| e.as_u64()).unwrap_or(0);
-        if evaluations != last_evaluations {
-            last_evaluations = evaluations;
-            print_evaluation(&d);
+        let elapsed = since.elapsed();
+        if terminal {
+            print!("{}", progress_line(&d, elapsed));
+            let _ = std::io::stdout().flush();
+        } else {
+            let evaluations = d.get("evaluations").and_then(|e| e.as_u64()).unwrap_or(0);
+            if evaluations != last_evaluations {
+                last_evaluations = evaluations;
+                println!("{}", evaluation_line(&d, elapsed));
+            }
         }
         let code = match d.get("verdict").and_then(|v| v.as_str()) {
             Some("pass") => 0,
@@ -363,6 +398,11 @@ async fn deploy(server: &str, token: Option<&str>, req: DeployRequest, wait: boo
             Some("superseded") => 4,
             _ => continue,
         };
+        if terminal {
+            println!();
+            // The table a terminal did not keep: each check's last state, once.
+            print_checks(&d);
+        }
         let reason = d.get("reason").and_then(|r| r.as_str()).unwrap_or("");
         println!(
             "verdict: {} ({reason})",
@@ -372,23 +412,93 @@ async fn deploy(server: &str, token: Option<&str>, req: DeployRequest, wait: boo
     }
 }
 
-fn print_evaluation(d: &serde_json::Value) {
-    let n = d.get("evaluations").and_then(|e| e.as_u64()).unwrap_or(0);
+/// A field of a deployment's JSON as text: `-` for null or missing.
+fn field(v: &serde_json::Value, k: &str) -> String {
+    match v.get(k) {
+        Some(serde_json::Value::Null) | None => "-".to_string(),
+        Some(serde_json::Value::String(s)) => s.clone(),
+        Some(v) => v.to_string(),
+    }
+}
+
+/// The watch's length, from the deployment's `startedAt` and `watchUntil`.
+fn watch_of(d: &serde_json::Value) -> Option<Duration> {
+    let t = |k: &str| {
+        d.get(k)
+            .and_then(|v| v.as_str())
+            .and_then(|s| chrono::DateTime::parse_from_rfc3339(s).ok())
+    };
+    (t("watchUntil")? - t("startedAt")?).to_std().ok()
+}
+
+/// `elapsed/watch`, e.g. `1m30s/30m`.
+fn clock(d: &serde_json::Value, elapsed: Duration) -> String {
+    let secs = Duration::from_secs(elapsed.as_secs());
+    let watch = watch_of(d).map_or("?".to_string(), config::format_duration);
+    format!("{}/{watch}", config::format_duration(secs))
+}
+
+/// Each check as `name state value`, separated by two spaces.
+fn check_states(d: &serde_json::Value) -> String {
+    let empty = Vec::new();
+    d.get("checks")
+        .and_then(|c| c.as_array())
+        .unwrap_or(&empty)
+        .iter()
+        .map(|c| {
+            format!(
+                "{} {} {}",
+                field(c, "name"),
+                field(c, "state"),
+                field(c, "value")
+            )
+        })
+        .collect::<Vec<_>>()
+        .join("  ")
+}
+
+/// The terminal's progress line: back to the start of the line, elapsed of the watch, the
+/// evaluation count, each check's state, then "clear to the end of the line" so a shorter line
+/// leaves nothing of the longer one before it.
+pub fn progress_line(d: &serde_json::Value, elapsed: Duration) -> String {
+    format!(
+        "\r[{}] #{} {}\x1b[K",
+        clock(d, elapsed),
+        d.get("evaluations").and_then(|e| e.as_u64()).unwrap_or(0),
+        check_states(d)
+    )
+}
+
+/// One evaluation off a terminal: `#3 [12s/30m] error-rate pass 0.001  latency nodata -`, then
+/// the reason of each check that is not passing.
+pub fn evaluation_line(d: &serde_json::Value, elapsed: Duration) -> String {
+    let mut line = format!(
+        "#{} [{}] {}",
+        d.get("evaluations").and_then(|e| e.as_u64()).unwrap_or(0),
+        clock(d, elapsed),
+        check_states(d)
+    );
     let empty = Vec::new();
     for c in d.get("checks").and_then(|c| c.as_array()).unwrap_or(&empty) {
-        let f = |k: &str| match c.get(k) {
-            Some(serde_json::Value::Null) | None => "-".to_string(),
-            Some(serde_json::Value::String(s)) => s.clone(),
-            Some(v) => v.to_string(),
-        };
+        if !matches!(c.get("state").and_then(|s| s.as_str()), Some("pass")) {
+            line.push_str(&format!(" · {}: {}", field(c, "name"), field(c, "reason")));
+        }
+    }
+    line
+}
+
+/// Each check's last state, value, bound, baseline and reason, a line each.
+fn print_checks(d: &serde_json::Value) {
+    let empty = Vec::new();
+    for c in d.get("checks").and_then(|c| c.as_array()).unwrap_or(&empty) {
         println!(
-            "#{n} {:<20} {:<8} value={:<12} bound={:<16} baseline={:<12} {}",
-            f("name"),
-            f("state"),
-            f("value"),
-            f("bound"),
-            f("baseline"),
-            f("reason")
+            "{:<20} {:<8} value={:<12} bound={:<16} baseline={:<12} {}",
+            field(c, "name"),
+            field(c, "state"),
+            field(c, "value"),
+            field(c, "bound"),
+            field(c, "baseline"),
+            field(c, "reason")
         );
     }
 }

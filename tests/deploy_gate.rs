@@ -50,6 +50,16 @@ expr = 'vector(2)'
 max = 1
 
 [[gate]]
+job = "slow"
+watch = "60s"
+warmup = "0s"
+interval = "1s"
+[[gate.check]]
+name = "constant"
+expr = 'vector(0.5)'
+max = 1
+
+[[gate]]
 job = "blind"
 watch = "3s"
 warmup = "0s"
@@ -130,6 +140,25 @@ fn deploy_wait_exits_with_the_verdict_and_the_webhook_gets_it() {
     assert!(
         out.contains("constant"),
         "each evaluation is printed: {out}"
+    );
+    // Not a terminal: one plain line per evaluation (a poll may see two at once), no progress
+    // line rewritten in place.
+    assert!(!out.contains('\r') && !out.contains('\x1b'), "{out:?}");
+    let evaluations: Vec<u64> = out
+        .lines()
+        .filter_map(|l| l.strip_prefix('#'))
+        .map(|l| l.split(' ').next().unwrap().parse().unwrap())
+        .collect();
+    assert!(
+        !evaluations.is_empty() && evaluations.len() <= 3,
+        "watch 3s at 1s: {out}"
+    );
+    assert!(evaluations.windows(2).all(|w| w[0] < w[1]), "{out}");
+    assert!(
+        out.lines()
+            .filter(|l| l.starts_with('#'))
+            .all(|l| l.contains("/3s] constant pass 0.5")),
+        "elapsed of the watch and the check's state on each line: {out}"
     );
     assert!(out.contains("verdict: pass"), "{out}");
     let (code, out) = finish(bad);
@@ -240,4 +269,41 @@ fn recording_answers_201_404_409_and_survives_a_restart() {
     let v: serde_json::Value = serde_json::from_str(&body).unwrap();
     assert_eq!(v["deployments"][0]["id"], id.as_str());
     assert_eq!(d.get("/api/v1/deployments/nope").0, 404);
+}
+
+#[test]
+fn ctrl_c_leaves_the_watch_running_on_the_daemon_and_says_so() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut d = Daemon::start_in(dir.path(), &CONFIG.replace("{hook}", "9"), &[]);
+    d.wait_ready();
+    let mut child = deploy(d.port, "slow", &["--wait"]);
+    let mut stdout = BufReader::new(child.stdout.take().unwrap());
+    let mut first = String::new();
+    stdout.read_line(&mut first).unwrap();
+    let id = first
+        .strip_prefix("deployment ")
+        .and_then(|l| l.split(' ').next())
+        .unwrap_or_else(|| panic!("the id first: {first}"))
+        .to_string();
+    // Wait for an evaluation line, so the client is inside its wait loop.
+    let mut line = String::new();
+    stdout.read_line(&mut line).unwrap();
+    assert!(line.starts_with("#1 "), "{line}");
+    let status = Command::new("kill")
+        .args(["-INT", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let (code, out) = finish(child);
+    assert_eq!(code, 130, "{out}");
+    assert!(
+        out.contains(&format!(
+            "interrupted; deployment {id} is still under watch on the daemon"
+        )),
+        "{out}"
+    );
+    let (status, body) = d.get(&format!("/api/v1/deployments/{id}"));
+    assert_eq!(status, 200);
+    let v: serde_json::Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(v["verdict"], "watching", "the daemon keeps watching: {v}");
 }

@@ -123,6 +123,10 @@ const EXIT_STATUS: &[(&str, &str)] = &[
         "4",
         "deploy --wait: a newer deployment of the job superseded this one.",
     ),
+    (
+        "130",
+        "deploy --wait interrupted by Ctrl-C; the daemon goes on watching the deployment.",
+    ),
 ];
 
 /// Writes `postflight.1` and a page per subcommand into `out`; the main page gains the
