@@ -9,7 +9,7 @@ use chrono::{DateTime, Utc};
 use crate::config::format_duration;
 
 use crate::dispatch::nlog::NlogEntry;
-use crate::notify::{GroupStatus, Notification, NotifiedAlert};
+use crate::notify::{GroupStatus, Notification, NotifiedAlert, VERDICT_FIELDS};
 use crate::series::Labels;
 
 use super::Deployment;
@@ -52,17 +52,9 @@ pub fn labels(d: &Deployment, global: &BTreeMap<String, String>) -> BTreeMap<Str
 /// `reason`, and the deployment's commit, author and url when given. A check named like one of
 /// those keys is prefixed with `check:`.
 pub fn annotations(d: &Deployment) -> BTreeMap<String, String> {
-    const RESERVED: [&str; 6] = [
-        "summary",
-        "reason",
-        "description",
-        "commit",
-        "author",
-        "url",
-    ];
     let mut a = BTreeMap::new();
     for (spec, c) in d.gate.checks.iter().zip(&d.checks) {
-        let key = if RESERVED.contains(&c.name.as_str()) {
+        let key = if VERDICT_FIELDS.contains(&c.name.as_str()) {
             format!("check:{}", c.name)
         } else {
             c.name.clone()

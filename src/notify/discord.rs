@@ -11,7 +11,6 @@
 use std::fmt::Write as _;
 
 use chrono::SecondsFormat;
-use reqwest::header::HeaderMap;
 use serde_json::{Value, json};
 
 use super::{
@@ -253,9 +252,7 @@ pub(crate) async fn send(
     c: &DiscordConfig,
     n: &Notification,
 ) -> Result<Delivered, NotifyError> {
-    // Serialising a serde_json::Value cannot fail.
-    let body = serde_json::to_vec(&message(n)).expect("discord message serialises");
-    super::http::post_json(clients, receiver, c.url.expose(), HeaderMap::new(), body).await
+    super::http::post_value(clients, receiver, c.url.expose(), &message(n)).await
 }
 
 #[cfg(test)]

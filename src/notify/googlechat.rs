@@ -8,13 +8,12 @@
 
 use std::fmt::Write as _;
 
-use reqwest::header::HeaderMap;
 use serde_json::{Value, json};
 
 use super::{
     Clients, Delivered, GroupStatus, Notification, NotifiedAlert, NotifyError, Tone, VerdictView,
-    capitalised, escape_with, is_http, markup_entity, plural, status_word, summary_line,
-    truncate_chars,
+    capitalised, escape_with, is_http, json_size, markup_entity, plural, push_fitting, status_word,
+    summary_line, truncate_chars,
 };
 use crate::config::{GooglechatConfig, ReceiverConfig};
 
@@ -125,11 +124,6 @@ fn verdict_sections(v: &VerdictView<'_>) -> Vec<Value> {
     out
 }
 
-fn size(v: &Value) -> usize {
-    // Serialising a serde_json::Value cannot fail.
-    serde_json::to_vec(v).expect("JSON serialises").len()
-}
-
 /// The `cardsV2` card of a notification, at most [`MAX_CARD_BYTES`] of JSON.
 pub fn card(n: &Notification) -> Value {
     let verdict = n.verdict();
@@ -173,24 +167,10 @@ pub fn card(n: &Notification) -> Value {
     };
     let noun = if verdict.is_some() { "check" } else { "alert" };
     let more = |hidden: usize| json!({"widgets": [paragraph(format!("…and {hidden} more {noun}{}", plural(hidden)))]});
-    let mut used = size(&card)
-        + sections.iter().map(|s| size(s) + 1).sum::<usize>()
-        + footer.as_ref().map_or(0, |f| size(f) + 1);
-    let total = parts.len();
-    for (i, part) in parts.into_iter().enumerate() {
-        let reserve = if i + 1 < total {
-            size(&more(total)) + 1
-        } else {
-            0
-        };
-        let cost = size(&part) + 1;
-        if used + cost + reserve > MAX_CARD_BYTES {
-            sections.push(more(total - i));
-            break;
-        }
-        used += cost;
-        sections.push(part);
-    }
+    let used = json_size(&card)
+        + sections.iter().map(|s| json_size(s) + 1).sum::<usize>()
+        + footer.as_ref().map_or(0, |f| json_size(f) + 1);
+    push_fitting(&mut sections, parts, used, MAX_CARD_BYTES, more);
     sections.extend(footer);
     card["card"]["sections"] = Value::Array(sections);
     card
@@ -211,9 +191,7 @@ pub(crate) async fn send(
     c: &GooglechatConfig,
     n: &Notification,
 ) -> Result<Delivered, NotifyError> {
-    // Serialising a serde_json::Value cannot fail.
-    let body = serde_json::to_vec(&message(n)).expect("google chat message serialises");
-    super::http::post_json(clients, receiver, c.url.expose(), HeaderMap::new(), body).await
+    super::http::post_value(clients, receiver, c.url.expose(), &message(n)).await
 }
 
 #[cfg(test)]

@@ -30,6 +30,18 @@ pub(crate) async fn post_json(
     post(clients, receiver, url, headers, "application/json", body).await
 }
 
+/// [`post_json`] for a message built as a `serde_json::Value`, with no extra headers.
+pub(crate) async fn post_value(
+    clients: &Clients,
+    receiver: &ReceiverConfig,
+    url: &str,
+    message: &serde_json::Value,
+) -> Result<Delivered, NotifyError> {
+    // Serialising a serde_json::Value cannot fail.
+    let body = serde_json::to_vec(message).expect("JSON message serialises");
+    post_json(clients, receiver, url, HeaderMap::new(), body).await
+}
+
 /// [`post_json`] for a body of another type (ntfy's plain text).
 pub(crate) async fn post(
     clients: &Clients,

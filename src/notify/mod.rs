@@ -650,6 +650,40 @@ pub(crate) fn plural(n: usize) -> &'static str {
     if n == 1 { "" } else { "s" }
 }
 
+/// The bytes of a JSON value once serialised: what Google Chat and Teams count against their
+/// limits on a message.
+pub(crate) fn json_size(v: &serde_json::Value) -> usize {
+    // Serialising a serde_json::Value cannot fail.
+    serde_json::to_vec(v).expect("JSON serialises").len()
+}
+
+/// Appends `parts` to `out` while the JSON stays within `max` bytes (`used` already spent, each
+/// part costing its size and a comma); at the first that does not fit, appends `more(hidden)`
+/// instead, room for which is kept while parts follow.
+pub(crate) fn push_fitting(
+    out: &mut Vec<serde_json::Value>,
+    parts: Vec<serde_json::Value>,
+    mut used: usize,
+    max: usize,
+    more: impl Fn(usize) -> serde_json::Value,
+) {
+    let total = parts.len();
+    for (i, part) in parts.into_iter().enumerate() {
+        let reserve = if i + 1 < total {
+            json_size(&more(total)) + 1
+        } else {
+            0
+        };
+        let cost = json_size(&part) + 1;
+        if used + cost + reserve > max {
+            out.push(more(total - i));
+            break;
+        }
+        used += cost;
+        out.push(part);
+    }
+}
+
 /// Cuts `s` to at most `max` characters, ending with "…" when it had to cut. Cuts on a char
 /// boundary, never inside a UTF-8 sequence.
 pub fn truncate_chars(s: &str, max: usize) -> String {
@@ -672,8 +706,9 @@ pub const VERDICT_ALERTNAME: &str = "DeploymentVerdict";
 /// `deploy::verdict::STARTED` writes it.
 pub const STARTED_ALERTNAME: &str = "DeploymentStarted";
 
-/// The annotations of a verdict that are not checks (`deploy::verdict::annotations`).
-const VERDICT_FIELDS: [&str; 6] = [
+/// The annotations of a verdict that are not checks: `deploy::verdict::annotations` writes a
+/// check named like one of them as `check:NAME`.
+pub const VERDICT_FIELDS: [&str; 6] = [
     "summary",
     "reason",
     "description",

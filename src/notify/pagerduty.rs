@@ -7,7 +7,6 @@
 //! with severity warning, and the next `pass` of that job resolves the incident.
 
 use chrono::SecondsFormat;
-use reqwest::header::HeaderMap;
 use ring::digest;
 use serde_json::{Value, json};
 
@@ -180,9 +179,7 @@ pub(crate) async fn send(
     n: &Notification,
 ) -> Result<Delivered, NotifyError> {
     let ev = event(c.routing_key.expose(), n);
-    // Serialising a serde_json::Value cannot fail.
-    let body = serde_json::to_vec(&ev).expect("pagerduty event serialises");
-    super::http::post_json(clients, receiver, &c.url, HeaderMap::new(), body).await
+    super::http::post_value(clients, receiver, &c.url, &ev).await
 }
 
 #[cfg(test)]

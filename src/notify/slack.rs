@@ -9,12 +9,12 @@
 
 use std::fmt::Write as _;
 
-use reqwest::header::HeaderMap;
 use serde_json::{Value, json};
 
 use super::{
     Clients, Delivered, GroupStatus, Notification, NotifiedAlert, NotifyError, Tone, VerdictView,
-    capitalised, escape_with, is_http, markup_entity, summary_line, truncate_chars, verdict_table,
+    capitalised, escape_with, is_http, markup_entity, plural, summary_line, truncate_chars,
+    verdict_table,
 };
 use crate::config::{ReceiverConfig, SlackConfig};
 
@@ -196,10 +196,6 @@ pub fn message(n: &Notification) -> Value {
     json!({ "text": truncate_chars(&text, MAX_TEXT), "blocks": blocks })
 }
 
-fn plural(n: usize) -> &'static str {
-    if n == 1 { "" } else { "s" }
-}
-
 /// One attempt.
 pub(crate) async fn send(
     clients: &Clients,
@@ -211,9 +207,7 @@ pub(crate) async fn send(
     if let Some(ch) = &c.channel {
         msg["channel"] = Value::String(ch.clone());
     }
-    // Serialising a serde_json::Value cannot fail.
-    let body = serde_json::to_vec(&msg).expect("slack message serialises");
-    super::http::post_json(clients, receiver, c.url.expose(), HeaderMap::new(), body).await
+    super::http::post_value(clients, receiver, c.url.expose(), &msg).await
 }
 
 #[cfg(test)]

@@ -8,12 +8,12 @@
 //! [`MAX_CARD_BYTES`], then "…and N more alerts". Text is not Markdown-escaped: Teams clients
 //! disagree on backslash escapes (some print the backslash), and a card shows no HTML.
 
-use reqwest::header::HeaderMap;
 use serde_json::{Value, json};
 
 use super::{
     Clients, Delivered, GroupStatus, Notification, NotifiedAlert, NotifyError, Tone, VerdictView,
-    capitalised, is_http, plural, status_word, summary_line, truncate_chars,
+    capitalised, is_http, json_size, plural, push_fitting, status_word, summary_line,
+    truncate_chars,
 };
 use crate::config::{ReceiverConfig, TeamsConfig};
 
@@ -116,11 +116,6 @@ fn verdict_body(v: &VerdictView<'_>) -> Vec<Value> {
     out
 }
 
-fn size(v: &Value) -> usize {
-    // Serialising a serde_json::Value cannot fail.
-    serde_json::to_vec(v).expect("JSON serialises").len()
-}
-
 /// The Adaptive Card of a notification, at most [`MAX_CARD_BYTES`] of JSON.
 pub fn card(n: &Notification) -> Value {
     let (colour, _) = colours(n.tone());
@@ -169,22 +164,8 @@ pub fn card(n: &Notification) -> Value {
             plural(hidden)
         ))
     };
-    let mut used = size(&card) + body.iter().map(|b| size(b) + 1).sum::<usize>();
-    let total = parts.len();
-    for (i, part) in parts.into_iter().enumerate() {
-        let reserve = if i + 1 < total {
-            size(&more(total)) + 1
-        } else {
-            0
-        };
-        let cost = size(&part) + 1;
-        if used + cost + reserve > MAX_CARD_BYTES {
-            body.push(more(total - i));
-            break;
-        }
-        used += cost;
-        body.push(part);
-    }
+    let used = json_size(&card) + body.iter().map(|b| json_size(b) + 1).sum::<usize>();
+    push_fitting(&mut body, parts, used, MAX_CARD_BYTES, more);
     card["body"] = Value::Array(body);
     card
 }
@@ -208,9 +189,7 @@ pub(crate) async fn send(
     c: &TeamsConfig,
     n: &Notification,
 ) -> Result<Delivered, NotifyError> {
-    // Serialising a serde_json::Value cannot fail.
-    let body = serde_json::to_vec(&message(n)).expect("teams message serialises");
-    super::http::post_json(clients, receiver, c.url.expose(), HeaderMap::new(), body).await
+    super::http::post_value(clients, receiver, c.url.expose(), &message(n)).await
 }
 
 #[cfg(test)]

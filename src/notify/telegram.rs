@@ -9,7 +9,6 @@
 
 use std::fmt::Write as _;
 
-use reqwest::header::HeaderMap;
 use serde_json::{Value, json};
 
 use super::{
@@ -294,9 +293,7 @@ pub(crate) async fn send(
         c.url.trim_end_matches('/'),
         c.bot_token.expose()
     );
-    // Serialising a serde_json::Value cannot fail.
-    let body = serde_json::to_vec(&body(&c.chat_id, n)).expect("telegram message serialises");
-    super::http::post_json(clients, receiver, &url, HeaderMap::new(), body).await
+    super::http::post_value(clients, receiver, &url, &body(&c.chat_id, n)).await
 }
 
 #[cfg(test)]

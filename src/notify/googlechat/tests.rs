@@ -67,7 +67,7 @@ fn a_card_stays_under_the_size_limit() {
         })
         .collect();
     let m = message(&n);
-    assert!(size(&m) <= 32_000, "{}", size(&m));
+    assert!(json_size(&m) <= 32_000, "{}", json_size(&m));
     let sections = m["cardsV2"][0]["card"]["sections"].as_array().unwrap();
     let more = sections[sections.len() - 2]["widgets"][0]["textParagraph"]["text"]
         .as_str()

@@ -69,7 +69,7 @@ fn a_card_stays_under_the_size_limit() {
         })
         .collect();
     let c = card(&n);
-    assert!(size(&c) <= MAX_CARD_BYTES, "{}", size(&c));
+    assert!(json_size(&c) <= MAX_CARD_BYTES, "{}", json_size(&c));
     let last = c["body"].as_array().unwrap().last().unwrap();
     assert!(
         last["text"].as_str().unwrap().starts_with("…and "),
