@@ -125,25 +125,12 @@ pub fn notification(
         annotations: annotations(d),
         starts_at: d.started_at,
         ends_at: (status == GroupStatus::Resolved).then(|| d.finished_at.unwrap_or(now)),
-        generator_url: format!(
-            "{}/api/v1/deployments/{}",
-            external_url.trim_end_matches('/'),
-            d.id
-        ),
+        generator_url: deployment_link(external_url, d),
         fingerprint: format!("{fp:016x}"),
     };
-    let group_labels: BTreeMap<String, String> = [
-        ("alertname".to_string(), ALERTNAME.to_string()),
-        ("job".to_string(), d.job.clone()),
-    ]
-    .into();
     // Keyed by the job's gate, not the deployment: the outbox sends a job's verdicts in order,
     // and PagerDuty's dedup key (and Opsgenie's alias) lets the next pass resolve a fail.
-    let group_key = format!(
-        "{{}}/deploy:{}",
-        crate::notify::format_labels(&group_labels)
-    );
-    let n = Notification::new(receiver, group_key, group_labels, vec![alert], external_url);
+    let n = job_notification(receiver, ALERTNAME, "deploy", d, alert, external_url);
     let set: BTreeSet<u64> = [fp].into();
     let entry = if status == GroupStatus::Firing {
         NlogEntry {
@@ -223,27 +210,45 @@ pub fn started(
         annotations,
         starts_at: d.started_at,
         ends_at: None,
-        generator_url: format!(
-            "{}/api/v1/deployments/{}",
-            external_url.trim_end_matches('/'),
-            d.id
-        ),
+        generator_url: deployment_link(external_url, d),
         fingerprint: format!("{fp:016x}"),
     };
-    let group_labels: BTreeMap<String, String> = [
-        ("alertname".to_string(), STARTED.to_string()),
-        ("job".to_string(), d.job.clone()),
-    ]
-    .into();
-    let group_key = format!(
-        "{{}}/deploy-started:{}",
-        crate::notify::format_labels(&group_labels)
-    );
-    let n = Notification::new(receiver, group_key, group_labels, vec![alert], external_url);
+    let n = job_notification(receiver, STARTED, "deploy-started", d, alert, external_url);
     let entry = NlogEntry {
         at: now,
         firing: [fp].into(),
         resolved: BTreeSet::new(),
     };
     (n, entry)
+}
+
+/// The API address of a deployment, where its notifications link to.
+fn deployment_link(external_url: &str, d: &Deployment) -> String {
+    format!(
+        "{}/api/v1/deployments/{}",
+        external_url.trim_end_matches('/'),
+        d.id
+    )
+}
+
+/// A deployment's one-alert notification to `receiver`, in the group of its job
+/// (`{}/<kind>:{alertname, job}`), so that a job's notices follow each other.
+fn job_notification(
+    receiver: &str,
+    alertname: &str,
+    kind: &str,
+    d: &Deployment,
+    alert: NotifiedAlert,
+    external_url: &str,
+) -> Notification {
+    let group_labels: BTreeMap<String, String> = [
+        ("alertname".to_string(), alertname.to_string()),
+        ("job".to_string(), d.job.clone()),
+    ]
+    .into();
+    let group_key = format!(
+        "{{}}/{kind}:{}",
+        crate::notify::format_labels(&group_labels)
+    );
+    Notification::new(receiver, group_key, group_labels, vec![alert], external_url)
 }
