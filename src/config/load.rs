@@ -139,6 +139,7 @@ const SECTIONS: &[(&str, bool)] = &[
     ("receiver", true),
     ("gate", true),
     ("maintenance", true),
+    ("query", false),
 ];
 
 impl<'s> Ctx<'s> {
@@ -202,7 +203,12 @@ impl<'s> Ctx<'s> {
                             config.global = v
                         }
                     }
-                    _ => unreachable!("SECTIONS lists only these three as tables"),
+                    "query" => {
+                        if let Some(v) = self.de::<super::QueryConfig>(value, "[query]") {
+                            config.query = v
+                        }
+                    }
+                    _ => unreachable!("SECTIONS lists only these as tables"),
                 },
                 (true, DeValue::Array(items)) => {
                     let section: &'static str = SECTIONS

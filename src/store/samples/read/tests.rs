@@ -47,15 +47,9 @@ fn matchers_find_stored_series_by_their_labels() {
         find(vec![Matcher::new(MatchOp::Equal, "__name__", "up")]),
         [a.clone(), b.clone()]
     );
-    assert_eq!(
-        find(vec![Matcher::new(re("d.*"), "job", "d.*")]),
-        [b]
-    );
+    assert_eq!(find(vec![Matcher::new(re("d.*"), "job", "d.*")]), [b]);
     // An absent label is the empty value, as in Prometheus.
-    assert_eq!(
-        find(vec![Matcher::new(MatchOp::Equal, "zone", "")]),
-        [a]
-    );
+    assert_eq!(find(vec![Matcher::new(MatchOp::Equal, "zone", "")]), [a]);
     assert_eq!(find(vec![Matcher::new(MatchOp::Equal, "nope", "1")]), []);
 }
 
