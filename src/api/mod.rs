@@ -8,8 +8,10 @@
 //! with 401 before anything changes.
 
 pub mod deployments;
+pub mod headers;
 mod prom;
 mod query;
+pub mod status;
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -117,6 +119,7 @@ pub fn router(api: Api) -> Router {
             get(deployments::list_route).post(deployments::create),
         )
         .route("/api/v1/deployments/{id}", get(deployments::get_route))
+        .merge(status::routes())
         .fallback(|req: Request| async move {
             error(
                 StatusCode::NOT_FOUND,
