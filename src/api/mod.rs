@@ -9,6 +9,7 @@
 
 pub mod deployments;
 pub mod headers;
+mod limits;
 mod prom;
 mod query;
 pub mod status;
@@ -42,6 +43,7 @@ use crate::series::head::Head;
 use crate::store::{ProbeLog, StateStore};
 use crate::targets::TargetsView;
 use crate::telemetry::Telemetry;
+pub use limits::QueryGate;
 
 /// Largest request body the API reads.
 const MAX_BODY: usize = 1 << 20;
@@ -76,6 +78,10 @@ pub struct Api {
     pub dispatch: DispatcherHandle,
     /// Deployments and their verdicts.
     pub gates: GateHandle,
+    /// The stored chunks queries read besides the head.
+    pub samples: crate::store::SampleStore,
+    /// Turns for queries (`[query] max_concurrent`).
+    pub queries: Arc<QueryGate>,
 }
 
 /// The `/readyz` flag, set by the daemon once it serves.
