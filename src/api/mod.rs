@@ -10,6 +10,7 @@
 pub mod deployments;
 mod prom;
 mod query;
+mod rules;
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -74,6 +75,8 @@ pub struct Api {
     pub dispatch: DispatcherHandle,
     /// Deployments and their verdicts.
     pub gates: GateHandle,
+    /// Rule groups and rules (`/api/v1/rules`).
+    pub rules: Arc<crate::rules::engine::RulesState>,
 }
 
 /// The `/readyz` flag, set by the daemon once it serves.
@@ -107,6 +110,7 @@ pub fn router(api: Api) -> Router {
             get(prom::query_exemplars).post(prom::query_exemplars),
         )
         .route("/federate", get(prom::federate))
+        .route("/api/v1/rules", get(rules::list))
         .route("/api/v1/silences", get(silences).post(add_silence))
         .route(
             "/api/v1/silences/{id}",
