@@ -38,6 +38,17 @@ const RULES: &str = r#"groups:
           summary: "queue at {{ $value }}"
 "#;
 
+/// Two results from each rule, over the group's limit of one.
+const LIMITED: &str = r#"groups:
+  - name: limited
+    limit: 1
+    rules:
+      - record: over_limit
+        expr: label_replace(vector(1), "k", "a", "", "") or label_replace(vector(1), "k", "b", "", "")
+      - alert: OverLimit
+        expr: label_replace(vector(1), "k", "a", "", "") or label_replace(vector(1), "k", "b", "", "")
+"#;
+
 const CONFIG: &str = r#"[server]
 listen = "127.0.0.1:{port}"
 [storage]
@@ -114,6 +125,7 @@ fn recorded_series_are_queried_alerted_on_go_stale_and_follow_a_reload() {
     std::fs::create_dir(dir.path().join("rules")).unwrap();
     let rule_file = dir.path().join("rules/app.yml");
     std::fs::write(&rule_file, RULES).unwrap();
+    std::fs::write(dir.path().join("rules/limit.yml"), LIMITED).unwrap();
     let mut d = Daemon::start_in(
         dir.path(),
         &CONFIG.replace("{target}", &t.port.to_string()),
@@ -153,7 +165,7 @@ fn recorded_series_are_queried_alerted_on_go_stale_and_follow_a_reload() {
     let v = get_json(d.port, "/api/v1/rules");
     assert_eq!(v["status"], "success");
     let groups = v["data"]["groups"].as_array().unwrap();
-    assert_eq!(groups.len(), 2, "{v:#}");
+    assert_eq!(groups.len(), 3, "{v:#}");
     let cfg_file = dir.path().join("postflight.toml").display().to_string();
     assert_eq!(groups[0]["name"], "default");
     assert_eq!(groups[0]["file"], cfg_file.as_str());
@@ -199,7 +211,21 @@ fn recorded_series_are_queried_alerted_on_go_stale_and_follow_a_reload() {
         .flat_map(|g| g["rules"].as_array().unwrap())
         .map(|r| r["type"].as_str().unwrap())
         .collect();
-    assert_eq!(types, ["recording", "recording"]);
+    assert_eq!(types, ["recording", "recording", "recording"]);
+
+    // Over its group's limit a rule fails with Prometheus' error and writes nothing.
+    let limited = &groups[2];
+    assert_eq!(limited["limit"], 1);
+    for (i, what) in [(0, "series"), (1, "alerts")] {
+        let r = &limited["rules"][i];
+        assert_eq!(r["health"], "err", "{r:#}");
+        assert_eq!(
+            r["lastError"],
+            format!("exceeded limit of 1 with 2 {what}").as_str()
+        );
+    }
+    assert_eq!(limited["rules"][1]["alerts"], serde_json::json!([]));
+    assert!(query(d.port, "over_limit").is_empty());
     let (status, body) = http(d.port, "GET", "/api/v1/rules?type=bogus", None, &[]).unwrap();
     assert_eq!(status, 400, "{body}");
     assert!(body.contains("\"errorType\":\"bad_data\""), "{body}");
