@@ -8,9 +8,12 @@
 //! with 401 before anything changes.
 
 pub mod deployments;
+pub mod headers;
 mod limits;
 mod prom;
 mod query;
+pub mod status;
+mod rules;
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -80,6 +83,8 @@ pub struct Api {
     pub samples: crate::store::SampleStore,
     /// Turns for queries (`[query] max_concurrent`).
     pub queries: Arc<QueryGate>,
+    /// Rule groups and rules (`/api/v1/rules`).
+    pub rules: Arc<crate::rules::engine::RulesState>,
 }
 
 /// The `/readyz` flag, set by the daemon once it serves.
@@ -113,6 +118,7 @@ pub fn router(api: Api) -> Router {
             get(prom::query_exemplars).post(prom::query_exemplars),
         )
         .route("/federate", get(prom::federate))
+        .route("/api/v1/rules", get(rules::list))
         .route("/api/v1/silences", get(silences).post(add_silence))
         .route(
             "/api/v1/silences/{id}",
@@ -123,6 +129,7 @@ pub fn router(api: Api) -> Router {
             get(deployments::list_route).post(deployments::create),
         )
         .route("/api/v1/deployments/{id}", get(deployments::get_route))
+        .merge(status::routes())
         .fallback(|req: Request| async move {
             error(
                 StatusCode::NOT_FOUND,
