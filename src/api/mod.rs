@@ -8,9 +8,11 @@
 //! with 401 before anything changes.
 
 pub mod deployments;
+pub mod headers;
 mod prom;
 mod query;
 mod rules;
+pub mod status;
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -121,6 +123,7 @@ pub fn router(api: Api) -> Router {
             get(deployments::list_route).post(deployments::create),
         )
         .route("/api/v1/deployments/{id}", get(deployments::get_route))
+        .merge(status::routes())
         .fallback(|req: Request| async move {
             error(
                 StatusCode::NOT_FOUND,
