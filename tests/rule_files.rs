@@ -411,6 +411,11 @@ fn check_points_at_rule_file_problems_and_promtool_agrees() {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains("2 rules"),
+        "the rule file's rules are counted: {}",
+        String::from_utf8_lossy(&out.stdout)
+    );
     if require("promtool") {
         let p = Command::new("promtool")
             .args(["check", "rules"])
