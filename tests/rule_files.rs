@@ -143,6 +143,12 @@ fn recorded_series_are_queried_alerted_on_go_stale_and_follow_a_reload() {
         last[0].0,
         serde_json::json!({"__name__": "job:queue_depth:doubled", "job": "app", "source": "recorded"})
     );
+    // /federate serves it like a scraped series.
+    let page = d.get("/federate?match[]=job:queue_depth:doubled").1;
+    assert!(
+        page.contains("job:queue_depth:doubled{job=\"app\",source=\"recorded\"} 14 "),
+        "{page}"
+    );
     wait_until(30, "the [[rule]] recording rule's series", || {
         query(d.port, "job:queue_depth:sum")
             .iter()
