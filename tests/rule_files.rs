@@ -258,6 +258,25 @@ fn recorded_series_are_queried_alerted_on_go_stale_and_follow_a_reload() {
         "job:queue_depth:tripled"
     );
 
+    // A reload with a broken rule file is refused with the file's position; the rules stay.
+    std::fs::write(
+        dir.path().join("rules/broken.yml"),
+        "groups:\n  - name: b\n    rulez: []\n",
+    )
+    .unwrap();
+    let (status, body) = http(d.port, "POST", "/-/reload", None, &[]).unwrap();
+    assert_eq!(status, 500, "{body}");
+    assert!(
+        body.contains("broken.yml:3:5: field \\\"rulez\\\" not found"),
+        "{body}"
+    );
+    std::fs::remove_file(dir.path().join("rules/broken.yml")).unwrap();
+    let v = get_json(d.port, "/api/v1/rules?type=record");
+    assert_eq!(
+        v["data"]["groups"][1]["rules"][0]["name"],
+        "job:queue_depth:tripled"
+    );
+
     // The input disappears: the recorded series get stale markers, as in Prometheus.
     on.store(false, Ordering::SeqCst);
     wait_until(
