@@ -12,8 +12,8 @@ pub mod headers;
 mod limits;
 mod prom;
 mod query;
-pub mod status;
 mod rules;
+pub mod status;
 
 use std::collections::HashMap;
 use std::sync::Arc;
