@@ -203,3 +203,17 @@ fn an_hour_no_longer_kept_by_the_hour_keeps_its_row() {
         11
     );
 }
+
+#[test]
+fn a_store_without_rows_recounts_only_its_last_day() {
+    let (_dir, store) = temp_store();
+    // Results written without any row, as by a version before the counts.
+    runs(&store, "web", DAY0, 10, 0);
+    runs(&store, "web", DAY0 + 3 * DAY_MS, 10, 0);
+    let store = reopen(store);
+    let now = DAY0 + 3 * DAY_MS + HOUR_MS;
+    assert_eq!(
+        store.probes.uptime().window("web", 30 * DAY_MS, now).checks,
+        10
+    );
+}
