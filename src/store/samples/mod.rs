@@ -7,8 +7,10 @@
 //! - `series_index` and `symbols`: fingerprint → label set, in batch files whose strings are
 //!   symbol ids; the symbol table in sled.
 //! - `open_chunks`: the snapshot of every series' open chunk, replaced at each checkpoint.
+//! - `import`: chunks written by `postflight import`, visible all at once when it commits.
 
 mod chunks;
+mod import;
 mod open_chunks;
 mod segments;
 mod series_index;
@@ -17,6 +19,7 @@ mod symbols;
 pub use chunks::{BLOCK_MAX_BYTES, BLOCK_MAX_CHUNKS, ChunkRef, StoredChunk};
 #[cfg(test)]
 pub(super) use chunks::{SERIES_REFRESH_MS, split_block_key};
+pub use import::Import;
 pub use open_chunks::{OPEN_SHARDS, OpenChunk};
 pub use segments::{SEGMENT_MAX_BYTES, SEGMENT_MAX_SPAN_MS};
 
