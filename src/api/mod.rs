@@ -35,6 +35,7 @@ use crate::clock::Clock;
 use crate::config::{Current, Reloader};
 use crate::deploy::GateHandle;
 use crate::dispatch::DispatcherHandle;
+use crate::ingest::metadata::Metadata;
 use crate::liveness::Liveness;
 use crate::series::head::Head;
 use crate::store::{ProbeLog, StateStore};
@@ -74,6 +75,8 @@ pub struct Api {
     pub dispatch: DispatcherHandle,
     /// Deployments and their verdicts.
     pub gates: GateHandle,
+    /// The scraped metric families' `# TYPE`, `# HELP` and `# UNIT` (`/api/v1/metadata`).
+    pub metadata: Arc<Metadata>,
 }
 
 /// The `/readyz` flag, set by the daemon once it serves.
@@ -107,6 +110,7 @@ pub fn router(api: Api) -> Router {
             get(prom::query_exemplars).post(prom::query_exemplars),
         )
         .route("/federate", get(prom::federate))
+        .route("/api/v1/metadata", get(prom::metadata))
         .route("/api/v1/silences", get(silences).post(add_silence))
         .route(
             "/api/v1/silences/{id}",

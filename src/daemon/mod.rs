@@ -309,6 +309,7 @@ pub async fn run(config_path: PathBuf) -> Result<(), DaemonError> {
             state: store.state.clone(),
             dispatch: dispatch.clone(),
             gates: ctx.gates.clone(),
+            metadata: ctx.ingest.metadata().clone(),
         },
         ctx.liveness.clone(),
         shutdown.clone(),
