@@ -554,6 +554,20 @@ impl Writer<'_> {
     }
 }
 
+/// The progress line for `pass` (1 is the check) of `passes`, `pct` through the file: starts
+/// with a carriage return and clears the rest of the line, so each one overwrites the last.
+fn progress_line(pass: usize, passes: usize, pct: u64) -> String {
+    if pass == 1 {
+        format!("\rimport: checking the file: {pct:3}%\x1b[K")
+    } else {
+        format!(
+            "\rimport: writing, pass {} of {}: {pct:3}%\x1b[K",
+            pass - 1,
+            passes - 1
+        )
+    }
+}
+
 /// The progress line on a terminal: pass and percentage, rewritten in place; nothing when
 /// stderr is not a terminal.
 #[derive(Debug)]
@@ -586,16 +600,7 @@ impl Progress {
         }
         self.state.set((pass, passes, pct));
         let mut err = std::io::stderr().lock();
-        let _ = if pass == 1 {
-            write!(err, "\rimport: checking the file: {pct:3}%\x1b[K")
-        } else {
-            write!(
-                err,
-                "\rimport: writing, pass {} of {}: {pct:3}%\x1b[K",
-                pass - 1,
-                passes - 1
-            )
-        };
+        let _ = err.write_all(progress_line(pass, passes, pct).as_bytes());
         let _ = err.flush();
     }
 

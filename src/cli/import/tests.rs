@@ -69,3 +69,14 @@ fn merged_spans_are_disjoint_and_sorted() {
         [(0, 30), (50, 60)]
     );
 }
+
+#[test]
+fn the_progress_line_is_rewritten_in_place() {
+    assert_eq!(
+        progress_line(1, 1, 7),
+        "\rimport: checking the file:   7%\x1b[K"
+    );
+    let line = progress_line(3, 5, 100);
+    assert_eq!(line, "\rimport: writing, pass 2 of 4: 100%\x1b[K");
+    assert!(!line.contains('\n'));
+}
