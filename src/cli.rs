@@ -118,8 +118,8 @@ pub enum ImportKind {
     /// daemon is exit 1. Samples may come in any order. Where the store already holds samples
     /// of a series, those win: imported samples inside the time span of a stored chunk are
     /// skipped (and counted), so importing a file twice imports it once. Of two samples of a
-    /// series at one timestamp the later line wins; samples older than the retention are
-    /// skipped.
+    /// series at one timestamp the later line wins; samples older than the retention or after
+    /// now are skipped.
     Openmetrics {
         /// The file.
         file: PathBuf,

@@ -24,8 +24,9 @@
 //! around them, in chunks cut at those spans, so that a series' chunks never overlap and the
 //! head and the query engine read one sample per timestamp. Importing a file twice therefore
 //! imports nothing the second time. Two samples of one series at the same timestamp in the
-//! file: the later line wins. Samples older than the retention are skipped: retention would
-//! delete them at once.
+//! file: the later line wins. Samples older than the retention are skipped (retention would
+//! delete them at once), and so are samples after now (the daemon would then drop the series'
+//! next samples as out of order).
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::fs::File;
@@ -115,6 +116,8 @@ pub struct Imported {
     pub already_stored: u64,
     /// Samples skipped: older than the retention.
     pub too_old: u64,
+    /// Samples skipped: after the time of the import.
+    pub future: u64,
     /// Samples skipped: another line of the file has the series at the same timestamp.
     pub duplicates: u64,
 }
@@ -135,6 +138,7 @@ pub fn main(file: &Path, config: &Path) -> ExitCode {
             let skipped = [
                 (done.already_stored, "already stored"),
                 (done.too_old, "older than the retention"),
+                (done.future, "after now"),
                 (done.duplicates, "at a timestamp repeated in the file"),
             ];
             for (n, why) in skipped.iter().filter(|(n, _)| *n > 0) {
@@ -163,8 +167,11 @@ pub fn import_file(
     let store = open_store(&store_path)?;
     let retention = config.storage.retention.get();
     store.set_retention(retention);
-    let cutoff = crate::clock::Clock::System.now_ms()
-        - i64::try_from(retention.as_millis()).unwrap_or(i64::MAX);
+    let now = crate::clock::Clock::System.now_ms();
+    let keep = Keep {
+        from: now.saturating_sub(i64::try_from(retention.as_millis()).unwrap_or(i64::MAX)),
+        until: now,
+    };
     let store_err = |source| ImportError::Store {
         path: store_path.clone(),
         source,
@@ -187,7 +194,7 @@ pub fn import_file(
             if samples.is_empty() {
                 continue;
             }
-            let kept = cut_series(&mut samples, &spans[id], cutoff, &mut done, |chunk| {
+            let kept = cut_series(&mut samples, &spans[id], keep, &mut done, |chunk| {
                 writer.push(id, chunk)
             })
             .map_err(store_err)?;
@@ -460,13 +467,21 @@ fn merge_spans(mut spans: Vec<(i64, i64)>) -> Vec<(i64, i64)> {
     out
 }
 
+/// The times an import keeps: from the retention's cutoff to now. A sample after now would
+/// make the daemon drop the series' next scraped samples as out of order.
+#[derive(Clone, Copy, Debug)]
+struct Keep {
+    from: Timestamp,
+    until: Timestamp,
+}
+
 /// Sorts a series' samples of one window, drops repeats (the later line wins), stored times
 /// and expired ones, and hands out chunks of the head's size that do not straddle a stored
 /// span. Returns the samples kept.
 fn cut_series<E>(
     samples: &mut [(Timestamp, f64)],
     spans: &[(i64, i64)],
-    cutoff: Timestamp,
+    keep: Keep,
     done: &mut Imported,
     mut emit: impl FnMut(&Chunk) -> Result<(), E>,
 ) -> Result<u64, E> {
@@ -481,8 +496,12 @@ fn cut_series<E>(
             done.duplicates += 1;
             continue;
         }
-        if t < cutoff {
+        if t < keep.from {
             done.too_old += 1;
+            continue;
+        }
+        if t > keep.until {
+            done.future += 1;
             continue;
         }
         let gap = spans.partition_point(|s| s.1 < t);

@@ -4,7 +4,11 @@ fn cut(samples: &[(i64, f64)], spans: &[(i64, i64)]) -> (Vec<Vec<i64>>, Imported
     let mut samples = samples.to_vec();
     let mut done = Imported::default();
     let mut chunks = Vec::new();
-    cut_series(&mut samples, spans, 0, &mut done, |c| {
+    let keep = Keep {
+        from: 0,
+        until: i64::MAX,
+    };
+    cut_series(&mut samples, spans, keep, &mut done, |c| {
         chunks.push(c.iter().map(|s| s.t).collect::<Vec<_>>());
         Ok::<(), ()>(())
     })
@@ -38,7 +42,11 @@ fn the_later_line_wins_at_a_repeated_timestamp() {
     let mut samples = vec![(10, 1.0), (20, 2.0), (10, 3.0)];
     let mut done = Imported::default();
     let mut values = Vec::new();
-    cut_series(&mut samples, &[], 0, &mut done, |c| {
+    let keep = Keep {
+        from: 0,
+        until: i64::MAX,
+    };
+    cut_series(&mut samples, &[], keep, &mut done, |c| {
         values.extend(c.iter().map(|s| (s.t, s.v)));
         Ok::<(), ()>(())
     })
@@ -79,4 +87,22 @@ fn the_progress_line_is_rewritten_in_place() {
     let line = progress_line(3, 5, 100);
     assert_eq!(line, "\rimport: writing, pass 2 of 4: 100%\x1b[K");
     assert!(!line.contains('\n'));
+}
+
+#[test]
+fn samples_before_the_retention_or_after_now_are_skipped_and_counted() {
+    let mut samples = vec![(5, 1.0), (10, 1.0), (20, 1.0), (31, 1.0)];
+    let mut done = Imported::default();
+    let mut kept = Vec::new();
+    let keep = Keep {
+        from: 10,
+        until: 30,
+    };
+    cut_series(&mut samples, &[], keep, &mut done, |c| {
+        kept.extend(c.iter().map(|s| s.t));
+        Ok::<(), ()>(())
+    })
+    .unwrap();
+    assert_eq!(kept, [10, 20]);
+    assert_eq!((done.too_old, done.future), (1, 1));
 }
