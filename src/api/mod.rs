@@ -10,6 +10,7 @@
 pub mod deployments;
 mod prom;
 mod query;
+pub mod ui;
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -117,6 +118,7 @@ pub fn router(api: Api) -> Router {
             get(deployments::list_route).post(deployments::create),
         )
         .route("/api/v1/deployments/{id}", get(deployments::get_route))
+        .merge(ui::router())
         .fallback(|req: Request| async move {
             error(
                 StatusCode::NOT_FOUND,
