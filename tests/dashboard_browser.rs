@@ -228,9 +228,9 @@ async fn overview_probe_alert_silence_deployment_and_query_in_a_browser() {
     if !require(CHROMEDRIVER) || !require(CHROMIUM) {
         return;
     }
-    tokio::time::timeout(Duration::from_secs(240), walk())
+    tokio::time::timeout(Duration::from_secs(420), walk())
         .await
-        .expect("the walk through the dashboard finishes within 4 minutes");
+        .expect("the walk through the dashboard finishes within 7 minutes");
 }
 
 async fn walk() {
@@ -257,6 +257,10 @@ async fn walk() {
         .unwrap()
         .to_string();
 
+    if std::env::var_os("POSTFLIGHT_SCREENSHOTS").is_some() {
+        // Pictures of pages with some history in their charts.
+        tokio::time::sleep(Duration::from_secs(180)).await;
+    }
     let driver = Driver::start();
     let c = browser(&driver).await;
     let base = format!("http://127.0.0.1:{}/", d.port);

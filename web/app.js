@@ -189,7 +189,7 @@ function chart(container, data, series, opts = {}) {
     series: [{}, ...series.map((s, i) => Object.assign({ stroke: PALETTE[i % PALETTE.length], width: 1.5, spanGaps: false }, s))],
     axes: [axis, Object.assign({ values: opts.yValues, size: 72 }, axis)],
     scales: { x: opts.xRange ? { time: true, range: () => opts.xRange } : { time: true } },
-    legend: { show: true },
+    legend: { show: true, live: opts.live !== false },
   }, data, container);
   charts.add({ u, container });
   return u;
@@ -421,8 +421,8 @@ function chips(labels) {
 
 // ---------------------------------------------------------------- probe page
 
-const RANGES = { "1h": 3600, "6h": 21600, "24h": 86400 };
-let probeRange = "1h";
+const RANGES = { "15m": 900, "1h": 3600, "6h": 21600, "24h": 86400 };
+let probeRange = "15m";
 
 async function probePage(name) {
   const page = h("div", { id: "probe" });
@@ -531,7 +531,7 @@ function timeline(results, seconds) {
   const ok = results.filter((r) => r.success).length;
   return h("div", {}, bar, h("div", { class: "legend-line" },
     h("span", {}, "▮ up (solid)"), h("span", {}, "▨ down (striped)"),
-    h("span", {}, ok + " of " + results.length + " checks succeeded in the last " + Math.round(seconds / 3600) + " h")));
+    h("span", {}, ok + " of " + results.length + " checks succeeded in the last " + (seconds < 3600 ? seconds / 60 + " min" : seconds / 3600 + " h"))));
 }
 
 function failures(results) {
@@ -780,7 +780,7 @@ async function maintenancePage() {
 
 async function queryPage(params) {
   const expr = params.get("q") || "";
-  const range = params.get("range") || "1h";
+  const range = params.get("range") || "15m";
   const input = h("textarea", { id: "query-expr", rows: 2, "aria-label": "PromQL expression", spellcheck: "false" });
   input.value = expr;
   const rangeSel = h("select", { id: "query-range" }, Object.keys(RANGES).map((r) => h("option", { value: r, selected: r === range }, "last " + r)));
@@ -806,7 +806,7 @@ async function queryPage(params) {
     if (result.length) {
       const a = align(result.slice(0, 50), (s) => labelText(s.metric));
       const secs = RANGES[range] || 3600;
-      chart(g, a.data, a.labels.map((l) => ({ label: l })), { xRange: [Date.now() / 1000 - secs, Date.now() / 1000] });
+      chart(g, a.data, a.labels.map((l) => ({ label: l })), { xRange: [Date.now() / 1000 - secs, Date.now() / 1000], live: false });
     } else {
       g.append(h("p", { class: "muted" }, "No series in this range."));
     }
