@@ -516,3 +516,65 @@ failure_threshold = 1
     }
     c.close().await.unwrap();
 }
+
+/// The raw head and body of `GET path`.
+fn get_raw(port: u16, path: &str) -> (String, String) {
+    use std::io::{Read, Write};
+    let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    write!(
+        s,
+        "GET {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n"
+    )
+    .unwrap();
+    let mut out = String::new();
+    s.read_to_string(&mut out).unwrap();
+    let (head, body) = out.split_once("\r\n\r\n").unwrap_or((&out, ""));
+    (head.to_ascii_lowercase(), body.to_string())
+}
+
+/// The page and its assets come with the headers that keep injected markup inert and the page
+/// out of frames; assets have content-hashed names and cache for a year.
+#[test]
+fn the_page_forbids_inline_script_and_framing_and_assets_cache_forever() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut d = Daemon::start_in(
+        dir.path(),
+        "[server]\nlisten = \"127.0.0.1:{port}\"\n[storage]\npath = \"{dir}/data\"\n",
+        &[],
+    );
+    d.wait_ready();
+    let (head, page) = get_raw(d.port, "/");
+    assert!(head.starts_with("http/1.1 200"), "{head}");
+    let csp = head
+        .lines()
+        .find_map(|l| l.strip_prefix("content-security-policy: "))
+        .expect("a CSP header");
+    assert!(csp.contains("script-src 'self'"), "{csp}");
+    assert!(csp.contains("frame-ancestors 'none'"), "{csp}");
+    assert!(
+        !csp.contains("unsafe-inline") && !csp.contains("unsafe-eval"),
+        "{csp}"
+    );
+    assert!(head.contains("x-content-type-options: nosniff"), "{head}");
+    assert!(head.contains("cache-control: no-cache"), "{head}");
+    assert!(
+        !page.contains("<script>") && !page.contains(" onclick="),
+        "{page}"
+    );
+
+    let js = page
+        .split('"')
+        .find(|p| p.starts_with("/ui/app.") && p.ends_with(".js"))
+        .expect("the page names app.<hash>.js");
+    let (head, body) = get_raw(d.port, js);
+    assert!(head.starts_with("http/1.1 200"), "{head}");
+    assert!(head.contains("immutable"), "{head}");
+    assert!(head.contains("content-type: text/javascript"), "{head}");
+    assert!(head.contains("x-content-type-options: nosniff"), "{head}");
+    assert!(body.contains("textContent"));
+    let (head, _) = get_raw(d.port, "/ui/app.js");
+    assert!(head.starts_with("http/1.1 404"), "{head}");
+    // No external origin anywhere in the page or its script.
+    assert!(!page.contains("https://") && !body.contains("https://"));
+}

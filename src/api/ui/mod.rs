@@ -5,7 +5,7 @@
 //! `/ui/<name>.<hash>.<ext>`, the hash taken from their content, so they cache for a year and a
 //! new binary's page asks for new names. Every answer of this area carries the page headers
 //! ([`page_headers`]): a Content-Security-Policy without inline script or style, `nosniff` and
-//! `frame-ancestors 'none'`. The area also answers `GET /api/v1/maintenance` ([`maintenance`]),
+//! `frame-ancestors 'none'`. The area also answers `GET /api/v1/maintenance`,
 //! the configured windows with the current or next occurrence, which the silences list cannot
 //! show before a window starts.
 
