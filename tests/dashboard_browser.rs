@@ -425,6 +425,26 @@ async fn walk() {
     screenshot(&c, "query").await;
     assert_no_console_errors(&c, "the query page").await;
 
+    // On a phone's width nothing runs off the side: wide tables scroll within their box.
+    c.set_window_size(390, 844).await.unwrap();
+    let pages = [
+        ("#/", "overview"),
+        ("#/probe/web-broken", "probe"),
+        ("#/alerts", "alerts"),
+        (&format!("#/deployment/{deployment}"), "deployment"),
+    ];
+    for (hash, page) in pages {
+        c.goto(&format!("{base}{hash}")).await.unwrap();
+        find(&c, &format!("body[data-page='{page}']")).await;
+        let overflow = js(
+            &c,
+            "return document.documentElement.scrollWidth - document.documentElement.clientWidth;",
+        )
+        .await;
+        assert_eq!(overflow, json!(0), "{hash} is wider than a phone");
+    }
+    assert_no_console_errors(&c, "the pages on a phone's width").await;
+
     c.close().await.unwrap();
 }
 
