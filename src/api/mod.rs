@@ -8,8 +8,10 @@
 //! with 401 before anything changes.
 
 pub mod deployments;
+pub mod headers;
 mod prom;
 mod query;
+pub mod status;
 pub mod ui;
 
 use std::collections::HashMap;
@@ -119,6 +121,7 @@ pub fn router(api: Api) -> Router {
         )
         .route("/api/v1/deployments/{id}", get(deployments::get_route))
         .merge(ui::router())
+        .merge(status::routes())
         .fallback(|req: Request| async move {
             error(
                 StatusCode::NOT_FOUND,

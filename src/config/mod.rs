@@ -52,6 +52,8 @@ pub struct Config {
     pub gates: Vec<GateConfig>,
     /// `[[maintenance]]`: weekly windows that mute matching alerts.
     pub maintenance: Vec<MaintenanceConfig>,
+    /// `[status_page]`: the public status page; `None` serves no `/status`.
+    pub status_page: Option<StatusPageConfig>,
     /// Legal but risky settings, printed by `check` and logged by `run`.
     pub warnings: Vec<String>,
 }
@@ -216,6 +218,9 @@ pub struct ProbeConfig {
     /// Whether a failing probe raises ProbeFailed.
     #[serde(default = "defaults::yes")]
     pub alert: bool,
+    /// The objective for its uptime, in percent (`99.9`): the API's error budget.
+    #[serde(default)]
+    pub slo: Option<f64>,
 }
 
 impl ProbeConfig {
@@ -298,6 +303,37 @@ pub struct MaintenanceConfig {
     /// The IANA time zone of the schedule's times (default UTC).
     #[serde(default = "defaults::timezone", deserialize_with = "load::de_zone")]
     pub timezone: chrono_tz::Tz,
+}
+
+/// `[status_page]`: the public status page at `/status` and its badges.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StatusPageConfig {
+    /// The page's title and heading.
+    #[serde(default = "defaults::status_title")]
+    pub title: String,
+    /// `[[status_page.group]]`: the groups of probes shown, in order.
+    #[serde(default, rename = "group")]
+    pub groups: Vec<StatusGroupConfig>,
+}
+
+/// `[[status_page.group]]`: probes shown together under a name.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StatusGroupConfig {
+    /// The group's heading.
+    pub name: String,
+    /// Names of `[[probe]]`s, in the order shown.
+    pub probes: Vec<String>,
+}
+
+impl StatusPageConfig {
+    /// Whether the page lists the probe (only those get badges).
+    pub fn lists(&self, probe: &str) -> bool {
+        self.groups
+            .iter()
+            .any(|g| g.probes.iter().any(|p| p == probe))
+    }
 }
 
 /// `[[route]]`: Alertmanager-style route.
@@ -747,6 +783,10 @@ pub mod defaults {
     /// PagerDuty Events API v2.
     pub fn pagerduty_url() -> String {
         "https://events.pagerduty.com/v2/enqueue".into()
+    }
+    /// The status page's title.
+    pub fn status_title() -> String {
+        "Status".into()
     }
     /// Maintenance windows' time zone.
     pub fn timezone() -> chrono_tz::Tz {

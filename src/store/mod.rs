@@ -8,7 +8,8 @@
 //!   segment files and batch files with their index in sled; written by the checkpointer
 //!   ([`checkpoint`]), read back when the head is rebuilt.
 //! - [`ProbeLog`] (`probes`): every probe result, journaled every half second and kept in
-//!   hourly files.
+//!   hourly files, and the [`Uptime`] counts per probe and hour (`uptime`) kept beside them
+//!   in sled.
 //!
 //! [`Store::open`] returns the three handles in one [`Store`], which the daemon keeps for what
 //! spans them: the flush on stop, retention ([`Store::prune_step`]), the write check and the
@@ -36,6 +37,7 @@ mod prune;
 mod samples;
 mod shared;
 mod state;
+mod uptime;
 mod witness;
 
 pub use error::StoreError;
@@ -47,6 +49,7 @@ pub use samples::{
     SEGMENT_MAX_SPAN_MS, SampleStore, StoredChunk,
 };
 pub use state::{AlertTransition, JsonBatch, Kind, StateStore};
+pub use uptime::{Counts, DAY_MS, HOUR_MS, HOURS_KEPT, LastRuns, MIN_KEPT_MS, Uptime};
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -141,6 +144,7 @@ impl Store {
         let ms = i64::try_from(retention.as_millis()).unwrap_or(i64::MAX);
         self.samples.set_max_span(ms / 8);
         self.probes.set_max_span(ms / 8);
+        self.probes.set_uptime_retention(ms);
     }
 
     /// Bytes the store occupies on disk: every file in its directory, sled's (log, blobs,

@@ -3,8 +3,8 @@
 //! The page is a small hash-routed app in plain ES modules (`web/app.js`) that reads the JSON
 //! API the way any client does; the server only hands out files. Assets are served under
 //! `/ui/<name>.<hash>.<ext>`, the hash taken from their content, so they cache for a year and a
-//! new binary's page asks for new names. Every answer of this area carries the page headers
-//! ([`page_headers`]): a Content-Security-Policy without inline script or style, `nosniff` and
+//! new binary's page asks for new names. Every answer of this area carries the page headers of
+//! [`super::headers`]: a Content-Security-Policy without inline script or style, `nosniff` and
 //! `frame-ancestors 'none'`. The area also answers `GET /api/v1/maintenance`,
 //! the configured windows with the current or next occurrence, which the silences list cannot
 //! show before a window starts.
@@ -12,13 +12,10 @@
 use std::sync::LazyLock;
 
 use axum::Router;
-use axum::extract::{Path, Request, State};
+use axum::extract::{Path, State};
 use axum::http::StatusCode;
-use axum::http::header::{
-    CACHE_CONTROL, CONTENT_SECURITY_POLICY, CONTENT_TYPE, HeaderName, HeaderValue, REFERRER_POLICY,
-    X_CONTENT_TYPE_OPTIONS, X_FRAME_OPTIONS,
-};
-use axum::middleware::{self, Next};
+use axum::http::header::{CACHE_CONTROL, CONTENT_TYPE, HeaderValue};
+use axum::middleware;
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use chrono::SecondsFormat;
@@ -26,12 +23,6 @@ use chrono::SecondsFormat;
 use super::{Api, Resp, json};
 use crate::clock::Clock;
 use crate::config::Current;
-
-/// The policy of every page: scripts, styles and data from postflight only; no inline script
-/// or style attribute, no framing, no plugins.
-pub const CSP: &str = "default-src 'none'; script-src 'self'; style-src 'self'; \
-     img-src 'self' data:; connect-src 'self'; font-src 'self'; base-uri 'none'; \
-     form-action 'self'; frame-ancestors 'none'";
 
 /// One embedded file.
 struct Asset {
@@ -107,22 +98,7 @@ pub fn router() -> Router<Api> {
         .route("/index.html", get(index))
         .route("/ui/{file}", get(asset))
         .route("/api/v1/maintenance", get(maintenance))
-        .layer(middleware::from_fn(page_headers))
-}
-
-/// Adds the page headers of SPEC §8 to every answer of the area.
-pub async fn page_headers(req: Request, next: Next) -> Response {
-    let mut resp = next.run(req).await;
-    let h = resp.headers_mut();
-    h.insert(CONTENT_SECURITY_POLICY, HeaderValue::from_static(CSP));
-    h.insert(X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff"));
-    h.insert(X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
-    h.insert(REFERRER_POLICY, HeaderValue::from_static("no-referrer"));
-    h.insert(
-        HeaderName::from_static("cross-origin-opener-policy"),
-        HeaderValue::from_static("same-origin"),
-    );
-    resp
+        .layer(middleware::from_fn(super::headers::page_headers))
 }
 
 /// `GET /`: the page, never cached (it names the assets of this binary and says whether
