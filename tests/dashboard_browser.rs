@@ -308,7 +308,10 @@ async fn walk() {
     // Every run failed: no uptime, the budget of a 99.9 % SLO overspent.
     let uptime = wait_text(&c, "#uptime", "99.9 %").await;
     assert!(uptime.contains("Uptime 24 h\n0 %"), "{uptime}");
-    assert!(uptime.contains("Error budget left (30 d)\n-"), "{uptime}");
+    assert!(
+        uptime.contains("Error budget left (30 d)\noverspent: 1000× the failures allowed"),
+        "{uptime}"
+    );
     screenshot(&c, "probe").await;
     assert_no_console_errors(&c, "the probe page").await;
 

@@ -252,8 +252,9 @@ let timer = null;
 function every(fn) {
   clearInterval(timer);
   timer = setInterval(() => {
-    // No refresh while someone types in a form of the page.
+    // No refresh while someone types in a form of the page or has a silence form open.
     if ($main.contains(document.activeElement) && /INPUT|TEXTAREA|SELECT/.test(document.activeElement.tagName)) return;
+    if ($main.querySelector("form.silence-form, #token-dialog")) return;
     fn().catch(showError);
   }, REFRESH_MS);
 }
@@ -464,8 +465,7 @@ async function probePage(name) {
         stat("Uptime 7 d", u7 ? fmtPct(u7.uptime) : "—"),
         stat("Uptime 30 d", u30 ? fmtPct(u30.uptime) : "—"),
         stat("SLO", slo !== null ? fmtPct(slo) : "none set"),
-        stat("Error budget left (30 d)", u30 && u30.errorBudgetRemaining !== null && u30.errorBudgetRemaining !== undefined
-          ? fmtPct(u30.errorBudgetRemaining, 1) : "—"),
+        stat("Error budget left (30 d)", budgetText(u30)),
         stat("Failures (30 d)", u30 ? u30.failures + " of " + u30.checks : "—")),
       h("div", { class: "filters" }, h("label", {}, "Range", rangeSel)),
       h("h2", {}, "Latency by phase"),
@@ -491,6 +491,14 @@ async function probePage(name) {
  * `exported_instance`). */
 function sel(metric, probe) {
   return metric + "{probe=" + JSON.stringify(probe) + ',exported_instance=""}';
+}
+
+/** The error budget left in words: a share of the allowed failures, or how far past it. */
+function budgetText(u) {
+  const r = u ? u.errorBudgetRemaining : null;
+  if (r === null || r === undefined || !isFinite(r)) return "—";
+  if (r >= 0) return fmtPct(r, 1);
+  return "overspent: " + fmtNum(1 - r) + "× the failures allowed";
 }
 
 function stat(k, v) {
