@@ -14,6 +14,7 @@ mod prom;
 mod query;
 mod rules;
 pub mod status;
+pub mod ui;
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -133,6 +134,7 @@ pub fn router(api: Api) -> Router {
             get(deployments::list_route).post(deployments::create),
         )
         .route("/api/v1/deployments/{id}", get(deployments::get_route))
+        .merge(ui::router())
         .merge(status::routes())
         .fallback(|req: Request| async move {
             error(
