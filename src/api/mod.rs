@@ -9,6 +9,7 @@
 
 pub mod deployments;
 pub mod headers;
+mod limits;
 mod prom;
 mod query;
 mod rules;
@@ -43,6 +44,7 @@ use crate::series::head::Head;
 use crate::store::{ProbeLog, StateStore};
 use crate::targets::TargetsView;
 use crate::telemetry::Telemetry;
+pub use limits::QueryGate;
 
 /// Largest request body the API reads.
 const MAX_BODY: usize = 1 << 20;
@@ -77,6 +79,10 @@ pub struct Api {
     pub dispatch: DispatcherHandle,
     /// Deployments and their verdicts.
     pub gates: GateHandle,
+    /// The stored chunks queries read besides the head.
+    pub samples: crate::store::SampleStore,
+    /// Turns for queries (`[query] max_concurrent`).
+    pub queries: Arc<QueryGate>,
     /// Rule groups and rules (`/api/v1/rules`).
     pub rules: Arc<crate::rules::engine::RulesState>,
 }

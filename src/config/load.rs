@@ -151,6 +151,7 @@ const SECTIONS: &[(&str, bool)] = &[
     ("gate", true),
     ("maintenance", true),
     ("status_page", false),
+    ("query", false),
 ];
 
 impl<'s> Ctx<'s> {
@@ -218,6 +219,11 @@ impl<'s> Ctx<'s> {
                     "status_page" => {
                         config.status_page =
                             self.de::<super::StatusPageConfig>(value, "[status_page]")
+                    }
+                    "query" => {
+                        if let Some(v) = self.de::<super::QueryConfig>(value, "[query]") {
+                            config.query = v
+                        }
                     }
                     _ => unreachable!("SECTIONS lists only these as tables"),
                 },

@@ -60,6 +60,8 @@ pub struct Config {
     pub maintenance: Vec<MaintenanceConfig>,
     /// `[status_page]`: the public status page; `None` serves no `/status`.
     pub status_page: Option<StatusPageConfig>,
+    /// `[query]`: limits of the query API.
+    pub query: QueryConfig,
     /// Legal but risky settings, printed by `check` and logged by `run`.
     pub warnings: Vec<String>,
 }
@@ -93,6 +95,24 @@ pub struct StorageConfig {
     /// How often the head's samples are written to the store: what a crash can lose at most.
     #[serde(default = "defaults::checkpoint_interval")]
     pub checkpoint_interval: ConfigDuration,
+}
+
+/// `[query]`: limits of each query of the API, as Prometheus' `--query.*` flags. A reload
+/// applies them to the queries that start after it.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct QueryConfig {
+    /// A query still running after this is stopped with a 503 `timeout`; the time spent
+    /// waiting for a turn (see `max_concurrent`) counts.
+    #[serde(default = "defaults::query_timeout")]
+    pub timeout: ConfigDuration,
+    /// Samples one query may load into memory; more is a 422 `execution` error. Bounds the
+    /// memory of a query whatever it asks for.
+    #[serde(default = "defaults::query_max_samples")]
+    pub max_samples: std::num::NonZeroU64,
+    /// Queries evaluated at once; more wait for a turn, within their timeout.
+    #[serde(default = "defaults::query_max_concurrent")]
+    pub max_concurrent: std::num::NonZeroUsize,
 }
 
 /// `[global]`
@@ -842,6 +862,18 @@ pub mod defaults {
     pub fn warmup() -> ConfigDuration {
         ConfigDuration::secs(60)
     }
+    /// A query's time limit: Prometheus' `--query.timeout`.
+    pub fn query_timeout() -> ConfigDuration {
+        ConfigDuration::secs(120)
+    }
+    /// Samples a query may load: Prometheus' `--query.max-samples`.
+    pub fn query_max_samples() -> std::num::NonZeroU64 {
+        std::num::NonZeroU64::new(50_000_000).expect("a nonzero constant")
+    }
+    /// Queries at once: Prometheus' `--query.max-concurrency`.
+    pub fn query_max_concurrent() -> std::num::NonZeroUsize {
+        std::num::NonZeroUsize::new(20).expect("a nonzero constant")
+    }
     /// Gate evaluation interval.
     pub fn gate_interval() -> ConfigDuration {
         ConfigDuration::secs(30)
@@ -878,6 +910,16 @@ impl Default for StorageConfig {
             path: defaults::storage_path(),
             retention: defaults::retention(),
             checkpoint_interval: defaults::checkpoint_interval(),
+        }
+    }
+}
+
+impl Default for QueryConfig {
+    fn default() -> Self {
+        QueryConfig {
+            timeout: defaults::query_timeout(),
+            max_samples: defaults::query_max_samples(),
+            max_concurrent: defaults::query_max_concurrent(),
         }
     }
 }
