@@ -39,6 +39,7 @@ use crate::clock::Clock;
 use crate::config::{Current, Reloader};
 use crate::deploy::GateHandle;
 use crate::dispatch::DispatcherHandle;
+use crate::ingest::metadata::Metadata;
 use crate::liveness::Liveness;
 use crate::series::head::Head;
 use crate::store::{ProbeLog, StateStore};
@@ -85,6 +86,8 @@ pub struct Api {
     pub queries: Arc<QueryGate>,
     /// Rule groups and rules (`/api/v1/rules`).
     pub rules: Arc<crate::rules::engine::RulesState>,
+    /// The scraped metric families' `# TYPE`, `# HELP` and `# UNIT` (`/api/v1/metadata`).
+    pub metadata: Arc<Metadata>,
 }
 
 /// The `/readyz` flag, set by the daemon once it serves.
@@ -119,6 +122,7 @@ pub fn router(api: Api) -> Router {
         )
         .route("/federate", get(prom::federate))
         .route("/api/v1/rules", get(rules::list))
+        .route("/api/v1/metadata", get(prom::metadata))
         .route("/api/v1/silences", get(silences).post(add_silence))
         .route(
             "/api/v1/silences/{id}",
