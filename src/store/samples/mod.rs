@@ -8,10 +8,13 @@
 //!   symbol ids; the symbol table in sled.
 //! - `open_chunks`: the snapshot of every series' open chunk, replaced at each checkpoint.
 //! - `import`: chunks written by `postflight import`, visible all at once when it commits.
+//! - `read`: what a query reads: the stored series a selector matches, their samples in a
+//!   time range.
 
 mod chunks;
 mod import;
 mod open_chunks;
+mod read;
 mod segments;
 mod series_index;
 mod symbols;
@@ -21,6 +24,7 @@ pub use chunks::{BLOCK_MAX_BYTES, BLOCK_MAX_CHUNKS, ChunkRef, StoredChunk};
 pub(super) use chunks::{SERIES_REFRESH_MS, split_block_key};
 pub use import::Import;
 pub use open_chunks::{OPEN_SHARDS, OpenChunk};
+pub use read::{ReadStopped, StoredSeries};
 pub use segments::{SEGMENT_MAX_BYTES, SEGMENT_MAX_SPAN_MS};
 
 use std::collections::HashMap;
