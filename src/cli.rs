@@ -221,7 +221,8 @@ fn check(path: &std::path::Path) -> ExitCode {
                 path.display(),
                 c.jobs.len(),
                 c.probes.len(),
-                c.rules.len(),
+                // [[rule]] and the rules of the rule files
+                c.rules.len() + c.rule_groups.iter().map(|g| g.rules.len()).sum::<usize>(),
                 c.routes.len(),
                 c.receivers.len(),
                 c.gates.len()

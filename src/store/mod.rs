@@ -50,7 +50,7 @@ pub use samples::{
     SEGMENT_MAX_BYTES, SEGMENT_MAX_SPAN_MS, SampleStore, StoredChunk, StoredSeries,
 };
 pub use state::{AlertTransition, JsonBatch, Kind, StateStore};
-pub use uptime::{Counts, DAY_MS, HOUR_MS, HOURS_KEPT, LastRuns, MIN_KEPT_MS, Uptime};
+pub use uptime::{Counts, DAY_MS, GRACE_MS, HOUR_MS, HOURS_KEPT, LastRuns, MIN_KEPT_MS, Uptime};
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;

@@ -7,9 +7,9 @@
 //! - `series_index` and `symbols`: fingerprint → label set, in batch files whose strings are
 //!   symbol ids; the symbol table in sled.
 //! - `open_chunks`: the snapshot of every series' open chunk, replaced at each checkpoint.
-//! - `import`: chunks written by `postflight import`, visible all at once when it commits.
 //! - `read`: what a query reads: the stored series a selector matches, their samples in a
 //!   time range.
+//! - `import`: chunks written by `postflight import`, visible all at once when it commits.
 
 mod chunks;
 mod import;
