@@ -9,8 +9,10 @@
 
 pub mod deployments;
 pub mod headers;
+mod limits;
 mod prom;
 mod query;
+mod rules;
 pub mod status;
 
 use std::collections::HashMap;
@@ -37,11 +39,13 @@ use crate::clock::Clock;
 use crate::config::{Current, Reloader};
 use crate::deploy::GateHandle;
 use crate::dispatch::DispatcherHandle;
+use crate::ingest::metadata::Metadata;
 use crate::liveness::Liveness;
 use crate::series::head::Head;
 use crate::store::{ProbeLog, StateStore};
 use crate::targets::TargetsView;
 use crate::telemetry::Telemetry;
+pub use limits::QueryGate;
 
 /// Largest request body the API reads.
 const MAX_BODY: usize = 1 << 20;
@@ -76,6 +80,14 @@ pub struct Api {
     pub dispatch: DispatcherHandle,
     /// Deployments and their verdicts.
     pub gates: GateHandle,
+    /// The stored chunks queries read besides the head.
+    pub samples: crate::store::SampleStore,
+    /// Turns for queries (`[query] max_concurrent`).
+    pub queries: Arc<QueryGate>,
+    /// Rule groups and rules (`/api/v1/rules`).
+    pub rules: Arc<crate::rules::engine::RulesState>,
+    /// The scraped metric families' `# TYPE`, `# HELP` and `# UNIT` (`/api/v1/metadata`).
+    pub metadata: Arc<Metadata>,
 }
 
 /// The `/readyz` flag, set by the daemon once it serves.
@@ -109,6 +121,8 @@ pub fn router(api: Api) -> Router {
             get(prom::query_exemplars).post(prom::query_exemplars),
         )
         .route("/federate", get(prom::federate))
+        .route("/api/v1/rules", get(rules::list))
+        .route("/api/v1/metadata", get(prom::metadata))
         .route("/api/v1/silences", get(silences).post(add_silence))
         .route(
             "/api/v1/silences/{id}",

@@ -76,6 +76,7 @@ pub struct Loaded {
 /// Loads the chunks of the last `window` into the head.
 pub fn load_head(head: &Head, store: &SampleStore, now_ms: Timestamp, window: Duration) -> Loaded {
     let min_t = now_ms - window.as_millis() as i64;
+    head.mark_complete_since(min_t);
     let mut loaded = Loaded::default();
     for_each_stored_series(store, min_t, |labels, chunks| {
         // Keep the longest copy of chunks with the same start; drop true overlaps.
@@ -430,7 +431,7 @@ pub fn reach(e: &promql_parser::parser::Expr) -> Duration {
 pub fn head_window(c: &crate::config::Config) -> Duration {
     let lookback = Duration::from_secs(300);
     let mut w = Duration::from_secs(900);
-    for r in &c.rules {
+    for r in c.all_rules() {
         w = w.max(reach(&r.expr.expr) + lookback + Duration::from_secs(60));
     }
     for g in &c.gates {

@@ -34,6 +34,7 @@ mod error;
 mod open;
 mod probes;
 mod prune;
+pub mod query;
 mod samples;
 mod shared;
 mod state;
@@ -45,8 +46,8 @@ pub use open::FORMAT_VERSION;
 pub use probes::{HISTORY_MAX_SPAN_MS, LOG_MAX_BYTES, PROBE_JOURNAL_EVERY, ProbeLog, ProbeRecord};
 pub use prune::{PRUNE_STEP, PruneCursor, PruneStats};
 pub use samples::{
-    BLOCK_MAX_BYTES, BLOCK_MAX_CHUNKS, ChunkRef, OPEN_SHARDS, OpenChunk, SEGMENT_MAX_BYTES,
-    SEGMENT_MAX_SPAN_MS, SampleStore, StoredChunk,
+    BLOCK_MAX_BYTES, BLOCK_MAX_CHUNKS, ChunkRef, Import, OPEN_SHARDS, OpenChunk, ReadStopped,
+    SEGMENT_MAX_BYTES, SEGMENT_MAX_SPAN_MS, SampleStore, StoredChunk, StoredSeries,
 };
 pub use state::{AlertTransition, JsonBatch, Kind, StateStore};
 pub use uptime::{Counts, DAY_MS, GRACE_MS, HOUR_MS, HOURS_KEPT, LastRuns, MIN_KEPT_MS, Uptime};
