@@ -323,9 +323,12 @@ impl Uptime {
             kept_ms: MIN_KEPT_MS,
             retention_ms: None,
         };
-        for (id, name) in &names {
-            state.probes.insert(name.clone(), ProbeCounts::new(*id));
-        }
+        // Rows name probes by id: counted by id, then keyed by name once.
+        let mut by_id: HashMap<u32, ProbeCounts> = names
+            .keys()
+            .map(|id| (*id, ProbeCounts::new(*id)))
+            .collect();
+        let days_cap = state.days_cap();
         for kv in tree.scan_prefix([HOUR_PREFIX]) {
             let (k, v) = kv.map_err(StoreError::engine(OP))?;
             let Ok(t) = <[u8; 8]>::try_from(&k[1..]) else {
@@ -334,22 +337,30 @@ impl Uptime {
             };
             let start = time_from_key(t);
             if start >= watermark {
-                // Counted again from the history below.
+                // Counted again from the history.
                 continue;
             }
             let hour = hour_of(start);
             match decode_row(&v) {
                 Ok(entries) => {
                     for (id, s) in entries {
-                        match names.get(&id) {
-                            Some(name) => {
-                                state.add(name, hour, s.checks, s.failures);
+                        match by_id.get_mut(&id) {
+                            Some(p) => {
+                                if p.hours.add(hour, s.checks, s.failures, HOURS_KEPT) {
+                                    p.days
+                                        .add(hour.div_euclid(24), s.checks, s.failures, days_cap);
+                                }
                             }
                             None => skip(&format_args!("{TREE}: row names unknown probe id {id}")),
                         }
                     }
                 }
                 Err(e) => skip(&format_args!("{TREE}: {e}")),
+            }
+        }
+        for (id, p) in by_id {
+            if let Some(name) = names.remove(&id) {
+                state.probes.insert(name, p);
             }
         }
         state.probes.retain(|_, p| !p.days.slots.is_empty());
