@@ -27,6 +27,19 @@ fn value(d: &Daemon, query: &str) -> Option<f64> {
     r.first()?["value"][1].as_str()?.parse().ok()
 }
 
+/// Waits until the source `name` has polled once (so `start_at = end` has placed it).
+fn wait_source_ran(d: &Daemon, name: &str) {
+    wait_until(10, &format!("log source {name} ran"), || {
+        let (_, body) = d.get("/api/v1/targets");
+        let v: serde_json::Value = serde_json::from_str(&body).unwrap();
+        v["targets"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|t| t["log"] == name && t["lastRun"].is_string())
+    });
+}
+
 fn append(path: &Path, text: &str) {
     let mut f = std::fs::OpenOptions::new()
         .create(true)
@@ -313,4 +326,174 @@ path = "{dir}/denied/*.log"
         false
     };
     assert!(found(b"FATAL cannot connect <redacted> to db"));
+}
+
+#[test]
+fn an_alert_on_a_fatal_line_pages_slack_and_a_webhook_with_the_line_in_it() {
+    use std::sync::{Arc, Mutex};
+    let seen: Arc<Mutex<Vec<common::SeenRequest>>> = Arc::default();
+    let s = seen.clone();
+    let hook = common::TestServer::start(move |req| {
+        s.lock().unwrap().push(req.clone());
+        (200, "text/plain", "ok".to_string())
+    });
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir(dir.path().join("logs")).unwrap();
+    let config = format!(
+        r#"
+[server]
+listen = "127.0.0.1:{{port}}"
+[storage]
+path = "{{dir}}/db"
+[global]
+evaluation_interval = "1s"
+[[log]]
+name = "app"
+path = "{{dir}}/logs/*.log"
+job = "api"
+redact = ['(?i)password=\S+']
+[[log.match]]
+name = "fatal"
+regex = '(?i)\b(panic|fatal)\b'
+[[rule]]
+alert = "FatalLogLine"
+expr = 'increase(log_matches_total{{match="fatal"}}[5m]) > 0'
+for = "0s"
+[[route]]
+receivers = ["hook", "slack"]
+group_wait = "0s"
+group_interval = "1s"
+[[receiver]]
+name = "hook"
+type = "webhook"
+url = "http://127.0.0.1:{p}/hook"
+[[receiver]]
+name = "slack"
+type = "slack"
+url = "http://127.0.0.1:{p}/slack"
+"#,
+        p = hook.port
+    );
+    // Present (empty) before the start: with `start_at = end` the source starts at its end.
+    let app = dir.path().join("logs/app.log");
+    append(&app, "");
+    let mut d = Daemon::start_in(dir.path(), &config, &[]);
+    d.wait_ready();
+    wait_source_ran(&d, "app");
+    append(&app, "starting up\n");
+    wait_until(10, "the source counts", || {
+        value(&d, r#"log_lines_total{log="app"}"#) == Some(1.0)
+    });
+    append(
+        &app,
+        "FATAL: cannot open the database password=hunter2 giving up\n",
+    );
+    wait_until(30, "the webhook and Slack were paged", || {
+        let s = seen.lock().unwrap();
+        ["/hook", "/slack"].iter().all(|p| {
+            s.iter()
+                .any(|r| r.path == *p && r.body.contains("FatalLogLine"))
+        })
+    });
+    let s = seen.lock().unwrap();
+    let line = "FATAL: cannot open the database <redacted> giving up";
+    let hook_body = &s.iter().find(|r| r.path == "/hook").unwrap().body;
+    let v: serde_json::Value = serde_json::from_str(hook_body).unwrap();
+    let excerpt = v["alerts"][0]["annotations"]["log_excerpt"]
+        .as_str()
+        .unwrap();
+    assert!(excerpt.ends_with(line), "{excerpt}");
+    assert!(excerpt.contains("app.log [fatal]"), "{excerpt}");
+    let slack = &s.iter().find(|r| r.path == "/slack").unwrap().body;
+    // Slack's mrkdwn escapes `<` and `>`.
+    let escaped = line.replace('<', "&lt;").replace('>', "&gt;");
+    assert!(slack.contains("*Log lines:*"), "{slack}");
+    assert!(slack.contains(&escaped), "{slack}");
+    assert!(!hook_body.contains("hunter2") && !slack.contains("hunter2"));
+}
+
+#[test]
+fn a_gate_check_on_new_fatal_lines_fails_the_deploy_with_the_line_in_the_verdict() {
+    use std::sync::{Arc, Mutex};
+    let seen: Arc<Mutex<Vec<common::SeenRequest>>> = Arc::default();
+    let s = seen.clone();
+    let hook = common::TestServer::start(move |req| {
+        s.lock().unwrap().push(req.clone());
+        (200, "text/plain", "ok".to_string())
+    });
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir(dir.path().join("logs")).unwrap();
+    let config = format!(
+        r#"
+[server]
+listen = "127.0.0.1:{{port}}"
+[storage]
+path = "{{dir}}/db"
+[[log]]
+name = "app"
+path = "{{dir}}/logs/*.log"
+job = "api"
+[[log.match]]
+name = "fatal"
+regex = '(?i)\bfatal\b'
+[[gate]]
+job = "api"
+watch = "60s"
+warmup = "0s"
+interval = "1s"
+baseline = "10s"
+consecutive_failures = 1
+notify = ["hook"]
+[[gate.check]]
+name = "no-new-fatal-lines"
+expr = 'sum(increase(log_matches_total{{job="api",match="fatal"}}[1m]))'
+max = 0
+[[receiver]]
+name = "hook"
+type = "webhook"
+url = "http://127.0.0.1:{p}/hook"
+"#,
+        p = hook.port
+    );
+    // Present (empty) before the start: with `start_at = end` the source starts at its end.
+    let app = dir.path().join("logs/app.log");
+    append(&app, "");
+    let mut d = Daemon::start_in(dir.path(), &config, &[]);
+    d.wait_ready();
+    wait_source_ran(&d, "app");
+    append(&app, "v1 running\n");
+    wait_until(10, "the source counts", || {
+        value(&d, r#"log_lines_total{log="app"}"#) == Some(1.0)
+    });
+    let (st, body) = common::http(
+        d.port,
+        "POST",
+        "/api/v1/deployments",
+        Some(r#"{"job":"api","version":"v2"}"#),
+        &[],
+    )
+    .unwrap();
+    assert_eq!(st, 201, "{body}");
+    std::thread::sleep(Duration::from_millis(1500));
+    append(&app, "v2: FATAL out of file descriptors\n");
+    wait_until(30, "the verdict was sent", || {
+        seen.lock()
+            .unwrap()
+            .iter()
+            .any(|r| r.body.contains("DeploymentVerdict"))
+    });
+    let s = seen.lock().unwrap();
+    let verdict = s
+        .iter()
+        .find(|r| r.body.contains("DeploymentVerdict"))
+        .unwrap();
+    let v: serde_json::Value = serde_json::from_str(&verdict.body).unwrap();
+    assert_eq!(v["alerts"][0]["labels"]["verdict"], "fail", "{v}");
+    let excerpt = v["alerts"][0]["annotations"]["log_excerpt"]
+        .as_str()
+        .unwrap_or_else(|| panic!("no log_excerpt: {v}"));
+    assert!(
+        excerpt.ends_with("[fatal] v2: FATAL out of file descriptors"),
+        "{excerpt}"
+    );
 }

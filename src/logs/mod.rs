@@ -44,6 +44,8 @@ pub const KEEP_PER_MATCH: usize = 1_000;
 pub const KEPT_LINE_MAX: usize = 4 * 1024;
 /// Lines in a `log_excerpt` annotation.
 pub const EXCERPT_LINES: usize = 5;
+/// The annotation that carries the excerpt on alerts and gate checks.
+pub const EXCERPT_ANNOTATION: &str = "log_excerpt";
 /// What replaces a part of a kept line that a `redact` regex matches.
 pub const REDACTED: &str = "<redacted>";
 

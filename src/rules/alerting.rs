@@ -102,6 +102,25 @@ impl AlertingRule {
         }
     }
 
+    /// Sets annotation `key` on each pending or firing alert to what `value` gives for its
+    /// labels (removed where it gives nothing): annotations computed outside the templates,
+    /// such as `log_excerpt`.
+    pub fn annotate(&mut self, key: &str, mut value: impl FnMut(&Labels) -> Option<String>) {
+        for a in self.active.values_mut() {
+            if a.alert.state == AlertState::Resolved {
+                continue;
+            }
+            match value(&a.alert.labels) {
+                Some(v) => {
+                    a.alert.annotations.insert(key.to_string(), v);
+                }
+                None => {
+                    a.alert.annotations.remove(key);
+                }
+            }
+        }
+    }
+
     /// The alerts this rule holds: pending, firing, and resolved within the retention.
     pub fn alerts(&self) -> impl Iterator<Item = &Alert> {
         self.active.values().map(|a| &a.alert)

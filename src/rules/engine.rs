@@ -264,6 +264,18 @@ impl RulesEngine {
                     );
                     match rule.eval(&samples, now, &self.config.global.labels, &url) {
                         Ok(t) => {
+                            if !crate::logs::matches_read(&rule.expr).is_empty() {
+                                // The lines behind a count of log matches, in the page.
+                                let expr = rule.expr.clone();
+                                rule.annotate(crate::logs::EXCERPT_ANNOTATION, |labels| {
+                                    crate::logs::excerpt(
+                                        &self.store,
+                                        &self.config,
+                                        &expr,
+                                        Some(labels),
+                                    )
+                                });
+                            }
                             if !t.is_empty() {
                                 changed_rules
                                     .push((state_key(rule), rule.alerts().cloned().collect()));
