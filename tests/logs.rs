@@ -497,3 +497,159 @@ url = "http://127.0.0.1:{p}/hook"
         "{excerpt}"
     );
 }
+
+const JOURNAL_REMOTE: &str = "/lib/systemd/systemd-journal-remote";
+
+/// Seconds since the epoch an hour ago: the journal entries' base time (within the retention,
+/// so their kept lines stay).
+fn journal_base() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs()
+        - 3600
+}
+
+/// Writes journal file `file` from entries `(unit, message)` in the journal export format,
+/// through systemd's own writer. Entry `n` of the run is at second `n` after `base`.
+fn write_journal(file: &Path, base: u64, first: u64, entries: &[(&str, &str)]) {
+    let mut export = String::new();
+    for (i, (unit, msg)) in entries.iter().enumerate() {
+        let n = first + i as u64;
+        export.push_str(&format!(
+            "__CURSOR=s=1;i={n}\n__REALTIME_TIMESTAMP={}\n__MONOTONIC_TIMESTAMP={}\n_BOOT_ID=0123456789abcdef0123456789abcdef\n_HOSTNAME=test\n_SYSTEMD_UNIT={unit}\nMESSAGE={msg}\n\n",
+            (base + n) * 1_000_000,
+            1_000 + n
+        ));
+    }
+    let mut child = std::process::Command::new(JOURNAL_REMOTE)
+        .arg(format!("--output={}", file.display()))
+        .arg("-")
+        .stdin(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(export.as_bytes())
+        .unwrap();
+    assert!(child.wait().unwrap().success());
+}
+
+#[test]
+fn journald_units_are_followed_from_real_journal_files_and_resume_after_their_cursor() {
+    if !common::require("journalctl") {
+        return;
+    }
+    if !Path::new(JOURNAL_REMOTE).exists() {
+        assert!(
+            std::env::var_os("CI").is_none(),
+            "{JOURNAL_REMOTE} is missing in CI: .ci/run must install systemd-journal-remote"
+        );
+        eprintln!("skipping: {JOURNAL_REMOTE} not found");
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let journal = dir.path().join("journal");
+    std::fs::create_dir(&journal).unwrap();
+    let base = journal_base();
+    write_journal(
+        &journal.join("a.journal"),
+        base,
+        1,
+        &[
+            ("app.service", "app started"),
+            ("other.service", "FATAL in another unit"),
+            ("app.service", "FATAL: lost the database token=abc123"),
+            ("app.service", "app serving"),
+        ],
+    );
+    let config = r#"
+[server]
+listen = "127.0.0.1:{port}"
+[storage]
+path = "{dir}/db"
+[[log]]
+name = "j"
+journal_unit = "app.service"
+journal_directory = "{dir}/journal"
+start_at = "beginning"
+job = "app"
+redact = ['token=\S+']
+[[log.match]]
+name = "fatal"
+regex = '(?i)\bfatal\b'
+[[log]]
+name = "nojournal"
+journal_unit = "app.service"
+journal_directory = "{dir}/no-such-dir"
+"#;
+    let mut d = Daemon::start_in(dir.path(), config, &[]);
+    d.wait_ready();
+    wait_until(15, "the unit's three entries counted", || {
+        value(&d, r#"log_lines_total{log="j"}"#) == Some(3.0)
+    });
+    assert_eq!(
+        value(&d, r#"log_matches_total{log="j",match="fatal"}"#),
+        Some(1.0)
+    );
+    let (_, body) = d.get("/api/v1/logs?log=j");
+    let v: serde_json::Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(v["lines"][0]["file"], "app.service", "{body}");
+    assert_eq!(
+        v["lines"][0]["line"], "FATAL: lost the database <redacted>",
+        "{body}"
+    );
+    let third = chrono::DateTime::from_timestamp(base as i64 + 3, 0).unwrap();
+    assert_eq!(
+        v["lines"][0]["time"],
+        third.to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
+        "the time journald gave the entry: {body}"
+    );
+    // An unreadable journal is a reason, and the daemon goes on.
+    wait_until(15, "the source without a journal is down", || {
+        value(&d, r#"log_source_up{log="nojournal"}"#) == Some(0.0)
+    });
+    let (_, body) = d.get("/api/v1/targets");
+    assert!(body.contains("journalctl exited"), "{body}");
+    assert!(body.contains("no-such-dir"), "{body}");
+
+    // Entries written while stopped are counted after the restart, the old ones not again.
+    d.signal("TERM");
+    assert!(d.wait_exit(Duration::from_secs(15)).success());
+    write_journal(
+        &journal.join("b.journal"),
+        base,
+        10,
+        &[
+            ("app.service", "fatal again"),
+            ("app.service", "after restart"),
+        ],
+    );
+    let mut d = Daemon::start_in(dir.path(), config, &[]);
+    d.wait_ready();
+    wait_until(15, "the two new entries counted", || {
+        value(&d, r#"log_lines_total{log="j"}"#) == Some(5.0)
+    });
+    std::thread::sleep(Duration::from_millis(2500));
+    assert_eq!(value(&d, r#"log_lines_total{log="j"}"#), Some(5.0));
+    assert_eq!(
+        value(&d, r#"log_matches_total{log="j",match="fatal"}"#),
+        Some(2.0)
+    );
+    d.signal("TERM");
+    assert!(d.wait_exit(Duration::from_secs(15)).success());
+
+    // Without journalctl the source is down with the reason; the daemon runs.
+    let mut d = Daemon::start_in(dir.path(), config, &[("PATH", "/nonexistent")]);
+    d.wait_ready();
+    wait_until(15, "the source is down", || {
+        value(&d, r#"log_source_up{log="j"}"#) == Some(0.0)
+    });
+    let (_, body) = d.get("/api/v1/targets");
+    assert!(body.contains("cannot run journalctl"), "{body}");
+    // The counters go on from their stored values.
+    assert_eq!(value(&d, r#"log_lines_total{log="j"}"#), Some(5.0));
+}

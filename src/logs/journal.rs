@@ -276,3 +276,6 @@ pub fn parse_entry(line: &[u8], unit: &str) -> Option<JournalEntry> {
         t,
     })
 }
+
+#[cfg(test)]
+mod tests;
