@@ -627,6 +627,45 @@ fn maintenance_windows_are_checked_with_their_positions() {
 }
 
 #[test]
+fn slo_out_of_range_points_at_it() {
+    let src = format!("{PROBE}slo = 100\n");
+    assert_problem(&src, 4, 7, "slo is a percentage above 0 and below 100");
+    let src = format!("{PROBE}slo = 0\n");
+    assert_problem(&src, 4, 7, "slo is a percentage");
+    let ok = load_str(&format!("{PROBE}slo = 99.9\n"), "t.toml").expect("valid");
+    assert_eq!(ok.probes[0].slo, Some(99.9));
+}
+
+#[test]
+fn status_page_names_an_unknown_probe_at_its_place() {
+    let src = format!(
+        "{PROBE}[status_page]\ntitle = \"Example\"\n[[status_page.group]]\nname = \"Web\"\nprobes = [\"p\", \"nope\"]\n"
+    );
+    assert_problem(
+        &src,
+        8,
+        16,
+        "status_page group \"Web\": probe \"nope\" is not defined",
+    );
+    let src = format!("{PROBE}[status_page]\ntitel = \"x\"\n");
+    assert_problem(&src, 5, 1, "unknown field `titel`");
+    let ok = load_str(
+        &format!("{PROBE}[status_page]\n[[status_page.group]]\nname = \"W\"\nprobes = [\"p\"]\n"),
+        "t.toml",
+    )
+    .expect("valid");
+    let page = ok.status_page.expect("a status page");
+    assert_eq!(page.title, "Status");
+    assert!(page.lists("p"));
+    assert!(
+        load_str(PROBE, "t.toml")
+            .expect("valid")
+            .status_page
+            .is_none()
+    );
+}
+
+#[test]
 fn log_sections_are_checked_with_positions() {
     // A bad match regex points at the regex.
     assert_problem(

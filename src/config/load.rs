@@ -141,6 +141,8 @@ const SECTIONS: &[(&str, bool)] = &[
     ("gate", true),
     ("maintenance", true),
     ("log", true),
+    ("status_page", false),
+    ("query", false),
 ];
 
 impl<'s> Ctx<'s> {
@@ -204,7 +206,16 @@ impl<'s> Ctx<'s> {
                             config.global = v
                         }
                     }
-                    _ => unreachable!("SECTIONS lists only these three as tables"),
+                    "status_page" => {
+                        config.status_page =
+                            self.de::<super::StatusPageConfig>(value, "[status_page]")
+                    }
+                    "query" => {
+                        if let Some(v) = self.de::<super::QueryConfig>(value, "[query]") {
+                            config.query = v
+                        }
+                    }
+                    _ => unreachable!("SECTIONS lists only these as tables"),
                 },
                 (true, DeValue::Array(items)) => {
                     let section: &'static str = SECTIONS
@@ -608,6 +619,35 @@ impl<'s> Ctx<'s> {
                 config.warnings.push(format!("{label}: timeout is longer than the interval; probes will not overlap, some runs are skipped"));
             }
         }
+        for (i, p) in config.probes.iter().enumerate() {
+            if let Some(slo) = p.slo
+                && !(slo > 0.0 && slo < 100.0)
+            {
+                found.push((
+                    span_of("probe", i, "slo"),
+                    format!(
+                        "probe {:?}: slo is a percentage above 0 and below 100, like 99.9",
+                        p.name
+                    ),
+                ));
+            }
+        }
+        if let Some(page) = &config.status_page {
+            let probes: HashSet<&str> = config.probes.iter().map(|p| p.name.as_str()).collect();
+            for (gi, g) in page.groups.iter().enumerate() {
+                for (pi, name) in g.probes.iter().enumerate() {
+                    if !probes.contains(name.as_str()) {
+                        found.push((
+                            status_probe_span(root, gi, pi),
+                            format!(
+                                "status_page group {:?}: probe {name:?} is not defined",
+                                g.name
+                            ),
+                        ));
+                    }
+                }
+            }
+        }
         for (i, r) in config.rules.iter().enumerate() {
             if let Err(e) = crate::promql::check_supported(&r.expr.expr) {
                 found.push((
@@ -778,6 +818,27 @@ fn log_problems(l: &LogConfig) -> Vec<(&'static str, String)> {
         }
     }
     out
+}
+
+/// Where `[[status_page.group]]` number `group` names its probe number `probe`.
+fn status_probe_span(root: &DeTable<'_>, group: usize, probe: usize) -> Option<Range<usize>> {
+    let page = root.get("status_page")?;
+    let DeValue::Table(page_t) = page.get_ref() else {
+        return Some(page.span());
+    };
+    let groups = page_t.get("group")?;
+    let DeValue::Array(groups_a) = groups.get_ref() else {
+        return Some(groups.span());
+    };
+    let g = groups_a.get(group)?;
+    let DeValue::Table(g_t) = g.get_ref() else {
+        return Some(g.span());
+    };
+    let probes = g_t.get("probes")?;
+    match probes.get_ref() {
+        DeValue::Array(a) => a.get(probe).map(|p| p.span()).or(Some(probes.span())),
+        _ => Some(probes.span()),
+    }
 }
 
 /// Appends a successfully read element; tells whether there was one.

@@ -54,6 +54,10 @@ pub struct Config {
     pub maintenance: Vec<MaintenanceConfig>,
     /// `[[log]]`: log files and journald units counted into series (SPEC §9).
     pub logs: Vec<LogConfig>,
+    /// `[status_page]`: the public status page; `None` serves no `/status`.
+    pub status_page: Option<StatusPageConfig>,
+    /// `[query]`: limits of the query API.
+    pub query: QueryConfig,
     /// Legal but risky settings, printed by `check` and logged by `run`.
     pub warnings: Vec<String>,
 }
@@ -87,6 +91,24 @@ pub struct StorageConfig {
     /// How often the head's samples are written to the store: what a crash can lose at most.
     #[serde(default = "defaults::checkpoint_interval")]
     pub checkpoint_interval: ConfigDuration,
+}
+
+/// `[query]`: limits of each query of the API, as Prometheus' `--query.*` flags. A reload
+/// applies them to the queries that start after it.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct QueryConfig {
+    /// A query still running after this is stopped with a 503 `timeout`; the time spent
+    /// waiting for a turn (see `max_concurrent`) counts.
+    #[serde(default = "defaults::query_timeout")]
+    pub timeout: ConfigDuration,
+    /// Samples one query may load into memory; more is a 422 `execution` error. Bounds the
+    /// memory of a query whatever it asks for.
+    #[serde(default = "defaults::query_max_samples")]
+    pub max_samples: std::num::NonZeroU64,
+    /// Queries evaluated at once; more wait for a turn, within their timeout.
+    #[serde(default = "defaults::query_max_concurrent")]
+    pub max_concurrent: std::num::NonZeroUsize,
 }
 
 /// `[global]`
@@ -218,6 +240,9 @@ pub struct ProbeConfig {
     /// Whether a failing probe raises ProbeFailed.
     #[serde(default = "defaults::yes")]
     pub alert: bool,
+    /// The objective for its uptime, in percent (`99.9`): the API's error budget.
+    #[serde(default)]
+    pub slo: Option<f64>,
 }
 
 impl ProbeConfig {
@@ -300,6 +325,37 @@ pub struct MaintenanceConfig {
     /// The IANA time zone of the schedule's times (default UTC).
     #[serde(default = "defaults::timezone", deserialize_with = "load::de_zone")]
     pub timezone: chrono_tz::Tz,
+}
+
+/// `[status_page]`: the public status page at `/status` and its badges.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StatusPageConfig {
+    /// The page's title and heading.
+    #[serde(default = "defaults::status_title")]
+    pub title: String,
+    /// `[[status_page.group]]`: the groups of probes shown, in order.
+    #[serde(default, rename = "group")]
+    pub groups: Vec<StatusGroupConfig>,
+}
+
+/// `[[status_page.group]]`: probes shown together under a name.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StatusGroupConfig {
+    /// The group's heading.
+    pub name: String,
+    /// Names of `[[probe]]`s, in the order shown.
+    pub probes: Vec<String>,
+}
+
+impl StatusPageConfig {
+    /// Whether the page lists the probe (only those get badges).
+    pub fn lists(&self, probe: &str) -> bool {
+        self.groups
+            .iter()
+            .any(|g| g.probes.iter().any(|p| p == probe))
+    }
 }
 
 /// `[[route]]`: Alertmanager-style route.
@@ -818,6 +874,10 @@ pub mod defaults {
     pub fn pagerduty_url() -> String {
         "https://events.pagerduty.com/v2/enqueue".into()
     }
+    /// The status page's title.
+    pub fn status_title() -> String {
+        "Status".into()
+    }
     /// Maintenance windows' time zone.
     pub fn timezone() -> chrono_tz::Tz {
         chrono_tz::UTC
@@ -841,6 +901,18 @@ pub mod defaults {
     /// Gate warmup.
     pub fn warmup() -> ConfigDuration {
         ConfigDuration::secs(60)
+    }
+    /// A query's time limit: Prometheus' `--query.timeout`.
+    pub fn query_timeout() -> ConfigDuration {
+        ConfigDuration::secs(120)
+    }
+    /// Samples a query may load: Prometheus' `--query.max-samples`.
+    pub fn query_max_samples() -> std::num::NonZeroU64 {
+        std::num::NonZeroU64::new(50_000_000).expect("a nonzero constant")
+    }
+    /// Queries at once: Prometheus' `--query.max-concurrency`.
+    pub fn query_max_concurrent() -> std::num::NonZeroUsize {
+        std::num::NonZeroUsize::new(20).expect("a nonzero constant")
     }
     /// Gate evaluation interval.
     pub fn gate_interval() -> ConfigDuration {
@@ -878,6 +950,16 @@ impl Default for StorageConfig {
             path: defaults::storage_path(),
             retention: defaults::retention(),
             checkpoint_interval: defaults::checkpoint_interval(),
+        }
+    }
+}
+
+impl Default for QueryConfig {
+    fn default() -> Self {
+        QueryConfig {
+            timeout: defaults::query_timeout(),
+            max_samples: defaults::query_max_samples(),
+            max_concurrent: defaults::query_max_concurrent(),
         }
     }
 }

@@ -309,6 +309,8 @@ pub async fn run(config_path: PathBuf) -> Result<(), DaemonError> {
             state: store.state.clone(),
             dispatch: dispatch.clone(),
             gates: ctx.gates.clone(),
+            samples: store.samples.clone(),
+            queries: Default::default(),
         },
         ctx.liveness.clone(),
         shutdown.clone(),
