@@ -653,3 +653,31 @@ journal_directory = "{dir}/no-such-dir"
     // The counters go on from their stored values.
     assert_eq!(value(&d, r#"log_lines_total{log="j"}"#), Some(5.0));
 }
+
+#[test]
+fn a_reload_adds_a_source_and_the_others_keep_their_positions() {
+    let dir = tempfile::tempdir().unwrap();
+    let logs = dir.path().join("logs");
+    std::fs::create_dir(&logs).unwrap();
+    std::fs::create_dir(dir.path().join("other")).unwrap();
+    let app = logs.join("app.log");
+    append(&app, &lines("first", 10));
+    let mut d = Daemon::start_in(dir.path(), APP, &[]);
+    d.wait_ready();
+    expect_counts(&d, 10, 1);
+    let with_other = format!(
+        "{APP}\n[[log]]\nname = \"other\"\npath = \"{}/other/*.log\"\nstart_at = \"beginning\"\n",
+        dir.path().display()
+    )
+    .replace("{port}", &d.port.to_string())
+    .replace("{dir}", &dir.path().display().to_string());
+    std::fs::write(dir.path().join("postflight.toml"), with_other).unwrap();
+    append(&dir.path().join("other/o.log"), "one\ntwo\n");
+    let (st, body) = common::http(d.port, "POST", "/-/reload", None, &[]).unwrap();
+    assert_eq!(st, 200, "{body}");
+    append(&app, &lines("second", 5));
+    expect_counts(&d, 15, 2);
+    wait_until(10, "the new source counts", || {
+        value(&d, r#"log_lines_total{log="other"}"#) == Some(2.0)
+    });
+}
