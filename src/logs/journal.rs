@@ -16,8 +16,9 @@ use std::time::{Duration, Instant};
 
 /// How long after `journalctl` failed or exited it is started again.
 pub const RESTART_AFTER: Duration = Duration::from_secs(5);
-/// Entries waiting between the reading thread and the source.
-const CHANNEL: usize = 4096;
+/// Entries waiting between the reading thread and the source: with messages cut at
+/// [`super::file::MAX_LINE`], at most 32 MiB however fast the journal grows.
+const CHANNEL: usize = 512;
 /// Entries handed to the source per poll at most.
 const POLL_BUDGET: usize = 50_000;
 /// Largest JSON entry read; a longer one is skipped whole.
@@ -175,6 +176,21 @@ impl Journal {
                         exited = true;
                         break;
                     }
+                    // A full channel means the reader waits on us: keep draining while it
+                    // refills, for the rest of the poll's budget.
+                    Err(TryRecvError::Empty) if n >= CHANNEL => {
+                        match r.rx.recv_timeout(Duration::from_millis(20)) {
+                            Ok(Msg::Entry(e)) => {
+                                self.cursor = Some(e.cursor.clone());
+                                each(e);
+                            }
+                            Ok(Msg::Eof) => {
+                                exited = true;
+                                break;
+                            }
+                            Err(_) => break,
+                        }
+                    }
                     Err(TryRecvError::Empty) => break,
                 }
             }
@@ -259,6 +275,9 @@ pub fn parse_entry(line: &[u8], unit: &str) -> Option<JournalEntry> {
             .collect(),
         _ => Vec::new(),
     };
+    let mut message = message;
+    // A message longer than a file line would be is cut as one is.
+    message.truncate(super::file::MAX_LINE);
     let t = v
         .get("__REALTIME_TIMESTAMP")
         .and_then(|t| t.as_str())
