@@ -559,7 +559,11 @@ fn check_command_exit_codes_and_shipped_configs() {
         format!("{root}/config/systemd.toml"),
     ];
     for e in std::fs::read_dir(format!("{root}/config/examples")).unwrap() {
-        files.push(e.unwrap().path().display().to_string());
+        let path = e.unwrap().path();
+        // config/examples/rules/ holds the rule files an example config loads.
+        if path.extension().is_some_and(|x| x == "toml") {
+            files.push(path.display().to_string());
+        }
     }
     for t in postflight::config::RECEIVER_TYPES {
         assert!(
@@ -623,6 +627,36 @@ fn maintenance_windows_are_checked_with_their_positions() {
         3,
         12,
         "must not mute everything",
+    );
+}
+
+#[test]
+fn toml_recording_rules_are_checked_as_prometheus_checks_them() {
+    let ok = "[[rule]]\nrecord = \"job:up:sum\"\nexpr = \"sum by (job) (up)\"\nlabels = { source = \"toml\" }\n";
+    assert!(problems(ok).is_empty(), "{:?}", problems(ok));
+    assert_problem(
+        "[[rule]]\nrecord = \"job-up\"\nexpr = \"up\"\n",
+        2,
+        10,
+        "rule \"job-up\": invalid recording rule name: job-up",
+    );
+    assert_problem(
+        "[[rule]]\nrecord = \"job:up\"\nexpr = \"up\"\nfor = \"1m\"\n",
+        2,
+        10,
+        "invalid field 'for' in recording rule",
+    );
+    assert_problem(
+        "[[rule]]\nrecord = \"job:up\"\nalert = \"Up\"\nexpr = \"up\"\n",
+        2,
+        10,
+        "only one of 'record' and 'alert' must be set",
+    );
+    assert_problem(
+        "[[rule]]\nexpr = \"up\"\n",
+        1,
+        1,
+        "one of 'record' or 'alert' must be set",
     );
 }
 

@@ -13,6 +13,7 @@ mod limits;
 mod logs;
 mod prom;
 mod query;
+mod rules;
 pub mod status;
 
 use std::collections::HashMap;
@@ -39,6 +40,7 @@ use crate::clock::Clock;
 use crate::config::{Current, Reloader};
 use crate::deploy::GateHandle;
 use crate::dispatch::DispatcherHandle;
+use crate::ingest::metadata::Metadata;
 use crate::liveness::Liveness;
 use crate::series::head::Head;
 use crate::store::{ProbeLog, StateStore};
@@ -83,6 +85,10 @@ pub struct Api {
     pub samples: crate::store::SampleStore,
     /// Turns for queries (`[query] max_concurrent`).
     pub queries: Arc<QueryGate>,
+    /// Rule groups and rules (`/api/v1/rules`).
+    pub rules: Arc<crate::rules::engine::RulesState>,
+    /// The scraped metric families' `# TYPE`, `# HELP` and `# UNIT` (`/api/v1/metadata`).
+    pub metadata: Arc<Metadata>,
 }
 
 /// The `/readyz` flag, set by the daemon once it serves.
@@ -117,6 +123,8 @@ pub fn router(api: Api) -> Router {
             get(prom::query_exemplars).post(prom::query_exemplars),
         )
         .route("/federate", get(prom::federate))
+        .route("/api/v1/rules", get(rules::list))
+        .route("/api/v1/metadata", get(prom::metadata))
         .route("/api/v1/silences", get(silences).post(add_silence))
         .route(
             "/api/v1/silences/{id}",

@@ -23,6 +23,8 @@ use crate::alert::Matcher;
 /// One problem in a config file.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Problem {
+    /// The file it is in when it is not the config file (a rule file).
+    pub file: Option<String>,
     /// 1-based line and column, when the problem has a place in the file.
     pub position: Option<(usize, usize)>,
     /// What is wrong, naming the section element (`probe "api-health"`) where it can.
@@ -57,6 +59,7 @@ fn format_problems(origin: &str, problems: &[Problem]) -> String {
         if i > 0 {
             out.push('\n');
         }
+        let origin = p.file.as_deref().unwrap_or(origin);
         match p.position {
             Some((l, c)) => out.push_str(&format!("{origin}:{l}:{c}: {}", p.message)),
             None => out.push_str(&format!("{origin}: {}", p.message)),
@@ -67,6 +70,9 @@ fn format_problems(origin: &str, problems: &[Problem]) -> String {
 
 impl fmt::Display for Problem {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if let Some(file) = &self.file {
+            write!(f, "{file}:")?;
+        }
         match self.position {
             Some((l, c)) => write!(f, "{l}:{c}: {}", self.message),
             None => f.write_str(&self.message),
@@ -103,6 +109,7 @@ pub fn load_file(path: &Path) -> Result<Config, ConfigError> {
 pub fn load_str(src: &str, origin: &str) -> Result<Config, ConfigError> {
     let mut ctx = Ctx {
         src,
+        origin,
         problems: Vec::new(),
         raw_index: Default::default(),
     };
@@ -110,8 +117,10 @@ pub fn load_str(src: &str, origin: &str) -> Result<Config, ConfigError> {
     if ctx.problems.is_empty() {
         Ok(config)
     } else {
-        ctx.problems
-            .sort_by_key(|p| p.position.unwrap_or((usize::MAX, 0)));
+        ctx.problems.sort_by(|a, b| {
+            (&a.file, a.position.unwrap_or((usize::MAX, 0)))
+                .cmp(&(&b.file, b.position.unwrap_or((usize::MAX, 0))))
+        });
         Err(ConfigError::Invalid {
             origin: origin.to_string(),
             problems: ctx.problems,
@@ -121,6 +130,8 @@ pub fn load_str(src: &str, origin: &str) -> Result<Config, ConfigError> {
 
 struct Ctx<'s> {
     src: &'s str,
+    /// The config file's name: rule files are found relative to its directory.
+    origin: &'s str,
     problems: Vec<Problem>,
     /// For each array section, the position in the file of each element that made it into
     /// the config (elements with errors are left out, so indices differ).
@@ -157,6 +168,7 @@ impl<'s> Ctx<'s> {
     fn problem(&mut self, span: Option<Range<usize>>, message: impl Into<String>) {
         let position = span.map(|s| self.position(s.start));
         self.problems.push(Problem {
+            file: None,
             position,
             message: message.into(),
         });
@@ -262,7 +274,33 @@ impl<'s> Ctx<'s> {
             }
         }
         self.cross_check(&root, &mut config);
+        self.rule_files(&root, &mut config);
+        config.origin = self.origin.to_string();
         config
+    }
+
+    /// Loads the rule files `[global] rule_files` names, relative to the config file.
+    fn rule_files(&mut self, root: &DeTable<'_>, config: &mut Config) {
+        if config.global.rule_files.is_empty() {
+            return;
+        }
+        let span = root.get("global").and_then(|g| match g.get_ref() {
+            DeValue::Table(t) => t.get("rule_files").map(|v| v.span()),
+            _ => None,
+        });
+        let base = Path::new(self.origin)
+            .parent()
+            .unwrap_or(Path::new(""))
+            .to_path_buf();
+        let (files, missing, warnings) =
+            super::rule_files::expand(&base, &config.global.rule_files);
+        for m in missing {
+            self.problem(span.clone(), m);
+        }
+        config.warnings.extend(warnings);
+        let (groups, problems) = super::rule_files::load_all(&files);
+        self.problems.extend(problems);
+        config.rule_groups = groups;
     }
 
     /// Deserialises one table on its own, so its problems do not hide the next table's.
@@ -649,21 +687,11 @@ impl<'s> Ctx<'s> {
             }
         }
         for (i, r) in config.rules.iter().enumerate() {
-            if let Err(e) = crate::promql::check_supported(&r.expr.expr) {
+            for (key, msg) in super::rule_files::rule_problems(r, true) {
                 found.push((
-                    span_of("rule", i, "expr"),
-                    format!("rule {:?}: {e}", r.alert),
+                    span_of("rule", i, key),
+                    format!("rule {:?}: {msg}", r.name()),
                 ));
-            }
-            for (what, map) in [("labels", &r.labels), ("annotations", &r.annotations)] {
-                for (k, v) in map {
-                    if let Err(e) = crate::template::Template::parse(v) {
-                        found.push((
-                            span_of("rule", i, what),
-                            format!("rule {:?}: {what}.{k}: template: {e}", r.alert),
-                        ));
-                    }
-                }
             }
         }
         for (i, j) in config.jobs.iter().enumerate() {
@@ -852,6 +880,9 @@ fn push<T>(v: &mut Vec<T>, item: Option<T>) -> bool {
 /// `[[route]] #2` when it has no name.
 fn element_label(section: &str, item: &Spanned<DeValue<'_>>) -> String {
     let key = match section {
+        "rule" if matches!(item.get_ref(), DeValue::Table(t) if t.get("alert").is_none()) => {
+            "record"
+        }
         "rule" => "alert",
         "gate" => "job",
         _ => "name",

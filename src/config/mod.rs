@@ -9,12 +9,14 @@
 mod current;
 mod duration;
 mod load;
+mod rule_files;
 pub mod schedule;
 mod secret;
 
 pub use current::{Current, ReloadRequest, Reloader};
 pub use duration::{ConfigDuration, format_duration, parse_duration};
 pub use load::{ConfigError, Problem, default_config_path, load_file, load_str};
+pub use rule_files::{RuleGroupConfig, valid_label_name, valid_metric_name};
 pub use secret::Secret;
 
 use std::collections::BTreeMap;
@@ -40,8 +42,12 @@ pub struct Config {
     /// `[[probe]]`: health probes, shared with the probe runner and its tasks (a thousand
     /// probes' checks are held once, not once per holder).
     pub probes: Vec<Arc<ProbeConfig>>,
-    /// `[[rule]]`: alerting rules.
+    /// `[[rule]]`: alerting and recording rules.
     pub rules: Vec<RuleConfig>,
+    /// The groups of the rule files `[global] rule_files` names, in file order.
+    pub rule_groups: Vec<RuleGroupConfig>,
+    /// The config file's name as given (what `[[rule]]`'s group shows as its file).
+    pub origin: String,
     /// `[[inhibit]]`: inhibition rules.
     pub inhibits: Vec<InhibitConfig>,
     /// `[[route]]`: notification routes, in order.
@@ -130,6 +136,9 @@ pub struct GlobalConfig {
     /// Labels added to every alert (Prometheus' external labels).
     #[serde(default)]
     pub labels: BTreeMap<String, String>,
+    /// Prometheus rule files to load, as globs relative to the config file's directory.
+    #[serde(default)]
+    pub rule_files: Vec<String>,
 }
 
 /// `http` or `https`.
@@ -271,12 +280,17 @@ impl std::fmt::Debug for PromqlExpr {
     }
 }
 
-/// `[[rule]]`: a Prometheus alerting rule.
+/// `[[rule]]`, or a rule of a rule file: a Prometheus alerting rule (`alert`) or recording
+/// rule (`record`), exactly one of the two.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RuleConfig {
-    /// The alert name.
+    /// The alert name; empty for a recording rule.
+    #[serde(default)]
     pub alert: String,
+    /// The metric name a recording rule writes its result as; empty for an alerting rule.
+    #[serde(default)]
+    pub record: String,
     /// The PromQL condition.
     #[serde(deserialize_with = "load::de_promql")]
     pub expr: PromqlExpr,
@@ -292,6 +306,22 @@ pub struct RuleConfig {
     /// Annotations (templated).
     #[serde(default)]
     pub annotations: BTreeMap<String, String>,
+}
+
+impl RuleConfig {
+    /// The alert name or the recorded metric name.
+    pub fn name(&self) -> &str {
+        if self.record.is_empty() {
+            &self.alert
+        } else {
+            &self.record
+        }
+    }
+
+    /// True for a recording rule.
+    pub fn is_recording(&self) -> bool {
+        !self.record.is_empty()
+    }
 }
 
 /// `[[inhibit]]`: Alertmanager inhibition rule.
@@ -972,6 +1002,7 @@ impl Default for GlobalConfig {
             probe_timeout: defaults::probe_timeout(),
             evaluation_interval: defaults::interval(),
             labels: BTreeMap::new(),
+            rule_files: Vec::new(),
         }
     }
 }
@@ -980,6 +1011,12 @@ impl Config {
     /// The receiver with this name.
     pub fn receiver(&self, name: &str) -> Option<&ReceiverConfig> {
         self.receivers.iter().find(|r| r.name == name)
+    }
+    /// Every rule: the `[[rule]]` sections, then the rule files' rules.
+    pub fn all_rules(&self) -> impl Iterator<Item = &RuleConfig> {
+        self.rules
+            .iter()
+            .chain(self.rule_groups.iter().flat_map(|g| &g.rules))
     }
     /// The gate of this job.
     pub fn gate(&self, job: &str) -> Option<&GateConfig> {

@@ -311,6 +311,8 @@ pub async fn run(config_path: PathBuf) -> Result<(), DaemonError> {
             gates: ctx.gates.clone(),
             samples: store.samples.clone(),
             queries: Default::default(),
+            rules: ctx.rules.clone(),
+            metadata: ctx.ingest.metadata().clone(),
         },
         ctx.liveness.clone(),
         shutdown.clone(),
