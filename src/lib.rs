@@ -38,6 +38,7 @@
 //!   log ([`store::ProbeLog`]).
 //! - [`notify`]: notifications and the channels that deliver them, one attempt at a time.
 //!   [`probe`]: HTTP(S) and TCP probes, the built-in `ProbeFailed` alert, the `probe_*` series.
+//! - [`logs`]: log files and journald units counted into series, matching lines kept.
 //! - [`scrape`]: the exposition parser and the scrape loops. [`dispatch`]: Alertmanager's
 //!   routing, grouping, notification log, silences and inhibition, and the durable outbox.
 //! - [`rules`]: alerting rules with Prometheus' state machine and the evaluation loop.
@@ -57,6 +58,7 @@ pub mod deploy;
 pub mod dispatch;
 pub mod ingest;
 pub mod liveness;
+pub mod logs;
 pub mod notify;
 pub mod probe;
 pub mod promql;

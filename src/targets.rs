@@ -11,13 +11,16 @@ use serde::Serialize;
 #[derive(Debug, Clone, Serialize, PartialEq)]
 #[serde(rename_all = "camelCase")]
 pub struct TargetHealth {
-    /// `scrape` or `probe`.
+    /// `scrape`, `probe` or `log`.
     pub kind: &'static str,
     /// The job (scrape job, or the probe's `job`).
     pub job: String,
     /// The probe's name, for probes.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub probe: Option<String>,
+    /// The log source's name, for logs.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub log: Option<String>,
     /// The URL scraped or probed.
     pub url: String,
     /// `up`, `down` or `unknown` (not run yet).

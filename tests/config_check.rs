@@ -698,3 +698,68 @@ fn status_page_names_an_unknown_probe_at_its_place() {
             .is_none()
     );
 }
+
+#[test]
+fn log_sections_are_checked_with_positions() {
+    // A bad match regex points at the regex.
+    assert_problem(
+        "[[log]]\nname = \"app\"\npath = \"/var/log/app/*.log\"\n[[log.match]]\nname = \"e\"\nregex = \"(unclosed\"\n",
+        6,
+        9,
+        "invalid regex",
+    );
+    // A bad redact regex, too.
+    assert_problem(
+        "[[log]]\nname = \"app\"\npath = \"/var/log/*.log\"\nredact = ['ok', '[z-a]']\n",
+        4,
+        10,
+        "invalid regex \"[z-a]\"",
+    );
+    // A glob that does not parse points at the path.
+    assert_problem(
+        "[[log]]\nname = \"app\"\npath = \"/var/log/***.log\"\n",
+        3,
+        8,
+        "invalid glob",
+    );
+    // Both sources, or neither.
+    assert_problem(
+        "[[log]]\nname = \"app\"\npath = \"/var/log/a.log\"\njournal_unit = \"app.service\"\n",
+        4,
+        16,
+        "not both",
+    );
+    assert_problem("[[log]]\nname = \"app\"\n", 2, 8, "needs path");
+    // Unknown keys, duplicate names, duplicate match names, a bad format.
+    assert_problem(
+        "[[log]]\nname = \"app\"\npath = \"/a/*.log\"\nfile = \"x\"\n",
+        4,
+        1,
+        "unknown field `file`",
+    );
+    assert_problem(
+        "[[log]]\nname = \"app\"\npath = \"/a/*.log\"\n[[log]]\nname = \"app\"\npath = \"/b/*.log\"\n",
+        5,
+        8,
+        "duplicate log name \"app\"",
+    );
+    assert_problem(
+        "[[log]]\nname = \"app\"\npath = \"/a/*.log\"\nformat = \"xml\"\n",
+        4,
+        10,
+        "unknown variant `xml`",
+    );
+    assert_problem(
+        "[[log]]\nname = \"app\"\npath = \"a/*.log\"\n",
+        3,
+        8,
+        "must be absolute",
+    );
+    // A good one passes.
+    assert!(
+        problems(
+            "[[log]]\nname = \"app\"\npath = \"/var/log/app/*.log\"\nformat = \"docker-json\"\njob = \"api\"\nstart_at = \"beginning\"\nredact = ['(?i)token=\\S+']\n[[log.match]]\nname = \"errors\"\nregex = '(?i)\\berror\\b'\n[[log]]\nname = \"j\"\njournal_unit = \"app.service\"\n"
+        )
+        .is_empty()
+    );
+}

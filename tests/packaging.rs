@@ -32,6 +32,8 @@ fn systemd_unit_verifies() {
         "StateDirectory=postflight",
         "ConfigurationDirectory=postflight",
         "DynamicUser=yes",
+        // [[log]] sources read the journal and /var/log.
+        "SupplementaryGroups=systemd-journal adm",
     ] {
         assert!(unit.contains(needle), "unit lacks {needle}");
     }

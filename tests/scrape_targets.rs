@@ -185,6 +185,7 @@ impl Scraping {
                 kind: "scrape",
                 job: job.into(),
                 probe: None,
+                log: None,
                 url: String::new(),
                 health: "unknown",
                 last_error: String::new(),

@@ -10,6 +10,7 @@
 pub mod deployments;
 pub mod headers;
 mod limits;
+mod logs;
 mod prom;
 mod query;
 mod rules;
@@ -109,6 +110,7 @@ pub fn router(api: Api) -> Router {
         .route("/api/v1/targets", get(targets))
         .route("/api/v1/query", get(query::instant).post(query::instant))
         .route("/api/v1/history", get(query::history))
+        .route("/api/v1/logs", get(logs::lines))
         .route(
             "/api/v1/query_range",
             get(prom::query_range).post(prom::query_range),

@@ -13,9 +13,10 @@ use toml::Spanned;
 use toml::de::{DeTable, DeValue};
 
 use super::{
-    Config, EmailConfig, GateConfig, GlobalConfig, InhibitConfig, JobConfig, MaintenanceConfig,
-    PagerdutyConfig, ProbeConfig, PromqlExpr, ReceiverConfig, ReceiverKind, RelativeBound,
-    RouteConfig, RuleConfig, ServerConfig, SlackConfig, StorageConfig, WebhookConfig, defaults,
+    Config, EmailConfig, GateConfig, GlobalConfig, InhibitConfig, JobConfig, LogConfig,
+    MaintenanceConfig, PagerdutyConfig, ProbeConfig, PromqlExpr, ReceiverConfig, ReceiverKind,
+    RelativeBound, RouteConfig, RuleConfig, ServerConfig, SlackConfig, StorageConfig,
+    WebhookConfig, defaults,
 };
 use crate::alert::Matcher;
 
@@ -150,6 +151,7 @@ const SECTIONS: &[(&str, bool)] = &[
     ("receiver", true),
     ("gate", true),
     ("maintenance", true),
+    ("log", true),
     ("status_page", false),
     ("query", false),
 ];
@@ -253,6 +255,7 @@ impl<'s> Ctx<'s> {
                                 &mut config.maintenance,
                                 self.de::<MaintenanceConfig>(item, &label),
                             ),
+                            "log" => push(&mut config.logs, self.de::<LogConfig>(item, &label)),
                             _ => unreachable!("SECTIONS lists only these as arrays"),
                         };
                         if ok {
@@ -525,6 +528,18 @@ impl<'s> Ctx<'s> {
             }
         }
 
+        dup(
+            &mut found,
+            "log",
+            "name",
+            config.logs.iter().map(|l| l.name.as_str()).collect(),
+        );
+        for (i, l) in config.logs.iter().enumerate() {
+            for (key, msg) in log_problems(l) {
+                found.push((span_of("log", i, key), format!("log {:?}: {msg}", l.name)));
+            }
+        }
+
         for (i, route) in config.routes.iter().enumerate() {
             if route.receivers.is_empty() {
                 found.push((
@@ -783,6 +798,56 @@ fn receiver_problems(r: &ReceiverConfig) -> Vec<(&'static str, String)> {
     out
 }
 
+/// What serde cannot see in a `[[log]]`: one source (a glob or a unit, not both), a glob
+/// that parses, match names unique within the log.
+fn log_problems(l: &LogConfig) -> Vec<(&'static str, String)> {
+    let mut out = Vec::new();
+    match (&l.path, &l.journal_unit) {
+        (Some(_), Some(_)) => out.push((
+            "journal_unit",
+            "set either path (files) or journal_unit (journald), not both".to_string(),
+        )),
+        (None, None) => out.push((
+            "name",
+            "needs path (a glob of files) or journal_unit (a systemd unit)".to_string(),
+        )),
+        (Some(p), None) => {
+            if let Err(e) = glob::Pattern::new(p) {
+                out.push(("path", format!("invalid glob {p:?}: {}", e.msg)));
+            } else if !p.starts_with('/') {
+                out.push((
+                    "path",
+                    format!("path {p:?} must be absolute (the daemon's working directory is not the config's)"),
+                ));
+            }
+            if l.journal_directory.is_some() {
+                out.push((
+                    "journal_directory",
+                    "journal_directory needs journal_unit".to_string(),
+                ));
+            }
+        }
+        (None, Some(u)) => {
+            if u.trim().is_empty() {
+                out.push(("journal_unit", "journal_unit must not be empty".to_string()));
+            }
+            if l.format != super::LogFormat::Text {
+                out.push((
+                    "format",
+                    "format applies to files; journald entries are read as they are".to_string(),
+                ));
+            }
+        }
+    }
+    let mut seen = HashSet::new();
+    for m in &l.matches {
+        if !seen.insert(m.name.as_str()) {
+            out.push(("match", format!("duplicate match name {:?}", m.name)));
+        }
+    }
+    out
+}
+
 /// Where `[[status_page.group]]` number `group` names its probe number `probe`.
 fn status_probe_span(root: &DeTable<'_>, group: usize, probe: usize) -> Option<Range<usize>> {
     let page = root.get("status_page")?;
@@ -918,6 +983,32 @@ pub(super) fn de_schedule<'de, D: serde::Deserializer<'de>>(
 pub(super) fn de_zone<'de, D: serde::Deserializer<'de>>(d: D) -> Result<chrono_tz::Tz, D::Error> {
     let raw = String::deserialize(d)?;
     super::schedule::parse_zone(&raw).map_err(serde::de::Error::custom)
+}
+
+pub(super) fn de_regex<'de, D: serde::Deserializer<'de>>(d: D) -> Result<regex::Regex, D::Error> {
+    let raw = String::deserialize(d)?;
+    regex::Regex::new(&raw).map_err(|e| {
+        serde::de::Error::custom(format!(
+            "invalid regex: {}",
+            crate::alert::one_line_regex_error(&e)
+        ))
+    })
+}
+
+pub(super) fn de_regexes<'de, D: serde::Deserializer<'de>>(
+    d: D,
+) -> Result<Vec<regex::Regex>, D::Error> {
+    let raw = Vec::<String>::deserialize(d)?;
+    raw.iter()
+        .map(|r| {
+            regex::Regex::new(r).map_err(|e| {
+                serde::de::Error::custom(format!(
+                    "invalid regex {r:?}: {}",
+                    crate::alert::one_line_regex_error(&e)
+                ))
+            })
+        })
+        .collect()
 }
 
 pub(super) fn de_regex_opt<'de, D: serde::Deserializer<'de>>(

@@ -58,6 +58,8 @@ pub struct Config {
     pub gates: Vec<GateConfig>,
     /// `[[maintenance]]`: weekly windows that mute matching alerts.
     pub maintenance: Vec<MaintenanceConfig>,
+    /// `[[log]]`: log files and journald units counted into series (SPEC §9).
+    pub logs: Vec<LogConfig>,
     /// `[status_page]`: the public status page; `None` serves no `/status`.
     pub status_page: Option<StatusPageConfig>,
     /// `[query]`: limits of the query API.
@@ -751,6 +753,74 @@ pub struct GateCheckConfig {
     /// While this gives no result the check is NoData.
     #[serde(default, deserialize_with = "load::de_promql_opt")]
     pub guard: Option<PromqlExpr>,
+}
+
+/// How the lines of a `[[log]]` source are written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
+#[serde(rename_all = "kebab-case")]
+pub enum LogFormat {
+    /// One line of text per line.
+    #[default]
+    Text,
+    /// Docker's json-file driver: one JSON object per line, the text in its `log` field.
+    DockerJson,
+}
+
+/// Where a `[[log]]` source starts in a file (or journal) it has never seen.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum StartAt {
+    /// At its end: only lines written from now on count.
+    #[default]
+    End,
+    /// At its beginning: every line already there counts.
+    Beginning,
+}
+
+/// `[[log]]`: a log source (SPEC §9): files under a glob, or a journald unit.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LogConfig {
+    /// Unique name; the `log` label.
+    pub name: String,
+    /// A glob of files to follow (`/var/log/app/*.log`); exactly one of `path` and
+    /// `journal_unit`.
+    #[serde(default)]
+    pub path: Option<String>,
+    /// A systemd unit whose journal is followed (`app.service`), through `journalctl`.
+    #[serde(default)]
+    pub journal_unit: Option<String>,
+    /// A directory of journal files to read instead of the system journal (`journalctl
+    /// --directory`): another machine's journal copied here, or a container's.
+    #[serde(default)]
+    pub journal_directory: Option<std::path::PathBuf>,
+    /// `text` or `docker-json`.
+    #[serde(default)]
+    pub format: LogFormat,
+    /// The `job` label, so rules and gates can join logs with the job's metrics.
+    #[serde(default)]
+    pub job: Option<String>,
+    /// Where to start in a file present when the source first starts: `end` or `beginning`.
+    /// A file that appears later is always read from its beginning.
+    #[serde(default)]
+    pub start_at: StartAt,
+    /// Parts of kept lines replaced by `<redacted>` before they are stored or sent.
+    #[serde(default, deserialize_with = "load::de_regexes")]
+    pub redact: Vec<regex::Regex>,
+    /// `[[log.match]]`: the patterns counted, each its own `match` label.
+    #[serde(default, rename = "match")]
+    pub matches: Vec<LogMatchConfig>,
+}
+
+/// `[[log.match]]`: one pattern counted in `log_matches_total{match=NAME}`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LogMatchConfig {
+    /// Unique within its log; the `match` label.
+    pub name: String,
+    /// The regex a line must match (anywhere in the line).
+    #[serde(deserialize_with = "load::de_regex")]
+    pub regex: regex::Regex,
 }
 
 /// Every default, in one place.

@@ -424,6 +424,7 @@ impl Engines {
         let mut tasks = JoinSet::new();
         let mut keys = crate::scrape::manager::target_keys(config);
         keys.extend(config.probes.iter().map(|p| probes::target_key(&p.name)));
+        keys.extend(crate::logs::LogRunner::target_keys(config));
         ctx.targets.retain(&keys);
         crate::scrape::manager::register_targets(config, &ctx.targets);
         let scrape_every = config
@@ -466,6 +467,7 @@ impl Engines {
                     kind: "probe",
                     job: p.job.clone().unwrap_or_default(),
                     probe: Some(p.name.clone()),
+                    log: None,
                     url: p.url.clone(),
                     health: "unknown",
                     last_error: String::new(),
@@ -504,6 +506,19 @@ impl Engines {
                         .register("probes", probe_every * 3 + Duration::from_secs(60)),
                     ctx.telemetry.clone(),
                 )
+                .run(token.clone()),
+            );
+        }
+        if !config.logs.is_empty() {
+            tasks.spawn(
+                crate::logs::LogRunner {
+                    config: config.clone(),
+                    ingest: ctx.ingest.clone(),
+                    state: ctx.store.state.clone(),
+                    targets: ctx.targets.clone(),
+                    clock: ctx.clock.clone(),
+                    telemetry: ctx.telemetry.clone(),
+                }
                 .run(token.clone()),
             );
         }

@@ -163,6 +163,7 @@ impl ProbeSink for DaemonProbeSink {
                 kind: "probe",
                 job: probe.job.clone().unwrap_or_default(),
                 probe: Some(probe.name.clone()),
+                log: None,
                 url: probe.url.clone(),
                 health: if run.up { "up" } else { "down" },
                 last_error: outcome.reason.clone(),

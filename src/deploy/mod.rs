@@ -843,10 +843,24 @@ impl GateEngine {
         }
     }
 
+    /// The log lines behind the checks that read `log_matches_total` (the last few of each),
+    /// for the verdict's `log_excerpt`.
+    fn log_excerpt(&self, d: &Deployment) -> Option<String> {
+        let parts: Vec<String> = d
+            .gate
+            .checks
+            .iter()
+            .filter_map(|c| promql_parser::parser::parse(&c.expr).ok())
+            .filter_map(|e| self.store.log_excerpt(&self.config, &e))
+            .collect();
+        (!parts.is_empty()).then(|| parts.join("\n"))
+    }
+
     /// Queues the verdict for every receiver not yet told; returns whether any was.
     fn notify(&self, d: &mut Deployment, now: DateTime<Utc>) -> bool {
         let external_url = self.config.server.link_base();
         let mut changed = false;
+        let excerpt = self.log_excerpt(d);
         for receiver in d.pending_receivers() {
             if self.config.receiver(&receiver).is_none() {
                 warn!(deployment = %d.id, receiver = %receiver, "the gate's receiver is no longer configured; verdict not sent to it");
@@ -854,8 +868,14 @@ impl GateEngine {
                 changed = true;
                 continue;
             }
-            let (n, entry) =
+            let (mut n, entry) =
                 verdict::notification(d, &receiver, &external_url, &self.config.global.labels, now);
+            if let Some(x) = &excerpt {
+                for a in &mut n.alerts {
+                    a.annotations
+                        .insert(crate::logs::EXCERPT_ANNOTATION.to_string(), x.clone());
+                }
+            }
             match self
                 .queue
                 .enqueue(&n, &verdict::nlog_key(&d.id, &receiver), &entry)

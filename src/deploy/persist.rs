@@ -30,6 +30,15 @@ pub trait DeploymentStore: Send + Sync {
     /// Deletes the finished deployments (verdict given and sent) started before `cutoff`;
     /// returns how many.
     fn prune(&self, cutoff: DateTime<Utc>) -> Result<usize, StoreError>;
+    /// The `log_excerpt` of a check expression: the last kept lines of the log matches it
+    /// reads (none where the store keeps no log lines).
+    fn log_excerpt(
+        &self,
+        _config: &crate::config::Config,
+        _expr: &promql_parser::parser::Expr,
+    ) -> Option<String> {
+        None
+    }
 }
 
 /// The smallest id of a deployment started at or after `t`: ids are the start time in
@@ -44,6 +53,13 @@ fn finished(d: &Deployment) -> bool {
 }
 
 impl DeploymentStore for StateStore {
+    fn log_excerpt(
+        &self,
+        config: &crate::config::Config,
+        expr: &promql_parser::parser::Expr,
+    ) -> Option<String> {
+        crate::logs::excerpt(self, config, expr, None)
+    }
     fn load_all(&self) -> Result<Vec<Deployment>, StoreError> {
         self.scan::<Deployment>(Kind::Deployments)
             .map(|v| v.into_iter().map(|(_, d)| d).collect())

@@ -46,6 +46,13 @@ fn deployment_text(n: &Notification) -> String {
             if !v.checks.is_empty() {
                 let _ = writeln!(t, "{}\n", verdict_table(&v));
             }
+            if let Some(x) = n
+                .alerts
+                .first()
+                .and_then(|a| a.shown_annotation("log_excerpt"))
+            {
+                let _ = writeln!(t, "Log lines:\n{x}\n");
+            }
             for (k, val) in &v.details {
                 let _ = writeln!(t, "{}: {val}", capitalised(k));
             }
@@ -113,6 +120,13 @@ fn deployment_html(n: &Notification) -> String {
                     );
                 }
                 h.push_str("</table>\n");
+            }
+            if let Some(x) = n
+                .alerts
+                .first()
+                .and_then(|a| a.shown_annotation("log_excerpt"))
+            {
+                let _ = writeln!(h, "<p><b>Log lines:</b></p><pre>{}</pre>", html_escape(x));
             }
             let details: Vec<(String, String)> = v
                 .details
@@ -239,6 +253,12 @@ pub fn text_body(n: &Notification) -> String {
             if let Some(d) = a.shown_annotation("description") {
                 let _ = writeln!(t, "  {d}");
             }
+            if let Some(x) = a.shown_annotation("log_excerpt") {
+                let _ = writeln!(t, "  Log lines:");
+                for l in x.lines() {
+                    let _ = writeln!(t, "    {l}");
+                }
+            }
             let labels: Vec<String> = a.labels.iter().map(|(k, v)| format!("{k}={v}")).collect();
             let _ = writeln!(t, "  Labels: {}", labels.join(", "));
             let _ = writeln!(t, "  {}", since(a));
@@ -300,6 +320,9 @@ pub fn html_body(n: &Notification) -> String {
             }
             if let Some(d) = a.shown_annotation("description") {
                 let _ = writeln!(h, "{}<br>", html_escape(d));
+            }
+            if let Some(x) = a.shown_annotation("log_excerpt") {
+                let _ = writeln!(h, "Log lines:<pre>{}</pre>", html_escape(x));
             }
             h.push_str("Labels:");
             for (k, v) in &a.labels {

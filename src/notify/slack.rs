@@ -61,6 +61,9 @@ fn alert_text(a: &NotifiedAlert) -> String {
     if let Some(d) = a.shown_annotation("description") {
         let _ = write!(t, "\n{}", escape(d));
     }
+    if let Some(x) = a.shown_annotation("log_excerpt") {
+        let _ = write!(t, "\n*Log lines:*\n```{}```", escape(x));
+    }
     if !a.labels.is_empty() {
         let labels: Vec<String> = a
             .labels
@@ -129,6 +132,14 @@ fn deployment_message(n: &Notification, v: Option<&VerdictView<'_>>) -> Value {
         // A code block keeps the columns aligned; cut inside it so the fence survives.
         let table = truncate_chars(&escape(&verdict_table(v)), MAX_TEXT - 8);
         blocks.push(section(format!("```{table}```")));
+    }
+    if let Some(x) = n
+        .alerts
+        .first()
+        .and_then(|a| a.shown_annotation("log_excerpt"))
+    {
+        let lines = truncate_chars(&escape(x), MAX_TEXT - 32);
+        blocks.push(section(format!("*Log lines:*\n```{lines}```")));
     }
     let mut foot = String::new();
     for (k, val) in &v.details {

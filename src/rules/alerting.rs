@@ -102,6 +102,25 @@ impl AlertingRule {
         }
     }
 
+    /// Sets annotation `key` on each pending or firing alert to what `value` gives for its
+    /// labels (removed where it gives nothing): annotations computed outside the templates,
+    /// such as `log_excerpt`.
+    pub fn annotate(&mut self, key: &str, mut value: impl FnMut(&Labels) -> Option<String>) {
+        for a in self.active.values_mut() {
+            if a.alert.state == AlertState::Resolved {
+                continue;
+            }
+            match value(&a.alert.labels) {
+                Some(v) => {
+                    a.alert.annotations.insert(key.to_string(), v);
+                }
+                None => {
+                    a.alert.annotations.remove(key);
+                }
+            }
+        }
+    }
+
     /// Drops every alert the rule holds, as Prometheus does when a rule exceeds its group's
     /// limit.
     pub fn clear(&mut self) {

@@ -493,6 +493,18 @@ impl RulesEngine {
                                 urlencode(&a.expr_source)
                             );
                             let t = a.eval(&samples, now, &self.config.global.labels, &url)?;
+                            if !crate::logs::matches_read(&a.expr).is_empty() {
+                                // The lines behind a count of log matches, in the page.
+                                let expr = a.expr.clone();
+                                a.annotate(crate::logs::EXCERPT_ANNOTATION, |labels| {
+                                    crate::logs::excerpt(
+                                        &self.store,
+                                        &self.config,
+                                        &expr,
+                                        Some(labels),
+                                    )
+                                });
+                            }
                             if !t.is_empty() {
                                 changed_rules.push((state_key(a), a.alerts().cloned().collect()));
                             }

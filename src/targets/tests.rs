@@ -5,6 +5,7 @@ fn registered() -> TargetHealth {
         kind: "probe",
         job: "api".into(),
         probe: Some("api-health".into()),
+        log: None,
         url: "http://127.0.0.1:1/health".into(),
         health: "unknown",
         last_error: String::new(),

@@ -151,3 +151,19 @@ fn a_verdict_reads_as_a_verdict_with_its_table_of_checks() {
         "{h}"
     );
 }
+
+#[test]
+fn log_lines_have_their_own_section_in_both_parts() {
+    let mut n = sample();
+    n.alerts[0].annotations.insert(
+        "log_excerpt".into(),
+        "2026-01-01T00:00:00.000Z /var/log/app.log [fatal] FATAL <db> down\nsecond line".into(),
+    );
+    let t = text_body(&n);
+    assert!(t.contains("  Log lines:\n    2026-01-01T00:00:00.000Z /var/log/app.log [fatal] FATAL <db> down\n    second line\n"), "{t}");
+    let h = html_body(&n);
+    assert!(
+        h.contains("Log lines:<pre>2026-01-01T00:00:00.000Z /var/log/app.log [fatal] FATAL &lt;db&gt; down\nsecond line</pre>"),
+        "{h}"
+    );
+}

@@ -49,6 +49,8 @@ pub(super) struct Trees {
     silences: sled::Tree,
     deployments: sled::Tree,
     alert_state: sled::Tree,
+    /// Log sources' positions with their counters, and their kept (redacted) lines.
+    logs: sled::Tree,
     /// The store's own keys (`store.*`: format marker, durable-flush sequence) and the write
     /// check's.
     pub(super) meta: sled::Tree,
@@ -63,6 +65,7 @@ impl Trees {
             silences: db.open_tree("silences")?,
             deployments: db.open_tree("deployments")?,
             alert_state: db.open_tree("alert_state")?,
+            logs: db.open_tree("logs")?,
             meta: db.open_tree("meta")?,
         })
     }
@@ -76,6 +79,7 @@ impl Trees {
             &self.silences,
             &self.deployments,
             &self.alert_state,
+            &self.logs,
             &self.meta,
         ] {
             for kv in tree.iter() {
@@ -101,6 +105,9 @@ pub enum Kind {
     Deployments,
     /// The rules engine's snapshot of pending and firing alerts.
     AlertState,
+    /// The log sources' positions and counters (one record a source, so both move together)
+    /// and their kept lines, written in one batch each second.
+    Logs,
 }
 
 impl Kind {
@@ -111,6 +118,7 @@ impl Kind {
             Kind::Silences => "silences",
             Kind::Deployments => "deployments",
             Kind::AlertState => "alert_state",
+            Kind::Logs => "logs",
         }
     }
 }
@@ -174,6 +182,7 @@ impl StateStore {
             Kind::Silences => &t.silences,
             Kind::Deployments => &t.deployments,
             Kind::AlertState => &t.alert_state,
+            Kind::Logs => &t.logs,
         }
     }
 
@@ -248,6 +257,32 @@ impl StateStore {
             None => tree.range::<&[u8], _>(..),
         };
         for kv in range.rev() {
+            let (k, v) = kv.map_err(StoreError::engine("scanning state"))?;
+            let Ok(key) = std::str::from_utf8(&k) else {
+                self.shared.skip(kind.name(), &"key is not UTF-8");
+                continue;
+            };
+            match decode_json(kind.name(), &v) {
+                Ok(t) => {
+                    if !each(key, t) {
+                        break;
+                    }
+                }
+                Err(e) => self.shared.skip(kind.name(), &e),
+            }
+        }
+        Ok(())
+    }
+
+    /// The records of `kind` whose keys start with `prefix`, in key order, for as long as
+    /// `each` asks for more. Records that do not decode are skipped and counted.
+    pub fn scan_prefix<T: DeserializeOwned>(
+        &self,
+        kind: Kind,
+        prefix: &str,
+        mut each: impl FnMut(&str, T) -> bool,
+    ) -> Result<(), StoreError> {
+        for kv in self.kind_tree(kind).scan_prefix(prefix.as_bytes()) {
             let (k, v) = kv.map_err(StoreError::engine("scanning state"))?;
             let Ok(key) = std::str::from_utf8(&k) else {
                 self.shared.skip(kind.name(), &"key is not UTF-8");

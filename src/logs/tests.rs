@@ -1,0 +1,163 @@
+use super::*;
+use crate::store::test_util::{reopen, temp_store};
+use std::io::Write;
+
+fn config(dir: &std::path::Path, extra: &str) -> Config {
+    let src = format!(
+        r#"
+[[log]]
+name = "app"
+path = "{}/*.log"
+start_at = "beginning"
+redact = ['(?i)password=\S+']
+{extra}
+[[log.match]]
+name = "errors"
+regex = '(?i)\berror\b'
+[[log.match]]
+name = "db"
+regex = 'database'
+"#,
+        dir.display()
+    );
+    crate::config::load_str(&src, "t.toml").expect("valid config")
+}
+
+fn append(path: &std::path::Path, text: &str) {
+    let mut f = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(path)
+        .unwrap();
+    f.write_all(text.as_bytes()).unwrap();
+}
+
+const DAY: Duration = Duration::from_secs(86_400);
+
+#[test]
+fn one_pass_counts_every_match_and_keeps_redacted_lines() {
+    let dir = tempfile::tempdir().unwrap();
+    let (_sd, store) = temp_store();
+    let c = config(dir.path(), "");
+    append(
+        &dir.path().join("a.log"),
+        "ok\nERROR in database password=hunter2 now\nerror again\nplain database\n",
+    );
+    let mut src = Source::open(&c.logs[0], store.state.clone(), DAY, 1_000);
+    src.poll(1_000);
+    src.flush(1_000).unwrap();
+    let r = src.record();
+    assert_eq!(r.lines, 4);
+    assert_eq!(r.matches["errors"], 2);
+    assert_eq!(r.matches["db"], 2);
+    let db = query(&store.state, "app", Some("db"), None, None, 10).unwrap();
+    assert_eq!(db.len(), 2);
+    assert_eq!(db[0].line, "ERROR in database <redacted> now");
+    assert_eq!(db[0].match_, "db");
+    let all = query(&store.state, "app", None, None, None, 10).unwrap();
+    assert_eq!(
+        all.len(),
+        4,
+        "a line matching two patterns is kept for each"
+    );
+    assert!(all.iter().all(|l| !l.line.contains("hunter2")));
+}
+
+#[test]
+fn counters_and_positions_survive_a_reopen_together() {
+    let dir = tempfile::tempdir().unwrap();
+    let (_sd, store) = temp_store();
+    let c = config(dir.path(), "");
+    let p = dir.path().join("a.log");
+    append(&p, "error 1\nfine\n");
+    let mut src = Source::open(&c.logs[0], store.state.clone(), DAY, 1_000);
+    src.poll(1_000);
+    src.flush(1_000).unwrap();
+    drop(src);
+    let store = reopen(store);
+    append(&p, "error 2\n");
+    let mut src = Source::open(&c.logs[0], store.state.clone(), DAY, 2_000);
+    src.poll(2_000);
+    let r = src.record();
+    assert_eq!((r.lines, r.matches["errors"]), (3, 2));
+}
+
+#[test]
+fn kept_lines_are_the_newest_thousand_per_match_within_the_retention() {
+    let dir = tempfile::tempdir().unwrap();
+    let (_sd, store) = temp_store();
+    let c = config(dir.path(), "");
+    let p = dir.path().join("a.log");
+    let text: String = (0..1_005).map(|i| format!("error {i}\n")).collect();
+    append(&p, &text);
+    let mut src = Source::open(&c.logs[0], store.state.clone(), DAY, 1_000);
+    src.poll(1_000);
+    src.flush(1_000).unwrap();
+    let kept = query(&store.state, "app", Some("errors"), None, None, 5_000).unwrap();
+    assert_eq!(kept.len(), KEEP_PER_MATCH);
+    assert_eq!(kept[0].line, "error 5");
+    assert_eq!(kept.last().unwrap().line, "error 1004");
+    // A day later the old lines are past the retention and go at the next flush.
+    append(&p, "error late\n");
+    let later = 1_000 + DAY.as_millis() as i64 + 1;
+    src.poll(later);
+    src.flush(later).unwrap();
+    let kept = query(&store.state, "app", Some("errors"), None, None, 5_000).unwrap();
+    assert_eq!(kept.len(), 1);
+    assert_eq!(kept[0].line, "error late");
+}
+
+#[test]
+fn docker_json_lines_are_read_through_their_log_field() {
+    let dir = tempfile::tempdir().unwrap();
+    let (_sd, store) = temp_store();
+    let c = config(dir.path(), "format = \"docker-json\"");
+    append(
+        &dir.path().join("c.log"),
+        "{\"log\":\"ERROR from the container\\n\",\"stream\":\"stderr\",\"time\":\"2026-01-02T03:04:05.678Z\"}\n{\"log\":\"fine\\n\",\"stream\":\"stdout\",\"time\":\"2026-01-02T03:04:06Z\"}\n",
+    );
+    let mut src = Source::open(&c.logs[0], store.state.clone(), DAY * 3650, 1_000);
+    src.poll(1_000);
+    src.flush(1_000).unwrap();
+    let kept = query(&store.state, "app", None, None, None, 10).unwrap();
+    assert_eq!(kept.len(), 1);
+    assert_eq!(kept[0].line, "ERROR from the container");
+    assert_eq!(kept[0].time, "2026-01-02T03:04:05.678Z");
+}
+
+#[test]
+fn the_excerpt_shows_the_last_lines_of_the_matches_an_expression_reads() {
+    let dir = tempfile::tempdir().unwrap();
+    let (_sd, store) = temp_store();
+    let c = config(dir.path(), "");
+    let text: String = (0..8).map(|i| format!("error {i}\n")).collect();
+    append(&dir.path().join("a.log"), &(text + "database down\n"));
+    let mut src = Source::open(&c.logs[0], store.state.clone(), DAY, 1_000);
+    src.poll(1_000);
+    src.flush(1_000).unwrap();
+    let expr = |s: &str| promql_parser::parser::parse(s).unwrap();
+    let e = excerpt(
+        &store.state,
+        &c,
+        &expr(r#"increase(log_matches_total{match="errors"}[5m]) > 0"#),
+        None,
+    )
+    .unwrap();
+    let lines: Vec<&str> = e.lines().collect();
+    assert_eq!(lines.len(), EXCERPT_LINES);
+    assert!(lines[0].ends_with("[errors] error 3"), "{e}");
+    assert!(lines[4].ends_with("[errors] error 7"), "{e}");
+    // The alert's own labels narrow it to the match that fired.
+    let labels = Labels::new([("log", "app"), ("match", "db")]);
+    let e = excerpt(
+        &store.state,
+        &c,
+        &expr("sum by (log, match) (rate(log_matches_total[5m])) > 0"),
+        Some(&labels),
+    )
+    .unwrap();
+    assert!(e.ends_with("[db] database down"), "{e}");
+    assert!(!e.contains("error"));
+    // An expression that does not read the log counters has no excerpt.
+    assert_eq!(excerpt(&store.state, &c, &expr("up == 0"), None), None);
+}
