@@ -21,7 +21,7 @@ const LAYERS: &[&[&str]] = &[
     &["config"],
     &["store"],
     &["notify", "probe"],
-    &["scrape", "dispatch"],
+    &["scrape", "dispatch", "remote"],
     &["rules", "deploy"],
     &["api"],
     &["daemon"],

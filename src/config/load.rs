@@ -139,6 +139,7 @@ const SECTIONS: &[(&str, bool)] = &[
     ("receiver", true),
     ("gate", true),
     ("maintenance", true),
+    ("remote_write", true),
 ];
 
 impl<'s> Ctx<'s> {
@@ -229,6 +230,10 @@ impl<'s> Ctx<'s> {
                             "maintenance" => push(
                                 &mut config.maintenance,
                                 self.de::<MaintenanceConfig>(item, &label),
+                            ),
+                            "remote_write" => push(
+                                &mut config.remote_write,
+                                self.de::<super::RemoteWriteConfig>(item, &label),
                             ),
                             _ => unreachable!("SECTIONS lists only these as arrays"),
                         };
@@ -457,6 +462,37 @@ impl<'s> Ctx<'s> {
             "job",
             config.gates.iter().map(|g| g.job.as_str()).collect(),
         );
+        dup(
+            &mut found,
+            "remote_write",
+            "url",
+            config.remote_write.iter().map(|w| w.url.as_str()).collect(),
+        );
+        for (i, w) in config.remote_write.iter().enumerate() {
+            let ok = reqwest::Url::parse(&w.url)
+                .is_ok_and(|u| matches!(u.scheme(), "http" | "https") && u.has_host());
+            if !ok {
+                found.push((
+                    span_of("remote_write", i, "url"),
+                    "remote_write: url must be the receiver's http:// or https:// write URL".into(),
+                ));
+            }
+            if !(1..=64).contains(&w.shards) {
+                found.push((
+                    span_of("remote_write", i, "shards"),
+                    format!(
+                        "remote_write: shards must be between 1 and 64, not {}",
+                        w.shards
+                    ),
+                ));
+            }
+            if w.max_samples_per_send == 0 {
+                found.push((
+                    span_of("remote_write", i, "max_samples_per_send"),
+                    "remote_write: max_samples_per_send must be at least 1".into(),
+                ));
+            }
+        }
 
         dup(
             &mut found,
@@ -826,6 +862,19 @@ pub(super) fn de_schedule<'de, D: serde::Deserializer<'de>>(
 pub(super) fn de_zone<'de, D: serde::Deserializer<'de>>(d: D) -> Result<chrono_tz::Tz, D::Error> {
     let raw = String::deserialize(d)?;
     super::schedule::parse_zone(&raw).map_err(serde::de::Error::custom)
+}
+
+/// A regex anchored at both ends, as Prometheus' relabelling anchors it.
+pub(super) fn de_anchored_regex<'de, D: serde::Deserializer<'de>>(
+    d: D,
+) -> Result<regex::Regex, D::Error> {
+    let raw = String::deserialize(d)?;
+    regex::Regex::new(&format!("^(?:{raw})$")).map_err(|e| {
+        serde::de::Error::custom(format!(
+            "invalid regex: {}",
+            crate::alert::one_line_regex_error(&e)
+        ))
+    })
 }
 
 pub(super) fn de_regex_opt<'de, D: serde::Deserializer<'de>>(

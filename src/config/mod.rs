@@ -52,6 +52,8 @@ pub struct Config {
     pub gates: Vec<GateConfig>,
     /// `[[maintenance]]`: weekly windows that mute matching alerts.
     pub maintenance: Vec<MaintenanceConfig>,
+    /// `[[remote_write]]`: Prometheus remote write endpoints every sample is sent to.
+    pub remote_write: Vec<RemoteWriteConfig>,
     /// Legal but risky settings, printed by `check` and logged by `run`.
     pub warnings: Vec<String>,
 }
@@ -106,6 +108,10 @@ pub struct GlobalConfig {
     /// Labels added to every alert (Prometheus' external labels).
     #[serde(default)]
     pub labels: BTreeMap<String, String>,
+    /// Labels added to every series remote write sends (`replica = "a"` tells the two
+    /// instances of an HA pair apart); a series' own label of the same name wins.
+    #[serde(default)]
+    pub external_labels: BTreeMap<String, String>,
 }
 
 /// `http` or `https`.
@@ -780,6 +786,34 @@ pub mod defaults {
     pub fn consecutive_failures() -> u32 {
         3
     }
+    /// Remote write senders per endpoint.
+    pub fn remote_write_shards() -> u32 {
+        2
+    }
+    /// Prometheus' default `max_samples_per_send`.
+    pub fn max_samples_per_send() -> usize {
+        2000
+    }
+    /// Prometheus' default `batch_send_deadline`.
+    pub fn batch_send_deadline() -> ConfigDuration {
+        ConfigDuration::secs(5)
+    }
+    /// Prometheus' default `remote_timeout`.
+    pub fn remote_timeout() -> ConfigDuration {
+        ConfigDuration::secs(30)
+    }
+    /// Prometheus' default `min_backoff` (30 ms).
+    pub fn min_backoff() -> ConfigDuration {
+        ConfigDuration::millis(30)
+    }
+    /// Prometheus' default `max_backoff`.
+    pub fn max_backoff() -> ConfigDuration {
+        ConfigDuration::secs(5)
+    }
+    /// A `write_relabel` rule reads the metric name unless told otherwise.
+    pub fn source_labels() -> Vec<String> {
+        vec!["__name__".into()]
+    }
 }
 
 impl Default for ServerConfig {
@@ -820,6 +854,7 @@ impl Default for GlobalConfig {
             probe_timeout: defaults::probe_timeout(),
             evaluation_interval: defaults::interval(),
             labels: BTreeMap::new(),
+            external_labels: BTreeMap::new(),
         }
     }
 }
@@ -861,7 +896,71 @@ impl Config {
         for r in &self.receivers {
             out.extend(r.secrets());
         }
+        for w in &self.remote_write {
+            out.extend(w.headers.values().map(Secret::expose));
+        }
         out.retain(|s| !s.is_empty());
         out
     }
+}
+
+/// `[[remote_write]]`: a Prometheus remote write 1.0 endpoint (Prometheus, Mimir, Thanos,
+/// Cortex, VictoriaMetrics) that every sample the head takes is sent to.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RemoteWriteConfig {
+    /// The receiver's write URL, e.g. `http://prometheus:9090/api/v1/write`.
+    pub url: String,
+    /// Extra request headers, such as `Authorization` or `X-Scope-OrgID` (values are secrets:
+    /// never logged or shown).
+    #[serde(default)]
+    pub headers: BTreeMap<String, Secret>,
+    /// Keep or drop series before they are sent, in order (Prometheus' `write_relabel_configs`,
+    /// the `keep` and `drop` actions).
+    #[serde(default)]
+    pub write_relabel: Vec<WriteRelabelConfig>,
+    /// Parallel senders. A series always goes through the same one (by the hash of its
+    /// labels), so its samples arrive in time order.
+    #[serde(default = "defaults::remote_write_shards")]
+    pub shards: u32,
+    /// Samples in one request at most.
+    #[serde(default = "defaults::max_samples_per_send")]
+    pub max_samples_per_send: usize,
+    /// How often what arrived is sent, full batch or not.
+    #[serde(default = "defaults::batch_send_deadline")]
+    pub batch_send_deadline: ConfigDuration,
+    /// Timeout of one request.
+    #[serde(default = "defaults::remote_timeout")]
+    pub remote_timeout: ConfigDuration,
+    /// First wait before a retry; doubles up to `max_backoff`.
+    #[serde(default = "defaults::min_backoff")]
+    pub min_backoff: ConfigDuration,
+    /// Longest wait between two retries (a `Retry-After` may ask for longer).
+    #[serde(default = "defaults::max_backoff")]
+    pub max_backoff: ConfigDuration,
+}
+
+/// `keep` or `drop` of a `write_relabel` rule.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum RelabelAction {
+    /// Send only the series whose source labels match.
+    Keep,
+    /// Send every series except those whose source labels match.
+    Drop,
+}
+
+/// One `write_relabel` rule.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WriteRelabelConfig {
+    /// `keep` or `drop`.
+    pub action: RelabelAction,
+    /// The labels whose values, joined with `;`, the regex is matched against (default
+    /// `["__name__"]`).
+    #[serde(default = "defaults::source_labels")]
+    pub source_labels: Vec<String>,
+    /// Matched against the whole joined value, as Prometheus anchors it.
+    #[serde(deserialize_with = "load::de_anchored_regex")]
+    pub regex: regex::Regex,
 }
