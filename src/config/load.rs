@@ -356,6 +356,9 @@ impl<'s> Ctx<'s> {
                 ReceiverKind::Googlechat(self.de::<super::GooglechatConfig>(&rest, label)?)
             }
             "ntfy" => ReceiverKind::Ntfy(self.de::<super::NtfyConfig>(&rest, label)?),
+            "alertmanager" => {
+                ReceiverKind::Alertmanager(self.de::<super::AlertmanagerConfig>(&rest, label)?)
+            }
             other => {
                 self.problem(
                     Some(kind_span),
@@ -409,6 +412,28 @@ impl<'s> Ctx<'s> {
     /// see. Spans come from the raw tree.
     fn cross_check(&mut self, root: &DeTable<'_>, config: &mut Config) {
         let raw_index = std::mem::take(&mut self.raw_index);
+        let eval = config.global.evaluation_interval.get();
+        for r in &mut config.receivers {
+            if let ReceiverKind::Alertmanager(c) = &mut r.kind {
+                c.evaluation_interval = eval;
+                if c.urls.is_empty() {
+                    self.problem(
+                        None,
+                        format!(
+                            "receiver {:?}: urls must name at least one Alertmanager",
+                            r.name
+                        ),
+                    );
+                }
+                for u in &c.urls {
+                    let ok = reqwest::Url::parse(u)
+                        .is_ok_and(|x| matches!(x.scheme(), "http" | "https") && x.has_host());
+                    if !ok {
+                        self.problem(None, format!("receiver {:?}: url {u:?} must be an Alertmanager's http:// or https:// base URL", r.name));
+                    }
+                }
+            }
+        }
         let span_of = |section: &str, idx: usize, key: &str| -> Option<Range<usize>> {
             let idx = *raw_index.get(section)?.get(idx)?;
             let arr = root.get(section)?;
@@ -746,6 +771,7 @@ fn receiver_problems(r: &ReceiverConfig) -> Vec<(&'static str, String)> {
         ReceiverKind::Slack(_)
         | ReceiverKind::Email(_)
         | ReceiverKind::Webhook(_)
+        | ReceiverKind::Alertmanager(_)
         | ReceiverKind::Pagerduty(_) => {}
     }
     out

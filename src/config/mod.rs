@@ -368,6 +368,8 @@ pub enum ReceiverKind {
     Googlechat(GooglechatConfig),
     /// ntfy topic.
     Ntfy(NtfyConfig),
+    /// An Alertmanager cluster's `/api/v2/alerts`, as Prometheus sends to it.
+    Alertmanager(AlertmanagerConfig),
 }
 
 impl ReceiverConfig {
@@ -394,6 +396,7 @@ impl ReceiverConfig {
                 out.push(n.url.expose());
                 out.extend(n.token.as_ref().map(Secret::expose));
             }
+            ReceiverKind::Alertmanager(_) => {}
         }
         out.retain(|s| !s.is_empty());
         out
@@ -414,12 +417,13 @@ impl ReceiverKind {
             ReceiverKind::Opsgenie(_) => "opsgenie",
             ReceiverKind::Googlechat(_) => "googlechat",
             ReceiverKind::Ntfy(_) => "ntfy",
+            ReceiverKind::Alertmanager(_) => "alertmanager",
         }
     }
 }
 
 /// Every receiver `type`, as written in the config and listed in its error messages.
-pub const RECEIVER_TYPES: [&str; 10] = [
+pub const RECEIVER_TYPES: [&str; 11] = [
     "slack",
     "email",
     "webhook",
@@ -430,7 +434,24 @@ pub const RECEIVER_TYPES: [&str; 10] = [
     "opsgenie",
     "googlechat",
     "ntfy",
+    "alertmanager",
 ];
+
+/// `type = "alertmanager"`
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AlertmanagerConfig {
+    /// The base URL of every Alertmanager of the cluster (`http://am1:9093`); each gets every
+    /// alert, as Prometheus sends them.
+    pub urls: Vec<String>,
+    /// How often a firing alert is sent again (Prometheus' `--rules.alert.resend-delay`).
+    #[serde(default = "defaults::resend_interval")]
+    pub resend_interval: ConfigDuration,
+    /// `[global] evaluation_interval`, filled in at load: a firing alert's `endsAt` is
+    /// now + 4 × max(`resend_interval`, this).
+    #[serde(skip)]
+    pub evaluation_interval: Duration,
+}
 
 /// `type = "slack"`
 #[derive(Debug, Clone, Deserialize)]
@@ -809,6 +830,10 @@ pub mod defaults {
     /// Prometheus' default `max_backoff`.
     pub fn max_backoff() -> ConfigDuration {
         ConfigDuration::secs(5)
+    }
+    /// Prometheus resends firing alerts to Alertmanager every minute.
+    pub fn resend_interval() -> ConfigDuration {
+        ConfigDuration::secs(60)
     }
     /// A `write_relabel` rule reads the metric name unless told otherwise.
     pub fn source_labels() -> Vec<String> {
