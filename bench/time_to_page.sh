@@ -50,8 +50,7 @@ EOF
 )
 
 # The rule both evaluate: the error ratio between the last two scrapes above 0.1 % (a 99.9 %
-# availability objective), with the
-# run's `iter` label.
+# availability objective), with the run's `iter` label.
 EXPR='(irate(app_errors_total[5s]) / irate(app_requests_total[5s]) > 0.001) * on() group_left(iter) app_iteration'
 
 cat >"$TMP/postflight.toml" <<EOF

@@ -559,7 +559,11 @@ fn check_command_exit_codes_and_shipped_configs() {
         format!("{root}/config/systemd.toml"),
     ];
     for e in std::fs::read_dir(format!("{root}/config/examples")).unwrap() {
-        files.push(e.unwrap().path().display().to_string());
+        let path = e.unwrap().path();
+        // config/examples/rules/ holds the rule files an example config loads.
+        if path.extension().is_some_and(|x| x == "toml") {
+            files.push(path.display().to_string());
+        }
     }
     for t in postflight::config::RECEIVER_TYPES {
         assert!(
@@ -623,5 +627,74 @@ fn maintenance_windows_are_checked_with_their_positions() {
         3,
         12,
         "must not mute everything",
+    );
+}
+
+#[test]
+fn slo_out_of_range_points_at_it() {
+    let src = format!("{PROBE}slo = 100\n");
+    assert_problem(&src, 4, 7, "slo is a percentage above 0 and below 100");
+    let src = format!("{PROBE}slo = 0\n");
+    assert_problem(&src, 4, 7, "slo is a percentage");
+    let ok = load_str(&format!("{PROBE}slo = 99.9\n"), "t.toml").expect("valid");
+    assert_eq!(ok.probes[0].slo, Some(99.9));
+}
+
+#[test]
+fn status_page_names_an_unknown_probe_at_its_place() {
+    let src = format!(
+        "{PROBE}[status_page]\ntitle = \"Example\"\n[[status_page.group]]\nname = \"Web\"\nprobes = [\"p\", \"nope\"]\n"
+    );
+    assert_problem(
+        &src,
+        8,
+        16,
+        "status_page group \"Web\": probe \"nope\" is not defined",
+    );
+    let src = format!("{PROBE}[status_page]\ntitel = \"x\"\n");
+    assert_problem(&src, 5, 1, "unknown field `titel`");
+    let ok = load_str(
+        &format!("{PROBE}[status_page]\n[[status_page.group]]\nname = \"W\"\nprobes = [\"p\"]\n"),
+        "t.toml",
+    )
+    .expect("valid");
+    let page = ok.status_page.expect("a status page");
+    assert_eq!(page.title, "Status");
+    assert!(page.lists("p"));
+    assert!(
+        load_str(PROBE, "t.toml")
+            .expect("valid")
+            .status_page
+            .is_none()
+    );
+}
+
+#[test]
+fn toml_recording_rules_are_checked_as_prometheus_checks_them() {
+    let ok = "[[rule]]\nrecord = \"job:up:sum\"\nexpr = \"sum by (job) (up)\"\nlabels = { source = \"toml\" }\n";
+    assert!(problems(ok).is_empty(), "{:?}", problems(ok));
+    assert_problem(
+        "[[rule]]\nrecord = \"job-up\"\nexpr = \"up\"\n",
+        2,
+        10,
+        "rule \"job-up\": invalid recording rule name: job-up",
+    );
+    assert_problem(
+        "[[rule]]\nrecord = \"job:up\"\nexpr = \"up\"\nfor = \"1m\"\n",
+        2,
+        10,
+        "invalid field 'for' in recording rule",
+    );
+    assert_problem(
+        "[[rule]]\nrecord = \"job:up\"\nalert = \"Up\"\nexpr = \"up\"\n",
+        2,
+        10,
+        "only one of 'record' and 'alert' must be set",
+    );
+    assert_problem(
+        "[[rule]]\nexpr = \"up\"\n",
+        1,
+        1,
+        "one of 'record' or 'alert' must be set",
     );
 }

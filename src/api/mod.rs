@@ -8,8 +8,12 @@
 //! with 401 before anything changes.
 
 pub mod deployments;
+pub mod headers;
+mod limits;
 mod prom;
 mod query;
+mod rules;
+pub mod status;
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -40,6 +44,7 @@ use crate::series::head::Head;
 use crate::store::{ProbeLog, StateStore};
 use crate::targets::TargetsView;
 use crate::telemetry::Telemetry;
+pub use limits::QueryGate;
 
 /// Largest request body the API reads.
 const MAX_BODY: usize = 1 << 20;
@@ -74,6 +79,12 @@ pub struct Api {
     pub dispatch: DispatcherHandle,
     /// Deployments and their verdicts.
     pub gates: GateHandle,
+    /// The stored chunks queries read besides the head.
+    pub samples: crate::store::SampleStore,
+    /// Turns for queries (`[query] max_concurrent`).
+    pub queries: Arc<QueryGate>,
+    /// Rule groups and rules (`/api/v1/rules`).
+    pub rules: Arc<crate::rules::engine::RulesState>,
 }
 
 /// The `/readyz` flag, set by the daemon once it serves.
@@ -107,6 +118,7 @@ pub fn router(api: Api) -> Router {
             get(prom::query_exemplars).post(prom::query_exemplars),
         )
         .route("/federate", get(prom::federate))
+        .route("/api/v1/rules", get(rules::list))
         .route("/api/v1/silences", get(silences).post(add_silence))
         .route(
             "/api/v1/silences/{id}",
@@ -117,6 +129,7 @@ pub fn router(api: Api) -> Router {
             get(deployments::list_route).post(deployments::create),
         )
         .route("/api/v1/deployments/{id}", get(deployments::get_route))
+        .merge(status::routes())
         .fallback(|req: Request| async move {
             error(
                 StatusCode::NOT_FOUND,

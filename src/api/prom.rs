@@ -13,6 +13,7 @@ use axum::http::{Method, StatusCode};
 use bytes::Bytes;
 use promql_parser::label::Matcher;
 
+use super::limits::{Run, prom_error};
 use super::{Resp, json, parse_time, query_pairs};
 use crate::clock::Clock;
 use crate::config::Current;
@@ -81,10 +82,7 @@ impl<S: Send + Sync> FromRequest<S> for Params {
 
 /// A 400 in Prometheus' shape.
 fn bad_data(msg: &str) -> Resp {
-    json(
-        StatusCode::BAD_REQUEST,
-        &serde_json::json!({ "status": "error", "errorType": "bad_data", "error": msg }),
-    )
+    prom_error(StatusCode::BAD_REQUEST, "bad_data", msg)
 }
 
 fn success(data: serde_json::Value) -> Resp {
@@ -131,14 +129,40 @@ fn selectors(p: &Params, required: bool) -> Result<Vec<Vec<Matcher>>, String> {
 }
 
 /// The series matching any of the selectors between `start` and `end`, each once, in order.
-fn matching(head: &Head, sets: &[Vec<Matcher>], start: i64, end: i64) -> BTreeSet<Labels> {
+fn matching(
+    src: &dyn SeriesSource,
+    sets: &[Vec<Matcher>],
+    start: i64,
+    end: i64,
+) -> BTreeSet<Labels> {
     sets.iter()
-        .flat_map(|m| head.series_labels(m, start, end))
+        .flat_map(|m| src.series_labels(m, start, end))
         .collect()
 }
 
-/// `GET|POST /api/v1/query_range`.
-pub async fn query_range(State(head): State<Arc<Head>>, p: Params) -> Resp {
+/// The series of the selectors in the window, read over the head and the store as a query.
+async fn find(
+    run: Run,
+    sets: Vec<Vec<Matcher>>,
+    (start, end): (i64, i64),
+) -> Result<BTreeSet<Labels>, Resp> {
+    let r = run
+        .run(move |src, limits| {
+            let found = matching(src, &sets, start, end);
+            limits.check().map(|()| found)
+        })
+        .await?;
+    r.map_err(|e| {
+        prom_error(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "execution",
+            &e.to_string(),
+        )
+    })
+}
+
+/// `GET|POST /api/v1/query_range`: a range query over the head and the store.
+pub async fn query_range(State(run): State<Run>, p: Params) -> Resp {
     let Some(query) = p.get("query").map(str::to_string) else {
         return bad_data("invalid parameter \"query\": missing parameter");
     };
@@ -174,47 +198,46 @@ pub async fn query_range(State(head): State<Arc<Head>>, p: Params) -> Resp {
     if let Err(e) = crate::promql::check_supported(&expr) {
         return bad_data(&e);
     }
-    let r = tokio::task::spawn_blocking(move || {
-        crate::rt::contained(|| {
-            crate::promql::Engine::default().range(&*head, &expr, start, end, step)
+    let r = run
+        .run(move |src, limits| {
+            crate::promql::Engine::default().range_limited(src, &expr, (start, end, step), limits)
         })
-    })
-    .await;
+        .await;
     match r {
-        Ok(Ok(Ok(v))) => json(StatusCode::OK, &crate::promql::value_to_api_json(&v)),
-        Ok(Ok(Err(crate::promql::EvalError::InvalidQuery(e)))) => bad_data(&e),
-        Ok(Ok(Err(e))) => json(
+        Ok(Ok(v)) => json(StatusCode::OK, &crate::promql::value_to_api_json(&v)),
+        Ok(Err(crate::promql::EvalError::InvalidQuery(e))) => bad_data(&e),
+        Ok(Err(e)) => prom_error(
             StatusCode::UNPROCESSABLE_ENTITY,
-            &serde_json::json!({ "status": "error", "errorType": "execution", "error": e.to_string() }),
+            "execution",
+            &e.to_string(),
         ),
-        _ => json(
-            StatusCode::SERVICE_UNAVAILABLE,
-            &serde_json::json!({ "status": "error", "errorType": "internal", "error": "the query engine failed" }),
-        ),
+        Err(resp) => resp,
     }
 }
 
-/// The `start`/`end` window of a metadata query: Prometheus' default is all time; the head
-/// holds its window, so all time is what it has.
+/// The `start`/`end` window of a metadata query: Prometheus' default is all time, which is
+/// the store's retention.
 fn window(p: &Params) -> Result<(i64, i64), String> {
     Ok((p.time("start", i64::MIN)?, p.time("end", i64::MAX)?))
 }
 
 /// `GET|POST /api/v1/series`.
-pub async fn series(State(head): State<Arc<Head>>, p: Params) -> Resp {
-    let (sets, (start, end)) = match (selectors(&p, true), window(&p)) {
+pub async fn series(State(run): State<Run>, p: Params) -> Resp {
+    let (sets, w) = match (selectors(&p, true), window(&p)) {
         (Ok(s), Ok(w)) => (s, w),
         (Err(e), _) | (_, Err(e)) => return bad_data(&e),
     };
-    let found = crate::rt::blocking(|| matching(&head, &sets, start, end));
-    success(serde_json::Value::Array(
-        found.iter().map(crate::promql::metric_json).collect(),
-    ))
+    match find(run, sets, w).await {
+        Ok(found) => success(serde_json::Value::Array(
+            found.iter().map(crate::promql::metric_json).collect(),
+        )),
+        Err(resp) => resp,
+    }
 }
 
 /// Every series of the selectors, or every series when none is given.
-fn listed(head: &Head, p: &Params) -> Result<BTreeSet<Labels>, String> {
-    let mut sets = selectors(p, false)?;
+async fn listed(run: Run, p: &Params) -> Result<BTreeSet<Labels>, Resp> {
+    let mut sets = selectors(p, false).map_err(|e| bad_data(&e))?;
     if sets.is_empty() {
         sets.push(vec![Matcher::new(
             promql_parser::label::MatchOp::Re(regex::Regex::new("^(?:.+)$").expect("static regex")),
@@ -222,15 +245,15 @@ fn listed(head: &Head, p: &Params) -> Result<BTreeSet<Labels>, String> {
             ".+",
         )]);
     }
-    let (start, end) = window(p)?;
-    Ok(crate::rt::blocking(|| matching(head, &sets, start, end)))
+    let w = window(p).map_err(|e| bad_data(&e))?;
+    find(run, sets, w).await
 }
 
 /// `GET|POST /api/v1/labels`.
-pub async fn labels(State(head): State<Arc<Head>>, p: Params) -> Resp {
-    let found = match listed(&head, &p) {
+pub async fn labels(State(run): State<Run>, p: Params) -> Resp {
+    let found = match listed(run, &p).await {
         Ok(f) => f,
-        Err(e) => return bad_data(&e),
+        Err(resp) => return resp,
     };
     let names: BTreeSet<&str> = found
         .iter()
@@ -240,11 +263,7 @@ pub async fn labels(State(head): State<Arc<Head>>, p: Params) -> Resp {
 }
 
 /// `GET /api/v1/label/{name}/values`.
-pub async fn label_values(
-    State(head): State<Arc<Head>>,
-    Path(name): Path<String>,
-    p: Params,
-) -> Resp {
+pub async fn label_values(State(run): State<Run>, Path(name): Path<String>, p: Params) -> Resp {
     if name.is_empty()
         || !name
             .chars()
@@ -253,9 +272,9 @@ pub async fn label_values(
     {
         return bad_data(&format!("invalid label name: \"{name}\""));
     }
-    let found = match listed(&head, &p) {
+    let found = match listed(run, &p).await {
         Ok(f) => f,
-        Err(e) => return bad_data(&e),
+        Err(resp) => return resp,
     };
     let values: BTreeSet<&str> = found.iter().filter_map(|l| l.get(&name)).collect();
     success(serde_json::json!(values))

@@ -1,28 +1,19 @@
-//! `/api/v1/query` (PromQL in Prometheus' HTTP API format) and `/api/v1/history` (probe results
-//! and alert transitions from the store).
-
-use std::sync::Arc;
+//! `/api/v1/query` (PromQL in Prometheus' HTTP API format, over the head and the store) and
+//! `/api/v1/history` (probe results and alert transitions from the store).
 
 use axum::extract::{RawQuery, State};
 use axum::http::{Method, StatusCode};
 use bytes::Bytes;
 
+use super::limits::{Run, prom_error};
 use super::{Resp, error, json, parse_query, parse_time};
 use crate::clock::Clock;
-use crate::series::head::Head;
 use crate::store::{ProbeLog, StateStore};
 
-/// An error in Prometheus' API shape: `{"status":"error","errorType":...,"error":...}`.
-fn prom_error(status: StatusCode, kind: &str, msg: &str) -> Resp {
-    json(
-        status,
-        &serde_json::json!({ "status": "error", "errorType": kind, "error": msg }),
-    )
-}
-
-/// `GET|POST /api/v1/query`: an instant query; POST takes the parameters form-encoded too.
+/// `GET|POST /api/v1/query`: an instant query over the head and the store; POST takes the
+/// parameters form-encoded too.
 pub async fn instant(
-    State(head): State<Arc<Head>>,
+    State(run): State<Run>,
     State(clock): State<Clock>,
     method: Method,
     RawQuery(q): RawQuery,
@@ -65,14 +56,11 @@ pub async fn instant(
     if let Err(e) = crate::promql::check_supported(&expr) {
         return prom_error(StatusCode::BAD_REQUEST, "bad_data", &e);
     }
-    // A panic in the engine is a bug, but one query must not take the daemon down with it.
-    let r = tokio::task::spawn_blocking(move || {
-        crate::rt::contained(|| crate::promql::Engine::default().instant(&*head, &expr, t_ms))
-            .map_err(|_| "the query engine panicked".to_string())
-    })
-    .await
-    .map_err(|e| e.to_string())
-    .and_then(|r| r);
+    let r = run
+        .run(move |src, limits| {
+            crate::promql::Engine::default().instant_limited(src, &expr, t_ms, limits)
+        })
+        .await;
     match r {
         Ok(Ok(v)) => json(StatusCode::OK, &crate::promql::value_to_api_json(&v)),
         Ok(Err(e)) => prom_error(
@@ -80,7 +68,7 @@ pub async fn instant(
             "execution",
             &e.to_string(),
         ),
-        Err(e) => prom_error(StatusCode::SERVICE_UNAVAILABLE, "internal", &e.to_string()),
+        Err(resp) => resp,
     }
 }
 

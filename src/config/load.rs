@@ -22,6 +22,8 @@ use crate::alert::Matcher;
 /// One problem in a config file.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Problem {
+    /// The file it is in when it is not the config file (a rule file).
+    pub file: Option<String>,
     /// 1-based line and column, when the problem has a place in the file.
     pub position: Option<(usize, usize)>,
     /// What is wrong, naming the section element (`probe "api-health"`) where it can.
@@ -56,6 +58,7 @@ fn format_problems(origin: &str, problems: &[Problem]) -> String {
         if i > 0 {
             out.push('\n');
         }
+        let origin = p.file.as_deref().unwrap_or(origin);
         match p.position {
             Some((l, c)) => out.push_str(&format!("{origin}:{l}:{c}: {}", p.message)),
             None => out.push_str(&format!("{origin}: {}", p.message)),
@@ -66,6 +69,9 @@ fn format_problems(origin: &str, problems: &[Problem]) -> String {
 
 impl fmt::Display for Problem {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if let Some(file) = &self.file {
+            write!(f, "{file}:")?;
+        }
         match self.position {
             Some((l, c)) => write!(f, "{l}:{c}: {}", self.message),
             None => f.write_str(&self.message),
@@ -102,6 +108,7 @@ pub fn load_file(path: &Path) -> Result<Config, ConfigError> {
 pub fn load_str(src: &str, origin: &str) -> Result<Config, ConfigError> {
     let mut ctx = Ctx {
         src,
+        origin,
         problems: Vec::new(),
         raw_index: Default::default(),
     };
@@ -109,8 +116,10 @@ pub fn load_str(src: &str, origin: &str) -> Result<Config, ConfigError> {
     if ctx.problems.is_empty() {
         Ok(config)
     } else {
-        ctx.problems
-            .sort_by_key(|p| p.position.unwrap_or((usize::MAX, 0)));
+        ctx.problems.sort_by(|a, b| {
+            (&a.file, a.position.unwrap_or((usize::MAX, 0)))
+                .cmp(&(&b.file, b.position.unwrap_or((usize::MAX, 0))))
+        });
         Err(ConfigError::Invalid {
             origin: origin.to_string(),
             problems: ctx.problems,
@@ -120,6 +129,8 @@ pub fn load_str(src: &str, origin: &str) -> Result<Config, ConfigError> {
 
 struct Ctx<'s> {
     src: &'s str,
+    /// The config file's name: rule files are found relative to its directory.
+    origin: &'s str,
     problems: Vec<Problem>,
     /// For each array section, the position in the file of each element that made it into
     /// the config (elements with errors are left out, so indices differ).
@@ -140,6 +151,8 @@ const SECTIONS: &[(&str, bool)] = &[
     ("gate", true),
     ("maintenance", true),
     ("remote_write", true),
+    ("status_page", false),
+    ("query", false),
 ];
 
 impl<'s> Ctx<'s> {
@@ -154,6 +167,7 @@ impl<'s> Ctx<'s> {
     fn problem(&mut self, span: Option<Range<usize>>, message: impl Into<String>) {
         let position = span.map(|s| self.position(s.start));
         self.problems.push(Problem {
+            file: None,
             position,
             message: message.into(),
         });
@@ -203,7 +217,16 @@ impl<'s> Ctx<'s> {
                             config.global = v
                         }
                     }
-                    _ => unreachable!("SECTIONS lists only these three as tables"),
+                    "status_page" => {
+                        config.status_page =
+                            self.de::<super::StatusPageConfig>(value, "[status_page]")
+                    }
+                    "query" => {
+                        if let Some(v) = self.de::<super::QueryConfig>(value, "[query]") {
+                            config.query = v
+                        }
+                    }
+                    _ => unreachable!("SECTIONS lists only these as tables"),
                 },
                 (true, DeValue::Array(items)) => {
                     let section: &'static str = SECTIONS
@@ -253,7 +276,33 @@ impl<'s> Ctx<'s> {
             }
         }
         self.cross_check(&root, &mut config);
+        self.rule_files(&root, &mut config);
+        config.origin = self.origin.to_string();
         config
+    }
+
+    /// Loads the rule files `[global] rule_files` names, relative to the config file.
+    fn rule_files(&mut self, root: &DeTable<'_>, config: &mut Config) {
+        if config.global.rule_files.is_empty() {
+            return;
+        }
+        let span = root.get("global").and_then(|g| match g.get_ref() {
+            DeValue::Table(t) => t.get("rule_files").map(|v| v.span()),
+            _ => None,
+        });
+        let base = Path::new(self.origin)
+            .parent()
+            .unwrap_or(Path::new(""))
+            .to_path_buf();
+        let (files, missing, warnings) =
+            super::rule_files::expand(&base, &config.global.rule_files);
+        for m in missing {
+            self.problem(span.clone(), m);
+        }
+        config.warnings.extend(warnings);
+        let (groups, problems) = super::rule_files::load_all(&files);
+        self.problems.extend(problems);
+        config.rule_groups = groups;
     }
 
     /// Deserialises one table on its own, so its problems do not hide the next table's.
@@ -654,22 +703,41 @@ impl<'s> Ctx<'s> {
                 config.warnings.push(format!("{label}: timeout is longer than the interval; probes will not overlap, some runs are skipped"));
             }
         }
-        for (i, r) in config.rules.iter().enumerate() {
-            if let Err(e) = crate::promql::check_supported(&r.expr.expr) {
+        for (i, p) in config.probes.iter().enumerate() {
+            if let Some(slo) = p.slo
+                && !(slo > 0.0 && slo < 100.0)
+            {
                 found.push((
-                    span_of("rule", i, "expr"),
-                    format!("rule {:?}: {e}", r.alert),
+                    span_of("probe", i, "slo"),
+                    format!(
+                        "probe {:?}: slo is a percentage above 0 and below 100, like 99.9",
+                        p.name
+                    ),
                 ));
             }
-            for (what, map) in [("labels", &r.labels), ("annotations", &r.annotations)] {
-                for (k, v) in map {
-                    if let Err(e) = crate::template::Template::parse(v) {
+        }
+        if let Some(page) = &config.status_page {
+            let probes: HashSet<&str> = config.probes.iter().map(|p| p.name.as_str()).collect();
+            for (gi, g) in page.groups.iter().enumerate() {
+                for (pi, name) in g.probes.iter().enumerate() {
+                    if !probes.contains(name.as_str()) {
                         found.push((
-                            span_of("rule", i, what),
-                            format!("rule {:?}: {what}.{k}: template: {e}", r.alert),
+                            status_probe_span(root, gi, pi),
+                            format!(
+                                "status_page group {:?}: probe {name:?} is not defined",
+                                g.name
+                            ),
                         ));
                     }
                 }
+            }
+        }
+        for (i, r) in config.rules.iter().enumerate() {
+            for (key, msg) in super::rule_files::rule_problems(r, true) {
+                found.push((
+                    span_of("rule", i, key),
+                    format!("rule {:?}: {msg}", r.name()),
+                ));
             }
         }
         for (i, j) in config.jobs.iter().enumerate() {
@@ -777,6 +845,27 @@ fn receiver_problems(r: &ReceiverConfig) -> Vec<(&'static str, String)> {
     out
 }
 
+/// Where `[[status_page.group]]` number `group` names its probe number `probe`.
+fn status_probe_span(root: &DeTable<'_>, group: usize, probe: usize) -> Option<Range<usize>> {
+    let page = root.get("status_page")?;
+    let DeValue::Table(page_t) = page.get_ref() else {
+        return Some(page.span());
+    };
+    let groups = page_t.get("group")?;
+    let DeValue::Array(groups_a) = groups.get_ref() else {
+        return Some(groups.span());
+    };
+    let g = groups_a.get(group)?;
+    let DeValue::Table(g_t) = g.get_ref() else {
+        return Some(g.span());
+    };
+    let probes = g_t.get("probes")?;
+    match probes.get_ref() {
+        DeValue::Array(a) => a.get(probe).map(|p| p.span()).or(Some(probes.span())),
+        _ => Some(probes.span()),
+    }
+}
+
 /// Appends a successfully read element; tells whether there was one.
 fn push<T>(v: &mut Vec<T>, item: Option<T>) -> bool {
     let ok = item.is_some();
@@ -788,6 +877,9 @@ fn push<T>(v: &mut Vec<T>, item: Option<T>) -> bool {
 /// `[[route]] #2` when it has no name.
 fn element_label(section: &str, item: &Spanned<DeValue<'_>>) -> String {
     let key = match section {
+        "rule" if matches!(item.get_ref(), DeValue::Table(t) if t.get("alert").is_none()) => {
+            "record"
+        }
         "rule" => "alert",
         "gate" => "job",
         _ => "name",

@@ -9,12 +9,14 @@
 mod current;
 mod duration;
 mod load;
+mod rule_files;
 pub mod schedule;
 mod secret;
 
 pub use current::{Current, ReloadRequest, Reloader};
 pub use duration::{ConfigDuration, format_duration, parse_duration};
 pub use load::{ConfigError, Problem, default_config_path, load_file, load_str};
+pub use rule_files::{RuleGroupConfig, valid_label_name, valid_metric_name};
 pub use secret::Secret;
 
 use std::collections::BTreeMap;
@@ -40,8 +42,12 @@ pub struct Config {
     /// `[[probe]]`: health probes, shared with the probe runner and its tasks (a thousand
     /// probes' checks are held once, not once per holder).
     pub probes: Vec<Arc<ProbeConfig>>,
-    /// `[[rule]]`: alerting rules.
+    /// `[[rule]]`: alerting and recording rules.
     pub rules: Vec<RuleConfig>,
+    /// The groups of the rule files `[global] rule_files` names, in file order.
+    pub rule_groups: Vec<RuleGroupConfig>,
+    /// The config file's name as given (what `[[rule]]`'s group shows as its file).
+    pub origin: String,
     /// `[[inhibit]]`: inhibition rules.
     pub inhibits: Vec<InhibitConfig>,
     /// `[[route]]`: notification routes, in order.
@@ -54,6 +60,10 @@ pub struct Config {
     pub maintenance: Vec<MaintenanceConfig>,
     /// `[[remote_write]]`: Prometheus remote write endpoints every sample is sent to.
     pub remote_write: Vec<RemoteWriteConfig>,
+    /// `[status_page]`: the public status page; `None` serves no `/status`.
+    pub status_page: Option<StatusPageConfig>,
+    /// `[query]`: limits of the query API.
+    pub query: QueryConfig,
     /// Legal but risky settings, printed by `check` and logged by `run`.
     pub warnings: Vec<String>,
 }
@@ -89,6 +99,24 @@ pub struct StorageConfig {
     pub checkpoint_interval: ConfigDuration,
 }
 
+/// `[query]`: limits of each query of the API, as Prometheus' `--query.*` flags. A reload
+/// applies them to the queries that start after it.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct QueryConfig {
+    /// A query still running after this is stopped with a 503 `timeout`; the time spent
+    /// waiting for a turn (see `max_concurrent`) counts.
+    #[serde(default = "defaults::query_timeout")]
+    pub timeout: ConfigDuration,
+    /// Samples one query may load into memory; more is a 422 `execution` error. Bounds the
+    /// memory of a query whatever it asks for.
+    #[serde(default = "defaults::query_max_samples")]
+    pub max_samples: std::num::NonZeroU64,
+    /// Queries evaluated at once; more wait for a turn, within their timeout.
+    #[serde(default = "defaults::query_max_concurrent")]
+    pub max_concurrent: std::num::NonZeroUsize,
+}
+
 /// `[global]`
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -112,6 +140,9 @@ pub struct GlobalConfig {
     /// instances of an HA pair apart); a series' own label of the same name wins.
     #[serde(default)]
     pub external_labels: BTreeMap<String, String>,
+    /// Prometheus rule files to load, as globs relative to the config file's directory.
+    #[serde(default)]
+    pub rule_files: Vec<String>,
 }
 
 /// `http` or `https`.
@@ -222,6 +253,9 @@ pub struct ProbeConfig {
     /// Whether a failing probe raises ProbeFailed.
     #[serde(default = "defaults::yes")]
     pub alert: bool,
+    /// The objective for its uptime, in percent (`99.9`): the API's error budget.
+    #[serde(default)]
+    pub slo: Option<f64>,
 }
 
 impl ProbeConfig {
@@ -250,12 +284,17 @@ impl std::fmt::Debug for PromqlExpr {
     }
 }
 
-/// `[[rule]]`: a Prometheus alerting rule.
+/// `[[rule]]`, or a rule of a rule file: a Prometheus alerting rule (`alert`) or recording
+/// rule (`record`), exactly one of the two.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RuleConfig {
-    /// The alert name.
+    /// The alert name; empty for a recording rule.
+    #[serde(default)]
     pub alert: String,
+    /// The metric name a recording rule writes its result as; empty for an alerting rule.
+    #[serde(default)]
+    pub record: String,
     /// The PromQL condition.
     #[serde(deserialize_with = "load::de_promql")]
     pub expr: PromqlExpr,
@@ -271,6 +310,22 @@ pub struct RuleConfig {
     /// Annotations (templated).
     #[serde(default)]
     pub annotations: BTreeMap<String, String>,
+}
+
+impl RuleConfig {
+    /// The alert name or the recorded metric name.
+    pub fn name(&self) -> &str {
+        if self.record.is_empty() {
+            &self.alert
+        } else {
+            &self.record
+        }
+    }
+
+    /// True for a recording rule.
+    pub fn is_recording(&self) -> bool {
+        !self.record.is_empty()
+    }
 }
 
 /// `[[inhibit]]`: Alertmanager inhibition rule.
@@ -304,6 +359,37 @@ pub struct MaintenanceConfig {
     /// The IANA time zone of the schedule's times (default UTC).
     #[serde(default = "defaults::timezone", deserialize_with = "load::de_zone")]
     pub timezone: chrono_tz::Tz,
+}
+
+/// `[status_page]`: the public status page at `/status` and its badges.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StatusPageConfig {
+    /// The page's title and heading.
+    #[serde(default = "defaults::status_title")]
+    pub title: String,
+    /// `[[status_page.group]]`: the groups of probes shown, in order.
+    #[serde(default, rename = "group")]
+    pub groups: Vec<StatusGroupConfig>,
+}
+
+/// `[[status_page.group]]`: probes shown together under a name.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StatusGroupConfig {
+    /// The group's heading.
+    pub name: String,
+    /// Names of `[[probe]]`s, in the order shown.
+    pub probes: Vec<String>,
+}
+
+impl StatusPageConfig {
+    /// Whether the page lists the probe (only those get badges).
+    pub fn lists(&self, probe: &str) -> bool {
+        self.groups
+            .iter()
+            .any(|g| g.probes.iter().any(|p| p == probe))
+    }
 }
 
 /// `[[route]]`: Alertmanager-style route.
@@ -775,6 +861,10 @@ pub mod defaults {
     pub fn pagerduty_url() -> String {
         "https://events.pagerduty.com/v2/enqueue".into()
     }
+    /// The status page's title.
+    pub fn status_title() -> String {
+        "Status".into()
+    }
     /// Maintenance windows' time zone.
     pub fn timezone() -> chrono_tz::Tz {
         chrono_tz::UTC
@@ -798,6 +888,18 @@ pub mod defaults {
     /// Gate warmup.
     pub fn warmup() -> ConfigDuration {
         ConfigDuration::secs(60)
+    }
+    /// A query's time limit: Prometheus' `--query.timeout`.
+    pub fn query_timeout() -> ConfigDuration {
+        ConfigDuration::secs(120)
+    }
+    /// Samples a query may load: Prometheus' `--query.max-samples`.
+    pub fn query_max_samples() -> std::num::NonZeroU64 {
+        std::num::NonZeroU64::new(50_000_000).expect("a nonzero constant")
+    }
+    /// Queries at once: Prometheus' `--query.max-concurrency`.
+    pub fn query_max_concurrent() -> std::num::NonZeroUsize {
+        std::num::NonZeroUsize::new(20).expect("a nonzero constant")
     }
     /// Gate evaluation interval.
     pub fn gate_interval() -> ConfigDuration {
@@ -871,6 +973,16 @@ impl Default for StorageConfig {
     }
 }
 
+impl Default for QueryConfig {
+    fn default() -> Self {
+        QueryConfig {
+            timeout: defaults::query_timeout(),
+            max_samples: defaults::query_max_samples(),
+            max_concurrent: defaults::query_max_concurrent(),
+        }
+    }
+}
+
 impl Default for GlobalConfig {
     fn default() -> Self {
         GlobalConfig {
@@ -880,6 +992,7 @@ impl Default for GlobalConfig {
             evaluation_interval: defaults::interval(),
             labels: BTreeMap::new(),
             external_labels: BTreeMap::new(),
+            rule_files: Vec::new(),
         }
     }
 }

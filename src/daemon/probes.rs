@@ -15,7 +15,7 @@ use crate::probe::{
     outcome_samples,
 };
 use crate::series::head::{Head, MemSeries};
-use crate::store::{Kind, ProbeLog, ProbeRecord, StateStore};
+use crate::store::{AlertTransition, Kind, ProbeLog, ProbeRecord, StateStore};
 use crate::targets::{Run, TargetHealth, TargetsView};
 use crate::telemetry::Telemetry;
 
@@ -173,11 +173,32 @@ impl ProbeSink for DaemonProbeSink {
     }
 
     fn alert_changed(&self, _probe: &ProbeConfig, change: &AlertChange) {
-        match change {
+        let (a, from, to, at) = match change {
             AlertChange::Fired(a) => {
-                warn!(alert = %a.labels, reason = a.annotations.get("reason").map(String::as_str).unwrap_or(""), "probe alert firing")
+                warn!(alert = %a.labels, reason = a.annotations.get("reason").map(String::as_str).unwrap_or(""), "probe alert firing");
+                (a, "pending", "firing", a.fired_at)
             }
-            AlertChange::Resolved(a) => tracing::info!(alert = %a.labels, "probe alert resolved"),
+            AlertChange::Resolved(a) => {
+                tracing::info!(alert = %a.labels, "probe alert resolved");
+                (a, "firing", "resolved", a.resolved_at)
+            }
+        };
+        // The alert history (`/api/v1/history?alert=ProbeFailed`) and the status page's
+        // incidents.
+        let rec = AlertTransition {
+            t: at.unwrap_or_else(chrono::Utc::now).timestamp_millis(),
+            alertname: a.name().to_owned(),
+            labels: a.labels.clone(),
+            from: from.into(),
+            to: to.into(),
+            value: a.value,
+        };
+        if let Err(e) = self.state.append_alert_transition_durable(&rec) {
+            self.telemetry
+                .store_write_failures
+                .with_label_values(&["alert_transitions"])
+                .inc();
+            error!(error = %e, "cannot record a probe alert transition");
         }
         self.publish();
     }

@@ -33,6 +33,26 @@ pub(crate) struct Ctx<'a> {
     pub query_end: i64,
     /// Range-function results shared within a rule-evaluation round.
     pub memo: Option<&'a super::RoundMemo>,
+    /// The query's sample limit and deadline, when it has them.
+    pub limits: Option<&'a super::QueryLimits>,
+}
+
+impl Ctx<'_> {
+    /// Stops the evaluation once the query is over its limits.
+    pub fn check(&self) -> Result<(), EvalError> {
+        self.limits.map_or(Ok(()), super::QueryLimits::check)
+    }
+
+    /// Counts `n` points the evaluation holds against the sample limit.
+    fn charge(&self, n: usize) -> Result<(), EvalError> {
+        match self.limits {
+            Some(l) => {
+                l.charge(n);
+                l.check()
+            }
+            None => Ok(()),
+        }
+    }
 }
 
 /// The evaluation steps: `start, start+step, …, end` (inclusive).
@@ -186,6 +206,7 @@ impl<'a> Evaluator<'a> {
 
     /// Evaluates `expr` over the grid.
     pub fn eval(&self, expr: &Expr) -> Result<Val, EvalError> {
+        self.ctx.check()?;
         match expr {
             Expr::NumberLiteral(n) => Ok(Val::Scalar(vec![n.val; self.grid.len()])),
             Expr::StringLiteral(s) => Ok(Val::Str(s.val.clone())),
@@ -301,6 +322,7 @@ impl<'a> Evaluator<'a> {
             .ctx
             .src
             .select(&matchers, first_ref - lookback + 1, last_ref);
+        self.ctx.check()?;
         let mut out = Vec::with_capacity(selected.len());
         for s in selected {
             let samples = &s.samples;
@@ -351,6 +373,7 @@ impl<'a> Evaluator<'a> {
                 }
             }
             if !points.is_empty() {
+                self.ctx.charge(points.len())?;
                 out.push(Series {
                     labels: s.labels,
                     points,
@@ -372,6 +395,7 @@ impl<'a> Evaluator<'a> {
                 .ctx
                 .src
                 .select(&matchers, first_end - ra.range + 1, last_end);
+            self.ctx.check()?;
             Ok(selected
                 .into_iter()
                 .filter_map(|mut s| {

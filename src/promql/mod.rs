@@ -17,6 +17,7 @@ mod binop;
 mod eval;
 mod functions;
 mod json;
+mod limits;
 mod quantile;
 mod support;
 
@@ -24,6 +25,7 @@ use std::fmt;
 
 pub use eval::selector_matchers;
 pub use json::{format_value, metric_json, value_to_api_json};
+pub use limits::QueryLimits;
 pub use promql_parser::parser::Expr;
 pub use support::check_supported;
 
@@ -288,7 +290,20 @@ impl Engine {
         expr: &Expr,
         t_ms: i64,
     ) -> Result<Value, EvalError> {
-        self.instant_with(src, expr, t_ms, None)
+        self.instant_with(src, expr, t_ms, None, None)
+    }
+
+    /// [`instant`](Self::instant) within `limits`: the evaluation stops with
+    /// [`EvalError::TooManySamples`] or [`EvalError::Timeout`] once they are exceeded (`src`
+    /// counts what it loads against the same limits).
+    pub fn instant_limited(
+        &self,
+        src: &dyn SeriesSource,
+        expr: &Expr,
+        t_ms: i64,
+        limits: &QueryLimits,
+    ) -> Result<Value, EvalError> {
+        self.instant_with(src, expr, t_ms, None, Some(limits))
     }
 
     /// [`instant`](Self::instant) inside a rule-evaluation round: range-function results over
@@ -302,7 +317,7 @@ impl Engine {
         t_ms: i64,
         memo: &RoundMemo,
     ) -> Result<Value, EvalError> {
-        self.instant_with(src, expr, t_ms, Some(memo))
+        self.instant_with(src, expr, t_ms, Some(memo), None)
     }
 
     fn instant_with(
@@ -311,6 +326,7 @@ impl Engine {
         expr: &Expr,
         t_ms: i64,
         memo: Option<&RoundMemo>,
+        limits: Option<&QueryLimits>,
     ) -> Result<Value, EvalError> {
         let ctx = eval::Ctx {
             src,
@@ -319,6 +335,7 @@ impl Engine {
             query_start: t_ms,
             query_end: t_ms,
             memo,
+            limits,
         };
         let ev = eval::Evaluator::new(&ctx, eval::Grid::instant(t_ms));
         let val = ev.eval(expr)?;
@@ -334,6 +351,29 @@ impl Engine {
         start_ms: i64,
         end_ms: i64,
         step_ms: i64,
+    ) -> Result<Value, EvalError> {
+        self.range_with(src, expr, start_ms, end_ms, step_ms, None)
+    }
+
+    /// [`range`](Self::range) within `limits` (see [`Engine::instant_limited`]).
+    pub fn range_limited(
+        &self,
+        src: &dyn SeriesSource,
+        expr: &Expr,
+        (start_ms, end_ms, step_ms): (i64, i64, i64),
+        limits: &QueryLimits,
+    ) -> Result<Value, EvalError> {
+        self.range_with(src, expr, start_ms, end_ms, step_ms, Some(limits))
+    }
+
+    fn range_with(
+        &self,
+        src: &dyn SeriesSource,
+        expr: &Expr,
+        start_ms: i64,
+        end_ms: i64,
+        step_ms: i64,
+        limits: Option<&QueryLimits>,
     ) -> Result<Value, EvalError> {
         if step_ms <= 0 {
             return Err(EvalError::InvalidQuery(
@@ -359,6 +399,7 @@ impl Engine {
             query_start: start_ms,
             query_end: end_ms,
             memo: None,
+            limits,
         };
         let grid = eval::Grid {
             start: start_ms,
@@ -444,6 +485,12 @@ pub enum EvalError {
     /// The expression uses a function or feature outside the supported set.
     #[error("{0}")]
     Unsupported(String),
+    /// The query loaded more samples than its limit (Prometheus' `ErrTooManySamples`).
+    #[error("query processing would load too many samples into memory in query execution")]
+    TooManySamples,
+    /// The query ran past its deadline (Prometheus' `ErrQueryTimeout`).
+    #[error("query timed out in expression evaluation")]
+    Timeout,
 }
 
 /// Formats labels the way Prometheus' `labels.Labels.String()` does: `{__name__="x", a="b"}`.

@@ -102,6 +102,12 @@ impl AlertingRule {
         }
     }
 
+    /// Drops every alert the rule holds, as Prometheus does when a rule exceeds its group's
+    /// limit.
+    pub fn clear(&mut self) {
+        self.active.clear();
+    }
+
     /// The alerts this rule holds: pending, firing, and resolved within the retention.
     pub fn alerts(&self) -> impl Iterator<Item = &Alert> {
         self.active.values().map(|a| &a.alert)

@@ -1,6 +1,7 @@
-//! Alerting rules with Prometheus' state machine, and the templates of their labels and
-//! annotations.
+//! Alerting rules with Prometheus' state machine, recording rules that write series, and
+//! their groups.
 
 pub mod alerting;
 pub mod engine;
+pub mod recording;
 pub mod schedule;

@@ -105,6 +105,8 @@ pub fn watched(reads: &[Reads]) -> Option<Vec<&str>> {
 /// One rule's place in the schedule.
 #[derive(Clone, Debug)]
 struct Slot {
+    /// Its group's interval.
+    every: Duration,
     /// Its last evaluation.
     last: Instant,
     /// The earliest time of its next evaluation, unless it follows input that came regularly:
@@ -124,7 +126,7 @@ struct Slot {
 /// When each rule of a generation is due, from the arrivals of the names it reads.
 #[derive(Debug)]
 pub struct Schedule {
-    /// `evaluation_interval`.
+    /// `evaluation_interval`: a round at least this often.
     every: Duration,
     /// The first round, where the grid starts.
     origin: Instant,
@@ -154,6 +156,7 @@ impl Schedule {
             }
         }
         let slot = Slot {
+            every,
             last: first,
             soonest: first,
             fed: first,
@@ -173,10 +176,23 @@ impl Schedule {
 
     /// Notes what landed; true when some rule got fresh input.
     pub fn landed(&mut self, taken: &FastMap<LabelStr, Landed>) -> bool {
+        self.landed_except(taken, |_, _| false)
+    }
+
+    /// Notes what landed, except for rule `i` a name for which `seen(i, name)`: what a round
+    /// wrote itself (recording rules) and the rules after the writer already read.
+    pub fn landed_except(
+        &mut self,
+        taken: &FastMap<LabelStr, Landed>,
+        seen: impl Fn(usize, &str) -> bool,
+    ) -> bool {
         let mut fresh = false;
         for (name, when) in taken {
             let rules = self.by_name.get(&**name).into_iter().flatten();
             for &i in rules.chain(&self.any) {
+                if seen(i, name) {
+                    continue;
+                }
                 if let Some(s) = self.slots.get_mut(i) {
                     s.fresh = Some(s.fresh.map_or(*when, |f| f.merge(*when)));
                     fresh = true;
@@ -186,10 +202,18 @@ impl Schedule {
         fresh
     }
 
-    /// The first tick of the grid at or after `t`.
-    fn grid_from(&self, t: Instant) -> Instant {
+    /// Evaluates rule `i` about once every `every` (its group's interval) instead of once an
+    /// `evaluation_interval`.
+    pub fn set_interval(&mut self, i: usize, every: Duration) {
+        if let Some(s) = self.slots.get_mut(i) {
+            s.every = every.max(Duration::from_millis(100));
+        }
+    }
+
+    /// The first tick of a grid of step `every` at or after `t`.
+    fn grid_from(&self, t: Instant, every: Duration) -> Instant {
         let since = t.saturating_duration_since(self.origin);
-        let every = self.every.as_nanos().max(1);
+        let every = every.as_nanos().max(1);
         let ticks = since.as_nanos().div_ceil(every);
         self.origin + Duration::from_nanos(u64::try_from(ticks * every).unwrap_or(u64::MAX))
     }
@@ -197,22 +221,20 @@ impl Schedule {
     /// True when input that first landed at `first` came at least 0.9 × interval after the
     /// input `s` saw last (or after none): `s` follows it.
     fn follows(&self, s: &Slot, first: Instant) -> bool {
-        s.input
-            .is_none_or(|i| first >= i + self.every - self.every / 10)
+        s.input.is_none_or(|i| first >= i + s.every - s.every / 10)
     }
 
     /// When rule `s` is due.
     fn due_at(&self, s: &Slot) -> Instant {
-        let grid = || self.grid_from(s.soonest.max(s.last + self.every / 2));
+        let every = s.every;
+        let grid = || self.grid_from(s.soonest.max(s.last + every / 2), every);
         match s.fresh {
             // Right away when it came an interval after the input before (as often as the
             // grid), or first for two intervals (a series that appears); otherwise not sooner
             // than 0.9 × interval after the last evaluation.
             Some(l) if self.follows(s, l.first) => {
-                let regular = s
-                    .input
-                    .is_some_and(|i| l.first <= i + self.every + self.every / 10);
-                if regular || l.first >= s.fed + self.every * 2 {
+                let regular = s.input.is_some_and(|i| l.first <= i + every + every / 10);
+                if regular || l.first >= s.fed + every * 2 {
                     l.first
                 } else {
                     l.first.max(s.soonest)
@@ -221,7 +243,7 @@ impl Schedule {
             // Input all through the interval.
             Some(_) => grid(),
             // Its input is late: wait a little for it, not a whole tick.
-            None if s.followed => s.last + self.every + self.every / 10,
+            None if s.followed => s.last + every + every / 10,
             None => grid(),
         }
     }
@@ -229,10 +251,10 @@ impl Schedule {
     /// When the next round is due: the earliest rule, or the first tick an interval after the
     /// last round (the round also writes `ALERTS` and proves the loop alive).
     pub fn next(&self) -> Instant {
-        self.slots
-            .iter()
-            .map(|s| self.due_at(s))
-            .fold(self.grid_from(self.last_round + self.every), Instant::min)
+        self.slots.iter().map(|s| self.due_at(s)).fold(
+            self.grid_from(self.last_round + self.every, self.every),
+            Instant::min,
+        )
     }
 
     /// Which rules are due at `now`, by index.
@@ -248,9 +270,11 @@ impl Schedule {
             };
             let fresh = s.fresh;
             let followed = fresh.is_some_and(|l| self.follows(s, l.first));
+            let every = s.every;
             self.slots[i] = Slot {
+                every,
                 last: at,
-                soonest: at + self.every - self.every / 10,
+                soonest: at + every - every / 10,
                 fed: if fresh.is_some() { at } else { s.fed },
                 input: fresh.map(|l| l.last).or(s.input),
                 fresh: None,

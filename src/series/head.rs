@@ -361,6 +361,9 @@ pub struct Head {
     stale_markers: AtomicU64,
     /// Metric names landed since the rules engine last looked, marked per batch by the writers.
     arrivals: Arrivals,
+    /// The head holds every sample at or after this time that reached it (see
+    /// [`Head::complete_since`]).
+    complete_since: AtomicI64,
     /// Told of every appended sample (remote write); see [`Head::set_tap`].
     tap: RwLock<Option<Arc<dyn AppendTap>>>,
     /// Whether `tap` is set, read without the lock on every append.
@@ -407,7 +410,21 @@ impl Head {
             arrivals: Arrivals::default(),
             tap: RwLock::new(None),
             tapped: std::sync::atomic::AtomicBool::new(false),
+            complete_since: AtomicI64::new(Timestamp::MAX),
         }
+    }
+
+    /// The time from which the head holds every sample of every series (that reached it):
+    /// a query for a range that starts there needs nothing from the store. `Timestamp::MAX`
+    /// (nothing is known to be whole) until the head is loaded from the store
+    /// ([`Head::mark_complete_since`]); every truncation moves it to its cutoff, never back.
+    pub fn complete_since(&self) -> Timestamp {
+        self.complete_since.load(Ordering::Relaxed)
+    }
+
+    /// Records that the head was loaded with every stored sample from `t` on.
+    pub fn mark_complete_since(&self, t: Timestamp) {
+        self.complete_since.store(t, Ordering::Relaxed);
     }
 
     /// The metric names that writers landed samples of: each writer marks a batch (a page, a
@@ -528,6 +545,8 @@ impl Head {
         trim: bool,
         mut stats: Option<&mut HeadStats>,
     ) -> usize {
+        // Samples older than the cutoff may be gone from here on.
+        self.complete_since.fetch_max(min_t, Ordering::Relaxed);
         // Under the index's read lock (appends to existing series go on; a new series waits
         // for the walk, milliseconds).
         let index = read(&self.index);

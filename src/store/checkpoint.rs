@@ -76,6 +76,7 @@ pub struct Loaded {
 /// Loads the chunks of the last `window` into the head.
 pub fn load_head(head: &Head, store: &SampleStore, now_ms: Timestamp, window: Duration) -> Loaded {
     let min_t = now_ms - window.as_millis() as i64;
+    head.mark_complete_since(min_t);
     let mut loaded = Loaded::default();
     for_each_stored_series(store, min_t, |labels, chunks| {
         // Keep the longest copy of chunks with the same start; drop true overlaps.

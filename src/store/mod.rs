@@ -8,7 +8,8 @@
 //!   segment files and batch files with their index in sled; written by the checkpointer
 //!   ([`checkpoint`]), read back when the head is rebuilt.
 //! - [`ProbeLog`] (`probes`): every probe result, journaled every half second and kept in
-//!   hourly files.
+//!   hourly files, and the [`Uptime`] counts per probe and hour (`uptime`) kept beside them
+//!   in sled.
 //!
 //! [`Store::open`] returns the three handles in one [`Store`], which the daemon keeps for what
 //! spans them: the flush on stop, retention ([`Store::prune_step`]), the write check and the
@@ -33,9 +34,11 @@ mod error;
 mod open;
 mod probes;
 mod prune;
+pub mod query;
 mod samples;
 mod shared;
 mod state;
+mod uptime;
 mod witness;
 
 pub use error::StoreError;
@@ -43,10 +46,11 @@ pub use open::FORMAT_VERSION;
 pub use probes::{HISTORY_MAX_SPAN_MS, LOG_MAX_BYTES, PROBE_JOURNAL_EVERY, ProbeLog, ProbeRecord};
 pub use prune::{PRUNE_STEP, PruneCursor, PruneStats};
 pub use samples::{
-    BLOCK_MAX_BYTES, BLOCK_MAX_CHUNKS, ChunkRef, OPEN_SHARDS, OpenChunk, SEGMENT_MAX_BYTES,
-    SEGMENT_MAX_SPAN_MS, SampleStore, StoredChunk,
+    BLOCK_MAX_BYTES, BLOCK_MAX_CHUNKS, ChunkRef, OPEN_SHARDS, OpenChunk, ReadStopped,
+    SEGMENT_MAX_BYTES, SEGMENT_MAX_SPAN_MS, SampleStore, StoredChunk, StoredSeries,
 };
 pub use state::{AlertTransition, JsonBatch, Kind, StateStore};
+pub use uptime::{Counts, DAY_MS, HOUR_MS, HOURS_KEPT, LastRuns, MIN_KEPT_MS, Uptime};
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -141,6 +145,7 @@ impl Store {
         let ms = i64::try_from(retention.as_millis()).unwrap_or(i64::MAX);
         self.samples.set_max_span(ms / 8);
         self.probes.set_max_span(ms / 8);
+        self.probes.set_uptime_retention(ms);
     }
 
     /// Bytes the store occupies on disk: every file in its directory, sled's (log, blobs,

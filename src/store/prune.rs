@@ -20,6 +20,8 @@ pub struct PruneStats {
     pub probes: u64,
     /// Probe history files deleted.
     pub history_files: u64,
+    /// Hours of uptime counts deleted (kept at least 91 days, see [`super::Uptime`]).
+    pub uptime_hours: u64,
     /// Alert transitions deleted.
     pub transitions: u64,
     /// Chunks deleted (in blocks).
@@ -38,6 +40,8 @@ pub struct PruneStats {
 enum Phase {
     /// Sealed probe history files (see the `history_files` module).
     HistoryFiles,
+    /// Uptime counts, kept longer than the results (see [`super::Uptime`]).
+    Uptime,
     Transitions,
     /// Blocks of chunks.
     Blocks,
@@ -88,7 +92,8 @@ impl PruneCursor {
 
     fn next_phase(&mut self) {
         self.phase = match self.phase {
-            Phase::HistoryFiles => Phase::Transitions,
+            Phase::HistoryFiles => Phase::Uptime,
+            Phase::Uptime => Phase::Transitions,
             Phase::Transitions => Phase::Blocks,
             Phase::Blocks => Phase::Series,
             Phase::Series => Phase::Symbols,
@@ -132,6 +137,14 @@ impl Store {
                     cursor.stats.history_files += files;
                     cursor.stats.probes += regions;
                     budget = budget.saturating_sub((files as usize).max(1));
+                    if !more {
+                        cursor.next_phase();
+                    }
+                }
+                Phase::Uptime => {
+                    let (deleted, more) = self.probes.prune_uptime(cursor.before, budget)?;
+                    cursor.stats.uptime_hours += deleted;
+                    budget = budget.saturating_sub((deleted as usize).max(1));
                     if !more {
                         cursor.next_phase();
                     }

@@ -4,6 +4,7 @@ use crate::config::{ConfigDuration, PromqlExpr};
 fn rule(for_s: u64, keep_s: u64) -> AlertingRule {
     let cfg = RuleConfig {
         alert: "HighErrorRate".into(),
+        record: String::new(),
         expr: PromqlExpr {
             source: "x > 1".into(),
             expr: promql_parser::parser::parse("x > 1").unwrap(),

@@ -259,3 +259,44 @@ fn any_pattern_of_arrivals_costs_at_most_the_grids_evaluations() {
     }
     assert!(total <= n, "{total} evaluations where the grid makes {n}");
 }
+
+#[test]
+fn what_a_round_recorded_is_not_fresh_input_for_the_rules_after_the_writer() {
+    // Rule 0 records `r` from `x`; rules 1 and 2 read `r`; rule 2 was not in the round.
+    let reads = [these(&["x"]), these(&["r"]), these(&["r"])];
+    let base = Instant::now();
+    let mut s = Schedule::new(&reads, SEC, base);
+    let at = base + SEC;
+    let due = [true, true, false];
+    s.evaluated(&due, at);
+    let taken = FastMap::from_iter([(
+        LabelStr::from("r"),
+        Landed {
+            first: at,
+            last: at,
+        },
+    )]);
+    assert!(s.landed_except(&taken, |i, name| due[i] && i > 0 && name == "r"));
+    assert_eq!(s.due(at), [false, false, true]);
+}
+
+#[test]
+fn a_group_interval_spaces_its_rules_apart_from_the_evaluation_interval() {
+    let reads = [these(&[]), these(&[])];
+    let base = Instant::now();
+    let mut s = Schedule::new(&reads, SEC, base);
+    s.set_interval(1, SEC * 5);
+    let mut evals = [0, 0];
+    loop {
+        let next = s.next();
+        if next > base + SEC * 20 {
+            break;
+        }
+        let due = s.due(next);
+        for (n, d) in evals.iter_mut().zip(&due) {
+            *n += usize::from(*d);
+        }
+        s.evaluated(&due, next);
+    }
+    assert_eq!(evals, [20, 4]);
+}

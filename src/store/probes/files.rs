@@ -609,6 +609,69 @@ impl HistoryFiles {
         out
     }
 
+    /// The names of the probes with results at or after `since` in the files (and maybe a
+    /// few with results only before it): what the uptime counts read again at open. Damage
+    /// is passed to `skip` and read past.
+    pub(super) fn names_since(
+        &self,
+        since: Timestamp,
+        skip: &dyn Fn(&dyn std::fmt::Display),
+    ) -> std::collections::BTreeSet<String> {
+        type Logs = Vec<(Arc<File>, Vec<RecLoc>)>;
+        let (logs, sealed): (Logs, Vec<u64>) = {
+            let st = self.lock();
+            let logs = st
+                .log
+                .iter()
+                .map(|l| (l.file.clone(), &l.blocks))
+                .chain(st.retired.iter().map(|r| (r.file.clone(), &r.blocks)))
+                .map(|(f, b)| (f, b.iter().filter(|b| b.max_t >= since).copied().collect()))
+                .collect();
+            let sealed = st
+                .sealed
+                .iter()
+                .filter(|(_, s)| s.max_t >= since)
+                .map(|(id, _)| *id)
+                .collect();
+            (logs, sealed)
+        };
+        let mut names = std::collections::BTreeSet::new();
+        for (file, blocks) in logs {
+            for loc in blocks {
+                let walked = read_record(&file, loc.offset, loc.len)
+                    .map_err(|e| e.to_string())
+                    .and_then(|p| {
+                        each_block(&p, |name, _, last, _| {
+                            if last >= since {
+                                names.insert(name.to_owned());
+                            }
+                        })
+                        .map_err(|e| e.to_string())
+                    });
+                if let Err(e) = walked {
+                    skip(&format_args!("probe history log: {e}"));
+                }
+            }
+        }
+        for id in sealed {
+            let path = self.sealed_path(id);
+            let listed = read_footer(&path).and_then(|(_, footer)| {
+                each_entry(&footer, |e| {
+                    if e.last >= since {
+                        names.insert(e.name.to_owned());
+                    }
+                })
+                .map_err(|e| damaged(format!("footer: {e}")))
+            });
+            match listed {
+                Ok(()) => {}
+                Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+                Err(e) => skip(&format_args!("{}: {e}", path.display())),
+            }
+        }
+        names
+    }
+
     /// Deletes up to `budget` sealed files whose newest result is older than `before`, oldest
     /// first; returns how many files, the regions (one probe's results in one file) they held,
     /// and whether more are left.

@@ -24,6 +24,7 @@ use crate::series::Timestamp;
 use super::StoreError;
 use super::codec::{DecodeError, Decoder, Encoder};
 use super::shared::{Bulk, Shared};
+use super::uptime::Uptime;
 use files::{HistoryFiles, KIND_BLOCKS, KIND_JOURNAL, Written, encode_blocks_record};
 
 /// Format byte of a block of one probe's results (see [`encode_probe_block`]): ~7 bytes a
@@ -71,6 +72,8 @@ struct Inner {
     buffer: Mutex<ProbeBuffer>,
     /// The files holding the results.
     files: HistoryFiles,
+    /// Runs and failures per probe and hour, counted as results come.
+    uptime: Uptime,
 }
 
 /// The last handle writes the buffered results (the daemon flushes explicitly on stop; this
@@ -400,13 +403,40 @@ impl ProbeLog {
                 "sealed the probe history files left by the previous run"
             );
         }
+        let skip = |e: &dyn std::fmt::Display| shared.skip("uptime", e);
+        let tree = shared
+            .db
+            .open_tree("uptime")
+            .map_err(StoreError::engine("opening the uptime counts"))?;
+        let uptime = Uptime::open(tree, &skip)?;
+        // The results after the watermark are in no row yet: counted again from the files.
+        let since = uptime.watermark();
+        let mut recounted = 0;
+        for name in files.names_since(since, &skip) {
+            for r in files.read(&name, since, Timestamp::MAX, usize::MAX, &skip) {
+                uptime.record(&r.probe, r.t, r.success);
+                recounted += 1;
+            }
+        }
+        if recounted > 0 {
+            info!(
+                results = recounted,
+                "counted the probe results after the last uptime row again"
+            );
+        }
         Ok(ProbeLog {
             inner: Arc::new(Inner {
                 shared,
                 buffer: Mutex::new(ProbeBuffer::default()),
                 files,
+                uptime,
             }),
         })
+    }
+
+    /// The uptime counts of every probe.
+    pub fn uptime(&self) -> &Uptime {
+        &self.inner.uptime
     }
 
     /// Takes one probe result: buffered, in the journal at the next
@@ -420,6 +450,7 @@ impl ProbeLog {
                 reason: format!("name of {} bytes is longer than 65535", r.probe.len()),
             });
         }
+        self.inner.uptime.record(&r.probe, r.t, r.success);
         let written = {
             let mut buf = lock(&self.inner.buffer);
             buf.push(r.clone());
@@ -478,6 +509,12 @@ impl ProbeLog {
 
     fn write_probe_results_inner(&self, now: Option<Timestamp>) -> Result<usize, StoreError> {
         const OP: &str = "writing probe results";
+        // The journal is written before this at every tick: the closed hours' results are on
+        // disk before their rows.
+        if let Some(now) = now {
+            self.inner.shared.check_writable(OP)?;
+            self.inner.uptime.persist(now)?;
+        }
         let (n, written) = {
             let mut buf = lock(&self.inner.buffer);
             match (now, buf.oldest) {
@@ -583,6 +620,22 @@ impl ProbeLog {
             out.drain(..out.len() - limit);
         }
         Ok(out)
+    }
+
+    /// Sets how long the uptime counts are kept (see [`Uptime`]).
+    pub(super) fn set_uptime_retention(&self, retention_ms: i64) {
+        self.inner.uptime.set_retention(retention_ms);
+    }
+
+    /// Deletes uptime counts older than what is kept when the results older than `before`
+    /// are deleted (see [`Uptime`]).
+    pub(super) fn prune_uptime(
+        &self,
+        before: Timestamp,
+        budget: usize,
+    ) -> Result<(u64, bool), StoreError> {
+        let u = &self.inner.uptime;
+        u.prune(before.saturating_sub(u.kept_beyond_retention()), budget)
     }
 
     /// Caps the span of results one history file holds (see [`HISTORY_MAX_SPAN_MS`]).

@@ -69,6 +69,8 @@ fn fill(store: &Store) {
 const FILLED_PRUNED_AT_500: PruneStats = PruneStats {
     probes: 15,
     history_files: 5,
+    // Uptime counts are kept 91 days.
+    uptime_hours: 0,
     transitions: 5,
     chunks: 2,
     blocks: 1,

@@ -20,9 +20,12 @@
 //! - Key: block max time ([`time_key`]) · sequence number (from sled's id counter), both
 //!   bit-inverted so that the newest block sorts first, and two blocks with the same max time
 //!   do not collide. Retention deletes whole blocks whose max time is older than the cutoff.
-//! - Value: format byte `BLOCK_REF_V1` · segment id · record offset · block length · chunk
-//!   count (varints). The chunk count spares retention a read of the file to report how many
-//!   chunks it deleted.
+//! - Value: format byte `BLOCK_REF_V2` · segment id · record offset · block length · chunk
+//!   count · time span (varints). The chunk count spares retention a read of the file to report
+//!   how many chunks it deleted; the span (block max time − the oldest chunk's min time) lets a
+//!   query skip a block that starts after its range without reading it. Values of the first
+//!   format (`BLOCK_REF_V1`, no span) are still read: their blocks are read by every query
+//!   that reaches their max time.
 //! - Block (in a segment record): format byte · chunk count · per chunk: fingerprint (u64 BE),
 //!   block max time − max time, max time − min time, sample count (varints), chunk bytes
 //!   (length-prefixed).
@@ -69,6 +72,9 @@ use super::series_index::{NewEntry, SeriesIndex, UNREFERENCED};
 const BLOCK_V1: u8 = 1;
 /// Format byte of block index values: where the block is in a segment file.
 const BLOCK_REF_V1: u8 = 2;
+/// Format byte of block index values that also hold the block's time span (max time − the
+/// oldest chunk's min time), so that a query skips blocks wholly after its range unread.
+const BLOCK_REF_V2: u8 = 3;
 
 /// A block is closed once its encoded chunks reach this size: large enough that the per-block
 /// costs (an index entry, a record header) vanish, small enough that a checkpoint copies little
@@ -124,7 +130,7 @@ fn block_key(max_t: Timestamp, seq: u64) -> [u8; 16] {
 
 /// The last possible block key with max time `t`: every block with a max time at or after
 /// `t` sorts at or before it, every older one after it.
-fn last_block_key(t: Timestamp) -> [u8; 16] {
+pub(super) fn last_block_key(t: Timestamp) -> [u8; 16] {
     block_key(t, 0)
 }
 
@@ -161,17 +167,20 @@ fn encode_block(max_t: Timestamp, chunks: &[ChunkRef<'_>]) -> Vec<u8> {
 
 /// One chunk of a decoded block, borrowing the block's bytes.
 #[derive(Debug, PartialEq)]
-struct BlockChunk<'a> {
-    fp: u64,
-    min_t: Timestamp,
-    max_t: Timestamp,
-    count: u32,
-    bytes: &'a [u8],
+pub(super) struct BlockChunk<'a> {
+    pub(super) fp: u64,
+    pub(super) min_t: Timestamp,
+    pub(super) max_t: Timestamp,
+    pub(super) count: u32,
+    pub(super) bytes: &'a [u8],
 }
 
 /// Decodes a whole block; any error rejects the whole block (its framing is lost from there,
 /// and a block is one record: it is skipped and counted once).
-fn decode_block(max_t: Timestamp, value: &[u8]) -> Result<Vec<BlockChunk<'_>>, DecodeError> {
+pub(super) fn decode_block(
+    max_t: Timestamp,
+    value: &[u8],
+) -> Result<Vec<BlockChunk<'_>>, DecodeError> {
     let (format, mut d) = Decoder::with_format(value)?;
     if format != BLOCK_V1 {
         return Err(DecodeError::UnknownFormat(format));
@@ -203,20 +212,30 @@ fn decode_block(max_t: Timestamp, value: &[u8]) -> Result<Vec<BlockChunk<'_>>, D
     Ok(chunks)
 }
 
-/// A block index value: where the block is and how many chunks it holds.
-fn encode_block_ref(loc: BlockLoc, chunks: u64) -> Vec<u8> {
-    let mut e = Encoder::with_format(BLOCK_REF_V1);
+/// A block index value: where the block is, how many chunks it holds and the time it spans
+/// back from its max time.
+fn encode_block_ref(loc: BlockLoc, chunks: u64, span: u64) -> Vec<u8> {
+    let mut e = Encoder::with_format(BLOCK_REF_V2);
     e.uvarint(loc.segment)
         .uvarint(loc.offset)
         .uvarint(u64::from(loc.len))
-        .uvarint(chunks);
+        .uvarint(chunks)
+        .uvarint(span);
     e.finish()
 }
 
 /// The location and chunk count in a block index value written by [`encode_block_ref`].
 pub(super) fn decode_block_ref(value: &[u8]) -> Result<(BlockLoc, u64), DecodeError> {
+    decode_block_ref_span(value).map(|(loc, chunks, _)| (loc, chunks))
+}
+
+/// The location, chunk count and time span of a block index value; the span is unknown
+/// (`None`) in values of the first format.
+pub(super) fn decode_block_ref_span(
+    value: &[u8],
+) -> Result<(BlockLoc, u64, Option<u64>), DecodeError> {
     let (format, mut d) = Decoder::with_format(value)?;
-    if format != BLOCK_REF_V1 {
+    if format != BLOCK_REF_V1 && format != BLOCK_REF_V2 {
         return Err(DecodeError::UnknownFormat(format));
     }
     let loc = BlockLoc {
@@ -225,8 +244,12 @@ pub(super) fn decode_block_ref(value: &[u8]) -> Result<(BlockLoc, u64), DecodeEr
         len: d.u32varint()?,
     };
     let chunks = d.uvarint()?;
+    let span = match format {
+        BLOCK_REF_V2 => Some(d.uvarint()?),
+        _ => None,
+    };
     d.finish()?;
-    Ok((loc, chunks))
+    Ok((loc, chunks, span))
 }
 
 /// A chunk read back, waiting to be handed out with its series.
@@ -304,7 +327,7 @@ impl SampleStore {
         // Held across the index checks and the block inserts: see `Inner::index`.
         let mut index = self.lock_index();
         self.index_series(&mut index, chunks, newest, OP)?;
-        // (key, chunk count) of each block, and the blocks' bytes.
+        // (key, chunk count, time span) of each block, and the blocks' bytes.
         let mut keys = Vec::new();
         let mut blocks = Vec::new();
         let mut rest = chunks;
@@ -323,18 +346,23 @@ impl SampleStore {
             let (block, tail) = rest.split_at(n);
             rest = tail;
             let max_t = block.iter().map(|c| c.max_t).max().unwrap_or(newest);
+            let min_t = block.iter().map(|c| c.min_t).min().unwrap_or(max_t);
             let seq = self.shared.generate_id(OP)?;
-            keys.push((block_key(max_t, seq), block.len() as u64));
+            keys.push((
+                block_key(max_t, seq),
+                block.len() as u64,
+                max_t.abs_diff(min_t),
+            ));
             blocks.push(encode_block(max_t, block));
         }
         let mut new_id = || self.shared.generate_id("creating a segment");
         let locs = self.inner.segments.append(newest, &blocks, &mut new_id)?;
         self.shared.mark_index_unflushed();
-        for ((key, n), loc) in keys.into_iter().zip(locs) {
+        for ((key, n, span), loc) in keys.into_iter().zip(locs) {
             self.inner
                 .trees
                 .blocks
-                .insert(key, encode_block_ref(loc, n))
+                .insert(key, encode_block_ref(loc, n, span))
                 .map_err(StoreError::engine(OP))?;
         }
         Ok(())

@@ -7,9 +7,12 @@
 //! - `series_index` and `symbols`: fingerprint → label set, in batch files whose strings are
 //!   symbol ids; the symbol table in sled.
 //! - `open_chunks`: the snapshot of every series' open chunk, replaced at each checkpoint.
+//! - `read`: what a query reads: the stored series a selector matches, their samples in a
+//!   time range.
 
 mod chunks;
 mod open_chunks;
+mod read;
 mod segments;
 mod series_index;
 mod symbols;
@@ -18,6 +21,7 @@ pub use chunks::{BLOCK_MAX_BYTES, BLOCK_MAX_CHUNKS, ChunkRef, StoredChunk};
 #[cfg(test)]
 pub(super) use chunks::{SERIES_REFRESH_MS, split_block_key};
 pub use open_chunks::{OPEN_SHARDS, OpenChunk};
+pub use read::{ReadStopped, StoredSeries};
 pub use segments::{SEGMENT_MAX_BYTES, SEGMENT_MAX_SPAN_MS};
 
 use std::collections::HashMap;

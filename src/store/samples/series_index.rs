@@ -470,6 +470,62 @@ impl SeriesIndex {
         Ok(out)
     }
 
+    /// Every series whose labels match all `matchers`, as (fingerprint, referenced-until time,
+    /// labels), read from the batch files. Matchers are run on symbol ids: a regex once per
+    /// distinct value of its label, a label set built only for a series that matches. Entries
+    /// that do not decode are skipped (they were counted at open).
+    pub(super) fn matching(
+        &self,
+        matchers: &[promql_parser::label::Matcher],
+    ) -> Result<Vec<(u64, Timestamp, Labels)>, StoreError> {
+        const OP: &str = "reading the series index";
+        // Per matcher: its label's name id (none: the label is on no stored series) and what
+        // it said of each value id met so far.
+        let mut compiled: Vec<(Option<u32>, HashMap<u32, bool>)> = matchers
+            .iter()
+            .map(|m| (self.symbols.id(&m.name), HashMap::new()))
+            .collect();
+        let mut out = Vec::new();
+        let mut batches: Vec<u64> = self
+            .batches
+            .iter()
+            .filter(|(_, n)| **n > 0)
+            .map(|(b, _)| *b)
+            .collect();
+        batches.sort_unstable();
+        for batch in batches {
+            let Some(Ok(entries)) = self.read_batch(batch, OP)? else {
+                continue;
+            };
+            'entry: for e in entries {
+                let Some(slot) = self.series.get(e.fp).filter(|s| s.batch() == batch) else {
+                    continue;
+                };
+                for (m, (name, seen)) in matchers.iter().zip(compiled.iter_mut()) {
+                    let value = name.and_then(|name| {
+                        e.ids
+                            .chunks_exact(2)
+                            .find(|pair| pair[0] == name)
+                            .map(|pair| pair[1])
+                    });
+                    let ok = match value {
+                        None => m.is_match(""),
+                        Some(id) => *seen
+                            .entry(id)
+                            .or_insert_with(|| self.symbols.get(id).is_some_and(|v| m.is_match(v))),
+                    };
+                    if !ok {
+                        continue 'entry;
+                    }
+                }
+                if let Ok(labels) = self.labels_from_ids(e.fp, &e.ids) {
+                    out.push((e.fp, slot.referenced_until, labels));
+                }
+            }
+        }
+        Ok(out)
+    }
+
     /// Drops from memory every series whose entry no block can refer to any more (see the
     /// `chunks` module doc); their batches are rewritten by [`SeriesIndex::rewrite_dirty`].
     /// Returns how many.

@@ -222,6 +222,11 @@ impl Symbols {
         e.finish()
     }
 
+    /// The id of string `s`, if it is a symbol.
+    pub(super) fn id(&self, s: &str) -> Option<u32> {
+        self.by_str.get(s).copied()
+    }
+
     /// Symbols in memory (for tests).
     #[cfg(test)]
     pub(super) fn len(&self) -> usize {

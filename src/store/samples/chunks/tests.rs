@@ -75,7 +75,7 @@ fn blocks_go_to_segments_and_survive_a_reopen() {
     assert!(len > 3 * 2 * 40, "{len} bytes");
     for v in store.samples.inner.trees.blocks.iter().values() {
         let v = v.unwrap();
-        assert_eq!(v[0], BLOCK_REF_V1);
+        assert_eq!(v[0], BLOCK_REF_V2);
         assert!(v.len() < 16, "{} bytes", v.len());
     }
     let all = want(&[(100, 1), (200, 2), (300, 3)]);
@@ -614,7 +614,7 @@ fn bad_blocks_and_series_are_skipped_and_counted() {
         offset: 5,
         len: 3,
     };
-    let good = encode_block_ref(loc, 1);
+    let good = encode_block_ref(loc, 1, 0);
     put_raw(
         &store,
         "chunk_blocks",
