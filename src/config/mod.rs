@@ -140,6 +140,9 @@ pub struct GlobalConfig {
     /// instances of an HA pair apart); a series' own label of the same name wins.
     #[serde(default)]
     pub external_labels: BTreeMap<String, String>,
+    /// `"i/n"`: this instance runs only the probes and scrape targets of shard i of n.
+    #[serde(default)]
+    pub shard: Option<Shard>,
     /// Prometheus rule files to load, as globs relative to the config file's directory.
     #[serde(default)]
     pub rule_files: Vec<String>,
@@ -992,6 +995,7 @@ impl Default for GlobalConfig {
             evaluation_interval: defaults::interval(),
             labels: BTreeMap::new(),
             external_labels: BTreeMap::new(),
+            shard: None,
             rule_files: Vec::new(),
         }
     }
@@ -1102,3 +1106,94 @@ pub struct WriteRelabelConfig {
     #[serde(deserialize_with = "load::de_anchored_regex")]
     pub regex: regex::Regex,
 }
+
+/// `[global] shard = "i/n"`: which share of the probes and scrape targets this instance runs.
+/// A probe belongs to shard FNV-1a 64(name) mod n + 1, a target to FNV-1a 64(`job/target`)
+/// mod n + 1, so every instance of a sharded fleet, given the same config, agrees on the split.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Shard {
+    /// This instance's shard, from 1.
+    pub index: u32,
+    /// How many shards there are.
+    pub count: u32,
+}
+
+impl Shard {
+    /// Parses `"i/n"` with 1 ≤ i ≤ n.
+    pub fn parse(s: &str) -> Result<Shard, String> {
+        let bad = || format!("shard {s:?} must be \"i/n\" with 1 <= i <= n, e.g. \"2/3\"");
+        let (i, n) = s.split_once('/').ok_or_else(bad)?;
+        let index: u32 = i.trim().parse().map_err(|_| bad())?;
+        let count: u32 = n.trim().parse().map_err(|_| bad())?;
+        if index == 0 || index > count {
+            return Err(bad());
+        }
+        Ok(Shard { index, count })
+    }
+
+    /// The shard (from 1) of `key` among `count`.
+    pub fn of(key: &str, count: u32) -> u32 {
+        let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+        for b in key.as_bytes() {
+            h ^= u64::from(*b);
+            h = h.wrapping_mul(0x0000_0100_0000_01b3);
+        }
+        (h % u64::from(count.max(1))) as u32 + 1
+    }
+
+    /// Whether this shard runs `key`.
+    pub fn owns(&self, key: &str) -> bool {
+        Shard::of(key, self.count) == self.index
+    }
+}
+
+impl<'de> Deserialize<'de> for Shard {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let s = String::deserialize(d)?;
+        Shard::parse(&s).map_err(serde::de::Error::custom)
+    }
+}
+
+/// How many probes and scrape targets one shard runs.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct ShardShare {
+    /// `[[probe]]`s.
+    pub probes: usize,
+    /// Scrape targets, over every job.
+    pub targets: usize,
+}
+
+impl Config {
+    /// The config this instance runs under `[global] shard`: only its probes and scrape
+    /// targets (jobs left without a target go). Rules, gates and receivers stay whole. Without
+    /// `shard`, a copy of the config.
+    pub fn for_shard(&self) -> Config {
+        let mut c = self.clone();
+        if let Some(shard) = self.global.shard {
+            c.probes.retain(|p| shard.owns(&p.name));
+            for j in &mut c.jobs {
+                let name = j.name.clone();
+                j.targets.retain(|t| shard.owns(&format!("{name}/{t}")));
+            }
+            c.jobs.retain(|j| !j.targets.is_empty());
+        }
+        c
+    }
+
+    /// The share of each of `count` shards, shard 1 first.
+    pub fn shard_split(&self, count: u32) -> Vec<ShardShare> {
+        let mut out = vec![ShardShare::default(); count.max(1) as usize];
+        for p in &self.probes {
+            out[(Shard::of(&p.name, count) - 1) as usize].probes += 1;
+        }
+        for j in &self.jobs {
+            for t in &j.targets {
+                out[(Shard::of(&format!("{}/{t}", j.name), count) - 1) as usize].targets += 1;
+            }
+        }
+        out
+    }
+}
+
+#[cfg(test)]
+mod tests;

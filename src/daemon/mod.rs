@@ -419,6 +419,14 @@ struct Engines {
 
 impl Engines {
     fn start(ctx: &Arc<Context>, config: &Arc<Config>, parent: &CancellationToken) -> Engines {
+        // Under `[global] shard`, this generation runs only its shard's probes and targets.
+        let sharded;
+        let config = if config.global.shard.is_some() {
+            sharded = Arc::new(config.for_shard());
+            &sharded
+        } else {
+            config
+        };
         let token = parent.child_token();
         let mut tasks = JoinSet::new();
         // Remote write first, so that its tap sees the generation's first samples.
