@@ -29,7 +29,6 @@
 
 mod proto;
 
-use std::collections::HashMap;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
 
@@ -39,6 +38,7 @@ use tracing::{debug, info, warn};
 
 use crate::clock::Clock;
 use crate::config::{Config, RelabelAction, RemoteWriteConfig};
+use crate::series::hash::FastMap;
 use crate::series::head::{AppendTap, Head, MemSeries};
 use crate::series::{Labels, Timestamp};
 use crate::store::StateStore;
@@ -467,13 +467,19 @@ impl Sender {
         let mut shards: Vec<Vec<Entry>> = vec![Vec::new(); n];
         let mut joined = String::new();
         let mut filtered = 0u64;
+        // A series' decision and shard, computed once per series of the round: its entries
+        // share the head's label set, so its address names it.
+        let mut seen: FastMap<usize, Option<usize>> = FastMap::default();
         for x in entries {
-            if !self.e.keeps(&x.labels, &mut joined) {
-                filtered += 1;
-                continue;
+            let shard = *seen.entry(series_key(&x.labels)).or_insert_with(|| {
+                self.e
+                    .keeps(&x.labels, &mut joined)
+                    .then(|| (x.labels.fingerprint() % n as u64) as usize)
+            });
+            match shard {
+                Some(k) => shards[k].push(x),
+                None => filtered += 1,
             }
-            let k = (x.labels.fingerprint() % n as u64) as usize;
-            shards[k].push(x);
         }
         if filtered > 0 {
             self.count("filtered", filtered);
@@ -558,10 +564,10 @@ async fn send_shard(
 /// The snappy-compressed `WriteRequest` of `entries` (sorted by time; a series' samples keep
 /// their order), one `TimeSeries` per series.
 pub fn encode(entries: &[Entry], external: &[(String, String)]) -> Vec<u8> {
-    let mut index: HashMap<&Labels, usize> = HashMap::new();
+    let mut index: FastMap<usize, usize> = FastMap::default();
     let mut req = WriteRequest::default();
     for x in entries {
-        let i = *index.entry(&x.labels).or_insert_with(|| {
+        let i = *index.entry(series_key(&x.labels)).or_insert_with(|| {
             req.timeseries.push(TimeSeries {
                 labels: proto_labels(&x.labels, external),
                 samples: Vec::new(),
@@ -578,6 +584,14 @@ pub fn encode(entries: &[Entry], external: &[(String, String)]) -> Vec<u8> {
     snap::raw::Encoder::new()
         .compress_vec(&raw)
         .unwrap_or_default()
+}
+
+/// Names a label set by its address while the caller holds it: the entries of one head series
+/// share its label set, so this tells series apart without hashing their text. Two label sets
+/// with the same text at different addresses (a series removed and created again) are two
+/// keys, which costs only a second `TimeSeries` in the request.
+fn series_key(labels: &Labels) -> usize {
+    labels.as_slice().as_ptr() as usize
 }
 
 /// The series' labels with the external labels it lacks, sorted by name.
