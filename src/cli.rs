@@ -11,6 +11,7 @@ use crate::config::{self, ConfigError};
 use crate::telemetry::{self, LogFormat};
 
 pub mod generate;
+pub mod import;
 
 #[cfg(test)]
 mod tests;
@@ -93,12 +94,38 @@ pub enum Command {
         #[arg(short, long)]
         config: Option<PathBuf>,
     },
+    /// Bring history over: write the samples of a file into the store (the daemon must be
+    /// stopped).
+    Import {
+        #[command(subcommand)]
+        what: ImportKind,
+    },
     /// Write the man pages or a shell's completions, generated from this definition.
     // Hidden: packaging/build-deb.sh calls it; operators get the files installed.
     #[command(hide = true)]
     Generate {
         #[command(subcommand)]
         what: generate::Generate,
+    },
+}
+
+/// What `postflight import` reads.
+#[derive(Subcommand, Debug)]
+pub enum ImportKind {
+    /// An OpenMetrics text file with a timestamp (in seconds) on every sample, ending with
+    /// `# EOF`: what `promtool tsdb create-blocks-from openmetrics` takes. All or nothing: a
+    /// malformed file is exit 2 with its line and nothing imported; a store held by a running
+    /// daemon is exit 1. Samples may come in any order. Where the store already holds samples
+    /// of a series, those win: imported samples inside the time span of a stored chunk are
+    /// skipped (and counted), so importing a file twice imports it once. Of two samples of a
+    /// series at one timestamp the later line wins; samples older than the retention or after
+    /// now are skipped.
+    Openmetrics {
+        /// The file.
+        file: PathBuf,
+        /// Config file, for the store's path and retention.
+        #[arg(short, long)]
+        config: Option<PathBuf>,
     },
 }
 
@@ -131,6 +158,9 @@ pub fn main(cli: Cli) -> ExitCode {
         }
         Command::Check { config } => check(&config::default_config_path(config.as_deref())),
         Command::Generate { what } => generate::run(what),
+        Command::Import {
+            what: ImportKind::Openmetrics { file, config },
+        } => import::main(&file, &config::default_config_path(config.as_deref())),
         Command::NotifyTest { receiver, config } => {
             let path = config::default_config_path(config.as_deref());
             match crate::rt::runtime() {
@@ -191,7 +221,8 @@ fn check(path: &std::path::Path) -> ExitCode {
                 path.display(),
                 c.jobs.len(),
                 c.probes.len(),
-                c.rules.len(),
+                // [[rule]] and the rules of the rule files
+                c.rules.len() + c.rule_groups.iter().map(|g| g.rules.len()).sum::<usize>(),
                 c.routes.len(),
                 c.receivers.len(),
                 c.gates.len()

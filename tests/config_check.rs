@@ -631,6 +631,36 @@ fn maintenance_windows_are_checked_with_their_positions() {
 }
 
 #[test]
+fn toml_recording_rules_are_checked_as_prometheus_checks_them() {
+    let ok = "[[rule]]\nrecord = \"job:up:sum\"\nexpr = \"sum by (job) (up)\"\nlabels = { source = \"toml\" }\n";
+    assert!(problems(ok).is_empty(), "{:?}", problems(ok));
+    assert_problem(
+        "[[rule]]\nrecord = \"job-up\"\nexpr = \"up\"\n",
+        2,
+        10,
+        "rule \"job-up\": invalid recording rule name: job-up",
+    );
+    assert_problem(
+        "[[rule]]\nrecord = \"job:up\"\nexpr = \"up\"\nfor = \"1m\"\n",
+        2,
+        10,
+        "invalid field 'for' in recording rule",
+    );
+    assert_problem(
+        "[[rule]]\nrecord = \"job:up\"\nalert = \"Up\"\nexpr = \"up\"\n",
+        2,
+        10,
+        "only one of 'record' and 'alert' must be set",
+    );
+    assert_problem(
+        "[[rule]]\nexpr = \"up\"\n",
+        1,
+        1,
+        "one of 'record' or 'alert' must be set",
+    );
+}
+
+#[test]
 fn slo_out_of_range_points_at_it() {
     let src = format!("{PROBE}slo = 100\n");
     assert_problem(&src, 4, 7, "slo is a percentage above 0 and below 100");
@@ -666,35 +696,5 @@ fn status_page_names_an_unknown_probe_at_its_place() {
             .expect("valid")
             .status_page
             .is_none()
-    );
-}
-
-#[test]
-fn toml_recording_rules_are_checked_as_prometheus_checks_them() {
-    let ok = "[[rule]]\nrecord = \"job:up:sum\"\nexpr = \"sum by (job) (up)\"\nlabels = { source = \"toml\" }\n";
-    assert!(problems(ok).is_empty(), "{:?}", problems(ok));
-    assert_problem(
-        "[[rule]]\nrecord = \"job-up\"\nexpr = \"up\"\n",
-        2,
-        10,
-        "rule \"job-up\": invalid recording rule name: job-up",
-    );
-    assert_problem(
-        "[[rule]]\nrecord = \"job:up\"\nexpr = \"up\"\nfor = \"1m\"\n",
-        2,
-        10,
-        "invalid field 'for' in recording rule",
-    );
-    assert_problem(
-        "[[rule]]\nrecord = \"job:up\"\nalert = \"Up\"\nexpr = \"up\"\n",
-        2,
-        10,
-        "only one of 'record' and 'alert' must be set",
-    );
-    assert_problem(
-        "[[rule]]\nexpr = \"up\"\n",
-        1,
-        1,
-        "one of 'record' or 'alert' must be set",
     );
 }

@@ -31,6 +31,7 @@ const FILES: &[(&str, u32)] = &[
     ("/usr/share/man/man1/postflight-check.1.gz", 0o644),
     ("/usr/share/man/man1/postflight-deploy.1.gz", 0o644),
     ("/usr/share/man/man1/postflight-notify-test.1.gz", 0o644),
+    ("/usr/share/man/man1/postflight-import.1.gz", 0o644),
     ("/usr/share/bash-completion/completions/postflight", 0o644),
     ("/usr/share/zsh/vendor-completions/_postflight", 0o644),
     (

@@ -143,6 +143,12 @@ fn recorded_series_are_queried_alerted_on_go_stale_and_follow_a_reload() {
         last[0].0,
         serde_json::json!({"__name__": "job:queue_depth:doubled", "job": "app", "source": "recorded"})
     );
+    // /federate serves it like a scraped series.
+    let page = d.get("/federate?match[]=job:queue_depth:doubled").1;
+    assert!(
+        page.contains("job:queue_depth:doubled{job=\"app\",source=\"recorded\"} 14 "),
+        "{page}"
+    );
     wait_until(30, "the [[rule]] recording rule's series", || {
         query(d.port, "job:queue_depth:sum")
             .iter()
@@ -246,6 +252,25 @@ fn recorded_series_are_queried_alerted_on_go_stale_and_follow_a_reload() {
     wait_until(15, "the removed rule's series stale", || {
         query(d.port, "job:queue_depth:doubled").is_empty()
     });
+    let v = get_json(d.port, "/api/v1/rules?type=record");
+    assert_eq!(
+        v["data"]["groups"][1]["rules"][0]["name"],
+        "job:queue_depth:tripled"
+    );
+
+    // A reload with a broken rule file is refused with the file's position; the rules stay.
+    std::fs::write(
+        dir.path().join("rules/broken.yml"),
+        "groups:\n  - name: b\n    rulez: []\n",
+    )
+    .unwrap();
+    let (status, body) = http(d.port, "POST", "/-/reload", None, &[]).unwrap();
+    assert_eq!(status, 500, "{body}");
+    assert!(
+        body.contains("broken.yml:3:5: field \\\"rulez\\\" not found"),
+        "{body}"
+    );
+    std::fs::remove_file(dir.path().join("rules/broken.yml")).unwrap();
     let v = get_json(d.port, "/api/v1/rules?type=record");
     assert_eq!(
         v["data"]["groups"][1]["rules"][0]["name"],
@@ -410,6 +435,11 @@ fn check_points_at_rule_file_problems_and_promtool_agrees() {
         Some(0),
         "{}",
         String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains("2 rules"),
+        "the rule file's rules are counted: {}",
+        String::from_utf8_lossy(&out.stdout)
     );
     if require("promtool") {
         let p = Command::new("promtool")

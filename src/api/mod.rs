@@ -14,6 +14,7 @@ mod prom;
 mod query;
 mod rules;
 pub mod status;
+pub mod ui;
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -39,6 +40,7 @@ use crate::clock::Clock;
 use crate::config::{Current, Reloader};
 use crate::deploy::GateHandle;
 use crate::dispatch::DispatcherHandle;
+use crate::ingest::metadata::Metadata;
 use crate::liveness::Liveness;
 use crate::series::head::Head;
 use crate::store::{ProbeLog, StateStore};
@@ -85,6 +87,8 @@ pub struct Api {
     pub queries: Arc<QueryGate>,
     /// Rule groups and rules (`/api/v1/rules`).
     pub rules: Arc<crate::rules::engine::RulesState>,
+    /// The scraped metric families' `# TYPE`, `# HELP` and `# UNIT` (`/api/v1/metadata`).
+    pub metadata: Arc<Metadata>,
 }
 
 /// The `/readyz` flag, set by the daemon once it serves.
@@ -119,6 +123,7 @@ pub fn router(api: Api) -> Router {
         )
         .route("/federate", get(prom::federate))
         .route("/api/v1/rules", get(rules::list))
+        .route("/api/v1/metadata", get(prom::metadata))
         .route("/api/v1/silences", get(silences).post(add_silence))
         .route(
             "/api/v1/silences/{id}",
@@ -129,6 +134,7 @@ pub fn router(api: Api) -> Router {
             get(deployments::list_route).post(deployments::create),
         )
         .route("/api/v1/deployments/{id}", get(deployments::get_route))
+        .merge(ui::router())
         .merge(status::routes())
         .fallback(|req: Request| async move {
             error(

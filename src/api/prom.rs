@@ -1,6 +1,6 @@
 //! The parts of Prometheus' HTTP API that clients (Grafana, `promtool query`) use besides the
 //! instant query: `query_range`, `series`, `labels`, `label/{name}/values`,
-//! `status/buildinfo`, `query_exemplars` (always empty) and `/federate`. Parameters as
+//! `status/buildinfo`, `query_exemplars` (always empty), `metadata` and `/federate`. Parameters as
 //! Prometheus takes them: in the query string, or form-encoded in a POST body; `match[]` may
 //! repeat. Bad input is a 400 `bad_data` in Prometheus' error shape, never a 500.
 
@@ -17,6 +17,7 @@ use super::limits::{Run, prom_error};
 use super::{Resp, json, parse_time, query_pairs};
 use crate::clock::Clock;
 use crate::config::Current;
+use crate::ingest::metadata::Metadata;
 use crate::series::head::Head;
 use crate::series::{Labels, METRIC_NAME, SeriesSource};
 
@@ -296,6 +297,30 @@ pub async fn buildinfo() -> Resp {
 /// panel, so the answer is an empty list, not an error.
 pub async fn query_exemplars() -> Resp {
     success(serde_json::json!([]))
+}
+
+/// `GET /api/v1/metadata[?metric=&limit=&limit_per_metric=]`: the `# TYPE`, `# HELP` and
+/// `# UNIT` of the scraped metric families, each family's distinct entries across targets, in
+/// Prometheus' shape. A negative limit is no limit, as in Prometheus.
+pub async fn metadata(State(meta): State<Arc<Metadata>>, p: Params) -> Resp {
+    let limit = |name: &str| -> Result<Option<usize>, String> {
+        match p.get(name) {
+            None | Some("") => Ok(None),
+            Some(s) => s
+                .parse::<i64>()
+                .map(|n| usize::try_from(n).ok())
+                .map_err(|_| format!("{name} must be a number")),
+        }
+    };
+    let (limit, per_metric) = match (limit("limit"), limit("limit_per_metric")) {
+        (Ok(a), Ok(b)) => (a, b),
+        (Err(e), _) | (_, Err(e)) => return bad_data(&e),
+    };
+    success(serde_json::json!(meta.list(
+        p.get("metric").filter(|m| !m.is_empty()),
+        limit,
+        per_metric
+    )))
 }
 
 /// `GET /federate?match[]=...`: the latest sample of every matching series in the text

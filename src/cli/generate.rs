@@ -164,7 +164,7 @@ fn write_man_pages(out: &Path) -> std::io::Result<Vec<PathBuf>> {
     }
     more.control("SH", ["SEE ALSO"]).text([roman(
         "postflight-run(1), postflight-check(1), postflight-deploy(1), \
-         postflight-notify-test(1), systemctl(1), journalctl(1), \
+         postflight-notify-test(1), postflight-import(1), systemctl(1), journalctl(1), \
          /usr/share/doc/postflight/README.md",
     )]);
     more.to_writer(&mut page)?;

@@ -1006,6 +1006,12 @@ impl Config {
     pub fn receiver(&self, name: &str) -> Option<&ReceiverConfig> {
         self.receivers.iter().find(|r| r.name == name)
     }
+    /// Every rule: the `[[rule]]` sections, then the rule files' rules.
+    pub fn all_rules(&self) -> impl Iterator<Item = &RuleConfig> {
+        self.rules
+            .iter()
+            .chain(self.rule_groups.iter().flat_map(|g| &g.rules))
+    }
     /// The gate of this job.
     pub fn gate(&self, job: &str) -> Option<&GateConfig> {
         self.gates.iter().find(|g| g.job == job)

@@ -312,6 +312,7 @@ pub async fn run(config_path: PathBuf) -> Result<(), DaemonError> {
             samples: store.samples.clone(),
             queries: Default::default(),
             rules: ctx.rules.clone(),
+            metadata: ctx.ingest.metadata().clone(),
         },
         ctx.liveness.clone(),
         shutdown.clone(),

@@ -226,6 +226,24 @@ pub struct CheckRecord {
     pub nodata: u32,
     /// Current run of failing evaluations (NoData neither extends nor breaks it).
     pub streak: u32,
+    /// Each evaluation's time, value and state, oldest first (the newest [`MAX_HISTORY`]), so
+    /// the dashboard can draw the check over the watch.
+    #[serde(default)]
+    pub history: Vec<EvalPoint>,
+}
+
+/// Most evaluations a check keeps in its history: a day of 60 s evaluations.
+pub const MAX_HISTORY: usize = 1440;
+
+/// One evaluation of a check, as kept in [`CheckRecord::history`].
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct EvalPoint {
+    /// The evaluation instant, ms since the epoch.
+    pub t: i64,
+    /// The value judged (`None` without data).
+    pub value: Option<f64>,
+    /// The check's state at that evaluation.
+    pub state: CheckState,
 }
 
 impl CheckRecord {
@@ -242,7 +260,21 @@ impl CheckRecord {
             failures: 0,
             nodata: 0,
             streak: 0,
+            history: Vec::new(),
         }
+    }
+
+    /// Appends the latest evaluation (made at `t` ms) to the history, dropping the oldest
+    /// beyond [`MAX_HISTORY`].
+    pub fn remember(&mut self, t: i64) {
+        if self.history.len() >= MAX_HISTORY {
+            self.history.remove(0);
+        }
+        self.history.push(EvalPoint {
+            t,
+            value: self.value,
+            state: self.state,
+        });
     }
 }
 

@@ -179,6 +179,11 @@ impl Deployment {
                     "failures": c.failures,
                     "nodata": c.nodata,
                     "consecutiveFailures": c.streak,
+                    "history": c.history.iter().map(|p| serde_json::json!({
+                        "time": p.t as f64 / 1000.0,
+                        "value": finite(p.value),
+                        "state": p.state.as_str(),
+                    })).collect::<Vec<_>>(),
                 })
             })
             .collect();
@@ -764,6 +769,7 @@ impl GateEngine {
                     .collect()
             });
             let failed = judge::evaluate(&l.d.gate, &mut l.d.checks, &mut l.d.evaluations, &obs);
+            l.d.checks.iter_mut().for_each(|c| c.remember(t));
             debug!(deployment = %l.d.id, job = %l.d.job, evaluation = l.d.evaluations,
                 states = ?l.d.checks.iter().map(|c| (c.name.as_str(), c.state.as_str(), c.value)).collect::<Vec<_>>(),
                 "gate evaluated");

@@ -11,6 +11,8 @@
 //! stale marker at the next scrape ([`STALE_NAN`]), and [`Ingest::mark_target_stale`] does the
 //! same for every series of a target that went down.
 
+pub mod metadata;
+
 use std::collections::hash_map::RandomState;
 use std::mem::size_of;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -211,6 +213,8 @@ pub struct Ingest {
     keys: RandomState,
     /// Heap bytes of the caches at rest, kept up to date as each is given back.
     bytes: AtomicUsize,
+    /// Each source's metric metadata (`# TYPE`, `# HELP`, `# UNIT`), for the API.
+    metadata: Arc<metadata::Metadata>,
 }
 
 impl std::fmt::Debug for Ingest {
@@ -227,7 +231,13 @@ impl Ingest {
             caches: Mutex::default(),
             keys: RandomState::new(),
             bytes: AtomicUsize::new(0),
+            metadata: Arc::default(),
         }
+    }
+
+    /// Each source's metric metadata: written by the scrape loops, read by the API.
+    pub fn metadata(&self) -> &Arc<metadata::Metadata> {
+        &self.metadata
     }
 
     /// The head written to.
@@ -295,13 +305,14 @@ impl Ingest {
         n
     }
 
-    /// Marks the target stale at `t` and forgets its scrape cache (target removed from the
+    /// Marks the target stale at `t` and forgets its scrape cache and metadata (target removed from the
     /// config).
     pub fn remove_target(&self, target: &str, t: Timestamp) -> usize {
         let n = self.mark_target_stale(target, t);
         if let Some(cache) = self.take(target) {
             drop(cache);
         }
+        self.metadata.remove(target);
         n
     }
 

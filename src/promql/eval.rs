@@ -44,7 +44,7 @@ impl Ctx<'_> {
     }
 
     /// Counts `n` points the evaluation holds against the sample limit.
-    fn charge(&self, n: usize) -> Result<(), EvalError> {
+    pub fn charge(&self, n: usize) -> Result<(), EvalError> {
         match self.limits {
             Some(l) => {
                 l.charge(n);

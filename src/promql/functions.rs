@@ -875,6 +875,8 @@ fn eval_range_function(
     } = ra;
     let window_end = |ts: i64| at.unwrap_or(ts) - offset;
     for s in series {
+        // A range query over many series spends its time here: stop at the deadline.
+        ev.ctx.check()?;
         let samples = &s.points;
         let (mut lo, mut hi) = (0usize, 0usize);
         let mut points = Vec::new();
@@ -911,6 +913,7 @@ fn eval_range_function(
             }
         }
         if !points.is_empty() {
+            ev.ctx.charge(points.len())?;
             out.push(Series {
                 // The selected series is owned here: move its labels instead of copying them.
                 labels: s.labels,

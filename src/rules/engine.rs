@@ -500,13 +500,7 @@ impl RulesEngine {
                             Ok(())
                         }
                         RuleKind::Recording(r) => {
-                            let out = r.output(samples, limit)?;
-                            let mut app = self.ingest.appender(&r.key, &Labels::empty(), t_ms);
-                            for (l, v) in out {
-                                let key = l.to_string();
-                                app.add_keyed(&key, None, v, |_| l);
-                            }
-                            app.commit();
+                            self.record(r, samples, limit, t_ms)?;
                             recorded.push((index, r.name.clone()));
                             Ok(())
                         }
@@ -584,6 +578,26 @@ impl RulesEngine {
         });
         self.dispatch.update_alerts(SOURCE, alerts).await;
         recorded
+    }
+
+    /// Writes a recording rule's result at `t_ms` into the head, as one page of its own
+    /// source: series it wrote last time and not now get stale markers. A failure writes
+    /// nothing and marks nothing stale, as in Prometheus.
+    fn record(
+        &self,
+        rule: &RecordingRule,
+        result: Vec<(Labels, f64)>,
+        limit: u64,
+        t_ms: i64,
+    ) -> Result<(), String> {
+        let out = rule.output(result, limit)?;
+        let mut app = self.ingest.appender(&rule.key, &Labels::empty(), t_ms);
+        for (l, v) in out {
+            let key = l.to_string();
+            app.add_keyed(&key, None, v, |_| l);
+        }
+        app.commit();
+        Ok(())
     }
 
     fn fail(&self, rule: &mut Rule, e: String) {

@@ -10,6 +10,7 @@ use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, warn};
 
+use super::metadata::MetaTracker;
 use super::parse::{Format, Parser, SampleRef, format_from_content_type};
 use crate::clock::Clock;
 use crate::config::{Config, JobConfig, Scheme};
@@ -271,6 +272,7 @@ async fn target_loop(
     // of 1, for good.
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
     let mut parser = Parser::new();
+    let mut meta = MetaTracker::default();
     // The target's connection, kept from one scrape to the next (plain HTTP).
     let mut kept = http::Kept::default();
     let interval_ms = i64::try_from(t.interval.as_millis()).unwrap_or(i64::MAX);
@@ -297,17 +299,24 @@ async fn target_loop(
                     let mut app = ingest.appender(&t.key, &t.labels, t_ms);
                     let limit = t.job.sample_limit as usize;
                     let mut over = 0usize;
-                    let parsed = parser.parse(&body, format, |s| {
-                        if samples < limit {
-                            add_exposed(&mut app, &s);
-                            samples += 1;
-                        } else {
-                            over += 1;
-                        }
-                    });
+                    meta.start();
+                    let parsed = parser.parse_with_metadata(
+                        &body,
+                        format,
+                        |s| {
+                            if samples < limit {
+                                add_exposed(&mut app, &s);
+                                samples += 1;
+                            } else {
+                                over += 1;
+                            }
+                        },
+                        |m| meta.line(&body, m),
+                    );
                     match parsed {
                         Ok(_) => {
                             let c = app.commit();
+                            meta.finish(&body, &t.key, ingest.metadata());
                             added = c.series_added;
                             telemetry
                                 .scrape_cache_bytes

@@ -156,6 +156,59 @@ pub struct ParseError {
     pub reason: String,
 }
 
+/// Which metadata line a [`MetaRef`] comes from.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum MetaKind {
+    /// `# TYPE name type`.
+    Type,
+    /// `# HELP name text`.
+    Help,
+    /// `# UNIT name unit` (OpenMetrics only).
+    Unit,
+}
+
+/// One `# TYPE`, `# HELP` or `# UNIT` line, borrowing from the body. Valid only during the
+/// callback of [`Parser::parse_with_metadata`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct MetaRef<'a> {
+    /// Which line.
+    pub kind: MetaKind,
+    /// The metric family's name.
+    pub name: &'a str,
+    /// The rest of the line as exposed: the type, the help text (escapes unresolved: see
+    /// [`unescape_help`]) or the unit.
+    pub text: &'a str,
+}
+
+/// Resolves the escapes of a `# HELP` text: `\\` and `\n` in both formats, and `\"` in
+/// OpenMetrics, as Prometheus' parsers do.
+pub fn unescape_help(raw: &str) -> Cow<'_, str> {
+    if raw.contains('\\') {
+        Cow::Owned(unescape(raw))
+    } else {
+        Cow::Borrowed(raw)
+    }
+}
+
+/// Where a body parsed in pieces ([`Parser::parse_piece`]) stands between two pieces: the
+/// family of the last `# TYPE` line, and whether `# EOF` was seen.
+#[derive(Clone, Debug, Default)]
+pub struct Resume {
+    /// The family name of the last `# TYPE` line.
+    family: String,
+    /// Its type.
+    family_type: MetricType,
+    /// The piece ended with `# EOF`.
+    eof: bool,
+}
+
+impl Resume {
+    /// True once a piece ended with `# EOF`: any later non-empty piece is an error.
+    pub fn saw_eof(&self) -> bool {
+        self.eof
+    }
+}
+
 /// One sample, borrowing from the body being parsed. Valid only during the callback.
 #[derive(Clone, Copy, Debug)]
 pub struct SampleRef<'a> {
@@ -442,6 +495,14 @@ fn near(text: &str, pos: usize) -> String {
     s
 }
 
+/// A [`Fail`] as a [`ParseError`]: its line and an excerpt.
+fn located(body: &[u8], text: &str, f: &Fail) -> ParseError {
+    ParseError {
+        line: line_of(body, f.pos),
+        reason: format!("{} (at {:?})", f.reason, near(text, f.pos)),
+    }
+}
+
 fn line_of(body: &[u8], pos: usize) -> usize {
     body[..pos.min(body.len())]
         .iter()
@@ -514,32 +575,85 @@ impl Parser {
             line: line_of(body, e.valid_up_to()),
             reason: "invalid UTF-8".into(),
         })?;
-        self.run(text, format, &mut on_sample)
-            .map_err(|f| ParseError {
-                line: line_of(body, f.pos),
-                reason: format!("{} (at {:?})", f.reason, near(text, f.pos)),
-            })
+        self.run(text, format, None, &mut on_sample, &mut |_| {})
+            .map_err(|f| located(body, text, &f))
+    }
+
+    /// [`Parser::parse`], also handing each `# TYPE`, `# HELP` and `# UNIT` line to `on_meta`.
+    pub fn parse_with_metadata(
+        &mut self,
+        body: &[u8],
+        format: Format,
+        mut on_sample: impl FnMut(SampleRef<'_>),
+        mut on_meta: impl FnMut(MetaRef<'_>),
+    ) -> Result<Stats, ParseError> {
+        let text = std::str::from_utf8(body).map_err(|e| ParseError {
+            line: line_of(body, e.valid_up_to()),
+            reason: "invalid UTF-8".into(),
+        })?;
+        self.run(text, format, None, &mut on_sample, &mut on_meta)
+            .map_err(|f| located(body, text, &f))
+    }
+
+    /// Parses one piece of an OpenMetrics body too large to hold at once: whole lines, the
+    /// pieces in order, `state` carried from one to the next. Only the last piece needs to end
+    /// with `# EOF` (check [`Resume::saw_eof`] after the last one); line numbers in errors
+    /// count from the piece's first line.
+    pub fn parse_piece(
+        &mut self,
+        piece: &[u8],
+        state: &mut Resume,
+        mut on_sample: impl FnMut(SampleRef<'_>),
+        mut on_meta: impl FnMut(MetaRef<'_>),
+    ) -> Result<Stats, ParseError> {
+        let text = std::str::from_utf8(piece).map_err(|e| ParseError {
+            line: line_of(piece, e.valid_up_to()),
+            reason: "invalid UTF-8".into(),
+        })?;
+        if state.eof && !piece.is_empty() {
+            return Err(ParseError {
+                line: 1,
+                reason: "unexpected data after # EOF".into(),
+            });
+        }
+        self.run(
+            text,
+            Format::OpenMetrics,
+            Some(state),
+            &mut on_sample,
+            &mut on_meta,
+        )
+        .map_err(|f| located(piece, text, &f))
     }
 
     fn run(
         &mut self,
         text: &str,
         format: Format,
+        resume: Option<&mut Resume>,
         on_sample: &mut dyn FnMut(SampleRef<'_>),
+        on_meta: &mut dyn FnMut(MetaRef<'_>),
     ) -> Result<Stats, Fail> {
         let b = text.as_bytes();
         let om = format == Format::OpenMetrics;
         let mut stats = Stats::default();
-        // The family of the last `# TYPE` line: name span and type.
-        let mut family: (usize, usize) = (0, 0);
-        let mut family_type = MetricType::Unknown;
+        // The family of the last `# TYPE` line: its name and type; in a piece, the previous
+        // piece's until a `# TYPE` line of this one.
+        let carried = resume
+            .as_ref()
+            .map(|r| r.family.clone())
+            .unwrap_or_default();
+        let mut fam: &str = &carried;
+        let mut family_type = resume
+            .as_ref()
+            .map_or(MetricType::Unknown, |r| r.family_type);
         let mut i = 0;
         let mut saw_eof = false;
         while i < b.len() {
             let c = b[i];
             if c == b'#' {
                 if om {
-                    match self.om_comment(text, i, &mut family, &mut family_type)? {
+                    match self.om_comment(text, i, &mut fam, &mut family_type, on_meta)? {
                         Some(next) => i = next,
                         None => {
                             saw_eof = true;
@@ -547,7 +661,7 @@ impl Parser {
                         }
                     }
                 } else {
-                    i = text_comment(text, i, &mut family, &mut family_type)?;
+                    i = text_comment(text, i, &mut fam, &mut family_type, on_meta)?;
                 }
                 continue;
             }
@@ -573,7 +687,6 @@ impl Parser {
             i = next;
 
             let name = &text[line.name.0..line.name.1];
-            let fam = &text[family.0..family.1];
             let metric_type = if family_type != MetricType::Unknown
                 && name.starts_with(fam)
                 && (name.len() == fam.len()
@@ -626,8 +739,16 @@ impl Parser {
                 exemplar,
             });
         }
-        if om && !saw_eof {
-            return Err(fail(b.len(), "data does not end with # EOF"));
+        match resume {
+            Some(r) => {
+                r.family = fam.to_owned();
+                r.family_type = family_type;
+                r.eof = saw_eof;
+            }
+            None if om && !saw_eof => {
+                return Err(fail(b.len(), "data does not end with # EOF"));
+            }
+            None => {}
         }
         Ok(stats)
     }
@@ -783,12 +904,13 @@ impl Parser {
 
     /// An OpenMetrics `#` line at `i`. Returns the offset of the next line, or `None` at a
     /// valid `# EOF`.
-    fn om_comment(
+    fn om_comment<'t>(
         &mut self,
-        text: &str,
+        text: &'t str,
         i: usize,
-        family: &mut (usize, usize),
+        family: &mut &'t str,
         family_type: &mut MetricType,
+        on_meta: &mut dyn FnMut(MetaRef<'_>),
     ) -> Result<Option<usize>, Fail> {
         let b = text.as_bytes();
         let n = b.len();
@@ -827,7 +949,7 @@ impl Parser {
             "TYPE" => {
                 *family_type = MetricType::from_openmetrics(body)
                     .ok_or_else(|| fail(ts, format!("invalid metric type {body:?}")))?;
-                *family = (ns, ne);
+                *family = &text[ns..ne];
             }
             "UNIT" => {
                 let m = &text[ns..ne];
@@ -842,6 +964,16 @@ impl Parser {
             }
             _ => {}
         }
+        let kind = match kind {
+            "TYPE" => MetaKind::Type,
+            "HELP" => MetaKind::Help,
+            _ => MetaKind::Unit,
+        };
+        on_meta(MetaRef {
+            kind,
+            name: &text[ns..ne],
+            text: body,
+        });
         Ok(Some(te + 1))
     }
 }
@@ -860,11 +992,12 @@ fn metadata_name(b: &[u8], mut i: usize, kind: &str) -> Result<usize, Fail> {
 
 /// A text-format `#` line at `i`: `# HELP`, `# TYPE`, or any other comment. Returns the
 /// offset of the next line.
-fn text_comment(
-    text: &str,
+fn text_comment<'t>(
+    text: &'t str,
     i: usize,
-    family: &mut (usize, usize),
+    family: &mut &'t str,
     family_type: &mut MetricType,
+    on_meta: &mut dyn FnMut(MetaRef<'_>),
 ) -> Result<usize, Fail> {
     let b = text.as_bytes();
     let n = b.len();
@@ -893,8 +1026,17 @@ fn text_comment(
     if is_type {
         *family_type = MetricType::from_text_format(body)
             .ok_or_else(|| fail(j, format!("invalid metric type {body:?}")))?;
-        *family = (ns, ne);
+        *family = &text[ns..ne];
     }
+    on_meta(MetaRef {
+        kind: if is_type {
+            MetaKind::Type
+        } else {
+            MetaKind::Help
+        },
+        name: &text[ns..ne],
+        text: body,
+    });
     Ok(le + 1)
 }
 

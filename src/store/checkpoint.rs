@@ -431,7 +431,7 @@ pub fn reach(e: &promql_parser::parser::Expr) -> Duration {
 pub fn head_window(c: &crate::config::Config) -> Duration {
     let lookback = Duration::from_secs(300);
     let mut w = Duration::from_secs(900);
-    for r in &c.rules {
+    for r in c.all_rules() {
         w = w.max(reach(&r.expr.expr) + lookback + Duration::from_secs(60));
     }
     for g in &c.gates {

@@ -46,11 +46,11 @@ pub use open::FORMAT_VERSION;
 pub use probes::{HISTORY_MAX_SPAN_MS, LOG_MAX_BYTES, PROBE_JOURNAL_EVERY, ProbeLog, ProbeRecord};
 pub use prune::{PRUNE_STEP, PruneCursor, PruneStats};
 pub use samples::{
-    BLOCK_MAX_BYTES, BLOCK_MAX_CHUNKS, ChunkRef, OPEN_SHARDS, OpenChunk, ReadStopped,
+    BLOCK_MAX_BYTES, BLOCK_MAX_CHUNKS, ChunkRef, Import, OPEN_SHARDS, OpenChunk, ReadStopped,
     SEGMENT_MAX_BYTES, SEGMENT_MAX_SPAN_MS, SampleStore, StoredChunk, StoredSeries,
 };
 pub use state::{AlertTransition, JsonBatch, Kind, StateStore};
-pub use uptime::{Counts, DAY_MS, HOUR_MS, HOURS_KEPT, LastRuns, MIN_KEPT_MS, Uptime};
+pub use uptime::{Counts, DAY_MS, GRACE_MS, HOUR_MS, HOURS_KEPT, LastRuns, MIN_KEPT_MS, Uptime};
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;

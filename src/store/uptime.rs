@@ -465,7 +465,20 @@ impl Uptime {
             k.extend_from_slice(name.as_bytes());
             batch.insert(k, &id.to_be_bytes());
         }
-        for &h in &hours {
+        // An hour older than the hours kept in memory cannot be written whole any more (only
+        // when rows could not be written for a week): its row stays as it was.
+        // Every probe keeps the hours from its newest on back: all of them hold the hours
+        // from the newest of all on back.
+        let oldest_kept = st
+            .probes
+            .values()
+            .filter(|p| !p.hours.slots.is_empty())
+            .map(|p| p.hours.first + p.hours.slots.len() as i64 - HOURS_KEPT)
+            .max();
+        for &h in hours
+            .iter()
+            .filter(|h| oldest_kept.is_some_and(|o| **h >= o))
+        {
             let mut entries: Vec<(u32, Slot)> = st
                 .probes
                 .values()

@@ -22,6 +22,7 @@ fn completions_offer_the_operators_commands_and_not_generate() {
         "check",
         "deploy",
         "notify-test",
+        "import",
     ] {
         assert!(top.split([' ', '"']).any(|w| w == word), "{word}: {top}");
     }
@@ -42,6 +43,7 @@ fn man_pages_cover_every_operator_command() {
         [
             "postflight-check.1",
             "postflight-deploy.1",
+            "postflight-import.1",
             "postflight-notify-test.1",
             "postflight-run.1",
             "postflight.1"

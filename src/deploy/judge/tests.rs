@@ -204,3 +204,39 @@ fn numbers_for_people() {
     assert_eq!(fmt_num(1.5e-7), "1.5e-7");
     assert_eq!(fmt_num(f64::INFINITY), "+Inf");
 }
+
+#[test]
+fn each_evaluation_is_remembered_for_the_chart_and_the_oldest_dropped() {
+    let g = gate(vec![spec(Some(1.0), None, None)], 3);
+    let mut checks = vec![CheckRecord::new("c", None, 0)];
+    let mut n = 0;
+    evaluate(&g, &mut checks, &mut n, &[Observation::Value(0.5)]);
+    checks[0].remember(1_000);
+    evaluate(
+        &g,
+        &mut checks,
+        &mut n,
+        &[Observation::NoData("empty".into())],
+    );
+    checks[0].remember(2_000);
+    evaluate(&g, &mut checks, &mut n, &[Observation::Value(2.0)]);
+    checks[0].remember(3_000);
+    let states: Vec<(i64, Option<f64>, CheckState)> = checks[0]
+        .history
+        .iter()
+        .map(|p| (p.t, p.value, p.state))
+        .collect();
+    assert_eq!(
+        states,
+        [
+            (1_000, Some(0.5), CheckState::Pass),
+            (2_000, None, CheckState::NoData),
+            (3_000, Some(2.0), CheckState::Fail),
+        ]
+    );
+    for t in 0..MAX_HISTORY as i64 {
+        checks[0].remember(10_000 + t);
+    }
+    assert_eq!(checks[0].history.len(), MAX_HISTORY);
+    assert_eq!(checks[0].history[0].t, 10_000);
+}

@@ -400,3 +400,87 @@ fn float_formatting_matches_go() {
         assert_eq!(format_openmetrics_float(f), s, "{f}");
     }
 }
+
+fn owned(s: &SampleRef<'_>) -> Owned {
+    Owned {
+        name: s.name.to_string(),
+        labels: s
+            .labels
+            .iter()
+            .map(|(n, v)| (n.to_string(), v.into_owned()))
+            .collect(),
+        value: s.value,
+        ts: s.timestamp_ms,
+        metric_type: s.metric_type,
+        exemplar: None,
+    }
+}
+
+#[test]
+fn a_body_parsed_in_pieces_gives_what_it_gives_whole() {
+    let body = "# TYPE h histogram\nh_bucket{le=\"1\"} 1 10\nh_bucket{le=\"+Inf\"} 2 10\n\
+                h_count 2 10\n# TYPE g gauge\ng 5 10.5\n# EOF\n";
+    let whole = collect(body, Format::OpenMetrics).unwrap();
+    let lines: Vec<&str> = body.split_inclusive('\n').collect();
+    // Cut after every line: the family's type (and `le` normalisation) carries over.
+    let mut parser = Parser::new();
+    let mut state = Resume::default();
+    let mut got = Vec::new();
+    for line in &lines {
+        assert!(!state.saw_eof());
+        parser
+            .parse_piece(line.as_bytes(), &mut state, |s| got.push(owned(&s)), |_| {})
+            .unwrap();
+    }
+    assert!(state.saw_eof());
+    assert_eq!(got, whole);
+    assert_eq!(got[0].labels, [("le".to_string(), "1.0".to_string())]);
+
+    // Data after `# EOF` in a later piece, and a piece's error line counted from the piece.
+    let err = parser
+        .parse_piece(b"g 1 1\n", &mut state, |_| {}, |_| {})
+        .unwrap_err();
+    assert!(err.reason.contains("after # EOF"), "{err}");
+    let mut state = Resume::default();
+    let err = parser
+        .parse_piece(b"g 1 1\ng{ 1\n", &mut state, |_| {}, |_| {})
+        .unwrap_err();
+    assert_eq!(err.line, 2);
+}
+
+#[test]
+fn metadata_lines_are_handed_out_in_both_formats() {
+    let mut seen = Vec::new();
+    let text = "# HELP a_total Requests \\\\ \"served\".\n# TYPE a_total counter\na_total 1\n\
+                # some comment\n";
+    Parser::new()
+        .parse_with_metadata(
+            text.as_bytes(),
+            Format::Text,
+            |_| {},
+            |m| seen.push((m.kind, m.name.to_string(), m.text.to_string())),
+        )
+        .unwrap();
+    let om = "# TYPE t_celsius gauge\n# UNIT t_celsius celsius\n# HELP t_celsius Temp.\n\
+              t_celsius 1\n# EOF\n";
+    Parser::new()
+        .parse_with_metadata(
+            om.as_bytes(),
+            Format::OpenMetrics,
+            |_| {},
+            |m| seen.push((m.kind, m.name.to_string(), m.text.to_string())),
+        )
+        .unwrap();
+    let s = |k, n: &str, t: &str| (k, n.to_string(), t.to_string());
+    assert_eq!(
+        seen,
+        [
+            s(MetaKind::Help, "a_total", "Requests \\\\ \"served\"."),
+            s(MetaKind::Type, "a_total", "counter"),
+            s(MetaKind::Type, "t_celsius", "gauge"),
+            s(MetaKind::Unit, "t_celsius", "celsius"),
+            s(MetaKind::Help, "t_celsius", "Temp."),
+        ]
+    );
+    assert_eq!(unescape_help("Requests \\\\ x\\n"), "Requests \\ x\n");
+}

@@ -253,3 +253,32 @@ fn a_series_that_stops_is_stored_before_truncation_drops_it() {
     assert_eq!(got.len(), 1);
     assert_eq!(got[0].samples.len(), 50);
 }
+
+#[test]
+fn the_head_window_covers_the_ranges_of_rule_file_rules() {
+    let rule = |expr: &str| crate::config::RuleConfig {
+        alert: String::new(),
+        record: "job:x:rate2h".into(),
+        expr: crate::config::PromqlExpr {
+            source: expr.into(),
+            expr: crate::promql::parse(expr).unwrap(),
+        },
+        for_: Default::default(),
+        keep_firing_for: Default::default(),
+        labels: Default::default(),
+        annotations: Default::default(),
+    };
+    let mut c = crate::config::Config::default();
+    c.rule_groups.push(crate::config::RuleGroupConfig {
+        name: "g".into(),
+        file: "r.yml".into(),
+        interval: None,
+        limit: 0,
+        rules: vec![rule("rate(x[2h])")],
+    });
+    assert!(
+        head_window(&c) >= Duration::from_secs(2 * 3600 + 300),
+        "{:?}",
+        head_window(&c)
+    );
+}

@@ -609,6 +609,18 @@ impl HistoryFiles {
         out
     }
 
+    /// The time of the newest result in the files, if any.
+    pub(super) fn newest(&self) -> Option<Timestamp> {
+        let st = self.lock();
+        let logs = st
+            .log
+            .iter()
+            .flat_map(|l| l.blocks.iter())
+            .chain(st.retired.iter().flat_map(|r| r.blocks.iter()))
+            .map(|b| b.max_t);
+        logs.chain(st.sealed.values().map(|s| s.max_t)).max()
+    }
+
     /// The names of the probes with results at or after `since` in the files (and maybe a
     /// few with results only before it): what the uptime counts read again at open. Damage
     /// is passed to `skip` and read past.

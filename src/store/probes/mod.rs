@@ -54,6 +54,9 @@ const BLOCK_MAX_RECORDS: usize = 64;
 const BLOCK_MAX_SPAN_MS: i64 = 300_000;
 /// Buffered results beyond which an append writes the blocks itself (no block write came).
 const MAX_BUFFERED: usize = 100_000;
+/// At open, the uptime counts take again at most this much of the newest history (see
+/// [`ProbeLog::uptime`]).
+const RECOUNT_MAX_MS: i64 = super::uptime::DAY_MS;
 /// Probe names are at most this long, as alert names in the alert history are.
 const NAME_MAX: usize = u16::MAX as usize;
 
@@ -409,11 +412,17 @@ impl ProbeLog {
             .open_tree("uptime")
             .map_err(StoreError::engine("opening the uptime counts"))?;
         let uptime = Uptime::open(tree, &skip)?;
-        // The results after the watermark are in no row yet: counted again from the files.
-        let since = uptime.watermark();
+        // The results after the watermark are in no row yet: counted again from the files,
+        // at most the last day of them (a store written before the counts existed has no
+        // watermark). Damage met here is counted where the history is read.
+        let since = match files.newest() {
+            Some(newest) => uptime.watermark().max(newest - RECOUNT_MAX_MS),
+            None => Timestamp::MAX,
+        };
+        let quiet = |e: &dyn std::fmt::Display| tracing::debug!(error = %e, "uptime recount");
         let mut recounted = 0;
-        for name in files.names_since(since, &skip) {
-            for r in files.read(&name, since, Timestamp::MAX, usize::MAX, &skip) {
+        for name in files.names_since(since, &quiet) {
+            for r in files.read(&name, since, Timestamp::MAX, usize::MAX, &quiet) {
                 uptime.record(&r.probe, r.t, r.success);
                 recounted += 1;
             }

@@ -252,6 +252,16 @@ pub(super) fn decode_block_ref_span(
     Ok((loc, chunks, span))
 }
 
+/// A block written by an import whose index entry waits for the import's commit.
+pub(super) struct StagedBlock {
+    /// The block's key in `chunk_blocks`.
+    pub(super) key: [u8; 16],
+    /// Its index entry.
+    pub(super) value: Vec<u8>,
+    /// The segment holding it.
+    pub(super) segment: u64,
+}
+
 /// A chunk read back, waiting to be handed out with its series.
 struct Pending {
     /// Which copy is newer when a series has two chunks with the same max time: (block
@@ -306,11 +316,17 @@ impl SampleStore {
     /// half-way can leave index entries without chunks, which prune removes, or blocks without
     /// index entries, which the next open deletes.
     pub fn put_chunks(&self, chunks: &[ChunkRef<'_>]) -> Result<(), StoreError> {
-        let r = self.put_chunks_inner(chunks);
+        let r = self.put_chunks_inner(chunks, None);
         self.shared.note_bulk(Bulk::Chunks, r)
     }
 
-    fn put_chunks_inner(&self, chunks: &[ChunkRef<'_>]) -> Result<(), StoreError> {
+    /// Writes `chunks` as [`SampleStore::put_chunks`] does; with `staged`, the blocks' index
+    /// entries go there instead of into the index (an import commits them at its end).
+    pub(super) fn put_chunks_inner(
+        &self,
+        chunks: &[ChunkRef<'_>],
+        mut staged: Option<&mut Vec<StagedBlock>>,
+    ) -> Result<(), StoreError> {
         const OP: &str = "writing chunks";
         self.shared.check_writable(OP)?;
         let Some(newest) = chunks.iter().map(|c| c.max_t).max() else {
@@ -359,13 +375,52 @@ impl SampleStore {
         let locs = self.inner.segments.append(newest, &blocks, &mut new_id)?;
         self.shared.mark_index_unflushed();
         for ((key, n, span), loc) in keys.into_iter().zip(locs) {
-            self.inner
-                .trees
-                .blocks
-                .insert(key, encode_block_ref(loc, n, span))
-                .map_err(StoreError::engine(OP))?;
+            match staged.as_deref_mut() {
+                Some(staged) => staged.push(StagedBlock {
+                    key,
+                    value: encode_block_ref(loc, n, span),
+                    segment: loc.segment,
+                }),
+                None => {
+                    self.inner
+                        .trees
+                        .blocks
+                        .insert(key, encode_block_ref(loc, n, span))
+                        .map_err(StoreError::engine(OP))?;
+                }
+            }
         }
         Ok(())
+    }
+
+    /// The time span (min, max) of every stored chunk of the series `fps`, by fingerprint, in
+    /// no particular order. Reads every block: for an import, which must not write samples
+    /// over stored ones, not for the daemon.
+    pub fn chunk_spans(
+        &self,
+        fps: &HashSet<u64>,
+    ) -> Result<HashMap<u64, Vec<(Timestamp, Timestamp)>>, StoreError> {
+        let mut spans: HashMap<u64, Vec<(Timestamp, Timestamp)>> = HashMap::new();
+        let mut reader = self.inner.segments.reader();
+        for kv in self.inner.trees.blocks.iter() {
+            let (k, v) = kv.map_err(StoreError::engine("reading chunk blocks"))?;
+            let Ok((max_t, _)) = split_block_key(&k) else {
+                continue;
+            };
+            let Ok((loc, _)) = decode_block_ref(&v) else {
+                continue;
+            };
+            let Ok(record) = reader.read(loc) else {
+                continue;
+            };
+            let Ok(chunks) = decode_block(max_t, record.block()) else {
+                continue;
+            };
+            for c in chunks.into_iter().filter(|c| fps.contains(&c.fp)) {
+                spans.entry(c.fp).or_default().push((c.min_t, c.max_t));
+            }
+        }
+        Ok(spans)
     }
 
     /// Makes sure the index holds the labels of every series in `chunks` with a referenced-until

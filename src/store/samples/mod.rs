@@ -9,8 +9,10 @@
 //! - `open_chunks`: the snapshot of every series' open chunk, replaced at each checkpoint.
 //! - `read`: what a query reads: the stored series a selector matches, their samples in a
 //!   time range.
+//! - `import`: chunks written by `postflight import`, visible all at once when it commits.
 
 mod chunks;
+mod import;
 mod open_chunks;
 mod read;
 mod segments;
@@ -20,6 +22,7 @@ mod symbols;
 pub use chunks::{BLOCK_MAX_BYTES, BLOCK_MAX_CHUNKS, ChunkRef, StoredChunk};
 #[cfg(test)]
 pub(super) use chunks::{SERIES_REFRESH_MS, split_block_key};
+pub use import::Import;
 pub use open_chunks::{OPEN_SHARDS, OpenChunk};
 pub use read::{ReadStopped, StoredSeries};
 pub use segments::{SEGMENT_MAX_BYTES, SEGMENT_MAX_SPAN_MS};

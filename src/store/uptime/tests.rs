@@ -178,3 +178,42 @@ fn rows_round_trip_and_bad_rows_are_errors() {
     bad.uvarint(1).uvarint(0).uvarint(1).uvarint(2);
     assert!(decode_row(&bad.finish()).is_err());
 }
+
+#[test]
+fn an_hour_no_longer_kept_by_the_hour_keeps_its_row() {
+    let (_dir, store) = temp_store();
+    runs(&store, "web", DAY0, 10, 0);
+    store
+        .probes
+        .write_probe_results(Some(DAY0 + 2 * HOUR_MS))
+        .expect("write");
+    // A late result for the first hour after its row was written, then one 10 days later
+    // before the next write: the first hour is no longer kept by the hour, so its row is left
+    // as it was rather than rewritten without its runs.
+    runs(&store, "web", DAY0 + 1_000, 1, 0);
+    runs(&store, "web", DAY0 + 10 * DAY_MS, 1, 0);
+    store
+        .probes
+        .write_probe_results(Some(DAY0 + 11 * DAY_MS))
+        .expect("write");
+    let store = reopen(store);
+    let now = DAY0 + 10 * DAY_MS + HOUR_MS;
+    assert_eq!(
+        store.probes.uptime().window("web", 30 * DAY_MS, now).checks,
+        11
+    );
+}
+
+#[test]
+fn a_store_without_rows_recounts_only_its_last_day() {
+    let (_dir, store) = temp_store();
+    // Results written without any row, as by a version before the counts.
+    runs(&store, "web", DAY0, 10, 0);
+    runs(&store, "web", DAY0 + 3 * DAY_MS, 10, 0);
+    let store = reopen(store);
+    let now = DAY0 + 3 * DAY_MS + HOUR_MS;
+    assert_eq!(
+        store.probes.uptime().window("web", 30 * DAY_MS, now).checks,
+        10
+    );
+}

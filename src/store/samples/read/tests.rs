@@ -80,3 +80,31 @@ fn a_read_returns_the_wanted_series_in_range_and_stops_when_told() {
         .samples_of(&[a.fingerprint()], 0, 200, &mut |_| false);
     assert_eq!(stopped, Err(ReadStopped));
 }
+
+#[test]
+fn a_read_leaves_blocks_outside_its_range_unread() {
+    let (_dir, store) = temp_store();
+    let a = Labels::new([("__name__", "x"), ("job", "a")]);
+    put(&store, &a, &chunk(0, 10, 0.0));
+    put(&store, &a, &chunk(1_000, 10, 0.0));
+    // Damage the newer block (the last record of the segment): a read that opens it counts it.
+    let seg = crate::store::test_util::segment_files(&store)
+        .pop()
+        .unwrap();
+    let mut bytes = std::fs::read(&seg).unwrap();
+    let last = bytes.len() - 1;
+    bytes[last] ^= 0xff;
+    std::fs::write(&seg, bytes).unwrap();
+    let read = |from, to| {
+        store
+            .samples
+            .samples_of(&[a.fingerprint()], from, to, &mut |_| true)
+            .unwrap()
+            .remove(&a.fingerprint())
+            .map_or(0, |s| s.len())
+    };
+    assert_eq!(read(0, 500), 10);
+    assert_eq!(store.skipped_records(), 0, "the newer block was not read");
+    assert_eq!(read(0, 2_000), 10);
+    assert_eq!(store.skipped_records(), 1, "this read opened it");
+}
