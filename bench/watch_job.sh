@@ -162,6 +162,9 @@ expr = 'process_resident_memory_bytes > 4e9'
 for = "10m"
 labels = { severity = "warning" }
 EOF
+    # REMOTE_WRITE=URL: every sample also remote written there (a Prometheus started with
+    # --web.enable-remote-write-receiver, for the remote-write cost).
+    if [ -n "${REMOTE_WRITE:-}" ]; then printf '\n[[remote_write]]\nurl = "%s"\n' "$REMOTE_WRITE"; fi
 } >"$CFG"
 
 # --- build once, check, run ---

@@ -227,6 +227,22 @@ fn check(path: &std::path::Path) -> ExitCode {
                 c.receivers.len(),
                 c.gates.len()
             );
+            if let Some(shard) = c.global.shard {
+                for (i, share) in c.shard_split(shard.count).iter().enumerate() {
+                    let this = if i + 1 == shard.index as usize {
+                        "  (this instance)"
+                    } else {
+                        ""
+                    };
+                    println!(
+                        "shard {}/{}: {} probes, {} scrape targets{this}",
+                        i + 1,
+                        shard.count,
+                        share.probes,
+                        share.targets
+                    );
+                }
+            }
             ExitCode::SUCCESS
         }
         Err(e) => {

@@ -41,6 +41,8 @@
 //! - [`logs`]: log files and journald units counted into series, matching lines kept.
 //! - [`scrape`]: the exposition parser and the scrape loops. [`dispatch`]: Alertmanager's
 //!   routing, grouping, notification log, silences and inhibition, and the durable outbox.
+//!   [`remote`]: Prometheus remote write of every sample the head takes, resumable from the
+//!   store.
 //! - [`rules`]: alerting rules with Prometheus' state machine and the evaluation loop.
 //!   [`deploy`]: post-deployment gates — deployments, baselines, checks, verdicts.
 //! - [`api`]: the HTTP router: `/metrics`, health, the JSON API.
@@ -62,6 +64,7 @@ pub mod logs;
 pub mod notify;
 pub mod probe;
 pub mod promql;
+pub mod remote;
 pub mod rt;
 pub mod rules;
 pub mod scrape;

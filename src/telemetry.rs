@@ -67,6 +67,12 @@ pub struct Telemetry {
     pub loop_iterations: IntCounterVec,
     /// 1 when the store is open and writable.
     pub store_up: IntGauge,
+    /// Remote write samples by endpoint and result.
+    pub remote_write_samples_total: IntCounterVec,
+    /// Remote write samples queued in memory, by endpoint.
+    pub remote_write_pending_samples: IntGaugeVec,
+    /// Seconds the endpoint's send position is behind now.
+    pub remote_write_lag_seconds: GaugeVec,
     /// Size of the store on disk.
     pub store_size_bytes: IntGauge,
     /// Failed store writes, by kind of record.
@@ -369,6 +375,30 @@ impl Telemetry {
                 "1 for the current state of each gate check.",
                 &["job", "check", "state"],
             ),
+            remote_write_samples_total: counter(
+                &r,
+                "postflight_remote_write_samples_total",
+                "Samples handled by remote write, by endpoint and result: sent (accepted), failed (an attempt that will be retried), dropped (refused with a 4xx other than 429), filtered (write_relabel).",
+                &["url", "result"],
+            ),
+            remote_write_pending_samples: gauge_vec(
+                &r,
+                "postflight_remote_write_pending_samples",
+                "Samples waiting in memory to be remote written (a backlog read back from the head is not counted before it is read).",
+                &["url"],
+            ),
+            remote_write_lag_seconds: {
+                let g = GaugeVec::new(
+                    Opts::new(
+                        "postflight_remote_write_lag_seconds",
+                        "How far the endpoint's send position (every sample up to it delivered) is behind now.",
+                    ),
+                    &["url"],
+                )
+                .expect("static metric");
+                r.register(Box::new(g.clone())).expect("registered once");
+                g
+            },
             registry: r,
         })
     }

@@ -21,7 +21,7 @@ const LAYERS: &[&[&str]] = &[
     &["config"],
     &["store"],
     &["notify", "probe"],
-    &["scrape", "dispatch", "logs"],
+    &["scrape", "dispatch", "logs", "remote"],
     &["rules", "deploy"],
     &["api"],
     &["daemon"],

@@ -18,6 +18,7 @@ probe_interval = "1s"
 scrape_interval = "1s"
 evaluation_interval = "1s"
 labels = { site = "lab" }
+external_labels = { replica = "a" }
 [[job]]
 name = "self"
 targets = ["127.0.0.1:{port}"]
@@ -208,4 +209,8 @@ fn a_real_prometheus_federates_postflights_series() {
     let page = d.get("/federate?match[]=up").1;
     assert!(page.starts_with("# TYPE up untyped\nup{"), "{page}");
     assert!(page.contains("site=\"lab\""), "{page}");
+    assert!(
+        page.contains("replica=\"a\""),
+        "external_labels too: {page}"
+    );
 }

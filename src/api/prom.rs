@@ -336,7 +336,13 @@ pub async fn federate(
         Ok(s) => s,
         Err(e) => return bad_data(&e),
     };
-    let external = config.get().global.labels.clone();
+    let global = config.get().global.clone();
+    // `external_labels` (the replica's) first, then the alert labels, as both are external.
+    let external: Vec<(String, String)> = global
+        .external_labels
+        .into_iter()
+        .chain(global.labels)
+        .collect();
     let now = clock.now_ms();
     let page = crate::rt::blocking(|| {
         let mut latest: std::collections::BTreeMap<Labels, (i64, f64)> = Default::default();

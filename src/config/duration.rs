@@ -102,6 +102,10 @@ impl ConfigDuration {
     pub const fn secs(s: u64) -> Self {
         ConfigDuration(Duration::from_secs(s))
     }
+    /// Builds from milliseconds.
+    pub const fn millis(ms: u64) -> Self {
+        ConfigDuration(Duration::from_millis(ms))
+    }
 }
 
 impl fmt::Debug for ConfigDuration {

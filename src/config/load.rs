@@ -152,6 +152,7 @@ const SECTIONS: &[(&str, bool)] = &[
     ("gate", true),
     ("maintenance", true),
     ("log", true),
+    ("remote_write", true),
     ("status_page", false),
     ("query", false),
 ];
@@ -256,6 +257,10 @@ impl<'s> Ctx<'s> {
                                 self.de::<MaintenanceConfig>(item, &label),
                             ),
                             "log" => push(&mut config.logs, self.de::<LogConfig>(item, &label)),
+                            "remote_write" => push(
+                                &mut config.remote_write,
+                                self.de::<super::RemoteWriteConfig>(item, &label),
+                            ),
                             _ => unreachable!("SECTIONS lists only these as arrays"),
                         };
                         if ok {
@@ -403,6 +408,9 @@ impl<'s> Ctx<'s> {
                 ReceiverKind::Googlechat(self.de::<super::GooglechatConfig>(&rest, label)?)
             }
             "ntfy" => ReceiverKind::Ntfy(self.de::<super::NtfyConfig>(&rest, label)?),
+            "alertmanager" => {
+                ReceiverKind::Alertmanager(self.de::<super::AlertmanagerConfig>(&rest, label)?)
+            }
             other => {
                 self.problem(
                     Some(kind_span),
@@ -456,6 +464,28 @@ impl<'s> Ctx<'s> {
     /// see. Spans come from the raw tree.
     fn cross_check(&mut self, root: &DeTable<'_>, config: &mut Config) {
         let raw_index = std::mem::take(&mut self.raw_index);
+        let eval = config.global.evaluation_interval.get();
+        for r in &mut config.receivers {
+            if let ReceiverKind::Alertmanager(c) = &mut r.kind {
+                c.evaluation_interval = eval;
+                if c.urls.is_empty() {
+                    self.problem(
+                        None,
+                        format!(
+                            "receiver {:?}: urls must name at least one Alertmanager",
+                            r.name
+                        ),
+                    );
+                }
+                for u in &c.urls {
+                    let ok = reqwest::Url::parse(u)
+                        .is_ok_and(|x| matches!(x.scheme(), "http" | "https") && x.has_host());
+                    if !ok {
+                        self.problem(None, format!("receiver {:?}: url {u:?} must be an Alertmanager's http:// or https:// base URL", r.name));
+                    }
+                }
+            }
+        }
         let span_of = |section: &str, idx: usize, key: &str| -> Option<Range<usize>> {
             let idx = *raw_index.get(section)?.get(idx)?;
             let arr = root.get(section)?;
@@ -509,6 +539,37 @@ impl<'s> Ctx<'s> {
             "job",
             config.gates.iter().map(|g| g.job.as_str()).collect(),
         );
+        dup(
+            &mut found,
+            "remote_write",
+            "url",
+            config.remote_write.iter().map(|w| w.url.as_str()).collect(),
+        );
+        for (i, w) in config.remote_write.iter().enumerate() {
+            let ok = reqwest::Url::parse(&w.url)
+                .is_ok_and(|u| matches!(u.scheme(), "http" | "https") && u.has_host());
+            if !ok {
+                found.push((
+                    span_of("remote_write", i, "url"),
+                    "remote_write: url must be the receiver's http:// or https:// write URL".into(),
+                ));
+            }
+            if !(1..=64).contains(&w.shards) {
+                found.push((
+                    span_of("remote_write", i, "shards"),
+                    format!(
+                        "remote_write: shards must be between 1 and 64, not {}",
+                        w.shards
+                    ),
+                ));
+            }
+            if w.max_samples_per_send == 0 {
+                found.push((
+                    span_of("remote_write", i, "max_samples_per_send"),
+                    "remote_write: max_samples_per_send must be at least 1".into(),
+                ));
+            }
+        }
 
         dup(
             &mut found,
@@ -793,6 +854,7 @@ fn receiver_problems(r: &ReceiverConfig) -> Vec<(&'static str, String)> {
         ReceiverKind::Slack(_)
         | ReceiverKind::Email(_)
         | ReceiverKind::Webhook(_)
+        | ReceiverKind::Alertmanager(_)
         | ReceiverKind::Pagerduty(_) => {}
     }
     out
@@ -988,6 +1050,19 @@ pub(super) fn de_zone<'de, D: serde::Deserializer<'de>>(d: D) -> Result<chrono_t
 pub(super) fn de_regex<'de, D: serde::Deserializer<'de>>(d: D) -> Result<regex::Regex, D::Error> {
     let raw = String::deserialize(d)?;
     regex::Regex::new(&raw).map_err(|e| {
+        serde::de::Error::custom(format!(
+            "invalid regex: {}",
+            crate::alert::one_line_regex_error(&e)
+        ))
+    })
+}
+
+/// A regex anchored at both ends, as Prometheus' relabelling anchors it.
+pub(super) fn de_anchored_regex<'de, D: serde::Deserializer<'de>>(
+    d: D,
+) -> Result<regex::Regex, D::Error> {
+    let raw = String::deserialize(d)?;
+    regex::Regex::new(&format!("^(?:{raw})$")).map_err(|e| {
         serde::de::Error::custom(format!(
             "invalid regex: {}",
             crate::alert::one_line_regex_error(&e)

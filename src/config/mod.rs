@@ -60,6 +60,8 @@ pub struct Config {
     pub maintenance: Vec<MaintenanceConfig>,
     /// `[[log]]`: log files and journald units counted into series (SPEC §9).
     pub logs: Vec<LogConfig>,
+    /// `[[remote_write]]`: Prometheus remote write endpoints every sample is sent to.
+    pub remote_write: Vec<RemoteWriteConfig>,
     /// `[status_page]`: the public status page; `None` serves no `/status`.
     pub status_page: Option<StatusPageConfig>,
     /// `[query]`: limits of the query API.
@@ -136,6 +138,13 @@ pub struct GlobalConfig {
     /// Labels added to every alert (Prometheus' external labels).
     #[serde(default)]
     pub labels: BTreeMap<String, String>,
+    /// Labels added to every series remote write sends (`replica = "a"` tells the two
+    /// instances of an HA pair apart); a series' own label of the same name wins.
+    #[serde(default)]
+    pub external_labels: BTreeMap<String, String>,
+    /// `"i/n"`: this instance runs only the probes and scrape targets of shard i of n.
+    #[serde(default)]
+    pub shard: Option<Shard>,
     /// Prometheus rule files to load, as globs relative to the config file's directory.
     #[serde(default)]
     pub rule_files: Vec<String>,
@@ -450,6 +459,8 @@ pub enum ReceiverKind {
     Googlechat(GooglechatConfig),
     /// ntfy topic.
     Ntfy(NtfyConfig),
+    /// An Alertmanager cluster's `/api/v2/alerts`, as Prometheus sends to it.
+    Alertmanager(AlertmanagerConfig),
 }
 
 impl ReceiverConfig {
@@ -476,6 +487,7 @@ impl ReceiverConfig {
                 out.push(n.url.expose());
                 out.extend(n.token.as_ref().map(Secret::expose));
             }
+            ReceiverKind::Alertmanager(_) => {}
         }
         out.retain(|s| !s.is_empty());
         out
@@ -496,12 +508,13 @@ impl ReceiverKind {
             ReceiverKind::Opsgenie(_) => "opsgenie",
             ReceiverKind::Googlechat(_) => "googlechat",
             ReceiverKind::Ntfy(_) => "ntfy",
+            ReceiverKind::Alertmanager(_) => "alertmanager",
         }
     }
 }
 
 /// Every receiver `type`, as written in the config and listed in its error messages.
-pub const RECEIVER_TYPES: [&str; 10] = [
+pub const RECEIVER_TYPES: [&str; 11] = [
     "slack",
     "email",
     "webhook",
@@ -512,7 +525,24 @@ pub const RECEIVER_TYPES: [&str; 10] = [
     "opsgenie",
     "googlechat",
     "ntfy",
+    "alertmanager",
 ];
+
+/// `type = "alertmanager"`
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AlertmanagerConfig {
+    /// The base URL of every Alertmanager of the cluster (`http://am1:9093`); each gets every
+    /// alert, as Prometheus sends them.
+    pub urls: Vec<String>,
+    /// How often a firing alert is sent again (Prometheus' `--rules.alert.resend-delay`).
+    #[serde(default = "defaults::resend_interval")]
+    pub resend_interval: ConfigDuration,
+    /// `[global] evaluation_interval`, filled in at load: a firing alert's `endsAt` is
+    /// now + 4 × max(`resend_interval`, this).
+    #[serde(skip)]
+    pub evaluation_interval: Duration,
+}
 
 /// `type = "slack"`
 #[derive(Debug, Clone, Deserialize)]
@@ -952,6 +982,38 @@ pub mod defaults {
     pub fn consecutive_failures() -> u32 {
         3
     }
+    /// Remote write senders per endpoint.
+    pub fn remote_write_shards() -> u32 {
+        2
+    }
+    /// Prometheus' default `max_samples_per_send`.
+    pub fn max_samples_per_send() -> usize {
+        2000
+    }
+    /// Prometheus' default `batch_send_deadline`.
+    pub fn batch_send_deadline() -> ConfigDuration {
+        ConfigDuration::secs(5)
+    }
+    /// Prometheus' default `remote_timeout`.
+    pub fn remote_timeout() -> ConfigDuration {
+        ConfigDuration::secs(30)
+    }
+    /// Prometheus' default `min_backoff` (30 ms).
+    pub fn min_backoff() -> ConfigDuration {
+        ConfigDuration::millis(30)
+    }
+    /// Prometheus' default `max_backoff`.
+    pub fn max_backoff() -> ConfigDuration {
+        ConfigDuration::secs(5)
+    }
+    /// Prometheus resends firing alerts to Alertmanager every minute.
+    pub fn resend_interval() -> ConfigDuration {
+        ConfigDuration::secs(60)
+    }
+    /// A `write_relabel` rule reads the metric name unless told otherwise.
+    pub fn source_labels() -> Vec<String> {
+        vec!["__name__".into()]
+    }
 }
 
 impl Default for ServerConfig {
@@ -1002,6 +1064,8 @@ impl Default for GlobalConfig {
             probe_timeout: defaults::probe_timeout(),
             evaluation_interval: defaults::interval(),
             labels: BTreeMap::new(),
+            external_labels: BTreeMap::new(),
+            shard: None,
             rule_files: Vec::new(),
         }
     }
@@ -1050,7 +1114,162 @@ impl Config {
         for r in &self.receivers {
             out.extend(r.secrets());
         }
+        for w in &self.remote_write {
+            out.extend(w.headers.values().map(Secret::expose));
+        }
         out.retain(|s| !s.is_empty());
         out
     }
 }
+
+/// `[[remote_write]]`: a Prometheus remote write 1.0 endpoint (Prometheus, Mimir, Thanos,
+/// Cortex, VictoriaMetrics) that every sample the head takes is sent to.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RemoteWriteConfig {
+    /// The receiver's write URL, e.g. `http://prometheus:9090/api/v1/write`.
+    pub url: String,
+    /// Extra request headers, such as `Authorization` or `X-Scope-OrgID` (values are secrets:
+    /// never logged or shown).
+    #[serde(default)]
+    pub headers: BTreeMap<String, Secret>,
+    /// Keep or drop series before they are sent, in order (Prometheus' `write_relabel_configs`,
+    /// the `keep` and `drop` actions).
+    #[serde(default)]
+    pub write_relabel: Vec<WriteRelabelConfig>,
+    /// Parallel senders. A series always goes through the same one (by the hash of its
+    /// labels), so its samples arrive in time order.
+    #[serde(default = "defaults::remote_write_shards")]
+    pub shards: u32,
+    /// Samples in one request at most.
+    #[serde(default = "defaults::max_samples_per_send")]
+    pub max_samples_per_send: usize,
+    /// How often what arrived is sent, full batch or not.
+    #[serde(default = "defaults::batch_send_deadline")]
+    pub batch_send_deadline: ConfigDuration,
+    /// Timeout of one request.
+    #[serde(default = "defaults::remote_timeout")]
+    pub remote_timeout: ConfigDuration,
+    /// First wait before a retry; doubles up to `max_backoff`.
+    #[serde(default = "defaults::min_backoff")]
+    pub min_backoff: ConfigDuration,
+    /// Longest wait between two retries (a `Retry-After` may ask for longer).
+    #[serde(default = "defaults::max_backoff")]
+    pub max_backoff: ConfigDuration,
+}
+
+/// `keep` or `drop` of a `write_relabel` rule.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum RelabelAction {
+    /// Send only the series whose source labels match.
+    Keep,
+    /// Send every series except those whose source labels match.
+    Drop,
+}
+
+/// One `write_relabel` rule.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WriteRelabelConfig {
+    /// `keep` or `drop`.
+    pub action: RelabelAction,
+    /// The labels whose values, joined with `;`, the regex is matched against (default
+    /// `["__name__"]`).
+    #[serde(default = "defaults::source_labels")]
+    pub source_labels: Vec<String>,
+    /// Matched against the whole joined value, as Prometheus anchors it.
+    #[serde(deserialize_with = "load::de_anchored_regex")]
+    pub regex: regex::Regex,
+}
+
+/// `[global] shard = "i/n"`: which share of the probes and scrape targets this instance runs.
+/// A probe belongs to shard FNV-1a 64(name) mod n + 1, a target to FNV-1a 64(`job/target`)
+/// mod n + 1, so every instance of a sharded fleet, given the same config, agrees on the split.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Shard {
+    /// This instance's shard, from 1.
+    pub index: u32,
+    /// How many shards there are.
+    pub count: u32,
+}
+
+impl Shard {
+    /// Parses `"i/n"` with 1 ≤ i ≤ n.
+    pub fn parse(s: &str) -> Result<Shard, String> {
+        let bad = || format!("shard {s:?} must be \"i/n\" with 1 <= i <= n, e.g. \"2/3\"");
+        let (i, n) = s.split_once('/').ok_or_else(bad)?;
+        let index: u32 = i.trim().parse().map_err(|_| bad())?;
+        let count: u32 = n.trim().parse().map_err(|_| bad())?;
+        if index == 0 || index > count {
+            return Err(bad());
+        }
+        Ok(Shard { index, count })
+    }
+
+    /// The shard (from 1) of `key` among `count`.
+    pub fn of(key: &str, count: u32) -> u32 {
+        let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+        for b in key.as_bytes() {
+            h ^= u64::from(*b);
+            h = h.wrapping_mul(0x0000_0100_0000_01b3);
+        }
+        (h % u64::from(count.max(1))) as u32 + 1
+    }
+
+    /// Whether this shard runs `key`.
+    pub fn owns(&self, key: &str) -> bool {
+        Shard::of(key, self.count) == self.index
+    }
+}
+
+impl<'de> Deserialize<'de> for Shard {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let s = String::deserialize(d)?;
+        Shard::parse(&s).map_err(serde::de::Error::custom)
+    }
+}
+
+/// How many probes and scrape targets one shard runs.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct ShardShare {
+    /// `[[probe]]`s.
+    pub probes: usize,
+    /// Scrape targets, over every job.
+    pub targets: usize,
+}
+
+impl Config {
+    /// The config this instance runs under `[global] shard`: only its probes and scrape
+    /// targets (jobs left without a target go). Rules, gates and receivers stay whole. Without
+    /// `shard`, a copy of the config.
+    pub fn for_shard(&self) -> Config {
+        let mut c = self.clone();
+        if let Some(shard) = self.global.shard {
+            c.probes.retain(|p| shard.owns(&p.name));
+            for j in &mut c.jobs {
+                let name = j.name.clone();
+                j.targets.retain(|t| shard.owns(&format!("{name}/{t}")));
+            }
+            c.jobs.retain(|j| !j.targets.is_empty());
+        }
+        c
+    }
+
+    /// The share of each of `count` shards, shard 1 first.
+    pub fn shard_split(&self, count: u32) -> Vec<ShardShare> {
+        let mut out = vec![ShardShare::default(); count.max(1) as usize];
+        for p in &self.probes {
+            out[(Shard::of(&p.name, count) - 1) as usize].probes += 1;
+        }
+        for j in &self.jobs {
+            for t in &j.targets {
+                out[(Shard::of(&format!("{}/{t}", j.name), count) - 1) as usize].targets += 1;
+            }
+        }
+        out
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -420,8 +420,34 @@ struct Engines {
 
 impl Engines {
     fn start(ctx: &Arc<Context>, config: &Arc<Config>, parent: &CancellationToken) -> Engines {
+        // Under `[global] shard`, this generation runs only its shard's probes and targets.
+        let sharded;
+        let config = if config.global.shard.is_some() {
+            sharded = Arc::new(config.for_shard());
+            &sharded
+        } else {
+            config
+        };
         let token = parent.child_token();
         let mut tasks = JoinSet::new();
+        // Remote write first, so that its tap sees the generation's first samples.
+        if !config.remote_write.is_empty() {
+            match crate::notify::Clients::new() {
+                Ok(clients) => {
+                    if let Some(rw) = crate::remote::RemoteWrite::new(
+                        config,
+                        ctx.head.clone(),
+                        ctx.store.state.clone(),
+                        clients.http().clone(),
+                        ctx.clock.clone(),
+                        ctx.telemetry.clone(),
+                    ) {
+                        tasks.spawn(rw.run(token.clone()));
+                    }
+                }
+                Err(e) => error!(error = %e, "remote write cannot start"),
+            }
+        }
         let mut keys = crate::scrape::manager::target_keys(config);
         keys.extend(config.probes.iter().map(|p| probes::target_key(&p.name)));
         keys.extend(crate::logs::LogRunner::target_keys(config));

@@ -569,8 +569,15 @@ impl Dispatcher {
                 .map(|a| a.labels.fingerprint())
                 .collect();
             let nkey = format!("{receiver}\u{1f}{key}");
-            let repeat = chrono::Duration::from_std(route.repeat_interval.get())
-                .unwrap_or(chrono::Duration::MAX);
+            // An Alertmanager is told of a firing alert again every resend_interval, as
+            // Prometheus does, or it resolves the alert when its endsAt passes.
+            let repeat = match &rc.kind {
+                crate::config::ReceiverKind::Alertmanager(c) => {
+                    route.repeat_interval.get().min(c.resend_interval.get())
+                }
+                _ => route.repeat_interval.get(),
+            };
+            let repeat = chrono::Duration::from_std(repeat).unwrap_or(chrono::Duration::MAX);
             if !needs_update(
                 self.nlog.get(&nkey),
                 &firing,

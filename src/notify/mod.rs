@@ -18,6 +18,7 @@
 //! exposed only where they are sent, and every error message is scrubbed of them: messages name
 //! the receiver, never its URL.
 
+pub mod alertmanager;
 pub mod discord;
 pub mod email;
 pub mod googlechat;
@@ -1051,6 +1052,7 @@ pub async fn send(
             ReceiverKind::Opsgenie(c) => opsgenie::send(clients, receiver, c, n).await,
             ReceiverKind::Googlechat(c) => googlechat::send(clients, receiver, c, n).await,
             ReceiverKind::Ntfy(c) => ntfy::send(clients, receiver, c, n).await,
+            ReceiverKind::Alertmanager(c) => alertmanager::send(clients, receiver, c, n).await,
         }
     };
     // Each channel also sets its own timeouts; this one bounds the whole attempt (DNS, TLS,

@@ -364,6 +364,18 @@ pub struct Head {
     /// The head holds every sample at or after this time that reached it (see
     /// [`Head::complete_since`]).
     complete_since: AtomicI64,
+    /// Told of every appended sample (remote write); see [`Head::set_tap`].
+    tap: RwLock<Option<Arc<dyn AppendTap>>>,
+    /// Whether `tap` is set, read without the lock on every append.
+    tapped: std::sync::atomic::AtomicBool,
+}
+
+/// A listener told of every sample the head takes, in append order (so in time order within a
+/// series): remote write queues them. It runs on the appending thread after the series' lock
+/// is released, so it must be quick and must not append to the head.
+pub trait AppendTap: Send + Sync {
+    /// `series` took the sample `(t, v)`.
+    fn appended(&self, series: &Arc<MemSeries>, t: Timestamp, v: f64);
 }
 
 impl Default for Head {
@@ -396,6 +408,8 @@ impl Head {
             out_of_order: AtomicU64::new(0),
             stale_markers: AtomicU64::new(0),
             arrivals: Arrivals::default(),
+            tap: RwLock::new(None),
+            tapped: std::sync::atomic::AtomicBool::new(false),
             complete_since: AtomicI64::new(Timestamp::MAX),
         }
     }
@@ -472,19 +486,35 @@ impl Head {
                 None
             }
         };
-        let outcome = match outcome {
-            Some(o) => o,
+        let (outcome, fresh) = match outcome {
+            Some(o) => (o, None),
             None => {
                 let fresh = self.series(&s.labels);
-                append_chunks(&mut lock(&fresh.data), t, v, self.chunk_samples)
+                let o = append_chunks(&mut lock(&fresh.data), t, v, self.chunk_samples);
+                (o, Some(fresh))
             }
         };
         if outcome == AppendOutcome::OutOfOrder {
             self.out_of_order.fetch_add(1, Ordering::Relaxed);
-        } else if outcome == AppendOutcome::Appended && is_stale_nan(v) {
-            self.stale_markers.fetch_add(1, Ordering::Relaxed);
+        } else if outcome == AppendOutcome::Appended {
+            if is_stale_nan(v) {
+                self.stale_markers.fetch_add(1, Ordering::Relaxed);
+            }
+            // One relaxed load per sample when nothing listens (no remote write).
+            if self.tapped.load(Ordering::Relaxed)
+                && let Some(tap) = read(&self.tap).as_ref()
+            {
+                tap.appended(fresh.as_ref().unwrap_or(s), t, v);
+            }
         }
         outcome
+    }
+
+    /// Sets (or, with `None`, removes) the listener told of every sample appended from now on.
+    pub fn set_tap(&self, tap: Option<Arc<dyn AppendTap>>) {
+        let mut slot = write(&self.tap);
+        self.tapped.store(tap.is_some(), Ordering::Relaxed);
+        *slot = tap;
     }
 
     /// Drops chunks whose samples are all older than `min_t`, and series left without

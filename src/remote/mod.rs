@@ -1,0 +1,685 @@
+//! Remote write (SPEC §10): every sample the head takes, sent with Prometheus remote write 1.0
+//! (protobuf `WriteRequest`, snappy block format) to each `[[remote_write]]` endpoint.
+//!
+//! # How a sample travels
+//!
+//! - **Tap.** The head tells [`RemoteWrite`] of every appended sample ([`AppendTap`]); each
+//!   endpoint's queue keeps the sample's label set (a shared reference, no copy), time and
+//!   value. With no `[[remote_write]]` no tap is set and an append costs one atomic load more.
+//! - **Rounds.** Every `batch_send_deadline` the endpoint's sender takes the queued samples up to
+//!   `cut = now - delay` (`delay` is the longest scrape or probe timeout plus a second: a page's
+//!   samples carry the scrape's start time and land when the scrape ends, so waiting that long
+//!   means every sample up to `cut` has landed), splits them into `shards` by the fingerprint
+//!   of their labels (a series always takes the same shard, so its samples stay in order), and
+//!   each shard sends them in time order, in requests of at most `max_samples_per_send`.
+//! - **Send position.** Each shard keeps a position: every sample of its series up to that
+//!   time is delivered, none after it. It moves after each accepted request and is written
+//!   durably to the store, so a restart resumes exactly there: a receiver that refuses
+//!   out-of-order samples (Prometheus) gets neither a gap nor a sample twice. A request
+//!   that ends inside one timestamp leaves the position just before it; resending the samples
+//!   of that timestamp is harmless, as receivers take an identical last sample silently.
+//! - **Backlog.** After a restart, or when the receiver is down for so long that the queue
+//!   fills ([`QUEUE_CAPACITY`]), the queue stops holding samples up to a time (the gap) and the
+//!   sender reads them back from the head instead, [`CATCH_UP_SLICE`] of time at a time, so a
+//!   long outage costs store reads, not memory. Samples older than the head's window are not
+//!   read back.
+//! - **Failures.** A 5xx, a 429 or a network error is retried with backoff (doubling from
+//!   `min_backoff` to `max_backoff`, or what `Retry-After` asks), for as long as it takes; a
+//!   4xx other than 429 drops the request's samples and counts them.
+
+mod proto;
+
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::time::Duration;
+
+use prost::Message as _;
+use tokio_util::sync::CancellationToken;
+use tracing::{debug, info, warn};
+
+use crate::clock::Clock;
+use crate::config::{Config, RelabelAction, RemoteWriteConfig};
+use crate::series::hash::FastMap;
+use crate::series::head::{AppendTap, Head, MemSeries};
+use crate::series::{Labels, Timestamp};
+use crate::store::StateStore;
+use crate::telemetry::Telemetry;
+
+pub use proto::{Label as ProtoLabel, Sample as ProtoSample, TimeSeries, WriteRequest};
+
+/// Samples an endpoint's queue holds before it gives up holding them and reads the backlog
+/// back from the head (about 6 MiB).
+pub const QUEUE_CAPACITY: usize = 250_000;
+
+/// Time read back from the head at once while catching up: bounds the memory of a backlog.
+pub const CATCH_UP_SLICE: Timestamp = 30_000;
+
+/// The protocol version header's value.
+const VERSION: &str = "0.1.0";
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+/// One sample waiting to be sent.
+#[derive(Clone, Debug)]
+pub struct Entry {
+    /// The series (shared with the head).
+    pub labels: Labels,
+    /// Milliseconds since the epoch.
+    pub t: Timestamp,
+    /// The value (stale markers included).
+    pub v: f64,
+}
+
+/// What the tap filled and the sender takes.
+#[derive(Debug, Default)]
+struct Queue {
+    /// Samples in append order.
+    entries: Vec<Entry>,
+    /// Samples at or before this time are not in `entries`: the sender reads them back from
+    /// the head (after a restart, or once the queue was full).
+    gap_until: Option<Timestamp>,
+    /// The newest time pushed, where a gap opened by a full queue ends.
+    max_t: Timestamp,
+}
+
+/// One `[[remote_write]]` endpoint: its queue and settings.
+struct Endpoint {
+    config: RemoteWriteConfig,
+    /// The URL as shown in metrics and logs: without user info, query or fragment.
+    shown: String,
+    /// The store key of its send positions (a hash of the URL: the URL may hold a secret).
+    key: String,
+    /// `[global] external_labels`, added to each series unless it has the label.
+    external: Vec<(String, String)>,
+    queue: Mutex<Queue>,
+    capacity: usize,
+}
+
+impl Endpoint {
+    fn push(&self, labels: &Labels, t: Timestamp, v: f64) {
+        let mut q = lock(&self.queue);
+        if q.gap_until.is_some_and(|g| t <= g) {
+            return;
+        }
+        if q.entries.len() >= self.capacity {
+            let until = q.max_t.max(t);
+            q.gap_until = Some(until);
+            q.entries = Vec::new();
+            return;
+        }
+        q.max_t = q.max_t.max(t);
+        q.entries.push(Entry {
+            labels: labels.clone(),
+            t,
+            v,
+        });
+    }
+
+    /// Whether the write_relabel rules let this series through.
+    fn keeps(&self, labels: &Labels, joined: &mut String) -> bool {
+        for r in &self.config.write_relabel {
+            joined.clear();
+            for (i, name) in r.source_labels.iter().enumerate() {
+                if i > 0 {
+                    joined.push(';');
+                }
+                joined.push_str(labels.get(name).unwrap_or(""));
+            }
+            let matched = r.regex.is_match(joined);
+            let keep = match r.action {
+                RelabelAction::Keep => matched,
+                RelabelAction::Drop => !matched,
+            };
+            if !keep {
+                return false;
+            }
+        }
+        true
+    }
+}
+
+/// The URL without user info, query or fragment, for metrics and logs.
+pub fn shown_url(url: &str) -> String {
+    match reqwest::Url::parse(url) {
+        Ok(mut u) => {
+            let _ = u.set_username("");
+            let _ = u.set_password(None);
+            u.set_query(None);
+            u.set_fragment(None);
+            u.to_string()
+        }
+        Err(_) => "invalid-url".into(),
+    }
+}
+
+/// FNV-1a 64 of the URL, naming its positions in the store.
+fn url_key(url: &str) -> String {
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for b in url.as_bytes() {
+        h ^= u64::from(*b);
+        h = h.wrapping_mul(0x0000_0100_0000_01b3);
+    }
+    format!("remote_write/{h:016x}")
+}
+
+/// Stored send positions of an endpoint.
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize, PartialEq, Eq)]
+struct Positions {
+    /// One per shard: every sample of the shard's series up to this time is delivered.
+    shards: Vec<Timestamp>,
+}
+
+/// How long after its timestamp a sample is sure to be in the head: the longest scrape or
+/// probe timeout, plus a second for the append itself.
+pub fn append_delay(config: &Config) -> Duration {
+    let scrape = config
+        .jobs
+        .iter()
+        .map(|j| j.timeout(&config.global))
+        .max()
+        .unwrap_or_default();
+    let probe = config
+        .probes
+        .iter()
+        .map(|p| p.timeout(&config.global))
+        .max()
+        .unwrap_or_default();
+    scrape.max(probe) + Duration::from_secs(1)
+}
+
+/// The remote write component: the head's tap and one sender per endpoint.
+pub struct RemoteWrite {
+    endpoints: Vec<Arc<Endpoint>>,
+    head: Arc<Head>,
+    state: StateStore,
+    http: reqwest::Client,
+    clock: Clock,
+    telemetry: Arc<Telemetry>,
+    delay: Duration,
+}
+
+/// The tap the head calls: forwards each sample to every endpoint's queue.
+struct Tap(Vec<Arc<Endpoint>>);
+
+impl AppendTap for Tap {
+    fn appended(&self, series: &Arc<MemSeries>, t: Timestamp, v: f64) {
+        for e in &self.0 {
+            e.push(series.labels(), t, v);
+        }
+    }
+}
+
+impl RemoteWrite {
+    /// The component for `config`'s endpoints (`None` when there are none).
+    pub fn new(
+        config: &Config,
+        head: Arc<Head>,
+        state: StateStore,
+        http: reqwest::Client,
+        clock: Clock,
+        telemetry: Arc<Telemetry>,
+    ) -> Option<RemoteWrite> {
+        Self::with_capacity(config, head, state, http, clock, telemetry, QUEUE_CAPACITY)
+    }
+
+    /// [`RemoteWrite::new`] with another queue capacity (tests fill it quickly).
+    pub fn with_capacity(
+        config: &Config,
+        head: Arc<Head>,
+        state: StateStore,
+        http: reqwest::Client,
+        clock: Clock,
+        telemetry: Arc<Telemetry>,
+        capacity: usize,
+    ) -> Option<RemoteWrite> {
+        if config.remote_write.is_empty() {
+            return None;
+        }
+        let external: Vec<(String, String)> = config
+            .global
+            .external_labels
+            .iter()
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect();
+        let endpoints = config
+            .remote_write
+            .iter()
+            .map(|c| {
+                Arc::new(Endpoint {
+                    shown: shown_url(&c.url),
+                    key: url_key(&c.url),
+                    config: c.clone(),
+                    external: external.clone(),
+                    queue: Mutex::new(Queue::default()),
+                    capacity: capacity.max(1),
+                })
+            })
+            .collect();
+        Some(RemoteWrite {
+            endpoints,
+            head,
+            state,
+            http,
+            clock,
+            telemetry,
+            delay: append_delay(config),
+        })
+    }
+
+    /// Loads each endpoint's positions (a restart reads what was not sent back from the head)
+    /// and sets the head's tap, both before it returns, so the caller can start the writers
+    /// after it; the future runs the senders until `shutdown`, then removes the tap.
+    pub fn run(self, shutdown: CancellationToken) -> impl Future<Output = ()> + Send + 'static {
+        let start = self.clock.now_ms();
+        let mut positions = Vec::new();
+        for e in &self.endpoints {
+            let p = self.load_positions(e, start);
+            positions.push(p);
+        }
+        self.head
+            .set_tap(Some(Arc::new(Tap(self.endpoints.clone()))));
+        let this = Arc::new(self);
+        async move {
+            let mut tasks = tokio::task::JoinSet::new();
+            for (e, p) in this.endpoints.iter().zip(positions) {
+                tasks.spawn(Sender::new(this.clone(), e.clone(), p).run(shutdown.clone()));
+            }
+            while tasks.join_next().await.is_some() {}
+            this.head.set_tap(None);
+        }
+    }
+
+    /// The endpoint's positions from the store, or `start` for a new endpoint (its history
+    /// before now is not sent). With stored positions, the queue starts with a gap up to
+    /// `start`: what the head took before the tap was set is read back from it.
+    fn load_positions(&self, e: &Endpoint, start: Timestamp) -> Vec<Timestamp> {
+        let n = e.config.shards as usize;
+        let stored: Option<Positions> = match self.state.meta_get(&e.key) {
+            Ok(Some(bytes)) => serde_json::from_slice(&bytes).ok(),
+            Ok(None) => None,
+            Err(err) => {
+                warn!(url = %e.shown, error = %err, "cannot read the remote write position; starting from now");
+                None
+            }
+        };
+        match stored {
+            Some(p) if !p.shards.is_empty() => {
+                let pos = if p.shards.len() == n {
+                    p.shards
+                } else {
+                    // Another shard count: every new shard starts from the oldest position,
+                    // so nothing is lost (a receiver may see a few samples twice).
+                    let min = p.shards.iter().copied().min().unwrap_or(start);
+                    vec![min; n]
+                };
+                lock(&e.queue).gap_until = Some(start);
+                info!(url = %e.shown, behind_seconds = (start - pos.iter().copied().min().unwrap_or(start)) as f64 / 1000.0, "remote write resumes from its stored position");
+                pos
+            }
+            _ => {
+                let pos = vec![start; n];
+                self.save_positions(e, &pos);
+                pos
+            }
+        }
+    }
+
+    fn save_positions(&self, e: &Endpoint, pos: &[Timestamp]) {
+        let bytes = serde_json::to_vec(&Positions {
+            shards: pos.to_vec(),
+        })
+        .unwrap_or_default();
+        if let Err(err) = self.state.meta_put_durable(&e.key, &bytes) {
+            warn!(url = %e.shown, error = %err, "cannot store the remote write position");
+        }
+    }
+
+    /// Every sample of the head's series in `(pos[shard], end]`, series by series.
+    fn read_back(&self, n: usize, pos: &[Timestamp], end: Timestamp) -> Vec<Entry> {
+        let mut out = Vec::new();
+        let from = pos.iter().copied().min().unwrap_or(end);
+        for s in self.head.all_series() {
+            let shard = (s.labels().fingerprint() % n as u64) as usize;
+            let lo = pos[shard].max(from);
+            if lo >= end {
+                continue;
+            }
+            s.with_chunks(|chunks| {
+                for c in chunks {
+                    if c.is_empty() || c.last_t() <= lo || c.first_t() > end {
+                        continue;
+                    }
+                    for x in c.iter() {
+                        if x.t > lo && x.t <= end {
+                            out.push(Entry {
+                                labels: s.labels().clone(),
+                                t: x.t,
+                                v: x.v,
+                            });
+                        }
+                    }
+                }
+            });
+        }
+        out
+    }
+}
+
+/// What one request came to.
+enum Outcome {
+    /// Accepted (or refused for good and dropped): the position may move past it.
+    Done,
+    /// Shutdown came while retrying: the position stays.
+    Stopped,
+}
+
+/// One endpoint's sending loop.
+struct Sender {
+    rw: Arc<RemoteWrite>,
+    e: Arc<Endpoint>,
+    pos: Vec<Timestamp>,
+}
+
+impl Sender {
+    fn new(rw: Arc<RemoteWrite>, e: Arc<Endpoint>, pos: Vec<Timestamp>) -> Sender {
+        Sender { rw, e, pos }
+    }
+
+    async fn run(mut self, shutdown: CancellationToken) {
+        let deadline = self.e.config.batch_send_deadline.get();
+        let n = self.pos.len();
+        let mut behind = false;
+        loop {
+            if !behind {
+                tokio::select! {
+                    _ = shutdown.cancelled() => break,
+                    _ = tokio::time::sleep(deadline) => {}
+                }
+            } else if shutdown.is_cancelled() {
+                break;
+            }
+            let cut = self.rw.clock.now_ms() - self.rw.delay.as_millis() as Timestamp;
+            let gap = lock(&self.e.queue).gap_until;
+            let (entries, end, closes_gap) = match gap {
+                Some(g) => {
+                    let from = self.pos.iter().copied().min().unwrap_or(cut);
+                    let end = g.min(cut).min(from.saturating_add(CATCH_UP_SLICE));
+                    if end <= from {
+                        behind = false;
+                        continue;
+                    }
+                    let rw = self.rw.clone();
+                    let pos = self.pos.clone();
+                    let entries = tokio::task::spawn_blocking(move || rw.read_back(n, &pos, end))
+                        .await
+                        .unwrap_or_default();
+                    (entries, end, end >= g)
+                }
+                None => {
+                    let mut q = lock(&self.e.queue);
+                    let mut taken = Vec::new();
+                    if q.entries.iter().any(|x| x.t <= cut) {
+                        let (now, later): (Vec<Entry>, Vec<Entry>) = std::mem::take(&mut q.entries)
+                            .into_iter()
+                            .partition(|x| x.t <= cut);
+                        q.entries = later;
+                        taken = now;
+                    }
+                    (taken, cut, false)
+                }
+            };
+            self.rw
+                .telemetry
+                .remote_write_pending_samples
+                .with_label_values(&[&self.e.shown])
+                .set((lock(&self.e.queue).entries.len() + entries.len()) as i64);
+            let stopped = self.round(entries, end, &shutdown).await;
+            if closes_gap && !stopped {
+                let mut q = lock(&self.e.queue);
+                if q.gap_until == gap {
+                    q.gap_until = None;
+                }
+            }
+            behind = gap.is_some() && !closes_gap;
+            let oldest = self.pos.iter().copied().min().unwrap_or(end);
+            self.rw
+                .telemetry
+                .remote_write_lag_seconds
+                .with_label_values(&[&self.e.shown])
+                .set((self.rw.clock.now_ms() - oldest).max(0) as f64 / 1000.0);
+            if stopped {
+                break;
+            }
+        }
+        self.rw.save_positions(&self.e, &self.pos);
+    }
+
+    /// Sends `entries` (every sample up to `end` not sent yet) through the shards, each in
+    /// time order; returns true when shutdown interrupted it.
+    async fn round(
+        &mut self,
+        entries: Vec<Entry>,
+        end: Timestamp,
+        shutdown: &CancellationToken,
+    ) -> bool {
+        let n = self.pos.len();
+        let mut shards: Vec<Vec<Entry>> = vec![Vec::new(); n];
+        let mut joined = String::new();
+        let mut filtered = 0u64;
+        // A series' decision and shard, computed once per series of the round: its entries
+        // share the head's label set, so its address names it.
+        let mut seen: FastMap<usize, Option<usize>> = FastMap::default();
+        for x in entries {
+            let shard = *seen.entry(series_key(&x.labels)).or_insert_with(|| {
+                self.e
+                    .keeps(&x.labels, &mut joined)
+                    .then(|| (x.labels.fingerprint() % n as u64) as usize)
+            });
+            match shard {
+                Some(k) => shards[k].push(x),
+                None => filtered += 1,
+            }
+        }
+        if filtered > 0 {
+            self.count("filtered", filtered);
+        }
+        let positions = Arc::new(Mutex::new(self.pos.clone()));
+        let mut sends = tokio::task::JoinSet::new();
+        for (k, mut batch) in shards.into_iter().enumerate() {
+            // Stable: a series' samples are already in time order and stay so.
+            batch.sort_by_key(|x| x.t);
+            let (rw, e, positions, shutdown) = (
+                self.rw.clone(),
+                self.e.clone(),
+                positions.clone(),
+                shutdown.clone(),
+            );
+            sends.spawn(
+                async move { send_shard(&rw, &e, k, batch, end, &positions, &shutdown).await },
+            );
+        }
+        let mut stopped = false;
+        while let Some(r) = sends.join_next().await {
+            stopped |= r.unwrap_or(true);
+        }
+        self.pos = lock(&positions).clone();
+        stopped
+    }
+
+    fn count(&self, result: &str, n: u64) {
+        self.rw
+            .telemetry
+            .remote_write_samples_total
+            .with_label_values(&[&self.e.shown, result])
+            .inc_by(n);
+    }
+}
+
+/// Sends one shard's samples (sorted by time) in requests, moving and storing the shard's
+/// position after each; returns true when shutdown interrupted it.
+async fn send_shard(
+    rw: &RemoteWrite,
+    e: &Endpoint,
+    k: usize,
+    batch: Vec<Entry>,
+    end: Timestamp,
+    positions: &Mutex<Vec<Timestamp>>,
+    shutdown: &CancellationToken,
+) -> bool {
+    let max = e.config.max_samples_per_send.max(1);
+    let mut start = 0;
+    while start < batch.len() {
+        let stop = (start + max).min(batch.len());
+        let body = encode(&batch[start..stop], &e.external);
+        match send(rw, e, body, (stop - start) as u64, shutdown).await {
+            Outcome::Stopped => return true,
+            Outcome::Done => {}
+        }
+        // Everything before the next request's first timestamp is delivered.
+        let reached = match batch.get(stop) {
+            Some(next) => next.t - 1,
+            None => end,
+        };
+        let snapshot = {
+            let mut p = lock(positions);
+            p[k] = p[k].max(reached);
+            p.clone()
+        };
+        rw.save_positions(e, &snapshot);
+        start = stop;
+    }
+    let snapshot = {
+        let mut p = lock(positions);
+        if p[k] >= end {
+            return false;
+        }
+        p[k] = end;
+        p.clone()
+    };
+    rw.save_positions(e, &snapshot);
+    false
+}
+
+/// The snappy-compressed `WriteRequest` of `entries` (sorted by time; a series' samples keep
+/// their order), one `TimeSeries` per series.
+pub fn encode(entries: &[Entry], external: &[(String, String)]) -> Vec<u8> {
+    let mut index: FastMap<usize, usize> = FastMap::default();
+    let mut req = WriteRequest::default();
+    for x in entries {
+        let i = *index.entry(series_key(&x.labels)).or_insert_with(|| {
+            req.timeseries.push(TimeSeries {
+                labels: proto_labels(&x.labels, external),
+                samples: Vec::new(),
+            });
+            req.timeseries.len() - 1
+        });
+        req.timeseries[i].samples.push(ProtoSample {
+            value: x.v,
+            timestamp: x.t,
+        });
+    }
+    let raw = req.encode_to_vec();
+    // Compressing an in-memory buffer fails only past snappy's 4 GiB input limit.
+    snap::raw::Encoder::new()
+        .compress_vec(&raw)
+        .unwrap_or_default()
+}
+
+/// Names a label set by its address while the caller holds it: the entries of one head series
+/// share its label set, so this tells series apart without hashing their text. Two label sets
+/// with the same text at different addresses (a series removed and created again) are two
+/// keys, which costs only a second `TimeSeries` in the request.
+fn series_key(labels: &Labels) -> usize {
+    labels.as_slice().as_ptr() as usize
+}
+
+/// The series' labels with the external labels it lacks, sorted by name.
+fn proto_labels(labels: &Labels, external: &[(String, String)]) -> Vec<ProtoLabel> {
+    let mut out: Vec<ProtoLabel> = labels
+        .iter()
+        .map(|l| ProtoLabel {
+            name: l.name().to_string(),
+            value: l.value().to_string(),
+        })
+        .collect();
+    for (k, v) in external {
+        if labels.get(k).is_none() {
+            out.push(ProtoLabel {
+                name: k.clone(),
+                value: v.clone(),
+            });
+        }
+    }
+    out.sort_by(|a, b| a.name.cmp(&b.name));
+    out
+}
+
+/// Posts one request until it is accepted, refused for good, or shutdown comes.
+async fn send(
+    rw: &RemoteWrite,
+    e: &Endpoint,
+    body: Vec<u8>,
+    samples: u64,
+    shutdown: &CancellationToken,
+) -> Outcome {
+    let body = bytes::Bytes::from(body);
+    let mut backoff = e.config.min_backoff.get();
+    let max_backoff = e.config.max_backoff.get();
+    let count = |result: &str| {
+        rw.telemetry
+            .remote_write_samples_total
+            .with_label_values(&[&e.shown, result])
+            .inc_by(samples);
+    };
+    loop {
+        let mut req = rw
+            .http
+            .post(&e.config.url)
+            .timeout(e.config.remote_timeout.get())
+            .header("Content-Encoding", "snappy")
+            .header("Content-Type", "application/x-protobuf")
+            .header("X-Prometheus-Remote-Write-Version", VERSION);
+        for (k, v) in &e.config.headers {
+            req = req.header(k.as_str(), v.expose());
+        }
+        let result = req.body(body.clone()).send().await;
+        let wait = match result {
+            Ok(resp) if resp.status().is_success() => {
+                count("sent");
+                return Outcome::Done;
+            }
+            Ok(resp) => {
+                let status = resp.status();
+                let retry_after = resp
+                    .headers()
+                    .get(reqwest::header::RETRY_AFTER)
+                    .and_then(|v| v.to_str().ok())
+                    .and_then(|v| crate::notify::parse_retry_after(v, chrono::Utc::now()));
+                if status.is_client_error() && status.as_u16() != 429 {
+                    let text = resp.text().await.unwrap_or_default();
+                    warn!(url = %e.shown, status = status.as_u16(), samples, answer = %crate::notify::truncate_chars(text.trim(), 200), "remote write refused a request; its samples are dropped");
+                    count("dropped");
+                    return Outcome::Done;
+                }
+                debug!(url = %e.shown, status = status.as_u16(), "remote write failed; retrying");
+                count("failed");
+                retry_after.unwrap_or(backoff)
+            }
+            Err(err) => {
+                // Without the URL: it may carry credentials.
+                debug!(url = %e.shown, error = %err.without_url(), "remote write failed; retrying");
+                count("failed");
+                backoff
+            }
+        };
+        tokio::select! {
+            _ = shutdown.cancelled() => return Outcome::Stopped,
+            _ = tokio::time::sleep(wait) => {}
+        }
+        backoff = (backoff * 2).min(max_backoff);
+    }
+}
+
+#[cfg(test)]
+mod tests;

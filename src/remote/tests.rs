@@ -1,0 +1,162 @@
+use super::*;
+
+use crate::config::load_str;
+
+fn config(extra: &str) -> Config {
+    load_str(
+        &format!(
+            "[global]\nexternal_labels = {{ replica = \"a\" }}\n[[remote_write]]\nurl = \"http://127.0.0.1:9/api/v1/write\"\n{extra}"
+        ),
+        "test.toml",
+    )
+    .expect("valid config")
+}
+
+fn labels(name: &str, job: &str) -> Labels {
+    Labels::new([("__name__", name), ("job", job)])
+}
+
+fn decode(body: &[u8]) -> WriteRequest {
+    let raw = snap::raw::Decoder::new()
+        .decompress_vec(body)
+        .expect("snappy block");
+    WriteRequest::decode(raw.as_slice()).expect("protobuf")
+}
+
+#[test]
+fn a_request_holds_one_series_per_label_set_with_its_samples_in_order_and_the_external_labels() {
+    let up = labels("up", "api");
+    let entries = vec![
+        Entry {
+            labels: up.clone(),
+            t: 1000,
+            v: 1.0,
+        },
+        Entry {
+            labels: labels("up", "db"),
+            t: 1000,
+            v: 0.0,
+        },
+        Entry {
+            labels: up.clone(),
+            t: 2000,
+            v: crate::series::STALE_NAN,
+        },
+    ];
+    let req = decode(&encode(
+        &entries,
+        &[("replica".into(), "a".into()), ("job".into(), "x".into())],
+    ));
+    assert_eq!(req.timeseries.len(), 2);
+    let api = &req.timeseries[0];
+    let names: Vec<(&str, &str)> = api
+        .labels
+        .iter()
+        .map(|l| (l.name.as_str(), l.value.as_str()))
+        .collect();
+    // Sorted by name; the series' own `job` wins over the external one.
+    assert_eq!(
+        names,
+        [("__name__", "up"), ("job", "api"), ("replica", "a")]
+    );
+    assert_eq!(api.samples.len(), 2);
+    assert_eq!(
+        (api.samples[0].timestamp, api.samples[0].value),
+        (1000, 1.0)
+    );
+    assert_eq!(
+        api.samples[1].value.to_bits(),
+        crate::series::STALE_NAN_BITS
+    );
+}
+
+#[test]
+fn write_relabel_keeps_and_drops_by_the_joined_source_labels() {
+    let c = config(
+        "write_relabel = [{ action = \"drop\", regex = \"go_.*\" }, { action = \"keep\", source_labels = [\"__name__\", \"job\"], regex = \"up;api|probe_.*;.*\" }]",
+    );
+    let (_dir, store) = crate::store::test_util::temp_store();
+    let rw = RemoteWrite::new(
+        &c,
+        Arc::new(Head::new()),
+        store.state.clone(),
+        crate::notify::Clients::new()
+            .expect("client")
+            .http()
+            .clone(),
+        Clock::System,
+        Telemetry::new(),
+    )
+    .expect("one endpoint");
+    let e = &rw.endpoints[0];
+    let mut buf = String::new();
+    assert!(e.keeps(&labels("up", "api"), &mut buf));
+    assert!(!e.keeps(&labels("up", "db"), &mut buf), "keep is anchored");
+    assert!(e.keeps(&labels("probe_success", "db"), &mut buf));
+    assert!(!e.keeps(&labels("go_goroutines", "api"), &mut buf));
+}
+
+#[test]
+fn a_full_queue_opens_a_gap_that_the_head_fills_and_later_samples_queue_again() {
+    let c = config("shards = 1");
+    let head = Arc::new(Head::new());
+    let (_dir, store) = crate::store::test_util::temp_store();
+    let rw = RemoteWrite::with_capacity(
+        &c,
+        head.clone(),
+        store.state.clone(),
+        crate::notify::Clients::new()
+            .expect("client")
+            .http()
+            .clone(),
+        Clock::System,
+        Telemetry::new(),
+        3,
+    )
+    .expect("one endpoint");
+    head.set_tap(Some(Arc::new(Tap(rw.endpoints.clone()))));
+    let up = labels("up", "api");
+    for t in 1..=5 {
+        head.append(&up, t * 1000, t as f64);
+    }
+    {
+        let q = lock(&rw.endpoints[0].queue);
+        let queued: Vec<Timestamp> = q.entries.iter().map(|x| x.t).collect();
+        assert_eq!(
+            queued,
+            [5000],
+            "the full queue let go of samples 1-4; 5 is after the gap"
+        );
+        assert_eq!(q.gap_until, Some(4000));
+    }
+    // What the queue let go of is read back from the head, after the shard's position.
+    let back: Vec<Timestamp> = rw.read_back(1, &[1000], 4000).iter().map(|x| x.t).collect();
+    assert_eq!(back, [2000, 3000, 4000]);
+    // Without the tap (no remote write) the head keeps nothing aside.
+    head.set_tap(None);
+    head.append(&up, 6000, 6.0);
+    assert_eq!(lock(&rw.endpoints[0].queue).entries.len(), 1);
+}
+
+#[test]
+fn the_shown_url_has_no_credentials_and_the_store_key_no_url() {
+    assert_eq!(
+        shown_url("https://user:pw@mimir.example/api/v1/push?token=x"),
+        "https://mimir.example/api/v1/push"
+    );
+    let key = url_key("https://user:pw@mimir.example/api/v1/push");
+    assert!(
+        key.starts_with("remote_write/") && !key.contains("pw"),
+        "{key}"
+    );
+}
+
+#[test]
+fn the_send_delay_covers_the_longest_scrape_or_probe_timeout() {
+    let c = load_str(
+        "[[job]]\nname = \"a\"\ntargets = [\"x:1\"]\nscrape_timeout = \"4s\"\n[[probe]]\nname = \"p\"\nurl = \"http://x\"\ntimeout = \"2s\"\n",
+        "t.toml",
+    )
+    .expect("valid");
+    assert_eq!(append_delay(&c), Duration::from_secs(5));
+}
