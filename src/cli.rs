@@ -235,11 +235,12 @@ fn check(path: &std::path::Path) -> ExitCode {
                         ""
                     };
                     println!(
-                        "shard {}/{}: {} probes, {} scrape targets{this}",
+                        "shard {}/{}: {} probes, {} scrape targets, {} log sources{this}",
                         i + 1,
                         shard.count,
                         share.probes,
-                        share.targets
+                        share.targets,
+                        share.logs
                     );
                 }
             }

@@ -64,7 +64,7 @@ fn three_shards_of_one_config_run_disjoint_shares_that_add_up_exactly() {
             .unwrap();
         let text = String::from_utf8_lossy(&out.stdout).to_string();
         let line = format!(
-            "shard {shard}/3: {} probes, {} scrape targets  (this instance)",
+            "shard {shard}/3: {} probes, {} scrape targets, 0 log sources  (this instance)",
             mine_p.len(),
             mine_t.len()
         );

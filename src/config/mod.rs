@@ -142,7 +142,8 @@ pub struct GlobalConfig {
     /// instances of an HA pair apart); a series' own label of the same name wins.
     #[serde(default)]
     pub external_labels: BTreeMap<String, String>,
-    /// `"i/n"`: this instance runs only the probes and scrape targets of shard i of n.
+    /// `"i/n"`: this instance runs only the probes, scrape targets and log sources of shard i
+    /// of n.
     #[serde(default)]
     pub shard: Option<Shard>,
     /// Prometheus rule files to load, as globs relative to the config file's directory.
@@ -1183,7 +1184,8 @@ pub struct WriteRelabelConfig {
     pub regex: regex::Regex,
 }
 
-/// `[global] shard = "i/n"`: which share of the probes and scrape targets this instance runs.
+/// `[global] shard = "i/n"`: which share of the probes, scrape targets and log sources this
+/// instance runs.
 /// A probe belongs to shard FNV-1a 64(name) mod n + 1, a target to FNV-1a 64(`job/target`)
 /// mod n + 1, so every instance of a sharded fleet, given the same config, agrees on the split.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -1230,19 +1232,21 @@ impl<'de> Deserialize<'de> for Shard {
     }
 }
 
-/// How many probes and scrape targets one shard runs.
+/// How many probes, scrape targets and log sources one shard runs.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct ShardShare {
     /// `[[probe]]`s.
     pub probes: usize,
     /// Scrape targets, over every job.
     pub targets: usize,
+    /// `[[log]]` sources.
+    pub logs: usize,
 }
 
 impl Config {
-    /// The config this instance runs under `[global] shard`: only its probes and scrape
-    /// targets (jobs left without a target go). Rules, gates and receivers stay whole. Without
-    /// `shard`, a copy of the config.
+    /// The config this instance runs under `[global] shard`: only its probes, scrape targets
+    /// (jobs left without a target go) and log sources. Rules, gates and receivers stay whole.
+    /// Without `shard`, a copy of the config.
     pub fn for_shard(&self) -> Config {
         let mut c = self.clone();
         if let Some(shard) = self.global.shard {
@@ -1252,6 +1256,7 @@ impl Config {
                 j.targets.retain(|t| shard.owns(&format!("{name}/{t}")));
             }
             c.jobs.retain(|j| !j.targets.is_empty());
+            c.logs.retain(|l| shard.owns(&l.name));
         }
         c
     }
@@ -1266,6 +1271,9 @@ impl Config {
             for t in &j.targets {
                 out[(Shard::of(&format!("{}/{t}", j.name), count) - 1) as usize].targets += 1;
             }
+        }
+        for l in &self.logs {
+            out[(Shard::of(&l.name, count) - 1) as usize].logs += 1;
         }
         out
     }

@@ -14,6 +14,11 @@ fn fleet() -> Config {
             targets.join(", ")
         ));
     }
+    for i in 0..12 {
+        text.push_str(&format!(
+            "[[log]]\nname = \"log{i}\"\npath = \"/var/log/app{i}/*.log\"\n[[log.match]]\nname = \"e\"\nregex = \"error\"\n"
+        ));
+    }
     load_str(&text, "fleet.toml").expect("valid")
 }
 
@@ -22,6 +27,7 @@ fn three_shards_of_one_config_split_it_exactly() {
     let config = fleet();
     let mut probes = Vec::new();
     let mut targets = Vec::new();
+    let mut logs = Vec::new();
     let split = config.shard_split(3);
     for i in 1..=3 {
         let mut c = config.clone();
@@ -33,6 +39,12 @@ fn three_shards_of_one_config_split_it_exactly() {
             share.probes,
             "shard {i}: probes as check counts"
         );
+        assert_eq!(
+            mine.logs.len(),
+            share.logs,
+            "shard {i}: logs as check counts"
+        );
+        logs.extend(mine.logs.iter().map(|l| l.name.clone()));
         let t: usize = mine.jobs.iter().map(|j| j.targets.len()).sum();
         assert_eq!(t, share.targets, "shard {i}: targets as check counts");
         assert!(
@@ -50,6 +62,9 @@ fn three_shards_of_one_config_split_it_exactly() {
     targets.dedup();
     assert_eq!(probes.len(), 40, "every probe in exactly one shard");
     assert_eq!(targets.len(), 60, "every target in exactly one shard");
+    logs.sort();
+    logs.dedup();
+    assert_eq!(logs.len(), 12, "every log source in exactly one shard");
 }
 
 #[test]
