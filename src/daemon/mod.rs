@@ -420,7 +420,7 @@ struct Engines {
 
 impl Engines {
     fn start(ctx: &Arc<Context>, config: &Arc<Config>, parent: &CancellationToken) -> Engines {
-        // Under `[global] shard`, this generation runs only its shard's probes and targets.
+        // Under `[global] shard`, this generation runs only its shard's probes, targets and logs.
         let sharded;
         let config = if config.global.shard.is_some() {
             sharded = Arc::new(config.for_shard());
