@@ -4,9 +4,8 @@
 mod common;
 
 use std::collections::BTreeMap;
-use std::process::{Child, Command, Stdio};
 
-use common::{Daemon, TestServer, free_port, http, require, wait_until};
+use common::{Daemon, TestServer, http, prometheus, require, wait_until};
 use serde_json::Value;
 
 const TEXT_PAGE: &str = "# HELP go_goroutines Number of goroutines that currently exist.\n\
@@ -22,15 +21,6 @@ const OM_PAGE: &str = "# TYPE temp_celsius gauge\n# UNIT temp_celsius celsius\n\
 http_requests_total{code=\"500\"} 1\n# EOF\n";
 
 /// Stops a child process by its pid when the test ends.
-struct Stopped(Child);
-
-impl Drop for Stopped {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
 fn targets() -> (TestServer, TestServer) {
     let text = TestServer::start(|_| (200, "text/plain; version=0.0.4", TEXT_PAGE.to_string()));
     let om = TestServer::start(|_| {
@@ -96,29 +86,14 @@ fn metadata_of_real_scrapes_is_answered_as_prometheus_answers_it() {
     if !require("prometheus") {
         return;
     }
-    let prom_port = free_port();
-    let cfg = dir.path().join("prometheus.yml");
-    std::fs::write(
-        &cfg,
-        format!(
+    let (_prom, prom_port) = prometheus(
+        dir.path(),
+        &format!(
             "global:\n  scrape_interval: 1s\nscrape_configs:\n  - job_name: t\n    static_configs:\n      - targets: ['127.0.0.1:{}', '127.0.0.1:{}']\n",
             text.port, om.port
         ),
-    )
-    .unwrap();
-    let log = std::fs::File::create(dir.path().join("prometheus.log")).unwrap();
-    let _prom = Stopped(
-        Command::new("prometheus")
-            .arg(format!("--config.file={}", cfg.display()))
-            .arg(format!(
-                "--storage.tsdb.path={}",
-                dir.path().join("tsdb").display()
-            ))
-            .arg(format!("--web.listen-address=127.0.0.1:{prom_port}"))
-            .stdout(Stdio::null())
-            .stderr(log)
-            .spawn()
-            .expect("prometheus starts"),
+        None,
+        &[],
     );
     let mut theirs = BTreeMap::new();
     wait_until(40, "Prometheus has both targets' metadata", || {

@@ -4,9 +4,9 @@
 
 mod common;
 
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 
-use common::{Daemon, free_port, http, require, wait_until};
+use common::{Daemon, http, prometheus, require, wait_until};
 
 const CONFIG: &str = r#"
 [server]
@@ -139,15 +139,6 @@ fn the_endpoints_answer_bad_input_with_400_bad_data() {
 }
 
 /// Stops a child process by its pid when the test ends, whatever happens.
-struct Stopped(Child);
-
-impl Drop for Stopped {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
 #[test]
 fn a_real_prometheus_federates_postflights_series() {
     if !require("prometheus") {
@@ -155,29 +146,14 @@ fn a_real_prometheus_federates_postflights_series() {
     }
     let dir = tempfile::tempdir().unwrap();
     let d = started(dir.path());
-    let prom_port = free_port();
-    let cfg = dir.path().join("prometheus.yml");
-    std::fs::write(
-        &cfg,
-        format!(
+    let (_prom, prom_port) = prometheus(
+        dir.path(),
+        &format!(
             "global:\n  scrape_interval: 1s\nscrape_configs:\n  - job_name: federate\n    honor_labels: true\n    metrics_path: /federate\n    params:\n      'match[]': ['{{job=\"self\"}}', 'probe_success']\n    static_configs:\n      - targets: ['127.0.0.1:{}']\n",
             d.port
         ),
-    )
-    .unwrap();
-    let log = std::fs::File::create(dir.path().join("prometheus.log")).unwrap();
-    let _prom = Stopped(
-        Command::new("prometheus")
-            .arg(format!("--config.file={}", cfg.display()))
-            .arg(format!(
-                "--storage.tsdb.path={}",
-                dir.path().join("tsdb").display()
-            ))
-            .arg(format!("--web.listen-address=127.0.0.1:{prom_port}"))
-            .stdout(Stdio::null())
-            .stderr(log)
-            .spawn()
-            .expect("prometheus starts"),
+        None,
+        &[],
     );
     let mut last = String::new();
     wait_until(40, "Prometheus holds the federated series", || {

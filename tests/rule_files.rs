@@ -5,23 +5,14 @@
 
 mod common;
 
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
-use common::{Daemon, TestServer, free_port, http, require, wait_until};
+use common::{Daemon, TestServer, http, prometheus, require, wait_until};
 use serde_json::Value;
 
 /// Stops a child process by its pid when the test ends, whatever happens.
-struct Stopped(Child);
-
-impl Drop for Stopped {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
 const RULES: &str = r#"groups:
   - name: app
     interval: 1s
@@ -304,29 +295,14 @@ fn a_real_prometheus_records_the_same_values_from_the_same_file() {
         &[],
     );
     d.wait_ready();
-    let prom_port = free_port();
-    let cfg = dir.path().join("prometheus.yml");
-    std::fs::write(
-        &cfg,
-        format!(
+    let (_prom, prom_port) = prometheus(
+        dir.path(),
+        &format!(
             "global:\n  scrape_interval: 1s\n  evaluation_interval: 1s\nrule_files: ['rules/*.yml']\nscrape_configs:\n  - job_name: app\n    static_configs:\n      - targets: ['127.0.0.1:{}']\n",
             t.port
         ),
-    )
-    .unwrap();
-    let log = std::fs::File::create(dir.path().join("prometheus.log")).unwrap();
-    let _prom = Stopped(
-        Command::new("prometheus")
-            .arg(format!("--config.file={}", cfg.display()))
-            .arg(format!(
-                "--storage.tsdb.path={}",
-                dir.path().join("tsdb").display()
-            ))
-            .arg(format!("--web.listen-address=127.0.0.1:{prom_port}"))
-            .stdout(Stdio::null())
-            .stderr(log)
-            .spawn()
-            .expect("prometheus starts"),
+        None,
+        &[],
     );
     for q in ["job:queue_depth:doubled", "ALERTS{alertname=\"QueueDeep\"}"] {
         let mut theirs = Vec::new();

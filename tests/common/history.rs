@@ -5,9 +5,9 @@
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 
-use crate::common::{free_port, http, wait_until};
+use crate::common::Stopped;
 
 /// Sample step of the history, in seconds.
 pub const STEP: i64 = 60;
@@ -129,15 +129,6 @@ pub fn history(end: i64, shuffled: bool) -> String {
 }
 
 /// Stops a child process by its pid when the test ends.
-pub struct Stopped(Child);
-
-impl Drop for Stopped {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
 /// `file` backfilled with `promtool tsdb create-blocks-from openmetrics` into `dir/tsdb`, and a
 /// Prometheus started on it on a free loopback port; stopped when the handle drops.
 pub fn backfilled_prometheus(dir: &Path, file: &Path) -> (Stopped, u16) {
@@ -153,22 +144,10 @@ pub fn backfilled_prometheus(dir: &Path, file: &Path) -> (Stopped, u16) {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    let port = free_port();
-    let cfg = dir.join("prometheus.yml");
-    std::fs::write(&cfg, "global:\n  scrape_interval: 1m\n").unwrap();
-    let log = std::fs::File::create(dir.join("prometheus.log")).unwrap();
-    let child = Command::new("prometheus")
-        .arg(format!("--config.file={}", cfg.display()))
-        .arg(format!("--storage.tsdb.path={}", tsdb.display()))
-        .arg("--storage.tsdb.retention.time=30d")
-        .arg(format!("--web.listen-address=127.0.0.1:{port}"))
-        .stdout(Stdio::null())
-        .stderr(log)
-        .spawn()
-        .expect("prometheus starts");
-    let prom = Stopped(child);
-    wait_until(60, "Prometheus ready", || {
-        matches!(http(port, "GET", "/-/ready", None, &[]), Ok((200, _)))
-    });
-    (prom, port)
+    crate::common::prometheus(
+        dir,
+        "global:\n  scrape_interval: 1m\n",
+        Some(&tsdb),
+        &["--storage.tsdb.retention.time=30d"],
+    )
 }

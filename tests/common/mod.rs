@@ -324,3 +324,44 @@ pub fn wait_until(secs: u64, what: &str, mut f: impl FnMut() -> bool) {
         std::thread::sleep(Duration::from_millis(50));
     }
 }
+
+/// A child process killed and reaped when the handle drops.
+pub struct Stopped(pub Child);
+
+impl Drop for Stopped {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// A real Prometheus on a free loopback port, with `config` as its prometheus.yml, its data in
+/// `dir/tsdb` (or `tsdb`) and its log in `dir/prometheus.log`, `flags` added; stopped when the
+/// handle drops. Returns once it answers `/-/ready`.
+pub fn prometheus(dir: &Path, config: &str, tsdb: Option<&Path>, flags: &[&str]) -> (Stopped, u16) {
+    let port = free_port();
+    let cfg = dir.join("prometheus.yml");
+    std::fs::write(&cfg, config).unwrap();
+    let tsdb = tsdb
+        .map(Path::to_path_buf)
+        .unwrap_or_else(|| dir.join("tsdb"));
+    let log = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(dir.join("prometheus.log"))
+        .unwrap();
+    let child = Command::new("prometheus")
+        .arg(format!("--config.file={}", cfg.display()))
+        .arg(format!("--storage.tsdb.path={}", tsdb.display()))
+        .arg(format!("--web.listen-address=127.0.0.1:{port}"))
+        .args(flags)
+        .stdout(Stdio::null())
+        .stderr(log)
+        .spawn()
+        .expect("prometheus starts");
+    let prom = Stopped(child);
+    wait_until(60, "Prometheus ready", || {
+        matches!(http(port, "GET", "/-/ready", None, &[]), Ok((200, _)))
+    });
+    (prom, port)
+}
