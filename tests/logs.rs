@@ -328,15 +328,23 @@ path = "{dir}/denied/*.log"
     assert!(found(b"FATAL cannot connect <redacted> to db"));
 }
 
-#[test]
-fn an_alert_on_a_fatal_line_pages_slack_and_a_webhook_with_the_line_in_it() {
-    use std::sync::{Arc, Mutex};
-    let seen: Arc<Mutex<Vec<common::SeenRequest>>> = Arc::default();
+/// A receiver that answers 200 and keeps every request it gets.
+fn recording_hook() -> (
+    common::TestServer,
+    std::sync::Arc<std::sync::Mutex<Vec<common::SeenRequest>>>,
+) {
+    let seen = std::sync::Arc::<std::sync::Mutex<Vec<common::SeenRequest>>>::default();
     let s = seen.clone();
     let hook = common::TestServer::start(move |req| {
         s.lock().unwrap().push(req.clone());
         (200, "text/plain", "ok".to_string())
     });
+    (hook, seen)
+}
+
+#[test]
+fn an_alert_on_a_fatal_line_pages_slack_and_a_webhook_with_the_line_in_it() {
+    let (hook, seen) = recording_hook();
     let dir = tempfile::tempdir().unwrap();
     std::fs::create_dir(dir.path().join("logs")).unwrap();
     let config = format!(
@@ -414,13 +422,7 @@ url = "http://127.0.0.1:{p}/slack"
 
 #[test]
 fn a_gate_check_on_new_fatal_lines_fails_the_deploy_with_the_line_in_the_verdict() {
-    use std::sync::{Arc, Mutex};
-    let seen: Arc<Mutex<Vec<common::SeenRequest>>> = Arc::default();
-    let s = seen.clone();
-    let hook = common::TestServer::start(move |req| {
-        s.lock().unwrap().push(req.clone());
-        (200, "text/plain", "ok".to_string())
-    });
+    let (hook, seen) = recording_hook();
     let dir = tempfile::tempdir().unwrap();
     std::fs::create_dir(dir.path().join("logs")).unwrap();
     let config = format!(
