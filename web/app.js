@@ -4,6 +4,7 @@
 
 const $main = document.getElementById("main");
 const REFRESH_MS = 10000;
+const SLOW_REFRESH_MS = 60000;
 const TOKEN_KEY = "postflight.token";
 
 // ---------------------------------------------------------------- DOM helpers
@@ -334,14 +335,23 @@ async function overview() {
   stateSel.addEventListener("change", () => { filters.state = stateSel.value; draw(); });
   text.addEventListener("input", () => { filters.text = text.value; draw(); });
 
+  // Sparklines (a point a minute) and uptimes (hourly counts) change slowly: read them once a
+  // minute, not at every refresh, so an open tab costs the daemon little.
+  let slow = null;
+  const slowParts = () => {
+    if (!slow || Date.now() - slow.at >= SLOW_REFRESH_MS) {
+      slow = { at: Date.now(), parts: Promise.all([sparks(), uptimes("24h"), uptimes("7d"), uptimes("30d")]) };
+      slow.parts.catch(() => { slow = null; });
+    }
+    return slow.parts;
+  };
   const load = async () => {
-    const [targets, alerts, deps, maint, spark, u24, u7, u30] = await Promise.all([
+    const [targets, alerts, deps, maint, [spark, u24, u7, u30]] = await Promise.all([
       api("/api/v1/targets").then((r) => r.targets),
       api("/api/v1/alerts").then((r) => r.alerts),
       api("/api/v1/deployments?limit=20").then((r) => r.deployments).catch(() => []),
       api("/api/v1/maintenance").then((r) => r.maintenance).catch(() => []),
-      sparks(),
-      uptimes("24h"), uptimes("7d"), uptimes("30d"),
+      slowParts(),
     ]);
     targets.sort((a, b) => rank(a) - rank(b) || String(a.job).localeCompare(String(b.job)) ||
       String(a.probe || a.url).localeCompare(String(b.probe || b.url)));
