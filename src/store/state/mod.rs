@@ -249,29 +249,14 @@ impl StateStore {
         &self,
         kind: Kind,
         before: Option<&str>,
-        mut each: impl FnMut(&str, T) -> bool,
+        each: impl FnMut(&str, T) -> bool,
     ) -> Result<(), StoreError> {
         let tree = self.kind_tree(kind);
         let range = match before {
             Some(b) => tree.range(..b.as_bytes()),
             None => tree.range::<&[u8], _>(..),
         };
-        for kv in range.rev() {
-            let (k, v) = kv.map_err(StoreError::engine("scanning state"))?;
-            let Ok(key) = std::str::from_utf8(&k) else {
-                self.shared.skip(kind.name(), &"key is not UTF-8");
-                continue;
-            };
-            match decode_json(kind.name(), &v) {
-                Ok(t) => {
-                    if !each(key, t) {
-                        break;
-                    }
-                }
-                Err(e) => self.shared.skip(kind.name(), &e),
-            }
-        }
-        Ok(())
+        self.decode_each(kind, range.rev(), each)
     }
 
     /// The records of `kind` whose keys start with `prefix`, in key order, for as long as
@@ -280,9 +265,24 @@ impl StateStore {
         &self,
         kind: Kind,
         prefix: &str,
+        each: impl FnMut(&str, T) -> bool,
+    ) -> Result<(), StoreError> {
+        self.decode_each(
+            kind,
+            self.kind_tree(kind).scan_prefix(prefix.as_bytes()),
+            each,
+        )
+    }
+
+    /// Hands each record of `records` to `each`, decoded, for as long as it asks for more;
+    /// records that do not decode are skipped and counted.
+    fn decode_each<T: DeserializeOwned>(
+        &self,
+        kind: Kind,
+        records: impl Iterator<Item = sled::Result<(sled::IVec, sled::IVec)>>,
         mut each: impl FnMut(&str, T) -> bool,
     ) -> Result<(), StoreError> {
-        for kv in self.kind_tree(kind).scan_prefix(prefix.as_bytes()) {
+        for kv in records {
             let (k, v) = kv.map_err(StoreError::engine("scanning state"))?;
             let Ok(key) = std::str::from_utf8(&k) else {
                 self.shared.skip(kind.name(), &"key is not UTF-8");
