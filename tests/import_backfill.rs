@@ -12,7 +12,7 @@ use std::path::Path;
 use std::process::Command;
 
 use common::{http, require};
-use history::{DAYS, backfilled_prometheus, history};
+use history::{DAYS, backfilled_prometheus, history, history_file};
 use postflight::series::chunk::Chunk;
 use postflight::store::Store;
 use serde_json::Value;
@@ -71,13 +71,8 @@ fn an_imported_history_holds_the_samples_a_backfilled_prometheus_holds_in_any_or
         return;
     }
     let dir = tempfile::tempdir().unwrap();
-    let now = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_secs() as i64;
-    let end = (now / 60) * 60 - 7_200;
-    let file = dir.path().join("history.om");
-    std::fs::write(&file, history(end, false)).unwrap();
+    // Ends two hours ago on the minute: all of it in the store, none in the head's window.
+    let (end, file) = history_file(dir.path());
     let (_prom, port) = backfilled_prometheus(dir.path(), &file);
     let theirs = prometheus_samples(port, end);
 

@@ -12,7 +12,7 @@ use std::fmt::Write as _;
 use std::process::Command;
 
 use common::{Daemon, http, require};
-use history::{DAYS, backfilled_prometheus, history};
+use history::{DAYS, backfilled_prometheus, history_file};
 use serde_json::Value;
 
 const CONFIG: &str = r#"
@@ -123,14 +123,8 @@ fn imported_history_answers_range_queries_as_backfilled_prometheus_does() {
         return;
     }
     let dir = tempfile::tempdir().unwrap();
-    let now = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_secs() as i64;
     // Ends two hours ago on the minute: all of it in the store, none in the head's window.
-    let end = (now / 60) * 60 - 7_200;
-    let file = dir.path().join("history.om");
-    std::fs::write(&file, history(end, false)).unwrap();
+    let (end, file) = history_file(dir.path());
 
     let (_prom, prom_port) = backfilled_prometheus(dir.path(), &file);
 

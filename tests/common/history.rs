@@ -151,3 +151,16 @@ pub fn backfilled_prometheus(dir: &Path, file: &Path) -> (Stopped, u16) {
         &["--storage.tsdb.retention.time=30d"],
     )
 }
+
+/// The end of a history that lies wholly in the store (two hours ago, on the minute), and that
+/// history written in order to `dir/history.om`.
+pub fn history_file(dir: &Path) -> (i64, std::path::PathBuf) {
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("the clock is after 1970")
+        .as_secs() as i64;
+    let end = (now / 60) * 60 - 7_200;
+    let file = dir.join("history.om");
+    std::fs::write(&file, history(end, false)).unwrap();
+    (end, file)
+}
