@@ -108,6 +108,19 @@ fn query(port: u16, q: &str) -> Vec<(Value, String)> {
         .collect()
 }
 
+/// `postflight check -c cfg`: its exit code and what it printed on stderr.
+fn check(cfg: &std::path::Path) -> (Option<i32>, String) {
+    let out = Command::new(env!("CARGO_BIN_EXE_postflight"))
+        .args(["check", "-c"])
+        .arg(cfg)
+        .output()
+        .unwrap();
+    (
+        out.status.code(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
 #[test]
 fn recorded_series_are_queried_alerted_on_go_stale_and_follow_a_reload() {
     let dir = tempfile::tempdir().unwrap();
@@ -368,13 +381,8 @@ fn check_points_at_rule_file_problems_and_promtool_agrees() {
     std::fs::write(&bad, BAD).unwrap();
     let cfg = dir.path().join("postflight.toml");
     std::fs::write(&cfg, "[global]\nrule_files = [\"rules/*.yml\"]\n").unwrap();
-    let out = Command::new(bin)
-        .args(["check", "-c"])
-        .arg(&cfg)
-        .output()
-        .unwrap();
-    assert_eq!(out.status.code(), Some(2));
-    let err = String::from_utf8_lossy(&out.stderr);
+    let (code, err) = check(&cfg);
+    assert_eq!(code, Some(2));
     let f = bad.display().to_string();
     for want in [
         format!(
@@ -426,13 +434,8 @@ fn check_points_at_rule_file_problems_and_promtool_agrees() {
         assert_eq!(p.status.code(), Some(0), "{p:?}");
     }
     std::fs::write(&cfg, "[global]\nrule_files = [\"rules/missing.yml\"]\n").unwrap();
-    let out = Command::new(bin)
-        .args(["check", "-c"])
-        .arg(&cfg)
-        .output()
-        .unwrap();
-    assert_eq!(out.status.code(), Some(2));
-    let err = String::from_utf8_lossy(&out.stderr);
+    let (code, err) = check(&cfg);
+    assert_eq!(code, Some(2));
     assert!(
         err.contains("postflight.toml:2:14: rule_files:")
             && err.contains("missing.yml does not exist"),
