@@ -207,10 +207,11 @@ fn query_limits_answer_with_prometheus_errors() {
     assert_eq!(status, 200, "{body}");
     assert!(body.contains("\"2136\""), "{body}");
 
-    // A timeout shorter than any query over three hours of history.
+    // A timeout far shorter than the query: every second of three hours, each step sorting an
+    // hour of samples per series (some 10,800 × 3 sorts of 240 points).
     reload(&d, "timeout = \"1ms\"");
     let (status, body) = d.get(&format!(
-        "/api/v1/query_range?query=sum(count_over_time(history_x%5B1h%5D))&start={}&end={}&step=15",
+        "/api/v1/query_range?query=quantile_over_time(0.5,history_x%5B1h%5D)&start={}&end={}&step=1",
         now - 3 * 3600,
         now
     ));
