@@ -137,6 +137,60 @@ fn metric_sum(page: &str, prefix: &str) -> f64 {
         .sum()
 }
 
+/// Every sample postflight holds (head and store, through its query API) of the probe's and the
+/// scrape's series since `began`, compared series by series with what Prometheus on
+/// `prom_port` received: the same series, every sample once with its value, none missing.
+fn same_series(port: u16, prom_port: u16, began: f64) {
+    let at = now() - 6.0;
+    let window = (at - began).ceil() as i64 + 5;
+    for name in [
+        "probe_success",
+        "probe_duration_seconds",
+        "up",
+        "scrape_samples_scraped",
+    ] {
+        let q = format!("{name}[{window}s]");
+        let ours = samples(port, &q, at);
+        let theirs = samples(prom_port, &q, at);
+        assert!(!ours.is_empty(), "{name}: postflight holds the series");
+        assert_eq!(
+            ours.keys().collect::<Vec<_>>(),
+            theirs.keys().collect::<Vec<_>>(),
+            "{name}: the same series"
+        );
+        for (series, points) in &ours {
+            let got = &theirs[series];
+            // Prometheus holds what was sent since the endpoint was first configured.
+            let first = got.first().map_or(i64::MAX, |p| p.0);
+            let expected: Vec<_> = points.iter().filter(|p| p.0 >= first).cloned().collect();
+            assert!(
+                expected.len() + 3 >= points.len(),
+                "{series}: Prometheus starts with the first samples ({} of {})",
+                expected.len(),
+                points.len()
+            );
+            if expected != *got {
+                let missing: Vec<_> = expected
+                    .iter()
+                    .filter(|p| !got.contains(p))
+                    .map(|p| p.0)
+                    .collect();
+                panic!(
+                    "{series}: every sample, once, with its value: {} expected, {} received, missing at {missing:?}",
+                    expected.len(),
+                    got.len()
+                );
+            }
+            // Before, during and after the outage, less the restart's own pause.
+            // (The probe's own series: its copy on the scraped /metrics page comes and goes.)
+            if !series.contains("exported_instance") {
+                assert!(got.len() >= 10, "{series}: {} samples", got.len());
+            }
+            eprintln!("{series}: {} samples", got.len());
+        }
+    }
+}
+
 #[test]
 fn series_reach_a_real_prometheus_without_gaps_across_an_outage_and_a_restart() {
     if !require("prometheus") {
@@ -206,46 +260,7 @@ fn series_reach_a_real_prometheus_without_gaps_across_an_outage_and_a_restart() 
         let lag = metric_sum(&page, "postflight_remote_write_lag_seconds{");
         lag > 0.0 && lag < 5.0
     });
-    let at = now() - 6.0;
-    let window = (at - began).ceil() as i64 + 5;
-    for name in [
-        "probe_success",
-        "probe_duration_seconds",
-        "up",
-        "scrape_samples_scraped",
-    ] {
-        let q = format!("{name}[{window}s]");
-        let ours = samples(d.port, &q, at);
-        let theirs = samples(prom.port, &q, at);
-        assert!(!ours.is_empty(), "{name}: postflight holds the series");
-        assert_eq!(
-            ours.keys().collect::<Vec<_>>(),
-            theirs.keys().collect::<Vec<_>>(),
-            "{name}: the same series"
-        );
-        for (series, points) in &ours {
-            let got = &theirs[series];
-            // Prometheus holds what was sent since the endpoint was first configured.
-            let first = got.first().map_or(i64::MAX, |p| p.0);
-            let expected: Vec<_> = points.iter().filter(|p| p.0 >= first).cloned().collect();
-            assert!(
-                expected.len() + 3 >= points.len(),
-                "{series}: Prometheus starts with the first samples ({} of {})",
-                expected.len(),
-                points.len()
-            );
-            assert_eq!(
-                &expected, got,
-                "{series}: every sample, once, with its value"
-            );
-            // Before, during and after the outage, less the restart's own pause.
-            // (The probe's own series: its copy on the scraped /metrics page comes and goes.)
-            if !series.contains("exported_instance") {
-                assert!(got.len() >= 10, "{series}: {} samples", got.len());
-            }
-            eprintln!("{series}: {} samples", got.len());
-        }
-    }
+    same_series(d.port, prom.port, began);
     let page = d.get("/metrics").1;
     assert_eq!(
         metric_sum(
@@ -259,4 +274,68 @@ fn series_reach_a_real_prometheus_without_gaps_across_an_outage_and_a_restart() 
         !page.contains("tenant-secret-4711"),
         "a header's secret never reaches /metrics"
     );
+}
+
+/// An outage longer than the head's window (one minute here), with postflight stopped during
+/// it: on the restart the head holds only the last minute, and what was not sent before it
+/// is read back from the store.
+#[test]
+fn an_outage_longer_than_the_head_s_window_loses_nothing() {
+    if !require("prometheus") {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let prom_port = free_port();
+    let port = free_port();
+    let config = CONFIG
+        .replace(
+            "[storage]\n",
+            "[storage]\nhead_window = \"1m\"\ncheckpoint_interval = \"2s\"\n",
+        )
+        .replace("{prom}", &prom_port.to_string())
+        .replace("{port}", &port.to_string());
+    assert!(config.contains("head_window"));
+    let start = |dir: &Path| {
+        let mut d = Daemon::start_in(dir, &config, &[]);
+        d.port = port;
+        d.wait_ready();
+        d
+    };
+    let prom = Prometheus::start(dir.path(), prom_port);
+    let mut d = start(dir.path());
+    let began = now();
+    wait_until(30, "probe_success in Prometheus", || {
+        http(
+            prom_port,
+            "GET",
+            "/api/v1/query?query=probe_success",
+            None,
+            &[],
+        )
+        .is_ok_and(|r| r.1.contains("\"value\":["))
+    });
+
+    // The receiver goes away; postflight keeps running for a while, then stops for longer
+    // than its head's window, and the receiver comes back only after its restart.
+    std::thread::sleep(Duration::from_secs(3));
+    prom.stop();
+    std::thread::sleep(Duration::from_secs(10));
+    d.signal("TERM");
+    d.wait_exit(Duration::from_secs(20));
+    drop(d);
+    std::thread::sleep(Duration::from_secs(70));
+    let d = start(dir.path());
+    let loaded = d.log_text();
+    assert!(
+        loaded.contains("head loaded from the store") && loaded.contains("window=1m"),
+        "the head holds one minute: {loaded}"
+    );
+    std::thread::sleep(Duration::from_secs(3));
+    let prom = Prometheus::start(dir.path(), prom_port);
+    wait_until(60, "remote write caught up", || {
+        let page = d.get("/metrics").1;
+        let lag = metric_sum(&page, "postflight_remote_write_lag_seconds{");
+        lag > 0.0 && lag < 5.0
+    });
+    same_series(d.port, prom.port, began);
 }

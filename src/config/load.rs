@@ -498,6 +498,13 @@ impl<'s> Ctx<'s> {
             };
             Some(t.get(key).map_or(item.span(), |v| v.span()))
         };
+        if config.storage.head_window.get() < std::time::Duration::from_secs(60) {
+            let span = root.get("storage").and_then(|t| match t.get_ref() {
+                DeValue::Table(t) => t.get("head_window").map(|v| v.span()),
+                _ => None,
+            });
+            self.problem(span, "storage: head_window must be at least 1m".to_string());
+        }
         let receivers: HashSet<&str> = config.receivers.iter().map(|r| r.name.as_str()).collect();
 
         let dup = |problems: &mut Vec<(Option<Range<usize>>, String)>,

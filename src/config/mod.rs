@@ -99,6 +99,10 @@ pub struct StorageConfig {
     /// How often the head's samples are written to the store: what a crash can lose at most.
     #[serde(default = "defaults::checkpoint_interval")]
     pub checkpoint_interval: ConfigDuration,
+    /// The least history the head holds in memory (at least a minute); rules and gates that
+    /// reach further widen it (see `store::checkpoint::head_window`).
+    #[serde(default = "defaults::head_window")]
+    pub head_window: ConfigDuration,
 }
 
 /// `[query]`: limits of each query of the API, as Prometheus' `--query.*` flags. A reload
@@ -875,6 +879,10 @@ pub mod defaults {
     pub fn checkpoint_interval() -> ConfigDuration {
         ConfigDuration::secs(30)
     }
+    /// The head's least window.
+    pub fn head_window() -> ConfigDuration {
+        ConfigDuration::secs(900)
+    }
     /// Scrape, probe and evaluation interval.
     pub fn interval() -> ConfigDuration {
         ConfigDuration::secs(15)
@@ -1043,6 +1051,7 @@ impl Default for StorageConfig {
             path: defaults::storage_path(),
             retention: defaults::retention(),
             checkpoint_interval: defaults::checkpoint_interval(),
+            head_window: defaults::head_window(),
         }
     }
 }

@@ -83,3 +83,21 @@ fn a_shard_is_i_of_n_and_a_probe_s_shard_is_fnv1a_of_its_name() {
         .to_string();
     assert!(err.contains("t.toml:2:9") && err.contains("i/n"), "{err}");
 }
+
+#[test]
+fn the_head_window_is_at_least_a_minute_and_sets_the_head_s_least_history() {
+    let c = load_str("[storage]\nhead_window = \"2m\"\n", "t.toml").expect("valid");
+    assert_eq!(
+        crate::store::checkpoint::head_window(&c),
+        std::time::Duration::from_secs(120)
+    );
+    let c = load_str("", "t.toml").expect("valid");
+    assert_eq!(
+        crate::store::checkpoint::head_window(&c),
+        std::time::Duration::from_secs(900)
+    );
+    let err = load_str("[storage]\nhead_window = \"30s\"\n", "t.toml")
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("t.toml:2:15") && err.contains("1m"), "{err}");
+}

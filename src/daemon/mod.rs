@@ -437,7 +437,7 @@ impl Engines {
                     if let Some(rw) = crate::remote::RemoteWrite::new(
                         config,
                         ctx.head.clone(),
-                        ctx.store.state.clone(),
+                        &ctx.store,
                         clients.http().clone(),
                         ctx.clock.clone(),
                         ctx.telemetry.clone(),

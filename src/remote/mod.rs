@@ -20,9 +20,12 @@
 //!   of that timestamp is harmless, as receivers take an identical last sample silently.
 //! - **Backlog.** After a restart, or when the receiver is down for so long that the queue
 //!   fills ([`QUEUE_CAPACITY`]), the queue stops holding samples up to a time (the gap) and the
-//!   sender reads them back from the head instead, [`CATCH_UP_SLICE`] of time at a time, so a
-//!   long outage costs store reads, not memory. Samples older than the head's window are not
-//!   read back.
+//!   sender reads them back instead, from the head and the store as the query API does
+//!   ([`QuerySource`]: the head for its window, the stored chunks before it, a sample in both
+//!   once), a slice of time at a time: the slice starts at [`CATCH_UP_SLICE`] and halves or
+//!   doubles so that a read holds about [`CATCH_UP_SAMPLES`], so a long outage costs store
+//!   reads, not memory. Everything within the store's retention is read back, whatever the
+//!   head's window; a position older than the retention starts at its edge.
 //! - **Failures.** A 5xx, a 429 or a network error is retried with backoff (doubling from
 //!   `min_backoff` to `max_backoff`, or what `Retry-After` asks), for as long as it takes; a
 //!   4xx other than 429 drops the request's samples and counts them.
@@ -32,26 +35,43 @@ mod proto;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
 
+use promql_parser::label::{MatchOp, Matcher};
 use prost::Message as _;
+use regex::Regex;
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, warn};
 
 use crate::clock::Clock;
 use crate::config::{Config, RelabelAction, RemoteWriteConfig};
+use crate::promql::QueryLimits;
 use crate::series::hash::FastMap;
 use crate::series::head::{AppendTap, Head, MemSeries};
-use crate::series::{Labels, Timestamp};
-use crate::store::StateStore;
+use crate::series::{Labels, SeriesSource as _, Timestamp};
+use crate::store::query::QuerySource;
+use crate::store::{SampleStore, StateStore, Store};
 use crate::telemetry::Telemetry;
 
 pub use proto::{Label as ProtoLabel, Sample as ProtoSample, TimeSeries, WriteRequest};
 
 /// Samples an endpoint's queue holds before it gives up holding them and reads the backlog
-/// back from the head (about 6 MiB).
+/// back from the head and the store (about 6 MiB).
 pub const QUEUE_CAPACITY: usize = 250_000;
 
-/// Time read back from the head at once while catching up: bounds the memory of a backlog.
+/// Time read back at once when catching up starts; later reads adapt it to
+/// [`CATCH_UP_SAMPLES`].
 pub const CATCH_UP_SLICE: Timestamp = 30_000;
+
+/// Samples one read of the backlog aims at: the slice of time halves after a read of more and
+/// doubles after a read of less than half (between [`MIN_SLICE`] and [`MAX_SLICE`]). Bounds
+/// the memory of a backlog (about 40 bytes a sample while it is sent).
+pub const CATCH_UP_SAMPLES: usize = 250_000;
+
+/// The shortest slice of the backlog read at once.
+pub const MIN_SLICE: Timestamp = 1_000;
+
+/// The longest slice of the backlog read at once: a stretch without samples (the instance was
+/// stopped) is crossed quickly, and a read still touches few stored blocks.
+pub const MAX_SLICE: Timestamp = 3_600_000;
 
 /// The protocol version header's value.
 const VERSION: &str = "0.1.0";
@@ -77,7 +97,7 @@ struct Queue {
     /// Samples in append order.
     entries: Vec<Entry>,
     /// Samples at or before this time are not in `entries`: the sender reads them back from
-    /// the head (after a restart, or once the queue was full).
+    /// the head and the store (after a restart, or once the queue was full).
     gap_until: Option<Timestamp>,
     /// The newest time pushed, where a gap opened by a full queue ends.
     max_t: Timestamp,
@@ -193,6 +213,10 @@ pub struct RemoteWrite {
     endpoints: Vec<Arc<Endpoint>>,
     head: Arc<Head>,
     state: StateStore,
+    /// The stored chunks: the backlog before the head's window is read from them.
+    samples: SampleStore,
+    /// `[storage] retention`: the store holds nothing older, so no position starts before it.
+    retention: Duration,
     http: reqwest::Client,
     clock: Clock,
     telemetry: Arc<Telemetry>,
@@ -215,19 +239,19 @@ impl RemoteWrite {
     pub fn new(
         config: &Config,
         head: Arc<Head>,
-        state: StateStore,
+        store: &Store,
         http: reqwest::Client,
         clock: Clock,
         telemetry: Arc<Telemetry>,
     ) -> Option<RemoteWrite> {
-        Self::with_capacity(config, head, state, http, clock, telemetry, QUEUE_CAPACITY)
+        Self::with_capacity(config, head, store, http, clock, telemetry, QUEUE_CAPACITY)
     }
 
     /// [`RemoteWrite::new`] with another queue capacity (tests fill it quickly).
     pub fn with_capacity(
         config: &Config,
         head: Arc<Head>,
-        state: StateStore,
+        store: &Store,
         http: reqwest::Client,
         clock: Clock,
         telemetry: Arc<Telemetry>,
@@ -259,7 +283,9 @@ impl RemoteWrite {
         Some(RemoteWrite {
             endpoints,
             head,
-            state,
+            state: store.state.clone(),
+            samples: store.samples.clone(),
+            retention: config.storage.retention.get(),
             http,
             clock,
             telemetry,
@@ -267,7 +293,7 @@ impl RemoteWrite {
         })
     }
 
-    /// Loads each endpoint's positions (a restart reads what was not sent back from the head)
+    /// Loads each endpoint's positions (a restart reads what was not sent back from the store)
     /// and sets the head's tap, both before it returns, so the caller can start the writers
     /// after it; the future runs the senders until `shutdown`, then removes the tap.
     pub fn run(self, shutdown: CancellationToken) -> impl Future<Output = ()> + Send + 'static {
@@ -292,7 +318,8 @@ impl RemoteWrite {
 
     /// The endpoint's positions from the store, or `start` for a new endpoint (its history
     /// before now is not sent). With stored positions, the queue starts with a gap up to
-    /// `start`: what the head took before the tap was set is read back from it.
+    /// `start`: what the head took before the tap was set is read back. A position older than
+    /// the retention starts at its edge: the store holds nothing before it.
     fn load_positions(&self, e: &Endpoint, start: Timestamp) -> Vec<Timestamp> {
         let n = e.config.shards as usize;
         let stored: Option<Positions> = match self.state.meta_get(&e.key) {
@@ -305,13 +332,14 @@ impl RemoteWrite {
         };
         match stored {
             Some(p) if !p.shards.is_empty() => {
+                let oldest = start - self.retention.as_millis() as Timestamp;
                 let pos = if p.shards.len() == n {
-                    p.shards
+                    p.shards.iter().map(|&t| t.max(oldest)).collect()
                 } else {
                     // Another shard count: every new shard starts from the oldest position,
                     // so nothing is lost (a receiver may see a few samples twice).
                     let min = p.shards.iter().copied().min().unwrap_or(start);
-                    vec![min; n]
+                    vec![min.max(oldest); n]
                 };
                 lock(&e.queue).gap_until = Some(start);
                 info!(url = %e.shown, behind_seconds = (start - pos.iter().copied().min().unwrap_or(start)) as f64 / 1000.0, "remote write resumes from its stored position");
@@ -335,32 +363,31 @@ impl RemoteWrite {
         }
     }
 
-    /// Every sample of the head's series in `(pos[shard], end]`, series by series.
+    /// Every sample in `(pos[shard], end]` of every series of the head and the store (the
+    /// query API's reading of both: no gap and no sample twice where they meet), series by
+    /// series, each in time order.
     fn read_back(&self, n: usize, pos: &[Timestamp], end: Timestamp) -> Vec<Entry> {
-        let mut out = Vec::new();
         let from = pos.iter().copied().min().unwrap_or(end);
-        for s in self.head.all_series() {
-            let shard = (s.labels().fingerprint() % n as u64) as usize;
-            let lo = pos[shard].max(from);
-            if lo >= end {
-                continue;
+        if from >= end {
+            return Vec::new();
+        }
+        let every = [Matcher::new(
+            MatchOp::Re(Regex::new("^(?:.+)$").expect("a valid static regex")),
+            crate::series::METRIC_NAME,
+            ".+",
+        )];
+        let limits = QueryLimits::none();
+        let source = QuerySource::new(&self.head, &self.samples, &limits);
+        let mut out = Vec::new();
+        for s in source.select(&every, from + 1, end) {
+            let lo = pos[(s.labels.fingerprint() % n as u64) as usize];
+            for x in s.samples.iter().filter(|x| x.t > lo) {
+                out.push(Entry {
+                    labels: s.labels.clone(),
+                    t: x.t,
+                    v: x.v,
+                });
             }
-            s.with_chunks(|chunks| {
-                for c in chunks {
-                    if c.is_empty() || c.last_t() <= lo || c.first_t() > end {
-                        continue;
-                    }
-                    for x in c.iter() {
-                        if x.t > lo && x.t <= end {
-                            out.push(Entry {
-                                labels: s.labels().clone(),
-                                t: x.t,
-                                v: x.v,
-                            });
-                        }
-                    }
-                }
-            });
         }
         out
     }
@@ -390,6 +417,7 @@ impl Sender {
         let deadline = self.e.config.batch_send_deadline.get();
         let n = self.pos.len();
         let mut behind = false;
+        let mut slice = CATCH_UP_SLICE;
         loop {
             if !behind {
                 tokio::select! {
@@ -404,7 +432,7 @@ impl Sender {
             let (entries, end, closes_gap) = match gap {
                 Some(g) => {
                     let from = self.pos.iter().copied().min().unwrap_or(cut);
-                    let end = g.min(cut).min(from.saturating_add(CATCH_UP_SLICE));
+                    let end = g.min(cut).min(from.saturating_add(slice));
                     if end <= from {
                         behind = false;
                         continue;
@@ -414,6 +442,7 @@ impl Sender {
                     let entries = tokio::task::spawn_blocking(move || rw.read_back(n, &pos, end))
                         .await
                         .unwrap_or_default();
+                    slice = next_slice(slice, entries.len());
                     (entries, end, end >= g)
                 }
                 None => {
@@ -442,6 +471,9 @@ impl Sender {
                 }
             }
             behind = gap.is_some() && !closes_gap;
+            if !behind {
+                slice = CATCH_UP_SLICE;
+            }
             let oldest = self.pos.iter().copied().min().unwrap_or(end);
             self.rw
                 .telemetry
@@ -513,6 +545,18 @@ impl Sender {
             .remote_write_samples_total
             .with_label_values(&[&self.e.shown, result])
             .inc_by(n);
+    }
+}
+
+/// The slice of time the next read of the backlog takes, after one of `slice` read `got`
+/// samples: half after more than [`CATCH_UP_SAMPLES`], double after less than half of it.
+fn next_slice(slice: Timestamp, got: usize) -> Timestamp {
+    if got > CATCH_UP_SAMPLES {
+        (slice / 2).max(MIN_SLICE)
+    } else if got < CATCH_UP_SAMPLES / 2 {
+        slice.saturating_mul(2).min(MAX_SLICE)
+    } else {
+        slice
     }
 }
 

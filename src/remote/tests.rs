@@ -79,7 +79,7 @@ fn write_relabel_keeps_and_drops_by_the_joined_source_labels() {
     let rw = RemoteWrite::new(
         &c,
         Arc::new(Head::new()),
-        store.state.clone(),
+        &store,
         crate::notify::Clients::new()
             .expect("client")
             .http()
@@ -104,7 +104,7 @@ fn a_full_queue_opens_a_gap_that_the_head_fills_and_later_samples_queue_again() 
     let rw = RemoteWrite::with_capacity(
         &c,
         head.clone(),
-        store.state.clone(),
+        &store,
         crate::notify::Clients::new()
             .expect("client")
             .http()
@@ -136,6 +136,77 @@ fn a_full_queue_opens_a_gap_that_the_head_fills_and_later_samples_queue_again() 
     head.set_tap(None);
     head.append(&up, 6000, 6.0);
     assert_eq!(lock(&rw.endpoints[0].queue).entries.len(), 1);
+}
+
+#[test]
+fn the_backlog_is_read_back_from_the_store_where_the_head_no_longer_holds_it() {
+    let c = config("shards = 2");
+    // Small chunks, so that truncation drops whole chunks of the older samples.
+    let head = Arc::new(Head::with_chunk_samples(10));
+    let (_dir, store) = crate::store::test_util::temp_store();
+    let rw = RemoteWrite::new(
+        &c,
+        head.clone(),
+        &store,
+        crate::notify::Clients::new()
+            .expect("client")
+            .http()
+            .clone(),
+        Clock::System,
+        Telemetry::new(),
+    )
+    .expect("one endpoint");
+    let (up, gone) = (labels("up", "api"), labels("up", "gone"));
+    for t in 1..=100 {
+        head.append(&up, t * 1000, t as f64);
+        if t <= 30 {
+            head.append(&gone, t * 1000, -(t as f64));
+        }
+    }
+    // A checkpoint stores everything; the head then keeps only from 60 s on (`gone`, which
+    // stopped at 30 s, leaves it).
+    crate::store::checkpoint::checkpoint(&head, &store.samples, true, 60_000).expect("stored");
+    head.truncate_and_trim(60_000);
+    head.mark_complete_since(60_000);
+    let kept: Vec<Timestamp> = head
+        .select(&[], 0, i64::MAX)
+        .iter()
+        .flat_map(|s| s.samples.iter().map(|x| x.t))
+        .collect();
+    assert!(
+        kept.iter().all(|&t| t >= 51_000),
+        "the head let go of the old samples: {kept:?}"
+    );
+    let n = 2;
+    let shard = |l: &Labels| (l.fingerprint() % n as u64) as usize;
+    // Each series from its shard's position: `up` from 5 s, `gone` from 20 s, or both from 5 s
+    // when they share a shard.
+    let mut pos = vec![5_000; n];
+    if shard(&up) != shard(&gone) {
+        pos[shard(&gone)] = 20_000;
+    }
+    let gone_from = pos[shard(&gone)];
+    let back = rw.read_back(n, &pos, 90_000);
+    let of = |l: &Labels| -> Vec<(Timestamp, f64)> {
+        back.iter()
+            .filter(|x| &x.labels == l)
+            .map(|x| (x.t, x.v))
+            .collect()
+    };
+    let want_up: Vec<(Timestamp, f64)> = (6..=90).map(|t| (t * 1000, t as f64)).collect();
+    assert_eq!(
+        of(&up),
+        want_up,
+        "every sample once, in time order, across the head's edge"
+    );
+    let want_gone: Vec<(Timestamp, f64)> = (gone_from / 1000 + 1..=30)
+        .map(|t| (t * 1000, -(t as f64)))
+        .collect();
+    assert_eq!(
+        of(&gone),
+        want_gone,
+        "a series gone from the head comes from the store"
+    );
 }
 
 #[test]

@@ -427,10 +427,11 @@ pub fn reach(e: &promql_parser::parser::Expr) -> Duration {
 
 /// How much history the head must hold for this config: the longest rule range plus the
 /// 5-minute lookback, and for gates baseline + watch + the longest check range; never less
-/// than 15 minutes. Gate windows are what make it long: without gates the head stays small.
+/// than `[storage] head_window` (15 minutes by default). Gate windows are what make it long:
+/// without gates the head stays small.
 pub fn head_window(c: &crate::config::Config) -> Duration {
     let lookback = Duration::from_secs(300);
-    let mut w = Duration::from_secs(900);
+    let mut w = c.storage.head_window.get();
     for r in c.all_rules() {
         w = w.max(reach(&r.expr.expr) + lookback + Duration::from_secs(60));
     }
