@@ -4,13 +4,23 @@
 //! compared series by series through both query APIs.
 
 mod common;
+#[path = "common/remote.rs"]
+mod remote;
 
-use std::collections::BTreeMap;
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
 use common::{Daemon, free_port, http, require, wait_until};
+use remote::{metric_sum, names, now, same_series};
+
+/// The series every test compares: the probe's and the scrape's.
+const COMPARED: [&str; 4] = [
+    "probe_success",
+    "probe_duration_seconds",
+    "up",
+    "scrape_samples_scraped",
+];
 
 const CONFIG: &str = r#"
 [server]
@@ -86,111 +96,6 @@ impl Drop for Prometheus {
     }
 }
 
-/// `query` (a range selector) at `at` through the API on `port`: each series (its labels
-/// without `replica`) with its samples.
-fn samples(port: u16, query: &str, at: f64) -> BTreeMap<String, Vec<(i64, u64)>> {
-    let path = format!(
-        "/api/v1/query?query={}&time={at:.3}",
-        query
-            .bytes()
-            .map(|b| match b {
-                b'a'..=b'z' | b'A'..=b'Z' | b'0'..=b'9' | b'_' => (b as char).to_string(),
-                _ => format!("%{b:02X}"),
-            })
-            .collect::<String>()
-    );
-    let (status, body) = http(port, "GET", &path, None, &[]).unwrap();
-    assert_eq!(status, 200, "{body}");
-    let v: serde_json::Value = serde_json::from_str(&body).unwrap();
-    let mut out = BTreeMap::new();
-    for s in v["data"]["result"].as_array().expect("a matrix") {
-        let mut metric = s["metric"].as_object().unwrap().clone();
-        metric.remove("replica");
-        let key = serde_json::to_string(&metric).unwrap();
-        let points = s["values"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|p| {
-                (
-                    (p[0].as_f64().unwrap() * 1000.0).round() as i64,
-                    p[1].as_str().unwrap().parse::<f64>().unwrap().to_bits(),
-                )
-            })
-            .collect();
-        out.insert(key, points);
-    }
-    out
-}
-
-fn now() -> f64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_secs_f64()
-}
-
-fn metric_sum(page: &str, prefix: &str) -> f64 {
-    page.lines()
-        .filter(|l| l.starts_with(prefix))
-        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
-        .sum()
-}
-
-/// Every sample postflight holds (head and store, through its query API) of the probe's and the
-/// scrape's series since `began`, compared series by series with what Prometheus on
-/// `prom_port` received: the same series, every sample once with its value, none missing.
-fn same_series(port: u16, prom_port: u16, began: f64) {
-    let at = now() - 6.0;
-    let window = (at - began).ceil() as i64 + 5;
-    for name in [
-        "probe_success",
-        "probe_duration_seconds",
-        "up",
-        "scrape_samples_scraped",
-    ] {
-        let q = format!("{name}[{window}s]");
-        let ours = samples(port, &q, at);
-        let theirs = samples(prom_port, &q, at);
-        assert!(!ours.is_empty(), "{name}: postflight holds the series");
-        assert_eq!(
-            ours.keys().collect::<Vec<_>>(),
-            theirs.keys().collect::<Vec<_>>(),
-            "{name}: the same series"
-        );
-        for (series, points) in &ours {
-            let got = &theirs[series];
-            // Prometheus holds what was sent since the endpoint was first configured.
-            let first = got.first().map_or(i64::MAX, |p| p.0);
-            let expected: Vec<_> = points.iter().filter(|p| p.0 >= first).cloned().collect();
-            assert!(
-                expected.len() + 3 >= points.len(),
-                "{series}: Prometheus starts with the first samples ({} of {})",
-                expected.len(),
-                points.len()
-            );
-            if expected != *got {
-                let missing: Vec<_> = expected
-                    .iter()
-                    .filter(|p| !got.contains(p))
-                    .map(|p| p.0)
-                    .collect();
-                panic!(
-                    "{series}: every sample, once, with its value: {} expected, {} received, missing at {missing:?}",
-                    expected.len(),
-                    got.len()
-                );
-            }
-            // Before, during and after the outage, less the restart's own pause.
-            // (The probe's own series: its copy on the scraped /metrics page comes and goes.)
-            if !series.contains("exported_instance") {
-                assert!(got.len() >= 10, "{series}: {} samples", got.len());
-            }
-            eprintln!("{series}: {} samples", got.len());
-        }
-    }
-}
-
 #[test]
 fn series_reach_a_real_prometheus_without_gaps_across_an_outage_and_a_restart() {
     if !require("prometheus") {
@@ -260,7 +165,12 @@ fn series_reach_a_real_prometheus_without_gaps_across_an_outage_and_a_restart() 
         let lag = metric_sum(&page, "postflight_remote_write_lag_seconds{");
         lag > 0.0 && lag < 5.0
     });
-    same_series(d.port, prom.port, began);
+    let got = same_series(d.port, prom.port, began, "");
+    assert_eq!(
+        names(&got),
+        COMPARED.map(String::from).into(),
+        "postflight holds every series compared"
+    );
     let page = d.get("/metrics").1;
     assert_eq!(
         metric_sum(
@@ -337,5 +247,10 @@ fn an_outage_longer_than_the_head_s_window_loses_nothing() {
         let lag = metric_sum(&page, "postflight_remote_write_lag_seconds{");
         lag > 0.0 && lag < 5.0
     });
-    same_series(d.port, prom.port, began);
+    let got = same_series(d.port, prom.port, began, "");
+    assert_eq!(
+        names(&got),
+        COMPARED.map(String::from).into(),
+        "postflight holds every series compared"
+    );
 }
