@@ -192,6 +192,9 @@ for _ in $(seq 1 300); do
     sleep 0.1
 done
 curl -sf "http://127.0.0.1:$API_PORT/readyz" >/dev/null
+# READY_FILE=PATH: the API port and the daemon's pid are written there once it is ready (for
+# bench/remote_write.sh, which reads the daemon's metrics and RSS while it runs).
+if [ -n "${READY_FILE:-}" ]; then echo "$API_PORT $DAEMON_PID" >"$READY_FILE"; fi
 
 TCK=$(getconf CLK_TCK)
 cpu_ticks() { # utime + stime of pid $1

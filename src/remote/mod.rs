@@ -378,8 +378,10 @@ impl RemoteWrite {
         )];
         let limits = QueryLimits::none();
         let source = QuerySource::new(&self.head, &self.samples, &limits);
-        let mut out = Vec::new();
-        for s in source.select(&every, from + 1, end) {
+        let read = source.select(&every, from + 1, end);
+        // Sized at once: a backlog read is the remote writer's largest allocation.
+        let mut out = Vec::with_capacity(read.iter().map(|s| s.samples.len()).sum());
+        for s in read {
             let lo = pos[(s.labels.fingerprint() % n as u64) as usize];
             for x in s.samples.iter().filter(|x| x.t > lo) {
                 out.push(Entry {
