@@ -36,7 +36,7 @@ use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
 
 use promql_parser::label::{MatchOp, Matcher};
-use prost::Message as _;
+use prost::encoding::{encode_varint, encoded_len_varint};
 use regex::Regex;
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, warn};
@@ -608,28 +608,106 @@ async fn send_shard(
 }
 
 /// The snappy-compressed `WriteRequest` of `entries` (sorted by time; a series' samples keep
-/// their order), one `TimeSeries` per series.
+/// their order), one `TimeSeries` per series in the order of their first sample, its labels
+/// with the external labels it lacks, sorted by name.
+///
+/// Written straight into one buffer in protobuf's wire format (the messages of [`WriteRequest`]):
+/// building prost messages would take two strings per label of every series of every
+/// request, which was most of what remote writing cost.
 pub fn encode(entries: &[Entry], external: &[(String, String)]) -> Vec<u8> {
-    let mut index: FastMap<usize, usize> = FastMap::default();
-    let mut req = WriteRequest::default();
-    for x in entries {
-        let i = *index.entry(series_key(&x.labels)).or_insert_with(|| {
-            req.timeseries.push(TimeSeries {
-                labels: proto_labels(&x.labels, external),
-                samples: Vec::new(),
-            });
-            req.timeseries.len() - 1
+    // Each entry's series (numbered in order of first appearance), and each series' first entry.
+    let mut index: FastMap<usize, u32> = FastMap::default();
+    let mut firsts: Vec<usize> = Vec::new();
+    let mut of: Vec<u32> = Vec::with_capacity(entries.len());
+    for (i, x) in entries.iter().enumerate() {
+        let g = *index.entry(series_key(&x.labels)).or_insert_with(|| {
+            firsts.push(i);
+            (firsts.len() - 1) as u32
         });
-        req.timeseries[i].samples.push(ProtoSample {
-            value: x.v,
-            timestamp: x.t,
-        });
+        of.push(g);
     }
-    let raw = req.encode_to_vec();
+    // The entries grouped by series, each group in the entries' order (a counting sort).
+    let mut start = vec![0usize; firsts.len() + 1];
+    for &g in &of {
+        start[g as usize + 1] += 1;
+    }
+    for k in 1..start.len() {
+        start[k] += start[k - 1];
+    }
+    let mut fill = start.clone();
+    let mut order = vec![0usize; entries.len()];
+    for (i, &g) in of.iter().enumerate() {
+        order[fill[g as usize]] = i;
+        fill[g as usize] += 1;
+    }
+    let mut raw = Vec::with_capacity(entries.len() * 20 + firsts.len() * 120);
+    let mut labels: Vec<(&str, &str)> = Vec::new();
+    for (g, &first) in firsts.iter().enumerate() {
+        let series = &entries[first].labels;
+        labels.clear();
+        labels.extend(series.iter().map(|l| (&**l.name(), &**l.value())));
+        for (k, v) in external {
+            if series.get(k).is_none() {
+                labels.push((k, v));
+            }
+        }
+        labels.sort_unstable_by(|a, b| a.0.cmp(b.0));
+        let samples = &order[start[g]..start[g + 1]];
+        let len = labels
+            .iter()
+            .map(|(n, v)| nested_len(label_len(n, v)))
+            .sum::<usize>()
+            + samples
+                .iter()
+                .map(|&i| nested_len(sample_len(entries[i].t)))
+                .sum::<usize>();
+        // WriteRequest.timeseries = 1
+        raw.push(0x0a);
+        encode_varint(len as u64, &mut raw);
+        for (n, v) in &labels {
+            // TimeSeries.labels = 1: Label { name = 1, value = 2 }
+            raw.push(0x0a);
+            encode_varint(label_len(n, v) as u64, &mut raw);
+            raw.push(0x0a);
+            encode_varint(n.len() as u64, &mut raw);
+            raw.extend_from_slice(n.as_bytes());
+            raw.push(0x12);
+            encode_varint(v.len() as u64, &mut raw);
+            raw.extend_from_slice(v.as_bytes());
+        }
+        for &i in samples {
+            let x = &entries[i];
+            // TimeSeries.samples = 2: Sample { value = 1 (double), timestamp = 2 (int64) }
+            raw.push(0x12);
+            encode_varint(sample_len(x.t) as u64, &mut raw);
+            raw.push(0x09);
+            raw.extend_from_slice(&x.v.to_bits().to_le_bytes());
+            raw.push(0x10);
+            encode_varint(x.t as u64, &mut raw);
+        }
+    }
     // Compressing an in-memory buffer fails only past snappy's 4 GiB input limit.
     snap::raw::Encoder::new()
         .compress_vec(&raw)
         .unwrap_or_default()
+}
+
+/// The length of a `Label` message.
+fn label_len(name: &str, value: &str) -> usize {
+    2 + encoded_len_varint(name.len() as u64)
+        + name.len()
+        + encoded_len_varint(value.len() as u64)
+        + value.len()
+}
+
+/// The length of a `Sample` message at time `t`.
+fn sample_len(t: Timestamp) -> usize {
+    1 + 8 + 1 + encoded_len_varint(t as u64)
+}
+
+/// The length of a message of `len` bytes as a field of another: tag, length and message.
+fn nested_len(len: usize) -> usize {
+    1 + encoded_len_varint(len as u64) + len
 }
 
 /// Names a label set by its address while the caller holds it: the entries of one head series
@@ -638,27 +716,6 @@ pub fn encode(entries: &[Entry], external: &[(String, String)]) -> Vec<u8> {
 /// keys, which costs only a second `TimeSeries` in the request.
 fn series_key(labels: &Labels) -> usize {
     labels.as_slice().as_ptr() as usize
-}
-
-/// The series' labels with the external labels it lacks, sorted by name.
-fn proto_labels(labels: &Labels, external: &[(String, String)]) -> Vec<ProtoLabel> {
-    let mut out: Vec<ProtoLabel> = labels
-        .iter()
-        .map(|l| ProtoLabel {
-            name: l.name().to_string(),
-            value: l.value().to_string(),
-        })
-        .collect();
-    for (k, v) in external {
-        if labels.get(k).is_none() {
-            out.push(ProtoLabel {
-                name: k.clone(),
-                value: v.clone(),
-            });
-        }
-    }
-    out.sort_by(|a, b| a.name.cmp(&b.name));
-    out
 }
 
 /// Posts one request until it is accepted, refused for good, or shutdown comes.

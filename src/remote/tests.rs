@@ -1,5 +1,7 @@
 use super::*;
 
+use prost::Message as _;
+
 use crate::config::load_str;
 
 fn config(extra: &str) -> Config {
@@ -68,6 +70,58 @@ fn a_request_holds_one_series_per_label_set_with_its_samples_in_order_and_the_ex
         api.samples[1].value.to_bits(),
         crate::series::STALE_NAN_BITS
     );
+}
+
+#[test]
+fn a_request_decodes_as_the_protocol_s_messages_whatever_the_values_and_lengths() {
+    // Long label values (multi-byte lengths), zero and negative values and times, and series
+    // interleaved in time.
+    let long = "x".repeat(300);
+    let a = Labels::new([("__name__", "a"), ("path", long.as_str())]);
+    let b = labels("b", "db");
+    let entries: Vec<Entry> = [
+        (&a, -5, 0.0),
+        (&b, 0, -1.5),
+        (&a, 1, f64::INFINITY),
+        (&b, 1 << 40, 2.0),
+    ]
+    .into_iter()
+    .map(|(l, t, v)| Entry {
+        labels: l.clone(),
+        t,
+        v,
+    })
+    .collect();
+    let req = decode(&encode(&entries, &[("zone".into(), "eu".into())]));
+    let label = |n: &str, v: &str| ProtoLabel {
+        name: n.into(),
+        value: v.into(),
+    };
+    let sample = |t, v| ProtoSample {
+        value: v,
+        timestamp: t,
+    };
+    let want = WriteRequest {
+        timeseries: vec![
+            TimeSeries {
+                labels: vec![
+                    label("__name__", "a"),
+                    label("path", &long),
+                    label("zone", "eu"),
+                ],
+                samples: vec![sample(-5, 0.0), sample(1, f64::INFINITY)],
+            },
+            TimeSeries {
+                labels: vec![
+                    label("__name__", "b"),
+                    label("job", "db"),
+                    label("zone", "eu"),
+                ],
+                samples: vec![sample(0, -1.5), sample(1 << 40, 2.0)],
+            },
+        ],
+    };
+    assert_eq!(req, want);
 }
 
 #[test]
