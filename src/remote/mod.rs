@@ -59,12 +59,12 @@ pub const QUEUE_CAPACITY: usize = 250_000;
 
 /// Time read back at once when catching up starts; later reads adapt it to
 /// [`CATCH_UP_SAMPLES`].
-pub const CATCH_UP_SLICE: Timestamp = 30_000;
+pub const CATCH_UP_SLICE: Timestamp = 15_000;
 
 /// Samples one read of the backlog aims at: the slice of time halves after a read of more and
 /// doubles after a read of less than half (between [`MIN_SLICE`] and [`MAX_SLICE`]). Bounds
 /// the memory of a backlog (about 40 bytes a sample while it is sent).
-pub const CATCH_UP_SAMPLES: usize = 250_000;
+pub const CATCH_UP_SAMPLES: usize = 100_000;
 
 /// The shortest slice of the backlog read at once.
 pub const MIN_SLICE: Timestamp = 1_000;
