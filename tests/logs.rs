@@ -683,3 +683,99 @@ fn a_reload_adds_a_source_and_the_others_keep_their_positions() {
         value(&d, r#"log_lines_total{log="other"}"#) == Some(2.0)
     });
 }
+
+/// The pids of the live (not zombie) processes whose parent is `parent` and whose name is
+/// `comm`.
+fn children_named(parent: u32, comm: &str) -> Vec<u32> {
+    let mut out = Vec::new();
+    for e in std::fs::read_dir("/proc").unwrap().flatten() {
+        let Some(pid) = e.file_name().to_str().and_then(|s| s.parse::<u32>().ok()) else {
+            continue;
+        };
+        let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
+            continue;
+        };
+        // `pid (comm) state ppid ...`; comm may hold spaces, so split after its `)`.
+        let (Some(open), Some(close)) = (stat.find('('), stat.rfind(')')) else {
+            continue;
+        };
+        let mut rest = stat[close + 1..].split_whitespace();
+        let (state, ppid) = (rest.next(), rest.next().and_then(|p| p.parse::<u32>().ok()));
+        if &stat[open + 1..close] == comm && ppid == Some(parent) && state != Some("Z") {
+            out.push(pid);
+        }
+    }
+    out
+}
+
+/// Whether `pid` is a live process (a zombie waiting for its reaper is not).
+fn alive(pid: u32) -> bool {
+    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
+        Ok(stat) => stat
+            .rfind(')')
+            .and_then(|i| stat[i + 1..].split_whitespace().next())
+            .is_some_and(|state| state != "Z"),
+        Err(_) => false,
+    }
+}
+
+/// A `journalctl` as systemd before 242 behaves: after its first entry it keeps following
+/// without writing, and only a write would tell it that its reader is gone — so it outlives a
+/// daemon killed by SIGKILL unless the kernel stops it. (Since 242 `journalctl --follow`
+/// watches its stdout and exits once the reader is gone.)
+const QUIET_JOURNALCTL: &str = r#"#!/bin/sh
+echo '{"__CURSOR":"s=1;i=1","MESSAGE":"app started","_SYSTEMD_UNIT":"app.service"}'
+while :; do sleep 1; done
+"#;
+
+#[test]
+fn journalctl_dies_with_a_daemon_killed_by_sigkill() {
+    let dir = tempfile::tempdir().unwrap();
+    let bin = dir.path().join("bin");
+    std::fs::create_dir(&bin).unwrap();
+    let fake = bin.join("journalctl");
+    std::fs::write(&fake, QUIET_JOURNALCTL).unwrap();
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(&fake, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let path = format!(
+        "{}:{}",
+        bin.display(),
+        std::env::var("PATH").unwrap_or_default()
+    );
+    let config = r#"
+[server]
+listen = "127.0.0.1:{port}"
+[storage]
+path = "{dir}/db"
+[[log]]
+name = "j"
+journal_unit = "app.service"
+start_at = "beginning"
+"#;
+    let mut d = Daemon::start_in(dir.path(), config, &[("PATH", &path)]);
+    d.wait_ready();
+    wait_until(15, "the entry counted", || {
+        value(&d, r#"log_lines_total{log="j"}"#) == Some(1.0)
+    });
+    let found = children_named(d.child.id(), "journalctl");
+    assert_eq!(found.len(), 1, "one journalctl child: {found:?}");
+    let pid = found[0];
+
+    d.signal("KILL");
+    let _ = d.wait_exit(Duration::from_secs(10));
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    while alive(pid) && std::time::Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let orphaned = alive(pid);
+    if orphaned {
+        // Not left behind by the test either.
+        let _ = std::process::Command::new("kill")
+            .args(["-KILL", &pid.to_string()])
+            .status();
+    }
+    assert!(
+        !orphaned,
+        "journalctl {pid} outlived the daemon killed by SIGKILL"
+    );
+}

@@ -113,21 +113,56 @@ impl Journal {
         a
     }
 
-    fn start(&mut self) -> std::io::Result<Running> {
-        let mut child = Command::new(&self.program)
-            .args(self.args())
+    /// The command that runs `journalctl`: under `setpriv --pdeathsig TERM` when both are on
+    /// the `PATH`, so the kernel stops it when the daemon dies, even by SIGKILL (a
+    /// `journalctl` before systemd 242 goes on following a quiet unit after its reader is
+    /// gone). Without `setpriv`, `journalctl` itself, stopped on a clean exit only.
+    fn command(&self) -> Command {
+        let mut cmd = match (on_path("setpriv"), on_path(&self.program)) {
+            (Some(setpriv), Some(program)) => {
+                let mut c = Command::new(setpriv);
+                c.args(["--pdeathsig", "TERM", "--"]).arg(program);
+                c
+            }
+            _ => Command::new(&self.program),
+        };
+        cmd.args(self.args())
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()?;
+            .stderr(Stdio::piped());
+        cmd
+    }
+
+    fn start(&mut self) -> std::io::Result<Running> {
+        let mut cmd = self.command();
         let (tx, rx) = sync_channel(CHANNEL);
+        let (started_tx, started_rx) = sync_channel(1);
+        let unit = self.unit.clone();
+        // The parent-death signal goes with the *thread* that started the child, not the
+        // process: so `journalctl` is started by the thread that reads its output, which
+        // lives until that output closes, never by a pool thread that may end before it.
+        std::thread::Builder::new()
+            .name("journalctl-out".into())
+            .spawn(move || {
+                let mut child = match cmd.spawn() {
+                    Ok(c) => c,
+                    Err(e) => {
+                        let _ = started_tx.send(Err(e));
+                        return;
+                    }
+                };
+                let out = child.stdout.take();
+                if started_tx.send(Ok(child)).is_err() {
+                    return;
+                }
+                if let Some(out) = out {
+                    read_entries(out, &unit, &tx);
+                }
+            })?;
+        let mut child = started_rx.recv().map_err(|_| {
+            std::io::Error::other("the thread starting journalctl ended without an answer")
+        })??;
         let stderr = Arc::new(Mutex::new(String::new()));
-        if let Some(out) = child.stdout.take() {
-            let unit = self.unit.clone();
-            std::thread::Builder::new()
-                .name("journalctl-out".into())
-                .spawn(move || read_entries(out, &unit, &tx))?;
-        }
         if let Some(err) = child.stderr.take() {
             let keep = stderr.clone();
             std::thread::Builder::new()
@@ -226,6 +261,23 @@ impl Drop for Journal {
             let _ = r.child.wait();
         }
     }
+}
+
+/// Where `program` is on the `PATH` (as the shell would find it), if it is; a name with a
+/// `/` is taken as it is.
+fn on_path(program: &str) -> Option<PathBuf> {
+    if program.contains('/') {
+        return Some(PathBuf::from(program));
+    }
+    let path = std::env::var_os("PATH")?;
+    std::env::split_paths(&path)
+        .map(|d| d.join(program))
+        .find(|p| {
+            std::fs::metadata(p).is_ok_and(|m| {
+                use std::os::unix::fs::PermissionsExt;
+                m.is_file() && m.permissions().mode() & 0o111 != 0
+            })
+        })
 }
 
 /// Reads `journalctl --output=json` lines into entries until its output closes.
