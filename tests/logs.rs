@@ -779,3 +779,65 @@ start_at = "beginning"
         "journalctl {pid} outlived the daemon killed by SIGKILL"
     );
 }
+
+/// The keys of the log records in the store of a stopped daemon.
+fn stored_log_keys(db: &Path) -> Vec<String> {
+    let store = postflight::store::Store::open(db).unwrap().store;
+    store
+        .state
+        .scan::<serde_json::Value>(postflight::store::Kind::Logs)
+        .unwrap()
+        .into_iter()
+        .map(|(k, _)| k)
+        .collect()
+}
+
+#[test]
+fn a_removed_source_leaves_nothing_in_the_store_and_the_others_keep_their_positions() {
+    let dir = tempfile::tempdir().unwrap();
+    let logs = dir.path().join("logs");
+    std::fs::create_dir(&logs).unwrap();
+    std::fs::create_dir(dir.path().join("other")).unwrap();
+    let app = logs.join("app.log");
+    append(&app, &lines("first", 10));
+    append(&dir.path().join("other/o.log"), "one\nan ERROR\n");
+    let other = "\n[[log]]\nname = \"other\"\npath = \"{dir}/other/*.log\"\nstart_at = \"beginning\"\n[[log.match]]\nname = \"errors\"\nregex = 'ERROR'\n";
+    let mut d = Daemon::start_in(dir.path(), &format!("{APP}{other}"), &[]);
+    d.wait_ready();
+    expect_counts(&d, 10, 1);
+    wait_until(10, "the other source counts", || {
+        value(&d, r#"log_lines_total{log="other"}"#) == Some(2.0)
+    });
+    // Reloaded without "other".
+    let only_app = APP
+        .replace("{port}", &d.port.to_string())
+        .replace("{dir}", &dir.path().display().to_string());
+    std::fs::write(dir.path().join("postflight.toml"), only_app).unwrap();
+    let (st, body) = common::http(d.port, "POST", "/-/reload", None, &[]).unwrap();
+    assert_eq!(st, 200, "{body}");
+    append(&app, &lines("second", 5));
+    expect_counts(&d, 15, 2);
+    d.signal("TERM");
+    assert!(d.wait_exit(Duration::from_secs(15)).success());
+    let keys = stored_log_keys(&dir.path().join("db"));
+    assert!(
+        keys.iter().any(|k| k.contains("app")),
+        "the configured source keeps its record: {keys:?}"
+    );
+    assert!(
+        !keys.iter().any(|k| k.contains("other")),
+        "the removed source left records: {keys:?}"
+    );
+
+    // Started with no source at all: what the store kept of them goes too.
+    let mut d = Daemon::start_in(
+        dir.path(),
+        "[server]\nlisten = \"127.0.0.1:{port}\"\n[storage]\npath = \"{dir}/db\"\n",
+        &[],
+    );
+    d.wait_ready();
+    d.signal("TERM");
+    assert!(d.wait_exit(Duration::from_secs(15)).success());
+    let keys = stored_log_keys(&dir.path().join("db"));
+    assert!(keys.is_empty(), "{keys:?}");
+}

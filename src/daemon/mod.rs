@@ -535,19 +535,18 @@ impl Engines {
                 .run(token.clone()),
             );
         }
-        if !config.logs.is_empty() {
-            tasks.spawn(
-                crate::logs::LogRunner {
-                    config: config.clone(),
-                    ingest: ctx.ingest.clone(),
-                    state: ctx.store.state.clone(),
-                    targets: ctx.targets.clone(),
-                    clock: ctx.clock.clone(),
-                    telemetry: ctx.telemetry.clone(),
-                }
-                .run(token.clone()),
-            );
-        }
+        // Also without sources: the runner first drops the records of removed ones.
+        tasks.spawn(
+            crate::logs::LogRunner {
+                config: config.clone(),
+                ingest: ctx.ingest.clone(),
+                state: ctx.store.state.clone(),
+                targets: ctx.targets.clone(),
+                clock: ctx.clock.clone(),
+                telemetry: ctx.telemetry.clone(),
+            }
+            .run(token.clone()),
+        );
         let eval_every = config.global.evaluation_interval.get();
         tasks.spawn(
             RulesEngine {

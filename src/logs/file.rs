@@ -201,6 +201,9 @@ impl FileSet {
     ) -> PollReport {
         let mut report = PollReport::default();
         let base = glob_base(&self.pattern);
+        // Whether every file under the glob was listed and identified: only then is a stored
+        // position that matched none of them known to be of a file gone for good.
+        let mut listed_all = true;
         match std::fs::metadata(&base) {
             Err(e) if e.kind() == io::ErrorKind::NotFound => report
                 .problems
@@ -213,6 +216,7 @@ impl FileSet {
                 .push(format!("{} is not a directory", base.display())),
             Ok(_) => {}
         }
+        listed_all &= report.problems.is_empty();
         let mut seen: Vec<(u64, u64)> = Vec::new();
         let paths = match glob::glob(&self.pattern) {
             Ok(p) => p,
@@ -226,6 +230,7 @@ impl FileSet {
             let path = match entry {
                 Ok(p) => p,
                 Err(e) => {
+                    listed_all = false;
                     report
                         .problems
                         .push(format!("{}: {}", e.path().display(), e.error()));
@@ -235,6 +240,7 @@ impl FileSet {
             let meta = match std::fs::metadata(&path) {
                 Ok(m) => m,
                 Err(e) => {
+                    listed_all = false;
                     report.problems.push(format!("{}: {e}", path.display()));
                     continue;
                 }
@@ -322,9 +328,10 @@ impl FileSet {
         for id in drop_ids {
             self.files.remove(&id);
         }
-        if report.problems.is_empty() {
-            // The directory is there and listed: stored positions of files no longer in it
-            // are of files deleted while the source was stopped.
+        if listed_all {
+            // The directory is there and every file in it identified: stored positions of
+            // files no longer in it are of files deleted while the source was stopped. (A FIFO
+            // or a file that cannot be read beside them does not keep them.)
             self.restored.clear();
         }
         report

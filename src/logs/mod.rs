@@ -468,8 +468,24 @@ impl LogRunner {
         config.logs.iter().map(|l| target_key(&l.name)).collect()
     }
 
-    /// Runs every source until `shutdown`; each flushes on the way out.
+    /// Runs every source until `shutdown`; each flushes on the way out. First drops what the
+    /// store keeps of sources (and matches) the config no longer has: each generation starts
+    /// here, at the daemon's start and after every reload.
     pub async fn run(self, shutdown: CancellationToken) {
+        match crate::rt::blocking(|| prune(&self.state, &self.config)) {
+            Ok(0) => {}
+            Ok(n) => info!(
+                records = n,
+                "dropped the stored positions and kept lines of log sources no longer configured"
+            ),
+            Err(e) => {
+                self.telemetry
+                    .store_write_failures
+                    .with_label_values(&["logs"])
+                    .inc();
+                warn!(error = %e, "cannot drop the stored records of removed log sources");
+            }
+        }
         let mut tasks = JoinSet::new();
         for cfg in &self.config.logs {
             let cfg = cfg.clone();
@@ -555,6 +571,45 @@ fn flush_and_append(src: &mut Source, ingest: &Ingest, clock: &Clock, telemetry:
         warn!(log = %src.cfg.name, error = %e, "cannot store log positions and kept lines");
     }
     src.append(ingest, now);
+}
+
+/// Removes from the store the position records of sources `config` does not have, and the
+/// kept lines of sources or matches it does not have, in one batch; returns how many records
+/// went. The records of configured sources stay as they are, so a reload loses no position.
+pub fn prune(state: &StateStore, config: &Config) -> Result<usize, crate::store::StoreError> {
+    let configured = |log: &str, m: Option<&str>| {
+        config
+            .logs
+            .iter()
+            .any(|l| l.name == log && m.is_none_or(|m| l.matches.iter().any(|x| x.name == m)))
+    };
+    let mut stale = Vec::new();
+    state.scan_prefix::<serde::de::IgnoredAny>(Kind::Logs, &format!("pos{SEP}"), |k, _| {
+        if let Some(log) = k.split(SEP).nth(1)
+            && !configured(log, None)
+        {
+            stale.push(k.to_string());
+        }
+        true
+    })?;
+    state.scan_prefix::<serde::de::IgnoredAny>(Kind::Logs, &format!("line{SEP}"), |k, _| {
+        let mut parts = k.split(SEP).skip(1);
+        if let (Some(log), Some(m)) = (parts.next(), parts.next())
+            && !configured(log, Some(m))
+        {
+            stale.push(k.to_string());
+        }
+        true
+    })?;
+    if stale.is_empty() {
+        return Ok(0);
+    }
+    let mut batch = state.batch(Kind::Logs);
+    for k in &stale {
+        batch.remove(k);
+    }
+    state.apply_durable(batch)?;
+    Ok(stale.len())
 }
 
 /// The kept lines of `log` (of one match, or all), between `since` and `until` (ms,
