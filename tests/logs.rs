@@ -841,3 +841,71 @@ fn a_removed_source_leaves_nothing_in_the_store_and_the_others_keep_their_positi
     let keys = stored_log_keys(&dir.path().join("db"));
     assert!(keys.is_empty(), "{keys:?}");
 }
+
+#[test]
+fn metrics_show_each_tailer_keeping_up_its_files_and_its_read_errors() {
+    let dir = tempfile::tempdir().unwrap();
+    let logs = dir.path().join("logs");
+    std::fs::create_dir(&logs).unwrap();
+    let app = logs.join("app.log");
+    append(&app, &lines("first", 10));
+    append(&logs.join("b.log"), &lines("b", 3));
+    let missing = "\n[[log]]\nname = \"missing\"\npath = \"{dir}/nope/*.log\"\n";
+    let mut d = Daemon::start_in(dir.path(), &format!("{APP}{missing}"), &[]);
+    d.wait_ready();
+    expect_counts(&d, 13, 2);
+    // Truncated in place and written again: read again from its beginning.
+    std::fs::OpenOptions::new()
+        .write(true)
+        .open(&app)
+        .unwrap()
+        .set_len(0)
+        .unwrap();
+    append(&app, &lines("again", 4));
+    expect_counts(&d, 17, 3);
+    let page = d.get("/metrics").1;
+    let m = |name: &str| common::metric(&page, name);
+    assert_eq!(
+        m(r#"postflight_log_files_followed{log="app"}"#),
+        Some(2.0),
+        "{page}"
+    );
+    assert_eq!(m(r#"postflight_log_bytes_behind{log="app"}"#), Some(0.0));
+    assert_eq!(
+        m(r#"postflight_log_truncations_total{log="app"}"#),
+        Some(1.0)
+    );
+    assert_eq!(
+        m(r#"postflight_log_read_errors_total{log="app"}"#),
+        Some(0.0)
+    );
+    assert_eq!(
+        m(r#"postflight_log_files_followed{log="missing"}"#),
+        Some(0.0)
+    );
+    assert!(m(r#"postflight_log_read_errors_total{log="missing"}"#).unwrap() >= 1.0);
+    assert!(m(r#"postflight_loop_iterations_total{loop="logs"}"#).unwrap() >= 2.0);
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs_f64();
+    let last = m(r#"postflight_log_last_poll_timestamp_seconds{log="app"}"#).unwrap();
+    assert!((now - last).abs() < 5.0, "last poll at {last}, now {now}");
+    assert!(page.contains("# TYPE postflight_log_read_errors_total counter"));
+
+    // Reloaded without "missing": its series go; "app" keeps its counters.
+    let only_app = APP
+        .replace("{port}", &d.port.to_string())
+        .replace("{dir}", &dir.path().display().to_string());
+    std::fs::write(dir.path().join("postflight.toml"), only_app).unwrap();
+    let (st, body) = common::http(d.port, "POST", "/-/reload", None, &[]).unwrap();
+    assert_eq!(st, 200, "{body}");
+    wait_until(10, "the removed source's series are gone", || {
+        !d.get("/metrics").1.contains(r#"log="missing""#)
+    });
+    let page = d.get("/metrics").1;
+    assert_eq!(
+        common::metric(&page, r#"postflight_log_truncations_total{log="app"}"#),
+        Some(1.0)
+    );
+}

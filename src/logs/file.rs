@@ -99,6 +99,10 @@ pub struct PollReport {
     pub cut_lines: u64,
     /// True when some file had more to read than the poll's budget.
     pub more: bool,
+    /// Files followed after the poll.
+    pub files: usize,
+    /// Bytes in the followed files after what was read, at the end of the poll.
+    pub behind: u64,
 }
 
 /// The files of one `[[log]] path` glob and where the source is in each.
@@ -328,6 +332,7 @@ impl FileSet {
         for id in drop_ids {
             self.files.remove(&id);
         }
+        report.files = self.files.len();
         if listed_all {
             // The directory is there and every file in it identified: stored positions of
             // files no longer in it are of files deleted while the source was stopped. (A FIFO
@@ -400,6 +405,10 @@ fn read_open(
         }
         consume(t, &buf[..n], at, line, bytes, report);
         at += n as u64;
+    }
+    // What the writer added meanwhile counts too: the lag as it is when the poll ends.
+    if let Ok(m) = file.metadata() {
+        report.behind += m.len().saturating_sub(t.read_at());
     }
     Ok(at > start)
 }

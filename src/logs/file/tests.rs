@@ -216,3 +216,27 @@ fn the_position_of_a_file_gone_for_good_is_dropped_even_beside_an_unreadable_fil
     let paths: Vec<String> = fs.positions().into_iter().map(|p| p.path).collect();
     assert_eq!(paths, [dir.path().join("kept.log").display().to_string()]);
 }
+
+#[test]
+fn bytes_written_during_a_poll_are_behind_at_its_end() {
+    let dir = tempfile::tempdir().unwrap();
+    let p = dir.path().join("a.log");
+    append(&p, "one\ntwo\n");
+    append(&dir.path().join("b.log"), "three\n");
+    let mut fs = FileSet::new(&glob_in(dir.path()), Vec::new(), false);
+    let mut wrote = false;
+    let r = fs.poll(
+        |l, _| {
+            // The writer adds a line while the first file is being read.
+            if l == b"one" && !wrote {
+                append(&p, "late\n");
+                wrote = true;
+            }
+        },
+        |_| {},
+    );
+    assert_eq!((r.files, r.behind), (2, 5));
+    let (lines, _, r) = poll(&mut fs);
+    assert_eq!(lines, ["late"]);
+    assert_eq!((r.files, r.behind), (2, 0));
+}
