@@ -684,10 +684,10 @@ fn a_reload_adds_a_source_and_the_others_keep_their_positions() {
     });
 }
 
-/// The pids of the live (not zombie) processes whose parent is `parent` and whose name is
-/// `comm`.
-fn children_named(parent: u32, comm: &str) -> Vec<u32> {
-    let mut out = Vec::new();
+/// The pids of the live (not zombie) descendants of `root` whose name is `comm`.
+fn descendants_named(root: u32, comm: &str) -> Vec<u32> {
+    // (pid, ppid, comm) of every live process.
+    let mut procs = Vec::new();
     for e in std::fs::read_dir("/proc").unwrap().flatten() {
         let Some(pid) = e.file_name().to_str().and_then(|s| s.parse::<u32>().ok()) else {
             continue;
@@ -701,11 +701,24 @@ fn children_named(parent: u32, comm: &str) -> Vec<u32> {
         };
         let mut rest = stat[close + 1..].split_whitespace();
         let (state, ppid) = (rest.next(), rest.next().and_then(|p| p.parse::<u32>().ok()));
-        if &stat[open + 1..close] == comm && ppid == Some(parent) && state != Some("Z") {
-            out.push(pid);
+        if let (Some(state), Some(ppid)) = (state, ppid)
+            && state != "Z"
+        {
+            procs.push((pid, ppid, stat[open + 1..close].to_string()));
         }
     }
-    out
+    let mut family = vec![root];
+    let mut i = 0;
+    while i < family.len() {
+        let parent = family[i];
+        family.extend(procs.iter().filter(|p| p.1 == parent).map(|p| p.0));
+        i += 1;
+    }
+    procs
+        .iter()
+        .filter(|p| p.2 == comm && family[1..].contains(&p.0))
+        .map(|p| p.0)
+        .collect()
 }
 
 /// Whether `pid` is a live process (a zombie waiting for its reaper is not).
@@ -721,7 +734,7 @@ fn alive(pid: u32) -> bool {
 
 /// A `journalctl` as systemd before 242 behaves: after its first entry it keeps following
 /// without writing, and only a write would tell it that its reader is gone — so it outlives a
-/// daemon killed by SIGKILL unless the kernel stops it. (Since 242 `journalctl --follow`
+/// daemon killed by SIGKILL unless something stops it. (Since 242 `journalctl --follow`
 /// watches its stdout and exits once the reader is gone.)
 const QUIET_JOURNALCTL: &str = r#"#!/bin/sh
 echo '{"__CURSOR":"s=1;i=1","MESSAGE":"app started","_SYSTEMD_UNIT":"app.service"}'
@@ -757,27 +770,39 @@ start_at = "beginning"
     wait_until(15, "the entry counted", || {
         value(&d, r#"log_lines_total{log="j"}"#) == Some(1.0)
     });
-    let found = children_named(d.child.id(), "journalctl");
-    assert_eq!(found.len(), 1, "one journalctl child: {found:?}");
+    let found = descendants_named(d.child.id(), "journalctl");
+    assert_eq!(found.len(), 1, "one journalctl: {found:?}");
     let pid = found[0];
-
     d.signal("KILL");
     let _ = d.wait_exit(Duration::from_secs(10));
+    assert_gone(pid, "the daemon killed by SIGKILL");
+
+    // And after a clean stop.
+    let mut d = Daemon::start_in(dir.path(), config, &[("PATH", &path)]);
+    d.wait_ready();
+    let mut found = Vec::new();
+    wait_until(15, "journalctl runs again", || {
+        found = descendants_named(d.child.id(), "journalctl");
+        !found.is_empty()
+    });
+    d.signal("TERM");
+    assert!(d.wait_exit(Duration::from_secs(15)).success());
+    assert_gone(found[0], "the daemon stopped by SIGTERM");
+}
+
+/// Fails unless `pid` ends within 5 s (and stops it if not, so the test leaves nothing behind).
+fn assert_gone(pid: u32, after: &str) {
     let deadline = std::time::Instant::now() + Duration::from_secs(5);
     while alive(pid) && std::time::Instant::now() < deadline {
         std::thread::sleep(Duration::from_millis(50));
     }
     let orphaned = alive(pid);
     if orphaned {
-        // Not left behind by the test either.
         let _ = std::process::Command::new("kill")
             .args(["-KILL", &pid.to_string()])
             .status();
     }
-    assert!(
-        !orphaned,
-        "journalctl {pid} outlived the daemon killed by SIGKILL"
-    );
+    assert!(!orphaned, "journalctl {pid} outlived {after}");
 }
 
 /// The keys of the log records in the store of a stopped daemon.
