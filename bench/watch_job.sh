@@ -14,7 +14,8 @@
 # BIN= a binary built with --features system-allocator; RSS and CPU are then the profiled
 # process'). RSS_TRACE=1 prints every RSS sample (every 5 s: the rule rounds and checkpoints
 # show as peaks); EVAL_INTERVAL=1h sets the rules' interval apart from the others (effectively
-# no rule rounds in a short run).
+# no rule rounds in a short run). EXTRA_CONFIG=FILE appends FILE to the generated config;
+# DIR_FILE=FILE writes the temp dir's path there (bench/logs_follow.sh uses both).
 # Everything listens on 127.0.0.1; nginx and the daemon are stopped on exit, Ctrl-C included.
 set -euo pipefail
 
@@ -36,6 +37,7 @@ if [ ! -x "$NGINX" ]; then
 fi
 
 TMP=$(mktemp -d /tmp/postflight-watch.XXXXXX)
+[ -n "${DIR_FILE:-}" ] && echo "$TMP" >"$DIR_FILE"
 chmod 755 "$TMP"
 DAEMON_PID=""
 cleanup() {
@@ -165,6 +167,7 @@ EOF
     # REMOTE_WRITE=URL: every sample also remote written there (a Prometheus started with
     # --web.enable-remote-write-receiver, for the remote-write cost).
     if [ -n "${REMOTE_WRITE:-}" ]; then printf '\n[[remote_write]]\nurl = "%s"\n' "$REMOTE_WRITE"; fi
+    if [ -n "${EXTRA_CONFIG:-}" ]; then cat "$EXTRA_CONFIG"; fi
 } >"$CFG"
 
 # --- build once, check, run ---
