@@ -161,3 +161,92 @@ fn the_excerpt_shows_the_last_lines_of_the_matches_an_expression_reads() {
     // An expression that does not read the log counters has no excerpt.
     assert_eq!(excerpt(&store.state, &c, &expr("up == 0"), None), None);
 }
+
+#[test]
+fn prune_drops_the_records_of_removed_sources_and_matches_and_keeps_the_rest() {
+    let dir = tempfile::tempdir().unwrap();
+    let (_sd, store) = temp_store();
+    let two = crate::config::load_str(
+        &format!(
+            r#"
+[[log]]
+name = "app"
+path = "{d}/a*.log"
+start_at = "beginning"
+[[log.match]]
+name = "errors"
+regex = 'error'
+[[log.match]]
+name = "db"
+regex = 'database'
+[[log]]
+name = "old"
+path = "{d}/o*.log"
+start_at = "beginning"
+[[log.match]]
+name = "errors"
+regex = 'error'
+"#,
+            d = dir.path().display()
+        ),
+        "t.toml",
+    )
+    .expect("valid config");
+    append(&dir.path().join("a.log"), "error in database\nfine\n");
+    append(&dir.path().join("o.log"), "error\n");
+    for cfg in &two.logs {
+        let mut src = Source::open(cfg, store.state.clone(), DAY, 1_000);
+        src.poll(1_000);
+        src.flush(1_000).unwrap();
+    }
+    // Nothing to drop while both are configured.
+    assert_eq!(prune(&store.state, &two).unwrap(), 0);
+
+    // "old" is removed, and "app" loses its "db" match.
+    let mut one = two.clone();
+    one.logs.retain(|l| l.name == "app");
+    one.logs[0].matches.retain(|m| m.name == "errors");
+    // The record of "old", its kept line, and the kept line of "db".
+    assert_eq!(prune(&store.state, &one).unwrap(), 3);
+    let pos = |log: &str| {
+        store
+            .state
+            .get::<SourceRecord>(Kind::Logs, &position_key(log))
+            .unwrap()
+    };
+    assert_eq!(pos("old"), None);
+    assert!(
+        query(&store.state, "old", None, None, None, 10)
+            .unwrap()
+            .is_empty()
+    );
+    assert!(
+        query(&store.state, "app", Some("db"), None, None, 10)
+            .unwrap()
+            .is_empty()
+    );
+    // "app" keeps its position and its counters, and the lines of its remaining match.
+    assert_eq!(pos("app").unwrap().lines, 2);
+    assert_eq!(
+        query(&store.state, "app", Some("errors"), None, None, 10)
+            .unwrap()
+            .len(),
+        1
+    );
+    let mut src = Source::open(&one.logs[0], store.state.clone(), DAY, 2_000);
+    append(&dir.path().join("a.log"), "error again\n");
+    src.poll(2_000);
+    assert_eq!(src.record().lines, 3, "resumed at its position");
+
+    // With no source left, everything goes.
+    let mut none = one.clone();
+    none.logs.clear();
+    assert_eq!(prune(&store.state, &none).unwrap(), 2);
+    assert!(
+        store
+            .state
+            .scan::<serde_json::Value>(Kind::Logs)
+            .unwrap()
+            .is_empty()
+    );
+}
