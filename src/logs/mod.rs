@@ -42,6 +42,9 @@ pub const POLL_EVERY: Duration = Duration::from_millis(250);
 pub const FLUSH_EVERY: Duration = Duration::from_secs(1);
 /// Matching lines kept per match.
 pub const KEEP_PER_MATCH: usize = 1_000;
+/// Matching lines kept per match from one flush (a second): under a flood the kept lines span
+/// at least 10 seconds instead of one, and the store writes a tenth of them. Counts stay exact.
+pub const KEEP_PER_FLUSH: usize = 100;
 /// Bytes of a kept line stored (a line is an excerpt for a person, not an archive).
 pub const KEPT_LINE_MAX: usize = 4 * 1024;
 /// Lines in a `log_excerpt` annotation.
@@ -169,7 +172,7 @@ struct Feed {
     record: SourceRecord,
     /// Counts by match index (mirrored into `record.matches` at flush).
     counts: Vec<u64>,
-    /// Kept lines not flushed yet, by match index (at most [`KEEP_PER_MATCH`] each).
+    /// Kept lines not flushed yet, by match index (the newest [`KEEP_PER_FLUSH`] each).
     pending: Vec<VecDeque<(String, KeptLine)>>,
 }
 
@@ -196,7 +199,7 @@ impl Feed {
                 self.counts[i]
             );
             let q = &mut self.pending[i];
-            if q.len() == KEEP_PER_MATCH {
+            if q.len() == KEEP_PER_FLUSH {
                 q.pop_front();
             }
             q.push_back((key, kept));

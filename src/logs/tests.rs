@@ -88,18 +88,33 @@ fn kept_lines_are_the_newest_thousand_per_match_within_the_retention() {
     let (_sd, store) = temp_store();
     let c = config(dir.path(), "");
     let p = dir.path().join("a.log");
-    let text: String = (0..1_005).map(|i| format!("error {i}\n")).collect();
-    append(&p, &text);
     let mut src = Source::open(&c.logs[0], store.state.clone(), DAY, 1_000);
-    src.poll(1_000);
-    src.flush(1_000).unwrap();
+    // 1,005 lines over 11 seconds, each second's within what one flush keeps.
+    for second in 0..11 {
+        let text: String = (second * 100..(second * 100 + 100).min(1_005))
+            .map(|i| format!("error {i}\n"))
+            .collect();
+        append(&p, &text);
+        src.poll(1_000 + second as i64 * 1_000);
+        src.flush(1_000 + second as i64 * 1_000).unwrap();
+    }
     let kept = query(&store.state, "app", Some("errors"), None, None, 5_000).unwrap();
     assert_eq!(kept.len(), KEEP_PER_MATCH);
     assert_eq!(kept[0].line, "error 5");
     assert_eq!(kept.last().unwrap().line, "error 1004");
+    // A flood within one second keeps its newest lines, up to what one flush keeps.
+    let text: String = (0..250).map(|i| format!("error flood {i}\n")).collect();
+    append(&p, &text);
+    src.poll(20_000);
+    src.flush(20_000).unwrap();
+    let kept = query(&store.state, "app", Some("errors"), None, None, 5_000).unwrap();
+    assert_eq!(kept.len(), KEEP_PER_MATCH);
+    let flood: Vec<_> = kept.iter().filter(|k| k.line.contains("flood")).collect();
+    assert_eq!(flood.len(), KEEP_PER_FLUSH);
+    assert_eq!(flood[0].line, "error flood 150");
     // A day later the old lines are past the retention and go at the next flush.
     append(&p, "error late\n");
-    let later = 1_000 + DAY.as_millis() as i64 + 1;
+    let later = 20_000 + DAY.as_millis() as i64 + 1;
     src.poll(later);
     src.flush(later).unwrap();
     let kept = query(&store.state, "app", Some("errors"), None, None, 5_000).unwrap();
