@@ -1,12 +1,14 @@
 //! Prometheus' own clients against a running postflight: `promtool query` (instant, range,
 //! series, labels), and a real Prometheus federating postflight's series through `/federate`.
-//! Bad input to the new endpoints is a 400 `bad_data`, never a 500.
+//! Bad input to the new endpoints is a 400 `bad_data`, never a 500, also when it is random.
 
 mod common;
 
 use std::process::Command;
 
 use common::{Daemon, http, prometheus, require, wait_until};
+use proptest::prelude::*;
+use proptest::test_runner::TestCaseError;
 
 const CONFIG: &str = r#"
 [server]
@@ -138,7 +140,6 @@ fn the_endpoints_answer_bad_input_with_400_bad_data() {
     assert!(status == 200 && body.contains("\"instance\""), "{body}");
 }
 
-/// Stops a child process by its pid when the test ends, whatever happens.
 #[test]
 fn a_real_prometheus_federates_postflights_series() {
     if !require("prometheus") {
@@ -189,4 +190,154 @@ fn a_real_prometheus_federates_postflights_series() {
         page.contains("replica=\"a\""),
         "external_labels too: {page}"
     );
+}
+
+/// Every byte but the unreserved ones percent-encoded, so any string travels as itself.
+fn encode(s: &str) -> String {
+    s.bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
+                (b as char).to_string()
+            }
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
+}
+
+/// A label name: valid ones, names the daemon has, and anything at all.
+fn label_name() -> impl Strategy<Value = String> {
+    prop_oneof![
+        "[a-zA-Z_][a-zA-Z0-9_]{0,8}",
+        Just("__name__".to_string()),
+        Just("job".to_string()),
+        Just("probe".to_string()),
+        ".{0,12}",
+    ]
+}
+
+/// A label value or regex: plain text, regex syntax (valid or not), quotes and escapes.
+fn label_value() -> impl Strategy<Value = String> {
+    prop_oneof![
+        "[a-z0-9-]{0,10}",
+        "[.*+?()\\[\\]{}|^$a-z]{0,8}",
+        Just("self".to_string()),
+        Just(".+".to_string()),
+        ".{0,16}",
+    ]
+}
+
+/// A series selector built from random parts, sometimes with its value left unescaped.
+fn selector() -> impl Strategy<Value = String> {
+    (
+        prop_oneof![Just(String::new()), Just("up".to_string()), label_name()],
+        proptest::collection::vec(
+            (
+                label_name(),
+                prop_oneof![Just("="), Just("!="), Just("=~"), Just("!~"), Just("==")],
+                label_value(),
+                any::<bool>(),
+            ),
+            0..3,
+        ),
+    )
+        .prop_map(|(name, matchers)| {
+            let inner: Vec<String> = matchers
+                .into_iter()
+                .map(|(n, op, v, escape)| {
+                    let v = if escape {
+                        v.replace('\\', "\\\\").replace('"', "\\\"")
+                    } else {
+                        v
+                    };
+                    format!("{n}{op}\"{v}\"")
+                })
+                .collect();
+            format!("{name}{{{}}}", inner.join(","))
+        })
+}
+
+/// A time: Unix seconds, RFC 3339, out of range, or garbage.
+fn time() -> impl Strategy<Value = String> {
+    prop_oneof![
+        (0i64..2_000_000_000).prop_map(|t| t.to_string()),
+        Just("2026-12-06T10:00:00Z".to_string()),
+        Just("-1e300".to_string()),
+        Just("NaN".to_string()),
+        Just("Inf".to_string()),
+        "[0-9a-zA-Z.:+-]{0,12}",
+    ]
+}
+
+#[test]
+fn random_label_names_values_and_matchers_never_make_a_panic_or_a_500() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = started(dir.path());
+    let mut runner = proptest::test_runner::TestRunner::new(ProptestConfig {
+        cases: 200,
+        failure_persistence: None,
+        ..ProptestConfig::default()
+    });
+    let input = (
+        selector(),
+        label_name(),
+        time(),
+        time(),
+        prop_oneof![Just("15".to_string()), time()],
+        any::<bool>(),
+    );
+    runner
+        .run(&input, |(sel, name, start, end, step, post)| {
+            let m = encode(&sel);
+            let (s, e) = (encode(&start), encode(&end));
+            let requests = [
+                (
+                    "/api/v1/series".to_string(),
+                    format!("match[]={m}&start={s}&end={e}"),
+                ),
+                (
+                    "/api/v1/labels".to_string(),
+                    format!("match[]={m}&start={s}"),
+                ),
+                (
+                    format!("/api/v1/label/{}/values", encode(&name)),
+                    format!("match[]={m}"),
+                ),
+                ("/federate".to_string(), format!("match[]={m}")),
+                ("/api/v1/query".to_string(), format!("query={m}&time={e}")),
+                (
+                    "/api/v1/query_range".to_string(),
+                    format!("query={m}&start={s}&end={e}&step={}", encode(&step)),
+                ),
+                (
+                    "/api/v1/metadata".to_string(),
+                    format!("metric={}", encode(&name)),
+                ),
+                (
+                    "/api/v1/query_exemplars".to_string(),
+                    format!("query={m}&start={s}&end={e}"),
+                ),
+            ];
+            for (path, params) in requests {
+                let form = [("Content-Type", "application/x-www-form-urlencoded")];
+                // Prometheus takes these three by GET only.
+                let get_only = ["/federate", "/api/v1/metadata", "/values"];
+                let (status, body) = if post && !get_only.iter().any(|g| path.ends_with(g)) {
+                    http(d.port, "POST", &path, Some(&params), &form)
+                } else {
+                    http(d.port, "GET", &format!("{path}?{params}"), None, &[])
+                }
+                .map_err(|e| TestCaseError::fail(format!("{path}: {e}")))?;
+                let what = format!("{path}?{params} -> {status} {body}");
+                prop_assert!(
+                    [200, 400, 422].contains(&status),
+                    "an answer for any input: {what}"
+                );
+                if status == 400 {
+                    prop_assert!(body.contains("\"errorType\":\"bad_data\""), "{what}");
+                }
+            }
+            Ok(())
+        })
+        .unwrap();
+    assert_eq!(d.get("/healthz").0, 200, "the daemon is still up");
 }

@@ -330,10 +330,18 @@ async fn expire_silence(State(dispatch): State<DispatcherHandle>, Path(id): Path
     }
 }
 
-/// RFC 3339 or Unix seconds (with a fraction) to ms.
+/// The earliest and latest time a request may name, in ms (about 285,000 years either side of
+/// 1970): a time beyond is taken as the bound, so that "from the beginning" works and no
+/// arithmetic on times can overflow.
+const TIME_BOUND_MS: i64 = 1 << 53;
+
+/// RFC 3339 or Unix seconds (with a fraction) to ms, within [`TIME_BOUND_MS`].
 pub fn parse_time(s: &str) -> Option<i64> {
     if let Ok(f) = s.parse::<f64>() {
-        return f.is_finite().then(|| (f * 1000.0).round() as i64);
+        let bound = TIME_BOUND_MS as f64;
+        return f
+            .is_finite()
+            .then(|| (f * 1000.0).round().clamp(-bound, bound) as i64);
     }
     chrono::DateTime::parse_from_rfc3339(s)
         .ok()

@@ -19,4 +19,6 @@ fn times_are_rfc3339_or_unix_seconds() {
     assert_eq!(parse_time("1.5"), Some(1500));
     assert_eq!(parse_time("2026-11-22T00:00:00Z"), Some(1_795_305_600_000));
     assert_eq!(parse_time("yesterday"), None);
+    assert_eq!(parse_time("-1e300"), Some(-(1 << 53)));
+    assert_eq!(parse_time("1e300"), Some(1 << 53));
 }

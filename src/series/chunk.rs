@@ -275,18 +275,40 @@ impl Chunk {
 
     /// Iterates over the samples in time order.
     pub fn iter(&self) -> ChunkIter<'_> {
-        ChunkIter {
-            r: BitReader::new(&self.as_bytes()[HEADER..]),
-            remaining: self.len(),
-            read: 0,
-            t: 0,
-            delta: 0,
-            v: 0,
-            leading: 0,
-            trailing: 0,
-            window_set: false,
-            repeat: false,
+        ChunkIter::over(self.as_bytes(), self.len())
+    }
+
+    /// The samples of a stored chunk's bytes within `[mint, maxt]`, checked as
+    /// [`Chunk::from_bytes`] checks them but decoded once: a query reads many chunks and needs
+    /// none of them as a chunk.
+    pub fn samples_in(
+        bytes: &[u8],
+        mint: Timestamp,
+        maxt: Timestamp,
+    ) -> Result<Vec<Sample>, ChunkError> {
+        if bytes.len() < HEADER {
+            return Err(ChunkError::Corrupt("shorter than its header"));
         }
+        let n = usize::from(u16::from_be_bytes([bytes[0], bytes[1]]));
+        let mut it = ChunkIter::over(bytes, n);
+        let mut out = Vec::with_capacity(n);
+        let mut last: Option<i64> = None;
+        for s in it.by_ref() {
+            if last.is_some_and(|l| s.t <= l) {
+                return Err(ChunkError::Corrupt("timestamps not increasing"));
+            }
+            last = Some(s.t);
+            if s.t >= mint && s.t <= maxt {
+                out.push(s);
+            }
+        }
+        if it.read != n {
+            return Err(ChunkError::Corrupt("truncated bit stream"));
+        }
+        if bytes.len() - HEADER != it.r.pos.div_ceil(8) {
+            return Err(ChunkError::Corrupt("trailing bytes"));
+        }
+        Ok(out)
     }
 
     /// Reads a chunk written by [`Chunk::as_bytes`], checking it decodes completely. The
@@ -553,6 +575,24 @@ pub struct ChunkIter<'a> {
     /// Whether the last sample read repeated the one before it (the same delta, the same
     /// value): more may follow, for [`take_repeats`](Self::take_repeats).
     repeat: bool,
+}
+
+impl<'a> ChunkIter<'a> {
+    /// An iterator over the `n` samples of a chunk's bytes (header included).
+    fn over(bytes: &'a [u8], n: usize) -> Self {
+        ChunkIter {
+            r: BitReader::new(&bytes[HEADER..]),
+            remaining: n,
+            read: 0,
+            t: 0,
+            delta: 0,
+            v: 0,
+            leading: 0,
+            trailing: 0,
+            window_set: false,
+            repeat: false,
+        }
+    }
 }
 
 impl ChunkIter<'_> {

@@ -235,6 +235,34 @@ fn runs_of_repeated_samples_read_back_whole_and_nothing_more() {
         .to_vec();
     bytes[..HEADER].copy_from_slice(&400u16.to_be_bytes());
     assert!(Chunk::from_bytes(&bytes).is_err());
+    assert!(Chunk::samples_in(&bytes, i64::MIN, i64::MAX).is_err());
+}
+
+#[test]
+fn samples_in_a_range_decode_as_the_chunk_reads_and_refuse_what_it_refuses() {
+    let samples: Vec<(i64, f64)> = (0..120)
+        .map(|i| (1_000 + i * 15_000, i as f64 * 0.5))
+        .collect();
+    let c = roundtrip(&samples);
+    for (mint, maxt) in [
+        (i64::MIN, i64::MAX),
+        (1_000, 1_000),
+        (200_000, 900_000),
+        (0, 999),
+    ] {
+        let want: Vec<Sample> = c.iter().filter(|s| s.t >= mint && s.t <= maxt).collect();
+        let got = Chunk::samples_in(c.as_bytes(), mint, maxt).expect("decodes");
+        assert_eq!(got, want, "[{mint}, {maxt}]");
+    }
+    let bytes = c.as_bytes();
+    for bad in [
+        &bytes[..1],
+        &bytes[..bytes.len() - 3],
+        &[bytes, &[0][..]].concat()[..],
+    ] {
+        assert!(Chunk::from_bytes(bad).is_err());
+        assert!(Chunk::samples_in(bad, i64::MIN, i64::MAX).is_err());
+    }
 }
 
 #[test]

@@ -113,18 +113,13 @@ impl SampleStore {
                 if c.max_t < mint || c.min_t > maxt || fps.binary_search(&c.fp).is_err() {
                     continue;
                 }
-                let chunk = match Chunk::from_bytes(c.bytes) {
-                    Ok(chunk) => chunk,
+                let piece = match Chunk::samples_in(c.bytes, mint, maxt) {
+                    Ok(piece) => piece,
                     Err(e) => {
                         self.shared.skip("chunk_blocks", &e);
                         continue;
                     }
                 };
-                let piece: Vec<Sample> = chunk
-                    .iter()
-                    .skip_while(|x| x.t < mint)
-                    .take_while(|x| x.t <= maxt)
-                    .collect();
                 if !charge(piece.len()) {
                     return Err(ReadStopped);
                 }
