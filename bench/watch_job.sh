@@ -15,6 +15,10 @@
 # process'). RSS_TRACE=1 prints every RSS sample (every 5 s: the rule rounds and checkpoints
 # show as peaks); EVAL_INTERVAL=1h sets the rules' interval apart from the others (effectively
 # no rule rounds in a short run).
+# IMPORT=file.om imports an OpenMetrics history into the store before the daemon starts
+# (bench/gen_openmetrics.py SAMPLES 7 writes 7 days of it); QUERY='expr' sends that range
+# query over the last QUERY_RANGE seconds (7 days) at a QUERY_STEP (300 s) every 10 s of the
+# measurement and prints how long the queries took.
 # Everything listens on 127.0.0.1; nginx and the daemon are stopped on exit, Ctrl-C included.
 set -euo pipefail
 
@@ -173,6 +177,9 @@ if [ "${SKIP_BUILD:-0}" != 1 ]; then
     (cd "$ROOT" && cargo build --release --locked --quiet)
 fi
 "$BIN" check -c "$CFG" >/dev/null
+if [ -n "${IMPORT:-}" ]; then
+    "$BIN" import openmetrics "$IMPORT" -c "$CFG" | tail -1
+fi
 # shellcheck disable=SC2086 # WRAP is a command prefix, split on purpose
 ${WRAP:-} "$BIN" run -c "$CFG" 2>"$TMP/daemon.log" &
 DAEMON_PID=$!
@@ -209,6 +216,21 @@ sleep "$WARMUP"
 kill -0 "$DAEMON_PID"
 if [ "${PERF:-0}" = 1 ]; then
     perf record -F 199 -g -p "$DAEMON_PID" -o "$TMP/perf.data" -- sleep "$MEASURE" >/dev/null 2>&1 &
+fi
+QUERY_PID=""
+if [ -n "${QUERY:-}" ]; then
+    (
+        end=$(($(date +%s) + MEASURE))
+        while [ "$(date +%s)" -lt "$end" ]; do
+            now=$(date +%s)
+            curl -s -o /dev/null -w '%{time_total}\n' --data-urlencode "query=$QUERY" \
+                --data-urlencode "start=$((now - ${QUERY_RANGE:-604800}))" --data-urlencode "end=$now" \
+                --data-urlencode "step=${QUERY_STEP:-300}" "http://127.0.0.1:$API_PORT/api/v1/query_range" \
+                >>"$TMP/query-times"
+            sleep 10
+        done
+    ) &
+    QUERY_PID=$!
 fi
 d0=$(cpu_ticks "$DAEMON_PID")
 n0=$(nginx_ticks)
@@ -254,6 +276,10 @@ awk -v d0="$d0" -v d1="$d1" -v n0="$n0" -v n1="$n1" -v t0="$t0" -v t1="$t1" -v t
     printf "daemon RSS at the end: heap and stacks (RssAnon) %.1f MiB, the binary'"'"'s code and other files (RssFile) %.1f MiB\n", ra / 1024, rf / 1024
     printf "nginx CPU:  %.3f CPU-s/min\n", (n1 - n0) / tck / min
 }'
+if [ -n "$QUERY_PID" ]; then
+    kill "$QUERY_PID" 2>/dev/null || true
+    sort -n "$TMP/query-times" | awk '{a[NR]=$1} END {printf "range queries: %d, median %.3f s, max %.3f s\n", NR, a[int((NR+1)/2)], a[NR]}'
+fi
 up=$(echo "$metrics" | grep -c '^probe_success{.*} 1' || true)
 scr=$(echo "$metrics" | awk '/^postflight_scrapes_total\{/ {print}' | tr '\n' ' ')
 down=$(echo "$targets" | grep -o '"health":"down"' | wc -l || true)
