@@ -335,7 +335,7 @@ async fn expire_silence(State(dispatch): State<DispatcherHandle>, Path(id): Path
 /// arithmetic on times can overflow.
 const TIME_BOUND_MS: i64 = 1 << 53;
 
-/// RFC 3339 or Unix seconds (with a fraction) to ms, within [`TIME_BOUND_MS`].
+/// RFC 3339 or Unix seconds (with a fraction) to ms, within about 285,000 years of 1970.
 pub fn parse_time(s: &str) -> Option<i64> {
     if let Ok(f) = s.parse::<f64>() {
         let bound = TIME_BOUND_MS as f64;
