@@ -408,6 +408,20 @@ pub fn json(status: StatusCode, v: &serde_json::Value) -> Resp {
     r
 }
 
+/// A JSON answer serialised straight from `v`, without a `serde_json::Value` tree in between.
+pub fn json_from(status: StatusCode, v: &impl serde::Serialize) -> Resp {
+    match serde_json::to_vec(v) {
+        Ok(body) => {
+            let mut r = Response::new(axum::body::Body::from(body));
+            *r.status_mut() = status;
+            r.headers_mut()
+                .insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+            r
+        }
+        Err(e) => error(StatusCode::INTERNAL_SERVER_ERROR, &e.to_string()),
+    }
+}
+
 /// A JSON error `{"error": "..."}`.
 pub fn error(status: StatusCode, msg: &str) -> Resp {
     json(status, &serde_json::json!({ "error": msg }))
