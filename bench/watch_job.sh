@@ -18,7 +18,9 @@
 # IMPORT=file.om imports an OpenMetrics history into the store before the daemon starts
 # (bench/gen_openmetrics.py SAMPLES 7 writes 7 days of it); QUERY='expr' sends that range
 # query over the last QUERY_RANGE seconds (7 days) at a QUERY_STEP (300 s) every 10 s of the
-# measurement and prints how long the queries took.
+# measurement and prints how long the queries took. EXTRA_CONFIG=FILE appends FILE to the
+# generated config; DIR_FILE=FILE writes the temp dir's path there (bench/logs_follow.sh uses
+# both).
 # Everything listens on 127.0.0.1; nginx and the daemon are stopped on exit, Ctrl-C included.
 set -euo pipefail
 
@@ -40,6 +42,7 @@ if [ ! -x "$NGINX" ]; then
 fi
 
 TMP=$(mktemp -d /tmp/postflight-watch.XXXXXX)
+[ -n "${DIR_FILE:-}" ] && echo "$TMP" >"$DIR_FILE"
 chmod 755 "$TMP"
 DAEMON_PID=""
 cleanup() {
@@ -169,6 +172,7 @@ EOF
     # REMOTE_WRITE=URL: every sample also remote written there (a Prometheus started with
     # --web.enable-remote-write-receiver, for the remote-write cost).
     if [ -n "${REMOTE_WRITE:-}" ]; then printf '\n[[remote_write]]\nurl = "%s"\n' "$REMOTE_WRITE"; fi
+    if [ -n "${EXTRA_CONFIG:-}" ]; then cat "$EXTRA_CONFIG"; fi
 } >"$CFG"
 
 # --- build once, check, run ---

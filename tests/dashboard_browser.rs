@@ -603,3 +603,221 @@ fn the_page_forbids_inline_script_and_framing_and_assets_cache_forever() {
     // No external origin anywhere in the page or its script.
     assert!(!page.contains("https://") && !body.contains("https://"));
 }
+
+/// A probe of a server that answers 503 while `failing` is set, else 200.
+fn flaky_server(failing: &std::sync::Arc<std::sync::atomic::AtomicBool>) -> TestServer {
+    let failing = failing.clone();
+    TestServer::start(move |_| {
+        if failing.load(std::sync::atomic::Ordering::SeqCst) {
+            (503, "text/plain", "busy".into())
+        } else {
+            (200, "text/plain", "ok".into())
+        }
+    })
+}
+
+/// Probes `flaky` and `steady`, run every second.
+fn two_probes(flaky: u16, steady: u16) -> String {
+    format!(
+        r#"
+[server]
+listen = "127.0.0.1:{{port}}"
+[storage]
+path = "{{dir}}/data"
+[global]
+probe_interval = "1s"
+probe_timeout = "900ms"
+evaluation_interval = "1s"
+[[probe]]
+name = "flaky"
+url = "http://127.0.0.1:{flaky}/"
+job = "web"
+[[probe]]
+name = "steady"
+url = "http://127.0.0.1:{steady}/"
+job = "web"
+"#
+    )
+}
+
+/// The status, head (lower case) and body of `GET path` with extra request headers.
+fn get_with(port: u16, path: &str, headers: &[(&str, &str)]) -> (u16, String, String) {
+    use std::io::{Read, Write};
+    let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    let extra: String = headers
+        .iter()
+        .map(|(k, v)| format!("{k}: {v}\r\n"))
+        .collect();
+    write!(
+        s,
+        "GET {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n{extra}\r\n"
+    )
+    .unwrap();
+    let mut out = String::new();
+    s.read_to_string(&mut out).unwrap();
+    let (head, body) = out.split_once("\r\n\r\n").unwrap_or((&out, ""));
+    let status = head
+        .split(' ')
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .unwrap_or(0);
+    (status, head.to_ascii_lowercase(), body.to_string())
+}
+
+fn etag(head: &str) -> String {
+    head.lines()
+        .find_map(|l| l.strip_prefix("etag: "))
+        .expect("an ETag")
+        .trim()
+        .to_string()
+}
+
+/// `GET /api/v1/targets/health` answers 304 to a tab that has the current list while probes
+/// only run again, and the new list once one changes state; `/api/v1/targets` keeps its shape.
+#[test]
+fn targets_health_is_not_modified_until_a_probe_changes_state() {
+    let failing = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let flaky = flaky_server(&failing);
+    let steady = TestServer::start(|_| (200, "text/plain", "ok".into()));
+    let dir = tempfile::tempdir().unwrap();
+    let mut d = Daemon::start_in(dir.path(), &two_probes(flaky.port, steady.port), &[]);
+    d.wait_ready();
+    const PATH: &str = "/api/v1/targets/health";
+    wait_until(20, "both probes up", || {
+        d.get(PATH).1.matches(r#""health":"up""#).count() == 2
+    });
+    let (status, head, body) = get_with(d.port, PATH, &[]);
+    assert_eq!(status, 200, "{head}");
+    let list: Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(
+        list["targets"][0],
+        json!({"kind": "probe", "job": "web", "probe": "flaky",
+               "url": format!("http://127.0.0.1:{}/", flaky.port), "health": "up", "lastError": ""})
+    );
+    let up = etag(&head);
+    let run_of_flaky = || {
+        let all: Value = serde_json::from_str(&d.get("/api/v1/targets").1).unwrap();
+        all["targets"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|t| t["probe"] == "flaky")
+            .cloned()
+            .unwrap()
+    };
+    let before = run_of_flaky();
+    wait_until(10, "flaky probed again", || {
+        run_of_flaky()["lastRun"] != before["lastRun"]
+    });
+    let (status, head, body) = get_with(d.port, PATH, &[("If-None-Match", &up)]);
+    assert_eq!((status, body.as_str()), (304, ""), "{head}");
+    assert_eq!(etag(&head), up);
+
+    failing.store(true, std::sync::atomic::Ordering::SeqCst);
+    let mut changed = None;
+    wait_until(20, "a 200 with flaky down", || {
+        let (status, head, body) = get_with(d.port, PATH, &[("If-None-Match", &up)]);
+        changed = (status == 200).then_some((head, body));
+        changed.is_some()
+    });
+    let (head, body) = changed.unwrap();
+    let list: Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(list["targets"][0]["health"], "down", "{body}");
+    assert!(
+        list["targets"][0]["lastError"]
+            .as_str()
+            .unwrap()
+            .contains("status 503"),
+        "{body}"
+    );
+    assert_eq!(list["targets"][1]["health"], "up", "{body}");
+    let down = etag(&head);
+    assert_ne!(down, up);
+    let (status, _, _) = get_with(d.port, PATH, &[("If-None-Match", &down)]);
+    assert_eq!(status, 304);
+
+    // The full list is what it was for API clients: every field, timing included.
+    let mut keys: Vec<String> = run_of_flaky()
+        .as_object()
+        .unwrap()
+        .keys()
+        .cloned()
+        .collect();
+    keys.sort();
+    assert_eq!(
+        keys,
+        [
+            "health",
+            "job",
+            "kind",
+            "lastDurationSeconds",
+            "lastError",
+            "lastRun",
+            "probe",
+            "url"
+        ]
+    );
+}
+
+/// The overview shows a probe going down and up again (read from the 304-answering state
+/// list), and a refresh replaces only the rows that changed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_overview_follows_state_changes_and_keeps_unchanged_rows() {
+    if !require(CHROMEDRIVER) || !require(CHROMIUM) {
+        return;
+    }
+    tokio::time::timeout(Duration::from_secs(180), follow())
+        .await
+        .expect("the overview follows within 3 minutes");
+}
+
+async fn follow() {
+    let failing = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let flaky = flaky_server(&failing);
+    let steady = TestServer::start(|_| (200, "text/plain", "ok".into()));
+    let dir = tempfile::tempdir().unwrap();
+    let mut d = Daemon::start_in(dir.path(), &two_probes(flaky.port, steady.port), &[]);
+    d.wait_ready();
+    wait_until(20, "both probes up", || {
+        d.get("/api/v1/targets/health")
+            .1
+            .matches(r#""health":"up""#)
+            .count()
+            == 2
+    });
+    let driver = Driver::start();
+    let c = browser(&driver).await;
+    c.goto(&format!("http://127.0.0.1:{}/", d.port))
+        .await
+        .unwrap();
+    wait_text(&c, "tr[data-name='flaky'] .state", "up").await;
+    wait_text(&c, "tr[data-name='steady'] .state", "up").await;
+    js(
+        &c,
+        "document.querySelector(\"tr[data-name='steady']\").__kept = true;",
+    )
+    .await;
+
+    failing.store(true, std::sync::atomic::Ordering::SeqCst);
+    wait_text(&c, "tr[data-name='flaky'] .state", "down").await;
+    wait_text(&c, "tr[data-name='flaky']", "status 503").await;
+    let counts = wait_text(&c, "#counts", "1 down").await;
+    assert!(counts.contains("1 up"), "{counts}");
+    assert_eq!(
+        js(
+            &c,
+            "return document.querySelector(\"tr[data-name='steady']\").__kept === true;"
+        )
+        .await,
+        json!(true),
+        "the unchanged row was rebuilt"
+    );
+
+    failing.store(false, std::sync::atomic::Ordering::SeqCst);
+    wait_text(&c, "tr[data-name='flaky'] .state", "up").await;
+    let counts = wait_text(&c, "#counts", "2 up").await;
+    assert!(!counts.contains("down"), "{counts}");
+    assert_no_console_errors(&c, "the overview").await;
+    c.close().await.unwrap();
+}

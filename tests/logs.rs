@@ -683,3 +683,254 @@ fn a_reload_adds_a_source_and_the_others_keep_their_positions() {
         value(&d, r#"log_lines_total{log="other"}"#) == Some(2.0)
     });
 }
+
+/// The pids of the live (not zombie) descendants of `root` whose name is `comm`.
+fn descendants_named(root: u32, comm: &str) -> Vec<u32> {
+    // (pid, ppid, comm) of every live process.
+    let mut procs = Vec::new();
+    for e in std::fs::read_dir("/proc").unwrap().flatten() {
+        let Some(pid) = e.file_name().to_str().and_then(|s| s.parse::<u32>().ok()) else {
+            continue;
+        };
+        let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
+            continue;
+        };
+        // `pid (comm) state ppid ...`; comm may hold spaces, so split after its `)`.
+        let (Some(open), Some(close)) = (stat.find('('), stat.rfind(')')) else {
+            continue;
+        };
+        let mut rest = stat[close + 1..].split_whitespace();
+        let (state, ppid) = (rest.next(), rest.next().and_then(|p| p.parse::<u32>().ok()));
+        if let (Some(state), Some(ppid)) = (state, ppid)
+            && state != "Z"
+        {
+            procs.push((pid, ppid, stat[open + 1..close].to_string()));
+        }
+    }
+    let mut family = vec![root];
+    let mut i = 0;
+    while i < family.len() {
+        let parent = family[i];
+        family.extend(procs.iter().filter(|p| p.1 == parent).map(|p| p.0));
+        i += 1;
+    }
+    procs
+        .iter()
+        .filter(|p| p.2 == comm && family[1..].contains(&p.0))
+        .map(|p| p.0)
+        .collect()
+}
+
+/// Whether `pid` is a live process (a zombie waiting for its reaper is not).
+fn alive(pid: u32) -> bool {
+    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
+        Ok(stat) => stat
+            .rfind(')')
+            .and_then(|i| stat[i + 1..].split_whitespace().next())
+            .is_some_and(|state| state != "Z"),
+        Err(_) => false,
+    }
+}
+
+/// A `journalctl` as systemd before 242 behaves: after its first entry it keeps following
+/// without writing, and only a write would tell it that its reader is gone — so it outlives a
+/// daemon killed by SIGKILL unless something stops it. (Since 242 `journalctl --follow`
+/// watches its stdout and exits once the reader is gone.)
+const QUIET_JOURNALCTL: &str = r#"#!/bin/sh
+echo '{"__CURSOR":"s=1;i=1","MESSAGE":"app started","_SYSTEMD_UNIT":"app.service"}'
+while :; do sleep 1; done
+"#;
+
+#[test]
+fn journalctl_dies_with_a_daemon_killed_by_sigkill() {
+    let dir = tempfile::tempdir().unwrap();
+    let bin = dir.path().join("bin");
+    std::fs::create_dir(&bin).unwrap();
+    let fake = bin.join("journalctl");
+    std::fs::write(&fake, QUIET_JOURNALCTL).unwrap();
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(&fake, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let path = format!(
+        "{}:{}",
+        bin.display(),
+        std::env::var("PATH").unwrap_or_default()
+    );
+    let config = r#"
+[server]
+listen = "127.0.0.1:{port}"
+[storage]
+path = "{dir}/db"
+[[log]]
+name = "j"
+journal_unit = "app.service"
+start_at = "beginning"
+"#;
+    let mut d = Daemon::start_in(dir.path(), config, &[("PATH", &path)]);
+    d.wait_ready();
+    wait_until(15, "the entry counted", || {
+        value(&d, r#"log_lines_total{log="j"}"#) == Some(1.0)
+    });
+    let found = descendants_named(d.child.id(), "journalctl");
+    assert_eq!(found.len(), 1, "one journalctl: {found:?}");
+    let pid = found[0];
+    d.signal("KILL");
+    let _ = d.wait_exit(Duration::from_secs(10));
+    assert_gone(pid, "the daemon killed by SIGKILL");
+
+    // And after a clean stop.
+    let mut d = Daemon::start_in(dir.path(), config, &[("PATH", &path)]);
+    d.wait_ready();
+    let mut found = Vec::new();
+    wait_until(15, "journalctl runs again", || {
+        found = descendants_named(d.child.id(), "journalctl");
+        !found.is_empty()
+    });
+    d.signal("TERM");
+    assert!(d.wait_exit(Duration::from_secs(15)).success());
+    assert_gone(found[0], "the daemon stopped by SIGTERM");
+}
+
+/// Fails unless `pid` ends within 5 s (and stops it if not, so the test leaves nothing behind).
+fn assert_gone(pid: u32, after: &str) {
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    while alive(pid) && std::time::Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let orphaned = alive(pid);
+    if orphaned {
+        let _ = std::process::Command::new("kill")
+            .args(["-KILL", &pid.to_string()])
+            .status();
+    }
+    assert!(!orphaned, "journalctl {pid} outlived {after}");
+}
+
+/// The keys of the log records in the store of a stopped daemon.
+fn stored_log_keys(db: &Path) -> Vec<String> {
+    let store = postflight::store::Store::open(db).unwrap().store;
+    store
+        .state
+        .scan::<serde_json::Value>(postflight::store::Kind::Logs)
+        .unwrap()
+        .into_iter()
+        .map(|(k, _)| k)
+        .collect()
+}
+
+#[test]
+fn a_removed_source_leaves_nothing_in_the_store_and_the_others_keep_their_positions() {
+    let dir = tempfile::tempdir().unwrap();
+    let logs = dir.path().join("logs");
+    std::fs::create_dir(&logs).unwrap();
+    std::fs::create_dir(dir.path().join("other")).unwrap();
+    let app = logs.join("app.log");
+    append(&app, &lines("first", 10));
+    append(&dir.path().join("other/o.log"), "one\nan ERROR\n");
+    let other = "\n[[log]]\nname = \"other\"\npath = \"{dir}/other/*.log\"\nstart_at = \"beginning\"\n[[log.match]]\nname = \"errors\"\nregex = 'ERROR'\n";
+    let mut d = Daemon::start_in(dir.path(), &format!("{APP}{other}"), &[]);
+    d.wait_ready();
+    expect_counts(&d, 10, 1);
+    wait_until(10, "the other source counts", || {
+        value(&d, r#"log_lines_total{log="other"}"#) == Some(2.0)
+    });
+    // Reloaded without "other".
+    let only_app = APP
+        .replace("{port}", &d.port.to_string())
+        .replace("{dir}", &dir.path().display().to_string());
+    std::fs::write(dir.path().join("postflight.toml"), only_app).unwrap();
+    let (st, body) = common::http(d.port, "POST", "/-/reload", None, &[]).unwrap();
+    assert_eq!(st, 200, "{body}");
+    append(&app, &lines("second", 5));
+    expect_counts(&d, 15, 2);
+    d.signal("TERM");
+    assert!(d.wait_exit(Duration::from_secs(15)).success());
+    let keys = stored_log_keys(&dir.path().join("db"));
+    assert!(
+        keys.iter().any(|k| k.contains("app")),
+        "the configured source keeps its record: {keys:?}"
+    );
+    assert!(
+        !keys.iter().any(|k| k.contains("other")),
+        "the removed source left records: {keys:?}"
+    );
+
+    // Started with no source at all: what the store kept of them goes too.
+    let mut d = Daemon::start_in(
+        dir.path(),
+        "[server]\nlisten = \"127.0.0.1:{port}\"\n[storage]\npath = \"{dir}/db\"\n",
+        &[],
+    );
+    d.wait_ready();
+    d.signal("TERM");
+    assert!(d.wait_exit(Duration::from_secs(15)).success());
+    let keys = stored_log_keys(&dir.path().join("db"));
+    assert!(keys.is_empty(), "{keys:?}");
+}
+
+#[test]
+fn metrics_show_each_tailer_keeping_up_its_files_and_its_read_errors() {
+    let dir = tempfile::tempdir().unwrap();
+    let logs = dir.path().join("logs");
+    std::fs::create_dir(&logs).unwrap();
+    let app = logs.join("app.log");
+    append(&app, &lines("first", 10));
+    append(&logs.join("b.log"), &lines("b", 3));
+    let missing = "\n[[log]]\nname = \"missing\"\npath = \"{dir}/nope/*.log\"\n";
+    let mut d = Daemon::start_in(dir.path(), &format!("{APP}{missing}"), &[]);
+    d.wait_ready();
+    expect_counts(&d, 13, 2);
+    // Truncated in place and written again: read again from its beginning.
+    std::fs::OpenOptions::new()
+        .write(true)
+        .open(&app)
+        .unwrap()
+        .set_len(0)
+        .unwrap();
+    append(&app, &lines("again", 4));
+    expect_counts(&d, 17, 3);
+    let page = d.get("/metrics").1;
+    let m = |name: &str| common::metric(&page, name);
+    assert_eq!(
+        m(r#"postflight_log_files_followed{log="app"}"#),
+        Some(2.0),
+        "{page}"
+    );
+    assert_eq!(m(r#"postflight_log_bytes_behind{log="app"}"#), Some(0.0));
+    assert_eq!(
+        m(r#"postflight_log_truncations_total{log="app"}"#),
+        Some(1.0)
+    );
+    assert_eq!(
+        m(r#"postflight_log_read_errors_total{log="app"}"#),
+        Some(0.0)
+    );
+    assert_eq!(
+        m(r#"postflight_log_files_followed{log="missing"}"#),
+        Some(0.0)
+    );
+    assert!(m(r#"postflight_log_read_errors_total{log="missing"}"#).unwrap() >= 1.0);
+    assert!(m(r#"postflight_loop_iterations_total{loop="logs"}"#).unwrap() >= 2.0);
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs_f64();
+    let last = m(r#"postflight_log_last_poll_timestamp_seconds{log="app"}"#).unwrap();
+    assert!((now - last).abs() < 5.0, "last poll at {last}, now {now}");
+    assert!(page.contains("# TYPE postflight_log_read_errors_total counter"));
+
+    // Reloaded without "missing": its series go; "app" keeps its counters.
+    let only_app = APP
+        .replace("{port}", &d.port.to_string())
+        .replace("{dir}", &dir.path().display().to_string());
+    std::fs::write(dir.path().join("postflight.toml"), only_app).unwrap();
+    let (st, body) = common::http(d.port, "POST", "/-/reload", None, &[]).unwrap();
+    assert_eq!(st, 200, "{body}");
+    wait_until(10, "the removed source's series are gone", || {
+        !d.get("/metrics").1.contains(r#"log="missing""#)
+    });
+    let page = d.get("/metrics").1;
+    assert_eq!(
+        common::metric(&page, r#"postflight_log_truncations_total{log="app"}"#),
+        Some(1.0)
+    );
+}

@@ -5,6 +5,7 @@
 const $main = document.getElementById("main");
 const REFRESH_MS = 10000;
 const SLOW_REFRESH_MS = 60000;
+const LONG_REFRESH_MS = 600000;
 const TOKEN_KEY = "postflight.token";
 
 // ---------------------------------------------------------------- DOM helpers
@@ -285,17 +286,33 @@ async function overview() {
     table]);
   clear($main).append(page);
 
-  let last = null;
+  // The table is built once; a refresh replaces only the rows whose shown values changed and
+  // moves rows only where the order changed.
+  const counts = h("p", { class: "muted", id: "counts" });
+  const tbody = h("tbody");
+  append(table, [counts, h("div", { class: "table-wrap" }, h("table", { "aria-label": "Probes and targets" },
+    h("thead", {}, h("tr", {},
+      h("th", { scope: "col" }, "State"), h("th", { scope: "col" }, "Name"),
+      h("th", { scope: "col", class: "hide-narrow" }, "Kind"), h("th", { scope: "col" }, "Job"),
+      h("th", { scope: "col" }, "Last reason"), h("th", { scope: "col", class: "hide-narrow" }, "Latency (1 h)"),
+      h("th", { scope: "col", class: "num" }, "Last"), h("th", { scope: "col", class: "num" }, "Uptime 24 h"),
+      h("th", { scope: "col", class: "num hide-narrow" }, "7 d"), h("th", { scope: "col", class: "num hide-narrow" }, "30 d"))),
+    tbody))]);
+  const rows = new Map(); // key → { sig, tr }
+
+  let targets = null;
+  let slowData = null;
   const draw = () => {
-    if (!last) return;
-    const { targets, spark, up } = last;
-    const rows = targets.filter((t) =>
+    if (!targets || !slowData) return;
+    const { spark, up } = slowData;
+    const shown = targets.filter((t) =>
       (!filters.job || t.job === filters.job) &&
       (!filters.state || (t.health || "unknown") === filters.state) &&
-      (!filters.text || [t.probe, t.url, t.lastError, t.name].join(" ").toLowerCase().includes(filters.text.toLowerCase())));
-    const tbody = h("tbody");
-    for (const t of rows) {
-      const name = t.probe || t.name || t.url;
+      (!filters.text || [t.probe, t.log, t.url, t.lastError].join(" ").toLowerCase().includes(filters.text.toLowerCase())));
+    const wanted = [];
+    const seen = new Set();
+    for (const t of shown) {
+      const name = t.probe || t.log || t.url;
       const key = t.kind === "probe" ? "p:" + t.probe : "s:" + t.job + "|" + hostOf(t.url);
       const series = spark.get(key);
       const u = (w) => {
@@ -304,7 +321,14 @@ async function overview() {
         const x = up[w].get(t.probe);
         return x ? fmtPct(x.uptime, 2) : "—";
       };
-      append(tbody, [h("tr", { "data-name": name, "data-kind": t.kind },
+      const cells = [t.health || "unknown", name, t.kind, t.job || "", t.url, t.lastError, u("24h"), u("7d"), u("30d")];
+      const rowKey = t.kind + "\u0000" + t.job + "\u0000" + name + "\u0000" + t.url;
+      seen.add(rowKey);
+      const old = rows.get(rowKey);
+      // The series object is new at each read of the sparklines: identity says "redraw".
+      if (old && old.series === series && old.sig === JSON.stringify(cells)) { wanted.push(old.tr); continue; }
+      const last = series ? lastValue(series) : null;
+      const tr = h("tr", { "data-name": name, "data-kind": t.kind },
         h("td", {}, stateBadge(t.health || "unknown")),
         h("td", {}, t.kind === "probe" ? h("a", { href: route("probe", t.probe) }, name) : name,
           h("div", { class: "muted mono hide-narrow" }, t.kind === "probe" ? t.url : "")),
@@ -312,61 +336,110 @@ async function overview() {
         h("td", {}, t.job || ""),
         h("td", { class: "reason" }, t.lastError ? t.lastError : h("span", { class: "muted" }, t.health === "up" ? "ok" : "—")),
         h("td", { class: "hide-narrow" }, series ? sparkline(series, "latency of " + name + ", last hour") : h("span", { class: "muted" }, "—")),
-        h("td", { class: "num" }, fmtDuration(t.lastDurationSeconds)),
+        h("td", { class: "num" }, fmtDuration(last)),
         h("td", { class: "num" }, u("24h")), h("td", { class: "num hide-narrow" }, u("7d")),
-        h("td", { class: "num hide-narrow" }, u("30d")))]);
+        h("td", { class: "num hide-narrow" }, u("30d")));
+      if (old) old.tr.replaceWith(tr);
+      rows.set(rowKey, { sig: JSON.stringify(cells), series, tr });
+      wanted.push(tr);
     }
-    const tableEl = h("table", { "aria-label": "Probes and targets" },
-      h("thead", {}, h("tr", {},
-        h("th", { scope: "col" }, "State"), h("th", { scope: "col" }, "Name"),
-        h("th", { scope: "col", class: "hide-narrow" }, "Kind"), h("th", { scope: "col" }, "Job"),
-        h("th", { scope: "col" }, "Last reason"), h("th", { scope: "col", class: "hide-narrow" }, "Latency (1 h)"),
-        h("th", { scope: "col", class: "num" }, "Last"), h("th", { scope: "col", class: "num" }, "Uptime 24 h"),
-        h("th", { scope: "col", class: "num hide-narrow" }, "7 d"), h("th", { scope: "col", class: "num hide-narrow" }, "30 d"))),
-      tbody);
-    const counts = {};
-    for (const t of targets) counts[t.health || "unknown"] = (counts[t.health || "unknown"] || 0) + 1;
-    clear(table).append(
-      h("p", { class: "muted", id: "counts" }, rows.length + " of " + targets.length + " shown · " +
-        Object.entries(counts).map(([k, v]) => v + " " + k).join(", ")),
-      h("div", { class: "table-wrap" }, tableEl));
+    for (const [k, r] of rows) if (!seen.has(k)) { r.tr.remove(); rows.delete(k); }
+    // Rows in the wanted order: a row already in place is not touched.
+    let at = tbody.firstChild;
+    for (const tr of wanted) {
+      if (at === tr) { at = at.nextSibling; continue; }
+      tbody.insertBefore(tr, at);
+    }
+    while (at) { const next = at.nextSibling; at.remove(); at = next; }
+    const byState = {};
+    for (const t of targets) byState[t.health || "unknown"] = (byState[t.health || "unknown"] || 0) + 1;
+    counts.textContent = shown.length + " of " + targets.length + " shown · " +
+      Object.entries(byState).map(([k, v]) => v + " " + k).join(", ");
   };
   jobSel.addEventListener("change", () => { filters.job = jobSel.value; draw(); });
   stateSel.addEventListener("change", () => { filters.state = stateSel.value; draw(); });
   text.addEventListener("input", () => { filters.text = text.value; draw(); });
 
-  // Sparklines (a point a minute) and uptimes (hourly counts) change slowly: read them once a
-  // minute, not at every refresh, so an open tab costs the daemon little.
+  // What changes every few seconds is a target's state and reason: read every 10 s from
+  // /api/v1/targets/health, which answers 304 while none changed (no body made, nothing drawn).
+  // Sparklines (a point a minute, their last point is the "Last" latency) and the 24 h uptime
+  // (hourly counts) are read once a minute; 7 and 30 day uptimes, which one minute cannot move
+  // at the precision shown, every 10 minutes. So an open tab costs the daemon little.
+  let etag = null;
   let slow = null;
+  let long = null;
   const slowParts = () => {
+    if (!long || Date.now() - long.at >= LONG_REFRESH_MS) {
+      long = { at: Date.now(), parts: Promise.all([uptimes("7d"), uptimes("30d")]) };
+      long.parts.catch(() => { long = null; });
+    }
     if (!slow || Date.now() - slow.at >= SLOW_REFRESH_MS) {
-      slow = { at: Date.now(), parts: Promise.all([sparks(), uptimes("24h"), uptimes("7d"), uptimes("30d")]) };
+      slow = { at: Date.now(), parts: Promise.all([sparks(), uptimes("24h"), long.parts]) };
       slow.parts.catch(() => { slow = null; });
     }
     return slow.parts;
   };
+  let banner = null;
   const load = async () => {
-    const [targets, alerts, deps, maint, [spark, u24, u7, u30]] = await Promise.all([
-      api("/api/v1/targets").then((r) => r.targets),
+    const [health, alerts, deps, maint, slowNow] = await Promise.all([
+      targetsHealth(etag),
       api("/api/v1/alerts").then((r) => r.alerts),
       api("/api/v1/deployments?limit=20").then((r) => r.deployments).catch(() => []),
       api("/api/v1/maintenance").then((r) => r.maintenance).catch(() => []),
       slowParts(),
     ]);
-    targets.sort((a, b) => rank(a) - rank(b) || String(a.job).localeCompare(String(b.job)) ||
-      String(a.probe || a.url).localeCompare(String(b.probe || b.url)));
-    const jobs = [...new Set(targets.map((t) => t.job).filter(Boolean))].sort();
-    const keep = filters.job;
-    clear(jobSel).append(h("option", { value: "" }, "all jobs"), ...jobs.map((j) => h("option", { value: j }, j)));
-    jobSel.value = keep;
-    last = { targets, spark, up: { "24h": u24, "7d": u7, "30d": u30 } };
-    clear(top).append(...banners(alerts, deps, maint));
-    draw();
+    const news = JSON.stringify([alerts, deps, maint]);
+    if (news !== banner) {
+      banner = news;
+      clear(top).append(...banners(alerts, deps, maint));
+    }
+    const [spark, u24, [u7, u30]] = slowNow;
+    let changed = false;
+    if (health) {
+      etag = health.etag;
+      targets = health.targets;
+      targets.sort((a, b) => rank(a) - rank(b) || String(a.job).localeCompare(String(b.job)) ||
+        String(a.probe || a.log || a.url).localeCompare(String(b.probe || b.log || b.url)));
+      const jobs = [...new Set(targets.map((t) => t.job).filter(Boolean))].sort();
+      if (jobs.join("\u0000") !== [...jobSel.options].slice(1).map((o) => o.value).join("\u0000")) {
+        const keep = filters.job;
+        clear(jobSel).append(h("option", { value: "" }, "all jobs"), ...jobs.map((j) => h("option", { value: j }, j)));
+        jobSel.value = keep;
+      }
+      changed = true;
+    }
+    if (!slowData || slowData.spark !== spark || slowData.up["24h"] !== u24 || slowData.up["7d"] !== u7) {
+      slowData = { spark, up: { "24h": u24, "7d": u7, "30d": u30 } };
+      changed = true;
+    }
+    if (changed) draw();
     // The time to a drawn overview, for the benchmark (bench/dashboard.sh).
     if (!performance.getEntriesByName("overview-drawn").length) performance.mark("overview-drawn");
   };
   await load();
   every(load);
+}
+
+/** The targets' states, or null when they did not change since the answer tagged `etag`. */
+async function targetsHealth(etag) {
+  const headers = { Accept: "application/json" };
+  if (etag) headers["If-None-Match"] = etag;
+  // A conditional request of the page's own: the browser hands the 304 to the page, which
+  // then keeps what it shows.
+  const r = await fetch("/api/v1/targets/health", { headers, cache: "no-store" });
+  if (r.status === 304) return null;
+  if (!r.ok) {
+    const err = new Error(r.status + " " + r.statusText);
+    err.status = r.status;
+    throw err;
+  }
+  return { etag: r.headers.get("ETag"), targets: (await r.json()).targets };
+}
+
+/** The last point of a sparkline's series, or null. */
+function lastValue(series) {
+  for (let i = series.length - 1; i >= 0; i--) if (series[i] !== null && isFinite(series[i])) return series[i];
+  return null;
 }
 
 function rank(t) {

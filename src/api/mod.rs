@@ -335,7 +335,7 @@ async fn expire_silence(State(dispatch): State<DispatcherHandle>, Path(id): Path
 /// arithmetic on times can overflow.
 const TIME_BOUND_MS: i64 = 1 << 53;
 
-/// RFC 3339 or Unix seconds (with a fraction) to ms, within [`TIME_BOUND_MS`].
+/// RFC 3339 or Unix seconds (with a fraction) to ms, within about 285,000 years of 1970.
 pub fn parse_time(s: &str) -> Option<i64> {
     if let Ok(f) = s.parse::<f64>() {
         let bound = TIME_BOUND_MS as f64;
@@ -406,6 +406,20 @@ pub fn json(status: StatusCode, v: &serde_json::Value) -> Resp {
     r.headers_mut()
         .insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
     r
+}
+
+/// A JSON answer serialised straight from `v`, without a `serde_json::Value` tree in between.
+pub fn json_from(status: StatusCode, v: &impl serde::Serialize) -> Resp {
+    match serde_json::to_vec(v) {
+        Ok(body) => {
+            let mut r = Response::new(axum::body::Body::from(body));
+            *r.status_mut() = status;
+            r.headers_mut()
+                .insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+            r
+        }
+        Err(e) => error(StatusCode::INTERNAL_SERVER_ERROR, &e.to_string()),
+    }
 }
 
 /// A JSON error `{"error": "..."}`.

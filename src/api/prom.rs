@@ -205,7 +205,7 @@ pub async fn query_range(State(run): State<Run>, p: Params) -> Resp {
         })
         .await;
     match r {
-        Ok(Ok(v)) => json(StatusCode::OK, &crate::promql::value_to_api_json(&v)),
+        Ok(Ok(v)) => super::json_from(StatusCode::OK, &crate::promql::ApiJson(&v)),
         Ok(Err(crate::promql::EvalError::InvalidQuery(e))) => bad_data(&e),
         Ok(Err(e)) => prom_error(
             StatusCode::UNPROCESSABLE_ENTITY,

@@ -62,7 +62,7 @@ pub async fn instant(
         })
         .await;
     match r {
-        Ok(Ok(v)) => json(StatusCode::OK, &crate::promql::value_to_api_json(&v)),
+        Ok(Ok(v)) => super::json_from(StatusCode::OK, &crate::promql::ApiJson(&v)),
         Ok(Err(e)) => prom_error(
             StatusCode::UNPROCESSABLE_ENTITY,
             "execution",

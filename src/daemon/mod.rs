@@ -114,6 +114,8 @@ pub struct Context {
     pub probe_states: Arc<crate::probe::ProbeStates>,
     /// TLS settings of HTTPS probes (system roots), built once.
     pub probe_tls: crate::probe::ProbeTls,
+    /// The log sources' own figures (`postflight_log_*`), across reloads.
+    pub log_stats: Arc<crate::logs::stats::LogStats>,
     /// Alerts about postflight itself (StoreCorrupted, StoreWriteFailing), by name.
     pub self_alerts: std::sync::Mutex<std::collections::BTreeMap<String, Alert>>,
 }
@@ -236,6 +238,7 @@ pub async fn run(config_path: PathBuf) -> Result<(), DaemonError> {
     let rules = Arc::new(RulesState::default());
     rules.configure(&config, Some(&store.state));
     let probe_states = Arc::new(crate::probe::ProbeStates::new());
+    let log_stats = Arc::new(crate::logs::stats::LogStats::default());
     probes::restore(&probe_states, &store.state);
     let probe_tls = crate::probe::ProbeTls::system().unwrap_or_else(|e| {
         error!(error = %e, "cannot load the system's root certificates; HTTPS probes will fail");
@@ -272,6 +275,7 @@ pub async fn run(config_path: PathBuf) -> Result<(), DaemonError> {
         rules: rules.clone(),
         probe_states: probe_states.clone(),
         probe_tls,
+        log_stats: log_stats.clone(),
         self_alerts: std::sync::Mutex::new(
             self_alerts
                 .iter()
@@ -280,6 +284,7 @@ pub async fn run(config_path: PathBuf) -> Result<(), DaemonError> {
         ),
     });
     telemetry.add_exposer(probe_states.clone());
+    telemetry.add_exposer(log_stats);
     telemetry.config_last_reload_successful.set(1);
     telemetry
         .config_last_reload_success_timestamp
@@ -535,19 +540,19 @@ impl Engines {
                 .run(token.clone()),
             );
         }
-        if !config.logs.is_empty() {
-            tasks.spawn(
-                crate::logs::LogRunner {
-                    config: config.clone(),
-                    ingest: ctx.ingest.clone(),
-                    state: ctx.store.state.clone(),
-                    targets: ctx.targets.clone(),
-                    clock: ctx.clock.clone(),
-                    telemetry: ctx.telemetry.clone(),
-                }
-                .run(token.clone()),
-            );
-        }
+        // Also without sources: the runner first drops the records of removed ones.
+        tasks.spawn(
+            crate::logs::LogRunner {
+                config: config.clone(),
+                ingest: ctx.ingest.clone(),
+                state: ctx.store.state.clone(),
+                targets: ctx.targets.clone(),
+                clock: ctx.clock.clone(),
+                telemetry: ctx.telemetry.clone(),
+                stats: ctx.log_stats.clone(),
+            }
+            .run(token.clone()),
+        );
         let eval_every = config.global.evaluation_interval.get();
         tasks.spawn(
             RulesEngine {

@@ -99,6 +99,10 @@ pub struct PollReport {
     pub cut_lines: u64,
     /// True when some file had more to read than the poll's budget.
     pub more: bool,
+    /// Files followed after the poll.
+    pub files: usize,
+    /// Bytes in the followed files after what was read, at the end of the poll.
+    pub behind: u64,
 }
 
 /// The files of one `[[log]] path` glob and where the source is in each.
@@ -201,6 +205,9 @@ impl FileSet {
     ) -> PollReport {
         let mut report = PollReport::default();
         let base = glob_base(&self.pattern);
+        // Whether every file under the glob was listed and identified: only then is a stored
+        // position that matched none of them known to be of a file gone for good.
+        let mut listed_all = true;
         match std::fs::metadata(&base) {
             Err(e) if e.kind() == io::ErrorKind::NotFound => report
                 .problems
@@ -213,6 +220,7 @@ impl FileSet {
                 .push(format!("{} is not a directory", base.display())),
             Ok(_) => {}
         }
+        listed_all &= report.problems.is_empty();
         let mut seen: Vec<(u64, u64)> = Vec::new();
         let paths = match glob::glob(&self.pattern) {
             Ok(p) => p,
@@ -226,6 +234,7 @@ impl FileSet {
             let path = match entry {
                 Ok(p) => p,
                 Err(e) => {
+                    listed_all = false;
                     report
                         .problems
                         .push(format!("{}: {}", e.path().display(), e.error()));
@@ -235,6 +244,7 @@ impl FileSet {
             let meta = match std::fs::metadata(&path) {
                 Ok(m) => m,
                 Err(e) => {
+                    listed_all = false;
                     report.problems.push(format!("{}: {e}", path.display()));
                     continue;
                 }
@@ -322,9 +332,11 @@ impl FileSet {
         for id in drop_ids {
             self.files.remove(&id);
         }
-        if report.problems.is_empty() {
-            // The directory is there and listed: stored positions of files no longer in it
-            // are of files deleted while the source was stopped.
+        report.files = self.files.len();
+        if listed_all {
+            // The directory is there and every file in it identified: stored positions of
+            // files no longer in it are of files deleted while the source was stopped. (A FIFO
+            // or a file that cannot be read beside them does not keep them.)
             self.restored.clear();
         }
         report
@@ -393,6 +405,10 @@ fn read_open(
         }
         consume(t, &buf[..n], at, line, bytes, report);
         at += n as u64;
+    }
+    // What the writer added meanwhile counts too: the lag as it is when the poll ends.
+    if let Ok(m) = file.metadata() {
+        report.behind += m.len().saturating_sub(t.read_at());
     }
     Ok(at > start)
 }

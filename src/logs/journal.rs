@@ -14,6 +14,30 @@ use std::sync::mpsc::{Receiver, SyncSender, TryRecvError, sync_channel};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+/// The shell that runs [`WATCHDOG`].
+const SH: &str = "/bin/sh";
+/// Runs `journalctl` (its path and arguments are the script's arguments) and stops it when
+/// the daemon is gone, even after a SIGKILL: a `journalctl` older than systemd 242 goes on
+/// following a quiet unit once its reader is gone, and only a write would tell it. The
+/// script's stdin is a pipe the daemon holds and never writes; a background reader of it
+/// sees its end when the daemon exits (or drops the source) and stops `journalctl`. The
+/// script ends with `journalctl`'s status, and holds neither its stdout nor the pipe, so the
+/// daemon still sees `journalctl`'s output end when it exits. (No `prctl(PR_SET_PDEATHSIG)`:
+/// the crate has no unsafe code for a `pre_exec`, and `setpriv --pdeathsig` needs `capset`,
+/// which the systemd unit's system call filter refuses.)
+const WATCHDOG: &str = r#"exec 3<&0 </dev/null
+"$@" 3<&- &
+j=$!
+exec >&-
+{ read -r _ <&3; kill "$j" 2>/dev/null; } &
+w=$!
+exec 3<&-
+wait "$j"
+s=$?
+kill "$w" 2>/dev/null
+exit "$s"
+"#;
+
 /// How long after `journalctl` failed or exited it is started again.
 pub const RESTART_AFTER: Duration = Duration::from_secs(5);
 /// Entries waiting between the reading thread and the source: with messages cut at
@@ -46,6 +70,8 @@ enum Msg {
 
 struct Running {
     child: Child,
+    /// The watchdog's stdin: closed when this is dropped or the daemon dies.
+    stdin: Option<std::process::ChildStdin>,
     rx: Receiver<Msg>,
     /// The last lines `journalctl` wrote to stderr.
     stderr: Arc<Mutex<String>>,
@@ -113,13 +139,28 @@ impl Journal {
         a
     }
 
-    fn start(&mut self) -> std::io::Result<Running> {
-        let mut child = Command::new(&self.program)
-            .args(self.args())
-            .stdin(Stdio::null())
+    /// The command that runs `journalctl`: through [`WATCHDOG`] when `/bin/sh` is there and
+    /// `journalctl` is on the `PATH`, else `journalctl` itself (stopped on a clean exit only).
+    fn command(&self) -> Command {
+        let mut cmd = match on_path(&self.program) {
+            Some(program) if std::path::Path::new(SH).exists() => {
+                let mut c = Command::new(SH);
+                c.args(["-c", WATCHDOG, "journalctl"]).arg(program);
+                c
+            }
+            _ => Command::new(&self.program),
+        };
+        cmd.args(self.args())
+            .stdin(Stdio::piped())
             .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()?;
+            .stderr(Stdio::piped());
+        cmd
+    }
+
+    fn start(&mut self) -> std::io::Result<Running> {
+        let mut child = self.command().spawn()?;
+        // Held, never written: its end is the watchdog's signal that the daemon is gone.
+        let stdin = child.stdin.take();
         let (tx, rx) = sync_channel(CHANNEL);
         let stderr = Arc::new(Mutex::new(String::new()));
         if let Some(out) = child.stdout.take() {
@@ -141,7 +182,12 @@ impl Journal {
                     }
                 })?;
         }
-        Ok(Running { child, rx, stderr })
+        Ok(Running {
+            child,
+            stdin,
+            rx,
+            stderr,
+        })
     }
 
     /// Hands the new entries to `each`; returns the source's problems and whether more is
@@ -221,11 +267,30 @@ fn unreadable(err: &str) -> bool {
 impl Drop for Journal {
     fn drop(&mut self) {
         if let Some(mut r) = self.running.take() {
-            // Our own child: stop it and reap it.
+            // Our own child: its watchdog stops `journalctl` once its stdin closes; then the
+            // child itself is stopped and reaped.
+            drop(r.stdin.take());
             let _ = r.child.kill();
             let _ = r.child.wait();
         }
     }
+}
+
+/// Where `program` is on the `PATH` (as the shell would find it), if it is; a name with a
+/// `/` is taken as it is.
+fn on_path(program: &str) -> Option<PathBuf> {
+    if program.contains('/') {
+        return Some(PathBuf::from(program));
+    }
+    let path = std::env::var_os("PATH")?;
+    std::env::split_paths(&path)
+        .map(|d| d.join(program))
+        .find(|p| {
+            std::fs::metadata(p).is_ok_and(|m| {
+                use std::os::unix::fs::PermissionsExt;
+                m.is_file() && m.permissions().mode() & 0o111 != 0
+            })
+        })
 }
 
 /// Reads `journalctl --output=json` lines into entries until its output closes.

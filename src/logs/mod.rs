@@ -15,9 +15,11 @@
 
 pub mod file;
 pub mod journal;
+pub mod stats;
 
 use std::collections::{BTreeMap, VecDeque};
 use std::sync::Arc;
+use std::sync::atomic::Ordering::Relaxed;
 use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Serialize};
@@ -40,6 +42,9 @@ pub const POLL_EVERY: Duration = Duration::from_millis(250);
 pub const FLUSH_EVERY: Duration = Duration::from_secs(1);
 /// Matching lines kept per match.
 pub const KEEP_PER_MATCH: usize = 1_000;
+/// Matching lines kept per match from one flush (a second): under a flood the kept lines span
+/// at least 10 seconds instead of one, and the store writes a tenth of them. Counts stay exact.
+pub const KEEP_PER_FLUSH: usize = 100;
 /// Bytes of a kept line stored (a line is an excerpt for a person, not an archive).
 pub const KEPT_LINE_MAX: usize = 4 * 1024;
 /// Lines in a `log_excerpt` annotation.
@@ -167,7 +172,7 @@ struct Feed {
     record: SourceRecord,
     /// Counts by match index (mirrored into `record.matches` at flush).
     counts: Vec<u64>,
-    /// Kept lines not flushed yet, by match index (at most [`KEEP_PER_MATCH`] each).
+    /// Kept lines not flushed yet, by match index (the newest [`KEEP_PER_FLUSH`] each).
     pending: Vec<VecDeque<(String, KeptLine)>>,
 }
 
@@ -194,7 +199,7 @@ impl Feed {
                 self.counts[i]
             );
             let q = &mut self.pending[i];
-            if q.len() == KEEP_PER_MATCH {
+            if q.len() == KEEP_PER_FLUSH {
                 q.pop_front();
             }
             q.push_back((key, kept));
@@ -227,6 +232,19 @@ fn docker_line(raw: &[u8], now_ms: i64) -> (std::borrow::Cow<'_, [u8]>, i64) {
     }
 }
 
+/// What a file source's polls found, for the self-metrics ([`stats::SourceStats`]).
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct Figures {
+    /// Files followed after the last poll.
+    pub files: u64,
+    /// Bytes in them after what was read, at the end of the last poll.
+    pub behind: u64,
+    /// Files read again from their beginning.
+    pub truncations: u64,
+    /// Lines cut at [`file::MAX_LINE`].
+    pub lines_cut: u64,
+}
+
 /// Where a source reads from.
 enum Input {
     Files(file::FileSet),
@@ -242,6 +260,8 @@ pub struct Source {
     kept: Vec<VecDeque<String>>,
     /// Why the source cannot be read, from its last poll.
     problems: Vec<String>,
+    /// What the polls since the last [`Source::take_figures`] found, for the self-metrics.
+    figures: Figures,
     state: StateStore,
     retention_ms: i64,
 }
@@ -306,6 +326,7 @@ impl Source {
             },
             kept,
             problems: Vec::new(),
+            figures: Figures::default(),
             state,
             retention_ms: i64::try_from(retention.as_millis()).unwrap_or(i64::MAX),
         }
@@ -322,6 +343,10 @@ impl Source {
                 if report.truncations > 0 {
                     info!(log = %self.cfg.name, files = report.truncations, "log file truncated or replaced; reading it from its beginning");
                 }
+                self.figures.truncations += report.truncations;
+                self.figures.lines_cut += report.cut_lines;
+                self.figures.files = report.files as u64;
+                self.figures.behind = report.behind;
                 self.problems = report.problems;
                 report.more
             }
@@ -379,6 +404,20 @@ impl Source {
             }
         }
         self.state.apply_durable(batch)
+    }
+
+    /// What the polls found since the last call: files followed and bytes behind as of the
+    /// last poll, truncations and cut lines summed.
+    pub fn take_figures(&mut self) -> Figures {
+        let f = self.figures;
+        self.figures.truncations = 0;
+        self.figures.lines_cut = 0;
+        f
+    }
+
+    /// True for a journald source.
+    pub fn is_journal(&self) -> bool {
+        matches!(self.input, Input::Journal(_))
     }
 
     /// Why the source cannot be read; empty when it is up.
@@ -460,6 +499,8 @@ pub struct LogRunner {
     pub clock: Clock,
     /// Failed store writes are counted here.
     pub telemetry: Arc<Telemetry>,
+    /// The sources' own figures on `/metrics`; outlives the generation.
+    pub stats: Arc<stats::LogStats>,
 }
 
 impl LogRunner {
@@ -468,10 +509,29 @@ impl LogRunner {
         config.logs.iter().map(|l| target_key(&l.name)).collect()
     }
 
-    /// Runs every source until `shutdown`; each flushes on the way out.
+    /// Runs every source until `shutdown`; each flushes on the way out. First drops what the
+    /// store keeps of sources (and matches) the config no longer has: each generation starts
+    /// here, at the daemon's start and after every reload.
     pub async fn run(self, shutdown: CancellationToken) {
+        match crate::rt::blocking(|| prune(&self.state, &self.config)) {
+            Ok(0) => {}
+            Ok(n) => info!(
+                records = n,
+                "dropped the stored positions and kept lines of log sources no longer configured"
+            ),
+            Err(e) => {
+                self.telemetry
+                    .store_write_failures
+                    .with_label_values(&["logs"])
+                    .inc();
+                warn!(error = %e, "cannot drop the stored records of removed log sources");
+            }
+        }
+        let names: Vec<&str> = self.config.logs.iter().map(|l| l.name.as_str()).collect();
+        self.stats.retain(&names);
         let mut tasks = JoinSet::new();
         for cfg in &self.config.logs {
+            let stats = self.stats.source(&cfg.name);
             let cfg = cfg.clone();
             let (state, ingest, targets, clock, telemetry) = (
                 self.state.clone(),
@@ -485,21 +545,39 @@ impl LogRunner {
             tasks.spawn(async move {
                 let now = clock.now_ms();
                 let mut src = crate::rt::blocking(|| Source::open(&cfg, state, retention, now));
-                run_source(&mut src, &ingest, &targets, &clock, &telemetry, &shutdown).await;
+                stats.journal.store(src.is_journal(), Relaxed);
+                let env = Env {
+                    ingest: &ingest,
+                    targets: &targets,
+                    clock: &clock,
+                    telemetry: &telemetry,
+                    stats: &stats,
+                };
+                run_source(&mut src, &env, &shutdown).await;
             });
         }
         while tasks.join_next().await.is_some() {}
     }
 }
 
-async fn run_source(
-    src: &mut Source,
-    ingest: &Ingest,
-    targets: &TargetsView,
-    clock: &Clock,
-    telemetry: &Telemetry,
-    shutdown: &CancellationToken,
-) {
+/// What a running source reports to.
+struct Env<'a> {
+    ingest: &'a Ingest,
+    targets: &'a TargetsView,
+    clock: &'a Clock,
+    telemetry: &'a Telemetry,
+    stats: &'a stats::SourceStats,
+}
+
+async fn run_source(src: &mut Source, env: &Env<'_>, shutdown: &CancellationToken) {
+    let Env {
+        ingest,
+        targets,
+        clock,
+        telemetry,
+        stats,
+    } = *env;
+    let iterations = telemetry.loop_iterations.with_label_values(&["logs"]);
     let key = target_key(&src.cfg.name);
     let mut tick = tokio::time::interval(POLL_EVERY);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -515,7 +593,17 @@ async fn run_source(
             more = crate::rt::blocking(|| src.poll(clock.now_ms()));
             rounds += 1;
         }
+        iterations.inc();
         let up = src.problems().is_empty();
+        let f = src.take_figures();
+        stats.read_errors.fetch_add(u64::from(!up), Relaxed);
+        stats.files_followed.store(f.files, Relaxed);
+        stats.bytes_behind.store(f.behind, Relaxed);
+        stats.truncations.fetch_add(f.truncations, Relaxed);
+        stats.lines_cut.fetch_add(f.lines_cut, Relaxed);
+        stats
+            .last_poll_ms
+            .store(u64::try_from(clock.now_ms()).unwrap_or(0), Relaxed);
         if up != was_up {
             match up {
                 true => info!(log = %src.cfg.name, "log source readable again"),
@@ -555,6 +643,45 @@ fn flush_and_append(src: &mut Source, ingest: &Ingest, clock: &Clock, telemetry:
         warn!(log = %src.cfg.name, error = %e, "cannot store log positions and kept lines");
     }
     src.append(ingest, now);
+}
+
+/// Removes from the store the position records of sources `config` does not have, and the
+/// kept lines of sources or matches it does not have, in one batch; returns how many records
+/// went. The records of configured sources stay as they are, so a reload loses no position.
+pub fn prune(state: &StateStore, config: &Config) -> Result<usize, crate::store::StoreError> {
+    let configured = |log: &str, m: Option<&str>| {
+        config
+            .logs
+            .iter()
+            .any(|l| l.name == log && m.is_none_or(|m| l.matches.iter().any(|x| x.name == m)))
+    };
+    let mut stale = Vec::new();
+    state.scan_prefix::<serde::de::IgnoredAny>(Kind::Logs, &format!("pos{SEP}"), |k, _| {
+        if let Some(log) = k.split(SEP).nth(1)
+            && !configured(log, None)
+        {
+            stale.push(k.to_string());
+        }
+        true
+    })?;
+    state.scan_prefix::<serde::de::IgnoredAny>(Kind::Logs, &format!("line{SEP}"), |k, _| {
+        let mut parts = k.split(SEP).skip(1);
+        if let (Some(log), Some(m)) = (parts.next(), parts.next())
+            && !configured(log, Some(m))
+        {
+            stale.push(k.to_string());
+        }
+        true
+    })?;
+    if stale.is_empty() {
+        return Ok(0);
+    }
+    let mut batch = state.batch(Kind::Logs);
+    for k in &stale {
+        batch.remove(k);
+    }
+    state.apply_durable(batch)?;
+    Ok(stale.len())
 }
 
 /// The kept lines of `log` (of one match, or all), between `since` and `until` (ms,

@@ -88,18 +88,33 @@ fn kept_lines_are_the_newest_thousand_per_match_within_the_retention() {
     let (_sd, store) = temp_store();
     let c = config(dir.path(), "");
     let p = dir.path().join("a.log");
-    let text: String = (0..1_005).map(|i| format!("error {i}\n")).collect();
-    append(&p, &text);
     let mut src = Source::open(&c.logs[0], store.state.clone(), DAY, 1_000);
-    src.poll(1_000);
-    src.flush(1_000).unwrap();
+    // 1,005 lines over 11 seconds, each second's within what one flush keeps.
+    for second in 0..11 {
+        let text: String = (second * 100..(second * 100 + 100).min(1_005))
+            .map(|i| format!("error {i}\n"))
+            .collect();
+        append(&p, &text);
+        src.poll(1_000 + second as i64 * 1_000);
+        src.flush(1_000 + second as i64 * 1_000).unwrap();
+    }
     let kept = query(&store.state, "app", Some("errors"), None, None, 5_000).unwrap();
     assert_eq!(kept.len(), KEEP_PER_MATCH);
     assert_eq!(kept[0].line, "error 5");
     assert_eq!(kept.last().unwrap().line, "error 1004");
+    // A flood within one second keeps its newest lines, up to what one flush keeps.
+    let text: String = (0..250).map(|i| format!("error flood {i}\n")).collect();
+    append(&p, &text);
+    src.poll(20_000);
+    src.flush(20_000).unwrap();
+    let kept = query(&store.state, "app", Some("errors"), None, None, 5_000).unwrap();
+    assert_eq!(kept.len(), KEEP_PER_MATCH);
+    let flood: Vec<_> = kept.iter().filter(|k| k.line.contains("flood")).collect();
+    assert_eq!(flood.len(), KEEP_PER_FLUSH);
+    assert_eq!(flood[0].line, "error flood 150");
     // A day later the old lines are past the retention and go at the next flush.
     append(&p, "error late\n");
-    let later = 1_000 + DAY.as_millis() as i64 + 1;
+    let later = 20_000 + DAY.as_millis() as i64 + 1;
     src.poll(later);
     src.flush(later).unwrap();
     let kept = query(&store.state, "app", Some("errors"), None, None, 5_000).unwrap();
@@ -160,4 +175,93 @@ fn the_excerpt_shows_the_last_lines_of_the_matches_an_expression_reads() {
     assert!(!e.contains("error"));
     // An expression that does not read the log counters has no excerpt.
     assert_eq!(excerpt(&store.state, &c, &expr("up == 0"), None), None);
+}
+
+#[test]
+fn prune_drops_the_records_of_removed_sources_and_matches_and_keeps_the_rest() {
+    let dir = tempfile::tempdir().unwrap();
+    let (_sd, store) = temp_store();
+    let two = crate::config::load_str(
+        &format!(
+            r#"
+[[log]]
+name = "app"
+path = "{d}/a*.log"
+start_at = "beginning"
+[[log.match]]
+name = "errors"
+regex = 'error'
+[[log.match]]
+name = "db"
+regex = 'database'
+[[log]]
+name = "old"
+path = "{d}/o*.log"
+start_at = "beginning"
+[[log.match]]
+name = "errors"
+regex = 'error'
+"#,
+            d = dir.path().display()
+        ),
+        "t.toml",
+    )
+    .expect("valid config");
+    append(&dir.path().join("a.log"), "error in database\nfine\n");
+    append(&dir.path().join("o.log"), "error\n");
+    for cfg in &two.logs {
+        let mut src = Source::open(cfg, store.state.clone(), DAY, 1_000);
+        src.poll(1_000);
+        src.flush(1_000).unwrap();
+    }
+    // Nothing to drop while both are configured.
+    assert_eq!(prune(&store.state, &two).unwrap(), 0);
+
+    // "old" is removed, and "app" loses its "db" match.
+    let mut one = two.clone();
+    one.logs.retain(|l| l.name == "app");
+    one.logs[0].matches.retain(|m| m.name == "errors");
+    // The record of "old", its kept line, and the kept line of "db".
+    assert_eq!(prune(&store.state, &one).unwrap(), 3);
+    let pos = |log: &str| {
+        store
+            .state
+            .get::<SourceRecord>(Kind::Logs, &position_key(log))
+            .unwrap()
+    };
+    assert_eq!(pos("old"), None);
+    assert!(
+        query(&store.state, "old", None, None, None, 10)
+            .unwrap()
+            .is_empty()
+    );
+    assert!(
+        query(&store.state, "app", Some("db"), None, None, 10)
+            .unwrap()
+            .is_empty()
+    );
+    // "app" keeps its position and its counters, and the lines of its remaining match.
+    assert_eq!(pos("app").unwrap().lines, 2);
+    assert_eq!(
+        query(&store.state, "app", Some("errors"), None, None, 10)
+            .unwrap()
+            .len(),
+        1
+    );
+    let mut src = Source::open(&one.logs[0], store.state.clone(), DAY, 2_000);
+    append(&dir.path().join("a.log"), "error again\n");
+    src.poll(2_000);
+    assert_eq!(src.record().lines, 3, "resumed at its position");
+
+    // With no source left, everything goes.
+    let mut none = one.clone();
+    none.logs.clear();
+    assert_eq!(prune(&store.state, &none).unwrap(), 2);
+    assert!(
+        store
+            .state
+            .scan::<serde_json::Value>(Kind::Logs)
+            .unwrap()
+            .is_empty()
+    );
 }

@@ -24,7 +24,7 @@ mod support;
 use std::fmt;
 
 pub use eval::selector_matchers;
-pub use json::{format_value, metric_json, value_to_api_json};
+pub use json::{ApiJson, format_value, metric_json, value_to_api_json};
 pub use limits::QueryLimits;
 pub use promql_parser::parser::Expr;
 pub use support::check_supported;

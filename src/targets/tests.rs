@@ -55,3 +55,63 @@ fn list_comes_out_in_key_order() {
     let urls: Vec<String> = view.list().into_iter().map(|h| h.url).collect();
     assert_eq!(urls, ["probe/a", "probe/z", "scrape/web/a", "scrape/web/b"]);
 }
+
+#[test]
+fn the_generation_moves_with_health_reason_and_membership_not_with_timing() {
+    let view = TargetsView::default();
+    view.register("probe/api-health", registered());
+    let run = |up, error, secs| Run {
+        up,
+        error,
+        at: Utc::now(),
+        duration_seconds: secs,
+        samples: None,
+    };
+    view.record_run("probe/api-health", run(true, "", 0.1), || unreachable!());
+    let (up, body) = view.health_json();
+    assert_eq!(
+        String::from_utf8_lossy(&body),
+        r#"[{"kind":"probe","job":"api","probe":"api-health","url":"http://127.0.0.1:1/health","health":"up","lastError":""}]"#
+    );
+    // Another successful run: a new time and duration, the same state.
+    view.record_run("probe/api-health", run(true, "", 0.3), || unreachable!());
+    assert_eq!(view.generation(), up);
+    assert_eq!(view.health_json(), (up, body.clone()));
+
+    view.record_run(
+        "probe/api-health",
+        run(false, "status 500", 0.1),
+        || unreachable!(),
+    );
+    let down = view.generation();
+    assert_ne!(down, up, "up → down");
+    assert!(String::from_utf8_lossy(&view.health_json().1).contains(r#""lastError":"status 500""#));
+    view.record_run(
+        "probe/api-health",
+        run(false, "timeout after 5s", 0.1),
+        || unreachable!(),
+    );
+    let reason = view.generation();
+    assert_ne!(reason, down, "a new reason");
+
+    view.register("probe/api-health", registered());
+    assert_eq!(view.generation(), reason, "registering a known target");
+    view.register("probe/other", registered());
+    let added = view.generation();
+    assert_ne!(added, reason, "a new target");
+    view.retain(&["probe/other".to_string(), "probe/api-health".to_string()]);
+    assert_eq!(view.generation(), added, "nothing removed");
+    view.retain(&["probe/other".to_string()]);
+    assert_ne!(view.generation(), added, "a target removed");
+    assert_eq!(view.health_json().0, view.generation());
+}
+
+#[test]
+fn a_new_view_does_not_reuse_the_generations_of_an_earlier_one() {
+    let first = TargetsView::default();
+    for _ in 0..3 {
+        first.register(&format!("probe/{}", first.generation()), registered());
+    }
+    let second = TargetsView::default();
+    assert!(second.generation() > first.generation());
+}

@@ -7,14 +7,16 @@
 //! [`super::headers`]: a Content-Security-Policy without inline script or style, `nosniff` and
 //! `frame-ancestors 'none'`. The area also answers `GET /api/v1/maintenance`,
 //! the configured windows with the current or next occurrence, which the silences list cannot
-//! show before a window starts.
+//! show before a window starts, and `GET /api/v1/targets/health`, the targets' states with an
+//! `ETag`, which the overview asks for every 10 s and which answers `304 Not Modified` while no
+//! state changed.
 
-use std::sync::LazyLock;
+use std::sync::{Arc, LazyLock};
 
 use axum::Router;
 use axum::extract::{Path, State};
-use axum::http::StatusCode;
-use axum::http::header::{CACHE_CONTROL, CONTENT_TYPE, HeaderValue};
+use axum::http::header::{CACHE_CONTROL, CONTENT_TYPE, ETAG, HeaderValue, IF_NONE_MATCH};
+use axum::http::{HeaderMap, StatusCode};
 use axum::middleware;
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
@@ -23,6 +25,7 @@ use chrono::SecondsFormat;
 use super::{Api, Resp, json};
 use crate::clock::Clock;
 use crate::config::Current;
+use crate::targets::TargetsView;
 
 /// One embedded file.
 struct Asset {
@@ -98,6 +101,7 @@ pub fn router() -> Router<Api> {
         .route("/index.html", get(index))
         .route("/ui/{file}", get(asset))
         .route("/api/v1/maintenance", get(maintenance))
+        .route("/api/v1/targets/health", get(targets_health))
         .layer(middleware::from_fn(super::headers::page_headers))
 }
 
@@ -164,6 +168,50 @@ async fn maintenance(State(config): State<Current>, State(clock): State<Clock>) 
         StatusCode::OK,
         &serde_json::json!({ "status": "success", "maintenance": list }),
     )
+}
+
+/// `GET /api/v1/targets/health`: every target's kind, job, name, URL, health and last reason
+/// (the entries of `/api/v1/targets` without `lastRun`, `lastDurationSeconds` and `samples`),
+/// with `ETag: "<generation>"`. A request whose `If-None-Match` names the current generation is
+/// answered `304 Not Modified` from one atomic load, without reading the targets; a changed list
+/// is serialised once per generation, however many tabs ask.
+async fn targets_health(State(view): State<Arc<TargetsView>>, headers: HeaderMap) -> Resp {
+    let tag = |generation: u64| format!("\"{generation:x}\"");
+    let current = tag(view.generation());
+    if headers
+        .get_all(IF_NONE_MATCH)
+        .iter()
+        .any(|v| v.to_str().is_ok_and(|v| names_tag(v, &current)))
+    {
+        let mut r = StatusCode::NOT_MODIFIED.into_response();
+        if let Ok(v) = HeaderValue::from_str(&current) {
+            r.headers_mut().insert(ETAG, v);
+        }
+        r.headers_mut()
+            .insert(CACHE_CONTROL, HeaderValue::from_static("no-cache"));
+        return r;
+    }
+    let (generation, list) = view.health_json();
+    let mut body = Vec::with_capacity(list.len() + 40);
+    body.extend_from_slice(br#"{"status":"success","targets":"#);
+    body.extend_from_slice(&list);
+    body.push(b'}');
+    let mut r = Response::new(axum::body::Body::from(body));
+    let h = r.headers_mut();
+    h.insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    h.insert(CACHE_CONTROL, HeaderValue::from_static("no-cache"));
+    if let Ok(v) = HeaderValue::from_str(&tag(generation)) {
+        h.insert(ETAG, v);
+    }
+    r
+}
+
+/// True when an `If-None-Match` value (`*`, or a list of tags, weak ones included) names `tag`.
+fn names_tag(if_none_match: &str, tag: &str) -> bool {
+    if_none_match
+        .split(',')
+        .map(str::trim)
+        .any(|t| t == "*" || t.strip_prefix("W/").unwrap_or(t) == tag)
 }
 
 #[cfg(test)]

@@ -189,3 +189,54 @@ fn unreadable_things_are_reasons_not_failures() {
     assert!(all.contains("sub.log is a directory"), "{all}");
     assert!(all.contains("pipe.log is a FIFO"), "{all}");
 }
+
+#[test]
+fn the_position_of_a_file_gone_for_good_is_dropped_even_beside_an_unreadable_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let gone = dir.path().join("gone.log");
+    append(&gone, "one\n");
+    append(&dir.path().join("kept.log"), "two\n");
+    let mut fs = FileSet::new(&glob_in(dir.path()), Vec::new(), false);
+    poll(&mut fs);
+    let saved = fs.positions();
+    assert_eq!(saved.len(), 2);
+    // Stopped; meanwhile one file is deleted and a FIFO appears under the glob.
+    std::fs::remove_file(&gone).unwrap();
+    assert!(
+        std::process::Command::new("mkfifo")
+            .arg(dir.path().join("pipe.log"))
+            .status()
+            .unwrap()
+            .success()
+    );
+    let mut fs = FileSet::new(&glob_in(dir.path()), saved, false);
+    let (lines, _, r) = poll(&mut fs);
+    assert!(lines.is_empty(), "{lines:?}");
+    assert!(r.problems[0].contains("is a FIFO"), "{:?}", r.problems);
+    let paths: Vec<String> = fs.positions().into_iter().map(|p| p.path).collect();
+    assert_eq!(paths, [dir.path().join("kept.log").display().to_string()]);
+}
+
+#[test]
+fn bytes_written_during_a_poll_are_behind_at_its_end() {
+    let dir = tempfile::tempdir().unwrap();
+    let p = dir.path().join("a.log");
+    append(&p, "one\ntwo\n");
+    append(&dir.path().join("b.log"), "three\n");
+    let mut fs = FileSet::new(&glob_in(dir.path()), Vec::new(), false);
+    let mut wrote = false;
+    let r = fs.poll(
+        |l, _| {
+            // The writer adds a line while the first file is being read.
+            if l == b"one" && !wrote {
+                append(&p, "late\n");
+                wrote = true;
+            }
+        },
+        |_| {},
+    );
+    assert_eq!((r.files, r.behind), (2, 5));
+    let (lines, _, r) = poll(&mut fs);
+    assert_eq!(lines, ["late"]);
+    assert_eq!((r.files, r.behind), (2, 0));
+}
