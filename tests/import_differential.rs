@@ -94,18 +94,6 @@ fn get(port: u16, path: &str) -> String {
     body
 }
 
-fn enc(q: &str) -> String {
-    let mut s = String::new();
-    for b in q.bytes() {
-        if b.is_ascii_alphanumeric() || b"-_.~".contains(&b) {
-            s.push(b as char);
-        } else {
-            write!(s, "%{b:02X}").unwrap();
-        }
-    }
-    s
-}
-
 /// `data` of a list answer (series, labels, values) as a set of JSON strings.
 fn set(body: &str) -> BTreeSet<String> {
     let v: Value = serde_json::from_str(body).unwrap();
@@ -160,7 +148,7 @@ fn imported_history_answers_range_queries_as_backfilled_prometheus_does() {
         for q in QUERIES {
             let path = format!(
                 "/api/v1/query_range?query={}&start={from}&end={to}&step={step}",
-                enc(q)
+                common::encode(q)
             );
             let theirs = matrix(&get(prom_port, &path));
             let ours = matrix(&get(d.port, &path));
@@ -196,7 +184,7 @@ fn imported_history_answers_range_queries_as_backfilled_prometheus_does() {
         format!("/api/v1/series?match[]=http_requests_total&{window}"),
         format!(
             "/api/v1/series?match[]={}&{window}",
-            enc("{__name__=~\"latency.*\",job=\"web\"}")
+            common::encode("{__name__=~\"latency.*\",job=\"web\"}")
         ),
         format!("/api/v1/labels?{window}"),
         format!("/api/v1/labels?match[]=temperature&{window}"),

@@ -12,13 +12,7 @@ use common::{Daemon, wait_until};
 
 /// The value of the one series `query` selects, if any.
 fn value(d: &Daemon, query: &str) -> Option<f64> {
-    let q: String = query
-        .bytes()
-        .map(|b| match b {
-            b'a'..=b'z' | b'A'..=b'Z' | b'0'..=b'9' | b'_' => (b as char).to_string(),
-            _ => format!("%{b:02X}"),
-        })
-        .collect();
+    let q = common::encode(query);
     let (st, body) = d.get(&format!("/api/v1/query?query={q}"));
     assert_eq!(st, 200, "{body}");
     let v: serde_json::Value = serde_json::from_str(&body).unwrap();

@@ -6,7 +6,7 @@ mod common;
 
 use std::process::Command;
 
-use common::{Daemon, http, prometheus, require, wait_until};
+use common::{Daemon, encode, http, prometheus, require, wait_until};
 use proptest::prelude::*;
 use proptest::test_runner::TestCaseError;
 
@@ -190,18 +190,6 @@ fn a_real_prometheus_federates_postflights_series() {
         page.contains("replica=\"a\""),
         "external_labels too: {page}"
     );
-}
-
-/// Every byte but the unreserved ones percent-encoded, so any string travels as itself.
-fn encode(s: &str) -> String {
-    s.bytes()
-        .map(|b| match b {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
-                (b as char).to_string()
-            }
-            _ => format!("%{b:02X}"),
-        })
-        .collect()
 }
 
 /// A label name: valid ones, names the daemon has, and anything at all.

@@ -76,13 +76,7 @@ fn get_json(port: u16, path: &str) -> Value {
 
 /// The instant-query result of `q` as (labels, value) pairs.
 fn query(port: u16, q: &str) -> Vec<(Value, String)> {
-    let enc: String = q
-        .bytes()
-        .map(|b| match b {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'_' => (b as char).to_string(),
-            _ => format!("%{b:02X}"),
-        })
-        .collect();
+    let enc = common::encode(q);
     // Empty while the server is not listening yet.
     let Ok((200, body)) = http(
         port,

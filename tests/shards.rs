@@ -119,16 +119,7 @@ fn remote_config(shard: u32, prom: u16, probed: u16, targets: &[u16]) -> String 
 
 /// `query` (an instant vector) on Prometheus: each result's `by` label with its value.
 fn counts(prom: u16, query: &str, by: &str) -> BTreeMap<String, f64> {
-    let path = format!(
-        "/api/v1/query?query={}",
-        query
-            .bytes()
-            .map(|b| match b {
-                b'a'..=b'z' | b'A'..=b'Z' | b'0'..=b'9' | b'_' => (b as char).to_string(),
-                _ => format!("%{b:02X}"),
-            })
-            .collect::<String>()
-    );
+    let path = format!("/api/v1/query?query={}", common::encode(query));
     let (status, body) = http(prom, "GET", &path, None, &[]).unwrap();
     assert_eq!(status, 200, "{body}");
     let v: serde_json::Value = serde_json::from_str(&body).unwrap();

@@ -156,6 +156,19 @@ impl Drop for Daemon {
     }
 }
 
+/// `s` percent-encoded for a query string or a form: every byte but the unreserved ones, so any
+/// text (a PromQL expression, a random label name) travels as itself.
+pub fn encode(s: &str) -> String {
+    s.bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
+                (b as char).to_string()
+            }
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
+}
+
 /// One HTTP/1.1 request over a fresh connection; returns status and body.
 pub fn http(
     port: u16,

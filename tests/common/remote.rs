@@ -12,13 +12,7 @@ use crate::common::http;
 pub fn samples(port: u16, query: &str, at: f64) -> BTreeMap<String, Vec<(i64, u64)>> {
     let path = format!(
         "/api/v1/query?query={}&time={at:.3}",
-        query
-            .bytes()
-            .map(|b| match b {
-                b'a'..=b'z' | b'A'..=b'Z' | b'0'..=b'9' | b'_' => (b as char).to_string(),
-                _ => format!("%{b:02X}"),
-            })
-            .collect::<String>()
+        crate::common::encode(query)
     );
     let (status, body) = http(port, "GET", &path, None, &[]).unwrap();
     assert_eq!(status, 200, "{body}");
