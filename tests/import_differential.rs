@@ -8,7 +8,6 @@ mod common;
 mod history;
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::fmt::Write as _;
 use std::process::Command;
 
 use common::{Daemon, http, require};
