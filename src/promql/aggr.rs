@@ -285,7 +285,6 @@ pub(crate) fn eval(ev: &Evaluator<'_>, a: &AggregateExpr) -> Result<Val, EvalErr
     let groups_labels = index.labels;
 
     let n = ev.grid.len();
-    let mut groups = vec![Group::default(); groups_labels.len()];
     let mut out: Vec<Series> = groups_labels
         .iter()
         .zip(&groups_drop)
@@ -300,6 +299,7 @@ pub(crate) fn eval(ev: &Evaluator<'_>, a: &AggregateExpr) -> Result<Val, EvalErr
         out.retain(|s| !s.points.is_empty());
         return Ok(Val::Vector(out));
     }
+    let mut groups = vec![Group::default(); out.len()];
     let mut cursor = StepCursor::new(input.len());
     let mut step = Vec::new();
     for i in 0..n {
