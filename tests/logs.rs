@@ -376,16 +376,7 @@ url = "http://127.0.0.1:{p}/slack"
 "#,
         p = hook.port
     );
-    // Present (empty) before the start: with `start_at = end` the source starts at its end.
-    let app = dir.path().join("logs/app.log");
-    append(&app, "");
-    let mut d = Daemon::start_in(dir.path(), &config, &[]);
-    d.wait_ready();
-    wait_source_ran(&d, "app");
-    append(&app, "starting up\n");
-    wait_until(10, "the source counts", || {
-        value(&d, r#"log_lines_total{log="app"}"#) == Some(1.0)
-    });
+    let (_d, app) = started_with_app_log(dir.path(), &config, "starting up");
     append(
         &app,
         "FATAL: cannot open the database password=hunter2 giving up\n",
@@ -451,16 +442,7 @@ url = "http://127.0.0.1:{p}/hook"
 "#,
         p = hook.port
     );
-    // Present (empty) before the start: with `start_at = end` the source starts at its end.
-    let app = dir.path().join("logs/app.log");
-    append(&app, "");
-    let mut d = Daemon::start_in(dir.path(), &config, &[]);
-    d.wait_ready();
-    wait_source_ran(&d, "app");
-    append(&app, "v1 running\n");
-    wait_until(10, "the source counts", || {
-        value(&d, r#"log_lines_total{log="app"}"#) == Some(1.0)
-    });
+    let (d, app) = started_with_app_log(dir.path(), &config, "v1 running");
     let (st, body) = common::http(
         d.port,
         "POST",
@@ -927,4 +909,23 @@ fn metrics_show_each_tailer_keeping_up_its_files_and_its_read_errors() {
         common::metric(&page, r#"postflight_log_truncations_total{log="app"}"#),
         Some(1.0)
     );
+}
+
+/// The daemon started on `config` with `logs/app.log` present and empty (with `start_at = end`
+/// the source starts at its end), once the source counts `first`, its first line.
+fn started_with_app_log(
+    dir: &std::path::Path,
+    config: &str,
+    first: &str,
+) -> (Daemon, std::path::PathBuf) {
+    let app = dir.join("logs/app.log");
+    append(&app, "");
+    let mut d = Daemon::start_in(dir, config, &[]);
+    d.wait_ready();
+    wait_source_ran(&d, "app");
+    append(&app, &format!("{first}\n"));
+    wait_until(10, "the source counts", || {
+        value(&d, r#"log_lines_total{log="app"}"#) == Some(1.0)
+    });
+    (d, app)
 }
