@@ -4,14 +4,16 @@
 //! # How a sample travels
 //!
 //! - **Tap.** The head tells [`RemoteWrite`] of every appended sample ([`AppendTap`]); each
-//!   endpoint's queue keeps the sample's label set (a shared reference, no copy), time and
+//!   endpoint's queue keeps the sample's head series (a shared reference, no copy), time and
 //!   value. With no `[[remote_write]]` no tap is set and an append costs one atomic load more.
 //! - **Rounds.** Every `batch_send_deadline` the endpoint's sender takes the queued samples up to
 //!   `cut = now - delay` (`delay` is the longest scrape or probe timeout plus a second: a page's
 //!   samples carry the scrape's start time and land when the scrape ends, so waiting that long
-//!   means every sample up to `cut` has landed), splits them into `shards` by the fingerprint
-//!   of their labels (a series always takes the same shard, so its samples stay in order), and
-//!   each shard sends them in time order, in requests of at most `max_samples_per_send`.
+//!   means every sample up to `cut` has landed; later ones wait for the next round), splits them
+//!   into `shards` by the fingerprint of their labels (a series always takes the same shard, so
+//!   its samples stay in order), and each shard sends them in time order, in requests of at
+//!   most `max_samples_per_send`. A series' shard and write_relabel verdict are remembered by
+//!   its id, so a round reads no label of a series it has seen before.
 //! - **Send position.** Each shard keeps a position: every sample of its series up to that
 //!   time is delivered, none after it. It moves after each accepted request and is written
 //!   durably to the store, so a restart resumes exactly there: a receiver that refuses
@@ -20,11 +22,15 @@
 //!   of that timestamp is harmless, as receivers take an identical last sample silently.
 //! - **Backlog.** After a restart, or when the receiver is down for so long that the queue
 //!   fills ([`QUEUE_CAPACITY`]), the queue stops holding samples up to a time (the gap) and the
-//!   sender reads them back instead, from the head and the store as the query API does
+//!   sender reads them back instead. While the sender is behind, the gap follows the newest
+//!   sample and nothing is queued; once its reads come within a slice of the present, the gap's
+//!   end is fixed and later samples queue again. The reads come from the head and the store
+//!   as the query API does
 //!   ([`QuerySource`]: the head for its window, the stored chunks before it, a sample in both
 //!   once), a slice of time at a time: the slice starts at [`CATCH_UP_SLICE`] and halves or
 //!   doubles so that a read holds about [`CATCH_UP_SAMPLES`], so a long outage costs store
-//!   reads, not memory. Everything within the store's retention is read back, whatever the
+//!   reads, not memory. A read is split between the shards as it is made, each part sized
+//!   at once. Everything within the store's retention is read back, whatever the
 //!   head's window; a position older than the retention starts at its edge.
 //! - **Failures.** A 5xx, a 429 or a network error is retried with backoff (doubling from
 //!   `min_backoff` to `max_backoff`, or what `Retry-After` asks), for as long as it takes; a
@@ -45,7 +51,7 @@ use crate::clock::Clock;
 use crate::config::{Config, RelabelAction, RemoteWriteConfig};
 use crate::promql::QueryLimits;
 use crate::series::hash::FastMap;
-use crate::series::head::{AppendTap, Head, MemSeries};
+use crate::series::head::{AppendTap, Head, MemSeries, SeriesId};
 use crate::series::{Labels, SeriesSource as _, Timestamp};
 use crate::store::query::QuerySource;
 use crate::store::{SampleStore, StateStore, Store};
@@ -80,10 +86,20 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
-/// One sample waiting to be sent.
+/// A sample on its way out, as a request encodes it.
+pub trait Outgoing: Send + 'static {
+    /// The series' labels.
+    fn labels(&self) -> &Labels;
+    /// Milliseconds since the epoch.
+    fn t(&self) -> Timestamp;
+    /// The value (stale markers included).
+    fn v(&self) -> f64;
+}
+
+/// One sample read back from the head and the store.
 #[derive(Clone, Debug)]
 pub struct Entry {
-    /// The series (shared with the head).
+    /// The series (shared with the head or the read).
     pub labels: Labels,
     /// Milliseconds since the epoch.
     pub t: Timestamp,
@@ -91,16 +107,59 @@ pub struct Entry {
     pub v: f64,
 }
 
+impl Outgoing for Entry {
+    fn labels(&self) -> &Labels {
+        &self.labels
+    }
+    fn t(&self) -> Timestamp {
+        self.t
+    }
+    fn v(&self) -> f64 {
+        self.v
+    }
+}
+
+/// One sample the tap queued. It holds the head series rather than its label set: the append
+/// has just touched the series, where the label set may be far from any cache.
+struct Queued {
+    series: Arc<MemSeries>,
+    t: Timestamp,
+    v: f64,
+}
+
+impl Outgoing for Queued {
+    fn labels(&self) -> &Labels {
+        self.series.labels()
+    }
+    fn t(&self) -> Timestamp {
+        self.t
+    }
+    fn v(&self) -> f64 {
+        self.v
+    }
+}
+
 /// What the tap filled and the sender takes.
-#[derive(Debug, Default)]
+#[derive(Default)]
 struct Queue {
     /// Samples in append order.
-    entries: Vec<Entry>,
+    entries: Vec<Queued>,
     /// Samples at or before this time are not in `entries`: the sender reads them back from
     /// the head and the store (after a restart, or once the queue was full).
     gap_until: Option<Timestamp>,
+    /// The gap follows the newest sample (nothing is queued) until the sender's reads come
+    /// near the present and fix its end.
+    gap_grows: bool,
     /// The newest time pushed, where a gap opened by a full queue ends.
     max_t: Timestamp,
+}
+
+/// A round's samples split between the shards.
+struct Split<S> {
+    /// One list per shard, in no particular order.
+    shards: Vec<Vec<S>>,
+    /// Samples write_relabel dropped.
+    filtered: u64,
 }
 
 /// One `[[remote_write]]` endpoint: its queue and settings.
@@ -117,23 +176,35 @@ struct Endpoint {
 }
 
 impl Endpoint {
-    fn push(&self, labels: &Labels, t: Timestamp, v: f64) {
+    fn push(&self, series: &Arc<MemSeries>, t: Timestamp, v: f64) {
         let mut q = lock(&self.queue);
-        if q.gap_until.is_some_and(|g| t <= g) {
-            return;
+        q.max_t = q.max_t.max(t);
+        if let Some(g) = q.gap_until {
+            if q.gap_grows {
+                q.gap_until = Some(g.max(t));
+                return;
+            }
+            if t <= g {
+                return;
+            }
         }
         if q.entries.len() >= self.capacity {
-            let until = q.max_t.max(t);
-            q.gap_until = Some(until);
+            q.gap_until = Some(q.max_t);
+            q.gap_grows = true;
             q.entries = Vec::new();
             return;
         }
-        q.max_t = q.max_t.max(t);
-        q.entries.push(Entry {
-            labels: labels.clone(),
+        q.entries.push(Queued {
+            series: series.clone(),
             t,
             v,
         });
+    }
+
+    /// The shard of a series, or `None` when write_relabel drops it.
+    fn route(&self, labels: &Labels, n: usize, joined: &mut String) -> Option<usize> {
+        self.keeps(labels, joined)
+            .then(|| (labels.fingerprint() % n as u64) as usize)
     }
 
     /// Whether the write_relabel rules let this series through.
@@ -229,7 +300,7 @@ struct Tap(Vec<Arc<Endpoint>>);
 impl AppendTap for Tap {
     fn appended(&self, series: &Arc<MemSeries>, t: Timestamp, v: f64) {
         for e in &self.0 {
-            e.push(series.labels(), t, v);
+            e.push(series, t, v);
         }
     }
 }
@@ -341,7 +412,10 @@ impl RemoteWrite {
                     let min = p.shards.iter().copied().min().unwrap_or(start);
                     vec![min.max(oldest); n]
                 };
-                lock(&e.queue).gap_until = Some(start);
+                let mut q = lock(&e.queue);
+                q.gap_until = Some(start);
+                q.gap_grows = true;
+                drop(q);
                 info!(url = %e.shown, behind_seconds = (start - pos.iter().copied().min().unwrap_or(start)) as f64 / 1000.0, "remote write resumes from its stored position");
                 pos
             }
@@ -363,13 +437,18 @@ impl RemoteWrite {
         }
     }
 
-    /// Every sample in `(pos[shard], end]` of every series of the head and the store (the
-    /// query API's reading of both: no gap and no sample twice where they meet), series by
-    /// series, each in time order.
-    fn read_back(&self, n: usize, pos: &[Timestamp], end: Timestamp) -> Vec<Entry> {
+    /// Every sample in `(pos[shard], end]` of every series of the head and the store that
+    /// write_relabel keeps (the query API's reading of both: no gap and no sample twice where
+    /// they meet), split between the shards, series by series, each in time order.
+    fn read_back(&self, e: &Endpoint, pos: &[Timestamp], end: Timestamp) -> Split<Entry> {
+        let n = pos.len();
+        let mut split = Split {
+            shards: (0..n).map(|_| Vec::new()).collect(),
+            filtered: 0,
+        };
         let from = pos.iter().copied().min().unwrap_or(end);
         if from >= end {
-            return Vec::new();
+            return split;
         }
         let every = [Matcher::new(
             MatchOp::Re(Regex::new("^(?:.+)$").expect("a valid static regex")),
@@ -379,19 +458,35 @@ impl RemoteWrite {
         let limits = QueryLimits::none();
         let source = QuerySource::new(&self.head, &self.samples, &limits);
         let read = source.select(&every, from + 1, end);
-        // Sized at once: a backlog read is the remote writer's largest allocation.
-        let mut out = Vec::with_capacity(read.iter().map(|s| s.samples.len()).sum());
-        for s in read {
-            let lo = pos[(s.labels.fingerprint() % n as u64) as usize];
-            for x in s.samples.iter().filter(|x| x.t > lo) {
-                out.push(Entry {
-                    labels: s.labels.clone(),
-                    t: x.t,
-                    v: x.v,
-                });
+        // Each series' shard and the samples after its position, then each shard's list sized
+        // at once: a backlog read is the remote writer's largest allocation.
+        let mut joined = String::new();
+        let routed: Vec<Option<(usize, usize)>> = read
+            .iter()
+            .map(|s| {
+                let k = e.route(&s.labels, n, &mut joined)?;
+                Some((k, s.samples.partition_point(|x| x.t <= pos[k])))
+            })
+            .collect();
+        let mut sizes = vec![0; n];
+        for (s, r) in read.iter().zip(&routed) {
+            match r {
+                Some((k, skip)) => sizes[*k] += s.samples.len() - skip,
+                None => split.filtered += s.samples.len() as u64,
             }
         }
-        out
+        for (shard, size) in split.shards.iter_mut().zip(sizes) {
+            shard.reserve_exact(size);
+        }
+        for (s, r) in read.into_iter().zip(routed) {
+            let Some((k, skip)) = r else { continue };
+            split.shards[k].extend(s.samples[skip..].iter().map(|x| Entry {
+                labels: s.labels.clone(),
+                t: x.t,
+                v: x.v,
+            }));
+        }
+        split
     }
 }
 
@@ -408,16 +503,37 @@ struct Sender {
     rw: Arc<RemoteWrite>,
     e: Arc<Endpoint>,
     pos: Vec<Timestamp>,
+    /// Queued samples after the last round's cut: the next round takes them first.
+    held: Vec<Queued>,
+    /// Empty lists whose room the next round fills again (the queue's and `held`'s), so that
+    /// rounds do not allocate and fault in their lists anew.
+    spare: (Vec<Queued>, Vec<Queued>),
+    /// Each head series' shard, or `None` when write_relabel drops it, by series id (never
+    /// reused, so an entry cannot name another series). Emptied every [`ROUTE_ROUNDS`] rounds,
+    /// so that series gone from the head leave it.
+    routes: FastMap<SeriesId, Option<usize>>,
+    rounds: u32,
 }
+
+/// Rounds after which a sender forgets the routes of its series (10 minutes at the default
+/// `batch_send_deadline`).
+const ROUTE_ROUNDS: u32 = 120;
 
 impl Sender {
     fn new(rw: Arc<RemoteWrite>, e: Arc<Endpoint>, pos: Vec<Timestamp>) -> Sender {
-        Sender { rw, e, pos }
+        Sender {
+            rw,
+            e,
+            pos,
+            held: Vec::new(),
+            spare: (Vec::new(), Vec::new()),
+            routes: FastMap::default(),
+            rounds: 0,
+        }
     }
 
     async fn run(mut self, shutdown: CancellationToken) {
         let deadline = self.e.config.batch_send_deadline.get();
-        let n = self.pos.len();
         let mut behind = false;
         let mut slice = CATCH_UP_SLICE;
         loop {
@@ -430,46 +546,44 @@ impl Sender {
                 break;
             }
             let cut = self.rw.clock.now_ms() - self.rw.delay.as_millis() as Timestamp;
-            let gap = lock(&self.e.queue).gap_until;
-            let (entries, end, closes_gap) = match gap {
+            let from = self.pos.iter().copied().min().unwrap_or(cut);
+            let gap = {
+                let mut q = lock(&self.e.queue);
+                if q.gap_grows && from.saturating_add(slice) >= cut {
+                    // This read reaches the present: samples after the gap queue again.
+                    q.gap_grows = false;
+                }
+                q.gap_until
+            };
+            let (stopped, end, closes_gap) = match gap {
                 Some(g) => {
-                    let from = self.pos.iter().copied().min().unwrap_or(cut);
+                    // Everything held is at or before the gap's end: it is read back.
+                    self.held.clear();
                     let end = g.min(cut).min(from.saturating_add(slice));
                     if end <= from {
                         behind = false;
                         continue;
                     }
-                    let rw = self.rw.clone();
-                    let pos = self.pos.clone();
-                    let entries = tokio::task::spawn_blocking(move || rw.read_back(n, &pos, end))
+                    let (rw, e, pos) = (self.rw.clone(), self.e.clone(), self.pos.clone());
+                    let split = tokio::task::spawn_blocking(move || rw.read_back(&e, &pos, end))
                         .await
-                        .unwrap_or_default();
-                    slice = next_slice(slice, entries.len());
-                    (entries, end, end >= g)
+                        .ok();
+                    let Some(split) = split else { break };
+                    let read = split.shards.iter().map(Vec::len).sum();
+                    slice = next_slice(slice, read);
+                    self.set_pending(read);
+                    (self.round(split, end, &shutdown).await, end, end >= g)
                 }
                 None => {
-                    let mut q = lock(&self.e.queue);
-                    let mut taken = Vec::new();
-                    if q.entries.iter().any(|x| x.t <= cut) {
-                        let (now, later): (Vec<Entry>, Vec<Entry>) = std::mem::take(&mut q.entries)
-                            .into_iter()
-                            .partition(|x| x.t <= cut);
-                        q.entries = later;
-                        taken = now;
-                    }
-                    (taken, cut, false)
+                    let split = self.take_queued(cut);
+                    (self.round(split, cut, &shutdown).await, cut, false)
                 }
             };
-            self.rw
-                .telemetry
-                .remote_write_pending_samples
-                .with_label_values(&[&self.e.shown])
-                .set((lock(&self.e.queue).entries.len() + entries.len()) as i64);
-            let stopped = self.round(entries, end, &shutdown).await;
             if closes_gap && !stopped {
                 let mut q = lock(&self.e.queue);
                 if q.gap_until == gap {
                     q.gap_until = None;
+                    q.gap_grows = false;
                 }
             }
             behind = gap.is_some() && !closes_gap;
@@ -489,40 +603,71 @@ impl Sender {
         self.rw.save_positions(&self.e, &self.pos);
     }
 
-    /// Sends `entries` (every sample up to `end` not sent yet) through the shards, each in
-    /// time order; returns true when shutdown interrupted it.
-    async fn round(
+    /// Takes the queued samples up to `cut` (and those held from the last round), split
+    /// between the shards; later ones are held for the next round.
+    fn take_queued(&mut self, cut: Timestamp) -> Split<Queued> {
+        let mut taken = std::mem::take(&mut self.spare.0);
+        std::mem::swap(&mut lock(&self.e.queue).entries, &mut taken);
+        if self.rounds.is_multiple_of(ROUTE_ROUNDS) {
+            self.routes = FastMap::default();
+        }
+        self.rounds = self.rounds.wrapping_add(1);
+        let n = self.pos.len();
+        let each = (self.held.len() + taken.len()) / n;
+        let mut split = Split {
+            shards: (0..n)
+                .map(|_| Vec::with_capacity(each + each / 4 + 16))
+                .collect(),
+            filtered: 0,
+        };
+        let mut later = std::mem::take(&mut self.spare.1);
+        let mut joined = String::new();
+        for x in self.held.drain(..).chain(taken.drain(..)) {
+            if x.t > cut {
+                later.push(x);
+                continue;
+            }
+            let e = &self.e;
+            let route = *self
+                .routes
+                .entry(x.series.id())
+                .or_insert_with(|| e.route(x.series.labels(), n, &mut joined));
+            match route {
+                Some(k) => split.shards[k].push(x),
+                None => split.filtered += 1,
+            }
+        }
+        self.spare = (taken, std::mem::replace(&mut self.held, later));
+        self.set_pending(split.shards.iter().map(Vec::len).sum::<usize>() + self.held.len());
+        split
+    }
+
+    /// Sets the pending gauge: the queue and `taken` samples the sender holds.
+    fn set_pending(&self, taken: usize) {
+        self.rw
+            .telemetry
+            .remote_write_pending_samples
+            .with_label_values(&[&self.e.shown])
+            .set((lock(&self.e.queue).entries.len() + taken) as i64);
+    }
+
+    /// Sends `split` (every sample up to `end` not sent yet) through the shards, each in time
+    /// order; returns true when shutdown interrupted it.
+    async fn round<S: Outgoing>(
         &mut self,
-        entries: Vec<Entry>,
+        split: Split<S>,
         end: Timestamp,
         shutdown: &CancellationToken,
     ) -> bool {
-        let n = self.pos.len();
-        let mut shards: Vec<Vec<Entry>> = vec![Vec::new(); n];
-        let mut joined = String::new();
-        let mut filtered = 0u64;
-        // A series' decision and shard, computed once per series of the round: its entries
-        // share the head's label set, so its address names it.
-        let mut seen: FastMap<usize, Option<usize>> = FastMap::default();
-        for x in entries {
-            let shard = *seen.entry(series_key(&x.labels)).or_insert_with(|| {
-                self.e
-                    .keeps(&x.labels, &mut joined)
-                    .then(|| (x.labels.fingerprint() % n as u64) as usize)
-            });
-            match shard {
-                Some(k) => shards[k].push(x),
-                None => filtered += 1,
-            }
-        }
-        if filtered > 0 {
-            self.count("filtered", filtered);
+        if split.filtered > 0 {
+            self.count("filtered", split.filtered);
         }
         let positions = Arc::new(Mutex::new(self.pos.clone()));
         let mut sends = tokio::task::JoinSet::new();
-        for (k, mut batch) in shards.into_iter().enumerate() {
-            // Stable: a series' samples are already in time order and stay so.
-            batch.sort_by_key(|x| x.t);
+        for (k, mut batch) in split.shards.into_iter().enumerate() {
+            // A series has one sample per timestamp, so its samples keep their order in any
+            // sort by time.
+            batch.sort_unstable_by_key(|x| x.t());
             let (rw, e, positions, shutdown) = (
                 self.rw.clone(),
                 self.e.clone(),
@@ -564,11 +709,11 @@ fn next_slice(slice: Timestamp, got: usize) -> Timestamp {
 
 /// Sends one shard's samples (sorted by time) in requests, moving and storing the shard's
 /// position after each; returns true when shutdown interrupted it.
-async fn send_shard(
+async fn send_shard<S: Outgoing>(
     rw: &RemoteWrite,
     e: &Endpoint,
     k: usize,
-    batch: Vec<Entry>,
+    batch: Vec<S>,
     end: Timestamp,
     positions: &Mutex<Vec<Timestamp>>,
     shutdown: &CancellationToken,
@@ -584,7 +729,7 @@ async fn send_shard(
         }
         // Everything before the next request's first timestamp is delivered.
         let reached = match batch.get(stop) {
-            Some(next) => next.t - 1,
+            Some(next) => next.t() - 1,
             None => end,
         };
         let snapshot = {
@@ -614,13 +759,13 @@ async fn send_shard(
 /// Written straight into one buffer in protobuf's wire format (the messages of [`WriteRequest`]):
 /// building prost messages would take two strings per label of every series of every
 /// request, which was most of what remote writing cost.
-pub fn encode(entries: &[Entry], external: &[(String, String)]) -> Vec<u8> {
+pub fn encode<S: Outgoing>(entries: &[S], external: &[(String, String)]) -> Vec<u8> {
     // Each entry's series (numbered in order of first appearance), and each series' first entry.
     let mut index: FastMap<usize, u32> = FastMap::default();
     let mut firsts: Vec<usize> = Vec::new();
     let mut of: Vec<u32> = Vec::with_capacity(entries.len());
     for (i, x) in entries.iter().enumerate() {
-        let g = *index.entry(series_key(&x.labels)).or_insert_with(|| {
+        let g = *index.entry(series_key(x.labels())).or_insert_with(|| {
             firsts.push(i);
             (firsts.len() - 1) as u32
         });
@@ -643,7 +788,7 @@ pub fn encode(entries: &[Entry], external: &[(String, String)]) -> Vec<u8> {
     let mut raw = Vec::with_capacity(entries.len() * 20 + firsts.len() * 120);
     let mut labels: Vec<(&str, &str)> = Vec::new();
     for (g, &first) in firsts.iter().enumerate() {
-        let series = &entries[first].labels;
+        let series = entries[first].labels();
         labels.clear();
         labels.extend(series.iter().map(|l| (&**l.name(), &**l.value())));
         for (k, v) in external {
@@ -659,7 +804,7 @@ pub fn encode(entries: &[Entry], external: &[(String, String)]) -> Vec<u8> {
             .sum::<usize>()
             + samples
                 .iter()
-                .map(|&i| nested_len(sample_len(entries[i].t)))
+                .map(|&i| nested_len(sample_len(entries[i].t())))
                 .sum::<usize>();
         // WriteRequest.timeseries = 1
         raw.push(0x0a);
@@ -679,11 +824,11 @@ pub fn encode(entries: &[Entry], external: &[(String, String)]) -> Vec<u8> {
             let x = &entries[i];
             // TimeSeries.samples = 2: Sample { value = 1 (double), timestamp = 2 (int64) }
             raw.push(0x12);
-            encode_varint(sample_len(x.t) as u64, &mut raw);
+            encode_varint(sample_len(x.t()) as u64, &mut raw);
             raw.push(0x09);
-            raw.extend_from_slice(&x.v.to_bits().to_le_bytes());
+            raw.extend_from_slice(&x.v().to_bits().to_le_bytes());
             raw.push(0x10);
-            encode_varint(x.t as u64, &mut raw);
+            encode_varint(x.t() as u64, &mut raw);
         }
     }
     // Compressing an in-memory buffer fails only past snappy's 4 GiB input limit.

@@ -174,21 +174,31 @@ fn a_full_queue_opens_a_gap_that_the_head_fills_and_later_samples_queue_again() 
         head.append(&up, t * 1000, t as f64);
     }
     {
-        let q = lock(&rw.endpoints[0].queue);
-        let queued: Vec<Timestamp> = q.entries.iter().map(|x| x.t).collect();
-        assert_eq!(
-            queued,
-            [5000],
-            "the full queue let go of samples 1-4; 5 is after the gap"
+        let mut q = lock(&rw.endpoints[0].queue);
+        assert!(
+            q.entries.is_empty(),
+            "the full queue let go of samples 1-3 and holds none after"
         );
-        assert_eq!(q.gap_until, Some(4000));
+        assert_eq!(q.gap_until, Some(5000), "the gap follows the newest sample");
+        // The sender's reads came near the present: the gap's end is fixed.
+        q.gap_grows = false;
     }
+    head.append(&up, 6000, 6.0);
+    let queued: Vec<Timestamp> = lock(&rw.endpoints[0].queue)
+        .entries
+        .iter()
+        .map(|x| x.t)
+        .collect();
+    assert_eq!(queued, [6000], "a sample after the fixed gap queues again");
     // What the queue let go of is read back from the head, after the shard's position.
-    let back: Vec<Timestamp> = rw.read_back(1, &[1000], 4000).iter().map(|x| x.t).collect();
-    assert_eq!(back, [2000, 3000, 4000]);
+    let back: Vec<Timestamp> = rw.read_back(&rw.endpoints[0], &[1000], 5000).shards[0]
+        .iter()
+        .map(|x| x.t)
+        .collect();
+    assert_eq!(back, [2000, 3000, 4000, 5000]);
     // Without the tap (no remote write) the head keeps nothing aside.
     head.set_tap(None);
-    head.append(&up, 6000, 6.0);
+    head.append(&up, 7000, 7.0);
     assert_eq!(lock(&rw.endpoints[0].queue).entries.len(), 1);
 }
 
@@ -232,17 +242,25 @@ fn the_backlog_is_read_back_from_the_store_where_the_head_no_longer_holds_it() {
         "the head let go of the old samples: {kept:?}"
     );
     let n = 2;
-    let shard = |l: &Labels| (l.fingerprint() % n as u64) as usize;
+    let shard_of = |l: &Labels| (l.fingerprint() % n as u64) as usize;
     // Each series from its shard's position: `up` from 5 s, `gone` from 20 s, or both from 5 s
     // when they share a shard.
     let mut pos = vec![5_000; n];
-    if shard(&up) != shard(&gone) {
-        pos[shard(&gone)] = 20_000;
+    if shard_of(&up) != shard_of(&gone) {
+        pos[shard_of(&gone)] = 20_000;
     }
-    let gone_from = pos[shard(&gone)];
-    let back = rw.read_back(n, &pos, 90_000);
+    let gone_from = pos[shard_of(&gone)];
+    let split = rw.read_back(&rw.endpoints[0], &pos, 90_000);
+    assert_eq!(split.filtered, 0);
+    for (k, shard) in split.shards.iter().enumerate() {
+        assert!(
+            shard.iter().all(|x| shard_of(&x.labels) == k),
+            "each sample in its series' shard"
+        );
+    }
     let of = |l: &Labels| -> Vec<(Timestamp, f64)> {
-        back.iter()
+        split.shards[shard_of(l)]
+            .iter()
             .filter(|x| &x.labels == l)
             .map(|x| (x.t, x.v))
             .collect()
