@@ -143,10 +143,16 @@ fn series_reach_a_real_prometheus_without_gaps_across_an_outage_and_a_restart() 
         "write_relabel drops go_*: {go}"
     );
 
-    // The receiver goes away; postflight is restarted during the outage.
+    // The receiver goes away; postflight is restarted during the outage. Meanwhile the lag
+    // grows with the outage, though no request gets through to end a round.
     std::thread::sleep(Duration::from_secs(4));
     prom.stop();
-    std::thread::sleep(Duration::from_secs(5));
+    let lag = |d: &Daemon| metric_sum(&d.get("/metrics").1, "postflight_remote_write_lag_seconds{");
+    std::thread::sleep(Duration::from_secs(2));
+    let before = lag(&d);
+    wait_until(15, "the lag growing during the outage", || {
+        lag(&d) >= before + 5.0
+    });
     d.signal("TERM");
     d.wait_exit(Duration::from_secs(20));
     let log = d.log_text();

@@ -51,7 +51,7 @@ use crate::clock::Clock;
 use crate::config::{Config, RelabelAction, RemoteWriteConfig};
 use crate::promql::QueryLimits;
 use crate::series::hash::FastMap;
-use crate::series::head::{AppendTap, Head, MemSeries, SeriesId};
+use crate::series::head::{AppendTap, Head, MemSeries};
 use crate::series::{Labels, SeriesSource as _, Timestamp};
 use crate::store::query::QuerySource;
 use crate::store::{SampleStore, StateStore, Store};
@@ -152,6 +152,23 @@ struct Queue {
     gap_grows: bool,
     /// The newest time pushed, where a gap opened by a full queue ends.
     max_t: Timestamp,
+}
+
+impl Queue {
+    /// The gap's end for a read of the backlog from `from`, a `slice` long, with samples
+    /// landed up to `cut`; `None` when there is no gap. A read that reaches `cut` fixes a
+    /// growing gap's end, so that later samples queue again.
+    fn gap_for_read(
+        &mut self,
+        from: Timestamp,
+        slice: Timestamp,
+        cut: Timestamp,
+    ) -> Option<Timestamp> {
+        if self.gap_grows && from.saturating_add(slice) >= cut {
+            self.gap_grows = false;
+        }
+        self.gap_until
+    }
 }
 
 /// A round's samples split between the shards.
@@ -437,6 +454,16 @@ impl RemoteWrite {
         }
     }
 
+    /// Sets the lag gauge: how far the oldest shard's position is behind now (`end` when
+    /// there are no shards).
+    fn set_lag(&self, e: &Endpoint, pos: &[Timestamp], end: Timestamp) {
+        let oldest = pos.iter().copied().min().unwrap_or(end);
+        self.telemetry
+            .remote_write_lag_seconds
+            .with_label_values(&[&e.shown])
+            .set((self.clock.now_ms() - oldest).max(0) as f64 / 1000.0);
+    }
+
     /// Every sample in `(pos[shard], end]` of every series of the head and the store that
     /// write_relabel keeps (the query API's reading of both: no gap and no sample twice where
     /// they meet), split between the shards, series by series, each in time order.
@@ -508,16 +535,20 @@ struct Sender {
     /// Empty lists whose room the next round fills again (the queue's and `held`'s), so that
     /// rounds do not allocate and fault in their lists anew.
     spare: (Vec<Queued>, Vec<Queued>),
-    /// Each head series' shard, or `None` when write_relabel drops it, by series id (never
-    /// reused, so an entry cannot name another series). Emptied every [`ROUTE_ROUNDS`] rounds,
-    /// so that series gone from the head leave it.
-    routes: FastMap<SeriesId, Option<usize>>,
+    /// Each head series' shard, or [`FILTERED`] when write_relabel drops it, by series id
+    /// (never reused, so an entry cannot name another series). Eight bytes a series, so that
+    /// the table stays in the processor's cache; ids past `u32::MAX` are routed uncached.
+    /// Emptied every [`ROUTE_ROUNDS`] rounds, so that series gone from the head leave it.
+    routes: FastMap<u32, u8>,
     rounds: u32,
 }
 
 /// Rounds after which a sender forgets the routes of its series (10 minutes at the default
 /// `batch_send_deadline`).
 const ROUTE_ROUNDS: u32 = 120;
+
+/// The route of a series write_relabel drops (shards are fewer than 65).
+const FILTERED: u8 = u8::MAX;
 
 impl Sender {
     fn new(rw: Arc<RemoteWrite>, e: Arc<Endpoint>, pos: Vec<Timestamp>) -> Sender {
@@ -547,14 +578,7 @@ impl Sender {
             }
             let cut = self.rw.clock.now_ms() - self.rw.delay.as_millis() as Timestamp;
             let from = self.pos.iter().copied().min().unwrap_or(cut);
-            let gap = {
-                let mut q = lock(&self.e.queue);
-                if q.gap_grows && from.saturating_add(slice) >= cut {
-                    // This read reaches the present: samples after the gap queue again.
-                    q.gap_grows = false;
-                }
-                q.gap_until
-            };
+            let gap = lock(&self.e.queue).gap_for_read(from, slice, cut);
             let (stopped, end, closes_gap) = match gap {
                 Some(g) => {
                     // Everything held is at or before the gap's end: it is read back.
@@ -590,12 +614,7 @@ impl Sender {
             if !behind {
                 slice = CATCH_UP_SLICE;
             }
-            let oldest = self.pos.iter().copied().min().unwrap_or(end);
-            self.rw
-                .telemetry
-                .remote_write_lag_seconds
-                .with_label_values(&[&self.e.shown])
-                .set((self.rw.clock.now_ms() - oldest).max(0) as f64 / 1000.0);
+            self.rw.set_lag(&self.e, &self.pos, end);
             if stopped {
                 break;
             }
@@ -627,14 +646,18 @@ impl Sender {
                 later.push(x);
                 continue;
             }
-            let e = &self.e;
-            let route = *self
-                .routes
-                .entry(x.series.id())
-                .or_insert_with(|| e.route(x.series.labels(), n, &mut joined));
+            let mut route = || {
+                self.e
+                    .route(x.series.labels(), n, &mut joined)
+                    .map_or(FILTERED, |k| k as u8)
+            };
+            let route = match u32::try_from(x.series.id()) {
+                Ok(id) => *self.routes.entry(id).or_insert_with(route),
+                Err(_) => route(),
+            };
             match route {
-                Some(k) => split.shards[k].push(x),
-                None => split.filtered += 1,
+                FILTERED => split.filtered += 1,
+                k => split.shards[k as usize].push(x),
             }
         }
         self.spare = (taken, std::mem::replace(&mut self.held, later));
@@ -723,7 +746,7 @@ async fn send_shard<S: Outgoing>(
     while start < batch.len() {
         let stop = (start + max).min(batch.len());
         let body = encode(&batch[start..stop], &e.external);
-        match send(rw, e, body, (stop - start) as u64, shutdown).await {
+        match send(rw, e, body, (stop - start) as u64, positions, shutdown).await {
             Outcome::Stopped => return true,
             Outcome::Done => {}
         }
@@ -869,6 +892,7 @@ async fn send(
     e: &Endpoint,
     body: Vec<u8>,
     samples: u64,
+    positions: &Mutex<Vec<Timestamp>>,
     shutdown: &CancellationToken,
 ) -> Outcome {
     let body = bytes::Bytes::from(body);
@@ -921,6 +945,8 @@ async fn send(
                 backoff
             }
         };
+        // The lag grows while the receiver is away, not only once a round ends.
+        rw.set_lag(e, &lock(positions), rw.clock.now_ms());
         tokio::select! {
             _ = shutdown.cancelled() => return Outcome::Stopped,
             _ = tokio::time::sleep(wait) => {}

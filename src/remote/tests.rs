@@ -203,6 +203,22 @@ fn a_full_queue_opens_a_gap_that_the_head_fills_and_later_samples_queue_again() 
 }
 
 #[test]
+fn a_growing_gap_ends_where_the_backlog_s_reads_reach_the_present() {
+    let mut q = Queue {
+        gap_until: Some(100_000),
+        gap_grows: true,
+        ..Queue::default()
+    };
+    // Far behind: the gap keeps following the newest sample.
+    assert_eq!(q.gap_for_read(10_000, 15_000, 94_000), Some(100_000));
+    assert!(q.gap_grows);
+    // The next read reaches the landed samples: the end is fixed where it is.
+    assert_eq!(q.gap_for_read(80_000, 15_000, 94_000), Some(100_000));
+    assert!(!q.gap_grows);
+    assert_eq!(Queue::default().gap_for_read(0, 15_000, 94_000), None);
+}
+
+#[test]
 fn the_backlog_is_read_back_from_the_store_where_the_head_no_longer_holds_it() {
     let c = config("shards = 2");
     // Small chunks, so that truncation drops whole chunks of the older samples.
