@@ -532,14 +532,10 @@ struct Sender {
     pos: Vec<Timestamp>,
     /// Queued samples after the last round's cut: the next round takes them first.
     held: Vec<Queued>,
-    /// Empty lists whose room the next round fills again (the queue's and `held`'s), so that
-    /// rounds do not allocate and fault in their lists anew.
-    spare: (Vec<Queued>, Vec<Queued>),
-    /// Each head series' shard, or [`FILTERED`] when write_relabel drops it, by series id
-    /// (never reused, so an entry cannot name another series). Eight bytes a series, so that
-    /// the table stays in the processor's cache; ids past `u32::MAX` are routed uncached.
-    /// Emptied every [`ROUTE_ROUNDS`] rounds, so that series gone from the head leave it.
-    routes: FastMap<u32, u8>,
+    /// An empty list whose room the queue fills again, so that the tap does not grow a new
+    /// one under the queue's lock each round.
+    spare: Vec<Queued>,
+    routes: Routes,
     rounds: u32,
 }
 
@@ -550,6 +546,66 @@ const ROUTE_ROUNDS: u32 = 120;
 /// The route of a series write_relabel drops (shards are fewer than 65).
 const FILTERED: u8 = u8::MAX;
 
+/// The most series ids [`Routes`] covers (a byte each).
+const ROUTES_MAX: u64 = 1 << 22;
+
+/// Each head series' shard, or [`FILTERED`] when write_relabel drops it, by series id: one
+/// byte per id from `base`. Ids are never reused, so a byte cannot name another series; they
+/// are handed out in order, so the series of one page sit side by side and a round reads the
+/// table almost in order. Ids before `base` or [`ROUTES_MAX`] past it are routed uncached.
+struct Routes {
+    base: u64,
+    /// `0` for unknown, [`FILTERED`], or the shard plus one.
+    known: Vec<u8>,
+    /// The lowest id looked up since the last reset: the next base.
+    lowest: u64,
+}
+
+impl Routes {
+    fn new() -> Routes {
+        Routes {
+            base: 0,
+            known: Vec::new(),
+            lowest: u64::MAX,
+        }
+    }
+
+    /// The route of series `id`, from `route` the first time.
+    fn get(&mut self, id: u64, route: impl FnOnce() -> u8) -> u8 {
+        self.lowest = self.lowest.min(id);
+        let Some(i) = id.checked_sub(self.base).filter(|&i| i < ROUTES_MAX) else {
+            return route();
+        };
+        let i = i as usize;
+        if i >= self.known.len() {
+            self.known.resize((i + 1).next_power_of_two(), 0);
+        }
+        match self.known[i] {
+            0 => {
+                let r = route();
+                self.known[i] = if r == FILTERED { r } else { r + 1 };
+                r
+            }
+            FILTERED => FILTERED,
+            k => k - 1,
+        }
+    }
+
+    /// Forgets every route, so that series gone from the head leave the table; it starts
+    /// again at the lowest id looked up since the last reset.
+    fn reset(&mut self) {
+        *self = Routes {
+            base: if self.lowest == u64::MAX {
+                self.base
+            } else {
+                self.lowest
+            },
+            known: Vec::new(),
+            lowest: u64::MAX,
+        };
+    }
+}
+
 impl Sender {
     fn new(rw: Arc<RemoteWrite>, e: Arc<Endpoint>, pos: Vec<Timestamp>) -> Sender {
         Sender {
@@ -557,8 +613,8 @@ impl Sender {
             e,
             pos,
             held: Vec::new(),
-            spare: (Vec::new(), Vec::new()),
-            routes: FastMap::default(),
+            spare: Vec::new(),
+            routes: Routes::new(),
             rounds: 0,
         }
     }
@@ -625,10 +681,10 @@ impl Sender {
     /// Takes the queued samples up to `cut` (and those held from the last round), split
     /// between the shards; later ones are held for the next round.
     fn take_queued(&mut self, cut: Timestamp) -> Split<Queued> {
-        let mut taken = std::mem::take(&mut self.spare.0);
+        let mut taken = std::mem::take(&mut self.spare);
         std::mem::swap(&mut lock(&self.e.queue).entries, &mut taken);
         if self.rounds.is_multiple_of(ROUTE_ROUNDS) {
-            self.routes = FastMap::default();
+            self.routes.reset();
         }
         self.rounds = self.rounds.wrapping_add(1);
         let n = self.pos.len();
@@ -639,28 +695,26 @@ impl Sender {
                 .collect(),
             filtered: 0,
         };
-        let mut later = std::mem::take(&mut self.spare.1);
+        let mut later = Vec::with_capacity(self.held.len() + self.held.len() / 4 + 16);
         let mut joined = String::new();
         for x in self.held.drain(..).chain(taken.drain(..)) {
             if x.t > cut {
                 later.push(x);
                 continue;
             }
-            let mut route = || {
+            let route = || {
                 self.e
                     .route(x.series.labels(), n, &mut joined)
                     .map_or(FILTERED, |k| k as u8)
             };
-            let route = match u32::try_from(x.series.id()) {
-                Ok(id) => *self.routes.entry(id).or_insert_with(route),
-                Err(_) => route(),
-            };
+            let route = self.routes.get(x.series.id(), route);
             match route {
                 FILTERED => split.filtered += 1,
                 k => split.shards[k as usize].push(x),
             }
         }
-        self.spare = (taken, std::mem::replace(&mut self.held, later));
+        self.spare = taken;
+        self.held = later;
         self.set_pending(split.shards.iter().map(Vec::len).sum::<usize>() + self.held.len());
         split
     }

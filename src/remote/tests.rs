@@ -219,6 +219,34 @@ fn a_growing_gap_ends_where_the_backlog_s_reads_reach_the_present() {
 }
 
 #[test]
+fn routes_are_computed_once_per_series_and_forgotten_at_a_reset() {
+    let mut routes = Routes::new();
+    let mut computed = 0;
+    let mut get = |routes: &mut Routes, id: u64, r: u8| {
+        routes.get(id, || {
+            computed += 1;
+            r
+        })
+    };
+    assert_eq!(get(&mut routes, 7, 0), 0);
+    assert_eq!(get(&mut routes, 8, FILTERED), FILTERED);
+    assert_eq!(get(&mut routes, 9, 63), 63);
+    // Known now: whatever the computation would say, the first answer stands.
+    assert_eq!(get(&mut routes, 7, 5), 0);
+    assert_eq!(get(&mut routes, 8, 5), FILTERED);
+    assert_eq!(get(&mut routes, 9, 5), 63);
+    // Past the covered ids: computed each time.
+    assert_eq!(get(&mut routes, ROUTES_MAX + 1, 3), 3);
+    assert_eq!(get(&mut routes, ROUTES_MAX + 1, 4), 4);
+    routes.reset();
+    assert_eq!(routes.base, 7, "the lowest id looked up");
+    assert_eq!(get(&mut routes, 9, 2), 2, "forgotten at the reset");
+    assert_eq!(get(&mut routes, 3, 1), 1, "before the base: computed");
+    assert_eq!(get(&mut routes, 3, 2), 2);
+    assert_eq!(computed, 8);
+}
+
+#[test]
 fn the_backlog_is_read_back_from_the_store_where_the_head_no_longer_holds_it() {
     let c = config("shards = 2");
     // Small chunks, so that truncation drops whole chunks of the older samples.
