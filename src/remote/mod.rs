@@ -796,10 +796,11 @@ async fn send_shard<S: Outgoing>(
     shutdown: &CancellationToken,
 ) -> bool {
     let max = e.config.max_samples_per_send.max(1);
+    let mut buffers = Buffers::default();
     let mut start = 0;
     while start < batch.len() {
         let stop = (start + max).min(batch.len());
-        let body = encode(&batch[start..stop], &e.external);
+        let body = bytes::Bytes::copy_from_slice(buffers.encode(&batch[start..stop], &e.external));
         match send(rw, e, body, (stop - start) as u64, positions, shutdown).await {
             Outcome::Stopped => return true,
             Outcome::Done => {}
@@ -837,8 +838,47 @@ async fn send_shard<S: Outgoing>(
 /// building prost messages would take two strings per label of every series of every
 /// request, which was most of what remote writing cost.
 pub fn encode<S: Outgoing>(entries: &[S], external: &[(String, String)]) -> Vec<u8> {
+    Buffers::default().encode(entries, external).to_vec()
+}
+
+/// What a shard writes its requests into, kept from one request to the next: a request's
+/// buffers are a few hundred KiB each, which the allocator would otherwise hand back to the
+/// system and fault in again for the next one.
+struct Buffers {
+    raw: Vec<u8>,
+    compressed: Vec<u8>,
+    snappy: snap::raw::Encoder,
+}
+
+impl Default for Buffers {
+    fn default() -> Buffers {
+        Buffers {
+            raw: Vec::new(),
+            compressed: Vec::new(),
+            snappy: snap::raw::Encoder::new(),
+        }
+    }
+}
+
+impl Buffers {
+    /// [`encode`], into these buffers: the request's body is the returned slice.
+    fn encode<S: Outgoing>(&mut self, entries: &[S], external: &[(String, String)]) -> &[u8] {
+        let raw = &mut self.raw;
+        raw.clear();
+        write_request(entries, external, raw);
+        self.compressed
+            .resize(snap::raw::max_compress_len(raw.len()), 0);
+        // Compressing an in-memory buffer fails only past snappy's 4 GiB input limit.
+        let n = self.snappy.compress(raw, &mut self.compressed).unwrap_or(0);
+        &self.compressed[..n]
+    }
+}
+
+/// Writes the uncompressed `WriteRequest` of `entries` into `raw` (see [`encode`]).
+fn write_request<S: Outgoing>(entries: &[S], external: &[(String, String)], raw: &mut Vec<u8>) {
     // Each entry's series (numbered in order of first appearance), and each series' first entry.
-    let mut index: FastMap<usize, u32> = FastMap::default();
+    let mut index: FastMap<usize, u32> =
+        FastMap::with_capacity_and_hasher(entries.len(), Default::default());
     let mut firsts: Vec<usize> = Vec::new();
     let mut of: Vec<u32> = Vec::with_capacity(entries.len());
     for (i, x) in entries.iter().enumerate() {
@@ -862,7 +902,7 @@ pub fn encode<S: Outgoing>(entries: &[S], external: &[(String, String)]) -> Vec<
         order[fill[g as usize]] = i;
         fill[g as usize] += 1;
     }
-    let mut raw = Vec::with_capacity(entries.len() * 20 + firsts.len() * 120);
+    raw.reserve(entries.len() * 20 + firsts.len() * 120);
     let mut labels: Vec<(&str, &str)> = Vec::new();
     for (g, &first) in firsts.iter().enumerate() {
         let series = entries[first].labels();
@@ -885,33 +925,29 @@ pub fn encode<S: Outgoing>(entries: &[S], external: &[(String, String)]) -> Vec<
                 .sum::<usize>();
         // WriteRequest.timeseries = 1
         raw.push(0x0a);
-        encode_varint(len as u64, &mut raw);
+        encode_varint(len as u64, raw);
         for (n, v) in &labels {
             // TimeSeries.labels = 1: Label { name = 1, value = 2 }
             raw.push(0x0a);
-            encode_varint(label_len(n, v) as u64, &mut raw);
+            encode_varint(label_len(n, v) as u64, raw);
             raw.push(0x0a);
-            encode_varint(n.len() as u64, &mut raw);
+            encode_varint(n.len() as u64, raw);
             raw.extend_from_slice(n.as_bytes());
             raw.push(0x12);
-            encode_varint(v.len() as u64, &mut raw);
+            encode_varint(v.len() as u64, raw);
             raw.extend_from_slice(v.as_bytes());
         }
         for &i in samples {
             let x = &entries[i];
             // TimeSeries.samples = 2: Sample { value = 1 (double), timestamp = 2 (int64) }
             raw.push(0x12);
-            encode_varint(sample_len(x.t()) as u64, &mut raw);
+            encode_varint(sample_len(x.t()) as u64, raw);
             raw.push(0x09);
             raw.extend_from_slice(&x.v().to_bits().to_le_bytes());
             raw.push(0x10);
-            encode_varint(x.t() as u64, &mut raw);
+            encode_varint(x.t() as u64, raw);
         }
     }
-    // Compressing an in-memory buffer fails only past snappy's 4 GiB input limit.
-    snap::raw::Encoder::new()
-        .compress_vec(&raw)
-        .unwrap_or_default()
 }
 
 /// The length of a `Label` message.
@@ -944,12 +980,11 @@ fn series_key(labels: &Labels) -> usize {
 async fn send(
     rw: &RemoteWrite,
     e: &Endpoint,
-    body: Vec<u8>,
+    body: bytes::Bytes,
     samples: u64,
     positions: &Mutex<Vec<Timestamp>>,
     shutdown: &CancellationToken,
 ) -> Outcome {
-    let body = bytes::Bytes::from(body);
     let mut backoff = e.config.min_backoff.get();
     let max_backoff = e.config.max_backoff.get();
     let count = |result: &str| {
