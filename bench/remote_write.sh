@@ -48,6 +48,8 @@ cleanup() {
 trap cleanup EXIT
 trap 'exit 130' INT TERM
 
+# shellcheck source=bench/ports.sh
+. "$ROOT/bench/ports.sh"
 free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 ticks() { awk '{print $14 + $15}' "/proc/$1/stat" 2>/dev/null || echo 0; }
 # appended PORT: samples a Prometheus has appended to its head so far.
@@ -79,7 +81,8 @@ RECEIVER='global:
 cost() {
     local warmup=${1:-60} measure=${2:-180}
     # The Prometheus pair's targets: the watch job's page on 100 nginx ports.
-    local base=$((20000 + RANDOM % 30000)) i targets=""
+    local base i targets=""
+    base=$(free_block 100)
     mkdir -p "$TMP/www" "$TMP/nginx-tmp"
     cp "$CORPUS" "$TMP/www/metrics.prom"
     chmod 644 "$TMP/www/metrics.prom"

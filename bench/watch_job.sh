@@ -61,20 +61,8 @@ cleanup() {
 trap cleanup EXIT
 trap 'exit 130' INT TERM
 
-# A block of free loopback ports: $1 ports starting somewhere in 20000-59999.
-free_block() {
-    local n=$1 base used
-    used=$(ss -Htan | awk '{print $4}' | sed 's/.*://' | sort -u)
-    for _ in $(seq 1 50); do
-        base=$((20000 + RANDOM % 40000))
-        if ! echo "$used" | awk -v lo="$base" -v hi="$((base + n))" '$1 >= lo && $1 < hi {f=1} END {exit !f}'; then
-            echo "$base"
-            return
-        fi
-    done
-    echo "no free block of $n ports" >&2
-    return 1
-}
+# shellcheck source=bench/ports.sh
+. "$ROOT/bench/ports.sh"
 BASE=$(free_block $((TARGETS + 2)))
 API_PORT=$BASE
 HEALTH_PORT=$((BASE + 1))

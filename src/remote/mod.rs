@@ -23,18 +23,19 @@
 //! - **Backlog.** After a restart, or when the receiver is down for so long that the queue
 //!   fills ([`QUEUE_CAPACITY`]), the queue stops holding samples up to a time (the gap) and the
 //!   sender reads them back instead. While the sender is behind, the gap follows the newest
-//!   sample and nothing is queued; once its reads come within a slice of the present, the gap's
-//!   end is fixed and later samples queue again. The reads come from the head and the store
-//!   as the query API does
-//!   ([`QuerySource`]: the head for its window, the stored chunks before it, a sample in both
-//!   once), a slice of time at a time: the slice starts at [`CATCH_UP_SLICE`] and halves or
-//!   doubles so that a read holds about [`CATCH_UP_SAMPLES`], so a long outage costs store
-//!   reads, not memory. A read is split between the shards as it is made, each part sized
-//!   at once. Everything within the store's retention is read back, whatever the
-//!   head's window; a position older than the retention starts at its edge.
+//!   sample and nothing is queued; once its reads come within a slice of the present, the
+//!   gap's end is fixed and later samples queue again. The reads come from the head and the
+//!   store as the query API does ([`QuerySource`]: the head for its window, the stored chunks
+//!   before it, a sample in both once), a slice of time at a time: the slice starts at
+//!   [`CATCH_UP_SLICE`] and halves or doubles so that a read holds about
+//!   [`CATCH_UP_SAMPLES`], so a long outage costs store reads, not memory. A read is split
+//!   between the shards as it is made, each part sized at once. Everything within the store's
+//!   retention is read back, whatever the head's window; a position older than the retention
+//!   starts at its edge.
 //! - **Failures.** A 5xx, a 429 or a network error is retried with backoff (doubling from
 //!   `min_backoff` to `max_backoff`, or what `Retry-After` asks), for as long as it takes; a
-//!   4xx other than 429 drops the request's samples and counts them.
+//!   4xx other than 429 drops the request's samples and counts them. Each retry sets the lag
+//!   gauge, so it grows with an outage rather than waiting for the round to end.
 
 mod proto;
 
