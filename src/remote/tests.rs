@@ -150,24 +150,30 @@ fn write_relabel_keeps_and_drops_by_the_joined_source_labels() {
     assert!(!e.keeps(&labels("go_goroutines", "api"), &mut buf));
 }
 
+/// The remote writer of `c`'s one endpoint over `head` and `store`.
+fn remote_write(c: &Config, head: &Arc<Head>, store: &Store, capacity: usize) -> RemoteWrite {
+    let http = crate::notify::Clients::new()
+        .expect("client")
+        .http()
+        .clone();
+    RemoteWrite::with_capacity(
+        c,
+        head.clone(),
+        store,
+        http,
+        Clock::System,
+        Telemetry::new(),
+        capacity,
+    )
+    .expect("one endpoint")
+}
+
 #[test]
 fn a_full_queue_opens_a_gap_that_the_head_fills_and_later_samples_queue_again() {
     let c = config("shards = 1");
     let head = Arc::new(Head::new());
     let (_dir, store) = crate::store::test_util::temp_store();
-    let rw = RemoteWrite::with_capacity(
-        &c,
-        head.clone(),
-        &store,
-        crate::notify::Clients::new()
-            .expect("client")
-            .http()
-            .clone(),
-        Clock::System,
-        Telemetry::new(),
-        3,
-    )
-    .expect("one endpoint");
+    let rw = remote_write(&c, &head, &store, 3);
     head.set_tap(Some(Arc::new(Tap(rw.endpoints.clone()))));
     let up = labels("up", "api");
     for t in 1..=5 {
@@ -252,18 +258,7 @@ fn the_backlog_is_read_back_from_the_store_where_the_head_no_longer_holds_it() {
     // Small chunks, so that truncation drops whole chunks of the older samples.
     let head = Arc::new(Head::with_chunk_samples(10));
     let (_dir, store) = crate::store::test_util::temp_store();
-    let rw = RemoteWrite::new(
-        &c,
-        head.clone(),
-        &store,
-        crate::notify::Clients::new()
-            .expect("client")
-            .http()
-            .clone(),
-        Clock::System,
-        Telemetry::new(),
-    )
-    .expect("one endpoint");
+    let rw = remote_write(&c, &head, &store, QUEUE_CAPACITY);
     let (up, gone) = (labels("up", "api"), labels("up", "gone"));
     for t in 1..=100 {
         head.append(&up, t * 1000, t as f64);
