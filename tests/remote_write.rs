@@ -46,6 +46,19 @@ headers = { "X-Scope-OrgID" = "tenant-secret-4711" }
 write_relabel = [{ action = "drop", source_labels = ["__name__"], regex = "go_.*|process_.*" }]
 "#;
 
+/// The daemon of `config` in `dir`, ready, answering on `port` (its `[api] listen`).
+fn start_on(dir: &Path, config: &str, port: u16) -> Daemon {
+    let mut d = Daemon::start_in(dir, config, &[]);
+    d.port = port;
+    d.wait_ready();
+    d
+}
+
+/// The daemon's remote write lag, in seconds.
+fn lag(d: &Daemon) -> f64 {
+    metric_sum(&d.get("/metrics").1, "postflight_remote_write_lag_seconds{")
+}
+
 /// A Prometheus receiving remote writes, stopped by pid when dropped.
 struct Prometheus {
     child: Child,
@@ -108,12 +121,7 @@ fn series_reach_a_real_prometheus_without_gaps_across_an_outage_and_a_restart() 
     let config = CONFIG
         .replace("{prom}", &prom_port.to_string())
         .replace("{port}", &port.to_string());
-    let start = |dir: &Path| {
-        let mut d = Daemon::start_in(dir, &config, &[]);
-        d.port = port;
-        d.wait_ready();
-        d
-    };
+    let start = |dir: &Path| start_on(dir, &config, port);
     let prom = Prometheus::start(dir.path(), prom_port);
     let mut d = start(dir.path());
     let began = now();
@@ -147,7 +155,6 @@ fn series_reach_a_real_prometheus_without_gaps_across_an_outage_and_a_restart() 
     // grows with the outage, though no request gets through to end a round.
     std::thread::sleep(Duration::from_secs(4));
     prom.stop();
-    let lag = |d: &Daemon| metric_sum(&d.get("/metrics").1, "postflight_remote_write_lag_seconds{");
     std::thread::sleep(Duration::from_secs(2));
     let before = lag(&d);
     wait_until(15, "the lag growing during the outage", || {
@@ -167,9 +174,8 @@ fn series_reach_a_real_prometheus_without_gaps_across_an_outage_and_a_restart() 
 
     // Caught up: the send position is within a few seconds of now.
     wait_until(60, "remote write caught up", || {
-        let page = d.get("/metrics").1;
-        let lag = metric_sum(&page, "postflight_remote_write_lag_seconds{");
-        lag > 0.0 && lag < 5.0
+        let l = lag(&d);
+        l > 0.0 && l < 5.0
     });
     let got = same_series(d.port, prom.port, began, "");
     assert_eq!(
@@ -211,12 +217,7 @@ fn an_outage_longer_than_the_head_s_window_loses_nothing() {
         .replace("{prom}", &prom_port.to_string())
         .replace("{port}", &port.to_string());
     assert!(config.contains("head_window"));
-    let start = |dir: &Path| {
-        let mut d = Daemon::start_in(dir, &config, &[]);
-        d.port = port;
-        d.wait_ready();
-        d
-    };
+    let start = |dir: &Path| start_on(dir, &config, port);
     let prom = Prometheus::start(dir.path(), prom_port);
     let mut d = start(dir.path());
     let began = now();
@@ -248,10 +249,10 @@ fn an_outage_longer_than_the_head_s_window_loses_nothing() {
     );
     std::thread::sleep(Duration::from_secs(3));
     let prom = Prometheus::start(dir.path(), prom_port);
+    // Caught up: the send position is within a few seconds of now.
     wait_until(60, "remote write caught up", || {
-        let page = d.get("/metrics").1;
-        let lag = metric_sum(&page, "postflight_remote_write_lag_seconds{");
-        lag > 0.0 && lag < 5.0
+        let l = lag(&d);
+        l > 0.0 && l < 5.0
     });
     let got = same_series(d.port, prom.port, began, "");
     assert_eq!(
